@@ -1,0 +1,55 @@
+//! Making stored text safe to print: names and descriptions may hold control characters
+//! or terminal escape sequences (from an old store), and must not drive the terminal.
+
+/// Escapes control characters (C0, DEL, C1) and bidi overrides as `\u{..}`.
+pub fn sanitize(s: &str) -> String {
+    if !s.chars().any(needs_escape) {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if needs_escape(c) {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Whether a character could change what a terminal shows.
+pub fn needs_escape(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Truncates to `width` characters, ending with an ellipsis when cut.
+pub fn truncate(s: &str, width: usize) -> String {
+    if s.chars().count() <= width {
+        return s.to_string();
+    }
+    if width == 0 {
+        return String::new();
+    }
+    let mut out: String = s.chars().take(width - 1).collect();
+    out.push('…');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_terminal_controls() {
+        assert_eq!(sanitize("plain"), "plain");
+        assert_eq!(sanitize("a\x1b[31mred"), "a\\u{1b}[31mred");
+        assert_eq!(sanitize("x\ny\u{202e}"), "x\\u{a}y\\u{202e}");
+        assert!(!sanitize("\u{9b}2J").contains('\u{9b}'));
+    }
+
+    #[test]
+    fn truncates_with_ellipsis() {
+        assert_eq!(truncate("abcdef", 4), "abc…");
+        assert_eq!(truncate("abc", 4), "abc");
+    }
+}

@@ -1,0 +1,284 @@
+//! Files on disk: bounded reads, the advisory lock, and atomic replacement.
+//!
+//! Invariant: a file this module writes is either the old one or the complete new one,
+//! never a mixture: the new content goes to a 0600 temporary file in the same directory,
+//! is fsynced, renamed over the target, and the directory is fsynced.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+
+/// Reads a regular file of at most `max` bytes; `Ok(None)` if it does not exist.
+///
+/// The file is opened without blocking (a FIFO cannot stall us), its type is checked on
+/// the open handle, and the read is bounded with `take`, so a file that grows between
+/// checks still cannot make us read more than `max + 1` bytes.
+///
+/// # Errors
+/// [`Error::Io`] for I/O problems or a non-regular file; [`Error::Corrupt`] with `what`
+/// when the file is larger than `max`.
+pub fn read_bounded(path: &Path, max: u64, what: &str) -> Result<Option<Vec<u8>>> {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("read", path, e)),
+    };
+    let meta = file.metadata().map_err(|e| Error::io("read", path, e))?;
+    if !meta.is_file() {
+        return Err(Error::io(
+            "read",
+            path,
+            io::Error::new(io::ErrorKind::InvalidInput, format!("{what} is not a regular file")),
+        ));
+    }
+    if meta.len() > max {
+        return Err(Error::corrupt(format!(
+            "{} is {} bytes, more than the {max} bytes a {what} may have; it is not a {what}",
+            path.display(),
+            meta.len()
+        )));
+    }
+    let mut buf = Vec::with_capacity(meta.len() as usize);
+    file.take(max + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::io("read", path, e))?;
+    if buf.len() as u64 > max {
+        return Err(Error::corrupt(format!(
+            "{} grew beyond {max} bytes while being read",
+            path.display()
+        )));
+    }
+    Ok(Some(buf))
+}
+
+/// Writes `bytes` to `path` atomically with mode 0600.
+///
+/// # Errors
+/// [`Error::Io`] naming the path; the target is left as it was.
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = parent_dir(path);
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::io("write", path, io::Error::other("the path has no file name")))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".tmp-{}", crate::rng::hex(&crate::rng::bytes(6))));
+    let tmp = dir.join(tmp_name);
+    let result = (|| -> io::Result<()> {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, path)?;
+        sync_dir(&dir)
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(Error::io("write", path, e));
+    }
+    Ok(())
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Creates `dir` and any missing parents with mode 0700.
+///
+/// # Errors
+/// [`Error::Io`] naming the directory.
+pub fn ensure_dir(dir: &Path) -> Result<()> {
+    if dir.as_os_str().is_empty() || dir.is_dir() {
+        return Ok(());
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::io("create directory", dir, e))
+}
+
+/// Creates the parent directory of `path` (mode 0700) if it is missing.
+///
+/// # Errors
+/// As [`ensure_dir`].
+pub fn ensure_parent(path: &Path) -> Result<()> {
+    ensure_dir(&parent_dir(path))
+}
+
+/// Whether the file exists and can be read by group or others.
+pub fn readable_by_others(path: &Path) -> bool {
+    fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o044 != 0)
+}
+
+/// The file's permission bits, if it exists.
+pub fn mode(path: &Path) -> Option<u32> {
+    fs::metadata(path).ok().map(|m| m.mode() & 0o7777)
+}
+
+/// An exclusive advisory lock on a sidecar file, released on drop.
+#[derive(Debug)]
+pub struct Lock {
+    _file: File,
+}
+
+/// How long to wait for another process's lock: `MCP_KEY_LOCK_TIMEOUT` seconds, default 30.
+pub fn lock_timeout() -> Duration {
+    std::env::var("MCP_KEY_LOCK_TIMEOUT")
+        .ok()
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0 && *s <= 86_400.0)
+        .map(Duration::from_secs_f64)
+        .unwrap_or(Duration::from_secs(30))
+}
+
+impl Lock {
+    /// Takes the lock on `<target>.lock`, waiting up to `timeout`; `on_wait` is called
+    /// once if the lock is busy, so the caller can say that it is waiting.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the lock file cannot be opened, or with `TimedOut` when another
+    /// process holds the lock for longer than `timeout`.
+    pub fn acquire(target: &Path, timeout: Duration, on_wait: impl FnOnce()) -> Result<Lock> {
+        let mut lock_path = target.as_os_str().to_owned();
+        lock_path.push(".lock");
+        let lock_path = PathBuf::from(lock_path);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&lock_path)
+            .map_err(|e| Error::io("open the lock file", &lock_path, e))?;
+        let start = Instant::now();
+        let mut on_wait = Some(on_wait);
+        let mut pause = Duration::from_millis(2);
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(Lock { _file: file }),
+                Err(fs::TryLockError::WouldBlock) => {}
+                Err(fs::TryLockError::Error(e)) => {
+                    return Err(Error::io("lock", &lock_path, e));
+                }
+            }
+            if let Some(f) = on_wait.take() {
+                f();
+            }
+            if start.elapsed() >= timeout {
+                return Err(Error::Io {
+                    context: format!(
+                        "lock {} (another mcp-key-manager has held it for {:.0?}; if no other \
+                         process is running, raise MCP_KEY_LOCK_TIMEOUT or try again)",
+                        lock_path.display(),
+                        timeout
+                    ),
+                    source: io::Error::from(io::ErrorKind::TimedOut),
+                });
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Follows a chain of symbolic links to the file they name (which may not exist yet).
+///
+/// # Errors
+/// [`Error::Io`] for a loop, or a link whose target's directory does not exist.
+pub fn resolve_symlinks(path: &Path) -> Result<PathBuf> {
+    let mut p = path.to_path_buf();
+    for _ in 0..40 {
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let target = fs::read_link(&p).map_err(|e| Error::io("follow the link", &p, e))?;
+                p = if target.is_absolute() {
+                    target
+                } else {
+                    parent_dir(&p).join(target)
+                };
+            }
+            Ok(_) => return Ok(p),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if p != path {
+                    return Err(Error::io(
+                        "follow the link",
+                        path,
+                        io::Error::new(
+                            io::ErrorKind::NotFound,
+                            format!("it points to {}, which does not exist", p.display()),
+                        ),
+                    ));
+                }
+                return Ok(p);
+            }
+            Err(e) => return Err(Error::io("inspect", &p, e)),
+        }
+    }
+    Err(Error::io(
+        "follow the link",
+        path,
+        io::Error::other("too many levels of symbolic links"),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_and_sets_mode() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        atomic_write(&p, b"one").unwrap();
+        atomic_write(&p, b"two").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(mode(&p), Some(0o600));
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1, "no temp file left");
+    }
+
+    #[test]
+    fn bounded_read_refuses_large_and_special_files() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        fs::write(&p, vec![b'x'; 100]).unwrap();
+        assert!(read_bounded(&p, 100, "vault").unwrap().is_some());
+        assert!(matches!(read_bounded(&p, 99, "vault"), Err(Error::Corrupt(_))));
+        assert!(read_bounded(&d.path().join("none"), 10, "vault").unwrap().is_none());
+        assert!(matches!(read_bounded(d.path(), 10, "vault"), Err(Error::Io { .. })));
+    }
+
+    #[test]
+    fn lock_times_out_while_held() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("v");
+        let held = Lock::acquire(&p, Duration::ZERO, || {}).unwrap();
+        let mut waited = false;
+        let e = Lock::acquire(&p, Duration::from_millis(30), || waited = true).unwrap_err();
+        assert!(waited);
+        assert_eq!(e.exit_code(), 5);
+        drop(held);
+        Lock::acquire(&p, Duration::ZERO, || {}).unwrap();
+    }
+}

@@ -1,0 +1,96 @@
+//! The two primitives of the vault: Argon2id key derivation and XChaCha20-Poly1305.
+//!
+//! This module knows keys and nonces, never paths. Invariant: every derived key and every
+//! decrypted byte is held in a zeroizing buffer from the moment it exists.
+
+use argon2::{Algorithm, Argon2, Params, Version};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use zeroize::Zeroizing;
+
+use super::format::KdfParams;
+use crate::error::{Error, Result};
+use crate::secret::{SecretKey, SecretString};
+
+/// Derives the 32-byte vault key: Argon2id(passphrase, salt, params) as RFC 9106 defines it.
+///
+/// # Errors
+/// [`Error::Corrupt`] if Argon2 rejects the parameters (callers check bounds first) and
+/// [`Error::Failed`] if the memory cannot be had.
+///
+/// # Security
+/// The parameters must have passed [`KdfParams::check_bounds`]; this function trusts them.
+pub fn derive_key(passphrase: &SecretString, salt: &[u8], kdf: &KdfParams) -> Result<SecretKey> {
+    let params = Params::new(kdf.memory_kib, kdf.iterations, kdf.parallelism, Some(32))
+        .map_err(|e| Error::corrupt(format!("invalid Argon2id parameters: {e}")))?;
+    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+    let mut out = Zeroizing::new([0u8; 32]);
+    argon
+        .hash_password_into(passphrase.expose().as_bytes(), salt, &mut out[..])
+        .map_err(|e| Error::corrupt(format!("key derivation failed: {e}")))?;
+    Ok(SecretKey::new(*out))
+}
+
+/// Encrypts `plaintext` under `key` with the given nonce and associated data.
+pub fn seal(key: &SecretKey, nonce: &[u8; 24], ad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+    let cipher = XChaCha20Poly1305::new(key.expose().into());
+    cipher
+        .encrypt(XNonce::from_slice(nonce), Payload { msg: plaintext, aad: ad })
+        .expect("XChaCha20-Poly1305 encryption only fails past 256 GiB, far beyond the file bound")
+}
+
+/// Decrypts and authenticates; the plaintext comes back in a zeroizing buffer.
+///
+/// # Errors
+/// [`Error::Passphrase`] with the single "wrong passphrase, or the vault was modified"
+/// message: a wrong key and a modified file are indistinguishable by design.
+pub fn open(
+    key: &SecretKey,
+    nonce: &[u8; 24],
+    ad: &[u8],
+    ciphertext: &[u8],
+) -> Result<Zeroizing<Vec<u8>>> {
+    let cipher = XChaCha20Poly1305::new(key.expose().into());
+    cipher
+        .decrypt(XNonce::from_slice(nonce), Payload { msg: ciphertext, aad: ad })
+        .map(Zeroizing::new)
+        .map_err(|_| Error::wrong_passphrase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argon2id_known_answer() {
+        // The reference implementation's own vector (phc-winner-argon2, src/test.c):
+        // Argon2id v=0x13, m=2^16 KiB, t=2, p=1, "password" / "somesalt", 32-byte tag.
+        let k = derive_key(
+            &SecretString::new("password".into()),
+            b"somesalt",
+            &KdfParams {
+                memory_kib: 65536,
+                iterations: 2,
+                parallelism: 1,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            crate::rng::hex(k.expose()),
+            "09316115d5cf24ed5a15a31a3ba326e5cf32edc24702987c02b6566f61913cf7"
+        );
+    }
+
+    #[test]
+    fn seal_open_round_trip_and_tamper() {
+        let key = SecretKey::new([3; 32]);
+        let nonce = [5; 24];
+        let ct = seal(&key, &nonce, b"ad", b"hello");
+        assert_eq!(&open(&key, &nonce, b"ad", &ct).unwrap()[..], b"hello");
+        assert!(open(&key, &nonce, b"ax", &ct).is_err());
+        assert!(open(&SecretKey::new([4; 32]), &nonce, b"ad", &ct).is_err());
+        let mut bad = ct.clone();
+        bad[0] ^= 1;
+        assert!(open(&key, &nonce, b"ad", &bad).is_err());
+    }
+}

@@ -1,0 +1,464 @@
+//! The vault file's envelope: JSON header fields, their hard bounds, and the canonical
+//! associated data that binds them to the ciphertext.
+//!
+//! This module knows bytes and bounds, never passphrases or keys. Invariant: nothing that
+//! leaves [`Envelope::parse`] can make the caller allocate or compute beyond the bounds
+//! below, and every field that matters is part of [`Envelope::associated_data`].
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The `format` field of every vault.
+pub const FORMAT: &str = "mcp-key-vault";
+/// The one format version this build reads and writes.
+pub const VERSION: u32 = 1;
+/// Argon2 version 0x13, the only one RFC 9106 defines.
+pub const ARGON2_VERSION: u32 = 19;
+/// Largest vault file read, in bytes. A 100,000-key vault is about 60 MB.
+pub const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Hard bounds on what a header may ask for. A hostile header outside them is refused
+/// before any key-derivation work (exit 4).
+pub mod bounds {
+    /// Smallest Argon2 memory accepted when reading (Argon2's own floor is 8 KiB per lane).
+    pub const MEMORY_KIB_MIN: u32 = 8;
+    /// Largest Argon2 memory accepted: 2 GiB.
+    pub const MEMORY_KIB_MAX: u32 = 2 * 1024 * 1024;
+    /// Passes: Argon2 needs at least 1.
+    pub const ITERATIONS_MIN: u32 = 1;
+    /// Largest number of passes.
+    pub const ITERATIONS_MAX: u32 = 64;
+    /// Largest total work, memory × passes, in KiB: 8 GiB·passes, a few seconds at most.
+    pub const WORK_KIB_MAX: u64 = 8 * 1024 * 1024;
+    /// Lanes.
+    pub const PARALLELISM_MIN: u32 = 1;
+    /// Largest number of lanes.
+    pub const PARALLELISM_MAX: u32 = 16;
+    /// Salt length range in bytes (DESIGN.md).
+    pub const SALT_MIN: usize = 16;
+    /// Largest salt.
+    pub const SALT_MAX: usize = 64;
+    /// XChaCha20-Poly1305 nonce length.
+    pub const NONCE_LEN: usize = 24;
+    /// Poly1305 tag length: the shortest possible ciphertext.
+    pub const TAG_LEN: usize = 16;
+}
+
+/// The Argon2id parameters recorded in a vault header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KdfParams {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Number of passes.
+    pub iterations: u32,
+    /// Number of lanes.
+    pub parallelism: u32,
+}
+
+impl KdfParams {
+    /// RFC 9106's second recommendation, our default: 64 MiB, 3 passes, 1 lane.
+    pub const DEFAULT: KdfParams = KdfParams {
+        memory_kib: 65536,
+        iterations: 3,
+        parallelism: 1,
+    };
+    /// OWASP's minimum for Argon2id, the weakest setting `init` accepts: 19 MiB, 2 passes.
+    pub const MINIMUM: KdfParams = KdfParams {
+        memory_kib: 19456,
+        iterations: 2,
+        parallelism: 1,
+    };
+
+    /// Checks the hard bounds every header must satisfy.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] naming the field that is out of bounds.
+    pub fn check_bounds(&self) -> Result<()> {
+        use bounds::*;
+        let bad = |what: &str, v: u64, lo: u64, hi: u64| {
+            Error::corrupt(format!(
+                "the vault header asks for {what} = {v}, outside the accepted range \
+                 {lo}..={hi}; the file is corrupt or was not written by this tool"
+            ))
+        };
+        let p = self.parallelism;
+        if !(PARALLELISM_MIN..=PARALLELISM_MAX).contains(&p) {
+            return Err(bad(
+                "kdf.parallelism",
+                p.into(),
+                PARALLELISM_MIN.into(),
+                PARALLELISM_MAX.into(),
+            ));
+        }
+        let m = self.memory_kib;
+        let mmin = MEMORY_KIB_MIN.max(8 * p);
+        if !(mmin..=MEMORY_KIB_MAX).contains(&m) {
+            return Err(bad("kdf.memory_kib", m.into(), mmin.into(), MEMORY_KIB_MAX.into()));
+        }
+        let t = self.iterations;
+        if !(ITERATIONS_MIN..=ITERATIONS_MAX).contains(&t) {
+            return Err(bad(
+                "kdf.iterations",
+                t.into(),
+                ITERATIONS_MIN.into(),
+                ITERATIONS_MAX.into(),
+            ));
+        }
+        let work = u64::from(m) * u64::from(t);
+        if work > WORK_KIB_MAX {
+            return Err(bad(
+                "kdf.memory_kib × kdf.iterations",
+                work,
+                0,
+                WORK_KIB_MAX,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks the policy for new vaults: within bounds and at least [`KdfParams::MINIMUM`].
+    ///
+    /// # Errors
+    /// [`Error::Usage`] saying which setting is too weak or too large.
+    pub fn check_policy(&self) -> Result<()> {
+        if self.memory_kib < Self::MINIMUM.memory_kib {
+            return Err(Error::usage(format!(
+                "--kdf-memory-kib {} is below the minimum of {} KiB (OWASP's floor for Argon2id)",
+                self.memory_kib,
+                Self::MINIMUM.memory_kib
+            )));
+        }
+        if self.iterations < Self::MINIMUM.iterations {
+            return Err(Error::usage(format!(
+                "--kdf-iterations {} is below the minimum of {}",
+                self.iterations,
+                Self::MINIMUM.iterations
+            )));
+        }
+        self.check_bounds().map_err(|e| Error::usage(e.to_string()))
+    }
+
+    /// Whether these parameters are weaker than the policy minimum for new vaults.
+    pub fn below_policy(&self) -> bool {
+        self.memory_kib < Self::MINIMUM.memory_kib || self.iterations < Self::MINIMUM.iterations
+    }
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+struct KdfJson {
+    algorithm: String,
+    version: u32,
+    memory_kib: u32,
+    iterations: u32,
+    parallelism: u32,
+    salt: String,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+struct CipherJson {
+    algorithm: String,
+    nonce: String,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+struct EnvelopeJson {
+    format: String,
+    version: u32,
+    kdf: KdfJson,
+    cipher: CipherJson,
+    ciphertext: String,
+}
+
+/// A parsed, bounds-checked vault envelope. Public fields are all non-secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// Argon2id parameters.
+    pub kdf: KdfParams,
+    /// Argon2id salt.
+    pub salt: Vec<u8>,
+    /// XChaCha20-Poly1305 nonce.
+    pub nonce: [u8; 24],
+    /// Ciphertext with its 16-byte tag.
+    pub ciphertext: Vec<u8>,
+}
+
+/// What a file looks like before a passphrase is involved.
+#[derive(Debug)]
+pub enum Detected {
+    /// A vault envelope (already bounds-checked).
+    Vault(Envelope),
+    /// A plaintext key store written by the Python tool.
+    Legacy,
+}
+
+impl Envelope {
+    /// Recognises the file: a vault envelope, a plaintext legacy store, or neither.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] for anything that is not a well-formed, in-bounds envelope of
+    /// a known version, or a legacy store.
+    pub fn detect(bytes: &[u8]) -> Result<Detected> {
+        if bytes.len() as u64 > MAX_FILE_BYTES {
+            return Err(Error::corrupt(format!(
+                "the vault file is larger than {MAX_FILE_BYTES} bytes; it is not a vault"
+            )));
+        }
+        if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+            return Err(Error::corrupt(
+                "the vault file is empty; restore it from a backup, or move it aside and run \
+                 `mcp-key-manager init`",
+            ));
+        }
+        // A quick look at the top-level keys decides between a vault and a legacy store
+        // without building a full tree of a possibly large file.
+        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+            Error::corrupt(format!(
+                "the vault file is not valid JSON ({}); it is corrupt or not a vault",
+                crate::error::json_problem(&e)
+            ))
+        })?;
+        let obj = value
+            .as_object()
+            .ok_or_else(|| Error::corrupt("the vault file is not a JSON object; it is not a vault"))?;
+        if obj.contains_key("format") || obj.contains_key("ciphertext") {
+            let env: EnvelopeJson = serde_json::from_value(value).map_err(|e| {
+                Error::corrupt(format!(
+                    "the vault header is malformed ({})",
+                    crate::error::json_problem(&e)
+                ))
+            })?;
+            return Envelope::from_json(env).map(Detected::Vault);
+        }
+        if crate::legacy::looks_legacy(obj) {
+            return Ok(Detected::Legacy);
+        }
+        Err(Error::corrupt(
+            "the file is JSON but neither an mcp-key-vault nor a key store of the Python tool",
+        ))
+    }
+
+    /// Parses a vault envelope, refusing legacy stores.
+    ///
+    /// # Errors
+    /// As [`Envelope::detect`], plus [`Error::Corrupt`] naming `import-legacy` for a legacy store.
+    pub fn parse(bytes: &[u8]) -> Result<Envelope> {
+        match Envelope::detect(bytes)? {
+            Detected::Vault(e) => Ok(e),
+            Detected::Legacy => Err(legacy_refusal()),
+        }
+    }
+
+    fn from_json(env: EnvelopeJson) -> Result<Envelope> {
+        if env.format != FORMAT {
+            return Err(Error::corrupt(format!(
+                "unknown file format (expected \"{FORMAT}\")"
+            )));
+        }
+        if env.version != VERSION {
+            return Err(Error::corrupt(format!(
+                "vault format version {} is not supported by this build, which reads version \
+                 {VERSION}; upgrade mcp-key-manager",
+                env.version
+            )));
+        }
+        if env.kdf.algorithm != "argon2id" || env.kdf.version != ARGON2_VERSION {
+            return Err(Error::corrupt(
+                "unsupported key derivation (expected argon2id version 19)",
+            ));
+        }
+        if env.cipher.algorithm != "xchacha20poly1305" {
+            return Err(Error::corrupt(
+                "unsupported cipher (expected xchacha20poly1305)",
+            ));
+        }
+        let kdf = KdfParams {
+            memory_kib: env.kdf.memory_kib,
+            iterations: env.kdf.iterations,
+            parallelism: env.kdf.parallelism,
+        };
+        kdf.check_bounds()?;
+        let salt = decode_bounded(&env.kdf.salt, "kdf.salt", bounds::SALT_MAX)?;
+        if salt.len() < bounds::SALT_MIN {
+            return Err(Error::corrupt(format!(
+                "the vault salt is {} bytes, shorter than {}",
+                salt.len(),
+                bounds::SALT_MIN
+            )));
+        }
+        let nonce_v = decode_bounded(&env.cipher.nonce, "cipher.nonce", bounds::NONCE_LEN)?;
+        let nonce: [u8; 24] = nonce_v
+            .try_into()
+            .map_err(|_| Error::corrupt("the vault nonce is not 24 bytes"))?;
+        let ciphertext =
+            decode_bounded(&env.ciphertext, "ciphertext", MAX_FILE_BYTES as usize)?;
+        if ciphertext.len() < bounds::TAG_LEN {
+            return Err(Error::corrupt("the vault ciphertext is truncated"));
+        }
+        Ok(Envelope {
+            kdf,
+            salt,
+            nonce,
+            ciphertext,
+        })
+    }
+
+    /// The canonical associated data: every header field, in a fixed order and spelling,
+    /// so changing any of them (a KDF parameter, the version, the salt) fails decryption.
+    pub fn associated_data(kdf: &KdfParams, salt: &[u8], nonce: &[u8; 24]) -> Vec<u8> {
+        format!(
+            "{FORMAT};version={VERSION};kdf=argon2id;kdf.version={ARGON2_VERSION};\
+             kdf.memory_kib={};kdf.iterations={};kdf.parallelism={};kdf.salt={};\
+             cipher=xchacha20poly1305;cipher.nonce={}",
+            kdf.memory_kib,
+            kdf.iterations,
+            kdf.parallelism,
+            B64.encode(salt),
+            B64.encode(nonce)
+        )
+        .into_bytes()
+    }
+
+    /// This envelope's associated data.
+    pub fn ad(&self) -> Vec<u8> {
+        Envelope::associated_data(&self.kdf, &self.salt, &self.nonce)
+    }
+
+    /// The file's bytes: pretty JSON with a trailing newline.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let env = EnvelopeJson {
+            format: FORMAT.into(),
+            version: VERSION,
+            kdf: KdfJson {
+                algorithm: "argon2id".into(),
+                version: ARGON2_VERSION,
+                memory_kib: self.kdf.memory_kib,
+                iterations: self.kdf.iterations,
+                parallelism: self.kdf.parallelism,
+                salt: B64.encode(&self.salt),
+            },
+            cipher: CipherJson {
+                algorithm: "xchacha20poly1305".into(),
+                nonce: B64.encode(self.nonce),
+            },
+            ciphertext: B64.encode(&self.ciphertext),
+        };
+        let mut out = serde_json::to_vec_pretty(&env).expect("serializing plain structs cannot fail");
+        out.push(b'\n');
+        out
+    }
+}
+
+/// The refusal every command gives when pointed at a plaintext store of the Python tool.
+pub fn legacy_refusal() -> Error {
+    Error::corrupt(
+        "this is a plaintext key store of the Python tool, not an encrypted vault; \
+         run `mcp-key-manager import-legacy` to encrypt it in place",
+    )
+}
+
+fn decode_bounded(s: &str, field: &str, max: usize) -> Result<Vec<u8>> {
+    // Base64 grows by 4/3: refuse before decoding anything larger than the bound allows.
+    if s.len() > max.div_ceil(3) * 4 {
+        return Err(Error::corrupt(format!("the vault field {field} is too long")));
+    }
+    B64.decode(s)
+        .map_err(|_| Error::corrupt(format!("the vault field {field} is not valid base64")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Envelope {
+        Envelope {
+            kdf: KdfParams::MINIMUM,
+            salt: vec![7; 16],
+            nonce: [9; 24],
+            ciphertext: vec![1; 40],
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let e = sample();
+        assert_eq!(Envelope::parse(&e.to_bytes()).unwrap(), e);
+    }
+
+    #[test]
+    fn associated_data_changes_with_every_field() {
+        let e = sample();
+        let base = e.ad();
+        let mut k = e.kdf;
+        k.memory_kib += 1;
+        assert_ne!(Envelope::associated_data(&k, &e.salt, &e.nonce), base);
+        let mut k = e.kdf;
+        k.iterations += 1;
+        assert_ne!(Envelope::associated_data(&k, &e.salt, &e.nonce), base);
+        let mut k = e.kdf;
+        k.parallelism += 1;
+        assert_ne!(Envelope::associated_data(&k, &e.salt, &e.nonce), base);
+        assert_ne!(Envelope::associated_data(&e.kdf, &[8; 16], &e.nonce), base);
+        assert_ne!(Envelope::associated_data(&e.kdf, &e.salt, &[0; 24]), base);
+    }
+
+    #[test]
+    fn bounds_refuse_huge_requests() {
+        for (m, t, p) in [
+            (4 * 1024 * 1024, 3, 1),
+            (65536, 4_000_000_000, 1),
+            (65536, 3, 0),
+            (65536, 3, 255),
+            (4, 3, 1),
+            (65536, 0, 1),
+            (2 * 1024 * 1024, 64, 1),
+        ] {
+            let k = KdfParams {
+                memory_kib: m,
+                iterations: t,
+                parallelism: p,
+            };
+            assert!(
+                matches!(k.check_bounds(), Err(Error::Corrupt(_))),
+                "{m} {t} {p}"
+            );
+        }
+        KdfParams::DEFAULT.check_bounds().unwrap();
+        KdfParams::MINIMUM.check_policy().unwrap();
+        assert!(KdfParams {
+            memory_kib: 19455,
+            ..KdfParams::MINIMUM
+        }
+        .check_policy()
+        .is_err());
+    }
+
+    #[test]
+    fn unknown_fields_and_versions_are_refused() {
+        let good = String::from_utf8(sample().to_bytes()).unwrap();
+        let variants = [
+            good.replacen("\"version\": 1", "\"version\": 2", 1),
+            good.replacen("\"format\": \"mcp-key-vault\"", "\"format\": \"other\"", 1),
+            good.replacen("\"ciphertext\"", "\"extra\": 1, \"ciphertext\"", 1),
+            good.replacen("argon2id", "argon2i", 1),
+            good.replacen("xchacha20poly1305", "aes256gcm", 1),
+            good.replacen("\"version\": 19", "\"version\": 16", 1),
+        ];
+        for v in variants {
+            assert_ne!(v, good);
+            assert!(matches!(Envelope::parse(v.as_bytes()), Err(Error::Corrupt(_))), "{v}");
+        }
+    }
+
+    #[test]
+    fn garbage_is_corrupt() {
+        for b in [&b""[..], b"   ", b"\x00\xff", b"[]", b"{}", b"{\"format\": 1}", b"null"] {
+            assert!(matches!(Envelope::parse(b), Err(Error::Corrupt(_))));
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! The decrypted payload: the HMAC `hash_key`, the key records and the event history.
+//!
+//! Invariant: a [`Payload`] that exists has unique ids, and every secret in it lives in a
+//! zeroizing wrapper. Times are UTC and serialize as RFC 3339.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+use crate::secret::{SecretKey, SecretString};
+
+/// Default permissions of a new key, as in the Python tool.
+pub const DEFAULT_PERMISSIONS: [&str; 3] = ["generate", "info", "health"];
+
+/// A key's status at a given moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Usable.
+    Active,
+    /// Revoked by an administrator (or inactive in the Python tool).
+    Revoked,
+    /// Past its expiry.
+    Expired,
+}
+
+impl Status {
+    /// The lowercase word used in every output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "active",
+            Status::Revoked => "revoked",
+            Status::Expired => "expired",
+        }
+    }
+}
+
+/// One API key as the vault stores it.
+#[derive(Serialize, Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRecord {
+    /// Public identifier: 16 lowercase hex characters.
+    pub id: String,
+    /// Human name.
+    pub name: String,
+    /// Free text.
+    #[serde(default)]
+    pub description: String,
+    /// When it was made.
+    #[serde(with = "time")]
+    pub created_at: DateTime<Utc>,
+    /// When it stops being valid; `None` is never.
+    #[serde(with = "time_opt", default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When it was revoked; `None` if it was not.
+    #[serde(with = "time_opt", default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// What the key may do.
+    #[serde(default)]
+    pub permissions: Vec<String>,
+    /// Free-form metadata carried over from the Python tool.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// The full key string. Leaves the vault only through `create` and `use`.
+    pub secret: SecretString,
+    /// HMAC-SHA256(hash_key, full key), lowercase hex.
+    pub hash: String,
+    /// The key this one replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotated_from: Option<String>,
+    /// The key that replaced this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotated_to: Option<String>,
+}
+
+impl KeyRecord {
+    /// The status at `now`: revoked wins over expired.
+    pub fn status(&self, now: DateTime<Utc>) -> Status {
+        if self.revoked_at.is_some() {
+            Status::Revoked
+        } else if self.expires_at.is_some_and(|e| e <= now) {
+            Status::Expired
+        } else {
+            Status::Active
+        }
+    }
+
+    /// Whether the key expires within `days` days of `now` (and has not yet).
+    pub fn expires_within(&self, now: DateTime<Utc>, days: i64) -> bool {
+        self.expires_at
+            .is_some_and(|e| e > now && e <= now + chrono::Duration::days(days))
+    }
+}
+
+/// One entry of the append-only history.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Event {
+    /// When it happened.
+    #[serde(with = "time")]
+    pub at: DateTime<Utc>,
+    /// What happened: create, use, revoke, delete, rotate, grant, deny, rekey, import, init.
+    pub action: String,
+    /// The key it concerns, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// The key's name at the time, so the events of a deleted key stay readable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A non-secret detail (permissions granted, successor id, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// The decrypted content of a vault.
+#[derive(Serialize, Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Payload {
+    /// The key for HMAC-SHA256 over full keys.
+    #[serde(with = "hash_key_hex")]
+    pub hash_key: SecretKey,
+    /// Key records in creation order.
+    pub keys: Vec<KeyRecord>,
+    /// History, oldest first.
+    #[serde(default)]
+    pub events: Vec<Event>,
+}
+
+impl Payload {
+    /// An empty payload with a fresh random `hash_key`.
+    pub fn new() -> Self {
+        Payload {
+            hash_key: SecretKey::random(),
+            keys: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    /// Parses decrypted bytes, checking the invariants an authenticated payload must keep.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] if the JSON does not match or an id repeats.
+    pub fn from_json(bytes: &[u8]) -> Result<Self> {
+        let p: Payload = serde_json::from_slice(bytes).map_err(|e| {
+            Error::corrupt(format!(
+                "the vault decrypted but its content is malformed ({}); restore it \
+                 from a backup",
+                crate::error::json_problem(&e)
+            ))
+        })?;
+        let mut seen = HashSet::with_capacity(p.keys.len());
+        for k in &p.keys {
+            if !seen.insert(k.id.as_str()) {
+                return Err(Error::corrupt(format!(
+                    "the vault holds two keys with id {}; restore it from a backup",
+                    crate::display::sanitize(&k.id)
+                )));
+            }
+        }
+        Ok(p)
+    }
+
+    /// Serializes into a zeroizing buffer sized exactly, so no reallocation leaves a stray
+    /// plaintext copy behind.
+    pub fn to_json(&self) -> Zeroizing<Vec<u8>> {
+        let mut counter = Counter(0);
+        serde_json::to_writer(&mut counter, self).expect("serializing to a counter cannot fail");
+        let mut out = Zeroizing::new(Vec::with_capacity(counter.0));
+        serde_json::to_writer(&mut *out, self).expect("serializing to memory cannot fail");
+        out
+    }
+
+    /// HMAC-SHA256(hash_key, key) as lowercase hex.
+    pub fn keyed_hash(&self, key: &str) -> String {
+        crate::rng::hex(&keyed_hash(&self.hash_key, key))
+    }
+}
+
+impl Default for Payload {
+    fn default() -> Self {
+        Payload::new()
+    }
+}
+
+/// HMAC-SHA256(hash_key, key).
+pub fn keyed_hash(hash_key: &SecretKey, key: &str) -> [u8; 32] {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(hash_key.expose())
+        .expect("HMAC accepts keys of any length");
+    mac.update(key.as_bytes());
+    mac.finalize().into_bytes().into()
+}
+
+struct Counter(usize);
+
+impl std::io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Formats a time the way every output and file of this tool does.
+pub fn fmt_time(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// Parses an RFC 3339 time into UTC.
+pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+mod time {
+    use super::*;
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&fmt_time(t))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_time(&s).ok_or_else(|| serde::de::Error::custom("a time is not RFC 3339"))
+    }
+}
+
+mod time_opt {
+    use super::*;
+    pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_str(&fmt_time(t)),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<DateTime<Utc>>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(s) => parse_time(&s)
+                .map(Some)
+                .ok_or_else(|| serde::de::Error::custom("a time is not RFC 3339")),
+        }
+    }
+}
+
+mod hash_key_hex {
+    use super::*;
+    pub fn serialize<S: Serializer>(k: &SecretKey, s: S) -> Result<S::Ok, S::Error> {
+        let mut h = Zeroizing::new(String::with_capacity(64));
+        crate::rng::push_hex(&mut h, k.expose());
+        s.serialize_str(&h)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SecretKey, D::Error> {
+        let s = SecretString::deserialize(d)?;
+        let v = Zeroizing::new(
+            crate::rng::unhex(s.expose())
+                .ok_or_else(|| serde::de::Error::custom("hash_key is not hex"))?,
+        );
+        let arr: [u8; 32] = v[..]
+            .try_into()
+            .map_err(|_| serde::de::Error::custom("hash_key is not 32 bytes"))?;
+        Ok(SecretKey::new(arr))
+    }
+}

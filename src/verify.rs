@@ -1,0 +1,412 @@
+//! Offline verification of presented keys through keyed hashes, for the `verify` command
+//! and for servers that link this crate.
+//!
+//! Invariant: a presented key is never compared with a stored key. It is hashed with
+//! HMAC-SHA256 under the vault's `hash_key`, and the digest is compared in constant time
+//! ([`subtle::ConstantTimeEq`]) with the stored one. A wrong secret behind a known id and
+//! an unknown key give the same verdict, [`Code::NotFound`].
+//!
+//! ```
+//! use mcp_key_manager::verify::{api_key_from_headers, Code, Verifier};
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let path = dir.path().join("verifier.json");
+//! # std::fs::write(&path, r#"{"format":"mcp-key-verifier","version":1,"algorithm":"hmac-sha256",
+//! #   "hash_key":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","generated_at":"2026-01-01T00:00:00Z",
+//! #   "keys":[]}"#).unwrap();
+//! let verifier = Verifier::from_file(&path)?;
+//! let presented = api_key_from_headers(None, Some("Bearer mcp_0123456789abcdef_00"));
+//! let verdict = verifier.verify(presented.unwrap_or(""), &["generate"]);
+//! assert_eq!(verdict.code, Code::Malformed);
+//! assert!(!verdict.is_valid());
+//! # Ok::<(), mcp_key_manager::Error>(())
+//! ```
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use crate::error::{Error, Result};
+use crate::keyfmt::{self, Shape};
+use crate::secret::SecretKey;
+use crate::vault::records::{fmt_time, parse_time};
+use crate::vault::{Status, Vault};
+
+/// The `format` field of a verifier file.
+pub const VERIFIER_FORMAT: &str = "mcp-key-verifier";
+/// Largest verifier file read (about 200 bytes per key).
+pub const MAX_VERIFIER_BYTES: u64 = 256 * 1024 * 1024;
+
+/// The outcome of one verification, in the order the checks are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    /// The key is not of a recognised shape.
+    Malformed,
+    /// No key with this id and secret is known (a wrong secret looks the same).
+    NotFound,
+    /// The key was revoked.
+    Revoked,
+    /// The key is past its expiry.
+    Expired,
+    /// The key lacks a required permission.
+    InsufficientPermissions,
+    /// The key is good.
+    Valid,
+}
+
+impl Code {
+    /// The upper-case code used in every output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::Malformed => "MALFORMED",
+            Code::NotFound => "NOT_FOUND",
+            Code::Revoked => "REVOKED",
+            Code::Expired => "EXPIRED",
+            Code::InsufficientPermissions => "INSUFFICIENT_PERMISSIONS",
+            Code::Valid => "VALID",
+        }
+    }
+}
+
+/// What the verifier knows about one key: nothing from which the key can be computed.
+#[derive(Debug, Clone)]
+pub struct KeyInfo {
+    /// Public id.
+    pub id: String,
+    /// Name, when verifying from the vault (verifier files do not carry names).
+    pub name: Option<String>,
+    hash: [u8; 32],
+    revoked: bool,
+    /// Expiry.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Permissions.
+    pub permissions: Vec<String>,
+}
+
+/// A verdict: the code, and the key it concerns when one was identified.
+#[derive(Debug, Clone, Copy)]
+pub struct Verdict<'a> {
+    /// The outcome.
+    pub code: Code,
+    /// The matched key (absent for `MALFORMED` and `NOT_FOUND`).
+    pub key: Option<&'a KeyInfo>,
+}
+
+impl Verdict<'_> {
+    /// Whether the key may be accepted.
+    pub fn is_valid(&self) -> bool {
+        self.code == Code::Valid
+    }
+}
+
+/// Verifies keys against a set of keyed hashes. Lookups are O(1): by the id inside a key,
+/// or by keyed hash for keys imported from the Python tool.
+pub struct Verifier {
+    mac: Hmac<Sha256>,
+    hash_key: SecretKey,
+    keys: Vec<KeyInfo>,
+    by_id: HashMap<u64, usize>,
+    by_hash: HashMap<[u8; 32], usize>,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("keys", &self.keys.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn id_number(id: &str) -> Option<u64> {
+    keyfmt::is_id(id)
+        .then(|| u64::from_str_radix(id, 16).ok())
+        .flatten()
+}
+
+impl Verifier {
+    fn build(hash_key: SecretKey, keys: Vec<KeyInfo>) -> Verifier {
+        let mut by_id = HashMap::with_capacity(keys.len());
+        let mut by_hash = HashMap::new();
+        for (i, k) in keys.iter().enumerate() {
+            match id_number(&k.id) {
+                Some(n) => {
+                    by_id.insert(n, i);
+                }
+                None => {
+                    by_hash.insert(k.hash, i);
+                }
+            }
+            // Imported keys keep an id of the old form; they are found by hash. A modern
+            // id can also hold an imported (legacy-shaped) key, so index those by hash too.
+            by_hash.entry(k.hash).or_insert(i);
+        }
+        let mac = <Hmac<Sha256> as Mac>::new_from_slice(hash_key.expose())
+            .expect("HMAC accepts keys of any length");
+        Verifier {
+            mac,
+            hash_key,
+            keys,
+            by_id,
+            by_hash,
+        }
+    }
+
+    /// A verifier over every key of an unlocked vault.
+    pub fn from_vault(vault: &Vault) -> Verifier {
+        let keys = vault
+            .keys()
+            .iter()
+            .map(|k| KeyInfo {
+                id: k.id.clone(),
+                name: Some(k.name.clone()),
+                hash: hash_from_hex(&k.hash).unwrap_or([0; 32]),
+                revoked: k.revoked_at.is_some(),
+                expires_at: k.expires_at,
+                permissions: k.permissions.clone(),
+            })
+            .collect();
+        Verifier::build(vault.payload.hash_key.duplicate(), keys)
+    }
+
+    /// Loads a verifier file written by `export-verifier`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if it cannot be read, [`Error::Corrupt`] if it is not a verifier file.
+    pub fn from_file(path: &Path) -> Result<Verifier> {
+        let bytes = crate::fsio::read_bounded(path, MAX_VERIFIER_BYTES, "verifier file")?
+            .ok_or_else(|| {
+                Error::io(
+                    "read",
+                    path,
+                    std::io::Error::from(std::io::ErrorKind::NotFound),
+                )
+            })?;
+        Verifier::from_json(&bytes)
+    }
+
+    /// Parses the bytes of a verifier file.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] if it is not a version-1 verifier file.
+    pub fn from_json(bytes: &[u8]) -> Result<Verifier> {
+        let f: VerifierFile = serde_json::from_slice(bytes).map_err(|e| {
+            Error::corrupt(format!(
+                "not a verifier file ({}); write one with `mcp-key-manager \
+                 export-verifier --out PATH`",
+                crate::error::json_problem(&e)
+            ))
+        })?;
+        if f.format != VERIFIER_FORMAT || f.version != 1 || f.algorithm != "hmac-sha256" {
+            return Err(Error::corrupt(
+                "unsupported verifier file (expected mcp-key-verifier version 1, hmac-sha256)",
+            ));
+        }
+        let hk = zeroize::Zeroizing::new(
+            B64.decode(&f.hash_key)
+                .map_err(|_| Error::corrupt("the verifier's hash_key is not base64"))?,
+        );
+        let hk: [u8; 32] = hk[..]
+            .try_into()
+            .map_err(|_| Error::corrupt("the verifier's hash_key is not 32 bytes"))?;
+        let mut keys = Vec::with_capacity(f.keys.len());
+        for k in f.keys {
+            let hash = hash_from_hex(&k.hash).ok_or_else(|| {
+                Error::corrupt(format!(
+                    "the verifier entry {} has a malformed hash",
+                    crate::display::sanitize(&k.id)
+                ))
+            })?;
+            let expires_at = match k.expires_at.as_deref() {
+                None => None,
+                Some(s) => Some(parse_time(s).ok_or_else(|| {
+                    Error::corrupt("a verifier entry has a malformed expires_at")
+                })?),
+            };
+            keys.push(KeyInfo {
+                id: k.id,
+                name: None,
+                hash,
+                revoked: k.status == "revoked",
+                expires_at,
+                permissions: k.permissions,
+            });
+        }
+        Ok(Verifier::build(SecretKey::new(hk), keys))
+    }
+
+    /// The verifier file's bytes (pretty JSON). Holds ids, keyed hashes, the hash key,
+    /// status, expiry and permissions: nothing from which a key can be computed.
+    pub fn to_json(&self, now: DateTime<Utc>) -> Vec<u8> {
+        let f = VerifierFile {
+            format: VERIFIER_FORMAT.into(),
+            version: 1,
+            algorithm: "hmac-sha256".into(),
+            hash_key: B64.encode(self.hash_key.expose()),
+            generated_at: fmt_time(&now),
+            keys: self
+                .keys
+                .iter()
+                .map(|k| VerifierEntry {
+                    id: k.id.clone(),
+                    hash: crate::rng::hex(&k.hash),
+                    status: self.status(k, now).as_str().into(),
+                    expires_at: k.expires_at.as_ref().map(fmt_time),
+                    permissions: k.permissions.clone(),
+                })
+                .collect(),
+        };
+        let mut out = serde_json::to_vec_pretty(&f).expect("serializing plain structs cannot fail");
+        out.push(b'\n');
+        out
+    }
+
+    fn status(&self, k: &KeyInfo, now: DateTime<Utc>) -> Status {
+        if k.revoked {
+            Status::Revoked
+        } else if k.expires_at.is_some_and(|e| e <= now) {
+            Status::Expired
+        } else {
+            Status::Active
+        }
+    }
+
+    /// Number of keys known.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether no key is known.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Verifies `key` at the current time, requiring every permission in `required`.
+    pub fn verify(&self, key: &str, required: &[&str]) -> Verdict<'_> {
+        self.verify_at(key, required, Utc::now())
+    }
+
+    /// Verifies `key` as of `now`.
+    pub fn verify_at(&self, key: &str, required: &[&str], now: DateTime<Utc>) -> Verdict<'_> {
+        let not_found = Verdict {
+            code: Code::NotFound,
+            key: None,
+        };
+        let digest = || -> [u8; 32] {
+            let mut mac = self.mac.clone();
+            mac.update(key.as_bytes());
+            mac.finalize().into_bytes().into()
+        };
+        let info = match keyfmt::classify(key) {
+            Shape::Malformed => {
+                return Verdict {
+                    code: Code::Malformed,
+                    key: None,
+                }
+            }
+            Shape::Modern { id } => {
+                let Some(&i) = id_number(id).and_then(|n| self.by_id.get(&n)) else {
+                    return not_found;
+                };
+                let k = &self.keys[i];
+                if !hashes_equal(&digest(), &k.hash) {
+                    return not_found;
+                }
+                k
+            }
+            Shape::Legacy => {
+                // The lookup is by keyed hash: its timing can only tell an attacker about
+                // digests under a key they do not have.
+                let d = digest();
+                match self.by_hash.get(&d) {
+                    Some(&i) if hashes_equal(&d, &self.keys[i].hash) => &self.keys[i],
+                    _ => return not_found,
+                }
+            }
+        };
+        let code = if info.revoked {
+            Code::Revoked
+        } else if info.expires_at.is_some_and(|e| e <= now) {
+            Code::Expired
+        } else if !required
+            .iter()
+            .all(|r| info.permissions.iter().any(|p| p == r))
+        {
+            Code::InsufficientPermissions
+        } else {
+            Code::Valid
+        };
+        Verdict {
+            code,
+            key: Some(info),
+        }
+    }
+}
+
+fn hash_from_hex(s: &str) -> Option<[u8; 32]> {
+    crate::rng::unhex(s)?.try_into().ok()
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifierFile {
+    format: String,
+    version: u32,
+    algorithm: String,
+    hash_key: String,
+    generated_at: String,
+    keys: Vec<VerifierEntry>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifierEntry {
+    id: String,
+    hash: String,
+    status: String,
+    expires_at: Option<String>,
+    #[serde(default)]
+    permissions: Vec<String>,
+}
+
+/// Extracts the presented key from request headers: `X-API-Key: <key>` or
+/// `Authorization: Bearer <key>` (scheme case-insensitive, surrounding whitespace
+/// trimmed). Anything else — another scheme, an empty key, a key with inner whitespace —
+/// gives `None`. When both headers are present, `X-API-Key` wins.
+///
+/// ```
+/// use mcp_key_manager::verify::api_key_from_headers;
+/// assert_eq!(api_key_from_headers(Some("  abc  "), None), Some("abc"));
+/// assert_eq!(api_key_from_headers(None, Some("bearer xyz")), Some("xyz"));
+/// assert_eq!(api_key_from_headers(None, Some("Basic xyz")), None);
+/// assert_eq!(api_key_from_headers(Some(""), None), None);
+/// ```
+pub fn api_key_from_headers<'a>(
+    x_api_key: Option<&'a str>,
+    authorization: Option<&'a str>,
+) -> Option<&'a str> {
+    let clean = |s: &'a str| -> Option<&'a str> {
+        let s = s.trim();
+        (!s.is_empty() && !s.chars().any(char::is_whitespace)).then_some(s)
+    };
+    if let Some(k) = x_api_key {
+        return clean(k);
+    }
+    let auth = authorization?.trim();
+    let (scheme, rest) = auth.split_once([' ', '\t'])?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    clean(rest)
+}
+
+/// The comparison used for hashes, exposed so a test can pin that it is `subtle`'s
+/// constant-time equality.
+pub fn hashes_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.ct_eq(b).into()
+}
