@@ -126,7 +126,7 @@ pub(super) fn create(ctx: &mut Ctx, a: CreateArgs) -> Result<()> {
         writeln!(ctx.out, "{}", key.expose())?;
     } else {
         let exp = match &expires_at {
-            Some(t) => format!("expires {} ({})", human_time(t), relative(t, now)),
+            Some(t) => format!("expires {}, {}", human_time(t), relative(t, now)),
             None => "never expires".into(),
         };
         writeln!(
@@ -333,10 +333,10 @@ pub(super) fn view(ctx: &mut Ctx, id: &str, json: bool) -> Result<()> {
             format!("{} (expired {})", human_time(t), relative(t, now))
         }
         Some(t) => format!(
-            "{} ({}, {} days left)",
+            "{} ({} days left, {})",
             human_time(t),
-            relative(t, now),
-            (*t - now).num_days()
+            (*t - now).num_days(),
+            relative(t, now)
         ),
     };
     let mut lines = vec![

@@ -311,8 +311,7 @@ pub(super) fn history(ctx: &mut Ctx, id: Option<&str>, json: bool) -> Result<()>
         return Ok(());
     }
     for e in selected {
-        writeln!(
-            ctx.out,
+        let line = format!(
             "{}  {:<8} {:<16} {}{}",
             e.at.format("%Y-%m-%d %H:%M:%S UTC"),
             e.action,
@@ -322,7 +321,8 @@ pub(super) fn history(ctx: &mut Ctx, id: Option<&str>, json: bool) -> Result<()>
                 .as_deref()
                 .map(|d| format!(" ({})", sanitize(d)))
                 .unwrap_or_default()
-        )?;
+        );
+        writeln!(ctx.out, "{}", line.trim_end())?;
     }
     Ok(())
 }

@@ -52,7 +52,8 @@ impl Ctx {
             vault_path: cli.global.vault.clone(),
             env_path: cli.global.env_file.clone(),
             source: Source::current(cli.global.passphrase_file.clone()),
-            now: Utc::now(),
+            now: chrono::DurationRound::duration_trunc(Utc::now(), chrono::Duration::seconds(1))
+                .unwrap_or_else(|_| Utc::now()),
             out: Box::new(std::io::stdout()),
             color: stdout_tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
             width: if stdout_tty {
@@ -437,7 +438,10 @@ pub fn relative(t: &DateTime<Utc>, now: DateTime<Utc>) -> String {
     } else {
         (false, -d)
     };
-    let amount = if d.num_days() >= 1 {
+    // Whole days are rounded to the nearest day: a 90-day key reads "in 90 days".
+    let amount = if d.num_hours() >= 36 {
+        plural((d.num_seconds() + 43_200) / 86_400, "day")
+    } else if d.num_days() >= 1 {
         plural(d.num_days(), "day")
     } else if d.num_hours() >= 1 {
         plural(d.num_hours(), "hour")

@@ -1,0 +1,130 @@
+//! Hermetic fixtures shared by the integration test crates: a temporary working directory,
+//! the real binary with a cleared environment, and vault edits through the library.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use mcp_key_manager::{SecretString, Vault};
+
+/// The passphrase every fixture vault uses.
+pub const PASS: &str = "correct horse battery staple";
+/// The weakest KDF settings the tool allows, to keep tests quick.
+pub const WEAK: [&str; 4] = ["--kdf-memory-kib", "19456", "--kdf-iterations", "2"];
+
+/// A temporary working directory in which the binary runs.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+/// The path of the built binary.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_mcp-key-manager"))
+}
+
+impl Env {
+    /// An empty directory, no vault.
+    pub fn new() -> Env {
+        Env {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// An empty directory with an initialised vault (weakest KDF).
+    pub fn with_vault() -> Env {
+        let e = Env::new();
+        let mut args = vec!["init"];
+        args.extend(WEAK);
+        e.cmd().args(&args).assert().success();
+        e
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The default vault path, as the Python tool had it.
+    pub fn vault(&self) -> PathBuf {
+        self.path().join("mcp_key_manager/keys.json")
+    }
+
+    /// The default env file.
+    pub fn env_file(&self) -> PathBuf {
+        self.path().join(".env")
+    }
+
+    /// The binary, in this directory, with no `MCP_*` variable but the passphrase.
+    pub fn cmd(&self) -> Command {
+        let mut c = self.bare();
+        c.env("MCP_KEY_VAULT_PASSPHRASE", PASS);
+        c
+    }
+
+    /// The binary with a cleared environment and no passphrase at all.
+    pub fn bare(&self) -> Command {
+        let mut c = Command::new(bin());
+        c.current_dir(self.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("TZ", "UTC");
+        c
+    }
+
+    /// Runs `create` with `--json` and the given extra args; returns (id, key).
+    pub fn create(&self, name: &str, extra: &[&str]) -> (String, String) {
+        let out = self
+            .cmd()
+            .args(["create", name, "--json"])
+            .args(extra)
+            .output()
+            .expect("run create");
+        assert!(
+            out.status.success(),
+            "create failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("create --json");
+        (
+            v["id"].as_str().expect("id").to_string(),
+            v["key"].as_str().expect("key").to_string(),
+        )
+    }
+
+    /// Runs a command and parses its stdout as JSON, asserting success.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.cmd().args(args).output().expect("run");
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("json output")
+    }
+
+    /// Opens the vault through the library, lets `f` change it, and saves it.
+    pub fn edit_vault(&self, f: impl FnOnce(&mut Vault)) {
+        let bytes = std::fs::read(self.vault()).expect("read vault");
+        let mut v = Vault::open(&bytes, &SecretString::new(PASS.into())).expect("open vault");
+        f(&mut v);
+        std::fs::write(self.vault(), v.to_bytes()).expect("write vault");
+    }
+
+    /// The vault, opened through the library.
+    pub fn open_vault(&self) -> Vault {
+        let bytes = std::fs::read(self.vault()).expect("read vault");
+        Vault::open(&bytes, &SecretString::new(PASS.into())).expect("open vault")
+    }
+
+    pub fn read_env(&self) -> String {
+        std::fs::read_to_string(self.env_file()).unwrap_or_default()
+    }
+}
+
+/// stdout and stderr of an output, as one lossy string (for leak scans).
+pub fn all_output(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
