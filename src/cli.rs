@@ -46,7 +46,12 @@ pub struct Global {
     )]
     pub env_file: PathBuf,
     /// Read the vault passphrase from this file (one trailing newline is ignored).
-    #[arg(long, global = true, env = "MCP_KEY_VAULT_PASSPHRASE_FILE", value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        env = "MCP_KEY_VAULT_PASSPHRASE_FILE",
+        value_name = "PATH"
+    )]
     pub passphrase_file: Option<PathBuf>,
 }
 

@@ -61,7 +61,10 @@ fn parse_assignment(t: &[u8]) -> Option<Assignment> {
         }
     }
     let ks = i;
-    if !t.get(i).is_some_and(|&b| b.is_ascii_alphabetic() || b == b'_') {
+    if !t
+        .get(i)
+        .is_some_and(|&b| b.is_ascii_alphabetic() || b == b'_')
+    {
         return None;
     }
     while i < t.len() && (t[i].is_ascii_alphanumeric() || t[i] == b'_' || t[i] == b'.') {
@@ -285,7 +288,10 @@ mod tests {
 
     #[test]
     fn set_appends_with_the_files_line_ending() {
-        assert_eq!(apply(b"A=1\r\nB=2", &[("C", "x")]), b"A=1\r\nB=2\r\nC=x\r\n");
+        assert_eq!(
+            apply(b"A=1\r\nB=2", &[("C", "x")]),
+            b"A=1\r\nB=2\r\nC=x\r\n"
+        );
         assert_eq!(apply(b"", &[("C", "x")]), b"C=x\n");
         assert_eq!(apply(b"A=1", &[("C", "x")]), b"A=1\nC=x\n");
     }
@@ -303,6 +309,9 @@ mod tests {
     fn comment_and_lookalike_lines_are_left_alone() {
         let src = b"#MCP_API_KEY=x\nMCP_API_KEY_OLD=y\nXMCP_API_KEY=z\n";
         let out = apply(src, &[("MCP_API_KEY", "k")]);
-        assert_eq!(out, b"#MCP_API_KEY=x\nMCP_API_KEY_OLD=y\nXMCP_API_KEY=z\nMCP_API_KEY=k\n");
+        assert_eq!(
+            out,
+            b"#MCP_API_KEY=x\nMCP_API_KEY_OLD=y\nXMCP_API_KEY=z\nMCP_API_KEY=k\n"
+        );
     }
 }

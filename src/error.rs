@@ -83,9 +83,7 @@ impl fmt::Display for Error {
             }
             Error::Io { context, source } => {
                 let hint = match source.kind() {
-                    io::ErrorKind::PermissionDenied => {
-                        "; check the file's owner and permissions"
-                    }
+                    io::ErrorKind::PermissionDenied => "; check the file's owner and permissions",
                     io::ErrorKind::NotFound => "; check that the path exists",
                     _ => "",
                 };

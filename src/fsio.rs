@@ -36,7 +36,10 @@ pub fn read_bounded(path: &Path, max: u64, what: &str) -> Result<Option<Vec<u8>>
         return Err(Error::io(
             "read",
             path,
-            io::Error::new(io::ErrorKind::InvalidInput, format!("{what} is not a regular file")),
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{what} is not a regular file"),
+            ),
         ));
     }
     if meta.len() > max {
@@ -255,7 +258,11 @@ mod tests {
         atomic_write(&p, b"two").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
         assert_eq!(mode(&p), Some(0o600));
-        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1, "no temp file left");
+        assert_eq!(
+            fs::read_dir(d.path()).unwrap().count(),
+            1,
+            "no temp file left"
+        );
     }
 
     #[test]
@@ -264,9 +271,17 @@ mod tests {
         let p = d.path().join("f");
         fs::write(&p, vec![b'x'; 100]).unwrap();
         assert!(read_bounded(&p, 100, "vault").unwrap().is_some());
-        assert!(matches!(read_bounded(&p, 99, "vault"), Err(Error::Corrupt(_))));
-        assert!(read_bounded(&d.path().join("none"), 10, "vault").unwrap().is_none());
-        assert!(matches!(read_bounded(d.path(), 10, "vault"), Err(Error::Io { .. })));
+        assert!(matches!(
+            read_bounded(&p, 99, "vault"),
+            Err(Error::Corrupt(_))
+        ));
+        assert!(read_bounded(&d.path().join("none"), 10, "vault")
+            .unwrap()
+            .is_none());
+        assert!(matches!(
+            read_bounded(d.path(), 10, "vault"),
+            Err(Error::Io { .. })
+        ));
     }
 
     #[test]

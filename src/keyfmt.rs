@@ -30,7 +30,8 @@ pub enum Shape<'a> {
 }
 
 fn is_lower_hex(s: &str) -> bool {
-    s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Classifies a presented key without looking anything up.
@@ -90,7 +91,9 @@ mod tests {
         let k = generate(&id);
         let k = k.expose();
         assert_eq!(k.len(), KEY_LEN);
-        assert!(k.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'));
+        assert!(k
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'));
         assert_eq!(classify(k), Shape::Modern { id: &id });
         assert_ne!(generate(&id).expose(), k);
     }
@@ -112,10 +115,7 @@ mod tests {
             "has space in it and is long".into(),
             "é".repeat(20),
         ] {
-            assert!(
-                !matches!(classify(&bad), Shape::Modern { .. }),
-                "{bad}"
-            );
+            assert!(!matches!(classify(&bad), Shape::Modern { .. }), "{bad}");
         }
         assert_eq!(classify(&"ab12".repeat(16)), Shape::Legacy);
         assert_eq!(classify("mcp_short"), Shape::Malformed);

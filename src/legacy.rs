@@ -236,12 +236,14 @@ mod tests {
     #[test]
     fn duplicate_ids_are_reported() {
         let k = "ab".repeat(32);
-        let rec = format!(
-            r#"{{"key_value": "{k}", "name": "n", "created_at": "2025-01-01T00:00:00"}}"#
-        );
+        let rec =
+            format!(r#"{{"key_value": "{k}", "name": "n", "created_at": "2025-01-01T00:00:00"}}"#);
         let store = format!(r#"{{"a1": {rec}, "a1": {rec}}}"#);
         let problems = parse_store(store.as_bytes()).unwrap_err();
-        assert!(problems.iter().any(|p| p.contains("more than once")), "{problems:?}");
+        assert!(
+            problems.iter().any(|p| p.contains("more than once")),
+            "{problems:?}"
+        );
         assert!(!problems.iter().any(|p| p.contains(&k)));
     }
 }

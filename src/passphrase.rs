@@ -103,7 +103,8 @@ impl Source {
         let first = prompt_hidden(&format!("New passphrase for {what}: "))
             .ok_or_else(|| self.no_source())??;
         let first = check(first, "the passphrase")?;
-        let second = prompt_hidden("Repeat the new passphrase: ").ok_or_else(|| self.no_source())??;
+        let second =
+            prompt_hidden("Repeat the new passphrase: ").ok_or_else(|| self.no_source())??;
         // SecretString's equality is constant-time.
         if first != second {
             return Err(Error::Passphrase(
@@ -116,7 +117,11 @@ impl Source {
 
 /// Whether a controlling terminal can be opened.
 pub fn have_terminal() -> bool {
-    OpenOptions::new().read(true).write(true).open("/dev/tty").is_ok()
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .is_ok()
 }
 
 /// Prompts on the controlling terminal with echo off; `None` when there is no terminal.
@@ -127,7 +132,9 @@ fn prompt_hidden(prompt: &str) -> Option<Result<SecretString>> {
     Some(
         rpassword::prompt_password(prompt)
             .map(SecretString::new)
-            .map_err(|e| Error::Passphrase(format!("cannot read the passphrase from the terminal: {e}"))),
+            .map_err(|e| {
+                Error::Passphrase(format!("cannot read the passphrase from the terminal: {e}"))
+            }),
     )
 }
 
@@ -149,13 +156,19 @@ fn read_file(path: &Path) -> Result<SecretString> {
         })?;
     let bytes = zeroize::Zeroizing::new(bytes);
     let text = std::str::from_utf8(&bytes).map_err(|_| {
-        Error::Passphrase(format!("the passphrase file {} is not UTF-8 text", path.display()))
+        Error::Passphrase(format!(
+            "the passphrase file {} is not UTF-8 text",
+            path.display()
+        ))
     })?;
     let text = text
         .strip_suffix("\r\n")
         .or_else(|| text.strip_suffix('\n'))
         .unwrap_or(text);
-    check(SecretString::new(text.to_string()), &path.display().to_string())
+    check(
+        SecretString::new(text.to_string()),
+        &path.display().to_string(),
+    )
 }
 
 fn check(p: SecretString, what: &str) -> Result<SecretString> {

@@ -102,8 +102,17 @@ mod tests {
 
     #[test]
     fn equality_compares_contents() {
-        assert_eq!(SecretString::new("abc".into()), SecretString::new("abc".into()));
-        assert_ne!(SecretString::new("abc".into()), SecretString::new("abd".into()));
-        assert_ne!(SecretString::new("abc".into()), SecretString::new("abcd".into()));
+        assert_eq!(
+            SecretString::new("abc".into()),
+            SecretString::new("abc".into())
+        );
+        assert_ne!(
+            SecretString::new("abc".into()),
+            SecretString::new("abd".into())
+        );
+        assert_ne!(
+            SecretString::new("abc".into()),
+            SecretString::new("abcd".into())
+        );
     }
 }

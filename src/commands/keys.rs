@@ -74,7 +74,9 @@ pub(super) fn validate_name_description(name: &str, description: &str) -> Result
 pub(super) fn create(ctx: &mut Ctx, a: CreateArgs) -> Result<()> {
     validate_name_description(&a.name, &a.description)?;
     if a.expires_in_days < 0 {
-        return Err(Error::usage("--expires-in-days must be 0 (never) or a positive number"));
+        return Err(Error::usage(
+            "--expires-in-days must be 0 (never) or a positive number",
+        ));
     }
     let permissions = if a.permissions.is_empty() {
         DEFAULT_PERMISSIONS.iter().map(|s| s.to_string()).collect()
@@ -147,18 +149,20 @@ pub(super) fn create(ctx: &mut Ctx, a: CreateArgs) -> Result<()> {
     }
     ctx.out.flush()?;
     if a.use_in_env {
-        write_env(ctx, &[("MCP_API_KEY", key.expose()), ("API_KEY_REQUIRED", "true")]).map_err(
-            |e| match e {
-                Error::Io { context, source } => Error::Io {
-                    context: format!(
-                        "{context} (the key {id} was created and saved in the vault; run \
+        write_env(
+            ctx,
+            &[("MCP_API_KEY", key.expose()), ("API_KEY_REQUIRED", "true")],
+        )
+        .map_err(|e| match e {
+            Error::Io { context, source } => Error::Io {
+                context: format!(
+                    "{context} (the key {id} was created and saved in the vault; run \
                          `mcp-key-manager use {id}` once the env file is writable)"
-                    ),
-                    source,
-                },
-                other => other,
+                ),
+                source,
             },
-        )?;
+            other => other,
+        })?;
         if !a.quiet && !a.json {
             writeln!(
                 ctx.out,
@@ -247,7 +251,11 @@ pub(super) fn list(
         "STATUS".into(),
         "EXPIRES (UTC)".into(),
         "PERMISSIONS".into(),
-        if show_keys { "KEY HINT".into() } else { String::new() },
+        if show_keys {
+            "KEY HINT".into()
+        } else {
+            String::new()
+        },
     ]);
     for k in &keys {
         rows.push([
@@ -320,10 +328,7 @@ pub(super) fn view(ctx: &mut Ctx, id: &str, json: bool) -> Result<()> {
         let mut v = key_json(k, now);
         v["metadata"] = serde_json::Value::Object(k.metadata.clone());
         v["in_env_file"] = in_env.into();
-        v["days_left"] = k
-            .expires_at
-            .map(|e| (e - now).num_days())
-            .into();
+        v["days_left"] = k.expires_at.map(|e| (e - now).num_days()).into();
         return print_json(ctx, &v);
     }
     let status = k.status(now);
@@ -354,10 +359,7 @@ pub(super) fn view(ctx: &mut Ctx, id: &str, json: bool) -> Result<()> {
                 .unwrap_or_else(|| "-".into()),
         ),
         ("Permissions", k.permissions.join(", ")),
-        (
-            "In env file",
-            if in_env { "yes" } else { "no" }.to_string(),
-        ),
+        ("In env file", if in_env { "yes" } else { "no" }.to_string()),
     ];
     if let Some(p) = &k.rotated_from {
         lines.push(("Rotated from", p.clone()));
@@ -366,7 +368,10 @@ pub(super) fn view(ctx: &mut Ctx, id: &str, json: bool) -> Result<()> {
         lines.push(("Rotated to", s.clone()));
     }
     for (label, value) in &k.metadata {
-        lines.push(("Metadata", format!("{}: {}", sanitize(label), sanitize(&value.to_string()))));
+        lines.push((
+            "Metadata",
+            format!("{}: {}", sanitize(label), sanitize(&value.to_string())),
+        ));
     }
     for (label, value) in lines {
         writeln!(ctx.out, "{:<13} {}", format!("{label}:"), value)?;
@@ -389,10 +394,7 @@ pub(super) fn revoke(ctx: &mut Ctx, id: &str, json: bool) -> Result<()> {
                 v.payload.keys[i].revoked_at = Some(now);
                 v.record(now, "revoke", Some(i), None);
             }
-            let in_env = env_key
-                .as_ref()
-                .and_then(|k| env_key_index(v, k.expose()))
-                == Some(i);
+            let in_env = env_key.as_ref().and_then(|k| env_key_index(v, k.expose())) == Some(i);
             Ok((key_json(&v.keys()[i], now), was, in_env))
         })?
     };
@@ -452,7 +454,10 @@ pub(super) fn delete(ctx: &mut Ctx, id: &str, yes: bool, json: bool) -> Result<(
         Ok((k.id.clone(), k.name.clone()))
     })?;
     if json {
-        return print_json(ctx, &serde_json::json!({"id": deleted_id, "name": name, "deleted": true}));
+        return print_json(
+            ctx,
+            &serde_json::json!({"id": deleted_id, "name": name, "deleted": true}),
+        );
     }
     writeln!(ctx.out, "Deleted key {deleted_id} \"{}\".", sanitize(&name))?;
     Ok(())
@@ -488,7 +493,10 @@ pub(super) fn use_key(ctx: &mut Ctx, id: &str, print: bool) -> Result<()> {
         writeln!(ctx.out, "{}", key.expose())?;
         return Ok(());
     }
-    write_env(ctx, &[("MCP_API_KEY", key.expose()), ("API_KEY_REQUIRED", "true")])?;
+    write_env(
+        ctx,
+        &[("MCP_API_KEY", key.expose()), ("API_KEY_REQUIRED", "true")],
+    )?;
     writeln!(
         ctx.out,
         "Wrote key {kid} to {} as MCP_API_KEY, with API_KEY_REQUIRED=true. Restart the server \

@@ -33,10 +33,7 @@ pub(super) fn rotate(
     let outcome = update(ctx, |v| {
         let i = v.find(id)?;
         let old_status = v.keys()[i].status(now);
-        let in_env = env_key
-            .as_ref()
-            .and_then(|k| env_key_index(v, k.expose()))
-            == Some(i);
+        let in_env = env_key.as_ref().and_then(|k| env_key_index(v, k.expose())) == Some(i);
         let old = &v.keys()[i];
         if let Some(next) = &old.rotated_to {
             if v.keys().iter().any(|k| &k.id == next) {
@@ -84,7 +81,11 @@ pub(super) fn rotate(
     })?;
     let (old_id, new_id, key, old_status, old_end, follow, was_in_env) = outcome;
     if follow {
-        write_env_locked(ctx, &env_target, &[("MCP_API_KEY", key.expose()), ("API_KEY_REQUIRED", "true")])?;
+        write_env_locked(
+            ctx,
+            &env_target,
+            &[("MCP_API_KEY", key.expose()), ("API_KEY_REQUIRED", "true")],
+        )?;
         drop(env_lock);
     }
     if json {
@@ -145,7 +146,11 @@ pub(super) fn rotate(
             ctx.out,
             "{} now holds the new key{}. Restart the server to pick it up.",
             ctx.env_path.display(),
-            if was_in_env { " (it held the old one)" } else { "" }
+            if was_in_env {
+                " (it held the old one)"
+            } else {
+                ""
+            }
         )?;
     } else {
         writeln!(ctx.out, "Next: mcp-key-manager use {new_id}")?;
@@ -155,12 +160,9 @@ pub(super) fn rotate(
 
 /// As `write_env`, for a caller that already holds the env file's lock.
 fn write_env_locked(_ctx: &Ctx, target: &Path, assignments: &[(&str, &str)]) -> Result<()> {
-    let old = fsio::read_bounded(target, MAX_ENV_BYTES, "env file")
-        .map_err(|e| env_error(e, target))?;
-    let new = zeroize::Zeroizing::new(envfile::apply(
-        old.as_deref().unwrap_or(b""),
-        assignments,
-    ));
+    let old =
+        fsio::read_bounded(target, MAX_ENV_BYTES, "env file").map_err(|e| env_error(e, target))?;
+    let new = zeroize::Zeroizing::new(envfile::apply(old.as_deref().unwrap_or(b""), assignments));
     drop(zeroize::Zeroizing::new(old.unwrap_or_default()));
     fsio::atomic_write(target, &new)?;
     warn_if_exposed(target, "env file");
@@ -418,8 +420,8 @@ pub(super) fn import_legacy(
     let _lock = lock(&ctx.vault_path)?;
     // Re-check under the lock: the store must still be the bytes we read.
     if in_place {
-        let again = fsio::read_bounded(&source, MAX_FILE_BYTES, "key store")?
-            .map(zeroize::Zeroizing::new);
+        let again =
+            fsio::read_bounded(&source, MAX_FILE_BYTES, "key store")?.map(zeroize::Zeroizing::new);
         if again.as_deref().map(Vec::as_slice) != Some(&bytes[..]) {
             return Err(Error::failed(
                 "the key store changed while importing; nothing was written, run the import again",

@@ -3,9 +3,9 @@
 use std::io::{BufRead, Read, Write};
 
 use super::*;
-use crate::verify::{Code, Verdict, Verifier};
 use crate::vault::records::fmt_time;
 use crate::vault::Status;
+use crate::verify::{Code, Verdict, Verifier};
 
 /// Longest line read from stdin by `verify` (a key is 85 characters).
 const MAX_LINE: usize = 4096;
@@ -79,14 +79,7 @@ pub(super) fn verify(
                 Some(None) => "never expires".into(),
                 None => String::new(),
             };
-            writeln!(
-                out,
-                "{}\t{}\t{}\t{}",
-                n + 1,
-                v.code.as_str(),
-                id,
-                exp
-            )?;
+            writeln!(out, "{}\t{}\t{}\t{}", n + 1, v.code.as_str(), id, exp)?;
         }
         out.flush()?;
     }

@@ -35,7 +35,13 @@ pub fn derive_key(passphrase: &SecretString, salt: &[u8], kdf: &KdfParams) -> Re
 pub fn seal(key: &SecretKey, nonce: &[u8; 24], ad: &[u8], plaintext: &[u8]) -> Vec<u8> {
     let cipher = XChaCha20Poly1305::new(key.expose().into());
     cipher
-        .encrypt(XNonce::from_slice(nonce), Payload { msg: plaintext, aad: ad })
+        .encrypt(
+            XNonce::from_slice(nonce),
+            Payload {
+                msg: plaintext,
+                aad: ad,
+            },
+        )
         .expect("XChaCha20-Poly1305 encryption only fails past 256 GiB, far beyond the file bound")
 }
 
@@ -52,7 +58,13 @@ pub fn open(
 ) -> Result<Zeroizing<Vec<u8>>> {
     let cipher = XChaCha20Poly1305::new(key.expose().into());
     cipher
-        .decrypt(XNonce::from_slice(nonce), Payload { msg: ciphertext, aad: ad })
+        .decrypt(
+            XNonce::from_slice(nonce),
+            Payload {
+                msg: ciphertext,
+                aad: ad,
+            },
+        )
         .map(Zeroizing::new)
         .map_err(|_| Error::wrong_passphrase())
 }

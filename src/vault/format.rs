@@ -96,7 +96,12 @@ impl KdfParams {
         let m = self.memory_kib;
         let mmin = MEMORY_KIB_MIN.max(8 * p);
         if !(mmin..=MEMORY_KIB_MAX).contains(&m) {
-            return Err(bad("kdf.memory_kib", m.into(), mmin.into(), MEMORY_KIB_MAX.into()));
+            return Err(bad(
+                "kdf.memory_kib",
+                m.into(),
+                mmin.into(),
+                MEMORY_KIB_MAX.into(),
+            ));
         }
         let t = self.iterations;
         if !(ITERATIONS_MIN..=ITERATIONS_MAX).contains(&t) {
@@ -223,9 +228,9 @@ impl Envelope {
                 crate::error::json_problem(&e)
             ))
         })?;
-        let obj = value
-            .as_object()
-            .ok_or_else(|| Error::corrupt("the vault file is not a JSON object; it is not a vault"))?;
+        let obj = value.as_object().ok_or_else(|| {
+            Error::corrupt("the vault file is not a JSON object; it is not a vault")
+        })?;
         if obj.contains_key("format") || obj.contains_key("ciphertext") {
             let env: EnvelopeJson = serde_json::from_value(value).map_err(|e| {
                 Error::corrupt(format!(
@@ -295,8 +300,7 @@ impl Envelope {
         let nonce: [u8; 24] = nonce_v
             .try_into()
             .map_err(|_| Error::corrupt("the vault nonce is not 24 bytes"))?;
-        let ciphertext =
-            decode_bounded(&env.ciphertext, "ciphertext", MAX_FILE_BYTES as usize)?;
+        let ciphertext = decode_bounded(&env.ciphertext, "ciphertext", MAX_FILE_BYTES as usize)?;
         if ciphertext.len() < bounds::TAG_LEN {
             return Err(Error::corrupt("the vault ciphertext is truncated"));
         }
@@ -348,7 +352,8 @@ impl Envelope {
             },
             ciphertext: B64.encode(&self.ciphertext),
         };
-        let mut out = serde_json::to_vec_pretty(&env).expect("serializing plain structs cannot fail");
+        let mut out =
+            serde_json::to_vec_pretty(&env).expect("serializing plain structs cannot fail");
         out.push(b'\n');
         out
     }
@@ -365,7 +370,9 @@ pub fn legacy_refusal() -> Error {
 fn decode_bounded(s: &str, field: &str, max: usize) -> Result<Vec<u8>> {
     // Base64 grows by 4/3: refuse before decoding anything larger than the bound allows.
     if s.len() > max.div_ceil(3) * 4 {
-        return Err(Error::corrupt(format!("the vault field {field} is too long")));
+        return Err(Error::corrupt(format!(
+            "the vault field {field} is too long"
+        )));
     }
     B64.decode(s)
         .map_err(|_| Error::corrupt(format!("the vault field {field} is not valid base64")))
@@ -451,13 +458,24 @@ mod tests {
         ];
         for v in variants {
             assert_ne!(v, good);
-            assert!(matches!(Envelope::parse(v.as_bytes()), Err(Error::Corrupt(_))), "{v}");
+            assert!(
+                matches!(Envelope::parse(v.as_bytes()), Err(Error::Corrupt(_))),
+                "{v}"
+            );
         }
     }
 
     #[test]
     fn garbage_is_corrupt() {
-        for b in [&b""[..], b"   ", b"\x00\xff", b"[]", b"{}", b"{\"format\": 1}", b"null"] {
+        for b in [
+            &b""[..],
+            b"   ",
+            b"\x00\xff",
+            b"[]",
+            b"{}",
+            b"{\"format\": 1}",
+            b"null",
+        ] {
             assert!(matches!(Envelope::parse(b), Err(Error::Corrupt(_))));
         }
     }

@@ -127,7 +127,13 @@ impl Vault {
     }
 
     /// Appends an event to the history.
-    pub fn record(&mut self, at: DateTime<Utc>, action: &str, key: Option<usize>, detail: Option<String>) {
+    pub fn record(
+        &mut self,
+        at: DateTime<Utc>,
+        action: &str,
+        key: Option<usize>,
+        detail: Option<String>,
+    ) {
         let (key_id, name) = match key.and_then(|i| self.payload.keys.get(i)) {
             Some(k) => (Some(k.id.clone()), Some(k.name.clone())),
             None => (None, None),
@@ -334,7 +340,10 @@ mod tests {
         assert_eq!(v.find("def").unwrap(), 2);
         assert_eq!(v.find("abc0000000000002").unwrap(), 1);
         let e = v.find("abc").unwrap_err().to_string();
-        assert!(e.contains("ambiguous") && e.contains("abc0000000000001"), "{e}");
+        assert!(
+            e.contains("ambiguous") && e.contains("abc0000000000001"),
+            "{e}"
+        );
         assert!(matches!(v.find("fff"), Err(Error::Failed(_))));
     }
 }

@@ -1,0 +1,21 @@
+//! Integration tests that drive the real binary, one module per subcommand or concern.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod check;
+mod create;
+mod envfile;
+mod guide;
+mod history;
+mod import;
+mod init;
+mod list_view;
+mod meta;
+mod passphrase;
+mod rekey;
+mod revoke_delete;
+mod rotate;
+mod tamper;
+mod use_env;
+mod verify;

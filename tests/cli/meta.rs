@@ -1,0 +1,151 @@
+//! Completions, man page, version, colour and escapes, and README examples.
+
+use crate::common::*;
+use predicates::prelude::*;
+
+#[test]
+fn completions_for_every_shell() {
+    let e = Env::new();
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let out = e.bare().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success());
+        let s = String::from_utf8(out.stdout).unwrap();
+        assert!(s.len() > 500, "{shell}");
+        assert!(
+            s.contains("import-legacy") && s.contains("export-verifier"),
+            "{shell}"
+        );
+    }
+}
+
+#[test]
+fn man_page_is_roff() {
+    let e = Env::new();
+    e.bare()
+        .arg("man")
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with(".ie").or(predicate::str::contains(".TH")))
+        .stdout(predicate::str::contains("mcp-key-manager"));
+}
+
+#[test]
+fn version_names_the_vault_format() {
+    Env::new()
+        .bare()
+        .arg("--version")
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains(env!("CARGO_PKG_VERSION"))
+                .and(predicate::str::contains("vault format 1")),
+        );
+}
+
+#[test]
+fn no_escape_bytes_when_not_a_terminal_or_no_color() {
+    let e = Env::with_vault();
+    let (id, _) = e.create("colour", &[]);
+    e.create("revoked", &[]);
+    for args in [
+        vec!["list"],
+        vec!["view", &id],
+        vec!["check"],
+        vec!["history"],
+    ] {
+        for no_color in [false, true] {
+            let mut c = e.cmd();
+            if no_color {
+                c.env("NO_COLOR", "1");
+            }
+            let out = c.args(&args).output().unwrap();
+            assert!(!out.stdout.contains(&0x1b), "{args:?}");
+            assert!(!out.stderr.contains(&0x1b), "{args:?}");
+        }
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let e = Env::new();
+    e.bare().arg("frobnicate").assert().code(2);
+    e.bare().args(["create"]).assert().code(2);
+    e.bare().args(["list", "--bogus"]).assert().code(2);
+}
+
+/// Every `mcp-key-manager …` line in README.md's shell blocks must parse with the real
+/// argument parser (run with `--help` appended would not check values, so parse directly).
+#[test]
+fn every_readme_example_parses() {
+    use clap::Parser;
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    let mut n = 0;
+    let mut in_block = false;
+    for line in readme.lines() {
+        if line.starts_with("```") {
+            in_block = !in_block && (line.starts_with("```sh") || line.starts_with("```bash"));
+            continue;
+        }
+        if !in_block {
+            continue;
+        }
+        let line = line.trim();
+        let Some(pos) = line.find("mcp-key-manager ") else {
+            continue;
+        };
+        let cmdline = &line[pos..];
+        // Cut at shell operators and comments: the tool's own words end there.
+        let cut = cmdline
+            .find(|c| matches!(c, '|' | '<' | '>' | '#' | ';' | '&' | ')'))
+            .unwrap_or(cmdline.len());
+        let words = shell_words(&cmdline[..cut]);
+        if words.iter().any(|w| w.contains("$(")) {
+            continue;
+        }
+        let r = mcp_key_manager::cli::Cli::try_parse_from(&words);
+        if let Err(e) = &r {
+            use clap::error::ErrorKind::*;
+            if matches!(e.kind(), DisplayHelp | DisplayVersion) {
+                n += 1;
+                continue;
+            }
+        }
+        assert!(
+            r.is_ok(),
+            "README example does not parse: {line}\n{}",
+            r.unwrap_err()
+        );
+        n += 1;
+    }
+    assert!(n >= 20, "only {n} examples found");
+}
+
+/// A small shell-word splitter: whitespace, single and double quotes.
+fn shell_words(s: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    let mut any = false;
+    for c in s.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => cur.push(c),
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                any = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if any || !cur.is_empty() {
+                    words.push(std::mem::take(&mut cur));
+                    any = false;
+                }
+            }
+            (None, '\\') => {}
+            (None, c) => cur.push(c),
+        }
+    }
+    if any || !cur.is_empty() {
+        words.push(cur);
+    }
+    words
+}

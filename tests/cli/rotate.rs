@@ -1,0 +1,142 @@
+//! `rotate`, with and without grace, env-file following, and `grant`/`deny`.
+
+use crate::common::*;
+use chrono::{Duration, Utc};
+use predicates::prelude::*;
+
+#[test]
+fn rotate_revokes_and_links_both_ways() {
+    let e = Env::with_vault();
+    let (old, _) = e.create("svc", &["-d", "desc", "-p", "info", "-e", "30"]);
+    let v = e.json(&["rotate", &old, "--json"]);
+    let new = v["id"].as_str().unwrap().to_string();
+    let key = v["key"].as_str().unwrap();
+    assert!(key.starts_with(&format!("mcp_{new}_")));
+    let vault = e.open_vault();
+    let o = &vault.keys()[vault.find(&old).unwrap()];
+    let n = &vault.keys()[vault.find(&new).unwrap()];
+    assert!(o.revoked_at.is_some());
+    assert_eq!(o.rotated_to.as_deref(), Some(new.as_str()));
+    assert_eq!(n.rotated_from.as_deref(), Some(old.as_str()));
+    assert_eq!((n.name.as_str(), n.description.as_str()), ("svc", "desc"));
+    assert_eq!(n.permissions, ["info"]);
+    assert_eq!((n.expires_at.unwrap() - n.created_at).num_days(), 30);
+    assert_eq!(n.secret.expose(), key);
+    e.cmd()
+        .args(["view", &new])
+        .assert()
+        .stdout(predicate::str::contains(format!("Rotated from: {old}")));
+}
+
+#[test]
+fn never_expiring_keys_rotate_to_never_expiring_keys() {
+    let e = Env::with_vault();
+    let (old, _) = e.create("forever", &["-e", "0"]);
+    let v = e.json(&["rotate", &old, "--json"]);
+    let vault = e.open_vault();
+    let n = &vault.keys()[vault.find(v["id"].as_str().unwrap()).unwrap()];
+    assert_eq!(n.expires_at, None);
+}
+
+#[test]
+fn grace_days_shorten_but_never_extend() {
+    let e = Env::with_vault();
+    let (a, _) = e.create("a", &["-e", "90"]);
+    let (b, _) = e.create("b", &["-e", "2"]);
+    e.json(&["rotate", &a, "--grace-days", "7", "--json"]);
+    e.json(&["rotate", &b, "--grace-days", "7", "--json"]);
+    let v = e.open_vault();
+    let ka = &v.keys()[v.find(&a).unwrap()];
+    let kb = &v.keys()[v.find(&b).unwrap()];
+    assert!(ka.revoked_at.is_none() && kb.revoked_at.is_none());
+    let left = (ka.expires_at.unwrap() - Utc::now()).num_hours();
+    assert!((7 * 24 - 2..=7 * 24).contains(&left), "{left}");
+    let left = (kb.expires_at.unwrap() - Utc::now()).num_hours();
+    assert!(left <= 48, "grace never extends: {left}");
+}
+
+#[test]
+fn the_env_file_follows_the_rotation() {
+    let e = Env::with_vault();
+    let (old, old_key) = e.create("served", &["-u"]);
+    std::fs::write(
+        e.env_file(),
+        format!("# app\nexport MCP_API_KEY={old_key}\nAPI_KEY_REQUIRED=true\n"),
+    )
+    .unwrap();
+    let v = e.json(&["rotate", &old, "--json"]);
+    assert_eq!(v["env_file_updated"], true);
+    let key = v["key"].as_str().unwrap();
+    assert_eq!(
+        e.read_env(),
+        format!("# app\nexport MCP_API_KEY={key}\nAPI_KEY_REQUIRED=true\n")
+    );
+    // A key not in the env file leaves it alone unless --use-in-env.
+    let (other, _) = e.create("other", &[]);
+    let before = e.read_env();
+    let v = e.json(&["rotate", &other, "--json"]);
+    assert_eq!(v["env_file_updated"], false);
+    assert_eq!(e.read_env(), before);
+    let (third, _) = e.create("third", &[]);
+    let v = e.json(&["rotate", &third, "-u", "--json"]);
+    assert!(e.read_env().contains(v["key"].as_str().unwrap()));
+}
+
+#[test]
+fn rotating_a_dead_key_is_allowed_and_says_so() {
+    let e = Env::with_vault();
+    let (r, _) = e.create("revoked", &[]);
+    e.cmd().args(["revoke", &r]).assert().success();
+    e.cmd()
+        .args(["rotate", &r])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("was already revoked"));
+    let (x, _) = e.create("expired", &[]);
+    e.edit_vault(|v| {
+        let i = v.find(&x).unwrap();
+        v.payload.keys[i].expires_at = Some(Utc::now() - Duration::days(1));
+    });
+    e.cmd()
+        .args(["rotate", &x])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("was already expired"));
+    // A rotated key points at its successor: rotating it again is refused.
+    e.cmd()
+        .args(["rotate", &r])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("already rotated"));
+}
+
+#[test]
+fn grant_and_deny_round_trip() {
+    let e = Env::with_vault();
+    let (id, key) = e.create("perm", &["-p", "info"]);
+    e.cmd()
+        .args(["grant", &id, "tools:call", "generate"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("info, tools:call, generate"));
+    e.cmd()
+        .args(["verify", "--require", "tools:call"])
+        .write_stdin(format!("{key}\n"))
+        .assert()
+        .success();
+    e.cmd().args(["deny", &id, "tools:call"]).assert().success();
+    assert_eq!(e.open_vault().keys()[0].permissions, ["info", "generate"]);
+    e.cmd()
+        .args(["verify", "--require", "tools:call"])
+        .write_stdin(format!("{key}\n"))
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("INSUFFICIENT_PERMISSIONS"));
+    e.cmd().args(["grant", &id, "BAD PERM"]).assert().code(2);
+    e.cmd().args(["grant", &id]).assert().code(2);
+    let list = e.json(&["list", "--json"]);
+    assert_eq!(
+        list[0]["permissions"],
+        serde_json::json!(["info", "generate"])
+    );
+}

@@ -1,0 +1,117 @@
+//! `use`, `use --print`, `create -u`, and the env file's treatment.
+
+use crate::common::*;
+use chrono::{Duration, Utc};
+use predicates::prelude::*;
+use std::os::unix::fs::PermissionsExt;
+
+#[test]
+fn use_writes_the_key_and_the_requirement() {
+    let e = Env::with_vault();
+    let (id, key) = e.create("u", &[]);
+    std::fs::write(e.env_file(), "# settings\nPORT=8000\n").unwrap();
+    e.cmd().args(["use", &id[..6]]).assert().success();
+    assert_eq!(
+        e.read_env(),
+        format!("# settings\nPORT=8000\nMCP_API_KEY={key}\nAPI_KEY_REQUIRED=true\n")
+    );
+}
+
+#[test]
+fn use_print_writes_stdout_only() {
+    let e = Env::with_vault();
+    let (id, key) = e.create("p", &[]);
+    e.cmd()
+        .args(["use", &id, "--print"])
+        .assert()
+        .success()
+        .stdout(format!("{key}\n"));
+    assert!(!e.env_file().exists());
+}
+
+#[test]
+fn use_refuses_revoked_and_expired_keys() {
+    let e = Env::with_vault();
+    let (r, _) = e.create("revoked", &[]);
+    let (x, _) = e.create("expired", &[]);
+    e.cmd().args(["revoke", &r]).assert().success();
+    e.edit_vault(|v| {
+        let i = v.find(&x).unwrap();
+        v.payload.keys[i].expires_at = Some(Utc::now() - Duration::hours(1));
+    });
+    e.cmd()
+        .args(["use", &r])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("is revoked"));
+    e.cmd()
+        .args(["use", &x, "--print"])
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr(predicate::str::contains("is expired"));
+    assert!(!e.env_file().exists());
+}
+
+#[test]
+fn new_env_file_is_0600_and_an_exposed_one_draws_a_warning() {
+    let e = Env::with_vault();
+    let (id, _) = e.create("m", &[]);
+    e.cmd().args(["use", &id]).assert().success();
+    let mode = std::fs::metadata(e.env_file())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    std::fs::set_permissions(e.env_file(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    e.cmd().args(["use", &id]).assert().success().stderr(
+        predicate::str::contains("warning:")
+            .and(predicate::str::contains("readable by group or others")),
+    );
+}
+
+#[test]
+fn exposed_vault_draws_a_warning() {
+    let e = Env::with_vault();
+    std::fs::set_permissions(e.vault(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    e.cmd()
+        .arg("list")
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("warning:").and(predicate::str::contains("chmod 600")));
+}
+
+#[test]
+fn env_file_and_vault_paths_from_flags_and_variables() {
+    let e = Env::new();
+    std::fs::create_dir(e.path().join("conf")).unwrap();
+    let out = e
+        .cmd()
+        .env("MCP_KEY_VAULT", "store/v.json")
+        .env("MCP_ENV_FILE", "conf/app.env")
+        .args(["create", "paths", "-u", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(e.path().join("store/v.json").exists());
+    let env = std::fs::read_to_string(e.path().join("conf/app.env")).unwrap();
+    assert!(env.contains(String::from_utf8_lossy(&out.stdout).trim()));
+    e.cmd()
+        .args(["--vault", "store/v.json", "list", "--json"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("paths"));
+    e.cmd()
+        .args(["enable-requirement", "--env-file", "other.env"])
+        .assert()
+        .success();
+    assert_eq!(
+        std::fs::read_to_string(e.path().join("other.env")).unwrap(),
+        "API_KEY_REQUIRED=true\n"
+    );
+}
