@@ -410,3 +410,152 @@ pub fn api_key_from_headers<'a>(
 pub fn hashes_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.ct_eq(b).into()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::SecretString;
+    use crate::vault::{KdfParams, NewKey, Vault};
+    use chrono::Duration;
+
+    fn cheap_vault() -> (Vault, Vec<(String, SecretString)>) {
+        let weak = KdfParams {
+            memory_kib: 8,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let mut v = Vault::create(&SecretString::new("p".into()), weak).unwrap();
+        let now = Utc::now();
+        let mut keys = Vec::new();
+        for (name, perms, exp) in [
+            ("good", vec!["generate", "info"], Some(now + Duration::days(3))),
+            ("revoked", vec!["generate"], None),
+            ("expired", vec!["generate"], Some(now - Duration::seconds(1))),
+        ] {
+            let (i, key) = v.add_key(
+                NewKey {
+                    name: name.into(),
+                    description: String::new(),
+                    expires_at: exp,
+                    permissions: perms.into_iter().map(String::from).collect(),
+                },
+                now,
+            );
+            keys.push((v.keys()[i].id.clone(), key));
+        }
+        v.payload.keys[1].revoked_at = Some(now);
+        (v, keys)
+    }
+
+    #[test]
+    fn every_code_through_the_library() {
+        let (v, keys) = cheap_vault();
+        let ver = Verifier::from_vault(&v);
+        let good = keys[0].1.expose();
+        assert_eq!(ver.verify(good, &[]).code, Code::Valid);
+        assert_eq!(ver.verify(good, &["info"]).code, Code::Valid);
+        assert_eq!(
+            ver.verify(good, &["info", "admin"]).code,
+            Code::InsufficientPermissions
+        );
+        assert_eq!(ver.verify(keys[1].1.expose(), &[]).code, Code::Revoked);
+        assert_eq!(ver.verify(keys[2].1.expose(), &[]).code, Code::Expired);
+        let wrong = format!("{}{}", &good[..21], "0".repeat(64));
+        let wrong_v = ver.verify(&wrong, &[]);
+        assert_eq!(wrong_v.code, Code::NotFound);
+        assert!(wrong_v.key.is_none(), "a wrong secret reveals nothing about the id");
+        let unknown = format!("mcp_{}_{}", "f".repeat(16), "0".repeat(64));
+        assert_eq!(ver.verify(&unknown, &[]).code, Code::NotFound);
+        assert_eq!(ver.verify("mcp_x", &[]).code, Code::Malformed);
+        assert_eq!(ver.verify("", &[]).code, Code::Malformed);
+        // Revoked is reported before expired and before permissions.
+        assert_eq!(ver.verify(keys[1].1.expose(), &["nope"]).code, Code::Revoked);
+    }
+
+    #[test]
+    fn verifier_file_round_trip_and_no_secret() {
+        let (v, keys) = cheap_vault();
+        let ver = Verifier::from_vault(&v);
+        let bytes = ver.to_json(Utc::now());
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        for (_, k) in &keys {
+            assert!(!text.contains(k.expose()));
+            assert!(!text.contains(&k.expose()[21..]));
+        }
+        let back = Verifier::from_json(&bytes).unwrap();
+        for (i, (_, k)) in keys.iter().enumerate() {
+            assert_eq!(
+                back.verify(k.expose(), &[]).code,
+                ver.verify(k.expose(), &[]).code,
+                "key {i}"
+            );
+        }
+        assert!(Verifier::from_json(b"{}").is_err());
+        let other = text.replace("mcp-key-verifier", "something-else");
+        assert!(matches!(
+            Verifier::from_json(other.as_bytes()),
+            Err(Error::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn legacy_keys_are_found_by_keyed_hash() {
+        let (mut v, _) = cheap_vault();
+        let legacy = "ab".repeat(32);
+        let hash = v.payload.keyed_hash(&legacy);
+        let mut rec = serde_json::from_value::<crate::vault::KeyRecord>(serde_json::json!({
+            "id": "legacy-id", "name": "old", "created_at": "2025-01-01T00:00:00Z",
+            "secret": legacy, "hash": hash, "permissions": ["generate"]
+        }))
+        .unwrap();
+        rec.description = "imported".into();
+        v.payload.keys.push(rec);
+        let ver = Verifier::from_vault(&v);
+        let verdict = ver.verify(&legacy, &["generate"]);
+        assert_eq!(verdict.code, Code::Valid);
+        assert_eq!(verdict.key.unwrap().id, "legacy-id");
+        assert_eq!(ver.verify(&"cd".repeat(32), &[]).code, Code::NotFound);
+    }
+
+    #[test]
+    fn the_hash_comparison_is_constant_time_equality() {
+        // `hashes_equal` is subtle's ConstantTimeEq: same answers as ==, and it is the
+        // function both lookup paths call (see verify_at).
+        let a = [7u8; 32];
+        let mut b = a;
+        assert!(hashes_equal(&a, &b));
+        b[31] ^= 1;
+        assert!(!hashes_equal(&a, &b));
+        b = a;
+        b[0] ^= 0x80;
+        assert!(!hashes_equal(&a, &b));
+        let src = include_str!("verify.rs");
+        assert!(src.matches("hashes_equal(&").count() >= 2);
+        assert!(!src.contains(concat!(".hash ", "== ")));
+    }
+
+    #[test]
+    fn header_extraction() {
+        let k = "mcp_0123456789abcdef_00";
+        assert_eq!(api_key_from_headers(Some(k), None), Some(k));
+        assert_eq!(api_key_from_headers(Some(&format!(" {k}\t")), None), Some(k));
+        assert_eq!(api_key_from_headers(None, Some(&format!("Bearer {k}"))), Some(k));
+        assert_eq!(api_key_from_headers(None, Some(&format!("BEARER  {k} "))), Some(k));
+        assert_eq!(api_key_from_headers(None, Some(&format!("bearer\t{k}"))), Some(k));
+        assert_eq!(api_key_from_headers(Some(k), Some("Bearer other")), Some(k));
+        for bad in [
+            format!("Basic {k}"),
+            format!("Token {k}"),
+            "Bearer".to_string(),
+            "Bearer ".to_string(),
+            format!("Bearer {k} extra"),
+            format!("Bearer{k}"),
+            String::new(),
+        ] {
+            assert_eq!(api_key_from_headers(None, Some(&bad)), None, "{bad:?}");
+        }
+        assert_eq!(api_key_from_headers(Some("   "), None), None);
+        assert_eq!(api_key_from_headers(Some("a b"), None), None);
+        assert_eq!(api_key_from_headers(None, None), None);
+    }
+}
