@@ -22,18 +22,6 @@ pub fn harden_process() {
     }
 }
 
-/// Whether core dumps are disabled for this process (for tests).
-#[allow(unsafe_code)]
-pub fn core_dumps_disabled() -> bool {
-    let mut r = libc::rlimit {
-        rlim_cur: 1,
-        rlim_max: 1,
-    };
-    // SAFETY: getrlimit writes into a valid rlimit struct we own.
-    let ok = unsafe { libc::getrlimit(libc::RLIMIT_CORE, &mut r) } == 0;
-    ok && r.rlim_cur == 0
-}
-
 /// The width of the terminal on stdout, if stdout is one.
 #[allow(unsafe_code)]
 pub fn terminal_width() -> Option<usize> {

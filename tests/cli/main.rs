@@ -7,6 +7,7 @@ mod check;
 mod create;
 mod envfile;
 mod guide;
+mod hardening;
 mod history;
 mod import;
 mod init;
