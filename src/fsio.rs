@@ -62,7 +62,22 @@ pub fn read_bounded(path: &Path, max: u64, what: &str) -> Result<Option<Vec<u8>>
     Ok(Some(buf))
 }
 
+/// The temporary files of [`atomic_write`] are named `.<name>.tmp-<12 hex>`.
+const TMP_INFIX: &str = ".tmp-";
+const TMP_HEX: usize = 12;
+
+fn tmp_prefix(name: &std::ffi::OsStr) -> std::ffi::OsString {
+    let mut p = std::ffi::OsString::from(".");
+    p.push(name);
+    p.push(TMP_INFIX);
+    p
+}
+
 /// Writes `bytes` to `path` atomically with mode 0600.
+///
+/// Callers hold the [`Lock`] on `path`: a writer killed between creating its temporary
+/// file and the rename leaves that file behind, and the next [`Lock::acquire`] on the
+/// same path removes it (it may hold a key, as the env file's does).
 ///
 /// # Errors
 /// [`Error::Io`] naming the path; the target is left as it was.
@@ -71,9 +86,8 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| Error::io("write", path, io::Error::other("the path has no file name")))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp-{}", crate::rng::hex(&crate::rng::bytes(6))));
+    let mut tmp_name = tmp_prefix(name);
+    tmp_name.push(crate::rng::hex(&crate::rng::bytes(TMP_HEX / 2)));
     let tmp = dir.join(tmp_name);
     let result = (|| -> io::Result<()> {
         let mut f = OpenOptions::new()
@@ -180,7 +194,10 @@ impl Lock {
         let mut pause = Duration::from_millis(2);
         loop {
             match file.try_lock() {
-                Ok(()) => return Ok(Lock { _file: file }),
+                Ok(()) => {
+                    remove_stale_temps(target);
+                    return Ok(Lock { _file: file });
+                }
                 Err(fs::TryLockError::WouldBlock) => {}
                 Err(fs::TryLockError::Error(e)) => {
                     return Err(Error::io("lock", &lock_path, e));
@@ -206,10 +223,38 @@ impl Lock {
     }
 }
 
+/// Removes the temporary files that writers of `target` killed mid-write left behind.
+/// Only the holder of `target`'s lock may call it: every writer holds that lock while its
+/// temporary file exists, so any such file found now is stale. Best effort: a failure to
+/// list or remove leaves the files, as before.
+fn remove_stale_temps(target: &Path) {
+    let Some(name) = target.file_name() else {
+        return;
+    };
+    let prefix = tmp_prefix(name);
+    let prefix = prefix.as_encoded_bytes();
+    let Ok(entries) = fs::read_dir(parent_dir(target)) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let n = file_name.as_encoded_bytes();
+        let stale = n.len() == prefix.len() + TMP_HEX
+            && n.starts_with(prefix)
+            && n[prefix.len()..]
+                .iter()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b));
+        if stale && entry.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// Follows a chain of symbolic links to the file they name (which may not exist yet).
 ///
 /// # Errors
-/// [`Error::Io`] for a loop, or a link whose target's directory does not exist.
+/// [`Error::Io`] for a loop, or a link whose target does not exist (a dangling link is
+/// refused rather than written through).
 pub fn resolve_symlinks(path: &Path) -> Result<PathBuf> {
     let mut p = path.to_path_buf();
     for _ in 0..40 {
@@ -282,6 +327,32 @@ mod tests {
             read_bounded(d.path(), 10, "vault"),
             Err(Error::Io { .. })
         ));
+    }
+
+    #[test]
+    fn taking_the_lock_removes_stale_temp_files_only() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("keys.json");
+        atomic_write(&p, b"v").unwrap();
+        let keep = [
+            ".keys.json.tmp-backup",
+            ".keys.json.tmp-0123456789abc",
+            ".other.tmp-0123456789ab",
+            "keys.json.tmp-0123456789ab",
+        ];
+        for n in keep.iter().chain(&[".keys.json.tmp-0123456789ab", ".keys.json.tmp-ffffffffffff"]) {
+            fs::write(d.path().join(n), b"x").unwrap();
+        }
+        drop(Lock::acquire(&p, Duration::ZERO, || {}).unwrap());
+        let mut left: Vec<String> = fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        let mut want: Vec<String> = keep.iter().map(|s| s.to_string()).collect();
+        want.extend(["keys.json".to_string(), "keys.json.lock".to_string()]);
+        want.sort();
+        assert_eq!(left, want);
     }
 
     #[test]

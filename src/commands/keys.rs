@@ -134,8 +134,8 @@ pub(super) fn create(ctx: &mut Ctx, a: CreateArgs) -> Result<()> {
         writeln!(
             ctx.out,
             "Created key {id} \"{}\" ({exp}).\n\n    {}\n\n\
-             Store this key now: it is shown only once. Send it as `X-API-Key: <key>` or \
-             `Authorization: Bearer <key>`.",
+             Store this key now: `list` and `view` never show it (only `use` writes it out \
+             again). Clients send it as `X-API-Key: <key>` or `Authorization: Bearer <key>`.",
             sanitize(&a.name),
             key.expose()
         )?;
@@ -273,12 +273,14 @@ pub(super) fn list(
             *w = (*w).max(c.chars().count());
         }
     }
-    // Fit the terminal by narrowing the name column first.
+    // Fit the terminal: narrow the name column first, then the permissions, never below a
+    // readable minimum (a terminal narrower than that wraps, as `ls -l` does).
     if let Some(total) = ctx.width {
-        let used: usize = widths.iter().sum::<usize>() + 2 * 5;
-        if used > total {
-            let over = used - total;
-            widths[1] = widths[1].saturating_sub(over).max(8);
+        let columns = if show_keys { 6 } else { 5 };
+        let used = |w: &[usize; 6]| w[..columns].iter().sum::<usize>() + 2 * (columns - 1);
+        for (col, min) in [(1, 8), (4, 10)] {
+            let over = used(&widths).saturating_sub(total);
+            widths[col] = widths[col].saturating_sub(over).max(min.min(widths[col]));
         }
     }
     for (n, r) in rows.iter().enumerate() {
@@ -337,10 +339,12 @@ pub(super) fn view(ctx: &mut Ctx, id: &str, json: bool) -> Result<()> {
         Some(t) if status == Status::Expired => {
             format!("{} (expired {})", human_time(t), relative(t, now))
         }
+        Some(t) if *t - now >= Duration::hours(36) => {
+            format!("{} ({} days left)", human_time(t), whole_days(*t - now))
+        }
         Some(t) => format!(
-            "{} ({} days left, {})",
+            "{} ({}, under 2 days left)",
             human_time(t),
-            (*t - now).num_days(),
             relative(t, now)
         ),
     };

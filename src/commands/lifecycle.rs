@@ -129,7 +129,7 @@ pub(super) fn rotate(
     }
     writeln!(
         ctx.out,
-        "Rotated key {old_id} -> {new_id}.\n\n    {}\n\nStore this key now: it is shown only once.",
+        "Rotated key {old_id} -> {new_id}.\n\n    {}\n\nStore this key now: `list` and `view` never show it.",
         key.expose()
     )?;
     match old_end {

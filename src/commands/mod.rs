@@ -438,9 +438,8 @@ pub fn relative(t: &DateTime<Utc>, now: DateTime<Utc>) -> String {
     } else {
         (false, -d)
     };
-    // Whole days are rounded to the nearest day: a 90-day key reads "in 90 days".
     let amount = if d.num_hours() >= 36 {
-        plural((d.num_seconds() + 43_200) / 86_400, "day")
+        plural(whole_days(d), "day")
     } else if d.num_days() >= 1 {
         plural(d.num_days(), "day")
     } else if d.num_hours() >= 1 {
@@ -455,6 +454,13 @@ pub fn relative(t: &DateTime<Utc>, now: DateTime<Utc>) -> String {
     } else {
         format!("{amount} ago")
     }
+}
+
+/// Whole days in a duration, rounded to the nearest day, so that a 90-day key read a second
+/// after its creation shows 90 days, not 89.
+pub fn whole_days(d: chrono::Duration) -> i64 {
+    let s = d.num_seconds();
+    (s + s.signum() * 43_200) / 86_400
 }
 
 fn plural(n: i64, unit: &str) -> String {
