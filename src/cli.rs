@@ -185,11 +185,18 @@ pub enum Command {
         /// Key id, or a unique prefix of it.
         id: String,
         /// Print the key to stdout instead of writing the env file.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "json")]
         print: bool,
+        /// Print JSON (never the key).
+        #[arg(long)]
+        json: bool,
     },
     /// Set API_KEY_REQUIRED=true in the env file (needs no passphrase).
-    EnableRequirement,
+    EnableRequirement {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check presented keys (from stdin, one per line, or the env file) offline.
     Verify {
         /// Check the MCP_API_KEY of the env file instead of reading stdin.

@@ -158,6 +158,28 @@ impl Verifier {
     }
 
     /// A verifier over every key of an unlocked vault.
+    ///
+    /// ```
+    /// use mcp_key_manager::vault::{KdfParams, NewKey, Vault};
+    /// use mcp_key_manager::verify::{Code, Verifier};
+    /// use mcp_key_manager::SecretString;
+    ///
+    /// // A throwaway vault with cheap KDF settings (the CLI refuses these for real vaults).
+    /// let cheap = KdfParams { memory_kib: 8, iterations: 1, parallelism: 1 };
+    /// let mut vault = Vault::create(&SecretString::new("example".into()), cheap)?;
+    /// let spec = NewKey {
+    ///     name: "server".into(),
+    ///     description: String::new(),
+    ///     expires_at: None,
+    ///     permissions: vec!["generate".into()],
+    /// };
+    /// let (_, key) = vault.add_key(spec, chrono::Utc::now());
+    ///
+    /// let verifier = Verifier::from_vault(&vault);
+    /// assert!(verifier.verify(key.expose(), &["generate"]).is_valid());
+    /// assert_eq!(verifier.verify(key.expose(), &["admin"]).code, Code::InsufficientPermissions);
+    /// # Ok::<(), mcp_key_manager::Error>(())
+    /// ```
     pub fn from_vault(vault: &Vault) -> Verifier {
         let keys = vault
             .keys()
@@ -287,6 +309,10 @@ impl Verifier {
     }
 
     /// Verifies `key` at the current time, requiring every permission in `required`.
+    ///
+    /// The checks run in the order of [`Code`]: shape, existence (by keyed hash, in
+    /// constant time), revocation, expiry, permissions. See [`Verifier::from_vault`] for an
+    /// example.
     pub fn verify(&self, key: &str, required: &[&str]) -> Verdict<'_> {
         self.verify_at(key, required, Utc::now())
     }

@@ -467,7 +467,7 @@ pub(super) fn delete(ctx: &mut Ctx, id: &str, yes: bool, json: bool) -> Result<(
     Ok(())
 }
 
-pub(super) fn use_key(ctx: &mut Ctx, id: &str, print: bool) -> Result<()> {
+pub(super) fn use_key(ctx: &mut Ctx, id: &str, print: bool, json: bool) -> Result<()> {
     let now = ctx.now;
     let (kid, key) = update(ctx, |v| {
         let i = v.find(id)?;
@@ -501,6 +501,12 @@ pub(super) fn use_key(ctx: &mut Ctx, id: &str, print: bool) -> Result<()> {
         ctx,
         &[("MCP_API_KEY", key.expose()), ("API_KEY_REQUIRED", "true")],
     )?;
+    if json {
+        return print_json(
+            ctx,
+            &serde_json::json!({"id": kid, "env_file": ctx.env_path.display().to_string()}),
+        );
+    }
     writeln!(
         ctx.out,
         "Wrote key {kid} to {} as MCP_API_KEY, with API_KEY_REQUIRED=true. Restart the server \
@@ -510,8 +516,15 @@ pub(super) fn use_key(ctx: &mut Ctx, id: &str, print: bool) -> Result<()> {
     Ok(())
 }
 
-pub(super) fn enable_requirement(ctx: &mut Ctx) -> Result<()> {
+pub(super) fn enable_requirement(ctx: &mut Ctx, json: bool) -> Result<()> {
     write_env(ctx, &[("API_KEY_REQUIRED", "true")])?;
+    if json {
+        return print_json(
+            ctx,
+            &serde_json::json!({"env_file": ctx.env_path.display().to_string(),
+                                "api_key_required": true}),
+        );
+    }
     writeln!(
         ctx.out,
         "Set API_KEY_REQUIRED=true in {}.",

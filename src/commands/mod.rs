@@ -102,8 +102,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::View { id, json } => keys::view(&mut ctx, &id, json),
         Command::Revoke { id, json } => keys::revoke(&mut ctx, &id, json),
         Command::Delete { id, yes, json } => keys::delete(&mut ctx, &id, yes, json),
-        Command::Use { id, print } => keys::use_key(&mut ctx, &id, print),
-        Command::EnableRequirement => keys::enable_requirement(&mut ctx),
+        Command::Use { id, print, json } => keys::use_key(&mut ctx, &id, print, json),
+        Command::EnableRequirement { json } => keys::enable_requirement(&mut ctx, json),
         Command::Verify {
             from_env,
             require,

@@ -115,3 +115,18 @@ fn env_file_and_vault_paths_from_flags_and_variables() {
         "API_KEY_REQUIRED=true\n"
     );
 }
+
+#[test]
+fn use_and_enable_requirement_speak_json_without_the_key() {
+    let e = Env::with_vault();
+    let (id, key) = e.create("j", &[]);
+    let v = e.json(&["use", &id, "--json"]);
+    assert_eq!(v["id"], id.as_str());
+    assert!(!v.to_string().contains(&key[21..]));
+    let v = e.json(&["enable-requirement", "--json"]);
+    assert_eq!(v["api_key_required"], true);
+    e.cmd()
+        .args(["use", &id, "--print", "--json"])
+        .assert()
+        .code(2);
+}
