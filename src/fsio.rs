@@ -250,12 +250,13 @@ fn remove_stale_temps(target: &Path) {
     }
 }
 
-/// Follows a chain of symbolic links to the file they name (which may not exist yet).
+/// Follows a chain of symbolic links to the file they name. `path` itself may not exist
+/// yet. A link whose target does not exist is refused rather than written through, unless
+/// `dangling_ok` (the vault: a link made before the vault) and the target's directory exists.
 ///
 /// # Errors
-/// [`Error::Io`] for a loop, or a link whose target does not exist (a dangling link is
-/// refused rather than written through).
-pub fn resolve_symlinks(path: &Path) -> Result<PathBuf> {
+/// [`Error::Io`] for a loop, or a link whose target does not exist.
+pub fn resolve_symlinks(path: &Path, dangling_ok: bool) -> Result<PathBuf> {
     let mut p = path.to_path_buf();
     for _ in 0..40 {
         match fs::symlink_metadata(&p) {
@@ -269,7 +270,7 @@ pub fn resolve_symlinks(path: &Path) -> Result<PathBuf> {
             }
             Ok(_) => return Ok(p),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                if p != path {
+                if p != path && !(dangling_ok && parent_dir(&p).is_dir()) {
                     return Err(Error::io(
                         "follow the link",
                         path,

@@ -81,8 +81,12 @@ pub(super) fn create(ctx: &mut Ctx, a: CreateArgs) -> Result<()> {
     let permissions = if a.permissions.is_empty() {
         DEFAULT_PERMISSIONS.iter().map(|s| s.to_string()).collect()
     } else {
-        let mut p = a.permissions.clone();
-        p.dedup();
+        let mut p: Vec<String> = Vec::with_capacity(a.permissions.len());
+        for x in &a.permissions {
+            if !p.contains(x) {
+                p.push(x.clone());
+            }
+        }
         p
     };
     check_permissions(&permissions)?;

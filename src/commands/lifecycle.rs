@@ -28,7 +28,7 @@ pub(super) fn rotate(
         .map(SecretString::new);
     // The env file is locked for the whole operation when it may move to the successor,
     // so no other writer can slip in between the vault and the env file.
-    let env_target = fsio::resolve_symlinks(&ctx.env_path)?;
+    let env_target = fsio::resolve_symlinks(&ctx.env_path, false)?;
     let mut env_lock = None;
     let outcome = update(ctx, |v| {
         let i = v.find(id)?;
@@ -232,7 +232,13 @@ pub(super) fn rekey(
     let now = ctx.now;
     // Ask for the new passphrase before the lock, after the old one is known to work.
     let current = read_envelope(&ctx.vault_path)?.ok_or_else(|| no_vault(&ctx.vault_path))?;
-    let params = kdf_from_args(kdf, current.kdf)?;
+    // Keep the vault's settings unless told otherwise, but never carry weak ones forward.
+    let base = if current.kdf.below_policy() {
+        KdfParams::DEFAULT
+    } else {
+        current.kdf
+    };
+    let params = kdf_from_args(kdf, base)?;
     let mut cache = KeyCache::new(ctx.source.get("Current vault passphrase: ")?);
     unlock(&mut cache, &current)?;
     let new_pass = new_source.get_new("the vault")?;

@@ -48,8 +48,12 @@ pub struct Ctx {
 impl Ctx {
     fn from_cli(cli: &Cli) -> Ctx {
         let stdout_tty = std::io::stdout().is_terminal();
+        // A symlinked vault is read and replaced at its target, as the env file is; a link
+        // that cannot be followed is left for the command to report.
+        let vault_path = fsio::resolve_symlinks(&cli.global.vault, true)
+            .unwrap_or_else(|_| cli.global.vault.clone());
         Ctx {
-            vault_path: cli.global.vault.clone(),
+            vault_path,
             env_path: cli.global.env_file.clone(),
             source: Source::current(cli.global.passphrase_file.clone()),
             now: chrono::DurationRound::duration_trunc(Utc::now(), chrono::Duration::seconds(1))
@@ -379,7 +383,7 @@ fn update_or_create<T>(
 /// Sets variables in the env file under its lock, following a symlink to its target and
 /// keeping every other byte.
 fn write_env(ctx: &Ctx, assignments: &[(&str, &str)]) -> Result<()> {
-    let target = fsio::resolve_symlinks(&ctx.env_path)?;
+    let target = fsio::resolve_symlinks(&ctx.env_path, false)?;
     let _lock = lock(&target)?;
     let old = fsio::read_bounded(&target, MAX_ENV_BYTES, "env file")
         .map_err(|e| env_error(e, &target))?;
@@ -407,7 +411,7 @@ fn env_error(e: Error, path: &Path) -> Error {
 
 /// Reads the env file's `MCP_API_KEY` (and `API_KEY_REQUIRED`), if the file exists.
 fn read_env(ctx: &Ctx) -> Result<Option<envfile::EnvFile>> {
-    let target = fsio::resolve_symlinks(&ctx.env_path)?;
+    let target = fsio::resolve_symlinks(&ctx.env_path, false)?;
     Ok(fsio::read_bounded(&target, MAX_ENV_BYTES, "env file")
         .map_err(|e| env_error(e, &target))?
         .map(|b| envfile::EnvFile::parse(&zeroize::Zeroizing::new(b))))

@@ -266,7 +266,7 @@ pub(super) fn check(ctx: &mut Ctx, warn_days: u32, strict: bool, json: bool) -> 
         );
     }
     if env.is_some() {
-        let target = fsio::resolve_symlinks(&ctx.env_path)?;
+        let target = fsio::resolve_symlinks(&ctx.env_path, false)?;
         if fsio::readable_by_others(&target) {
             add(
                 "warning",
@@ -321,7 +321,7 @@ pub(super) fn export(ctx: &mut Ctx, out: &Path, json: bool) -> Result<()> {
     let verifier = Verifier::from_vault(&vault);
     let bytes = verifier.to_json(ctx.now);
     fsio::ensure_parent(out)?;
-    let target = fsio::resolve_symlinks(out)?;
+    let target = fsio::resolve_symlinks(out, false)?;
     {
         let _lock = lock(&target)?;
         fsio::atomic_write(&target, &bytes)?;

@@ -130,3 +130,25 @@ fn use_and_enable_requirement_speak_json_without_the_key() {
         .assert()
         .code(2);
 }
+
+#[test]
+fn a_symlinked_vault_is_replaced_at_its_target() {
+    let e = Env::new();
+    std::fs::create_dir(e.path().join("secure")).unwrap();
+    std::fs::create_dir(e.path().join("mcp_key_manager")).unwrap();
+    std::os::unix::fs::symlink("../secure/keys.json", e.vault()).unwrap();
+    e.create("linked", &[]);
+    e.create("linked again", &["-p", "info", "-p", "info"]);
+    assert!(std::fs::symlink_metadata(e.vault())
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let v = e.open_vault();
+    assert_eq!(v.keys().len(), 2);
+    assert_eq!(
+        v.keys()[1].permissions,
+        ["info"],
+        "repeated -p is kept once"
+    );
+    assert!(e.path().join("secure/keys.json").is_file());
+}
