@@ -163,9 +163,8 @@ fn malformed_stores_are_reported_and_left_untouched() {
             "more than once",
         ),
         (
-            format!(
-                r#"{{"a1": {{"key_id": "a1", "name": "n", "created_at": "2025-01-01T00:00:00", "key_value": 5}}}}"#
-            ),
+            r#"{"a1": {"key_id": "a1", "name": "n", "created_at": "2025-01-01T00:00:00", "key_value": 5}}"#
+                .to_string(),
             "key_value",
         ),
         (

@@ -96,7 +96,7 @@ fn every_readme_example_parses() {
         let cmdline = &line[pos..];
         // Cut at shell operators and comments: the tool's own words end there.
         let cut = cmdline
-            .find(|c| matches!(c, '|' | '<' | '>' | '#' | ';' | '&' | ')'))
+            .find(['|', '<', '>', '#', ';', '&', ')'])
             .unwrap_or(cmdline.len());
         let words = shell_words(&cmdline[..cut]);
         if words.iter().any(|w| w.contains("$(")) {
