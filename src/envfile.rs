@@ -222,9 +222,15 @@ impl EnvFile {
                 continue;
             }
             found = true;
+            let rest = &l.text[a.value.1..];
             let mut text = l.text[..a.value.0].to_vec();
             text.extend_from_slice(&quoted(value, a.quote));
-            text.extend_from_slice(&l.text[a.value.1..]);
+            // `K= # note` has an empty value right before its comment; without a blank
+            // the new unquoted value would run into the comment (`K=v# note` reads `v# note`).
+            if a.quote.is_none() && rest.first() == Some(&b'#') {
+                text.push(b' ');
+            }
+            text.extend_from_slice(rest);
             l.text = text;
         }
         if found {
