@@ -374,8 +374,17 @@ fn decode_bounded(s: &str, field: &str, max: usize) -> Result<Vec<u8>> {
             "the vault field {field} is too long"
         )));
     }
-    B64.decode(s)
-        .map_err(|_| Error::corrupt(format!("the vault field {field} is not valid base64")))
+    let bytes = B64
+        .decode(s)
+        .map_err(|_| Error::corrupt(format!("the vault field {field} is not valid base64")))?;
+    // The length check above admits up to two bytes more than `max` (88 base64 characters
+    // hold 66 bytes); the bound is on the decoded bytes.
+    if bytes.len() > max {
+        return Err(Error::corrupt(format!(
+            "the vault field {field} is too long"
+        )));
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]
