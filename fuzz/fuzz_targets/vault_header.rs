@@ -1,0 +1,11 @@
+#![no_main]
+//! `vault_header`: see [`mcp_key_manager_fuzz::check_vault_header`] for the input layout and the properties.
+
+use libfuzzer_sys::fuzz_target;
+use mcp_key_manager_fuzz::{alloc::Counting, check_vault_header};
+
+// Measures single allocations (and, for classify, their absence); see `alloc`.
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+fuzz_target!(|data: &[u8]| check_vault_header(data));
