@@ -1,0 +1,80 @@
+//! Writes the vault files that `benches/compare.sh` times the CLI against, through the
+//! library rather than by thousands of CLI calls.
+//!
+//! ```text
+//! MCP_KEY_VAULT_PASSPHRASE=... cargo bench --bench genvault -- --out DIR \
+//!     [--sizes 10,1000,10000,100000] [--memory-kib 19456] [--iterations 2] [--all-keys 100000]
+//! ```
+//!
+//! For each size N it writes `DIR/N/keys.json` (a vault of N keys, at the weakest setting
+//! the CLI accepts for new vaults unless told otherwise), `DIR/N/id` (the id of the last
+//! key: the worst case for an id lookup) and `DIR/N/key` (that key in full, mode 0600, for
+//! `verify`). With `--all-keys N`, `DIR/N/all-keys` holds every key of that vault, one per
+//! line. These are throwaway benchmark keys; nothing is printed but paths and sizes.
+
+mod common;
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use mcp_key_manager::{KdfParams, SecretString};
+
+fn write_private(path: &Path, bytes: &[u8]) {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    f.write_all(bytes)
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+}
+
+fn main() {
+    let out: String = common::arg("--out", String::new());
+    assert!(
+        !out.is_empty(),
+        "usage: genvault --out DIR [--sizes 10,1000,...]"
+    );
+    let kdf = KdfParams {
+        memory_kib: common::arg("--memory-kib", KdfParams::MINIMUM.memory_kib),
+        iterations: common::arg("--iterations", KdfParams::MINIMUM.iterations),
+        parallelism: common::arg("--parallelism", KdfParams::MINIMUM.parallelism),
+    };
+    let all_keys: usize = common::arg("--all-keys", 0);
+    let pass = SecretString::new(
+        std::env::var("MCP_KEY_VAULT_PASSPHRASE")
+            .expect("set MCP_KEY_VAULT_PASSPHRASE to the passphrase for the benchmark vaults"),
+    );
+    let now = chrono::Utc::now();
+    for n in common::sizes(&[10, 1000, 10_000, 100_000]) {
+        assert!(n > 0, "a benchmark vault needs at least one key");
+        let dir = Path::new(&out).join(n.to_string());
+        fs::create_dir_all(&dir).expect("create the output directory");
+        let (vault, keys) = common::build_vault(n, &pass, kdf, now);
+        let bytes = vault.to_bytes();
+        write_private(&dir.join("keys.json"), &bytes);
+        let last = vault.keys().last().expect("at least one key");
+        write_private(&dir.join("id"), last.id.as_bytes());
+        let mut key = keys
+            .last()
+            .expect("at least one key")
+            .expose()
+            .as_bytes()
+            .to_vec();
+        key.push(b'\n');
+        write_private(&dir.join("key"), &key);
+        if n == all_keys {
+            let mut all = Vec::with_capacity(n * 86);
+            for k in &keys {
+                all.extend_from_slice(k.expose().as_bytes());
+                all.push(b'\n');
+            }
+            write_private(&dir.join("all-keys"), &all);
+        }
+        println!("{} {} keys {} bytes", dir.display(), n, bytes.len());
+    }
+}
