@@ -82,6 +82,23 @@ fn tmp_prefix(name: &std::ffi::OsStr) -> std::ffi::OsString {
 /// # Errors
 /// [`Error::Io`] naming the path; the target is left as it was.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_replacing(path, bytes, None)
+}
+
+/// As [`atomic_write`], but a file that already exists keeps its permission bits and,
+/// where the process may set them, its owner and group: a `.env` that a server running as
+/// another user reads must stay readable to it. A new file gets mode 0600.
+///
+/// # Errors
+/// As [`atomic_write`].
+pub fn atomic_write_keeping_mode(path: &Path, bytes: &[u8]) -> Result<()> {
+    let keep = fs::metadata(path)
+        .ok()
+        .map(|m| (m.mode() & 0o7777, m.uid(), m.gid()));
+    write_replacing(path, bytes, keep)
+}
+
+fn write_replacing(path: &Path, bytes: &[u8], keep: Option<(u32, u32, u32)>) -> Result<()> {
     let dir = parent_dir(path);
     let name = path
         .file_name()
@@ -97,6 +114,13 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
             .custom_flags(libc::O_CLOEXEC)
             .open(&tmp)?;
         f.write_all(bytes)?;
+        if let Some((mode, uid, gid)) = keep {
+            // Only now, complete and about to replace the old file, does the temporary file
+            // take the old one's mode: a writer killed earlier leaves a 0600 file. Owner
+            // and group are best effort (only root may give a file away).
+            let _ = std::os::unix::fs::fchown(&f, Some(uid), Some(gid));
+            f.set_permissions(fs::Permissions::from_mode(mode))?;
+        }
         f.sync_all()?;
         drop(f);
         fs::rename(&tmp, path)?;
@@ -312,6 +336,20 @@ mod tests {
     }
 
     #[test]
+    fn keeping_mode_keeps_an_existing_files_mode() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join(".env");
+        atomic_write_keeping_mode(&p, b"new").unwrap();
+        assert_eq!(mode(&p), Some(0o600), "a new file is private");
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).unwrap();
+        atomic_write_keeping_mode(&p, b"again").unwrap();
+        assert_eq!(mode(&p), Some(0o640));
+        assert_eq!(fs::read(&p).unwrap(), b"again");
+        atomic_write(&p, b"vault").unwrap();
+        assert_eq!(mode(&p), Some(0o600), "the vault is always private");
+    }
+
+    #[test]
     fn bounded_read_refuses_large_and_special_files() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("f");
@@ -341,7 +379,10 @@ mod tests {
             ".other.tmp-0123456789ab",
             "keys.json.tmp-0123456789ab",
         ];
-        for n in keep.iter().chain(&[".keys.json.tmp-0123456789ab", ".keys.json.tmp-ffffffffffff"]) {
+        for n in keep
+            .iter()
+            .chain(&[".keys.json.tmp-0123456789ab", ".keys.json.tmp-ffffffffffff"])
+        {
             fs::write(d.path().join(n), b"x").unwrap();
         }
         drop(Lock::acquire(&p, Duration::ZERO, || {}).unwrap());

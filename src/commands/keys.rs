@@ -334,7 +334,7 @@ pub(super) fn view(ctx: &mut Ctx, id: &str, json: bool) -> Result<()> {
         let mut v = key_json(k, now);
         v["metadata"] = serde_json::Value::Object(k.metadata.clone());
         v["in_env_file"] = in_env.into();
-        v["days_left"] = k.expires_at.map(|e| (e - now).num_days()).into();
+        v["days_left"] = k.expires_at.map(|e| whole_days(e - now)).into();
         return print_json(ctx, &v);
     }
     let status = k.status(now);
@@ -473,6 +473,15 @@ pub(super) fn delete(ctx: &mut Ctx, id: &str, yes: bool, json: bool) -> Result<(
 
 pub(super) fn use_key(ctx: &mut Ctx, id: &str, print: bool, json: bool) -> Result<()> {
     let now = ctx.now;
+    // As in `rotate`: the env file's lock is taken inside the vault's (one order, so no
+    // deadlock), and the env file must be readable before the use is recorded, so a `use`
+    // that cannot write the env file leaves the history alone.
+    let env_target = if print {
+        None
+    } else {
+        Some(fsio::resolve_symlinks(&ctx.env_path, false)?)
+    };
+    let mut env_lock = None;
     let (kid, key) = update(ctx, |v| {
         let i = v.find(id)?;
         let k = &v.keys()[i];
@@ -486,6 +495,10 @@ pub(super) fn use_key(ctx: &mut Ctx, id: &str, print: bool, json: bool) -> Resul
                     k.id
                 )))
             }
+        }
+        if let Some(t) = &env_target {
+            env_lock = Some(lock(t)?);
+            fsio::read_bounded(t, MAX_ENV_BYTES, "env file").map_err(|e| env_error(e, t))?;
         }
         let key = k.secret.duplicate();
         let kid = k.id.clone();
@@ -501,10 +514,13 @@ pub(super) fn use_key(ctx: &mut Ctx, id: &str, print: bool, json: bool) -> Resul
         writeln!(ctx.out, "{}", key.expose())?;
         return Ok(());
     }
-    write_env(
-        ctx,
-        &[("MCP_API_KEY", key.expose()), ("API_KEY_REQUIRED", "true")],
-    )?;
+    if let Some(t) = &env_target {
+        write_env_locked(
+            t,
+            &[("MCP_API_KEY", key.expose()), ("API_KEY_REQUIRED", "true")],
+        )?;
+    }
+    drop(env_lock);
     if json {
         return print_json(
             ctx,

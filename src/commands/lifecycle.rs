@@ -82,7 +82,6 @@ pub(super) fn rotate(
     let (old_id, new_id, key, old_status, old_end, follow, was_in_env) = outcome;
     if follow {
         write_env_locked(
-            ctx,
             &env_target,
             &[("MCP_API_KEY", key.expose()), ("API_KEY_REQUIRED", "true")],
         )?;
@@ -155,17 +154,6 @@ pub(super) fn rotate(
     } else {
         writeln!(ctx.out, "Next: mcp-key-manager use {new_id}")?;
     }
-    Ok(())
-}
-
-/// As `write_env`, for a caller that already holds the env file's lock.
-fn write_env_locked(_ctx: &Ctx, target: &Path, assignments: &[(&str, &str)]) -> Result<()> {
-    let old =
-        fsio::read_bounded(target, MAX_ENV_BYTES, "env file").map_err(|e| env_error(e, target))?;
-    let new = zeroize::Zeroizing::new(envfile::apply(old.as_deref().unwrap_or(b""), assignments));
-    drop(zeroize::Zeroizing::new(old.unwrap_or_default()));
-    fsio::atomic_write(target, &new)?;
-    warn_if_exposed(target, "env file");
     Ok(())
 }
 

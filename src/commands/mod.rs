@@ -385,15 +385,21 @@ fn update_or_create<T>(
 fn write_env(ctx: &Ctx, assignments: &[(&str, &str)]) -> Result<()> {
     let target = fsio::resolve_symlinks(&ctx.env_path, false)?;
     let _lock = lock(&target)?;
-    let old = fsio::read_bounded(&target, MAX_ENV_BYTES, "env file")
-        .map_err(|e| env_error(e, &target))?;
+    write_env_locked(&target, assignments)
+}
+
+/// As `write_env`, for a caller that already holds the lock of `target` (the resolved env
+/// file).
+fn write_env_locked(target: &Path, assignments: &[(&str, &str)]) -> Result<()> {
+    let old =
+        fsio::read_bounded(target, MAX_ENV_BYTES, "env file").map_err(|e| env_error(e, target))?;
     let new = envfile::apply(old.as_deref().unwrap_or(b""), assignments);
     let old = zeroize::Zeroizing::new(old.unwrap_or_default());
     let new = zeroize::Zeroizing::new(new);
     if *old != *new || !target.exists() {
-        fsio::atomic_write(&target, &new)?;
+        fsio::atomic_write_keeping_mode(target, &new)?;
     }
-    warn_if_exposed(&target, "env file");
+    warn_if_exposed(target, "env file");
     Ok(())
 }
 

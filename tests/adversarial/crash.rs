@@ -54,6 +54,8 @@ fn sigkilled_writers_never_lose_a_confirmed_write_or_tear_a_file() {
     let mut rng = Rng::from_env("crash");
     let e = Env::with_vault();
     std::fs::write(e.env_file(), ENV_START).unwrap();
+    // The env file is private, as `use` makes a new one; its writes keep that mode.
+    std::fs::set_permissions(e.env_file(), std::fs::Permissions::from_mode(0o600)).unwrap();
 
     // id -> full key, for every key whose creation (or rotation) was confirmed.
     let mut known: BTreeMap<String, String> = BTreeMap::new();

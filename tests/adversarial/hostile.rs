@@ -377,7 +377,6 @@ fn a_vault_reached_through_a_symlink_is_written_at_its_target() {
 }
 
 #[test]
-#[ignore = "bug: `use` records a use in the history when it cannot write the env file, see report"]
 fn a_use_that_cannot_write_the_env_file_records_nothing() {
     let e = Env::with_vault();
     let (id, _) = e.create("k", &[]);

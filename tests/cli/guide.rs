@@ -40,7 +40,7 @@ fn create_with_every_long_flag() {
         .expect("MCP_API_KEY written");
     assert!(env.contains("API_KEY_REQUIRED=true"));
     assert!(stdout.contains(key), "create prints the key once");
-    assert!(stdout.contains("shown only once"));
+    assert!(stdout.contains("Store this key now"));
     let v = e.open_vault();
     let k = &v.keys()[0];
     assert_eq!(k.name, "Production Key");

@@ -69,6 +69,13 @@ fn new_env_file_is_0600_and_an_exposed_one_draws_a_warning() {
         predicate::str::contains("warning:")
             .and(predicate::str::contains("readable by group or others")),
     );
+    // The file keeps its mode: a server running as another user may need to read it.
+    let mode = std::fs::metadata(e.env_file())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o644);
 }
 
 #[test]
