@@ -103,33 +103,41 @@ fn the_vault_holds_nothing_in_plaintext() {
     }
 }
 
-#[test]
-fn twenty_concurrent_creates_all_land() {
-    let e = Env::with_vault();
+/// Starts 20 `create --json` processes at once and returns the ids they report, asserting
+/// that every one succeeded.
+fn twenty_creates_at_once(e: &Env, prefix: &str) -> Vec<String> {
     let children: Vec<_> = (0..20)
         .map(|i| {
             std::process::Command::new(bin())
                 .current_dir(e.path())
                 .env_clear()
                 .env("MCP_KEY_VAULT_PASSPHRASE", PASS)
-                .args(["create", &format!("parallel-{i}"), "--json"])
+                .args(["create", &format!("{prefix}-{i}"), "--json"])
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
                 .unwrap()
         })
         .collect();
-    let mut ids = Vec::new();
-    for c in children {
-        let out = c.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        ids.push(v["id"].as_str().unwrap().to_string());
-    }
+    children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            v["id"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn twenty_concurrent_creates_all_land() {
+    let e = Env::with_vault();
+    let ids = twenty_creates_at_once(&e, "parallel");
     let v = e.open_vault();
     assert_eq!(v.keys().len(), 20);
     for id in ids {
@@ -139,27 +147,13 @@ fn twenty_concurrent_creates_all_land() {
 
 #[test]
 fn twenty_concurrent_creates_on_a_missing_vault() {
+    // Every process finds no vault and makes one; all but the first must then join the
+    // vault that won the race instead of replacing it.
     let e = Env::new();
-    let children: Vec<_> = (0..20)
-        .map(|i| {
-            std::process::Command::new(bin())
-                .current_dir(e.path())
-                .env_clear()
-                .env("MCP_KEY_VAULT_PASSPHRASE", PASS)
-                .args(["create", &format!("first-{i}"), "--quiet"])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for c in children {
-        let out = c.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    let ids = twenty_creates_at_once(&e, "first");
+    let v = e.open_vault();
+    assert_eq!(v.keys().len(), 20);
+    for id in ids {
+        assert!(v.find(&id).is_ok(), "{id} missing");
     }
-    assert_eq!(e.open_vault().keys().len(), 20);
 }
