@@ -81,12 +81,9 @@ bench() { cargo bench -q --bench "$@" 2>/dev/null; }
 # The C CLI times argon2_hash() itself (clock(), i.e. CPU time, single-threaded here) and
 # then verifies, hashing a second time; so its own figure is the comparable one, not the
 # whole-process time.
-c_cli_ms() { # c_cli_ms BINARY -> median ms over KDF_RUNS
-  local i
-  for i in $(seq "$KDF_RUNS"); do
-    printf 'benchmark passphrase' | "$1" "$SALT" -id -t 3 -m 16 -p 1 -l 32 |
-      awk '/seconds/ {print $1 * 1000}'
-  done | median
+c_cli_once() { # c_cli_once BINARY -> CPU ms of one argon2_hash
+  printf 'benchmark passphrase' | "$1" "$SALT" -id -t 3 -m 16 -p 1 -l 32 |
+    awk '/seconds/ {print $1 * 1000}'
 }
 
 fetch_c_source() { # unpacks phc-winner-argon2 from Debian's source package into $WORK/c
@@ -120,13 +117,18 @@ fetch_c_source() { # unpacks phc-winner-argon2 from Debian's source package into
 
 # KDF_MS: CPU ms (what the C CLI reports); KDF_WALL: wall ms where we have it.
 declare -A KDF_MS KDF_WALL KDF_NOTE
-log "(a) timing Argon2id in our code path..."
-bench kdf -- --runs "$KDF_RUNS" >"$WORK/kdf-detail.txt"
-KDF_WALL[ours]=$(awk '/^median_ms/ {print $2}' "$WORK/kdf-detail.txt")
-KDF_MS[ours]=$(awk '/^median_cpu_ms/ {print $2}' "$WORK/kdf-detail.txt")
+# Each implementation is timed as one hash in a fresh process, and the rounds are
+# interleaved (ours, C, C, ... then again), so a change in machine load during the run
+# falls on all of them alike.
+bench_exe() { # bench_exe NAME [cargo env...] -> path of the built bench binary
+  cargo bench --no-run --bench "$1" 2>&1 | sed -n "s/.*Executable benches\/$1.rs (\(.*\))/\1/p" | tail -n1
+}
+declare -A KDF_RUN # implementation -> command timing one hash, printing CPU ms
+KDF_IMPLS=(ours)
+KDF_RUN[ours]="$(bench_exe kdf) --cold"
 if [ "$HAVE_ARGON2" = 1 ]; then
-  log "(a) timing Debian's argon2 CLI..."
-  KDF_MS[debian]=$(c_cli_ms "$(command -v argon2)")
+  KDF_IMPLS+=(debian)
+  KDF_RUN[debian]="c_cli_once $(command -v argon2)"
   KDF_NOTE[debian]="$(dpkg-query -W -f='${Version}' argon2 2>/dev/null || echo '?'), as packaged (reference C code)"
 fi
 C_SRC_VERSION=""
@@ -135,23 +137,45 @@ if [ "$CBUILD" = 1 ]; then
   if command -v make >/dev/null && command -v cc >/dev/null && fetch_c_source; then
     csrc=$(find "$WORK/c" -maxdepth 2 -name Makefile -path '*argon2*' | head -n1 | xargs dirname)
     cp -r "$csrc" "$WORK/c-ref"
-    make -C "$csrc" -s -j2 OPTTARGET=native argon2 >/dev/null 2>&1 &&
-      KDF_MS[c_native]=$(c_cli_ms "$csrc/argon2") &&
-      KDF_NOTE[c_native]="$C_SRC_VERSION, opt.c, -O3 -march=native"
-    make -C "$WORK/c-ref" -s -j2 OPTTARGET=none argon2 >/dev/null 2>&1 &&
-      KDF_MS[c_ref]=$(c_cli_ms "$WORK/c-ref/argon2") &&
+    if make -C "$WORK/c-ref" -s -j2 OPTTARGET=none argon2 >/dev/null 2>&1; then
+      KDF_IMPLS+=(c_ref)
+      KDF_RUN[c_ref]="c_cli_once $WORK/c-ref/argon2"
       KDF_NOTE[c_ref]="$C_SRC_VERSION, ref.c, -O3 (portable)"
+    fi
+    if make -C "$csrc" -s -j2 OPTTARGET=native argon2 >/dev/null 2>&1; then
+      KDF_IMPLS+=(c_native)
+      KDF_RUN[c_native]="c_cli_once $csrc/argon2"
+      KDF_NOTE[c_native]="$C_SRC_VERSION, opt.c, -O3 -march=native"
+    fi
   else
     log "could not fetch or build Debian's argon2 source package; skipping the optimised C build"
   fi
 fi
 if [ "$NATIVE" = 1 ]; then
   log "(a) building our KDF bench with RUSTFLAGS='-C target-cpu=native' (a second full build)..."
-  RUSTFLAGS="-C target-cpu=native" CARGO_TARGET_DIR="$CARGO_TARGET_DIR/native" \
-    bench kdf -- --runs "$KDF_RUNS" >"$WORK/kdf-native.txt"
-  KDF_WALL[ours_native]=$(awk '/^median_ms/ {print $2}' "$WORK/kdf-native.txt")
-  KDF_MS[ours_native]=$(awk '/^median_cpu_ms/ {print $2}' "$WORK/kdf-native.txt")
+  native_exe=$(RUSTFLAGS="-C target-cpu=native" CARGO_TARGET_DIR="$CARGO_TARGET_DIR/native" bench_exe kdf)
+  if [ -n "$native_exe" ]; then
+    KDF_IMPLS+=(ours_native)
+    KDF_RUN[ours_native]="$native_exe --cold"
+  fi
 fi
+log "(a) timing Argon2id: $KDF_RUNS interleaved rounds of ${KDF_IMPLS[*]}..."
+for _ in $(seq "$KDF_RUNS"); do
+  for impl in "${KDF_IMPLS[@]}"; do
+    case "$impl" in
+      ours*) ${KDF_RUN[$impl]} >"$WORK/one.txt"
+        awk '/^median_cpu_ms/ {print $2}' "$WORK/one.txt" >>"$WORK/kdf-$impl.cpu"
+        awk '/^median_ms/ {print $2}' "$WORK/one.txt" >>"$WORK/kdf-$impl.wall" ;;
+      *) ${KDF_RUN[$impl]} >>"$WORK/kdf-$impl.cpu" ;;
+    esac
+  done
+done
+for impl in "${KDF_IMPLS[@]}"; do
+  KDF_MS[$impl]=$(median <"$WORK/kdf-$impl.cpu")
+  if [ -f "$WORK/kdf-$impl.wall" ]; then KDF_WALL[$impl]=$(median <"$WORK/kdf-$impl.wall"); fi
+done
+# The warm, in-process view: derive_key against the argon2 crate with a reused buffer.
+"$(bench_exe kdf)" --runs "$KDF_RUNS" >"$WORK/kdf-detail.txt"
 
 echo "# mcp-key-manager benchmarks"
   echo
@@ -159,10 +183,10 @@ echo "# mcp-key-manager benchmarks"
   echo
   echo "## (a) Argon2id, 65536 KiB, 3 passes, 1 lane, 16-byte salt, 32-byte output"
   echo
-  echo "Median of $KDF_RUNS runs. Ours: \`vault::crypto::derive_key\` timed in process"
-  echo "(\`cargo bench --bench kdf\`). C: the \`argon2\` CLI's own timing of \`argon2_hash\`,"
-  echo "which is CPU time (\`clock()\`); so the ratio compares CPU time, which also stays"
-  echo "comparable when other processes share the machine."
+  echo "Median of $KDF_RUNS interleaved rounds; each figure is one hash in a fresh process."
+  echo "Ours: \`vault::crypto::derive_key\` (\`cargo bench --bench kdf -- --cold\`). C: the"
+  echo "\`argon2\` CLI's own timing of \`argon2_hash\`, which is CPU time (\`clock()\`); so the"
+  echo "ratio compares CPU time, which also stays comparable when the machine is shared."
   echo
   echo "| implementation | wall ms | CPU ms | ours / this (CPU) |"
   echo "|---|---:|---:|---:|"
@@ -189,7 +213,7 @@ echo "# mcp-key-manager benchmarks"
   fi
   echo
   echo '```'
-  grep -v '^median_ms' "$WORK/kdf-detail.txt"
+  grep -v '^median_' "$WORK/kdf-detail.txt"
   echo '```'
   echo
 

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! cargo bench --bench kdf -- [--memory-kib 65536] [--iterations 3] [--parallelism 1] [--runs 7]
+//! cargo bench --bench kdf -- --cold     # one derivation in a fresh process
 //! ```
 //!
 //! Also times the `argon2` crate called directly with a reused block buffer
@@ -30,6 +31,16 @@ fn main() {
     let pass = SecretString::new("benchmark passphrase, not a secret".into());
     let salt = mcp_key_manager::rng::bytes(mcp_key_manager::vault::SALT_LEN);
 
+    if common::flag("--cold") {
+        // One derivation in a fresh process, as the CLI (and the reference C CLI) pays it:
+        // `benches/compare.sh` interleaves such runs with the C implementation's.
+        let s = common::sample(1, || {
+            std::hint::black_box(derive_key(&pass, &salt, &kdf).expect("derivation succeeds"));
+        });
+        println!("median_ms {:.2}", common::median_ms(&s.wall));
+        println!("median_cpu_ms {:.2}", common::median_ms(&s.cpu));
+        return;
+    }
     // One untimed run warms the allocator and the CPU frequency.
     derive_key(&pass, &salt, &kdf).expect("derivation succeeds");
     let ours = common::sample(runs, || {
