@@ -7,6 +7,8 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -172,12 +174,14 @@ struct CipherJson {
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-struct EnvelopeJson {
+struct EnvelopeJson<'a> {
     format: String,
     version: u32,
     kdf: KdfJson,
     cipher: CipherJson,
-    ciphertext: String,
+    /// Borrowed from the file's bytes when read: it is nearly all of the file.
+    #[serde(borrow)]
+    ciphertext: Cow<'a, str>,
 }
 
 /// A parsed, bounds-checked vault envelope. Public fields are all non-secret.
@@ -220,6 +224,13 @@ impl Envelope {
                  `mcp-key-manager init`",
             ));
         }
+        // A well-formed vault parses straight into the header type, borrowing the base64
+        // ciphertext from `bytes`: no JSON tree, no copy of the largest field. Anything else
+        // takes the path below, which tells a legacy store from garbage and words the error;
+        // both paths accept exactly the same vaults.
+        if let Ok(env) = serde_json::from_slice::<EnvelopeJson<'_>>(bytes) {
+            return Envelope::from_json(env).map(Detected::Vault);
+        }
         // A quick look at the top-level keys decides between a vault and a legacy store
         // without building a full tree of a possibly large file.
         let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
@@ -232,7 +243,7 @@ impl Envelope {
             Error::corrupt("the vault file is not a JSON object; it is not a vault")
         })?;
         if obj.contains_key("format") || obj.contains_key("ciphertext") {
-            let env: EnvelopeJson = serde_json::from_value(value).map_err(|e| {
+            let env: EnvelopeJson = EnvelopeJson::deserialize(&value).map_err(|e| {
                 Error::corrupt(format!(
                     "the vault header is malformed ({})",
                     crate::error::json_problem(&e)
@@ -350,10 +361,12 @@ impl Envelope {
                 algorithm: "xchacha20poly1305".into(),
                 nonce: B64.encode(self.nonce),
             },
-            ciphertext: B64.encode(&self.ciphertext),
+            ciphertext: Cow::Owned(B64.encode(&self.ciphertext)),
         };
-        let mut out =
-            serde_json::to_vec_pretty(&env).expect("serializing plain structs cannot fail");
+        // Sized up front: growing by doubling would copy the ciphertext several times.
+        let mut out = Vec::with_capacity(env.ciphertext.len() + 1024);
+        serde_json::to_writer_pretty(&mut out, &env)
+            .expect("serializing plain structs cannot fail");
         out.push(b'\n');
         out
     }

@@ -164,14 +164,16 @@ impl Payload {
         Ok(p)
     }
 
-    /// Serializes into a zeroizing buffer sized exactly, so no reallocation leaves a stray
-    /// plaintext copy behind.
+    /// Serializes, in one pass, into a zeroizing buffer that wipes every smaller buffer it
+    /// outgrows, so no reallocation leaves a stray plaintext copy behind.
     pub fn to_json(&self) -> Zeroizing<Vec<u8>> {
-        let mut counter = Counter(0);
-        serde_json::to_writer(&mut counter, self).expect("serializing to a counter cannot fail");
-        let mut out = Zeroizing::new(Vec::with_capacity(counter.0));
-        serde_json::to_writer(&mut *out, self).expect("serializing to memory cannot fail");
-        out
+        // A record is rarely over 450 bytes and an event over 130: the guess usually holds
+        // the whole payload, and when it does not, growing costs one copy, not a second
+        // serialization.
+        let guess = 1024 + self.keys.len() * 450 + self.events.len() * 130;
+        let mut out = WipingWriter(Zeroizing::new(Vec::with_capacity(guess)));
+        serde_json::to_writer(&mut out, self).expect("serializing to memory cannot fail");
+        out.0
     }
 
     /// HMAC-SHA256(hash_key, key) as lowercase hex.
@@ -194,11 +196,20 @@ pub fn keyed_hash(hash_key: &SecretKey, key: &str) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
-struct Counter(usize);
+/// A growable zeroizing buffer: when full, it moves to one half as large again and the old
+/// one is wiped as it drops (`Zeroizing<Vec>` clears the whole capacity).
+struct WipingWriter(Zeroizing<Vec<u8>>);
 
-impl std::io::Write for Counter {
+impl std::io::Write for WipingWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0 += buf.len();
+        let v = &mut self.0;
+        if v.capacity() - v.len() < buf.len() {
+            let cap = (v.len() + buf.len()).max(v.capacity() + v.capacity() / 2);
+            let mut bigger = Zeroizing::new(Vec::with_capacity(cap));
+            bigger.extend_from_slice(v);
+            *v = bigger;
+        }
+        v.extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
