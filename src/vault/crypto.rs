@@ -45,6 +45,17 @@ pub fn seal(key: &SecretKey, nonce: &[u8; 24], ad: &[u8], plaintext: &[u8]) -> V
         .expect("XChaCha20-Poly1305 encryption only fails past 256 GiB, far beyond the file bound")
 }
 
+/// Encrypts `buf` in place and appends the tag, so a plaintext never has a second copy.
+/// Callers leave 16 bytes of spare capacity, or the buffer moves (and the old one is not
+/// wiped).
+pub fn seal_in_place(key: &SecretKey, nonce: &[u8; 24], ad: &[u8], buf: &mut Vec<u8>) {
+    use chacha20poly1305::aead::AeadInPlace;
+    let cipher = XChaCha20Poly1305::new(key.expose().into());
+    cipher
+        .encrypt_in_place(XNonce::from_slice(nonce), ad, buf)
+        .expect("XChaCha20-Poly1305 encryption only fails past 256 GiB, far beyond the file bound");
+}
+
 /// Decrypts and authenticates; the plaintext comes back in a zeroizing buffer.
 ///
 /// # Errors
@@ -101,6 +112,9 @@ mod tests {
         assert_eq!(&open(&key, &nonce, b"ad", &ct).unwrap()[..], b"hello");
         assert!(open(&key, &nonce, b"ax", &ct).is_err());
         assert!(open(&SecretKey::new([4; 32]), &nonce, b"ad", &ct).is_err());
+        let mut inplace = b"hello".to_vec();
+        seal_in_place(&key, &nonce, b"ad", &mut inplace);
+        assert_eq!(inplace, ct, "in-place and copying encryption agree");
         let mut bad = ct.clone();
         bad[0] ^= 1;
         assert!(open(&key, &nonce, b"ad", &bad).is_err());

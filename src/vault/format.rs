@@ -344,10 +344,20 @@ impl Envelope {
         Envelope::associated_data(&self.kdf, &self.salt, &self.nonce)
     }
 
-    /// The file's bytes: pretty JSON with a trailing newline.
+    /// The file's bytes: pretty JSON with a trailing newline. The base64 ciphertext is
+    /// streamed into the output rather than built as a string first: for a large vault that
+    /// string would be the largest allocation of a save.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let env = EnvelopeJson {
-            format: FORMAT.into(),
+        #[derive(Serialize)]
+        struct Out<'a> {
+            format: &'a str,
+            version: u32,
+            kdf: KdfJson,
+            cipher: CipherJson,
+            ciphertext: Base64Stream<'a>,
+        }
+        let env = Out {
+            format: FORMAT,
             version: VERSION,
             kdf: KdfJson {
                 algorithm: "argon2id".into(),
@@ -361,14 +371,36 @@ impl Envelope {
                 algorithm: "xchacha20poly1305".into(),
                 nonce: B64.encode(self.nonce),
             },
-            ciphertext: Cow::Owned(B64.encode(&self.ciphertext)),
+            ciphertext: Base64Stream(&self.ciphertext),
         };
-        // Sized up front: growing by doubling would copy the ciphertext several times.
-        let mut out = Vec::with_capacity(env.ciphertext.len() + 1024);
+        let mut out = Vec::with_capacity(self.ciphertext.len().div_ceil(3) * 4 + 1024);
         serde_json::to_writer_pretty(&mut out, &env)
             .expect("serializing plain structs cannot fail");
         out.push(b'\n');
         out
+    }
+}
+
+/// Serializes bytes as one base64 string, encoding a chunk at a time.
+struct Base64Stream<'a>(&'a [u8]);
+
+impl std::fmt::Display for Base64Stream<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Whole groups of three bytes per chunk, so padding can only appear at the end.
+        let mut buf = [0u8; 4096];
+        for chunk in self.0.chunks(3 * 1024) {
+            let n = B64
+                .encode_slice(chunk, &mut buf)
+                .map_err(|_| std::fmt::Error)?;
+            f.write_str(std::str::from_utf8(&buf[..n]).map_err(|_| std::fmt::Error)?)?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for Base64Stream<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
@@ -417,6 +449,16 @@ mod tests {
     fn round_trip() {
         let e = sample();
         assert_eq!(Envelope::parse(&e.to_bytes()).unwrap(), e);
+        // Lengths around the 3,072-byte chunk boundary of the streamed base64.
+        for len in [16, 17, 18, 3071, 3072, 3073, 3074, 10_000] {
+            let e = Envelope {
+                ciphertext: (0..len).map(|i| (i * 7 % 251) as u8).collect(),
+                ..sample()
+            };
+            let text = String::from_utf8(e.to_bytes()).unwrap();
+            assert!(text.contains(&B64.encode(&e.ciphertext)), "{len}");
+            assert_eq!(Envelope::parse(text.as_bytes()).unwrap(), e, "{len}");
+        }
     }
 
     #[test]

@@ -76,11 +76,14 @@ impl Vault {
 
     /// The file's bytes: the payload sealed under a fresh nonce with the current key.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let plain = self.payload.to_json();
+        let mut buf = self.payload.to_json();
         let mut nonce = [0u8; 24];
         crate::rng::fill(&mut nonce);
         let ad = Envelope::associated_data(&self.kdf, &self.salt, &nonce);
-        let ciphertext = crypto::seal(&self.key, &nonce, &ad, &plain);
+        // Encrypting in place keeps one payload-sized buffer alive instead of two; once
+        // sealed it holds only ciphertext and leaves its zeroizing wrapper.
+        crypto::seal_in_place(&self.key, &nonce, &ad, &mut buf);
+        let ciphertext = std::mem::take(&mut *buf);
         Envelope {
             kdf: self.kdf,
             salt: self.salt.clone(),

@@ -173,6 +173,8 @@ impl Payload {
         let guess = 1024 + self.keys.len() * 450 + self.events.len() * 130;
         let mut out = WipingWriter(Zeroizing::new(Vec::with_capacity(guess)));
         serde_json::to_writer(&mut out, self).expect("serializing to memory cannot fail");
+        // Room for the AEAD tag, so the buffer can be encrypted in place without moving.
+        out.reserve(crate::vault::format::bounds::TAG_LEN);
         out.0
     }
 
@@ -200,16 +202,23 @@ pub fn keyed_hash(hash_key: &SecretKey, key: &str) -> [u8; 32] {
 /// one is wiped as it drops (`Zeroizing<Vec>` clears the whole capacity).
 struct WipingWriter(Zeroizing<Vec<u8>>);
 
-impl std::io::Write for WipingWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+impl WipingWriter {
+    /// Makes room for `extra` more bytes; a buffer that must move is wiped as it drops.
+    fn reserve(&mut self, extra: usize) {
         let v = &mut self.0;
-        if v.capacity() - v.len() < buf.len() {
-            let cap = (v.len() + buf.len()).max(v.capacity() + v.capacity() / 2);
+        if v.capacity() - v.len() < extra {
+            let cap = (v.len() + extra).max(v.capacity() + v.capacity() / 2);
             let mut bigger = Zeroizing::new(Vec::with_capacity(cap));
             bigger.extend_from_slice(v);
             *v = bigger;
         }
-        v.extend_from_slice(buf);
+    }
+}
+
+impl std::io::Write for WipingWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.reserve(buf.len());
+        self.0.extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
