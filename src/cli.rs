@@ -147,7 +147,7 @@ pub enum Command {
         #[arg(short = 'k', long)]
         show_keys: bool,
         /// Only keys expiring within DAYS days.
-        #[arg(long, value_name = "DAYS")]
+        #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(0..=36_500))]
         expiring: Option<u32>,
         /// Print JSON.
         #[arg(long)]
@@ -215,7 +215,8 @@ pub enum Command {
     /// Health check for CI: the env file's key, the requirement flag, expiries, permissions.
     Check {
         /// Warn about keys expiring within this many days.
-        #[arg(long, default_value_t = 14, value_name = "DAYS")]
+        #[arg(long, default_value_t = 14, value_name = "DAYS",
+              value_parser = clap::value_parser!(u32).range(0..=36_500))]
         warn_days: u32,
         /// Fail on warnings too.
         #[arg(long)]
@@ -238,7 +239,7 @@ pub enum Command {
         /// Key id, or a unique prefix of it.
         id: String,
         /// Keep the old key valid for this many days instead of revoking it now.
-        #[arg(long, value_name = "DAYS")]
+        #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(0..=36_500))]
         grace_days: Option<u32>,
         /// Write the successor into the env file.
         #[arg(short, long)]

@@ -24,7 +24,7 @@ impl Ending {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 struct Line {
     text: Vec<u8>,
     ending: Ending,
@@ -40,9 +40,18 @@ struct Assignment {
 }
 
 /// A parsed env file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct EnvFile {
     lines: Vec<Line>,
+}
+
+/// The file holds `MCP_API_KEY`: `Debug` shows its shape, never its bytes.
+impl std::fmt::Debug for EnvFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvFile")
+            .field("lines", &self.lines.len())
+            .finish_non_exhaustive()
+    }
 }
 
 fn is_blank(b: u8) -> bool {
@@ -266,6 +275,16 @@ pub fn apply(bytes: &[u8], assignments: &[(&str, &str)]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_never_shows_values() {
+        let f = EnvFile::parse(b"MCP_API_KEY=mcp_0123456789abcdef_topsecret\n");
+        let shown = format!("{f:?}");
+        assert!(
+            !shown.contains("topsecret") && !shown.contains("116, 111"),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn render_is_identity() {

@@ -167,6 +167,20 @@ pub fn ensure_parent(path: &Path) -> Result<()> {
     ensure_dir(&parent_dir(path))
 }
 
+/// Whether two paths name the same file: the same inode when both exist, otherwise the
+/// same canonical directory and file name.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    if let (Ok(x), Ok(y)) = (fs::metadata(a), fs::metadata(b)) {
+        return x.dev() == y.dev() && x.ino() == y.ino();
+    }
+    let canon = |p: &Path| {
+        fs::canonicalize(parent_dir(p))
+            .ok()
+            .map(|d| d.join(p.file_name().unwrap_or_default()))
+    };
+    matches!((canon(a), canon(b)), (Some(x), Some(y)) if x == y)
+}
+
 /// Whether the file exists and can be read by group or others.
 pub fn readable_by_others(path: &Path) -> bool {
     fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o044 != 0)

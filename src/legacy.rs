@@ -13,15 +13,6 @@ use crate::display::sanitize;
 use crate::keyfmt::{self, Shape};
 use crate::secret::SecretString;
 
-/// Whether a JSON object looks like a Python-tool store: every value is an object with a
-/// `key_value` or `key_id` field (an empty object counts: the tool wrote `{}` when empty).
-pub fn looks_legacy(obj: &Map<String, Value>) -> bool {
-    obj.values().all(|v| {
-        v.as_object()
-            .is_some_and(|r| r.contains_key("key_value") || r.contains_key("key_id"))
-    })
-}
-
 /// One validated record of the old store.
 #[derive(Debug)]
 pub struct LegacyRecord {

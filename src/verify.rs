@@ -152,15 +152,17 @@ fn id_number(id: &str) -> Option<u64> {
 
 impl Verifier {
     fn build(hash_key: SecretKey, keys: Vec<KeyInfo>) -> Verifier {
+        // At most 65 names are collected: past 64 the bitmask is off and the slow path is
+        // used, so a hostile file with millions of permissions costs linear time.
         let mut perm_names: Vec<String> = Vec::new();
-        for k in &keys {
+        'all: for k in &keys {
             for p in &k.permissions {
                 if !perm_names.contains(p) {
                     perm_names.push(p.clone());
+                    if perm_names.len() > 64 {
+                        break 'all;
+                    }
                 }
-            }
-            if perm_names.len() > 64 {
-                break;
             }
         }
         let perm_bits = perm_names.len() <= 64;
@@ -387,10 +389,13 @@ impl Verifier {
                 }
             }
             Shape::Modern { id } => {
+                // The digest is computed before the lookup, so an unknown id and a wrong
+                // secret behind a known one take the same time as well as the same verdict.
+                let d = digest();
                 let Some(hot) = id_number(id).and_then(|n| self.by_id.get(&n)) else {
                     return not_found;
                 };
-                if !hashes_equal(&digest(), &hot.hash) {
+                if !hashes_equal(&d, &hot.hash) {
                     return not_found;
                 }
                 let info = &self.keys[hot.index as usize];

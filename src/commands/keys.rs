@@ -73,6 +73,11 @@ pub(super) fn validate_name_description(name: &str, description: &str) -> Result
 
 pub(super) fn create(ctx: &mut Ctx, a: CreateArgs) -> Result<()> {
     validate_name_description(&a.name, &a.description)?;
+    if a.use_in_env {
+        // Checked before the key exists, so a refusal leaves nothing half done.
+        let t = fsio::resolve_symlinks(&ctx.env_path, false)?;
+        refuse_vault(ctx, &t, "env file")?;
+    }
     if a.expires_in_days < 0 {
         return Err(Error::usage(
             "--expires-in-days must be 0 (never) or a positive number",
@@ -479,7 +484,9 @@ pub(super) fn use_key(ctx: &mut Ctx, id: &str, print: bool, json: bool) -> Resul
     let env_target = if print {
         None
     } else {
-        Some(fsio::resolve_symlinks(&ctx.env_path, false)?)
+        let t = fsio::resolve_symlinks(&ctx.env_path, false)?;
+        refuse_vault(ctx, &t, "env file")?;
+        Some(t)
     };
     let mut env_lock = None;
     let (kid, key) = update(ctx, |v| {

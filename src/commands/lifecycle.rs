@@ -21,17 +21,21 @@ pub(super) fn rotate(
     json: bool,
 ) -> Result<()> {
     let now = ctx.now;
-    let env_key = read_env(ctx)
-        .ok()
-        .flatten()
-        .and_then(|e| e.get("MCP_API_KEY"))
-        .map(SecretString::new);
-    // The env file is locked for the whole operation when it may move to the successor,
-    // so no other writer can slip in between the vault and the env file.
+    // The env file is locked inside the vault's lock (the order `use` takes them in too)
+    // and read under it, so whether it holds the old key, and moving it to the successor,
+    // happen in one locked operation that no concurrent `use` can slip into.
     let env_target = fsio::resolve_symlinks(&ctx.env_path, false)?;
+    refuse_vault(ctx, &env_target, "env file")?;
     let mut env_lock = None;
     let outcome = update(ctx, |v| {
         let i = v.find(id)?;
+        env_lock = Some(lock(&env_target)?);
+        let env_key = fsio::read_bounded(&env_target, MAX_ENV_BYTES, "env file")
+            .ok()
+            .flatten()
+            .map(zeroize::Zeroizing::new)
+            .and_then(|b| envfile::EnvFile::parse(&b).get("MCP_API_KEY"))
+            .map(SecretString::new);
         let old_status = v.keys()[i].status(now);
         let in_env = env_key.as_ref().and_then(|k| env_key_index(v, k.expose())) == Some(i);
         let old = &v.keys()[i];
@@ -74,7 +78,6 @@ pub(super) fn rotate(
         v.record(now, "rotate", Some(i), Some(format!("successor {new_id}")));
         let follow = use_in_env || in_env;
         if follow {
-            env_lock = Some(lock(&env_target)?);
             v.record(now, "use", Some(j), Some("env file".into()));
         }
         Ok((old_id, new_id, key, old_status, old_end, follow, in_env))
@@ -85,8 +88,8 @@ pub(super) fn rotate(
             &env_target,
             &[("MCP_API_KEY", key.expose()), ("API_KEY_REQUIRED", "true")],
         )?;
-        drop(env_lock);
     }
+    drop(env_lock);
     if json {
         #[derive(serde::Serialize)]
         struct Rotated<'a> {
@@ -412,6 +415,12 @@ pub(super) fn import_legacy(
     }
     fsio::ensure_parent(&ctx.vault_path)?;
     let _lock = lock(&ctx.vault_path)?;
+    if !in_place && ctx.vault_path.exists() {
+        return Err(Error::failed(format!(
+            "a vault was created at {} meanwhile; nothing was written",
+            ctx.vault_path.display()
+        )));
+    }
     // Re-check under the lock: the store must still be the bytes we read.
     if in_place {
         let again =
@@ -425,9 +434,25 @@ pub(super) fn import_legacy(
     if let Some(k) = &keep_plaintext {
         // A hard link keeps the plaintext under the new name before the vault replaces it.
         fsio::ensure_parent(k)?;
+        // Where a link is impossible (another file system), the bytes already read are
+        // written to a new file: never through a link planted at `k`, never with loose modes.
         std::fs::hard_link(&source, k)
-            .or_else(|_| std::fs::copy(&source, k).map(|_| ()))
+            .or_else(|_| -> std::io::Result<()> {
+                use std::io::Write as _;
+                use std::os::unix::fs::OpenOptionsExt as _;
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(k)?;
+                f.write_all(&bytes)?;
+                f.sync_all()
+            })
             .map_err(|e| Error::io("keep the plaintext store at", k, e))?;
+        // The Python tool left its store world-readable; the copy we keep is private.
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(k, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| Error::io("restrict the permissions of", k, e))?;
     }
     fsio::atomic_write(&ctx.vault_path, &vault.to_bytes())?;
     if !in_place && keep_plaintext.is_some() {

@@ -154,8 +154,12 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Completions { shell } => meta::completions(&mut ctx, shell),
         Command::Man => meta::man(&mut ctx),
     };
-    ctx.out.flush()?;
-    r
+    // A command's own "no" (exit 1) must survive a reader that went away: `check | head`
+    // in CI may not turn a failed check into success.
+    let flushed = ctx.out.flush();
+    r?;
+    flushed?;
+    Ok(())
 }
 
 impl From<std::io::Error> for Error {
@@ -399,10 +403,23 @@ fn update_or_create<T>(
     Ok(out)
 }
 
+/// Refuses to write `target` (an env file or a verifier) when it is the vault itself: a
+/// plaintext key appended to the vault would corrupt it and sit there in clear.
+fn refuse_vault(ctx: &Ctx, target: &Path, what: &str) -> Result<()> {
+    if fsio::same_file(target, &ctx.vault_path) {
+        return Err(Error::usage(format!(
+            "the {what} {} is the vault itself; choose another path",
+            target.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Sets variables in the env file under its lock, following a symlink to its target and
 /// keeping every other byte.
 fn write_env(ctx: &Ctx, assignments: &[(&str, &str)]) -> Result<()> {
     let target = fsio::resolve_symlinks(&ctx.env_path, false)?;
+    refuse_vault(ctx, &target, "env file")?;
     let _lock = lock(&target)?;
     write_env_locked(&target, assignments)
 }

@@ -9,6 +9,8 @@ use crate::verify::{Code, Verdict, Verifier};
 
 /// Longest line read from stdin by `verify` (a key is 85 characters).
 const MAX_LINE: usize = 4096;
+/// Most keys one `verify` reads from stdin: they are all held until the vault is open.
+const MAX_KEYS: usize = 1_000_000;
 
 fn verdict_json(v: &Verdict<'_>) -> serde_json::Value {
     let k = v.key;
@@ -63,31 +65,34 @@ pub(super) fn verify(
         .map(|k| verifier.verify_at(k.expose(), &required, now))
         .collect();
     let all_valid = verdicts.iter().all(Verdict::is_valid);
-    if json {
-        let v = if verdicts.len() == 1 {
-            verdict_json(&verdicts[0])
-        } else {
-            serde_json::Value::Array(verdicts.iter().map(verdict_json).collect())
-        };
-        print_json(ctx, &v)?;
-    } else {
-        let mut out = std::io::BufWriter::new(&mut ctx.out);
-        for (n, v) in verdicts.iter().enumerate() {
-            let id = v.key.map_or("-", |k| k.id.as_str());
-            let exp = match v.key.map(|k| k.expires_at) {
-                Some(Some(t)) => format!("expires {}", fmt_time(&t)),
-                Some(None) => "never expires".into(),
-                None => String::new(),
+    // The verdict decides the exit code even if printing fails (a closed pipe).
+    let shown = (|| -> Result<()> {
+        if json {
+            let v = if verdicts.len() == 1 {
+                verdict_json(&verdicts[0])
+            } else {
+                serde_json::Value::Array(verdicts.iter().map(verdict_json).collect())
             };
-            writeln!(out, "{}\t{}\t{}\t{}", n + 1, v.code.as_str(), id, exp)?;
+            print_json(ctx, &v)?;
+        } else {
+            let mut out = std::io::BufWriter::new(&mut ctx.out);
+            for (n, v) in verdicts.iter().enumerate() {
+                let id = v.key.map_or("-", |k| k.id.as_str());
+                let exp = match v.key.map(|k| k.expires_at) {
+                    Some(Some(t)) => format!("expires {}", fmt_time(&t)),
+                    Some(None) => "never expires".into(),
+                    None => String::new(),
+                };
+                writeln!(out, "{}\t{}\t{}\t{}", n + 1, v.code.as_str(), id, exp)?;
+            }
+            out.flush()?;
         }
-        out.flush()?;
-    }
-    if all_valid {
         Ok(())
-    } else {
-        Err(Error::Silent)
+    })();
+    if !all_valid {
+        return Err(Error::Silent);
     }
+    shown
 }
 
 /// Reads keys from stdin, one per line; blank lines are skipped, surrounding whitespace
@@ -114,6 +119,11 @@ fn read_keys_from_stdin() -> Result<Vec<SecretString>> {
         let text = String::from_utf8_lossy(&buf);
         let t = text.trim();
         if !t.is_empty() {
+            if keys.len() == MAX_KEYS {
+                return Err(Error::usage(format!(
+                    "more than {MAX_KEYS} keys on stdin; split the input"
+                )));
+            }
             keys.push(SecretString::new(t.to_string()));
         }
         if let std::borrow::Cow::Owned(s) = text {
@@ -283,37 +293,39 @@ pub(super) fn check(ctx: &mut Ctx, warn_days: u32, strict: bool, json: bool) -> 
     let errors = f.iter().filter(|x| x.severity == "error").count();
     let warnings = f.len() - errors;
     let ok = errors == 0 && (!strict || warnings == 0);
-    if json {
-        let arr: Vec<serde_json::Value> = f
-            .iter()
-            .map(|x| {
-                serde_json::json!({"severity": x.severity, "code": x.code,
-                                   "message": x.message, "key_id": x.key_id})
-            })
-            .collect();
-        print_json(ctx, &serde_json::json!({"ok": ok, "findings": arr}))?;
-    } else if f.is_empty() {
-        writeln!(
-            ctx.out,
-            "ok: the key in {env_path} is active, API_KEY_REQUIRED=true, nothing expires within \
-             {warn_days} days"
-        )?;
-    } else {
-        for x in &f {
-            writeln!(ctx.out, "{:<7} {:<20} {}", x.severity, x.code, x.message)?;
+    let shown = (|| -> Result<()> {
+        if json {
+            let arr: Vec<serde_json::Value> = f
+                .iter()
+                .map(|x| {
+                    serde_json::json!({"severity": x.severity, "code": x.code,
+                                       "message": x.message, "key_id": x.key_id})
+                })
+                .collect();
+            print_json(ctx, &serde_json::json!({"ok": ok, "findings": arr}))?;
+        } else if f.is_empty() {
+            writeln!(
+                ctx.out,
+                "ok: the key in {env_path} is active, API_KEY_REQUIRED=true, nothing expires within \
+                 {warn_days} days"
+            )?;
+        } else {
+            for x in &f {
+                writeln!(ctx.out, "{:<7} {:<20} {}", x.severity, x.code, x.message)?;
+            }
+            writeln!(
+                ctx.out,
+                "{errors} error{}, {warnings} warning{}",
+                if errors == 1 { "" } else { "s" },
+                if warnings == 1 { "" } else { "s" }
+            )?;
         }
-        writeln!(
-            ctx.out,
-            "{errors} error{}, {warnings} warning{}",
-            if errors == 1 { "" } else { "s" },
-            if warnings == 1 { "" } else { "s" }
-        )?;
-    }
-    if ok {
         Ok(())
-    } else {
-        Err(Error::Silent)
+    })();
+    if !ok {
+        return Err(Error::Silent);
     }
+    shown
 }
 
 pub(super) fn export(ctx: &mut Ctx, out: &Path, json: bool) -> Result<()> {
@@ -322,6 +334,7 @@ pub(super) fn export(ctx: &mut Ctx, out: &Path, json: bool) -> Result<()> {
     let bytes = verifier.to_json(ctx.now);
     fsio::ensure_parent(out)?;
     let target = fsio::resolve_symlinks(out, false)?;
+    refuse_vault(ctx, &target, "verifier file")?;
     {
         let _lock = lock(&target)?;
         fsio::atomic_write(&target, &bytes)?;

@@ -15,8 +15,9 @@ use crate::secret::{SecretKey, SecretString};
 /// Derives the 32-byte vault key: Argon2id(passphrase, salt, params) as RFC 9106 defines it.
 ///
 /// # Errors
-/// [`Error::Corrupt`] if Argon2 rejects the parameters (callers check bounds first) and
-/// [`Error::Failed`] if the memory cannot be had.
+/// [`Error::Corrupt`] if Argon2 rejects the parameters (callers check bounds first). If the
+/// memory cannot be had the allocator aborts the process; the 2 GiB bound keeps that to
+/// machines that are genuinely out of memory.
 ///
 /// # Security
 /// The parameters must have passed [`KdfParams::check_bounds`]; this function trusts them.

@@ -225,38 +225,39 @@ impl Envelope {
             ));
         }
         // A well-formed vault parses straight into the header type, borrowing the base64
-        // ciphertext from `bytes`: no JSON tree, no copy of the largest field. Anything else
-        // takes the path below, which tells a legacy store from garbage and words the error;
-        // both paths accept exactly the same vaults.
-        if let Ok(env) = serde_json::from_slice::<EnvelopeJson<'_>>(bytes) {
-            return Envelope::from_json(env).map(Detected::Vault);
-        }
-        // A quick look at the top-level keys decides between a vault and a legacy store
-        // without building a full tree of a possibly large file.
-        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+        // ciphertext from `bytes`: no JSON tree, no copy of the largest field.
+        let typed = serde_json::from_slice::<EnvelopeJson<'_>>(bytes);
+        let header_error = match typed {
+            Ok(env) => return Envelope::from_json(env).map(Detected::Vault),
+            Err(e) => e,
+        };
+        // Anything else is told apart by a probe that looks at the top-level keys (and, for
+        // a legacy store, at each record's keys) while keeping nothing: an unauthenticated
+        // file cannot make us build a tree many times its size.
+        let probe: Probe = serde_json::from_slice(bytes).map_err(|e| {
             Error::corrupt(format!(
                 "the vault file is not valid JSON ({}); it is corrupt or not a vault",
                 crate::error::json_problem(&e)
             ))
         })?;
-        let obj = value.as_object().ok_or_else(|| {
-            Error::corrupt("the vault file is not a JSON object; it is not a vault")
-        })?;
-        if obj.contains_key("format") || obj.contains_key("ciphertext") {
-            let env: EnvelopeJson = EnvelopeJson::deserialize(&value).map_err(|e| {
-                Error::corrupt(format!(
-                    "the vault header is malformed ({})",
-                    crate::error::json_problem(&e)
-                ))
-            })?;
-            return Envelope::from_json(env).map(Detected::Vault);
+        match probe {
+            Probe::NotObject => Err(Error::corrupt(
+                "the vault file is not a JSON object; it is not a vault",
+            )),
+            Probe::Object {
+                vault_like: true, ..
+            } => Err(Error::corrupt(format!(
+                "the vault header is malformed ({})",
+                crate::error::json_problem(&header_error)
+            ))),
+            Probe::Object {
+                all_records_legacy: true,
+                ..
+            } => Ok(Detected::Legacy),
+            Probe::Object { .. } => Err(Error::corrupt(
+                "the file is JSON but neither an mcp-key-vault nor a key store of the Python tool",
+            )),
         }
-        if crate::legacy::looks_legacy(obj) {
-            return Ok(Detected::Legacy);
-        }
-        Err(Error::corrupt(
-            "the file is JSON but neither an mcp-key-vault nor a key store of the Python tool",
-        ))
     }
 
     /// Parses a vault envelope, refusing legacy stores.
@@ -404,6 +405,131 @@ impl Serialize for Base64Stream<'_> {
     }
 }
 
+/// What the top level of a JSON file looks like, learnt without keeping any of it.
+enum Probe {
+    NotObject,
+    Object {
+        /// It has a `format` or `ciphertext` field: meant to be a vault.
+        vault_like: bool,
+        /// Every value is an object with a `key_value` or `key_id` field (an empty object
+        /// counts: the Python tool wrote `{}` when it had no keys).
+        all_records_legacy: bool,
+    },
+}
+
+impl<'de> Deserialize<'de> for Probe {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+        use std::borrow::Cow;
+
+        /// Whether one top-level value is an object with a `key_value` or `key_id` field.
+        struct RecordProbe(bool);
+        impl<'de> Deserialize<'de> for RecordProbe {
+            fn deserialize<D: serde::Deserializer<'de>>(
+                d: D,
+            ) -> std::result::Result<Self, D::Error> {
+                struct V;
+                impl<'de> Visitor<'de> for V {
+                    type Value = RecordProbe;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str("any JSON value")
+                    }
+                    fn visit_map<A: MapAccess<'de>>(
+                        self,
+                        mut m: A,
+                    ) -> std::result::Result<RecordProbe, A::Error> {
+                        let mut found = false;
+                        while let Some(k) = m.next_key::<Cow<'de, str>>()? {
+                            found |= k == "key_value" || k == "key_id";
+                            m.next_value::<IgnoredAny>()?;
+                        }
+                        Ok(RecordProbe(found))
+                    }
+                    fn visit_seq<A: SeqAccess<'de>>(
+                        self,
+                        mut s: A,
+                    ) -> std::result::Result<RecordProbe, A::Error> {
+                        while s.next_element::<IgnoredAny>()?.is_some() {}
+                        Ok(RecordProbe(false))
+                    }
+                    fn visit_bool<E>(self, _: bool) -> std::result::Result<RecordProbe, E> {
+                        Ok(RecordProbe(false))
+                    }
+                    fn visit_i64<E>(self, _: i64) -> std::result::Result<RecordProbe, E> {
+                        Ok(RecordProbe(false))
+                    }
+                    fn visit_u64<E>(self, _: u64) -> std::result::Result<RecordProbe, E> {
+                        Ok(RecordProbe(false))
+                    }
+                    fn visit_f64<E>(self, _: f64) -> std::result::Result<RecordProbe, E> {
+                        Ok(RecordProbe(false))
+                    }
+                    fn visit_str<E>(self, _: &str) -> std::result::Result<RecordProbe, E> {
+                        Ok(RecordProbe(false))
+                    }
+                    fn visit_unit<E>(self) -> std::result::Result<RecordProbe, E> {
+                        Ok(RecordProbe(false))
+                    }
+                }
+                d.deserialize_any(V)
+            }
+        }
+
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Probe;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> std::result::Result<Probe, A::Error> {
+                let mut vault_like = false;
+                let mut all_records_legacy = true;
+                while let Some(k) = m.next_key::<Cow<'de, str>>()? {
+                    if k == "format" || k == "ciphertext" {
+                        vault_like = true;
+                        m.next_value::<IgnoredAny>()?;
+                    } else {
+                        all_records_legacy &= m.next_value::<RecordProbe>()?.0;
+                    }
+                }
+                Ok(Probe::Object {
+                    vault_like,
+                    all_records_legacy: all_records_legacy && !vault_like,
+                })
+            }
+            fn visit_seq<A: SeqAccess<'de>>(
+                self,
+                mut s: A,
+            ) -> std::result::Result<Probe, A::Error> {
+                while s.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Probe::NotObject)
+            }
+            fn visit_bool<E>(self, _: bool) -> std::result::Result<Probe, E> {
+                Ok(Probe::NotObject)
+            }
+            fn visit_i64<E>(self, _: i64) -> std::result::Result<Probe, E> {
+                Ok(Probe::NotObject)
+            }
+            fn visit_u64<E>(self, _: u64) -> std::result::Result<Probe, E> {
+                Ok(Probe::NotObject)
+            }
+            fn visit_f64<E>(self, _: f64) -> std::result::Result<Probe, E> {
+                Ok(Probe::NotObject)
+            }
+            fn visit_str<E>(self, _: &str) -> std::result::Result<Probe, E> {
+                Ok(Probe::NotObject)
+            }
+            fn visit_unit<E>(self) -> std::result::Result<Probe, E> {
+                Ok(Probe::NotObject)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// The refusal every command gives when pointed at a plaintext store of the Python tool.
 pub fn legacy_refusal() -> Error {
     Error::corrupt(
@@ -526,6 +652,35 @@ mod tests {
                 matches!(Envelope::parse(v.as_bytes()), Err(Error::Corrupt(_))),
                 "{v}"
             );
+        }
+    }
+
+    #[test]
+    fn detection_tells_vaults_legacy_stores_and_garbage_apart() {
+        let k = "ab".repeat(32);
+        for legacy in [
+            "{}".to_string(),
+            format!(r#"{{"a1": {{"key_id": "a1", "key_value": "{k}"}}}}"#),
+            format!(
+                r#"{{"a1": {{"nested": [1, {{"x": 2}}], "key_value": "{k}"}}, "b": {{"key_id": "b"}}}}"#
+            ),
+        ] {
+            assert!(
+                matches!(Envelope::detect(legacy.as_bytes()), Ok(Detected::Legacy)),
+                "{legacy}"
+            );
+        }
+        for (bad, words) in [
+            ("[0, 0, 0]", "not a JSON object"),
+            ("\"text\"", "not a JSON object"),
+            (r#"{"a1": {"name": "x"}}"#, "neither"),
+            (r#"{"a1": [1]}"#, "neither"),
+            (r#"{"format": "mcp-key-vault"}"#, "header is malformed"),
+            (r#"{"ciphertext": "AA=="}"#, "header is malformed"),
+            ("{\"a\": ", "not valid JSON"),
+        ] {
+            let e = Envelope::detect(bad.as_bytes()).unwrap_err().to_string();
+            assert!(e.contains(words), "{bad}: {e}");
         }
     }
 

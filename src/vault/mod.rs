@@ -201,6 +201,13 @@ pub fn find_index(keys: &[KeyRecord], prefix: &str) -> Result<usize> {
     if prefix.is_empty() {
         return Err(Error::usage("a key id must not be empty"));
     }
+    if prefix.starts_with("mcp_") && prefix.len() > 4 + keyfmt::ID_HEX {
+        // Never echo it: this is a whole key, pasted where an id belongs.
+        return Err(Error::usage(
+            "that looks like a whole key, not an id: give only its 16-hex id (see `list`), \
+             and never put a key on the command line",
+        ));
+    }
     if let Some(i) = keys.iter().position(|k| k.id == prefix) {
         return Ok(i);
     }
@@ -212,6 +219,11 @@ pub fn find_index(keys: &[KeyRecord], prefix: &str) -> Result<usize> {
         .collect();
     match hits.as_slice() {
         [i] => Ok(*i),
+        // An argument much longer than any id may be a pasted key: say so without echoing it.
+        [] if prefix.len() >= 48 => Err(Error::failed(
+            "no key has that id (the argument is longer than any id; if it was a key, never put \
+             keys on the command line); run `mcp-key-manager list` to see the ids",
+        )),
         [] => Err(Error::failed(format!(
             "no key with id {}; run `mcp-key-manager list` to see the ids",
             sanitize(prefix)

@@ -91,8 +91,10 @@ impl KeyRecord {
 
     /// Whether the key expires within `days` days of `now` (and has not yet).
     pub fn expires_within(&self, now: DateTime<Utc>, days: i64) -> bool {
-        self.expires_at
-            .is_some_and(|e| e > now && e <= now + chrono::Duration::days(days))
+        let horizon = now
+            .checked_add_signed(chrono::Duration::days(days))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        self.expires_at.is_some_and(|e| e > now && e <= horizon)
     }
 }
 

@@ -503,6 +503,47 @@ fn two_gigabyte_vault_is_refused_by_size_before_reading() {
     assert!(peak < 512 * 1024, "a child reached {peak} KiB");
 }
 
+#[test]
+fn an_unauthenticated_file_cannot_make_the_tool_build_a_large_tree() {
+    // Regression (security review): any file that was not a well-formed envelope was parsed
+    // into a full JSON tree before the passphrase was asked for, about 16 times its size in
+    // memory. 48 MiB of `[0,0,…]` and of `{"k0":{},…}` must be refused cheaply.
+    let e = Env::with_vault();
+    let n = 24 * 1024 * 1024;
+    let mut arr = String::with_capacity(2 * n + 2);
+    arr.push('[');
+    for i in 0..n {
+        if i > 0 {
+            arr.push(',');
+        }
+        arr.push('0');
+    }
+    arr.push(']');
+    let mut obj = String::from("{");
+    let mut i = 0;
+    while obj.len() < 2 * n {
+        if i > 0 {
+            obj.push(',');
+        }
+        obj.push_str(&format!("\"k{i}\":{{\"x\":[1,2,3]}}"));
+        i += 1;
+    }
+    obj.push('}');
+    for (bytes, words) in [
+        (arr.into_bytes(), "not a JSON object"),
+        (obj.into_bytes(), "neither an mcp-key-vault"),
+    ] {
+        fs::write(e.vault(), &bytes).unwrap();
+        let start = Instant::now();
+        let o = run(e.cmd().arg("list"));
+        assert_fails(&o, 4, &[words]);
+        assert!(start.elapsed() < Duration::from_secs(20), "slow");
+    }
+    // The file is read once (48 MiB); a tree of it would take several hundred MiB.
+    let peak = crate::util::children_peak_rss_kib();
+    assert!(peak < 400 * 1024, "a child reached {peak} KiB");
+}
+
 // ---- hostile payloads behind a valid MAC ----
 
 fn payload_with_metadata(metadata: &str) -> String {

@@ -15,6 +15,7 @@ mod list_view;
 mod meta;
 mod passphrase;
 mod rekey;
+mod review;
 mod revoke_delete;
 mod rotate;
 mod tamper;
