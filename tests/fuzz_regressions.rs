@@ -153,7 +153,6 @@ fn a_large_json_array_as_a_vault_needs_no_large_allocation() {
 /// so a float in a key's `metadata` (carried over from the Python tool) changed on every
 /// save. Proposed fix: `serde_json = { version = "1", features = ["float_roundtrip"] }`.
 #[test]
-#[ignore = "fails until serde_json's float_roundtrip feature is enabled (issue 5 report)"]
 fn metadata_floats_survive_a_save_exactly() {
     let payload = format!(
         r#"{{"hash_key":"{}","keys":[{{"id":"0123456789abcdef","name":"n",
