@@ -49,16 +49,10 @@ fn written_value() -> impl Strategy<Value = String> {
 
 /// One line of a realistic env file (without its ending).
 fn env_line() -> impl Strategy<Value = Vec<u8>> {
-    let name = select(vec![
-        "MCP_API_KEY",
-        "API_KEY_REQUIRED",
-        "A",
-        "export",
-        "K.v",
-        "_x1",
-        "MCP_API_KEY_OLD",
-        "XMCP_API_KEY",
-    ]);
+    // The fuzz target's names, plus two look-alikes that must never be touched.
+    let mut names = checks::ENV_NAMES.to_vec();
+    names.extend(["MCP_API_KEY_OLD", "XMCP_API_KEY"]);
+    let name = select(names);
     let assignment = (
         "[ \t]{0,2}",
         select(vec!["", "export ", "export\t ", "#", "# "]),

@@ -417,6 +417,30 @@ enum Probe {
     },
 }
 
+/// Visitor methods that accept any JSON scalar (keeping nothing) as `$v`.
+macro_rules! scalars_are {
+    ($v:expr) => {
+        fn visit_bool<E>(self, _: bool) -> std::result::Result<Self::Value, E> {
+            Ok($v)
+        }
+        fn visit_i64<E>(self, _: i64) -> std::result::Result<Self::Value, E> {
+            Ok($v)
+        }
+        fn visit_u64<E>(self, _: u64) -> std::result::Result<Self::Value, E> {
+            Ok($v)
+        }
+        fn visit_f64<E>(self, _: f64) -> std::result::Result<Self::Value, E> {
+            Ok($v)
+        }
+        fn visit_str<E>(self, _: &str) -> std::result::Result<Self::Value, E> {
+            Ok($v)
+        }
+        fn visit_unit<E>(self) -> std::result::Result<Self::Value, E> {
+            Ok($v)
+        }
+    };
+}
+
 impl<'de> Deserialize<'de> for Probe {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -452,24 +476,7 @@ impl<'de> Deserialize<'de> for Probe {
                         while s.next_element::<IgnoredAny>()?.is_some() {}
                         Ok(RecordProbe(false))
                     }
-                    fn visit_bool<E>(self, _: bool) -> std::result::Result<RecordProbe, E> {
-                        Ok(RecordProbe(false))
-                    }
-                    fn visit_i64<E>(self, _: i64) -> std::result::Result<RecordProbe, E> {
-                        Ok(RecordProbe(false))
-                    }
-                    fn visit_u64<E>(self, _: u64) -> std::result::Result<RecordProbe, E> {
-                        Ok(RecordProbe(false))
-                    }
-                    fn visit_f64<E>(self, _: f64) -> std::result::Result<RecordProbe, E> {
-                        Ok(RecordProbe(false))
-                    }
-                    fn visit_str<E>(self, _: &str) -> std::result::Result<RecordProbe, E> {
-                        Ok(RecordProbe(false))
-                    }
-                    fn visit_unit<E>(self) -> std::result::Result<RecordProbe, E> {
-                        Ok(RecordProbe(false))
-                    }
+                    scalars_are!(RecordProbe(false));
                 }
                 d.deserialize_any(V)
             }
@@ -507,24 +514,7 @@ impl<'de> Deserialize<'de> for Probe {
                 while s.next_element::<IgnoredAny>()?.is_some() {}
                 Ok(Probe::NotObject)
             }
-            fn visit_bool<E>(self, _: bool) -> std::result::Result<Probe, E> {
-                Ok(Probe::NotObject)
-            }
-            fn visit_i64<E>(self, _: i64) -> std::result::Result<Probe, E> {
-                Ok(Probe::NotObject)
-            }
-            fn visit_u64<E>(self, _: u64) -> std::result::Result<Probe, E> {
-                Ok(Probe::NotObject)
-            }
-            fn visit_f64<E>(self, _: f64) -> std::result::Result<Probe, E> {
-                Ok(Probe::NotObject)
-            }
-            fn visit_str<E>(self, _: &str) -> std::result::Result<Probe, E> {
-                Ok(Probe::NotObject)
-            }
-            fn visit_unit<E>(self) -> std::result::Result<Probe, E> {
-                Ok(Probe::NotObject)
-            }
+            scalars_are!(Probe::NotObject);
         }
         d.deserialize_any(V)
     }
