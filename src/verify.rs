@@ -454,7 +454,8 @@ impl Verifier {
     }
 }
 
-fn hash_from_hex(s: &str) -> Option<[u8; 32]> {
+/// A stored keyed hash (64 hex characters) as bytes.
+pub(crate) fn hash_from_hex(s: &str) -> Option<[u8; 32]> {
     crate::rng::unhex(s)?.try_into().ok()
 }
 

@@ -96,11 +96,12 @@ pub(super) fn create(ctx: &mut Ctx, a: CreateArgs) -> Result<()> {
     };
     check_permissions(&permissions)?;
     let now = ctx.now;
+    let expires_at = (a.expires_in_days > 0).then(|| now + Duration::days(a.expires_in_days));
     let permissions_shown = permissions.clone();
     let spec = NewKey {
         name: a.name.clone(),
         description: a.description.clone(),
-        expires_at: (a.expires_in_days > 0).then(|| now + Duration::days(a.expires_in_days)),
+        expires_at,
         permissions,
     };
     let (id, key) = update_or_create(ctx, KdfParams::DEFAULT, |v| {
@@ -110,7 +111,6 @@ pub(super) fn create(ctx: &mut Ctx, a: CreateArgs) -> Result<()> {
         }
         Ok((v.keys()[i].id.clone(), key))
     })?;
-    let expires_at = (a.expires_in_days > 0).then(|| now + Duration::days(a.expires_in_days));
     if a.json {
         #[derive(serde::Serialize)]
         struct Created<'a> {
@@ -328,11 +328,7 @@ pub(super) fn view(ctx: &mut Ctx, id: &str, json: bool) -> Result<()> {
     let vault = open_vault(ctx)?;
     let now = ctx.now;
     let k = &vault.keys()[vault.find(id)?];
-    let in_env = read_env(ctx)
-        .ok()
-        .flatten()
-        .and_then(|e| e.get("MCP_API_KEY"))
-        .map(SecretString::new)
+    let in_env = served_key(read_env(ctx))
         .and_then(|key| env_key_index(&vault, key.expose()))
         .is_some_and(|i| vault.keys()[i].id == k.id);
     if json {
@@ -395,11 +391,7 @@ pub(super) fn view(ctx: &mut Ctx, id: &str, json: bool) -> Result<()> {
 pub(super) fn revoke(ctx: &mut Ctx, id: &str, json: bool) -> Result<()> {
     let now = ctx.now;
     let (rec, was, in_env) = {
-        let env_key = read_env(ctx)
-            .ok()
-            .flatten()
-            .and_then(|e| e.get("MCP_API_KEY"))
-            .map(SecretString::new);
+        let env_key = served_key(read_env(ctx));
         update(ctx, |v| {
             let i = v.find(id)?;
             let was = v.keys()[i].revoked_at.is_some();
@@ -505,7 +497,7 @@ pub(super) fn use_key(ctx: &mut Ctx, id: &str, print: bool, json: bool) -> Resul
         }
         if let Some(t) = &env_target {
             env_lock = Some(lock(t)?);
-            fsio::read_bounded(t, MAX_ENV_BYTES, "env file").map_err(|e| env_error(e, t))?;
+            read_env_at(t)?;
         }
         let key = k.secret.duplicate();
         let kid = k.id.clone();

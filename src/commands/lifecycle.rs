@@ -30,12 +30,7 @@ pub(super) fn rotate(
     let outcome = update(ctx, |v| {
         let i = v.find(id)?;
         env_lock = Some(lock(&env_target)?);
-        let env_key = fsio::read_bounded(&env_target, MAX_ENV_BYTES, "env file")
-            .ok()
-            .flatten()
-            .map(zeroize::Zeroizing::new)
-            .and_then(|b| envfile::EnvFile::parse(&b).get("MCP_API_KEY"))
-            .map(SecretString::new);
+        let env_key = served_key(read_env_at(&env_target));
         let old_status = v.keys()[i].status(now);
         let in_env = env_key.as_ref().and_then(|k| env_key_index(v, k.expose())) == Some(i);
         let old = &v.keys()[i];

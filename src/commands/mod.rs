@@ -451,20 +451,31 @@ fn env_error(e: Error, path: &Path) -> Error {
     }
 }
 
-/// Reads the env file's `MCP_API_KEY` (and `API_KEY_REQUIRED`), if the file exists.
+/// Reads the env file (following symlinks), if it exists.
 fn read_env(ctx: &Ctx) -> Result<Option<envfile::EnvFile>> {
-    let target = fsio::resolve_symlinks(&ctx.env_path, false)?;
-    Ok(fsio::read_bounded(&target, MAX_ENV_BYTES, "env file")
-        .map_err(|e| env_error(e, &target))?
+    read_env_at(&fsio::resolve_symlinks(&ctx.env_path, false)?)
+}
+
+/// Reads an env file whose symlinks are already resolved, if it exists.
+fn read_env_at(target: &Path) -> Result<Option<envfile::EnvFile>> {
+    Ok(fsio::read_bounded(target, MAX_ENV_BYTES, "env file")
+        .map_err(|e| env_error(e, target))?
         .map(|b| envfile::EnvFile::parse(&zeroize::Zeroizing::new(b))))
+}
+
+/// The `MCP_API_KEY` of a read env file, best effort: a missing or unreadable file has none.
+fn served_key(env: Result<Option<envfile::EnvFile>>) -> Option<SecretString> {
+    env.ok()
+        .flatten()
+        .and_then(|e| e.get("MCP_API_KEY"))
+        .map(SecretString::new)
 }
 
 /// The vault key whose full key is the env file's `MCP_API_KEY`, compared by keyed hash.
 fn env_key_index(vault: &Vault, env_key: &str) -> Option<usize> {
     let want = crate::vault::records::keyed_hash(&vault.payload.hash_key, env_key);
     vault.keys().iter().position(|k| {
-        crate::rng::unhex(&k.hash)
-            .and_then(|h| <[u8; 32]>::try_from(h).ok())
+        crate::verify::hash_from_hex(&k.hash)
             .is_some_and(|h| crate::verify::hashes_equal(&h, &want))
     })
 }
