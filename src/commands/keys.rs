@@ -13,12 +13,13 @@ use crate::display::sanitize;
 use crate::vault::store::Expect;
 use crate::vault::{EventAction, KeyId, NewKey, Permission, Status, Vault};
 
+/// Argon2id settings as `init` and `rekey` report them.
 #[derive(Serialize)]
-struct KdfView {
+pub(super) struct KdfView {
     algorithm: &'static str,
-    memory_kib: u32,
-    iterations: u32,
-    parallelism: u32,
+    pub(super) memory_kib: u32,
+    pub(super) iterations: u32,
+    pub(super) parallelism: u32,
 }
 
 impl From<KdfParams> for KdfView {

@@ -174,14 +174,7 @@ pub(super) fn change_permissions(ctx: &mut Ctx, a: PermissionArgs, grant: bool) 
 #[derive(Serialize)]
 struct Rekeyed {
     rekeyed: bool,
-    kdf: KdfShort,
-}
-
-#[derive(Serialize)]
-struct KdfShort {
-    memory_kib: u32,
-    iterations: u32,
-    parallelism: u32,
+    kdf: super::keys::KdfView,
 }
 
 impl Report for Rekeyed {
@@ -210,11 +203,7 @@ pub(super) fn rekey(ctx: &mut Ctx, a: RekeyArgs) -> Result<()> {
     store.rekey(params, || new_source.get_new("the vault"))?;
     let r = Rekeyed {
         rekeyed: true,
-        kdf: KdfShort {
-            memory_kib: params.memory_kib,
-            iterations: params.iterations,
-            parallelism: params.parallelism,
-        },
+        kdf: params.into(),
     };
     ctx.emit(a.out.output(), &r)?;
     store.finish()

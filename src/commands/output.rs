@@ -100,6 +100,20 @@ pub fn write_json<T: Serialize + ?Sized>(out: &mut dyn Write, v: &T) -> io::Resu
     out.write_all(b"\n")
 }
 
+/// Forwards formatter methods to the wrapped pretty formatter.
+macro_rules! delegate {
+    (first: $($m:ident),*) => {$(
+        fn $m<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+            self.0.$m(w, first)
+        }
+    )*};
+    ($($m:ident),*) => {$(
+        fn $m<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+            self.0.$m(w)
+        }
+    )*};
+}
+
 /// serde_json's pretty formatter, escaping what serde_json leaves raw but a terminal acts on.
 #[derive(Default)]
 struct SafeFormatter(serde_json::ser::PrettyFormatter<'static>);
@@ -116,33 +130,15 @@ impl serde_json::ser::Formatter for SafeFormatter {
         }
         w.write_all(&s.as_bytes()[last..])
     }
-    fn begin_array<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.0.begin_array(w)
-    }
-    fn end_array<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.0.end_array(w)
-    }
-    fn begin_array_value<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
-        self.0.begin_array_value(w, first)
-    }
-    fn end_array_value<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.0.end_array_value(w)
-    }
-    fn begin_object<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.0.begin_object(w)
-    }
-    fn end_object<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.0.end_object(w)
-    }
-    fn begin_object_key<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
-        self.0.begin_object_key(w, first)
-    }
-    fn begin_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.0.begin_object_value(w)
-    }
-    fn end_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.0.end_object_value(w)
-    }
+    delegate!(
+        begin_array,
+        end_array,
+        begin_object,
+        end_object,
+        begin_object_value
+    );
+    delegate!(end_array_value, end_object_value);
+    delegate!(first: begin_array_value, begin_object_key);
 }
 
 /// The JSON shape of a key record shared by `list`, `view`, `revoke` and others. Never the

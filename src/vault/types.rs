@@ -12,6 +12,43 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use subtle::ConstantTimeEq;
 
+/// The impls every text newtype here shares: read as `str`, shown escaped (the text may
+/// come from an old store and must not drive a terminal), compared with plain strings.
+macro_rules! text_newtype {
+    ($t:ident) => {
+        impl std::ops::Deref for $t {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&crate::display::sanitize(&self.0))
+            }
+        }
+
+        impl PartialEq<str> for $t {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $t {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+
+        impl PartialEq<String> for $t {
+            fn eq(&self, other: &String) -> bool {
+                &self.0 == other
+            }
+        }
+    };
+}
+
 /// The public id of a key record.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -30,25 +67,13 @@ impl KeyId {
     }
 }
 
-impl std::ops::Deref for KeyId {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for KeyId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Imported ids are arbitrary text: never let one drive the terminal.
-        f.write_str(&crate::display::sanitize(&self.0))
-    }
-}
-
 impl fmt::Debug for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "KeyId({:?})", self.0)
     }
 }
+
+text_newtype!(KeyId);
 
 impl From<String> for KeyId {
     fn from(s: String) -> Self {
@@ -59,24 +84,6 @@ impl From<String> for KeyId {
 impl From<&str> for KeyId {
     fn from(s: &str) -> Self {
         KeyId(s.to_string())
-    }
-}
-
-impl PartialEq<str> for KeyId {
-    fn eq(&self, other: &str) -> bool {
-        self.0 == other
-    }
-}
-
-impl PartialEq<&str> for KeyId {
-    fn eq(&self, other: &&str) -> bool {
-        self.0 == *other
-    }
-}
-
-impl PartialEq<String> for KeyId {
-    fn eq(&self, other: &String) -> bool {
-        &self.0 == other
     }
 }
 
@@ -207,40 +214,11 @@ impl<'de> Deserialize<'de> for Permission {
     }
 }
 
-impl std::ops::Deref for Permission {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Permission {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&crate::display::sanitize(&self.0))
-    }
-}
+text_newtype!(Permission);
 
 impl fmt::Debug for Permission {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:?}", self.0)
-    }
-}
-
-impl PartialEq<str> for Permission {
-    fn eq(&self, other: &str) -> bool {
-        self.0 == other
-    }
-}
-
-impl PartialEq<String> for Permission {
-    fn eq(&self, other: &String) -> bool {
-        &self.0 == other
-    }
-}
-
-impl PartialEq<&str> for Permission {
-    fn eq(&self, other: &&str) -> bool {
-        self.0 == *other
     }
 }
 
