@@ -92,9 +92,11 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
 /// # Errors
 /// As [`atomic_write`].
 pub fn atomic_write_keeping_mode(path: &Path, bytes: &[u8]) -> Result<()> {
+    // Write bits for group and others are dropped: whoever can write the file chooses the
+    // key a server accepts.
     let keep = fs::metadata(path)
         .ok()
-        .map(|m| (m.mode() & 0o7777, m.uid(), m.gid()));
+        .map(|m| (m.mode() & 0o7755, m.uid(), m.gid()));
     write_replacing(path, bytes, keep)
 }
 
