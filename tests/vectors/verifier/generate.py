@@ -213,7 +213,7 @@ RAW_INVALID = [
 
 # --- cases ------------------------------------------------------------------------------------
 
-def case(verifier, key, code, label=None, require=(), key_id=None, name=None, why=""):
+def case(verifier, key, code, require=(), key_id=None, name=None, why=""):
     return {"verifier": verifier, "key": key, "require": list(require), "code": code,
             "key_id": key_id, "name": name, "why": why}
 
