@@ -124,6 +124,7 @@ class APIKeyMiddleware:
                 authorization = value.decode("latin-1")
         key = key_from_headers(x_api_key, authorization)
         verdict = self.verifier.verify(key, self.require)
+        presented = key is not None
         del key, x_api_key, authorization
         path = scope.get("path", "")
 
@@ -142,8 +143,7 @@ class APIKeyMiddleware:
                 missing = [p for p in self.require if p not in verdict.permissions]
                 await self._forbidden(send, verdict, missing, path)
             else:
-                await self._unauthorized(send, verdict, path, no_key=verdict.code == MALFORMED
-                                         and not _has_key(scope))
+                await self._unauthorized(send, verdict, path, no_key=not presented)
             return
 
         if self.tool_permissions:
@@ -222,14 +222,6 @@ class APIKeyMiddleware:
             (b"www-authenticate",
              ('Bearer error="insufficient_scope", scope="%s"' % " ".join(missing)).encode()),
         ])
-
-
-def _has_key(scope: Scope) -> bool:
-    """Whether a key-carrying header was sent at all (to tell 'no key' from 'malformed')."""
-    for name, _ in scope.get("headers") or ():
-        if name.lower() in (b"x-api-key", b"authorization"):
-            return True
-    return False
 
 
 def _with_verdict(scope: Scope, verdict: Verdict) -> Scope:
