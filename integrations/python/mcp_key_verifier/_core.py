@@ -191,6 +191,8 @@ def _parse(data: bytes, source: str) -> _State:
         raise bad("hash_key is not padded standard base64") from None
     if len(hash_key) != 32:
         raise bad("hash_key is not 32 bytes")
+    if base64.b64encode(hash_key).decode("ascii") != hk:
+        raise bad("hash_key is not canonical base64 (non-zero trailing bits)")
     try:
         _parse_time(doc.get("generated_at"), "generated_at")
     except VerifierError as exc:
