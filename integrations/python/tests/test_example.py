@@ -88,3 +88,10 @@ def test_example_server(tmp_path):
         output = log.read().decode(errors="replace")
         log.close()
     assert caller not in output and reader not in output
+
+
+def test_the_readme_quotes_the_example_verbatim():
+    with open(EXAMPLE, encoding="utf-8") as fh:
+        example = fh.read()
+    with open(os.path.join(os.path.dirname(EXAMPLE), "..", "README.md"), encoding="utf-8") as fh:
+        assert example in fh.read(), "README.md and examples/server.py differ"
