@@ -59,7 +59,7 @@ MAX_FILE_BYTES = 256 * 1024 * 1024
 #: How often a file-backed verifier looks at its file, at most.
 RELOAD_INTERVAL = 0.25
 
-_MODERN = re.compile(r"mcp_([0-9a-f]{16})_[0-9a-f]{64}", re.ASCII)
+_unhexlify = binascii.unhexlify
 _LEGACY = re.compile(r"[A-Za-z0-9_\-.~+/=]{16,256}", re.ASCII)
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}", re.ASCII)
 _B64 = re.compile(r"[A-Za-z0-9+/]*={0,2}", re.ASCII)
@@ -123,10 +123,12 @@ class _Entry:
 class _State:
     """An immutable parsed file."""
 
-    __slots__ = ("hash_key", "by_id", "by_hash", "revision", "count")
+    __slots__ = ("mac", "by_id", "by_hash", "revision", "count")
 
     def __init__(self, hash_key: bytes, entries: Sequence[_Entry], revision: int):
-        self.hash_key = hash_key
+        # Keyed once: each verification copies this state instead of re-deriving the pads
+        # (copy() is safe to call from many threads at once).
+        self.mac = hmac.new(hash_key, digestmod=hashlib.sha256)
         self.by_id: Dict[str, _Entry] = {}
         self.by_hash: Dict[bytes, _Entry] = {}
         for e in entries:
@@ -337,17 +339,34 @@ class Verifier:
         if not isinstance(key, str):
             raise TypeError("key must be a str or None")
         if key.startswith("mcp_"):
-            m = _MODERN.fullmatch(key)
-            if m is None:
+            # mcp_ + 16 lowercase hex + _ + 64 lowercase hex, tested on the UTF-8 bytes (which
+            # the HMAC needs anyway) with C-speed methods: a regex, or str methods, took half
+            # of verify's own time. unhexlify rejects any non-hex byte (also non-ASCII) but
+            # accepts uppercase; bytes.islower() (the key always holds the cased "mcp") rejects
+            # any uppercase letter.
+            try:
+                kb = key.encode()
+            except UnicodeEncodeError:  # a lone surrogate
                 return _MALFORMED_VERDICT
-            d = hmac.digest(state.hash_key, key.encode(), "sha256")
-            e = state.by_id.get(m.group(1))
+            if len(kb) != 85 or kb[20] != 95 or not kb.islower():
+                return _MALFORMED_VERDICT
+            try:
+                _unhexlify(kb[4:20])
+                _unhexlify(kb[21:])
+            except (binascii.Error, ValueError):
+                return _MALFORMED_VERDICT
+            mac = state.mac.copy()
+            mac.update(kb)
+            d = mac.digest()
+            e = state.by_id.get(key[4:20])
             if e is None or not hmac.compare_digest(e.hash, d):
                 return _NOT_FOUND_VERDICT
         else:
             if _LEGACY.fullmatch(key) is None:
                 return _MALFORMED_VERDICT
-            d = hmac.digest(state.hash_key, key.encode(), "sha256")
+            mac = state.mac.copy()
+            mac.update(key.encode())
+            d = mac.digest()
             # A dict lookup on a keyed hash: its timing reveals nothing about the key.
             e = state.by_hash.get(d)
             if e is None:

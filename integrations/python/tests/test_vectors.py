@@ -83,3 +83,25 @@ def test_error_messages_hold_no_key_material():
         for k in doc.get("keys") or []:
             if isinstance(k, dict) and isinstance(k.get("hash"), str):
                 assert k["hash"] not in msg
+
+
+def test_fast_shape_test_agrees_with_the_spec_regex():
+    """verify's modern-shape test is hand-optimised; it must agree with the spec's regex on
+    near-miss keys (uppercase, whitespace, non-ASCII digits, wrong lengths)."""
+    import random
+    import re
+    import secrets
+
+    spec = re.compile(r"mcp_[0-9a-f]{16}_[0-9a-f]{64}")
+    v = Verifier.from_file(os.path.join(VECTORS, "empty.json"))
+    rng = random.Random(1)
+    alphabet = "0123456789abcdefABCDEFgz _\t\n\u00e9\u0660\uff10-\ud800"
+    for _ in range(20000):
+        k = list("mcp_%s_%s" % (secrets.token_hex(8), secrets.token_hex(32)))
+        for _ in range(rng.randint(0, 2)):
+            k[rng.randrange(4, 85)] = rng.choice(alphabet)
+        if rng.random() < 0.1:
+            k.insert(rng.randrange(4, 85), rng.choice(alphabet))
+        k = "".join(k)
+        want = "NOT_FOUND" if spec.fullmatch(k) else "MALFORMED"
+        assert v.verify(k).code == want
