@@ -285,6 +285,7 @@ class Verifier:
         self._interval = reload_interval
         self._next_check = time.monotonic() + reload_interval if path else float("inf")
         self._lock = threading.Lock()
+        self._reported_sig: Any = None
 
     # -- construction ------------------------------------------------------------------------
 
@@ -444,7 +445,7 @@ class Verifier:
 
     def _report(self, error: VerifierError, sig) -> None:
         # Reported once per file version, not on every check.
-        if sig is not None and getattr(self, "_reported_sig", None) == sig:
+        if sig is not None and self._reported_sig == sig:
             return
         self._reported_sig = sig
         if self._on_reload_error is not None:
