@@ -357,6 +357,36 @@ pub struct ImportArgs {
     pub out: JsonFlag,
 }
 
+/// `publish`.
+#[derive(Args, Debug)]
+pub struct PublishArgs {
+    /// The verifier file to write now and rewrite after every change of the vault.
+    #[arg(required_unless_present = "list", value_name = "PATH")]
+    pub path: Option<PathBuf>,
+    /// Put key names in the file (for server logs).
+    #[arg(long)]
+    pub names: bool,
+    /// Run this shell command after each successful write; $MCP_VERIFIER_PATH names the
+    /// file. It sees no passphrase variable.
+    #[arg(long, value_name = "CMD")]
+    pub then: Option<String>,
+    /// List the published files with their revisions instead.
+    #[arg(long, conflicts_with_all = ["path", "names", "then"])]
+    pub list: bool,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
+/// `unpublish`.
+#[derive(Args, Debug)]
+pub struct UnpublishArgs {
+    /// A published path (the file itself is left in place).
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
 /// The subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -394,6 +424,10 @@ pub enum Command {
     History(HistoryArgs),
     /// Encrypt a plaintext keys.json of the Python tool into a vault.
     ImportLegacy(ImportArgs),
+    /// Keep a verifier file current: write it now and after every change of the vault.
+    Publish(PublishArgs),
+    /// Stop keeping a verifier file current (the file stays).
+    Unpublish(UnpublishArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell.

@@ -110,6 +110,9 @@ impl EnvLock {
         let new = zeroize::Zeroizing::new(new);
         if *old != *new || !self.target.exists() {
             fsio::atomic_write_keeping_mode(&self.target, &new)?;
+        } else if fsio::writable_by_others(&self.target) {
+            // Unchanged, but whoever may write it chooses the server's key: close that.
+            fsio::drop_write_for_others(&self.target)?;
         }
         Ok(())
     }

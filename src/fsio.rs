@@ -45,7 +45,7 @@ pub fn read_bounded(path: &Path, max: u64, what: &str) -> Result<Option<Vec<u8>>
     if meta.len() > max {
         return Err(Error::corrupt(format!(
             "{} is {} bytes, more than the {max} bytes a {what} may have; it is not a {what}",
-            path.display(),
+            crate::display::path(path),
             meta.len()
         )));
     }
@@ -56,7 +56,7 @@ pub fn read_bounded(path: &Path, max: u64, what: &str) -> Result<Option<Vec<u8>>
     if buf.len() as u64 > max {
         return Err(Error::corrupt(format!(
             "{} grew beyond {max} bytes while being read",
-            path.display()
+            crate::display::path(path)
         )));
     }
     Ok(Some(buf))
@@ -195,6 +195,19 @@ pub fn writable_by_others(path: &Path) -> bool {
     fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o022 != 0)
 }
 
+/// Removes the group and other write bits of an existing file.
+///
+/// # Errors
+/// [`Error::Io`] naming the file.
+pub fn drop_write_for_others(path: &Path) -> Result<()> {
+    let mode = fs::metadata(path)
+        .map_err(|e| Error::io("inspect", path, e))?
+        .permissions()
+        .mode();
+    fs::set_permissions(path, fs::Permissions::from_mode(mode & 0o7755))
+        .map_err(|e| Error::io("restrict the permissions of", path, e))
+}
+
 /// The effective user id of this process.
 pub fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -330,7 +343,7 @@ impl Lock {
                     context: format!(
                         "lock {} (another mcp-key-manager has held it for {:.0?}; if no other \
                          process is running, raise MCP_KEY_LOCK_TIMEOUT or try again)",
-                        lock_path.display(),
+                        crate::display::path(&lock_path),
                         timeout
                     ),
                     source: io::Error::from(io::ErrorKind::TimedOut),
@@ -395,7 +408,10 @@ pub fn resolve_symlinks(path: &Path, dangling_ok: bool) -> Result<PathBuf> {
                         path,
                         io::Error::new(
                             io::ErrorKind::NotFound,
-                            format!("it points to {}, which does not exist", p.display()),
+                            format!(
+                                "it points to {}, which does not exist",
+                                crate::display::path(&p)
+                            ),
                         ),
                     ));
                 }

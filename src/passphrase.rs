@@ -63,7 +63,11 @@ impl Source {
         match std::env::var(self.env) {
             Ok(v) => {
                 let v = zeroize::Zeroizing::new(v);
-                check(SecretString::new(strip_one_newline(&v).to_string()), self.env).map(Some)
+                check(
+                    SecretString::new(strip_one_newline(&v).to_string()),
+                    self.env,
+                )
+                .map(Some)
             }
             Err(std::env::VarError::NotPresent) => Ok(None),
             Err(std::env::VarError::NotUnicode(_)) => Err(Error::Passphrase(format!(
@@ -150,14 +154,14 @@ fn read_file(path: &Path) -> Result<SecretString> {
         .map_err(|e| match e {
             Error::Corrupt(_) => Error::Passphrase(format!(
                 "the passphrase file {} is larger than {MAX_FILE} bytes",
-                path.display()
+                crate::display::path(path)
             )),
             other => other,
         })?
         .ok_or_else(|| {
             Error::Passphrase(format!(
                 "the passphrase file {} does not exist; check --passphrase-file / {}",
-                path.display(),
+                crate::display::path(path),
                 ENV_PASSPHRASE_FILE
             ))
         })?;
@@ -165,7 +169,7 @@ fn read_file(path: &Path) -> Result<SecretString> {
     let text = std::str::from_utf8(&bytes).map_err(|_| {
         Error::Passphrase(format!(
             "the passphrase file {} is not UTF-8 text",
-            path.display()
+            crate::display::path(path)
         ))
     })?;
     if crate::fsio::readable_by_others(path) {
@@ -178,7 +182,7 @@ fn read_file(path: &Path) -> Result<SecretString> {
     let text = strip_one_newline(text);
     check(
         SecretString::new(text.to_string()),
-        &path.display().to_string(),
+        &crate::display::path(path),
     )
 }
 

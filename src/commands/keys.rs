@@ -200,6 +200,7 @@ pub(super) fn create(ctx: &mut Ctx, a: CreateArgs) -> Result<()> {
     }
     drop(tx);
     ctx.emit(a.out.output(), &r)
+        .and_then(|()| ctx.flush())
         .map_err(|e| key_not_shown(e, &r.id))?;
     store.finish()
 }

@@ -131,6 +131,7 @@ pub(super) fn rotate(ctx: &mut Ctx, a: RotateArgs) -> Result<()> {
     };
     drop(tx);
     ctx.emit(a.out.output(), &r)
+        .and_then(|()| ctx.flush())
         .map_err(|e| super::keys::key_not_shown(e, &r.id))?;
     store.finish()
 }

@@ -12,6 +12,7 @@ mod lifecycle;
 mod list;
 mod meta;
 pub mod output;
+mod publishcmd;
 mod verifycmd;
 
 use std::io::{IsTerminal, Write};
@@ -135,6 +136,15 @@ impl Ctx {
         emit(&mut h, output, r)
     }
 
+    /// Flushes stdout now: a command that printed a new key must know it reached the
+    /// reader, not find out (or not) at exit.
+    ///
+    /// # Errors
+    /// A failed write.
+    pub fn flush(&mut self) -> Result<()> {
+        self.out.flush().map_err(stdout_error)
+    }
+
     /// Writes raw bytes (completions, the man page) to stdout.
     ///
     /// # Errors
@@ -182,6 +192,8 @@ fn dispatch(ctx: &mut Ctx, command: Command) -> Result<()> {
         Command::Rekey(a) => lifecycle::rekey(ctx, a),
         Command::History(a) => lifecycle::history(ctx, a),
         Command::ImportLegacy(a) => import::import_legacy(ctx, a),
+        Command::Publish(a) => publishcmd::publish(ctx, a),
+        Command::Unpublish(a) => publishcmd::unpublish(ctx, a),
         Command::Completions { shell } => meta::completions(ctx, shell),
         Command::Man => meta::man(ctx),
     }

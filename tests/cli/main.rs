@@ -16,6 +16,7 @@ mod meta;
 mod passphrase;
 mod rekey;
 mod review;
+mod review11;
 mod revoke_delete;
 mod rotate;
 mod tamper;
