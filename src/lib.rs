@@ -23,6 +23,7 @@ pub mod legacy;
 pub mod passphrase;
 pub mod rng;
 pub mod secret;
+pub mod serve;
 pub mod sys;
 pub mod vault;
 pub mod verify;

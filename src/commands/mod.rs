@@ -153,6 +153,7 @@ pub fn run(cli: Cli) -> Result<()> {
         } => lifecycle::import_legacy(&mut ctx, path, keep_plaintext, &kdf, json),
         Command::Completions { shell } => meta::completions(&mut ctx, shell),
         Command::Man => meta::man(&mut ctx),
+        Command::Serve(args) => crate::serve::run(args),
     };
     // A command's own "no" (exit 1) must survive a reader that went away: `check | head`
     // in CI may not turn a failed check into success.
