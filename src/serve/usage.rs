@@ -325,7 +325,11 @@ mod tests {
         tb.flush(t2).unwrap();
         std::fs::write(dir.path().join("v.json.usage.json.lock"), "").unwrap();
 
-        assert_eq!(files_beside(&verifier), vec![a.clone(), b.clone()]);
+        assert_eq!(
+            files_beside(&verifier),
+            vec![b.clone(), a.clone()],
+            "sorted, no .lock"
+        );
         let merged = load_and_merge(&files_beside(&verifier)).unwrap();
         let one = &merged["0123456789abcdef"];
         assert_eq!(one.last_used_at, Some(t2));
