@@ -171,9 +171,15 @@ pub fn run(args: ServeArgs) -> Result<()> {
     // One writer per usage file: a second serve on the same file would lose counts.
     let usage_lock =
         crate::fsio::Lock::acquire(&usage_path, Duration::ZERO, || {}).map_err(|e| {
+            let why = match &e {
+                Error::Io { source, .. } if source.kind() == std::io::ErrorKind::TimedOut => {
+                    "another serve is writing it".to_string()
+                }
+                e => e.to_string(),
+            };
             Error::usage(format!(
-                "cannot take the usage file {} ({e}); is another serve writing it? Give each \
-             process its own --usage PATH (e.g. <verifier>.usage.<host>.json)",
+                "cannot use the usage file {}: {why}; give each serve process its own \
+             --usage PATH (e.g. <verifier>.usage.<host>.json, which list/view/check merge)",
                 usage_path.display()
             ))
         })?;

@@ -2,4 +2,6 @@
 //! the library and the real binary on 127.0.0.1.
 
 mod fixture;
+mod harness;
+mod http;
 mod watch;
