@@ -4,4 +4,5 @@
 mod fixture;
 mod harness;
 mod http;
+mod nginx;
 mod watch;
