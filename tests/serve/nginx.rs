@@ -55,7 +55,11 @@ fn prerequisites() -> Option<(PathBuf, String)> {
         Ok(o) => {
             return missing(format!(
                 "{python} cannot import mcp and uvicorn: {}",
-                String::from_utf8_lossy(&o.stderr).trim()
+                String::from_utf8_lossy(&o.stderr)
+                    .trim()
+                    .lines()
+                    .last()
+                    .unwrap_or("")
             ))
         }
         Err(e) => return missing(format!("cannot run {python}: {e}")),

@@ -241,3 +241,32 @@ fn revocation_latency_is_measured() {
     );
     assert!(median < Duration::from_secs(1), "median {median:?}");
 }
+
+/// A Kubernetes Secret volume replaces files by swapping a `..data` symlink to a new
+/// directory; the verifier path itself stays a symlink. The watcher follows the path.
+#[test]
+fn a_kubernetes_style_symlink_swap_is_picked_up() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let k = TestKey::new(&[]);
+    let mut spec = Spec::new(1, vec![k.clone()]);
+    let v1 = dir.path().join("..2026_01");
+    std::fs::create_dir(&v1).unwrap();
+    spec.publish(&v1.join("verifier.json"));
+    symlink("..2026_01", dir.path().join("..data")).unwrap();
+    let path = dir.path().join("verifier.json");
+    symlink("..data/verifier.json", &path).unwrap();
+    let (w, _events) = open(&path, 5);
+    assert!(w.current().verify(&k.key, &[]).is_valid());
+
+    let v2 = dir.path().join("..2026_02");
+    std::fs::create_dir(&v2).unwrap();
+    spec.revision = 2;
+    spec.keys[0].revoked = true;
+    spec.publish(&v2.join("verifier.json"));
+    symlink("..2026_02", dir.path().join("..data_tmp")).unwrap();
+    std::fs::rename(dir.path().join("..data_tmp"), dir.path().join("..data")).unwrap();
+    std::fs::remove_dir_all(&v1).unwrap();
+    wait_for("the swapped file", || w.revision() == 2);
+    assert_eq!(w.current().verify(&k.key, &[]).code, Code::Revoked);
+}
