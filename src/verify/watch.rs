@@ -355,7 +355,9 @@ impl Inner {
                 return;
             }
         };
-        let event = match Verifier::from_json(&bytes) {
+        let parsed = Verifier::from_json(&bytes);
+        drop(bytes);
+        let event = match parsed {
             Err(error) => ReloadEvent::Rejected {
                 path,
                 error,
@@ -380,6 +382,7 @@ impl Inner {
                     // The old verifier (100,000 keys take milliseconds to free) is dropped
                     // here, outside the lock, unless a reader still holds it.
                     drop(old);
+                    release_freed_memory();
                     ReloadEvent::Reloaded {
                         path,
                         previous_revision,
@@ -389,6 +392,27 @@ impl Inner {
                 }
             }
         };
+        if !event.is_reload() {
+            release_freed_memory();
+        }
         (self.on_event)(event);
     }
 }
+
+/// Hands memory freed by a reload back to the system. glibc keeps freed heap memory for
+/// reuse, and a reload frees on one thread what was allocated on another (the first load
+/// is parsed on the caller's thread, later ones on the watcher's, each with its own malloc
+/// arena): without this, a server with a 100,000-key verifier measured 65 MiB after the
+/// first load and 180 MiB after a few reloads.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn release_freed_memory() {
+    // SAFETY: malloc_trim has no preconditions; it only returns free memory of the
+    // allocator's arenas to the kernel and is safe to call from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_freed_memory() {}
