@@ -5,6 +5,7 @@
 #   3. nginx + auth_request + serve + a static upstream vs nginx + the static upstream alone;
 #   4. RSS with a 100,000-key verifier loaded, and its peak during a reload.
 # Usage: cargo build --release && benches/serve/run.sh [SECONDS per run, default 10]
+#        PIN=1 benches/serve/run.sh   # servers on CPU 0 (one worker each), wrk on CPU 1
 # Needs wrk, nginx (with auth_request) and python3 (stdlib only). Prints Markdown.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -13,6 +14,13 @@ NGINX=${NGINX:-/usr/sbin/nginx}
 SECS=${1:-10}
 CONNS=32
 THREADS=${WRK_THREADS:-2}
+WORKERS=2
+SRV=(); CLI=()
+if [ "${PIN:-0}" = 1 ]; then
+    # One core for the servers, one for wrk: the servers do not compete with the load
+    # generator, and tokio sizes its pool from the affinity mask (one worker).
+    THREADS=1; WORKERS=1; SRV=(taskset -c 0); CLI=(taskset -c 1)
+fi
 [ -x "$BIN" ] || { echo "build first: cargo build --release ($BIN missing)" >&2; exit 2; }
 work=$(mktemp -d)
 pids=()
@@ -30,12 +38,12 @@ BENCH_KEY=$(cat "$work/key1")
 
 P_SERVE=$(free_port); P_SERVE_TP=$(free_port); P_NGX_200=$(free_port)
 P_STATIC=$(free_port); P_NGX_PLAIN=$(free_port); P_NGX_AUTH=$(free_port)
-"$BIN" serve --verifier "$work/v1.json" --listen "127.0.0.1:$P_SERVE" --usage "$work/u1.json" 2>"$work/serve.log" & pids+=($!)
-"$BIN" serve --verifier "$work/v1.json" --listen "127.0.0.1:$P_SERVE_TP" --tool-permissions --usage "$work/u2.json" 2>"$work/serve-tp.log" & pids+=($!)
+"${SRV[@]}" "$BIN" serve --verifier "$work/v1.json" --listen "127.0.0.1:$P_SERVE" --usage "$work/u1.json" 2>"$work/serve.log" & pids+=($!)
+"${SRV[@]}" "$BIN" serve --verifier "$work/v1.json" --listen "127.0.0.1:$P_SERVE_TP" --tool-permissions --usage "$work/u2.json" 2>"$work/serve-tp.log" & pids+=($!)
 mkdir -p "$work/ngx"
 cat > "$work/nginx.conf" <<CONF
 daemon off;
-worker_processes 2;
+worker_processes $WORKERS;
 pid $work/ngx/nginx.pid;
 error_log $work/ngx/error.log warn;
 events { worker_connections 1024; }
@@ -61,13 +69,13 @@ http {
             proxy_pass http://static; proxy_http_version 1.1; proxy_set_header Connection ""; } }
 }
 CONF
-"$NGINX" -p "$work/ngx" -c "$work/nginx.conf" -e "$work/ngx/error.log" & pids+=($!)
+"${SRV[@]}" "$NGINX" -p "$work/ngx" -c "$work/nginx.conf" -e "$work/ngx/error.log" & pids+=($!)
 for p in $P_SERVE $P_SERVE_TP $P_NGX_200 $P_STATIC $P_NGX_PLAIN $P_NGX_AUTH; do wait_port "$p"; done
 
 # One wrk run: prints "req/s p50 p99" (latencies in microseconds).
 bench() {
     local url=$1 script=$2 out
-    out=$(wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" --latency -s "$script" "$url")
+    out=$("${CLI[@]}" wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" --latency -s "$script" "$url")
     echo "$out" >> "$work/wrk.txt"
     if echo "$out" | grep -q "Non-2xx"; then echo "non-2xx answers from $url" >&2; echo "$out" >&2; exit 1; fi
     local rps p50 p99
@@ -80,7 +88,11 @@ to_us() { python3 -c "import sys,re; v=sys.argv[1]; n,u=re.fullmatch(r'([0-9.]+)
 row() { printf '| %s | %.0f | %s | %s |\n' "$1" "$2" "$3" "$4"; }
 
 echo "Machine: $(nproc) cores, $(uname -r); load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "wrk -t$THREADS -c$CONNS -d${SECS}s --latency; serve and nginx (2 workers) on the same cores as wrk."
+if [ "${PIN:-0}" = 1 ]; then
+    echo "wrk -t1 -c$CONNS -d${SECS}s --latency pinned to CPU 1; serve and nginx (1 worker each) pinned to CPU 0."
+else
+    echo "wrk -t$THREADS -c$CONNS -d${SECS}s --latency; serve and nginx (2 workers) on the same cores as wrk."
+fi
 echo
 echo "| target | requests/s | p50 µs | p99 µs |"
 echo "|---|---:|---:|---:|"
