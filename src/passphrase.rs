@@ -61,7 +61,14 @@ impl Source {
             return read_file(path).map(Some);
         }
         match std::env::var(self.env) {
-            Ok(v) => check(SecretString::new(v), self.env).map(Some),
+            Ok(v) => {
+                let v = zeroize::Zeroizing::new(v);
+                check(
+                    SecretString::new(strip_one_newline(&v).to_string()),
+                    self.env,
+                )
+                .map(Some)
+            }
             Err(std::env::VarError::NotPresent) => Ok(None),
             Err(std::env::VarError::NotUnicode(_)) => Err(Error::Passphrase(format!(
                 "{} is not valid UTF-8; set it to the passphrase as text",
@@ -71,11 +78,15 @@ impl Source {
     }
 
     fn no_source(&self) -> Error {
-        Error::Passphrase(format!(
-            "no passphrase available: there is no terminal to ask on; set {} or {} \
-             (or pass --passphrase-file)",
-            self.env, self.env_file
-        ))
+        Error::NoPassphrase {
+            var: self.env,
+            file_var: self.env_file,
+        }
+    }
+
+    /// Whether a non-interactive source (file or variable) is configured.
+    pub fn is_set(&self) -> bool {
+        self.file.is_some() || std::env::var_os(self.env).is_some()
     }
 
     /// The passphrase of an existing vault: a source, else one hidden prompt.
@@ -161,14 +172,28 @@ fn read_file(path: &Path) -> Result<SecretString> {
             path.display()
         ))
     })?;
-    let text = text
-        .strip_suffix("\r\n")
-        .or_else(|| text.strip_suffix('\n'))
-        .unwrap_or(text);
+    if crate::fsio::readable_by_others(path) {
+        eprintln!(
+            "warning: the passphrase file {} is readable by group or others; run `chmod 600 {}`",
+            crate::display::path(path),
+            crate::display::path(path)
+        );
+    }
+    let text = strip_one_newline(text);
     check(
         SecretString::new(text.to_string()),
         &path.display().to_string(),
     )
+}
+
+/// The one rule for both non-interactive sources: a single trailing newline (`\n` or
+/// `\r\n`), as `echo` and editors add, is not part of the passphrase; anything else is.
+/// So `MCP_KEY_VAULT_PASSPHRASE=$'hunter2\n'` and a file holding `hunter2\n` both give
+/// `hunter2`.
+fn strip_one_newline(text: &str) -> &str {
+    text.strip_suffix("\r\n")
+        .or_else(|| text.strip_suffix('\n'))
+        .unwrap_or(text)
 }
 
 fn check(p: SecretString, what: &str) -> Result<SecretString> {

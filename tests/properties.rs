@@ -374,7 +374,7 @@ fn sample_vault_file() -> &'static [u8] {
     FILE.get_or_init(|| {
         let pass = SecretString::new("p".into());
         let mut v = Vault::create(&pass, checks::CHEAP).expect("create a cheap vault");
-        v.add_key(new_key("k", "d", vec!["info".into()], None), Utc::now());
+        v.create_key(new_key("k", "d", vec!["info".into()], None), Utc::now());
         v.to_bytes()
     })
 }
@@ -391,7 +391,7 @@ fn new_key(
         name: name.into(),
         description: description.into(),
         expires_at,
-        permissions,
+        permissions: permissions.iter().map(|p| p.parse().unwrap()).collect(),
     }
 }
 
@@ -418,7 +418,7 @@ proptest! {
         let mut issued = Vec::new();
         for (name, description, permissions, days) in &specs {
             let exp = days.map(|d| now + Duration::days(d));
-            let (_, key) = v.add_key(new_key(name, description, permissions.clone(), exp), now);
+            let (_, key) = v.create_key(new_key(name, description, permissions.clone(), exp), now);
             prop_assert_eq!(keyfmt::classify(key.expose()), Shape::Modern {
                 id: &v.keys().last().expect("just added").id,
             });
@@ -426,7 +426,7 @@ proptest! {
         }
         if !issued.is_empty() {
             let i = revoke.index(issued.len());
-            v.payload.keys[i].revoked_at = Some(now);
+            v.payload_mut_unchecked().keys[i].revoked_at = Some(now);
         }
         let file = v.to_bytes();
         prop_assert!(file.len() as u64 <= MAX_FILE_BYTES);
@@ -434,8 +434,8 @@ proptest! {
         let w = Vault::open(&file, &pass).expect("the vault opens with its passphrase");
         prop_assert_eq!(w.kdf(), checks::CHEAP);
         prop_assert_eq!(w.keys().len(), specs.len());
-        prop_assert_eq!(w.payload.events.len(), specs.len());
-        prop_assert_eq!(w.payload.hash_key.expose(), v.payload.hash_key.expose());
+        prop_assert_eq!(w.events().len(), specs.len());
+        prop_assert_eq!(w.payload().hash_key.expose(), v.payload().hash_key.expose());
         for ((r, orig), ((name, description, permissions, days), key)) in
             w.keys().iter().zip(v.keys()).zip(specs.iter().zip(&issued))
         {
@@ -448,19 +448,19 @@ proptest! {
             prop_assert_eq!(r.expires_at, days.map(|d| now + Duration::days(d)));
             prop_assert_eq!(r.revoked_at, orig.revoked_at);
             prop_assert_eq!(r.secret.expose(), key.expose());
-            prop_assert_eq!(&r.hash, &w.payload.keyed_hash(key.expose()));
+            prop_assert_eq!(&r.hash, &w.keyed_hash(key.expose()));
             prop_assert_eq!(r.status(now), orig.status(now));
         }
         // Saving again uses a fresh nonce but keeps the payload.
         let again = w.to_bytes();
         prop_assert_ne!(&again, &file);
         prop_assert_eq!(
-            &*Vault::open(&again, &pass).expect("re-saved vault opens").payload.to_json(),
-            &*w.payload.to_json()
+            &*Vault::open(&again, &pass).expect("re-saved vault opens").payload().to_json(),
+            &*w.payload().to_json()
         );
 
         let wrong = SecretString::new(format!("{passphrase}x"));
-        prop_assert!(matches!(Vault::open(&file, &wrong), Err(Error::Passphrase(_))));
+        prop_assert!(matches!(Vault::open(&file, &wrong), Err(Error::WrongPassphrase)));
     }
 
     #[test]
@@ -478,7 +478,7 @@ proptest! {
             _ => { let i = at.index(24); env2.nonce[i] ^= 1 << bit }
         }
         match Vault::open(&env2.to_bytes(), &pass) {
-            Err(Error::Passphrase(m)) => prop_assert_eq!(m, mcp_key_manager::error::WRONG_PASSPHRASE),
+            Err(e @ Error::WrongPassphrase) => prop_assert_eq!(e.to_string(), mcp_key_manager::error::WRONG_PASSPHRASE),
             other => prop_assert!(false, "a modified vault gave {:?}", other.map(|v| v.keys().len())),
         }
     }

@@ -65,7 +65,11 @@ fn every_invalid_file_is_rejected() {
         let name = c["verifier"].as_str().unwrap();
         match load(name) {
             Ok(v) => panic!("{name} ({}) was accepted: {v:?}", c["why"]),
-            Err(e) => assert_eq!(e.exit_code(), 4, "{name}: {e}"),
+            Err(e) => assert_eq!(
+                e.category(),
+                mcp_key_manager::error::Category::Corrupt,
+                "{name}: {e}"
+            ),
         }
     }
 }

@@ -128,7 +128,7 @@ impl State {
 /// acceptable; [`Error::Io`] when the address cannot be bound or the runtime not started.
 pub fn run(args: ServeArgs) -> Result<()> {
     for p in &args.require {
-        if !crate::commands::valid_permission(p) {
+        if p.parse::<crate::vault::Permission>().is_err() {
             return Err(Error::usage(format!(
                 "--require {:?} is not a valid permission; use 1-64 characters of a-z 0-9 _ . : -",
                 sanitize(p)

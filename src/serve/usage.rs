@@ -348,7 +348,7 @@ mod tests {
             .is_empty());
         std::fs::write(&b, "{").unwrap();
         let e = load_and_merge(&[&a, &b]).unwrap_err();
-        assert_eq!(e.exit_code(), 4);
+        assert_eq!(e.category(), crate::error::Category::Corrupt);
         assert!(e.to_string().contains("host2"), "{e}");
     }
 }

@@ -6,28 +6,50 @@
 pub mod crypto;
 pub mod format;
 pub mod records;
+pub mod store;
+pub mod types;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 
 pub use format::{Detected, Envelope, KdfParams};
-pub use records::{Event, KeyRecord, Payload, Status, DEFAULT_PERMISSIONS};
+pub use records::{Event, KeyRecord, Payload, Published, Status, DEFAULT_PERMISSIONS};
+pub use store::{Interaction, Store};
+pub use types::{EventAction, InvalidPermission, KeyHash, KeyId, Permission};
 
 use crate::display::sanitize;
 use crate::error::{Error, Result};
 use crate::keyfmt;
+use crate::legacy::LegacyRecord;
 use crate::secret::{SecretKey, SecretString};
 
 /// Length of a new salt in bytes (RFC 9106 recommends 128 bits).
 pub const SALT_LEN: usize = 16;
 
 /// An unlocked vault.
+///
+/// Its payload is changed only through the methods below, each of which appends its
+/// history event, so ids stay unique and every change is recorded by construction.
 #[derive(Debug)]
 pub struct Vault {
     kdf: KdfParams,
     salt: Vec<u8>,
     key: SecretKey,
-    /// The decrypted content.
-    pub payload: Payload,
+    payload: Payload,
+}
+
+/// What [`Vault::rotate`] did.
+#[derive(Debug)]
+pub struct Rotation {
+    /// Index of the old key.
+    pub old: usize,
+    /// Index of the successor.
+    pub new: usize,
+    /// The successor's full key.
+    pub key: SecretString,
+    /// The old key's status before the rotation.
+    pub old_status: Status,
+    /// Until when the old key stays valid (with a grace period), else `None` (revoked).
+    pub old_valid_until: Option<DateTime<Utc>>,
 }
 
 impl Vault {
@@ -76,7 +98,7 @@ impl Vault {
 
     /// The file's bytes: the payload sealed under a fresh nonce with the current key.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut buf = self.payload.to_json();
+        let mut buf = self.payload().to_json();
         let mut nonce = [0u8; 24];
         crate::rng::fill(&mut nonce);
         let ad = Envelope::associated_data(&self.kdf, &self.salt, &nonce);
@@ -116,9 +138,87 @@ impl Vault {
         &self.salt
     }
 
-    /// All key records.
+    /// All key records, in creation order.
     pub fn keys(&self) -> &[KeyRecord] {
         &self.payload.keys
+    }
+
+    /// The history, oldest first.
+    pub fn events(&self) -> &[Event] {
+        &self.payload.events
+    }
+
+    /// The decrypted payload, read-only.
+    pub fn payload(&self) -> &Payload {
+        &self.payload
+    }
+
+    /// The payload for test fixtures and benchmarks that must build states no command
+    /// makes (a key expired an hour ago, hostile names). Bypasses every invariant of
+    /// this type: never call it from the tool itself.
+    #[doc(hidden)]
+    pub fn payload_mut_unchecked(&mut self) -> &mut Payload {
+        &mut self.payload
+    }
+
+    /// The number of saves this vault has seen (0 for a vault older than revisions).
+    pub fn revision(&self) -> u64 {
+        self.payload.revision
+    }
+
+    /// Counts one more save; the store calls it once per committed change.
+    pub(crate) fn bump_revision(&mut self) {
+        self.payload.revision = self.payload.revision.saturating_add(1);
+    }
+
+    /// The published verifier files.
+    pub fn published(&self) -> &[Published] {
+        &self.payload.published
+    }
+
+    /// Records `p` as published (replacing an entry for the same path); `false` when the
+    /// same entry was already there.
+    pub fn publish(&mut self, p: Published, now: DateTime<Utc>) -> bool {
+        let list = &mut self.payload.published;
+        if list.contains(&p) {
+            return false;
+        }
+        let detail = p.path.display().to_string();
+        match list.iter_mut().find(|q| q.path == p.path) {
+            Some(q) => *q = p,
+            None => list.push(p),
+        }
+        self.record(now, EventAction::Publish, None, Some(detail));
+        true
+    }
+
+    /// Stops publishing to `path` (the file stays); `false` when it was not published.
+    pub fn unpublish(&mut self, path: &std::path::Path, now: DateTime<Utc>) -> bool {
+        let before = self.payload.published.len();
+        self.payload.published.retain(|q| q.path != path);
+        if self.payload.published.len() == before {
+            return false;
+        }
+        let detail = path.display().to_string();
+        self.record(now, EventAction::Unpublish, None, Some(detail));
+        true
+    }
+
+    /// The HMAC key of the keyed hashes.
+    pub(crate) fn hash_key(&self) -> &SecretKey {
+        &self.payload.hash_key
+    }
+
+    /// HMAC-SHA256(hash_key, key).
+    pub fn keyed_hash(&self, key: &str) -> KeyHash {
+        self.payload.keyed_hash(key)
+    }
+
+    /// The index of the record whose full key is `key`, compared by keyed hash in
+    /// constant time.
+    pub fn find_by_key(&self, key: &str) -> Option<usize> {
+        let want = self.keyed_hash(key);
+        self.payload.keys.iter().position(|k| k.hash.ct_eq(&want))
     }
 
     /// Finds a key by full id or unique prefix, as git does.
@@ -133,7 +233,7 @@ impl Vault {
     pub fn record(
         &mut self,
         at: DateTime<Utc>,
-        action: &str,
+        action: EventAction,
         key: Option<usize>,
         detail: Option<String>,
     ) {
@@ -143,23 +243,27 @@ impl Vault {
         };
         self.payload.events.push(Event {
             at,
-            action: action.to_string(),
+            action,
             key_id,
             name,
             detail,
         });
     }
 
-    /// Makes a new key, stores its record and returns its index and the full key.
-    pub fn add_key(&mut self, spec: NewKey, now: DateTime<Utc>) -> (usize, SecretString) {
-        let id = loop {
+    fn new_id(&self) -> KeyId {
+        loop {
             let id = keyfmt::new_id();
             if !self.payload.keys.iter().any(|k| k.id == id) {
-                break id;
+                return KeyId::from(id);
             }
-        };
+        }
+    }
+
+    /// Makes a new key, stores its record and returns its index and the full key.
+    pub fn create_key(&mut self, spec: NewKey, now: DateTime<Utc>) -> (usize, SecretString) {
+        let id = self.new_id();
         let secret = keyfmt::generate(&id);
-        let hash = self.payload.keyed_hash(secret.expose());
+        let hash = self.keyed_hash(secret.expose());
         self.payload.keys.push(KeyRecord {
             id,
             name: spec.name,
@@ -175,8 +279,171 @@ impl Vault {
             rotated_to: None,
         });
         let idx = self.payload.keys.len() - 1;
-        self.record(now, "create", Some(idx), None);
+        self.record(now, EventAction::Create, Some(idx), None);
         (idx, secret)
+    }
+
+    /// Revokes key `i`; `false` when it already was.
+    pub fn revoke(&mut self, i: usize, now: DateTime<Utc>) -> bool {
+        if self.payload.keys[i].revoked_at.is_some() {
+            return false;
+        }
+        self.payload.keys[i].revoked_at = Some(now);
+        self.record(now, EventAction::Revoke, Some(i), None);
+        true
+    }
+
+    /// Removes key `i`'s record (its history stays) and returns it.
+    pub fn delete(&mut self, i: usize, now: DateTime<Utc>) -> KeyRecord {
+        self.record(now, EventAction::Delete, Some(i), None);
+        self.payload.keys.remove(i)
+    }
+
+    /// Records that key `i` was handed out by `use` (`detail`: where to).
+    pub fn record_use(&mut self, i: usize, now: DateTime<Utc>, detail: &str) {
+        self.record(now, EventAction::Use, Some(i), Some(detail.to_string()));
+    }
+
+    /// Replaces key `i` with a successor of the same name, description, permissions and
+    /// validity period. The old key is revoked now, or with `grace_days` stays valid that
+    /// long (never longer than it already was).
+    ///
+    /// # Errors
+    /// [`Error::Failed`] when the key was already rotated to a successor that still exists.
+    pub fn rotate(
+        &mut self,
+        i: usize,
+        grace_days: Option<u32>,
+        now: DateTime<Utc>,
+    ) -> Result<Rotation> {
+        let old = &self.payload.keys[i];
+        if let Some(next) = &old.rotated_to {
+            if self.payload.keys.iter().any(|k| &k.id == next) {
+                return Err(Error::failed(format!(
+                    "key {} was already rotated to {next}; rotate {next} instead",
+                    old.id
+                )));
+            }
+        }
+        let old_status = old.status(now);
+        let validity = old.expires_at.map(|e| e - old.created_at);
+        let spec = NewKey {
+            name: old.name.clone(),
+            description: old.description.clone(),
+            expires_at: validity.map(|d| now + d.max(Duration::days(1))),
+            permissions: old.permissions.clone(),
+        };
+        let old_id = old.id.clone();
+        let (j, key) = self.create_key(spec, now);
+        let new_id = self.payload.keys[j].id.clone();
+        self.payload.keys[j].rotated_from = Some(old_id);
+        let o = &mut self.payload.keys[i];
+        o.rotated_to = Some(new_id.clone());
+        let old_valid_until = match grace_days {
+            Some(d) => {
+                let until = now + Duration::days(i64::from(d));
+                if o.revoked_at.is_none() {
+                    o.expires_at = Some(o.expires_at.map_or(until, |e| e.min(until)));
+                }
+                o.expires_at
+            }
+            None => {
+                if o.revoked_at.is_none() {
+                    o.revoked_at = Some(now);
+                }
+                None
+            }
+        };
+        self.record(
+            now,
+            EventAction::Rotate,
+            Some(i),
+            Some(format!("successor {new_id}")),
+        );
+        Ok(Rotation {
+            old: i,
+            new: j,
+            key,
+            old_status,
+            old_valid_until,
+        })
+    }
+
+    /// Adds `perms` to key `i`; returns those it did not have.
+    pub fn grant(&mut self, i: usize, perms: &[Permission], now: DateTime<Utc>) -> Vec<Permission> {
+        let k = &mut self.payload.keys[i];
+        let mut added = Vec::new();
+        for p in perms {
+            if !k.permissions.contains(p) && !added.contains(p) {
+                k.permissions.push(p.clone());
+                added.push(p.clone());
+            }
+        }
+        self.record_permissions(EventAction::Grant, i, &added, now);
+        added
+    }
+
+    /// Removes `perms` from key `i`; returns those it had.
+    pub fn deny(&mut self, i: usize, perms: &[Permission], now: DateTime<Utc>) -> Vec<Permission> {
+        let k = &mut self.payload.keys[i];
+        let mut removed = Vec::new();
+        for p in perms {
+            if k.permissions.contains(p) {
+                k.permissions.retain(|x| x != p);
+                removed.push(p.clone());
+            }
+        }
+        self.record_permissions(EventAction::Deny, i, &removed, now);
+        removed
+    }
+
+    fn record_permissions(
+        &mut self,
+        action: EventAction,
+        i: usize,
+        changed: &[Permission],
+        now: DateTime<Utc>,
+    ) {
+        if !changed.is_empty() {
+            let list: Vec<&str> = changed.iter().map(|p| p.as_str()).collect();
+            self.record(now, action, Some(i), Some(list.join(",")));
+        }
+    }
+
+    /// Adds a record imported from the Python tool (an inactive one becomes revoked now).
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] when its id is already taken.
+    pub fn import_record(
+        &mut self,
+        r: LegacyRecord,
+        now: DateTime<Utc>,
+        source: &str,
+    ) -> Result<usize> {
+        if self.payload.keys.iter().any(|k| k.id == r.id) {
+            return Err(Error::corrupt(format!(
+                "the id {} is imported twice",
+                sanitize(&r.id)
+            )));
+        }
+        let hash = self.keyed_hash(r.key.expose());
+        self.payload.keys.push(KeyRecord {
+            id: KeyId::from(r.id),
+            name: r.name,
+            description: r.description,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            revoked_at: (!r.active).then_some(now),
+            permissions: r.permissions,
+            metadata: r.metadata,
+            secret: r.key,
+            hash,
+            rotated_from: None,
+            rotated_to: None,
+        });
+        let i = self.payload.keys.len() - 1;
+        self.record(now, EventAction::Import, Some(i), Some(source.to_string()));
+        Ok(i)
     }
 }
 
@@ -190,10 +457,14 @@ pub struct NewKey {
     /// Expiry, `None` for never.
     pub expires_at: Option<DateTime<Utc>>,
     /// Permissions.
-    pub permissions: Vec<String>,
+    pub permissions: Vec<Permission>,
 }
 
 /// Finds a record by full id or unique prefix.
+///
+/// An exact id wins over everything, so an imported id such as `mcp_prod_server_key_01`
+/// stays reachable; only a string of the exact shape of a whole key is refused as one,
+/// without being echoed.
 ///
 /// # Errors
 /// [`Error::Failed`] when nothing matches or several do.
@@ -201,15 +472,15 @@ pub fn find_index(keys: &[KeyRecord], prefix: &str) -> Result<usize> {
     if prefix.is_empty() {
         return Err(Error::usage("a key id must not be empty"));
     }
-    if prefix.starts_with("mcp_") && prefix.len() > 4 + keyfmt::ID_HEX {
-        // Never echo it: this is a whole key, pasted where an id belongs.
-        return Err(Error::usage(
-            "that looks like a whole key, not an id: give only its 16-hex id (see `list`), \
-             and never put a key on the command line",
-        ));
-    }
     if let Some(i) = keys.iter().position(|k| k.id == prefix) {
         return Ok(i);
+    }
+    if looks_like_key(prefix) {
+        // Never echo it: this is a whole key, pasted where an id belongs.
+        return Err(Error::usage(
+            "that looks like a whole key, not an id: give only its id (see `list`), \
+             and never put a key on the command line",
+        ));
     }
     let hits: Vec<usize> = keys
         .iter()
@@ -219,15 +490,9 @@ pub fn find_index(keys: &[KeyRecord], prefix: &str) -> Result<usize> {
         .collect();
     match hits.as_slice() {
         [i] => Ok(*i),
-        // An argument much longer than any id may be a pasted key: say so without echoing it.
-        [] if prefix.len() >= 48 => Err(Error::failed(
-            "no key has that id (the argument is longer than any id; if it was a key, never put \
-             keys on the command line); run `mcp-key-manager list` to see the ids",
-        )),
-        [] => Err(Error::failed(format!(
-            "no key with id {}; run `mcp-key-manager list` to see the ids",
-            sanitize(prefix)
-        ))),
+        [] => Err(Error::KeyNotFound {
+            message: not_found(prefix),
+        }),
         many => {
             let names: Vec<String> = many
                 .iter()
@@ -241,6 +506,27 @@ pub fn find_index(keys: &[KeyRecord], prefix: &str) -> Result<usize> {
                 if many.len() > 10 { ", …" } else { "" }
             )))
         }
+    }
+}
+
+/// Whether an argument given where an id belongs has the exact shape of a key of this
+/// tool (checked after an exact id match, so imported ids of any shape stay reachable).
+pub fn looks_like_key(arg: &str) -> bool {
+    matches!(keyfmt::classify(arg), keyfmt::Shape::Modern { .. })
+}
+
+/// The message for an id argument that matched nothing. The argument is repeated only
+/// when it could be an id prefix (1-16 lowercase hex characters): a key of the Python
+/// tool (`changeme-api-key`) is indistinguishable from a mistyped imported id.
+pub fn not_found(arg: &str) -> String {
+    let hexish = arg.len() <= keyfmt::ID_HEX
+        && arg
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if hexish {
+        format!("no key with id {arg}")
+    } else {
+        "no key with id matching the argument (not repeated here, in case it was a key)".to_string()
     }
 }
 
@@ -313,12 +599,12 @@ mod tests {
         let pass = SecretString::new("correct horse".into());
         let mut v = Vault::create(&pass, weak()).unwrap();
         let now = Utc::now();
-        let (_, key) = v.add_key(
+        let (_, key) = v.create_key(
             NewKey {
                 name: "n".into(),
                 description: "d".into(),
                 expires_at: None,
-                permissions: vec!["info".into()],
+                permissions: vec!["info".parse().unwrap()],
             },
             now,
         );
@@ -328,9 +614,12 @@ mod tests {
         let w = Vault::open(&a, &pass).unwrap();
         assert_eq!(w.keys().len(), 1);
         assert_eq!(w.keys()[0].secret.expose(), key.expose());
-        assert_eq!(w.keys()[0].hash, w.payload.keyed_hash(key.expose()));
+        assert_eq!(w.keys()[0].hash, w.keyed_hash(key.expose()));
         let wrong = SecretString::new("wrong".into());
-        assert!(matches!(Vault::open(&a, &wrong), Err(Error::Passphrase(_))));
+        assert!(matches!(
+            Vault::open(&a, &wrong),
+            Err(Error::WrongPassphrase)
+        ));
     }
 
     #[test]
@@ -341,7 +630,7 @@ mod tests {
             .iter()
             .enumerate()
         {
-            v.add_key(
+            v.create_key(
                 NewKey {
                     name: format!("k{i}"),
                     description: String::new(),
@@ -350,7 +639,7 @@ mod tests {
                 },
                 Utc::now(),
             );
-            v.payload.keys[i].id = id.to_string();
+            v.payload_mut_unchecked().keys[i].id = (*id).into();
         }
         assert_eq!(v.find("def").unwrap(), 2);
         assert_eq!(v.find("abc0000000000002").unwrap(), 1);
@@ -359,6 +648,6 @@ mod tests {
             e.contains("ambiguous") && e.contains("abc0000000000001"),
             "{e}"
         );
-        assert!(matches!(v.find("fff"), Err(Error::Failed(_))));
+        assert!(matches!(v.find("fff"), Err(Error::KeyNotFound { .. })));
     }
 }

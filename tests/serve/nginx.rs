@@ -309,6 +309,8 @@ fn nginx_auth_request_serve_and_a_real_mcp_server() {
     assert!(www.unwrap_or_default().contains("invalid_token"));
 
     // Revoke, and rewrite the same verifier file by rename; nothing is restarted.
+    // (With `publish` on the command line, publish the file above instead of exporting
+    // it, and `revoke` alone rewrites it.)
     cli(dir, &["revoke", &id]);
     cli(
         dir,

@@ -194,10 +194,14 @@ fn open_refuses_a_missing_or_broken_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("verifier.json");
     let e = Watched::open(&path, |_| {}).unwrap_err();
-    assert_eq!(e.exit_code(), 5, "{e}");
+    assert_eq!(e.category(), mcp_key_manager::error::Category::Io, "{e}");
     std::fs::write(&path, "{").unwrap();
     let e = Watched::open(&path, |_| {}).unwrap_err();
-    assert_eq!(e.exit_code(), 4, "{e}");
+    assert_eq!(
+        e.category(),
+        mcp_key_manager::error::Category::Corrupt,
+        "{e}"
+    );
 }
 
 /// Not a timed assertion: measures, at the default interval, how long after the rename

@@ -164,6 +164,15 @@ def with_key_field(base, **fields):
     return f
 
 
+def noncanonical(text):
+    """The same bytes with the unused low bits of the last base64 character set."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    body = text.rstrip("=")
+    last = alphabet.index(body[-1])
+    assert last & 3 == 0
+    return body[:-1] + alphabet[last | 1] + text[len(body):]
+
+
 SMALL = verifier_file(revision=2, keys=[
     entry("active", expires_at="2026-09-01T00:00:00Z", permissions=["info"]),
     entry("noexpiry", expires_at=None, permissions=[]),
@@ -181,6 +190,8 @@ INVALID = [
      "hash_key is not base64"),
     ("bad-hash-key-unpadded.json", changed(SMALL, hash_key=b64(HASH_KEY).rstrip("=")),
      "hash_key lacks its padding"),
+    ("bad-hash-key-noncanonical.json", changed(SMALL, hash_key=noncanonical(b64(HASH_KEY))),
+     "hash_key has non-zero trailing bits (not canonical base64)"),
     ("bad-hash-short.json", with_key_field(SMALL, hash=SMALL["keys"][0]["hash"][:63]),
      "a hash has 63 hex characters"),
     ("bad-hash-nonhex.json", with_key_field(SMALL, hash="g" + SMALL["keys"][0]["hash"][1:]),
