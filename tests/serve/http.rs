@@ -646,3 +646,36 @@ fn no_key_in_any_response_or_log_line() {
         "refusals of identified keys are logged"
     );
 }
+
+#[test]
+fn refusals_of_identified_keys_are_logged_at_a_bounded_rate() {
+    let s = setup(false);
+    let srv = Server::start(&s.verifier(), &[]);
+    for _ in 0..70 {
+        assert_eq!(srv.auth_x(&s.revoked.key).status, 401);
+    }
+    for _ in 0..10 {
+        assert_eq!(srv.auth_x("mcp_unknown").status, 401);
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let log = srv.log();
+    let refused: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("refused REVOKED"))
+        .collect();
+    // One line per refusal up to the burst of 20; the ten-second window may turn once
+    // during the test, allowing a second burst, but never 70 lines.
+    assert!(
+        (20..=40).contains(&refused.len()),
+        "{} lines: {log}",
+        refused.len()
+    );
+    assert!(refused
+        .iter()
+        .all(|l| l.contains(&format!("key_id={}", s.revoked.id))));
+    assert!(!log.contains("mcp_unknown"), "unknown keys are not logged");
+    assert_eq!(
+        srv.metric("mcp_key_serve_verdicts_total{code=\"REVOKED\"}"),
+        70
+    );
+}
