@@ -436,4 +436,40 @@ pub enum Command {
     },
     /// Print the man page (roff).
     Man,
+    /// Answer forward-auth requests (nginx auth_request, Traefik, Caddy, Envoy) from a
+    /// published verifier file, following its changes and recording each key's use.
+    Serve(ServeArgs),
+}
+
+/// Options of `serve`.
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// The verifier file to answer from (`publish` or `export-verifier` writes it); it is
+    /// re-read within a second of being replaced.
+    #[arg(long, value_name = "PATH")]
+    pub verifier: PathBuf,
+    /// The address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8089")]
+    pub listen: std::net::SocketAddr,
+    /// A permission every request needs (repeatable); a proxy adds more per route with the
+    /// request header `X-MCP-Require: a,b`.
+    #[arg(long = "require", value_name = "PERMISSION")]
+    pub require: Vec<String>,
+    /// Read JSON-RPC bodies: tools/call of X needs tools:call or tools:call:X,
+    /// resources/read needs resources:read, prompts/get of P needs prompts:get or
+    /// prompts:get:P (bodies up to 1 MiB).
+    #[arg(long)]
+    pub tool_permissions: bool,
+    /// Where to record each key's last use and counts [default: <VERIFIER>.usage.json].
+    #[arg(long, value_name = "PATH")]
+    pub usage: Option<PathBuf>,
+    /// Most client connections open at once; more wait to be accepted.
+    #[arg(long, value_name = "N", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+    /// Seconds a request's headers or body may take to arrive (also closes idle
+    /// keep-alive connections).
+    #[arg(long, value_name = "SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub read_timeout: u64,
 }

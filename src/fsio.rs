@@ -22,6 +22,20 @@ use crate::error::{Error, Result};
 /// [`Error::Io`] for I/O problems or a non-regular file; [`Error::Corrupt`] with `what`
 /// when the file is larger than `max`.
 pub fn read_bounded(path: &Path, max: u64, what: &str) -> Result<Option<Vec<u8>>> {
+    Ok(read_bounded_with_meta(path, max, what)?.map(|(bytes, _)| bytes))
+}
+
+/// As [`read_bounded`], also returning the metadata of the file that was read, taken from
+/// the open handle: a reader that watches a path replaced by rename records the identity
+/// (device, inode, mtime, size) of exactly the bytes it parsed, not of a later file.
+///
+/// # Errors
+/// As [`read_bounded`].
+pub fn read_bounded_with_meta(
+    path: &Path,
+    max: u64,
+    what: &str,
+) -> Result<Option<(Vec<u8>, fs::Metadata)>> {
     let file = match OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
@@ -59,7 +73,7 @@ pub fn read_bounded(path: &Path, max: u64, what: &str) -> Result<Option<Vec<u8>>
             crate::display::path(path)
         )));
     }
-    Ok(Some(buf))
+    Ok(Some((buf, meta)))
 }
 
 /// The temporary files of [`atomic_write`] are named `.<name>.tmp-<12 hex>`.

@@ -40,6 +40,7 @@ pub mod publish;
 #[doc(hidden)]
 pub mod rng;
 pub mod secret;
+pub mod serve;
 #[doc(hidden)]
 pub mod sys;
 pub mod vault;

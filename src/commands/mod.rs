@@ -196,6 +196,7 @@ fn dispatch(ctx: &mut Ctx, command: Command) -> Result<()> {
         Command::Unpublish(a) => publishcmd::unpublish(ctx, a),
         Command::Completions { shell } => meta::completions(ctx, shell),
         Command::Man => meta::man(ctx),
+        Command::Serve(a) => crate::serve::run(a),
     }
 }
 
