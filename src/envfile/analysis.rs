@@ -262,10 +262,10 @@ fn plain_value(line: &[u8], name: &str) -> Result<Zeroizing<String>, AmbiguityKi
     let n = name.as_bytes();
     let at_name = |s: &[u8]| s.starts_with(n) && !s.get(n.len()).is_some_and(|&b| is_name_byte(b));
     let mut i = line.iter().take_while(|&&b| b == b' ').count();
-    if !at_name(&line[i..]) {
-        if line[i..].starts_with(b"export ") && at_name(&line[i + 7..]) {
-            i += 7;
-        } else {
+    if line[i..].starts_with(b"export ") && at_name(&line[i + 7..]) {
+        i += 7;
+    } else if !at_name(&line[i..]) {
+        {
             // Say what stands before the name.
             let prefix = &line[..line.len().min(i + 16)];
             return Err(if line.starts_with("\u{feff}".as_bytes()) {
@@ -444,15 +444,14 @@ pub fn analyze(bytes: &[u8]) -> Analysis {
     // Node 20's reading: a line it cannot skip and that has no `=` is glued to the next `=`;
     // an empty name stops it; a quote opened after `=` runs to the next such quote.
     let lines = physical_lines(bytes);
-    let last_eq_line = lines.iter().rposition(|l| l.contains(&b'='));
     for (n, l) in lines.iter().enumerate() {
         if l.is_empty() || l[0] == b'#' {
             continue;
         }
         let Some(eq) = l.iter().position(|&b| b == b'=') else {
-            if last_eq_line.is_some_and(|last| last > n) {
-                file_wide(n + 1, AmbiguityKind::NotAnAssignment);
-            }
+            // Harmless only while no `=` follows; but an assignment appended by `use` would
+            // follow it, so it is flagged wherever it stands.
+            file_wide(n + 1, AmbiguityKind::NotAnAssignment);
             continue;
         };
         if l[..eq].iter().all(|&b| b == b' ') {
