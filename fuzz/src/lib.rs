@@ -493,6 +493,9 @@ pub fn check_env_set_checked(file: &[u8], key: &str, value: &str) {
             assert!(before.is_ambiguous_for(&[key]));
             assert!(!found.is_empty() && found.iter().all(|f| f.affects(key)));
         }
+        Err(EnvError::BadName(k)) => {
+            assert!(k == key && key.starts_with("export"), "{key} refused");
+        }
         Err(EnvError::UnsafeValue(k)) => {
             assert!(!plain_value);
             assert_eq!(k, key);

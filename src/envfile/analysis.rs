@@ -59,6 +59,12 @@ pub enum AmbiguityKind {
     /// A vertical tab, form feed, U+001C–U+001E, U+0085, U+2028 or U+2029: line breaks for
     /// Python's `splitlines` and JavaScript's `m` regexes, not for python-dotenv or Node.
     UnusualLineBreak,
+    /// A name starting with `export` (`export=1`, `exporter=1`): docker compose strips the
+    /// prefix and reads another name.
+    ExportName,
+    /// Text after a closing quote: docker compose reads it as another assignment, python-dotenv
+    /// skips the line, Node ignores the text.
+    TextAfterQuote,
     /// The reading of the line could not be confirmed (python-dotenv's value differs from the
     /// plain reading).
     Unclassified,
@@ -116,6 +122,11 @@ impl AmbiguityKind {
             UnusualLineBreak => {
                 "holds a vertical tab, form feed, U+001C-U+001E, U+0085, U+2028 or U+2029, \
                  which some loaders read as a line break"
+            }
+            ExportName => "uses a name starting with `export`, which docker compose strips",
+            TextAfterQuote => {
+                "has text after a closing quote, which docker compose reads as another \
+                 assignment and python-dotenv as an error (the line is skipped)"
             }
             Unclassified => {
                 "could not be read with certainty (python-dotenv's reading differs from the \
@@ -259,6 +270,9 @@ fn odd_byte(b: u8) -> AmbiguityKind {
 /// VALUE is empty, a run of [`is_safe`] bytes, or `"…"` / `'…'` around safe bytes and
 /// spaces; an unquoted value needs a space before a comment, an empty one takes no comment.
 fn plain_value(line: &[u8], name: &str) -> Result<Zeroizing<String>, AmbiguityKind> {
+    if name.starts_with("export") {
+        return Err(AmbiguityKind::ExportName);
+    }
     let n = name.as_bytes();
     let at_name = |s: &[u8]| s.starts_with(n) && !s.get(n.len()).is_some_and(|&b| is_name_byte(b));
     let mut i = line.iter().take_while(|&&b| b == b' ').count();
@@ -360,10 +374,11 @@ fn plain_value(line: &[u8], name: &str) -> Result<Zeroizing<String>, AmbiguityKi
     Ok(Zeroizing::new(String::from_utf8_lossy(value).into_owned()))
 }
 
-/// The name a lenient loader could see on `line`: leading blanks, controls, byte-order marks
-/// and zero-width characters of any kind dropped, then `export` and blanks, then a quote;
-/// the name is the run of `[A-Za-z0-9_.-]` that follows.
-fn lenient_name(line: &[u8]) -> Option<String> {
+/// The names a lenient loader could see on `line`: leading blanks, controls, byte-order
+/// marks and zero-width characters of any kind dropped, then `export` and blanks, then a
+/// quote; a name is the run of `[A-Za-z0-9_.-]` that follows. docker compose strips
+/// `export` even when no blank follows (`exportFOO=1` sets `FOO`), so such a line names both.
+fn lenient_names(line: &[u8]) -> Vec<String> {
     let s = String::from_utf8_lossy(line);
     let skippable = |c: char| {
         dotenv::is_py_space(c)
@@ -373,19 +388,27 @@ fn lenient_name(line: &[u8]) -> Option<String> {
                 '\u{feff}' | '\u{200b}'..='\u{200d}' | '\u{2060}' | '\u{fffd}'
             )
     };
-    let mut rest = s.trim_start_matches(skippable);
-    if let Some(r) = rest.strip_prefix("export") {
-        if r.starts_with(skippable) {
-            rest = r.trim_start_matches(skippable);
+    let run = |rest: &str| -> Option<String> {
+        let rest = rest.trim_start_matches(skippable);
+        let rest = rest.trim_start_matches(['\'', '"', '`']);
+        let name: String = rest
+            .bytes()
+            .take_while(|&b| is_name_byte(b))
+            .map(char::from)
+            .collect();
+        (!name.is_empty()).then_some(name)
+    };
+    let rest = s.trim_start_matches(skippable);
+    let mut out = Vec::new();
+    match rest.strip_prefix("export") {
+        Some(r) if r.starts_with(skippable) => out.extend(run(r)),
+        Some(r) => {
+            out.extend(run(rest));
+            out.extend(run(r));
         }
+        None => out.extend(run(rest)),
     }
-    rest = rest.trim_start_matches(['\'', '"', '`']);
-    let name: String = rest
-        .bytes()
-        .take_while(|&b| is_name_byte(b))
-        .map(char::from)
-        .collect();
-    (!name.is_empty()).then_some(name)
+    out
 }
 
 /// The file's lines as an editor shows them: split at `\n`, without the `\r` of a `\r\n`.
@@ -463,8 +486,22 @@ pub fn analyze(bytes: &[u8]) -> Analysis {
             .position(|&b| !matches!(b, b' ' | b'\t' | 0x0b | 0x0c))
             .unwrap_or(v.len());
         if let Some(&q) = v.get(start).filter(|&&b| matches!(b, b'"' | b'\'' | b'`')) {
-            if !v[start + 1..].contains(&q) {
-                file_wide(n + 1, AmbiguityKind::UnclosedQuote);
+            // Compose's end of the quote: the first one not preceded by a backslash.
+            let compose_close = (start + 1..v.len()).find(|&j| v[j] == q && v[j - 1] != b'\\');
+            // Node closes at the first quote, compose at the first unescaped one; either
+            // missing on this line means a value that runs on.
+            match (v[start + 1..].contains(&q), compose_close) {
+                (false, _) | (true, None) => file_wide(n + 1, AmbiguityKind::UnclosedQuote),
+                (true, Some(close)) => {
+                    let after = &v[close + 1..];
+                    let blanks = after
+                        .iter()
+                        .take_while(|&&b| b == b' ' || b == b'\t')
+                        .count();
+                    if after.get(blanks).is_some_and(|&b| b != b'#') {
+                        file_wide(n + 1, AmbiguityKind::TextAfterQuote);
+                    }
+                }
             }
         }
     }
@@ -479,7 +516,7 @@ pub fn analyze(bytes: &[u8]) -> Analysis {
         }
     }
     for (n, l) in lines.iter().enumerate() {
-        if let Some(name) = lenient_name(l) {
+        for name in lenient_names(l) {
             concerns.entry(name).or_default().insert(n + 1);
         }
     }

@@ -289,7 +289,8 @@ pub enum EnvError {
     /// The loaders could read the file differently for a variable being set; the findings
     /// say where and why (never a value).
     Ambiguous(Vec<Ambiguity>),
-    /// The name is not `[A-Za-z_][A-Za-z0-9_.]*`.
+    /// The name is not `[A-Za-z_][A-Za-z0-9_.]*`, or starts with `export` (which docker
+    /// compose strips).
     BadName(String),
     /// The value of this variable holds a byte the loaders would read differently (outside
     /// printable ASCII, or one of `"'`#$\\`), so it cannot be written unambiguously.
@@ -328,10 +329,12 @@ impl std::fmt::Display for EnvError {
 
 impl std::error::Error for EnvError {}
 
+/// docker compose strips a leading `export` even without a blank, so such names are refused.
 fn is_plain_name(n: &str) -> bool {
-    n.bytes()
-        .next()
-        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+    !n.starts_with("export")
+        && n.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
         && n.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
 }
