@@ -340,7 +340,8 @@ fn is_plain_name(n: &str) -> bool {
 }
 
 /// Applies `assignments` like [`apply`], but only to a file that is unambiguous for every
-/// name being set, with values every loader reads the same way.
+/// name being set (or whose only fault is a value the edit replaces), with values every
+/// loader reads the same way.
 ///
 /// # Errors
 /// [`EnvError::Ambiguous`] with the findings for the names being set;
@@ -361,7 +362,17 @@ pub fn apply_checked(bytes: &[u8], assignments: &[(&str, &str)]) -> Result<Vec<u
     let names: Vec<&str> = assignments.iter().map(|(k, _)| *k).collect();
     let before = analyze(bytes);
     let found = before.findings_for(&names);
-    if !found.is_empty() {
+    // A value the loaders read differently, on the one line that assigns the name and is
+    // otherwise plain, is replaced by ours — which cures it; the re-read below confirms.
+    // Anything else (where the line is, which line it is, how many there are) is refused.
+    let value_only = |f: &Ambiguity| {
+        f.name.is_some()
+            && matches!(
+                f.kind,
+                AmbiguityKind::UnsafeValue | AmbiguityKind::EmptyValueComment
+            )
+    };
+    if !found.iter().all(value_only) {
         return Err(EnvError::Ambiguous(found));
     }
     let out = apply(bytes, assignments);
@@ -380,7 +391,11 @@ pub fn apply_checked(bytes: &[u8], assignments: &[(&str, &str)]) -> Result<Vec<u
         .eq(after.values().filter(|(k, _)| wanted(k).is_none()));
     let new_values = names.iter().all(|n| after.value(n) == wanted(n));
     if !same_others || !new_values || after.is_ambiguous_for(&names) {
-        return Err(EnvError::Unconfirmed);
+        return Err(if found.is_empty() {
+            EnvError::Unconfirmed
+        } else {
+            EnvError::Ambiguous(found)
+        });
     }
     Ok(out)
 }
@@ -634,5 +649,47 @@ mod tests {
     fn single_quotes_are_left_when_the_value_has_a_backslash() {
         let out = apply(b"A='x'\n", &[("A", "a\\b")]);
         assert_eq!(analyze(&out).value("A"), Some("a\\b"));
+    }
+
+    /// Every quote scan stops at the next line's opening quote (an opener is never escaped),
+    /// so the port stays linear even on files made of unclosed or escaped quotes.
+    #[test]
+    fn unclosed_quotes_on_every_line_stay_fast() {
+        for opener in ["A=\"\\\n", "'\n", "A='x\n", "K=\"\\\"\n"] {
+            let file = opener.repeat((1 << 18) / opener.len());
+            let t = std::time::Instant::now();
+            let a = analyze(file.as_bytes());
+            assert!(a.is_ambiguous_for(&OURS) || a.values().count() <= 2);
+            assert!(
+                t.elapsed() < std::time::Duration::from_secs(5),
+                "{opener:?}: {:?}",
+                t.elapsed()
+            );
+        }
+    }
+
+    #[test]
+    fn a_value_only_fault_is_cured_by_the_edit() {
+        // python-dotenv 1.2 reads "", older releases the comment: `use` fills it in plainly.
+        let out = apply_checked(
+            b"MCP_API_KEY= # filled by `use`\nAPI_KEY_REQUIRED=true\n",
+            &[("MCP_API_KEY", GOOD)],
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!("MCP_API_KEY= {GOOD} # filled by `use`\nAPI_KEY_REQUIRED=true\n")
+        );
+        let out = apply_checked(
+            b"API_KEY_REQUIRED=tr$ue#x\n",
+            &[("API_KEY_REQUIRED", "true")],
+        )
+        .unwrap();
+        assert_eq!(out, b"API_KEY_REQUIRED=true\n");
+        // Text after a closing quote is not cured: compose reads it as another assignment.
+        assert!(matches!(
+            apply_checked(b"MCP_API_KEY=\"x\"junk\n", &[("MCP_API_KEY", GOOD)]),
+            Err(EnvError::Ambiguous(_))
+        ));
     }
 }
