@@ -361,20 +361,7 @@ pub fn apply_checked(bytes: &[u8], assignments: &[(&str, &str)]) -> Result<Vec<u
     }
     let names: Vec<&str> = assignments.iter().map(|(k, _)| *k).collect();
     let before = analyze(bytes);
-    let found = before.findings_for(&names);
-    // A value the loaders read differently, on the one line that assigns the name and is
-    // otherwise plain, is replaced by ours — which cures it; the re-read below confirms.
-    // Anything else (where the line is, which line it is, how many there are) is refused.
-    let value_only = |f: &Ambiguity| {
-        f.name.is_some()
-            && matches!(
-                f.kind,
-                AmbiguityKind::UnsafeValue | AmbiguityKind::EmptyValueComment
-            )
-    };
-    if !found.iter().all(value_only) {
-        return Err(EnvError::Ambiguous(found));
-    }
+    let found = editable_in(&before, &names)?;
     let out = apply(bytes, assignments);
     let after = analyze(&out);
     // The last assignment of a name wins, as in `apply`.
@@ -398,6 +385,38 @@ pub fn apply_checked(bytes: &[u8], assignments: &[(&str, &str)]) -> Result<Vec<u
         });
     }
     Ok(out)
+}
+
+/// Whether [`apply_checked`] would edit `names` in this file, without editing it: for a
+/// command that must refuse before it changes anything else (`create -u`, `rotate -u`,
+/// `use` before it records the event). The file can change before the write, so the write
+/// itself must still go through [`apply_checked`].
+///
+/// # Errors
+/// [`EnvError::Ambiguous`] with the findings for `names`.
+pub fn editable(bytes: &[u8], names: &[&str]) -> Result<(), EnvError> {
+    editable_in(&analyze(bytes), names).map(drop)
+}
+
+/// The findings for `names` the edit tolerates (a value it replaces), or the refusal.
+fn editable_in(a: &Analysis, names: &[&str]) -> Result<Vec<Ambiguity>, EnvError> {
+    let found = a.findings_for(names);
+    // A value the loaders read differently, on the one line that assigns the name and is
+    // otherwise plain, is replaced by ours — which cures it; the re-read after the edit
+    // confirms. Anything else (where the line is, which line it is, how many there are) is
+    // refused.
+    let value_only = |f: &Ambiguity| {
+        f.name.is_some()
+            && matches!(
+                f.kind,
+                AmbiguityKind::UnsafeValue | AmbiguityKind::EmptyValueComment
+            )
+    };
+    if found.iter().all(value_only) {
+        Ok(found)
+    } else {
+        Err(EnvError::Ambiguous(found))
+    }
 }
 
 fn analysis_safe(b: u8) -> bool {
@@ -691,5 +710,25 @@ mod tests {
             apply_checked(b"MCP_API_KEY=\"x\"junk\n", &[("MCP_API_KEY", GOOD)]),
             Err(EnvError::Ambiguous(_))
         ));
+    }
+
+    #[test]
+    fn editable_agrees_with_apply_checked() {
+        let cases: [&[u8]; 4] = [
+            b"MCP_API_KEY=a\nMCP_API_KEY=b\n",
+            b"MCP_API_KEY= # later\n",
+            b"A=1\rMCP_API_KEY=x\n",
+            b"PORT=1\n",
+        ];
+        for c in cases {
+            let pre = editable(c, &OURS);
+            let edit = apply_checked(c, &[("MCP_API_KEY", GOOD), ("API_KEY_REQUIRED", "true")]);
+            assert_eq!(
+                pre.is_ok(),
+                edit.is_ok(),
+                "{:?}",
+                String::from_utf8_lossy(c)
+            );
+        }
     }
 }
