@@ -379,7 +379,8 @@ fn plain_value(line: &[u8], name: &str) -> Result<Zeroizing<String>, AmbiguityKi
 /// quote; a name is the run of `[A-Za-z0-9_.-]` that follows. docker compose strips
 /// `export` even when no blank follows (`exportFOO=1` sets `FOO`), so such a line names both.
 fn lenient_names(line: &[u8]) -> Vec<String> {
-    let s = String::from_utf8_lossy(line);
+    // The line may hold the key: a decoded copy is wiped when dropped.
+    let s = Zeroizing::new(String::from_utf8_lossy(line).into_owned());
     let skippable = |c: char| {
         dotenv::is_py_space(c)
             || c.is_control()
@@ -449,11 +450,13 @@ pub fn analyze(bytes: &[u8]) -> Analysis {
         }
     }
 
-    // Unusual line breaks anywhere.
-    for (n, l) in String::from_utf8_lossy(bytes).split('\n').enumerate() {
-        if l.contains([
-            '\u{b}', '\u{c}', '\u{1c}', '\u{1d}', '\u{1e}', '\u{85}', '\u{2028}', '\u{2029}',
-        ]) {
+    // Unusual line breaks anywhere: \v \f U+001C-U+001E, and U+0085, U+2028, U+2029 as UTF-8.
+    for (n, l) in bytes.split(|&b| b == b'\n').enumerate() {
+        let odd = l.iter().any(|b| matches!(b, 0x0b | 0x0c | 0x1c..=0x1e))
+            || l.windows(2).any(|w| w == [0xc2, 0x85])
+            || l.windows(3)
+                .any(|w| w == [0xe2, 0x80, 0xa8] || w == [0xe2, 0x80, 0xa9]);
+        if odd {
             file_wide(n + 1, AmbiguityKind::UnusualLineBreak);
         }
     }
