@@ -49,8 +49,9 @@ pub enum AmbiguityKind {
     QuotedName,
     /// `export` followed by a tab or several spaces: Node 20 then misreads the name.
     ExportSpacing,
-    /// A value the loaders unquote, unescape, expand or cut differently (`$`, `\`, `#`,
-    /// quotes, backticks, inner blanks, text after a closing quote).
+    /// A value the loaders unquote, unescape, expand, trim or cut differently (`$`, `\`,
+    /// `#`, quotes, backticks, tabs and other blanks, non-ASCII or control characters, inner
+    /// blanks, text after a closing quote).
     UnsafeValue,
     /// `NAME= # comment`: python-dotenv 1.2 reads an empty value, older releases the comment.
     EmptyValueComment,
@@ -109,7 +110,8 @@ impl AmbiguityKind {
             }
             UnsafeValue => {
                 "has a value the loaders read differently (`$`, `\\`, `#`, quotes, backticks, \
-                 inner blanks or text after the closing quote)"
+                 blanks other than spaces, non-ASCII or control characters, inner blanks or \
+                 text after the closing quote)"
             }
             EmptyValueComment => {
                 "has an empty value followed by a comment, which older python-dotenv releases \
@@ -306,6 +308,7 @@ fn plain_value(line: &[u8], name: &str) -> Result<Zeroizing<String>, AmbiguityKi
         None | Some(b'#') => return Err(AmbiguityKind::BareName),
         Some(&b) => return Err(odd_byte(b)),
     }
+    // From here on every fault is the value's: the edit replaces it (and re-reads the result).
     let after_eq = i;
     while line.get(i) == Some(&b' ') {
         i += 1;
@@ -317,14 +320,8 @@ fn plain_value(line: &[u8], name: &str) -> Result<Zeroizing<String>, AmbiguityKi
                 return Err(AmbiguityKind::UnclosedQuote);
             };
             let inner = &line[i + 1..i + 1 + close];
-            if let Some(&b) = inner.iter().find(|&&b| !is_safe(b) && b != b' ') {
-                return Err(if b.is_ascii_graphic() {
-                    AmbiguityKind::UnsafeValue
-                } else if b == b'\t' {
-                    AmbiguityKind::Tab
-                } else {
-                    AmbiguityKind::UnusualSpace
-                });
+            if inner.iter().any(|&b| !is_safe(b) && b != b' ') {
+                return Err(AmbiguityKind::UnsafeValue);
             }
             i += close + 2;
             while line.get(i) == Some(&b' ') {
@@ -334,10 +331,7 @@ fn plain_value(line: &[u8], name: &str) -> Result<Zeroizing<String>, AmbiguityKi
                 None | Some(b'#') => {
                     Ok(Zeroizing::new(String::from_utf8_lossy(inner).into_owned()))
                 }
-                Some(&b) => Err(match odd_byte(b) {
-                    AmbiguityKind::OtherSeparator => AmbiguityKind::UnsafeValue,
-                    k => k,
-                }),
+                Some(_) => Err(AmbiguityKind::UnsafeValue),
             };
         }
         Some(b'#') if i > after_eq => return Err(AmbiguityKind::EmptyValueComment),
@@ -349,27 +343,15 @@ fn plain_value(line: &[u8], name: &str) -> Result<Zeroizing<String>, AmbiguityKi
             &line[start..i]
         }
     };
-    if value.is_empty() {
-        return Err(line
-            .get(i)
-            .map_or(AmbiguityKind::Unclassified, |&b| match odd_byte(b) {
-                AmbiguityKind::OtherSeparator => AmbiguityKind::UnsafeValue,
-                k => k,
-            }));
-    }
     let value_end = i;
     while line.get(i) == Some(&b' ') {
         i += 1;
     }
     match line.get(i) {
+        _ if value.is_empty() => return Err(AmbiguityKind::UnsafeValue),
         None => {}
         Some(b'#') if i > value_end => {}
-        Some(&b) => {
-            return Err(match odd_byte(b) {
-                AmbiguityKind::OtherSeparator => AmbiguityKind::UnsafeValue,
-                k => k,
-            })
-        }
+        Some(_) => return Err(AmbiguityKind::UnsafeValue),
     }
     Ok(Zeroizing::new(String::from_utf8_lossy(value).into_owned()))
 }

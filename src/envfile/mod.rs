@@ -415,7 +415,10 @@ fn editable_in(a: &Analysis, names: &[&str]) -> Result<Vec<Ambiguity>, EnvError>
     if found.iter().all(value_only) {
         Ok(found)
     } else {
-        Err(EnvError::Ambiguous(found))
+        // Name only what the user must fix: the value faults go away with the edit.
+        Err(EnvError::Ambiguous(
+            found.into_iter().filter(|f| !value_only(f)).collect(),
+        ))
     }
 }
 
@@ -729,6 +732,35 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(c)
             );
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_elsewhere_is_kept_and_a_broken_value_replaced() {
+        let file = b"# caf\xe9 (latin-1)\nA=\xff\xfe\nMCP_API_KEY=\xc3\x28old\r\nB='\xc3\x28'\n";
+        let a = analyze(file);
+        assert_eq!(a.invalid_utf8_line(), Some(1));
+        let out =
+            apply_checked(file, &[("MCP_API_KEY", GOOD), ("API_KEY_REQUIRED", "true")]).unwrap();
+        let want = [
+            &b"# caf\xe9 (latin-1)\nA=\xff\xfe\nMCP_API_KEY="[..],
+            GOOD.as_bytes(),
+            b"\r\nB='\xc3\x28'\nAPI_KEY_REQUIRED=true\n",
+        ]
+        .concat();
+        assert_eq!(out, want);
+        // A last line without `=` would swallow the appended assignment in Node 20.
+        let mut tail = file.to_vec();
+        tail.extend_from_slice(b"\xf0\x28\x8c\x28");
+        match apply_checked(&tail, &[("API_KEY_REQUIRED", "true")]) {
+            Err(EnvError::Ambiguous(found)) => {
+                assert_eq!(found.len(), 1);
+                assert_eq!(
+                    (found[0].line, found[0].kind),
+                    (5, AmbiguityKind::NotAnAssignment)
+                );
+            }
+            other => panic!("{other:?}"),
         }
     }
 }
