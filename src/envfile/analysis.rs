@@ -38,10 +38,10 @@ pub enum AmbiguityKind {
     /// ignores it, compose takes the value from its own environment.
     BareName,
     /// A form feed, vertical tab, no-break space, other Unicode space, control character or
-    /// non-ASCII character around the name, `=` or value: python-dotenv reads it as a blank,
-    /// Node as part of the name or value.
+    /// non-ASCII character before the name or `=`: python-dotenv reads it as a blank, Node
+    /// as part of the name.
     UnusualSpace,
-    /// A tab before the name or around `=`: Node 20 keeps it in the name or value.
+    /// A tab before the name or before `=`: Node 20 keeps it in the name.
     Tab,
     /// A byte-order mark before the name: python-dotenv drops it, Node keeps it in the name.
     ByteOrderMark,
@@ -99,10 +99,10 @@ impl AmbiguityKind {
             }
             UnusualSpace => {
                 "has a form feed, vertical tab, no-break space, other Unicode space or control \
-                 character around the name, `=` or value; python-dotenv reads it as a blank, \
-                 Node as part of the name or value"
+                 character before the name or `=`; python-dotenv reads it as a blank, Node as \
+                 part of the name"
             }
-            Tab => "has a tab before the name or around `=`, which Node keeps in the name or value",
+            Tab => "has a tab before the name or before `=`, which Node keeps in the name",
             ByteOrderMark => "starts with a byte-order mark, which Node keeps in the name",
             QuotedName => "quotes the name, which only python-dotenv unquotes",
             ExportSpacing => {
@@ -255,12 +255,10 @@ fn is_name_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-'
 }
 
-/// The kind for an unexpected byte where a blank, name or `=` was expected.
+/// The kind for an unexpected byte between the name and `=`.
 fn odd_byte(b: u8) -> AmbiguityKind {
     match b {
         b'\t' => AmbiguityKind::Tab,
-        b':' => AmbiguityKind::OtherSeparator,
-        b'"' | b'\'' | b'`' | b'#' | b'$' | b'\\' => AmbiguityKind::UnsafeValue,
         0x21..=0x7e => AmbiguityKind::OtherSeparator,
         _ => AmbiguityKind::UnusualSpace,
     }
@@ -281,23 +279,21 @@ fn plain_value(line: &[u8], name: &str) -> Result<Zeroizing<String>, AmbiguityKi
     if line[i..].starts_with(b"export ") && at_name(&line[i + 7..]) {
         i += 7;
     } else if !at_name(&line[i..]) {
-        {
-            // Say what stands before the name.
-            let prefix = &line[..line.len().min(i + 16)];
-            return Err(if line.starts_with("\u{feff}".as_bytes()) {
-                AmbiguityKind::ByteOrderMark
-            } else if prefix.contains(&b'\t') {
-                AmbiguityKind::Tab
-            } else if line[i..].starts_with(b"export") {
-                AmbiguityKind::ExportSpacing
-            } else if matches!(line.get(i), Some(b'\'' | b'"')) {
-                AmbiguityKind::QuotedName
-            } else if prefix.iter().any(|&b| !b.is_ascii_graphic() && b != b' ') {
-                AmbiguityKind::UnusualSpace
-            } else {
-                AmbiguityKind::Unclassified
-            });
-        }
+        // Say what stands before the name.
+        let prefix = &line[..line.len().min(i + 16)];
+        return Err(if line.starts_with("\u{feff}".as_bytes()) {
+            AmbiguityKind::ByteOrderMark
+        } else if prefix.contains(&b'\t') {
+            AmbiguityKind::Tab
+        } else if line[i..].starts_with(b"export") {
+            AmbiguityKind::ExportSpacing
+        } else if matches!(line.get(i), Some(b'\'' | b'"')) {
+            AmbiguityKind::QuotedName
+        } else if prefix.iter().any(|&b| !b.is_ascii_graphic() && b != b' ') {
+            AmbiguityKind::UnusualSpace
+        } else {
+            AmbiguityKind::Unclassified
+        });
     }
     i += n.len();
     while line.get(i) == Some(&b' ') {
