@@ -455,10 +455,28 @@ pub fn check_env_analysis(bytes: &[u8]) {
     }
     let shown = format!("{a:?}");
     for (_, v) in a.values() {
-        if let Some(v) = v.filter(|v| v.len() >= 12) {
+        // A value that is also (part of) a name may show as that name, if it looks like one.
+        if let Some(v) = v.filter(|v| v.len() >= 12 && !a.values().any(|(k, _)| k.contains(*v))) {
             assert!(!shown.contains(v), "Debug shows a value");
         }
     }
+    // A key pasted alone on a line is a bare name to python-dotenv: never shown.
+    let pasted = "mcp_0123456789abcdef_0123456789abcdef0123456789abcdef0123456789abcdef";
+    let mut with_key = bytes.to_vec();
+    with_key.extend_from_slice(b"\n");
+    with_key.extend_from_slice(pasted.as_bytes());
+    let a = envfile::analyze(&with_key);
+    let shown = format!(
+        "{a:?} {}",
+        a.findings()
+            .iter()
+            .map(|f| f.to_string())
+            .collect::<String>()
+    );
+    assert!(
+        !shown.contains(&pasted[4..20]),
+        "a pasted key shows as a name"
+    );
 }
 
 /// The `apply_checked` half: on a file unambiguous for `key` the edit succeeds (for a value

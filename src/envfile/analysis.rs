@@ -139,7 +139,7 @@ impl AmbiguityKind {
 }
 
 /// One reason a file is ambiguous.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Ambiguity {
     /// 1-based line of the file, counted by `\n`.
     pub line: usize,
@@ -156,14 +156,35 @@ impl Ambiguity {
     }
 }
 
-/// A name from the file is shown only when it is an ordinary identifier, so a description
-/// never carries stray bytes (nor, through a Node-style joined name, part of a value).
+/// A name from the file is shown only when it looks like an environment variable
+/// (`[A-Z_][A-Z0-9_]*`, at most 64 bytes), so a description never carries stray bytes nor a
+/// key pasted alone on a line (which python-dotenv reads as a bare name): generated keys are
+/// lowercase. [`Analysis::findings_for`] returns only findings about the names asked for.
 fn printable_name(n: &str) -> Option<&str> {
     (n.len() <= 64
-        && !n.is_empty()
         && n.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-'))
+            .next()
+            .is_some_and(|b| b.is_ascii_uppercase() || b == b'_')
+        && n.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_'))
     .then_some(n)
+}
+
+/// `Debug` redacts names as `Display` does.
+impl std::fmt::Debug for Ambiguity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ambiguity")
+            .field("line", &self.line)
+            .field("kind", &self.kind)
+            .field(
+                "name",
+                &self
+                    .name
+                    .as_deref()
+                    .map(|n| printable_name(n).unwrap_or("<unusual name>")),
+            )
+            .finish()
+    }
 }
 
 impl std::fmt::Display for Ambiguity {
@@ -187,11 +208,12 @@ pub struct Analysis {
     invalid_utf8_line: Option<usize>,
 }
 
-/// `Analysis` holds the served key: `Debug` shows names and findings, never values.
+/// `Analysis` holds the served key: `Debug` shows counts and findings, never values (nor
+/// names, which may be a pasted key).
 impl std::fmt::Debug for Analysis {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Analysis")
-            .field("names", &self.values.keys().collect::<Vec<_>>())
+            .field("names", &self.values.len())
             .field("findings", &self.findings)
             .field("invalid_utf8_line", &self.invalid_utf8_line)
             .finish()
@@ -390,6 +412,23 @@ fn lenient_names(line: &[u8]) -> Vec<String> {
     out
 }
 
+/// The length in bytes of the run of python-dotenv blanks (`[^\S\r\n]`) that `v` starts with.
+fn blank_prefix_len(v: &[u8]) -> usize {
+    let mut n = 0;
+    for chunk in v.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if !dotenv::is_py_space(c) || c == '\n' || c == '\r' {
+                return n;
+            }
+            n += c.len_utf8();
+        }
+        if !chunk.invalid().is_empty() {
+            return n;
+        }
+    }
+    n
+}
+
 /// The file's lines as an editor shows them: split at `\n`, without the `\r` of a `\r\n`.
 fn physical_lines(bytes: &[u8]) -> Vec<&[u8]> {
     let mut out: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
@@ -443,6 +482,11 @@ pub fn analyze(bytes: &[u8]) -> Analysis {
         if b.multi_line {
             file_wide(b.line, AmbiguityKind::MultiLineValue);
         }
+        // No closing quote anywhere: the statement is skipped today, but any later quote
+        // (one `use` appends, say) would close it and swallow the lines between.
+        if b.unclosed {
+            file_wide(b.line, AmbiguityKind::UnclosedQuote);
+        }
     }
 
     // Node 20's reading: a line it cannot skip and that has no `=` is glued to the next `=`;
@@ -462,10 +506,8 @@ pub fn analyze(bytes: &[u8]) -> Analysis {
             file_wide(n + 1, AmbiguityKind::EmptyName);
         }
         let v = &l[eq + 1..];
-        let start = v
-            .iter()
-            .position(|&b| !matches!(b, b' ' | b'\t' | 0x0b | 0x0c))
-            .unwrap_or(v.len());
+        // Skip what python-dotenv (and compose) skip after `=`: any Unicode blank.
+        let start = blank_prefix_len(v);
         if let Some(&q) = v.get(start).filter(|&&b| matches!(b, b'"' | b'\'' | b'`')) {
             // Compose's end of the quote: the first one not preceded by a backslash.
             let compose_close = (start + 1..v.len()).find(|&j| v[j] == q && v[j - 1] != b'\\');

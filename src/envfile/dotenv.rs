@@ -125,6 +125,8 @@ pub(crate) struct Binding {
     pub(crate) line: usize,
     /// A quoted name or value (even of a statement that then failed) spans lines.
     pub(crate) multi_line: bool,
+    /// A quoted name or value found no closing quote before the end of the text.
+    pub(crate) unclosed: bool,
 }
 
 struct Failed;
@@ -133,6 +135,7 @@ struct Parser<'a> {
     t: &'a Text,
     p: usize,
     multi_line: bool,
+    unclosed: bool,
 }
 
 impl Parser<'_> {
@@ -181,7 +184,11 @@ impl Parser<'_> {
                 while self.t.chars.get(i).is_some_and(|&c| c != '\'') {
                     i += 1;
                 }
-                if i == start || i >= self.t.chars.len() {
+                if i >= self.t.chars.len() {
+                    self.unclosed = true;
+                    return Err(Failed);
+                }
+                if i == start {
                     return Err(Failed);
                 }
                 let key: String = self.t.chars[start..i].iter().collect();
@@ -209,9 +216,13 @@ impl Parser<'_> {
         let mut i = start;
         loop {
             match self.t.chars.get(i) {
-                None => return Err(Failed),
+                None => {
+                    self.unclosed = true;
+                    return Err(Failed);
+                }
                 Some('\\') => {
                     if i + 1 >= self.t.chars.len() {
+                        self.unclosed = true;
                         return Err(Failed);
                     }
                     i += 2;
@@ -337,6 +348,7 @@ impl Parser<'_> {
             return None;
         }
         self.multi_line = false;
+        self.unclosed = false;
         let line = self.t.line_at(self.p);
         let (key, value, error) = match self.binding_body() {
             Ok((key, value)) => (key, value, false),
@@ -355,6 +367,7 @@ impl Parser<'_> {
             error,
             line,
             multi_line: self.multi_line,
+            unclosed: self.unclosed,
         })
     }
 }
@@ -365,6 +378,7 @@ pub(crate) fn parse(t: &Text) -> Vec<Binding> {
         t,
         p: 0,
         multi_line: false,
+        unclosed: false,
     };
     let mut out = Vec::new();
     while let Some(b) = parser.binding() {
