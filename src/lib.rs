@@ -11,6 +11,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod agent;
 #[allow(missing_docs)] // clap derives its help from the doc comments; fields need none.
 pub mod cli;
 pub mod commands;
@@ -28,6 +29,6 @@ pub mod vault;
 pub mod verify;
 
 pub use error::{Error, Result};
-pub use secret::{SecretKey, SecretString};
+pub use secret::{SecretBytes, SecretKey, SecretString};
 pub use vault::{KdfParams, Vault};
 pub use verify::{api_key_from_headers, Code, Verdict, Verifier};

@@ -214,7 +214,7 @@ pub(super) fn rekey(
     new_file: Option<PathBuf>,
     json: bool,
 ) -> Result<()> {
-    let new_source = Source::new_for_rekey(new_file);
+    let new_source = Source::new_for_rekey(new_file).allow_weak(ctx.source.allow_weak);
     let now = ctx.now;
     // Ask for the new passphrase before the lock, after the old one is known to work.
     let current = read_envelope(&ctx.vault_path)?.ok_or_else(|| no_vault(&ctx.vault_path))?;
@@ -225,8 +225,7 @@ pub(super) fn rekey(
         current.kdf
     };
     let params = kdf_from_args(kdf, base)?;
-    let mut cache = KeyCache::new(ctx.source.get("Current vault passphrase: ")?);
-    unlock(&mut cache, &current)?;
+    let mut cache = session::key_cache(ctx, &current, "Current vault passphrase: ")?;
     let new_pass = new_source.get_new("the vault")?;
     let _lock = lock(&ctx.vault_path)?;
     let env = read_envelope(&ctx.vault_path)?.ok_or_else(|| no_vault(&ctx.vault_path))?;
@@ -234,6 +233,7 @@ pub(super) fn rekey(
     vault.rekey(&new_pass, params)?;
     vault.record(now, "rekey", None, None);
     fsio::atomic_write(&ctx.vault_path, &vault.to_bytes())?;
+    session::end_after_rekey(ctx);
     if json {
         return print_json(
             ctx,

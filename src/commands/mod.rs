@@ -7,6 +7,7 @@
 mod keys;
 mod lifecycle;
 mod meta;
+mod session;
 mod verifycmd;
 
 use std::io::{IsTerminal, Write};
@@ -55,7 +56,8 @@ impl Ctx {
         Ctx {
             vault_path,
             env_path: cli.global.env_file.clone(),
-            source: Source::current(cli.global.passphrase_file.clone()),
+            source: Source::current(cli.global.passphrase_file.clone())
+                .allow_weak(cli.global.allow_weak_passphrase),
             now: chrono::DurationRound::duration_trunc(Utc::now(), chrono::Duration::seconds(1))
                 .unwrap_or_else(|_| Utc::now()),
             // Rust's stdout is line-buffered: unwrapped, `list --json` makes one write(2)
@@ -76,6 +78,9 @@ impl Ctx {
 /// # Errors
 /// Whatever the command fails with; [`Error::exit_code`] gives the exit code.
 pub fn run(cli: Cli) -> Result<()> {
+    if let Command::SessionAgent(a) = &cli.command {
+        return crate::agent::serve(&a.socket, std::time::Duration::from_secs(a.timeout_secs));
+    }
     let mut ctx = Ctx::from_cli(&cli);
     let r = match cli.command {
         Command::Init { kdf, json } => keys::init(&mut ctx, &kdf, json),
@@ -153,6 +158,9 @@ pub fn run(cli: Cli) -> Result<()> {
         } => lifecycle::import_legacy(&mut ctx, path, keep_plaintext, &kdf, json),
         Command::Completions { shell } => meta::completions(&mut ctx, shell),
         Command::Man => meta::man(&mut ctx),
+        Command::Unlock(a) => session::unlock_cmd(&mut ctx, &a),
+        Command::Lock(a) => session::lock_cmd(&mut ctx, &a),
+        Command::SessionAgent(_) => unreachable!("handled above"),
     };
     // A command's own "no" (exit 1) must survive a reader that went away: `check | head`
     // in CI may not turn a failed check into success.
@@ -324,8 +332,7 @@ fn unlock(cache: &mut KeyCache, env: &Envelope) -> Result<Vault> {
 fn open_vault(ctx: &Ctx) -> Result<Vault> {
     let env = read_envelope(&ctx.vault_path)?.ok_or_else(|| no_vault(&ctx.vault_path))?;
     warn_if_exposed(&ctx.vault_path, "vault");
-    let pass = ctx.source.get("Vault passphrase: ")?;
-    unlock(&mut KeyCache::new(pass), &env)
+    session::open(ctx, &env, "Vault passphrase: ")
 }
 
 fn lock(path: &Path) -> Result<Lock> {
@@ -348,11 +355,7 @@ fn update<T>(ctx: &Ctx, f: impl FnOnce(&mut Vault) -> Result<T>) -> Result<T> {
     let first = read()?;
     let env = Envelope::parse(&first)?;
     warn_if_exposed(&ctx.vault_path, "vault");
-    let mut cache = KeyCache::new(ctx.source.get("Vault passphrase: ")?);
-    let shown = announce_unlock(&env.kdf);
-    let pre = cache.key_for(&env);
-    clear_announcement(shown);
-    pre?;
+    let mut cache = session::key_cache(ctx, &env, "Vault passphrase: ")?;
     let _lock = lock(&ctx.vault_path)?;
     // Re-read under the lock, but parse again only if another writer replaced the file
     // meanwhile: comparing bytes costs far less than parsing and decoding them.
