@@ -524,7 +524,11 @@ pub fn serve(socket: &Path, timeout: Duration) -> Result<()> {
 
     let uid = sys::euid();
     for conn in listener.incoming() {
-        let Ok(mut conn) = conn else { continue };
+        let Ok(mut conn) = conn else {
+            // Out of descriptors or similar: do not spin.
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        };
         // The kernel's record of who connected; anyone else gets nothing, not even an answer.
         match sys::peer_uid(&conn) {
             Ok(peer) if peer == uid => {}

@@ -54,10 +54,26 @@ fn decode(blob: &SecretBytes) -> Option<(KdfParams, Vec<u8>, SecretKey)> {
     Some((kdf, rest[..salt_len].to_vec(), SecretKey::new(*key)))
 }
 
-/// The vault's identity for sessions: its canonical path.
+/// The vault's identity for sessions: its canonical path. A vault file that is gone (so
+/// that `lock` can still end its session) is named by its canonical directory.
 fn canonical(ctx: &Ctx) -> Result<PathBuf> {
-    std::fs::canonicalize(&ctx.vault_path)
-        .map_err(|e| Error::io("resolve the vault path", &ctx.vault_path, e))
+    let p = &ctx.vault_path;
+    match std::fs::canonicalize(p) {
+        Ok(c) => Ok(c),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let dir = match p.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => Path::new("."),
+            };
+            let name = p
+                .file_name()
+                .ok_or_else(|| Error::io("resolve the vault path", p, e))?;
+            std::fs::canonicalize(dir)
+                .map(|d| d.join(name))
+                .map_err(|e| Error::io("resolve the vault path", p, e))
+        }
+        Err(e) => Err(Error::io("resolve the vault path", p, e)),
+    }
 }
 
 /// A key cache seeded from this vault's live session, when there is one and it fits `env`.

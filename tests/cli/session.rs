@@ -577,3 +577,19 @@ fn a_session_directory_that_is_not_private_is_refused() {
     s.cmd().arg("unlock").assert().code(1);
     assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
 }
+
+#[test]
+fn lock_ends_the_session_of_a_vault_that_was_moved_away() {
+    let s = Sess::new();
+    let pid = s.unlock("60s");
+    std::fs::rename(s.env.vault(), s.env.path().join("moved.json")).unwrap();
+    let (code, st) = s.status();
+    assert_eq!(
+        (code, &st["live"]),
+        (Some(0), &serde_json::Value::Bool(true))
+    );
+    let out = s.cmd().args(["lock", "--json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ended"], true, "{}", all_output(&out));
+    assert!(wait_dead(pid, Duration::from_secs(3)));
+}
