@@ -97,12 +97,17 @@ impl Sess {
 impl Drop for Sess {
     fn drop(&mut self) {
         for pid in self.pids.borrow().iter() {
-            let _ = StdCommand::new("kill")
-                .args(["-9", &pid.to_string()])
-                .stderr(Stdio::null())
-                .status();
+            sigkill(*pid);
         }
     }
+}
+
+/// SIGKILL through the shell's builtin `kill` (no procps needed); errors are ignored.
+fn sigkill(pid: u32) {
+    let _ = StdCommand::new("sh")
+        .args(["-c", "kill -9 \"$0\"", &pid.to_string()])
+        .stderr(Stdio::null())
+        .status();
 }
 
 fn is_root() -> bool {
@@ -282,10 +287,7 @@ fn rekey_ends_the_session() {
 fn a_killed_agents_socket_is_cleaned_up() {
     let s = Sess::new();
     let pid = s.unlock("60s");
-    StdCommand::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .unwrap();
+    sigkill(pid);
     assert!(wait_dead(pid, Duration::from_secs(3)));
     // SIGKILL gave the agent no chance to clean up.
     assert_eq!(s.sockets().len(), 1);
@@ -299,10 +301,7 @@ fn a_killed_agents_socket_is_cleaned_up() {
     assert_eq!(s.no_source(&["list"]).status.code(), Some(3));
     // And a new session starts where the dead one was.
     let again = s.unlock("60s");
-    StdCommand::new("kill")
-        .args(["-9", &again.to_string()])
-        .status()
-        .unwrap();
+    sigkill(again);
     assert!(wait_dead(again, Duration::from_secs(3)));
     let out = s.cmd().arg("list").output().unwrap();
     assert!(out.status.success(), "{}", all_output(&out));
@@ -457,10 +456,7 @@ fn the_agent_is_not_dumpable() {
 struct KillOnDrop(u32);
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
-        let _ = StdCommand::new("kill")
-            .args(["-9", &self.0.to_string()])
-            .stderr(Stdio::null())
-            .status();
+        sigkill(self.0);
     }
 }
 
