@@ -15,8 +15,8 @@ pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (vault format 1)"
     name = "mcp-key-manager",
     version = VERSION,
     about,
-    after_help = "Passphrase: MCP_KEY_VAULT_PASSPHRASE_FILE / --passphrase-file, then \
-MCP_KEY_VAULT_PASSPHRASE, then a hidden prompt.\nExit codes: 0 ok, 1 failed or \"no\", 2 usage, \
+    after_help = "Passphrase: a live `unlock` session, then MCP_KEY_VAULT_PASSPHRASE_FILE / \
+--passphrase-file, then MCP_KEY_VAULT_PASSPHRASE, then a hidden prompt (three tries).\nExit codes: 0 ok, 1 failed or \"no\", 2 usage, \
 3 passphrase, 4 corrupt vault, 5 I/O."
 )]
 pub struct Cli {
@@ -55,6 +55,34 @@ pub struct Global {
         value_name = "PATH"
     )]
     pub passphrase_file: Option<PathBuf>,
+    /// Accept a new passphrase that the strength estimator calls weak (score 0-1).
+    #[arg(long, global = true)]
+    pub allow_weak_passphrase: bool,
+}
+
+/// `unlock`: start a session, or report on it.
+#[derive(Args, Debug, Clone)]
+pub struct UnlockArgs {
+    /// How long the session lasts: seconds (900) or 90s, 15m, 1h, 1h30m; at most 24h.
+    #[arg(long, value_name = "DURATION", default_value = "15m",
+          value_parser = crate::agent::parse_timeout, conflicts_with = "status")]
+    pub timeout: std::time::Duration,
+    /// Say whether a session is live for this vault and until when (exit 1 when none).
+    #[arg(long)]
+    pub status: bool,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
+/// The internal agent process that `unlock` starts; not for people.
+#[derive(Args, Debug, Clone)]
+pub struct AgentArgs {
+    /// The socket to listen on.
+    #[arg(long, value_name = "PATH")]
+    pub socket: PathBuf,
+    /// Seconds until the session ends.
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout_secs: u64,
 }
 
 /// Argon2id settings for a new vault (`init`, `rekey`, `import-legacy`).
@@ -428,6 +456,13 @@ pub enum Command {
     Publish(PublishArgs),
     /// Stop keeping a verifier file current (the file stays).
     Unpublish(UnpublishArgs),
+    /// Keep this vault unlocked for a while, so commands need no passphrase (see `lock`).
+    Unlock(UnlockArgs),
+    /// End this vault's unlock session now.
+    Lock(JsonFlag),
+    /// (internal) The session agent that `unlock` starts; reads its secret from stdin.
+    #[command(name = "session-agent", hide = true)]
+    SessionAgent(AgentArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell.

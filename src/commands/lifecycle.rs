@@ -191,7 +191,7 @@ impl Report for Rekeyed {
 }
 
 pub(super) fn rekey(ctx: &mut Ctx, a: RekeyArgs) -> Result<()> {
-    let new_source = Source::new_for_rekey(a.new_passphrase_file);
+    let new_source = Source::new_for_rekey(a.new_passphrase_file).allow_weak(ctx.term.allow_weak());
     let mut store = ctx.store();
     // Keep the vault's settings unless told otherwise, but never carry weak ones forward.
     let current = store.header()?.kdf;
@@ -202,6 +202,7 @@ pub(super) fn rekey(ctx: &mut Ctx, a: RekeyArgs) -> Result<()> {
     };
     let params = kdf_from_args(&a.kdf, base)?;
     store.rekey(params, || new_source.get_new("the vault"))?;
+    session::end_after_rekey(&ctx.vault_path);
     let r = Rekeyed {
         rekeyed: true,
         kdf: params.into(),

@@ -13,6 +13,7 @@ mod list;
 mod meta;
 pub mod output;
 mod publishcmd;
+mod session;
 mod verifycmd;
 
 use std::io::{IsTerminal, Write};
@@ -54,10 +55,12 @@ impl Ctx {
         let vault_path = crate::fsio::resolve_symlinks(&cli.global.vault, true)
             .unwrap_or_else(|_| cli.global.vault.clone());
         Ctx {
-            vault_path,
+            vault_path: vault_path.clone(),
             env: EnvStore::new(cli.global.env_file.clone()),
             term: Rc::new(Terminal {
-                source: Source::current(cli.global.passphrase_file.clone()),
+                source: Source::current(cli.global.passphrase_file.clone())
+                    .allow_weak(cli.global.allow_weak_passphrase),
+                vault_path: vault_path.clone(),
             }),
             now: chrono::DurationRound::duration_trunc(Utc::now(), chrono::Duration::seconds(1))
                 .unwrap_or_else(|_| Utc::now()),
@@ -164,6 +167,9 @@ impl Ctx {
 /// # Errors
 /// Whatever the command fails with; [`exit_code`] gives the exit code.
 pub fn run(cli: Cli) -> Result<()> {
+    if let Command::SessionAgent(a) = &cli.command {
+        return crate::agent::serve(&a.socket, std::time::Duration::from_secs(a.timeout_secs));
+    }
     let mut ctx = Ctx::from_cli(&cli);
     let r = dispatch(&mut ctx, cli.command);
     // A command's own "no" (exit 1) must survive a reader that went away: `check | head`
@@ -194,6 +200,9 @@ fn dispatch(ctx: &mut Ctx, command: Command) -> Result<()> {
         Command::ImportLegacy(a) => import::import_legacy(ctx, a),
         Command::Publish(a) => publishcmd::publish(ctx, a),
         Command::Unpublish(a) => publishcmd::unpublish(ctx, a),
+        Command::Unlock(a) => session::unlock_cmd(ctx, a),
+        Command::Lock(a) => session::lock_cmd(ctx, a),
+        Command::SessionAgent(_) => unreachable!("dispatched before the context exists"),
         Command::Completions { shell } => meta::completions(ctx, shell),
         Command::Man => meta::man(ctx),
         Command::Serve(a) => crate::serve::run(a),
@@ -236,9 +245,21 @@ pub fn hint(e: &Error) -> Option<&'static str> {
 #[derive(Debug)]
 pub struct Terminal {
     source: Source,
+    vault_path: PathBuf,
+}
+
+impl Terminal {
+    /// Whether weak new passphrases are accepted (`--allow-weak-passphrase`).
+    pub fn allow_weak(&self) -> bool {
+        self.source.allow_weak
+    }
 }
 
 impl Interaction for Terminal {
+    fn session(&self, env: &crate::vault::Envelope) -> Option<crate::vault::KeyCache> {
+        session::from_session(&self.vault_path, env)
+    }
+
     fn passphrase(&self, prompt: &str, _attempt: u32) -> Result<SecretString> {
         self.source.get(prompt)
     }

@@ -532,9 +532,10 @@ pub fn not_found(arg: &str) -> String {
 
 /// Caches the key derived for one passphrase, so that re-reading the vault after taking
 /// the lock costs no second derivation unless a concurrent `rekey` changed the salt.
+/// A cache may also start from a ready key (an unlock session), with no passphrase.
 #[derive(Debug)]
 pub struct KeyCache {
-    passphrase: SecretString,
+    passphrase: Option<SecretString>,
     cached: Option<(KdfParams, Vec<u8>, SecretKey)>,
 }
 
@@ -542,27 +543,51 @@ impl KeyCache {
     /// A cache for `passphrase`.
     pub fn new(passphrase: SecretString) -> Self {
         KeyCache {
-            passphrase,
+            passphrase: Some(passphrase),
             cached: None,
         }
     }
 
-    /// The passphrase itself.
-    pub fn passphrase(&self) -> &SecretString {
-        &self.passphrase
+    /// A cache seeded with a key already derived for these settings and salt (from an
+    /// unlock session): it derives nothing, and fails for any other salt.
+    pub fn from_key(kdf: KdfParams, salt: Vec<u8>, key: SecretKey) -> Self {
+        KeyCache {
+            passphrase: None,
+            cached: Some((kdf, salt, key)),
+        }
+    }
+
+    /// The passphrase itself; `None` for a cache seeded from a session.
+    pub fn passphrase(&self) -> Option<&SecretString> {
+        self.passphrase.as_ref()
+    }
+
+    /// The settings, salt and key last derived or seeded, if any.
+    pub fn cached(&self) -> Option<(&KdfParams, &[u8], &SecretKey)> {
+        self.cached
+            .as_ref()
+            .map(|(k, s, key)| (k, s.as_slice(), key))
     }
 
     /// The key for this envelope's salt and settings, derived at most once.
     ///
     /// # Errors
-    /// As [`crypto::derive_key`].
+    /// As [`crypto::derive_key`]; [`Error::Passphrase`] for a seeded cache whose key does
+    /// not fit this envelope (the vault was re-keyed since the session began).
     pub fn key_for(&mut self, env: &Envelope) -> Result<SecretKey> {
         if let Some((kdf, salt, key)) = &self.cached {
             if *kdf == env.kdf && *salt == env.salt {
                 return Ok(key.duplicate());
             }
         }
-        let key = crypto::derive_key(&self.passphrase, &env.salt, &env.kdf)?;
+        let Some(passphrase) = &self.passphrase else {
+            return Err(Error::Passphrase(
+                "the vault's passphrase changed while this command ran on an unlock session; \
+                 run it again (and `unlock` again)"
+                    .into(),
+            ));
+        };
+        let key = crypto::derive_key(passphrase, &env.salt, &env.kdf)?;
         self.cached = Some((env.kdf, env.salt.clone(), key.duplicate()));
         Ok(key)
     }

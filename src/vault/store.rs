@@ -25,6 +25,12 @@ pub trait Interaction {
     /// When no passphrase can be had ([`Error::NoPassphrase`]) or reading it fails.
     fn passphrase(&self, prompt: &str, attempt: u32) -> Result<SecretString>;
 
+    /// A key cache from a live unlock session that fits `env`, if there is one: commands
+    /// use it before any passphrase source.
+    fn session(&self, _env: &Envelope) -> Option<KeyCache> {
+        None
+    }
+
     /// How many wrong passphrases may be typed before giving up (1 when the passphrase
     /// does not come from a person at a terminal).
     fn tries(&self) -> u32 {
@@ -72,6 +78,7 @@ pub struct Store {
     cache: Option<KeyCache>,
     after_commit: Option<AfterCommit>,
     deferred: Option<Error>,
+    use_session: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -91,7 +98,22 @@ impl Store {
             cache: None,
             after_commit: None,
             deferred: None,
+            use_session: true,
         }
+    }
+
+    /// Never takes the key from an unlock session: for `unlock` itself, which must start
+    /// from the passphrase.
+    pub fn without_session(mut self) -> Self {
+        self.use_session = false;
+        self
+    }
+
+    /// The settings, salt and key the vault was last unlocked with (for an unlock
+    /// session), if it was.
+    pub fn derived_key(&self) -> Option<(KdfParams, Vec<u8>, crate::secret::SecretKey)> {
+        let (kdf, salt, key) = self.cache.as_ref()?.cached()?;
+        Some((*kdf, salt.to_vec(), key.duplicate()))
     }
 
     /// The vault path.
@@ -157,6 +179,9 @@ impl Store {
     /// Derives (at most once per passphrase and salt) and decrypts, letting a person at a
     /// terminal type a mistyped passphrase again.
     fn unlock(&mut self, env: &Envelope) -> Result<Vault> {
+        if self.cache.is_none() && self.use_session {
+            self.cache = self.ui.session(env);
+        }
         let tries = self.ui.tries().max(1);
         let mut attempt = 1;
         loop {
@@ -167,9 +192,19 @@ impl Store {
             ui.kdf_done(shown);
             match r {
                 Err(Error::WrongPassphrase) if attempt < tries => {
-                    ui.warn("wrong passphrase, or the vault was modified; try again");
+                    ui.warn(&format!(
+                        "wrong passphrase, or the vault was modified; try again ({} of {tries} \
+                         tries left)",
+                        tries - attempt
+                    ));
                     self.cache = None;
                     attempt += 1;
+                }
+                Err(Error::WrongPassphrase) if tries > 1 => {
+                    return Err(Error::Passphrase(format!(
+                        "{} ({tries} tries)",
+                        crate::error::WRONG_PASSPHRASE
+                    )))
                 }
                 Err(e) => return Err(e),
                 Ok(v) => {
