@@ -229,6 +229,8 @@ pub struct ListArgs {
     #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(0..=36_500))]
     pub expiring: Option<u32>,
     #[command(flatten)]
+    pub usage: UsageArgs,
+    #[command(flatten)]
     pub out: JsonFlag,
 }
 
@@ -244,6 +246,8 @@ pub struct IdArg {
 pub struct ViewArgs {
     #[command(flatten)]
     pub key: IdArg,
+    #[command(flatten)]
+    pub usage: UsageArgs,
     #[command(flatten)]
     pub out: JsonFlag,
 }
@@ -309,8 +313,25 @@ pub struct CheckArgs {
     /// Fail on warnings too.
     #[arg(long)]
     pub strict: bool,
+    /// Also check this verifier file (repeatable); published ones are always checked.
+    #[arg(long = "verifier", value_name = "PATH")]
+    pub verifiers: Vec<PathBuf>,
+    /// Warn about active keys unused for this many days (when usage data exists).
+    #[arg(long, default_value_t = 30, value_name = "DAYS",
+          value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub unused_days: u32,
+    #[command(flatten)]
+    pub usage: UsageArgs,
     #[command(flatten)]
     pub out: JsonFlag,
+}
+
+/// Usage files of `serve` to read besides those next to each published verifier.
+#[derive(Args, Debug, Default)]
+pub struct UsageArgs {
+    /// A usage file written by `serve` (repeatable).
+    #[arg(long = "usage", value_name = "FILE")]
+    pub files: Vec<PathBuf>,
 }
 
 /// `export-verifier`.

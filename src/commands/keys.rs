@@ -85,6 +85,8 @@ struct Created {
     expires_at: Option<String>,
     permissions: Vec<Permission>,
     env_file_updated: bool,
+    /// The published verifier files that already accept the key.
+    verifiers_updated: Vec<String>,
     #[serde(skip)]
     env_file: String,
 }
@@ -114,11 +116,20 @@ impl Report for Created {
                 "Wrote MCP_API_KEY and API_KEY_REQUIRED=true to {}.",
                 self.env_file
             )
+        } else if !self.verifiers_updated.is_empty() {
+            // Never suggest `use` here: with published verifiers the server checks keys
+            // itself, and `use` would replace its own key with a client's.
+            writeln!(
+                h.out,
+                "Servers reading {} already accept it: hand it to the client that will use it.",
+                self.verifiers_updated.join(", ")
+            )
         } else {
             writeln!(
                 h.out,
-                "Next: hand the key to the client that will use it. For the server's own \
-                 key in {}: mcp-key-manager use {}",
+                "Next: hand the key to the client that will use it, and keep servers current \
+                 with `mcp-key-manager publish PATH`. (Only for the key a server itself \
+                 expects in {}: mcp-key-manager use {}.)",
                 self.env_file, self.id
             )
         }
@@ -187,6 +198,7 @@ pub(super) fn create(ctx: &mut Ctx, a: CreateArgs) -> Result<()> {
         expires_at: k.expires_at.as_ref().map(crate::vault::records::fmt_time),
         permissions: k.permissions.clone(),
         env_file_updated: a.use_in_env,
+        verifiers_updated: ctx.republished(),
         env_file: ctx.env_shown(),
     };
     if a.use_in_env {
@@ -226,6 +238,8 @@ struct Viewed {
     metadata: serde_json::Map<String, serde_json::Value>,
     in_env_file: bool,
     days_left: Option<i64>,
+    /// The last use `serve` saw, when usage data exists.
+    last_used_at: Option<String>,
     #[serde(skip)]
     expires: Option<chrono::DateTime<chrono::Utc>>,
     #[serde(skip)]
@@ -237,6 +251,16 @@ struct Viewed {
 }
 
 impl Viewed {
+    fn status_line(&self, h: &Human<'_>) -> String {
+        let s = h.status_colored(self.status, self.key.status);
+        match (&self.key.rotated_to, &self.expires, self.status) {
+            (Some(next), Some(t), Status::Active) => {
+                format!("{s} (grace until {}, replaced by {next})", human_time(t))
+            }
+            _ => s,
+        }
+    }
+
     fn expires_line(&self, now: chrono::DateTime<chrono::Utc>) -> String {
         match &self.expires {
             None => "never".into(),
@@ -262,7 +286,7 @@ impl Report for Viewed {
             ("ID", k.id.to_string()),
             ("Name", sanitize(&k.name)),
             ("Description", sanitize(&k.description)),
-            ("Status", h.status_colored(self.status, k.status)),
+            ("Status", self.status_line(h)),
             ("Created", human_time(&self.created)),
             ("Expires", self.expires_line(h.now)),
             (
@@ -273,6 +297,10 @@ impl Report for Viewed {
             (
                 "In env file",
                 if self.in_env_file { "yes" } else { "no" }.into(),
+            ),
+            (
+                "Last used",
+                self.last_used_at.clone().unwrap_or_else(|| "-".into()),
             ),
         ];
         if let Some(p) = &k.rotated_from {
@@ -301,7 +329,7 @@ pub(super) fn join(perms: &[Permission], sep: &str) -> String {
 /// The index of the key that the env file serves, if it is one of this vault's.
 fn served_index(ctx: &Ctx, vault: &Vault) -> Option<usize> {
     let env = ctx.env.read().ok().flatten()?;
-    let key = SecretString::new(env.get("MCP_API_KEY")?);
+    let key = SecretString::new(env.value("MCP_API_KEY")?.to_string());
     vault.find_by_key(key.expose())
 }
 
@@ -310,7 +338,12 @@ pub(super) fn view(ctx: &mut Ctx, a: ViewArgs) -> Result<()> {
     let now = ctx.now;
     let i = vault.find(&a.key.id)?;
     let k = &vault.keys()[i];
+    let usage = super::usage::merged(&vault, &a.usage);
     let r = Viewed {
+        last_used_at: usage
+            .get(k.id.as_str())
+            .and_then(|u| u.last_used_at.as_ref())
+            .map(crate::vault::records::fmt_time),
         key: KeyView::of(k, now),
         metadata: k.metadata.clone(),
         in_env_file: served_index(ctx, &vault) == Some(i),
@@ -329,6 +362,8 @@ struct Revoked {
     key: KeyView,
     already_revoked: bool,
     in_env_file: bool,
+    /// The published verifier files that now refuse the key.
+    verifiers_updated: Vec<String>,
     #[serde(skip)]
     env_file: String,
 }
@@ -340,6 +375,14 @@ impl Report for Revoked {
             writeln!(h.out, "Key {id} was already revoked; nothing changed.")?;
         } else {
             writeln!(h.out, "Revoked key {id}.")?;
+        }
+        if !self.verifiers_updated.is_empty() {
+            writeln!(
+                h.out,
+                "Updated {}: servers reading it refuse the key within seconds, with nothing \
+                 restarted.",
+                self.verifiers_updated.join(", ")
+            )?;
         }
         if self.in_env_file {
             writeln!(
@@ -367,9 +410,14 @@ pub(super) fn revoke(ctx: &mut Ctx, a: RevokeArgs) -> Result<()> {
             key: KeyView::of(&v.keys()[i], now),
             already_revoked: !changed,
             in_env_file: served_index(ctx, v) == Some(i),
+            verifiers_updated: Vec::new(),
             env_file: ctx.env_shown(),
         })
     })?;
+    let r = Revoked {
+        verifiers_updated: ctx.republished(),
+        ..r
+    };
     ctx.emit(a.out.output(), &r)?;
     store.finish()
 }

@@ -20,6 +20,8 @@ struct Rotated {
     old_status: &'static str,
     old_valid_until: Option<String>,
     env_file_updated: bool,
+    /// The published verifier files rewritten with the successor.
+    verifiers_updated: Vec<String>,
     #[serde(skip)]
     was_active: bool,
     #[serde(skip)]
@@ -58,6 +60,13 @@ impl Report for Rotated {
             )?,
             _ => writeln!(h.out, "The old key {old} is revoked.")?,
         }
+        if !self.verifiers_updated.is_empty() {
+            writeln!(
+                h.out,
+                "Updated {}: servers reading it accept the new key now.",
+                self.verifiers_updated.join(", ")
+            )?;
+        }
         if self.env_file_updated {
             let held = if self.was_in_env {
                 " (it held the old one)"
@@ -94,9 +103,13 @@ pub(super) fn rotate(ctx: &mut Ctx, a: RotateArgs) -> Result<()> {
     let env = ctx.lock_env()?;
     let served = env
         .read()?
-        .and_then(|e| e.get("MCP_API_KEY"))
+        .and_then(|e| e.value("MCP_API_KEY").map(String::from))
         .map(SecretString::new);
     let in_env = served.is_some_and(|k| v.find_by_key(k.expose()) == Some(i));
+    if a.use_in_env || in_env {
+        // Refused before the rotation is saved: an env file that cannot take the successor.
+        ctx.env.check_writable(&ctx.vault_path)?;
+    }
     let rot = v.rotate(i, a.grace_days, now)?;
     // The successor is saved before the env file names it (see `create`).
     tx.commit()?;
@@ -127,6 +140,7 @@ pub(super) fn rotate(ctx: &mut Ctx, a: RotateArgs) -> Result<()> {
         was_active: rot.old_status == Status::Active,
         status_before: rot.old_status,
         was_in_env: in_env,
+        verifiers_updated: ctx.republished(),
         env_file: ctx.env_shown(),
     };
     drop(tx);

@@ -14,6 +14,7 @@ mod meta;
 pub mod output;
 mod publishcmd;
 mod session;
+mod usage;
 mod verifycmd;
 
 use std::io::{IsTerminal, Write};

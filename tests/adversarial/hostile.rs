@@ -248,7 +248,9 @@ fn invalid_utf8_in_the_env_file_is_kept_byte_for_byte() {
     let (id, key) = e.create("k", &[]);
     fs::write(
         e.env_file(),
-        b"# caf\xe9 (latin-1)\nA=\xff\xfe\nMCP_API_KEY=\xc3\x28old\r\nB='\xc3\x28'\n\xf0\x28\x8c\x28",
+        // The last line is a comment: a bare line without `=` would be glued onto the
+        // appended API_KEY_REQUIRED by Node's loader, which `use` now refuses (issue 11).
+        b"# caf\xe9 (latin-1)\nA=\xff\xfe\nMCP_API_KEY=\xc3\x28old\r\nB='\xc3\x28'\n#\xf0\x28\x8c\x28",
     )
     .unwrap();
     let o = run(e.cmd().args(["use", &id]));
@@ -256,7 +258,7 @@ fn invalid_utf8_in_the_env_file_is_kept_byte_for_byte() {
     let want = [
         &b"# caf\xe9 (latin-1)\nA=\xff\xfe\nMCP_API_KEY="[..],
         key.as_bytes(),
-        b"\r\nB='\xc3\x28'\n\xf0\x28\x8c\x28\nAPI_KEY_REQUIRED=true\n",
+        b"\r\nB='\xc3\x28'\n#\xf0\x28\x8c\x28\nAPI_KEY_REQUIRED=true\n",
     ]
     .concat();
     assert_eq!(
