@@ -158,9 +158,7 @@ fn read_at(target: &Path) -> Result<Option<Analysis>> {
 
 fn refusal(target: &Path, e: &envfile::EnvError) -> Error {
     Error::failed(format!(
-        "refusing to edit {}: {e}; the loaders servers use (python-dotenv, Node's --env-file, \
-         docker compose) could read it differently, so fix those lines by hand (see \
-         docs/envfile.md)",
+        "refusing to edit {}: {e}\n(see docs/envfile.md)",
         crate::display::path(target)
     ))
 }

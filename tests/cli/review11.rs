@@ -339,3 +339,78 @@ fn passphrase_sources_agree_on_a_trailing_newline() {
         .assert()
         .success();
 }
+
+/// Item 1, end to end: every attack file of the corpus fails `check` with ENV_AMBIGUOUS
+/// and `use` leaves it untouched (or cures it); wherever `use` and then `check` pass, python-dotenv
+/// itself loads exactly the key `check` vouched for, and API_KEY_REQUIRED=true.
+#[test]
+fn check_passes_only_where_python_dotenv_loads_the_checked_key() {
+    let python = std::env::var("MCP_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let has_dotenv = Command::new(&python)
+        .args(["-c", "import dotenv"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_dotenv {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs python-dotenv in MCP_TEST_PYTHON"
+        );
+        println!("note: skipped, python-dotenv is not installed for {python}");
+        return;
+    }
+    let e = Env::with_vault();
+    let (id, key) = e.create("served", &["-e", "0"]);
+    let mut passed = 0;
+    for entry in std::fs::read_dir("tests/data/envfiles").unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.ends_with(".env") {
+            continue;
+        }
+        let original = std::fs::read(&path).unwrap();
+        std::fs::write(e.env_file(), &original).unwrap();
+        if name.starts_with("attack-") {
+            let out = e.cmd().args(["check", "--json"]).output().unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let codes: Vec<&str> = v["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|f| f["code"].as_str())
+                .collect();
+            assert!(codes.contains(&"ENV_AMBIGUOUS"), "{name}: {codes:?}");
+        }
+        let used = e.cmd().args(["use", &id]).output().unwrap();
+        if name.starts_with("attack-") && !used.status.success() {
+            // Refused, untouched; a file whose only fault is the value `use` replaces
+            // may instead be cured, and is then held to the same standard below.
+            assert_eq!(used.status.code(), Some(1), "{name}");
+            assert_eq!(std::fs::read(e.env_file()).unwrap(), original, "{name}");
+            continue;
+        }
+        assert!(used.status.success(), "{name}: {}", all_output(&used));
+        if !e
+            .cmd()
+            .args(["check", "--warn-days", "0"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+        {
+            continue;
+        }
+        passed += 1;
+        let loaded = Command::new(&python)
+            .args([
+                "-c",
+                "import dotenv,json,sys; print(json.dumps(dotenv.dotenv_values(sys.argv[1])))",
+            ])
+            .arg(e.env_file())
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&loaded.stdout).unwrap();
+        assert_eq!(v["MCP_API_KEY"], key.as_str(), "{name}");
+        assert_eq!(v["API_KEY_REQUIRED"], "true", "{name}");
+    }
+    assert!(passed >= 4, "only {passed} plain files passed check");
+}
