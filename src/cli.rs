@@ -234,12 +234,50 @@ pub struct ListArgs {
     pub out: JsonFlag,
 }
 
-/// An id argument: a key id or a unique prefix of it.
+/// One key: by id (or a unique prefix of it), or by exact name.
 #[derive(Args, Debug)]
 pub struct IdArg {
     /// Key id, or a unique prefix of it.
-    pub id: String,
+    #[arg(required_unless_present = "name")]
+    pub id: Option<String>,
+    /// Select the key by its exact name instead of its id.
+    #[arg(long, value_name = "NAME", conflicts_with = "id")]
+    pub name: Option<String>,
 }
+
+impl IdArg {
+    /// What selects the key.
+    pub fn selector(&self) -> Selector<'_> {
+        match (&self.id, &self.name) {
+            (_, Some(n)) => Selector::Name(n),
+            (Some(i), None) => Selector::Id(i),
+            (None, None) => Selector::Id(""),
+        }
+    }
+}
+
+/// Several keys: ids (or unique prefixes) and exact names; each is resolved before
+/// anything changes.
+#[derive(Args, Debug)]
+pub struct KeysArg {
+    /// Key ids, or unique prefixes of them.
+    #[arg(value_name = "ID", required_unless_present = "names")]
+    pub ids: Vec<String>,
+    /// Select a key by its exact name (repeatable).
+    #[arg(long = "name", value_name = "NAME")]
+    pub names: Vec<String>,
+}
+
+impl KeysArg {
+    /// What selects the keys, ids first.
+    pub fn selectors(&self) -> Vec<Selector<'_>> {
+        let ids = self.ids.iter().map(|i| Selector::Id(i));
+        ids.chain(self.names.iter().map(|n| Selector::Name(n)))
+            .collect()
+    }
+}
+
+pub use crate::vault::Selector;
 
 /// `view`.
 #[derive(Args, Debug)]
@@ -256,7 +294,7 @@ pub struct ViewArgs {
 #[derive(Args, Debug)]
 pub struct RevokeArgs {
     #[command(flatten)]
-    pub key: IdArg,
+    pub keys: KeysArg,
     #[command(flatten)]
     pub out: JsonFlag,
 }
@@ -265,7 +303,7 @@ pub struct RevokeArgs {
 #[derive(Args, Debug)]
 pub struct DeleteArgs {
     #[command(flatten)]
-    pub key: IdArg,
+    pub keys: KeysArg,
     /// Do not ask for confirmation.
     #[arg(short, long)]
     pub yes: bool,
@@ -362,11 +400,15 @@ pub struct RotateArgs {
 /// `grant` and `deny`.
 #[derive(Args, Debug)]
 pub struct PermissionArgs {
-    #[command(flatten)]
-    pub key: IdArg,
-    /// Permissions to add or remove.
-    #[arg(required = true)]
-    pub permissions: Vec<Permission>,
+    /// The key's id, then the permissions; or, with --key/--name, only permissions.
+    #[arg(required = true, value_name = "ID PERMISSION")]
+    pub args: Vec<String>,
+    /// A key to change (repeatable); then every argument is a permission.
+    #[arg(long = "key", value_name = "ID")]
+    pub keys: Vec<String>,
+    /// A key to change, by exact name (repeatable).
+    #[arg(long = "name", value_name = "NAME")]
+    pub names: Vec<String>,
     #[command(flatten)]
     pub out: JsonFlag,
 }

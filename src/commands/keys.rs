@@ -6,7 +6,7 @@ use std::io::{self, IsTerminal, Write};
 use chrono::Duration;
 use serde::Serialize;
 
-use super::output::{human_time, relative, s, whole_days, Human, KeyView, Report};
+use super::output::{human_time, relative, s, whole_days, Human, KeyView, Many, Report};
 use super::*;
 use crate::cli::{CreateArgs, DeleteArgs, InitArgs, JsonFlag, RevokeArgs, UseArgs, ViewArgs};
 use crate::display::sanitize;
@@ -336,7 +336,7 @@ fn served_index(ctx: &Ctx, vault: &Vault) -> Option<usize> {
 pub(super) fn view(ctx: &mut Ctx, a: ViewArgs) -> Result<()> {
     let vault = ctx.store().open()?;
     let now = ctx.now;
-    let i = vault.find(&a.key.id)?;
+    let i = vault.select(a.key.selector())?;
     let k = &vault.keys()[i];
     let usage = super::usage::merged(&vault, &a.usage);
     let r = Viewed {
@@ -401,24 +401,30 @@ pub(super) fn revoke(ctx: &mut Ctx, a: RevokeArgs) -> Result<()> {
     let now = ctx.now;
     let mut store = ctx.store();
     let r = store.update(|v| {
-        let i = v.find(&a.key.id)?;
-        let changed = v.revoke(i, now);
+        let chosen = v.select_all(&a.keys.selectors())?;
         // Read under the vault lock, which every writer of MCP_API_KEY holds too: a
         // concurrent `use` either ran before (and this sees its key) or runs after (and
         // refuses the revoked key).
-        Ok(Revoked {
-            key: KeyView::of(&v.keys()[i], now),
-            already_revoked: !changed,
-            in_env_file: served_index(ctx, v) == Some(i),
-            verifiers_updated: Vec::new(),
-            env_file: ctx.env_shown(),
-        })
+        let served = served_index(ctx, v);
+        let mut out = Vec::with_capacity(chosen.len());
+        for i in chosen {
+            let changed = v.revoke(i, now);
+            out.push(Revoked {
+                key: KeyView::of(&v.keys()[i], now),
+                already_revoked: !changed,
+                in_env_file: served == Some(i),
+                verifiers_updated: Vec::new(),
+                env_file: ctx.env_shown(),
+            });
+        }
+        Ok(out)
     })?;
-    let r = Revoked {
-        verifiers_updated: ctx.republished(),
-        ..r
-    };
-    ctx.emit(a.out.output(), &r)?;
+    let updated = ctx.republished();
+    let r = r.into_iter().map(|x| Revoked {
+        verifiers_updated: updated.clone(),
+        ..x
+    });
+    ctx.emit(a.out.output(), &Many(r.collect()))?;
     store.finish()
 }
 
@@ -455,11 +461,21 @@ pub(super) fn delete(ctx: &mut Ctx, a: DeleteArgs) -> Result<()> {
     let mut store = ctx.store();
     if ask {
         let vault = store.open()?;
-        let k = &vault.keys()[vault.find(&a.key.id)?];
+        let named: Vec<String> = vault
+            .select_all(&a.keys.selectors())?
+            .into_iter()
+            .map(|i| {
+                format!(
+                    "{} \"{}\"",
+                    vault.keys()[i].id,
+                    sanitize(&vault.keys()[i].name)
+                )
+            })
+            .collect();
         let q = format!(
-            "Delete key {} \"{}\"? Its record is removed for good (revoke keeps it).",
-            k.id,
-            sanitize(&k.name)
+            "Delete {}? The record{} removed for good (revoke keeps it).",
+            named.join(", "),
+            if named.len() == 1 { " is" } else { "s are" }
         );
         if !confirm(&q)? {
             writeln!(ctx.out, "Nothing deleted.").map_err(output::stdout_error)?;
@@ -468,14 +484,26 @@ pub(super) fn delete(ctx: &mut Ctx, a: DeleteArgs) -> Result<()> {
     }
     let now = ctx.now;
     let r = store.update(|v| {
-        let k = v.delete(v.find(&a.key.id)?, now);
-        Ok(Deleted {
-            id: k.id.clone(),
-            name: k.name.clone(),
-            deleted: true,
-        })
+        let mut chosen = v.select_all(&a.keys.selectors())?;
+        // Highest index first, so each removal leaves the others' indices valid.
+        let mut out = Vec::with_capacity(chosen.len());
+        let order = chosen.clone();
+        chosen.sort_unstable_by(|x, y| y.cmp(x));
+        for i in chosen {
+            let k = v.delete(i, now);
+            out.push((
+                i,
+                Deleted {
+                    id: k.id.clone(),
+                    name: k.name.clone(),
+                    deleted: true,
+                },
+            ));
+        }
+        out.sort_by_key(|(i, _)| order.iter().position(|j| j == i));
+        Ok(out.into_iter().map(|(_, d)| d).collect())
     })?;
-    ctx.emit(a.out.output(), &r)?;
+    ctx.emit(a.out.output(), &Many(r))?;
     store.finish()
 }
 
@@ -500,7 +528,7 @@ pub(super) fn use_key(ctx: &mut Ctx, a: UseArgs) -> Result<()> {
     let now = ctx.now;
     let mut store = ctx.store();
     let (id, key) = store.update(|v| {
-        let i = v.find(&a.key.id)?;
+        let i = v.select(a.key.selector())?;
         let k = &v.keys()[i];
         if let s @ (Status::Revoked | Status::Expired) = k.status(now) {
             return Err(Error::failed(format!(

@@ -5,12 +5,12 @@ use std::io;
 use serde::Serialize;
 
 use super::keys::join;
-use super::output::{human_time, relative, Human, KeyView, Report};
+use super::output::{human_time, relative, Human, KeyView, Many, Report};
 use super::*;
 use crate::cli::{HistoryArgs, PermissionArgs, RekeyArgs, RotateArgs};
 use crate::display::sanitize;
 use crate::vault::records::fmt_time;
-use crate::vault::{Event, KeyId, Status};
+use crate::vault::{Event, KeyId, Permission, Selector, Status};
 
 #[derive(Serialize)]
 struct Rotated {
@@ -96,7 +96,7 @@ pub(super) fn rotate(ctx: &mut Ctx, a: RotateArgs) -> Result<()> {
     let mut store = ctx.store();
     let mut tx = store.begin()?;
     let v = tx.vault();
-    let i = v.find(&a.key.id)?;
+    let i = v.select(a.key.selector())?;
     // The env file is locked inside the vault's lock (the order `use` takes them in too)
     // and read under it, so whether it holds the old key, and moving it to the successor,
     // happen in one locked operation that no concurrent `use` can slip into.
@@ -168,21 +168,50 @@ impl Report for PermissionsChanged {
     }
 }
 
+/// The keys and permissions of `grant`/`deny`: `ID PERM…`, or with `--key`/`--name`,
+/// only permissions.
+fn keys_and_permissions(a: &PermissionArgs) -> Result<(Vec<Selector<'_>>, Vec<Permission>)> {
+    let explicit = !a.keys.is_empty() || !a.names.is_empty();
+    let (mut sels, perms) = if explicit {
+        (Vec::new(), &a.args[..])
+    } else {
+        (vec![Selector::Id(&a.args[0])], &a.args[1..])
+    };
+    sels.extend(a.keys.iter().map(|k| Selector::Id(k)));
+    sels.extend(a.names.iter().map(|n| Selector::Name(n)));
+    if perms.is_empty() {
+        return Err(Error::usage("name at least one permission after the key"));
+    }
+    let perms = perms
+        .iter()
+        .map(|p| {
+            p.parse::<Permission>()
+                .map_err(|e| Error::usage(e.to_string()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((sels, perms))
+}
+
 pub(super) fn change_permissions(ctx: &mut Ctx, a: PermissionArgs, grant: bool) -> Result<()> {
+    let (sels, perms) = keys_and_permissions(&a)?;
     let now = ctx.now;
     let mut store = ctx.store();
     let r = store.update(|v| {
-        let i = v.find(&a.key.id)?;
-        if grant {
-            v.grant(i, &a.permissions, now);
-        } else {
-            v.deny(i, &a.permissions, now);
+        let chosen = v.select_all(&sels)?;
+        let mut out = Vec::with_capacity(chosen.len());
+        for i in chosen {
+            if grant {
+                v.grant(i, &perms, now);
+            } else {
+                v.deny(i, &perms, now);
+            }
+            out.push(PermissionsChanged {
+                key: KeyView::of(&v.keys()[i], now),
+            });
         }
-        Ok(PermissionsChanged {
-            key: KeyView::of(&v.keys()[i], now),
-        })
+        Ok(out)
     })?;
-    ctx.emit(a.out.output(), &r)?;
+    ctx.emit(a.out.output(), &Many(r))?;
     store.finish()
 }
 

@@ -447,6 +447,73 @@ impl Vault {
     }
 }
 
+/// How a command names a key.
+#[derive(Debug, Clone, Copy)]
+pub enum Selector<'a> {
+    /// An id, or a unique prefix of one.
+    Id(&'a str),
+    /// An exact name.
+    Name(&'a str),
+}
+
+impl Vault {
+    /// The key `sel` names.
+    ///
+    /// # Errors
+    /// As [`Vault::find`]; for a name, [`Error::KeyNotFound`] or, when several keys share
+    /// it, [`Error::Failed`] listing them.
+    pub fn select(&self, sel: Selector<'_>) -> Result<usize> {
+        match sel {
+            Selector::Id(id) => self.find(id).map_err(|e| match e {
+                Error::KeyNotFound { message } if self.keys().iter().any(|k| k.name == id) => {
+                    Error::KeyNotFound {
+                        message: format!("{message} (a key has that name: select it with --name)"),
+                    }
+                }
+                other => other,
+            }),
+            Selector::Name(name) => {
+                let hits: Vec<usize> = (0..self.keys().len())
+                    .filter(|&i| self.keys()[i].name == name)
+                    .collect();
+                match hits.as_slice() {
+                    [i] => Ok(*i),
+                    [] => Err(Error::KeyNotFound {
+                        message: format!("no key is named \"{}\"", sanitize(name)),
+                    }),
+                    many => {
+                        let ids: Vec<String> = many
+                            .iter()
+                            .map(|&i| self.keys()[i].id.to_string())
+                            .collect();
+                        Err(Error::failed(format!(
+                            "{} keys are named \"{}\": {}; give an id instead",
+                            many.len(),
+                            sanitize(name),
+                            ids.join(", ")
+                        )))
+                    }
+                }
+            }
+        }
+    }
+
+    /// The keys `sels` name, each resolved before anything changes, duplicates once.
+    ///
+    /// # Errors
+    /// The first selector that names no key, or is ambiguous.
+    pub fn select_all(&self, sels: &[Selector<'_>]) -> Result<Vec<usize>> {
+        let mut out = Vec::with_capacity(sels.len());
+        for s in sels {
+            let i = self.select(*s)?;
+            if !out.contains(&i) {
+                out.push(i);
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// What `create` (and `rotate`) needs to make a key.
 #[derive(Debug, Clone)]
 pub struct NewKey {
