@@ -152,7 +152,9 @@ pub fn run_then(cmd: &str, path: &Path) -> Result<()> {
         .env_remove(crate::passphrase::ENV_NEW_PASSPHRASE)
         .env_remove(crate::passphrase::ENV_NEW_PASSPHRASE_FILE)
         .stdin(Stdio::null())
-        .stdout(Stdio::inherit())
+        // Its stdout goes to our stderr: our stdout carries the command's own answer
+        // (`--json`, or the key of `use --print`), which a hook's chatter must not corrupt.
+        .stdout(Stdio::from(std::io::stderr()))
         .stderr(Stdio::inherit())
         .status()
         .map_err(|e| Error::io("run the --then command for", path, e))?;

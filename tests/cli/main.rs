@@ -14,6 +14,7 @@ mod init;
 mod list_view;
 mod meta;
 mod passphrase;
+mod publish;
 mod rekey;
 mod review;
 mod review11;
