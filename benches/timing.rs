@@ -35,19 +35,25 @@ fn main() {
     for n in common::sizes(&[1, 100_000]) {
         let (vault, keys) = common::build_vault(n, &pass, common::CHEAP_KDF, now);
         let verifier = Verifier::from_vault(&vault);
-        let mut rng = rand::thread_rng();
-        let known_wrong: Vec<String> = (0..BATCH)
-            .map(|i| format!("{}{}", &keys[i % n].expose()[..21], "0".repeat(64)))
+        let mut rng = rand::rngs::OsRng;
+        // Up to 10,000 distinct keys of each kind, spread over the whole set and cycled a
+        // batch at a time, so a large set pays its cache misses on both paths alike.
+        let distinct = n.clamp(BATCH, 10_000);
+        let known_wrong: Vec<String> = (0..distinct)
+            .map(|i| format!("{}{}", &keys[(i * 7919) % n].expose()[..21], "0".repeat(64)))
             .collect();
-        let unknown: Vec<String> = (0..BATCH)
+        let unknown: Vec<String> = (0..distinct)
             .map(|_| format!("mcp_{:016x}_{}", rng.gen::<u64>(), "0".repeat(64)))
             .collect();
         for k in known_wrong.iter().chain(&unknown) {
             assert_eq!(verifier.verify_at(k, &[], now).code, Code::NotFound);
         }
+        let mut batch = 0usize;
         let mut time = |set: &[String]| {
+            let start = (batch * BATCH) % (set.len() - BATCH + 1);
+            batch += 1;
             let t = Instant::now();
-            for k in set {
+            for k in &set[start..start + BATCH] {
                 black_box(verifier.verify_at(black_box(k), &[], now).code);
             }
             t.elapsed().as_nanos() as f64 / BATCH as f64
@@ -58,7 +64,7 @@ fn main() {
             time(&known_wrong);
         }
         for _ in 0..samples {
-            if rand::random::<bool>() {
+            if rand::Rng::gen::<bool>(&mut rng) {
                 a.push(time(&unknown));
                 b.push(time(&known_wrong));
             } else {

@@ -248,7 +248,9 @@ pub fn refuse_foreign_file_in_shared_dir(target: &Path, what: &str) -> Result<()
     if meta.uid() != me && writable_by_others(&dir) {
         return Err(Error::Io {
             context: format!(
-                "write the {what} {}: it belongs to user {} and its directory {} is writable                  by others, so that user could have planted it to read what is written; remove                  it or use a path in a directory only you control",
+                "write the {what} {}: it belongs to user {} and its directory {} is writable \
+                 by others, so that user could have planted it to read what is written; remove \
+                 it or use a path in a directory only you control",
                 crate::display::path(target),
                 meta.uid(),
                 crate::display::path(&dir)

@@ -138,44 +138,6 @@ impl Source {
         check(p, "the passphrase")
     }
 
-    /// Runs `attempt` with the passphrase of an existing vault; at a terminal, a failure
-    /// to authenticate ([`Error::Passphrase`]) asks again, [`TRIES`] times in all. A
-    /// passphrase from the environment or a file gets one attempt.
-    ///
-    /// `attempt` should do what proves the passphrase (derive the key and decrypt) and
-    /// nothing that cannot be repeated.
-    ///
-    /// # Errors
-    /// As [`Source::get`], and the last error of `attempt`.
-    pub fn with_retries<T>(
-        &self,
-        prompt: &str,
-        mut attempt: impl FnMut(SecretString) -> Result<T>,
-    ) -> Result<T> {
-        if let Some(p) = self.non_interactive()? {
-            return attempt(p);
-        }
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            let p = prompt_hidden(prompt).ok_or_else(|| self.no_source())??;
-            match check(p, "the passphrase").and_then(&mut attempt) {
-                Err(Error::Passphrase(m)) if tries < TRIES => {
-                    // Like sudo: the reason, then the prompt again.
-                    eprintln!(
-                        "{}; try again ({} of {TRIES} tries left).",
-                        first_clause(&m),
-                        TRIES - tries
-                    );
-                }
-                Err(Error::Passphrase(m)) => {
-                    return Err(Error::Passphrase(format!("{m} ({TRIES} tries)")));
-                }
-                other => return other,
-            }
-        }
-    }
-
     /// A new passphrase: a source, else typed twice at a hidden prompt and compared in
     /// constant time.
     ///
@@ -203,11 +165,6 @@ impl Source {
         }
         Ok(first)
     }
-}
-
-/// The first clause of a message (up to the first `;`), for a short retry line.
-fn first_clause(m: &str) -> &str {
-    m.split(';').next().unwrap_or(m)
 }
 
 /// What the estimator says about a passphrase: a score from 0 (trivially guessable) to 4,

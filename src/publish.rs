@@ -125,7 +125,8 @@ pub fn write_verifier(
         if theirs > vault.revision() {
             return Err(Error::failed(format!(
                 "{} holds revision {theirs}, newer than this vault's {}: another writer has \
-                 already written a later state; nothing was written",
+                 already written a later state, so nothing was written (if this vault was \
+                 restored from an older backup, delete that file to let it be written again)",
                 crate::display::path(&target),
                 vault.revision()
             )));
@@ -210,6 +211,10 @@ pub fn republish(vault: &Vault, vault_path: &Path, now: DateTime<Utc>) -> Result
             if failed.len() == 1 { "" } else { "s" },
             failed.join("\n  ")
         ),
-        source: std::io::Error::other(format!("{} stale", failed.len())),
+        source: std::io::Error::other(format!(
+            "{} of {} not done",
+            failed.len(),
+            vault.published().len()
+        )),
     })
 }

@@ -51,11 +51,7 @@ fn expiry_cell(k: &KeyRecord, now: DateTime<Utc>) -> String {
 }
 
 fn hint(k: &KeyRecord) -> String {
-    if k.secret.expose().starts_with("mcp_") {
-        crate::keyfmt::hint(&k.id)
-    } else {
-        "(imported key)".into()
-    }
+    crate::keyfmt::hint(k.secret.expose())
 }
 
 pub(super) fn list(ctx: &mut Ctx, a: ListArgs) -> Result<()> {

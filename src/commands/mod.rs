@@ -271,7 +271,7 @@ impl Interaction for Terminal {
         if self.source.is_set() || !crate::passphrase::have_terminal() {
             1
         } else {
-            3
+            crate::passphrase::TRIES
         }
     }
 

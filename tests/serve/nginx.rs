@@ -1,7 +1,7 @@
 //! End to end (issue 13): real nginx (`auth_request`) → `serve` → a real MCP server built
 //! with the official Python SDK; the SDK's own client calls a tool with a valid key
 //! (works), with none and with a wrong one (refused); the key is revoked and the verifier
-//! re-exported by rename, and the same client is refused within 2 s with nothing
+//! republished by `revoke` itself, and the same client is refused within 2 s with nothing
 //! restarted; the usage file then shows the key's last use.
 //!
 //! Needs `/usr/sbin/nginx` (or `$NGINX`) with the auth_request module, and a Python
@@ -230,10 +230,7 @@ fn nginx_auth_request_serve_and_a_real_mcp_server() {
     let key = created["key"].as_str().unwrap().to_string();
     let id = created["id"].as_str().unwrap().to_string();
     let verifier = dir.join("verifier.json");
-    cli(
-        dir,
-        &["export-verifier", "--out", verifier.to_str().unwrap()],
-    );
+    cli(dir, &["publish", verifier.to_str().unwrap()]);
 
     let mut serve = Server::start(&verifier, &[]);
     let mut kids = Kill(Vec::new());
@@ -308,14 +305,9 @@ fn nginx_auth_request_serve_and_a_real_mcp_server() {
     assert_eq!(status, 401);
     assert!(www.unwrap_or_default().contains("invalid_token"));
 
-    // Revoke, and rewrite the same verifier file by rename; nothing is restarted.
-    // (With `publish` on the command line, publish the file above instead of exporting
-    // it, and `revoke` alone rewrites it.)
+    // Revoke: the published verifier is rewritten before `revoke` returns; nothing is
+    // restarted.
     cli(dir, &["revoke", &id]);
-    cli(
-        dir,
-        &["export-verifier", "--out", verifier.to_str().unwrap()],
-    );
     let t0 = Instant::now();
     while probe(port, &key).0 != 401 {
         assert!(
