@@ -308,7 +308,7 @@ impl Store {
             Some(bytes) => self.unlock(&Envelope::parse(&bytes)?)?,
             None => {
                 let mut v = fresh;
-                v.record(chrono::Utc::now(), super::EventAction::Init, None, None);
+                v.record(super::records::now(), super::EventAction::Init, None, None);
                 v
             }
         };
@@ -395,7 +395,7 @@ impl Store {
             let r = v.rekey(&pass, kdf);
             ui.kdf_done(shown);
             r?;
-            v.record(chrono::Utc::now(), super::EventAction::Rekey, None, None);
+            v.record(super::records::now(), super::EventAction::Rekey, None, None);
             Ok(())
         })
     }

@@ -10,14 +10,32 @@ fn revoke_several_and_an_unknown_one_changes_nothing() {
     let (b, _) = e.create("b", &[]);
     let (c, _) = e.create("c", &[]);
     let before = std::fs::read(e.vault()).unwrap();
-    e.cmd().args(["revoke", &a, "ffffffffffffffff", &b]).assert().code(1);
+    e.cmd()
+        .args(["revoke", &a, "ffffffffffffffff", &b])
+        .assert()
+        .code(1);
     assert_eq!(std::fs::read(e.vault()).unwrap(), before, "nothing changed");
     let out = e.json(&["revoke", &a, &b, "--json"]);
-    let ids: Vec<&str> = out.as_array().unwrap().iter().map(|k| k["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = out
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, vec![a.as_str(), b.as_str()]);
     let list = e.json(&["list", "--json"]);
-    let status = |id: &str| list.as_array().unwrap().iter().find(|k| k["id"] == id).unwrap()["status"].clone();
-    assert_eq!((status(&a), status(&b), status(&c)), ("revoked".into(), "revoked".into(), "active".into()));
+    let status = |id: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["id"] == id)
+            .unwrap()["status"]
+            .clone()
+    };
+    assert_eq!(
+        (status(&a), status(&b), status(&c)),
+        ("revoked".into(), "revoked".into(), "active".into())
+    );
     // One key keeps the one-object shape these commands always had.
     assert!(e.json(&["revoke", &c, "--json"]).is_object());
 }
@@ -28,15 +46,38 @@ fn delete_and_grant_take_several_keys() {
     let (a, _) = e.create("a", &[]);
     let (b, _) = e.create("b", &[]);
     let (c, _) = e.create("c", &[]);
-    let out = e.json(&["grant", "--key", &a, "--name", "b", "tools:call", "resources:read", "--json"]);
+    let out = e.json(&[
+        "grant",
+        "--key",
+        &a,
+        "--name",
+        "b",
+        "tools:call",
+        "resources:read",
+        "--json",
+    ]);
     for k in out.as_array().unwrap() {
-        assert!(k["permissions"].as_array().unwrap().contains(&"tools:call".into()), "{k}");
+        assert!(
+            k["permissions"]
+                .as_array()
+                .unwrap()
+                .contains(&"tools:call".into()),
+            "{k}"
+        );
     }
     // The old spelling still works: the id, then the permissions.
     let one = e.json(&["deny", &a, "tools:call", "--json"]);
-    assert!(!one["permissions"].as_array().unwrap().contains(&"tools:call".into()));
+    assert!(!one["permissions"]
+        .as_array()
+        .unwrap()
+        .contains(&"tools:call".into()));
     e.cmd().args(["delete", &a, &c, "--yes"]).assert().success();
-    let left: Vec<String> = e.open_vault().keys().iter().map(|k| k.id.to_string()).collect();
+    let left: Vec<String> = e
+        .open_vault()
+        .keys()
+        .iter()
+        .map(|k| k.id.to_string())
+        .collect();
     assert_eq!(left, vec![b]);
 }
 

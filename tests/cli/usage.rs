@@ -21,7 +21,10 @@ fn last_use_is_merged_into_list_and_view_and_unused_keys_are_warned() {
             k.created_at = Utc::now() - Duration::days(90);
         }
     });
-    e.cmd().args(["publish", "verifier.json"]).assert().success();
+    e.cmd()
+        .args(["publish", "verifier.json"])
+        .assert()
+        .success();
     let recent = (Utc::now() - Duration::days(2)).to_rfc3339();
     // Two serve processes: the latest time wins; an older one elsewhere given by --usage.
     std::fs::write(
@@ -35,7 +38,14 @@ fn last_use_is_merged_into_list_and_view_and_unused_keys_are_warned() {
     )
     .unwrap();
     let list = e.json(&["list", "--json"]);
-    let row = |id: &str| list.as_array().unwrap().iter().find(|k| k["id"] == id).unwrap().clone();
+    let row = |id: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["id"] == id)
+            .unwrap()
+            .clone()
+    };
     let shown = row(&used)["last_used_at"].as_str().unwrap().to_string();
     assert_eq!(
         chrono::DateTime::parse_from_rfc3339(&shown).unwrap(),
@@ -47,16 +57,28 @@ fn last_use_is_merged_into_list_and_view_and_unused_keys_are_warned() {
 
     let out = e.cmd().args(["check", "--json"]).output().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let unused: Vec<&str> = v["findings"].as_array().unwrap().iter()
+    let unused: Vec<&str> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
         .filter(|f| f["code"] == "KEY_UNUSED")
         .map(|f| f["key_id"].as_str().unwrap())
         .collect();
     assert_eq!(unused, vec![idle.as_str()], "{v}");
     // With a short window the recently used key is still used; with --unused-days 1 it
     // is not.
-    let out = e.cmd().args(["check", "--json", "--unused-days", "1"]).output().unwrap();
+    let out = e
+        .cmd()
+        .args(["check", "--json", "--unused-days", "1"])
+        .output()
+        .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let n = v["findings"].as_array().unwrap().iter().filter(|f| f["code"] == "KEY_UNUSED").count();
+    let n = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["code"] == "KEY_UNUSED")
+        .count();
     assert_eq!(n, 2, "{v}");
 }
 
@@ -64,13 +86,33 @@ fn last_use_is_merged_into_list_and_view_and_unused_keys_are_warned() {
 fn without_usage_data_no_key_is_called_unused() {
     let e = Env::with_vault();
     e.create("k", &["-u"]);
-    e.edit_vault(|v| v.payload_mut_unchecked().keys[0].created_at = Utc::now() - Duration::days(400));
+    e.edit_vault(|v| {
+        v.payload_mut_unchecked().keys[0].created_at = Utc::now() - Duration::days(400)
+    });
     let out = e.cmd().args(["check", "--json"]).output().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(!v["findings"].as_array().unwrap().iter().any(|f| f["code"] == "KEY_UNUSED"), "{v}");
+    assert!(
+        !v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["code"] == "KEY_UNUSED"),
+        "{v}"
+    );
     // An explicit usage file that never saw the key makes it unused.
     std::fs::write(e.path().join("u.json"), usage_file(serde_json::json!({}))).unwrap();
-    let out = e.cmd().args(["check", "--json", "--usage", "u.json"]).output().unwrap();
+    let out = e
+        .cmd()
+        .args(["check", "--json", "--usage", "u.json"])
+        .output()
+        .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(v["findings"].as_array().unwrap().iter().any(|f| f["code"] == "KEY_UNUSED"), "{v}");
+    assert!(
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["code"] == "KEY_UNUSED"),
+        "{v}"
+    );
 }
