@@ -464,6 +464,10 @@ pub struct PublishArgs {
     /// List the published files with their revisions instead.
     #[arg(long, conflicts_with_all = ["path", "names", "then"])]
     pub list: bool,
+    /// Replace a file of a newer revision: after restoring this vault from an older backup,
+    /// move the vault's revision past it, so reloading servers take the restored state.
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub out: JsonFlag,
 }

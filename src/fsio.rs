@@ -398,6 +398,32 @@ fn remove_stale_temps(target: &Path) {
     }
 }
 
+/// Refuses to follow a link that another user may have planted: one in a directory others
+/// can write, owned by neither us nor the directory's owner (the kernel's
+/// `protected_symlinks` rule, which does not apply here because we follow links ourselves).
+/// Through such a link, root running `use` in a shared directory would write a key into a
+/// file of the planter's choosing.
+fn refuse_planted_link(link: &Path, meta: &fs::Metadata) -> Result<()> {
+    let dir = parent_dir(link);
+    let Ok(d) = fs::metadata(&dir) else {
+        return Ok(());
+    };
+    if d.permissions().mode() & 0o022 != 0 && meta.uid() != euid() && meta.uid() != d.uid() {
+        return Err(Error::Io {
+            context: format!(
+                "follow the link {}: it belongs to user {} in the directory {}, which others \
+                 can write, so it may have been planted to redirect what is written; remove it \
+                 or use a path in a directory only you control",
+                crate::display::path(link),
+                meta.uid(),
+                crate::display::path(&dir)
+            ),
+            source: io::Error::from(io::ErrorKind::PermissionDenied),
+        });
+    }
+    Ok(())
+}
+
 /// Follows a chain of symbolic links to the file they name. `path` itself may not exist
 /// yet. A link whose target does not exist is refused rather than written through, unless
 /// `dangling_ok` (the vault: a link made before the vault) and the target's directory exists.
@@ -409,6 +435,7 @@ pub fn resolve_symlinks(path: &Path, dangling_ok: bool) -> Result<PathBuf> {
     for _ in 0..40 {
         match fs::symlink_metadata(&p) {
             Ok(m) if m.file_type().is_symlink() => {
+                refuse_planted_link(&p, &m)?;
                 let target = fs::read_link(&p).map_err(|e| Error::io("follow the link", &p, e))?;
                 p = if target.is_absolute() {
                     target

@@ -5,6 +5,7 @@
 //! file's own lock, keeping its mode and group; a file that is not a verifier is never
 //! overwritten.
 
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -120,13 +121,16 @@ pub fn write_verifier(
     let target = fsio::resolve_symlinks(path, false)?;
     refuse_vault(&target, vault_path, "verifier file")?;
     fsio::refuse_foreign_file_in_shared_dir(&target, "verifier file")?;
+    // Checked before the lock file is made: a path re-pointed at `/etc/passwd` must not
+    // leave a `/etc/passwd.lock` behind. Checked again under the lock.
+    existing_revision(&target)?;
     let _lock = Lock::acquire(&target, fsio::lock_timeout(), || {})?;
     if let Some(theirs) = existing_revision(&target)? {
         if theirs > vault.revision() {
             return Err(Error::failed(format!(
                 "{} holds revision {theirs}, newer than this vault's {}: another writer has \
                  already written a later state, so nothing was written (if this vault was \
-                 restored from an older backup, delete that file to let it be written again)",
+                 restored from an older backup, run `mcp-key-manager publish --force PATH` once)",
                 crate::display::path(&target),
                 vault.revision()
             )));
@@ -144,7 +148,7 @@ pub fn write_verifier(
 /// # Errors
 /// [`Error::Io`] when it cannot start or exits non-zero.
 pub fn run_then(cmd: &str, path: &Path) -> Result<()> {
-    let status = Command::new("/bin/sh")
+    let mut child = Command::new("/bin/sh")
         .arg("-c")
         .arg(cmd)
         .env("MCP_VERIFIER_PATH", path)
@@ -157,8 +161,34 @@ pub fn run_then(cmd: &str, path: &Path) -> Result<()> {
         // (`--json`, or the key of `use --print`), which a hook's chatter must not corrupt.
         .stdout(Stdio::from(std::io::stderr()))
         .stderr(Stdio::inherit())
-        .status()
+        // Its own process group, so a timeout stops whatever it started too.
+        .process_group(0)
+        .spawn()
         .map_err(|e| Error::io("run the --then command for", path, e))?;
+    // It runs while the vault is locked: a hook that hangs must not hold every other
+    // change hostage.
+    let deadline = std::time::Instant::now() + then_timeout();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break s,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            Ok(None) => {
+                kill_group(child.id());
+                let _ = child.wait();
+                return Err(Error::io(
+                    "run the --then command for",
+                    path,
+                    std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("it ran longer than {:?} and was stopped", then_timeout()),
+                    ),
+                ));
+            }
+            Err(e) => return Err(Error::io("run the --then command for", path, e)),
+        }
+    };
     if !status.success() {
         return Err(Error::io(
             "run the --then command for",
@@ -167,6 +197,31 @@ pub fn run_then(cmd: &str, path: &Path) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Kills the process group `pgid` (a `--then` command and everything it started).
+fn kill_group(pgid: u32) {
+    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+        return;
+    };
+    // SAFETY: kill(2) with a negative pid signals that process group; it touches no memory
+    // of ours. The group is the one we created for this child and have not yet reaped.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
+    }
+}
+
+/// How long a `--then` command may run: `MCP_THEN_TIMEOUT` seconds, default 60.
+fn then_timeout() -> std::time::Duration {
+    std::env::var("MCP_THEN_TIMEOUT")
+        .ok()
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0 && *s <= 3600.0)
+        .map_or(
+            std::time::Duration::from_secs(60),
+            std::time::Duration::from_secs_f64,
+        )
 }
 
 /// Writes one published file and runs its `--then`.

@@ -301,9 +301,11 @@ fn requirement_finding(ctx: &Ctx, env: Option<&EnvFile>, f: &mut Vec<Finding>) {
     let value = env
         .and_then(|e| e.value("API_KEY_REQUIRED"))
         .map(String::from);
+    // Exactly `true` as the loaders hand it to the server (case aside): `" true "` in
+    // quotes reaches the server with its blanks, and `== "true"` there is false.
     if value
         .as_deref()
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
     {
         return;
     }

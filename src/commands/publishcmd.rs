@@ -81,6 +81,10 @@ impl Report for Publishing {
             let state = if p.stale { " (stale)" } else { "" };
             let names = if p.names { ", with names" } else { "" };
             writeln!(h.out, "{}  {rev}{state}{names}", p.path)?;
+            if let Some(cmd) = &p.then {
+                // Runs as whoever makes the next change: show it, escaped.
+                writeln!(h.out, "    then: {}", crate::display::sanitize(cmd))?;
+            }
         }
         writeln!(h.out, "The vault is at revision {}.", self.vault_revision)
     }
@@ -108,18 +112,31 @@ pub(super) fn publish(ctx: &mut Ctx, a: PublishArgs) -> Result<()> {
     let target = crate::fsio::resolve_symlinks(&path, false)?;
     crate::envstore::refuse_vault(&target, &ctx.vault_path, "verifier file")?;
     crate::fsio::refuse_foreign_file_in_shared_dir(&target, "verifier file")?;
-    existing_revision(&target)?;
+    let theirs = existing_revision(&target)?;
     let entry = Published {
         path: path.clone(),
         names: a.names,
         then: a.then,
     };
     let now = ctx.now;
-    let r = store.update(|v| {
+    store.update(|v| {
+        // The save bumps the revision by one; a file at or below that is replaced.
+        if let Some(r) = theirs.filter(|r| *r > v.revision() + 1) {
+            if !a.force {
+                return Err(Error::failed(format!(
+                    "{} holds revision {r}, newer than this vault's {}: another vault writes \
+                     it, or this vault was restored from an older backup. If restored, run \
+                     `mcp-key-manager publish --force {}` to move the vault past it",
+                    shown(&path),
+                    v.revision(),
+                    shown(&path)
+                )));
+            }
+            v.advance_revision(r);
+        }
         v.publish(entry, now);
         Ok(())
-    });
-    r?;
+    })?;
     let vault = store.open()?;
     let published = vault
         .published()

@@ -260,6 +260,9 @@ async fn read_body(
     }
 }
 
+/// Most distinct permissions one request may require (`--require` and `X-MCP-Require`).
+const MAX_REQUIRED: usize = 64;
+
 async fn auth(req: Request<Incoming>, st: &State) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let h = &parts.headers;
@@ -278,7 +281,25 @@ async fn auth(req: Request<Incoming>, st: &State) -> Response<Body> {
             );
         };
         for p in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            // Bounded and checked before the key: a header of thousands of tokens must not
+            // buy an unauthenticated client CPU time (the list is searched per token).
+            if !crate::vault::Permission::is_valid(p) {
+                return rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    -32600,
+                    "the X-MCP-Require header names an invalid permission",
+                    "BAD_REQUIRE",
+                );
+            }
             if !required.contains(&p) {
+                if required.len() >= MAX_REQUIRED {
+                    return rpc_error(
+                        StatusCode::BAD_REQUEST,
+                        -32600,
+                        "the X-MCP-Require header names too many permissions",
+                        "BAD_REQUIRE",
+                    );
+                }
                 required.push(p);
             }
         }

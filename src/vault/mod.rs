@@ -166,6 +166,12 @@ impl Vault {
         self.payload.revision
     }
 
+    /// Moves the revision to `r` (never back), so the next save is newer than a verifier of
+    /// revision `r`: for a vault restored from a backup, whose servers hold a later state.
+    pub fn advance_revision(&mut self, r: u64) {
+        self.payload.revision = self.payload.revision.max(r);
+    }
+
     /// Counts one more save; the store calls it once per committed change.
     pub(crate) fn bump_revision(&mut self) {
         self.payload.revision = self.payload.revision.saturating_add(1);
@@ -183,7 +189,11 @@ impl Vault {
         if list.contains(&p) {
             return false;
         }
-        let detail = p.path.display().to_string();
+        // The hook is part of the record: it runs as whoever makes the next change.
+        let detail = match &p.then {
+            Some(cmd) => format!("{} (then: {cmd})", p.path.display()),
+            None => p.path.display().to_string(),
+        };
         match list.iter_mut().find(|q| q.path == p.path) {
             Some(q) => *q = p,
             None => list.push(p),

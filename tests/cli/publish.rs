@@ -337,12 +337,24 @@ fn a_newer_file_is_never_replaced_by_a_republish_or_an_export() {
     assert!(stderr(&out).contains("holds revision 1000000"));
     assert_eq!(std::fs::read(&path).unwrap(), planted);
 
-    // Publishing the same path again records it (a change) but cannot write over it.
+    // Publishing the same path again is refused before anything changes (exit 1), and
+    // says how a restored vault gets past it.
     let out = e.cmd().args(["publish", FILE]).output().unwrap();
-    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("publish --force"), "{}", stderr(&out));
     assert_eq!(std::fs::read(&path).unwrap(), planted);
     // The file still says what the newer writer wrote (here: the key active).
     assert_eq!(verdict(&e, &path, &key, &[]), "VALID");
+
+    // After a restore, `publish --force` moves the vault past the file: the file now holds
+    // the vault's state (the key revoked) at a revision reloading servers accept.
+    e.cmd()
+        .args(["publish", "--force", FILE])
+        .assert()
+        .success();
+    assert_eq!(verdict(&e, &path, &key, &[]), "REVOKED");
+    assert!(file(&path)["revision"].as_u64().unwrap() > 1_000_000);
+    assert_current(&e, &path);
 }
 
 /// An export of an equal revision is allowed (same state re-written), and a file written

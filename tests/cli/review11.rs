@@ -414,3 +414,114 @@ fn check_passes_only_where_python_dotenv_loads_the_checked_key() {
     }
     assert!(passed >= 4, "only {passed} plain files passed check");
 }
+
+// ---- the independent review of this turn's own changes ----
+
+/// A symlink another user planted in a shared directory is not followed: root's `use`
+/// would otherwise write the key into a file of their choosing.
+#[test]
+fn a_link_planted_by_another_user_in_a_shared_directory_is_not_followed() {
+    if !is_root() {
+        return; // only root can make a link owned by another user
+    }
+    let e = Env::with_vault();
+    let (id, key) = e.create("k", &[]);
+    let shared = e.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let loot = e.path().join("loot.env");
+    std::fs::write(&loot, "X=1\n").unwrap();
+    let link = shared.join(".env");
+    symlink(&loot, &link).unwrap();
+    // lchown: the link itself belongs to the other user.
+    let c = std::ffi::CString::new(link.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path; lchown does not follow the link.
+    assert_eq!(unsafe { libc::lchown(c.as_ptr(), 65534, 65534) }, 0);
+    e.cmd()
+        .args(["use", &id, "--env-file", "shared/.env"])
+        .assert()
+        .code(5)
+        .stderr(predicate::str::contains("planted"));
+    assert_eq!(std::fs::read_to_string(&loot).unwrap(), "X=1\n");
+    assert!(!std::fs::read_to_string(&loot).unwrap().contains(&key));
+}
+
+/// `API_KEY_REQUIRED=" True "` reaches the server with its blanks; `check` must not call
+/// it true.
+#[test]
+fn a_requirement_with_blanks_is_not_true() {
+    let e = Env::with_vault();
+    let (_, key) = e.create("k", &[]);
+    std::fs::write(
+        e.env_file(),
+        format!("MCP_API_KEY={key}\nAPI_KEY_REQUIRED=\" True \"\n"),
+    )
+    .unwrap();
+    let out = e.cmd().args(["check", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["code"] == "REQUIREMENT_DISABLED"),
+        "{v}"
+    );
+}
+
+/// A published path re-pointed at a file that is not a verifier leaves no lock file next
+/// to that file.
+#[test]
+fn a_repointed_published_path_leaves_no_lock_beside_its_target() {
+    let e = Env::with_vault();
+    e.create("k", &[]);
+    e.cmd()
+        .args(["publish", "pub/verifier.json"])
+        .assert()
+        .success();
+    let victim = e.path().join("victim");
+    std::fs::write(&victim, "root:x:0:0::/root:/bin/sh\n").unwrap();
+    std::fs::remove_file(e.path().join("pub/verifier.json")).unwrap();
+    symlink(&victim, e.path().join("pub/verifier.json")).unwrap();
+    e.cmd().args(["create", "j"]).assert().code(5);
+    assert!(
+        !e.path().join("victim.lock").exists(),
+        "a lock was made beside the victim"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "root:x:0:0::/root:/bin/sh\n"
+    );
+}
+
+/// A `--then` hook is shown where people look (`publish --list`, `history`), and one that
+/// hangs is stopped instead of holding the vault's lock.
+#[test]
+fn then_hooks_are_shown_and_bounded() {
+    let e = Env::with_vault();
+    e.create("k", &[]);
+    e.cmd()
+        .args(["publish", "v.json", "--then", "sleep 30"])
+        .env("MCP_THEN_TIMEOUT", "1")
+        .assert()
+        .code(5);
+    let list = e.cmd().args(["publish", "--list"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&list.stdout).contains("then: sleep 30"));
+    let history = e.cmd().arg("history").output().unwrap();
+    assert!(String::from_utf8_lossy(&history.stdout).contains("then: sleep 30"));
+    let t = std::time::Instant::now();
+    let out = e
+        .cmd()
+        .args(["create", "j"])
+        .env("MCP_THEN_TIMEOUT", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("was stopped"));
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        t.elapsed()
+    );
+}

@@ -178,6 +178,18 @@ fn every_status_code_and_header() {
         ],
     );
     assert_eq!(ok.status, 200);
+    // A requirement list is bounded and checked before the key is judged: thousands of
+    // tokens buy an unauthenticated client a 400, not CPU time (review of this turn).
+    let many: Vec<String> = (0..7000).map(|i| format!("p{i}")).collect();
+    let many = many.join(",");
+    for (require, what) in [(many.as_str(), "too many"), ("bad perm!", "invalid")] {
+        let r = srv.get(
+            "/auth",
+            &[("X-API-Key", "junk"), ("X-MCP-Require", require)],
+        );
+        assert_eq!(r.status, 400, "{what}: {}", r.raw);
+        assert_eq!(r.code(), "BAD_REQUIRE");
+    }
     // Revoked comes before permissions.
     let r = srv.get(
         "/auth",
