@@ -6,6 +6,7 @@
 pub mod crypto;
 pub mod format;
 pub mod records;
+pub mod v2;
 
 use chrono::{DateTime, Utc};
 
