@@ -476,7 +476,7 @@ pub fn decode(bytes: &[u8], events: Events) -> Result<Contents> {
         }
         dict.push(p);
     }
-    let mut used = vec![false; dict.len()];
+    let mut used = 0usize;
     let nkeys = r.count(MIN_RECORD)?;
     let mut keys = Vec::with_capacity(nkeys);
     for _ in 0..nkeys {
@@ -490,11 +490,18 @@ pub fn decode(bytes: &[u8], events: Events) -> Result<Contents> {
         let mut permissions = Vec::with_capacity(nperm);
         for _ in 0..nperm {
             let i = r.varint()?;
+            // Entries are in first-use order (one encoding per payload): an index is
+            // either one already used or exactly the next one.
             let p = usize::try_from(i)
                 .ok()
+                .filter(|&i| i <= used)
                 .and_then(|i| dict.get(i).map(|p| (i, p)))
-                .ok_or_else(|| bad("a permission index is outside the dictionary"))?;
-            used[p.0] = true;
+                .ok_or_else(|| {
+                    bad("a permission index is outside the dictionary or out of order")
+                })?;
+            if p.0 == used {
+                used += 1;
+            }
             permissions.push((*p.1).to_owned());
         }
         let meta = r.bytes()?;
@@ -560,7 +567,7 @@ pub fn decode(bytes: &[u8], events: Events) -> Result<Contents> {
         }
     }
     drop(ids);
-    if used.iter().any(|u| !u) {
+    if used != dict.len() {
         // The writer puts in the dictionary exactly the permissions some key holds.
         return Err(bad("the permission dictionary holds an unused entry"));
     }

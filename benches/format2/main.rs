@@ -1,0 +1,152 @@
+//! Format 1 against format 2, through the library, for 10 to 100,000 keys (one history
+//! event per key, as `create` leaves them; `--events N` adds more to the largest vault):
+//! the non-KDF work of a read (header parse, unwrap of the data key, decrypt, decode) and
+//! of a write (encode, encrypt, header), and the unlock of a format-2 slot at the default
+//! KDF (passphrase) against an age X25519 identity.
+//!
+//! ```text
+//! cargo bench --bench format2 -- [--sizes 10,10000,100000] [--events 100000]
+//! ```
+
+#[path = "../common/mod.rs"]
+mod common;
+
+use std::hint::black_box;
+
+use chrono::Utc;
+use mcp_key_manager::vault::crypto::derive_key;
+use mcp_key_manager::vault::v2::{self, Contents, Events, Header, Identities, Unlock, VaultV2};
+use mcp_key_manager::vault::{Envelope, Event};
+use mcp_key_manager::{KdfParams, SecretString, Vault};
+
+fn main() {
+    let pass = SecretString::new("benchmark passphrase, not a secret".into());
+    let now = Utc::now();
+    let extra_events: usize = common::arg("--events", 100_000);
+    let sizes = common::sizes(&[10, 10_000, 100_000]);
+    let largest = sizes.iter().copied().max().unwrap_or(0);
+    println!("| keys | events | v1 MB | v2 MB | v1 read | v2 read | v2 read, history skipped | v1 write | v2 write | v1 read+write | v2 read+write |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for &n in &sizes {
+        let runs = (200_000 / n).clamp(5, 51);
+        let (mut v1, _) = common::build_vault(n, &pass, common::CHEAP_KDF, now);
+        if n == largest {
+            // Pad the history to `extra_events` on top of one `create` per key.
+            let e = v1.payload.events[0].clone();
+            for i in 0..extra_events.saturating_sub(v1.payload.events.len()) {
+                v1.payload.events.push(Event {
+                    action: if i % 2 == 0 {
+                        "use".into()
+                    } else {
+                        "grant".into()
+                    },
+                    detail: (i % 2 == 1).then(|| "info".to_string()),
+                    ..e.clone()
+                });
+            }
+        }
+        let nevents = v1.payload.events.len();
+        let b1 = v1.to_bytes();
+        let env = Envelope::parse(&b1).unwrap();
+        let k1 = derive_key(&pass, &env.salt, &env.kdf).unwrap();
+        let id = age::x25519::Identity::generate();
+        let ids = Identities(vec![v2::AgeIdentity::X25519(id.clone())]);
+        let contents = Contents {
+            payload: std::mem::take(&mut v1.payload),
+            revision: 1,
+            published: vec![],
+        };
+        let v2v =
+            VaultV2::create_with_recipient(contents, &id.to_public().to_string(), "", now).unwrap();
+        let b2 = v2v.to_bytes();
+        let unlock = Unlock {
+            identities: Some(&ids),
+            ..Unlock::default()
+        };
+        let cpu = |s: &common::Samples| common::median_ms(&s.cpu);
+        let v1_read = common::sample(runs, || {
+            let e = Envelope::parse(black_box(&b1)).unwrap();
+            black_box(Vault::unlock(&e, k1.duplicate()).unwrap());
+        });
+        let v2_read = common::sample(runs, || {
+            black_box(VaultV2::open(black_box(&b2), &unlock).unwrap());
+        });
+        let key2 = v2v.data_key_for_tests();
+        let v2_skip = common::sample(runs, || {
+            let h = Header::parse(black_box(&b2)).unwrap();
+            black_box(VaultV2::with_data_key(h, key2.duplicate(), Events::Skip).unwrap());
+        });
+        let e1 = Envelope::parse(&b1).unwrap();
+        let vault1 = Vault::unlock(&e1, k1.duplicate()).unwrap();
+        let v1_write = common::sample(runs, || {
+            black_box(vault1.to_bytes());
+        });
+        let v2_write = common::sample(runs, || {
+            black_box(v2v.to_bytes());
+        });
+        let v1_rw = common::sample(runs, || {
+            let e = Envelope::parse(black_box(&b1)).unwrap();
+            black_box(Vault::unlock(&e, k1.duplicate()).unwrap().to_bytes());
+        });
+        let v2_rw = common::sample(runs, || {
+            black_box(VaultV2::open(black_box(&b2), &unlock).unwrap().to_bytes());
+        });
+        println!(
+            "| {n} | {nevents} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            b1.len() as f64 / 1e6,
+            b2.len() as f64 / 1e6,
+            cpu(&v1_read),
+            cpu(&v2_read),
+            cpu(&v2_skip),
+            cpu(&v1_write),
+            cpu(&v2_write),
+            cpu(&v1_rw),
+            cpu(&v2_rw),
+        );
+    }
+    println!();
+    println!("Medians of CPU ms of the benchmark thread; no KDF in any column.");
+    println!();
+
+    // Unlocking a 10-key vault: passphrase slot at the default KDF against an age X25519
+    // identity (the header parse, unwrap and payload decrypt are in both).
+    let (mut v, _) = common::build_vault(10, &pass, common::CHEAP_KDF, now);
+    let id = age::x25519::Identity::generate();
+    let ids = Identities(vec![v2::AgeIdentity::X25519(id.clone())]);
+    let contents = Contents {
+        payload: std::mem::take(&mut v.payload),
+        revision: 1,
+        published: vec![],
+    };
+    let mut vv =
+        VaultV2::create_with_passphrase(contents, &pass, KdfParams::DEFAULT, "admin", now).unwrap();
+    vv.add_age_slot(&id.to_public().to_string(), "ci", now)
+        .unwrap();
+    let b = vv.to_bytes();
+    let by_id = Unlock {
+        identities: Some(&ids),
+        ..Unlock::default()
+    };
+    let by_pass = Unlock {
+        passphrase: Some(&pass),
+        ..Unlock::default()
+    };
+    let t_id = common::sample(51, || {
+        black_box(VaultV2::open(&b, &by_id).unwrap());
+    });
+    let t_pass = common::sample(7, || {
+        black_box(VaultV2::open(&b, &by_pass).unwrap());
+    });
+    println!("| unlock of a 10-key format-2 vault | median wall ms | median CPU ms |");
+    println!("|---|---:|---:|");
+    println!(
+        "| age X25519 identity | {:.3} | {:.3} |",
+        common::median_ms(&t_id.wall),
+        common::median_ms(&t_id.cpu)
+    );
+    println!(
+        "| passphrase slot, default KDF (65536 KiB, 3 passes) | {:.1} | {:.1} |",
+        common::median_ms(&t_pass.wall),
+        common::median_ms(&t_pass.cpu)
+    );
+}
