@@ -51,7 +51,7 @@ fn main() {
             black_box(Payload::from_json(black_box(&plain)).expect("parses"));
         });
         let t_ser = common::sample(runs, || {
-            black_box(vault.payload.to_json());
+            black_box(vault.payload().to_json());
         });
         let seal_key = SecretKey::new([9; 32]);
         let t_seal = common::sample(runs, || {

@@ -4,8 +4,13 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-/// The version line: the crate version and the vault format it reads and writes.
-pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (vault format 1)");
+use crate::vault::Permission;
+
+/// The version line: the crate version and the vault formats it reads and writes.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (vault formats: reads 1 and 2, writes 2)"
+);
 
 /// Create, store and verify the API keys that guard MCP servers, in an encrypted vault.
 #[derive(Parser, Debug)]
@@ -53,6 +58,17 @@ pub struct Global {
         value_name = "PATH"
     )]
     pub passphrase_file: Option<PathBuf>,
+    /// Unlock with the age identities in this file (tried before any passphrase).
+    #[arg(
+        long,
+        global = true,
+        env = "MCP_KEY_VAULT_IDENTITY",
+        value_name = "FILE"
+    )]
+    pub identity: Option<PathBuf>,
+    /// Unlock with this slot only (its id or label; see `slot list`).
+    #[arg(long, global = true, value_name = "ID|LABEL")]
+    pub slot: Option<String>,
 }
 
 /// Argon2id settings for a new vault (`init`, `rekey`, `import-legacy`).
@@ -102,209 +118,347 @@ pub enum Shell {
     Elvish,
 }
 
+/// How a command reports: for people, only the essential (`--quiet`), or JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// Text for people.
+    Human,
+    /// Only the essential value (the new key).
+    Quiet,
+    /// One JSON document.
+    Json,
+}
+
+/// `--json`, for commands that report.
+#[derive(Args, Debug, Clone, Copy, Default)]
+pub struct JsonFlag {
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl JsonFlag {
+    /// The output this flag selects.
+    pub fn output(self) -> Output {
+        if self.json {
+            Output::Json
+        } else {
+            Output::Human
+        }
+    }
+}
+
+/// `--quiet` and `--json`, for commands that print a new key.
+#[derive(Args, Debug, Clone, Copy, Default)]
+pub struct KeyOutputFlags {
+    /// Print only the key.
+    #[arg(short, long, conflicts_with = "json")]
+    pub quiet: bool,
+    /// Print the result as JSON (includes the key).
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl KeyOutputFlags {
+    /// The output these flags select.
+    pub fn output(self) -> Output {
+        match (self.quiet, self.json) {
+            (_, true) => Output::Json,
+            (true, false) => Output::Quiet,
+            _ => Output::Human,
+        }
+    }
+}
+
+/// `init`.
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    #[command(flatten)]
+    pub kdf: KdfArgs,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
+/// `create`.
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    /// A name for the key.
+    pub name: String,
+    /// What the key is for.
+    #[arg(short, long, default_value = "")]
+    pub description: String,
+    /// Days until the key expires; 0 means never.
+    #[arg(short, long, default_value_t = 90, value_name = "DAYS",
+          allow_negative_numbers = true,
+          value_parser = clap::value_parser!(i64).range(0..=36_500))]
+    pub expires_in_days: i64,
+    /// Also write the key into the env file, as `use` does.
+    #[arg(short, long)]
+    pub use_in_env: bool,
+    /// A permission (repeatable); default: generate, info, health.
+    #[arg(short, long = "permission", value_name = "PERMISSION")]
+    pub permissions: Vec<Permission>,
+    #[command(flatten)]
+    pub out: KeyOutputFlags,
+}
+
+/// `list`.
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// Only active keys.
+    #[arg(short, long)]
+    pub active_only: bool,
+    /// Show a short, non-secret hint of each key.
+    #[arg(short = 'k', long)]
+    pub show_keys: bool,
+    /// Only keys expiring within DAYS days.
+    #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(0..=36_500))]
+    pub expiring: Option<u32>,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
+/// An id argument: a key id or a unique prefix of it.
+#[derive(Args, Debug)]
+pub struct IdArg {
+    /// Key id, or a unique prefix of it.
+    pub id: String,
+}
+
+/// `view`.
+#[derive(Args, Debug)]
+pub struct ViewArgs {
+    #[command(flatten)]
+    pub key: IdArg,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
+/// `revoke`.
+#[derive(Args, Debug)]
+pub struct RevokeArgs {
+    #[command(flatten)]
+    pub key: IdArg,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
+/// `delete`.
+#[derive(Args, Debug)]
+pub struct DeleteArgs {
+    #[command(flatten)]
+    pub key: IdArg,
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub yes: bool,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
+/// `use`.
+#[derive(Args, Debug)]
+pub struct UseArgs {
+    #[command(flatten)]
+    pub key: IdArg,
+    /// Print the key to stdout instead of writing the env file.
+    #[arg(long, conflicts_with = "json")]
+    pub print: bool,
+    /// Print JSON (never the key).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `verify`.
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// Check the MCP_API_KEY of the env file instead of reading stdin.
+    #[arg(long)]
+    pub from_env: bool,
+    /// A permission the key must have (repeatable).
+    #[arg(long = "require", value_name = "PERMISSION")]
+    pub require: Vec<Permission>,
+    /// Use a verifier file (from `publish` or `export-verifier`) instead of the vault (no
+    /// passphrase).
+    #[arg(long, value_name = "PATH")]
+    pub verifier: Option<PathBuf>,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
+/// `check`.
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Warn about keys expiring within this many days.
+    #[arg(long, default_value_t = 14, value_name = "DAYS",
+          value_parser = clap::value_parser!(u32).range(0..=36_500))]
+    pub warn_days: u32,
+    /// Fail on warnings too.
+    #[arg(long)]
+    pub strict: bool,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
+/// `export-verifier`.
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Where to write it.
+    #[arg(long, value_name = "PATH")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub output: JsonFlag,
+}
+
+/// `rotate`.
+#[derive(Args, Debug)]
+pub struct RotateArgs {
+    #[command(flatten)]
+    pub key: IdArg,
+    /// Keep the old key valid for this many days instead of revoking it now.
+    #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(0..=36_500))]
+    pub grace_days: Option<u32>,
+    /// Write the successor into the env file.
+    #[arg(short, long)]
+    pub use_in_env: bool,
+    #[command(flatten)]
+    pub out: KeyOutputFlags,
+}
+
+/// `grant` and `deny`.
+#[derive(Args, Debug)]
+pub struct PermissionArgs {
+    #[command(flatten)]
+    pub key: IdArg,
+    /// Permissions to add or remove.
+    #[arg(required = true)]
+    pub permissions: Vec<Permission>,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
+/// `rekey`.
+#[derive(Args, Debug)]
+pub struct RekeyArgs {
+    #[command(flatten)]
+    pub kdf: KdfArgs,
+    /// Read the new passphrase from this file.
+    #[arg(long, value_name = "PATH")]
+    pub new_passphrase_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
+/// `slot …`.
+#[derive(Subcommand, Debug)]
+pub enum SlotCommand {
+    /// List the slots: id, kind, label, created, and for age slots the recipient.
+    List(JsonFlag),
+    /// Add a slot: a new passphrase, or an age recipient (age1…, age1yubikey1…, …).
+    Add(SlotAddArgs),
+    /// Remove a slot (never the last) and rotate the data key, so the removed member's
+    /// copy of it reads no later save.
+    Remove(SlotRemoveArgs),
+}
+
+/// `slot add`.
+#[derive(Args, Debug)]
+pub struct SlotAddArgs {
+    /// Add a passphrase slot (the new passphrase from MCP_KEY_VAULT_NEW_PASSPHRASE, its
+    /// file, or typed twice).
+    #[arg(
+        long,
+        conflicts_with = "age_recipient",
+        required_unless_present = "age_recipient"
+    )]
+    pub passphrase: bool,
+    /// Add an age recipient slot.
+    #[arg(long, value_name = "RECIPIENT")]
+    pub age_recipient: Option<String>,
+    /// A label for the slot (usable with --slot).
+    #[arg(long, value_name = "LABEL", default_value = "")]
+    pub label: String,
+    /// Read the new passphrase from this file.
+    #[arg(long, value_name = "PATH")]
+    pub new_passphrase_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub kdf: KdfArgs,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
+/// `slot remove`.
+#[derive(Args, Debug)]
+pub struct SlotRemoveArgs {
+    /// The slot's id or label (not named `slot`: that is the global `--slot`).
+    #[arg(value_name = "ID|LABEL")]
+    pub target: String,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
+/// `history`.
+#[derive(Args, Debug)]
+pub struct HistoryArgs {
+    /// Key id, or a unique prefix of it (also of deleted keys).
+    pub id: Option<String>,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
+/// `import-legacy`.
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// The plaintext store (default: the vault path).
+    pub path: Option<PathBuf>,
+    /// Move the plaintext store here instead of discarding it.
+    #[arg(long, value_name = "PATH")]
+    pub keep_plaintext: Option<PathBuf>,
+    #[command(flatten)]
+    pub kdf: KdfArgs,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
 /// The subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Create an empty vault.
-    Init {
-        #[command(flatten)]
-        kdf: KdfArgs,
-        /// Print the result as JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Init(InitArgs),
     /// Create a new API key (creates the vault on first use) and print it once.
-    Create {
-        /// A name for the key.
-        name: String,
-        /// What the key is for.
-        #[arg(short, long, default_value = "")]
-        description: String,
-        /// Days until the key expires; 0 means never.
-        #[arg(short, long, default_value_t = 90, value_name = "DAYS",
-              allow_negative_numbers = true,
-              value_parser = clap::value_parser!(i64).range(0..=36_500))]
-        expires_in_days: i64,
-        /// Also write the key into the env file, as `use` does.
-        #[arg(short, long)]
-        use_in_env: bool,
-        /// A permission (repeatable); default: generate, info, health.
-        #[arg(short, long = "permission", value_name = "PERMISSION")]
-        permissions: Vec<String>,
-        /// Print only the key.
-        #[arg(short, long, conflicts_with = "json")]
-        quiet: bool,
-        /// Print the result as JSON (includes the key).
-        #[arg(long)]
-        json: bool,
-    },
+    Create(CreateArgs),
     /// List keys (never the keys themselves).
-    List {
-        /// Only active keys.
-        #[arg(short, long)]
-        active_only: bool,
-        /// Show a short, non-secret hint of each key.
-        #[arg(short = 'k', long)]
-        show_keys: bool,
-        /// Only keys expiring within DAYS days.
-        #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(0..=36_500))]
-        expiring: Option<u32>,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    List(ListArgs),
     /// Show one key's details and status (never the key).
-    View {
-        /// Key id, or a unique prefix of it.
-        id: String,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    View(ViewArgs),
     /// Revoke a key (the record is kept).
-    Revoke {
-        /// Key id, or a unique prefix of it.
-        id: String,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Revoke(RevokeArgs),
     /// Delete a key's record.
-    Delete {
-        /// Key id, or a unique prefix of it.
-        id: String,
-        /// Do not ask for confirmation.
-        #[arg(short, long)]
-        yes: bool,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Delete(DeleteArgs),
     /// Write a key into the env file as MCP_API_KEY, with API_KEY_REQUIRED=true.
-    Use {
-        /// Key id, or a unique prefix of it.
-        id: String,
-        /// Print the key to stdout instead of writing the env file.
-        #[arg(long, conflicts_with = "json")]
-        print: bool,
-        /// Print JSON (never the key).
-        #[arg(long)]
-        json: bool,
-    },
+    Use(UseArgs),
     /// Set API_KEY_REQUIRED=true in the env file (needs no passphrase).
-    EnableRequirement {
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    EnableRequirement(JsonFlag),
     /// Check presented keys (from stdin, one per line, or the env file) offline.
-    Verify {
-        /// Check the MCP_API_KEY of the env file instead of reading stdin.
-        #[arg(long)]
-        from_env: bool,
-        /// A permission the key must have (repeatable).
-        #[arg(long = "require", value_name = "PERMISSION")]
-        require: Vec<String>,
-        /// Use a verifier file from `export-verifier` instead of the vault (no passphrase).
-        #[arg(long, value_name = "PATH")]
-        verifier: Option<PathBuf>,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Verify(VerifyArgs),
     /// Health check for CI: the env file's key, the requirement flag, expiries, permissions.
-    Check {
-        /// Warn about keys expiring within this many days.
-        #[arg(long, default_value_t = 14, value_name = "DAYS",
-              value_parser = clap::value_parser!(u32).range(0..=36_500))]
-        warn_days: u32,
-        /// Fail on warnings too.
-        #[arg(long)]
-        strict: bool,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Write a passphrase-free verifier file (keyed hashes only) for servers.
-    ExportVerifier {
-        /// Where to write it.
-        #[arg(long, value_name = "PATH")]
-        out: PathBuf,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Check(CheckArgs),
+    /// Write a passphrase-free verifier file (keyed hashes only) for servers, once.
+    ExportVerifier(ExportArgs),
     /// Replace a key with a successor of the same name, permissions and validity.
-    Rotate {
-        /// Key id, or a unique prefix of it.
-        id: String,
-        /// Keep the old key valid for this many days instead of revoking it now.
-        #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(0..=36_500))]
-        grace_days: Option<u32>,
-        /// Write the successor into the env file.
-        #[arg(short, long)]
-        use_in_env: bool,
-        /// Print only the new key.
-        #[arg(short, long, conflicts_with = "json")]
-        quiet: bool,
-        /// Print JSON (includes the new key).
-        #[arg(long)]
-        json: bool,
-    },
+    Rotate(RotateArgs),
     /// Add permissions to a key.
-    Grant {
-        /// Key id, or a unique prefix of it.
-        id: String,
-        /// Permissions to add.
-        #[arg(required = true)]
-        permissions: Vec<String>,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Grant(PermissionArgs),
     /// Remove permissions from a key.
-    Deny {
-        /// Key id, or a unique prefix of it.
-        id: String,
-        /// Permissions to remove.
-        #[arg(required = true)]
-        permissions: Vec<String>,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Deny(PermissionArgs),
     /// Change the vault passphrase (and optionally the Argon2id settings).
-    Rekey {
-        #[command(flatten)]
-        kdf: KdfArgs,
-        /// Read the new passphrase from this file.
-        #[arg(long, value_name = "PATH")]
-        new_passphrase_file: Option<PathBuf>,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Rekey(RekeyArgs),
     /// Show the event history, for one key or all.
-    History {
-        /// Key id, or a unique prefix of it (also of deleted keys).
-        id: Option<String>,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    History(HistoryArgs),
     /// Encrypt a plaintext keys.json of the Python tool into a vault.
-    ImportLegacy {
-        /// The plaintext store (default: the vault path).
-        path: Option<PathBuf>,
-        /// Move the plaintext store here instead of discarding it.
-        #[arg(long, value_name = "PATH")]
-        keep_plaintext: Option<PathBuf>,
-        #[command(flatten)]
-        kdf: KdfArgs,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    ImportLegacy(ImportArgs),
+    /// List, add or remove the ways to unlock the vault (passphrases, age recipients).
+    #[command(subcommand)]
+    Slot(SlotCommand),
     /// Print a shell completion script.
     Completions {
         /// The shell.

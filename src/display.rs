@@ -17,6 +17,12 @@ pub fn sanitize(s: &str) -> String {
     out
 }
 
+/// A path as it may appear in a message: escaped like a name, since a path can come from
+/// a planted symlink whose target holds terminal escapes (OSC 52 writes the clipboard).
+pub fn path(p: &std::path::Path) -> String {
+    sanitize(&p.to_string_lossy())
+}
+
 /// Whether a character could change what a terminal shows.
 pub fn needs_escape(c: char) -> bool {
     c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')

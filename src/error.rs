@@ -1,59 +1,104 @@
-//! The one error type of the crate and the one table that maps it to an exit code.
+//! The library's error type: what failed, structured, with no advice about which command
+//! to run next (the binary adds that, see `commands::report`).
 //!
 //! Invariant: no `Display` of an [`Error`] ever contains a secret. Messages carry ids,
 //! paths and counts, never key material or passphrases.
 
 use std::fmt;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// Everything that can go wrong, grouped by the exit code the CLI reports for it.
+/// Everything that can go wrong. Grouped by [`Error::category`], from which the binary
+/// derives its documented exit code.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Error {
-    /// The operation failed or the answer is "no" (exit 1): key not found, ambiguous id,
-    /// refusing to overwrite, a check that found problems.
+    /// No key record matches an id argument. The argument is kept only when it may be
+    /// shown (see [`crate::vault::not_found`]).
+    KeyNotFound {
+        /// The message, already free of anything that could be a key.
+        message: String,
+    },
+    /// There is no vault at this path.
+    NoVault {
+        /// The vault path.
+        path: PathBuf,
+    },
+    /// Authentication failed: a wrong passphrase, or a modified vault (never told apart).
+    WrongPassphrase,
+    /// No passphrase source and no terminal to ask on.
+    NoPassphrase {
+        /// The variable holding a passphrase.
+        var: &'static str,
+        /// The variable naming a passphrase file.
+        file_var: &'static str,
+    },
+    /// A plaintext key store of the Python tool where a vault was expected.
+    LegacyStore,
+    /// A file is not a verifier file this release reads.
+    NotAVerifier(String),
+    /// The operation failed or the answer is "no": ambiguous id, refusing to overwrite,
+    /// a check that found problems.
     Failed(String),
-    /// The command line or a value given on it is not acceptable (exit 2).
+    /// A value given by the caller is not acceptable.
     Usage(String),
-    /// Wrong passphrase, a modified vault that fails authentication, or no passphrase
-    /// available (exit 3).
+    /// A passphrase problem other than a wrong one (empty, mismatched, unreadable).
     Passphrase(String),
     /// The vault is corrupt, of an unknown format or version, or its header is out of
-    /// bounds; also a plaintext store of the Python tool (exit 4).
+    /// bounds.
     Corrupt(String),
-    /// An I/O or permission problem (exit 5).
+    /// An I/O or permission problem.
     Io {
         /// What we were doing, with the path involved.
         context: String,
         /// The underlying operating-system error.
         source: io::Error,
     },
-    /// A quiet "no": the command already reported why on stdout (exit 1, no message).
+    /// A quiet "no": the command already reported why on stdout.
     Silent,
+}
+
+/// The groups of [`Error`] that the exit-code table distinguishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Category {
+    /// The operation failed or the answer is "no".
+    Failed,
+    /// A usage error.
+    Usage,
+    /// Wrong or unavailable passphrase.
+    Passphrase,
+    /// A corrupt, tampered, unknown or out-of-bounds file.
+    Corrupt,
+    /// I/O or permissions.
+    Io,
 }
 
 /// The message used for every authentication failure, so the tool never becomes an oracle
 /// that tells a wrong passphrase apart from a modified file.
-pub const WRONG_PASSPHRASE: &str = "wrong passphrase, or the vault was modified; \
-check the passphrase (and MCP_KEY_VAULT_PASSPHRASE / MCP_KEY_VAULT_PASSPHRASE_FILE), \
-or restore the vault from a backup";
+pub const WRONG_PASSPHRASE: &str = "wrong passphrase, or the vault was modified";
 
 impl Error {
-    /// The documented exit code (README, "Exit codes").
-    pub fn exit_code(&self) -> i32 {
+    /// Which group of the exit-code table this error belongs to.
+    pub fn category(&self) -> Category {
         match self {
-            Error::Failed(_) | Error::Silent => 1,
-            Error::Usage(_) => 2,
-            Error::Passphrase(_) => 3,
-            Error::Corrupt(_) => 4,
-            Error::Io { .. } => 5,
+            Error::KeyNotFound { .. } | Error::NoVault { .. } | Error::Failed(_) => {
+                Category::Failed
+            }
+            Error::Silent => Category::Failed,
+            Error::Usage(_) => Category::Usage,
+            Error::WrongPassphrase | Error::NoPassphrase { .. } | Error::Passphrase(_) => {
+                Category::Passphrase
+            }
+            Error::LegacyStore | Error::NotAVerifier(_) | Error::Corrupt(_) => Category::Corrupt,
+            Error::Io { .. } => Category::Io,
         }
     }
 
-    /// An I/O error with the action and path it happened on.
+    /// An I/O error with the action and path it happened on. The path is escaped: it may
+    /// come from a planted symlink whose target holds terminal escapes.
     pub fn io(action: &str, path: &Path, source: io::Error) -> Self {
         Error::Io {
-            context: format!("{action} {}", path.display()),
+            context: format!("{action} {}", crate::display::path(path)),
             source,
         }
     }
@@ -71,16 +116,31 @@ impl Error {
     }
 
     pub(crate) fn wrong_passphrase() -> Self {
-        Error::Passphrase(WRONG_PASSPHRASE.to_string())
+        Error::WrongPassphrase
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Failed(m) | Error::Usage(m) | Error::Passphrase(m) | Error::Corrupt(m) => {
-                f.write_str(m)
+            Error::KeyNotFound { message } => f.write_str(message),
+            Error::NoVault { path } => {
+                write!(f, "no vault at {}", crate::display::path(path))
             }
+            Error::WrongPassphrase => f.write_str(WRONG_PASSPHRASE),
+            Error::NoPassphrase { var, file_var } => write!(
+                f,
+                "no passphrase available: there is no terminal to ask on; set {var} or \
+                 {file_var} (or pass --passphrase-file)"
+            ),
+            Error::LegacyStore => f.write_str(
+                "this is a plaintext key store of the Python tool, not an encrypted vault",
+            ),
+            Error::NotAVerifier(m)
+            | Error::Failed(m)
+            | Error::Usage(m)
+            | Error::Passphrase(m)
+            | Error::Corrupt(m) => f.write_str(m),
             Error::Io { context, source } => {
                 let hint = match source.kind() {
                     io::ErrorKind::PermissionDenied => "; check the file's owner and permissions",

@@ -133,7 +133,8 @@ fn write_replacing(path: &Path, bytes: &[u8], keep: Option<(u32, u32, u32)>) -> 
     Ok(())
 }
 
-fn parent_dir(path: &Path) -> PathBuf {
+/// The directory a path is in (`.` for a bare file name).
+pub fn parent_dir(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -186,6 +187,49 @@ pub fn readable_by_others(path: &Path) -> bool {
     fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o044 != 0)
 }
 
+/// Whether the file (or directory) exists and can be written by group or others: whoever
+/// can write `.env` or a verifier chooses which key a server accepts.
+pub fn writable_by_others(path: &Path) -> bool {
+    fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o022 != 0)
+}
+
+/// The effective user id of this process.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::geteuid()
+    }
+}
+
+/// Refuses to write secrets (a key, a verifier) into `target` when it belongs to another
+/// user and sits in a directory others may write: there, that user may have planted the
+/// file to read what we write into it (root running `create -u` in a shared directory
+/// would hand them the key). A file of ours, or one in a directory only its owner
+/// controls, is fine.
+///
+/// # Errors
+/// [`Error::Io`] (`PermissionDenied`) saying why, naming the file and its owner.
+pub fn refuse_foreign_file_in_shared_dir(target: &Path, what: &str) -> Result<()> {
+    let Ok(meta) = fs::symlink_metadata(target) else {
+        return Ok(());
+    };
+    let me = euid();
+    let dir = parent_dir(target);
+    if meta.uid() != me && writable_by_others(&dir) {
+        return Err(Error::Io {
+            context: format!(
+                "write the {what} {}: it belongs to user {} and its directory {} is writable                  by others, so that user could have planted it to read what is written; remove                  it or use a path in a directory only you control",
+                crate::display::path(target),
+                meta.uid(),
+                crate::display::path(&dir)
+            ),
+            source: io::Error::from(io::ErrorKind::PermissionDenied),
+        });
+    }
+    Ok(())
+}
+
 /// The file's permission bits, if it exists.
 pub fn mode(path: &Path) -> Option<u32> {
     fs::metadata(path).ok().map(|m| m.mode() & 0o7777)
@@ -218,15 +262,50 @@ impl Lock {
         let mut lock_path = target.as_os_str().to_owned();
         lock_path.push(".lock");
         let lock_path = PathBuf::from(lock_path);
+        // Never through a symlink (a planted `keys.json.lock -> /etc/x` would make root
+        // create that file), and only a regular file we may use.
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(&lock_path)
+            .map_err(|e| {
+                let e = if e.raw_os_error() == Some(libc::ELOOP) {
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "the lock file is a symbolic link; remove it",
+                    )
+                } else {
+                    e
+                };
+                Error::io("open the lock file", &lock_path, e)
+            })?;
+        let meta = file
+            .metadata()
             .map_err(|e| Error::io("open the lock file", &lock_path, e))?;
+        if !meta.is_file() {
+            return Err(Error::io(
+                "open the lock file",
+                &lock_path,
+                io::Error::new(io::ErrorKind::InvalidInput, "it is not a regular file"),
+            ));
+        }
+        if meta.uid() != euid() && writable_by_others(&parent_dir(&lock_path)) {
+            return Err(Error::io(
+                "open the lock file",
+                &lock_path,
+                io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!(
+                        "it belongs to user {} in a directory others can write; remove it",
+                        meta.uid()
+                    ),
+                ),
+            ));
+        }
         let start = Instant::now();
         let mut on_wait = Some(on_wait);
         let mut pause = Duration::from_millis(2);
@@ -419,7 +498,7 @@ mod tests {
         let mut waited = false;
         let e = Lock::acquire(&p, Duration::from_millis(30), || waited = true).unwrap_err();
         assert!(waited);
-        assert_eq!(e.exit_code(), 5);
+        assert!(matches!(e, Error::Io { .. }));
         drop(held);
         Lock::acquire(&p, Duration::ZERO, || {}).unwrap();
     }

@@ -75,6 +75,40 @@ pub fn generate(id: &str) -> SecretString {
     SecretString::new(key)
 }
 
+/// The estimated strength of a presented or stored key, in bits: 256 for a key of this
+/// tool (32 random bytes), otherwise log2 of the guesses the zxcvbn estimator expects an
+/// attacker to need (dictionaries, patterns, brute force), so `changeme-api-key` scores
+/// low and a random 64-hex key of the Python tool high.
+pub fn strength_bits(key: &str) -> f64 {
+    if let Shape::Modern { .. } = classify(key) {
+        return 256.0;
+    }
+    // zxcvbn counts guesses in a u64, so it cannot tell 64 bits from 256: past its cap
+    // the estimate is the brute-force space of the characters used.
+    let estimated = zxcvbn::zxcvbn(key, &[]).guesses_log10() * std::f64::consts::LOG2_10;
+    if estimated < 63.0 {
+        return estimated;
+    }
+    let has = |f: fn(&u8) -> bool| key.bytes().any(|b| f(&b));
+    let pool = if key.bytes().all(|b| b.is_ascii_hexdigit()) {
+        16.0
+    } else {
+        let mut p = 0.0;
+        for (present, size) in [
+            (has(u8::is_ascii_lowercase), 26.0),
+            (has(u8::is_ascii_uppercase), 26.0),
+            (has(u8::is_ascii_digit), 10.0),
+            (has(|b| !b.is_ascii_alphanumeric()), 32.0),
+        ] {
+            if present {
+                p += size;
+            }
+        }
+        p
+    };
+    f64::max(estimated, key.len() as f64 * f64::log2(pool))
+}
+
 /// A short, non-secret hint for `list -k`: the public id part, never secret characters.
 pub fn hint(id: &str) -> String {
     format!("mcp_{id}_…")
@@ -120,5 +154,16 @@ mod tests {
         assert_eq!(classify(&"ab12".repeat(16)), Shape::Legacy);
         assert_eq!(classify("mcp_short"), Shape::Malformed);
         assert_eq!(classify(&"a".repeat(300)), Shape::Malformed);
+    }
+
+    #[test]
+    fn guessable_legacy_keys_score_low_and_random_ones_high() {
+        assert!(strength_bits("changeme-api-key") < 64.0);
+        assert!(strength_bits("password123456789") < 64.0);
+        let random = "3f9a1c7e5b2d8f4a6c0e1b3d5f7a9c2e4b6d8f0a1c3e5b7d9f2a4c6e8b0d1f3a";
+        assert!(strength_bits(random) >= 128.0, "{}", strength_bits(random));
+        assert_eq!(strength_bits(generate(&new_id()).expose()), 256.0);
+        // Beyond zxcvbn's cap, a short random-looking key is still under 128 bits.
+        assert!(strength_bits("Xk9qT2mZ7wLp") < 128.0);
     }
 }

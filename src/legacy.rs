@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::display::sanitize;
 use crate::keyfmt::{self, Shape};
 use crate::secret::SecretString;
+use crate::vault::Permission;
 
 /// One validated record of the old store.
 #[derive(Debug)]
@@ -31,7 +32,7 @@ pub struct LegacyRecord {
     /// `is_active`.
     pub active: bool,
     /// Permissions.
-    pub permissions: Vec<String>,
+    pub permissions: Vec<Permission>,
     /// Metadata object.
     pub metadata: Map<String, Value>,
 }
@@ -179,8 +180,8 @@ fn parse_record(id: &str, value: Value) -> Result<LegacyRecord, String> {
         Some(Value::Array(a)) => a
             .into_iter()
             .map(|p| match p {
-                Value::String(s) if crate::commands::valid_permission(&s) => Ok(s),
-                Value::String(_) => Err("a permission is not of the form [a-z0-9_.:-]{1,64}"),
+                Value::String(s) => Permission::try_from(s)
+                    .map_err(|_| "a permission is not of the form [a-z0-9_.:-]{1,64}"),
                 _ => Err("a permission is not a string"),
             })
             .collect::<Result<_, _>>()?,

@@ -11,14 +11,20 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        // A closed pipe (`| head`) is the reader's choice, not a failure.
-        Err(Error::Io { source, .. }) if source.kind() == ErrorKind::BrokenPipe => {
+        // A closed pipe (`| head`) is the reader's choice, not a failure, unless what was
+        // lost is a new key (then the error says how to get it again).
+        Err(Error::Io { source, context })
+            if source.kind() == ErrorKind::BrokenPipe && context == "write to standard output" =>
+        {
             ExitCode::SUCCESS
         }
         Err(Error::Silent) => ExitCode::from(1),
         Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(e.exit_code() as u8)
+            match commands::hint(&e) {
+                Some(h) => eprintln!("error: {e}; {h}"),
+                None => eprintln!("error: {e}"),
+            }
+            ExitCode::from(commands::exit_code(&e))
         }
     }
 }

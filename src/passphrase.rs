@@ -71,11 +71,15 @@ impl Source {
     }
 
     fn no_source(&self) -> Error {
-        Error::Passphrase(format!(
-            "no passphrase available: there is no terminal to ask on; set {} or {} \
-             (or pass --passphrase-file)",
-            self.env, self.env_file
-        ))
+        Error::NoPassphrase {
+            var: self.env,
+            file_var: self.env_file,
+        }
+    }
+
+    /// Whether a non-interactive source (file or variable) is configured.
+    pub fn is_set(&self) -> bool {
+        self.file.is_some() || std::env::var_os(self.env).is_some()
     }
 
     /// The passphrase of an existing vault: a source, else one hidden prompt.

@@ -224,9 +224,9 @@ impl Verifier {
     ///     name: "server".into(),
     ///     description: String::new(),
     ///     expires_at: None,
-    ///     permissions: vec!["generate".into()],
+    ///     permissions: vec!["generate".parse().unwrap()],
     /// };
-    /// let (_, key) = vault.add_key(spec, chrono::Utc::now());
+    /// let (_, key) = vault.create_key(spec, chrono::Utc::now());
     ///
     /// let verifier = Verifier::from_vault(&vault);
     /// assert!(verifier.verify(key.expose(), &["generate"]).is_valid());
@@ -238,15 +238,19 @@ impl Verifier {
             .keys()
             .iter()
             .map(|k| KeyInfo {
-                id: k.id.clone(),
+                id: k.id.to_string(),
                 name: Some(k.name.clone()),
-                hash: hash_from_hex(&k.hash).unwrap_or([0; 32]),
+                hash: k.hash.0,
                 revoked: k.revoked_at.is_some(),
                 expires_at: k.expires_at,
-                permissions: k.permissions.clone(),
+                permissions: k
+                    .permissions
+                    .iter()
+                    .map(|p| p.as_str().to_string())
+                    .collect(),
             })
             .collect();
-        Verifier::build(vault.payload.hash_key.duplicate(), keys)
+        Verifier::build(vault.hash_key().duplicate(), keys)
     }
 
     /// Loads a verifier file written by `export-verifier`.
@@ -460,7 +464,6 @@ pub(crate) fn hash_from_hex(s: &str) -> Option<[u8; 32]> {
 }
 
 #[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct VerifierFile {
     format: String,
     version: u32,
@@ -471,7 +474,6 @@ struct VerifierFile {
 }
 
 #[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct VerifierEntry {
     id: String,
     hash: String,
@@ -547,18 +549,18 @@ mod tests {
                 Some(now - Duration::seconds(1)),
             ),
         ] {
-            let (i, key) = v.add_key(
+            let (i, key) = v.create_key(
                 NewKey {
                     name: name.into(),
                     description: String::new(),
                     expires_at: exp,
-                    permissions: perms.into_iter().map(String::from).collect(),
+                    permissions: perms.into_iter().map(|p| p.parse().unwrap()).collect(),
                 },
                 now,
             );
-            keys.push((v.keys()[i].id.clone(), key));
+            keys.push((v.keys()[i].id.to_string(), key));
         }
-        v.payload.keys[1].revoked_at = Some(now);
+        v.payload_mut_unchecked().keys[1].revoked_at = Some(now);
         (v, keys)
     }
 
@@ -623,14 +625,14 @@ mod tests {
     fn legacy_keys_are_found_by_keyed_hash() {
         let (mut v, _) = cheap_vault();
         let legacy = "ab".repeat(32);
-        let hash = v.payload.keyed_hash(&legacy);
+        let hash = v.keyed_hash(&legacy);
         let mut rec = serde_json::from_value::<crate::vault::KeyRecord>(serde_json::json!({
             "id": "legacy-id", "name": "old", "created_at": "2025-01-01T00:00:00Z",
             "secret": legacy, "hash": hash, "permissions": ["generate"]
         }))
         .unwrap();
         rec.description = "imported".into();
-        v.payload.keys.push(rec);
+        v.payload_mut_unchecked().keys.push(rec);
         let ver = Verifier::from_vault(&v);
         let verdict = ver.verify(&legacy, &["generate"]);
         assert_eq!(verdict.code, Code::Valid);

@@ -166,9 +166,10 @@ fn a_large_json_array_as_a_vault_needs_no_large_allocation() {
 fn metadata_floats_survive_a_save_exactly() {
     let payload = format!(
         r#"{{"hash_key":"{}","keys":[{{"id":"0123456789abcdef","name":"n",
-        "created_at":"2025-01-01T00:00:00Z","secret":"s","hash":"h",
+        "created_at":"2025-01-01T00:00:00Z","secret":"s","hash":"{}",
         "metadata":{{"f":-1.2014861983459543e-147,"g":-2.1347157889423907e-165}}}}]}}"#,
-        "11".repeat(32)
+        "11".repeat(32),
+        "22".repeat(32)
     );
     let p = mcp_key_manager::vault::Payload::from_json(payload.as_bytes()).expect("parses");
     let out = String::from_utf8(p.to_json().to_vec()).expect("UTF-8");

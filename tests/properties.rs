@@ -373,8 +373,8 @@ fn sample_vault_file() -> &'static [u8] {
     static FILE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
     FILE.get_or_init(|| {
         let pass = SecretString::new("p".into());
-        let mut v = Vault::create(&pass, checks::CHEAP).expect("create a cheap vault");
-        v.add_key(new_key("k", "d", vec!["info".into()], None), Utc::now());
+        let mut v = Vault::create_format1(&pass, checks::CHEAP).expect("create a cheap vault");
+        v.create_key(new_key("k", "d", vec!["info".into()], None), Utc::now());
         v.to_bytes()
     })
 }
@@ -391,7 +391,7 @@ fn new_key(
         name: name.into(),
         description: description.into(),
         expires_at,
-        permissions,
+        permissions: permissions.iter().map(|p| p.parse().unwrap()).collect(),
     }
 }
 
@@ -413,12 +413,12 @@ proptest! {
         revoke in any::<prop::sample::Index>(),
     ) {
         let pass = SecretString::new(passphrase.clone());
-        let mut v = Vault::create(&pass, checks::CHEAP).expect("create a cheap vault");
+        let mut v = Vault::create_format1(&pass, checks::CHEAP).expect("create a cheap vault");
         let now = Utc.with_ymd_and_hms(2025, 6, 1, 12, 0, 0).single().expect("a valid time");
         let mut issued = Vec::new();
         for (name, description, permissions, days) in &specs {
             let exp = days.map(|d| now + Duration::days(d));
-            let (_, key) = v.add_key(new_key(name, description, permissions.clone(), exp), now);
+            let (_, key) = v.create_key(new_key(name, description, permissions.clone(), exp), now);
             prop_assert_eq!(keyfmt::classify(key.expose()), Shape::Modern {
                 id: &v.keys().last().expect("just added").id,
             });
@@ -426,7 +426,7 @@ proptest! {
         }
         if !issued.is_empty() {
             let i = revoke.index(issued.len());
-            v.payload.keys[i].revoked_at = Some(now);
+            v.payload_mut_unchecked().keys[i].revoked_at = Some(now);
         }
         let file = v.to_bytes();
         prop_assert!(file.len() as u64 <= MAX_FILE_BYTES);
@@ -434,8 +434,8 @@ proptest! {
         let w = Vault::open(&file, &pass).expect("the vault opens with its passphrase");
         prop_assert_eq!(w.kdf(), checks::CHEAP);
         prop_assert_eq!(w.keys().len(), specs.len());
-        prop_assert_eq!(w.payload.events.len(), specs.len());
-        prop_assert_eq!(w.payload.hash_key.expose(), v.payload.hash_key.expose());
+        prop_assert_eq!(w.events().len(), specs.len());
+        prop_assert_eq!(w.payload().hash_key.expose(), v.payload().hash_key.expose());
         for ((r, orig), ((name, description, permissions, days), key)) in
             w.keys().iter().zip(v.keys()).zip(specs.iter().zip(&issued))
         {
@@ -448,19 +448,19 @@ proptest! {
             prop_assert_eq!(r.expires_at, days.map(|d| now + Duration::days(d)));
             prop_assert_eq!(r.revoked_at, orig.revoked_at);
             prop_assert_eq!(r.secret.expose(), key.expose());
-            prop_assert_eq!(&r.hash, &w.payload.keyed_hash(key.expose()));
+            prop_assert_eq!(&r.hash, &w.keyed_hash(key.expose()));
             prop_assert_eq!(r.status(now), orig.status(now));
         }
         // Saving again uses a fresh nonce but keeps the payload.
         let again = w.to_bytes();
         prop_assert_ne!(&again, &file);
         prop_assert_eq!(
-            &*Vault::open(&again, &pass).expect("re-saved vault opens").payload.to_json(),
-            &*w.payload.to_json()
+            &*Vault::open(&again, &pass).expect("re-saved vault opens").payload().to_json(),
+            &*w.payload().to_json()
         );
 
         let wrong = SecretString::new(format!("{passphrase}x"));
-        prop_assert!(matches!(Vault::open(&file, &wrong), Err(Error::Passphrase(_))));
+        prop_assert!(matches!(Vault::open(&file, &wrong), Err(Error::WrongPassphrase)));
     }
 
     #[test]
@@ -478,7 +478,7 @@ proptest! {
             _ => { let i = at.index(24); env2.nonce[i] ^= 1 << bit }
         }
         match Vault::open(&env2.to_bytes(), &pass) {
-            Err(Error::Passphrase(m)) => prop_assert_eq!(m, mcp_key_manager::error::WRONG_PASSPHRASE),
+            Err(e @ Error::WrongPassphrase) => prop_assert_eq!(e.to_string(), mcp_key_manager::error::WRONG_PASSPHRASE),
             other => prop_assert!(false, "a modified vault gave {:?}", other.map(|v| v.keys().len())),
         }
     }
@@ -647,7 +647,8 @@ proptest! {
 
 // ---------------------------------------------------------------- vault format 2
 
-use mcp_key_manager::vault::v2::{codec, Contents};
+use mcp_key_manager::vault::v2::codec;
+use mcp_key_manager::vault::{EventAction, Payload, Published};
 
 fn any_time() -> impl Strategy<Value = chrono::DateTime<Utc>> {
     prop_oneof![
@@ -663,7 +664,7 @@ fn any_time() -> impl Strategy<Value = chrono::DateTime<Utc>> {
 /// A payload with keys of every shape the codec distinguishes: modern and imported ids
 /// and secrets, optional times with and without nanoseconds, shared permissions,
 /// metadata, rotation links, and a history.
-fn any_contents() -> impl Strategy<Value = Contents> {
+fn any_contents() -> impl Strategy<Value = Payload> {
     let key = (
         any::<bool>(),
         "\\PC{0,12}",
@@ -680,7 +681,7 @@ fn any_contents() -> impl Strategy<Value = Contents> {
         vec(
             (
                 any_time(),
-                "[a-z-]{1,10}",
+                select(EventAction::ALL.to_vec()),
                 proptest::option::of("\\PC{0,8}"),
             ),
             0..12,
@@ -696,37 +697,33 @@ fn any_contents() -> impl Strategy<Value = Contents> {
             {
                 let mut perms: Vec<String> = perms.into_iter().map(String::from).collect();
                 perms.dedup();
-                let (idx, _) = v.add_key(new_key(&name, &desc, perms, expires), created);
-                let k = &mut v.payload.keys[idx];
+                let (idx, _) = v.create_key(new_key(&name, &desc, perms, expires), created);
+                let k = &mut v.payload_mut_unchecked().keys[idx];
                 k.revoked_at = revoked;
                 if !modern {
-                    k.id = format!("{legacy}-{i}");
+                    k.id = format!("{legacy}-{i}").into();
                     k.secret = SecretString::new(format!("legacy-{legacy}"));
                 }
                 if let Some(serde_json::Value::Object(m)) = meta {
                     k.metadata = m;
                 }
                 if i > 0 {
-                    k.rotated_from = Some(format!("prev{i}"));
+                    k.rotated_from = Some(format!("prev{i}").into());
                 }
             }
             for (at, action, detail) in events {
-                v.record(at, &action, None, detail);
+                v.record(at, action, None, detail);
             }
-            Contents {
-                payload: std::mem::take(&mut v.payload),
-                revision,
-                published: published
-                    .map(|(path, names, r)| codec::Published {
-                        path: path.into(),
-                        names,
-                        then: None,
-                        written_at: None,
-                        written_revision: r,
-                    })
-                    .into_iter()
-                    .collect(),
+            let p = v.payload_mut_unchecked();
+            p.revision = revision;
+            if let Some((path, names, _)) = published {
+                p.published.push(Published {
+                    path: path.into(),
+                    names,
+                    then: None,
+                });
             }
+            std::mem::take(p)
         })
 }
 
@@ -737,7 +734,7 @@ proptest! {
     fn v2_payload_round_trips_exactly(c in any_contents()) {
         let bytes = codec::encode(&c);
         let back = codec::decode(&bytes, codec::Events::All).expect("decodes");
-        prop_assert_eq!(back.payload.to_json().to_vec(), c.payload.to_json().to_vec());
+        prop_assert_eq!(back.to_json().to_vec(), c.to_json().to_vec());
         prop_assert_eq!(back.revision, c.revision);
         prop_assert_eq!(&back.published, &c.published);
         // Uniqueness, the allocation bound and the whole-vault path: the fuzz check.

@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use chrono::{DateTime, Utc};
-use mcp_key_manager::vault::v2::{codec, Contents, Events, Header, Identities, Unlock, VaultV2};
-use mcp_key_manager::vault::{NewKey, Payload};
+use mcp_key_manager::error::Category;
+use mcp_key_manager::vault::v2::{codec, Header, Identities, Unlock};
+use mcp_key_manager::vault::{NewKey, Payload, Published};
 use mcp_key_manager::{Error, KdfParams, SecretString, Vault};
 
 const WEAK: KdfParams = KdfParams {
@@ -31,66 +32,52 @@ fn t(s: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(s, 0).expect("in range")
 }
 
-/// The content every vector holds: keys of every shape the payload distinguishes.
-fn sample_contents() -> Contents {
-    let mut v = Vault::create(&SecretString::new("unused".into()), WEAK).expect("weak KDF");
+/// Fills `v` with the content every vector holds: keys of every shape the payload
+/// distinguishes (modern and imported, revoked, with metadata, rotation links), a
+/// published verifier and a revision.
+fn fill(v: &mut Vault) {
     let now = t(1_780_000_000);
     for (i, name) in ["ci-bot", "dashboard ✓", "imported"].iter().enumerate() {
-        v.add_key(
+        v.create_key(
             NewKey {
                 name: name.to_string(),
                 description: format!("vector key {i}"),
                 expires_at: (i == 0).then(|| t(1_790_000_000)),
-                permissions: vec!["info".into(), "tools:call".into()],
+                permissions: vec!["info".parse().unwrap(), "tools:call".parse().unwrap()],
             },
             now,
         );
     }
-    let p = &mut v.payload;
-    p.keys[1].revoked_at = Some(t(1_780_000_100));
+    v.revoke(1, t(1_780_000_100));
+    let p = v.payload_mut_unchecked();
     p.keys[2].id = "legacy_42".into();
     p.keys[2].secret = SecretString::new("legacy-key-0123456789abcdef".into());
-    let h = mcp_key_manager::vault::records::keyed_hash(&p.hash_key, p.keys[2].secret.expose());
-    p.keys[2].hash = mcp_key_manager::rng::hex(&h);
+    p.keys[2].hash = p.keyed_hash(p.keys[2].secret.expose());
     p.keys[2]
         .metadata
         .insert("team".into(), serde_json::json!({"name": "ops", "size": 3}));
     let (a, b) = (p.keys[0].id.clone(), p.keys[1].id.clone());
-    p.keys[0].rotated_from = Some(b.clone());
+    p.keys[0].rotated_from = Some(b);
     p.keys[1].rotated_to = Some(a);
-    v.record(t(1_780_000_100), "revoke", Some(1), None);
-    Contents {
-        payload: std::mem::take(&mut v.payload),
-        revision: 5,
-        published: vec![codec::Published {
-            path: "/srv/mcp/verifier.json".into(),
-            names: true,
-            then: Some("systemctl reload mcp".into()),
-            written_at: Some(t(1_780_000_100)),
-            written_revision: 5,
-        }],
-    }
+    p.revision = 5;
+    p.published.push(Published {
+        path: "/srv/mcp/verifier.json".into(),
+        names: true,
+        then: Some("systemctl reload mcp".into()),
+    });
+}
+
+fn sample_payload() -> Payload {
+    let mut v = Vault::create(&SecretString::new("unused".into()), WEAK).expect("weak KDF");
+    fill(&mut v);
+    std::mem::take(v.payload_mut_unchecked())
 }
 
 /// What a vector's `expected.json` holds: the payload in format 1's JSON form (the
 /// readable spelling of the same content), the revision, the published list and slots.
-fn expected_of(v: &VaultV2) -> serde_json::Value {
+fn expected_of(v: &Vault) -> serde_json::Value {
     let payload: serde_json::Value =
-        serde_json::from_slice(&v.contents.payload.to_json()).expect("payload JSON");
-    let published: Vec<serde_json::Value> = v
-        .contents
-        .published
-        .iter()
-        .map(|p| {
-            serde_json::json!({
-                "path": p.path.to_string_lossy(),
-                "names": p.names,
-                "then": p.then,
-                "written_at": p.written_at.map(|t| t.to_rfc3339()),
-                "written_revision": p.written_revision,
-            })
-        })
-        .collect();
+        serde_json::from_slice(&v.payload().to_json()).expect("payload JSON");
     let slots: Vec<serde_json::Value> = v
         .slots()
         .iter()
@@ -100,12 +87,7 @@ fn expected_of(v: &VaultV2) -> serde_json::Value {
             })
         })
         .collect();
-    serde_json::json!({
-        "payload": payload,
-        "revision": v.contents.revision,
-        "published": published,
-        "slots": slots,
-    })
+    serde_json::json!({"payload": payload, "slots": slots})
 }
 
 fn write(path: &Path, bytes: &[u8]) {
@@ -121,17 +103,10 @@ fn regenerate() {
         Ok("1"),
         "set MCP_REGEN_VECTORS=1"
     );
-    let now = t(1_780_000_200);
     // Passphrase slot.
     let pass = "correct horse battery staple (test vector, not a secret)";
-    let v = VaultV2::create_with_passphrase(
-        sample_contents(),
-        &SecretString::new(pass.into()),
-        KdfParams::MINIMUM,
-        "admin",
-        now,
-    )
-    .expect("create");
+    let mut v = Vault::create(&SecretString::new(pass.into()), KdfParams::MINIMUM).expect("create");
+    fill(&mut v);
     let dir = vectors().join("passphrase");
     write(&dir.join("keys.json"), &v.to_bytes());
     write(&dir.join("passphrase.txt"), format!("{pass}\n").as_bytes());
@@ -142,9 +117,8 @@ fn regenerate() {
     // Age X25519 slot (and no passphrase slot at all).
     let id = age::x25519::Identity::generate();
     use age::secrecy::ExposeSecret;
-    let v =
-        VaultV2::create_with_recipient(sample_contents(), &id.to_public().to_string(), "ci", now)
-            .expect("create");
+    let mut v = Vault::create_with_recipient(&id.to_public().to_string(), "ci").expect("create");
+    fill(&mut v);
     let dir = vectors().join("age-x25519");
     write(&dir.join("keys.json"), &v.to_bytes());
     write(
@@ -173,17 +147,17 @@ fn regenerate() {
     );
     write(
         &fuzz.join("vault2_payload/sample"),
-        &codec::encode(&sample_contents()),
+        &codec::encode(&sample_payload()),
     );
     write(
         &fuzz.join("vault2_payload/empty"),
-        &codec::encode(&Contents::default()),
+        &codec::encode(&Payload::default()),
     );
 }
 
-fn open_vector(name: &str, unlock: &Unlock<'_>) -> VaultV2 {
+fn open_vector(name: &str, unlock: &Unlock<'_>) -> Vault {
     let bytes = std::fs::read(vectors().join(name).join("keys.json")).expect("vector present");
-    VaultV2::open(&bytes, unlock).unwrap_or_else(|e| panic!("{name} opens: {e}"))
+    Vault::open_with(&bytes, unlock).unwrap_or_else(|e| panic!("{name} opens: {e}"))
 }
 
 fn expected(name: &str) -> serde_json::Value {
@@ -206,20 +180,13 @@ fn passphrase_vector_opens_to_its_expected_content() {
     );
     assert_eq!(expected_of(&v), expected("passphrase"));
     // Every secret still verifies against its stored keyed hash.
-    for k in &v.contents.payload.keys {
-        assert_eq!(k.hash, v.contents.payload.keyed_hash(k.secret.expose()));
+    for k in v.keys() {
+        assert_eq!(k.hash, v.keyed_hash(k.secret.expose()));
     }
     let wrong = SecretString::new("wrong".into());
     let bytes = std::fs::read(vectors().join("passphrase/keys.json")).expect("read");
-    let e = VaultV2::open(
-        &bytes,
-        &Unlock {
-            passphrase: Some(&wrong),
-            ..Unlock::default()
-        },
-    )
-    .unwrap_err();
-    assert_eq!(e.exit_code(), 3, "{e}");
+    let e = Vault::open(&bytes, &wrong).unwrap_err();
+    assert_eq!(e.category(), Category::Passphrase, "{e}");
 }
 
 #[test]
@@ -277,12 +244,12 @@ fn an_identity_made_by_age_keygen_unlocks_and_the_age_cli_reads_our_slot() {
         .to_string();
     assert!(recipient.starts_with("age1"), "{recipient}");
     let pass = SecretString::new("p".into());
-    let mut v = VaultV2::create_with_passphrase(sample_contents(), &pass, WEAK, "admin", t(0))
-        .expect("create");
+    let mut v = Vault::create(&pass, WEAK).expect("create");
+    fill(&mut v);
     v.add_age_slot(&recipient, "ci", t(0)).expect("add");
     let bytes = v.to_bytes();
     let ids = Identities::from_file(&idf).expect("age-keygen's file parses");
-    let w = VaultV2::open(
+    let w = Vault::open_with(
         &bytes,
         &Unlock {
             identities: Some(&ids),
@@ -310,11 +277,12 @@ fn an_identity_made_by_age_keygen_unlocks_and_the_age_cli_reads_our_slot() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(out.stdout, v.data_key_for_tests().expose().to_vec());
+    let key = v.data_key_for_tests().expect("format 2");
+    assert_eq!(out.stdout, key.expose().to_vec());
     // And a key the age CLI wraps opens a vault whose slot we hand-build from it.
     let h = Header::parse(&bytes).expect("parses");
     let key_file = dir.path().join("key.bin");
-    std::fs::write(&key_file, w.data_key_for_tests().expose()).expect("write");
+    std::fs::write(&key_file, key.expose()).expect("write");
     let out = Command::new("age")
         .arg("-r")
         .arg(&recipient)
@@ -325,7 +293,7 @@ fn an_identity_made_by_age_keygen_unlocks_and_the_age_cli_reads_our_slot() {
     let mut h2 = h.clone();
     h2.slots[1].wrapped_key = out.stdout;
     // The header changed, so the payload no longer authenticates (AD binds wrapped keys)…
-    let e = VaultV2::unlock(
+    let e = Vault::unlock_v2(
         h2,
         &Unlock {
             identities: Some(&ids),
@@ -333,60 +301,17 @@ fn an_identity_made_by_age_keygen_unlocks_and_the_age_cli_reads_our_slot() {
         },
     )
     .unwrap_err();
-    assert_eq!(e.exit_code(), 3);
+    assert_eq!(e.category(), Category::Passphrase);
 }
 
 #[test]
 fn the_format_1_reader_refuses_format_2_with_exit_4() {
     let bytes = std::fs::read(vectors().join("passphrase/keys.json")).expect("read");
     let e = mcp_key_manager::vault::Envelope::detect(&bytes).unwrap_err();
-    assert_eq!(e.exit_code(), 4);
+    assert_eq!(e.category(), Category::Corrupt);
     // Its parser refuses the unknown `slots` field before it looks at the version, so it
     // cannot say "upgrade"; it says the header is malformed, at the `slots` line.
     assert!(e.to_string().contains("header is malformed"), "{e}");
-}
-
-#[test]
-fn a_format_1_vault_upgrades_with_its_content_and_passphrase() {
-    let pass = SecretString::new("p1".into());
-    let mut v1 = Vault::create(&pass, WEAK).expect("create");
-    v1.add_key(
-        NewKey {
-            name: "old".into(),
-            description: String::new(),
-            expires_at: None,
-            permissions: vec!["info".into()],
-        },
-        t(1_700_000_000),
-    );
-    let file1 = v1.to_bytes();
-    let opened = Vault::open(&file1, &pass).expect("format 1 opens as before");
-    let before: serde_json::Value =
-        serde_json::from_slice(&opened.payload.to_json()).expect("json");
-    let kdf = opened.kdf();
-    let payload: Payload = opened.payload;
-    let v2 = VaultV2::upgrade(payload, 0, &pass, kdf, t(1_780_000_000)).expect("upgrade");
-    let w = VaultV2::open(
-        &v2.to_bytes(),
-        &Unlock {
-            passphrase: Some(&pass),
-            ..Unlock::default()
-        },
-    )
-    .expect("opens with the same passphrase");
-    let mut after: serde_json::Value =
-        serde_json::from_slice(&w.contents.payload.to_json()).expect("json");
-    let ev = after["events"]
-        .as_array_mut()
-        .expect("events")
-        .pop()
-        .expect("one more");
-    assert_eq!(ev["action"], "upgrade");
-    assert_eq!(after, before);
-    match &w.slots()[0].kind {
-        mcp_key_manager::vault::v2::SlotKind::Passphrase { kdf: k, .. } => assert_eq!(*k, kdf),
-        other => panic!("{other:?}"),
-    }
 }
 
 #[test]
@@ -395,31 +320,16 @@ fn a_removed_passphrase_gets_exit_3_and_its_old_key_reads_nothing_new() {
         SecretString::new("alice".into()),
         SecretString::new("bob".into()),
     );
-    let mut v =
-        VaultV2::create_with_passphrase(sample_contents(), &a, WEAK, "alice", t(0)).expect("c");
+    let mut v = Vault::create(&a, WEAK).expect("create");
+    fill(&mut v);
     v.add_passphrase_slot(&b, WEAK, "bob", t(0)).expect("add");
     let before = v.to_bytes();
-    let bob = VaultV2::open(
-        &before,
-        &Unlock {
-            passphrase: Some(&b),
-            ..Unlock::default()
-        },
-    )
-    .expect("bob opens");
-    let bobs_key = bob.data_key_for_tests();
+    let bob = Vault::open(&before, &b).expect("bob opens");
+    let bobs_key = bob.data_key_for_tests().expect("format 2");
     v.remove_slot("bob", t(1)).expect("remove");
     let after = v.to_bytes();
-    let e = VaultV2::open(
-        &after,
-        &Unlock {
-            passphrase: Some(&b),
-            ..Unlock::default()
-        },
-    )
-    .unwrap_err();
-    assert_eq!(e.exit_code(), 3, "{e}");
-    let e = VaultV2::with_data_key(Header::parse(&after).expect("p"), bobs_key, Events::All)
-        .unwrap_err();
-    assert!(matches!(e, Error::Passphrase(_)), "{e:?}");
+    let e = Vault::open(&after, &b).unwrap_err();
+    assert_eq!(e.category(), Category::Passphrase, "{e}");
+    let e = Vault::with_data_key(Header::parse(&after).expect("p"), bobs_key, None).unwrap_err();
+    assert!(matches!(e, Error::WrongPassphrase), "{e:?}");
 }

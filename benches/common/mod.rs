@@ -41,13 +41,19 @@ pub fn build_vault(
         // A chunk shares the big vault's hash_key, so its keyed hashes stay valid when its
         // records move over.
         let mut chunk = Vault::create(pass, CHEAP_KDF).expect("cheap KDF parameters are in bounds");
-        chunk.payload.hash_key = vault.payload.hash_key.duplicate();
+        chunk.payload_mut_unchecked().hash_key = vault.payload().hash_key.duplicate();
         for i in done..done + take {
-            let (_, key) = chunk.add_key(new_key(i, now), now);
+            let (_, key) = chunk.create_key(new_key(i, now), now);
             keys.push(key);
         }
-        vault.payload.keys.append(&mut chunk.payload.keys);
-        vault.payload.events.append(&mut chunk.payload.events);
+        vault
+            .payload_mut_unchecked()
+            .keys
+            .append(&mut chunk.payload_mut_unchecked().keys);
+        vault
+            .payload_mut_unchecked()
+            .events
+            .append(&mut chunk.payload_mut_unchecked().events);
         done += take;
     }
     (vault, keys)
@@ -59,7 +65,10 @@ pub fn new_key(i: usize, now: DateTime<Utc>) -> NewKey {
         name: format!("bench key {i}"),
         description: format!("benchmark key number {i}"),
         expires_at: Some(now + chrono::Duration::days(90)),
-        permissions: DEFAULT_PERMISSIONS.iter().map(|s| s.to_string()).collect(),
+        permissions: DEFAULT_PERMISSIONS
+            .iter()
+            .map(|s| s.parse().expect("valid"))
+            .collect(),
     }
 }
 

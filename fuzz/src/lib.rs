@@ -183,9 +183,7 @@ fn vault_file(data: &[u8]) {
         let parsed = Envelope::parse(data);
         match (&detected, &parsed) {
             (Ok(Detected::Vault(a)), Ok(b)) => assert_eq!(a, b),
-            (Ok(Detected::Legacy), Err(Error::Corrupt(m))) => {
-                assert!(m.contains("import-legacy"), "{m}")
-            }
+            (Ok(Detected::Legacy), Err(Error::LegacyStore)) => {}
             (Err(Error::Corrupt(a)), Err(Error::Corrupt(b))) => assert_eq!(a, b),
             (d, p) => panic!("detect and parse disagree: {d:?} / {p:?}"),
         }
@@ -193,8 +191,8 @@ fn vault_file(data: &[u8]) {
         assert_in_bounds(&env);
         assert!(env.ciphertext.len() <= data.len());
         match Vault::unlock(&env, SecretKey::new(FIXED_KEY)) {
-            Ok(v) => assert_unique_ids(&v.payload),
-            Err(Error::Passphrase(_) | Error::Corrupt(_)) => {}
+            Ok(v) => assert_unique_ids(v.payload()),
+            Err(Error::WrongPassphrase | Error::Corrupt(_)) => {}
             Err(e) => panic!("unlock failed with an unexpected kind of error: {e:?}"),
         }
     });
@@ -236,8 +234,8 @@ fn vault_payload(plain: &[u8]) {
         Err(Error::Corrupt(_)) => return,
         Err(e) => panic!("an authentic payload failed with a non-Corrupt error: {e:?}"),
     };
-    assert_unique_ids(&vault.payload);
-    let once = vault.payload.to_json();
+    assert_unique_ids(vault.payload());
+    let once = vault.payload().to_json();
     let again = Payload::from_json(&once).expect("a serialized payload parses");
     assert_same_json(
         &again.to_json(),
@@ -249,7 +247,7 @@ fn vault_payload(plain: &[u8]) {
     assert_ne!(env2.nonce, parsed.nonce, "a save reused the nonce");
     let reopened = Vault::unlock(&env2, SecretKey::new(FIXED_KEY)).expect("a saved vault opens");
     assert_same_json(
-        &reopened.payload.to_json(),
+        &reopened.payload().to_json(),
         &once,
         "a save changed the payload",
     );
@@ -541,7 +539,7 @@ pub fn check_legacy_store(data: &[u8]) {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'));
                 for p in &r.permissions {
-                    assert!(mcp_key_manager::commands::valid_permission(p), "{p:?}");
+                    assert!(mcp_key_manager::Permission::is_valid(p), "{p:?}");
                 }
             }
         }
@@ -721,8 +719,8 @@ pub fn check_vault2_header(data: &[u8]) {
         assert_eq!(back, h);
         assert_eq!(back.to_bytes(), bytes);
         assert_eq!(back.ad(), h.ad());
-        match v2::VaultV2::with_data_key(h, SecretKey::new(FIXED_KEY), codec::Events::All) {
-            Ok(_) | Err(Error::Passphrase(_) | Error::Corrupt(_)) => {}
+        match Vault::with_data_key(h, SecretKey::new(FIXED_KEY), None) {
+            Ok(_) | Err(Error::WrongPassphrase | Error::Corrupt(_)) => {}
             Err(e) => panic!("unexpected error kind {e:?}"),
         }
     });
@@ -759,12 +757,12 @@ pub fn check_vault2_payload(data: &[u8]) {
         }
         Err(e) => panic!("decode failed with a non-Corrupt error: {e:?}"),
     };
-    assert_unique_ids(&c.payload);
+    assert_unique_ids(&c);
     let again = codec::encode(&c);
     assert_eq!(&again[..], data, "the encoding of a payload is not unique");
     let skipped = codec::decode(data, codec::Events::Skip).expect("skipping the history decodes");
-    assert!(skipped.payload.events.is_empty());
-    assert_eq!(skipped.payload.keys.len(), c.payload.keys.len());
+    assert!(skipped.events.is_empty());
+    assert_eq!(skipped.keys.len(), c.keys.len());
     // Through a whole vault file.
     let key = SecretKey::new(FIXED_KEY);
     let slots = vec![header::Slot {
@@ -785,8 +783,8 @@ pub fn check_vault2_payload(data: &[u8]) {
     };
     let parsed = header::Header::parse(&h.to_bytes()).expect("a sealed header parses");
     assert_eq!(parsed, h);
-    let v = v2::VaultV2::with_data_key(parsed, key, codec::Events::All).expect("opens");
-    assert_eq!(&codec::encode(&v.contents)[..], data);
+    let v = Vault::with_data_key(parsed, key, None).expect("opens");
+    assert_eq!(&codec::encode(v.payload())[..], data);
 }
 
 fn chrono_epoch() -> chrono::DateTime<chrono::Utc> {

@@ -1,7 +1,5 @@
 //! `completions` and `man`: generated from the same clap definition as the parser.
 
-use std::io::Write;
-
 use clap::CommandFactory;
 
 use super::*;
@@ -19,13 +17,13 @@ pub(super) fn completions(ctx: &mut Ctx, shell: Shell) -> Result<()> {
     let mut cmd = Cli::command();
     let mut buf = Vec::new();
     clap_complete::generate(s, &mut cmd, "mcp-key-manager", &mut buf);
-    ctx.out.write_all(&buf)?;
-    Ok(())
+    ctx.write_raw(&buf)
 }
 
 pub(super) fn man(ctx: &mut Ctx) -> Result<()> {
     let mut buf = Vec::new();
-    clap_mangen::Man::new(Cli::command()).render(&mut buf)?;
-    ctx.out.write_all(&buf)?;
-    Ok(())
+    clap_mangen::Man::new(Cli::command())
+        .render(&mut buf)
+        .map_err(output::stdout_error)?;
+    ctx.write_raw(&buf)
 }

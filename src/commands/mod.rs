@@ -1,48 +1,49 @@
-//! One small function per subcommand, and the plumbing they share: opening the vault,
-//! the locked read-modify-write, the env file, and output.
+//! One small function per subcommand, and what they share: the context (paths, the
+//! terminal, the clock, stdout), the exit-code table and its hints.
 //!
-//! Invariant: every change to the vault or the env file happens under that file's lock,
-//! after re-reading it, and lands with one atomic replace.
+//! Invariant: commands never touch a lock, a temporary file or a format constant: the
+//! vault goes through [`Store`], the env file through [`EnvStore`]. Each command returns
+//! a [`output::Report`] that one renderer prints for people or as JSON.
 
+mod check;
+mod import;
 mod keys;
 mod lifecycle;
+mod list;
 mod meta;
+pub mod output;
+mod slot;
 mod verifycmd;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use chrono::{DateTime, Utc};
 
-use crate::cli::{Cli, Command, KdfArgs, Preset};
-use crate::display::sanitize;
-use crate::envfile;
-use crate::error::{Error, Result};
-use crate::fsio::{self, Lock};
+use crate::cli::{Cli, Command, KdfArgs, Output, Preset};
+use crate::envstore::{EnvLock, EnvStore};
+use crate::error::{Category, Error, Result};
 use crate::passphrase::Source;
 use crate::secret::SecretString;
-use crate::vault::format::MAX_FILE_BYTES;
-use crate::vault::{Envelope, KdfParams, KeyCache, KeyRecord, Vault};
+use crate::vault::{Interaction, KdfParams, Store};
 
-/// Largest env file read.
-pub const MAX_ENV_BYTES: u64 = 1024 * 1024;
+use output::{emit, stdout_error, Human, Report};
 
-/// What every command gets: resolved paths, the passphrase sources, the clock, stdout.
+/// What every command gets: resolved paths, the terminal, the clock, stdout.
 pub struct Ctx {
-    /// The vault file.
+    /// The vault file (a symlink followed to its target).
     pub vault_path: PathBuf,
     /// The env file.
-    pub env_path: PathBuf,
-    /// Where the vault passphrase comes from.
-    pub source: Source,
-    /// The time the command runs at.
+    pub env: EnvStore,
+    /// Passphrases, progress and warnings.
+    pub term: Rc<Terminal>,
+    /// The time the command runs at (whole seconds).
     pub now: DateTime<Utc>,
-    /// Standard output.
-    pub out: Box<dyn Write>,
-    /// Whether human output may use colour.
-    pub color: bool,
-    /// The terminal width for tables, when stdout is a terminal.
-    pub width: Option<usize>,
+    out: Box<dyn Write>,
+    color: bool,
+    width: Option<usize>,
+    republished: Rc<std::cell::RefCell<Vec<PathBuf>>>,
 }
 
 impl Ctx {
@@ -50,12 +51,16 @@ impl Ctx {
         let stdout_tty = std::io::stdout().is_terminal();
         // A symlinked vault is read and replaced at its target, as the env file is; a link
         // that cannot be followed is left for the command to report.
-        let vault_path = fsio::resolve_symlinks(&cli.global.vault, true)
+        let vault_path = crate::fsio::resolve_symlinks(&cli.global.vault, true)
             .unwrap_or_else(|_| cli.global.vault.clone());
         Ctx {
             vault_path,
-            env_path: cli.global.env_file.clone(),
-            source: Source::current(cli.global.passphrase_file.clone()),
+            env: EnvStore::new(cli.global.env_file.clone()),
+            term: Rc::new(Terminal {
+                source: Source::current(cli.global.passphrase_file.clone()),
+                identity: cli.global.identity.clone(),
+                slot: cli.global.slot.clone(),
+            }),
             now: chrono::DurationRound::duration_trunc(Utc::now(), chrono::Duration::seconds(1))
                 .unwrap_or_else(|_| Utc::now()),
             // Rust's stdout is line-buffered: unwrapped, `list --json` makes one write(2)
@@ -67,108 +72,223 @@ impl Ctx {
             } else {
                 None
             },
+            republished: Rc::default(),
         }
+    }
+
+    /// The vault store, with this context's terminal; every committed change rewrites
+    /// the published verifiers (noted in [`Ctx::republished`]).
+    pub fn store(&self) -> Store {
+        let mut store = Store::new(
+            self.vault_path.clone(),
+            self.term.clone() as Rc<dyn Interaction>,
+        );
+        let (vault_path, now, noted) =
+            (self.vault_path.clone(), self.now, self.republished.clone());
+        store.set_after_commit(Box::new(move |v| {
+            let written = crate::publish::republish(v, &vault_path, now)?;
+            noted.borrow_mut().extend(written);
+            Ok(())
+        }));
+        store
+    }
+
+    /// The verifier files rewritten by this command's changes.
+    pub fn republished(&self) -> Vec<String> {
+        self.republished
+            .borrow()
+            .iter()
+            .map(|p| crate::display::path(p))
+            .collect()
+    }
+
+    /// Locks the env file for a change (inside the vault's lock when both are held).
+    ///
+    /// # Errors
+    /// As [`EnvStore::lock`].
+    pub fn lock_env(&self) -> Result<EnvLock> {
+        self.env.lock(&self.vault_path, || {
+            self.term.waiting_for_lock(self.env.path())
+        })
+    }
+
+    /// Sets variables in the env file under its lock, and warns if others may read or
+    /// write it.
+    ///
+    /// # Errors
+    /// As [`EnvStore::lock`] and [`EnvLock::set`].
+    pub fn set_env(&self, assignments: &[(&str, &str)]) -> Result<()> {
+        let lock = self.lock_env()?;
+        lock.set(assignments)?;
+        warn_if_exposed(lock.target(), "env file");
+        Ok(())
+    }
+
+    /// Prints a command's result.
+    ///
+    /// # Errors
+    /// As [`output::emit`].
+    pub fn emit<R: Report>(&mut self, output: Output, r: &R) -> Result<()> {
+        let mut h = Human {
+            out: &mut *self.out,
+            color: self.color,
+            width: self.width,
+            now: self.now,
+        };
+        emit(&mut h, output, r)
+    }
+
+    /// Writes raw bytes (completions, the man page) to stdout.
+    ///
+    /// # Errors
+    /// A failed write.
+    pub fn write_raw(&mut self, bytes: &[u8]) -> Result<()> {
+        self.out.write_all(bytes).map_err(stdout_error)
+    }
+
+    /// The env file's path for messages.
+    pub fn env_shown(&self) -> String {
+        crate::display::path(self.env.path())
     }
 }
 
 /// Runs a parsed command line.
 ///
 /// # Errors
-/// Whatever the command fails with; [`Error::exit_code`] gives the exit code.
+/// Whatever the command fails with; [`exit_code`] gives the exit code.
 pub fn run(cli: Cli) -> Result<()> {
     let mut ctx = Ctx::from_cli(&cli);
-    let r = match cli.command {
-        Command::Init { kdf, json } => keys::init(&mut ctx, &kdf, json),
-        Command::Create {
-            name,
-            description,
-            expires_in_days,
-            use_in_env,
-            permissions,
-            quiet,
-            json,
-        } => keys::create(
-            &mut ctx,
-            keys::CreateArgs {
-                name,
-                description,
-                expires_in_days,
-                use_in_env,
-                permissions,
-                quiet,
-                json,
-            },
-        ),
-        Command::List {
-            active_only,
-            show_keys,
-            expiring,
-            json,
-        } => keys::list(&mut ctx, active_only, show_keys, expiring, json),
-        Command::View { id, json } => keys::view(&mut ctx, &id, json),
-        Command::Revoke { id, json } => keys::revoke(&mut ctx, &id, json),
-        Command::Delete { id, yes, json } => keys::delete(&mut ctx, &id, yes, json),
-        Command::Use { id, print, json } => keys::use_key(&mut ctx, &id, print, json),
-        Command::EnableRequirement { json } => keys::enable_requirement(&mut ctx, json),
-        Command::Verify {
-            from_env,
-            require,
-            verifier,
-            json,
-        } => verifycmd::verify(&mut ctx, from_env, &require, verifier.as_deref(), json),
-        Command::Check {
-            warn_days,
-            strict,
-            json,
-        } => verifycmd::check(&mut ctx, warn_days, strict, json),
-        Command::ExportVerifier { out, json } => verifycmd::export(&mut ctx, &out, json),
-        Command::Rotate {
-            id,
-            grace_days,
-            use_in_env,
-            quiet,
-            json,
-        } => lifecycle::rotate(&mut ctx, &id, grace_days, use_in_env, quiet, json),
-        Command::Grant {
-            id,
-            permissions,
-            json,
-        } => lifecycle::change_permissions(&mut ctx, &id, &permissions, true, json),
-        Command::Deny {
-            id,
-            permissions,
-            json,
-        } => lifecycle::change_permissions(&mut ctx, &id, &permissions, false, json),
-        Command::Rekey {
-            kdf,
-            new_passphrase_file,
-            json,
-        } => lifecycle::rekey(&mut ctx, &kdf, new_passphrase_file, json),
-        Command::History { id, json } => lifecycle::history(&mut ctx, id.as_deref(), json),
-        Command::ImportLegacy {
-            path,
-            keep_plaintext,
-            kdf,
-            json,
-        } => lifecycle::import_legacy(&mut ctx, path, keep_plaintext, &kdf, json),
-        Command::Completions { shell } => meta::completions(&mut ctx, shell),
-        Command::Man => meta::man(&mut ctx),
-    };
+    let r = dispatch(&mut ctx, cli.command);
     // A command's own "no" (exit 1) must survive a reader that went away: `check | head`
     // in CI may not turn a failed check into success.
     let flushed = ctx.out.flush();
     r?;
-    flushed?;
-    Ok(())
+    flushed.map_err(stdout_error)
 }
 
-impl From<std::io::Error> for Error {
-    /// Only writes to stdout reach this conversion.
-    fn from(e: std::io::Error) -> Self {
-        Error::Io {
-            context: "write to standard output".into(),
-            source: e,
+fn dispatch(ctx: &mut Ctx, command: Command) -> Result<()> {
+    match command {
+        Command::Init(a) => keys::init(ctx, a),
+        Command::Create(a) => keys::create(ctx, a),
+        Command::List(a) => list::list(ctx, a),
+        Command::View(a) => keys::view(ctx, a),
+        Command::Revoke(a) => keys::revoke(ctx, a),
+        Command::Delete(a) => keys::delete(ctx, a),
+        Command::Use(a) => keys::use_key(ctx, a),
+        Command::EnableRequirement(a) => keys::enable_requirement(ctx, a),
+        Command::Verify(a) => verifycmd::verify(ctx, a),
+        Command::Check(a) => check::check(ctx, a),
+        Command::ExportVerifier(a) => verifycmd::export(ctx, a),
+        Command::Rotate(a) => lifecycle::rotate(ctx, a),
+        Command::Grant(a) => lifecycle::change_permissions(ctx, a, true),
+        Command::Deny(a) => lifecycle::change_permissions(ctx, a, false),
+        Command::Rekey(a) => lifecycle::rekey(ctx, a),
+        Command::History(a) => lifecycle::history(ctx, a),
+        Command::ImportLegacy(a) => import::import_legacy(ctx, a),
+        Command::Slot(c) => slot::slot(ctx, c),
+        Command::Completions { shell } => meta::completions(ctx, shell),
+        Command::Man => meta::man(ctx),
+    }
+}
+
+/// The documented exit code of an error (README, "Exit codes").
+pub fn exit_code(e: &Error) -> u8 {
+    match e.category() {
+        Category::Failed => 1,
+        Category::Usage => 2,
+        Category::Passphrase => 3,
+        Category::Corrupt => 4,
+        Category::Io => 5,
+    }
+}
+
+/// What to do next after an error, where the library's message does not say: the CLI's
+/// advice, kept out of the library.
+pub fn hint(e: &Error) -> Option<&'static str> {
+    Some(match e {
+        Error::KeyNotFound { .. } => "run `mcp-key-manager list` to see the ids",
+        Error::NoVault { .. } => {
+            "create one with `mcp-key-manager init` (or `create NAME`), or point --vault / \
+             MCP_KEY_VAULT at it"
         }
+        Error::WrongPassphrase => {
+            "check the passphrase (and MCP_KEY_VAULT_PASSPHRASE / \
+             MCP_KEY_VAULT_PASSPHRASE_FILE), or restore the vault from a backup"
+        }
+        Error::LegacyStore => "run `mcp-key-manager import-legacy` to encrypt it in place",
+        Error::NotAVerifier(_) => {
+            "write one with `mcp-key-manager publish PATH` or `export-verifier --out PATH`"
+        }
+        _ => return None,
+    })
+}
+
+/// The terminal and the environment, as the vault store sees them.
+#[derive(Debug)]
+pub struct Terminal {
+    source: Source,
+    identity: Option<PathBuf>,
+    slot: Option<String>,
+}
+
+impl Interaction for Terminal {
+    fn passphrase(&self, prompt: &str, _attempt: u32) -> Result<SecretString> {
+        self.source.get(prompt)
+    }
+
+    fn tries(&self) -> u32 {
+        // Three tries for a person typing, as sudo and ssh allow; a passphrase from the
+        // environment or a file is not going to change on a second read.
+        if self.source.is_set() || !crate::passphrase::have_terminal() {
+            1
+        } else {
+            3
+        }
+    }
+
+    fn new_passphrase(&self, what: &str) -> Result<SecretString> {
+        self.source.get_new(what)
+    }
+
+    fn identities(&self) -> Result<Option<crate::vault::v2::Identities>> {
+        self.identity
+            .as_deref()
+            .map(crate::vault::v2::Identities::from_file)
+            .transpose()
+    }
+
+    fn slot(&self) -> Option<String> {
+        self.slot.clone()
+    }
+
+    fn kdf_started(&self, kdf: &KdfParams) -> bool {
+        let slow = u64::from(kdf.memory_kib) * u64::from(kdf.iterations) >= 65_536 * 2;
+        if slow && std::io::stderr().is_terminal() {
+            eprint!(
+                "Unlocking vault (Argon2id, {} MiB, {} passes)…",
+                kdf.memory_kib / 1024,
+                kdf.iterations
+            );
+            return true;
+        }
+        false
+    }
+
+    fn kdf_done(&self, shown: bool) {
+        if shown {
+            eprint!("\r\x1b[2K");
+        }
+    }
+
+    fn warn(&self, msg: &str) {
+        warn(msg);
+    }
+
+    fn waiting_for_lock(&self, target: &Path) {
+        eprintln!(
+            "waiting for another mcp-key-manager to release {}.lock…",
+            crate::display::path(target)
+        );
     }
 }
 
@@ -177,24 +297,20 @@ pub fn warn(msg: &str) {
     eprintln!("warning: {msg}");
 }
 
-/// Whether a permission name is acceptable: `[a-z0-9_.:-]{1,64}`.
-pub fn valid_permission(p: &str) -> bool {
-    (1..=64).contains(&p.len())
-        && p.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b':' | b'-')
-        })
-}
-
-fn check_permissions(perms: &[String]) -> Result<()> {
-    for p in perms {
-        if !valid_permission(p) {
-            return Err(Error::usage(format!(
-                "the permission {:?} is not valid; use 1-64 characters of a-z 0-9 _ . : -",
-                sanitize(p)
-            )));
-        }
+/// Warns when a file that decides which key a server accepts is writable or readable by
+/// others.
+fn warn_if_exposed(path: &Path, what: &str) {
+    let shown = crate::display::path(path);
+    if crate::fsio::writable_by_others(path) {
+        warn(&format!(
+            "the {what} {shown} is writable by group or others, so they choose the server's \
+             key; run `chmod 600 {shown}`"
+        ));
+    } else if crate::fsio::readable_by_others(path) {
+        warn(&format!(
+            "the {what} {shown} is readable by group or others; run `chmod 600 {shown}`"
+        ));
     }
-    Ok(())
 }
 
 /// Rejects text that could drive a terminal or is unreasonably long.
@@ -212,16 +328,21 @@ fn check_text(what: &str, s: &str, max: usize) -> Result<()> {
     Ok(())
 }
 
+/// Checks a key's name and description.
+fn validate_name_description(name: &str, description: &str) -> Result<()> {
+    if name.trim().is_empty() {
+        return Err(Error::usage("the key name must not be empty"));
+    }
+    check_text("name", name, 256)?;
+    check_text("description", description, 4096)
+}
+
 /// Resolves `init`-style flags into KDF settings, checked against the policy.
 fn kdf_from_args(a: &KdfArgs, base: KdfParams) -> Result<KdfParams> {
     let mut k = match a.kdf_preset {
         Some(Preset::Minimum) => KdfParams::MINIMUM,
         Some(Preset::Default) => KdfParams::DEFAULT,
-        Some(Preset::High) => KdfParams {
-            memory_kib: 262_144,
-            iterations: 4,
-            parallelism: 1,
-        },
+        Some(Preset::High) => KdfParams::HIGH,
         None => base,
     };
     if let Some(m) = a.kdf_memory_kib {
@@ -235,319 +356,11 @@ fn kdf_from_args(a: &KdfArgs, base: KdfParams) -> Result<KdfParams> {
     }
     k.check_policy()?;
     if let Some(ms) = a.kdf_target_ms {
-        k.iterations = calibrate(k, ms)?;
+        if !(50..=60_000).contains(&ms) {
+            return Err(Error::usage("--kdf-target-ms must be between 50 and 60000"));
+        }
+        k.iterations = k.calibrate(ms)?;
         k.check_policy()?;
     }
     Ok(k)
-}
-
-/// Picks the number of passes that makes one derivation take about `target_ms` here.
-fn calibrate(k: KdfParams, target_ms: u64) -> Result<u32> {
-    if !(50..=60_000).contains(&target_ms) {
-        return Err(Error::usage("--kdf-target-ms must be between 50 and 60000"));
-    }
-    let probe = KdfParams { iterations: 1, ..k };
-    let pass = SecretString::new("calibration".into());
-    let salt = crate::rng::bytes(16);
-    let start = std::time::Instant::now();
-    crate::vault::crypto::derive_key(&pass, &salt, &probe)?;
-    let one = start.elapsed().as_secs_f64() * 1000.0;
-    let t = (target_ms as f64 / one.max(0.001)).round() as u64;
-    let max_t = (crate::vault::format::bounds::WORK_KIB_MAX / u64::from(k.memory_kib))
-        .min(u64::from(crate::vault::format::bounds::ITERATIONS_MAX));
-    Ok(t.clamp(u64::from(KdfParams::MINIMUM.iterations), max_t) as u32)
-}
-
-/// Reads and recognises the vault file; `None` when it does not exist.
-fn read_envelope(path: &Path) -> Result<Option<Envelope>> {
-    match fsio::read_bounded(path, MAX_FILE_BYTES, "vault")? {
-        None => Ok(None),
-        Some(bytes) => Envelope::parse(&bytes).map(Some),
-    }
-}
-
-fn no_vault(path: &Path) -> Error {
-    Error::failed(format!(
-        "no vault at {}; create one with `mcp-key-manager init` (or `create NAME`), or point \
-         --vault / MCP_KEY_VAULT at it",
-        path.display()
-    ))
-}
-
-fn warn_if_exposed(path: &Path, what: &str) {
-    if fsio::readable_by_others(path) {
-        warn(&format!(
-            "the {what} {} is readable by group or others; run `chmod 600 {}`",
-            path.display(),
-            path.display()
-        ));
-    }
-}
-
-/// Says on stderr that the KDF is running, when stderr is a terminal and it will take a
-/// noticeable time; returns whether it did (so the line can be cleared).
-fn announce_unlock(kdf: &KdfParams) -> bool {
-    let slow = u64::from(kdf.memory_kib) * u64::from(kdf.iterations) >= 65_536 * 2;
-    if slow && std::io::stderr().is_terminal() {
-        eprint!(
-            "Unlocking vault (Argon2id, {} MiB, {} passes)…",
-            kdf.memory_kib / 1024,
-            kdf.iterations
-        );
-        return true;
-    }
-    false
-}
-
-fn clear_announcement(shown: bool) {
-    if shown {
-        eprint!("\r\x1b[2K");
-    }
-}
-
-fn unlock(cache: &mut KeyCache, env: &Envelope) -> Result<Vault> {
-    let shown = announce_unlock(&env.kdf);
-    let r = cache.unlock(env);
-    clear_announcement(shown);
-    let v = r?;
-    if env.kdf.below_policy() {
-        warn(&format!(
-            "this vault's Argon2id settings ({} KiB, {} passes) are below the minimum for new \
-             vaults; run `mcp-key-manager rekey` to strengthen them",
-            env.kdf.memory_kib, env.kdf.iterations
-        ));
-    }
-    Ok(v)
-}
-
-/// Opens the vault for reading (no lock: writers replace the file atomically).
-fn open_vault(ctx: &Ctx) -> Result<Vault> {
-    let env = read_envelope(&ctx.vault_path)?.ok_or_else(|| no_vault(&ctx.vault_path))?;
-    warn_if_exposed(&ctx.vault_path, "vault");
-    let pass = ctx.source.get("Vault passphrase: ")?;
-    unlock(&mut KeyCache::new(pass), &env)
-}
-
-fn lock(path: &Path) -> Result<Lock> {
-    Lock::acquire(path, fsio::lock_timeout(), || {
-        eprintln!(
-            "waiting for another mcp-key-manager to release {}.lock…",
-            path.display()
-        );
-    })
-}
-
-/// The locked read-modify-write of an existing vault. The key is derived before the lock
-/// is taken (the slow part), then the file is re-read under the lock and decrypted with the
-/// cached key: one derivation, one encryption, one atomic replace.
-fn update<T>(ctx: &Ctx, f: impl FnOnce(&mut Vault) -> Result<T>) -> Result<T> {
-    let read = || {
-        fsio::read_bounded(&ctx.vault_path, MAX_FILE_BYTES, "vault")?
-            .ok_or_else(|| no_vault(&ctx.vault_path))
-    };
-    let first = read()?;
-    let env = Envelope::parse(&first)?;
-    warn_if_exposed(&ctx.vault_path, "vault");
-    let mut cache = KeyCache::new(ctx.source.get("Vault passphrase: ")?);
-    let shown = announce_unlock(&env.kdf);
-    let pre = cache.key_for(&env);
-    clear_announcement(shown);
-    pre?;
-    let _lock = lock(&ctx.vault_path)?;
-    // Re-read under the lock, but parse again only if another writer replaced the file
-    // meanwhile: comparing bytes costs far less than parsing and decoding them.
-    let again = read()?;
-    let env = if again == first {
-        env
-    } else {
-        drop(env);
-        Envelope::parse(&again)?
-    };
-    drop((first, again));
-    let mut vault = unlock(&mut cache, &env)?;
-    drop(env);
-    let out = f(&mut vault)?;
-    fsio::atomic_write(&ctx.vault_path, &vault.to_bytes())?;
-    Ok(out)
-}
-
-/// As [`update`], but a missing vault is created first (with a twice-asked passphrase).
-fn update_or_create<T>(
-    ctx: &Ctx,
-    kdf: KdfParams,
-    f: impl FnOnce(&mut Vault) -> Result<T>,
-) -> Result<T> {
-    // `update` reads, parses and reports on an existing file; parsing it here as well
-    // would cost a third pass over a large vault.
-    if ctx.vault_path.exists() {
-        return update(ctx, f);
-    }
-    let pass = ctx.source.get_new("the new vault")?;
-    let fresh = Vault::create(&pass, kdf)?;
-    let mut cache = KeyCache::new(pass);
-    cache.remember(&fresh);
-    fsio::ensure_parent(&ctx.vault_path)?;
-    let _lock = lock(&ctx.vault_path)?;
-    // Another process may have created the vault while we derived our key.
-    let mut vault = match read_envelope(&ctx.vault_path)? {
-        Some(env) => unlock(&mut cache, &env)?,
-        None => {
-            let mut v = fresh;
-            let now = ctx.now;
-            v.record(now, "init", None, None);
-            v
-        }
-    };
-    let out = f(&mut vault)?;
-    fsio::atomic_write(&ctx.vault_path, &vault.to_bytes())?;
-    Ok(out)
-}
-
-/// Refuses to write `target` (an env file or a verifier) when it is the vault itself: a
-/// plaintext key appended to the vault would corrupt it and sit there in clear.
-fn refuse_vault(ctx: &Ctx, target: &Path, what: &str) -> Result<()> {
-    if fsio::same_file(target, &ctx.vault_path) {
-        return Err(Error::usage(format!(
-            "the {what} {} is the vault itself; choose another path",
-            target.display()
-        )));
-    }
-    Ok(())
-}
-
-/// Sets variables in the env file under its lock, following a symlink to its target and
-/// keeping every other byte.
-fn write_env(ctx: &Ctx, assignments: &[(&str, &str)]) -> Result<()> {
-    let target = fsio::resolve_symlinks(&ctx.env_path, false)?;
-    refuse_vault(ctx, &target, "env file")?;
-    let _lock = lock(&target)?;
-    write_env_locked(&target, assignments)
-}
-
-/// As `write_env`, for a caller that already holds the lock of `target` (the resolved env
-/// file).
-fn write_env_locked(target: &Path, assignments: &[(&str, &str)]) -> Result<()> {
-    let old =
-        fsio::read_bounded(target, MAX_ENV_BYTES, "env file").map_err(|e| env_error(e, target))?;
-    let new = envfile::apply(old.as_deref().unwrap_or(b""), assignments);
-    let old = zeroize::Zeroizing::new(old.unwrap_or_default());
-    let new = zeroize::Zeroizing::new(new);
-    if *old != *new || !target.exists() {
-        fsio::atomic_write_keeping_mode(target, &new)?;
-    }
-    warn_if_exposed(target, "env file");
-    Ok(())
-}
-
-fn env_error(e: Error, path: &Path) -> Error {
-    match e {
-        Error::Corrupt(_) => Error::Io {
-            context: format!("read {}", path.display()),
-            source: std::io::Error::other(format!(
-                "the env file is larger than {MAX_ENV_BYTES} bytes"
-            )),
-        },
-        other => other,
-    }
-}
-
-/// Reads the env file (following symlinks), if it exists.
-fn read_env(ctx: &Ctx) -> Result<Option<envfile::EnvFile>> {
-    read_env_at(&fsio::resolve_symlinks(&ctx.env_path, false)?)
-}
-
-/// Reads an env file whose symlinks are already resolved, if it exists.
-fn read_env_at(target: &Path) -> Result<Option<envfile::EnvFile>> {
-    Ok(fsio::read_bounded(target, MAX_ENV_BYTES, "env file")
-        .map_err(|e| env_error(e, target))?
-        .map(|b| envfile::EnvFile::parse(&zeroize::Zeroizing::new(b))))
-}
-
-/// The `MCP_API_KEY` of a read env file, best effort: a missing or unreadable file has none.
-fn served_key(env: Result<Option<envfile::EnvFile>>) -> Option<SecretString> {
-    env.ok()
-        .flatten()
-        .and_then(|e| e.get("MCP_API_KEY"))
-        .map(SecretString::new)
-}
-
-/// The vault key whose full key is the env file's `MCP_API_KEY`, compared by keyed hash.
-fn env_key_index(vault: &Vault, env_key: &str) -> Option<usize> {
-    let want = crate::vault::records::keyed_hash(&vault.payload.hash_key, env_key);
-    vault.keys().iter().position(|k| {
-        crate::verify::hash_from_hex(&k.hash)
-            .is_some_and(|h| crate::verify::hashes_equal(&h, &want))
-    })
-}
-
-// ---- shared output helpers ----
-
-/// `2026-11-26 03:47 UTC`.
-pub fn human_time(t: &DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M UTC").to_string()
-}
-
-/// "in 12 days", "3 days ago", "in 5 hours", "just now".
-pub fn relative(t: &DateTime<Utc>, now: DateTime<Utc>) -> String {
-    let d = *t - now;
-    let (future, d) = if d >= chrono::Duration::zero() {
-        (true, d)
-    } else {
-        (false, -d)
-    };
-    let amount = if d.num_hours() >= 36 {
-        plural(whole_days(d), "day")
-    } else if d.num_days() >= 1 {
-        plural(d.num_days(), "day")
-    } else if d.num_hours() >= 1 {
-        plural(d.num_hours(), "hour")
-    } else if d.num_minutes() >= 1 {
-        plural(d.num_minutes(), "minute")
-    } else {
-        return "just now".into();
-    };
-    if future {
-        format!("in {amount}")
-    } else {
-        format!("{amount} ago")
-    }
-}
-
-/// Whole days in a duration, rounded to the nearest day, so that a 90-day key read a second
-/// after its creation shows 90 days, not 89.
-pub fn whole_days(d: chrono::Duration) -> i64 {
-    let s = d.num_seconds();
-    (s + s.signum() * 43_200) / 86_400
-}
-
-fn plural(n: i64, unit: &str) -> String {
-    if n == 1 {
-        format!("1 {unit}")
-    } else {
-        format!("{n} {unit}s")
-    }
-}
-
-/// The JSON shape of a key record shared by `list`, `view` and others. Never the secret.
-pub fn key_json(k: &KeyRecord, now: DateTime<Utc>) -> serde_json::Value {
-    use crate::vault::records::fmt_time;
-    serde_json::json!({
-        "id": k.id,
-        "name": k.name,
-        "description": k.description,
-        "status": k.status(now).as_str(),
-        "created_at": fmt_time(&k.created_at),
-        "expires_at": k.expires_at.as_ref().map(fmt_time),
-        "revoked_at": k.revoked_at.as_ref().map(fmt_time),
-        "permissions": k.permissions,
-        "rotated_from": k.rotated_from,
-        "rotated_to": k.rotated_to,
-        "legacy": !crate::keyfmt::is_id(&k.id) || !k.secret.expose().starts_with("mcp_"),
-    })
-}
-
-fn print_json(ctx: &mut Ctx, v: &serde_json::Value) -> Result<()> {
-    serde_json::to_writer_pretty(&mut ctx.out, v).map_err(std::io::Error::from)?;
-    writeln!(ctx.out)?;
-    Ok(())
 }

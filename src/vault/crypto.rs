@@ -81,6 +81,29 @@ pub fn open(
         .map_err(|_| Error::wrong_passphrase())
 }
 
+impl KdfParams {
+    /// Picks the number of passes that makes one derivation with these settings take
+    /// about `target_ms` on this machine, within the format's bounds.
+    ///
+    /// # Errors
+    /// As [`derive_key`].
+    pub fn calibrate(self, target_ms: u64) -> Result<u32> {
+        let probe = KdfParams {
+            iterations: 1,
+            ..self
+        };
+        let pass = SecretString::new("calibration".into());
+        let salt = crate::rng::bytes(16);
+        let start = std::time::Instant::now();
+        derive_key(&pass, &salt, &probe)?;
+        let one = start.elapsed().as_secs_f64() * 1000.0;
+        let t = (target_ms as f64 / one.max(0.001)).round() as u64;
+        let max_t = (super::format::bounds::WORK_KIB_MAX / u64::from(self.memory_kib))
+            .min(u64::from(super::format::bounds::ITERATIONS_MAX));
+        Ok(t.clamp(u64::from(KdfParams::MINIMUM.iterations), max_t) as u32)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

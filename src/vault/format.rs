@@ -73,6 +73,12 @@ impl KdfParams {
         iterations: 2,
         parallelism: 1,
     };
+    /// The `high` preset: 256 MiB, 4 passes, 1 lane.
+    pub const HIGH: KdfParams = KdfParams {
+        memory_kib: 262_144,
+        iterations: 4,
+        parallelism: 1,
+    };
 
     /// Checks the hard bounds every header must satisfy.
     ///
@@ -220,8 +226,8 @@ impl Envelope {
         }
         if bytes.iter().all(|b| b.is_ascii_whitespace()) {
             return Err(Error::corrupt(
-                "the vault file is empty; restore it from a backup, or move it aside and run \
-                 `mcp-key-manager init`",
+                "the vault file is empty; restore it from a backup, or move it aside and \
+                 create a new vault",
             ));
         }
         // A well-formed vault parses straight into the header type, borrowing the base64
@@ -522,10 +528,7 @@ impl<'de> Deserialize<'de> for Probe {
 
 /// The refusal every command gives when pointed at a plaintext store of the Python tool.
 pub fn legacy_refusal() -> Error {
-    Error::corrupt(
-        "this is a plaintext key store of the Python tool, not an encrypted vault; \
-         run `mcp-key-manager import-legacy` to encrypt it in place",
-    )
+    Error::LegacyStore
 }
 
 fn decode_bounded(s: &str, field: &str, max: usize) -> Result<Vec<u8>> {
@@ -685,7 +688,9 @@ mod tests {
             b"{\"format\": 1}",
             b"null",
         ] {
-            assert!(matches!(Envelope::parse(b), Err(Error::Corrupt(_))));
+            assert!(
+                matches!(Envelope::parse(b), Err(e) if e.category() == crate::error::Category::Corrupt)
+            );
         }
     }
 }

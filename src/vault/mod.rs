@@ -6,120 +6,477 @@
 pub mod crypto;
 pub mod format;
 pub mod records;
+pub mod store;
+pub mod types;
 pub mod v2;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 
 pub use format::{Detected, Envelope, KdfParams};
-pub use records::{Event, KeyRecord, Payload, Status, DEFAULT_PERMISSIONS};
+pub use records::{Event, KeyRecord, Payload, Published, Status, DEFAULT_PERMISSIONS};
+pub use store::{Interaction, Store};
+pub use types::{EventAction, InvalidPermission, KeyHash, KeyId, Permission};
 
 use crate::display::sanitize;
 use crate::error::{Error, Result};
 use crate::keyfmt;
+use crate::legacy::LegacyRecord;
 use crate::secret::{SecretKey, SecretString};
 
 /// Length of a new salt in bytes (RFC 9106 recommends 128 bits).
 pub const SALT_LEN: usize = 16;
 
 /// An unlocked vault.
+///
+/// Its payload is changed only through the methods below, each of which appends its
+/// history event, so ids stay unique and every change is recorded by construction.
 #[derive(Debug)]
 pub struct Vault {
-    kdf: KdfParams,
-    salt: Vec<u8>,
-    key: SecretKey,
-    /// The decrypted content.
-    pub payload: Payload,
+    seal: Seal,
+    payload: Payload,
+    /// Set when this process turned a format-1 vault into format 2 and nobody has been
+    /// told yet (see [`Vault::take_upgrade_notice`]).
+    upgraded: bool,
+}
+
+/// How the payload is sealed: the format the vault was read in (a new vault is format 2).
+#[derive(Debug)]
+enum Seal {
+    /// Format 1: one passphrase; the derived key encrypts the payload. Written only by
+    /// [`Vault::to_bytes`] for fixtures; the store upgrades it before saving.
+    V1 {
+        kdf: KdfParams,
+        salt: Vec<u8>,
+        key: SecretKey,
+    },
+    /// Format 2: slots around a data key.
+    V2(v2::Sealing),
+}
+
+/// What [`Vault::rotate`] did.
+#[derive(Debug)]
+pub struct Rotation {
+    /// Index of the old key.
+    pub old: usize,
+    /// Index of the successor.
+    pub new: usize,
+    /// The successor's full key.
+    pub key: SecretString,
+    /// The old key's status before the rotation.
+    pub old_status: Status,
+    /// Until when the old key stays valid (with a grace period), else `None` (revoked).
+    pub old_valid_until: Option<DateTime<Utc>>,
 }
 
 impl Vault {
-    /// A new, empty vault under `passphrase` with fresh salt and `hash_key`.
+    /// A new, empty format-2 vault with one passphrase slot under `passphrase`, a fresh
+    /// data key and a fresh `hash_key`.
     ///
     /// # Errors
     /// As [`crypto::derive_key`].
     pub fn create(passphrase: &SecretString, kdf: KdfParams) -> Result<Vault> {
         kdf.check_bounds()?;
-        let salt = crate::rng::bytes(SALT_LEN);
-        let key = crypto::derive_key(passphrase, &salt, &kdf)?;
         Ok(Vault {
-            kdf,
-            salt,
-            key,
+            seal: Seal::V2(v2::Sealing::with_passphrase(
+                passphrase,
+                kdf,
+                "",
+                Utc::now(),
+            )?),
             payload: Payload::new(),
+            upgraded: false,
         })
     }
 
-    /// Parses, derives and decrypts in one call.
+    /// A new, empty format-2 vault whose one slot is the age recipient `recipient`.
     ///
     /// # Errors
-    /// [`Error::Corrupt`] for a bad or out-of-bounds header, [`Error::Passphrase`] when
-    /// authentication fails.
-    pub fn open(bytes: &[u8], passphrase: &SecretString) -> Result<Vault> {
-        let env = Envelope::parse(bytes)?;
-        let key = crypto::derive_key(passphrase, &env.salt, &env.kdf)?;
-        Vault::unlock(&env, key)
+    /// [`Error::Usage`] for a recipient or label that is not acceptable.
+    pub fn create_with_recipient(recipient: &str, label: &str) -> Result<Vault> {
+        Ok(Vault {
+            seal: Seal::V2(v2::Sealing::with_recipient(recipient, label, Utc::now())?),
+            payload: Payload::new(),
+            upgraded: false,
+        })
     }
 
-    /// Decrypts `env` with an already derived key (see [`KeyCache`]).
+    /// A new, empty vault in format 1, for fixtures that need a file of the old format
+    /// (upgrade tests, benchmarks against format 1). The tool itself never writes one.
     ///
     /// # Errors
-    /// [`Error::Passphrase`] when authentication fails, [`Error::Corrupt`] when the
+    /// As [`crypto::derive_key`].
+    #[doc(hidden)]
+    pub fn create_format1(passphrase: &SecretString, kdf: KdfParams) -> Result<Vault> {
+        kdf.check_bounds()?;
+        let salt = crate::rng::bytes(SALT_LEN);
+        let key = crypto::derive_key(passphrase, &salt, &kdf)?;
+        Ok(Vault {
+            seal: Seal::V1 { kdf, salt, key },
+            payload: Payload::new(),
+            upgraded: false,
+        })
+    }
+
+    /// Parses, unlocks and decrypts a vault of either format with a passphrase.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] for a bad or out-of-bounds header, [`Error::WrongPassphrase`]
+    /// when authentication fails.
+    pub fn open(bytes: &[u8], passphrase: &SecretString) -> Result<Vault> {
+        Vault::open_with(
+            bytes,
+            &v2::Unlock {
+                passphrase: Some(passphrase),
+                ..v2::Unlock::default()
+            },
+        )
+    }
+
+    /// Parses, unlocks and decrypts a vault of either format with what `unlock` offers
+    /// (a format-1 vault takes only the passphrase).
+    ///
+    /// # Errors
+    /// As [`Vault::open`]; [`Error::Passphrase`] when nothing offered fits.
+    pub fn open_with(bytes: &[u8], unlock: &v2::Unlock<'_>) -> Result<Vault> {
+        match v2::detect(bytes)? {
+            v2::Detected::V1(env) => {
+                let pass = unlock.passphrase.ok_or_else(|| {
+                    Error::Passphrase("a format-1 vault opens only with its passphrase".into())
+                })?;
+                let key = crypto::derive_key(pass, &env.salt, &env.kdf)?;
+                Vault::unlock(&env, key)
+            }
+            v2::Detected::V2(h) => Vault::unlock_v2(h, unlock),
+            v2::Detected::Legacy => Err(format::legacy_refusal()),
+        }
+    }
+
+    /// Decrypts a format-1 `env` with an already derived key (see [`KeyCache`]).
+    ///
+    /// # Errors
+    /// [`Error::WrongPassphrase`] when authentication fails, [`Error::Corrupt`] when the
     /// authenticated content is malformed.
     pub fn unlock(env: &Envelope, key: SecretKey) -> Result<Vault> {
         let plain = crypto::open(&key, &env.nonce, &env.ad(), &env.ciphertext)?;
         let payload = Payload::from_json(&plain)?;
         Ok(Vault {
-            kdf: env.kdf,
-            salt: env.salt.clone(),
-            key,
+            seal: Seal::V1 {
+                kdf: env.kdf,
+                salt: env.salt.clone(),
+                key,
+            },
             payload,
+            upgraded: false,
         })
     }
 
-    /// The file's bytes: the payload sealed under a fresh nonce with the current key.
+    /// Unlocks a format-2 header with what `unlock` offers (identities first, then the
+    /// passphrase on at most [`v2::MAX_PASSPHRASE_KDFS`] slots).
+    ///
+    /// # Errors
+    /// As [`v2::unlock_data_key`] and [`Vault::with_data_key`].
+    pub fn unlock_v2(h: v2::Header, unlock: &v2::Unlock<'_>) -> Result<Vault> {
+        let (key, i) = v2::unlock_data_key(&h.slots, unlock)?;
+        let id = h.slots[i].id.clone();
+        let (sealing, payload) = v2::Sealing::open(h, key, Some(id), v2::Events::All)?;
+        Ok(Vault {
+            seal: Seal::V2(sealing),
+            payload,
+            upgraded: false,
+        })
+    }
+
+    /// Decrypts a format-2 header with a known data key (a cached one, or a test's), as
+    /// if unlocked through slot `by`.
+    ///
+    /// # Errors
+    /// [`Error::WrongPassphrase`] when the payload does not authenticate under `key`,
+    /// [`Error::Corrupt`] when its content is malformed.
+    pub fn with_data_key(h: v2::Header, key: SecretKey, by: Option<String>) -> Result<Vault> {
+        let (sealing, payload) = v2::Sealing::open(h, key, by, v2::Events::All)?;
+        Ok(Vault {
+            seal: Seal::V2(sealing),
+            payload,
+            upgraded: false,
+        })
+    }
+
+    /// The file's bytes: the payload sealed under a fresh nonce, in the vault's format.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut buf = self.payload.to_json();
+        let (kdf, salt, key) = match &self.seal {
+            Seal::V2(s) => return s.seal(&self.payload),
+            Seal::V1 { kdf, salt, key } => (kdf, salt, key),
+        };
+        let mut buf = self.payload().to_json();
         let mut nonce = [0u8; 24];
         crate::rng::fill(&mut nonce);
-        let ad = Envelope::associated_data(&self.kdf, &self.salt, &nonce);
+        let ad = Envelope::associated_data(kdf, salt, &nonce);
         // Encrypting in place keeps one payload-sized buffer alive instead of two; once
         // sealed it holds only ciphertext and leaves its zeroizing wrapper.
-        crypto::seal_in_place(&self.key, &nonce, &ad, &mut buf);
+        crypto::seal_in_place(key, &nonce, &ad, &mut buf);
         let ciphertext = std::mem::take(&mut *buf);
         Envelope {
-            kdf: self.kdf,
-            salt: self.salt.clone(),
+            kdf: *kdf,
+            salt: salt.clone(),
             nonce,
             ciphertext,
         }
         .to_bytes()
     }
 
-    /// Changes the passphrase and KDF settings: new salt, new key, same payload.
+    /// The vault's format version: 1 until a format-1 vault is upgraded, else 2.
+    pub fn format_version(&self) -> u32 {
+        match self.seal {
+            Seal::V1 { .. } => 1,
+            Seal::V2(_) => 2,
+        }
+    }
+
+    /// Turns a format-1 vault into format 2: one passphrase slot sealed under the key
+    /// already derived from its passphrase (same salt and settings: no second KDF, no
+    /// prompt), a fresh data key, and an `upgrade` event. `false` if it already was.
     ///
     /// # Errors
-    /// As [`crypto::derive_key`].
+    /// As [`v2::Sealing::from_derived_key`].
+    pub fn upgrade(&mut self, now: DateTime<Utc>) -> Result<bool> {
+        let Seal::V1 { kdf, salt, key } = &self.seal else {
+            return Ok(false);
+        };
+        let sealing = v2::Sealing::from_derived_key(key, *kdf, salt.clone(), now)?;
+        let detail = format!("format 1 -> 2; {}", v2::slot_words(&sealing.slots()[0]));
+        self.seal = Seal::V2(sealing);
+        self.upgraded = true;
+        self.record(now, EventAction::Upgrade, None, Some(detail));
+        Ok(true)
+    }
+
+    /// Whether this vault was upgraded to format 2 since the last call (once).
+    pub fn take_upgrade_notice(&mut self) -> bool {
+        std::mem::take(&mut self.upgraded)
+    }
+
+    fn sealing_mut(&mut self, now: DateTime<Utc>) -> Result<&mut v2::Sealing> {
+        self.upgrade(now)?;
+        match &mut self.seal {
+            Seal::V2(s) => Ok(s),
+            Seal::V1 { .. } => unreachable!("upgraded above"),
+        }
+    }
+
+    /// The format-2 slots (none for a format-1 vault not yet upgraded).
+    pub fn slots(&self) -> &[v2::Slot] {
+        match &self.seal {
+            Seal::V2(s) => s.slots(),
+            Seal::V1 { .. } => &[],
+        }
+    }
+
+    /// The id of the slot that unlocked this vault (format 2).
+    pub fn unlocked_by(&self) -> Option<&str> {
+        match &self.seal {
+            Seal::V2(s) => s.unlocked_by(),
+            Seal::V1 { .. } => None,
+        }
+    }
+
+    /// For a cache of the data key: the unlocking slot, its wrapped key, the data key.
+    pub(crate) fn data_key_cache_entry(&self) -> Option<(String, Vec<u8>, SecretKey)> {
+        match &self.seal {
+            Seal::V2(s) => s.cache_entry(),
+            Seal::V1 { .. } => None,
+        }
+    }
+
+    /// A copy of the format-2 data key, for tests that show a removed member's copy of
+    /// it stops working. Never call it from the tool itself.
+    #[doc(hidden)]
+    pub fn data_key_for_tests(&self) -> Option<SecretKey> {
+        match &self.seal {
+            Seal::V2(s) => Some(s.data_key_for_tests()),
+            Seal::V1 { .. } => None,
+        }
+    }
+
+    /// Adds a passphrase slot (format 2; a format-1 vault is upgraded first).
+    ///
+    /// # Errors
+    /// As [`v2::Sealing::add_passphrase_slot`].
+    pub fn add_passphrase_slot(
+        &mut self,
+        passphrase: &SecretString,
+        kdf: KdfParams,
+        label: &str,
+        now: DateTime<Utc>,
+    ) -> Result<v2::Slot> {
+        let slot = self
+            .sealing_mut(now)?
+            .add_passphrase_slot(passphrase, kdf, label, now)?
+            .clone();
+        self.record(now, EventAction::SlotAdd, None, Some(v2::slot_words(&slot)));
+        Ok(slot)
+    }
+
+    /// Adds an age slot (format 2; a format-1 vault is upgraded first).
+    ///
+    /// # Errors
+    /// As [`v2::Sealing::add_age_slot`].
+    pub fn add_age_slot(
+        &mut self,
+        recipient: &str,
+        label: &str,
+        now: DateTime<Utc>,
+    ) -> Result<v2::Slot> {
+        let slot = self
+            .sealing_mut(now)?
+            .add_age_slot(recipient, label, now)?
+            .clone();
+        self.record(now, EventAction::SlotAdd, None, Some(v2::slot_words(&slot)));
+        Ok(slot)
+    }
+
+    /// Removes a slot by id or label and rotates the data key.
+    ///
+    /// # Errors
+    /// As [`v2::Sealing::remove_slot`].
+    pub fn remove_slot(&mut self, sel: &str, now: DateTime<Utc>) -> Result<v2::Slot> {
+        let slot = self.sealing_mut(now)?.remove_slot(sel)?;
+        self.record(
+            now,
+            EventAction::SlotRemove,
+            None,
+            Some(v2::slot_words(&slot)),
+        );
+        Ok(slot)
+    }
+
+    /// Changes the passphrase (and KDF settings) of one passphrase slot (`slot`, else the
+    /// one that unlocked the vault, else the only one) and rotates the data key. A
+    /// format-1 vault is upgraded first.
+    ///
+    /// # Errors
+    /// As [`crypto::derive_key`] and [`v2::Sealing::rekey_slot`].
     pub fn rekey(&mut self, passphrase: &SecretString, kdf: KdfParams) -> Result<()> {
+        self.rekey_slot(None, passphrase, kdf)
+    }
+
+    /// As [`Vault::rekey`], naming the slot.
+    ///
+    /// # Errors
+    /// As [`Vault::rekey`].
+    pub fn rekey_slot(
+        &mut self,
+        slot: Option<&str>,
+        passphrase: &SecretString,
+        kdf: KdfParams,
+    ) -> Result<()> {
         kdf.check_bounds()?;
-        let salt = crate::rng::bytes(SALT_LEN);
-        self.key = crypto::derive_key(passphrase, &salt, &kdf)?;
-        self.salt = salt;
-        self.kdf = kdf;
+        let s = self.sealing_mut(Utc::now())?;
+        let sel = match slot {
+            Some(x) => x.to_string(),
+            None => s.default_passphrase_slot()?,
+        };
+        s.rekey_slot(&sel, passphrase, kdf)?;
         Ok(())
     }
 
-    /// The KDF settings of this vault.
+    /// The KDF settings of this vault (format 2: of the unlocking passphrase slot, else
+    /// the first passphrase slot, else the default).
     pub fn kdf(&self) -> KdfParams {
-        self.kdf
+        match &self.seal {
+            Seal::V1 { kdf, .. } => *kdf,
+            Seal::V2(s) => s.kdf().map_or(KdfParams::DEFAULT, |(k, _)| k),
+        }
     }
 
-    /// The salt (public).
+    /// The salt of [`Vault::kdf`]'s slot (public; empty when there is none).
     pub fn salt(&self) -> &[u8] {
-        &self.salt
+        match &self.seal {
+            Seal::V1 { salt, .. } => salt,
+            Seal::V2(s) => s.kdf().map_or(&[][..], |(_, salt)| salt),
+        }
     }
 
-    /// All key records.
+    /// All key records, in creation order.
     pub fn keys(&self) -> &[KeyRecord] {
         &self.payload.keys
+    }
+
+    /// The history, oldest first.
+    pub fn events(&self) -> &[Event] {
+        &self.payload.events
+    }
+
+    /// The decrypted payload, read-only.
+    pub fn payload(&self) -> &Payload {
+        &self.payload
+    }
+
+    /// The payload for test fixtures and benchmarks that must build states no command
+    /// makes (a key expired an hour ago, hostile names). Bypasses every invariant of
+    /// this type: never call it from the tool itself.
+    #[doc(hidden)]
+    pub fn payload_mut_unchecked(&mut self) -> &mut Payload {
+        &mut self.payload
+    }
+
+    /// The number of saves this vault has seen (0 for a vault older than revisions).
+    pub fn revision(&self) -> u64 {
+        self.payload.revision
+    }
+
+    /// Counts one more save; the store calls it once per committed change.
+    pub(crate) fn bump_revision(&mut self) {
+        self.payload.revision = self.payload.revision.saturating_add(1);
+    }
+
+    /// The published verifier files.
+    pub fn published(&self) -> &[Published] {
+        &self.payload.published
+    }
+
+    /// Records `p` as published (replacing an entry for the same path); `false` when the
+    /// same entry was already there.
+    pub fn publish(&mut self, p: Published, now: DateTime<Utc>) -> bool {
+        let list = &mut self.payload.published;
+        if list.contains(&p) {
+            return false;
+        }
+        let detail = p.path.display().to_string();
+        match list.iter_mut().find(|q| q.path == p.path) {
+            Some(q) => *q = p,
+            None => list.push(p),
+        }
+        self.record(now, EventAction::Publish, None, Some(detail));
+        true
+    }
+
+    /// Stops publishing to `path` (the file stays); `false` when it was not published.
+    pub fn unpublish(&mut self, path: &std::path::Path, now: DateTime<Utc>) -> bool {
+        let before = self.payload.published.len();
+        self.payload.published.retain(|q| q.path != path);
+        if self.payload.published.len() == before {
+            return false;
+        }
+        let detail = path.display().to_string();
+        self.record(now, EventAction::Unpublish, None, Some(detail));
+        true
+    }
+
+    /// The HMAC key of the keyed hashes.
+    pub(crate) fn hash_key(&self) -> &SecretKey {
+        &self.payload.hash_key
+    }
+
+    /// HMAC-SHA256(hash_key, key).
+    pub fn keyed_hash(&self, key: &str) -> KeyHash {
+        self.payload.keyed_hash(key)
+    }
+
+    /// The index of the record whose full key is `key`, compared by keyed hash in
+    /// constant time.
+    pub fn find_by_key(&self, key: &str) -> Option<usize> {
+        let want = self.keyed_hash(key);
+        self.payload.keys.iter().position(|k| k.hash.ct_eq(&want))
     }
 
     /// Finds a key by full id or unique prefix, as git does.
@@ -134,7 +491,7 @@ impl Vault {
     pub fn record(
         &mut self,
         at: DateTime<Utc>,
-        action: &str,
+        action: EventAction,
         key: Option<usize>,
         detail: Option<String>,
     ) {
@@ -144,23 +501,27 @@ impl Vault {
         };
         self.payload.events.push(Event {
             at,
-            action: action.to_string(),
+            action,
             key_id,
             name,
             detail,
         });
     }
 
-    /// Makes a new key, stores its record and returns its index and the full key.
-    pub fn add_key(&mut self, spec: NewKey, now: DateTime<Utc>) -> (usize, SecretString) {
-        let id = loop {
+    fn new_id(&self) -> KeyId {
+        loop {
             let id = keyfmt::new_id();
             if !self.payload.keys.iter().any(|k| k.id == id) {
-                break id;
+                return KeyId::from(id);
             }
-        };
+        }
+    }
+
+    /// Makes a new key, stores its record and returns its index and the full key.
+    pub fn create_key(&mut self, spec: NewKey, now: DateTime<Utc>) -> (usize, SecretString) {
+        let id = self.new_id();
         let secret = keyfmt::generate(&id);
-        let hash = self.payload.keyed_hash(secret.expose());
+        let hash = self.keyed_hash(secret.expose());
         self.payload.keys.push(KeyRecord {
             id,
             name: spec.name,
@@ -176,8 +537,171 @@ impl Vault {
             rotated_to: None,
         });
         let idx = self.payload.keys.len() - 1;
-        self.record(now, "create", Some(idx), None);
+        self.record(now, EventAction::Create, Some(idx), None);
         (idx, secret)
+    }
+
+    /// Revokes key `i`; `false` when it already was.
+    pub fn revoke(&mut self, i: usize, now: DateTime<Utc>) -> bool {
+        if self.payload.keys[i].revoked_at.is_some() {
+            return false;
+        }
+        self.payload.keys[i].revoked_at = Some(now);
+        self.record(now, EventAction::Revoke, Some(i), None);
+        true
+    }
+
+    /// Removes key `i`'s record (its history stays) and returns it.
+    pub fn delete(&mut self, i: usize, now: DateTime<Utc>) -> KeyRecord {
+        self.record(now, EventAction::Delete, Some(i), None);
+        self.payload.keys.remove(i)
+    }
+
+    /// Records that key `i` was handed out by `use` (`detail`: where to).
+    pub fn record_use(&mut self, i: usize, now: DateTime<Utc>, detail: &str) {
+        self.record(now, EventAction::Use, Some(i), Some(detail.to_string()));
+    }
+
+    /// Replaces key `i` with a successor of the same name, description, permissions and
+    /// validity period. The old key is revoked now, or with `grace_days` stays valid that
+    /// long (never longer than it already was).
+    ///
+    /// # Errors
+    /// [`Error::Failed`] when the key was already rotated to a successor that still exists.
+    pub fn rotate(
+        &mut self,
+        i: usize,
+        grace_days: Option<u32>,
+        now: DateTime<Utc>,
+    ) -> Result<Rotation> {
+        let old = &self.payload.keys[i];
+        if let Some(next) = &old.rotated_to {
+            if self.payload.keys.iter().any(|k| &k.id == next) {
+                return Err(Error::failed(format!(
+                    "key {} was already rotated to {next}; rotate {next} instead",
+                    old.id
+                )));
+            }
+        }
+        let old_status = old.status(now);
+        let validity = old.expires_at.map(|e| e - old.created_at);
+        let spec = NewKey {
+            name: old.name.clone(),
+            description: old.description.clone(),
+            expires_at: validity.map(|d| now + d.max(Duration::days(1))),
+            permissions: old.permissions.clone(),
+        };
+        let old_id = old.id.clone();
+        let (j, key) = self.create_key(spec, now);
+        let new_id = self.payload.keys[j].id.clone();
+        self.payload.keys[j].rotated_from = Some(old_id);
+        let o = &mut self.payload.keys[i];
+        o.rotated_to = Some(new_id.clone());
+        let old_valid_until = match grace_days {
+            Some(d) => {
+                let until = now + Duration::days(i64::from(d));
+                if o.revoked_at.is_none() {
+                    o.expires_at = Some(o.expires_at.map_or(until, |e| e.min(until)));
+                }
+                o.expires_at
+            }
+            None => {
+                if o.revoked_at.is_none() {
+                    o.revoked_at = Some(now);
+                }
+                None
+            }
+        };
+        self.record(
+            now,
+            EventAction::Rotate,
+            Some(i),
+            Some(format!("successor {new_id}")),
+        );
+        Ok(Rotation {
+            old: i,
+            new: j,
+            key,
+            old_status,
+            old_valid_until,
+        })
+    }
+
+    /// Adds `perms` to key `i`; returns those it did not have.
+    pub fn grant(&mut self, i: usize, perms: &[Permission], now: DateTime<Utc>) -> Vec<Permission> {
+        let k = &mut self.payload.keys[i];
+        let mut added = Vec::new();
+        for p in perms {
+            if !k.permissions.contains(p) && !added.contains(p) {
+                k.permissions.push(p.clone());
+                added.push(p.clone());
+            }
+        }
+        self.record_permissions(EventAction::Grant, i, &added, now);
+        added
+    }
+
+    /// Removes `perms` from key `i`; returns those it had.
+    pub fn deny(&mut self, i: usize, perms: &[Permission], now: DateTime<Utc>) -> Vec<Permission> {
+        let k = &mut self.payload.keys[i];
+        let mut removed = Vec::new();
+        for p in perms {
+            if k.permissions.contains(p) {
+                k.permissions.retain(|x| x != p);
+                removed.push(p.clone());
+            }
+        }
+        self.record_permissions(EventAction::Deny, i, &removed, now);
+        removed
+    }
+
+    fn record_permissions(
+        &mut self,
+        action: EventAction,
+        i: usize,
+        changed: &[Permission],
+        now: DateTime<Utc>,
+    ) {
+        if !changed.is_empty() {
+            let list: Vec<&str> = changed.iter().map(|p| p.as_str()).collect();
+            self.record(now, action, Some(i), Some(list.join(",")));
+        }
+    }
+
+    /// Adds a record imported from the Python tool (an inactive one becomes revoked now).
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] when its id is already taken.
+    pub fn import_record(
+        &mut self,
+        r: LegacyRecord,
+        now: DateTime<Utc>,
+        source: &str,
+    ) -> Result<usize> {
+        if self.payload.keys.iter().any(|k| k.id == r.id) {
+            return Err(Error::corrupt(format!(
+                "the id {} is imported twice",
+                sanitize(&r.id)
+            )));
+        }
+        let hash = self.keyed_hash(r.key.expose());
+        self.payload.keys.push(KeyRecord {
+            id: KeyId::from(r.id),
+            name: r.name,
+            description: r.description,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            revoked_at: (!r.active).then_some(now),
+            permissions: r.permissions,
+            metadata: r.metadata,
+            secret: r.key,
+            hash,
+            rotated_from: None,
+            rotated_to: None,
+        });
+        let i = self.payload.keys.len() - 1;
+        self.record(now, EventAction::Import, Some(i), Some(source.to_string()));
+        Ok(i)
     }
 }
 
@@ -191,10 +715,14 @@ pub struct NewKey {
     /// Expiry, `None` for never.
     pub expires_at: Option<DateTime<Utc>>,
     /// Permissions.
-    pub permissions: Vec<String>,
+    pub permissions: Vec<Permission>,
 }
 
 /// Finds a record by full id or unique prefix.
+///
+/// An exact id wins over everything, so an imported id such as `mcp_prod_server_key_01`
+/// stays reachable; only a string of the exact shape of a whole key is refused as one,
+/// without being echoed.
 ///
 /// # Errors
 /// [`Error::Failed`] when nothing matches or several do.
@@ -202,15 +730,15 @@ pub fn find_index(keys: &[KeyRecord], prefix: &str) -> Result<usize> {
     if prefix.is_empty() {
         return Err(Error::usage("a key id must not be empty"));
     }
-    if prefix.starts_with("mcp_") && prefix.len() > 4 + keyfmt::ID_HEX {
-        // Never echo it: this is a whole key, pasted where an id belongs.
-        return Err(Error::usage(
-            "that looks like a whole key, not an id: give only its 16-hex id (see `list`), \
-             and never put a key on the command line",
-        ));
-    }
     if let Some(i) = keys.iter().position(|k| k.id == prefix) {
         return Ok(i);
+    }
+    if looks_like_key(prefix) {
+        // Never echo it: this is a whole key, pasted where an id belongs.
+        return Err(Error::usage(
+            "that looks like a whole key, not an id: give only its id (see `list`), \
+             and never put a key on the command line",
+        ));
     }
     let hits: Vec<usize> = keys
         .iter()
@@ -220,15 +748,9 @@ pub fn find_index(keys: &[KeyRecord], prefix: &str) -> Result<usize> {
         .collect();
     match hits.as_slice() {
         [i] => Ok(*i),
-        // An argument much longer than any id may be a pasted key: say so without echoing it.
-        [] if prefix.len() >= 48 => Err(Error::failed(
-            "no key has that id (the argument is longer than any id; if it was a key, never put \
-             keys on the command line); run `mcp-key-manager list` to see the ids",
-        )),
-        [] => Err(Error::failed(format!(
-            "no key with id {}; run `mcp-key-manager list` to see the ids",
-            sanitize(prefix)
-        ))),
+        [] => Err(Error::KeyNotFound {
+            message: not_found(prefix),
+        }),
         many => {
             let names: Vec<String> = many
                 .iter()
@@ -245,12 +767,35 @@ pub fn find_index(keys: &[KeyRecord], prefix: &str) -> Result<usize> {
     }
 }
 
+/// Whether an argument given where an id belongs has the exact shape of a key of this
+/// tool (checked after an exact id match, so imported ids of any shape stay reachable).
+pub fn looks_like_key(arg: &str) -> bool {
+    matches!(keyfmt::classify(arg), keyfmt::Shape::Modern { .. })
+}
+
+/// The message for an id argument that matched nothing. The argument is repeated only
+/// when it could be an id prefix (1-16 lowercase hex characters): a key of the Python
+/// tool (`changeme-api-key`) is indistinguishable from a mistyped imported id.
+pub fn not_found(arg: &str) -> String {
+    let hexish = arg.len() <= keyfmt::ID_HEX
+        && arg
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if hexish {
+        format!("no key with id {arg}")
+    } else {
+        "no key with id matching the argument (not repeated here, in case it was a key)".to_string()
+    }
+}
+
 /// Caches the key derived for one passphrase, so that re-reading the vault after taking
 /// the lock costs no second derivation unless a concurrent `rekey` changed the salt.
 #[derive(Debug)]
 pub struct KeyCache {
     passphrase: SecretString,
     cached: Option<(KdfParams, Vec<u8>, SecretKey)>,
+    /// Format 2: the slot that unlocked, its wrapped key, and the data key.
+    data_key: Option<(String, Vec<u8>, SecretKey)>,
 }
 
 impl KeyCache {
@@ -259,6 +804,7 @@ impl KeyCache {
         KeyCache {
             passphrase,
             cached: None,
+            data_key: None,
         }
     }
 
@@ -293,7 +839,26 @@ impl KeyCache {
 
     /// Remembers the key of a vault this process made or re-keyed.
     pub fn remember(&mut self, vault: &Vault) {
-        self.cached = Some((vault.kdf, vault.salt.clone(), vault.key.duplicate()));
+        match &vault.seal {
+            Seal::V1 { kdf, salt, key } => {
+                self.cached = Some((*kdf, salt.clone(), key.duplicate()));
+            }
+            Seal::V2(_) => self.data_key = vault.data_key_cache_entry(),
+        }
+    }
+
+    /// The cached format-2 data key, if slot `id` still wraps exactly `wrapped`.
+    pub(crate) fn data_key_for(&self, h: &v2::Header) -> Option<(String, SecretKey)> {
+        let (id, wrapped, key) = self.data_key.as_ref()?;
+        h.slots
+            .iter()
+            .any(|s| &s.id == id && &s.wrapped_key == wrapped)
+            .then(|| (id.clone(), key.duplicate()))
+    }
+
+    /// Remembers the data key of a format-2 vault just unlocked.
+    pub(crate) fn remember_data_key(&mut self, vault: &Vault) {
+        self.data_key = vault.data_key_cache_entry();
     }
 }
 
@@ -314,12 +879,12 @@ mod tests {
         let pass = SecretString::new("correct horse".into());
         let mut v = Vault::create(&pass, weak()).unwrap();
         let now = Utc::now();
-        let (_, key) = v.add_key(
+        let (_, key) = v.create_key(
             NewKey {
                 name: "n".into(),
                 description: "d".into(),
                 expires_at: None,
-                permissions: vec!["info".into()],
+                permissions: vec!["info".parse().unwrap()],
             },
             now,
         );
@@ -329,9 +894,12 @@ mod tests {
         let w = Vault::open(&a, &pass).unwrap();
         assert_eq!(w.keys().len(), 1);
         assert_eq!(w.keys()[0].secret.expose(), key.expose());
-        assert_eq!(w.keys()[0].hash, w.payload.keyed_hash(key.expose()));
+        assert_eq!(w.keys()[0].hash, w.keyed_hash(key.expose()));
         let wrong = SecretString::new("wrong".into());
-        assert!(matches!(Vault::open(&a, &wrong), Err(Error::Passphrase(_))));
+        assert!(matches!(
+            Vault::open(&a, &wrong),
+            Err(Error::WrongPassphrase)
+        ));
     }
 
     #[test]
@@ -342,7 +910,7 @@ mod tests {
             .iter()
             .enumerate()
         {
-            v.add_key(
+            v.create_key(
                 NewKey {
                     name: format!("k{i}"),
                     description: String::new(),
@@ -351,7 +919,7 @@ mod tests {
                 },
                 Utc::now(),
             );
-            v.payload.keys[i].id = id.to_string();
+            v.payload_mut_unchecked().keys[i].id = (*id).into();
         }
         assert_eq!(v.find("def").unwrap(), 2);
         assert_eq!(v.find("abc0000000000002").unwrap(), 1);
@@ -360,6 +928,6 @@ mod tests {
             e.contains("ambiguous") && e.contains("abc0000000000001"),
             "{e}"
         );
-        assert!(matches!(v.find("fff"), Err(Error::Failed(_))));
+        assert!(matches!(v.find("fff"), Err(Error::KeyNotFound { .. })));
     }
 }

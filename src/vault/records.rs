@@ -11,6 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
+use super::types::{EventAction, KeyHash, KeyId, Permission};
 use crate::error::{Error, Result};
 use crate::secret::{SecretKey, SecretString};
 
@@ -29,6 +30,19 @@ pub enum Status {
 }
 
 impl Status {
+    /// The one rule for a key's status, used by the vault, `list`, `verify` and the
+    /// [`Verifier`](crate::verify::Verifier): revoked wins over expired; a key expires at
+    /// the instant of its expiry.
+    pub fn of(revoked: bool, expires_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Status {
+        if revoked {
+            Status::Revoked
+        } else if expires_at.is_some_and(|e| e <= now) {
+            Status::Expired
+        } else {
+            Status::Active
+        }
+    }
+
     /// The lowercase word used in every output.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -43,8 +57,8 @@ impl Status {
 #[derive(Serialize, Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct KeyRecord {
-    /// Public identifier: 16 lowercase hex characters.
-    pub id: String,
+    /// Public identifier: 16 lowercase hex characters (imported keys keep their old id).
+    pub id: KeyId,
     /// Human name.
     pub name: String,
     /// Free text.
@@ -61,32 +75,36 @@ pub struct KeyRecord {
     pub revoked_at: Option<DateTime<Utc>>,
     /// What the key may do.
     #[serde(default)]
-    pub permissions: Vec<String>,
+    pub permissions: Vec<Permission>,
     /// Free-form metadata carried over from the Python tool.
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub metadata: serde_json::Map<String, serde_json::Value>,
     /// The full key string. Leaves the vault only through `create` and `use`.
     pub secret: SecretString,
-    /// HMAC-SHA256(hash_key, full key), lowercase hex.
-    pub hash: String,
+    /// HMAC-SHA256(hash_key, full key), lowercase hex on the wire.
+    pub hash: KeyHash,
     /// The key this one replaced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rotated_from: Option<String>,
+    pub rotated_from: Option<KeyId>,
     /// The key that replaced this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rotated_to: Option<String>,
+    pub rotated_to: Option<KeyId>,
 }
 
 impl KeyRecord {
     /// The status at `now`: revoked wins over expired.
     pub fn status(&self, now: DateTime<Utc>) -> Status {
-        if self.revoked_at.is_some() {
-            Status::Revoked
-        } else if self.expires_at.is_some_and(|e| e <= now) {
-            Status::Expired
-        } else {
-            Status::Active
-        }
+        Status::of(self.revoked_at.is_some(), self.expires_at, now)
+    }
+
+    /// Whether the key holds `p`.
+    pub fn has_permission(&self, p: &str) -> bool {
+        self.permissions.iter().any(|q| q == p)
+    }
+
+    /// Whether the key is of this tool's format (not imported from the Python tool).
+    pub fn is_legacy(&self) -> bool {
+        !self.id.is_modern() || !self.secret.expose().starts_with("mcp_")
     }
 
     /// Whether the key expires within `days` days of `now` (and has not yet).
@@ -105,11 +123,11 @@ pub struct Event {
     /// When it happened.
     #[serde(with = "time")]
     pub at: DateTime<Utc>,
-    /// What happened: create, use, revoke, delete, rotate, grant, deny, rekey, import, init.
-    pub action: String,
+    /// What happened.
+    pub action: EventAction,
     /// The key it concerns, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key_id: Option<String>,
+    pub key_id: Option<KeyId>,
     /// The key's name at the time, so the events of a deleted key stay readable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -130,6 +148,27 @@ pub struct Payload {
     /// History, oldest first.
     #[serde(default)]
     pub events: Vec<Event>,
+    /// Incremented on every save; verifiers carry it, so a stale writer can be told from
+    /// a current one. A vault written before revisions existed starts at 0.
+    #[serde(default)]
+    pub revision: u64,
+    /// Verifier files kept current after every change (`publish`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub published: Vec<Published>,
+}
+
+/// A verifier file that every committed change rewrites.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Published {
+    /// Where it is written (as given, made absolute).
+    pub path: std::path::PathBuf,
+    /// Whether key names are included.
+    #[serde(default)]
+    pub names: bool,
+    /// A command run after each successful write, with `MCP_VERIFIER_PATH` set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub then: Option<String>,
 }
 
 impl Payload {
@@ -139,6 +178,8 @@ impl Payload {
             hash_key: SecretKey::random(),
             keys: Vec::new(),
             events: Vec::new(),
+            revision: 0,
+            published: Vec::new(),
         }
     }
 
@@ -180,9 +221,9 @@ impl Payload {
         out.0
     }
 
-    /// HMAC-SHA256(hash_key, key) as lowercase hex.
-    pub fn keyed_hash(&self, key: &str) -> String {
-        crate::rng::hex(&keyed_hash(&self.hash_key, key))
+    /// HMAC-SHA256(hash_key, key).
+    pub fn keyed_hash(&self, key: &str) -> KeyHash {
+        keyed_hash(&self.hash_key, key)
     }
 }
 
@@ -193,11 +234,11 @@ impl Default for Payload {
 }
 
 /// HMAC-SHA256(hash_key, key).
-pub fn keyed_hash(hash_key: &SecretKey, key: &str) -> [u8; 32] {
+pub fn keyed_hash(hash_key: &SecretKey, key: &str) -> KeyHash {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(hash_key.expose())
         .expect("HMAC accepts keys of any length");
     mac.update(key.as_bytes());
-    mac.finalize().into_bytes().into()
+    KeyHash(mac.finalize().into_bytes().into())
 }
 
 /// A growable zeroizing buffer: when full, it moves to one half as large again and the old

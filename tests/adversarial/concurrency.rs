@@ -30,20 +30,20 @@ fn fifty_mixed_writers_at_once_lose_no_update() {
     let mut seeded: Vec<(String, String)> = Vec::new();
     e.edit_vault(|v| {
         for n in 0..REVOKES + USE_KEYS {
-            let (i, key) = v.add_key(
+            let (i, key) = v.create_key(
                 NewKey {
                     name: format!("seed {n}"),
                     description: String::new(),
                     expires_at: None,
-                    permissions: vec!["info".into()],
+                    permissions: vec!["info".parse().unwrap()],
                 },
                 Utc::now(),
             );
-            seeded.push((v.keys()[i].id.clone(), key.expose().to_string()));
+            seeded.push((v.keys()[i].id.to_string(), key.expose().to_string()));
         }
     });
     let (to_revoke, to_use) = seeded.split_at(REVOKES);
-    let events_before = e.open_vault().payload.events.len();
+    let events_before = e.open_vault().events().len();
 
     let start = Instant::now();
     let mut children = Vec::with_capacity(WRITERS);
@@ -126,7 +126,7 @@ fn fifty_mixed_writers_at_once_lose_no_update() {
         assert!(by_id[id.as_str()].revoked_at.is_none());
     }
     // The history is append-only: one event per confirmed write, none lost.
-    let events = &v.payload.events[events_before..];
+    let events = &v.events()[events_before..];
     let count = |a: &str| events.iter().filter(|ev| ev.action == a).count();
     assert_eq!(
         (count("create"), count("revoke"), count("use")),

@@ -116,14 +116,14 @@ fn stored_escapes_are_escaped_on_every_output() {
     e.create("one", &["-e", "3"]);
     e.create("two", &["-e", "3"]);
     e.edit_vault(|v| {
-        for (n, k) in v.payload.keys.iter_mut().enumerate() {
-            k.id = format!("abcd00000000000{n}");
+        for (n, k) in v.payload_mut_unchecked().keys.iter_mut().enumerate() {
+            k.id = format!("abcd00000000000{n}").into();
             k.name = EVIL_NAME.into();
             k.description = EVIL_DESC.into();
             k.metadata
                 .insert("note\x1b[7m".into(), serde_json::json!("\x1b[5mblink"));
         }
-        for ev in &mut v.payload.events {
+        for ev in v.payload_mut_unchecked().events.iter_mut() {
             if ev.key_id.is_some() {
                 ev.key_id = Some("abcd000000000000".into());
                 ev.name = Some(EVIL_NAME.into());
@@ -381,11 +381,11 @@ fn a_use_that_cannot_write_the_env_file_records_nothing() {
     let e = Env::with_vault();
     let (id, _) = e.create("k", &[]);
     fs::create_dir(e.env_file()).unwrap();
-    let before = e.open_vault().payload.events.len();
+    let before = e.open_vault().events().len();
     let o = run(e.cmd().args(["use", &id]));
     assert_fails(&o, 5, &["env file is not a regular file"]);
     assert_eq!(
-        e.open_vault().payload.events.len(),
+        e.open_vault().events().len(),
         before,
         "the history records a use that did not happen"
     );
@@ -588,7 +588,8 @@ fn duplicated_ids_in_an_authenticated_payload_are_corrupt() {
     let e = Env::with_vault();
     e.create("k", &[]);
     let v = e.open_vault();
-    let mut payload: serde_json::Value = serde_json::from_slice(&v.payload.to_json()[..]).unwrap();
+    let mut payload: serde_json::Value =
+        serde_json::from_slice(&v.payload().to_json()[..]).unwrap();
     let first = payload["keys"][0].clone();
     let id = first["id"].as_str().unwrap().to_string();
     payload["keys"].as_array_mut().unwrap().push(first);

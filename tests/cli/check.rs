@@ -84,10 +84,14 @@ fn env_key_revoked() {
 #[test]
 fn env_key_expired_and_expiring() {
     let (e, id) = healthy();
-    e.edit_vault(|v| v.payload.keys[0].expires_at = Some(Utc::now() - Duration::days(1)));
+    e.edit_vault(|v| {
+        v.payload_mut_unchecked().keys[0].expires_at = Some(Utc::now() - Duration::days(1))
+    });
     let (_, f) = codes(&e, &[]);
     assert!(has(&f, "error", "ENV_KEY_EXPIRED"), "{f:?}");
-    e.edit_vault(|v| v.payload.keys[0].expires_at = Some(Utc::now() + Duration::days(5)));
+    e.edit_vault(|v| {
+        v.payload_mut_unchecked().keys[0].expires_at = Some(Utc::now() + Duration::days(5))
+    });
     let (code, f) = codes(&e, &[]);
     assert_eq!(code, 1);
     assert!(has(&f, "error", "ENV_KEY_EXPIRING"), "{f:?}");

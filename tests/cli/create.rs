@@ -25,7 +25,7 @@ fn key_has_the_documented_format_and_defaults() {
     let k = &v.keys()[0];
     assert_eq!(k.permissions, ["generate", "info", "health"]);
     assert_eq!((k.expires_at.unwrap() - k.created_at).num_days(), 90);
-    assert_eq!(k.hash, v.payload.keyed_hash(&key));
+    assert_eq!(k.hash, v.keyed_hash(&key));
 }
 
 #[test]

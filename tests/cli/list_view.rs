@@ -64,9 +64,10 @@ fn statuses_and_relative_expiry() {
     let now = Utc::now();
     e.edit_vault(|v| {
         let i = v.find(&a).unwrap();
-        v.payload.keys[i].expires_at = Some(now + Duration::days(12) + Duration::hours(1));
+        v.payload_mut_unchecked().keys[i].expires_at =
+            Some(now + Duration::days(12) + Duration::hours(1));
         let i = v.find(&b).unwrap();
-        v.payload.keys[i].expires_at = Some(now - Duration::days(3));
+        v.payload_mut_unchecked().keys[i].expires_at = Some(now - Duration::days(3));
     });
     let out = e.cmd().arg("list").output().unwrap();
     let s = String::from_utf8(out.stdout).unwrap();
@@ -112,8 +113,8 @@ fn unique_prefix_and_ambiguity() {
     let (a, _) = e.create("one", &[]);
     e.create("two", &[]);
     e.edit_vault(|v| {
-        v.payload.keys[0].id = "abcd000000000001".into();
-        v.payload.keys[1].id = "abcd000000000002".into();
+        v.payload_mut_unchecked().keys[0].id = "abcd000000000001".into();
+        v.payload_mut_unchecked().keys[1].id = "abcd000000000002".into();
     });
     let _ = a;
     e.cmd().args(["view", "abcd"]).assert().code(1).stderr(
@@ -137,7 +138,7 @@ fn unique_prefix_and_ambiguity() {
 fn stored_control_characters_are_escaped_on_output() {
     let e = Env::with_vault();
     let (id, _) = e.create("plain", &[]);
-    e.edit_vault(|v| v.payload.keys[0].name = "bad\x1b[31mname".into());
+    e.edit_vault(|v| v.payload_mut_unchecked().keys[0].name = "bad\x1b[31mname".into());
     for args in [vec!["list"], vec!["view", &id], vec!["history"]] {
         let out = e.cmd().args(&args).output().unwrap();
         assert!(!out.stdout.contains(&0x1b), "{args:?} printed a raw ESC");

@@ -18,6 +18,7 @@ mod rekey;
 mod review;
 mod revoke_delete;
 mod rotate;
+mod slot;
 mod tamper;
 mod use_env;
 mod verify;

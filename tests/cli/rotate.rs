@@ -95,7 +95,7 @@ fn rotating_a_dead_key_is_allowed_and_says_so() {
     let (x, _) = e.create("expired", &[]);
     e.edit_vault(|v| {
         let i = v.find(&x).unwrap();
-        v.payload.keys[i].expires_at = Some(Utc::now() - Duration::days(1));
+        v.payload_mut_unchecked().keys[i].expires_at = Some(Utc::now() - Duration::days(1));
     });
     e.cmd()
         .args(["rotate", &x])

@@ -37,7 +37,7 @@ fn use_refuses_revoked_and_expired_keys() {
     e.cmd().args(["revoke", &r]).assert().success();
     e.edit_vault(|v| {
         let i = v.find(&x).unwrap();
-        v.payload.keys[i].expires_at = Some(Utc::now() - Duration::hours(1));
+        v.payload_mut_unchecked().keys[i].expires_at = Some(Utc::now() - Duration::hours(1));
     });
     e.cmd()
         .args(["use", &r])

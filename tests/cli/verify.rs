@@ -13,7 +13,7 @@ fn fixture() -> (Env, [(String, String); 4]) {
     e.cmd().args(["revoke", &revoked.0]).assert().success();
     e.edit_vault(|v| {
         let i = v.find(&expired.0).unwrap();
-        v.payload.keys[i].expires_at = Some(Utc::now() - Duration::days(1));
+        v.payload_mut_unchecked().keys[i].expires_at = Some(Utc::now() - Duration::days(1));
     });
     (e, [good, revoked, expired, never])
 }
@@ -44,7 +44,10 @@ fn every_code_through_the_cli() {
     ];
     for (key, code) in &cases {
         let out = verify_stdin(&e, format!("{key}\n"), &["--json"]);
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        // Issue 16: `verify --json` always prints an array, one verdict per key.
+        assert_eq!(all.as_array().map(Vec::len), Some(1), "{all}");
+        let v = &all[0];
         assert_eq!(v["code"], *code, "{key}");
         assert_eq!(v["valid"], *code == "VALID");
         assert_eq!(
@@ -69,7 +72,8 @@ fn every_code_through_the_cli() {
         &["--require", "generate", "--json"],
     );
     assert_eq!(out.status.code(), Some(0));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = &all[0];
     assert_eq!(v["id"], good.0.as_str());
     assert_eq!(v["name"], "good");
     assert_eq!(v["permissions"], serde_json::json!(["generate", "info"]));
@@ -162,7 +166,7 @@ fn export_verifier_holds_no_secret_and_verifies_without_a_passphrase() {
             .output()
             .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(v["code"], code);
+        assert_eq!(v[0]["code"], code);
     }
 }
 

@@ -15,7 +15,8 @@ use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 use crate::secret::{SecretKey, SecretString};
-use crate::vault::records::{Event, KeyRecord, Payload};
+use crate::vault::records::{Event, KeyRecord, Payload, Published};
+use crate::vault::types::{EventAction, KeyHash, KeyId, Permission};
 
 /// The first bytes of every format-2 payload (after decryption).
 pub const MAGIC: &[u8; 4] = b"MKP2";
@@ -26,34 +27,7 @@ const MIN_RECORD: usize = 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 32 + 1 + 1;
 /// Smallest encoding of one event.
 const MIN_EVENT: usize = 1 + 1 + 1 + 1 + 1;
 /// Smallest encoding of one published verifier entry.
-const MIN_PUBLISHED: usize = 1 + 1 + 1 + 1 + 1;
-
-/// A verifier file that every committed change rewrites (mirrors the format-1 payload's
-/// `published` list, issue 12).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Published {
-    /// Where it is written.
-    pub path: std::path::PathBuf,
-    /// Whether key names are included.
-    pub names: bool,
-    /// A command run after each successful write.
-    pub then: Option<String>,
-    /// When it was last written.
-    pub written_at: Option<DateTime<Utc>>,
-    /// The vault revision it was last written at.
-    pub written_revision: u64,
-}
-
-/// Everything a format-2 payload carries.
-#[derive(Debug, Default)]
-pub struct Contents {
-    /// Hash key, records and history, as in format 1.
-    pub payload: Payload,
-    /// Incremented on every save.
-    pub revision: u64,
-    /// Published verifier files.
-    pub published: Vec<Published>,
-}
+const MIN_PUBLISHED: usize = 1 + 1 + 1;
 
 // ---------------------------------------------------------------------------------------
 // Writing
@@ -203,11 +177,10 @@ fn modern_secret(id: &str, key: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-fn write_all<S: Sink>(s: &mut S, c: &Contents, dict: &[&str], index: &HashMap<&str, usize>) {
-    let p = &c.payload;
+fn write_all<S: Sink>(s: &mut S, p: &Payload, dict: &[&str], index: &HashMap<&str, usize>) {
     s.put(MAGIC);
     s.put(p.hash_key.expose());
-    s.put(&c.revision.to_le_bytes());
+    s.put(&p.revision.to_le_bytes());
     s.varint(dict.len() as u64);
     for perm in dict {
         s.str(perm);
@@ -222,7 +195,7 @@ fn write_all<S: Sink>(s: &mut S, c: &Contents, dict: &[&str], index: &HashMap<&s
         s.opt_time(k.revoked_at.as_ref());
         s.varint(k.permissions.len() as u64);
         for perm in &k.permissions {
-            s.varint(index[perm.as_str()] as u64);
+            s.varint(index[&**perm] as u64);
         }
         if k.metadata.is_empty() {
             s.varint(0);
@@ -244,19 +217,16 @@ fn write_all<S: Sink>(s: &mut S, c: &Contents, dict: &[&str], index: &HashMap<&s
                 s.str(k.secret.expose());
             }
         }
-        let hash = hash_bytes(&k.hash);
-        s.put(&hash);
+        s.put(&k.hash.0);
         s.opt_id(k.rotated_from.as_deref());
         s.opt_id(k.rotated_to.as_deref());
     }
-    s.varint(c.published.len() as u64);
-    for pb in &c.published {
+    s.varint(p.published.len() as u64);
+    for pb in &p.published {
         use std::os::unix::ffi::OsStrExt;
         s.bytes(pb.path.as_os_str().as_bytes());
         s.byte(u8::from(pb.names));
         s.opt_str(pb.then.as_deref());
-        s.opt_time(pb.written_at.as_ref());
-        s.varint(pb.written_revision);
     }
     // The history: a count and a byte length, so a reader can step over it.
     let mut ev = Counter(0);
@@ -269,43 +239,41 @@ fn write_all<S: Sink>(s: &mut S, c: &Contents, dict: &[&str], index: &HashMap<&s
 fn write_events<S: Sink>(s: &mut S, events: &[Event]) {
     for e in events {
         s.time(&e.at);
-        s.str(&e.action);
+        s.byte(action_code(e.action));
         s.opt_id(e.key_id.as_deref());
         s.opt_str(e.name.as_deref());
         s.opt_str(e.detail.as_deref());
     }
 }
 
-/// The stored hash as 32 bytes (format 1 keeps it as 64 hex characters).
-fn hash_bytes(hex: &str) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    if let Some(v) = crate::rng::unhex(hex) {
-        if v.len() == 32 {
-            out.copy_from_slice(&v);
-        }
-    }
-    out
+/// The one-byte code of an action (its index in [`EventAction::ALL`]).
+fn action_code(a: EventAction) -> u8 {
+    EventAction::ALL
+        .iter()
+        .position(|&b| b == a)
+        .expect("every action is in ALL") as u8
 }
 
-/// Encodes `c` into a zeroizing buffer of exactly the right size, with 16 bytes spare for
+/// Encodes `p` into a zeroizing buffer of exactly the right size, with 16 bytes spare for
 /// the AEAD tag, so it is encrypted in place without ever moving.
-pub fn encode(c: &Contents) -> Zeroizing<Vec<u8>> {
+pub fn encode(p: &Payload) -> Zeroizing<Vec<u8>> {
     let mut dict: Vec<&str> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::new();
-    for k in &c.payload.keys {
+    for k in &p.keys {
         for perm in &k.permissions {
-            if !index.contains_key(perm.as_str()) {
-                index.insert(perm.as_str(), dict.len());
-                dict.push(perm.as_str());
+            let name: &str = perm;
+            if !index.contains_key(name) {
+                index.insert(name, dict.len());
+                dict.push(name);
             }
         }
     }
     let mut count = Counter(0);
-    write_all(&mut count, c, &dict, &index);
+    write_all(&mut count, p, &dict, &index);
     let mut buf = Buf(Zeroizing::new(Vec::with_capacity(
         count.0 + crate::vault::format::bounds::TAG_LEN,
     )));
-    write_all(&mut buf, c, &dict, &index);
+    write_all(&mut buf, p, &dict, &index);
     debug_assert_eq!(buf.0.len(), count.0);
     buf.0
 }
@@ -459,7 +427,7 @@ pub enum Events {
 ///
 /// # Errors
 /// [`Error::Corrupt`] for anything malformed.
-pub fn decode(bytes: &[u8], events: Events) -> Result<Contents> {
+pub fn decode(bytes: &[u8], events: Events) -> Result<Payload> {
     let mut r = Reader { b: bytes };
     if r.take(4)? != MAGIC {
         return Err(bad("not a format-2 payload"));
@@ -502,7 +470,7 @@ pub fn decode(bytes: &[u8], events: Events) -> Result<Contents> {
             if p.0 == used {
                 used += 1;
             }
-            permissions.push((*p.1).to_owned());
+            permissions.push(Permission::trusted((*p.1).to_owned()));
         }
         let meta = r.bytes()?;
         let metadata = if meta.is_empty() {
@@ -537,13 +505,11 @@ pub fn decode(bytes: &[u8], events: Events) -> Result<Contents> {
             }
             _ => return Err(bad("unknown secret encoding")),
         };
-        let hash_raw: [u8; 32] = r.array()?;
-        let mut hash = String::with_capacity(64);
-        push_hex(&mut hash, &hash_raw);
+        let hash = KeyHash(r.array()?);
         let rotated_from = r.opt_id()?;
         let rotated_to = r.opt_id()?;
         keys.push(KeyRecord {
-            id,
+            id: KeyId::from(id),
             name,
             description,
             created_at,
@@ -553,13 +519,13 @@ pub fn decode(bytes: &[u8], events: Events) -> Result<Contents> {
             metadata,
             secret,
             hash,
-            rotated_from,
-            rotated_to,
+            rotated_from: rotated_from.map(KeyId::from),
+            rotated_to: rotated_to.map(KeyId::from),
         });
     }
     let mut ids = HashSet::with_capacity(keys.len());
     for k in &keys {
-        if !ids.insert(k.id.as_str()) {
+        if !ids.insert(&*k.id) {
             return Err(Error::corrupt(format!(
                 "the vault holds two keys with id {}; restore it from a backup",
                 crate::display::sanitize(&k.id)
@@ -578,15 +544,7 @@ pub fn decode(bytes: &[u8], events: Events) -> Result<Contents> {
         let path = std::path::PathBuf::from(std::ffi::OsStr::from_bytes(r.bytes()?));
         let names = r.flag()?;
         let then = r.opt_string()?;
-        let written_at = r.opt_time()?;
-        let written_revision = r.varint()?;
-        published.push(Published {
-            path,
-            names,
-            then,
-            written_at,
-            written_revision,
-        });
+        published.push(Published { path, names, then });
     }
     let nevents = r.count(MIN_EVENT)?;
     let evlen = r.len()?;
@@ -605,8 +563,10 @@ pub fn decode(bytes: &[u8], events: Events) -> Result<Contents> {
             for _ in 0..nevents {
                 out.push(Event {
                     at: er.time()?,
-                    action: er.string()?,
-                    key_id: er.opt_id()?,
+                    action: *EventAction::ALL
+                        .get(usize::from(er.byte()?))
+                        .ok_or_else(|| bad("unknown history action"))?,
+                    key_id: er.opt_id()?.map(KeyId::from),
                     name: er.opt_string()?,
                     detail: er.opt_string()?,
                 });
@@ -617,12 +577,10 @@ pub fn decode(bytes: &[u8], events: Events) -> Result<Contents> {
             out
         }
     };
-    Ok(Contents {
-        payload: Payload {
-            hash_key,
-            keys,
-            events,
-        },
+    Ok(Payload {
+        hash_key,
+        keys,
+        events,
         revision,
         published,
     })
@@ -631,10 +589,10 @@ pub fn decode(bytes: &[u8], events: Events) -> Result<Contents> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vault::NewKey;
+    use crate::vault::{NewKey, Vault};
 
-    fn sample() -> Contents {
-        let mut v = crate::Vault::create(
+    fn sample() -> Payload {
+        let mut v = Vault::create(
             &SecretString::new("p".into()),
             crate::KdfParams {
                 memory_kib: 8,
@@ -645,42 +603,41 @@ mod tests {
         .unwrap();
         let now = DateTime::from_timestamp(1_780_000_000, 0).unwrap();
         for i in 0..3 {
-            v.add_key(
+            v.create_key(
                 NewKey {
                     name: format!("k{i} ✓"),
                     description: "d".into(),
                     expires_at: (i != 1).then(|| now + chrono::Duration::days(90)),
-                    permissions: vec!["info".into(), format!("p{}", i % 2)],
+                    permissions: vec![
+                        "info".parse().unwrap(),
+                        format!("p{}", i % 2).parse().unwrap(),
+                    ],
                 },
                 now,
             );
         }
-        v.payload.keys[1].revoked_at = Some(DateTime::from_timestamp(-5, 123).unwrap());
-        v.payload.keys[2].id = "legacy-id".into();
-        v.payload.keys[2].secret = SecretString::new("a".repeat(64));
-        v.payload.keys[2]
+        v.revoke(1, now);
+        let p = v.payload_mut_unchecked();
+        p.keys[1].revoked_at = Some(DateTime::from_timestamp(-5, 123).unwrap());
+        p.keys[2].id = "legacy-id".into();
+        p.keys[2].secret = SecretString::new("a".repeat(64));
+        p.keys[2]
             .metadata
             .insert("x".into(), serde_json::json!([1.5, {"b": null}]));
-        v.payload.keys[0].rotated_to = Some("legacy-id".into());
-        let id0 = v.payload.keys[0].id.clone();
-        v.payload.keys[2].rotated_from = Some(id0);
-        v.record(now, "revoke", Some(1), Some("why".into()));
-        let payload = std::mem::take(&mut v.payload);
-        Contents {
-            payload,
-            revision: 42,
-            published: vec![Published {
-                path: "/tmp/v.json".into(),
-                names: true,
-                then: Some("true".into()),
-                written_at: Some(now),
-                written_revision: 41,
-            }],
-        }
+        p.keys[0].rotated_to = Some("legacy-id".into());
+        let id0 = p.keys[0].id.clone();
+        p.keys[2].rotated_from = Some(id0);
+        p.revision = 42;
+        p.published.push(Published {
+            path: "/tmp/v.json".into(),
+            names: true,
+            then: Some("true".into()),
+        });
+        std::mem::take(p)
     }
 
-    fn json(c: &Contents) -> Vec<u8> {
-        c.payload.to_json().to_vec()
+    fn json(c: &Payload) -> Vec<u8> {
+        c.to_json().to_vec()
     }
 
     #[test]
@@ -693,8 +650,8 @@ mod tests {
         assert_eq!(d.published, c.published);
         assert_eq!(&encode(&d)[..], &b[..], "one encoding per payload");
         let skipped = decode(&b, Events::Skip).unwrap();
-        assert!(skipped.payload.events.is_empty());
-        assert_eq!(skipped.payload.keys.len(), 3);
+        assert!(skipped.events.is_empty());
+        assert_eq!(skipped.keys.len(), 3);
         assert_eq!(
             b.capacity() - b.len(),
             16,

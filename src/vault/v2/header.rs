@@ -504,6 +504,11 @@ fn parse_slot(s: &SlotJson<'_>) -> Result<Slot> {
     }
     let created_at =
         parse_time(&s.created_at).ok_or_else(|| corrupt("a slot's created_at is not RFC 3339"))?;
+    // One spelling per time (`…T…Z`, as written), so the associated data, which holds the
+    // canonical spelling, covers the text itself: `t`/`z` or `+00:00` are refused.
+    if fmt_time(&created_at) != s.created_at {
+        return Err(corrupt("a slot's created_at is not in the canonical form"));
+    }
     let rkind = recipient_kind(&s.recipient).map_err(corrupt)?;
     let wrapped_key = decode_exact(&s.wrapped_key, "slot.wrapped_key", 1, bounds::WRAPPED_MAX)?;
     let kind = match (&*s.kind, &s.kdf, &s.identity) {

@@ -1,11 +1,12 @@
 //! Vault format 2 (`docs/vault-format-2.md`): several slots unlock one data key, and the
-//! payload is a compact binary encoding.
+//! payload is a compact binary encoding. [`Sealing`] is the format-2 half of an unlocked
+//! [`Vault`](crate::Vault): its slots and its data key.
 //!
-//! Invariant: a [`VaultV2`] only exists unlocked and holds the current data key; every
-//! slot in it wraps that key; a slot removal or a passphrase change replaces the data key
-//! and re-wraps it to every remaining slot before the method returns, so no save after it
-//! can be read with the old key. Unlocking runs at most [`MAX_PASSPHRASE_KDFS`] Argon2id
-//! derivations, whatever the header holds.
+//! Invariant: a [`Sealing`] holds the current data key and every slot in it wraps that
+//! key; a slot removal or a passphrase change replaces the data key and re-wraps it to
+//! every remaining slot before the method returns, so no save after it can be read with
+//! the old key. Unlocking runs at most [`MAX_PASSPHRASE_KDFS`] Argon2id derivations,
+//! whatever the header holds.
 
 pub mod codec;
 pub mod header;
@@ -13,7 +14,7 @@ pub mod slots;
 
 use chrono::{DateTime, Utc};
 
-pub use codec::{Contents, Events, Published};
+pub use codec::Events;
 pub use header::{detect, Detected, Header, Slot, SlotKind};
 pub use slots::{AgeIdentity, Identities};
 
@@ -21,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::secret::{SecretKey, SecretString};
 use crate::vault::crypto;
 use crate::vault::format::KdfParams;
-use crate::vault::records::{Event, Payload};
+use crate::vault::records::Payload;
 
 /// Most passphrase slots tried (one Argon2id each) by one unlock without `--slot`: a
 /// header with 32 passphrase slots costs at most this many derivations.
@@ -38,20 +39,18 @@ pub struct Unlock<'a> {
     pub slot: Option<&'a str>,
 }
 
-/// An unlocked format-2 vault.
-pub struct VaultV2 {
+/// The format-2 state of an unlocked vault: its slots and its data key.
+pub struct Sealing {
     slots: Vec<Slot>,
     data_key: SecretKey,
     unlocked_by: Option<String>,
-    /// The decrypted content.
-    pub contents: Contents,
 }
 
-impl std::fmt::Debug for VaultV2 {
+impl std::fmt::Debug for Sealing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VaultV2")
-            .field("slots", &self.slots.len())
-            .field("keys", &self.contents.payload.keys.len())
+        f.debug_struct("Sealing")
+            .field("slots", &self.slots)
+            .field("unlocked_by", &self.unlocked_by)
             .finish_non_exhaustive()
     }
 }
@@ -208,19 +207,32 @@ pub fn unlock_data_key(slots: &[Slot], unlock: &Unlock<'_>) -> Result<(SecretKey
     ))
 }
 
-impl VaultV2 {
+/// Words for a slot in a history event or a message.
+pub fn slot_words(s: &Slot) -> String {
+    if s.label.is_empty() {
+        format!("{} slot {}", s.kind.as_str(), s.id)
+    } else {
+        format!(
+            "{} slot {} ({})",
+            s.kind.as_str(),
+            s.id,
+            crate::display::sanitize(&s.label)
+        )
+    }
+}
+
+impl Sealing {
     fn with_first_slot(
-        contents: Contents,
         make: impl FnOnce(&str) -> Result<(SlotKind, String)>,
         label: &str,
         now: DateTime<Utc>,
-    ) -> Result<VaultV2> {
+    ) -> Result<Sealing> {
         check_label(&[], label)?;
         let id = new_slot_id(&[]);
         let (kind, recipient) = make(&id)?;
         let data_key = SecretKey::random();
         let wrapped_key = slots::wrap(&data_key, &recipient)?;
-        Ok(VaultV2 {
+        Ok(Sealing {
             slots: vec![Slot {
                 id: id.clone(),
                 label: label.to_string(),
@@ -231,121 +243,81 @@ impl VaultV2 {
             }],
             data_key,
             unlocked_by: Some(id),
-            contents,
         })
     }
 
-    /// A new vault (or an upgraded one, given the contents) with one passphrase slot.
+    /// A new sealing with one passphrase slot (one Argon2id derivation).
     ///
     /// # Errors
     /// As [`crypto::derive_key`]; [`Error::Usage`] for a bad label.
-    pub fn create_with_passphrase(
-        contents: Contents,
+    pub fn with_passphrase(
         passphrase: &SecretString,
         kdf: KdfParams,
         label: &str,
         now: DateTime<Utc>,
-    ) -> Result<VaultV2> {
-        VaultV2::with_first_slot(
-            contents,
+    ) -> Result<Sealing> {
+        Sealing::with_first_slot(
             |id| slots::new_passphrase_kind(passphrase, kdf, id),
             label,
             now,
         )
     }
 
-    /// A new vault with one age slot.
+    /// A new sealing with one passphrase slot whose key is `slot_key`, already derived
+    /// from the passphrase with `salt` and `kdf`: how a format-1 vault becomes format 2
+    /// without asking for its passphrase again or running the KDF a second time.
     ///
     /// # Errors
-    /// [`Error::Usage`] for a recipient or label that is not acceptable.
-    pub fn create_with_recipient(
-        contents: Contents,
-        recipient: &str,
-        label: &str,
+    /// As [`slots::wrap`].
+    pub fn from_derived_key(
+        slot_key: &SecretKey,
+        kdf: KdfParams,
+        salt: Vec<u8>,
         now: DateTime<Utc>,
-    ) -> Result<VaultV2> {
-        header::recipient_kind(recipient).map_err(Error::usage)?;
-        VaultV2::with_first_slot(
-            contents,
-            |_| Ok((SlotKind::Age, recipient.to_string())),
-            label,
+    ) -> Result<Sealing> {
+        Sealing::with_first_slot(
+            |id| Ok(slots::passphrase_kind_with_key(slot_key, kdf, salt, id)),
+            "",
             now,
         )
     }
 
-    /// A format-1 payload moved into format 2 under one passphrase slot (same passphrase,
-    /// same KDF settings), with an `upgrade` event in its history.
+    /// A new sealing with one age slot.
     ///
     /// # Errors
-    /// As [`VaultV2::create_with_passphrase`].
-    pub fn upgrade(
-        payload: Payload,
-        revision: u64,
-        passphrase: &SecretString,
-        kdf: KdfParams,
-        now: DateTime<Utc>,
-    ) -> Result<VaultV2> {
-        let mut v = VaultV2::create_with_passphrase(
-            Contents {
-                payload,
-                revision,
-                published: Vec::new(),
-            },
-            passphrase,
-            kdf,
-            "",
-            now,
-        )?;
-        let id = v.slots[0].id.clone();
-        v.event(
-            now,
-            "upgrade",
-            format!("format 1 -> 2; passphrase slot {id}"),
-        );
-        Ok(v)
+    /// [`Error::Usage`] for a recipient or label that is not acceptable.
+    pub fn with_recipient(recipient: &str, label: &str, now: DateTime<Utc>) -> Result<Sealing> {
+        header::recipient_kind(recipient).map_err(Error::usage)?;
+        Sealing::with_first_slot(|_| Ok((SlotKind::Age, recipient.to_string())), label, now)
     }
 
-    /// Parses, unlocks and decodes in one call.
+    /// Decrypts and decodes `h` with a known data key.
     ///
     /// # Errors
-    /// As [`Header::parse`], [`unlock_data_key`] and [`codec::decode`].
-    pub fn open(bytes: &[u8], unlock: &Unlock<'_>) -> Result<VaultV2> {
-        let h = Header::parse(bytes)?;
-        VaultV2::unlock(h, unlock)
-    }
-
-    /// Unlocks a parsed header.
-    ///
-    /// # Errors
-    /// As [`unlock_data_key`] and [`VaultV2::with_data_key`].
-    pub fn unlock(h: Header, unlock: &Unlock<'_>) -> Result<VaultV2> {
-        let (key, i) = unlock_data_key(&h.slots, unlock)?;
-        let id = h.slots[i].id.clone();
-        let mut v = VaultV2::with_data_key(h, key, Events::All)?;
-        v.unlocked_by = Some(id);
-        Ok(v)
-    }
-
-    /// Decrypts with an already known data key (a cached one, or a test's).
-    ///
-    /// # Errors
-    /// [`Error::Passphrase`] when the payload does not authenticate under `key`,
+    /// [`Error::WrongPassphrase`] when the payload does not authenticate under `key`,
     /// [`Error::Corrupt`] when its content is malformed.
-    pub fn with_data_key(h: Header, key: SecretKey, events: Events) -> Result<VaultV2> {
+    pub fn open(
+        h: Header,
+        key: SecretKey,
+        unlocked_by: Option<String>,
+        events: Events,
+    ) -> Result<(Sealing, Payload)> {
         let plain = crypto::open(&key, &h.nonce, &h.ad(), &h.ciphertext)?;
-        let contents = codec::decode(&plain, events)?;
-        Ok(VaultV2 {
-            slots: h.slots,
-            data_key: key,
-            unlocked_by: None,
-            contents,
-        })
+        let payload = codec::decode(&plain, events)?;
+        Ok((
+            Sealing {
+                slots: h.slots,
+                data_key: key,
+                unlocked_by,
+            },
+            payload,
+        ))
     }
 
-    /// The file's bytes: the payload encoded, sealed under the data key with a fresh
-    /// nonce, bound to every header field.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut buf = codec::encode(&self.contents);
+    /// The file's bytes: `payload` encoded, sealed under the data key with a fresh nonce,
+    /// bound to every header field.
+    pub fn seal(&self, payload: &Payload) -> Vec<u8> {
+        let mut buf = codec::encode(payload);
         let mut nonce = [0u8; 24];
         crate::rng::fill(&mut nonce);
         let ad = Header::associated_data(&self.slots, &nonce);
@@ -369,6 +341,14 @@ impl VaultV2 {
         self.unlocked_by.as_deref()
     }
 
+    /// The slot that unlocked the vault and its wrapped key, for a cache that may reuse
+    /// the data key while that slot still wraps the same bytes.
+    pub(crate) fn cache_entry(&self) -> Option<(String, Vec<u8>, SecretKey)> {
+        let id = self.unlocked_by.as_ref()?;
+        let s = self.slots.iter().find(|s| &s.id == id)?;
+        Some((id.clone(), s.wrapped_key.clone(), self.data_key.duplicate()))
+    }
+
     /// A copy of the current data key. Only for tests that show a removed member's copy
     /// of the key stops working.
     #[doc(hidden)]
@@ -376,27 +356,48 @@ impl VaultV2 {
         self.data_key.duplicate()
     }
 
-    fn event(&mut self, at: DateTime<Utc>, action: &str, detail: String) {
-        self.contents.payload.events.push(Event {
-            at,
-            action: action.to_string(),
-            key_id: None,
-            name: None,
-            detail: Some(detail),
-        });
+    /// The passphrase slot a `rekey` without `--slot` changes: the one that unlocked the
+    /// vault, else the only passphrase slot.
+    ///
+    /// # Errors
+    /// [`Error::Usage`] when that is ambiguous.
+    pub fn default_passphrase_slot(&self) -> Result<String> {
+        if let Some(id) = &self.unlocked_by {
+            if let Some(s) = self.slots.iter().find(|s| &s.id == id) {
+                if matches!(s.kind, SlotKind::Passphrase { .. }) {
+                    return Ok(id.clone());
+                }
+            }
+        }
+        let pass: Vec<&Slot> = self
+            .slots
+            .iter()
+            .filter(|s| matches!(s.kind, SlotKind::Passphrase { .. }))
+            .collect();
+        match pass.as_slice() {
+            [one] => Ok(one.id.clone()),
+            [] => Err(Error::usage(
+                "this vault has no passphrase slot; add one with `slot add --passphrase`",
+            )),
+            _ => Err(Error::usage(
+                "this vault has several passphrase slots; name the one to change with --slot",
+            )),
+        }
     }
 
-    fn slot_words(s: &Slot) -> String {
-        if s.label.is_empty() {
-            format!("{} slot {}", s.kind.as_str(), s.id)
-        } else {
-            format!(
-                "{} slot {} ({})",
-                s.kind.as_str(),
-                s.id,
-                crate::display::sanitize(&s.label)
-            )
+    /// The KDF settings of a passphrase slot (the unlocking one, else the first), if any.
+    pub fn kdf(&self) -> Option<(KdfParams, &[u8])> {
+        fn pick(s: &Slot) -> Option<(KdfParams, &[u8])> {
+            match &s.kind {
+                SlotKind::Passphrase { kdf, salt, .. } => Some((*kdf, salt.as_slice())),
+                SlotKind::Age => None,
+            }
         }
+        self.unlocked_by
+            .as_ref()
+            .and_then(|id| self.slots.iter().find(|s| &s.id == id))
+            .and_then(pick)
+            .or_else(|| self.slots.iter().find_map(pick))
     }
 
     /// Adds a passphrase slot (the current data key wrapped to its new identity).
@@ -456,17 +457,14 @@ impl VaultV2 {
         now: DateTime<Utc>,
     ) -> Result<&Slot> {
         let wrapped_key = slots::wrap(&self.data_key, &recipient)?;
-        let slot = Slot {
+        self.slots.push(Slot {
             id,
             label: label.to_string(),
             created_at: now,
             recipient,
             kind,
             wrapped_key,
-        };
-        let words = VaultV2::slot_words(&slot);
-        self.slots.push(slot);
-        self.event(now, "slot-add", words);
+        });
         Ok(self.slots.last().expect("just pushed"))
     }
 
@@ -477,7 +475,7 @@ impl VaultV2 {
     /// # Errors
     /// [`Error::Usage`] for an unknown slot; [`Error::Failed`] for the last slot or when a
     /// plugin recipient cannot be re-wrapped (nothing is changed then).
-    pub fn remove_slot(&mut self, sel: &str, now: DateTime<Utc>) -> Result<Slot> {
+    pub fn remove_slot(&mut self, sel: &str) -> Result<Slot> {
         let i = find_slot(&self.slots, sel)?;
         if self.slots.len() == 1 {
             return Err(Error::failed(
@@ -487,7 +485,6 @@ impl VaultV2 {
         let mut rest: Vec<Slot> = self.slots.clone();
         let removed = rest.remove(i);
         self.rotate_into(rest)?;
-        self.event(now, "slot-remove", VaultV2::slot_words(&removed));
         if self.unlocked_by.as_deref() == Some(removed.id.as_str()) {
             self.unlocked_by = None;
         }
@@ -496,17 +493,16 @@ impl VaultV2 {
 
     /// Changes a passphrase slot's passphrase: a new identity under the new passphrase,
     /// and a new data key for every slot (whoever knew the old passphrase and kept the
-    /// file may hold the old identity).
+    /// file may hold the old identity). Returns the slot's id.
     ///
     /// # Errors
-    /// [`Error::Usage`] for an unknown or non-passphrase slot; as [`VaultV2::remove_slot`].
+    /// [`Error::Usage`] for an unknown or non-passphrase slot; as [`Sealing::remove_slot`].
     pub fn rekey_slot(
         &mut self,
         sel: &str,
         passphrase: &SecretString,
         kdf: KdfParams,
-        now: DateTime<Utc>,
-    ) -> Result<()> {
+    ) -> Result<String> {
         let i = find_slot(&self.slots, sel)?;
         if !matches!(self.slots[i].kind, SlotKind::Passphrase { .. }) {
             return Err(Error::usage(
@@ -518,9 +514,7 @@ impl VaultV2 {
         next[i].kind = kind;
         next[i].recipient = recipient;
         self.rotate_into(next)?;
-        let words = VaultV2::slot_words(&self.slots[i]);
-        self.event(now, "rekey", words);
-        Ok(())
+        Ok(self.slots[i].id.clone())
     }
 
     /// A fresh data key wrapped to every slot of `next`, committed only if all wraps work.

@@ -229,21 +229,32 @@ pub fn new_passphrase_kind(
     slot_id: &str,
 ) -> Result<(SlotKind, String)> {
     kdf.check_bounds()?;
-    let identity = age::x25519::Identity::generate();
-    let recipient = identity.to_public().to_string();
     let salt = crate::rng::bytes(crate::vault::SALT_LEN);
     let kek = crypto::derive_key(passphrase, &salt, &kdf)?;
+    Ok(passphrase_kind_with_key(&kek, kdf, salt, slot_id))
+}
+
+/// A passphrase slot's secret parts under an already derived slot key (`kdf` and `salt`
+/// are what derived it): a fresh X25519 identity, sealed under that key.
+pub fn passphrase_kind_with_key(
+    slot_key: &SecretKey,
+    kdf: KdfParams,
+    salt: Vec<u8>,
+    slot_id: &str,
+) -> (SlotKind, String) {
+    let identity = age::x25519::Identity::generate();
+    let recipient = identity.to_public().to_string();
     let mut nonce = [0u8; 24];
     crate::rng::fill(&mut nonce);
     let secret = identity.to_string();
     let sealed = crypto::seal(
-        &kek,
+        slot_key,
         &nonce,
         &identity_ad(slot_id, &recipient),
         secret.expose_secret().as_bytes(),
     );
     debug_assert_eq!(sealed.len(), bounds::SEALED_IDENTITY_LEN);
-    Ok((
+    (
         SlotKind::Passphrase {
             kdf,
             salt,
@@ -251,7 +262,7 @@ pub fn new_passphrase_kind(
             sealed_identity: sealed,
         },
         recipient,
-    ))
+    )
 }
 
 /// Derives a passphrase slot's key (the one expensive step: Argon2id).

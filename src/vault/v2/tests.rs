@@ -1,7 +1,9 @@
-//! Unit tests of format 2: slots, unlock order and bounds, rotation, header tampering.
+//! Unit tests of format 2 through [`Vault`]: slots, unlock order and bounds, rotation,
+//! header tampering, upgrade.
 
 use super::*;
-use crate::vault::NewKey;
+use crate::error::Category;
+use crate::vault::{EventAction, NewKey, Permission, Vault};
 
 const WEAK: KdfParams = KdfParams {
     memory_kib: 8,
@@ -17,45 +19,38 @@ fn pass(s: &str) -> SecretString {
     SecretString::new(s.into())
 }
 
-fn with_keys(n: usize) -> Contents {
-    let mut v = crate::Vault::create(&pass("x"), WEAK).unwrap();
+fn with_keys(p: &SecretString, n: usize) -> Vault {
+    let mut v = Vault::create(p, WEAK).unwrap();
     for i in 0..n {
-        v.add_key(
+        v.create_key(
             NewKey {
                 name: format!("k{i}"),
                 description: String::new(),
                 expires_at: None,
-                permissions: vec!["info".into()],
+                permissions: vec!["info".parse::<Permission>().unwrap()],
             },
             now(),
         );
     }
-    Contents {
-        payload: std::mem::take(&mut v.payload),
-        revision: 7,
-        published: vec![],
-    }
+    v
 }
 
-fn by_pass<'a>(p: &'a SecretString) -> Unlock<'a> {
-    Unlock {
-        passphrase: Some(p),
-        ..Unlock::default()
-    }
+fn key_of(v: &Vault) -> SecretKey {
+    v.data_key_for_tests().expect("a format-2 vault")
 }
 
 #[test]
 fn passphrase_slot_round_trip() {
     let p = pass("alpha");
-    let v = VaultV2::create_with_passphrase(with_keys(2), &p, WEAK, "admin", now()).unwrap();
+    let v = with_keys(&p, 2);
     let bytes = v.to_bytes();
     assert_ne!(bytes, v.to_bytes(), "fresh nonce per save");
-    let w = VaultV2::open(&bytes, &by_pass(&p)).unwrap();
-    assert_eq!(w.contents.payload.keys.len(), 2);
-    assert_eq!(w.contents.revision, 7);
+    let w = Vault::open(&bytes, &p).unwrap();
+    assert_eq!(w.keys().len(), 2);
+    assert_eq!(w.format_version(), 2);
     assert_eq!(w.unlocked_by(), Some(v.slots()[0].id.as_str()));
-    let e = VaultV2::open(&bytes, &by_pass(&pass("beta"))).unwrap_err();
-    assert!(matches!(e, Error::Passphrase(_)), "{e:?}");
+    let e = Vault::open(&bytes, &pass("beta")).unwrap_err();
+    assert!(matches!(e, Error::WrongPassphrase), "{e:?}");
     let text = String::from_utf8(bytes).unwrap();
     assert!(text.contains("\"version\": 2") && text.contains("\"kind\": \"passphrase\""));
 }
@@ -65,8 +60,8 @@ fn age_slot_unlocks_without_any_kdf_and_identity_wins() {
     let id = age::x25519::Identity::generate();
     let r = id.to_public().to_string();
     let p = pass("alpha");
-    let mut v = VaultV2::create_with_passphrase(with_keys(1), &p, WEAK, "", now()).unwrap();
-    let age_id = v.add_age_slot(&r, "ci", now()).unwrap().id.clone();
+    let mut v = with_keys(&p, 1);
+    let age_id = v.add_age_slot(&r, "ci", now()).unwrap().id;
     let bytes = v.to_bytes();
     let ids = Identities(vec![AgeIdentity::X25519(id)]);
     let both = Unlock {
@@ -74,16 +69,16 @@ fn age_slot_unlocks_without_any_kdf_and_identity_wins() {
         passphrase: Some(&p),
         slot: None,
     };
-    let w = VaultV2::open(&bytes, &both).unwrap();
+    let w = Vault::open_with(&bytes, &both).unwrap();
     assert_eq!(
         w.unlocked_by(),
         Some(age_id.as_str()),
         "identity tried first"
     );
-    let w = VaultV2::open(&bytes, &by_pass(&p)).unwrap();
+    let w = Vault::open(&bytes, &p).unwrap();
     assert_ne!(w.unlocked_by(), Some(age_id.as_str()));
     let other = Identities(vec![AgeIdentity::X25519(age::x25519::Identity::generate())]);
-    let e = VaultV2::open(
+    let e = Vault::open_with(
         &bytes,
         &Unlock {
             identities: Some(&other),
@@ -101,30 +96,29 @@ fn age_slot_unlocks_without_any_kdf_and_identity_wins() {
 fn removing_a_slot_rotates_the_data_key() {
     let a = pass("alice");
     let b = pass("bob");
-    let mut v = VaultV2::create_with_passphrase(with_keys(1), &a, WEAK, "alice", now()).unwrap();
+    let mut v = with_keys(&a, 1);
     v.add_passphrase_slot(&b, WEAK, "bob", now()).unwrap();
     let saved = v.to_bytes();
     // Bob opens the vault and keeps its data key.
-    let bobs = VaultV2::open(&saved, &by_pass(&b)).unwrap();
-    let kept = bobs.data_key_for_tests();
+    let bobs = Vault::open(&saved, &b).unwrap();
+    let kept = key_of(&bobs);
     // Alice removes Bob, without typing anything, and saves.
-    let mut v = VaultV2::open(&saved, &by_pass(&a)).unwrap();
+    let mut v = Vault::open(&saved, &a).unwrap();
     v.remove_slot("bob", now()).unwrap();
     let later = v.to_bytes();
     let h = Header::parse(&later).unwrap();
     assert!(matches!(
-        VaultV2::with_data_key(h.clone(), kept, Events::All),
-        Err(Error::Passphrase(_))
+        Vault::with_data_key(h.clone(), kept, None),
+        Err(Error::WrongPassphrase)
     ));
     assert!(matches!(
-        VaultV2::open(&later, &by_pass(&b)),
-        Err(Error::Passphrase(_))
+        Vault::open(&later, &b),
+        Err(Error::WrongPassphrase)
     ));
-    assert!(VaultV2::open(&later, &by_pass(&a)).is_ok());
+    let w = Vault::open(&later, &a).unwrap();
     assert_eq!(h.slots.len(), 1);
-    let w = VaultV2::open(&later, &by_pass(&a)).unwrap();
-    let last = w.contents.payload.events.last().unwrap();
-    assert_eq!(last.action, "slot-remove");
+    let last = w.events().last().unwrap();
+    assert_eq!(last.action, EventAction::SlotRemove);
     assert!(last.detail.as_deref().unwrap().contains("bob"));
     // The last slot stays.
     let mut w = w;
@@ -134,15 +128,14 @@ fn removing_a_slot_rotates_the_data_key() {
 
 #[test]
 fn passphrase_tries_are_bounded_and_slot_selects() {
-    let mut v =
-        VaultV2::create_with_passphrase(with_keys(0), &pass("p0"), WEAK, "s0", now()).unwrap();
+    let mut v = with_keys(&pass("p0"), 0);
     for i in 1..5 {
         v.add_passphrase_slot(&pass(&format!("p{i}")), WEAK, &format!("s{i}"), now())
             .unwrap();
     }
     let bytes = v.to_bytes();
-    assert!(VaultV2::open(&bytes, &by_pass(&pass("p2"))).is_ok());
-    let e = VaultV2::open(&bytes, &by_pass(&pass("p4"))).unwrap_err();
+    assert!(Vault::open(&bytes, &pass("p2")).is_ok());
+    let e = Vault::open(&bytes, &pass("p4")).unwrap_err();
     assert!(
         matches!(e, Error::Passphrase(ref m) if m.contains("--slot") && m.contains("5 passphrase")),
         "{e:?}"
@@ -153,47 +146,45 @@ fn passphrase_tries_are_bounded_and_slot_selects() {
         slot: Some("s4"),
         ..Unlock::default()
     };
-    assert!(VaultV2::open(&bytes, &sel).is_ok());
+    assert!(Vault::open_with(&bytes, &sel).is_ok());
     let unknown = Unlock {
         passphrase: Some(&p4),
         slot: Some("nope"),
         ..Unlock::default()
     };
     assert!(matches!(
-        VaultV2::open(&bytes, &unknown),
+        Vault::open_with(&bytes, &unknown),
         Err(Error::Usage(_))
     ));
 }
 
 #[test]
 fn rekey_changes_one_passphrase_and_the_data_key() {
-    let mut v =
-        VaultV2::create_with_passphrase(with_keys(1), &pass("old"), WEAK, "me", now()).unwrap();
-    let before = v.data_key_for_tests();
-    v.rekey_slot("me", &pass("new"), WEAK, now()).unwrap();
+    let mut v = with_keys(&pass("old"), 1);
+    let before = key_of(&v);
+    v.rekey(&pass("new"), WEAK).unwrap();
     let bytes = v.to_bytes();
-    assert!(VaultV2::open(&bytes, &by_pass(&pass("old"))).is_err());
-    assert!(VaultV2::open(&bytes, &by_pass(&pass("new"))).is_ok());
+    assert!(Vault::open(&bytes, &pass("old")).is_err());
+    assert!(Vault::open(&bytes, &pass("new")).is_ok());
     let h = Header::parse(&bytes).unwrap();
-    assert!(VaultV2::with_data_key(h, before, Events::All).is_err());
+    assert!(Vault::with_data_key(h, before, None).is_err());
 }
 
 #[test]
 fn every_header_field_is_bound() {
     let id = age::x25519::Identity::generate();
-    let p = pass("alpha");
-    let mut v = VaultV2::create_with_passphrase(with_keys(1), &p, WEAK, "a", now()).unwrap();
+    let mut v = with_keys(&pass("alpha"), 1);
     v.add_age_slot(&id.to_public().to_string(), "b", now())
         .unwrap();
-    let key = v.data_key_for_tests();
+    let key = key_of(&v);
     let h = Header::parse(&v.to_bytes()).unwrap();
-    assert!(VaultV2::with_data_key(h.clone(), key.duplicate(), Events::All).is_ok());
+    assert!(Vault::with_data_key(h.clone(), key.duplicate(), None).is_ok());
     let mut variants: Vec<Header> = Vec::new();
     let mut t = h.clone();
     t.slots[1].label = "c".into();
     variants.push(t);
     let mut t = h.clone();
-    t.slots[0].created_at = now() + chrono::Duration::seconds(1);
+    t.slots[0].created_at += chrono::Duration::seconds(1);
     variants.push(t);
     let mut t = h.clone();
     t.slots.swap(0, 1);
@@ -215,16 +206,15 @@ fn every_header_field_is_bound() {
     for t in variants {
         assert_ne!(t.ad(), h.ad());
         assert!(matches!(
-            VaultV2::with_data_key(t, key.duplicate(), Events::All),
-            Err(Error::Passphrase(_))
+            Vault::with_data_key(t, key.duplicate(), None),
+            Err(Error::WrongPassphrase)
         ));
     }
 }
 
 #[test]
 fn hostile_headers_are_refused_before_any_work() {
-    let p = pass("alpha");
-    let mut v = VaultV2::create_with_passphrase(with_keys(0), &p, WEAK, "", now()).unwrap();
+    let mut v = with_keys(&pass("alpha"), 0);
     for _ in 0..31 {
         let r = age::x25519::Identity::generate().to_public().to_string();
         v.add_age_slot(&r, "", now()).unwrap();
@@ -317,38 +307,42 @@ fn hostile_headers_are_refused_before_any_work() {
 
 #[test]
 fn detect_tells_both_formats_apart() {
-    let v1 = crate::Vault::create(&pass("p"), WEAK).unwrap();
+    let v1 = Vault::create_format1(&pass("p"), WEAK).unwrap();
     assert!(matches!(detect(&v1.to_bytes()), Ok(Detected::V1(_))));
-    let v2 = VaultV2::create_with_passphrase(with_keys(0), &pass("p"), WEAK, "", now()).unwrap();
+    let v2 = Vault::create(&pass("p"), WEAK).unwrap();
     assert!(matches!(detect(&v2.to_bytes()), Ok(Detected::V2(_))));
     assert!(matches!(detect(b"{}"), Ok(Detected::Legacy)));
     assert!(matches!(detect(b"[1]"), Err(Error::Corrupt(_))));
     // What a format-1 reader says about a format-2 file: exit 4.
-    assert!(matches!(
-        crate::vault::Envelope::detect(&v2.to_bytes()),
-        Err(Error::Corrupt(_))
-    ));
+    let e = crate::vault::Envelope::detect(&v2.to_bytes()).unwrap_err();
+    assert_eq!(e.category(), Category::Corrupt);
 }
 
 #[test]
-fn upgrade_keeps_everything_and_records_it() {
+fn upgrade_keeps_everything_needs_no_kdf_and_records_it() {
     let p = pass("p");
-    let mut v1 = crate::Vault::create(&p, WEAK).unwrap();
-    v1.add_key(
+    let mut v1 = Vault::create_format1(&p, WEAK).unwrap();
+    v1.create_key(
         NewKey {
             name: "a".into(),
             description: "b".into(),
             expires_at: None,
-            permissions: vec!["info".into()],
+            permissions: vec!["info".parse().unwrap()],
         },
         now(),
     );
-    let before = v1.payload.to_json().to_vec();
-    let payload = std::mem::take(&mut v1.payload);
-    let v = VaultV2::upgrade(payload, 3, &p, WEAK, now()).unwrap();
-    let w = VaultV2::open(&v.to_bytes(), &by_pass(&p)).unwrap();
-    let mut after: serde_json::Value =
-        serde_json::from_slice(&w.contents.payload.to_json()).unwrap();
+    let file1 = v1.to_bytes();
+    let mut v = Vault::open(&file1, &p).unwrap();
+    assert_eq!(v.format_version(), 1);
+    let before = v.payload().to_json().to_vec();
+    assert!(v.upgrade(now()).unwrap());
+    assert!(v.take_upgrade_notice() && !v.take_upgrade_notice());
+    assert!(!v.upgrade(now()).unwrap(), "only once");
+    let w = Vault::open(&v.to_bytes(), &p).unwrap();
+    assert_eq!(w.format_version(), 2);
+    // Same passphrase and KDF settings; the slot reuses format 1's salt.
+    assert_eq!(w.kdf(), WEAK);
+    let mut after: serde_json::Value = serde_json::from_slice(&w.payload().to_json()).unwrap();
     let upgrade = after["events"].as_array_mut().unwrap().pop().unwrap();
     assert_eq!(upgrade["action"], "upgrade");
     assert_eq!(

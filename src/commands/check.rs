@@ -1,0 +1,292 @@
+//! `check`: the health check for CI. Each kind of finding has its own function; `check`
+//! collects them and decides.
+
+use std::io;
+
+use serde::Serialize;
+
+use super::output::{human_time, relative, s, Human, Report};
+use super::*;
+use crate::cli::CheckArgs;
+use crate::display::sanitize;
+use crate::envfile::EnvFile;
+use crate::legacy::LegacyRecord;
+use crate::vault::{KeyId, Status, Vault};
+use crate::verify::{Code, Verifier};
+
+/// How much a finding matters: an error fails `check`, a warning only with `--strict`.
+#[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Fails the check.
+    Error,
+    /// Fails the check only with `--strict`.
+    Warning,
+}
+
+/// One finding of `check`.
+#[derive(Serialize, Debug)]
+pub struct Finding {
+    severity: Severity,
+    code: &'static str,
+    message: String,
+    key_id: Option<KeyId>,
+}
+
+impl Finding {
+    fn new(severity: Severity, code: &'static str, message: String) -> Self {
+        Finding {
+            severity,
+            code,
+            message,
+            key_id: None,
+        }
+    }
+
+    fn key(mut self, id: &KeyId) -> Self {
+        self.key_id = Some(id.clone());
+        self
+    }
+}
+
+#[derive(Serialize)]
+struct Checked {
+    ok: bool,
+    findings: Vec<Finding>,
+    #[serde(skip)]
+    env_file: String,
+    #[serde(skip)]
+    warn_days: u32,
+}
+
+impl Report for Checked {
+    fn human(&self, h: &mut Human<'_>) -> io::Result<()> {
+        if self.findings.is_empty() {
+            return writeln!(
+                h.out,
+                "ok: the key in {} is active, API_KEY_REQUIRED=true, nothing expires within {} \
+                 days",
+                self.env_file, self.warn_days
+            );
+        }
+        for x in &self.findings {
+            let sev = match x.severity {
+                Severity::Error => "error",
+                Severity::Warning => "warning",
+            };
+            writeln!(h.out, "{sev:<7} {:<20} {}", x.code, x.message)?;
+        }
+        let errors = self
+            .findings
+            .iter()
+            .filter(|x| x.severity == Severity::Error)
+            .count();
+        let warnings = self.findings.len() - errors;
+        writeln!(
+            h.out,
+            "{errors} error{}, {warnings} warning{}",
+            s(errors),
+            s(warnings)
+        )
+    }
+
+    fn ok(&self) -> bool {
+        self.ok
+    }
+}
+
+pub(super) fn check(ctx: &mut Ctx, a: CheckArgs) -> Result<()> {
+    let vault = ctx.store().open()?;
+    let env = ctx.env.read()?;
+    let mut f = Vec::new();
+    let served = env_key_findings(ctx, &vault, env.as_ref(), a.warn_days, &mut f);
+    requirement_finding(ctx, env.as_ref(), &mut f);
+    expiring_findings(ctx, &vault, served.as_ref(), a.warn_days, &mut f);
+    weak_key_findings(ctx, &vault, &mut f);
+    permission_findings(ctx, env.is_some(), &mut f)?;
+    let errors = f.iter().filter(|x| x.severity == Severity::Error).count();
+    let ok = errors == 0 && (!a.strict || f.is_empty());
+    let r = Checked {
+        ok,
+        findings: f,
+        env_file: ctx.env_shown(),
+        warn_days: a.warn_days,
+    };
+    ctx.emit(a.out.output(), &r)
+}
+
+/// The env file's `MCP_API_KEY`: known, active, not about to expire. Returns the id of
+/// the key it serves.
+fn env_key_findings(
+    ctx: &Ctx,
+    vault: &Vault,
+    env: Option<&EnvFile>,
+    warn_days: u32,
+    f: &mut Vec<Finding>,
+) -> Option<KeyId> {
+    let path = ctx.env_shown();
+    let Some(key) = env
+        .and_then(|e| e.get("MCP_API_KEY"))
+        .filter(|k| !k.is_empty())
+    else {
+        let m = format!("{path} has no MCP_API_KEY; run `mcp-key-manager use ID`");
+        f.push(Finding::new(Severity::Error, "ENV_KEY_MISSING", m));
+        return None;
+    };
+    let key = SecretString::new(key);
+    let verifier = Verifier::from_vault(vault);
+    let v = verifier.verify_at(key.expose(), &[], ctx.now);
+    let Some(info) = v.key else {
+        let m = format!(
+            "the MCP_API_KEY in {path} is not a key of this vault; run `mcp-key-manager use ID` \
+             with a key from `list`"
+        );
+        f.push(Finding::new(Severity::Error, "ENV_KEY_UNKNOWN", m));
+        return None;
+    };
+    let id = KeyId::from(info.id.as_str());
+    let (code, m) = match v.code {
+        Code::Revoked => (
+            "ENV_KEY_REVOKED",
+            format!(
+                "the MCP_API_KEY in {path} (key {id}) is revoked; rotate it or `use` another key"
+            ),
+        ),
+        Code::Expired => (
+            "ENV_KEY_EXPIRED",
+            format!(
+                "the MCP_API_KEY in {path} (key {id}) has expired; run `mcp-key-manager rotate \
+                 {id} --use-in-env`"
+            ),
+        ),
+        _ => {
+            let k = vault.keys().iter().find(|k| k.id == id)?;
+            if !k.expires_within(ctx.now, i64::from(warn_days)) {
+                return Some(id);
+            }
+            let t = k.expires_at.unwrap_or(ctx.now);
+            let m = format!(
+                "the MCP_API_KEY in {path} (key {id}) expires {} ({}); run `mcp-key-manager \
+                 rotate {id} --use-in-env`",
+                human_time(&t),
+                relative(&t, ctx.now)
+            );
+            ("ENV_KEY_EXPIRING", m)
+        }
+    };
+    f.push(Finding::new(Severity::Error, code, m).key(&id));
+    Some(id)
+}
+
+fn requirement_finding(ctx: &Ctx, env: Option<&EnvFile>, f: &mut Vec<Finding>) {
+    let value = env.and_then(|e| e.get("API_KEY_REQUIRED"));
+    if value
+        .as_deref()
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    {
+        return;
+    }
+    let shown = match value {
+        Some(v) => format!("{:?}", sanitize(&v)),
+        None => "not set".into(),
+    };
+    let m = format!(
+        "API_KEY_REQUIRED is {shown} in {}, so the server accepts requests without a key; run \
+         `mcp-key-manager enable-requirement`",
+        ctx.env_shown()
+    );
+    f.push(Finding::new(Severity::Error, "REQUIREMENT_DISABLED", m));
+}
+
+fn expiring_findings(
+    ctx: &Ctx,
+    vault: &Vault,
+    served: Option<&KeyId>,
+    warn_days: u32,
+    f: &mut Vec<Finding>,
+) {
+    for k in vault.keys() {
+        if Some(&k.id) == served || k.status(ctx.now) != Status::Active {
+            continue;
+        }
+        if k.expires_within(ctx.now, i64::from(warn_days)) {
+            let t = k.expires_at.unwrap_or(ctx.now);
+            let m = format!(
+                "key {} \"{}\" expires {} ({})",
+                k.id,
+                sanitize(&k.name),
+                human_time(&t),
+                relative(&t, ctx.now)
+            );
+            f.push(Finding::new(Severity::Warning, "KEY_EXPIRING", m).key(&k.id));
+        }
+    }
+}
+
+/// Estimated strength in bits of a key's secret part, when it is below 128: keys of this
+/// tool and the Python tool's 64-hex keys are random and never reported.
+pub(super) fn weak_bits(key: &str) -> Option<f64> {
+    let bits = crate::keyfmt::strength_bits(key);
+    (bits < 128.0).then_some(bits)
+}
+
+/// The imported records whose keys are guessable, with their estimated strength.
+pub(super) fn weak_legacy_keys(records: &[LegacyRecord]) -> Vec<(String, f64)> {
+    records
+        .iter()
+        .filter_map(|r| weak_bits(r.key.expose()).map(|b| (sanitize(&r.id), b)))
+        .collect()
+}
+
+fn weak_key_findings(ctx: &Ctx, vault: &Vault, f: &mut Vec<Finding>) {
+    for k in vault.keys() {
+        if k.status(ctx.now) != Status::Active {
+            continue;
+        }
+        if let Some(bits) = weak_bits(k.secret.expose()) {
+            let m = format!(
+                "key {} \"{}\" is guessable (about {bits:.0} bits, under 128): anyone holding a \
+                 verifier file can recover it by trying likely keys; replace it with \
+                 `mcp-key-manager rotate {}`",
+                k.id,
+                sanitize(&k.name),
+                k.id
+            );
+            f.push(Finding::new(Severity::Warning, "WEAK_KEY", m).key(&k.id));
+        }
+    }
+}
+
+/// Files that decide which key a server accepts: writable by others is an error (they
+/// choose the key), readable by others a warning.
+fn permission_findings(ctx: &Ctx, env_exists: bool, f: &mut Vec<Finding>) -> Result<()> {
+    let mut files = vec![("vault", ctx.vault_path.clone(), "VAULT_PERMISSIONS")];
+    if env_exists {
+        files.push(("env file", ctx.env.target()?, "ENV_PERMISSIONS"));
+    }
+    for (what, path, code) in files {
+        let shown = crate::display::path(&path);
+        if crate::fsio::writable_by_others(&path) {
+            let m = format!(
+                "the {what} {shown} is writable by group or others, so they can choose the \
+                 server's key; run `chmod 600 {shown}`"
+            );
+            f.push(Finding::new(Severity::Error, code, m));
+        } else if crate::fsio::readable_by_others(&path) {
+            let m = format!(
+                "the {what} {shown} is readable by group or others; run `chmod 600 {shown}`"
+            );
+            f.push(Finding::new(Severity::Warning, code, m));
+        }
+    }
+    let dir = crate::fsio::parent_dir(&ctx.vault_path);
+    if crate::fsio::writable_by_others(&dir) {
+        let shown = crate::display::path(&dir);
+        let m = format!(
+            "the vault's directory {shown} is writable by others, who can replace the vault; \
+             run `chmod 700 {shown}`"
+        );
+        f.push(Finding::new(Severity::Error, "VAULT_PERMISSIONS", m));
+    }
+    Ok(())
+}

@@ -1,0 +1,264 @@
+//! How results reach stdout: every command returns a [`Report`] (a `Serialize` struct),
+//! printed by its human renderer, its quiet form, or serde_json.
+//!
+//! Invariant: JSON output escapes every character a terminal could act on (C1 controls,
+//! bidi overrides) as `\uXXXX`, as human output does, so `jq -r` into a terminal is safe.
+
+use std::io::{self, Write};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::cli::Output;
+use crate::display::needs_escape;
+use crate::error::{Error, Result};
+use crate::vault::records::fmt_time;
+use crate::vault::{KeyId, KeyRecord, Permission, Status};
+
+/// What a human renderer may use besides the result: the writer and the terminal's manners.
+pub struct Human<'a> {
+    /// Standard output.
+    pub out: &'a mut dyn Write,
+    /// Whether colour may be used.
+    pub color: bool,
+    /// The terminal width, when stdout is a terminal.
+    pub width: Option<usize>,
+    /// The time the command runs at.
+    pub now: DateTime<Utc>,
+}
+
+impl Human<'_> {
+    /// `text` in the colour of `status`, when colour is on.
+    pub fn status_colored(&self, status: Status, text: &str) -> String {
+        if !self.color {
+            return text.to_string();
+        }
+        let code = match status {
+            Status::Active => "32",
+            Status::Revoked => "31",
+            Status::Expired => "33",
+        };
+        format!("\x1b[{code}m{text}\x1b[0m")
+    }
+}
+
+/// A command's result.
+pub trait Report: Serialize {
+    /// Prints the result for people.
+    ///
+    /// # Errors
+    /// A failed write to stdout.
+    fn human(&self, h: &mut Human<'_>) -> io::Result<()>;
+
+    /// Prints only the essential value (`--quiet`); by default the human form.
+    ///
+    /// # Errors
+    /// A failed write to stdout.
+    fn quiet(&self, h: &mut Human<'_>) -> io::Result<()> {
+        self.human(h)
+    }
+
+    /// Whether the answer is "yes": a "no" (a key that does not verify, a failed check)
+    /// exits 1 after the result is printed.
+    fn ok(&self) -> bool {
+        true
+    }
+}
+
+/// Prints `r` as `output` asks. The verdict of [`Report::ok`] decides the exit code even
+/// when printing fails (a reader that went away must not turn a failed check into success).
+///
+/// # Errors
+/// [`Error::Silent`] for a "no", [`Error::Io`] for a failed write.
+pub fn emit<R: Report>(h: &mut Human<'_>, output: Output, r: &R) -> Result<()> {
+    let shown = match output {
+        Output::Json => write_json(h.out, r),
+        Output::Human => r.human(h),
+        Output::Quiet => r.quiet(h),
+    };
+    if !r.ok() {
+        return Err(Error::Silent);
+    }
+    shown.map_err(stdout_error)
+}
+
+/// The error for a failed write to stdout.
+pub fn stdout_error(e: io::Error) -> Error {
+    Error::Io {
+        context: "write to standard output".into(),
+        source: e,
+    }
+}
+
+/// Pretty JSON with terminal controls escaped, and a final newline.
+///
+/// # Errors
+/// A failed write.
+pub fn write_json<T: Serialize + ?Sized>(out: &mut dyn Write, v: &T) -> io::Result<()> {
+    let mut ser = serde_json::Serializer::with_formatter(&mut *out, SafeFormatter::default());
+    v.serialize(&mut ser).map_err(io::Error::from)?;
+    out.write_all(b"\n")
+}
+
+/// Forwards formatter methods to the wrapped pretty formatter.
+macro_rules! delegate {
+    (first: $($m:ident),*) => {$(
+        fn $m<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+            self.0.$m(w, first)
+        }
+    )*};
+    ($($m:ident),*) => {$(
+        fn $m<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+            self.0.$m(w)
+        }
+    )*};
+}
+
+/// serde_json's pretty formatter, escaping what serde_json leaves raw but a terminal acts on.
+#[derive(Default)]
+struct SafeFormatter(serde_json::ser::PrettyFormatter<'static>);
+
+impl serde_json::ser::Formatter for SafeFormatter {
+    fn write_string_fragment<W: ?Sized + Write>(&mut self, w: &mut W, s: &str) -> io::Result<()> {
+        let mut last = 0;
+        for (i, c) in s.char_indices() {
+            if needs_escape(c) {
+                w.write_all(&s.as_bytes()[last..i])?;
+                write!(w, "\\u{:04x}", c as u32)?;
+                last = i + c.len_utf8();
+            }
+        }
+        w.write_all(&s.as_bytes()[last..])
+    }
+    delegate!(
+        begin_array,
+        end_array,
+        begin_object,
+        end_object,
+        begin_object_value
+    );
+    delegate!(end_array_value, end_object_value);
+    delegate!(first: begin_array_value, begin_object_key);
+}
+
+/// The JSON shape of a key record shared by `list`, `view`, `revoke` and others. Never the
+/// secret.
+#[derive(Serialize, Debug)]
+pub struct KeyView {
+    /// Id.
+    pub id: KeyId,
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// `active`, `revoked` or `expired`.
+    pub status: &'static str,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339, or null for never.
+    pub expires_at: Option<String>,
+    /// RFC 3339, or null.
+    pub revoked_at: Option<String>,
+    /// Permissions.
+    pub permissions: Vec<Permission>,
+    /// The key this one replaced.
+    pub rotated_from: Option<KeyId>,
+    /// The key that replaced this one.
+    pub rotated_to: Option<KeyId>,
+    /// Whether the key was imported from the Python tool.
+    pub legacy: bool,
+}
+
+impl KeyView {
+    /// The view of `k` at `now`.
+    pub fn of(k: &KeyRecord, now: DateTime<Utc>) -> Self {
+        KeyView {
+            id: k.id.clone(),
+            name: k.name.clone(),
+            description: k.description.clone(),
+            status: k.status(now).as_str(),
+            created_at: fmt_time(&k.created_at),
+            expires_at: k.expires_at.as_ref().map(fmt_time),
+            revoked_at: k.revoked_at.as_ref().map(fmt_time),
+            permissions: k.permissions.clone(),
+            rotated_from: k.rotated_from.clone(),
+            rotated_to: k.rotated_to.clone(),
+            legacy: k.is_legacy(),
+        }
+    }
+}
+
+/// `2026-11-26 03:47 UTC`.
+pub fn human_time(t: &DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// "in 12 days", "3 days ago", "in 5 hours", "just now".
+pub fn relative(t: &DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let d = *t - now;
+    let (future, d) = if d >= chrono::Duration::zero() {
+        (true, d)
+    } else {
+        (false, -d)
+    };
+    let amount = if d.num_hours() >= 36 {
+        plural(whole_days(d), "day")
+    } else if d.num_days() >= 1 {
+        plural(d.num_days(), "day")
+    } else if d.num_hours() >= 1 {
+        plural(d.num_hours(), "hour")
+    } else if d.num_minutes() >= 1 {
+        plural(d.num_minutes(), "minute")
+    } else {
+        return "just now".into();
+    };
+    if future {
+        format!("in {amount}")
+    } else {
+        format!("{amount} ago")
+    }
+}
+
+/// Whole days in a duration, rounded to the nearest day, so that a 90-day key read a second
+/// after its creation shows 90 days, not 89.
+pub fn whole_days(d: chrono::Duration) -> i64 {
+    let s = d.num_seconds();
+    (s + s.signum() * 43_200) / 86_400
+}
+
+/// `1 day`, `2 days`.
+pub fn plural(n: i64, unit: &str) -> String {
+    if n == 1 {
+        format!("1 {unit}")
+    } else {
+        format!("{n} {unit}s")
+    }
+}
+
+/// `s` when `n` is not one.
+pub fn s(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_escapes_what_a_terminal_acts_on() {
+        let mut out = Vec::new();
+        write_json(
+            &mut out,
+            &serde_json::json!({"n": "a\u{9b}2J\u{202e}b\x1bc\"é"}),
+        )
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains(r#""a\u009b2J\u202eb\u001bc\"é""#), "{text}");
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back["n"], "a\u{9b}2J\u{202e}b\x1bc\"é");
+    }
+}

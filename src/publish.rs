@@ -1,0 +1,213 @@
+//! Writing verifier files, and keeping the published ones current after every change.
+//!
+//! Invariant: a verifier file is only ever replaced by one of the same or a newer vault
+//! revision (a slow or stale writer cannot undo a revocation), atomically, under the
+//! file's own lock, keeping its mode and group; a file that is not a verifier is never
+//! overwritten.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::envstore::refuse_vault;
+use crate::error::{Error, Result};
+use crate::fsio::{self, Lock};
+use crate::vault::records::fmt_time;
+use crate::vault::{KeyId, Permission, Published, Vault};
+use crate::verify::{MAX_VERIFIER_BYTES, VERIFIER_FORMAT};
+
+#[derive(Serialize)]
+struct FileOut<'a> {
+    format: &'static str,
+    version: u32,
+    algorithm: &'static str,
+    hash_key: String,
+    generated_at: String,
+    revision: u64,
+    keys: Vec<EntryOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct EntryOut<'a> {
+    id: &'a KeyId,
+    hash: String,
+    status: &'static str,
+    expires_at: Option<String>,
+    permissions: &'a [Permission],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+}
+
+/// The bytes of a verifier file for `vault` as of `now` (docs/verifier.md): ids, keyed
+/// hashes, the hash key, status, expiry, permissions, the revision, and with `names` the
+/// key names. Nothing from which a key can be computed.
+pub fn verifier_bytes(vault: &Vault, names: bool, now: DateTime<Utc>) -> Vec<u8> {
+    let hash_key = zeroize::Zeroizing::new(B64.encode(vault.hash_key().expose()));
+    let f = FileOut {
+        format: VERIFIER_FORMAT,
+        version: 1,
+        algorithm: "hmac-sha256",
+        hash_key: hash_key.to_string(),
+        generated_at: fmt_time(&now),
+        revision: vault.revision(),
+        keys: vault
+            .keys()
+            .iter()
+            .map(|k| EntryOut {
+                id: &k.id,
+                hash: k.hash.to_hex(),
+                status: k.status(now).as_str(),
+                expires_at: k.expires_at.as_ref().map(fmt_time),
+                permissions: &k.permissions,
+                name: names.then_some(k.name.as_str()),
+            })
+            .collect(),
+    };
+    let mut out = zeroize::Zeroizing::new(
+        serde_json::to_vec_pretty(&f).expect("serializing plain structs cannot fail"),
+    );
+    drop(f);
+    out.push(b'\n');
+    std::mem::take(&mut *out)
+}
+
+#[derive(Deserialize)]
+struct Header {
+    format: String,
+    #[serde(default)]
+    revision: u64,
+}
+
+/// The revision of the verifier file at `target`: `Ok(None)` when there is none (or it is
+/// empty), an error when the file is something else, which is then never overwritten.
+///
+/// # Errors
+/// [`Error::Failed`] for a file that is not a verifier, [`Error::Io`] when unreadable.
+pub fn existing_revision(target: &Path) -> Result<Option<u64>> {
+    let Some(bytes) = fsio::read_bounded(target, MAX_VERIFIER_BYTES, "verifier file")? else {
+        return Ok(None);
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    match serde_json::from_slice::<Header>(&bytes) {
+        Ok(h) if h.format == VERIFIER_FORMAT => Ok(Some(h.revision)),
+        _ => Err(Error::failed(format!(
+            "{} exists and is not a verifier file; refusing to overwrite it",
+            crate::display::path(target)
+        ))),
+    }
+}
+
+/// Writes the verifier of `vault` to `path` unless the file there is of a newer revision.
+/// Returns the revision written.
+///
+/// # Errors
+/// [`Error::Failed`] when the file is newer or not a verifier, [`Error::Usage`] when it is
+/// the vault itself, [`Error::Io`] for I/O and ownership problems.
+pub fn write_verifier(
+    vault: &Vault,
+    vault_path: &Path,
+    path: &Path,
+    names: bool,
+    now: DateTime<Utc>,
+) -> Result<u64> {
+    fsio::ensure_parent(path)?;
+    let target = fsio::resolve_symlinks(path, false)?;
+    refuse_vault(&target, vault_path, "verifier file")?;
+    fsio::refuse_foreign_file_in_shared_dir(&target, "verifier file")?;
+    let _lock = Lock::acquire(&target, fsio::lock_timeout(), || {})?;
+    if let Some(theirs) = existing_revision(&target)? {
+        if theirs > vault.revision() {
+            return Err(Error::failed(format!(
+                "{} holds revision {theirs}, newer than this vault's {}: another writer has \
+                 already written a later state; nothing was written",
+                crate::display::path(&target),
+                vault.revision()
+            )));
+        }
+    }
+    let bytes = zeroize::Zeroizing::new(verifier_bytes(vault, names, now));
+    fsio::atomic_write_keeping_mode(&target, &bytes)?;
+    Ok(vault.revision())
+}
+
+/// Runs a `--then` command after a successful write: through `sh -c`, with
+/// `MCP_VERIFIER_PATH` set and every passphrase variable removed from its environment,
+/// stdin closed, its output on our stderr.
+///
+/// # Errors
+/// [`Error::Io`] when it cannot start or exits non-zero.
+pub fn run_then(cmd: &str, path: &Path) -> Result<()> {
+    let status = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(cmd)
+        .env("MCP_VERIFIER_PATH", path)
+        .env_remove(crate::passphrase::ENV_PASSPHRASE)
+        .env_remove(crate::passphrase::ENV_PASSPHRASE_FILE)
+        .env_remove(crate::passphrase::ENV_NEW_PASSPHRASE)
+        .env_remove(crate::passphrase::ENV_NEW_PASSPHRASE_FILE)
+        .stdin(Stdio::null())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .status()
+        .map_err(|e| Error::io("run the --then command for", path, e))?;
+    if !status.success() {
+        return Err(Error::io(
+            "run the --then command for",
+            path,
+            std::io::Error::other(format!("it exited with {status}")),
+        ));
+    }
+    Ok(())
+}
+
+/// Writes one published file and runs its `--then`.
+///
+/// # Errors
+/// As [`write_verifier`] and [`run_then`].
+pub fn publish_one(
+    vault: &Vault,
+    vault_path: &Path,
+    p: &Published,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    write_verifier(vault, vault_path, &p.path, p.names, now)?;
+    match &p.then {
+        Some(cmd) => run_then(cmd, &p.path),
+        None => Ok(()),
+    }
+}
+
+/// Rewrites every published verifier of `vault`; the after-commit hook of the store. One
+/// file's failure does not stop the others.
+///
+/// # Errors
+/// [`Error::Io`] naming each file left stale and why; the vault change itself stands.
+pub fn republish(vault: &Vault, vault_path: &Path, now: DateTime<Utc>) -> Result<Vec<PathBuf>> {
+    let mut failed = Vec::new();
+    let mut written = Vec::new();
+    for p in vault.published() {
+        match publish_one(vault, vault_path, p, now) {
+            Ok(()) => written.push(p.path.clone()),
+            Err(e) => failed.push(format!("{}: {e}", crate::display::path(&p.path))),
+        }
+    }
+    if failed.is_empty() {
+        return Ok(written);
+    }
+    Err(Error::Io {
+        context: format!(
+            "publish the verifier file{} after the change (the change itself was saved; the \
+             next change retries, or run `mcp-key-manager publish PATH` once the problem is \
+             fixed):\n  {}",
+            if failed.len() == 1 { "" } else { "s" },
+            failed.join("\n  ")
+        ),
+        source: std::io::Error::other(format!("{} stale", failed.len())),
+    })
+}

@@ -1,0 +1,554 @@
+//! The vault file's protocol, in one place: bounded read, parse, unlock (the derived key
+//! cached), the exclusive lock, the re-read under the lock, the atomic replace, and the
+//! hook that runs after a committed change.
+//!
+//! Invariant: every change is a read-modify-write under the vault's lock, of the bytes read
+//! after the lock was taken, landing with one atomic replace; the revision grows by one
+//! with every save. Nothing here talks to a terminal: prompts, progress and warnings go
+//! through [`Interaction`].
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use super::format::MAX_FILE_BYTES;
+use super::v2::{self, Identities};
+use super::{Envelope, KdfParams, KeyCache, Vault};
+use crate::error::{Error, Result};
+use crate::fsio::{self, Lock};
+use crate::secret::SecretString;
+
+/// What the store needs from whoever drives it: passphrases, and a voice for progress
+/// and warnings. The CLI implements it with the terminal and the environment.
+pub trait Interaction {
+    /// The passphrase of an existing vault. `attempt` counts from 1.
+    ///
+    /// # Errors
+    /// When no passphrase can be had ([`Error::NoPassphrase`]) or reading it fails.
+    fn passphrase(&self, prompt: &str, attempt: u32) -> Result<SecretString>;
+
+    /// How many wrong passphrases may be typed before giving up (1 when the passphrase
+    /// does not come from a person at a terminal).
+    fn tries(&self) -> u32 {
+        1
+    }
+
+    /// A new passphrase (`what` names what it is for).
+    ///
+    /// # Errors
+    /// When none can be had, the two entries differ, or it is refused as too weak.
+    fn new_passphrase(&self, what: &str) -> Result<SecretString>;
+
+    /// A key derivation with these settings is about to start; returns whether something
+    /// was shown that [`Interaction::kdf_done`] should take back.
+    fn kdf_started(&self, _kdf: &KdfParams) -> bool {
+        false
+    }
+
+    /// The key derivation announced by [`Interaction::kdf_started`] is over.
+    fn kdf_done(&self, _shown: bool) {}
+
+    /// A warning for the user.
+    fn warn(&self, msg: &str);
+
+    /// Another process holds the lock of `target`; we wait.
+    fn waiting_for_lock(&self, target: &Path);
+
+    /// Age identities offered for unlocking a format-2 vault (`--identity`,
+    /// `MCP_KEY_VAULT_IDENTITY`); tried before any passphrase.
+    ///
+    /// # Errors
+    /// When the identity file cannot be read or parsed.
+    fn identities(&self) -> Result<Option<Identities>> {
+        Ok(None)
+    }
+
+    /// The slot to unlock with (`--slot ID|LABEL`), if one was named.
+    fn slot(&self) -> Option<String> {
+        None
+    }
+}
+
+/// A parsed vault file of either format.
+#[derive(Debug)]
+pub enum Parsed {
+    /// Format 1.
+    V1(Envelope),
+    /// Format 2.
+    V2(v2::Header),
+}
+
+impl Parsed {
+    /// Parses a vault file of either format (a plaintext legacy store is refused).
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`], [`Error::LegacyStore`].
+    pub fn parse(bytes: &[u8]) -> Result<Parsed> {
+        match v2::detect(bytes)? {
+            v2::Detected::V1(e) => Ok(Parsed::V1(e)),
+            v2::Detected::V2(h) => Ok(Parsed::V2(h)),
+            v2::Detected::Legacy => Err(super::format::legacy_refusal()),
+        }
+    }
+
+    /// The KDF settings a `rekey` starts from: format 1's, or format 2's first
+    /// passphrase slot's (the default when there is none).
+    pub fn kdf(&self) -> KdfParams {
+        match self {
+            Parsed::V1(e) => e.kdf,
+            Parsed::V2(h) => h
+                .slots
+                .iter()
+                .find_map(|s| match &s.kind {
+                    v2::SlotKind::Passphrase { kdf, .. } => Some(*kdf),
+                    v2::SlotKind::Age => None,
+                })
+                .unwrap_or(KdfParams::DEFAULT),
+        }
+    }
+}
+
+/// What must be true of the vault path when a new vault is written.
+#[derive(Debug, Clone, Copy)]
+pub enum Expect<'a> {
+    /// Nothing may exist there.
+    Absent,
+    /// Exactly these bytes must still be there (a plaintext store being replaced).
+    Bytes(&'a [u8]),
+}
+
+/// A hook run after each committed change, while the vault lock is still held.
+pub type AfterCommit = Box<dyn FnMut(&Vault) -> Result<()>>;
+
+/// The vault file at one path.
+pub struct Store {
+    path: PathBuf,
+    ui: Rc<dyn Interaction>,
+    cache: Option<KeyCache>,
+    /// Format 2: the data key of the last unlock, kept apart from the passphrase cache so
+    /// an identity-only unlock never asks for a passphrase.
+    data_key: Option<KeyCache>,
+    identities: Option<Option<Rc<Identities>>>,
+    after_commit: Option<AfterCommit>,
+    deferred: Option<Error>,
+    upgrade_said: bool,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// The vault at `path` (a symlink is followed to its target by the caller).
+    pub fn new(path: PathBuf, ui: Rc<dyn Interaction>) -> Self {
+        Store {
+            path,
+            ui,
+            cache: None,
+            data_key: None,
+            identities: None,
+            after_commit: None,
+            deferred: None,
+            upgrade_said: false,
+        }
+    }
+
+    /// The vault path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether a file (or a link) is at the vault path.
+    pub fn exists(&self) -> bool {
+        self.path.exists() || self.path.is_symlink()
+    }
+
+    /// Sets the hook run after every committed change, under the lock. A change whose
+    /// hook fails still stands; the hook's error is kept for [`Store::finish`].
+    pub fn set_after_commit(&mut self, hook: AfterCommit) {
+        self.after_commit = Some(hook);
+    }
+
+    /// The error of an after-commit hook, if one failed: the caller reports its result
+    /// first (the change was saved), then this.
+    ///
+    /// # Errors
+    /// The hook's error.
+    pub fn finish(&mut self) -> Result<()> {
+        self.deferred.take().map_or(Ok(()), Err)
+    }
+
+    fn read(&self) -> Result<Option<Vec<u8>>> {
+        fsio::read_bounded(&self.path, MAX_FILE_BYTES, "vault")
+    }
+
+    fn read_existing(&self) -> Result<Vec<u8>> {
+        self.read()?.ok_or_else(|| Error::NoVault {
+            path: self.path.clone(),
+        })
+    }
+
+    fn warn_if_exposed(&self) {
+        if fsio::writable_by_others(&self.path) {
+            self.ui.warn(&format!(
+                "the vault {} is writable by group or others; run `chmod 600 {}`",
+                crate::display::path(&self.path),
+                crate::display::path(&self.path)
+            ));
+        } else if fsio::readable_by_others(&self.path) {
+            self.ui.warn(&format!(
+                "the vault {} is readable by group or others; run `chmod 600 {}`",
+                crate::display::path(&self.path),
+                crate::display::path(&self.path)
+            ));
+        }
+    }
+
+    /// The cache of the derived key, asking for the passphrase the first time.
+    fn cache(&mut self, attempt: u32) -> Result<&mut KeyCache> {
+        if self.cache.is_none() {
+            let pass = self.ui.passphrase("Vault passphrase: ", attempt)?;
+            self.cache = Some(KeyCache::new(pass));
+        }
+        Ok(self.cache.as_mut().expect("just filled"))
+    }
+
+    /// Unlocks a vault of either format.
+    fn unlock(&mut self, parsed: &Parsed) -> Result<Vault> {
+        match parsed {
+            Parsed::V1(env) => self.unlock_v1(env),
+            Parsed::V2(h) => self.unlock_v2(h),
+        }
+    }
+
+    fn identities(&mut self) -> Result<Option<Rc<Identities>>> {
+        if self.identities.is_none() {
+            self.identities = Some(self.ui.identities()?.map(Rc::new));
+        }
+        Ok(self.identities.clone().flatten())
+    }
+
+    /// Format 2: a cached data key if the unlocking slot still wraps the same bytes; else
+    /// the identities (no prompt); else the passphrase, with retries at a terminal.
+    fn unlock_v2(&mut self, h: &v2::Header) -> Result<Vault> {
+        if let Some((id, key)) = self.data_key.as_ref().and_then(|c| c.data_key_for(h)) {
+            return Vault::with_data_key(h.clone(), key, Some(id));
+        }
+        let slot = self.ui.slot();
+        let has_passphrase_slot = h.slots.iter().any(|s| {
+            matches!(s.kind, v2::SlotKind::Passphrase { .. })
+                && slot.as_deref().is_none_or(|x| s.id == x || s.label == x)
+        });
+        let ids = self.identities()?;
+        let mut id_error = None;
+        if let Some(ids) = &ids {
+            let offer = v2::Unlock {
+                identities: Some(ids),
+                passphrase: None,
+                slot: slot.as_deref(),
+            };
+            match Vault::unlock_v2(h.clone(), &offer) {
+                Ok(v) => return Ok(self.remember_v2(v)),
+                Err(e @ (Error::Passphrase(_) | Error::WrongPassphrase)) if has_passphrase_slot => {
+                    id_error = Some(e)
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let tries = self.ui.tries().max(1);
+        let mut attempt = 1;
+        loop {
+            let ui = Rc::clone(&self.ui);
+            let pass = match self.cache(attempt) {
+                Ok(c) => c.passphrase().duplicate(),
+                // An identity was offered and failed: say that, not "no passphrase".
+                Err(e) => return Err(id_error.unwrap_or(e)),
+            };
+            let kdf = Parsed::V2(h.clone()).kdf();
+            let shown = ui.kdf_started(&kdf);
+            let offer = v2::Unlock {
+                identities: None,
+                passphrase: Some(&pass),
+                slot: slot.as_deref(),
+            };
+            let r = Vault::unlock_v2(h.clone(), &offer);
+            ui.kdf_done(shown);
+            match r {
+                Err(Error::WrongPassphrase) if attempt < tries => {
+                    ui.warn("wrong passphrase, or the vault was modified; try again");
+                    self.cache = None;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+                Ok(v) => return Ok(self.remember_v2(v)),
+            }
+        }
+    }
+
+    fn remember_v2(&mut self, v: Vault) -> Vault {
+        let mut c = KeyCache::new(crate::secret::SecretString::new(String::new()));
+        c.remember_data_key(&v);
+        self.data_key = Some(c);
+        v
+    }
+
+    /// Derives (at most once per passphrase and salt) and decrypts, letting a person at a
+    /// terminal type a mistyped passphrase again.
+    fn unlock_v1(&mut self, env: &Envelope) -> Result<Vault> {
+        let tries = self.ui.tries().max(1);
+        let mut attempt = 1;
+        loop {
+            let ui = Rc::clone(&self.ui);
+            let cache = self.cache(attempt)?;
+            let shown = ui.kdf_started(&env.kdf);
+            let r = cache.unlock(env);
+            ui.kdf_done(shown);
+            match r {
+                Err(Error::WrongPassphrase) if attempt < tries => {
+                    ui.warn("wrong passphrase, or the vault was modified; try again");
+                    self.cache = None;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+                Ok(v) => {
+                    if env.kdf.below_policy() {
+                        self.ui.warn(&format!(
+                            "this vault's Argon2id settings ({} KiB, {} passes) are below the \
+                             minimum for new vaults; run `mcp-key-manager rekey` to strengthen \
+                             them",
+                            env.kdf.memory_kib, env.kdf.iterations
+                        ));
+                    }
+                    return Ok(v);
+                }
+            }
+        }
+    }
+
+    /// Opens the vault for reading. No lock: writers replace the file atomically, so a
+    /// reader sees the old or the new vault, never a mixture.
+    ///
+    /// # Errors
+    /// [`Error::NoVault`], [`Error::Corrupt`], [`Error::WrongPassphrase`], [`Error::Io`].
+    pub fn open(&mut self) -> Result<Vault> {
+        let parsed = Parsed::parse(&self.read_existing()?)?;
+        self.warn_if_exposed();
+        self.unlock(&parsed)
+    }
+
+    /// Parses the vault without unlocking it (its header is public).
+    ///
+    /// # Errors
+    /// As [`Store::open`], but never a passphrase error.
+    pub fn header(&self) -> Result<Parsed> {
+        Parsed::parse(&self.read_existing()?)
+    }
+
+    fn lock(&self) -> Result<Lock> {
+        Lock::acquire(&self.path, fsio::lock_timeout(), || {
+            self.ui.waiting_for_lock(&self.path)
+        })
+    }
+
+    /// Takes the lock and returns the vault as it is under it. The key is derived before
+    /// the lock is taken (the slow part, and the prompt), then the file is re-read under
+    /// the lock and decrypted with the cached key.
+    fn locked(&mut self) -> Result<(Lock, Vault)> {
+        let first = self.read_existing()?;
+        let env = Parsed::parse(&first)?;
+        self.warn_if_exposed();
+        drop(self.unlock(&env)?);
+        let lock = self.lock()?;
+        // Re-read under the lock, but parse again only if another writer replaced the file
+        // meanwhile: comparing bytes costs far less than parsing and decoding them.
+        let again = self.read_existing()?;
+        let env = if again == first {
+            env
+        } else {
+            drop(env);
+            Parsed::parse(&again)?
+        };
+        drop((first, again));
+        let vault = self.unlock(&env)?;
+        Ok((lock, vault))
+    }
+
+    /// Opens a transaction: the vault, read and unlocked under its lock, which is held
+    /// until the transaction drops. Each [`Txn::commit`] saves; a transaction dropped
+    /// without one writes nothing.
+    ///
+    /// # Errors
+    /// As [`Store::open`].
+    pub fn begin(&mut self) -> Result<Txn<'_>> {
+        let (lock, vault) = self.locked()?;
+        Ok(Txn {
+            store: self,
+            vault,
+            _lock: lock,
+        })
+    }
+
+    /// As [`Store::begin`], but a missing vault is created (with a new passphrase and
+    /// `kdf`); it is written at the first commit.
+    ///
+    /// # Errors
+    /// As [`Store::begin`], and when no new passphrase can be had.
+    pub fn begin_or_create(&mut self, kdf: KdfParams) -> Result<Txn<'_>> {
+        // `begin` reads, parses and reports on an existing file; parsing it here as well
+        // would cost a third pass over a large vault.
+        if self.path.exists() {
+            return self.begin();
+        }
+        let pass = self.ui.new_passphrase("the new vault")?;
+        let fresh = Vault::create(&pass, kdf)?;
+        let mut cache = KeyCache::new(pass);
+        cache.remember(&fresh);
+        self.cache = Some(cache);
+        fsio::ensure_parent(&self.path)?;
+        let lock = self.lock()?;
+        // Another process may have created the vault while we derived our key.
+        let vault = match self.read()? {
+            Some(bytes) => self.unlock(&Parsed::parse(&bytes)?)?,
+            None => {
+                let mut v = fresh;
+                v.record(chrono::Utc::now(), super::EventAction::Init, None, None);
+                v
+            }
+        };
+        Ok(Txn {
+            store: self,
+            vault,
+            _lock: lock,
+        })
+    }
+
+    /// The locked read-modify-write of an existing vault: one derivation, one encryption,
+    /// one atomic replace. `change` runs under the lock; when it fails, nothing is written.
+    ///
+    /// # Errors
+    /// As [`Store::open`], or `change`'s own error. An after-commit hook's error is kept
+    /// for [`Store::finish`]: the change stands.
+    pub fn update<T>(&mut self, change: impl FnOnce(&mut Vault) -> Result<T>) -> Result<T> {
+        let mut tx = self.begin()?;
+        let out = change(tx.vault())?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Reads the vault under its lock without changing it: for writers of derived files
+    /// (a verifier) that must not write a state older than one already written.
+    ///
+    /// # Errors
+    /// As [`Store::open`], or `read`'s own error.
+    pub fn snapshot<T>(&mut self, read: impl FnOnce(&Vault) -> Result<T>) -> Result<T> {
+        let (_lock, vault) = self.locked()?;
+        read(&vault)
+    }
+
+    /// Writes a vault made by the caller (`init`, `import-legacy`) where `expect` holds,
+    /// checked under the lock; `before_write` runs under the lock just before the replace.
+    ///
+    /// # Errors
+    /// [`Error::Failed`] when the path no longer matches `expect`; I/O errors.
+    pub fn create(
+        &mut self,
+        mut vault: Vault,
+        expect: Expect<'_>,
+        before_write: impl FnOnce() -> Result<()>,
+    ) -> Result<()> {
+        fsio::ensure_parent(&self.path)?;
+        let _lock = self.lock()?;
+        let now = self.read()?.map(zeroize::Zeroizing::new);
+        match (expect, now.as_deref()) {
+            (Expect::Absent, None) => {}
+            (Expect::Absent, Some(_)) => {
+                return Err(Error::failed(format!(
+                    "{} was created by another process meanwhile; nothing was written",
+                    crate::display::path(&self.path)
+                )))
+            }
+            (Expect::Bytes(b), Some(n)) if n[..] == *b => {}
+            (Expect::Bytes(_), _) => {
+                return Err(Error::failed(
+                    "the file changed while it was being read; nothing was written, run the \
+                     command again",
+                ))
+            }
+        }
+        before_write()?;
+        self.commit(&mut vault)
+    }
+
+    /// Re-keys the vault: the current passphrase unlocks it (before the new one is asked
+    /// for), then `new` gives the new passphrase, and the vault is re-sealed under the lock.
+    ///
+    /// # Errors
+    /// As [`Store::update`], and whatever `new` fails with.
+    pub fn rekey(
+        &mut self,
+        kdf: KdfParams,
+        new: impl FnOnce() -> Result<SecretString>,
+    ) -> Result<()> {
+        let env = Parsed::parse(&self.read_existing()?)?;
+        drop(self.unlock(&env)?);
+        let pass = new()?;
+        let ui = Rc::clone(&self.ui);
+        self.update(|v| {
+            let shown = ui.kdf_started(&kdf);
+            let r = v.rekey_slot(ui.slot().as_deref(), &pass, kdf);
+            ui.kdf_done(shown);
+            r?;
+            v.record(chrono::Utc::now(), super::EventAction::Rekey, None, None);
+            Ok(())
+        })
+    }
+
+    /// Saves under the held lock, then runs the after-commit hook. A format-1 vault is
+    /// written as format 2 (said once on stderr, recorded in its history).
+    fn commit(&mut self, vault: &mut Vault) -> Result<()> {
+        vault.upgrade(chrono::Utc::now())?;
+        if vault.take_upgrade_notice() && !self.upgrade_said {
+            self.upgrade_said = true;
+            self.ui.warn(&format!(
+                "{} was upgraded from vault format 1 to format 2 (slots: see `slot list`); \
+                 releases before format 2 cannot read it",
+                crate::display::path(&self.path)
+            ));
+        }
+        vault.bump_revision();
+        fsio::atomic_write(&self.path, &vault.to_bytes())?;
+        if let Some(hook) = self.after_commit.as_mut() {
+            if let Err(e) = hook(vault) {
+                self.deferred = Some(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A change in progress: the vault under its lock. See [`Store::begin`].
+pub struct Txn<'s> {
+    store: &'s mut Store,
+    vault: Vault,
+    _lock: Lock,
+}
+
+impl Txn<'_> {
+    /// The vault, to change.
+    pub fn vault(&mut self) -> &mut Vault {
+        &mut self.vault
+    }
+
+    /// Saves the vault as it is now (the lock stays held), then runs the after-commit
+    /// hook. A change that must be on disk before a side effect (a new key before it is
+    /// written into an env file) commits, does the side effect, and commits again.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the vault cannot be written.
+    pub fn commit(&mut self) -> Result<()> {
+        self.store.commit(&mut self.vault)
+    }
+}
