@@ -294,7 +294,7 @@ fn an_identity_made_by_age_keygen_unlocks_and_the_age_cli_reads_our_slot() {
     h2.slots[1].wrapped_key = out.stdout;
     // The header changed, so the payload no longer authenticates (AD binds wrapped keys)…
     let e = Vault::unlock_v2(
-        h2,
+        &h2,
         &Unlock {
             identities: Some(&ids),
             ..Unlock::default()
@@ -330,6 +330,6 @@ fn a_removed_passphrase_gets_exit_3_and_its_old_key_reads_nothing_new() {
     let after = v.to_bytes();
     let e = Vault::open(&after, &b).unwrap_err();
     assert_eq!(e.category(), Category::Passphrase, "{e}");
-    let e = Vault::with_data_key(Header::parse(&after).expect("p"), bobs_key, None).unwrap_err();
+    let e = Vault::with_data_key(&Header::parse(&after).expect("p"), bobs_key, None).unwrap_err();
     assert!(matches!(e, Error::WrongPassphrase), "{e:?}");
 }

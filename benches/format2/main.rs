@@ -24,6 +24,56 @@ fn copy(p: &Payload) -> Payload {
     codec::decode(&codec::encode(p), Events::All).expect("a payload we encoded decodes")
 }
 
+/// Format 2 phase by phase, at one size.
+fn phases(pass: &SecretString, now: chrono::DateTime<Utc>, n: usize) {
+    let (built, _) = common::build_vault(n, pass, common::CHEAP_KDF, now);
+    let id = age::x25519::Identity::generate();
+    let mut vv = Vault::create_with_recipient(&id.to_public().to_string(), "").unwrap();
+    *vv.payload_mut_unchecked() = copy(built.payload());
+    let bytes = vv.to_bytes();
+    let key = vv.data_key_for_tests().unwrap();
+    let runs = 7;
+    let cpu = |s: &common::Samples| common::median_ms(&s.cpu);
+    let h = Header::parse(&bytes).unwrap();
+    let t_parse = common::sample(runs, || {
+        black_box(Header::parse(black_box(&bytes)).unwrap());
+    });
+    let ad = h.ad();
+    let t_open = common::sample(runs, || {
+        black_box(crypto::open(&key, &h.nonce, &ad, &h.ciphertext).unwrap());
+    });
+    let plain = crypto::open(&key, &h.nonce, &ad, &h.ciphertext).unwrap();
+    let t_decode = common::sample(runs, || {
+        black_box(codec::decode(black_box(&plain), Events::All).unwrap());
+    });
+    let t_drop = common::sample(runs, || {
+        let p = codec::decode(black_box(&plain), Events::All).unwrap();
+        drop(black_box(p));
+    });
+    let t_encode = common::sample(runs, || {
+        black_box(codec::encode(vv.payload()));
+    });
+    let t_seal = common::sample(runs, || {
+        black_box(crypto::seal(&key, &[1; 24], &ad, black_box(&plain)));
+    });
+    let t_header = common::sample(runs, || {
+        black_box(h.to_bytes());
+    });
+    println!("| format 2, {n} keys: phase | CPU ms |");
+    println!("|---|---:|");
+    for (what, s) in [
+        ("header parse (JSON + base64 of the ciphertext)", &t_parse),
+        ("decrypt", &t_open),
+        ("decode the payload", &t_decode),
+        ("decode + drop (zeroize) the payload", &t_drop),
+        ("encode the payload", &t_encode),
+        ("encrypt", &t_seal),
+        ("header serialize (JSON + base64)", &t_header),
+    ] {
+        println!("| {what} | {:.2} |", cpu(s));
+    }
+}
+
 fn main() {
     let pass = SecretString::new("benchmark passphrase, not a secret".into());
     let now = Utc::now();
@@ -114,6 +164,8 @@ fn main() {
     }
     println!();
     println!("Medians of CPU ms of the benchmark thread; no KDF in any column (the format-2 read includes one X25519 unwrap).");
+    println!();
+    phases(&pass, now, largest);
     println!();
 
     // Unlocking a 10-key vault: passphrase slot at the default KDF against an age X25519

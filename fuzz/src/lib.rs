@@ -719,7 +719,7 @@ pub fn check_vault2_header(data: &[u8]) {
         assert_eq!(back, h);
         assert_eq!(back.to_bytes(), bytes);
         assert_eq!(back.ad(), h.ad());
-        match Vault::with_data_key(h, SecretKey::new(FIXED_KEY), None) {
+        match Vault::with_data_key(&h, SecretKey::new(FIXED_KEY), None) {
             Ok(_) | Err(Error::WrongPassphrase | Error::Corrupt(_)) => {}
             Err(e) => panic!("unexpected error kind {e:?}"),
         }
@@ -783,7 +783,7 @@ pub fn check_vault2_payload(data: &[u8]) {
     };
     let parsed = header::Header::parse(&h.to_bytes()).expect("a sealed header parses");
     assert_eq!(parsed, h);
-    let v = Vault::with_data_key(parsed, key, None).expect("opens");
+    let v = Vault::with_data_key(&parsed, key, None).expect("opens");
     assert_eq!(&codec::encode(v.payload())[..], data);
 }
 

@@ -146,7 +146,7 @@ impl Vault {
                 let key = crypto::derive_key(pass, &env.salt, &env.kdf)?;
                 Vault::unlock(&env, key)
             }
-            v2::Detected::V2(h) => Vault::unlock_v2(h, unlock),
+            v2::Detected::V2(h) => Vault::unlock_v2(&h, unlock),
             v2::Detected::Legacy => Err(format::legacy_refusal()),
         }
     }
@@ -175,7 +175,7 @@ impl Vault {
     ///
     /// # Errors
     /// As [`v2::unlock_data_key`] and [`Vault::with_data_key`].
-    pub fn unlock_v2(h: v2::Header, unlock: &v2::Unlock<'_>) -> Result<Vault> {
+    pub fn unlock_v2(h: &v2::Header, unlock: &v2::Unlock<'_>) -> Result<Vault> {
         let (key, i) = v2::unlock_data_key(&h.slots, unlock)?;
         let id = h.slots[i].id.clone();
         let (sealing, payload) = v2::Sealing::open(h, key, Some(id), v2::Events::All)?;
@@ -192,7 +192,7 @@ impl Vault {
     /// # Errors
     /// [`Error::WrongPassphrase`] when the payload does not authenticate under `key`,
     /// [`Error::Corrupt`] when its content is malformed.
-    pub fn with_data_key(h: v2::Header, key: SecretKey, by: Option<String>) -> Result<Vault> {
+    pub fn with_data_key(h: &v2::Header, key: SecretKey, by: Option<String>) -> Result<Vault> {
         let (sealing, payload) = v2::Sealing::open(h, key, by, v2::Events::All)?;
         Ok(Vault {
             seal: Seal::V2(sealing),

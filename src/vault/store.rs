@@ -95,14 +95,7 @@ impl Parsed {
     pub fn kdf(&self) -> KdfParams {
         match self {
             Parsed::V1(e) => e.kdf,
-            Parsed::V2(h) => h
-                .slots
-                .iter()
-                .find_map(|s| match &s.kind {
-                    v2::SlotKind::Passphrase { kdf, .. } => Some(*kdf),
-                    v2::SlotKind::Age => None,
-                })
-                .unwrap_or(KdfParams::DEFAULT),
+            Parsed::V2(h) => v2::passphrase_kdf(h),
         }
     }
 }
@@ -235,7 +228,7 @@ impl Store {
     /// the identities (no prompt); else the passphrase, with retries at a terminal.
     fn unlock_v2(&mut self, h: &v2::Header) -> Result<Vault> {
         if let Some((id, key)) = self.data_key.as_ref().and_then(|c| c.data_key_for(h)) {
-            return Vault::with_data_key(h.clone(), key, Some(id));
+            return Vault::with_data_key(h, key, Some(id));
         }
         let slot = self.ui.slot();
         let has_passphrase_slot = h.slots.iter().any(|s| {
@@ -250,7 +243,7 @@ impl Store {
                 passphrase: None,
                 slot: slot.as_deref(),
             };
-            match Vault::unlock_v2(h.clone(), &offer) {
+            match Vault::unlock_v2(h, &offer) {
                 Ok(v) => return Ok(self.remember_v2(v)),
                 Err(e @ (Error::Passphrase(_) | Error::WrongPassphrase)) if has_passphrase_slot => {
                     id_error = Some(e)
@@ -267,14 +260,14 @@ impl Store {
                 // An identity was offered and failed: say that, not "no passphrase".
                 Err(e) => return Err(id_error.unwrap_or(e)),
             };
-            let kdf = Parsed::V2(h.clone()).kdf();
+            let kdf = v2::passphrase_kdf(h);
             let shown = ui.kdf_started(&kdf);
             let offer = v2::Unlock {
                 identities: None,
                 passphrase: Some(&pass),
                 slot: slot.as_deref(),
             };
-            let r = Vault::unlock_v2(h.clone(), &offer);
+            let r = Vault::unlock_v2(h, &offer);
             ui.kdf_done(shown);
             match r {
                 Err(Error::WrongPassphrase) if attempt < tries => {
@@ -360,18 +353,20 @@ impl Store {
         let first = self.read_existing()?;
         let env = Parsed::parse(&first)?;
         self.warn_if_exposed();
-        drop(self.unlock(&env)?);
+        let vault = self.unlock(&env)?;
+        drop(env);
         let lock = self.lock()?;
-        // Re-read under the lock, but parse again only if another writer replaced the file
-        // meanwhile: comparing bytes costs far less than parsing and decoding them.
+        // Re-read under the lock; when no other writer replaced the file meanwhile (the
+        // usual case), the vault already unlocked is the one under the lock: comparing
+        // bytes costs far less than decrypting and decoding them a second time.
         let again = self.read_existing()?;
-        let env = if again == first {
-            env
-        } else {
-            drop(env);
-            Parsed::parse(&again)?
-        };
-        drop((first, again));
+        if again == first {
+            drop((first, again));
+            return Ok((lock, vault));
+        }
+        drop((vault, first));
+        let env = Parsed::parse(&again)?;
+        drop(again);
         let vault = self.unlock(&env)?;
         Ok((lock, vault))
     }

@@ -177,7 +177,7 @@ fn modern_secret(id: &str, key: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-fn write_all<S: Sink>(s: &mut S, p: &Payload, dict: &[&str], index: &HashMap<&str, usize>) {
+fn write_all<S: Sink>(s: &mut S, p: &Payload, dict: &[&str], perm_idx: &[u32]) {
     s.put(MAGIC);
     s.put(p.hash_key.expose());
     s.put(&p.revision.to_le_bytes());
@@ -186,6 +186,7 @@ fn write_all<S: Sink>(s: &mut S, p: &Payload, dict: &[&str], index: &HashMap<&st
         s.str(perm);
     }
     s.varint(p.keys.len() as u64);
+    let mut next_perm = perm_idx.iter();
     for k in &p.keys {
         s.id(&k.id);
         s.str(&k.name);
@@ -194,8 +195,10 @@ fn write_all<S: Sink>(s: &mut S, p: &Payload, dict: &[&str], index: &HashMap<&st
         s.opt_time(k.expires_at.as_ref());
         s.opt_time(k.revoked_at.as_ref());
         s.varint(k.permissions.len() as u64);
-        for perm in &k.permissions {
-            s.varint(index[&**perm] as u64);
+        for _ in &k.permissions {
+            s.varint(u64::from(
+                *next_perm.next().expect("one index per permission"),
+            ));
         }
         if k.metadata.is_empty() {
             s.varint(0);
@@ -257,23 +260,35 @@ fn action_code(a: EventAction) -> u8 {
 /// Encodes `p` into a zeroizing buffer of exactly the right size, with 16 bytes spare for
 /// the AEAD tag, so it is encrypted in place without ever moving.
 pub fn encode(p: &Payload) -> Zeroizing<Vec<u8>> {
+    // The dictionary and every record's indexes, found once for both passes. Keys mostly
+    // share a few permissions: a linear scan of a short dictionary beats hashing, and a
+    // long one falls back to a map.
     let mut dict: Vec<&str> = Vec::new();
-    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut index: HashMap<&str, u32> = HashMap::new();
+    let mut perm_idx: Vec<u32> = Vec::with_capacity(p.keys.len() * 3);
     for k in &p.keys {
         for perm in &k.permissions {
             let name: &str = perm;
-            if !index.contains_key(name) {
-                index.insert(name, dict.len());
+            let i = if dict.len() <= 16 {
+                dict.iter().position(|d| *d == name).map(|i| i as u32)
+            } else {
+                index.get(name).copied()
+            };
+            let i = i.unwrap_or_else(|| {
+                let i = dict.len() as u32;
                 dict.push(name);
-            }
+                index.insert(name, i);
+                i
+            });
+            perm_idx.push(i);
         }
     }
     let mut count = Counter(0);
-    write_all(&mut count, p, &dict, &index);
+    write_all(&mut count, p, &dict, &perm_idx);
     let mut buf = Buf(Zeroizing::new(Vec::with_capacity(
         count.0 + crate::vault::format::bounds::TAG_LEN,
     )));
-    write_all(&mut buf, p, &dict, &index);
+    write_all(&mut buf, p, &dict, &perm_idx);
     debug_assert_eq!(buf.0.len(), count.0);
     buf.0
 }

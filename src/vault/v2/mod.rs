@@ -207,6 +207,18 @@ pub fn unlock_data_key(slots: &[Slot], unlock: &Unlock<'_>) -> Result<(SecretKey
     ))
 }
 
+/// The KDF settings of the first passphrase slot of `h` (the default when it has none):
+/// what an unlock announces and what `rekey` starts from.
+pub fn passphrase_kdf(h: &Header) -> KdfParams {
+    h.slots
+        .iter()
+        .find_map(|s| match &s.kind {
+            SlotKind::Passphrase { kdf, .. } => Some(*kdf),
+            SlotKind::Age => None,
+        })
+        .unwrap_or(KdfParams::DEFAULT)
+}
+
 /// Words for a slot in a history event or a message.
 pub fn slot_words(s: &Slot) -> String {
     if s.label.is_empty() {
@@ -297,16 +309,17 @@ impl Sealing {
     /// [`Error::WrongPassphrase`] when the payload does not authenticate under `key`,
     /// [`Error::Corrupt`] when its content is malformed.
     pub fn open(
-        h: Header,
+        h: &Header,
         key: SecretKey,
         unlocked_by: Option<String>,
         events: Events,
     ) -> Result<(Sealing, Payload)> {
         let plain = crypto::open(&key, &h.nonce, &h.ad(), &h.ciphertext)?;
         let payload = codec::decode(&plain, events)?;
+        drop(plain);
         Ok((
             Sealing {
-                slots: h.slots,
+                slots: h.slots.clone(),
                 data_key: key,
                 unlocked_by,
             },

@@ -108,7 +108,7 @@ fn removing_a_slot_rotates_the_data_key() {
     let later = v.to_bytes();
     let h = Header::parse(&later).unwrap();
     assert!(matches!(
-        Vault::with_data_key(h.clone(), kept, None),
+        Vault::with_data_key(&h, kept, None),
         Err(Error::WrongPassphrase)
     ));
     assert!(matches!(
@@ -167,7 +167,7 @@ fn rekey_changes_one_passphrase_and_the_data_key() {
     assert!(Vault::open(&bytes, &pass("old")).is_err());
     assert!(Vault::open(&bytes, &pass("new")).is_ok());
     let h = Header::parse(&bytes).unwrap();
-    assert!(Vault::with_data_key(h, before, None).is_err());
+    assert!(Vault::with_data_key(&h, before, None).is_err());
 }
 
 #[test]
@@ -178,7 +178,7 @@ fn every_header_field_is_bound() {
         .unwrap();
     let key = key_of(&v);
     let h = Header::parse(&v.to_bytes()).unwrap();
-    assert!(Vault::with_data_key(h.clone(), key.duplicate(), None).is_ok());
+    assert!(Vault::with_data_key(&h, key.duplicate(), None).is_ok());
     let mut variants: Vec<Header> = Vec::new();
     let mut t = h.clone();
     t.slots[1].label = "c".into();
@@ -206,7 +206,7 @@ fn every_header_field_is_bound() {
     for t in variants {
         assert_ne!(t.ad(), h.ad());
         assert!(matches!(
-            Vault::with_data_key(t, key.duplicate(), None),
+            Vault::with_data_key(&t, key.duplicate(), None),
             Err(Error::WrongPassphrase)
         ));
     }
