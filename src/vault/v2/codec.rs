@@ -36,6 +36,11 @@ const MIN_PUBLISHED: usize = 1 + 1 + 1;
 /// plaintext buffer is allocated once and never moves (a move would leave a copy behind).
 trait Sink {
     fn put(&mut self, b: &[u8]);
+    /// Accounts for `n` bytes already measured without writing them; `false` when the
+    /// sink needs the bytes themselves.
+    fn skip(&mut self, _n: usize) -> bool {
+        false
+    }
     fn byte(&mut self, b: u8) {
         self.put(&[b]);
     }
@@ -118,6 +123,10 @@ impl Sink for Counter {
     fn put(&mut self, b: &[u8]) {
         self.0 += b.len();
     }
+    fn skip(&mut self, n: usize) -> bool {
+        self.0 += n;
+        true
+    }
 }
 
 struct Buf(Zeroizing<Vec<u8>>);
@@ -177,7 +186,7 @@ fn modern_secret(id: &str, key: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-fn write_all<S: Sink>(s: &mut S, p: &Payload, dict: &[&str], perm_idx: &[u32]) {
+fn write_all<S: Sink>(s: &mut S, p: &Payload, dict: &[&str], perm_idx: &[u32], ev_len: usize) {
     s.put(MAGIC);
     s.put(p.hash_key.expose());
     s.put(&p.revision.to_le_bytes());
@@ -232,11 +241,11 @@ fn write_all<S: Sink>(s: &mut S, p: &Payload, dict: &[&str], perm_idx: &[u32]) {
         s.opt_str(pb.then.as_deref());
     }
     // The history: a count and a byte length, so a reader can step over it.
-    let mut ev = Counter(0);
-    write_events(&mut ev, &p.events);
     s.varint(p.events.len() as u64);
-    s.varint(ev.0 as u64);
-    write_events(s, &p.events);
+    s.varint(ev_len as u64);
+    if !s.skip(ev_len) {
+        write_events(s, &p.events);
+    }
 }
 
 fn write_events<S: Sink>(s: &mut S, events: &[Event]) {
@@ -283,12 +292,15 @@ pub fn encode(p: &Payload) -> Zeroizing<Vec<u8>> {
             perm_idx.push(i);
         }
     }
+    // The history's length, counted once (it is written once, into the buffer).
+    let mut ev = Counter(0);
+    write_events(&mut ev, &p.events);
     let mut count = Counter(0);
-    write_all(&mut count, p, &dict, &perm_idx);
+    write_all(&mut count, p, &dict, &perm_idx, ev.0);
     let mut buf = Buf(Zeroizing::new(Vec::with_capacity(
         count.0 + crate::vault::format::bounds::TAG_LEN,
     )));
-    write_all(&mut buf, p, &dict, &perm_idx);
+    write_all(&mut buf, p, &dict, &perm_idx, ev.0);
     debug_assert_eq!(buf.0.len(), count.0);
     buf.0
 }
