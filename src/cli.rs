@@ -18,8 +18,8 @@ pub const VERSION: &str = concat!(
     name = "mcp-key-manager",
     version = VERSION,
     about,
-    after_help = "Passphrase: MCP_KEY_VAULT_PASSPHRASE_FILE / --passphrase-file, then \
-MCP_KEY_VAULT_PASSPHRASE, then a hidden prompt.\nExit codes: 0 ok, 1 failed or \"no\", 2 usage, \
+    after_help = "Passphrase: a live `unlock` session, then MCP_KEY_VAULT_PASSPHRASE_FILE / \
+--passphrase-file, then MCP_KEY_VAULT_PASSPHRASE, then a hidden prompt (three tries).\nExit codes: 0 ok, 1 failed or \"no\", 2 usage, \
 3 passphrase, 4 corrupt vault, 5 I/O."
 )]
 pub struct Cli {
@@ -69,6 +69,34 @@ pub struct Global {
     /// Unlock with this slot only (its id or label; see `slot list`).
     #[arg(long, global = true, value_name = "ID|LABEL")]
     pub slot: Option<String>,
+    /// Accept a new passphrase that the strength estimator calls weak (score 0-1).
+    #[arg(long, global = true)]
+    pub allow_weak_passphrase: bool,
+}
+
+/// `unlock`: start a session, or report on it.
+#[derive(Args, Debug, Clone)]
+pub struct UnlockArgs {
+    /// How long the session lasts: seconds (900) or 90s, 15m, 1h, 1h30m; at most 24h.
+    #[arg(long, value_name = "DURATION", default_value = "15m",
+          value_parser = crate::agent::parse_timeout, conflicts_with = "status")]
+    pub timeout: std::time::Duration,
+    /// Say whether a session is live for this vault and until when (exit 1 when none).
+    #[arg(long)]
+    pub status: bool,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
+/// The internal agent process that `unlock` starts; not for people.
+#[derive(Args, Debug, Clone)]
+pub struct AgentArgs {
+    /// The socket to listen on.
+    #[arg(long, value_name = "PATH")]
+    pub socket: PathBuf,
+    /// Seconds until the session ends.
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout_secs: u64,
 }
 
 /// Argon2id settings for a new vault (`init`, `rekey`, `import-legacy`).
@@ -215,21 +243,63 @@ pub struct ListArgs {
     #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(0..=36_500))]
     pub expiring: Option<u32>,
     #[command(flatten)]
+    pub usage: UsageArgs,
+    #[command(flatten)]
     pub out: JsonFlag,
 }
 
-/// An id argument: a key id or a unique prefix of it.
+/// One key: by id (or a unique prefix of it), or by exact name.
 #[derive(Args, Debug)]
 pub struct IdArg {
     /// Key id, or a unique prefix of it.
-    pub id: String,
+    #[arg(required_unless_present = "name")]
+    pub id: Option<String>,
+    /// Select the key by its exact name instead of its id.
+    #[arg(long, value_name = "NAME", conflicts_with = "id")]
+    pub name: Option<String>,
 }
+
+impl IdArg {
+    /// What selects the key.
+    pub fn selector(&self) -> Selector<'_> {
+        match (&self.id, &self.name) {
+            (_, Some(n)) => Selector::Name(n),
+            (Some(i), None) => Selector::Id(i),
+            (None, None) => Selector::Id(""),
+        }
+    }
+}
+
+/// Several keys: ids (or unique prefixes) and exact names; each is resolved before
+/// anything changes.
+#[derive(Args, Debug)]
+pub struct KeysArg {
+    /// Key ids, or unique prefixes of them.
+    #[arg(value_name = "ID", required_unless_present = "names")]
+    pub ids: Vec<String>,
+    /// Select a key by its exact name (repeatable).
+    #[arg(long = "name", value_name = "NAME")]
+    pub names: Vec<String>,
+}
+
+impl KeysArg {
+    /// What selects the keys, ids first.
+    pub fn selectors(&self) -> Vec<Selector<'_>> {
+        let ids = self.ids.iter().map(|i| Selector::Id(i));
+        ids.chain(self.names.iter().map(|n| Selector::Name(n)))
+            .collect()
+    }
+}
+
+pub use crate::vault::Selector;
 
 /// `view`.
 #[derive(Args, Debug)]
 pub struct ViewArgs {
     #[command(flatten)]
     pub key: IdArg,
+    #[command(flatten)]
+    pub usage: UsageArgs,
     #[command(flatten)]
     pub out: JsonFlag,
 }
@@ -238,7 +308,7 @@ pub struct ViewArgs {
 #[derive(Args, Debug)]
 pub struct RevokeArgs {
     #[command(flatten)]
-    pub key: IdArg,
+    pub keys: KeysArg,
     #[command(flatten)]
     pub out: JsonFlag,
 }
@@ -247,7 +317,7 @@ pub struct RevokeArgs {
 #[derive(Args, Debug)]
 pub struct DeleteArgs {
     #[command(flatten)]
-    pub key: IdArg,
+    pub keys: KeysArg,
     /// Do not ask for confirmation.
     #[arg(short, long)]
     pub yes: bool,
@@ -295,8 +365,25 @@ pub struct CheckArgs {
     /// Fail on warnings too.
     #[arg(long)]
     pub strict: bool,
+    /// Also check this verifier file (repeatable); published ones are always checked.
+    #[arg(long = "verifier", value_name = "PATH")]
+    pub verifiers: Vec<PathBuf>,
+    /// Warn about active keys unused for this many days (when usage data exists).
+    #[arg(long, default_value_t = 30, value_name = "DAYS",
+          value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub unused_days: u32,
+    #[command(flatten)]
+    pub usage: UsageArgs,
     #[command(flatten)]
     pub out: JsonFlag,
+}
+
+/// Usage files of `serve` to read besides those next to each published verifier.
+#[derive(Args, Debug, Default)]
+pub struct UsageArgs {
+    /// A usage file written by `serve` (repeatable).
+    #[arg(long = "usage", value_name = "FILE")]
+    pub files: Vec<PathBuf>,
 }
 
 /// `export-verifier`.
@@ -327,11 +414,15 @@ pub struct RotateArgs {
 /// `grant` and `deny`.
 #[derive(Args, Debug)]
 pub struct PermissionArgs {
-    #[command(flatten)]
-    pub key: IdArg,
-    /// Permissions to add or remove.
-    #[arg(required = true)]
-    pub permissions: Vec<Permission>,
+    /// The key's id, then the permissions; or, with --key/--name, only permissions.
+    #[arg(required = true, value_name = "ID PERMISSION")]
+    pub args: Vec<String>,
+    /// A key to change (repeatable); then every argument is a permission.
+    #[arg(long = "key", value_name = "ID")]
+    pub keys: Vec<String>,
+    /// A key to change, by exact name (repeatable).
+    #[arg(long = "name", value_name = "NAME")]
+    pub names: Vec<String>,
     #[command(flatten)]
     pub out: JsonFlag,
 }
@@ -419,6 +510,36 @@ pub struct ImportArgs {
     pub out: JsonFlag,
 }
 
+/// `publish`.
+#[derive(Args, Debug)]
+pub struct PublishArgs {
+    /// The verifier file to write now and rewrite after every change of the vault.
+    #[arg(required_unless_present = "list", value_name = "PATH")]
+    pub path: Option<PathBuf>,
+    /// Put key names in the file (for server logs).
+    #[arg(long)]
+    pub names: bool,
+    /// Run this shell command after each successful write; $MCP_VERIFIER_PATH names the
+    /// file. It sees no passphrase variable.
+    #[arg(long, value_name = "CMD")]
+    pub then: Option<String>,
+    /// List the published files with their revisions instead.
+    #[arg(long, conflicts_with_all = ["path", "names", "then"])]
+    pub list: bool,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
+/// `unpublish`.
+#[derive(Args, Debug)]
+pub struct UnpublishArgs {
+    /// A published path (the file itself is left in place).
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
 /// The subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -459,6 +580,17 @@ pub enum Command {
     /// List, add or remove the ways to unlock the vault (passphrases, age recipients).
     #[command(subcommand)]
     Slot(SlotCommand),
+    /// Keep a verifier file current: write it now and after every change of the vault.
+    Publish(PublishArgs),
+    /// Stop keeping a verifier file current (the file stays).
+    Unpublish(UnpublishArgs),
+    /// Keep this vault unlocked for a while, so commands need no passphrase (see `lock`).
+    Unlock(UnlockArgs),
+    /// End this vault's unlock session now.
+    Lock(JsonFlag),
+    /// (internal) The session agent that `unlock` starts; reads its secret from stdin.
+    #[command(name = "session-agent", hide = true)]
+    SessionAgent(AgentArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -467,4 +599,40 @@ pub enum Command {
     },
     /// Print the man page (roff).
     Man,
+    /// Answer forward-auth requests (nginx auth_request, Traefik, Caddy, Envoy) from a
+    /// published verifier file, following its changes and recording each key's use.
+    Serve(ServeArgs),
+}
+
+/// Options of `serve`.
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// The verifier file to answer from (`publish` or `export-verifier` writes it); it is
+    /// re-read within a second of being replaced.
+    #[arg(long, value_name = "PATH")]
+    pub verifier: PathBuf,
+    /// The address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8089")]
+    pub listen: std::net::SocketAddr,
+    /// A permission every request needs (repeatable); a proxy adds more per route with the
+    /// request header `X-MCP-Require: a,b`.
+    #[arg(long = "require", value_name = "PERMISSION")]
+    pub require: Vec<String>,
+    /// Read JSON-RPC bodies: tools/call of X needs tools:call or tools:call:X,
+    /// resources/read needs resources:read, prompts/get of P needs prompts:get or
+    /// prompts:get:P (bodies up to 1 MiB).
+    #[arg(long)]
+    pub tool_permissions: bool,
+    /// Where to record each key's last use and counts [default: <VERIFIER>.usage.json].
+    #[arg(long, value_name = "PATH")]
+    pub usage: Option<PathBuf>,
+    /// Most client connections open at once; more wait to be accepted.
+    #[arg(long, value_name = "N", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+    /// Seconds a request's headers or body may take to arrive (also closes idle
+    /// keep-alive connections).
+    #[arg(long, value_name = "SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub read_timeout: u64,
 }

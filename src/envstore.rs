@@ -7,7 +7,10 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::envfile::{self, EnvFile};
+use crate::envfile::{self, Analysis};
+
+/// The variables this tool writes and checks.
+pub const VARS: [&str; 2] = ["MCP_API_KEY", "API_KEY_REQUIRED"];
 use crate::error::{Error, Result};
 use crate::fsio::{self, Lock};
 
@@ -39,11 +42,12 @@ impl EnvStore {
         fsio::resolve_symlinks(&self.path, false)
     }
 
-    /// Reads and parses the env file, if it exists.
+    /// Reads the env file, if it exists, as python-dotenv loads it, with every place
+    /// where the common loaders would disagree (see docs/envfile.md).
     ///
     /// # Errors
     /// [`Error::Io`] when it cannot be read or is larger than [`MAX_ENV_BYTES`].
-    pub fn read(&self) -> Result<Option<EnvFile>> {
+    pub fn read(&self) -> Result<Option<Analysis>> {
         read_at(&self.target()?)
     }
 
@@ -55,7 +59,8 @@ impl EnvStore {
     pub fn check_writable(&self, vault: &Path) -> Result<()> {
         let target = self.target()?;
         refuse_vault(&target, vault, "env file")?;
-        fsio::refuse_foreign_file_in_shared_dir(&target, "env file")
+        fsio::refuse_foreign_file_in_shared_dir(&target, "env file")?;
+        refuse_ambiguous(&target, read_bytes(&target)?.as_deref())
     }
 
     /// Takes the env file's lock for a change. Refuses a target that is the vault itself
@@ -93,23 +98,30 @@ impl EnvLock {
     ///
     /// # Errors
     /// As [`EnvStore::read`].
-    pub fn read(&self) -> Result<Option<EnvFile>> {
+    pub fn read(&self) -> Result<Option<Analysis>> {
         read_at(&self.target)
     }
 
     /// Sets `assignments`, keeping every other byte, the mode and (where allowed) the owner.
-    /// A file that the loaders would read ambiguously is not touched.
+    /// A file that the loaders would read ambiguously for either variable of [`VARS`] is
+    /// not touched (every writer follows the rule `check` reports `ENV_AMBIGUOUS` by), and
+    /// the result is re-read to confirm python-dotenv loads exactly the new values.
     ///
     /// # Errors
     /// [`Error::Failed`] for an ambiguous file, [`Error::Io`] when it cannot be written.
     pub fn set(&self, assignments: &[(&str, &str)]) -> Result<()> {
         fsio::refuse_foreign_file_in_shared_dir(&self.target, "env file")?;
         let old = read_bytes(&self.target)?;
-        let new = envfile::apply(old.as_deref().unwrap_or(b""), assignments);
+        refuse_ambiguous(&self.target, old.as_deref())?;
+        let new = envfile::apply_checked(old.as_deref().unwrap_or(b""), assignments)
+            .map_err(|e| refusal(&self.target, &e))?;
         let old = zeroize::Zeroizing::new(old.unwrap_or_default());
         let new = zeroize::Zeroizing::new(new);
         if *old != *new || !self.target.exists() {
             fsio::atomic_write_keeping_mode(&self.target, &new)?;
+        } else if fsio::writable_by_others(&self.target) {
+            // Unchanged, but whoever may write it chooses the server's key: close that.
+            fsio::drop_write_for_others(&self.target)?;
         }
         Ok(())
     }
@@ -140,6 +152,19 @@ fn read_bytes(target: &Path) -> Result<Option<Vec<u8>>> {
     })
 }
 
-fn read_at(target: &Path) -> Result<Option<EnvFile>> {
-    Ok(read_bytes(target)?.map(|b| EnvFile::parse(&zeroize::Zeroizing::new(b))))
+fn read_at(target: &Path) -> Result<Option<Analysis>> {
+    Ok(read_bytes(target)?.map(|b| envfile::analyze(&zeroize::Zeroizing::new(b))))
+}
+
+fn refusal(target: &Path, e: &envfile::EnvError) -> Error {
+    Error::failed(format!(
+        "refusing to edit {}: {e}\n(see docs/envfile.md)",
+        crate::display::path(target)
+    ))
+}
+
+/// Refuses an env file that is ambiguous for either variable this tool writes.
+fn refuse_ambiguous(target: &Path, bytes: Option<&[u8]>) -> Result<()> {
+    let bytes = zeroize::Zeroizing::new(bytes.unwrap_or_default().to_vec());
+    envfile::editable(&bytes, &VARS).map_err(|e| refusal(target, &e))
 }

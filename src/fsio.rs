@@ -22,6 +22,20 @@ use crate::error::{Error, Result};
 /// [`Error::Io`] for I/O problems or a non-regular file; [`Error::Corrupt`] with `what`
 /// when the file is larger than `max`.
 pub fn read_bounded(path: &Path, max: u64, what: &str) -> Result<Option<Vec<u8>>> {
+    Ok(read_bounded_with_meta(path, max, what)?.map(|(bytes, _)| bytes))
+}
+
+/// As [`read_bounded`], also returning the metadata of the file that was read, taken from
+/// the open handle: a reader that watches a path replaced by rename records the identity
+/// (device, inode, mtime, size) of exactly the bytes it parsed, not of a later file.
+///
+/// # Errors
+/// As [`read_bounded`].
+pub fn read_bounded_with_meta(
+    path: &Path,
+    max: u64,
+    what: &str,
+) -> Result<Option<(Vec<u8>, fs::Metadata)>> {
     let file = match OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
@@ -45,7 +59,7 @@ pub fn read_bounded(path: &Path, max: u64, what: &str) -> Result<Option<Vec<u8>>
     if meta.len() > max {
         return Err(Error::corrupt(format!(
             "{} is {} bytes, more than the {max} bytes a {what} may have; it is not a {what}",
-            path.display(),
+            crate::display::path(path),
             meta.len()
         )));
     }
@@ -56,10 +70,10 @@ pub fn read_bounded(path: &Path, max: u64, what: &str) -> Result<Option<Vec<u8>>
     if buf.len() as u64 > max {
         return Err(Error::corrupt(format!(
             "{} grew beyond {max} bytes while being read",
-            path.display()
+            crate::display::path(path)
         )));
     }
-    Ok(Some(buf))
+    Ok(Some((buf, meta)))
 }
 
 /// The temporary files of [`atomic_write`] are named `.<name>.tmp-<12 hex>`.
@@ -92,9 +106,11 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
 /// # Errors
 /// As [`atomic_write`].
 pub fn atomic_write_keeping_mode(path: &Path, bytes: &[u8]) -> Result<()> {
+    // Write bits for group and others are dropped: whoever can write the file chooses the
+    // key a server accepts.
     let keep = fs::metadata(path)
         .ok()
-        .map(|m| (m.mode() & 0o7777, m.uid(), m.gid()));
+        .map(|m| (m.mode() & 0o7755, m.uid(), m.gid()));
     write_replacing(path, bytes, keep)
 }
 
@@ -193,6 +209,19 @@ pub fn writable_by_others(path: &Path) -> bool {
     fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o022 != 0)
 }
 
+/// Removes the group and other write bits of an existing file.
+///
+/// # Errors
+/// [`Error::Io`] naming the file.
+pub fn drop_write_for_others(path: &Path) -> Result<()> {
+    let mode = fs::metadata(path)
+        .map_err(|e| Error::io("inspect", path, e))?
+        .permissions()
+        .mode();
+    fs::set_permissions(path, fs::Permissions::from_mode(mode & 0o7755))
+        .map_err(|e| Error::io("restrict the permissions of", path, e))
+}
+
 /// The effective user id of this process.
 pub fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -219,7 +248,9 @@ pub fn refuse_foreign_file_in_shared_dir(target: &Path, what: &str) -> Result<()
     if meta.uid() != me && writable_by_others(&dir) {
         return Err(Error::Io {
             context: format!(
-                "write the {what} {}: it belongs to user {} and its directory {} is writable                  by others, so that user could have planted it to read what is written; remove                  it or use a path in a directory only you control",
+                "write the {what} {}: it belongs to user {} and its directory {} is writable \
+                 by others, so that user could have planted it to read what is written; remove \
+                 it or use a path in a directory only you control",
                 crate::display::path(target),
                 meta.uid(),
                 crate::display::path(&dir)
@@ -328,7 +359,7 @@ impl Lock {
                     context: format!(
                         "lock {} (another mcp-key-manager has held it for {:.0?}; if no other \
                          process is running, raise MCP_KEY_LOCK_TIMEOUT or try again)",
-                        lock_path.display(),
+                        crate::display::path(&lock_path),
                         timeout
                     ),
                     source: io::Error::from(io::ErrorKind::TimedOut),
@@ -393,7 +424,10 @@ pub fn resolve_symlinks(path: &Path, dangling_ok: bool) -> Result<PathBuf> {
                         path,
                         io::Error::new(
                             io::ErrorKind::NotFound,
-                            format!("it points to {}, which does not exist", p.display()),
+                            format!(
+                                "it points to {}, which does not exist",
+                                crate::display::path(&p)
+                            ),
                         ),
                     ));
                 }

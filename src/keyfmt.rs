@@ -109,9 +109,17 @@ pub fn strength_bits(key: &str) -> f64 {
     f64::max(estimated, key.len() as f64 * f64::log2(pool))
 }
 
-/// A short, non-secret hint for `list -k`: the public id part, never secret characters.
-pub fn hint(id: &str) -> String {
-    format!("mcp_{id}_…")
+/// A short hint for `list -k` by which a person recognises a key they hold: the public id
+/// and the last four characters, as GitHub shows tokens. Four hex characters are 16 of the
+/// secret's 256 bits: no help to a guesser. A key weaker than 128 bits (an imported
+/// guessable one) shows no characters at all.
+pub fn hint(key: &str) -> String {
+    let tail = &key[key.len().saturating_sub(4)..];
+    match classify(key) {
+        Shape::Modern { id } => format!("mcp_{id}_…{tail}"),
+        _ if strength_bits(key) >= 128.0 => format!("…{tail} (imported)"),
+        _ => "(imported key)".into(),
+    }
 }
 
 #[cfg(test)]
@@ -154,6 +162,19 @@ mod tests {
         assert_eq!(classify(&"ab12".repeat(16)), Shape::Legacy);
         assert_eq!(classify("mcp_short"), Shape::Malformed);
         assert_eq!(classify(&"a".repeat(300)), Shape::Malformed);
+    }
+
+    #[test]
+    fn hints_show_the_id_and_four_characters_never_more() {
+        let id = new_id();
+        let k = generate(&id);
+        let k = k.expose();
+        let h = hint(k);
+        assert_eq!(h, format!("mcp_{id}_…{}", &k[k.len() - 4..]));
+        assert!(!h.contains(&k[k.len() - 5..]));
+        assert_eq!(hint("changeme-api-key"), "(imported key)");
+        let random = "3f9a1c7e5b2d8f4a6c0e1b3d5f7a9c2e4b6d8f0a1c3e5b7d9f2a4c6e8b0d1f3a";
+        assert_eq!(hint(random), "…1f3a (imported)");
     }
 
     #[test]

@@ -17,6 +17,8 @@
 #![warn(missing_docs)]
 
 #[doc(hidden)]
+pub mod agent;
+#[doc(hidden)]
 #[allow(missing_docs)] // clap derives its help from the doc comments; fields need none.
 pub mod cli;
 #[doc(hidden)]
@@ -40,12 +42,13 @@ pub mod publish;
 #[doc(hidden)]
 pub mod rng;
 pub mod secret;
+pub mod serve;
 #[doc(hidden)]
 pub mod sys;
 pub mod vault;
 pub mod verify;
 
 pub use error::{Error, Result};
-pub use secret::{SecretKey, SecretString};
+pub use secret::{SecretBytes, SecretKey, SecretString};
 pub use vault::{KdfParams, KeyHash, KeyId, Permission, Store, Vault};
 pub use verify::{api_key_from_headers, Code, Verdict, Verifier};

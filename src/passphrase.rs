@@ -1,8 +1,14 @@
 //! Where passphrases come from: a file, an environment variable, or a hidden prompt on the
 //! controlling terminal — never the command line.
 //!
-//! Invariant: without a source and without a terminal we fail at once (exit 3) naming the
-//! variables to set; we never block waiting on a pipe.
+//! Also how many tries a typed passphrase gets, and how strong a new one must be.
+//!
+//! Invariants: without a source and without a terminal we fail at once (exit 3) naming the
+//! variables to set; we never block waiting on a pipe. Only a passphrase typed at the
+//! terminal is asked again after a failed unlock (at most [`TRIES`] times); one from the
+//! environment or a file gets one attempt. A new passphrase whose estimated strength is
+//! below [`MIN_SCORE`] is refused (exit 2) unless the user allowed it; feedback names the
+//! weakness, never the passphrase.
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
@@ -22,6 +28,27 @@ pub const ENV_NEW_PASSPHRASE_FILE: &str = "MCP_KEY_VAULT_NEW_PASSPHRASE_FILE";
 /// Largest passphrase file read.
 const MAX_FILE: u64 = 64 * 1024;
 
+/// Tries a passphrase typed at the terminal gets, as `sudo` and `ssh` allow.
+pub const TRIES: u32 = 3;
+
+/// The lowest zxcvbn score (0–4) a new passphrase may have without
+/// `--allow-weak-passphrase`; one point above it only draws a warning.
+pub const MIN_SCORE: u8 = 2;
+
+/// Characters of a passphrase the estimator looks at: its matching is superlinear in the
+/// length, and a passphrase whose first 100 characters are strong is strong.
+const ESTIMATE_CHARS: usize = 100;
+
+/// Words the estimator counts as guessable in this context.
+const CONTEXT_WORDS: [&str; 6] = [
+    "mcp",
+    "key",
+    "manager",
+    "vault",
+    "passphrase",
+    "mcp-key-manager",
+];
+
 /// The non-interactive sources for one passphrase.
 #[derive(Debug, Clone)]
 pub struct Source {
@@ -31,6 +58,8 @@ pub struct Source {
     pub env: &'static str,
     /// The variable naming a file (for messages).
     pub env_file: &'static str,
+    /// Whether [`Source::get_new`] accepts a passphrase the estimator calls weak.
+    pub allow_weak: bool,
 }
 
 impl Source {
@@ -40,6 +69,7 @@ impl Source {
             file,
             env: ENV_PASSPHRASE,
             env_file: ENV_PASSPHRASE_FILE,
+            allow_weak: false,
         }
     }
 
@@ -49,7 +79,14 @@ impl Source {
             file: file.or_else(|| std::env::var_os(ENV_NEW_PASSPHRASE_FILE).map(PathBuf::from)),
             env: ENV_NEW_PASSPHRASE,
             env_file: ENV_NEW_PASSPHRASE_FILE,
+            allow_weak: false,
         }
+    }
+
+    /// The same sources, accepting (`true`) or refusing weak new passphrases.
+    pub fn allow_weak(mut self, allow: bool) -> Self {
+        self.allow_weak = allow;
+        self
     }
 
     /// A passphrase from the file or the variable, if either is set.
@@ -61,7 +98,14 @@ impl Source {
             return read_file(path).map(Some);
         }
         match std::env::var(self.env) {
-            Ok(v) => check(SecretString::new(v), self.env).map(Some),
+            Ok(v) => {
+                let v = zeroize::Zeroizing::new(v);
+                check(
+                    SecretString::new(strip_one_newline(&v).to_string()),
+                    self.env,
+                )
+                .map(Some)
+            }
             Err(std::env::VarError::NotPresent) => Ok(None),
             Err(std::env::VarError::NotUnicode(_)) => Err(Error::Passphrase(format!(
                 "{} is not valid UTF-8; set it to the passphrase as text",
@@ -99,14 +143,18 @@ impl Source {
     ///
     /// # Errors
     /// [`Error::Passphrase`] when there is no source and no terminal, the input is empty,
-    /// or the two entries differ.
+    /// or the two entries differ; [`Error::Usage`] for a weak passphrase (see
+    /// [`check_strength`]).
     pub fn get_new(&self, what: &str) -> Result<SecretString> {
         if let Some(p) = self.non_interactive()? {
+            check_strength(&p, self.allow_weak)?;
             return Ok(p);
         }
         let first = prompt_hidden(&format!("New passphrase for {what}: "))
             .ok_or_else(|| self.no_source())??;
         let first = check(first, "the passphrase")?;
+        // Judged before the second entry, so a refused one need not be typed twice.
+        check_strength(&first, self.allow_weak)?;
         let second =
             prompt_hidden("Repeat the new passphrase: ").ok_or_else(|| self.no_source())??;
         // SecretString's equality is constant-time.
@@ -117,6 +165,92 @@ impl Source {
         }
         Ok(first)
     }
+}
+
+/// What the estimator says about a passphrase: a score from 0 (trivially guessable) to 4,
+/// and its feedback, which never quotes the passphrase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Strength {
+    /// zxcvbn's score, 0–4.
+    pub score: u8,
+    /// What is wrong with it, if anything.
+    pub warning: Option<String>,
+    /// How to do better.
+    pub suggestions: Vec<String>,
+}
+
+impl Strength {
+    /// The feedback as one sentence list, e.g. for an error message.
+    pub fn feedback(&self) -> String {
+        let mut parts: Vec<String> = self.warning.iter().cloned().collect();
+        parts.extend(self.suggestions.iter().cloned());
+        parts
+            .iter()
+            .map(|p| p.trim().trim_end_matches('.').to_string())
+            .filter(|p| !p.is_empty())
+            .collect::<Vec<_>>()
+            .join(". ")
+    }
+}
+
+/// Estimates a passphrase's strength with zxcvbn (its first [`ESTIMATE_CHARS`]
+/// characters).
+pub fn strength(p: &SecretString) -> Strength {
+    let text = p.expose();
+    let cut = text
+        .char_indices()
+        .nth(ESTIMATE_CHARS)
+        .map_or(text.len(), |(i, _)| i);
+    let e = zxcvbn::zxcvbn(&text[..cut], &CONTEXT_WORDS);
+    let (warning, suggestions) = match e.feedback() {
+        Some(f) => (
+            f.warning().map(|w| w.to_string()),
+            f.suggestions().iter().map(|s| s.to_string()).collect(),
+        ),
+        None => (None, Vec::new()),
+    };
+    Strength {
+        score: u8::from(e.score()),
+        warning,
+        suggestions,
+    }
+}
+
+/// Refuses a new passphrase scoring below [`MIN_SCORE`] unless `allow_weak`; warns on
+/// stderr for one scoring [`MIN_SCORE`] (or a weak one that was allowed).
+///
+/// # Errors
+/// [`Error::Usage`] (exit 2) with the estimator's feedback.
+pub fn check_strength(p: &SecretString, allow_weak: bool) -> Result<()> {
+    let s = strength(p);
+    let feedback = s.feedback();
+    let feedback = if feedback.is_empty() {
+        String::new()
+    } else {
+        format!(": {feedback}")
+    };
+    if s.score < MIN_SCORE {
+        if !allow_weak {
+            return Err(Error::Usage(format!(
+                "the new passphrase is too easy to guess (strength {} of 4){feedback}. \
+                 Choose a longer one, such as four or more random words, or pass \
+                 --allow-weak-passphrase to accept it anyway",
+                s.score
+            )));
+        }
+        eprintln!(
+            "warning: accepting a weak passphrase (strength {} of 4) because of \
+             --allow-weak-passphrase{feedback}",
+            s.score
+        );
+    } else if s.score == MIN_SCORE {
+        eprintln!(
+            "warning: the new passphrase is only moderately strong (strength {} of 4){feedback}; \
+             a longer one would resist guessing better",
+            s.score
+        );
+    }
+    Ok(())
 }
 
 /// Whether a controlling terminal can be opened.
@@ -147,14 +281,14 @@ fn read_file(path: &Path) -> Result<SecretString> {
         .map_err(|e| match e {
             Error::Corrupt(_) => Error::Passphrase(format!(
                 "the passphrase file {} is larger than {MAX_FILE} bytes",
-                path.display()
+                crate::display::path(path)
             )),
             other => other,
         })?
         .ok_or_else(|| {
             Error::Passphrase(format!(
                 "the passphrase file {} does not exist; check --passphrase-file / {}",
-                path.display(),
+                crate::display::path(path),
                 ENV_PASSPHRASE_FILE
             ))
         })?;
@@ -162,17 +296,31 @@ fn read_file(path: &Path) -> Result<SecretString> {
     let text = std::str::from_utf8(&bytes).map_err(|_| {
         Error::Passphrase(format!(
             "the passphrase file {} is not UTF-8 text",
-            path.display()
+            crate::display::path(path)
         ))
     })?;
-    let text = text
-        .strip_suffix("\r\n")
-        .or_else(|| text.strip_suffix('\n'))
-        .unwrap_or(text);
+    if crate::fsio::readable_by_others(path) {
+        eprintln!(
+            "warning: the passphrase file {} is readable by group or others; run `chmod 600 {}`",
+            crate::display::path(path),
+            crate::display::path(path)
+        );
+    }
+    let text = strip_one_newline(text);
     check(
         SecretString::new(text.to_string()),
-        &path.display().to_string(),
+        &crate::display::path(path),
     )
+}
+
+/// The one rule for both non-interactive sources: a single trailing newline (`\n` or
+/// `\r\n`), as `echo` and editors add, is not part of the passphrase; anything else is.
+/// So `MCP_KEY_VAULT_PASSPHRASE=$'hunter2\n'` and a file holding `hunter2\n` both give
+/// `hunter2`.
+fn strip_one_newline(text: &str) -> &str {
+    text.strip_suffix("\r\n")
+        .or_else(|| text.strip_suffix('\n'))
+        .unwrap_or(text)
 }
 
 fn check(p: SecretString, what: &str) -> Result<SecretString> {
@@ -187,6 +335,28 @@ fn check(p: SecretString, what: &str) -> Result<SecretString> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strength_refuses_the_trivial_and_accepts_the_fixture() {
+        let s = |p: &str| strength(&SecretString::new(p.into()));
+        assert!(s("abc").score < MIN_SCORE);
+        assert!(s("password1").score < MIN_SCORE);
+        assert!(s("correct horse battery staple").score > MIN_SCORE);
+        let weak = check_strength(&SecretString::new("password1".into()), false).unwrap_err();
+        assert!(matches!(weak, Error::Usage(_)));
+        let msg = weak.to_string();
+        assert!(
+            !msg.contains("password1"),
+            "the passphrase is never echoed: {msg}"
+        );
+        assert!(msg.contains("--allow-weak-passphrase"), "{msg}");
+        assert!(check_strength(&SecretString::new("password1".into()), true).is_ok());
+        // A very long passphrase is judged on its start, in bounded time.
+        let long = "x".repeat(60_000);
+        let t = std::time::Instant::now();
+        assert!(s(&long).score < MIN_SCORE);
+        assert!(t.elapsed() < std::time::Duration::from_secs(2));
+    }
 
     #[test]
     fn file_source_strips_one_newline() {

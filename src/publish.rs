@@ -125,7 +125,8 @@ pub fn write_verifier(
         if theirs > vault.revision() {
             return Err(Error::failed(format!(
                 "{} holds revision {theirs}, newer than this vault's {}: another writer has \
-                 already written a later state; nothing was written",
+                 already written a later state, so nothing was written (if this vault was \
+                 restored from an older backup, delete that file to let it be written again)",
                 crate::display::path(&target),
                 vault.revision()
             )));
@@ -152,7 +153,9 @@ pub fn run_then(cmd: &str, path: &Path) -> Result<()> {
         .env_remove(crate::passphrase::ENV_NEW_PASSPHRASE)
         .env_remove(crate::passphrase::ENV_NEW_PASSPHRASE_FILE)
         .stdin(Stdio::null())
-        .stdout(Stdio::inherit())
+        // Its stdout goes to our stderr: our stdout carries the command's own answer
+        // (`--json`, or the key of `use --print`), which a hook's chatter must not corrupt.
+        .stdout(Stdio::from(std::io::stderr()))
         .stderr(Stdio::inherit())
         .status()
         .map_err(|e| Error::io("run the --then command for", path, e))?;
@@ -208,6 +211,10 @@ pub fn republish(vault: &Vault, vault_path: &Path, now: DateTime<Utc>) -> Result
             if failed.len() == 1 { "" } else { "s" },
             failed.join("\n  ")
         ),
-        source: std::io::Error::other(format!("{} stale", failed.len())),
+        source: std::io::Error::other(format!(
+            "{} of {} not done",
+            failed.len(),
+            vault.published().len()
+        )),
     })
 }

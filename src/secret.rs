@@ -86,6 +86,55 @@ impl fmt::Debug for SecretKey {
     }
 }
 
+/// Secret bytes of any length: the opaque session secret an unlock agent holds.
+pub struct SecretBytes(Zeroizing<Vec<u8>>);
+
+impl SecretBytes {
+    /// Wraps bytes; the caller gives up its copy.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        SecretBytes(Zeroizing::new(bytes))
+    }
+
+    /// The bytes. Call it only where they are used.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The bytes, writable, for filling a buffer in place (no second copy).
+    pub fn expose_mut(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+
+    /// Shortens to `len` bytes, keeping the allocation (so locked pages stay locked); the
+    /// whole allocation is still wiped on drop.
+    pub fn truncate(&mut self, len: usize) {
+        self.0.truncate(len);
+    }
+
+    /// The length in bytes (not secret).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretBytes(<redacted, {} bytes>)", self.0.len())
+    }
+}
+
+impl PartialEq for SecretBytes {
+    fn eq(&self, other: &Self) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0.as_slice().ct_eq(other.0.as_slice()).into()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,6 +24,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+mod watch;
+pub use watch::{ReloadEvent, Watched, DEFAULT_INTERVAL as WATCH_INTERVAL};
+
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
@@ -79,7 +82,7 @@ impl Code {
 pub struct KeyInfo {
     /// Public id.
     pub id: String,
-    /// Name, when verifying from the vault (verifier files do not carry names).
+    /// Name: from the vault, or from a verifier file written with names (`publish --names`).
     pub name: Option<String>,
     hash: [u8; 32],
     revoked: bool,
@@ -119,11 +122,18 @@ struct Hot {
     revoked: bool,
 }
 
+/// The hash an unknown id's digest is compared with, so that it costs what a known id's
+/// comparison costs. No digest equals it in practice (and a match would still be refused:
+/// the id must also be found).
+const UNKNOWN_ID_HASH: [u8; 32] = [0x5a; 32];
+
 /// Verifies keys against a set of keyed hashes. Lookups are O(1): by the id inside a key,
 /// or by keyed hash for keys imported from the Python tool.
 pub struct Verifier {
     mac: Hmac<Sha256>,
     hash_key: SecretKey,
+    /// The vault revision this set of keys was written from (0 when unknown).
+    revision: u64,
     keys: Vec<KeyInfo>,
     by_id: HashMap<u64, Hot>,
     by_hash: HashMap<[u8; 32], usize>,
@@ -139,6 +149,7 @@ fn time_key(t: &DateTime<Utc>) -> (i64, u32) {
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Verifier")
+            .field("revision", &self.revision)
             .field("keys", &self.keys.len())
             .finish_non_exhaustive()
     }
@@ -151,7 +162,7 @@ fn id_number(id: &str) -> Option<u64> {
 }
 
 impl Verifier {
-    fn build(hash_key: SecretKey, keys: Vec<KeyInfo>) -> Verifier {
+    fn build(hash_key: SecretKey, revision: u64, keys: Vec<KeyInfo>) -> Verifier {
         // At most 65 names are collected: past 64 the bitmask is off and the slow path is
         // used, so a hostile file with millions of permissions costs linear time.
         let mut perm_names: Vec<String> = Vec::new();
@@ -202,6 +213,7 @@ impl Verifier {
         Verifier {
             mac,
             hash_key,
+            revision,
             keys,
             by_id,
             by_hash,
@@ -250,7 +262,30 @@ impl Verifier {
                     .collect(),
             })
             .collect();
-        Verifier::build(vault.hash_key().duplicate(), keys)
+        Verifier::build(vault.hash_key().duplicate(), vault.revision(), keys)
+    }
+
+    /// The same verifier, labelled with the vault `revision` it was made from (what
+    /// [`Verifier::to_json`] writes and [`Verifier::revision`] reports).
+    #[must_use]
+    pub fn with_revision(mut self, revision: u64) -> Verifier {
+        self.revision = revision;
+        self
+    }
+
+    /// The vault revision this verifier was written from; 0 for a file without one.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// Every key known, in file order.
+    pub fn keys(&self) -> &[KeyInfo] {
+        &self.keys
+    }
+
+    /// Whether any key carries a name (a file written with `publish --names`).
+    pub fn has_names(&self) -> bool {
+        self.keys.iter().any(|k| k.name.is_some())
     }
 
     /// Loads a verifier file written by `export-verifier`.
@@ -293,41 +328,62 @@ impl Verifier {
         let hk: [u8; 32] = hk[..]
             .try_into()
             .map_err(|_| Error::corrupt("the verifier's hash_key is not 32 bytes"))?;
+        if parse_time(&f.generated_at).is_none() {
+            return Err(Error::corrupt(
+                "the verifier's generated_at is not an RFC 3339 time",
+            ));
+        }
+        let mut seen = std::collections::HashSet::with_capacity(f.keys.len());
         let mut keys = Vec::with_capacity(f.keys.len());
         for k in f.keys {
+            let id = crate::display::sanitize(&k.id);
+            if !seen.insert(k.id.clone()) {
+                return Err(Error::corrupt(format!(
+                    "the verifier has two entries with the id {id}"
+                )));
+            }
             let hash = hash_from_hex(&k.hash).ok_or_else(|| {
-                Error::corrupt(format!(
-                    "the verifier entry {} has a malformed hash",
-                    crate::display::sanitize(&k.id)
-                ))
+                Error::corrupt(format!("the verifier entry {id} has a malformed hash"))
             })?;
             let expires_at = match k.expires_at.as_deref() {
                 None => None,
                 Some(s) => Some(parse_time(s).ok_or_else(|| {
-                    Error::corrupt("a verifier entry has a malformed expires_at")
+                    Error::corrupt(format!(
+                        "the verifier entry {id} has a malformed expires_at"
+                    ))
                 })?),
             };
             keys.push(KeyInfo {
                 id: k.id,
-                name: None,
+                name: k.name,
                 hash,
                 revoked: k.status == "revoked",
                 expires_at,
                 permissions: k.permissions,
             });
         }
-        Ok(Verifier::build(SecretKey::new(hk), keys))
+        Ok(Verifier::build(SecretKey::new(hk), f.revision, keys))
     }
 
     /// The verifier file's bytes (pretty JSON). Holds ids, keyed hashes, the hash key,
     /// status, expiry and permissions: nothing from which a key can be computed.
+    /// Its `revision` is [`Verifier::revision`]; names are left out (see
+    /// [`Verifier::to_json_with`]).
     pub fn to_json(&self, now: DateTime<Utc>) -> Vec<u8> {
+        self.to_json_with(now, self.revision, false)
+    }
+
+    /// As [`Verifier::to_json`], with the `revision` to write and whether key names are
+    /// included (`publish --names`: names help server logs, and are left out by default
+    /// because a name may say more about its holder than the id does).
+    pub fn to_json_with(&self, now: DateTime<Utc>, revision: u64, include_names: bool) -> Vec<u8> {
         let f = VerifierFile {
             format: VERIFIER_FORMAT.into(),
             version: 1,
             algorithm: "hmac-sha256".into(),
             hash_key: B64.encode(self.hash_key.expose()),
             generated_at: fmt_time(&now),
+            revision,
             keys: self
                 .keys
                 .iter()
@@ -337,6 +393,7 @@ impl Verifier {
                     status: self.status(k, now).as_str().into(),
                     expires_at: k.expires_at.as_ref().map(fmt_time),
                     permissions: k.permissions.clone(),
+                    name: if include_names { k.name.clone() } else { None },
                 })
                 .collect(),
         };
@@ -393,15 +450,18 @@ impl Verifier {
                 }
             }
             Shape::Modern { id } => {
-                // The digest is computed before the lookup, so an unknown id and a wrong
-                // secret behind a known one take the same time as well as the same verdict.
+                // An unknown id and a wrong secret behind a known one do the same work: the
+                // digest, one lookup, one constant-time comparison (against a hash no key
+                // has, for an unknown id), one branch on both results. Timing then tells an
+                // attacker nothing about which ids exist (measured: `cargo bench --bench
+                // timing`).
                 let d = digest();
-                let Some(hot) = id_number(id).and_then(|n| self.by_id.get(&n)) else {
+                let hot = id_number(id).and_then(|n| self.by_id.get(&n));
+                let stored = hot.map_or(&UNKNOWN_ID_HASH, |h| &h.hash);
+                let (found, equal) = (hot.is_some(), hashes_equal(&d, stored));
+                let Some(hot) = hot.filter(|_| found & equal) else {
                     return not_found;
                 };
-                if !hashes_equal(&d, &hot.hash) {
-                    return not_found;
-                }
                 let info = &self.keys[hot.index as usize];
                 if !self.perm_bits {
                     return self.judge(info, required, now);
@@ -463,6 +523,8 @@ pub(crate) fn hash_from_hex(s: &str) -> Option<[u8; 32]> {
     crate::rng::unhex(s)?.try_into().ok()
 }
 
+// Unknown fields are ignored, at the top level and in entries: a newer writer may add
+// fields, and an older reader must keep working with its file (docs/verifier.md).
 #[derive(Serialize, Deserialize)]
 struct VerifierFile {
     format: String,
@@ -470,6 +532,9 @@ struct VerifierFile {
     algorithm: String,
     hash_key: String,
     generated_at: String,
+    /// Absent in files of older releases: revision 0.
+    #[serde(default)]
+    revision: u64,
     keys: Vec<VerifierEntry>,
 }
 
@@ -478,9 +543,12 @@ struct VerifierEntry {
     id: String,
     hash: String,
     status: String,
+    #[serde(default)]
     expires_at: Option<String>,
     #[serde(default)]
     permissions: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
 }
 
 /// Extracts the presented key from request headers: `X-API-Key: <key>` or
@@ -622,6 +690,49 @@ mod tests {
     }
 
     #[test]
+    fn revision_names_and_unknown_fields() {
+        let (mut v, keys) = cheap_vault();
+        v.payload_mut_unchecked().keys[0].name = "ci-bot".into();
+        let ver = Verifier::from_vault(&v).with_revision(17);
+        let now = Utc::now();
+        // Names only on request; the revision given is the one written.
+        let plain: serde_json::Value = serde_json::from_slice(&ver.to_json(now)).unwrap();
+        assert_eq!(plain["revision"], 17);
+        assert!(plain["keys"][0].get("name").is_none());
+        let named = ver.to_json_with(now, 18, true);
+        let back = Verifier::from_json(&named).unwrap();
+        assert_eq!(back.revision(), 18);
+        assert!(back.has_names());
+        let verdict = back.verify(keys[0].1.expose(), &[]);
+        assert_eq!(verdict.key.unwrap().name.as_deref(), Some("ci-bot"));
+        let unnamed = Verifier::from_json(&ver.to_json(now)).unwrap();
+        assert!(!unnamed.has_names());
+        assert_eq!(unnamed.keys()[0].name, None);
+
+        // A newer writer's fields are ignored; a file without revision is revision 0.
+        let mut f: serde_json::Value = serde_json::from_slice(&ver.to_json(now)).unwrap();
+        f["comment"] = "from the future".into();
+        f["keys"][0]["labels"] = serde_json::json!({"team": "infra"});
+        f.as_object_mut().unwrap().remove("revision");
+        let old = Verifier::from_json(&serde_json::to_vec(&f).unwrap()).unwrap();
+        assert_eq!(old.revision(), 0);
+        assert!(old.verify(keys[0].1.expose(), &[]).is_valid());
+
+        // Rejected: duplicate ids, a bad generated_at, a negative revision.
+        let mut dup = f.clone();
+        let first = dup["keys"][0].clone();
+        dup["keys"].as_array_mut().unwrap().push(first);
+        let e = Verifier::from_json(&serde_json::to_vec(&dup).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("two entries"), "{e}");
+        let mut bad_time = f.clone();
+        bad_time["generated_at"] = "2026-02-30T00:00:00Z".into();
+        assert!(Verifier::from_json(&serde_json::to_vec(&bad_time).unwrap()).is_err());
+        let mut negative = f;
+        negative["revision"] = (-1).into();
+        assert!(Verifier::from_json(&serde_json::to_vec(&negative).unwrap()).is_err());
+    }
+
+    #[test]
     fn legacy_keys_are_found_by_keyed_hash() {
         let (mut v, _) = cheap_vault();
         let legacy = "ab".repeat(32);
@@ -652,9 +763,28 @@ mod tests {
         b = a;
         b[0] ^= 0x80;
         assert!(!hashes_equal(&a, &b));
-        let src = include_str!("verify.rs");
-        assert!(src.matches("hashes_equal(&").count() >= 2);
-        assert!(!src.contains(concat!(".hash ", "== ")));
+    }
+
+    /// A stored hash that differs from the presented key's digest in one bit, at either
+    /// end, is NOT_FOUND for a modern and for a legacy key: the lookup compares whole
+    /// digests, never a prefix.
+    #[test]
+    fn one_bit_off_in_the_stored_hash_is_not_found() {
+        for (byte, bit) in [(0usize, 0u8), (31, 7)] {
+            let (mut v, keys) = cheap_vault();
+            let legacy = "ab".repeat(32);
+            let mut rec = serde_json::from_value::<crate::vault::KeyRecord>(serde_json::json!({
+                "id": "legacy-id", "name": "old", "created_at": "2025-01-01T00:00:00Z",
+                "secret": legacy, "hash": v.keyed_hash(&legacy)
+            }))
+            .unwrap();
+            rec.hash.0[byte] ^= 1 << bit;
+            v.payload_mut_unchecked().keys.push(rec);
+            v.payload_mut_unchecked().keys[0].hash.0[byte] ^= 1 << bit;
+            let ver = Verifier::from_vault(&v);
+            assert_eq!(ver.verify(keys[0].1.expose(), &[]).code, Code::NotFound);
+            assert_eq!(ver.verify(&legacy, &[]).code, Code::NotFound);
+        }
     }
 
     #[test]

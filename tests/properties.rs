@@ -88,6 +88,56 @@ fn env_file() -> impl Strategy<Value = Vec<u8>> {
         })
 }
 
+/// A file of plain lines only (see docs/envfile.md), each name assigned at most once:
+/// every loader reads it alike, so the analysis must find nothing.
+fn plain_env_file() -> impl Strategy<Value = Vec<u8>> {
+    let mut names = checks::ENV_NAMES.to_vec();
+    names.extend(["PORT", "MCP_API_KEY_OLD", "XMCP_API_KEY"]);
+    let value = prop_oneof![
+        "[A-Za-z0-9_./:@=+-]{1,12}",
+        "\"[A-Za-z0-9 _./-]{0,10}\"",
+        "'[A-Za-z0-9 _./-]{0,10}'",
+    ];
+    let assignment = (
+        " {0,2}",
+        select(vec!["", "export "]),
+        " {0,1}",
+        " {0,1}",
+        value,
+        select(vec!["", " # note", "   #c", "  "]),
+    );
+    let line = prop_oneof![
+        4 => assignment.prop_map(Some),
+        1 => Just(None),
+    ];
+    (
+        proptest::sample::subsequence(names.clone(), 0..names.len()).prop_shuffle(),
+        vec(line, 0..9),
+        vec("#[ -~]{0,20}|", 0..9),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(names, lines, comments, crlf, last)| {
+            let ending = if crlf { "\r\n" } else { "\n" };
+            let mut out = String::new();
+            let mut names = names.into_iter();
+            for (n, l) in lines.into_iter().enumerate() {
+                match l {
+                    Some((i, e, s1, s2, v, c)) => {
+                        let Some(name) = names.next() else { continue };
+                        out.push_str(&format!("{i}{e}{name}{s1}={s2}{v}{c}"));
+                    }
+                    None => out.push_str(comments.get(n).map_or("", String::as_str)),
+                }
+                out.push_str(ending);
+            }
+            if !last {
+                out.truncate(out.len().saturating_sub(ending.len()));
+            }
+            out.into_bytes()
+        })
+}
+
 /// A value `set` must store and `get` read back: no control characters.
 fn safe_value() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -127,6 +177,49 @@ proptest! {
         value in safe_value(),
     ) {
         checks::check_env_set(&file, key, &value);
+    }
+
+    #[test]
+    fn env_analysis_never_panics_on_any_bytes(bytes in vec(any::<u8>(), 0..400)) {
+        checks::check_env_analysis(&bytes);
+    }
+
+    #[test]
+    fn env_checked_set_on_realistic_files(
+        file in env_file(),
+        key in select(checks::ENV_NAMES.to_vec()),
+        value in safe_value(),
+    ) {
+        checks::check_env_analysis(&file);
+        checks::check_env_set_checked(&file, key, &value);
+    }
+
+    #[test]
+    fn env_plain_files_are_unambiguous_and_edited(
+        file in plain_env_file(),
+        key in select(checks::ENV_NAMES.to_vec()),
+        value in "[A-Za-z0-9_./:@=+-]{1,24}|mcp_[0-9a-f]{16}_[0-9a-f]{64}|[A-Za-z0-9 ]{0,12}",
+    ) {
+        let a = mcp_key_manager::envfile::analyze(&file);
+        // Only a name starting with `export` is read otherwise (by docker compose).
+        let exportish = |f: &mcp_key_manager::envfile::Ambiguity| {
+            f.name.as_deref().is_some_and(|n| n.starts_with("export"))
+        };
+        prop_assert!(a.findings().iter().all(exportish), "{:?} in {:?}", a, String::from_utf8_lossy(&file));
+        prop_assert_eq!(
+            mcp_key_manager::envfile::apply_checked(&file, &[(key, &value)]).is_ok(),
+            !key.starts_with("export")
+        );
+        checks::check_env_set_checked(&file, key, &value);
+    }
+
+    #[test]
+    fn env_checked_set_on_arbitrary_bytes(
+        file in vec(any::<u8>(), 0..200),
+        key in select(checks::ENV_NAMES.to_vec()),
+        value in safe_value(),
+    ) {
+        checks::check_env_set_checked(&file, key, &value);
     }
 
     #[test]

@@ -12,7 +12,7 @@
 
 use std::collections::HashSet;
 
-use mcp_key_manager::envfile::EnvFile;
+use mcp_key_manager::envfile::{self as envfile, EnvError, EnvFile};
 use mcp_key_manager::keyfmt::{self, Shape};
 use mcp_key_manager::vault::format::bounds;
 use mcp_key_manager::vault::{crypto, Detected, Envelope, KdfParams, Payload};
@@ -433,6 +433,100 @@ pub fn check_envfile(data: &[u8]) {
     let value = env_value(r.take(vlen));
     let file = r.0;
     check_env_set(file, key, &value);
+    check_env_analysis(data);
+    check_env_analysis(file);
+    check_env_set_checked(file, key, &value);
+}
+
+/// [`envfile::analyze`] on any bytes: never panics, its `Debug` shows no value, every finding
+/// points at a line of the file, and a file it calls unambiguous for a name has that name on
+/// at most one line.
+pub fn check_env_analysis(bytes: &[u8]) {
+    let a = envfile::analyze(bytes);
+    let lines = bytes.split(|&b| b == b'\n').count().max(1);
+    for f in a.findings() {
+        assert!(
+            f.line >= 1 && f.line <= lines,
+            "finding {f:?} outside 1..={lines}"
+        );
+        let _ = f.to_string();
+    }
+    let shown = format!("{a:?}");
+    for (_, v) in a.values() {
+        // A value that is also (part of) a name may show as that name, if it looks like one.
+        if let Some(v) = v.filter(|v| v.len() >= 12 && !a.values().any(|(k, _)| k.contains(*v))) {
+            assert!(!shown.contains(v), "Debug shows a value");
+        }
+    }
+    // A key pasted alone on a line is a bare name to python-dotenv: never shown.
+    let pasted = "mcp_0123456789abcdef_0123456789abcdef0123456789abcdef0123456789abcdef";
+    let mut with_key = bytes.to_vec();
+    with_key.extend_from_slice(b"\n");
+    with_key.extend_from_slice(pasted.as_bytes());
+    let a = envfile::analyze(&with_key);
+    let shown = format!(
+        "{a:?} {}",
+        a.findings()
+            .iter()
+            .map(|f| f.to_string())
+            .collect::<String>()
+    );
+    assert!(
+        !shown.contains(&pasted[4..20]),
+        "a pasted key shows as a name"
+    );
+}
+
+/// The `apply_checked` half: on a file unambiguous for `key` the edit succeeds (for a value
+/// that can be written plainly), python-dotenv's reading of the result gives `value` for
+/// `key` and every other variable's value unchanged, and the result is unambiguous for
+/// `key`; on a file ambiguous for `key` (other than by a value the edit replaces) it
+/// refuses with the findings, and writes nothing.
+pub fn check_env_set_checked(file: &[u8], key: &str, value: &str) {
+    let before = envfile::analyze(file);
+    let plain_value = value
+        .bytes()
+        .all(|b| b == b' ' || (b.is_ascii_graphic() && !b"\"'`#$\\".contains(&b)));
+    match envfile::apply_checked(file, &[(key, value)]) {
+        Ok(out) => {
+            assert!(plain_value, "an unsafe value was written");
+            // Only a fault of the value itself, which the edit replaced, may have been there.
+            assert!(before.findings_for(&[key]).iter().all(|f| f.name.is_some()
+                && matches!(
+                    f.kind,
+                    envfile::AmbiguityKind::UnsafeValue | envfile::AmbiguityKind::EmptyValueComment
+                )));
+            let after = envfile::analyze(&out);
+            assert_eq!(after.value(key), Some(value));
+            assert!(
+                !after.is_ambiguous_for(&[key]),
+                "{:?}",
+                after.findings_for(&[key])
+            );
+            let others = |a: &envfile::Analysis| {
+                a.values()
+                    .filter(|(k, _)| *k != key)
+                    .map(|(k, v)| (k.to_owned(), v.map(str::to_owned)))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(others(&before), others(&after), "another variable changed");
+        }
+        Err(EnvError::Ambiguous(found)) => {
+            assert!(before.is_ambiguous_for(&[key]));
+            assert!(!found.is_empty() && found.iter().all(|f| f.affects(key)));
+        }
+        Err(EnvError::BadName(k)) => {
+            assert!(k == key && key.starts_with("export"), "{key} refused");
+        }
+        Err(EnvError::UnsafeValue(k)) => {
+            assert!(!plain_value);
+            assert_eq!(k, key);
+        }
+        Err(e) => panic!(
+            "apply_checked failed on {:?}: {e:?}",
+            String::from_utf8_lossy(file)
+        ),
+    }
 }
 
 /// The `set` half of [`check_envfile`], for callers that generate their own inputs.

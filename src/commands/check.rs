@@ -9,7 +9,7 @@ use super::output::{human_time, relative, s, Human, Report};
 use super::*;
 use crate::cli::CheckArgs;
 use crate::display::sanitize;
-use crate::envfile::EnvFile;
+use crate::envfile::Analysis as EnvFile;
 use crate::legacy::LegacyRecord;
 use crate::vault::{KeyId, Status, Vault};
 use crate::verify::{Code, Verifier};
@@ -57,10 +57,19 @@ struct Checked {
     env_file: String,
     #[serde(skip)]
     warn_days: u32,
+    #[serde(skip)]
+    verifiers_only: bool,
 }
 
 impl Report for Checked {
     fn human(&self, h: &mut Human<'_>) -> io::Result<()> {
+        if self.findings.is_empty() && self.verifiers_only {
+            return writeln!(
+                h.out,
+                "ok: every verifier is current, nothing expires within {} days",
+                self.warn_days
+            );
+        }
         if self.findings.is_empty() {
             return writeln!(
                 h.out,
@@ -99,11 +108,22 @@ pub(super) fn check(ctx: &mut Ctx, a: CheckArgs) -> Result<()> {
     let vault = ctx.store().open()?;
     let env = ctx.env.read()?;
     let mut f = Vec::new();
-    let served = env_key_findings(ctx, &vault, env.as_ref(), a.warn_days, &mut f);
-    requirement_finding(ctx, env.as_ref(), &mut f);
+    // A setup that serves keys through verifier files and has no env file is not missing
+    // one: the env-file findings apply only where there is an env file or no verifier.
+    let verifiers_only = env.is_none() && !(vault.published().is_empty() && a.verifiers.is_empty());
+    let served = if verifiers_only {
+        None
+    } else {
+        ambiguity_findings(ctx, env.as_ref(), &mut f);
+        let served = env_key_findings(ctx, &vault, env.as_ref(), a.warn_days, &mut f);
+        requirement_finding(ctx, env.as_ref(), &mut f);
+        served
+    };
     expiring_findings(ctx, &vault, served.as_ref(), a.warn_days, &mut f);
     weak_key_findings(ctx, &vault, &mut f);
     permission_findings(ctx, env.is_some(), &mut f)?;
+    verifier_findings(&vault, &a.verifiers, &mut f);
+    unused_findings(ctx, &vault, &a, &mut f);
     let errors = f.iter().filter(|x| x.severity == Severity::Error).count();
     let ok = errors == 0 && (!a.strict || f.is_empty());
     let r = Checked {
@@ -111,8 +131,98 @@ pub(super) fn check(ctx: &mut Ctx, a: CheckArgs) -> Result<()> {
         findings: f,
         env_file: ctx.env_shown(),
         warn_days: a.warn_days,
+        verifiers_only,
     };
     ctx.emit(a.out.output(), &r)
+}
+
+/// Lines of the env file that the loaders servers use could read differently.
+fn ambiguity_findings(ctx: &Ctx, env: Option<&EnvFile>, f: &mut Vec<Finding>) {
+    let Some(env) = env else { return };
+    for a in env.findings_for(&crate::envstore::VARS) {
+        let m = format!(
+            "{} {a}: the loaders servers use (python-dotenv, Node, docker compose) could read \
+             it differently; fix it by hand (see docs/envfile.md)",
+            ctx.env_shown()
+        );
+        f.push(Finding::new(Severity::Error, "ENV_AMBIGUOUS", m));
+    }
+    if let Some(line) = env.invalid_utf8_line() {
+        let m = format!(
+            "{} is not UTF-8 at line {line}: python-dotenv refuses the whole file, so a Python \
+             server will not start",
+            ctx.env_shown()
+        );
+        f.push(Finding::new(Severity::Warning, "ENV_NOT_UTF8", m));
+    }
+}
+
+/// Every published file and every `--verifier`: present, a verifier, current, and not
+/// writable by others.
+fn verifier_findings(vault: &Vault, extra: &[std::path::PathBuf], f: &mut Vec<Finding>) {
+    let paths = vault
+        .published()
+        .iter()
+        .map(|p| p.path.clone())
+        .chain(extra.iter().cloned());
+    for path in paths {
+        let shown = crate::display::path(&path);
+        match crate::publish::existing_revision(&path) {
+            Ok(None) => {
+                let m = format!(
+                    "the verifier {shown} is missing; run `mcp-key-manager publish {shown}`"
+                );
+                f.push(Finding::new(Severity::Error, "VERIFIER_MISSING", m));
+            }
+            Err(e) => {
+                let m = format!("the verifier {shown} cannot be used: {e}");
+                f.push(Finding::new(Severity::Error, "VERIFIER_MISSING", m));
+            }
+            Ok(Some(r)) if r < vault.revision() => {
+                let m = format!(
+                    "the verifier {shown} is at revision {r}, behind the vault's {}: servers \
+                     reading it miss the latest changes; run `mcp-key-manager publish {shown}`",
+                    vault.revision()
+                );
+                f.push(Finding::new(Severity::Error, "VERIFIER_STALE", m));
+            }
+            Ok(Some(_)) => {}
+        }
+        if crate::fsio::writable_by_others(&path) {
+            let m = format!(
+                "the verifier {shown} is writable by group or others, who can make servers \
+                 accept any key; run `chmod 640 {shown}`"
+            );
+            f.push(Finding::new(Severity::Error, "VERIFIER_PERMISSIONS", m));
+        }
+    }
+}
+
+/// Active keys no server has seen for `--unused-days`, when usage data exists.
+fn unused_findings(ctx: &Ctx, vault: &Vault, a: &CheckArgs, f: &mut Vec<Finding>) {
+    let usage = super::usage::merged(vault, &a.usage);
+    if usage.is_empty() {
+        return;
+    }
+    let horizon = ctx.now - chrono::Duration::days(i64::from(a.unused_days));
+    for k in vault.keys() {
+        if k.status(ctx.now) != Status::Active || k.created_at > horizon {
+            continue;
+        }
+        let last = usage.get(k.id.as_str()).and_then(|u| u.last_used_at);
+        if last.is_none_or(|t| t < horizon) {
+            let when = last.map_or("never".into(), |t| relative(&t, ctx.now));
+            let m = format!(
+                "key {} \"{}\" is active but unused for over {} days (last use: {when}); \
+                 revoke it if nothing needs it: `mcp-key-manager revoke {}`",
+                k.id,
+                sanitize(&k.name),
+                a.unused_days,
+                k.id
+            );
+            f.push(Finding::new(Severity::Warning, "KEY_UNUSED", m).key(&k.id));
+        }
+    }
 }
 
 /// The env file's `MCP_API_KEY`: known, active, not about to expire. Returns the id of
@@ -126,7 +236,7 @@ fn env_key_findings(
 ) -> Option<KeyId> {
     let path = ctx.env_shown();
     let Some(key) = env
-        .and_then(|e| e.get("MCP_API_KEY"))
+        .and_then(|e| e.value("MCP_API_KEY").map(String::from))
         .filter(|k| !k.is_empty())
     else {
         let m = format!("{path} has no MCP_API_KEY; run `mcp-key-manager use ID`");
@@ -179,7 +289,9 @@ fn env_key_findings(
 }
 
 fn requirement_finding(ctx: &Ctx, env: Option<&EnvFile>, f: &mut Vec<Finding>) {
-    let value = env.and_then(|e| e.get("API_KEY_REQUIRED"));
+    let value = env
+        .and_then(|e| e.value("API_KEY_REQUIRED"))
+        .map(String::from);
     if value
         .as_deref()
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
@@ -206,7 +318,9 @@ fn expiring_findings(
     f: &mut Vec<Finding>,
 ) {
     for k in vault.keys() {
-        if Some(&k.id) == served || k.status(ctx.now) != Status::Active {
+        // A key kept alive by `rotate --grace-days` is meant to expire.
+        let graced = k.rotated_to.is_some();
+        if Some(&k.id) == served || graced || k.status(ctx.now) != Status::Active {
             continue;
         }
         if k.expires_within(ctx.now, i64::from(warn_days)) {

@@ -6,7 +6,7 @@ use std::io::{self, IsTerminal, Write};
 use chrono::Duration;
 use serde::Serialize;
 
-use super::output::{human_time, relative, s, whole_days, Human, KeyView, Report};
+use super::output::{human_time, relative, s, whole_days, Human, KeyView, Many, Report};
 use super::*;
 use crate::cli::{CreateArgs, DeleteArgs, InitArgs, JsonFlag, RevokeArgs, UseArgs, ViewArgs};
 use crate::display::sanitize;
@@ -85,6 +85,8 @@ struct Created {
     expires_at: Option<String>,
     permissions: Vec<Permission>,
     env_file_updated: bool,
+    /// The published verifier files that already accept the key.
+    verifiers_updated: Vec<String>,
     #[serde(skip)]
     env_file: String,
 }
@@ -114,11 +116,20 @@ impl Report for Created {
                 "Wrote MCP_API_KEY and API_KEY_REQUIRED=true to {}.",
                 self.env_file
             )
+        } else if !self.verifiers_updated.is_empty() {
+            // Never suggest `use` here: with published verifiers the server checks keys
+            // itself, and `use` would replace its own key with a client's.
+            writeln!(
+                h.out,
+                "Servers reading {} already accept it: hand it to the client that will use it.",
+                self.verifiers_updated.join(", ")
+            )
         } else {
             writeln!(
                 h.out,
-                "Next: hand the key to the client that will use it. For the server's own \
-                 key in {}: mcp-key-manager use {}",
+                "Next: hand the key to the client that will use it, and keep servers current \
+                 with `mcp-key-manager publish PATH`. (Only for the key a server itself \
+                 expects in {}: mcp-key-manager use {}.)",
                 self.env_file, self.id
             )
         }
@@ -187,6 +198,7 @@ pub(super) fn create(ctx: &mut Ctx, a: CreateArgs) -> Result<()> {
         expires_at: k.expires_at.as_ref().map(crate::vault::records::fmt_time),
         permissions: k.permissions.clone(),
         env_file_updated: a.use_in_env,
+        verifiers_updated: ctx.republished(),
         env_file: ctx.env_shown(),
     };
     if a.use_in_env {
@@ -200,6 +212,7 @@ pub(super) fn create(ctx: &mut Ctx, a: CreateArgs) -> Result<()> {
     }
     drop(tx);
     ctx.emit(a.out.output(), &r)
+        .and_then(|()| ctx.flush())
         .map_err(|e| key_not_shown(e, &r.id))?;
     store.finish()
 }
@@ -225,6 +238,8 @@ struct Viewed {
     metadata: serde_json::Map<String, serde_json::Value>,
     in_env_file: bool,
     days_left: Option<i64>,
+    /// The last use `serve` saw, when usage data exists.
+    last_used_at: Option<String>,
     #[serde(skip)]
     expires: Option<chrono::DateTime<chrono::Utc>>,
     #[serde(skip)]
@@ -236,6 +251,16 @@ struct Viewed {
 }
 
 impl Viewed {
+    fn status_line(&self, h: &Human<'_>) -> String {
+        let s = h.status_colored(self.status, self.key.status);
+        match (&self.key.rotated_to, &self.expires, self.status) {
+            (Some(next), Some(t), Status::Active) => {
+                format!("{s} (grace until {}, replaced by {next})", human_time(t))
+            }
+            _ => s,
+        }
+    }
+
     fn expires_line(&self, now: chrono::DateTime<chrono::Utc>) -> String {
         match &self.expires {
             None => "never".into(),
@@ -261,7 +286,7 @@ impl Report for Viewed {
             ("ID", k.id.to_string()),
             ("Name", sanitize(&k.name)),
             ("Description", sanitize(&k.description)),
-            ("Status", h.status_colored(self.status, k.status)),
+            ("Status", self.status_line(h)),
             ("Created", human_time(&self.created)),
             ("Expires", self.expires_line(h.now)),
             (
@@ -272,6 +297,10 @@ impl Report for Viewed {
             (
                 "In env file",
                 if self.in_env_file { "yes" } else { "no" }.into(),
+            ),
+            (
+                "Last used",
+                self.last_used_at.clone().unwrap_or_else(|| "-".into()),
             ),
         ];
         if let Some(p) = &k.rotated_from {
@@ -300,16 +329,21 @@ pub(super) fn join(perms: &[Permission], sep: &str) -> String {
 /// The index of the key that the env file serves, if it is one of this vault's.
 fn served_index(ctx: &Ctx, vault: &Vault) -> Option<usize> {
     let env = ctx.env.read().ok().flatten()?;
-    let key = SecretString::new(env.get("MCP_API_KEY")?);
+    let key = SecretString::new(env.value("MCP_API_KEY")?.to_string());
     vault.find_by_key(key.expose())
 }
 
 pub(super) fn view(ctx: &mut Ctx, a: ViewArgs) -> Result<()> {
     let vault = ctx.store().open()?;
     let now = ctx.now;
-    let i = vault.find(&a.key.id)?;
+    let i = vault.select(a.key.selector())?;
     let k = &vault.keys()[i];
+    let usage = super::usage::merged(&vault, &a.usage);
     let r = Viewed {
+        last_used_at: usage
+            .get(k.id.as_str())
+            .and_then(|u| u.last_used_at.as_ref())
+            .map(crate::vault::records::fmt_time),
         key: KeyView::of(k, now),
         metadata: k.metadata.clone(),
         in_env_file: served_index(ctx, &vault) == Some(i),
@@ -328,6 +362,8 @@ struct Revoked {
     key: KeyView,
     already_revoked: bool,
     in_env_file: bool,
+    /// The published verifier files that now refuse the key.
+    verifiers_updated: Vec<String>,
     #[serde(skip)]
     env_file: String,
 }
@@ -339,6 +375,14 @@ impl Report for Revoked {
             writeln!(h.out, "Key {id} was already revoked; nothing changed.")?;
         } else {
             writeln!(h.out, "Revoked key {id}.")?;
+        }
+        if !self.verifiers_updated.is_empty() {
+            writeln!(
+                h.out,
+                "Updated {}: servers reading it refuse the key within seconds, with nothing \
+                 restarted.",
+                self.verifiers_updated.join(", ")
+            )?;
         }
         if self.in_env_file {
             writeln!(
@@ -357,19 +401,30 @@ pub(super) fn revoke(ctx: &mut Ctx, a: RevokeArgs) -> Result<()> {
     let now = ctx.now;
     let mut store = ctx.store();
     let r = store.update(|v| {
-        let i = v.find(&a.key.id)?;
-        let changed = v.revoke(i, now);
+        let chosen = v.select_all(&a.keys.selectors())?;
         // Read under the vault lock, which every writer of MCP_API_KEY holds too: a
         // concurrent `use` either ran before (and this sees its key) or runs after (and
         // refuses the revoked key).
-        Ok(Revoked {
-            key: KeyView::of(&v.keys()[i], now),
-            already_revoked: !changed,
-            in_env_file: served_index(ctx, v) == Some(i),
-            env_file: ctx.env_shown(),
-        })
+        let served = served_index(ctx, v);
+        let mut out = Vec::with_capacity(chosen.len());
+        for i in chosen {
+            let changed = v.revoke(i, now);
+            out.push(Revoked {
+                key: KeyView::of(&v.keys()[i], now),
+                already_revoked: !changed,
+                in_env_file: served == Some(i),
+                verifiers_updated: Vec::new(),
+                env_file: ctx.env_shown(),
+            });
+        }
+        Ok(out)
     })?;
-    ctx.emit(a.out.output(), &r)?;
+    let updated = ctx.republished();
+    let r = r.into_iter().map(|x| Revoked {
+        verifiers_updated: updated.clone(),
+        ..x
+    });
+    ctx.emit(a.out.output(), &Many(r.collect()))?;
     store.finish()
 }
 
@@ -406,11 +461,21 @@ pub(super) fn delete(ctx: &mut Ctx, a: DeleteArgs) -> Result<()> {
     let mut store = ctx.store();
     if ask {
         let vault = store.open()?;
-        let k = &vault.keys()[vault.find(&a.key.id)?];
+        let named: Vec<String> = vault
+            .select_all(&a.keys.selectors())?
+            .into_iter()
+            .map(|i| {
+                format!(
+                    "{} \"{}\"",
+                    vault.keys()[i].id,
+                    sanitize(&vault.keys()[i].name)
+                )
+            })
+            .collect();
         let q = format!(
-            "Delete key {} \"{}\"? Its record is removed for good (revoke keeps it).",
-            k.id,
-            sanitize(&k.name)
+            "Delete {}? The record{} removed for good (revoke keeps it).",
+            named.join(", "),
+            if named.len() == 1 { " is" } else { "s are" }
         );
         if !confirm(&q)? {
             writeln!(ctx.out, "Nothing deleted.").map_err(output::stdout_error)?;
@@ -419,14 +484,26 @@ pub(super) fn delete(ctx: &mut Ctx, a: DeleteArgs) -> Result<()> {
     }
     let now = ctx.now;
     let r = store.update(|v| {
-        let k = v.delete(v.find(&a.key.id)?, now);
-        Ok(Deleted {
-            id: k.id.clone(),
-            name: k.name.clone(),
-            deleted: true,
-        })
+        let mut chosen = v.select_all(&a.keys.selectors())?;
+        // Highest index first, so each removal leaves the others' indices valid.
+        let mut out = Vec::with_capacity(chosen.len());
+        let order = chosen.clone();
+        chosen.sort_unstable_by(|x, y| y.cmp(x));
+        for i in chosen {
+            let k = v.delete(i, now);
+            out.push((
+                i,
+                Deleted {
+                    id: k.id.clone(),
+                    name: k.name.clone(),
+                    deleted: true,
+                },
+            ));
+        }
+        out.sort_by_key(|(i, _)| order.iter().position(|j| j == i));
+        Ok(out.into_iter().map(|(_, d)| d).collect())
     })?;
-    ctx.emit(a.out.output(), &r)?;
+    ctx.emit(a.out.output(), &Many(r))?;
     store.finish()
 }
 
@@ -451,7 +528,7 @@ pub(super) fn use_key(ctx: &mut Ctx, a: UseArgs) -> Result<()> {
     let now = ctx.now;
     let mut store = ctx.store();
     let (id, key) = store.update(|v| {
-        let i = v.find(&a.key.id)?;
+        let i = v.select(a.key.selector())?;
         let k = &v.keys()[i];
         if let s @ (Status::Revoked | Status::Expired) = k.status(now) {
             return Err(Error::failed(format!(

@@ -5,12 +5,12 @@ use std::io;
 use serde::Serialize;
 
 use super::keys::join;
-use super::output::{human_time, relative, Human, KeyView, Report};
+use super::output::{human_time, relative, Human, KeyView, Many, Report};
 use super::*;
 use crate::cli::{HistoryArgs, PermissionArgs, RekeyArgs, RotateArgs};
 use crate::display::sanitize;
 use crate::vault::records::fmt_time;
-use crate::vault::{Event, KeyId, Status};
+use crate::vault::{Event, KeyId, Permission, Selector, Status};
 
 #[derive(Serialize)]
 struct Rotated {
@@ -20,6 +20,8 @@ struct Rotated {
     old_status: &'static str,
     old_valid_until: Option<String>,
     env_file_updated: bool,
+    /// The published verifier files rewritten with the successor.
+    verifiers_updated: Vec<String>,
     #[serde(skip)]
     was_active: bool,
     #[serde(skip)]
@@ -58,6 +60,13 @@ impl Report for Rotated {
             )?,
             _ => writeln!(h.out, "The old key {old} is revoked.")?,
         }
+        if !self.verifiers_updated.is_empty() {
+            writeln!(
+                h.out,
+                "Updated {}: servers reading it accept the new key now.",
+                self.verifiers_updated.join(", ")
+            )?;
+        }
         if self.env_file_updated {
             let held = if self.was_in_env {
                 " (it held the old one)"
@@ -87,16 +96,20 @@ pub(super) fn rotate(ctx: &mut Ctx, a: RotateArgs) -> Result<()> {
     let mut store = ctx.store();
     let mut tx = store.begin()?;
     let v = tx.vault();
-    let i = v.find(&a.key.id)?;
+    let i = v.select(a.key.selector())?;
     // The env file is locked inside the vault's lock (the order `use` takes them in too)
     // and read under it, so whether it holds the old key, and moving it to the successor,
     // happen in one locked operation that no concurrent `use` can slip into.
     let env = ctx.lock_env()?;
     let served = env
         .read()?
-        .and_then(|e| e.get("MCP_API_KEY"))
+        .and_then(|e| e.value("MCP_API_KEY").map(String::from))
         .map(SecretString::new);
     let in_env = served.is_some_and(|k| v.find_by_key(k.expose()) == Some(i));
+    if a.use_in_env || in_env {
+        // Refused before the rotation is saved: an env file that cannot take the successor.
+        ctx.env.check_writable(&ctx.vault_path)?;
+    }
     let rot = v.rotate(i, a.grace_days, now)?;
     // The successor is saved before the env file names it (see `create`).
     tx.commit()?;
@@ -127,10 +140,12 @@ pub(super) fn rotate(ctx: &mut Ctx, a: RotateArgs) -> Result<()> {
         was_active: rot.old_status == Status::Active,
         status_before: rot.old_status,
         was_in_env: in_env,
+        verifiers_updated: ctx.republished(),
         env_file: ctx.env_shown(),
     };
     drop(tx);
     ctx.emit(a.out.output(), &r)
+        .and_then(|()| ctx.flush())
         .map_err(|e| super::keys::key_not_shown(e, &r.id))?;
     store.finish()
 }
@@ -153,21 +168,50 @@ impl Report for PermissionsChanged {
     }
 }
 
+/// The keys and permissions of `grant`/`deny`: `ID PERM…`, or with `--key`/`--name`,
+/// only permissions.
+fn keys_and_permissions(a: &PermissionArgs) -> Result<(Vec<Selector<'_>>, Vec<Permission>)> {
+    let explicit = !a.keys.is_empty() || !a.names.is_empty();
+    let (mut sels, perms) = if explicit {
+        (Vec::new(), &a.args[..])
+    } else {
+        (vec![Selector::Id(&a.args[0])], &a.args[1..])
+    };
+    sels.extend(a.keys.iter().map(|k| Selector::Id(k)));
+    sels.extend(a.names.iter().map(|n| Selector::Name(n)));
+    if perms.is_empty() {
+        return Err(Error::usage("name at least one permission after the key"));
+    }
+    let perms = perms
+        .iter()
+        .map(|p| {
+            p.parse::<Permission>()
+                .map_err(|e| Error::usage(e.to_string()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((sels, perms))
+}
+
 pub(super) fn change_permissions(ctx: &mut Ctx, a: PermissionArgs, grant: bool) -> Result<()> {
+    let (sels, perms) = keys_and_permissions(&a)?;
     let now = ctx.now;
     let mut store = ctx.store();
     let r = store.update(|v| {
-        let i = v.find(&a.key.id)?;
-        if grant {
-            v.grant(i, &a.permissions, now);
-        } else {
-            v.deny(i, &a.permissions, now);
+        let chosen = v.select_all(&sels)?;
+        let mut out = Vec::with_capacity(chosen.len());
+        for i in chosen {
+            if grant {
+                v.grant(i, &perms, now);
+            } else {
+                v.deny(i, &perms, now);
+            }
+            out.push(PermissionsChanged {
+                key: KeyView::of(&v.keys()[i], now),
+            });
         }
-        Ok(PermissionsChanged {
-            key: KeyView::of(&v.keys()[i], now),
-        })
+        Ok(out)
     })?;
-    ctx.emit(a.out.output(), &r)?;
+    ctx.emit(a.out.output(), &Many(r))?;
     store.finish()
 }
 
@@ -190,7 +234,7 @@ impl Report for Rekeyed {
 }
 
 pub(super) fn rekey(ctx: &mut Ctx, a: RekeyArgs) -> Result<()> {
-    let new_source = Source::new_for_rekey(a.new_passphrase_file);
+    let new_source = Source::new_for_rekey(a.new_passphrase_file).allow_weak(ctx.term.allow_weak());
     let mut store = ctx.store();
     // Keep the vault's settings unless told otherwise, but never carry weak ones forward.
     let current = store.header()?.kdf();
@@ -201,6 +245,7 @@ pub(super) fn rekey(ctx: &mut Ctx, a: RekeyArgs) -> Result<()> {
     };
     let params = kdf_from_args(&a.kdf, base)?;
     store.rekey(params, || new_source.get_new("the vault"))?;
+    session::end_after_rekey(&ctx.vault_path);
     let r = Rekeyed {
         rekeyed: true,
         kdf: params.into(),

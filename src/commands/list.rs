@@ -18,6 +18,8 @@ struct Listed {
     key: KeyView,
     #[serde(skip_serializing_if = "Option::is_none")]
     key_hint: Option<String>,
+    /// The last use `serve` saw, when usage data exists.
+    last_used_at: Option<String>,
     #[serde(skip)]
     status: Status,
     #[serde(skip)]
@@ -35,6 +37,9 @@ struct Listing {
 }
 
 fn expiry_cell(k: &KeyRecord, now: DateTime<Utc>) -> String {
+    if let (Some(t), Some(next), Status::Active) = (&k.expires_at, &k.rotated_to, k.status(now)) {
+        return format!("grace {}, replaced by {next}", relative(t, now));
+    }
     match (&k.expires_at, k.status(now)) {
         (None, _) => "never".into(),
         (Some(t), Status::Expired) => format!("expired {}", relative(t, now)),
@@ -46,16 +51,13 @@ fn expiry_cell(k: &KeyRecord, now: DateTime<Utc>) -> String {
 }
 
 fn hint(k: &KeyRecord) -> String {
-    if k.secret.expose().starts_with("mcp_") {
-        crate::keyfmt::hint(&k.id)
-    } else {
-        "(imported key)".into()
-    }
+    crate::keyfmt::hint(k.secret.expose())
 }
 
 pub(super) fn list(ctx: &mut Ctx, a: ListArgs) -> Result<()> {
     let vault = ctx.store().open()?;
     let now = ctx.now;
+    let usage = super::usage::merged(&vault, &a.usage);
     let keys = vault
         .keys()
         .iter()
@@ -68,6 +70,10 @@ pub(super) fn list(ctx: &mut Ctx, a: ListArgs) -> Result<()> {
         .map(|k| Listed {
             key: KeyView::of(k, now),
             key_hint: a.show_keys.then(|| hint(k)),
+            last_used_at: usage
+                .get(k.id.as_str())
+                .and_then(|u| u.last_used_at.as_ref())
+                .map(crate::vault::records::fmt_time),
             status: k.status(now),
             expiry: expiry_cell(k, now),
         })

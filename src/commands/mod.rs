@@ -12,7 +12,10 @@ mod lifecycle;
 mod list;
 mod meta;
 pub mod output;
+mod publishcmd;
+mod session;
 mod slot;
+mod usage;
 mod verifycmd;
 
 use std::io::{IsTerminal, Write};
@@ -54,10 +57,12 @@ impl Ctx {
         let vault_path = crate::fsio::resolve_symlinks(&cli.global.vault, true)
             .unwrap_or_else(|_| cli.global.vault.clone());
         Ctx {
-            vault_path,
+            vault_path: vault_path.clone(),
             env: EnvStore::new(cli.global.env_file.clone()),
             term: Rc::new(Terminal {
-                source: Source::current(cli.global.passphrase_file.clone()),
+                source: Source::current(cli.global.passphrase_file.clone())
+                    .allow_weak(cli.global.allow_weak_passphrase),
+                vault_path: vault_path.clone(),
                 identity: cli.global.identity.clone(),
                 slot: cli.global.slot.clone(),
             }),
@@ -138,6 +143,15 @@ impl Ctx {
         emit(&mut h, output, r)
     }
 
+    /// Flushes stdout now: a command that printed a new key must know it reached the
+    /// reader, not find out (or not) at exit.
+    ///
+    /// # Errors
+    /// A failed write.
+    pub fn flush(&mut self) -> Result<()> {
+        self.out.flush().map_err(stdout_error)
+    }
+
     /// Writes raw bytes (completions, the man page) to stdout.
     ///
     /// # Errors
@@ -157,6 +171,9 @@ impl Ctx {
 /// # Errors
 /// Whatever the command fails with; [`exit_code`] gives the exit code.
 pub fn run(cli: Cli) -> Result<()> {
+    if let Command::SessionAgent(a) = &cli.command {
+        return crate::agent::serve(&a.socket, std::time::Duration::from_secs(a.timeout_secs));
+    }
     let mut ctx = Ctx::from_cli(&cli);
     let r = dispatch(&mut ctx, cli.command);
     // A command's own "no" (exit 1) must survive a reader that went away: `check | head`
@@ -186,8 +203,14 @@ fn dispatch(ctx: &mut Ctx, command: Command) -> Result<()> {
         Command::History(a) => lifecycle::history(ctx, a),
         Command::ImportLegacy(a) => import::import_legacy(ctx, a),
         Command::Slot(c) => slot::slot(ctx, c),
+        Command::Publish(a) => publishcmd::publish(ctx, a),
+        Command::Unpublish(a) => publishcmd::unpublish(ctx, a),
+        Command::Unlock(a) => session::unlock_cmd(ctx, a),
+        Command::Lock(a) => session::lock_cmd(ctx, a),
+        Command::SessionAgent(_) => unreachable!("dispatched before the context exists"),
         Command::Completions { shell } => meta::completions(ctx, shell),
         Command::Man => meta::man(ctx),
+        Command::Serve(a) => crate::serve::run(a),
     }
 }
 
@@ -227,11 +250,27 @@ pub fn hint(e: &Error) -> Option<&'static str> {
 #[derive(Debug)]
 pub struct Terminal {
     source: Source,
+    vault_path: PathBuf,
     identity: Option<PathBuf>,
     slot: Option<String>,
 }
 
+impl Terminal {
+    /// Whether weak new passphrases are accepted (`--allow-weak-passphrase`).
+    pub fn allow_weak(&self) -> bool {
+        self.source.allow_weak
+    }
+}
+
 impl Interaction for Terminal {
+    fn session(&self, env: &crate::vault::Envelope) -> Option<crate::vault::KeyCache> {
+        session::from_session(&self.vault_path, env)
+    }
+
+    fn session_key(&self) -> Option<crate::vault::v2::SlotKey> {
+        session::session_key(&self.vault_path)
+    }
+
     fn passphrase(&self, prompt: &str, _attempt: u32) -> Result<SecretString> {
         self.source.get(prompt)
     }
@@ -242,7 +281,7 @@ impl Interaction for Terminal {
         if self.source.is_set() || !crate::passphrase::have_terminal() {
             1
         } else {
-            3
+            crate::passphrase::TRIES
         }
     }
 

@@ -65,6 +65,30 @@ pub trait Report: Serialize {
     }
 }
 
+/// The results of a command given several keys: the object itself when one key was
+/// named (the shape these commands always had), an array of them when several were.
+/// The shape follows the command line, never the data.
+pub struct Many<R>(pub Vec<R>);
+
+impl<R: Serialize> Serialize for Many<R> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self.0.as_slice() {
+            [one] => one.serialize(s),
+            all => all.serialize(s),
+        }
+    }
+}
+
+impl<R: Report> Report for Many<R> {
+    fn human(&self, h: &mut Human<'_>) -> io::Result<()> {
+        self.0.iter().try_for_each(|r| r.human(h))
+    }
+
+    fn ok(&self) -> bool {
+        self.0.iter().all(Report::ok)
+    }
+}
+
 /// Prints `r` as `output` asks. The verdict of [`Report::ok`] decides the exit code even
 /// when printing fails (a reader that went away must not turn a failed check into success).
 ///

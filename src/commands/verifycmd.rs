@@ -77,7 +77,17 @@ fn key_from_env(ctx: &Ctx) -> Result<SecretString> {
             ctx.env_shown()
         ))
     })?;
-    let key = env.get("MCP_API_KEY").ok_or_else(|| {
+    let unclear = env.findings_for(&["MCP_API_KEY"]);
+    if !unclear.is_empty() {
+        let list: Vec<String> = unclear.iter().map(|f| f.to_string()).collect();
+        return Err(Error::failed(format!(
+            "the MCP_API_KEY of {} is ambiguous: the loaders servers use could read it \
+             differently ({}); fix the file first (see docs/envfile.md)",
+            ctx.env_shown(),
+            list.join("; ")
+        )));
+    }
+    let key = env.value("MCP_API_KEY").map(String::from).ok_or_else(|| {
         Error::failed(format!(
             "{} has no MCP_API_KEY; run `mcp-key-manager use ID`",
             ctx.env_shown()

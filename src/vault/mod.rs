@@ -705,6 +705,73 @@ impl Vault {
     }
 }
 
+/// How a command names a key.
+#[derive(Debug, Clone, Copy)]
+pub enum Selector<'a> {
+    /// An id, or a unique prefix of one.
+    Id(&'a str),
+    /// An exact name.
+    Name(&'a str),
+}
+
+impl Vault {
+    /// The key `sel` names.
+    ///
+    /// # Errors
+    /// As [`Vault::find`]; for a name, [`Error::KeyNotFound`] or, when several keys share
+    /// it, [`Error::Failed`] listing them.
+    pub fn select(&self, sel: Selector<'_>) -> Result<usize> {
+        match sel {
+            Selector::Id(id) => self.find(id).map_err(|e| match e {
+                Error::KeyNotFound { message } if self.keys().iter().any(|k| k.name == id) => {
+                    Error::KeyNotFound {
+                        message: format!("{message} (a key has that name: select it with --name)"),
+                    }
+                }
+                other => other,
+            }),
+            Selector::Name(name) => {
+                let hits: Vec<usize> = (0..self.keys().len())
+                    .filter(|&i| self.keys()[i].name == name)
+                    .collect();
+                match hits.as_slice() {
+                    [i] => Ok(*i),
+                    [] => Err(Error::KeyNotFound {
+                        message: format!("no key is named \"{}\"", sanitize(name)),
+                    }),
+                    many => {
+                        let ids: Vec<String> = many
+                            .iter()
+                            .map(|&i| self.keys()[i].id.to_string())
+                            .collect();
+                        Err(Error::failed(format!(
+                            "{} keys are named \"{}\": {}; give an id instead",
+                            many.len(),
+                            sanitize(name),
+                            ids.join(", ")
+                        )))
+                    }
+                }
+            }
+        }
+    }
+
+    /// The keys `sels` name, each resolved before anything changes, duplicates once.
+    ///
+    /// # Errors
+    /// The first selector that names no key, or is ambiguous.
+    pub fn select_all(&self, sels: &[Selector<'_>]) -> Result<Vec<usize>> {
+        let mut out = Vec::with_capacity(sels.len());
+        for s in sels {
+            let i = self.select(*s)?;
+            if !out.contains(&i) {
+                out.push(i);
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// What `create` (and `rotate`) needs to make a key.
 #[derive(Debug, Clone)]
 pub struct NewKey {
@@ -790,9 +857,10 @@ pub fn not_found(arg: &str) -> String {
 
 /// Caches the key derived for one passphrase, so that re-reading the vault after taking
 /// the lock costs no second derivation unless a concurrent `rekey` changed the salt.
+/// A cache may also start from a ready key (an unlock session), with no passphrase.
 #[derive(Debug)]
 pub struct KeyCache {
-    passphrase: SecretString,
+    passphrase: Option<SecretString>,
     cached: Option<(KdfParams, Vec<u8>, SecretKey)>,
     /// Format 2: the slot that unlocked, its wrapped key, and the data key.
     data_key: Option<(String, Vec<u8>, SecretKey)>,
@@ -802,28 +870,59 @@ impl KeyCache {
     /// A cache for `passphrase`.
     pub fn new(passphrase: SecretString) -> Self {
         KeyCache {
-            passphrase,
+            passphrase: Some(passphrase),
             cached: None,
             data_key: None,
         }
     }
 
-    /// The passphrase itself.
-    pub fn passphrase(&self) -> &SecretString {
-        &self.passphrase
+    /// A cache seeded with a key already derived for these settings and salt (from an
+    /// unlock session): it derives nothing, and fails for any other salt.
+    pub fn from_key(kdf: KdfParams, salt: Vec<u8>, key: SecretKey) -> Self {
+        KeyCache {
+            passphrase: None,
+            cached: Some((kdf, salt, key)),
+            data_key: None,
+        }
+    }
+
+    /// Remembers a key derived elsewhere for `kdf` and `salt` (a format-2 passphrase
+    /// slot's), so an unlock session can be started from it.
+    pub(crate) fn remember_key(&mut self, kdf: KdfParams, salt: Vec<u8>, key: SecretKey) {
+        self.cached = Some((kdf, salt, key));
+    }
+
+    /// The passphrase itself; `None` for a cache seeded from a session.
+    pub fn passphrase(&self) -> Option<&SecretString> {
+        self.passphrase.as_ref()
+    }
+
+    /// The settings, salt and key last derived or seeded, if any.
+    pub fn cached(&self) -> Option<(&KdfParams, &[u8], &SecretKey)> {
+        self.cached
+            .as_ref()
+            .map(|(k, s, key)| (k, s.as_slice(), key))
     }
 
     /// The key for this envelope's salt and settings, derived at most once.
     ///
     /// # Errors
-    /// As [`crypto::derive_key`].
+    /// As [`crypto::derive_key`]; [`Error::Passphrase`] for a seeded cache whose key does
+    /// not fit this envelope (the vault was re-keyed since the session began).
     pub fn key_for(&mut self, env: &Envelope) -> Result<SecretKey> {
         if let Some((kdf, salt, key)) = &self.cached {
             if *kdf == env.kdf && *salt == env.salt {
                 return Ok(key.duplicate());
             }
         }
-        let key = crypto::derive_key(&self.passphrase, &env.salt, &env.kdf)?;
+        let Some(passphrase) = &self.passphrase else {
+            return Err(Error::Passphrase(
+                "the vault's passphrase changed while this command ran on an unlock session; \
+                 run it again (and `unlock` again)"
+                    .into(),
+            ));
+        };
+        let key = crypto::derive_key(passphrase, &env.salt, &env.kdf)?;
         self.cached = Some((env.kdf, env.salt.clone(), key.duplicate()));
         Ok(key)
     }

@@ -26,6 +26,19 @@ pub trait Interaction {
     /// When no passphrase can be had ([`Error::NoPassphrase`]) or reading it fails.
     fn passphrase(&self, prompt: &str, attempt: u32) -> Result<SecretString>;
 
+    /// A key cache from a live unlock session that fits `env`, if there is one: commands
+    /// use it before any passphrase source.
+    fn session(&self, _env: &Envelope) -> Option<KeyCache> {
+        None
+    }
+
+    /// The derived key a live unlock session holds (KDF settings, salt, key), whatever
+    /// the vault's format: for a format-2 vault it opens the passphrase slot with that
+    /// salt.
+    fn session_key(&self) -> Option<super::v2::SlotKey> {
+        None
+    }
+
     /// How many wrong passphrases may be typed before giving up (1 when the passphrase
     /// does not come from a person at a terminal).
     fn tries(&self) -> u32 {
@@ -124,6 +137,7 @@ pub struct Store {
     after_commit: Option<AfterCommit>,
     deferred: Option<Error>,
     upgrade_said: bool,
+    use_session: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -146,7 +160,22 @@ impl Store {
             after_commit: None,
             deferred: None,
             upgrade_said: false,
+            use_session: true,
         }
+    }
+
+    /// Never takes the key from an unlock session: for `unlock` itself, which must start
+    /// from the passphrase.
+    pub fn without_session(mut self) -> Self {
+        self.use_session = false;
+        self
+    }
+
+    /// The settings, salt and key the vault was last unlocked with (for an unlock
+    /// session), if it was.
+    pub fn derived_key(&self) -> Option<(KdfParams, Vec<u8>, crate::secret::SecretKey)> {
+        let (kdf, salt, key) = self.cache.as_ref()?.cached()?;
+        Some((*kdf, salt.to_vec(), key.duplicate()))
     }
 
     /// The vault path.
@@ -251,32 +280,80 @@ impl Store {
                 Err(e) => return Err(e),
             }
         }
+        // A derived key from an unlock session (or an earlier derivation in this process)
+        // opens its passphrase slot without a passphrase or a KDF.
+        if self.cache.is_none() && self.use_session {
+            if let Some((kdf, salt, key)) = self.ui.session_key() {
+                if v2::slot_for_key(&h.slots, None, &kdf, &salt).is_some() {
+                    self.cache = Some(KeyCache::from_key(kdf, salt, key));
+                } else {
+                    self.ui.warn(
+                        "the unlock session of this vault no longer fits it (its passphrase \
+                         changed); ignoring it: run `mcp-key-manager lock`",
+                    );
+                }
+            }
+        }
+        if let Some((kdf, salt, key)) = self.cache.as_ref().and_then(|c| c.cached()) {
+            if let Some(i) = v2::slot_for_key(&h.slots, slot.as_deref(), kdf, salt) {
+                if let Some(dk) = v2::unlock_with_slot_key(&h.slots[i], key)? {
+                    let by = h.slots[i].id.clone();
+                    let v = Vault::with_data_key(h, dk, Some(by))?;
+                    return Ok(self.remember_v2(v));
+                }
+            }
+        }
         let tries = self.ui.tries().max(1);
         let mut attempt = 1;
         loop {
             let ui = Rc::clone(&self.ui);
-            let pass = match self.cache(attempt) {
-                Ok(c) => c.passphrase().duplicate(),
-                // An identity was offered and failed: say that, not "no passphrase".
-                Err(e) => return Err(id_error.unwrap_or(e)),
-            };
+            let pass =
+                match self.cache(attempt) {
+                    Ok(c) => match c.passphrase() {
+                        Some(p) => p.duplicate(),
+                        // A session key that fits no slot any more: ask for the passphrase.
+                        None => {
+                            self.cache = None;
+                            match self.cache(attempt) {
+                                Ok(c) => c.passphrase().map(SecretString::duplicate).ok_or_else(
+                                    || Error::Passphrase("no passphrase available".into()),
+                                )?,
+                                Err(e) => return Err(id_error.unwrap_or(e)),
+                            }
+                        }
+                    },
+                    // An identity was offered and failed: say that, not "no passphrase".
+                    Err(e) => return Err(id_error.unwrap_or(e)),
+                };
             let kdf = v2::passphrase_kdf(h);
             let shown = ui.kdf_started(&kdf);
-            let offer = v2::Unlock {
-                identities: None,
-                passphrase: Some(&pass),
-                slot: slot.as_deref(),
-            };
-            let r = Vault::unlock_v2(h, &offer);
+            let r = v2::unlock_with_passphrase(&h.slots, slot.as_deref(), &pass, ids.is_some());
             ui.kdf_done(shown);
             match r {
                 Err(Error::WrongPassphrase) if attempt < tries => {
-                    ui.warn("wrong passphrase, or the vault was modified; try again");
+                    ui.warn(&format!(
+                        "wrong passphrase, or the vault was modified; try again ({} of {tries} \
+                         tries left)",
+                        tries - attempt
+                    ));
                     self.cache = None;
                     attempt += 1;
                 }
+                Err(Error::WrongPassphrase) if tries > 1 => {
+                    return Err(Error::Passphrase(format!(
+                        "{} ({tries} tries)",
+                        crate::error::WRONG_PASSPHRASE
+                    )))
+                }
                 Err(e) => return Err(e),
-                Ok(v) => return Ok(self.remember_v2(v)),
+                Ok((dk, i, (kdf, salt, key))) => {
+                    let mut c = KeyCache::new(pass);
+                    c.remember_key(kdf, salt, key);
+                    self.cache = Some(c);
+                    let by = h.slots[i].id.clone();
+                    let v = Vault::with_data_key(h, dk, Some(by))?;
+                    return Ok(self.remember_v2(v));
+                }
             }
         }
     }
@@ -291,6 +368,9 @@ impl Store {
     /// Derives (at most once per passphrase and salt) and decrypts, letting a person at a
     /// terminal type a mistyped passphrase again.
     fn unlock_v1(&mut self, env: &Envelope) -> Result<Vault> {
+        if self.cache.is_none() && self.use_session {
+            self.cache = self.ui.session(env);
+        }
         let tries = self.ui.tries().max(1);
         let mut attempt = 1;
         loop {
@@ -301,9 +381,19 @@ impl Store {
             ui.kdf_done(shown);
             match r {
                 Err(Error::WrongPassphrase) if attempt < tries => {
-                    ui.warn("wrong passphrase, or the vault was modified; try again");
+                    ui.warn(&format!(
+                        "wrong passphrase, or the vault was modified; try again ({} of {tries} \
+                         tries left)",
+                        tries - attempt
+                    ));
                     self.cache = None;
                     attempt += 1;
+                }
+                Err(Error::WrongPassphrase) if tries > 1 => {
+                    return Err(Error::Passphrase(format!(
+                        "{} ({tries} tries)",
+                        crate::error::WRONG_PASSPHRASE
+                    )))
                 }
                 Err(e) => return Err(e),
                 Ok(v) => {

@@ -24,7 +24,7 @@ const WINDOW: usize = 10;
 
 /// The env file the runs edit: comments, CRLF, quotes, `export`, invalid UTF-8, no final
 /// newline — every line but the two variables must survive every kill byte for byte.
-const ENV_START: &[u8] = b"# service settings\r\nexport MCP_API_KEY=\"placeholder\" # rotated by ops\nOTHER='keep me'\n\xff\xfe raw bytes\nAPI_KEY_REQUIRED=false";
+const ENV_START: &[u8] = b"# service settings\r\nexport MCP_API_KEY=\"placeholder\" # rotated by ops\nOTHER='keep me'\n# \xff\xfe raw bytes\nAPI_KEY_REQUIRED=false";
 
 fn env_state(key: &str) -> Vec<u8> {
     envfile::apply(

@@ -65,6 +65,37 @@ fn no_escape_bytes_when_not_a_terminal_or_no_color() {
     }
 }
 
+/// Colour is for terminals only, and `NO_COLOR` turns it off even there: `list` under a
+/// pseudo-terminal (util-linux `script`) shows the status in colour, and plain with
+/// `NO_COLOR=1`.
+#[test]
+fn colour_under_a_terminal_unless_no_color() {
+    let e = Env::with_vault();
+    e.create("colour", &[]);
+    let run = |no_color: bool| {
+        let mut c = std::process::Command::new("script");
+        c.args(["-qec", &format!("{} list", bin().display()), "/dev/null"])
+            .current_dir(e.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("TERM", "xterm")
+            .env("MCP_KEY_VAULT_PASSPHRASE", PASS);
+        if no_color {
+            c.env("NO_COLOR", "1");
+        }
+        let out = c.output().expect("util-linux `script` runs");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let coloured = run(false);
+    assert!(coloured.contains("\x1b[32mactive\x1b[0m"), "{coloured:?}");
+    let plain = run(true);
+    assert!(
+        plain.contains("active") && !plain.contains('\x1b'),
+        "{plain:?}"
+    );
+}
+
 #[test]
 fn usage_errors_exit_2() {
     let e = Env::new();

@@ -30,12 +30,32 @@ impl Env {
         }
     }
 
-    /// An empty directory with an initialised vault (weakest KDF).
+    /// An empty directory with an initialised vault (weakest KDF), copied from a
+    /// template made once per test process: a test that is not about `init` does not
+    /// pay a process and a key derivation for it.
     pub fn with_vault() -> Env {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        static TEMPLATE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+        let bytes = TEMPLATE.get_or_init(|| {
+            let weak = mcp_key_manager::KdfParams::MINIMUM;
+            let mut v = Vault::create(&SecretString::new(PASS.into()), weak).expect("vault");
+            let init = mcp_key_manager::vault::EventAction::Init;
+            v.record(chrono::Utc::now(), init, None, None);
+            v.to_bytes()
+        });
         let e = Env::new();
-        let mut args = vec!["init"];
-        args.extend(WEAK);
-        e.cmd().args(&args).assert().success();
+        let vault = e.vault();
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(vault.parent().expect("parent"))
+            .expect("vault directory");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&vault)
+            .expect("vault file");
+        std::io::Write::write_all(&mut f, bytes).expect("write vault");
         e
     }
 

@@ -156,39 +156,8 @@ pub fn unlock_data_key(slots: &[Slot], unlock: &Unlock<'_>) -> Result<(SecretKey
         }
     }
     if let Some(pass) = unlock.passphrase {
-        let candidates: Vec<usize> = slots
-            .iter()
-            .enumerate()
-            .filter(|(i, s)| eligible(*i) && matches!(s.kind, SlotKind::Passphrase { .. }))
-            .map(|(i, _)| i)
-            .collect();
-        for &i in candidates.iter().take(MAX_PASSPHRASE_KDFS) {
-            let s = &slots[i];
-            let k = slots::derive_slot_key(s, pass)?;
-            let Ok(identity) = slots::open_identity(s, &k) else {
-                continue;
-            };
-            return match slots::unwrap(&identity, &s.wrapped_key)? {
-                Some(key) => Ok((key, i)),
-                None => Err(Error::wrong_passphrase()),
-            };
-        }
-        if candidates.len() > MAX_PASSPHRASE_KDFS {
-            return Err(Error::Passphrase(format!(
-                "{}; this vault has {} passphrase slots and only the first {MAX_PASSPHRASE_KDFS} \
-                 are tried: name yours with --slot ID|LABEL (see `slot list`)",
-                crate::error::WRONG_PASSPHRASE,
-                candidates.len()
-            )));
-        }
-        if candidates.is_empty() && unlock.identities.is_none() {
-            return Err(Error::Passphrase(
-                "this vault has no passphrase slot that could be tried; unlock it with \
-                 --identity FILE or MCP_KEY_VAULT_IDENTITY"
-                    .into(),
-            ));
-        }
-        return Err(Error::wrong_passphrase());
+        return unlock_with_passphrase(slots, unlock.slot, pass, unlock.identities.is_some())
+            .map(|(key, i, _)| (key, i));
     }
     if unlock.identities.is_some() {
         let mut msg = "no slot of this vault matches the given identity, or the vault was \
@@ -231,6 +200,93 @@ pub fn slot_words(s: &Slot) -> String {
             crate::display::sanitize(&s.label)
         )
     }
+}
+
+/// A passphrase slot's derived key: its KDF settings, salt and Argon2id output. What an
+/// unlock session keeps, so later commands open the slot without the passphrase.
+pub type SlotKey = (KdfParams, Vec<u8>, SecretKey);
+
+/// The passphrase on at most [`MAX_PASSPHRASE_KDFS`] passphrase slots in header order (or
+/// only the `sel` one). Returns the data key, the slot's index and the slot's derived key.
+///
+/// # Errors
+/// As [`unlock_data_key`].
+pub fn unlock_with_passphrase(
+    slots: &[Slot],
+    sel: Option<&str>,
+    pass: &SecretString,
+    identities_tried: bool,
+) -> Result<(SecretKey, usize, SlotKey)> {
+    let selected = sel.map(|s| find_slot(slots, s)).transpose()?;
+    let candidates: Vec<usize> = slots
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| {
+            selected.is_none_or(|x| x == *i) && matches!(s.kind, SlotKind::Passphrase { .. })
+        })
+        .map(|(i, _)| i)
+        .collect();
+    for &i in candidates.iter().take(MAX_PASSPHRASE_KDFS) {
+        let s = &slots[i];
+        let k = slots::derive_slot_key(s, pass)?;
+        match unlock_with_slot_key(s, &k)? {
+            Some(key) => {
+                let SlotKind::Passphrase { kdf, salt, .. } = &s.kind else {
+                    unreachable!("a passphrase slot")
+                };
+                return Ok((key, i, (*kdf, salt.clone(), k)));
+            }
+            None => continue,
+        }
+    }
+    if candidates.len() > MAX_PASSPHRASE_KDFS {
+        return Err(Error::Passphrase(format!(
+            "{}; this vault has {} passphrase slots and only the first {MAX_PASSPHRASE_KDFS} \
+             are tried: name yours with --slot ID|LABEL (see `slot list`)",
+            crate::error::WRONG_PASSPHRASE,
+            candidates.len()
+        )));
+    }
+    if candidates.is_empty() && !identities_tried {
+        return Err(Error::Passphrase(
+            "this vault has no passphrase slot that could be tried; unlock it with \
+             --identity FILE or MCP_KEY_VAULT_IDENTITY"
+                .into(),
+        ));
+    }
+    Err(Error::wrong_passphrase())
+}
+
+/// Opens passphrase slot `s` with its derived key: `None` when the key does not open the
+/// sealed identity (another passphrase), the data key when it does.
+///
+/// # Errors
+/// [`Error::WrongPassphrase`] when the identity opens but the wrapped key does not
+/// authenticate (a modified slot); [`Error::Corrupt`] for a wrapped key that is not an age
+/// file.
+pub fn unlock_with_slot_key(s: &Slot, slot_key: &SecretKey) -> Result<Option<SecretKey>> {
+    let Ok(identity) = slots::open_identity(s, slot_key) else {
+        return Ok(None);
+    };
+    match slots::unwrap(&identity, &s.wrapped_key)? {
+        Some(key) => Ok(Some(key)),
+        None => Err(Error::wrong_passphrase()),
+    }
+}
+
+/// The index of the passphrase slot derived with `kdf` and `salt` (salts are random, so at
+/// most one), within `sel` when given.
+pub fn slot_for_key(
+    slots: &[Slot],
+    sel: Option<&str>,
+    kdf: &KdfParams,
+    salt: &[u8],
+) -> Option<usize> {
+    let selected = sel.and_then(|x| find_slot(slots, x).ok());
+    slots.iter().enumerate().position(|(i, s)| {
+        selected.is_none_or(|x| x == i)
+            && matches!(&s.kind, SlotKind::Passphrase { kdf: k, salt: t, .. } if k == kdf && t == salt)
+    })
 }
 
 impl Sealing {

@@ -1,0 +1,45 @@
+"""Protect an MCP server with mcp-key-manager API keys.
+
+    from mcp_key_verifier import APIKeyMiddleware, Verifier
+    app = APIKeyMiddleware(mcp.streamable_http_app(), Verifier.from_file("verifier.json"))
+
+The verifier file is written by `mcp-key-manager publish PATH` and rewritten on every change
+of the vault; this package re-reads it within 250 ms, keeping the last good one. Standard
+library only; the format is docs/verifier.md in the mcp-key-manager repository.
+"""
+
+from ._core import (
+    CODES,
+    EXPIRED,
+    INSUFFICIENT_PERMISSIONS,
+    MALFORMED,
+    NOT_FOUND,
+    REVOKED,
+    VALID,
+    Verdict,
+    Verifier,
+    VerifierError,
+    key_from_headers,
+)
+from .asgi import STATE_KEY, APIKeyMiddleware, needed_permissions
+from .sdk import McpTokenVerifier
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "APIKeyMiddleware",
+    "CODES",
+    "EXPIRED",
+    "INSUFFICIENT_PERMISSIONS",
+    "MALFORMED",
+    "McpTokenVerifier",
+    "NOT_FOUND",
+    "REVOKED",
+    "STATE_KEY",
+    "VALID",
+    "Verdict",
+    "Verifier",
+    "VerifierError",
+    "key_from_headers",
+    "needed_permissions",
+]

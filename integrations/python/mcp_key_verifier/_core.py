@@ -1,0 +1,473 @@
+"""Reads mcp-key-manager verifier files and verifies presented API keys against them.
+
+Owns the verifier format (docs/verifier.md) on the Python side: parsing with every reject rule,
+the verification order, header parsing, and reloading the file when it is replaced.
+
+Invariants:
+- A presented key is never stored, logged, or put in an exception: it is hashed with
+  HMAC-SHA256 under the file's hash key and the digest compared in constant time
+  (`hmac.compare_digest`). An unknown id costs the same HMAC as a wrong secret.
+- A loaded state is immutable and replaced by one attribute assignment, so `verify` reads a
+  consistent snapshot from any thread or task without taking a lock.
+- A reload never installs a broken file, nor one whose `revision` is lower than the loaded one.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as _dt
+import hashlib
+import hmac
+import json
+import logging
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Tuple
+
+__all__ = [
+    "VALID",
+    "MALFORMED",
+    "NOT_FOUND",
+    "REVOKED",
+    "EXPIRED",
+    "INSUFFICIENT_PERMISSIONS",
+    "CODES",
+    "Verdict",
+    "Verifier",
+    "VerifierError",
+    "key_from_headers",
+]
+
+logger = logging.getLogger("mcp_key_verifier")
+
+MALFORMED = "MALFORMED"
+NOT_FOUND = "NOT_FOUND"
+REVOKED = "REVOKED"
+EXPIRED = "EXPIRED"
+INSUFFICIENT_PERMISSIONS = "INSUFFICIENT_PERMISSIONS"
+VALID = "VALID"
+#: The verdict codes, in the order the checks are made (the CLI's order).
+CODES = (MALFORMED, NOT_FOUND, REVOKED, EXPIRED, INSUFFICIENT_PERMISSIONS, VALID)
+
+FORMAT = "mcp-key-verifier"
+#: Largest verifier file read (the Rust reader's bound: about 200 bytes per key).
+MAX_FILE_BYTES = 256 * 1024 * 1024
+#: How often a file-backed verifier looks at its file, at most.
+RELOAD_INTERVAL = 0.25
+
+_unhexlify = binascii.unhexlify
+_LEGACY = re.compile(r"[A-Za-z0-9_\-.~+/=]{16,256}", re.ASCII)
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}", re.ASCII)
+_B64 = re.compile(r"[A-Za-z0-9+/]*={0,2}", re.ASCII)
+_TIME = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})",
+    re.ASCII,
+)
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+
+
+class VerifierError(ValueError):
+    """A verifier file that cannot be used: unreadable, not JSON, or breaking a format rule.
+
+    The message names the file and the problem (at most an entry's id), never a key.
+    """
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of one verification.
+
+    `key_id`, `name`, `permissions` and `expires_at` describe the matched entry; they are
+    empty for `MALFORMED` and `NOT_FOUND`. `name` is set only when the file carries names
+    (`publish --names`). `expires_at` is a UTC `datetime` or None (never expires).
+    """
+
+    valid: bool
+    code: str
+    key_id: Optional[str] = None
+    name: Optional[str] = None
+    permissions: Tuple[str, ...] = ()
+    expires_at: Optional[_dt.datetime] = None
+
+    def __bool__(self) -> bool:
+        return self.valid
+
+
+_MALFORMED_VERDICT = Verdict(False, MALFORMED)
+_NOT_FOUND_VERDICT = Verdict(False, NOT_FOUND)
+
+
+class _Entry:
+    """One key of a loaded file. Its verdicts are made once and shared: they are immutable."""
+
+    __slots__ = ("id", "hash", "revoked", "expires_ns", "perms", "valid", "revoked_v",
+                 "expired_v", "insufficient_v")
+
+    def __init__(self, key_id, digest, revoked, expires_ns, expires_dt, permissions, name):
+        self.id = key_id
+        self.hash = digest
+        self.revoked = revoked
+        self.expires_ns = expires_ns
+        self.perms = frozenset(permissions)
+        info = (key_id, name, tuple(permissions), expires_dt)
+        self.valid = Verdict(True, VALID, *info)
+        self.revoked_v = Verdict(False, REVOKED, *info)
+        self.expired_v = Verdict(False, EXPIRED, *info)
+        self.insufficient_v = Verdict(False, INSUFFICIENT_PERMISSIONS, *info)
+
+
+class _State:
+    """An immutable parsed file."""
+
+    __slots__ = ("mac", "by_id", "by_hash", "revision", "count")
+
+    def __init__(self, hash_key: bytes, entries: Sequence[_Entry], revision: int):
+        # Keyed once: each verification copies this state instead of re-deriving the pads
+        # (copy() is safe to call from many threads at once).
+        self.mac = hmac.new(hash_key, digestmod=hashlib.sha256)
+        self.by_id: Dict[str, _Entry] = {}
+        self.by_hash: Dict[bytes, _Entry] = {}
+        for e in entries:
+            self.by_id[e.id] = e
+            # A legacy key is found by its keyed hash, whatever its entry's id looks like.
+            self.by_hash.setdefault(e.hash, e)
+        self.revision = revision
+        self.count = len(entries)
+
+
+def _parse_time(value: Any, what: str) -> Tuple[int, _dt.datetime]:
+    """An RFC 3339 time as (nanoseconds since the epoch, UTC datetime to the microsecond)."""
+    m = _TIME.fullmatch(value) if isinstance(value, str) else None
+    if m is None:
+        raise VerifierError("%s is not an RFC 3339 time" % what)
+    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
+    frac, zone = m.group(7), m.group(8)
+    leap = second == 60  # RFC 3339 allows a leap second; it is the next second's instant
+    try:
+        t = _dt.datetime(year, month, day, hour, minute, 59 if leap else second,
+                         tzinfo=_dt.timezone.utc)
+    except ValueError:
+        raise VerifierError("%s is not a calendar date and time" % what) from None
+    if zone not in ("Z", "z"):
+        oh, om = int(zone[1:3]), int(zone[4:6])
+        if oh > 23 or om > 59:
+            raise VerifierError("%s has an impossible offset" % what)
+        offset = _dt.timedelta(hours=oh, minutes=om)
+        t = t - offset if zone[0] == "+" else t + offset
+    if leap:
+        t += _dt.timedelta(seconds=1)
+    nanos = int(frac[1:].ljust(9, "0")) if frac else 0
+    seconds = (t - _EPOCH) // _dt.timedelta(seconds=1)
+    return seconds * 1_000_000_000 + nanos, t + _dt.timedelta(microseconds=nanos // 1000)
+
+
+def _parse(data: bytes, source: str) -> _State:
+    """Parses and checks a whole file; raises VerifierError naming `source` and the problem."""
+
+    def bad(problem: str) -> VerifierError:
+        return VerifierError("%s: not a usable verifier file: %s" % (source, problem))
+
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise bad("not JSON (%s)" % type(exc).__name__) from None
+    if not isinstance(doc, dict):
+        raise bad("the top level is not a JSON object")
+    if doc.get("format") != FORMAT:
+        raise bad("format is not %r" % FORMAT)
+    version = doc.get("version")
+    if type(version) is not int or version != 1:
+        raise bad("version is not 1 (this reader knows version 1 only)")
+    if doc.get("algorithm") != "hmac-sha256":
+        raise bad("algorithm is not 'hmac-sha256'")
+    hk = doc.get("hash_key")
+    if not isinstance(hk, str) or len(hk) % 4 or not _B64.fullmatch(hk):
+        raise bad("hash_key is not padded standard base64")
+    try:
+        hash_key = base64.b64decode(hk, validate=True)
+    except (binascii.Error, ValueError):
+        raise bad("hash_key is not padded standard base64") from None
+    if len(hash_key) != 32:
+        raise bad("hash_key is not 32 bytes")
+    if base64.b64encode(hash_key).decode("ascii") != hk:
+        raise bad("hash_key is not canonical base64 (non-zero trailing bits)")
+    try:
+        _parse_time(doc.get("generated_at"), "generated_at")
+    except VerifierError as exc:
+        raise bad(str(exc)) from None
+    revision = doc.get("revision", 0)
+    if type(revision) is not int or revision < 0:
+        raise bad("revision is not a non-negative integer")
+    keys = doc.get("keys")
+    if not isinstance(keys, list):
+        raise bad("keys is not a list")
+    entries = []
+    seen = set()
+    for i, k in enumerate(keys):
+        if not isinstance(k, dict):
+            raise bad("entry %d is not an object" % i)
+        key_id = k.get("id")
+        if not isinstance(key_id, str):
+            raise bad("entry %d has no id" % i)
+        shown = key_id if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", key_id) else "#%d" % i
+        if key_id in seen:
+            raise bad("the id %s appears more than once" % shown)
+        seen.add(key_id)
+        h = k.get("hash")
+        if not isinstance(h, str) or not _HEX64.fullmatch(h):
+            raise bad("entry %s: hash is not 64 hex characters" % shown)
+        status = k.get("status")
+        if not isinstance(status, str):
+            raise bad("entry %s: status is not a string" % shown)
+        expires = k.get("expires_at")
+        if expires is None:
+            expires_ns, expires_dt = None, None
+        else:
+            try:
+                expires_ns, expires_dt = _parse_time(expires, "expires_at")
+            except VerifierError as exc:
+                raise bad("entry %s: %s" % (shown, exc)) from None
+        perms = k.get("permissions", [])
+        if not isinstance(perms, list) or not all(isinstance(p, str) for p in perms):
+            raise bad("entry %s: permissions is not a list of strings" % shown)
+        name = k.get("name")
+        if name is not None and not isinstance(name, str):
+            raise bad("entry %s: name is not a string" % shown)
+        entries.append(_Entry(key_id, bytes.fromhex(h), status == "revoked", expires_ns,
+                              expires_dt, perms, name))
+    return _State(hash_key, entries, revision)
+
+
+def key_from_headers(x_api_key: Optional[str], authorization: Optional[str]) -> Optional[str]:
+    """The presented key from `X-API-Key` or `Authorization: Bearer`, or None.
+
+    When `X-API-Key` is present it alone decides: its value trimmed, None if that is empty or
+    holds whitespace. Otherwise `Authorization` is split at the first space or tab; the scheme
+    must be `bearer` (any case) and the rest, trimmed, is the key (None if empty or with inner
+    whitespace).
+    """
+
+    def clean(s: str) -> Optional[str]:
+        s = s.strip()
+        return s if s and not any(c.isspace() for c in s) else None
+
+    if x_api_key is not None:
+        return clean(x_api_key)
+    if authorization is None:
+        return None
+    auth = authorization.strip()
+    cut = min((i for i in (auth.find(" "), auth.find("\t")) if i >= 0), default=-1)
+    if cut < 0 or auth[:cut].lower() != "bearer":
+        return None
+    return clean(auth[cut + 1:])
+
+
+class Verifier:
+    """Verifies presented keys against a verifier file.
+
+    Made with `Verifier.from_file(path)` (reloads when the file is replaced) or
+    `Verifier.from_json(bytes)` (a fixed snapshot). `verify` may be called from any number of
+    threads and asyncio tasks at once.
+    """
+
+    def __init__(self, state: _State, path: Optional[str] = None,
+                 signature: Optional[Tuple[int, int, int]] = None,
+                 on_reload_error: Optional[Callable[[VerifierError], None]] = None,
+                 reload_interval: float = RELOAD_INTERVAL):
+        self._state = state
+        self._path = path
+        self._sig = signature
+        self._on_reload_error = on_reload_error
+        self._interval = reload_interval
+        self._next_check = time.monotonic() + reload_interval if path else float("inf")
+        self._lock = threading.Lock()
+        self._reported_sig: Any = None
+
+    # -- construction ------------------------------------------------------------------------
+
+    @classmethod
+    def from_file(cls, path, *, on_reload_error: Optional[Callable[[VerifierError], None]] = None,
+                  reload_interval: float = RELOAD_INTERVAL) -> "Verifier":
+        """Loads `path` and watches it: at most every `reload_interval` seconds (0.25), a
+        `verify` call stats the path and re-reads the file if its (mtime, size, inode) changed.
+        A new file that is broken, or whose `revision` is lower than the loaded one, is not
+        used: the last good state stays and `on_reload_error(error)` is called (by default
+        the error is logged on the `mcp_key_verifier` logger at WARNING).
+
+        Raises VerifierError if the file cannot be read or is not a valid verifier file.
+        """
+        path = os.fspath(path)
+        sig, data = _read(path)
+        return cls(_parse(data, path), path, sig, on_reload_error, reload_interval)
+
+    @classmethod
+    def from_json(cls, data, source: str = "verifier") -> "Verifier":
+        """A verifier over the given file contents (bytes or str), never reloaded."""
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        return cls(_parse(data, source))
+
+    # -- facts -------------------------------------------------------------------------------
+
+    @property
+    def revision(self) -> int:
+        """The loaded file's revision (0 for files written without one)."""
+        return self._state.revision
+
+    def __len__(self) -> int:
+        return self._state.count
+
+    def __repr__(self) -> str:
+        return "Verifier(path=%r, revision=%d, keys=%d)" % (self._path, self.revision, len(self))
+
+    # -- verification ------------------------------------------------------------------------
+
+    def verify(self, key: Optional[str], require: Iterable[str] = (), *,
+               now: Optional[_dt.datetime] = None) -> Verdict:
+        """Judges `key` (None counts as MALFORMED) needing the permissions in `require`, at
+        `now` (an aware datetime; default the current time). Checks, first failure wins:
+        shape (MALFORMED), lookup (NOT_FOUND), revoked (REVOKED), expiry (EXPIRED),
+        permissions (INSUFFICIENT_PERMISSIONS); else VALID."""
+        if time.monotonic() >= self._next_check:
+            self.refresh()
+        state = self._state
+        if key is None:
+            return _MALFORMED_VERDICT
+        if not isinstance(key, str):
+            raise TypeError("key must be a str or None")
+        if key.startswith("mcp_"):
+            # mcp_ + 16 lowercase hex + _ + 64 lowercase hex, tested on the UTF-8 bytes (which
+            # the HMAC needs anyway) with C-speed methods: a regex, or str methods, took half
+            # of verify's own time. unhexlify rejects any non-hex byte (also non-ASCII) but
+            # accepts uppercase; bytes.islower() (the key always holds the cased "mcp") rejects
+            # any uppercase letter.
+            try:
+                kb = key.encode()
+            except UnicodeEncodeError:  # a lone surrogate
+                return _MALFORMED_VERDICT
+            if len(kb) != 85 or kb[20] != 95 or not kb.islower():
+                return _MALFORMED_VERDICT
+            try:
+                _unhexlify(kb[4:20])
+                _unhexlify(kb[21:])
+            except (binascii.Error, ValueError):
+                return _MALFORMED_VERDICT
+            mac = state.mac.copy()
+            mac.update(kb)
+            d = mac.digest()
+            e = state.by_id.get(key[4:20])
+            if e is None or not hmac.compare_digest(e.hash, d):
+                return _NOT_FOUND_VERDICT
+        else:
+            if _LEGACY.fullmatch(key) is None:
+                return _MALFORMED_VERDICT
+            mac = state.mac.copy()
+            mac.update(key.encode())
+            d = mac.digest()
+            # A dict lookup on a keyed hash: its timing reveals nothing about the key.
+            e = state.by_hash.get(d)
+            if e is None:
+                return _NOT_FOUND_VERDICT
+        if e.revoked:
+            return e.revoked_v
+        if e.expires_ns is not None:
+            if now is None:
+                now_ns = time.time_ns()
+            else:
+                if now.tzinfo is None:
+                    raise ValueError("now must be an aware datetime")
+                delta = now - _EPOCH
+                now_ns = ((delta.days * 86400 + delta.seconds) * 1_000_000
+                          + delta.microseconds) * 1000
+            if e.expires_ns <= now_ns:
+                return e.expired_v
+        if require:
+            if isinstance(require, str):
+                require = (require,)
+            perms = e.perms
+            for p in require:
+                if p not in perms:
+                    return e.insufficient_v
+        return e.valid
+
+    # -- reloading ---------------------------------------------------------------------------
+
+    def refresh(self) -> bool:
+        """Looks at the file now (normally `verify` does this by itself at most every 250 ms).
+        Returns True if a new state was installed. Never raises for a bad file: the last good
+        state stays and the error is reported."""
+        if self._path is None:
+            return False
+        # One thread checks; the others keep verifying with the current state meanwhile.
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            self._next_check = time.monotonic() + self._interval
+            try:
+                st = os.stat(self._path)
+            except OSError as exc:
+                self._report(VerifierError("%s: cannot stat the verifier file (%s); keeping "
+                                           "revision %d" % (self._path, exc.strerror,
+                                                            self._state.revision)),
+                             ("stat", exc.errno))
+                return False
+            if (st.st_mtime_ns, st.st_size, st.st_ino) == self._sig:
+                return False
+            try:
+                sig, data = _read(self._path)
+            except VerifierError as exc:
+                self._report(exc, ("read", str(exc)))
+                return False
+            if sig == self._sig:
+                return False
+            self._sig = sig
+            try:
+                state = _parse(data, self._path)
+            except VerifierError as exc:
+                self._report(VerifierError("%s; keeping revision %d" % (exc, self._state.revision)),
+                             sig)
+                return False
+            if state.revision < self._state.revision:
+                self._report(VerifierError(
+                    "%s: revision %d is older than the loaded revision %d; not used"
+                    % (self._path, state.revision, self._state.revision)), sig)
+                return False
+            self._state = state
+            logger.info("verifier %s reloaded: revision %d, %d keys", self._path,
+                        state.revision, state.count)
+            return True
+        finally:
+            self._lock.release()
+
+    def _report(self, error: VerifierError, sig) -> None:
+        # Reported once per file version, not on every check.
+        if sig is not None and self._reported_sig == sig:
+            return
+        self._reported_sig = sig
+        if self._on_reload_error is not None:
+            try:
+                self._on_reload_error(error)
+            except Exception:  # a faulty callback must not break verification
+                logger.exception("on_reload_error callback failed")
+        else:
+            logger.warning("%s", error)
+
+
+def _read(path: str) -> Tuple[Tuple[int, int, int], bytes]:
+    """The file's (mtime_ns, size, inode) and bytes, read through one descriptor."""
+    try:
+        with open(path, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if st.st_size > MAX_FILE_BYTES:
+                raise VerifierError("%s: the verifier file is larger than %d bytes"
+                                    % (path, MAX_FILE_BYTES))
+            data = fh.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise VerifierError("%s: cannot read the verifier file (%s)" % (path, exc.strerror)) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise VerifierError("%s: the verifier file is larger than %d bytes" % (path, MAX_FILE_BYTES))
+    return (st.st_mtime_ns, st.st_size, st.st_ino), data

@@ -1,0 +1,255 @@
+"""`APIKeyMiddleware`: plain ASGI middleware that lets through only requests carrying a good key.
+
+Owns the HTTP face of verification: which header holds the key, the 401/403 answers (with
+`WWW-Authenticate` and a JSON-RPC error body an MCP client can show), MCP-shaped tool
+permissions, and handing the verdict to the application.
+
+Invariants:
+- The application sees no HTTP request or websocket whose key did not verify.
+- No answer, log line or scope entry contains the presented key; the verdict the application
+  receives names the key by id only.
+- A body read for tool permissions is bounded (1 MiB) and replayed to the application
+  unchanged, byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Tuple
+
+from ._core import INSUFFICIENT_PERMISSIONS, MALFORMED, Verdict, Verifier, key_from_headers
+
+__all__ = ["APIKeyMiddleware", "STATE_KEY", "MAX_BODY_BYTES", "needed_permissions"]
+
+logger = logging.getLogger("mcp_key_verifier")
+
+#: The verdict of an admitted request is at `scope["state"][STATE_KEY]`
+#: (in Starlette: `request.state.mcp_key`).
+STATE_KEY = "mcp_key"
+#: Largest body read when tool permissions are on.
+MAX_BODY_BYTES = 1024 * 1024
+
+_REASONS = {
+    MALFORMED: "the API key is malformed",
+    "NOT_FOUND": "unknown API key",
+    "REVOKED": "the API key was revoked",
+    "EXPIRED": "the API key has expired",
+}
+_NO_KEY = "no API key presented (send X-API-Key or Authorization: Bearer)"
+# A permission shown in a header must not break its quoting.
+_HEADER_SAFE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+", re.ASCII)
+
+Scope = Dict[str, Any]
+Message = Dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+def needed_permissions(message: Any) -> List[Tuple[str, ...]]:
+    """What a JSON-RPC message (or batch) needs: a list of alternatives, each satisfied by
+    any one of its permissions. `tools/call` of X needs `tools:call` or `tools:call:X`;
+    `resources/read` needs `resources:read`; `prompts/get` of P needs `prompts:get` or
+    `prompts:get:P`; everything else needs nothing extra."""
+    needs: List[Tuple[str, ...]] = []
+    for msg in message if isinstance(message, list) else [message]:
+        if not isinstance(msg, dict):
+            continue
+        method = msg.get("method")
+        params = msg.get("params")
+        name = params.get("name") if isinstance(params, dict) else None
+        if method == "tools/call":
+            needs.append(("tools:call", "tools:call:" + name) if isinstance(name, str)
+                         else ("tools:call",))
+        elif method == "resources/read":
+            needs.append(("resources:read",))
+        elif method == "prompts/get":
+            needs.append(("prompts:get", "prompts:get:" + name) if isinstance(name, str)
+                         else ("prompts:get",))
+    return needs
+
+
+def _error_body(code: int, message: str, data_code: str) -> bytes:
+    return json.dumps({"jsonrpc": "2.0", "id": None,
+                       "error": {"code": code, "message": message,
+                                 "data": {"code": data_code}}}).encode()
+
+
+class APIKeyMiddleware:
+    """Wraps an ASGI app so that only requests with a good API key reach it.
+
+    - HTTP: the key comes from `X-API-Key` or `Authorization: Bearer` (`key_from_headers`).
+      A missing, malformed, unknown, revoked or expired key gets 401 with
+      `WWW-Authenticate: Bearer error="invalid_token"`; a key lacking a permission of
+      `require` (or, with `tool_permissions=True`, of the JSON-RPC body) gets 403 with
+      `WWW-Authenticate: Bearer error="insufficient_scope", scope="..."`. Both carry a JSON-RPC
+      error body (`-32001` / `-32003`, `data.code` = the verdict code).
+    - Admitted requests carry their `Verdict` at `scope["state"]["mcp_key"]`
+      (Starlette/FastAPI: `request.state.mcp_key`; `.key_id`, `.name`, `.permissions`).
+    - `tool_permissions=True` reads the body (at most 1 MiB, else 413; not JSON: 400) to apply
+      MCP-shaped permissions, then replays it to the app unchanged.
+    - Websocket: the handshake is verified the same way (`require` applies; tool permissions
+      do not, as messages are not inspected); a refused handshake is closed with code 1008
+      before it is accepted, which the server turns into HTTP 403.
+    - Lifespan and any other scope type pass through untouched.
+
+    Put CORS middleware outside this one: a browser's preflight carries no key.
+    """
+
+    def __init__(self, app: Callable[..., Awaitable[None]], verifier: Verifier,
+                 require: Iterable[str] = (), tool_permissions: bool = False,
+                 max_body_bytes: int = MAX_BODY_BYTES):
+        if not isinstance(verifier, Verifier):
+            raise TypeError("verifier must be a mcp_key_verifier.Verifier")
+        if isinstance(require, str):
+            require = (require,)
+        self.app = app
+        self.verifier = verifier
+        self.require = tuple(require)
+        self.tool_permissions = tool_permissions
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope.get("type")
+        if kind not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        x_api_key = authorization = None
+        for name, value in scope.get("headers") or ():
+            lname = name.lower()
+            if lname == b"x-api-key" and x_api_key is None:
+                x_api_key = value.decode("latin-1")
+            elif lname == b"authorization" and authorization is None:
+                authorization = value.decode("latin-1")
+        key = key_from_headers(x_api_key, authorization)
+        verdict = self.verifier.verify(key, self.require)
+        presented = key is not None
+        del key, x_api_key, authorization
+        path = scope.get("path", "")
+
+        if kind == "websocket":
+            if not verdict.valid:
+                logger.info("websocket %s refused: %s (key id %s)", path, verdict.code,
+                            verdict.key_id or "-")
+                await receive()  # websocket.connect
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            await self.app(_with_verdict(scope, verdict), receive, send)
+            return
+
+        if not verdict.valid:
+            if verdict.code == INSUFFICIENT_PERMISSIONS:
+                missing = [p for p in self.require if p not in verdict.permissions]
+                await self._forbidden(send, verdict, missing, path)
+            else:
+                await self._unauthorized(send, verdict, path, no_key=not presented)
+            return
+
+        if self.tool_permissions:
+            body = await self._read_body(scope, receive, send)
+            if body is None:
+                return
+            if body.strip():
+                try:
+                    message = json.loads(body)
+                except (ValueError, UnicodeDecodeError):
+                    await _respond(send, 400, _error_body(-32700, "the body is not JSON",
+                                                          "PARSE_ERROR"))
+                    return
+                missing = []
+                for alternatives in needed_permissions(message):
+                    if not any(p in verdict.permissions for p in alternatives):
+                        narrow = alternatives[-1]
+                        if not _HEADER_SAFE.fullmatch(narrow):
+                            narrow = alternatives[0]
+                        if narrow not in missing:
+                            missing.append(narrow)
+                if missing:
+                    await self._forbidden(send, verdict, missing, path)
+                    return
+            receive = _replay(body, receive)
+
+        await self.app(_with_verdict(scope, verdict), receive, send)
+
+    async def _read_body(self, scope: Scope, receive: Receive, send: Send) -> Optional[bytes]:
+        """The whole body, or None after answering 413 (too large) or on disconnect."""
+        for name, value in scope.get("headers") or ():
+            if name.lower() == b"content-length":
+                try:
+                    too_big = int(value) > self.max_body_bytes
+                except ValueError:
+                    too_big = False
+                if too_big:
+                    await self._too_large(send)
+                    return None
+        chunks = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            if message["type"] != "http.request":
+                continue
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                await self._too_large(send)
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def _too_large(self, send: Send) -> None:
+        await _respond(send, 413, _error_body(
+            -32600, "the request body is larger than %d bytes" % self.max_body_bytes,
+            "BODY_TOO_LARGE"))
+
+    async def _unauthorized(self, send: Send, verdict: Verdict, path: str, no_key: bool) -> None:
+        reason = _NO_KEY if no_key else _REASONS.get(verdict.code, "the API key was refused")
+        logger.info("%s refused: %s (key id %s)", path, verdict.code, verdict.key_id or "-")
+        await _respond(send, 401, _error_body(-32001, reason, verdict.code), [
+            (b"www-authenticate",
+             ('Bearer error="invalid_token", error_description="%s"' % reason).encode()),
+        ])
+
+    async def _forbidden(self, send: Send, verdict: Verdict, missing: List[str], path: str) -> None:
+        reason = "the API key lacks the permission%s: %s" % (
+            "s" if len(missing) > 1 else "", " ".join(missing))
+        logger.info("%s refused: %s for key id %s (needs %s)", path, INSUFFICIENT_PERMISSIONS,
+                    verdict.key_id, " ".join(missing))
+        await _respond(send, 403, _error_body(-32003, reason, INSUFFICIENT_PERMISSIONS), [
+            (b"www-authenticate",
+             ('Bearer error="insufficient_scope", scope="%s"' % " ".join(missing)).encode()),
+        ])
+
+
+def _with_verdict(scope: Scope, verdict: Verdict) -> Scope:
+    # A new scope and a new state dict: the server may share its state dict between requests.
+    scope = dict(scope)
+    state = dict(scope.get("state") or {})
+    state[STATE_KEY] = verdict
+    scope["state"] = state
+    return scope
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+async def _respond(send: Send, status: int, body: bytes,
+                   headers: Optional[List[Tuple[bytes, bytes]]] = None) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                            (b"cache-control", b"no-store")] + (headers or [])})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,53 @@
+"""Shared helpers: where the conformance vectors are, and writing verifier files by rename."""
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+
+import pytest
+
+VECTORS = os.environ.get("MCP_VECTORS_DIR") or os.path.normpath(
+    os.path.join(os.path.dirname(__file__), "..", "..", "..", "tests", "vectors", "verifier"))
+
+
+def make_key():
+    """(id, key) of a fresh random modern key."""
+    key_id = secrets.token_hex(8)
+    return key_id, "mcp_%s_%s" % (key_id, secrets.token_hex(32))
+
+
+class VerifierWriter:
+    """Writes verifier files the way mcp-key-manager does: temp file + rename."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        self.hash_key = secrets.token_bytes(32)
+
+    def entry(self, key_id, key, status="active", permissions=(), expires_at=None, name=None):
+        e = {"id": key_id,
+             "hash": hmac.new(self.hash_key, key.encode(), hashlib.sha256).hexdigest(),
+             "status": status, "expires_at": expires_at, "permissions": list(permissions)}
+        if name is not None:
+            e["name"] = name
+        return e
+
+    def write(self, entries, revision, raw=None):
+        tmp = self.path + ".tmp"
+        with open(tmp, "wb") as fh:
+            if raw is not None:
+                fh.write(raw)
+            else:
+                fh.write(json.dumps({
+                    "format": "mcp-key-verifier", "version": 1, "algorithm": "hmac-sha256",
+                    "hash_key": base64.b64encode(self.hash_key).decode(),
+                    "generated_at": "2026-06-01T00:00:00Z", "revision": revision,
+                    "keys": entries}).encode())
+        os.replace(tmp, self.path)
+
+
+@pytest.fixture
+def writer(tmp_path):
+    return VerifierWriter(tmp_path / "verifier.json")

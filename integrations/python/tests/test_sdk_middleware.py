@@ -1,0 +1,186 @@
+"""APIKeyMiddleware in front of a real MCP SDK server, driven by the SDK's real client."""
+
+import asyncio
+import time
+
+import pytest
+
+from mcp_key_verifier import APIKeyMiddleware, Verifier
+
+from conftest import VerifierWriter, make_key
+from sdkutil import mcp_client, need, serve, unwrap
+
+TIMEOUT = 60
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, TIMEOUT))
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    need("mcp")
+    from mcp.server.mcpserver import Context, MCPServer
+
+    mcp = MCPServer("protected")
+
+    @mcp.tool()
+    def add(a: int, b: int) -> int:
+        """Adds two numbers."""
+        return a + b
+
+    @mcp.tool()
+    def whoami(ctx: Context) -> str:
+        """The id of the key that called (from the middleware's verdict)."""
+        return ctx.request_context.request.state.mcp_key.key_id
+
+    keys = {label: make_key() for label in ("full", "narrow", "none", "victim")}
+    writer = VerifierWriter(tmp_path_factory.mktemp("mw") / "verifier.json")
+    entries = lambda victim_status: [  # noqa: E731
+        writer.entry(*keys["full"], permissions=["tools:call"], name="full"),
+        writer.entry(*keys["narrow"], permissions=["tools:call:add"]),
+        writer.entry(*keys["none"], permissions=[]),
+        writer.entry(*keys["victim"], status=victim_status, permissions=["tools:call"]),
+    ]
+    writer.write(entries("active"), revision=1)
+    verifier = Verifier.from_file(writer.path)
+    app = APIKeyMiddleware(mcp.streamable_http_app(), verifier, tool_permissions=True)
+    with serve(app) as base:
+        yield {"url": base + "/mcp", "keys": keys, "writer": writer, "entries": entries,
+               "verifier": verifier}
+
+
+def bearer(key):
+    return {"Authorization": "Bearer " + key}
+
+
+def text(result):
+    return result.content[0].text
+
+
+def test_valid_key_calls_the_tool_and_the_tool_sees_the_key_id(world):
+    key_id, key = world["keys"]["full"]
+
+    async def go():
+        statuses = []
+        async with mcp_client(world["url"], {"X-API-Key": key}, statuses) as s:
+            await s.initialize()
+            tools = {t.name for t in (await s.list_tools()).tools}
+            assert tools == {"add", "whoami"}
+            assert text(await s.call_tool("add", {"a": 2, "b": 3})) == "5"
+            assert text(await s.call_tool("whoami", {})) == key_id
+        assert statuses and all(200 <= c < 300 for c in statuses)
+
+    run(go())
+
+
+def refused(url, headers):
+    """(MCPError from initialize, HTTP statuses seen)."""
+    from mcp.shared.exceptions import MCPError
+
+    async def go():
+        statuses = []
+        try:
+            async with mcp_client(url, headers, statuses) as s:
+                await s.initialize()
+        except BaseException as exc:  # anyio wraps it in exception groups
+            err = unwrap(exc, MCPError)
+            if err is None:
+                raise
+            return err, statuses
+        raise AssertionError("the server accepted the connection")
+
+    return run(go())
+
+
+def test_missing_key_is_401(world):
+    err, statuses = refused(world["url"], {})
+    assert statuses[0] == 401
+    assert err.code == -32001 and err.data == {"code": "MALFORMED"}
+    assert "no API key" in err.message
+
+
+def test_wrong_key_is_401(world):
+    key_id, key = world["keys"]["full"]
+    wrong = key[:-8] + ("0" * 8 if not key.endswith("0" * 8) else "1" * 8)
+    err, statuses = refused(world["url"], bearer(wrong))
+    assert statuses[0] == 401
+    assert err.code == -32001 and err.data == {"code": "NOT_FOUND"}
+    assert wrong not in err.message and key not in err.message
+
+
+def test_other_scheme_is_401(world):
+    err, statuses = refused(world["url"], {"Authorization": "Basic " + world["keys"]["full"][1]})
+    assert statuses[0] == 401 and err.data == {"code": "MALFORMED"}
+    assert "no API key" in err.message
+
+
+def test_insufficient_permission_is_403(world):
+    from mcp.shared.exceptions import MCPError
+
+    async def go():
+        statuses = []
+        async with mcp_client(world["url"], bearer(world["keys"]["narrow"][1]), statuses) as s:
+            await s.initialize()
+            await s.list_tools()  # needs nothing extra
+            assert text(await s.call_tool("add", {"a": 1, "b": 1})) == "2"
+            with pytest.raises(MCPError) as err:
+                await s.call_tool("whoami", {})
+            assert err.value.code == -32003
+            assert err.value.data == {"code": "INSUFFICIENT_PERMISSIONS"}
+            assert "tools:call:whoami" in err.value.message
+        assert 403 in statuses
+
+    run(go())
+
+
+def test_no_permissions_can_connect_but_not_call(world):
+    from mcp.shared.exceptions import MCPError
+
+    async def go():
+        statuses = []
+        async with mcp_client(world["url"], bearer(world["keys"]["none"][1]), statuses) as s:
+            await s.initialize()
+            with pytest.raises(MCPError) as err:
+                await s.call_tool("add", {"a": 1, "b": 1})
+            assert err.value.code == -32003
+        assert statuses[-1] == 403 or 403 in statuses
+
+    run(go())
+
+
+def test_revoked_after_republish_is_refused_within_2s_without_restart(world):
+    """The vault revokes the key and republishes: the connected client is refused, nothing
+    restarts."""
+    from mcp.shared.exceptions import MCPError
+
+    key_id, key = world["keys"]["victim"]
+
+    async def go():
+        statuses = []
+        async with mcp_client(world["url"], bearer(key), statuses) as s:
+            await s.initialize()
+            assert text(await s.call_tool("add", {"a": 20, "b": 22})) == "42"
+            world["writer"].write(world["entries"]("revoked"), revision=2)
+            start = time.monotonic()
+            while True:
+                try:
+                    await s.call_tool("add", {"a": 1, "b": 2})
+                except MCPError as exc:
+                    elapsed = time.monotonic() - start
+                    assert exc.code == -32001 and exc.data == {"code": "REVOKED"}
+                    break
+                assert time.monotonic() - start < 2.0, "still accepted 2 s after the rewrite"
+                await asyncio.sleep(0.05)
+            assert elapsed < 2.0
+            assert statuses[-1] == 401
+        assert world["verifier"].revision == 2
+
+    run(go())
+    # The others are untouched by the republish.
+    async def others():
+        async with mcp_client(world["url"], bearer(world["keys"]["full"][1]), []) as s:
+            await s.initialize()
+            assert text(await s.call_tool("add", {"a": 1, "b": 2})) == "3"
+
+    run(others())

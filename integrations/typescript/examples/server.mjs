@@ -1,0 +1,19 @@
+import { createMcpExpressApp } from "@modelcontextprotocol/sdk/server/express.js";
+import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
+import { apiKeyAuth, Verifier } from "mcp-key-verifier";
+import { z } from "zod";
+
+const app = createMcpExpressApp();
+app.use("/mcp", apiKeyAuth({ verifier: Verifier.fromFile(process.env.MCP_VERIFIER ?? "verifier.json"), toolPermissions: true }));
+app.post("/mcp", async (req, res) => {
+  const server = new McpServer({ name: "demo", version: "1.0.0" });
+  server.registerTool("add", { inputSchema: { a: z.number(), b: z.number() } }, async ({ a, b }) => ({
+    content: [{ type: "text", text: String(a + b) }],
+  }));
+  const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
+  res.on("close", () => transport.close());
+  await server.connect(transport);
+  await transport.handleRequest(req, res, req.body);
+});
+app.listen(Number(process.env.PORT ?? 3000), "127.0.0.1");

@@ -1,0 +1,763 @@
+/**
+ * mcp-key-verifier: protect a Node MCP server with mcp-key-manager API keys.
+ *
+ * Owns the verifier format (docs/verifier.md) on the Node side: parsing with every reject rule,
+ * the verification order, header parsing, reloading the file when it is replaced, the
+ * Express/Connect middleware and the `OAuthTokenVerifier` for `@modelcontextprotocol/sdk`.
+ *
+ * Invariants:
+ * - A presented key is never stored, logged, thrown or put on `req.auth`: it is hashed with
+ *   HMAC-SHA256 under the file's hash key and the digest compared with `timingSafeEqual`. An
+ *   unknown id costs the same HMAC as a wrong secret.
+ * - A loaded state is immutable and replaced whole, so a verdict always comes from one file.
+ * - A reload never installs a broken file, nor one whose `revision` is lower than the loaded one.
+ *
+ * Runtime dependencies: none (node:crypto, node:fs). The SDK is imported lazily by
+ * `tokenVerifier`, only to throw the SDK's own `InvalidTokenError`.
+ */
+
+import { createHmac, timingSafeEqual } from "node:crypto";
+import { closeSync, fstatSync, openSync, readSync, statSync } from "node:fs";
+import type { IncomingMessage, ServerResponse } from "node:http";
+
+export type Code =
+  | "MALFORMED"
+  | "NOT_FOUND"
+  | "REVOKED"
+  | "EXPIRED"
+  | "INSUFFICIENT_PERMISSIONS"
+  | "VALID";
+
+/** The verdict codes, in the order the checks are made (the CLI's order). */
+export const CODES: readonly Code[] = Object.freeze([
+  "MALFORMED",
+  "NOT_FOUND",
+  "REVOKED",
+  "EXPIRED",
+  "INSUFFICIENT_PERMISSIONS",
+  "VALID",
+] as Code[]);
+
+/** The outcome of one verification. Frozen; the key fields are null for MALFORMED/NOT_FOUND. */
+export interface Verdict {
+  readonly valid: boolean;
+  readonly code: Code;
+  readonly keyId: string | null;
+  /** The key's name, when the file was published with `--names`. */
+  readonly name: string | null;
+  readonly permissions: readonly string[];
+  /** The key's expiry, or null when it never expires. */
+  readonly expiresAt: Date | null;
+}
+
+/** A verifier file that cannot be used. The message names the file and the problem, never a key. */
+export class VerifierError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "VerifierError";
+  }
+}
+
+/** Largest verifier file read (the Rust reader's bound). */
+export const MAX_FILE_BYTES = 256 * 1024 * 1024;
+/** How often (ms) a file-backed verifier looks at its file, at most. */
+export const RELOAD_INTERVAL_MS = 250;
+
+const MODERN = /^mcp_([0-9a-f]{16})_[0-9a-f]{64}$/;
+const LEGACY = /^[A-Za-z0-9_\-.~+/=]{16,256}$/;
+const HEX64 = /^[0-9a-fA-F]{64}$/;
+const B64 = /^[A-Za-z0-9+/]*={0,2}$/;
+const TIME =
+  /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
+const ID_SHOWN = /^[A-Za-z0-9_-]{1,64}$/;
+
+function verdict(
+  code: Code,
+  keyId: string | null = null,
+  name: string | null = null,
+  permissions: readonly string[] = [],
+  expiresAt: Date | null = null,
+): Verdict {
+  return Object.freeze({ valid: code === "VALID", code, keyId, name, permissions, expiresAt });
+}
+
+const MALFORMED_VERDICT = verdict("MALFORMED");
+const NOT_FOUND_VERDICT = verdict("NOT_FOUND");
+
+/** An instant as whole milliseconds plus the nanoseconds below them (the file may hold ns). */
+interface Instant {
+  ms: number;
+  subNs: number;
+}
+
+class Entry {
+  readonly perms: ReadonlySet<string>;
+  readonly valid: Verdict;
+  readonly revoked_: Verdict;
+  readonly expired: Verdict;
+  readonly insufficient: Verdict;
+
+  constructor(
+    readonly id: string,
+    readonly hash: Buffer,
+    readonly revoked: boolean,
+    readonly expires: Instant | null,
+    permissions: string[],
+    name: string | null,
+  ) {
+    this.perms = new Set(permissions);
+    const perms = Object.freeze([...permissions]);
+    const at = expires === null ? null : new Date(expires.ms);
+    // Verdicts are immutable, so each entry's are made once and shared.
+    this.valid = verdict("VALID", id, name, perms, at);
+    this.revoked_ = verdict("REVOKED", id, name, perms, at);
+    this.expired = verdict("EXPIRED", id, name, perms, at);
+    this.insufficient = verdict("INSUFFICIENT_PERMISSIONS", id, name, perms, at);
+  }
+}
+
+class State {
+  readonly byId = new Map<string, Entry>();
+  readonly byHash = new Map<string, Entry>();
+
+  constructor(
+    readonly hashKey: Buffer,
+    entries: Entry[],
+    readonly revision: number,
+  ) {
+    for (const e of entries) {
+      this.byId.set(e.id, e);
+      // A legacy key is found by its keyed hash, whatever its entry's id looks like.
+      const h = e.hash.toString("hex");
+      if (!this.byHash.has(h)) this.byHash.set(h, e);
+    }
+  }
+
+  get count(): number {
+    return this.byId.size;
+  }
+}
+
+function parseTime(value: unknown, what: string): Instant {
+  const m = typeof value === "string" ? TIME.exec(value) : null;
+  if (m === null) throw new VerifierError(`${what} is not an RFC 3339 time`);
+  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number);
+  const frac = m[7];
+  const zone = m[8];
+  const leap = second === 60; // RFC 3339 allows a leap second: the next second's instant
+  const base = Date.UTC(year, month - 1, day, hour, minute, leap ? 59 : second);
+  const check = new Date(base);
+  if (
+    check.getUTCFullYear() !== year ||
+    check.getUTCMonth() !== month - 1 ||
+    check.getUTCDate() !== day ||
+    hour > 23 ||
+    minute > 59 ||
+    second > 60
+  ) {
+    throw new VerifierError(`${what} is not a calendar date and time`);
+  }
+  let ms = base + (leap ? 1000 : 0);
+  if (zone !== "Z" && zone !== "z") {
+    const oh = Number(zone.slice(1, 3));
+    const om = Number(zone.slice(4, 6));
+    if (oh > 23 || om > 59) throw new VerifierError(`${what} has an impossible offset`);
+    const offset = (oh * 60 + om) * 60000;
+    ms = zone[0] === "+" ? ms - offset : ms + offset;
+  }
+  let subNs = 0;
+  if (frac !== undefined) {
+    const ns = Number(frac.slice(1).padEnd(9, "0"));
+    ms += Math.floor(ns / 1e6);
+    subNs = ns % 1e6;
+  }
+  return { ms, subNs };
+}
+
+function parse(data: Buffer | string, source: string): State {
+  const bad = (problem: string) =>
+    new VerifierError(`${source}: not a usable verifier file: ${problem}`);
+  let doc: unknown;
+  try {
+    doc = JSON.parse(typeof data === "string" ? data : data.toString("utf8"));
+  } catch {
+    throw bad("not JSON");
+  }
+  if (typeof doc !== "object" || doc === null || Array.isArray(doc)) {
+    throw bad("the top level is not a JSON object");
+  }
+  const f = doc as Record<string, unknown>;
+  if (f.format !== "mcp-key-verifier") throw bad("format is not 'mcp-key-verifier'");
+  if (f.version !== 1) throw bad("version is not 1 (this reader knows version 1 only)");
+  if (f.algorithm !== "hmac-sha256") throw bad("algorithm is not 'hmac-sha256'");
+  const hk = f.hash_key;
+  if (typeof hk !== "string" || hk.length % 4 !== 0 || !B64.test(hk)) {
+    throw bad("hash_key is not padded standard base64");
+  }
+  const hashKey = Buffer.from(hk, "base64");
+  if (hashKey.length !== 32) throw bad("hash_key is not 32 bytes");
+  if (hashKey.toString("base64") !== hk) {
+    throw bad("hash_key is not canonical base64 (non-zero trailing bits)");
+  }
+  try {
+    parseTime(f.generated_at, "generated_at");
+  } catch (e) {
+    throw bad((e as Error).message);
+  }
+  const revision = f.revision === undefined ? 0 : f.revision;
+  if (typeof revision !== "number" || !Number.isSafeInteger(revision) || revision < 0) {
+    throw bad("revision is not a non-negative integer");
+  }
+  if (!Array.isArray(f.keys)) throw bad("keys is not a list");
+  const entries: Entry[] = [];
+  const seen = new Set<string>();
+  f.keys.forEach((k: unknown, i: number) => {
+    if (typeof k !== "object" || k === null || Array.isArray(k)) {
+      throw bad(`entry ${i} is not an object`);
+    }
+    const e = k as Record<string, unknown>;
+    const id = e.id;
+    if (typeof id !== "string") throw bad(`entry ${i} has no id`);
+    const shown = ID_SHOWN.test(id) ? id : `#${i}`;
+    if (seen.has(id)) throw bad(`the id ${shown} appears more than once`);
+    seen.add(id);
+    if (typeof e.hash !== "string" || !HEX64.test(e.hash)) {
+      throw bad(`entry ${shown}: hash is not 64 hex characters`);
+    }
+    if (typeof e.status !== "string") throw bad(`entry ${shown}: status is not a string`);
+    let expires: Instant | null = null;
+    if (e.expires_at !== undefined && e.expires_at !== null) {
+      try {
+        expires = parseTime(e.expires_at, "expires_at");
+      } catch (err) {
+        throw bad(`entry ${shown}: ${(err as Error).message}`);
+      }
+    }
+    const perms = e.permissions === undefined ? [] : e.permissions;
+    if (!Array.isArray(perms) || !perms.every((p) => typeof p === "string")) {
+      throw bad(`entry ${shown}: permissions is not a list of strings`);
+    }
+    const name = e.name === undefined ? null : e.name;
+    if (name !== null && typeof name !== "string") {
+      throw bad(`entry ${shown}: name is not a string`);
+    }
+    entries.push(
+      new Entry(id, Buffer.from(e.hash, "hex"), e.status === "revoked", expires, perms, name),
+    );
+  });
+  return new State(hashKey, entries, revision);
+}
+
+type Signature = string;
+
+function readFile(path: string): { sig: Signature; data: Buffer } {
+  let fd: number;
+  try {
+    fd = openSync(path, "r");
+  } catch (e) {
+    throw new VerifierError(
+      `${path}: cannot read the verifier file (${(e as NodeJS.ErrnoException).code ?? "error"})`,
+    );
+  }
+  try {
+    const st = fstatSync(fd, { bigint: true });
+    if (st.size > BigInt(MAX_FILE_BYTES)) {
+      throw new VerifierError(`${path}: the verifier file is larger than ${MAX_FILE_BYTES} bytes`);
+    }
+    const size = Number(st.size);
+    const data = Buffer.alloc(size);
+    let off = 0;
+    while (off < size) {
+      const n = readSync(fd, data, off, size - off, off);
+      if (n === 0) break;
+      off += n;
+    }
+    return { sig: `${st.mtimeNs}:${st.size}:${st.ino}`, data: data.subarray(0, off) };
+  } catch (e) {
+    if (e instanceof VerifierError) throw e;
+    throw new VerifierError(
+      `${path}: cannot read the verifier file (${(e as NodeJS.ErrnoException).code ?? "error"})`,
+    );
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export interface FromFileOptions {
+  /** Called when a changed file is not used (broken, older revision, unreadable); once per file
+   * version. Default: `console.warn` of the message (path and problem, never a key). */
+  onReloadError?: (error: VerifierError) => void;
+  /** Milliseconds between looks at the file, at most (default 250). */
+  reloadIntervalMs?: number;
+}
+
+export interface VerifyOptions {
+  /** Permissions the key must all have. */
+  require?: readonly string[];
+  /** The time to judge expiry at (default: now). */
+  now?: Date;
+}
+
+/**
+ * Verifies presented keys against a verifier file. `Verifier.fromFile(path)` watches the file;
+ * `Verifier.fromJSON(text)` is a fixed snapshot.
+ */
+export class Verifier {
+  private state: State;
+  private sig: Signature | null;
+  private nextCheck: number;
+  private reportedSig: string | null = null;
+  private readonly interval: number;
+
+  private constructor(
+    state: State,
+    private readonly path: string | null,
+    sig: Signature | null,
+    private readonly onReloadError: ((e: VerifierError) => void) | undefined,
+    interval: number,
+  ) {
+    this.state = state;
+    this.sig = sig;
+    this.interval = interval;
+    this.nextCheck = path === null ? Infinity : performance.now() + interval;
+  }
+
+  /**
+   * Loads `path` and watches it: at most every 250 ms a `verify` call stats the path and
+   * re-reads the file if its (mtime, size, inode) changed (it is replaced by rename). A new file
+   * that is broken, or whose `revision` is lower than the loaded one, is not used: the last good
+   * state stays and `onReloadError` is called. Throws VerifierError if the file cannot be read or
+   * is not a valid verifier file.
+   */
+  static fromFile(path: string, options: FromFileOptions = {}): Verifier {
+    const { sig, data } = readFile(path);
+    return new Verifier(
+      parse(data, path),
+      path,
+      sig,
+      options.onReloadError,
+      options.reloadIntervalMs ?? RELOAD_INTERVAL_MS,
+    );
+  }
+
+  /** A verifier over the given file contents, never reloaded. */
+  static fromJSON(data: string | Buffer, source = "verifier"): Verifier {
+    return new Verifier(parse(data, source), null, null, undefined, 0);
+  }
+
+  /** The loaded file's revision (0 for files written without one). */
+  get revision(): number {
+    return this.state.revision;
+  }
+
+  /** How many keys the loaded file holds. */
+  get size(): number {
+    return this.state.count;
+  }
+
+  /**
+   * Judges `key` (null/undefined count as MALFORMED). Checks, first failure wins: shape
+   * (MALFORMED), lookup (NOT_FOUND), revoked (REVOKED), expiry (EXPIRED), permissions
+   * (INSUFFICIENT_PERMISSIONS); else VALID.
+   */
+  verify(key: string | null | undefined, options: VerifyOptions = {}): Verdict {
+    if (performance.now() >= this.nextCheck) this.refresh();
+    const state = this.state;
+    if (typeof key !== "string") return MALFORMED_VERDICT;
+    let e: Entry | undefined;
+    if (key.startsWith("mcp_")) {
+      const m = MODERN.exec(key);
+      if (m === null) return MALFORMED_VERDICT;
+      const digest = createHmac("sha256", state.hashKey).update(key, "utf8").digest();
+      e = state.byId.get(m[1]);
+      if (e === undefined || !timingSafeEqual(e.hash, digest)) return NOT_FOUND_VERDICT;
+    } else {
+      if (!LEGACY.test(key)) return MALFORMED_VERDICT;
+      const digest = createHmac("sha256", state.hashKey).update(key, "utf8").digest();
+      // A map lookup on a keyed hash: its timing reveals nothing about the key.
+      e = state.byHash.get(digest.toString("hex"));
+      if (e === undefined) return NOT_FOUND_VERDICT;
+    }
+    if (e.revoked) return e.revoked_;
+    if (e.expires !== null) {
+      const nowMs = options.now === undefined ? Date.now() : options.now.getTime();
+      if (e.expires.ms < nowMs || (e.expires.ms === nowMs && e.expires.subNs === 0)) {
+        return e.expired;
+      }
+    }
+    const require = options.require;
+    if (require !== undefined) {
+      for (const p of require) if (!e.perms.has(p)) return e.insufficient;
+    }
+    return e.valid;
+  }
+
+  /**
+   * Looks at the file now (normally `verify` does this by itself at most every 250 ms).
+   * Returns true if a new state was installed. Never throws for a bad file.
+   */
+  refresh(): boolean {
+    if (this.path === null) return false;
+    this.nextCheck = performance.now() + this.interval;
+    let st;
+    try {
+      st = statSync(this.path, { bigint: true });
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code ?? "error";
+      this.report(
+        new VerifierError(
+          `${this.path}: cannot stat the verifier file (${code}); keeping revision ${this.state.revision}`,
+        ),
+        `stat:${code}`,
+      );
+      return false;
+    }
+    if (`${st.mtimeNs}:${st.size}:${st.ino}` === this.sig) return false;
+    let file;
+    try {
+      file = readFile(this.path);
+    } catch (e) {
+      this.report(e as VerifierError, `read:${(e as Error).message}`);
+      return false;
+    }
+    if (file.sig === this.sig) return false;
+    this.sig = file.sig;
+    let state: State;
+    try {
+      state = parse(file.data, this.path);
+    } catch (e) {
+      this.report(
+        new VerifierError(`${(e as Error).message}; keeping revision ${this.state.revision}`),
+        file.sig,
+      );
+      return false;
+    }
+    if (state.revision < this.state.revision) {
+      this.report(
+        new VerifierError(
+          `${this.path}: revision ${state.revision} is older than the loaded revision ${this.state.revision}; not used`,
+        ),
+        file.sig,
+      );
+      return false;
+    }
+    this.state = state;
+    return true;
+  }
+
+  private report(error: VerifierError, sig: string): void {
+    if (this.reportedSig === sig) return; // once per file version, not on every look
+    this.reportedSig = sig;
+    if (this.onReloadError !== undefined) {
+      try {
+        this.onReloadError(error);
+      } catch {
+        // A faulty callback must not break verification.
+      }
+    } else {
+      console.warn(`mcp-key-verifier: ${error.message}`);
+    }
+  }
+}
+
+type HeaderValue = string | readonly string[] | null | undefined;
+
+function clean(s: string): string | undefined {
+  const t = s.trim();
+  return t !== "" && !/\s/.test(t) ? t : undefined;
+}
+
+function single(v: HeaderValue): string | undefined | null {
+  if (v === null || v === undefined) return undefined;
+  if (typeof v === "string") return v;
+  return v.length === 1 ? v[0] : null; // repeated: ambiguous, so no key
+}
+
+/**
+ * The presented key from `X-API-Key` or `Authorization: Bearer`, or undefined. When `X-API-Key`
+ * is present it alone decides (trimmed; empty or with inner whitespace: no key). Otherwise
+ * `Authorization` is split at the first space or tab; the scheme must be `bearer` (any case) and
+ * the rest, trimmed, is the key.
+ */
+export function keyFromHeaders(xApiKey: HeaderValue, authorization: HeaderValue): string | undefined {
+  const x = single(xApiKey);
+  if (x === null) return undefined;
+  if (x !== undefined) return clean(x);
+  const a = single(authorization);
+  if (a === null || a === undefined) return undefined;
+  const auth = a.trim();
+  const sp = auth.indexOf(" ");
+  const tab = auth.indexOf("\t");
+  const cut = sp < 0 ? tab : tab < 0 ? sp : Math.min(sp, tab);
+  if (cut < 0 || auth.slice(0, cut).toLowerCase() !== "bearer") return undefined;
+  return clean(auth.slice(cut + 1));
+}
+
+/**
+ * What a JSON-RPC message (or batch) needs: a list of alternatives, each satisfied by any one of
+ * its permissions. `tools/call` of X: `tools:call` or `tools:call:X`; `resources/read`:
+ * `resources:read`; `prompts/get` of P: `prompts:get` or `prompts:get:P`; else nothing.
+ */
+export function neededPermissions(message: unknown): string[][] {
+  const needs: string[][] = [];
+  for (const msg of Array.isArray(message) ? message : [message]) {
+    if (typeof msg !== "object" || msg === null) continue;
+    const { method, params } = msg as { method?: unknown; params?: unknown };
+    const name =
+      typeof params === "object" && params !== null ? (params as { name?: unknown }).name : undefined;
+    if (method === "tools/call") {
+      needs.push(typeof name === "string" ? ["tools:call", `tools:call:${name}`] : ["tools:call"]);
+    } else if (method === "resources/read") {
+      needs.push(["resources:read"]);
+    } else if (method === "prompts/get") {
+      needs.push(typeof name === "string" ? ["prompts:get", `prompts:get:${name}`] : ["prompts:get"]);
+    }
+  }
+  return needs;
+}
+
+/** Prefix of `AuthInfo.token`: it holds `mcp-key-id:<id>`, never the presented key. */
+export const TOKEN_PREFIX = "mcp-key-id:";
+/** `expiresAt` reported for keys that never expire: 9999-12-31T23:59:59Z in Unix seconds
+ * (the SDK's `requireBearerAuth` refuses an AuthInfo without a numeric `expiresAt`). */
+export const NEVER_EXPIRES = 253402300799;
+
+/** The SDK's `AuthInfo` shape (`@modelcontextprotocol/sdk/server/auth/types.js`). */
+export interface AuthInfo {
+  token: string;
+  clientId: string;
+  scopes: string[];
+  expiresAt?: number;
+  resource?: URL;
+  extra?: Record<string, unknown>;
+}
+
+/** The verdict as the SDK's `AuthInfo`: `token` is `mcp-key-id:<id>` (never the key),
+ * `clientId` the key id, `scopes` its permissions, `expiresAt` Unix seconds, and `extra.verdict`
+ * the full verdict (with `name`). */
+export function authInfoOf(v: Verdict): AuthInfo {
+  return {
+    token: TOKEN_PREFIX + (v.keyId ?? ""),
+    clientId: v.keyId ?? "",
+    scopes: [...v.permissions],
+    expiresAt:
+      v.expiresAt === null ? NEVER_EXPIRES : Math.floor(v.expiresAt.getTime() / 1000),
+    extra: { verdict: v, keyId: v.keyId, name: v.name },
+  };
+}
+
+const REASONS: Record<string, string> = {
+  MALFORMED: "the API key is malformed",
+  NOT_FOUND: "unknown API key",
+  REVOKED: "the API key was revoked",
+  EXPIRED: "the API key has expired",
+};
+const NO_KEY = "no API key presented (send X-API-Key or Authorization: Bearer)";
+const HEADER_SAFE = /^[\x21\x23-\x5b\x5d-\x7e]+$/;
+
+/** Largest body read when tool permissions are on. */
+export const MAX_BODY_BYTES = 1024 * 1024;
+
+export interface ApiKeyAuthOptions {
+  verifier: Verifier;
+  /** Permissions every request needs. */
+  require?: readonly string[];
+  /** MCP-shaped permissions from the JSON-RPC body (tools/call of X needs tools:call or
+   * tools:call:X, …). The body is read (at most 1 MiB) unless a body parser already set
+   * `req.body`, and left parsed on `req.body`: pass `req.body` to `transport.handleRequest`. */
+  toolPermissions?: boolean;
+  maxBodyBytes?: number;
+}
+
+type Req = IncomingMessage & { auth?: AuthInfo; body?: unknown; _body?: boolean };
+type Next = (err?: unknown) => void;
+
+function errorBody(code: number, message: string, dataCode: string): string {
+  return JSON.stringify({
+    jsonrpc: "2.0",
+    id: null,
+    error: { code, message, data: { code: dataCode } },
+  });
+}
+
+function respond(res: ServerResponse, status: number, body: string, wwwAuth?: string): void {
+  res.statusCode = status;
+  res.setHeader("Content-Type", "application/json");
+  res.setHeader("Content-Length", Buffer.byteLength(body));
+  res.setHeader("Cache-Control", "no-store");
+  if (wwwAuth !== undefined) res.setHeader("WWW-Authenticate", wwwAuth);
+  res.end(body);
+}
+
+function unauthorized(res: ServerResponse, v: Verdict, noKey: boolean): void {
+  const reason = noKey ? NO_KEY : (REASONS[v.code] ?? "the API key was refused");
+  respond(
+    res,
+    401,
+    errorBody(-32001, reason, v.code),
+    `Bearer error="invalid_token", error_description="${reason}"`,
+  );
+}
+
+function forbidden(res: ServerResponse, missing: string[]): void {
+  const reason = `the API key lacks the permission${missing.length > 1 ? "s" : ""}: ${missing.join(" ")}`;
+  respond(
+    res,
+    403,
+    errorBody(-32003, reason, "INSUFFICIENT_PERMISSIONS"),
+    `Bearer error="insufficient_scope", scope="${missing.join(" ")}"`,
+  );
+}
+
+function readBody(req: Req, limit: number): Promise<Buffer | "too-large"> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers["content-length"]);
+    if (Number.isFinite(declared) && declared > limit) {
+      resolve("too-large");
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let done = false;
+    req.on("data", (chunk: Buffer) => {
+      if (done) return;
+      size += chunk.length;
+      if (size > limit) {
+        done = true;
+        resolve("too-large");
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on("end", () => {
+      if (!done) {
+        done = true;
+        resolve(Buffer.concat(chunks));
+      }
+    });
+    req.on("error", (e) => {
+      if (!done) {
+        done = true;
+        reject(e);
+      }
+    });
+  });
+}
+
+/**
+ * Express/Connect middleware: only requests with a good key reach the next handler.
+ * 401 (missing, malformed, unknown, revoked, expired) and 403 (missing permission) carry
+ * `WWW-Authenticate` and a JSON-RPC error body. Admitted requests get `req.auth`: the SDK's
+ * `AuthInfo` shape (`clientId` = key id, `scopes` = permissions, `token` = `mcp-key-id:<id>`,
+ * never the key; `extra.verdict` = the verdict), which `StreamableHTTPServerTransport` hands to
+ * tool handlers as `extra.authInfo`.
+ */
+export function apiKeyAuth(options: ApiKeyAuthOptions): (req: Req, res: ServerResponse, next: Next) => void {
+  const { verifier, toolPermissions = false } = options;
+  if (!(verifier instanceof Verifier)) throw new TypeError("verifier must be a Verifier");
+  const require = [...(options.require ?? [])];
+  const limit = options.maxBodyBytes ?? MAX_BODY_BYTES;
+  return (req, res, next) => {
+    const key = keyFromHeaders(req.headers["x-api-key"], req.headers.authorization);
+    const v = verifier.verify(key, { require });
+    if (!v.valid) {
+      if (v.code === "INSUFFICIENT_PERMISSIONS") {
+        forbidden(res, require.filter((p) => !v.permissions.includes(p)));
+      } else {
+        unauthorized(res, v, key === undefined);
+      }
+      return;
+    }
+    const admit = () => {
+      req.auth = authInfoOf(v);
+      next();
+    };
+    if (!toolPermissions) {
+      admit();
+      return;
+    }
+    const judge = (message: unknown) => {
+      const missing: string[] = [];
+      for (const alternatives of neededPermissions(message)) {
+        if (!alternatives.some((p) => v.permissions.includes(p))) {
+          let narrow = alternatives[alternatives.length - 1];
+          if (!HEADER_SAFE.test(narrow)) narrow = alternatives[0];
+          if (!missing.includes(narrow)) missing.push(narrow);
+        }
+      }
+      if (missing.length > 0) forbidden(res, missing);
+      else admit();
+    };
+    if (req.body !== undefined) {
+      judge(req.body); // a body parser ran before us
+      return;
+    }
+    readBody(req, limit).then(
+      (body) => {
+        if (body === "too-large") {
+          respond(res, 413, errorBody(-32600, `the request body is larger than ${limit} bytes`, "BODY_TOO_LARGE"));
+          return;
+        }
+        let message: unknown = undefined;
+        if (body.toString("utf8").trim() !== "") {
+          try {
+            message = JSON.parse(body.toString("utf8"));
+          } catch {
+            respond(res, 400, errorBody(-32700, "the body is not JSON", "PARSE_ERROR"));
+            return;
+          }
+          // Left parsed, as express.json() would: pass req.body on to the transport.
+          req.body = message;
+          req._body = true;
+        }
+        judge(message);
+      },
+      (err) => next(err),
+    );
+  };
+}
+
+export interface TokenVerifierOptions {
+  /** Permissions the key must have (else the token is refused with 401; for a 403, use
+   * `requireBearerAuth({ requiredScopes })` instead, which the SDK checks itself). */
+  require?: readonly string[];
+  /** The SDK's `InvalidTokenError` class. By default it is imported from
+   * `@modelcontextprotocol/sdk/server/auth/errors.js` the first time a token is refused. */
+  InvalidTokenError?: new (message: string) => Error;
+}
+
+/** The SDK's `OAuthTokenVerifier` interface. */
+export interface OAuthTokenVerifier {
+  verifyAccessToken(token: string): Promise<AuthInfo>;
+}
+
+let sdkInvalidTokenError: Promise<new (message: string) => Error> | undefined;
+
+/**
+ * An `OAuthTokenVerifier` for the SDK's `requireBearerAuth({ verifier: tokenVerifier(v) })`.
+ * A key that verifies gives `authInfoOf(verdict)`; any other is refused by throwing the SDK's
+ * `InvalidTokenError` (401), whose message names the verdict code, never the key.
+ */
+export function tokenVerifier(verifier: Verifier, options: TokenVerifierOptions = {}): OAuthTokenVerifier {
+  if (!(verifier instanceof Verifier)) throw new TypeError("verifier must be a Verifier");
+  const require = [...(options.require ?? [])];
+  return {
+    async verifyAccessToken(token: string): Promise<AuthInfo> {
+      const v = verifier.verify(token, { require });
+      if (v.valid) return authInfoOf(v);
+      let Invalid = options.InvalidTokenError;
+      if (Invalid === undefined) {
+        sdkInvalidTokenError ??= import(
+          // A string the compiler does not resolve: the SDK is a peer, present where it is used.
+          "@modelcontextprotocol/sdk/server/auth/errors.js" as string
+        ).then(
+          (m: { InvalidTokenError: new (message: string) => Error }) => m.InvalidTokenError,
+          // Without the SDK the refusal still happens, as a plain error (the SDK answers 500).
+          () => Error,
+        );
+        Invalid = await sdkInvalidTokenError;
+      }
+      throw new Invalid(REASONS[v.code] ?? `the API key lacks a required permission`);
+    },
+  };
+}

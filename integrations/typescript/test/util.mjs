@@ -1,0 +1,77 @@
+// Shared helpers: where the vectors are, fresh keys, verifier files written by rename, servers.
+import { createHmac, randomBytes } from "node:crypto";
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const VECTORS =
+  process.env.MCP_VECTORS_DIR ?? resolve(here, "..", "..", "..", "tests", "vectors", "verifier");
+
+/** [id, key] of a fresh random modern key. */
+export function makeKey() {
+  const id = randomBytes(8).toString("hex");
+  return [id, `mcp_${id}_${randomBytes(32).toString("hex")}`];
+}
+
+/** Writes verifier files the way mcp-key-manager does: temp file + rename. */
+export class VerifierWriter {
+  constructor() {
+    this.dir = mkdtempSync(join(tmpdir(), "mcp-key-verifier-"));
+    this.path = join(this.dir, "verifier.json");
+    this.hashKey = randomBytes(32);
+  }
+  entry(id, key, { status = "active", permissions = [], expiresAt = null, name } = {}) {
+    const e = {
+      id,
+      hash: createHmac("sha256", this.hashKey).update(key).digest("hex"),
+      status,
+      expires_at: expiresAt,
+      permissions,
+    };
+    if (name !== undefined) e.name = name;
+    return e;
+  }
+  write(entries, revision, raw) {
+    const tmp = `${this.path}.tmp`;
+    writeFileSync(
+      tmp,
+      raw ??
+        JSON.stringify({
+          format: "mcp-key-verifier",
+          version: 1,
+          algorithm: "hmac-sha256",
+          hash_key: this.hashKey.toString("base64"),
+          generated_at: "2026-06-01T00:00:00Z",
+          revision,
+          keys: entries,
+        }),
+    );
+    renameSync(tmp, this.path);
+  }
+  cleanup() {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Listens on 127.0.0.1 with a port chosen by the OS; resolves to { url, close }. */
+export function listen(app) {
+  return new Promise((ok, fail) => {
+    const server = app.listen(0, "127.0.0.1", (err) => {
+      if (err) return fail(err);
+      const { port } = server.address();
+      ok({
+        url: `http://127.0.0.1:${port}`,
+        close: () =>
+          new Promise((done) => {
+            server.closeAllConnections?.();
+            server.close(() => done());
+          }),
+      });
+    });
+    server.on("error", fail);
+  });
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

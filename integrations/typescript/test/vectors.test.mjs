@@ -1,0 +1,84 @@
+// Every conformance vector in tests/vectors/verifier/ (docs/verifier.md).
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { test } from "node:test";
+
+import { Verifier, VerifierError, keyFromHeaders } from "../dist/index.js";
+import { VECTORS } from "./util.mjs";
+
+const spec = JSON.parse(readFileSync(join(VECTORS, "cases.json"), "utf8"));
+const now = new Date(spec.now);
+
+test("the vectors are there", () => {
+  assert.ok(spec.cases.length >= 40 && spec.invalid.length >= 10 && spec.headers.length > 0);
+});
+
+for (const c of spec.cases) {
+  // The test name is the case's reason: a failure never prints the (test) key.
+  test(`case: ${c.why}`, () => {
+    const v = Verifier.fromFile(join(VECTORS, c.verifier));
+    const got = v.verify(c.key, { require: c.require, now });
+    assert.equal(got.code, c.code);
+    assert.equal(got.valid, c.code === "VALID");
+    assert.equal(got.keyId, c.key_id);
+    assert.equal(got.name, c.name);
+    if (c.code === "MALFORMED" || c.code === "NOT_FOUND") {
+      assert.deepEqual(got.permissions, []);
+      assert.equal(got.expiresAt, null);
+    }
+    assert.ok(Object.isFrozen(got));
+  });
+}
+
+for (const bad of spec.invalid) {
+  test(`invalid: ${bad.verifier} (${bad.why})`, () => {
+    const path = join(VECTORS, bad.verifier);
+    assert.throws(() => Verifier.fromFile(path), (e) => e instanceof VerifierError && e.message.includes(path));
+    assert.throws(() => Verifier.fromJSON(readFileSync(path)), VerifierError);
+  });
+}
+
+for (const h of spec.headers) {
+  test(`headers: ${h.why}`, () => {
+    assert.equal(keyFromHeaders(h.x_api_key, h.authorization), h.key ?? undefined);
+  });
+}
+
+test("verdict details of a valid key", () => {
+  const c = spec.cases.find((x) => x.code === "VALID" && x.name === "ci-bot");
+  const v = Verifier.fromFile(join(VECTORS, c.verifier));
+  const got = v.verify(c.key, { now });
+  assert.deepEqual([...got.permissions], ["generate", "info"]);
+  assert.equal(got.expiresAt.toISOString(), "2026-09-01T00:00:00.000Z");
+  assert.equal(v.revision, 17);
+  assert.equal(Verifier.fromFile(join(VECTORS, "old-writer.json")).revision, 0);
+});
+
+test("error messages hold no hash key or hash", () => {
+  for (const bad of spec.invalid) {
+    let doc;
+    try {
+      doc = JSON.parse(readFileSync(join(VECTORS, bad.verifier), "utf8"));
+    } catch {
+      continue;
+    }
+    if (typeof doc !== "object" || doc === null || Array.isArray(doc)) continue;
+    try {
+      Verifier.fromFile(join(VECTORS, bad.verifier));
+      assert.fail("accepted");
+    } catch (e) {
+      if (typeof doc.hash_key === "string" && doc.hash_key.length > 8) {
+        assert.ok(!e.message.includes(doc.hash_key));
+      }
+      for (const k of doc.keys ?? []) {
+        if (typeof k?.hash === "string") assert.ok(!e.message.includes(k.hash));
+      }
+    }
+  }
+});
+
+test("repeated X-API-Key headers give no key", () => {
+  assert.equal(keyFromHeaders(["a".repeat(20), "b".repeat(20)], undefined), undefined);
+  assert.equal(keyFromHeaders(["a".repeat(20)], undefined), "a".repeat(20));
+});

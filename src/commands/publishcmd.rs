@@ -1,0 +1,174 @@
+//! `publish` and `unpublish`: verifier files kept current by every change of the vault.
+
+use std::io;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::output::{Human, Report};
+use super::*;
+use crate::cli::{PublishArgs, UnpublishArgs};
+use crate::display::path as shown;
+use crate::publish::existing_revision;
+use crate::vault::{Published, Vault};
+
+/// `path` made absolute (its directory canonicalised), so the vault records a path that
+/// means the same file whatever directory later commands run in.
+fn absolute(path: &Path) -> Result<PathBuf> {
+    let dir = crate::fsio::parent_dir(path);
+    crate::fsio::ensure_dir(&dir)?;
+    let dir = std::fs::canonicalize(&dir).map_err(|e| Error::io("resolve", &dir, e))?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::usage(format!("{} names no file", shown(path))))?;
+    Ok(dir.join(name))
+}
+
+#[derive(Serialize)]
+struct PublishedView {
+    path: String,
+    names: bool,
+    then: Option<String>,
+    /// The revision the file holds, or null when it is missing or unreadable.
+    revision: Option<u64>,
+    /// Whether the file is behind the vault (or missing).
+    stale: bool,
+}
+
+impl PublishedView {
+    fn of(p: &Published, vault: &Vault) -> Self {
+        let revision = existing_revision(&p.path).ok().flatten();
+        PublishedView {
+            path: shown(&p.path),
+            names: p.names,
+            then: p.then.clone(),
+            revision,
+            stale: revision.is_none_or(|r| r < vault.revision()),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Publishing {
+    vault_revision: u64,
+    published: Vec<PublishedView>,
+    #[serde(skip)]
+    added: Option<String>,
+}
+
+impl Report for Publishing {
+    fn human(&self, h: &mut Human<'_>) -> io::Result<()> {
+        if let Some(p) = &self.added {
+            writeln!(
+                h.out,
+                "Published the verifier to {p} (revision {}); every change of the vault \
+                 rewrites it before the command returns. Point servers at it: `mcp-key-manager \
+                 serve --verifier {p}`, or the Python/TypeScript packages.",
+                self.vault_revision
+            )?;
+            return Ok(());
+        }
+        if self.published.is_empty() {
+            return writeln!(
+                h.out,
+                "Nothing is published. Start with: mcp-key-manager publish PATH"
+            );
+        }
+        for p in &self.published {
+            let rev = p
+                .revision
+                .map_or("missing".into(), |r| format!("revision {r}"));
+            let state = if p.stale { " (stale)" } else { "" };
+            let names = if p.names { ", with names" } else { "" };
+            writeln!(h.out, "{}  {rev}{state}{names}", p.path)?;
+        }
+        writeln!(h.out, "The vault is at revision {}.", self.vault_revision)
+    }
+}
+
+pub(super) fn publish(ctx: &mut Ctx, a: PublishArgs) -> Result<()> {
+    let mut store = ctx.store();
+    let Some(path) = a.path else {
+        let vault = store.open()?;
+        let published = vault
+            .published()
+            .iter()
+            .map(|p| PublishedView::of(p, &vault))
+            .collect();
+        let r = Publishing {
+            vault_revision: vault.revision(),
+            published,
+            added: None,
+        };
+        return ctx.emit(a.out.output(), &r);
+    };
+    let path = absolute(&path)?;
+    // Refused before anything is recorded: the vault or env file itself, a file that is
+    // not a verifier, one another user could have planted.
+    let target = crate::fsio::resolve_symlinks(&path, false)?;
+    crate::envstore::refuse_vault(&target, &ctx.vault_path, "verifier file")?;
+    crate::fsio::refuse_foreign_file_in_shared_dir(&target, "verifier file")?;
+    existing_revision(&target)?;
+    let entry = Published {
+        path: path.clone(),
+        names: a.names,
+        then: a.then,
+    };
+    let now = ctx.now;
+    let r = store.update(|v| {
+        v.publish(entry, now);
+        Ok(())
+    });
+    r?;
+    let vault = store.open()?;
+    let published = vault
+        .published()
+        .iter()
+        .map(|p| PublishedView::of(p, &vault))
+        .collect();
+    let r = Publishing {
+        vault_revision: vault.revision(),
+        published,
+        added: Some(shown(&path)),
+    };
+    ctx.emit(a.out.output(), &r)?;
+    store.finish()
+}
+
+#[derive(Serialize)]
+struct Unpublished {
+    path: String,
+    unpublished: bool,
+}
+
+impl Report for Unpublished {
+    fn human(&self, h: &mut Human<'_>) -> io::Result<()> {
+        writeln!(
+            h.out,
+            "Stopped publishing to {}; the file stays as it is (delete it if no server reads it).",
+            self.path
+        )
+    }
+}
+
+pub(super) fn unpublish(ctx: &mut Ctx, a: UnpublishArgs) -> Result<()> {
+    let path = absolute(&a.path)?;
+    let now = ctx.now;
+    let mut store = ctx.store();
+    store.update(|v| {
+        if v.unpublish(&path, now) {
+            Ok(())
+        } else {
+            Err(Error::failed(format!(
+                "{} is not published; see `mcp-key-manager publish --list`",
+                shown(&path)
+            )))
+        }
+    })?;
+    let r = Unpublished {
+        path: shown(&path),
+        unpublished: true,
+    };
+    ctx.emit(a.out.output(), &r)?;
+    store.finish()
+}

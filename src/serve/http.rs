@@ -1,0 +1,424 @@
+//! The answers of `serve`: `/auth` (and every path below it), `/healthz`, `/metrics`.
+//!
+//! Invariant: no response, header or log line carries the presented key. Header values
+//! taken from the verifier file (ids, names, permissions) are made header-safe first, so a
+//! hand-edited file cannot inject headers or break a proxy's parsing.
+
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use serde_json::{json, Value};
+
+use super::metrics::BadBody;
+use super::State;
+use crate::verify::{api_key_from_headers, Code, KeyInfo};
+
+/// Largest request body read with `--tool-permissions`.
+pub const MAX_BODY_BYTES: u64 = 1024 * 1024;
+
+/// The response body type.
+pub type Body = Full<Bytes>;
+
+const NO_KEY: &str = "no API key presented (send X-API-Key or Authorization: Bearer)";
+
+fn reason(code: Code) -> &'static str {
+    match code {
+        Code::Malformed => "the API key is malformed",
+        Code::NotFound => "unknown API key",
+        Code::Revoked => "the API key was revoked",
+        Code::Expired => "the API key has expired",
+        Code::InsufficientPermissions => "the API key lacks a required permission",
+        Code::Valid => "the API key is valid",
+    }
+}
+
+static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+static X_MCP_REQUIRE: HeaderName = HeaderName::from_static("x-mcp-require");
+static X_MCP_KEY_ID: HeaderName = HeaderName::from_static("x-mcp-key-id");
+static X_MCP_KEY_PERMISSIONS: HeaderName = HeaderName::from_static("x-mcp-key-permissions");
+static X_MCP_KEY_NAME: HeaderName = HeaderName::from_static("x-mcp-key-name");
+
+/// Routes one request.
+pub async fn handle(req: Request<Incoming>, st: Arc<State>) -> Result<Response<Body>, Infallible> {
+    let path = req.uri().path();
+    Ok(if path == "/auth" || path.starts_with("/auth/") {
+        let t0 = Instant::now();
+        let r = auth(req, &st).await;
+        st.metrics.latency(t0.elapsed());
+        r
+    } else if path == "/healthz" {
+        healthz(&st)
+    } else if path == "/metrics" {
+        let v = st.watched.current();
+        let mut r = Response::new(Full::new(Bytes::from(
+            st.metrics.render(v.revision(), v.len()),
+        )));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        );
+        r
+    } else {
+        json_response(
+            StatusCode::NOT_FOUND,
+            &json!({"error": "unknown path; serve answers /auth, /healthz and /metrics"}),
+        )
+    })
+}
+
+fn healthz(st: &State) -> Response<Body> {
+    if st.draining.load(Ordering::Relaxed) {
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"status": "shutting down"}),
+        );
+    }
+    let v = st.watched.current();
+    let reload_error = st.last_reload_error();
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "status": "ok",
+            "revision": v.revision(),
+            "keys": v.len(),
+            "names": v.has_names(),
+            "reload_error": reload_error,
+        }),
+    )
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn rpc_error(status: StatusCode, code: i64, message: &str, data_code: &str) -> Response<Body> {
+    json_response(
+        status,
+        &json!({"jsonrpc": "2.0", "id": null,
+                "error": {"code": code, "message": message, "data": {"code": data_code}}}),
+    )
+}
+
+fn unauthorized(code: Code, no_key: bool) -> Response<Body> {
+    let why = if no_key { NO_KEY } else { reason(code) };
+    let mut r = rpc_error(StatusCode::UNAUTHORIZED, -32001, why, code.as_str());
+    let challenge = format!("Bearer error=\"invalid_token\", error_description=\"{why}\"");
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_str(&challenge).expect("the reasons are plain ASCII"),
+    );
+    r
+}
+
+fn forbidden(missing: &[String]) -> Response<Body> {
+    let list = missing.join(" ");
+    let why = format!(
+        "the API key lacks the permission{}: {list}",
+        if missing.len() > 1 { "s" } else { "" }
+    );
+    let mut r = rpc_error(
+        StatusCode::FORBIDDEN,
+        -32003,
+        &why,
+        Code::InsufficientPermissions.as_str(),
+    );
+    // Every name here is header-safe: see `scope_safe`.
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "Bearer error=\"insufficient_scope\", scope=\"{list}\""
+    )) {
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    r
+}
+
+/// A permission that can stand inside the quoted `scope` of `WWW-Authenticate`: visible
+/// ASCII without `"` and `\`.
+fn scope_safe(p: &str) -> bool {
+    !p.is_empty()
+        && p.bytes()
+            .all(|b| matches!(b, 0x21 | 0x23..=0x5b | 0x5d..=0x7e))
+}
+
+/// A value from the verifier file as a header value: visible ASCII (and inner spaces when
+/// `spaces`) kept, every other byte, `%` and `,` percent-encoded, at most 256 bytes of input.
+pub fn header_safe(s: &str, spaces: bool) -> HeaderValue {
+    let mut end = s.len().min(256);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out = String::with_capacity(end);
+    for b in s[..end].trim().bytes() {
+        if (0x21..=0x7e).contains(&b) && b != b'%' && b != b',' || (spaces && b == b' ') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    HeaderValue::from_str(&out).expect("only visible ASCII and spaces remain")
+}
+
+/// What a JSON-RPC message (or batch) needs beyond the always-required permissions: a list
+/// of alternatives, each satisfied by any one of its permissions.
+pub fn needed_permissions(message: &Value) -> Vec<Vec<String>> {
+    let one = |m: &Value| -> Option<Vec<String>> {
+        let method = m.get("method")?.as_str()?;
+        let name = m
+            .get("params")
+            .and_then(|p| p.get("name"))
+            .and_then(Value::as_str);
+        let with_name = |base: &str| match name {
+            Some(n) => vec![base.to_string(), format!("{base}:{n}")],
+            None => vec![base.to_string()],
+        };
+        match method {
+            "tools/call" => Some(with_name("tools:call")),
+            "resources/read" => Some(vec!["resources:read".into()]),
+            "prompts/get" => Some(with_name("prompts:get")),
+            _ => None,
+        }
+    };
+    match message {
+        Value::Array(batch) => batch.iter().filter_map(one).collect(),
+        m => one(m).into_iter().collect(),
+    }
+}
+
+fn content_length(h: &HeaderMap) -> Option<u64> {
+    h.get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Reads the body, bounded in size and time; on failure the answer to send.
+async fn read_body(
+    body: Incoming,
+    headers: &HeaderMap,
+    st: &State,
+) -> Result<Bytes, Response<Body>> {
+    let too_large = || {
+        st.metrics.bad_body(BadBody::TooLarge);
+        let mut r = rpc_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            -32600,
+            &format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+            "BODY_TOO_LARGE",
+        );
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        r
+    };
+    if content_length(headers).is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Err(too_large());
+    }
+    let limited = Limited::new(body, MAX_BODY_BYTES as usize);
+    match tokio::time::timeout(st.read_timeout, limited.collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(too_large()),
+        Ok(Err(_)) => {
+            // The client went away or sent a broken chunked body: no one reads this.
+            st.metrics.bad_body(BadBody::NotJson);
+            Err(rpc_error(
+                StatusCode::BAD_REQUEST,
+                -32600,
+                "the request body could not be read",
+                "BAD_BODY",
+            ))
+        }
+        Err(_) => {
+            st.metrics.bad_body(BadBody::Timeout);
+            let mut r = rpc_error(
+                StatusCode::REQUEST_TIMEOUT,
+                -32600,
+                &format!(
+                    "the request body did not arrive within {} s",
+                    st.read_timeout.as_secs()
+                ),
+                "BODY_TIMEOUT",
+            );
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            Err(r)
+        }
+    }
+}
+
+async fn auth(req: Request<Incoming>, st: &State) -> Response<Body> {
+    let (parts, body) = req.into_parts();
+    let h = &parts.headers;
+    let verifier = st.watched.current();
+
+    let mut required: Vec<&str> = st.require.iter().map(String::as_str).collect();
+    for v in h.get_all(&X_MCP_REQUIRE) {
+        // An unreadable requirement must not be dropped (that would let a request through
+        // with less than the route demands): refuse the request instead.
+        let Ok(s) = v.to_str() else {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                -32600,
+                "the X-MCP-Require header is not ASCII",
+                "BAD_REQUIRE",
+            );
+        };
+        for p in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            if !required.contains(&p) {
+                required.push(p);
+            }
+        }
+    }
+
+    // A header value that is not visible ASCII is present but holds no usable key.
+    let x_api_key = h.get(&X_API_KEY).map(|v| v.to_str().unwrap_or(""));
+    let authorization = h
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or(""));
+    let key = api_key_from_headers(x_api_key, authorization);
+    let now = Utc::now();
+    let verdict = verifier.verify_at(key.unwrap_or(""), &required, now);
+    let decided = |code: Code, info: Option<&KeyInfo>| {
+        st.metrics.verdict(code);
+        if let Some(k) = info {
+            st.usage.record(&k.id, code, now);
+            if code != Code::Valid {
+                st.log.refused(k, code);
+            }
+        }
+    };
+
+    match verdict.code {
+        Code::Valid => {}
+        Code::InsufficientPermissions => {
+            decided(verdict.code, verdict.key);
+            let perms = verdict.key.map(|k| &k.permissions[..]).unwrap_or_default();
+            let missing: Vec<String> = required
+                .iter()
+                .filter(|r| !perms.iter().any(|p| p == *r))
+                .filter(|r| scope_safe(r))
+                .map(|r| r.to_string())
+                .collect();
+            return forbidden(&missing);
+        }
+        code => {
+            decided(code, verdict.key);
+            return unauthorized(code, key.is_none());
+        }
+    }
+    let Some(info) = verdict.key else {
+        // A valid verdict always names its key; answer as for an unknown key if not.
+        return unauthorized(Code::NotFound, false);
+    };
+
+    if st.tool_permissions {
+        let bytes = match read_body(body, h, st).await {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
+        if !bytes.trim_ascii().is_empty() {
+            let Ok(message) = serde_json::from_slice::<Value>(&bytes) else {
+                st.metrics.bad_body(BadBody::NotJson);
+                return rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    -32700,
+                    "the body is not JSON",
+                    "PARSE_ERROR",
+                );
+            };
+            let mut missing: Vec<String> = Vec::new();
+            for alternatives in needed_permissions(&message) {
+                if !alternatives.iter().any(|a| info.permissions.contains(a)) {
+                    // Name the narrowest permission that would do, if it can be quoted.
+                    let narrow = alternatives
+                        .iter()
+                        .rev()
+                        .find(|a| scope_safe(a))
+                        .unwrap_or(&alternatives[0]);
+                    if !missing.contains(narrow) {
+                        missing.push(narrow.clone());
+                    }
+                }
+            }
+            if !missing.is_empty() {
+                decided(Code::InsufficientPermissions, Some(info));
+                return forbidden(&missing);
+            }
+        }
+    }
+
+    decided(Code::Valid, Some(info));
+    let mut r = Response::new(Full::new(Bytes::new()));
+    let out = r.headers_mut();
+    out.insert(X_MCP_KEY_ID.clone(), header_safe(&info.id, false));
+    let perms: Vec<&str> = info
+        .permissions
+        .iter()
+        .map(String::as_str)
+        .filter(|p| scope_safe(p) && !p.contains(','))
+        .collect();
+    if let Ok(v) = HeaderValue::from_str(&perms.join(",")) {
+        out.insert(X_MCP_KEY_PERMISSIONS.clone(), v);
+    }
+    if let Some(name) = &info.name {
+        out.insert(X_MCP_KEY_NAME.clone(), header_safe(name, true));
+    }
+    out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// How long the answers wait for a body; see [`State::read_timeout`].
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn needed_permissions_of_messages_and_batches() {
+        let call = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}});
+        assert_eq!(
+            needed_permissions(&call),
+            vec![vec![
+                "tools:call".to_string(),
+                "tools:call:echo".to_string()
+            ]]
+        );
+        let batch = json!([call, {"method":"resources/read","params":{"uri":"x"}},
+                           {"method":"prompts/get","params":{"name":"p"}},
+                           {"method":"tools/list"}, 3, {"method":"tools/call"}]);
+        let n = needed_permissions(&batch);
+        assert_eq!(n.len(), 4);
+        assert_eq!(n[1], vec!["resources:read".to_string()]);
+        assert_eq!(n[2][1], "prompts:get:p");
+        assert_eq!(n[3], vec!["tools:call".to_string()]);
+        assert!(needed_permissions(&json!({"method":"initialize"})).is_empty());
+        assert!(needed_permissions(&json!("x")).is_empty());
+    }
+
+    #[test]
+    fn header_values_from_the_file_are_made_safe() {
+        assert_eq!(header_safe("ci-bot", true), "ci-bot");
+        assert_eq!(header_safe("ci bot", true), "ci bot");
+        assert_eq!(header_safe("ci bot", false), "ci%20bot");
+        assert_eq!(header_safe("a\r\nX-Evil: 1", true), "a%0D%0AX-Evil: 1");
+        assert_eq!(header_safe("équipe,1%", true), "%C3%A9quipe%2C1%25");
+        assert_eq!(header_safe(&"x".repeat(1000), true).len(), 256);
+        assert!(scope_safe("tools:call:echo"));
+        assert!(!scope_safe("a\"b") && !scope_safe("a b") && !scope_safe(""));
+    }
+}

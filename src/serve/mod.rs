@@ -1,0 +1,376 @@
+//! `serve`: a forward-auth service for nginx `auth_request`, Traefik `ForwardAuth`, Caddy
+//! `forward_auth` and Envoy `ext_authz`. It answers from a published verifier file that it
+//! follows ([`crate::verify::Watched`]), counts each key's use, and needs no vault.
+//!
+//! Invariants:
+//! - No presented key reaches a log line, a response, the usage file or the metrics.
+//! - Hostile clients are bounded (header size, body size, read time, connection count) so
+//!   that none of them stops the service from answering well-behaved ones.
+//! - Usage counted before a SIGTERM/SIGINT is on disk before the process exits 0.
+
+pub mod http;
+pub mod metrics;
+pub mod usage;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use chrono::Utc;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+use crate::cli::ServeArgs;
+use crate::display::sanitize;
+use crate::error::{Error, Result};
+use crate::verify::{Code, KeyInfo, ReloadEvent, Watched};
+
+use metrics::Metrics;
+use usage::Tracker;
+
+/// Largest request head (request line and headers) accepted; larger gets 431.
+pub const MAX_HEAD_BYTES: usize = 32 * 1024;
+/// How often usage is written while serving.
+pub const FLUSH_INTERVAL: Duration = Duration::from_secs(10);
+/// How long a shutdown waits for requests in flight.
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
+/// One line on stderr per event: time, `serve:`, the event. Never a key.
+fn log(msg: std::fmt::Arguments<'_>) {
+    eprintln!(
+        "{} serve: {msg}",
+        Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    );
+}
+
+/// Logs refusals of identified keys (revoked, expired, lacking a permission: each worth a
+/// look), at most [`Log::BURST`] lines per ten seconds; the rest are counted and the count
+/// is logged when the next window opens. Unknown and malformed keys are only counted in
+/// `/metrics`: they name no key, and logging them would let anyone flood the log.
+pub(crate) struct Log {
+    window: AtomicU64,
+    lines: AtomicU64,
+    dropped: AtomicU64,
+}
+
+impl Log {
+    const BURST: u64 = 20;
+
+    fn new() -> Log {
+        Log {
+            window: AtomicU64::new(0),
+            lines: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn refused(&self, key: &KeyInfo, code: Code) {
+        let window = u64::try_from(Utc::now().timestamp() / 10).unwrap_or(0);
+        if self.window.swap(window, Ordering::Relaxed) != window {
+            self.lines.store(0, Ordering::Relaxed);
+            let dropped = self.dropped.swap(0, Ordering::Relaxed);
+            if dropped > 0 {
+                log(format_args!("{dropped} more refusals not logged"));
+            }
+        }
+        if self.lines.fetch_add(1, Ordering::Relaxed) >= Self::BURST {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        match &key.name {
+            Some(n) => log(format_args!(
+                "refused {} key_id={} name={:?}",
+                code.as_str(),
+                sanitize(&key.id),
+                sanitize(n)
+            )),
+            None => log(format_args!(
+                "refused {} key_id={}",
+                code.as_str(),
+                sanitize(&key.id)
+            )),
+        }
+    }
+}
+
+/// What every request handler shares.
+pub struct State {
+    pub(crate) watched: Watched,
+    pub(crate) require: Vec<String>,
+    pub(crate) tool_permissions: bool,
+    pub(crate) usage: Tracker,
+    pub(crate) metrics: Arc<Metrics>,
+    /// How long a request head or body may take to arrive.
+    pub(crate) read_timeout: Duration,
+    pub(crate) log: Log,
+    pub(crate) draining: AtomicBool,
+    reload_error: Arc<Mutex<Option<String>>>,
+}
+
+impl State {
+    pub(crate) fn last_reload_error(&self) -> Option<String> {
+        self.reload_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Runs `serve` until SIGTERM or SIGINT.
+///
+/// # Errors
+/// [`Error::Usage`] (exit 2) when the verifier cannot be read or an option is not
+/// acceptable; [`Error::Io`] when the address cannot be bound or the runtime not started.
+pub fn run(args: ServeArgs) -> Result<()> {
+    for p in &args.require {
+        if p.parse::<crate::vault::Permission>().is_err() {
+            return Err(Error::usage(format!(
+                "--require {:?} is not a valid permission; use 1-64 characters of a-z 0-9 _ . : -",
+                sanitize(p)
+            )));
+        }
+    }
+    let metrics = Arc::new(Metrics::default());
+    let reload_error: Arc<Mutex<Option<String>>> = Arc::default();
+    let watched = {
+        let (metrics, reload_error) = (Arc::clone(&metrics), Arc::clone(&reload_error));
+        Watched::open(&args.verifier, move |event| {
+            let mut err = reload_error.lock().unwrap_or_else(PoisonError::into_inner);
+            match &event {
+                ReloadEvent::Reloaded { .. } => {
+                    metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
+                    *err = None;
+                }
+                ReloadEvent::Older { .. } => {
+                    metrics.reloads_older.fetch_add(1, Ordering::Relaxed);
+                    *err = Some(event.to_string());
+                }
+                _ => {
+                    metrics.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                    *err = Some(event.to_string());
+                }
+            }
+            log(format_args!("{event}"));
+        })
+        .map_err(|e| {
+            Error::usage(format!(
+                "serve cannot start without a verifier: {e}; write one with `mcp-key-manager \
+                 publish PATH` or `export-verifier --out PATH`"
+            ))
+        })?
+    };
+    let usage_path = args
+        .usage
+        .clone()
+        .unwrap_or_else(|| usage::default_path(&args.verifier));
+    // One writer per usage file: a second serve on the same file would lose counts.
+    let usage_lock =
+        crate::fsio::Lock::acquire(&usage_path, Duration::ZERO, || {}).map_err(|e| {
+            let why = match &e {
+                Error::Io { source, .. } if source.kind() == std::io::ErrorKind::TimedOut => {
+                    "another serve is writing it".to_string()
+                }
+                e => e.to_string(),
+            };
+            Error::usage(format!(
+                "cannot use the usage file {}: {why}; give each serve process its own \
+             --usage PATH (e.g. <verifier>.usage.<host>.json, which list/view/check merge)",
+                usage_path.display()
+            ))
+        })?;
+    let tracker = match Tracker::open(&usage_path) {
+        Ok(t) => t,
+        Err(e) => {
+            log(format_args!(
+                "usage file unreadable, starting counts afresh: {e}"
+            ));
+            Tracker::empty(&usage_path)
+        }
+    };
+    let state = Arc::new(State {
+        watched,
+        require: args.require.clone(),
+        tool_permissions: args.tool_permissions,
+        usage: tracker,
+        metrics,
+        read_timeout: Duration::from_secs(args.read_timeout),
+        log: Log::new(),
+        draining: AtomicBool::new(false),
+        reload_error,
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("serve")
+        .build()
+        .map_err(|e| Error::Io {
+            context: "start the serve runtime".into(),
+            source: e,
+        })?;
+    let r = runtime.block_on(serve(args.listen, args.max_connections as usize, &state));
+    // Whatever ended the loop, what was counted goes to disk.
+    match state.usage.flush(Utc::now()) {
+        Ok(_) => {}
+        Err(e) => log(format_args!("usage not written: {e}")),
+    }
+    drop(usage_lock);
+    r
+}
+
+async fn serve(listen: SocketAddr, max_connections: usize, state: &Arc<State>) -> Result<()> {
+    let listener = TcpListener::bind(listen).await.map_err(|e| Error::Io {
+        context: format!("listen on {listen}"),
+        source: e,
+    })?;
+    let local = listener.local_addr().unwrap_or(listen);
+    // Signals are caught from here on, before anyone can know the address.
+    let shutdown = shutdown_signal()?;
+    tokio::pin!(shutdown);
+    {
+        let v = state.watched.current();
+        log(format_args!(
+            "listening on http://{local} verifier={} revision={} keys={} usage={} \
+             tool_permissions={} require={:?}",
+            state.watched.path().display(),
+            v.revision(),
+            v.len(),
+            state.usage.path().display(),
+            state.tool_permissions,
+            state.require
+        ));
+    }
+
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(state.read_timeout)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .keep_alive(true);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let slots = Arc::new(Semaphore::new(max_connections));
+
+    let flusher = {
+        let state = Arc::clone(state);
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(FLUSH_INTERVAL);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.changed() => return,
+                }
+                let st = Arc::clone(&state);
+                let r = tokio::task::spawn_blocking(move || st.usage.flush(Utc::now())).await;
+                if let Ok(Err(e)) = r {
+                    log(format_args!("usage not written, will retry: {e}"));
+                }
+            }
+        })
+    };
+
+    let signal = loop {
+        // A slot is taken before accepting: past the cap, new connections wait in the
+        // kernel's backlog instead of costing memory here.
+        let permit = tokio::select! {
+            p = Arc::clone(&slots).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break "closed",
+            },
+            s = &mut shutdown => break s,
+        };
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // Out of descriptors and the like: pause rather than spin.
+                    log(format_args!("accept failed: {e}"));
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            s = &mut shutdown => break s,
+        };
+        let _ = stream.set_nodelay(true);
+        let st = Arc::clone(state);
+        let builder = builder.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            st.metrics.connections_open.fetch_add(1, Ordering::Relaxed);
+            st.metrics.connections_total.fetch_add(1, Ordering::Relaxed);
+            let svc_state = Arc::clone(&st);
+            let svc = service_fn(move |req| http::handle(req, Arc::clone(&svc_state)));
+            let conn = builder.serve_connection(TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.changed() => {
+                    // Finish the request in flight, then close.
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.as_mut().await;
+                }
+            }
+            st.metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+        });
+    };
+
+    log(format_args!(
+        "{signal}: finishing requests in flight, then writing usage"
+    ));
+    state.draining.store(true, Ordering::Relaxed);
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(DRAIN_LIMIT, slots.acquire_many(all))
+        .await
+        .is_err()
+    {
+        log(format_args!(
+            "{} connections still open after {DRAIN_LIMIT:?}; closing them",
+            state.metrics.connections_open.load(Ordering::Relaxed)
+        ));
+    }
+    let _ = flusher.await;
+    let st = Arc::clone(state);
+    match tokio::task::spawn_blocking(move || st.usage.flush(Utc::now())).await {
+        Ok(Ok(true)) => log(format_args!(
+            "usage written to {}",
+            state.usage.path().display()
+        )),
+        Ok(Ok(false)) => {}
+        Ok(Err(e)) => log(format_args!("usage not written: {e}")),
+        Err(_) => {}
+    }
+    log(format_args!("stopped"));
+    Ok(())
+}
+
+/// A future that resolves with the name of the first SIGTERM or SIGINT; the handlers are
+/// installed when this returns.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = &'static str>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let install = |kind| {
+        signal(kind).map_err(|e| Error::Io {
+            context: "install the SIGTERM/SIGINT handlers".into(),
+            source: e,
+        })
+    };
+    let mut term = install(SignalKind::terminate())?;
+    let mut int = install(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
+    })
+}
+
+/// The default usage path for a verifier, for `list`/`view`/`check` (see [`usage`]).
+pub fn usage_path_for(verifier: &std::path::Path) -> PathBuf {
+    usage::default_path(verifier)
+}

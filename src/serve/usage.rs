@@ -1,0 +1,354 @@
+//! Key usage: per key id, when it was last presented and how often with which verdict;
+//! the `mcp-key-usage` file that `serve` writes, and the merge that `list`, `view` and
+//! `check` read (format in docs/usage.md).
+//!
+//! Invariant: a usage file holds key ids, times and counts, never a key; it is replaced
+//! atomically (temporary file + rename), so a reader sees the old or the new file whole.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::vault::records::{fmt_time, parse_time};
+use crate::verify::Code;
+
+/// The `format` field of a usage file.
+pub const USAGE_FORMAT: &str = "mcp-key-usage";
+/// Largest usage file read (about 150 bytes per key).
+pub const MAX_USAGE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The usage file `serve` writes by default for a verifier: `<verifier>.usage.json`.
+pub fn default_path(verifier: &Path) -> PathBuf {
+    let mut p = verifier.as_os_str().to_owned();
+    p.push(".usage.json");
+    PathBuf::from(p)
+}
+
+/// Every usage file beside a verifier: `<verifier>.usage.json` and
+/// `<verifier>.usage.<anything>.json` (one per `serve` process, e.g. per host), sorted.
+/// Missing directory or none found: empty.
+pub fn files_beside(verifier: &Path) -> Vec<PathBuf> {
+    let Some(name) = verifier.file_name().and_then(|n| n.to_str()) else {
+        return Vec::new();
+    };
+    let dir = match verifier.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let prefix = format!("{name}.usage");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().into_string().ok()?;
+            let rest = n.strip_prefix(&prefix)?;
+            (rest == ".json"
+                || (rest.starts_with('.') && rest.ends_with(".json") && rest.len() > 6))
+                .then(|| dir.join(&n))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// What is known about one key's use, in one file or merged over several.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyUsage {
+    /// The last time the key was presented and identified (any verdict from `REVOKED` on:
+    /// the request named this key with its right secret).
+    #[serde(with = "opt_time", default)]
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// Requests by verdict code (`VALID`, `INSUFFICIENT_PERMISSIONS`, `REVOKED`,
+    /// `EXPIRED`). Codes a newer writer adds are kept as they are.
+    #[serde(default)]
+    pub counts: BTreeMap<String, u64>,
+}
+
+impl KeyUsage {
+    /// Folds `other` in: the later time, the summed counts.
+    pub fn merge(&mut self, other: &KeyUsage) {
+        self.last_used_at = self.last_used_at.max(other.last_used_at);
+        for (code, n) in &other.counts {
+            let c = self.counts.entry(code.clone()).or_default();
+            *c = c.saturating_add(*n);
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct UsageFile {
+    format: String,
+    version: u32,
+    #[serde(with = "opt_time", default)]
+    updated_at: Option<DateTime<Utc>>,
+    keys: BTreeMap<String, KeyUsage>,
+}
+
+mod opt_time {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_str(&fmt_time(t)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(s) => parse_time(&s)
+                .map(Some)
+                .ok_or_else(|| serde::de::Error::custom("a time is not RFC 3339")),
+        }
+    }
+}
+
+/// Reads one usage file; `Ok(None)` if it does not exist.
+///
+/// # Errors
+/// [`Error::Io`] if it cannot be read, [`Error::Corrupt`] if it is not a usage file.
+pub fn load(path: &Path) -> Result<Option<BTreeMap<String, KeyUsage>>> {
+    let Some(bytes) = crate::fsio::read_bounded(path, MAX_USAGE_BYTES, "usage file")? else {
+        return Ok(None);
+    };
+    let f: UsageFile = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::corrupt(format!(
+            "{} is not a usage file ({})",
+            path.display(),
+            crate::error::json_problem(&e)
+        ))
+    })?;
+    if f.format != USAGE_FORMAT || f.version != 1 {
+        return Err(Error::corrupt(format!(
+            "{} is not a version-1 {USAGE_FORMAT} file",
+            path.display()
+        )));
+    }
+    Ok(Some(f.keys))
+}
+
+/// Merges the usage files at `paths` (as written by several `serve` processes): per key id,
+/// the latest `last_used_at` and the summed counts. Files that do not exist are skipped.
+///
+/// # Errors
+/// The first file that cannot be read ([`Error::Io`]) or is not a usage file
+/// ([`Error::Corrupt`]), naming its path.
+pub fn load_and_merge<P: AsRef<Path>>(paths: &[P]) -> Result<BTreeMap<String, KeyUsage>> {
+    let mut all: BTreeMap<String, KeyUsage> = BTreeMap::new();
+    for p in paths {
+        for (id, u) in load(p.as_ref())?.into_iter().flatten() {
+            all.entry(id).or_default().merge(&u);
+        }
+    }
+    Ok(all)
+}
+
+/// Counts per verdict code, indexed like [`CODES`].
+#[derive(Default, Clone, Copy)]
+struct Counts([u64; 6]);
+
+/// Every verdict code, in the order of [`Code`].
+pub const CODES: [Code; 6] = [
+    Code::Malformed,
+    Code::NotFound,
+    Code::Revoked,
+    Code::Expired,
+    Code::InsufficientPermissions,
+    Code::Valid,
+];
+
+/// The index of `code` in [`CODES`].
+pub fn code_index(code: Code) -> usize {
+    match code {
+        Code::Malformed => 0,
+        Code::NotFound => 1,
+        Code::Revoked => 2,
+        Code::Expired => 3,
+        Code::InsufficientPermissions => 4,
+        Code::Valid => 5,
+    }
+}
+
+struct Entry {
+    last_used_at: DateTime<Utc>,
+    counts: Counts,
+    /// Counts of codes this release does not know, carried over from the file.
+    other: BTreeMap<String, u64>,
+}
+
+/// The usage a running `serve` collects, and its file.
+pub struct Tracker {
+    path: PathBuf,
+    keys: Mutex<HashMap<String, Entry>>,
+    dirty: AtomicBool,
+}
+
+impl Tracker {
+    /// A tracker writing to `path`, continuing from what the file already holds.
+    ///
+    /// # Errors
+    /// As [`load`]; the caller decides whether a broken file stops it.
+    pub fn open(path: &Path) -> Result<Tracker> {
+        let t = Tracker::empty(path);
+        if let Some(keys) = load(path)? {
+            let mut map = t.keys.lock().unwrap_or_else(PoisonError::into_inner);
+            for (id, u) in keys {
+                let mut e = Entry {
+                    last_used_at: u.last_used_at.unwrap_or(DateTime::UNIX_EPOCH),
+                    counts: Counts::default(),
+                    other: BTreeMap::new(),
+                };
+                for (code, n) in u.counts {
+                    match CODES.iter().position(|c| c.as_str() == code) {
+                        Some(i) => e.counts.0[i] = n,
+                        None => {
+                            e.other.insert(code, n);
+                        }
+                    }
+                }
+                map.insert(id, e);
+            }
+        }
+        Ok(t)
+    }
+
+    /// A tracker that starts from nothing (the file, if any, will be replaced).
+    pub fn empty(path: &Path) -> Tracker {
+        Tracker {
+            path: path.to_path_buf(),
+            keys: Mutex::new(HashMap::new()),
+            dirty: AtomicBool::new(false),
+        }
+    }
+
+    /// The file written.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Records one request that identified key `id` with verdict `code` at `now`.
+    pub fn record(&self, id: &str, code: Code, now: DateTime<Utc>) {
+        let mut map = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        let e = match map.get_mut(id) {
+            Some(e) => e,
+            None => map.entry(id.to_string()).or_insert(Entry {
+                last_used_at: now,
+                counts: Counts::default(),
+                other: BTreeMap::new(),
+            }),
+        };
+        e.last_used_at = e.last_used_at.max(now);
+        e.counts.0[code_index(code)] += 1;
+        drop(map);
+        self.dirty.store(true, Ordering::Release);
+    }
+
+    /// A snapshot, as the file would hold it.
+    pub fn snapshot(&self) -> BTreeMap<String, KeyUsage> {
+        let map = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        map.iter()
+            .map(|(id, e)| {
+                let mut counts = e.other.clone();
+                for (i, n) in e.counts.0.iter().enumerate() {
+                    if *n > 0 {
+                        counts.insert(CODES[i].as_str().to_string(), *n);
+                    }
+                }
+                (
+                    id.clone(),
+                    KeyUsage {
+                        last_used_at: (e.last_used_at != DateTime::UNIX_EPOCH)
+                            .then_some(e.last_used_at),
+                        counts,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Writes the file atomically if anything changed since the last flush.
+    /// Returns whether it wrote.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the path; the change stays pending for the next flush.
+    pub fn flush(&self, now: DateTime<Utc>) -> Result<bool> {
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return Ok(false);
+        }
+        let f = UsageFile {
+            format: USAGE_FORMAT.into(),
+            version: 1,
+            updated_at: Some(now),
+            keys: self.snapshot(),
+        };
+        let mut bytes =
+            serde_json::to_vec_pretty(&f).expect("serializing plain structs cannot fail");
+        bytes.push(b'\n');
+        crate::fsio::atomic_write(&self.path, &bytes).inspect_err(|_| {
+            self.dirty.store(true, Ordering::Release);
+        })?;
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flush_load_and_merge() {
+        let dir = tempfile::tempdir().unwrap();
+        let verifier = dir.path().join("v.json");
+        let a = default_path(&verifier);
+        let b = dir.path().join("v.json.usage.host2.json");
+        assert_eq!(a, dir.path().join("v.json.usage.json"));
+        let t1 = parse_time("2026-06-01T00:00:00Z").unwrap();
+        let t2 = parse_time("2026-06-02T00:00:00Z").unwrap();
+
+        let ta = Tracker::empty(&a);
+        assert!(!ta.flush(t1).unwrap(), "nothing to write yet");
+        ta.record("0123456789abcdef", Code::Valid, t2);
+        ta.record("0123456789abcdef", Code::Valid, t1);
+        ta.record("0123456789abcdef", Code::InsufficientPermissions, t1);
+        assert!(ta.flush(t2).unwrap());
+        let tb = Tracker::empty(&b);
+        tb.record("0123456789abcdef", Code::Valid, t1);
+        tb.record("fedcba9876543210", Code::Revoked, t1);
+        tb.flush(t2).unwrap();
+        std::fs::write(dir.path().join("v.json.usage.json.lock"), "").unwrap();
+
+        assert_eq!(
+            files_beside(&verifier),
+            vec![b.clone(), a.clone()],
+            "sorted, no .lock"
+        );
+        let merged = load_and_merge(&files_beside(&verifier)).unwrap();
+        let one = &merged["0123456789abcdef"];
+        assert_eq!(one.last_used_at, Some(t2));
+        assert_eq!(one.counts["VALID"], 3);
+        assert_eq!(one.counts["INSUFFICIENT_PERMISSIONS"], 1);
+        assert_eq!(merged["fedcba9876543210"].counts["REVOKED"], 1);
+
+        // A restarted serve continues from its file.
+        let again = Tracker::open(&a).unwrap();
+        again.record("0123456789abcdef", Code::Valid, t1);
+        assert_eq!(again.snapshot()["0123456789abcdef"].counts["VALID"], 3);
+
+        // Missing files are skipped; a broken one is an error naming it.
+        assert!(load_and_merge(&[dir.path().join("none.json")])
+            .unwrap()
+            .is_empty());
+        std::fs::write(&b, "{").unwrap();
+        let e = load_and_merge(&[&a, &b]).unwrap_err();
+        assert_eq!(e.category(), crate::error::Category::Corrupt);
+        assert!(e.to_string().contains("host2"), "{e}");
+    }
+}

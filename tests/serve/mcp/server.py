@@ -1,0 +1,46 @@
+"""A real MCP server from the official Python SDK: one tool (`echo`), streamable HTTP,
+served by uvicorn on 127.0.0.1. It has no key check of its own: nginx + `serve` guard it.
+
+Usage: server.py PORT SEEN_FILE
+Each request's `X-MCP-Key-Id` header (set by nginx from `serve`'s answer) is appended to
+SEEN_FILE, so the test can check that the upstream learns which key was used.
+Works with the SDK's v1 (`FastMCP`) and v2 (`MCPServer`) APIs.
+"""
+
+import sys
+
+import uvicorn
+
+try:  # mcp >= 2
+    from mcp.server.mcpserver import MCPServer as Server
+except ImportError:  # mcp 1.x
+    from mcp.server.fastmcp import FastMCP as Server
+
+port = int(sys.argv[1])
+seen_file = sys.argv[2]
+
+server = Server("echo-server")
+
+
+@server.tool()
+def echo(text: str) -> str:
+    """Echo the text back."""
+    return "echo: " + text
+
+
+app = server.streamable_http_app()
+
+
+def record_key_id(inner):
+    async def wrapped(scope, receive, send):
+        if scope.get("type") == "http":
+            for name, value in scope.get("headers") or ():
+                if name.lower() == b"x-mcp-key-id":
+                    with open(seen_file, "a", encoding="ascii") as f:
+                        f.write(value.decode("ascii", "replace") + "\n")
+        await inner(scope, receive, send)
+
+    return wrapped
+
+
+uvicorn.run(record_key_id(app), host="127.0.0.1", port=port, log_level="warning")

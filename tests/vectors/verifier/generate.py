@@ -1,0 +1,369 @@
+#!/usr/bin/env python3
+"""Writes the verifier conformance vectors in this directory.
+
+Every implementation of the verifier (Rust, Python, TypeScript) runs these files: each case
+names a verifier file, a presented key, the required permissions and the verdict that must come
+out at the fixed time `now`; each invalid file must be refused at load. The keys here are test
+keys, derived from fixed labels: they protect nothing.
+
+Deterministic by construction (fixed hash key, keys derived with SHA-256 from fixed labels,
+sorted output, no clock): rerunning `python3 generate.py` reproduces every file byte for byte.
+Standard library only. The specification is docs/verifier.md.
+"""
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+NOW = "2026-06-01T00:00:00Z"
+GENERATED_AT = "2026-05-31T12:00:00Z"
+HASH_KEY = hashlib.sha256(b"mcp-key-verifier conformance vectors: hash key").digest()
+
+
+def derive(label, length):
+    """`length` lowercase hex characters derived from `label`."""
+    out = ""
+    counter = 0
+    while len(out) < length:
+        out += hashlib.sha256(("%s/%d" % (label, counter)).encode()).hexdigest()
+        counter += 1
+    return out[:length]
+
+
+def modern(label):
+    """(id, key) of a modern key `mcp_<16 hex id>_<64 hex secret>`."""
+    key_id = derive("id:" + label, 16)
+    return key_id, "mcp_%s_%s" % (key_id, derive("secret:" + label, 64))
+
+
+def digest(key, hash_key=HASH_KEY):
+    return hmac.new(hash_key, key.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def b64(raw):
+    return base64.b64encode(raw).decode("ascii")
+
+
+# --- keys -------------------------------------------------------------------------------------
+
+K = {label: modern(label) for label in (
+    "active", "noexpiry", "revoked", "expired", "expires-now", "expires-later-ms",
+    "expires-earlier-ms", "expires-offset", "expires-micro", "status-expired",
+    "revoked-and-expired", "nonames", "old-writer", "unknown",
+)}
+# Keys from the old Python tool: 64 lowercase hex, and one with the other allowed punctuation.
+LEGACY_HEX = derive("legacy:hex", 64)
+LEGACY_HEX_REVOKED = derive("legacy:hex-revoked", 64)
+LEGACY_PUNCT = "Legacy_Key-1.2~3+4/5=" + derive("legacy:punct", 20)
+LEGACY_UNKNOWN = derive("legacy:unknown", 64)
+
+
+def entry(label, status="active", expires_at=None, permissions=None, name=None, omit=()):
+    key_id, key = K[label]
+    e = {"id": key_id, "hash": digest(key), "status": status, "expires_at": expires_at}
+    if permissions is not None:
+        e["permissions"] = permissions
+    if name is not None:
+        e["name"] = name
+    for field in omit:
+        e.pop(field, None)
+    return e
+
+
+def legacy_entry(key_id, key, status="active", permissions=None, name=None):
+    e = {"id": key_id, "hash": digest(key), "status": status, "expires_at": None,
+         "permissions": permissions if permissions is not None else []}
+    if name is not None:
+        e["name"] = name
+    return e
+
+
+def verifier_file(keys, revision=None, hash_key=HASH_KEY, **extra):
+    f = {
+        "format": "mcp-key-verifier",
+        "version": 1,
+        "algorithm": "hmac-sha256",
+        "hash_key": b64(hash_key),
+        "generated_at": GENERATED_AT,
+    }
+    if revision is not None:
+        f["revision"] = revision
+    f["keys"] = keys
+    f.update(extra)
+    return f
+
+
+# --- valid files ------------------------------------------------------------------------------
+
+BASIC = verifier_file(revision=17, keys=[
+    entry("active", expires_at="2026-09-01T00:00:00Z", permissions=["generate", "info"],
+          name="ci-bot"),
+    entry("noexpiry", expires_at=None, permissions=[], name="no-expiry"),
+    entry("revoked", status="revoked", expires_at=None, permissions=["info"], name="old-laptop"),
+    entry("expired", expires_at="2026-05-31T23:59:59Z", permissions=["info"], name="expired"),
+    entry("expires-now", expires_at=NOW, permissions=["info"], name="expires-now"),
+    entry("expires-later-ms", expires_at="2026-06-01T00:00:00.001Z", permissions=["info"],
+          name="later-ms"),
+    entry("expires-earlier-ms", expires_at="2026-05-31T23:59:59.999Z", permissions=["info"],
+          name="earlier-ms"),
+    entry("expires-offset", expires_at="2026-06-01T02:00:00+02:00", permissions=["info"],
+          name="offset"),
+    entry("expires-micro", expires_at="2026-06-01T00:00:00.000001Z", permissions=["info"],
+          name="micro"),
+    # The file may be older than the vault's own view: only "revoked" matters to a reader.
+    entry("status-expired", status="expired", expires_at="2027-01-01T00:00:00Z",
+          permissions=["info"], name="status-expired"),
+    entry("revoked-and-expired", status="revoked", expires_at="2026-01-01T00:00:00Z",
+          permissions=[], name="revoked-and-expired"),
+    legacy_entry("legacy_ci-bot", LEGACY_HEX, permissions=["generate"], name="legacy"),
+    legacy_entry("legacy-revoked", LEGACY_HEX_REVOKED, status="revoked", name="legacy-revoked"),
+    # An imported key may also sit under a modern-looking id: it is still found by hash.
+    legacy_entry(derive("id:legacy-punct", 16), LEGACY_PUNCT, permissions=["info"],
+                 name="legacy-punct"),
+])
+
+NONAMES = verifier_file(revision=4, keys=[
+    entry("nonames", expires_at="2026-12-31T23:59:59Z", permissions=["tools:call"]),
+    legacy_entry("legacy_ci-bot", LEGACY_HEX, permissions=["generate"]),
+])
+
+# Written by an older release (no revision), or by a newer one with fields this reader does
+# not know: unknown fields are ignored; an absent expires_at never expires; absent permissions
+# are none.
+OLD_WRITER = verifier_file(
+    keys=[dict(entry("old-writer", omit=("expires_at",)), last_used_at="2026-05-30T10:00:00Z",
+               labels={"team": "infra"})],
+    comment="written by a future release", features={"usage": True},
+)
+
+EMPTY = verifier_file(revision=0, keys=[])
+
+VALID_FILES = {
+    "basic.json": BASIC,
+    "nonames.json": NONAMES,
+    "old-writer.json": OLD_WRITER,
+    "empty.json": EMPTY,
+}
+
+
+# --- invalid files ----------------------------------------------------------------------------
+
+def changed(base, **fields):
+    f = json.loads(json.dumps(base))
+    f.update(fields)
+    return f
+
+
+def with_key_field(base, **fields):
+    f = json.loads(json.dumps(base))
+    f["keys"][0].update(fields)
+    return f
+
+
+def noncanonical(text):
+    """The same bytes with the unused low bits of the last base64 character set."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    body = text.rstrip("=")
+    last = alphabet.index(body[-1])
+    assert last & 3 == 0
+    return body[:-1] + alphabet[last | 1] + text[len(body):]
+
+
+SMALL = verifier_file(revision=2, keys=[
+    entry("active", expires_at="2026-09-01T00:00:00Z", permissions=["info"]),
+    entry("noexpiry", expires_at=None, permissions=[]),
+])
+
+INVALID = [
+    ("bad-format.json", changed(SMALL, format="mcp-key-vault"), "format is not mcp-key-verifier"),
+    ("bad-version-2.json", changed(SMALL, version=2), "version is 2"),
+    ("bad-version-string.json", changed(SMALL, version="1"), "version is a string, not 1"),
+    ("bad-version-bool.json", changed(SMALL, version=True), "version is true, not the number 1"),
+    ("bad-algorithm.json", changed(SMALL, algorithm="hmac-sha512"), "algorithm is not hmac-sha256"),
+    ("bad-hash-key-31.json", changed(SMALL, hash_key=b64(HASH_KEY[:31])),
+     "hash_key decodes to 31 bytes"),
+    ("bad-hash-key-base64.json", changed(SMALL, hash_key="not base64!" + "A" * 33),
+     "hash_key is not base64"),
+    ("bad-hash-key-unpadded.json", changed(SMALL, hash_key=b64(HASH_KEY).rstrip("=")),
+     "hash_key lacks its padding"),
+    ("bad-hash-key-noncanonical.json", changed(SMALL, hash_key=noncanonical(b64(HASH_KEY))),
+     "hash_key has non-zero trailing bits (not canonical base64)"),
+    ("bad-hash-short.json", with_key_field(SMALL, hash=SMALL["keys"][0]["hash"][:63]),
+     "a hash has 63 hex characters"),
+    ("bad-hash-nonhex.json", with_key_field(SMALL, hash="g" + SMALL["keys"][0]["hash"][1:]),
+     "a hash is not hex"),
+    ("bad-time.json", with_key_field(SMALL, expires_at="tomorrow"), "expires_at is not a time"),
+    ("bad-time-feb30.json", with_key_field(SMALL, expires_at="2026-02-30T00:00:00Z"),
+     "expires_at is not a calendar date"),
+    ("bad-time-date-only.json", with_key_field(SMALL, expires_at="2026-09-01"),
+     "expires_at has no time of day"),
+    ("bad-time-no-zone.json", with_key_field(SMALL, expires_at="2026-09-01T00:00:00"),
+     "expires_at has no time zone"),
+    ("bad-generated-at.json", changed(SMALL, generated_at="yesterday"),
+     "generated_at is not a time"),
+    ("duplicate-id.json",
+     changed(SMALL, keys=[SMALL["keys"][0], dict(SMALL["keys"][1], id=SMALL["keys"][0]["id"])]),
+     "two entries share an id"),
+    ("bad-revision-negative.json", changed(SMALL, revision=-1), "revision is negative"),
+    ("bad-permissions.json", with_key_field(SMALL, permissions="info"),
+     "permissions is not a list of strings"),
+    ("bad-missing-hash.json",
+     changed(SMALL, keys=[{k: v for k, v in SMALL["keys"][0].items() if k != "hash"}]),
+     "an entry has no hash"),
+    ("bad-missing-keys.json", {k: v for k, v in SMALL.items() if k != "keys"}, "no keys list"),
+]
+RAW_INVALID = [
+    ("not-json.txt", b"this is not JSON {\n", "not JSON"),
+    ("bad-top-level-array.json", b"[]\n", "the top level is not an object"),
+]
+
+
+# --- cases ------------------------------------------------------------------------------------
+
+def case(verifier, key, code, require=(), key_id=None, name=None, why=""):
+    return {"verifier": verifier, "key": key, "require": list(require), "code": code,
+            "key_id": key_id, "name": name, "why": why}
+
+
+def ok(verifier, label, code, require=(), name=None, why=""):
+    key_id, key = K[label]
+    return case(verifier, key, code, require=require, key_id=key_id, name=name, why=why)
+
+
+def bad_modern_uppercase():
+    key_id, key = K["active"]
+    return key[:4] + key[4:].upper()
+
+
+def cases():
+    b = "basic.json"
+    active_id, active = K["active"]
+    c = [
+        ok(b, "active", "VALID", name="ci-bot", why="valid modern key, no permission required"),
+        ok(b, "active", "VALID", ["generate", "info"], "ci-bot", "valid with required permissions"),
+        ok(b, "active", "VALID", ["info"], "ci-bot", "valid with one of its permissions"),
+        ok(b, "active", "INSUFFICIENT_PERMISSIONS", ["admin"], "ci-bot", "lacks admin"),
+        ok(b, "active", "INSUFFICIENT_PERMISSIONS", ["info", "admin"], "ci-bot",
+           "has one of two required permissions"),
+        ok(b, "active", "INSUFFICIENT_PERMISSIONS", ["Info"], "ci-bot",
+           "permissions match exactly (case-sensitive)"),
+        ok(b, "noexpiry", "VALID", name="no-expiry", why="expires_at null never expires"),
+        ok(b, "noexpiry", "INSUFFICIENT_PERMISSIONS", ["info"], "no-expiry", "no permissions"),
+        ok(b, "revoked", "REVOKED", name="old-laptop", why="revoked"),
+        ok(b, "revoked", "REVOKED", ["admin"], "old-laptop",
+           "revoked is checked before permissions"),
+        ok(b, "expired", "EXPIRED", name="expired", why="expires_at one second before now"),
+        ok(b, "expired", "EXPIRED", ["admin"], "expired", "expiry is checked before permissions"),
+        ok(b, "expires-now", "EXPIRED", name="expires-now", why="expires exactly at now"),
+        ok(b, "expires-later-ms", "VALID", ["info"], "later-ms", "expires 1 ms after now"),
+        ok(b, "expires-earlier-ms", "EXPIRED", name="earlier-ms", why="expired 1 ms before now"),
+        ok(b, "expires-offset", "EXPIRED", name="offset",
+           why="02:00+02:00 is exactly now: offsets are honoured"),
+        ok(b, "expires-micro", "VALID", name="micro",
+           why="expires 1 microsecond after now: sub-millisecond precision is kept"),
+        ok(b, "status-expired", "VALID", ["info"], "status-expired",
+           "status expired is not judged; expires_at (in the future) is"),
+        ok(b, "revoked-and-expired", "REVOKED", name="revoked-and-expired",
+           why="revoked is checked before expiry"),
+        case(b, K["unknown"][1], "NOT_FOUND", why="well-formed modern key, unknown id"),
+        case(b, "mcp_%s_%s" % (active_id, derive("secret:wrong", 64)), "NOT_FOUND",
+             why="known id, wrong secret: same answer as an unknown id"),
+        case(b, "mcp_%s_%s" % (K["revoked"][0], derive("secret:wrong", 64)), "NOT_FOUND",
+             why="known revoked id, wrong secret: NOT_FOUND, not REVOKED"),
+        case("empty.json", active, "NOT_FOUND", why="a file with no keys"),
+        case(b, LEGACY_HEX, "VALID", ["generate"], key_id="legacy_ci-bot", name="legacy",
+             why="legacy 64-hex key found by hash"),
+        case(b, LEGACY_HEX, "INSUFFICIENT_PERMISSIONS", ["info"], key_id="legacy_ci-bot",
+             name="legacy", why="legacy key lacking a permission"),
+        case(b, LEGACY_HEX_REVOKED, "REVOKED", key_id="legacy-revoked", name="legacy-revoked",
+             why="legacy key revoked"),
+        case(b, LEGACY_PUNCT, "VALID", ["info"], key_id=derive("id:legacy-punct", 16),
+             name="legacy-punct", why="legacy key with _-.~+/= under a modern-looking id"),
+        case(b, LEGACY_UNKNOWN, "NOT_FOUND", why="legacy-shaped key that is not in the file"),
+        case(b, "a" * 16, "NOT_FOUND", why="legacy shape at the shortest length (16)"),
+        case(b, "a" * 256, "NOT_FOUND", why="legacy shape at the longest length (256)"),
+        # Malformed: never looked up.
+        case(b, bad_modern_uppercase(), "MALFORMED", why="modern key in uppercase hex"),
+        case(b, active[:-1], "MALFORMED", why="modern key one character short (84)"),
+        case(b, active + "0", "MALFORMED", why="modern key one character long (86)"),
+        case(b, "mcp_" + active_id + "-" + active[21:], "MALFORMED",
+             why="modern key with - instead of _ after the id"),
+        case(b, "mcp_short", "MALFORMED", why="starts with mcp_ but is not a modern key"),
+        case(b, "mcp_" + LEGACY_HEX, "MALFORMED",
+             why="starts with mcp_: judged as modern only, never as legacy"),
+        case(b, "", "MALFORMED", why="empty"),
+        case(b, "a" * 15, "MALFORMED", why="legacy shape one character short (15)"),
+        case(b, "a" * 257, "MALFORMED", why="legacy shape one character long (257)"),
+        case(b, LEGACY_HEX[:32] + " " + LEGACY_HEX[32:], "MALFORMED", why="inner space"),
+        case(b, " " + active, "MALFORMED", why="leading space (verify does not trim)"),
+        case(b, LEGACY_HEX[:30] + "\u00e9\u00e9" + LEGACY_HEX[32:], "MALFORMED",
+             why="non-ASCII characters"),
+        case(b, LEGACY_HEX[:63] + "!", "MALFORMED", why="a character outside [A-Za-z0-9_-.~+/=]"),
+        # Without names: name is null.
+        ok("nonames.json", "nonames", "VALID", ["tools:call"], None, "a file without names"),
+        case("nonames.json", LEGACY_HEX, "VALID", key_id="legacy_ci-bot", name=None,
+             why="legacy key in a file without names"),
+        case("nonames.json", active, "NOT_FOUND", why="a key of another file"),
+        # Old writer, unknown fields.
+        ok("old-writer.json", "old-writer", "VALID",
+           why="no revision, unknown fields, no expires_at, no permissions"),
+        ok("old-writer.json", "old-writer", "INSUFFICIENT_PERMISSIONS", ["info"],
+           why="absent permissions are none"),
+    ]
+    for x in c:
+        if x["code"] in ("MALFORMED", "NOT_FOUND"):
+            assert x["key_id"] is None and x["name"] is None, x
+    return c
+
+
+HEADERS = [
+    # (x_api_key, authorization, presented key or None, why)
+    ("abc", None, "abc", "X-API-Key"),
+    ("  abc\t", None, "abc", "X-API-Key is trimmed"),
+    ("", "Bearer abc", None, "an empty X-API-Key wins over Authorization and gives no key"),
+    ("a b", None, None, "inner whitespace"),
+    ("x", "Bearer y", "x", "X-API-Key wins"),
+    (None, "Bearer abc", "abc", "bearer"),
+    (None, "bearer abc", "abc", "scheme is case-insensitive"),
+    (None, "BEARER\tabc", "abc", "tab separates scheme"),
+    (None, "  Bearer   abc  ", "abc", "surrounding whitespace trimmed"),
+    (None, "Basic abc", None, "another scheme"),
+    (None, "Bearer", None, "no key after the scheme"),
+    (None, "Bearer ", None, "only whitespace after the scheme"),
+    (None, "Bearer a b", None, "inner whitespace in the key"),
+    (None, "abc", None, "no scheme"),
+    (None, None, None, "no header"),
+]
+
+
+def dump(obj):
+    return (json.dumps(obj, indent=2, ensure_ascii=True) + "\n").encode("ascii")
+
+
+def main():
+    out = {}
+    for name, f in VALID_FILES.items():
+        out[name] = dump(f)
+    for name, f, _ in INVALID:
+        out[name] = dump(f)
+    for name, raw, _ in RAW_INVALID:
+        out[name] = raw
+    out["cases.json"] = dump({
+        "now": NOW,
+        "cases": cases(),
+        "invalid": [{"verifier": n, "why": w} for n, _, w in INVALID + RAW_INVALID],
+        "headers": [{"x_api_key": x, "authorization": a, "key": k, "why": w}
+                    for x, a, k, w in HEADERS],
+    })
+    for name, data in sorted(out.items()):
+        with open(os.path.join(HERE, name), "wb") as fh:
+            fh.write(data)
+    sys.stdout.write("wrote %d files to %s\n" % (len(out), HERE))
+
+
+if __name__ == "__main__":
+    main()
