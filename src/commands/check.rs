@@ -186,6 +186,16 @@ fn verifier_findings(vault: &Vault, extra: &[std::path::PathBuf], f: &mut Vec<Fi
                 );
                 f.push(Finding::new(Severity::Error, "VERIFIER_STALE", m));
             }
+            Ok(Some(r)) if r > vault.revision() => {
+                let m = format!(
+                    "the verifier {shown} is at revision {r}, ahead of this vault's {}: it was \
+                     written by another vault, or this vault was restored from an older backup \
+                     (a rolled-back vault may re-enable revoked keys); find out which before \
+                     deleting the file to let this vault write it",
+                    vault.revision()
+                );
+                f.push(Finding::new(Severity::Error, "VERIFIER_AHEAD", m));
+            }
             Ok(Some(_)) => {}
         }
         if crate::fsio::writable_by_others(&path) {
@@ -200,10 +210,9 @@ fn verifier_findings(vault: &Vault, extra: &[std::path::PathBuf], f: &mut Vec<Fi
 
 /// Active keys no server has seen for `--unused-days`, when usage data exists.
 fn unused_findings(ctx: &Ctx, vault: &Vault, a: &CheckArgs, f: &mut Vec<Finding>) {
-    let usage = super::usage::merged(vault, &a.usage);
-    if usage.is_empty() {
+    let Some(usage) = super::usage::merged(vault, &a.usage) else {
         return;
-    }
+    };
     let horizon = ctx.now - chrono::Duration::days(i64::from(a.unused_days));
     for k in vault.keys() {
         if k.status(ctx.now) != Status::Active || k.created_at > horizon {

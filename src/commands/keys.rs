@@ -300,7 +300,12 @@ impl Report for Viewed {
             ),
             (
                 "Last used",
-                self.last_used_at.clone().unwrap_or_else(|| "-".into()),
+                self.last_used_at
+                    .as_deref()
+                    .and_then(crate::vault::records::parse_time)
+                    .map_or("-".into(), |t| {
+                        format!("{} ({})", human_time(&t), relative(&t, h.now))
+                    }),
             ),
         ];
         if let Some(p) = &k.rotated_from {
@@ -338,7 +343,7 @@ pub(super) fn view(ctx: &mut Ctx, a: ViewArgs) -> Result<()> {
     let now = ctx.now;
     let i = vault.select(a.key.selector())?;
     let k = &vault.keys()[i];
-    let usage = super::usage::merged(&vault, &a.usage);
+    let usage = super::usage::merged(&vault, &a.usage).unwrap_or_default();
     let r = Viewed {
         last_used_at: usage
             .get(k.id.as_str())

@@ -57,7 +57,7 @@ fn hint(k: &KeyRecord) -> String {
 pub(super) fn list(ctx: &mut Ctx, a: ListArgs) -> Result<()> {
     let vault = ctx.store().open()?;
     let now = ctx.now;
-    let usage = super::usage::merged(&vault, &a.usage);
+    let usage = super::usage::merged(&vault, &a.usage).unwrap_or_default();
     let keys = vault
         .keys()
         .iter()

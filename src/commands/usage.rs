@@ -5,13 +5,14 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::cli::UsageArgs;
-use crate::serve::usage::{files_beside, load_and_merge, KeyUsage};
+use crate::serve::usage::{files_beside, load, KeyUsage};
 use crate::vault::Vault;
 
 /// Usage by key id, merged over every usage file beside a published verifier and those
-/// given with `--usage` (latest time, summed counts). Unreadable files are warned about
-/// and skipped: usage is advice, never a reason to fail.
-pub(super) fn merged(vault: &Vault, extra: &UsageArgs) -> BTreeMap<String, KeyUsage> {
+/// given with `--usage` (latest time, summed counts); `None` when there is no usage file
+/// at all (then nobody can tell a key is unused). Unreadable files are warned about and
+/// skipped: usage is advice, never a reason to fail.
+pub(super) fn merged(vault: &Vault, extra: &UsageArgs) -> Option<BTreeMap<String, KeyUsage>> {
     let mut files: Vec<PathBuf> = vault
         .published()
         .iter()
@@ -19,14 +20,16 @@ pub(super) fn merged(vault: &Vault, extra: &UsageArgs) -> BTreeMap<String, KeyUs
         .collect();
     files.extend(extra.files.iter().cloned());
     files.dedup();
-    let mut all = BTreeMap::new();
+    let mut all: Option<BTreeMap<String, KeyUsage>> = None;
     for f in files {
-        match load_and_merge(std::slice::from_ref(&f)) {
-            Ok(m) => {
+        match load(&f) {
+            Ok(Some(m)) => {
+                let all = all.get_or_insert_with(BTreeMap::new);
                 for (id, u) in m {
-                    all.entry(id).or_insert_with(KeyUsage::default).merge(&u);
+                    all.entry(id).or_default().merge(&u);
                 }
             }
+            Ok(None) => {}
             Err(e) => super::warn(&format!("ignoring the usage file: {e}")),
         }
     }

@@ -269,6 +269,12 @@ impl std::io::Write for WipingWriter {
     }
 }
 
+/// The current time in whole seconds, as every record and event of the vault keeps it.
+pub fn now() -> DateTime<Utc> {
+    let t = Utc::now();
+    chrono::DurationRound::duration_trunc(t, chrono::Duration::seconds(1)).unwrap_or(t)
+}
+
 /// Formats a time the way every output and file of this tool does.
 pub fn fmt_time(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, true)

@@ -499,7 +499,7 @@ impl Store {
             Some(bytes) => self.unlock(&Parsed::parse(&bytes)?)?,
             None => {
                 let mut v = fresh;
-                v.record(chrono::Utc::now(), super::EventAction::Init, None, None);
+                v.record(super::records::now(), super::EventAction::Init, None, None);
                 v
             }
         };
@@ -586,7 +586,7 @@ impl Store {
             let r = v.rekey_slot(ui.slot().as_deref(), &pass, kdf);
             ui.kdf_done(shown);
             r?;
-            v.record(chrono::Utc::now(), super::EventAction::Rekey, None, None);
+            v.record(super::records::now(), super::EventAction::Rekey, None, None);
             Ok(())
         })
     }
