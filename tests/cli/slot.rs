@@ -275,3 +275,58 @@ fn a_hostile_header_is_refused_with_exit_4_before_any_kdf() {
     assert!(stderr(&out).contains("32 slots"), "{}", stderr(&out));
     assert!(t.elapsed() < std::time::Duration::from_secs(5));
 }
+
+#[test]
+fn the_committed_format_1_vector_upgrades_with_every_record_intact() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/vault");
+    let pass = std::fs::read_to_string(root.join("v1.passphrase")).expect("passphrase");
+    let pass = pass.trim_end_matches('\n').to_string();
+    let expected: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("v1.expected.json")).expect("read"))
+            .expect("json");
+    let e = Env::new();
+    std::fs::create_dir_all(e.vault().parent().expect("parent")).expect("mkdir");
+    std::fs::copy(root.join("v1.vault.json"), e.vault()).expect("copy");
+    let run = |args: &[&str]| {
+        e.bare()
+            .args(args)
+            .env("MCP_KEY_VAULT_PASSPHRASE", &pass)
+            .output()
+            .expect("run")
+    };
+    let out = run(&["create", "after-upgrade"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("format 1 to format 2"),
+        "{}",
+        stderr(&out)
+    );
+    let v = Vault::open(
+        &std::fs::read(e.vault()).expect("read"),
+        &SecretString::new(pass.clone()),
+    )
+    .expect("the same passphrase opens the upgraded vault");
+    assert_eq!(v.format_version(), 2);
+    let records = expected["records"].as_array().expect("records");
+    assert_eq!(v.keys().len(), records.len() + 1);
+    for (k, r) in v.keys().iter().zip(records) {
+        assert_eq!(k.id.as_str(), r["id"].as_str().expect("id"));
+        assert_eq!(k.name, r["name"].as_str().expect("name"));
+        if let Some(key) = r["key"].as_str() {
+            assert_eq!(k.secret.expose(), key);
+        }
+        if let Some(hash) = r["hash"].as_str() {
+            assert_eq!(k.hash.to_hex(), hash);
+        }
+        assert_eq!(
+            k.hash,
+            v.keyed_hash(k.secret.expose()),
+            "hashes still verify"
+        );
+        assert_eq!(
+            mcp_key_manager::vault::records::fmt_time(&k.created_at),
+            r["created_at"].as_str().expect("created_at"),
+            "sub-second times survive the binary payload"
+        );
+    }
+}
