@@ -4,7 +4,11 @@
 //! ```text
 //! MCP_KEY_VAULT_PASSPHRASE=... cargo bench --bench genvault -- --out DIR \
 //!     [--sizes 10,1000,10000,100000] [--memory-kib 19456] [--iterations 2] [--all-keys 100000]
+//!     [--format 1|2]
 //! ```
+//!
+//! `--format 1` writes vaults of the old format (the default is the current one, 2), so
+//! one binary can be timed against both.
 //!
 //! For each size N it writes `DIR/N/keys.json` (a vault of N keys, at the weakest setting
 //! the CLI accepts for new vaults unless told otherwise), `DIR/N/id` (the id of the last
@@ -19,7 +23,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use mcp_key_manager::{KdfParams, SecretString};
+use mcp_key_manager::{KdfParams, SecretString, Vault};
 
 fn write_private(path: &Path, bytes: &[u8]) {
     let mut f = fs::OpenOptions::new()
@@ -45,6 +49,8 @@ fn main() {
         parallelism: common::arg("--parallelism", KdfParams::MINIMUM.parallelism),
     };
     let all_keys: usize = common::arg("--all-keys", 0);
+    let format: u32 = common::arg("--format", 2);
+    assert!(format == 1 || format == 2, "--format is 1 or 2");
     let pass = SecretString::new(
         std::env::var("MCP_KEY_VAULT_PASSPHRASE")
             .expect("set MCP_KEY_VAULT_PASSPHRASE to the passphrase for the benchmark vaults"),
@@ -54,7 +60,12 @@ fn main() {
         assert!(n > 0, "a benchmark vault needs at least one key");
         let dir = Path::new(&out).join(n.to_string());
         fs::create_dir_all(&dir).expect("create the output directory");
-        let (vault, keys) = common::build_vault(n, &pass, kdf, now);
+        let (mut vault, keys) = common::build_vault(n, &pass, kdf, now);
+        if format == 1 {
+            let mut v1 = Vault::create_format1(&pass, kdf).expect("KDF settings in bounds");
+            *v1.payload_mut_unchecked() = std::mem::take(vault.payload_mut_unchecked());
+            vault = v1;
+        }
         let bytes = vault.to_bytes();
         write_private(&dir.join("keys.json"), &bytes);
         let last = vault.keys().last().expect("at least one key");

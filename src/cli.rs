@@ -6,8 +6,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::vault::Permission;
 
-/// The version line: the crate version and the vault format it reads and writes.
-pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (vault format 1)");
+/// The version line: the crate version and the vault formats it reads and writes.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (vault formats: reads 1 and 2, writes 2)"
+);
 
 /// Create, store and verify the API keys that guard MCP servers, in an encrypted vault.
 #[derive(Parser, Debug)]
@@ -55,6 +58,17 @@ pub struct Global {
         value_name = "PATH"
     )]
     pub passphrase_file: Option<PathBuf>,
+    /// Unlock with the age identities in this file (tried before any passphrase).
+    #[arg(
+        long,
+        global = true,
+        env = "MCP_KEY_VAULT_IDENTITY",
+        value_name = "FILE"
+    )]
+    pub identity: Option<PathBuf>,
+    /// Unlock with this slot only (its id or label; see `slot list`).
+    #[arg(long, global = true, value_name = "ID|LABEL")]
+    pub slot: Option<String>,
     /// Accept a new passphrase that the strength estimator calls weak (score 0-1).
     #[arg(long, global = true)]
     pub allow_weak_passphrase: bool,
@@ -425,6 +439,54 @@ pub struct RekeyArgs {
     pub out: JsonFlag,
 }
 
+/// `slot …`.
+#[derive(Subcommand, Debug)]
+pub enum SlotCommand {
+    /// List the slots: id, kind, label, created, and for age slots the recipient.
+    List(JsonFlag),
+    /// Add a slot: a new passphrase, or an age recipient (age1…, age1yubikey1…, …).
+    Add(SlotAddArgs),
+    /// Remove a slot (never the last) and rotate the data key, so the removed member's
+    /// copy of it reads no later save.
+    Remove(SlotRemoveArgs),
+}
+
+/// `slot add`.
+#[derive(Args, Debug)]
+pub struct SlotAddArgs {
+    /// Add a passphrase slot (the new passphrase from MCP_KEY_VAULT_NEW_PASSPHRASE, its
+    /// file, or typed twice).
+    #[arg(
+        long,
+        conflicts_with = "age_recipient",
+        required_unless_present = "age_recipient"
+    )]
+    pub passphrase: bool,
+    /// Add an age recipient slot.
+    #[arg(long, value_name = "RECIPIENT")]
+    pub age_recipient: Option<String>,
+    /// A label for the slot (usable with --slot).
+    #[arg(long, value_name = "LABEL", default_value = "")]
+    pub label: String,
+    /// Read the new passphrase from this file.
+    #[arg(long, value_name = "PATH")]
+    pub new_passphrase_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub kdf: KdfArgs,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
+/// `slot remove`.
+#[derive(Args, Debug)]
+pub struct SlotRemoveArgs {
+    /// The slot's id or label (not named `slot`: that is the global `--slot`).
+    #[arg(value_name = "ID|LABEL")]
+    pub target: String,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
 /// `history`.
 #[derive(Args, Debug)]
 pub struct HistoryArgs {
@@ -519,6 +581,9 @@ pub enum Command {
     History(HistoryArgs),
     /// Encrypt a plaintext keys.json of the Python tool into a vault.
     ImportLegacy(ImportArgs),
+    /// List, add or remove the ways to unlock the vault (passphrases, age recipients).
+    #[command(subcommand)]
+    Slot(SlotCommand),
     /// Keep a verifier file current: write it now and after every change of the vault.
     Publish(PublishArgs),
     /// Stop keeping a verifier file current (the file stays).

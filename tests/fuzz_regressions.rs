@@ -79,6 +79,16 @@ fn legacy_store() {
 }
 
 #[test]
+fn vault2_header() {
+    replay("vault2_header", checks::check_vault2_header);
+}
+
+#[test]
+fn vault2_payload() {
+    replay("vault2_payload", checks::check_vault2_payload);
+}
+
+#[test]
 fn key_format() {
     replay("key_format", checks::check_key_format);
 }

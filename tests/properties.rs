@@ -466,7 +466,7 @@ fn sample_vault_file() -> &'static [u8] {
     static FILE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
     FILE.get_or_init(|| {
         let pass = SecretString::new("p".into());
-        let mut v = Vault::create(&pass, checks::CHEAP).expect("create a cheap vault");
+        let mut v = Vault::create_format1(&pass, checks::CHEAP).expect("create a cheap vault");
         v.create_key(new_key("k", "d", vec!["info".into()], None), Utc::now());
         v.to_bytes()
     })
@@ -506,7 +506,7 @@ proptest! {
         revoke in any::<prop::sample::Index>(),
     ) {
         let pass = SecretString::new(passphrase.clone());
-        let mut v = Vault::create(&pass, checks::CHEAP).expect("create a cheap vault");
+        let mut v = Vault::create_format1(&pass, checks::CHEAP).expect("create a cheap vault");
         let now = Utc.with_ymd_and_hms(2025, 6, 1, 12, 0, 0).single().expect("a valid time");
         let mut issued = Vec::new();
         for (name, description, permissions, days) in &specs {
@@ -735,5 +735,148 @@ proptest! {
         } else if ok.values().any(|v| !v) {
             prop_assert!(legacy::parse_store(&bytes).is_err());
         }
+    }
+}
+
+// ---------------------------------------------------------------- vault format 2
+
+use mcp_key_manager::vault::v2::codec;
+use mcp_key_manager::vault::{EventAction, Payload, Published};
+
+fn any_time() -> impl Strategy<Value = chrono::DateTime<Utc>> {
+    prop_oneof![
+        (0i64..4_000_000_000).prop_map(|s| Utc.timestamp_opt(s, 0).unwrap()),
+        (
+            -8_000_000_000_000i64..8_000_000_000_000,
+            0u32..1_000_000_000
+        )
+            .prop_map(|(s, n)| Utc.timestamp_opt(s, n).single().unwrap_or_default()),
+    ]
+}
+
+/// A payload with keys of every shape the codec distinguishes: modern and imported ids
+/// and secrets, optional times with and without nanoseconds, shared permissions,
+/// metadata, rotation links, and a history.
+fn any_contents() -> impl Strategy<Value = Payload> {
+    let key = (
+        any::<bool>(),
+        "\\PC{0,12}",
+        "\\PC{0,12}",
+        any_time(),
+        proptest::option::of(any_time()),
+        proptest::option::of(any_time()),
+        vec(select(vec!["info", "generate", "tools:call", "x"]), 0..4),
+        proptest::option::of(json_value(2)),
+        "[a-zA-Z0-9_]{1,20}",
+    );
+    (
+        vec(key, 0..12),
+        vec(
+            (
+                any_time(),
+                select(EventAction::ALL.to_vec()),
+                proptest::option::of("\\PC{0,8}"),
+            ),
+            0..12,
+        ),
+        any::<u64>(),
+        proptest::option::of(("/[a-z/]{1,20}", any::<bool>(), any::<u64>())),
+    )
+        .prop_map(|(keys, events, revision, published)| {
+            let pass = SecretString::new("p".into());
+            let mut v = Vault::create(&pass, checks::CHEAP).expect("cheap vault");
+            for (i, (modern, name, desc, created, expires, revoked, perms, meta, legacy)) in
+                keys.into_iter().enumerate()
+            {
+                let mut perms: Vec<String> = perms.into_iter().map(String::from).collect();
+                perms.dedup();
+                let (idx, _) = v.create_key(new_key(&name, &desc, perms, expires), created);
+                let k = &mut v.payload_mut_unchecked().keys[idx];
+                k.revoked_at = revoked;
+                if !modern {
+                    k.id = format!("{legacy}-{i}").into();
+                    k.secret = SecretString::new(format!("legacy-{legacy}"));
+                }
+                if let Some(serde_json::Value::Object(m)) = meta {
+                    k.metadata = m;
+                }
+                if i > 0 {
+                    k.rotated_from = Some(format!("prev{i}").into());
+                }
+            }
+            for (at, action, detail) in events {
+                v.record(at, action, None, detail);
+            }
+            let p = v.payload_mut_unchecked();
+            p.revision = revision;
+            if let Some((path, names, _)) = published {
+                p.published.push(Published {
+                    path: path.into(),
+                    names,
+                    then: None,
+                });
+            }
+            std::mem::take(p)
+        })
+}
+
+proptest! {
+    #![proptest_config(config(64))]
+
+    #[test]
+    fn v2_payload_round_trips_exactly(c in any_contents()) {
+        let bytes = codec::encode(&c);
+        let back = codec::decode(&bytes, codec::Events::All).expect("decodes");
+        prop_assert_eq!(back.to_json().to_vec(), c.to_json().to_vec());
+        prop_assert_eq!(back.revision, c.revision);
+        prop_assert_eq!(&back.published, &c.published);
+        // Uniqueness, the allocation bound and the whole-vault path: the fuzz check.
+        checks::check_vault2_payload(&bytes);
+    }
+
+    #[test]
+    fn v2_edited_payloads_never_panic(
+        c in any_contents(),
+        edits in vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..5),
+    ) {
+        let mut bytes = codec::encode(&c).to_vec();
+        for (at, b, op) in edits {
+            let i = at.index(bytes.len().max(1));
+            match op {
+                0 if i < bytes.len() => bytes[i] = b,
+                1 => bytes.insert(i.min(bytes.len()), b),
+                _ if i < bytes.len() => { bytes.remove(i); }
+                _ => {}
+            }
+        }
+        checks::check_vault2_payload(&bytes);
+    }
+
+    #[test]
+    fn v2_arbitrary_payload_bytes_never_panic(tail in vec(any::<u8>(), 0..400)) {
+        let mut bytes = codec::MAGIC.to_vec();
+        bytes.extend(tail);
+        checks::check_vault2_payload(&bytes);
+    }
+
+    #[test]
+    fn v2_edited_headers_never_panic(
+        edits in vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+    ) {
+        let mut file = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/vectors/vault/v2/passphrase/keys.json"
+        ))
+        .expect("the committed vector");
+        for (at, b) in edits {
+            let i = at.index(file.len());
+            file[i] = b;
+        }
+        checks::check_vault2_header(&file);
+    }
+
+    #[test]
+    fn v2_arbitrary_json_headers_never_panic(json in json_value(3)) {
+        checks::check_vault2_header(&serde_json::to_vec(&json).expect("serialize"));
     }
 }

@@ -747,3 +747,140 @@ fn near_key(bytes: &[u8]) -> String {
     s.push_str(&String::from_utf8_lossy(r.0));
     s
 }
+
+// ---------------------------------------------------------------------------------------
+// Vault format 2 (issue 15)
+
+use mcp_key_manager::vault::v2::{self, codec, header};
+
+/// A fixed, valid age X25519 recipient for the slots the format-2 checks build (the header
+/// never opens a wrapped key, so the slot needs no matching identity).
+pub const FIXED_RECIPIENT: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+
+fn assert_v2_in_bounds(h: &header::Header) {
+    assert!(
+        (1..=header::bounds::MAX_SLOTS).contains(&h.slots.len()),
+        "{} slots",
+        h.slots.len()
+    );
+    for (i, s) in h.slots.iter().enumerate() {
+        assert!(header::is_slot_id(&s.id), "{:?}", s.id);
+        assert!(header::label_problem(&s.label).is_none(), "{:?}", s.label);
+        assert!(s.recipient.len() <= header::bounds::RECIPIENT_MAX);
+        assert!((1..=header::bounds::WRAPPED_MAX).contains(&s.wrapped_key.len()));
+        if let header::SlotKind::Passphrase {
+            kdf,
+            salt,
+            sealed_identity,
+            ..
+        } = &s.kind
+        {
+            kdf.check_bounds()
+                .expect("every passphrase slot's KDF is in bounds");
+            assert!((bounds::SALT_MIN..=bounds::SALT_MAX).contains(&salt.len()));
+            assert_eq!(sealed_identity.len(), header::bounds::SEALED_IDENTITY_LEN);
+        }
+        for t in &h.slots[..i] {
+            assert!(t.id != s.id && t.recipient != s.recipient, "repeated slot");
+        }
+    }
+    assert!(h.ciphertext.len() >= bounds::TAG_LEN);
+}
+
+/// `vault2_header`: any bytes as a vault file. `v2::detect` and `Header::parse` agree and
+/// fail only with [`Error::Corrupt`]; a header that parses is within
+/// `v2::header::bounds` (1-32 slots, field sizes, every passphrase slot's KDF), has unique
+/// slot ids and recipients, and `parse(to_bytes(h)) == h` with `to_bytes` a fixed point and
+/// the associated data unchanged; opening it with a fixed data key fails only with
+/// `Passphrase` or `Corrupt`. No single allocation exceeds [`alloc_bound`].
+pub fn check_vault2_header(data: &[u8]) {
+    assert!(
+        alloc::installed(),
+        "the counting allocator is not installed"
+    );
+    let ((), stats) = alloc::measure(|| {
+        let parsed = header::Header::parse(data);
+        match (&parsed, v2::detect(data)) {
+            (Ok(a), Ok(v2::Detected::V2(b))) => assert_eq!(a, &b),
+            (Ok(_), other) => panic!("parse accepted what detect did not: {other:?}"),
+            (Err(Error::Corrupt(_)), _) => {}
+            (Err(e), _) => panic!("unexpected error kind {e:?}"),
+        }
+        let Ok(h) = parsed else { return };
+        assert_v2_in_bounds(&h);
+        let bytes = h.to_bytes();
+        let back = header::Header::parse(&bytes).expect("a serialized header parses");
+        assert_eq!(back, h);
+        assert_eq!(back.to_bytes(), bytes);
+        assert_eq!(back.ad(), h.ad());
+        match Vault::with_data_key(&h, SecretKey::new(FIXED_KEY), None) {
+            Ok(_) | Err(Error::WrongPassphrase | Error::Corrupt(_)) => {}
+            Err(e) => panic!("unexpected error kind {e:?}"),
+        }
+    });
+    assert!(
+        stats.largest <= alloc_bound(data.len()),
+        "a {}-byte file made one allocation of {} bytes",
+        data.len(),
+        stats.largest
+    );
+}
+
+/// `vault2_payload`: the bytes are a decrypted format-2 payload. Decoding never allocates
+/// beyond [`alloc_bound`], fails only with `Corrupt`, and on success: ids are unique, the
+/// encoding is unique (`encode(decode(b)) == b`), skipping the history decodes the same
+/// records, and the payload sealed into a one-slot vault under a fixed data key survives a
+/// header round trip and re-open unchanged.
+pub fn check_vault2_payload(data: &[u8]) {
+    assert!(
+        alloc::installed(),
+        "the counting allocator is not installed"
+    );
+    let (decoded, stats) = alloc::measure(|| codec::decode(data, codec::Events::All));
+    assert!(
+        stats.largest <= alloc_bound(data.len()),
+        "a {}-byte payload made one allocation of {} bytes",
+        data.len(),
+        stats.largest
+    );
+    let c = match decoded {
+        Ok(c) => c,
+        Err(Error::Corrupt(_)) => {
+            assert!(codec::decode(data, codec::Events::Skip).is_err() || data.len() > 4);
+            return;
+        }
+        Err(e) => panic!("decode failed with a non-Corrupt error: {e:?}"),
+    };
+    assert_unique_ids(&c);
+    let again = codec::encode(&c);
+    assert_eq!(&again[..], data, "the encoding of a payload is not unique");
+    let skipped = codec::decode(data, codec::Events::Skip).expect("skipping the history decodes");
+    assert!(skipped.events.is_empty());
+    assert_eq!(skipped.keys.len(), c.keys.len());
+    // Through a whole vault file.
+    let key = SecretKey::new(FIXED_KEY);
+    let slots = vec![header::Slot {
+        id: "00000001".into(),
+        label: String::new(),
+        created_at: chrono_epoch(),
+        recipient: FIXED_RECIPIENT.into(),
+        kind: header::SlotKind::Age,
+        wrapped_key: vec![0; 1],
+    }];
+    let nonce = [3u8; 24];
+    let ad = header::Header::associated_data(&slots, &nonce);
+    let ciphertext = crypto::seal(&key, &nonce, &ad, data);
+    let h = header::Header {
+        slots,
+        nonce,
+        ciphertext,
+    };
+    let parsed = header::Header::parse(&h.to_bytes()).expect("a sealed header parses");
+    assert_eq!(parsed, h);
+    let v = Vault::with_data_key(&parsed, key, None).expect("opens");
+    assert_eq!(&codec::encode(v.payload())[..], data);
+}
+
+fn chrono_epoch() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(1_780_000_000, 0).expect("in range")
+}

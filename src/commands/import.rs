@@ -11,7 +11,7 @@ use crate::cli::ImportArgs;
 use crate::display::{path as shown, sanitize};
 use crate::legacy::{self, LegacyRecord};
 use crate::vault::store::Expect;
-use crate::vault::{Detected, Envelope, Vault};
+use crate::vault::Vault;
 
 #[derive(Serialize)]
 struct Imported {
@@ -62,7 +62,9 @@ fn read_store(source: &Path) -> Result<(Zeroizing<Vec<u8>>, Vec<LegacyRecord>)> 
         ))
     })?;
     let bytes = Zeroizing::new(bytes);
-    if let Detected::Vault(_) = Envelope::detect(&bytes)? {
+    if let crate::vault::v2::Detected::V1(_) | crate::vault::v2::Detected::V2(_) =
+        crate::vault::v2::detect(&bytes)?
+    {
         return Err(Error::failed(format!(
             "{} is already an encrypted vault; nothing to import",
             shown(source)

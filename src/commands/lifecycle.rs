@@ -237,7 +237,7 @@ pub(super) fn rekey(ctx: &mut Ctx, a: RekeyArgs) -> Result<()> {
     let new_source = Source::new_for_rekey(a.new_passphrase_file).allow_weak(ctx.term.allow_weak());
     let mut store = ctx.store();
     // Keep the vault's settings unless told otherwise, but never carry weak ones forward.
-    let current = store.header()?.kdf;
+    let current = store.header()?.kdf();
     let base = if current.below_policy() {
         KdfParams::DEFAULT
     } else {

@@ -14,6 +14,7 @@ mod meta;
 pub mod output;
 mod publishcmd;
 mod session;
+mod slot;
 mod usage;
 mod verifycmd;
 
@@ -62,6 +63,8 @@ impl Ctx {
                 source: Source::current(cli.global.passphrase_file.clone())
                     .allow_weak(cli.global.allow_weak_passphrase),
                 vault_path: vault_path.clone(),
+                identity: cli.global.identity.clone(),
+                slot: cli.global.slot.clone(),
             }),
             now: chrono::DurationRound::duration_trunc(Utc::now(), chrono::Duration::seconds(1))
                 .unwrap_or_else(|_| Utc::now()),
@@ -199,6 +202,7 @@ fn dispatch(ctx: &mut Ctx, command: Command) -> Result<()> {
         Command::Rekey(a) => lifecycle::rekey(ctx, a),
         Command::History(a) => lifecycle::history(ctx, a),
         Command::ImportLegacy(a) => import::import_legacy(ctx, a),
+        Command::Slot(c) => slot::slot(ctx, c),
         Command::Publish(a) => publishcmd::publish(ctx, a),
         Command::Unpublish(a) => publishcmd::unpublish(ctx, a),
         Command::Unlock(a) => session::unlock_cmd(ctx, a),
@@ -247,6 +251,8 @@ pub fn hint(e: &Error) -> Option<&'static str> {
 pub struct Terminal {
     source: Source,
     vault_path: PathBuf,
+    identity: Option<PathBuf>,
+    slot: Option<String>,
 }
 
 impl Terminal {
@@ -259,6 +265,10 @@ impl Terminal {
 impl Interaction for Terminal {
     fn session(&self, env: &crate::vault::Envelope) -> Option<crate::vault::KeyCache> {
         session::from_session(&self.vault_path, env)
+    }
+
+    fn session_key(&self) -> Option<crate::vault::v2::SlotKey> {
+        session::session_key(&self.vault_path)
     }
 
     fn passphrase(&self, prompt: &str, _attempt: u32) -> Result<SecretString> {
@@ -277,6 +287,17 @@ impl Interaction for Terminal {
 
     fn new_passphrase(&self, what: &str) -> Result<SecretString> {
         self.source.get_new(what)
+    }
+
+    fn identities(&self) -> Result<Option<crate::vault::v2::Identities>> {
+        self.identity
+            .as_deref()
+            .map(crate::vault::v2::Identities::from_file)
+            .transpose()
+    }
+
+    fn slot(&self) -> Option<String> {
+        self.slot.clone()
     }
 
     fn kdf_started(&self, kdf: &KdfParams) -> bool {

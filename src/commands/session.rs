@@ -102,6 +102,21 @@ pub(super) fn from_session(vault: &Path, env: &Envelope) -> Option<KeyCache> {
     }
 }
 
+/// The derived key this vault's live session holds, whatever it fits: format 1's vault key,
+/// or the key of the format-2 passphrase slot derived with the same settings and salt (the
+/// store checks which slot, if any, it opens).
+pub(super) fn session_key(vault: &Path) -> Option<crate::vault::v2::SlotKey> {
+    let canon = canonical(vault).ok()?;
+    match agent::fetch(&canon) {
+        Ok(Some(blob)) => decode(&blob),
+        Ok(None) => None,
+        Err(e) => {
+            warn(&format!("not using the unlock session: {e}"));
+            None
+        }
+    }
+}
+
 /// Ends the vault's session after its key changed (rekey). A failure is a warning: the
 /// old session's key no longer fits the vault, so it cannot open it anyway.
 pub(super) fn end_after_rekey(vault: &Path) {
@@ -173,7 +188,14 @@ pub(super) fn unlock_cmd(ctx: &mut Ctx, a: UnlockArgs) -> Result<()> {
     // store proves it by decrypting; the key it derived is what the session holds.
     let mut store = ctx.store().without_session();
     drop(store.open()?);
-    let (kdf, salt, key) = store.derived_key().expect("an opened vault has its key");
+    // A format-2 vault opened through an age identity has no passphrase key to hold.
+    let (kdf, salt, key) = store.derived_key().ok_or_else(|| {
+        Error::usage(
+            "an unlock session holds a passphrase's key; this vault was opened with an age \
+             identity, which needs no session (unset MCP_KEY_VAULT_IDENTITY to unlock with \
+             the passphrase)",
+        )
+    })?;
     drop(store);
     let info = agent::start(&canon, encode(&kdf, &salt, &key), a.timeout)?;
     drop(key);

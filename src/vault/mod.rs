@@ -8,6 +8,7 @@ pub mod format;
 pub mod records;
 pub mod store;
 pub mod types;
+pub mod v2;
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -31,10 +32,25 @@ pub const SALT_LEN: usize = 16;
 /// history event, so ids stay unique and every change is recorded by construction.
 #[derive(Debug)]
 pub struct Vault {
-    kdf: KdfParams,
-    salt: Vec<u8>,
-    key: SecretKey,
+    seal: Seal,
     payload: Payload,
+    /// Set when this process turned a format-1 vault into format 2 and nobody has been
+    /// told yet (see [`Vault::take_upgrade_notice`]).
+    upgraded: bool,
+}
+
+/// How the payload is sealed: the format the vault was read in (a new vault is format 2).
+#[derive(Debug)]
+enum Seal {
+    /// Format 1: one passphrase; the derived key encrypts the payload. Written only by
+    /// [`Vault::to_bytes`] for fixtures; the store upgrades it before saving.
+    V1 {
+        kdf: KdfParams,
+        salt: Vec<u8>,
+        key: SecretKey,
+    },
+    /// Format 2: slots around a data key.
+    V2(v2::Sealing),
 }
 
 /// What [`Vault::rotate`] did.
@@ -53,89 +69,331 @@ pub struct Rotation {
 }
 
 impl Vault {
-    /// A new, empty vault under `passphrase` with fresh salt and `hash_key`.
+    /// A new, empty format-2 vault with one passphrase slot under `passphrase`, a fresh
+    /// data key and a fresh `hash_key`.
     ///
     /// # Errors
     /// As [`crypto::derive_key`].
     pub fn create(passphrase: &SecretString, kdf: KdfParams) -> Result<Vault> {
         kdf.check_bounds()?;
-        let salt = crate::rng::bytes(SALT_LEN);
-        let key = crypto::derive_key(passphrase, &salt, &kdf)?;
         Ok(Vault {
-            kdf,
-            salt,
-            key,
+            seal: Seal::V2(v2::Sealing::with_passphrase(
+                passphrase,
+                kdf,
+                "",
+                Utc::now(),
+            )?),
             payload: Payload::new(),
+            upgraded: false,
         })
     }
 
-    /// Parses, derives and decrypts in one call.
+    /// A new, empty format-2 vault whose one slot is the age recipient `recipient`.
     ///
     /// # Errors
-    /// [`Error::Corrupt`] for a bad or out-of-bounds header, [`Error::Passphrase`] when
-    /// authentication fails.
-    pub fn open(bytes: &[u8], passphrase: &SecretString) -> Result<Vault> {
-        let env = Envelope::parse(bytes)?;
-        let key = crypto::derive_key(passphrase, &env.salt, &env.kdf)?;
-        Vault::unlock(&env, key)
+    /// [`Error::Usage`] for a recipient or label that is not acceptable.
+    pub fn create_with_recipient(recipient: &str, label: &str) -> Result<Vault> {
+        Ok(Vault {
+            seal: Seal::V2(v2::Sealing::with_recipient(recipient, label, Utc::now())?),
+            payload: Payload::new(),
+            upgraded: false,
+        })
     }
 
-    /// Decrypts `env` with an already derived key (see [`KeyCache`]).
+    /// A new, empty vault in format 1, for fixtures that need a file of the old format
+    /// (upgrade tests, benchmarks against format 1). The tool itself never writes one.
     ///
     /// # Errors
-    /// [`Error::Passphrase`] when authentication fails, [`Error::Corrupt`] when the
+    /// As [`crypto::derive_key`].
+    #[doc(hidden)]
+    pub fn create_format1(passphrase: &SecretString, kdf: KdfParams) -> Result<Vault> {
+        kdf.check_bounds()?;
+        let salt = crate::rng::bytes(SALT_LEN);
+        let key = crypto::derive_key(passphrase, &salt, &kdf)?;
+        Ok(Vault {
+            seal: Seal::V1 { kdf, salt, key },
+            payload: Payload::new(),
+            upgraded: false,
+        })
+    }
+
+    /// Parses, unlocks and decrypts a vault of either format with a passphrase.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] for a bad or out-of-bounds header, [`Error::WrongPassphrase`]
+    /// when authentication fails.
+    pub fn open(bytes: &[u8], passphrase: &SecretString) -> Result<Vault> {
+        Vault::open_with(
+            bytes,
+            &v2::Unlock {
+                passphrase: Some(passphrase),
+                ..v2::Unlock::default()
+            },
+        )
+    }
+
+    /// Parses, unlocks and decrypts a vault of either format with what `unlock` offers
+    /// (a format-1 vault takes only the passphrase).
+    ///
+    /// # Errors
+    /// As [`Vault::open`]; [`Error::Passphrase`] when nothing offered fits.
+    pub fn open_with(bytes: &[u8], unlock: &v2::Unlock<'_>) -> Result<Vault> {
+        match v2::detect(bytes)? {
+            v2::Detected::V1(env) => {
+                let pass = unlock.passphrase.ok_or_else(|| {
+                    Error::Passphrase("a format-1 vault opens only with its passphrase".into())
+                })?;
+                let key = crypto::derive_key(pass, &env.salt, &env.kdf)?;
+                Vault::unlock(&env, key)
+            }
+            v2::Detected::V2(h) => Vault::unlock_v2(&h, unlock),
+            v2::Detected::Legacy => Err(format::legacy_refusal()),
+        }
+    }
+
+    /// Decrypts a format-1 `env` with an already derived key (see [`KeyCache`]).
+    ///
+    /// # Errors
+    /// [`Error::WrongPassphrase`] when authentication fails, [`Error::Corrupt`] when the
     /// authenticated content is malformed.
     pub fn unlock(env: &Envelope, key: SecretKey) -> Result<Vault> {
         let plain = crypto::open(&key, &env.nonce, &env.ad(), &env.ciphertext)?;
         let payload = Payload::from_json(&plain)?;
         Ok(Vault {
-            kdf: env.kdf,
-            salt: env.salt.clone(),
-            key,
+            seal: Seal::V1 {
+                kdf: env.kdf,
+                salt: env.salt.clone(),
+                key,
+            },
             payload,
+            upgraded: false,
         })
     }
 
-    /// The file's bytes: the payload sealed under a fresh nonce with the current key.
+    /// Unlocks a format-2 header with what `unlock` offers (identities first, then the
+    /// passphrase on at most [`v2::MAX_PASSPHRASE_KDFS`] slots).
+    ///
+    /// # Errors
+    /// As [`v2::unlock_data_key`] and [`Vault::with_data_key`].
+    pub fn unlock_v2(h: &v2::Header, unlock: &v2::Unlock<'_>) -> Result<Vault> {
+        let (key, i) = v2::unlock_data_key(&h.slots, unlock)?;
+        let id = h.slots[i].id.clone();
+        let (sealing, payload) = v2::Sealing::open(h, key, Some(id), v2::Events::All)?;
+        Ok(Vault {
+            seal: Seal::V2(sealing),
+            payload,
+            upgraded: false,
+        })
+    }
+
+    /// Decrypts a format-2 header with a known data key (a cached one, or a test's), as
+    /// if unlocked through slot `by`.
+    ///
+    /// # Errors
+    /// [`Error::WrongPassphrase`] when the payload does not authenticate under `key`,
+    /// [`Error::Corrupt`] when its content is malformed.
+    pub fn with_data_key(h: &v2::Header, key: SecretKey, by: Option<String>) -> Result<Vault> {
+        let (sealing, payload) = v2::Sealing::open(h, key, by, v2::Events::All)?;
+        Ok(Vault {
+            seal: Seal::V2(sealing),
+            payload,
+            upgraded: false,
+        })
+    }
+
+    /// The file's bytes: the payload sealed under a fresh nonce, in the vault's format.
     pub fn to_bytes(&self) -> Vec<u8> {
+        let (kdf, salt, key) = match &self.seal {
+            Seal::V2(s) => return s.seal(&self.payload),
+            Seal::V1 { kdf, salt, key } => (kdf, salt, key),
+        };
         let mut buf = self.payload().to_json();
         let mut nonce = [0u8; 24];
         crate::rng::fill(&mut nonce);
-        let ad = Envelope::associated_data(&self.kdf, &self.salt, &nonce);
+        let ad = Envelope::associated_data(kdf, salt, &nonce);
         // Encrypting in place keeps one payload-sized buffer alive instead of two; once
         // sealed it holds only ciphertext and leaves its zeroizing wrapper.
-        crypto::seal_in_place(&self.key, &nonce, &ad, &mut buf);
+        crypto::seal_in_place(key, &nonce, &ad, &mut buf);
         let ciphertext = std::mem::take(&mut *buf);
         Envelope {
-            kdf: self.kdf,
-            salt: self.salt.clone(),
+            kdf: *kdf,
+            salt: salt.clone(),
             nonce,
             ciphertext,
         }
         .to_bytes()
     }
 
-    /// Changes the passphrase and KDF settings: new salt, new key, same payload.
+    /// The vault's format version: 1 until a format-1 vault is upgraded, else 2.
+    pub fn format_version(&self) -> u32 {
+        match self.seal {
+            Seal::V1 { .. } => 1,
+            Seal::V2(_) => 2,
+        }
+    }
+
+    /// Turns a format-1 vault into format 2: one passphrase slot sealed under the key
+    /// already derived from its passphrase (same salt and settings: no second KDF, no
+    /// prompt), a fresh data key, and an `upgrade` event. `false` if it already was.
     ///
     /// # Errors
-    /// As [`crypto::derive_key`].
+    /// As [`v2::Sealing::from_derived_key`].
+    pub fn upgrade(&mut self, now: DateTime<Utc>) -> Result<bool> {
+        let Seal::V1 { kdf, salt, key } = &self.seal else {
+            return Ok(false);
+        };
+        let sealing = v2::Sealing::from_derived_key(key, *kdf, salt.clone(), now)?;
+        let detail = format!("format 1 -> 2; {}", v2::slot_words(&sealing.slots()[0]));
+        self.seal = Seal::V2(sealing);
+        self.upgraded = true;
+        self.record(now, EventAction::Upgrade, None, Some(detail));
+        Ok(true)
+    }
+
+    /// Whether this vault was upgraded to format 2 since the last call (once).
+    pub fn take_upgrade_notice(&mut self) -> bool {
+        std::mem::take(&mut self.upgraded)
+    }
+
+    fn sealing_mut(&mut self, now: DateTime<Utc>) -> Result<&mut v2::Sealing> {
+        self.upgrade(now)?;
+        match &mut self.seal {
+            Seal::V2(s) => Ok(s),
+            Seal::V1 { .. } => unreachable!("upgraded above"),
+        }
+    }
+
+    /// The format-2 slots (none for a format-1 vault not yet upgraded).
+    pub fn slots(&self) -> &[v2::Slot] {
+        match &self.seal {
+            Seal::V2(s) => s.slots(),
+            Seal::V1 { .. } => &[],
+        }
+    }
+
+    /// The id of the slot that unlocked this vault (format 2).
+    pub fn unlocked_by(&self) -> Option<&str> {
+        match &self.seal {
+            Seal::V2(s) => s.unlocked_by(),
+            Seal::V1 { .. } => None,
+        }
+    }
+
+    /// For a cache of the data key: the unlocking slot, its wrapped key, the data key.
+    pub(crate) fn data_key_cache_entry(&self) -> Option<(String, Vec<u8>, SecretKey)> {
+        match &self.seal {
+            Seal::V2(s) => s.cache_entry(),
+            Seal::V1 { .. } => None,
+        }
+    }
+
+    /// A copy of the format-2 data key, for tests that show a removed member's copy of
+    /// it stops working. Never call it from the tool itself.
+    #[doc(hidden)]
+    pub fn data_key_for_tests(&self) -> Option<SecretKey> {
+        match &self.seal {
+            Seal::V2(s) => Some(s.data_key_for_tests()),
+            Seal::V1 { .. } => None,
+        }
+    }
+
+    /// Adds a passphrase slot (format 2; a format-1 vault is upgraded first).
+    ///
+    /// # Errors
+    /// As [`v2::Sealing::add_passphrase_slot`].
+    pub fn add_passphrase_slot(
+        &mut self,
+        passphrase: &SecretString,
+        kdf: KdfParams,
+        label: &str,
+        now: DateTime<Utc>,
+    ) -> Result<v2::Slot> {
+        let slot = self
+            .sealing_mut(now)?
+            .add_passphrase_slot(passphrase, kdf, label, now)?
+            .clone();
+        self.record(now, EventAction::SlotAdd, None, Some(v2::slot_words(&slot)));
+        Ok(slot)
+    }
+
+    /// Adds an age slot (format 2; a format-1 vault is upgraded first).
+    ///
+    /// # Errors
+    /// As [`v2::Sealing::add_age_slot`].
+    pub fn add_age_slot(
+        &mut self,
+        recipient: &str,
+        label: &str,
+        now: DateTime<Utc>,
+    ) -> Result<v2::Slot> {
+        let slot = self
+            .sealing_mut(now)?
+            .add_age_slot(recipient, label, now)?
+            .clone();
+        self.record(now, EventAction::SlotAdd, None, Some(v2::slot_words(&slot)));
+        Ok(slot)
+    }
+
+    /// Removes a slot by id or label and rotates the data key.
+    ///
+    /// # Errors
+    /// As [`v2::Sealing::remove_slot`].
+    pub fn remove_slot(&mut self, sel: &str, now: DateTime<Utc>) -> Result<v2::Slot> {
+        let slot = self.sealing_mut(now)?.remove_slot(sel)?;
+        self.record(
+            now,
+            EventAction::SlotRemove,
+            None,
+            Some(v2::slot_words(&slot)),
+        );
+        Ok(slot)
+    }
+
+    /// Changes the passphrase (and KDF settings) of one passphrase slot (`slot`, else the
+    /// one that unlocked the vault, else the only one) and rotates the data key. A
+    /// format-1 vault is upgraded first.
+    ///
+    /// # Errors
+    /// As [`crypto::derive_key`] and [`v2::Sealing::rekey_slot`].
     pub fn rekey(&mut self, passphrase: &SecretString, kdf: KdfParams) -> Result<()> {
+        self.rekey_slot(None, passphrase, kdf)
+    }
+
+    /// As [`Vault::rekey`], naming the slot.
+    ///
+    /// # Errors
+    /// As [`Vault::rekey`].
+    pub fn rekey_slot(
+        &mut self,
+        slot: Option<&str>,
+        passphrase: &SecretString,
+        kdf: KdfParams,
+    ) -> Result<()> {
         kdf.check_bounds()?;
-        let salt = crate::rng::bytes(SALT_LEN);
-        self.key = crypto::derive_key(passphrase, &salt, &kdf)?;
-        self.salt = salt;
-        self.kdf = kdf;
+        let s = self.sealing_mut(Utc::now())?;
+        let sel = match slot {
+            Some(x) => x.to_string(),
+            None => s.default_passphrase_slot()?,
+        };
+        s.rekey_slot(&sel, passphrase, kdf)?;
         Ok(())
     }
 
-    /// The KDF settings of this vault.
+    /// The KDF settings of this vault (format 2: of the unlocking passphrase slot, else
+    /// the first passphrase slot, else the default).
     pub fn kdf(&self) -> KdfParams {
-        self.kdf
+        match &self.seal {
+            Seal::V1 { kdf, .. } => *kdf,
+            Seal::V2(s) => s.kdf().map_or(KdfParams::DEFAULT, |(k, _)| k),
+        }
     }
 
-    /// The salt (public).
+    /// The salt of [`Vault::kdf`]'s slot (public; empty when there is none).
     pub fn salt(&self) -> &[u8] {
-        &self.salt
+        match &self.seal {
+            Seal::V1 { salt, .. } => salt,
+            Seal::V2(s) => s.kdf().map_or(&[][..], |(_, salt)| salt),
+        }
     }
 
     /// All key records, in creation order.
@@ -614,6 +872,8 @@ pub fn not_found(arg: &str) -> String {
 pub struct KeyCache {
     passphrase: Option<SecretString>,
     cached: Option<(KdfParams, Vec<u8>, SecretKey)>,
+    /// Format 2: the slot that unlocked, its wrapped key, and the data key.
+    data_key: Option<(String, Vec<u8>, SecretKey)>,
 }
 
 impl KeyCache {
@@ -622,6 +882,7 @@ impl KeyCache {
         KeyCache {
             passphrase: Some(passphrase),
             cached: None,
+            data_key: None,
         }
     }
 
@@ -631,7 +892,14 @@ impl KeyCache {
         KeyCache {
             passphrase: None,
             cached: Some((kdf, salt, key)),
+            data_key: None,
         }
+    }
+
+    /// Remembers a key derived elsewhere for `kdf` and `salt` (a format-2 passphrase
+    /// slot's), so an unlock session can be started from it.
+    pub(crate) fn remember_key(&mut self, kdf: KdfParams, salt: Vec<u8>, key: SecretKey) {
+        self.cached = Some((kdf, salt, key));
     }
 
     /// The passphrase itself; `None` for a cache seeded from a session.
@@ -680,7 +948,26 @@ impl KeyCache {
 
     /// Remembers the key of a vault this process made or re-keyed.
     pub fn remember(&mut self, vault: &Vault) {
-        self.cached = Some((vault.kdf, vault.salt.clone(), vault.key.duplicate()));
+        match &vault.seal {
+            Seal::V1 { kdf, salt, key } => {
+                self.cached = Some((*kdf, salt.clone(), key.duplicate()));
+            }
+            Seal::V2(_) => self.data_key = vault.data_key_cache_entry(),
+        }
+    }
+
+    /// The cached format-2 data key, if slot `id` still wraps exactly `wrapped`.
+    pub(crate) fn data_key_for(&self, h: &v2::Header) -> Option<(String, SecretKey)> {
+        let (id, wrapped, key) = self.data_key.as_ref()?;
+        h.slots
+            .iter()
+            .any(|s| &s.id == id && &s.wrapped_key == wrapped)
+            .then(|| (id.clone(), key.duplicate()))
+    }
+
+    /// Remembers the data key of a format-2 vault just unlocked.
+    pub(crate) fn remember_data_key(&mut self, vault: &Vault) {
+        self.data_key = vault.data_key_cache_entry();
     }
 }
 

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use super::format::MAX_FILE_BYTES;
+use super::v2::{self, Identities};
 use super::{Envelope, KdfParams, KeyCache, Vault};
 use crate::error::{Error, Result};
 use crate::fsio::{self, Lock};
@@ -28,6 +29,13 @@ pub trait Interaction {
     /// A key cache from a live unlock session that fits `env`, if there is one: commands
     /// use it before any passphrase source.
     fn session(&self, _env: &Envelope) -> Option<KeyCache> {
+        None
+    }
+
+    /// The derived key a live unlock session holds (KDF settings, salt, key), whatever
+    /// the vault's format: for a format-2 vault it opens the passphrase slot with that
+    /// salt.
+    fn session_key(&self) -> Option<super::v2::SlotKey> {
         None
     }
 
@@ -57,6 +65,52 @@ pub trait Interaction {
 
     /// Another process holds the lock of `target`; we wait.
     fn waiting_for_lock(&self, target: &Path);
+
+    /// Age identities offered for unlocking a format-2 vault (`--identity`,
+    /// `MCP_KEY_VAULT_IDENTITY`); tried before any passphrase.
+    ///
+    /// # Errors
+    /// When the identity file cannot be read or parsed.
+    fn identities(&self) -> Result<Option<Identities>> {
+        Ok(None)
+    }
+
+    /// The slot to unlock with (`--slot ID|LABEL`), if one was named.
+    fn slot(&self) -> Option<String> {
+        None
+    }
+}
+
+/// A parsed vault file of either format.
+#[derive(Debug)]
+pub enum Parsed {
+    /// Format 1.
+    V1(Envelope),
+    /// Format 2.
+    V2(v2::Header),
+}
+
+impl Parsed {
+    /// Parses a vault file of either format (a plaintext legacy store is refused).
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`], [`Error::LegacyStore`].
+    pub fn parse(bytes: &[u8]) -> Result<Parsed> {
+        match v2::detect(bytes)? {
+            v2::Detected::V1(e) => Ok(Parsed::V1(e)),
+            v2::Detected::V2(h) => Ok(Parsed::V2(h)),
+            v2::Detected::Legacy => Err(super::format::legacy_refusal()),
+        }
+    }
+
+    /// The KDF settings a `rekey` starts from: format 1's, or format 2's first
+    /// passphrase slot's (the default when there is none).
+    pub fn kdf(&self) -> KdfParams {
+        match self {
+            Parsed::V1(e) => e.kdf,
+            Parsed::V2(h) => v2::passphrase_kdf(h),
+        }
+    }
 }
 
 /// What must be true of the vault path when a new vault is written.
@@ -76,8 +130,13 @@ pub struct Store {
     path: PathBuf,
     ui: Rc<dyn Interaction>,
     cache: Option<KeyCache>,
+    /// Format 2: the data key of the last unlock, kept apart from the passphrase cache so
+    /// an identity-only unlock never asks for a passphrase.
+    data_key: Option<KeyCache>,
+    identities: Option<Option<Rc<Identities>>>,
     after_commit: Option<AfterCommit>,
     deferred: Option<Error>,
+    upgrade_said: bool,
     use_session: bool,
 }
 
@@ -96,8 +155,11 @@ impl Store {
             path,
             ui,
             cache: None,
+            data_key: None,
+            identities: None,
             after_commit: None,
             deferred: None,
+            upgrade_said: false,
             use_session: true,
         }
     }
@@ -176,9 +238,136 @@ impl Store {
         Ok(self.cache.as_mut().expect("just filled"))
     }
 
+    /// Unlocks a vault of either format.
+    fn unlock(&mut self, parsed: &Parsed) -> Result<Vault> {
+        match parsed {
+            Parsed::V1(env) => self.unlock_v1(env),
+            Parsed::V2(h) => self.unlock_v2(h),
+        }
+    }
+
+    fn identities(&mut self) -> Result<Option<Rc<Identities>>> {
+        if self.identities.is_none() {
+            self.identities = Some(self.ui.identities()?.map(Rc::new));
+        }
+        Ok(self.identities.clone().flatten())
+    }
+
+    /// Format 2: a cached data key if the unlocking slot still wraps the same bytes; else
+    /// the identities (no prompt); else the passphrase, with retries at a terminal.
+    fn unlock_v2(&mut self, h: &v2::Header) -> Result<Vault> {
+        if let Some((id, key)) = self.data_key.as_ref().and_then(|c| c.data_key_for(h)) {
+            return Vault::with_data_key(h, key, Some(id));
+        }
+        let slot = self.ui.slot();
+        let has_passphrase_slot = h.slots.iter().any(|s| {
+            matches!(s.kind, v2::SlotKind::Passphrase { .. })
+                && slot.as_deref().is_none_or(|x| s.id == x || s.label == x)
+        });
+        let ids = self.identities()?;
+        let mut id_error = None;
+        if let Some(ids) = &ids {
+            let offer = v2::Unlock {
+                identities: Some(ids),
+                passphrase: None,
+                slot: slot.as_deref(),
+            };
+            match Vault::unlock_v2(h, &offer) {
+                Ok(v) => return Ok(self.remember_v2(v)),
+                Err(e @ (Error::Passphrase(_) | Error::WrongPassphrase)) if has_passphrase_slot => {
+                    id_error = Some(e)
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        // A derived key from an unlock session (or an earlier derivation in this process)
+        // opens its passphrase slot without a passphrase or a KDF.
+        if self.cache.is_none() && self.use_session {
+            if let Some((kdf, salt, key)) = self.ui.session_key() {
+                if v2::slot_for_key(&h.slots, None, &kdf, &salt).is_some() {
+                    self.cache = Some(KeyCache::from_key(kdf, salt, key));
+                } else {
+                    self.ui.warn(
+                        "the unlock session of this vault no longer fits it (its passphrase \
+                         changed); ignoring it: run `mcp-key-manager lock`",
+                    );
+                }
+            }
+        }
+        if let Some((kdf, salt, key)) = self.cache.as_ref().and_then(|c| c.cached()) {
+            if let Some(i) = v2::slot_for_key(&h.slots, slot.as_deref(), kdf, salt) {
+                if let Some(dk) = v2::unlock_with_slot_key(&h.slots[i], key)? {
+                    let by = h.slots[i].id.clone();
+                    let v = Vault::with_data_key(h, dk, Some(by))?;
+                    return Ok(self.remember_v2(v));
+                }
+            }
+        }
+        let tries = self.ui.tries().max(1);
+        let mut attempt = 1;
+        loop {
+            let ui = Rc::clone(&self.ui);
+            let pass =
+                match self.cache(attempt) {
+                    Ok(c) => match c.passphrase() {
+                        Some(p) => p.duplicate(),
+                        // A session key that fits no slot any more: ask for the passphrase.
+                        None => {
+                            self.cache = None;
+                            match self.cache(attempt) {
+                                Ok(c) => c.passphrase().map(SecretString::duplicate).ok_or_else(
+                                    || Error::Passphrase("no passphrase available".into()),
+                                )?,
+                                Err(e) => return Err(id_error.unwrap_or(e)),
+                            }
+                        }
+                    },
+                    // An identity was offered and failed: say that, not "no passphrase".
+                    Err(e) => return Err(id_error.unwrap_or(e)),
+                };
+            let kdf = v2::passphrase_kdf(h);
+            let shown = ui.kdf_started(&kdf);
+            let r = v2::unlock_with_passphrase(&h.slots, slot.as_deref(), &pass, ids.is_some());
+            ui.kdf_done(shown);
+            match r {
+                Err(Error::WrongPassphrase) if attempt < tries => {
+                    ui.warn(&format!(
+                        "wrong passphrase, or the vault was modified; try again ({} of {tries} \
+                         tries left)",
+                        tries - attempt
+                    ));
+                    self.cache = None;
+                    attempt += 1;
+                }
+                Err(Error::WrongPassphrase) if tries > 1 => {
+                    return Err(Error::Passphrase(format!(
+                        "{} ({tries} tries)",
+                        crate::error::WRONG_PASSPHRASE
+                    )))
+                }
+                Err(e) => return Err(e),
+                Ok((dk, i, (kdf, salt, key))) => {
+                    let mut c = KeyCache::new(pass);
+                    c.remember_key(kdf, salt, key);
+                    self.cache = Some(c);
+                    let by = h.slots[i].id.clone();
+                    let v = Vault::with_data_key(h, dk, Some(by))?;
+                    return Ok(self.remember_v2(v));
+                }
+            }
+        }
+    }
+
+    fn remember_v2(&mut self, v: Vault) -> Vault {
+        let mut c = KeyCache::new(crate::secret::SecretString::new(String::new()));
+        c.remember_data_key(&v);
+        self.data_key = Some(c);
+        v
+    }
+
     /// Derives (at most once per passphrase and salt) and decrypts, letting a person at a
     /// terminal type a mistyped passphrase again.
-    fn unlock(&mut self, env: &Envelope) -> Result<Vault> {
+    fn unlock_v1(&mut self, env: &Envelope) -> Result<Vault> {
         if self.cache.is_none() && self.use_session {
             self.cache = self.ui.session(env);
         }
@@ -228,17 +417,17 @@ impl Store {
     /// # Errors
     /// [`Error::NoVault`], [`Error::Corrupt`], [`Error::WrongPassphrase`], [`Error::Io`].
     pub fn open(&mut self) -> Result<Vault> {
-        let env = Envelope::parse(&self.read_existing()?)?;
+        let parsed = Parsed::parse(&self.read_existing()?)?;
         self.warn_if_exposed();
-        self.unlock(&env)
+        self.unlock(&parsed)
     }
 
     /// Parses the vault without unlocking it (its header is public).
     ///
     /// # Errors
     /// As [`Store::open`], but never a passphrase error.
-    pub fn header(&self) -> Result<Envelope> {
-        Envelope::parse(&self.read_existing()?)
+    pub fn header(&self) -> Result<Parsed> {
+        Parsed::parse(&self.read_existing()?)
     }
 
     fn lock(&self) -> Result<Lock> {
@@ -252,20 +441,22 @@ impl Store {
     /// the lock and decrypted with the cached key.
     fn locked(&mut self) -> Result<(Lock, Vault)> {
         let first = self.read_existing()?;
-        let env = Envelope::parse(&first)?;
+        let env = Parsed::parse(&first)?;
         self.warn_if_exposed();
-        drop(self.unlock(&env)?);
+        let vault = self.unlock(&env)?;
+        drop(env);
         let lock = self.lock()?;
-        // Re-read under the lock, but parse again only if another writer replaced the file
-        // meanwhile: comparing bytes costs far less than parsing and decoding them.
+        // Re-read under the lock; when no other writer replaced the file meanwhile (the
+        // usual case), the vault already unlocked is the one under the lock: comparing
+        // bytes costs far less than decrypting and decoding them a second time.
         let again = self.read_existing()?;
-        let env = if again == first {
-            env
-        } else {
-            drop(env);
-            Envelope::parse(&again)?
-        };
-        drop((first, again));
+        if again == first {
+            drop((first, again));
+            return Ok((lock, vault));
+        }
+        drop((vault, first));
+        let env = Parsed::parse(&again)?;
+        drop(again);
         let vault = self.unlock(&env)?;
         Ok((lock, vault))
     }
@@ -305,7 +496,7 @@ impl Store {
         let lock = self.lock()?;
         // Another process may have created the vault while we derived our key.
         let vault = match self.read()? {
-            Some(bytes) => self.unlock(&Envelope::parse(&bytes)?)?,
+            Some(bytes) => self.unlock(&Parsed::parse(&bytes)?)?,
             None => {
                 let mut v = fresh;
                 v.record(super::records::now(), super::EventAction::Init, None, None);
@@ -386,13 +577,13 @@ impl Store {
         kdf: KdfParams,
         new: impl FnOnce() -> Result<SecretString>,
     ) -> Result<()> {
-        let env = Envelope::parse(&self.read_existing()?)?;
+        let env = Parsed::parse(&self.read_existing()?)?;
         drop(self.unlock(&env)?);
         let pass = new()?;
         let ui = Rc::clone(&self.ui);
         self.update(|v| {
             let shown = ui.kdf_started(&kdf);
-            let r = v.rekey(&pass, kdf);
+            let r = v.rekey_slot(ui.slot().as_deref(), &pass, kdf);
             ui.kdf_done(shown);
             r?;
             v.record(super::records::now(), super::EventAction::Rekey, None, None);
@@ -400,8 +591,18 @@ impl Store {
         })
     }
 
-    /// Saves under the held lock, then runs the after-commit hook.
+    /// Saves under the held lock, then runs the after-commit hook. A format-1 vault is
+    /// written as format 2 (said once on stderr, recorded in its history).
     fn commit(&mut self, vault: &mut Vault) -> Result<()> {
+        vault.upgrade(chrono::Utc::now())?;
+        if vault.take_upgrade_notice() && !self.upgrade_said {
+            self.upgrade_said = true;
+            self.ui.warn(&format!(
+                "{} was upgraded from vault format 1 to format 2 (slots: see `slot list`); \
+                 releases before format 2 cannot read it",
+                crate::display::path(&self.path)
+            ));
+        }
         vault.bump_revision();
         fsio::atomic_write(&self.path, &vault.to_bytes())?;
         if let Some(hook) = self.after_commit.as_mut() {

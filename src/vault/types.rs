@@ -183,6 +183,14 @@ impl Permission {
     }
 }
 
+impl Permission {
+    /// A permission read from an authenticated payload, kept as it is (as
+    /// `Deserialize` does): a bad name simply never matches a required one.
+    pub(crate) fn trusted(s: String) -> Permission {
+        Permission(s)
+    }
+}
+
 impl FromStr for Permission {
     type Err = InvalidPermission;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -251,6 +259,12 @@ pub enum EventAction {
     Publish,
     /// A verifier path was unpublished.
     Unpublish,
+    /// A slot was added (format 2).
+    SlotAdd,
+    /// A slot was removed and the data key rotated (format 2).
+    SlotRemove,
+    /// A format-1 vault was rewritten as format 2.
+    Upgrade,
 }
 
 impl EventAction {
@@ -269,8 +283,30 @@ impl EventAction {
             EventAction::Import => "import",
             EventAction::Publish => "publish",
             EventAction::Unpublish => "unpublish",
+            EventAction::SlotAdd => "slot-add",
+            EventAction::SlotRemove => "slot-remove",
+            EventAction::Upgrade => "upgrade",
         }
     }
+
+    /// Every action, in the order of its format-2 payload code (the index).
+    pub const ALL: [EventAction; 15] = [
+        EventAction::Init,
+        EventAction::Create,
+        EventAction::Use,
+        EventAction::Revoke,
+        EventAction::Delete,
+        EventAction::Rotate,
+        EventAction::Grant,
+        EventAction::Deny,
+        EventAction::Rekey,
+        EventAction::Import,
+        EventAction::Publish,
+        EventAction::Unpublish,
+        EventAction::SlotAdd,
+        EventAction::SlotRemove,
+        EventAction::Upgrade,
+    ];
 }
 
 impl PartialEq<&str> for EventAction {

@@ -51,9 +51,9 @@ fn init_records_the_settings_in_the_header_and_modes() {
         .success();
     let header: serde_json::Value =
         serde_json::from_slice(&std::fs::read(e.vault()).unwrap()).unwrap();
-    assert_eq!(header["kdf"]["memory_kib"], 20000);
-    assert_eq!(header["kdf"]["iterations"], 3);
-    assert_eq!(header["kdf"]["parallelism"], 2);
+    assert_eq!(header["slots"][0]["kdf"]["memory_kib"], 20000);
+    assert_eq!(header["slots"][0]["kdf"]["iterations"], 3);
+    assert_eq!(header["slots"][0]["kdf"]["parallelism"], 2);
     assert_eq!(header["format"], "mcp-key-vault");
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&e.vault()), 0o600);
@@ -70,7 +70,7 @@ fn presets_set_the_documented_parameters() {
         .stdout(predicate::str::contains("19456"));
     let header: serde_json::Value =
         serde_json::from_slice(&std::fs::read(e.vault()).unwrap()).unwrap();
-    assert_eq!(header["kdf"]["iterations"], 2);
+    assert_eq!(header["slots"][0]["kdf"]["iterations"], 2);
 }
 
 #[test]
@@ -79,9 +79,9 @@ fn create_on_a_missing_vault_uses_the_default_settings() {
     e.create("first", &[]);
     let header: serde_json::Value =
         serde_json::from_slice(&std::fs::read(e.vault()).unwrap()).unwrap();
-    assert_eq!(header["kdf"]["memory_kib"], 65536);
-    assert_eq!(header["kdf"]["iterations"], 3);
-    assert_eq!(header["kdf"]["parallelism"], 1);
+    assert_eq!(header["slots"][0]["kdf"]["memory_kib"], 65536);
+    assert_eq!(header["slots"][0]["kdf"]["iterations"], 3);
+    assert_eq!(header["slots"][0]["kdf"]["parallelism"], 1);
     assert_eq!(e.open_vault().keys().len(), 1);
 }
 

@@ -22,6 +22,7 @@ mod review11;
 mod revoke_delete;
 mod rotate;
 mod session;
+mod slot;
 mod strength;
 mod tamper;
 mod terminal;

@@ -38,7 +38,7 @@ fn version_names_the_vault_format() {
         .success()
         .stdout(
             predicate::str::contains(env!("CARGO_PKG_VERSION"))
-                .and(predicate::str::contains("vault format 1")),
+                .and(predicate::str::contains("vault formats: reads 1 and 2")),
         );
 }
 

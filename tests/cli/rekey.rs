@@ -22,8 +22,11 @@ fn rekey_changes_the_passphrase_and_salt_and_keeps_records() {
         .success();
     let after: serde_json::Value =
         serde_json::from_slice(&std::fs::read(e.vault()).unwrap()).unwrap();
-    assert_ne!(before["kdf"]["salt"], after["kdf"]["salt"]);
-    assert_eq!(after["kdf"]["iterations"], 3);
+    assert_ne!(
+        before["slots"][0]["kdf"]["salt"],
+        after["slots"][0]["kdf"]["salt"]
+    );
+    assert_eq!(after["slots"][0]["kdf"]["iterations"], 3);
     e.cmd()
         .arg("list")
         .assert()

@@ -314,11 +314,16 @@ fn the_agent_keeps_its_secret_out_of_argv_environ_and_open_files() {
     let pid = s.unlock("60s");
     // The derived key, computed here from the vault's header.
     let bytes = std::fs::read(s.env.vault()).unwrap();
-    let env = mcp_key_manager::vault::Envelope::parse(&bytes).unwrap();
+    // Format 2: the key of the passphrase slot (what a session holds).
+    let h = mcp_key_manager::vault::v2::Header::parse(&bytes).unwrap();
+    let mcp_key_manager::vault::v2::SlotKind::Passphrase { kdf, salt, .. } = &h.slots[0].kind
+    else {
+        panic!("the fixture's slot is a passphrase slot")
+    };
     let key = mcp_key_manager::vault::crypto::derive_key(
         &mcp_key_manager::SecretString::new(PASS.into()),
-        &env.salt,
-        &env.kdf,
+        salt,
+        kdf,
     )
     .unwrap();
     let key_hex: String = key.expose().iter().map(|b| format!("{b:02x}")).collect();

@@ -1,0 +1,608 @@
+//! The format-2 envelope: a JSON header with 1 to 32 slots, its hard bounds, and the
+//! canonical associated data that binds every header field to the payload ciphertext.
+//!
+//! This module knows bytes and bounds, never passphrases, identities or keys. Invariant:
+//! nothing that leaves [`Header::parse`] can make the caller allocate or compute beyond
+//! [`bounds`] (slot count, field sizes, each passphrase slot's KDF parameters), slot ids
+//! and recipients are unique, and every field is part of [`Header::associated_data`].
+
+use std::borrow::Cow;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::vault::format::{self, KdfParams, ARGON2_VERSION, FORMAT, MAX_FILE_BYTES};
+use crate::vault::records::{fmt_time, parse_time};
+
+/// The format version this module reads and writes.
+pub const VERSION: u32 = 2;
+
+/// Hard bounds on a format-2 header, checked before any key derivation or decryption.
+pub mod bounds {
+    /// Most slots a vault may have.
+    pub const MAX_SLOTS: usize = 32;
+    /// A slot id: 8 lowercase hex characters.
+    pub const SLOT_ID_LEN: usize = 8;
+    /// Longest label, in bytes.
+    pub const LABEL_MAX: usize = 64;
+    /// Longest `created_at` text.
+    pub const TIME_MAX: usize = 64;
+    /// Longest recipient string (`age1…` is 62; plugin recipients are longer).
+    pub const RECIPIENT_MAX: usize = 1024;
+    /// Largest wrapped data key (an age file of 32 bytes: about 230 bytes for X25519, a
+    /// few hundred for hardware plugins).
+    pub const WRAPPED_MAX: usize = 8192;
+    /// A sealed X25519 identity: the 74-character `AGE-SECRET-KEY-1…` string + the tag.
+    pub const SEALED_IDENTITY_LEN: usize = 74 + super::format::bounds::TAG_LEN;
+}
+
+/// What unlocks a slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotKind {
+    /// A passphrase: Argon2id(passphrase, salt) opens `sealed_identity`, an age X25519
+    /// identity whose recipient is the slot's `recipient`.
+    Passphrase {
+        /// Argon2id parameters (bounded like format 1's).
+        kdf: KdfParams,
+        /// Argon2id salt, 16-64 bytes.
+        salt: Vec<u8>,
+        /// XChaCha20-Poly1305 nonce of the sealed identity.
+        nonce: [u8; 24],
+        /// The identity string sealed under the derived key.
+        sealed_identity: Vec<u8>,
+    },
+    /// An age recipient, native (`age1…`) or a plugin's (`age1yubikey1…`, …).
+    Age,
+}
+
+impl SlotKind {
+    /// `passphrase` or `age`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SlotKind::Passphrase { .. } => "passphrase",
+            SlotKind::Age => "age",
+        }
+    }
+}
+
+/// One way to unlock the vault. All fields are public information.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slot {
+    /// 8 lowercase hex characters, unique in the vault.
+    pub id: String,
+    /// Free text, possibly empty; unique when not empty.
+    pub label: String,
+    /// When the slot was added.
+    pub created_at: DateTime<Utc>,
+    /// The age recipient the data key is wrapped to (for a passphrase slot, the public
+    /// half of its sealed identity).
+    pub recipient: String,
+    /// Passphrase or age.
+    pub kind: SlotKind,
+    /// An age file (binary) whose plaintext is the 32-byte data key.
+    pub wrapped_key: Vec<u8>,
+}
+
+/// A parsed, bounds-checked format-2 envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// 1 to 32 slots.
+    pub slots: Vec<Slot>,
+    /// XChaCha20-Poly1305 nonce of the payload.
+    pub nonce: [u8; 24],
+    /// The payload ciphertext with its tag.
+    pub ciphertext: Vec<u8>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KdfJson<'a> {
+    #[serde(borrow)]
+    algorithm: Cow<'a, str>,
+    version: u32,
+    memory_kib: u32,
+    iterations: u32,
+    parallelism: u32,
+    #[serde(borrow)]
+    salt: Cow<'a, str>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SealedJson<'a> {
+    #[serde(borrow)]
+    nonce: Cow<'a, str>,
+    #[serde(borrow)]
+    ciphertext: Cow<'a, str>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SlotJson<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    label: Cow<'a, str>,
+    #[serde(borrow)]
+    created_at: Cow<'a, str>,
+    #[serde(borrow)]
+    recipient: Cow<'a, str>,
+    #[serde(default, skip_serializing_if = "Option::is_none", borrow)]
+    kdf: Option<KdfJson<'a>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", borrow)]
+    identity: Option<SealedJson<'a>>,
+    #[serde(borrow)]
+    wrapped_key: Cow<'a, str>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CipherJson<'a> {
+    #[serde(borrow)]
+    algorithm: Cow<'a, str>,
+    #[serde(borrow)]
+    nonce: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeaderJson<'a> {
+    #[serde(borrow)]
+    format: Cow<'a, str>,
+    version: u32,
+    #[serde(borrow)]
+    slots: BoundedSlots<'a>,
+    #[serde(borrow)]
+    cipher: CipherJson<'a>,
+    #[serde(borrow)]
+    ciphertext: Cow<'a, str>,
+}
+
+/// A slot list that stops reading at one past the bound, so a file listing a million
+/// slots never becomes a million parsed slots.
+struct BoundedSlots<'a>(Vec<SlotJson<'a>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for BoundedSlots<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = BoundedSlots<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                write!(f, "a list of at most {} slots", bounds::MAX_SLOTS)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut s: A,
+            ) -> std::result::Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(slot) = s.next_element::<SlotJson<'a>>()? {
+                    if out.len() == bounds::MAX_SLOTS {
+                        return Err(serde::de::Error::custom(format!(
+                            "more than {} slots",
+                            bounds::MAX_SLOTS
+                        )));
+                    }
+                    out.push(slot);
+                }
+                Ok(BoundedSlots(out))
+            }
+        }
+        d.deserialize_seq(V(std::marker::PhantomData))
+    }
+}
+
+/// The two fields every version has, read while skipping the rest.
+#[derive(Deserialize)]
+struct VersionProbe<'a> {
+    #[serde(borrow, default)]
+    format: Option<Cow<'a, str>>,
+    #[serde(default)]
+    version: Option<serde_json::Value>,
+}
+
+/// What a vault file is, before any secret is involved.
+#[derive(Debug)]
+pub enum Detected {
+    /// A format-1 vault (bounds-checked).
+    V1(format::Envelope),
+    /// A format-2 vault (bounds-checked).
+    V2(Header),
+    /// A plaintext store of the Python tool.
+    Legacy,
+}
+
+/// Recognises a vault of either format, a legacy store, or neither.
+///
+/// # Errors
+/// [`Error::Corrupt`] for anything else, including versions other than 1 and 2.
+pub fn detect(bytes: &[u8]) -> Result<Detected> {
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(Error::corrupt(format!(
+            "the vault file is larger than {MAX_FILE_BYTES} bytes; it is not a vault"
+        )));
+    }
+    if let Ok(p) = serde_json::from_slice::<VersionProbe<'_>>(bytes) {
+        if p.format.as_deref() == Some(FORMAT) {
+            match p.version.as_ref().and_then(serde_json::Value::as_u64) {
+                Some(2) => return Header::parse(bytes).map(Detected::V2),
+                Some(1) => {}
+                _ => {
+                    return Err(Error::corrupt(format!(
+                        "vault format version {} is not supported by this build, which reads \
+                         versions 1 and 2; upgrade mcp-key-manager",
+                        p.version
+                            .map(|v| crate::display::sanitize(&v.to_string()).to_string())
+                            .unwrap_or_else(|| "(missing)".into())
+                    )))
+                }
+            }
+        }
+    }
+    match format::Envelope::detect(bytes)? {
+        format::Detected::Vault(e) => Ok(Detected::V1(e)),
+        format::Detected::Legacy => Ok(Detected::Legacy),
+    }
+}
+
+fn corrupt(what: impl std::fmt::Display) -> Error {
+    Error::corrupt(format!(
+        "the vault header is malformed ({what}); the file is corrupt or was not written by \
+         this tool"
+    ))
+}
+
+fn decode_exact(s: &str, field: &str, min: usize, max: usize) -> Result<Vec<u8>> {
+    if s.len() > max.div_ceil(3) * 4 {
+        return Err(corrupt(format_args!("{field} is too long")));
+    }
+    let v = B64
+        .decode(s)
+        .map_err(|_| corrupt(format_args!("{field} is not valid base64")))?;
+    if v.len() < min || v.len() > max {
+        return Err(corrupt(format_args!(
+            "{field} is {} bytes, outside {min}..={max}",
+            v.len()
+        )));
+    }
+    Ok(v)
+}
+
+fn nonce24(s: &str, field: &str) -> Result<[u8; 24]> {
+    let v = decode_exact(s, field, 24, 24)?;
+    let mut n = [0u8; 24];
+    n.copy_from_slice(&v);
+    Ok(n)
+}
+
+/// Whether `id` is a slot id: 8 lowercase hex characters.
+pub fn is_slot_id(id: &str) -> bool {
+    id.len() == bounds::SLOT_ID_LEN && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Whether `label` is acceptable: at most 64 bytes, no control characters, not shaped like
+/// a slot id (so `--slot X` is never ambiguous).
+pub fn label_problem(label: &str) -> Option<&'static str> {
+    if label.len() > bounds::LABEL_MAX {
+        Some("a slot label is longer than 64 bytes")
+    } else if label.chars().any(char::is_control) {
+        Some("a slot label contains a control character")
+    } else if is_slot_id(label) {
+        Some("a slot label must not look like a slot id (8 hex characters)")
+    } else {
+        None
+    }
+}
+
+/// What kind of age recipient a string is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecipientKind {
+    /// `age1…`.
+    X25519,
+    /// `age1<plugin>1…`, with the plugin's name.
+    Plugin(String),
+}
+
+/// Parses an age recipient string.
+///
+/// # Errors
+/// A message saying what is wrong (the caller picks the error kind).
+pub fn recipient_kind(r: &str) -> std::result::Result<RecipientKind, String> {
+    if r.len() > bounds::RECIPIENT_MAX {
+        return Err("an age recipient is longer than 1024 characters".into());
+    }
+    if r.parse::<age::x25519::Recipient>().is_ok() {
+        return Ok(RecipientKind::X25519);
+    }
+    match r.parse::<age::plugin::Recipient>() {
+        Ok(p) => Ok(RecipientKind::Plugin(p.plugin().to_string())),
+        Err(_) => Err(
+            "not an age recipient (expected age1… or a plugin recipient such as age1yubikey1…)"
+                .into(),
+        ),
+    }
+}
+
+impl Header {
+    /// Parses and bounds-checks a format-2 file.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] naming the first problem.
+    pub fn parse(bytes: &[u8]) -> Result<Header> {
+        if bytes.len() as u64 > MAX_FILE_BYTES {
+            return Err(corrupt("the file is larger than the vault bound"));
+        }
+        let h: HeaderJson<'_> = serde_json::from_slice(bytes).map_err(|e| {
+            if e.to_string().starts_with("more than") {
+                corrupt(format_args!("more than {} slots", bounds::MAX_SLOTS))
+            } else {
+                corrupt(crate::error::json_problem(&e))
+            }
+        })?;
+        if h.format != FORMAT {
+            return Err(corrupt("format is not mcp-key-vault"));
+        }
+        if h.version != VERSION {
+            return Err(Error::corrupt(format!(
+                "vault format version {} is not supported by this reader of version {VERSION}",
+                h.version
+            )));
+        }
+        if h.cipher.algorithm != "xchacha20poly1305" {
+            return Err(corrupt("unsupported cipher (expected xchacha20poly1305)"));
+        }
+        let slots_json = h.slots.0;
+        if slots_json.is_empty() {
+            return Err(corrupt("a vault needs at least one slot"));
+        }
+        let mut slots = Vec::with_capacity(slots_json.len());
+        for s in &slots_json {
+            slots.push(parse_slot(s)?);
+        }
+        check_unique(&slots)?;
+        let nonce = nonce24(&h.cipher.nonce, "cipher.nonce")?;
+        let ciphertext = decode_exact(
+            &h.ciphertext,
+            "ciphertext",
+            format::bounds::TAG_LEN,
+            MAX_FILE_BYTES as usize,
+        )?;
+        Ok(Header {
+            slots,
+            nonce,
+            ciphertext,
+        })
+    }
+
+    /// The canonical associated data of the payload: every header field, each written as
+    /// `name:length:value\n`, so no field can change (or move between slots) unnoticed.
+    pub fn associated_data(slots: &[Slot], nonce: &[u8; 24]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256 + 512 * slots.len());
+        let mut field = |name: &str, value: &str| {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(format!(":{}:", value.len()).as_bytes());
+            out.extend_from_slice(value.as_bytes());
+            out.push(b'\n');
+        };
+        field("format", FORMAT);
+        field("version", &VERSION.to_string());
+        field("slots", &slots.len().to_string());
+        for s in slots {
+            field("slot.id", &s.id);
+            field("slot.kind", s.kind.as_str());
+            field("slot.label", &s.label);
+            field("slot.created_at", &fmt_time(&s.created_at));
+            field("slot.recipient", &s.recipient);
+            if let SlotKind::Passphrase {
+                kdf,
+                salt,
+                nonce,
+                sealed_identity,
+            } = &s.kind
+            {
+                field("slot.kdf.algorithm", "argon2id");
+                field("slot.kdf.version", &ARGON2_VERSION.to_string());
+                field("slot.kdf.memory_kib", &kdf.memory_kib.to_string());
+                field("slot.kdf.iterations", &kdf.iterations.to_string());
+                field("slot.kdf.parallelism", &kdf.parallelism.to_string());
+                field("slot.kdf.salt", &B64.encode(salt));
+                field("slot.identity.nonce", &B64.encode(nonce));
+                field("slot.identity.ciphertext", &B64.encode(sealed_identity));
+            }
+            field("slot.wrapped_key", &B64.encode(&s.wrapped_key));
+        }
+        field("cipher.algorithm", "xchacha20poly1305");
+        field("cipher.nonce", &B64.encode(nonce));
+        out
+    }
+
+    /// This header's associated data.
+    pub fn ad(&self) -> Vec<u8> {
+        Header::associated_data(&self.slots, &self.nonce)
+    }
+
+    /// The file's bytes: pretty JSON with a trailing newline; the base64 ciphertext is
+    /// streamed into the output rather than built as a string first.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            format: &'a str,
+            version: u32,
+            slots: Vec<SlotJson<'a>>,
+            cipher: CipherJson<'a>,
+            ciphertext: Base64Stream<'a>,
+        }
+        let slots = self
+            .slots
+            .iter()
+            .map(|s| {
+                let (kdf, identity) = match &s.kind {
+                    SlotKind::Passphrase {
+                        kdf,
+                        salt,
+                        nonce,
+                        sealed_identity,
+                    } => (
+                        Some(KdfJson {
+                            algorithm: "argon2id".into(),
+                            version: ARGON2_VERSION,
+                            memory_kib: kdf.memory_kib,
+                            iterations: kdf.iterations,
+                            parallelism: kdf.parallelism,
+                            salt: B64.encode(salt).into(),
+                        }),
+                        Some(SealedJson {
+                            nonce: B64.encode(nonce).into(),
+                            ciphertext: B64.encode(sealed_identity).into(),
+                        }),
+                    ),
+                    SlotKind::Age => (None, None),
+                };
+                SlotJson {
+                    id: s.id.as_str().into(),
+                    kind: s.kind.as_str().into(),
+                    label: s.label.as_str().into(),
+                    created_at: fmt_time(&s.created_at).into(),
+                    recipient: s.recipient.as_str().into(),
+                    kdf,
+                    identity,
+                    wrapped_key: B64.encode(&s.wrapped_key).into(),
+                }
+            })
+            .collect();
+        let out = Out {
+            format: FORMAT,
+            version: VERSION,
+            slots,
+            cipher: CipherJson {
+                algorithm: "xchacha20poly1305".into(),
+                nonce: B64.encode(self.nonce).into(),
+            },
+            ciphertext: Base64Stream(&self.ciphertext),
+        };
+        let mut buf = Vec::with_capacity(self.ciphertext.len().div_ceil(3) * 4 + 4096);
+        serde_json::to_writer_pretty(&mut buf, &out)
+            .expect("serializing plain structs cannot fail");
+        buf.push(b'\n');
+        buf
+    }
+}
+
+fn parse_slot(s: &SlotJson<'_>) -> Result<Slot> {
+    if !is_slot_id(&s.id) {
+        return Err(corrupt("a slot id is not 8 lowercase hex characters"));
+    }
+    if let Some(p) = label_problem(&s.label) {
+        return Err(corrupt(p));
+    }
+    if s.created_at.len() > bounds::TIME_MAX {
+        return Err(corrupt("a slot's created_at is too long"));
+    }
+    let created_at =
+        parse_time(&s.created_at).ok_or_else(|| corrupt("a slot's created_at is not RFC 3339"))?;
+    // One spelling per time (`…T…Z`, as written), so the associated data, which holds the
+    // canonical spelling, covers the text itself: `t`/`z` or `+00:00` are refused.
+    if fmt_time(&created_at) != s.created_at {
+        return Err(corrupt("a slot's created_at is not in the canonical form"));
+    }
+    let rkind = recipient_kind(&s.recipient).map_err(corrupt)?;
+    let wrapped_key = decode_exact(&s.wrapped_key, "slot.wrapped_key", 1, bounds::WRAPPED_MAX)?;
+    let kind = match (&*s.kind, &s.kdf, &s.identity) {
+        ("passphrase", Some(k), Some(id)) => {
+            if k.algorithm != "argon2id" || k.version != ARGON2_VERSION {
+                return Err(corrupt(
+                    "unsupported key derivation (expected argon2id version 19)",
+                ));
+            }
+            let kdf = KdfParams {
+                memory_kib: k.memory_kib,
+                iterations: k.iterations,
+                parallelism: k.parallelism,
+            };
+            kdf.check_bounds()?;
+            let salt = decode_exact(
+                &k.salt,
+                "slot.kdf.salt",
+                format::bounds::SALT_MIN,
+                format::bounds::SALT_MAX,
+            )?;
+            if rkind != RecipientKind::X25519 {
+                return Err(corrupt(
+                    "a passphrase slot's recipient is not an X25519 recipient",
+                ));
+            }
+            SlotKind::Passphrase {
+                kdf,
+                salt,
+                nonce: nonce24(&id.nonce, "slot.identity.nonce")?,
+                sealed_identity: decode_exact(
+                    &id.ciphertext,
+                    "slot.identity.ciphertext",
+                    bounds::SEALED_IDENTITY_LEN,
+                    bounds::SEALED_IDENTITY_LEN,
+                )?,
+            }
+        }
+        ("age", None, None) => SlotKind::Age,
+        ("passphrase" | "age", _, _) => {
+            return Err(corrupt(
+                "a passphrase slot needs kdf and identity, an age slot has neither",
+            ))
+        }
+        _ => return Err(corrupt("unknown slot kind")),
+    };
+    Ok(Slot {
+        id: s.id.to_string(),
+        label: s.label.to_string(),
+        created_at,
+        recipient: s.recipient.to_string(),
+        kind,
+        wrapped_key,
+    })
+}
+
+/// Ids, recipients and non-empty labels are unique: a list that repeats a recipient would
+/// let one identity count as several members, and repeated ids or labels make `--slot`
+/// ambiguous.
+pub fn check_unique(slots: &[Slot]) -> Result<()> {
+    for (i, a) in slots.iter().enumerate() {
+        for b in &slots[..i] {
+            if a.id == b.id {
+                return Err(corrupt("two slots have the same id"));
+            }
+            if a.recipient == b.recipient {
+                return Err(corrupt("two slots have the same recipient"));
+            }
+            if !a.label.is_empty() && a.label == b.label {
+                return Err(corrupt("two slots have the same label"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Serializes bytes as one base64 string, a chunk at a time.
+struct Base64Stream<'a>(&'a [u8]);
+
+impl Serialize for Base64Stream<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        struct D<'a>(&'a [u8]);
+        impl std::fmt::Display for D<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let mut buf = [0u8; 4096];
+                for chunk in self.0.chunks(3 * 1024) {
+                    let n = B64
+                        .encode_slice(chunk, &mut buf)
+                        .map_err(|_| std::fmt::Error)?;
+                    f.write_str(std::str::from_utf8(&buf[..n]).map_err(|_| std::fmt::Error)?)?;
+                }
+                Ok(())
+            }
+        }
+        s.collect_str(&D(self.0))
+    }
+}

@@ -1,0 +1,304 @@
+//! Wrapping the data key to a slot and getting it back: age files for every slot, and for
+//! passphrase slots an X25519 identity sealed under the slot's Argon2id key.
+//!
+//! Invariant: the data key, a derived key and an identity's secret half exist only in
+//! zeroizing types; an age file is opened only for the slot whose recipient the identity
+//! matches, so one identity never costs more than one unwrap per matching slot.
+
+use std::io::{Read, Write};
+use std::iter;
+
+use age::secrecy::ExposeSecret;
+use zeroize::Zeroizing;
+
+use super::header::{bounds, recipient_kind, RecipientKind, Slot, SlotKind};
+use crate::error::{Error, Result};
+use crate::secret::{SecretKey, SecretString};
+use crate::vault::crypto;
+use crate::vault::format::KdfParams;
+
+/// Largest identity file read, in bytes.
+pub const IDENTITY_FILE_MAX: u64 = 64 * 1024;
+/// Most identities taken from one file.
+pub const IDENTITIES_MAX: usize = 64;
+
+/// One age identity from an identity file.
+pub enum AgeIdentity {
+    /// `AGE-SECRET-KEY-1…`.
+    X25519(age::x25519::Identity),
+    /// `AGE-PLUGIN-<NAME>-1…`: handled by `age-plugin-<name>` on PATH.
+    Plugin(age::plugin::Identity),
+}
+
+impl std::fmt::Debug for AgeIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AgeIdentity::X25519(i) => write!(f, "X25519({})", i.to_public()),
+            AgeIdentity::Plugin(p) => write!(f, "Plugin({})", p.plugin()),
+        }
+    }
+}
+
+/// The identities of an identity file, in file order.
+#[derive(Debug, Default)]
+pub struct Identities(pub Vec<AgeIdentity>);
+
+impl Identities {
+    /// Parses the text of an age identity file: one identity per line, `#` comments and
+    /// blank lines ignored. Never echoes a line (it may be a secret).
+    ///
+    /// # Errors
+    /// [`Error::Usage`] naming the line number of anything that is not an identity.
+    pub fn parse(text: &str) -> Result<Identities> {
+        let mut out = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            if out.len() == IDENTITIES_MAX {
+                return Err(Error::usage(format!(
+                    "the identity file holds more than {IDENTITIES_MAX} identities"
+                )));
+            }
+            if let Ok(i) = line.parse::<age::x25519::Identity>() {
+                out.push(AgeIdentity::X25519(i));
+            } else if let Ok(p) = line.parse::<age::plugin::Identity>() {
+                out.push(AgeIdentity::Plugin(p));
+            } else {
+                return Err(Error::usage(format!(
+                    "line {} of the identity file is not an age identity (AGE-SECRET-KEY-1… \
+                     or AGE-PLUGIN-…)",
+                    n + 1
+                )));
+            }
+        }
+        if out.is_empty() {
+            return Err(Error::usage("the identity file holds no identity"));
+        }
+        Ok(Identities(out))
+    }
+
+    /// Reads and parses an identity file (at most 64 KiB).
+    ///
+    /// # Errors
+    /// [`Error::Io`] if it cannot be read, [`Error::Usage`] as [`Identities::parse`].
+    pub fn from_file(path: &std::path::Path) -> Result<Identities> {
+        let f = std::fs::File::open(path).map_err(|e| Error::io("read identity file", path, e))?;
+        let mut text = Zeroizing::new(String::new());
+        f.take(IDENTITY_FILE_MAX + 1)
+            .read_to_string(&mut text)
+            .map_err(|e| Error::io("read identity file", path, e))?;
+        if text.len() as u64 > IDENTITY_FILE_MAX {
+            return Err(Error::usage(format!(
+                "the identity file {} is larger than 64 KiB",
+                path.display()
+            )));
+        }
+        Identities::parse(&text)
+    }
+}
+
+/// Callbacks for plugins: messages go to stderr ("touch your YubiKey"); a PIN is asked at
+/// the terminal when there is one, never otherwise.
+#[derive(Clone, Copy, Debug)]
+pub struct TerminalCallbacks;
+
+impl age::Callbacks for TerminalCallbacks {
+    fn display_message(&self, message: &str) {
+        eprintln!("{}", crate::display::sanitize(message));
+    }
+    fn confirm(&self, _: &str, _: &str, _: Option<&str>) -> Option<bool> {
+        None
+    }
+    fn request_public_string(&self, _: &str) -> Option<String> {
+        None
+    }
+    fn request_passphrase(&self, description: &str) -> Option<age::secrecy::SecretString> {
+        use std::io::IsTerminal;
+        if !std::io::stdin().is_terminal() {
+            return None;
+        }
+        let prompt = format!("{}: ", crate::display::sanitize(description));
+        rpassword::prompt_password(prompt).ok().map(Into::into)
+    }
+}
+
+/// Wraps the data key to one age recipient: an age file whose plaintext is the key.
+///
+/// # Errors
+/// [`Error::Usage`] for a recipient that does not parse, [`Error::Failed`] when a
+/// plugin is missing or refuses.
+pub fn wrap(data_key: &SecretKey, recipient: &str) -> Result<Vec<u8>> {
+    let kind = recipient_kind(recipient).map_err(Error::usage)?;
+    let enc = match kind {
+        RecipientKind::X25519 => {
+            let r: age::x25519::Recipient = recipient
+                .parse()
+                .map_err(|_| Error::usage("not an age recipient"))?;
+            age::Encryptor::with_recipients(iter::once(&r as &dyn age::Recipient))
+        }
+        RecipientKind::Plugin(name) => {
+            let r: age::plugin::Recipient = recipient
+                .parse()
+                .map_err(|_| Error::usage("not an age plugin recipient"))?;
+            let p = age::plugin::RecipientPluginV1::new(&name, &[r], &[], TerminalCallbacks)
+                .map_err(|e| {
+                    Error::failed(format!("cannot wrap to {}: {e}", plugin_hint(&name)))
+                })?;
+            age::Encryptor::with_recipients(iter::once(&p as &dyn age::Recipient))
+        }
+    }
+    .map_err(|e| Error::failed(format!("cannot wrap the vault key to a recipient: {e}")))?;
+    let mut out = Vec::with_capacity(512);
+    let mut w = enc
+        .wrap_output(&mut out)
+        .map_err(|e| Error::failed(format!("age encryption failed: {e}")))?;
+    w.write_all(data_key.expose())
+        .and_then(|()| w.finish().map(|_| ()))
+        .map_err(|e| Error::failed(format!("age encryption failed: {e}")))?;
+    if out.len() > bounds::WRAPPED_MAX {
+        return Err(Error::failed(
+            "the recipient's wrapped key is larger than a vault header allows (8 KiB)",
+        ));
+    }
+    Ok(out)
+}
+
+fn plugin_hint(name: &str) -> String {
+    format!(
+        "the plugin age-plugin-{} (is it on PATH?)",
+        crate::display::sanitize(name)
+    )
+}
+
+/// Opens a wrapped data key with `identity`.
+///
+/// `Ok(None)`: the identity does not match this file. `Err(Passphrase)`: it matched but
+/// the file does not authenticate (modified). `Err(Corrupt)`: not an age file.
+pub fn unwrap(identity: &dyn age::Identity, wrapped: &[u8]) -> Result<Option<SecretKey>> {
+    let dec = age::Decryptor::new_buffered(wrapped)
+        .map_err(|_| Error::corrupt("a slot's wrapped key is not an age file"))?;
+    let mut reader = match dec.decrypt(iter::once(identity)) {
+        Ok(r) => r,
+        Err(age::DecryptError::NoMatchingKeys) => return Ok(None),
+        Err(age::DecryptError::MissingPlugin { binary_name }) => {
+            return Err(Error::Passphrase(format!(
+                "{} is not on PATH; install it to unlock with this identity",
+                crate::display::sanitize(&binary_name)
+            )))
+        }
+        Err(age::DecryptError::Plugin(errs)) => {
+            return Err(Error::Passphrase(format!(
+                "the age plugin failed: {}",
+                crate::display::sanitize(
+                    &errs
+                        .iter()
+                        .map(|e| e.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
+            )))
+        }
+        Err(_) => return Err(Error::wrong_passphrase()),
+    };
+    let mut plain = Zeroizing::new(Vec::with_capacity(33));
+    (&mut reader)
+        .take(33)
+        .read_to_end(&mut plain)
+        .map_err(|_| Error::wrong_passphrase())?;
+    let key: [u8; 32] = plain[..]
+        .try_into()
+        .map_err(|_| Error::corrupt("a slot's wrapped key does not hold 32 bytes"))?;
+    Ok(Some(SecretKey::new(key)))
+}
+
+/// The associated data of a sealed identity: the slot it belongs to.
+fn identity_ad(slot_id: &str, recipient: &str) -> Vec<u8> {
+    format!("mcp-key-vault/2/slot-identity;id={slot_id};recipient={recipient}").into_bytes()
+}
+
+/// A new passphrase slot's secret parts: a fresh X25519 identity sealed under
+/// Argon2id(passphrase, fresh salt). Returns the kind and the recipient.
+///
+/// # Errors
+/// As [`crypto::derive_key`].
+pub fn new_passphrase_kind(
+    passphrase: &SecretString,
+    kdf: KdfParams,
+    slot_id: &str,
+) -> Result<(SlotKind, String)> {
+    kdf.check_bounds()?;
+    let salt = crate::rng::bytes(crate::vault::SALT_LEN);
+    let kek = crypto::derive_key(passphrase, &salt, &kdf)?;
+    Ok(passphrase_kind_with_key(&kek, kdf, salt, slot_id))
+}
+
+/// A passphrase slot's secret parts under an already derived slot key (`kdf` and `salt`
+/// are what derived it): a fresh X25519 identity, sealed under that key.
+pub fn passphrase_kind_with_key(
+    slot_key: &SecretKey,
+    kdf: KdfParams,
+    salt: Vec<u8>,
+    slot_id: &str,
+) -> (SlotKind, String) {
+    let identity = age::x25519::Identity::generate();
+    let recipient = identity.to_public().to_string();
+    let mut nonce = [0u8; 24];
+    crate::rng::fill(&mut nonce);
+    let secret = identity.to_string();
+    let sealed = crypto::seal(
+        slot_key,
+        &nonce,
+        &identity_ad(slot_id, &recipient),
+        secret.expose_secret().as_bytes(),
+    );
+    debug_assert_eq!(sealed.len(), bounds::SEALED_IDENTITY_LEN);
+    (
+        SlotKind::Passphrase {
+            kdf,
+            salt,
+            nonce,
+            sealed_identity: sealed,
+        },
+        recipient,
+    )
+}
+
+/// Derives a passphrase slot's key (the one expensive step: Argon2id).
+///
+/// # Errors
+/// As [`crypto::derive_key`]; [`Error::Usage`] if the slot is not a passphrase slot.
+pub fn derive_slot_key(slot: &Slot, passphrase: &SecretString) -> Result<SecretKey> {
+    match &slot.kind {
+        SlotKind::Passphrase { kdf, salt, .. } => crypto::derive_key(passphrase, salt, kdf),
+        SlotKind::Age => Err(Error::usage("an age slot has no passphrase")),
+    }
+}
+
+/// Opens a passphrase slot's identity with its derived key.
+///
+/// # Errors
+/// [`Error::Passphrase`] when the key is wrong or the slot was modified.
+pub fn open_identity(slot: &Slot, slot_key: &SecretKey) -> Result<age::x25519::Identity> {
+    let SlotKind::Passphrase {
+        nonce,
+        sealed_identity,
+        ..
+    } = &slot.kind
+    else {
+        return Err(Error::usage("an age slot has no sealed identity"));
+    };
+    let plain = crypto::open(
+        slot_key,
+        nonce,
+        &identity_ad(&slot.id, &slot.recipient),
+        sealed_identity,
+    )?;
+    let text = std::str::from_utf8(&plain).map_err(|_| Error::wrong_passphrase())?;
+    let identity: age::x25519::Identity = text.parse().map_err(|_| Error::wrong_passphrase())?;
+    if identity.to_public().to_string() != slot.recipient {
+        return Err(Error::wrong_passphrase());
+    }
+    Ok(identity)
+}

@@ -1,0 +1,371 @@
+//! Unit tests of format 2 through [`Vault`]: slots, unlock order and bounds, rotation,
+//! header tampering, upgrade.
+
+use super::*;
+use crate::error::Category;
+use crate::vault::{EventAction, NewKey, Permission, Vault};
+
+const WEAK: KdfParams = KdfParams {
+    memory_kib: 8,
+    iterations: 1,
+    parallelism: 1,
+};
+
+fn now() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_780_000_000, 0).unwrap()
+}
+
+fn pass(s: &str) -> SecretString {
+    SecretString::new(s.into())
+}
+
+fn with_keys(p: &SecretString, n: usize) -> Vault {
+    let mut v = Vault::create(p, WEAK).unwrap();
+    for i in 0..n {
+        v.create_key(
+            NewKey {
+                name: format!("k{i}"),
+                description: String::new(),
+                expires_at: None,
+                permissions: vec!["info".parse::<Permission>().unwrap()],
+            },
+            now(),
+        );
+    }
+    v
+}
+
+fn key_of(v: &Vault) -> SecretKey {
+    v.data_key_for_tests().expect("a format-2 vault")
+}
+
+#[test]
+fn passphrase_slot_round_trip() {
+    let p = pass("alpha");
+    let v = with_keys(&p, 2);
+    let bytes = v.to_bytes();
+    assert_ne!(bytes, v.to_bytes(), "fresh nonce per save");
+    let w = Vault::open(&bytes, &p).unwrap();
+    assert_eq!(w.keys().len(), 2);
+    assert_eq!(w.format_version(), 2);
+    assert_eq!(w.unlocked_by(), Some(v.slots()[0].id.as_str()));
+    let e = Vault::open(&bytes, &pass("beta")).unwrap_err();
+    assert!(matches!(e, Error::WrongPassphrase), "{e:?}");
+    let text = String::from_utf8(bytes).unwrap();
+    assert!(text.contains("\"version\": 2") && text.contains("\"kind\": \"passphrase\""));
+}
+
+#[test]
+fn age_slot_unlocks_without_any_kdf_and_identity_wins() {
+    let id = age::x25519::Identity::generate();
+    let r = id.to_public().to_string();
+    let p = pass("alpha");
+    let mut v = with_keys(&p, 1);
+    let age_id = v.add_age_slot(&r, "ci", now()).unwrap().id;
+    let bytes = v.to_bytes();
+    let ids = Identities(vec![AgeIdentity::X25519(id)]);
+    let both = Unlock {
+        identities: Some(&ids),
+        passphrase: Some(&p),
+        slot: None,
+    };
+    let w = Vault::open_with(&bytes, &both).unwrap();
+    assert_eq!(
+        w.unlocked_by(),
+        Some(age_id.as_str()),
+        "identity tried first"
+    );
+    let w = Vault::open(&bytes, &p).unwrap();
+    assert_ne!(w.unlocked_by(), Some(age_id.as_str()));
+    let other = Identities(vec![AgeIdentity::X25519(age::x25519::Identity::generate())]);
+    let e = Vault::open_with(
+        &bytes,
+        &Unlock {
+            identities: Some(&other),
+            ..Unlock::default()
+        },
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, Error::Passphrase(ref m) if m.contains("identity")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn removing_a_slot_rotates_the_data_key() {
+    let a = pass("alice");
+    let b = pass("bob");
+    let mut v = with_keys(&a, 1);
+    v.add_passphrase_slot(&b, WEAK, "bob", now()).unwrap();
+    let saved = v.to_bytes();
+    // Bob opens the vault and keeps its data key.
+    let bobs = Vault::open(&saved, &b).unwrap();
+    let kept = key_of(&bobs);
+    // Alice removes Bob, without typing anything, and saves.
+    let mut v = Vault::open(&saved, &a).unwrap();
+    v.remove_slot("bob", now()).unwrap();
+    let later = v.to_bytes();
+    let h = Header::parse(&later).unwrap();
+    assert!(matches!(
+        Vault::with_data_key(&h, kept, None),
+        Err(Error::WrongPassphrase)
+    ));
+    assert!(matches!(
+        Vault::open(&later, &b),
+        Err(Error::WrongPassphrase)
+    ));
+    let w = Vault::open(&later, &a).unwrap();
+    assert_eq!(h.slots.len(), 1);
+    let last = w.events().last().unwrap();
+    assert_eq!(last.action, EventAction::SlotRemove);
+    assert!(last.detail.as_deref().unwrap().contains("bob"));
+    // The last slot stays.
+    let mut w = w;
+    let only = w.slots()[0].id.clone();
+    assert!(matches!(w.remove_slot(&only, now()), Err(Error::Failed(_))));
+}
+
+#[test]
+fn passphrase_tries_are_bounded_and_slot_selects() {
+    let mut v = with_keys(&pass("p0"), 0);
+    for i in 1..5 {
+        v.add_passphrase_slot(&pass(&format!("p{i}")), WEAK, &format!("s{i}"), now())
+            .unwrap();
+    }
+    let bytes = v.to_bytes();
+    assert!(Vault::open(&bytes, &pass("p2")).is_ok());
+    let e = Vault::open(&bytes, &pass("p4")).unwrap_err();
+    assert!(
+        matches!(e, Error::Passphrase(ref m) if m.contains("--slot") && m.contains("5 passphrase")),
+        "{e:?}"
+    );
+    let p4 = pass("p4");
+    let sel = Unlock {
+        passphrase: Some(&p4),
+        slot: Some("s4"),
+        ..Unlock::default()
+    };
+    assert!(Vault::open_with(&bytes, &sel).is_ok());
+    let unknown = Unlock {
+        passphrase: Some(&p4),
+        slot: Some("nope"),
+        ..Unlock::default()
+    };
+    assert!(matches!(
+        Vault::open_with(&bytes, &unknown),
+        Err(Error::Usage(_))
+    ));
+}
+
+#[test]
+fn rekey_changes_one_passphrase_and_the_data_key() {
+    let mut v = with_keys(&pass("old"), 1);
+    let before = key_of(&v);
+    v.rekey(&pass("new"), WEAK).unwrap();
+    let bytes = v.to_bytes();
+    assert!(Vault::open(&bytes, &pass("old")).is_err());
+    assert!(Vault::open(&bytes, &pass("new")).is_ok());
+    let h = Header::parse(&bytes).unwrap();
+    assert!(Vault::with_data_key(&h, before, None).is_err());
+}
+
+#[test]
+fn every_header_field_is_bound() {
+    let id = age::x25519::Identity::generate();
+    let mut v = with_keys(&pass("alpha"), 1);
+    v.add_age_slot(&id.to_public().to_string(), "b", now())
+        .unwrap();
+    let key = key_of(&v);
+    let h = Header::parse(&v.to_bytes()).unwrap();
+    assert!(Vault::with_data_key(&h, key.duplicate(), None).is_ok());
+    let mut variants: Vec<Header> = Vec::new();
+    let mut t = h.clone();
+    t.slots[1].label = "c".into();
+    variants.push(t);
+    let mut t = h.clone();
+    t.slots[0].created_at += chrono::Duration::seconds(1);
+    variants.push(t);
+    let mut t = h.clone();
+    t.slots.swap(0, 1);
+    variants.push(t);
+    let mut t = h.clone();
+    t.slots[1].wrapped_key.push(0);
+    variants.push(t);
+    let mut t = h.clone();
+    t.slots.pop();
+    variants.push(t);
+    let mut t = h.clone();
+    if let SlotKind::Passphrase { kdf, .. } = &mut t.slots[0].kind {
+        kdf.iterations += 1;
+    }
+    variants.push(t);
+    let mut t = h.clone();
+    t.nonce[0] ^= 1;
+    variants.push(t);
+    for t in variants {
+        assert_ne!(t.ad(), h.ad());
+        assert!(matches!(
+            Vault::with_data_key(&t, key.duplicate(), None),
+            Err(Error::WrongPassphrase)
+        ));
+    }
+}
+
+#[test]
+fn hostile_headers_are_refused_before_any_work() {
+    let mut v = with_keys(&pass("alpha"), 0);
+    for _ in 0..31 {
+        let r = age::x25519::Identity::generate().to_public().to_string();
+        v.add_age_slot(&r, "", now()).unwrap();
+    }
+    let r = age::x25519::Identity::generate().to_public().to_string();
+    assert!(matches!(
+        v.add_age_slot(&r, "", now()),
+        Err(Error::Usage(_))
+    ));
+    let good = v.to_bytes();
+    assert_eq!(Header::parse(&good).unwrap().slots.len(), 32);
+    let mut json: serde_json::Value = serde_json::from_slice(&good).unwrap();
+    // 33 slots.
+    let mut extra = json["slots"][1].clone();
+    extra["id"] = "ffffffff".into();
+    extra["recipient"] = r.into();
+    json["slots"].as_array_mut().unwrap().push(extra);
+    let e = Header::parse(&serde_json::to_vec(&json).unwrap()).unwrap_err();
+    assert!(
+        matches!(e, Error::Corrupt(ref m) if m.contains("more than 32")),
+        "{e:?}"
+    );
+    let base: serde_json::Value = serde_json::from_slice(&good).unwrap();
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(&str, Edit)> = vec![
+        (
+            "repeated recipient",
+            Box::new(|j| {
+                j["slots"][2]["recipient"] = j["slots"][1]["recipient"].clone();
+            }),
+        ),
+        (
+            "huge label",
+            Box::new(|j| j["slots"][1]["label"] = "x".repeat(100_000).into()),
+        ),
+        (
+            "huge recipient",
+            Box::new(|j| j["slots"][1]["recipient"] = "a".repeat(5000).into()),
+        ),
+        (
+            "huge wrapped key",
+            Box::new(|j| j["slots"][1]["wrapped_key"] = "QUFB".repeat(10_000).into()),
+        ),
+        (
+            "huge kdf",
+            Box::new(|j| j["slots"][0]["kdf"]["memory_kib"] = 4_000_000.into()),
+        ),
+        (
+            "unknown field",
+            Box::new(|j| j["slots"][0]["extra"] = 1.into()),
+        ),
+        (
+            "unknown kind",
+            Box::new(|j| j["slots"][1]["kind"] = "fido".into()),
+        ),
+        ("no slots", Box::new(|j| j["slots"] = serde_json::json!([]))),
+        (
+            "id not hex",
+            Box::new(|j| j["slots"][0]["id"] = "XXXXXXXX".into()),
+        ),
+        (
+            "age slot with kdf",
+            Box::new(|j| {
+                j["slots"][1]["kdf"] = j["slots"][0]["kdf"].clone();
+            }),
+        ),
+        ("version 3", Box::new(|j| j["version"] = 3.into())),
+        ("top-level extra", Box::new(|j| j["x"] = 1.into())),
+    ];
+    for (what, f) in cases {
+        let mut j = base.clone();
+        f(&mut j);
+        let b = serde_json::to_vec(&j).unwrap();
+        assert!(
+            matches!(Header::parse(&b), Err(Error::Corrupt(_))),
+            "{what}"
+        );
+        assert!(matches!(detect(&b), Err(Error::Corrupt(_))), "{what}");
+    }
+    let mut j = base.clone();
+    j["version"] = 3.into();
+    let e = detect(&serde_json::to_vec(&j).unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("versions 1 and 2") && e.contains("upgrade"),
+        "{e}"
+    );
+}
+
+#[test]
+fn detect_tells_both_formats_apart() {
+    let v1 = Vault::create_format1(&pass("p"), WEAK).unwrap();
+    assert!(matches!(detect(&v1.to_bytes()), Ok(Detected::V1(_))));
+    let v2 = Vault::create(&pass("p"), WEAK).unwrap();
+    assert!(matches!(detect(&v2.to_bytes()), Ok(Detected::V2(_))));
+    assert!(matches!(detect(b"{}"), Ok(Detected::Legacy)));
+    assert!(matches!(detect(b"[1]"), Err(Error::Corrupt(_))));
+    // What a format-1 reader says about a format-2 file: exit 4.
+    let e = crate::vault::Envelope::detect(&v2.to_bytes()).unwrap_err();
+    assert_eq!(e.category(), Category::Corrupt);
+}
+
+#[test]
+fn upgrade_keeps_everything_needs_no_kdf_and_records_it() {
+    let p = pass("p");
+    let mut v1 = Vault::create_format1(&p, WEAK).unwrap();
+    v1.create_key(
+        NewKey {
+            name: "a".into(),
+            description: "b".into(),
+            expires_at: None,
+            permissions: vec!["info".parse().unwrap()],
+        },
+        now(),
+    );
+    let file1 = v1.to_bytes();
+    let mut v = Vault::open(&file1, &p).unwrap();
+    assert_eq!(v.format_version(), 1);
+    let before = v.payload().to_json().to_vec();
+    assert!(v.upgrade(now()).unwrap());
+    assert!(v.take_upgrade_notice() && !v.take_upgrade_notice());
+    assert!(!v.upgrade(now()).unwrap(), "only once");
+    let w = Vault::open(&v.to_bytes(), &p).unwrap();
+    assert_eq!(w.format_version(), 2);
+    // Same passphrase and KDF settings; the slot reuses format 1's salt.
+    assert_eq!(w.kdf(), WEAK);
+    let mut after: serde_json::Value = serde_json::from_slice(&w.payload().to_json()).unwrap();
+    let upgrade = after["events"].as_array_mut().unwrap().pop().unwrap();
+    assert_eq!(upgrade["action"], "upgrade");
+    assert_eq!(
+        after,
+        serde_json::from_slice::<serde_json::Value>(&before).unwrap()
+    );
+}
+
+#[test]
+fn identity_files_parse_and_never_echo() {
+    let id = age::x25519::Identity::generate();
+    use age::secrecy::ExposeSecret;
+    let text = format!(
+        "# created: test\n# public key: {}\n{}\n",
+        id.to_public(),
+        id.to_string().expose_secret()
+    );
+    let ids = Identities::parse(&text).unwrap();
+    assert_eq!(ids.0.len(), 1);
+    let secretish = "AGE-SECRET-KEY-1NOTVALIDXYZ";
+    let e = Identities::parse(&format!("{secretish}\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("line 1") && !e.contains(secretish), "{e}");
+    assert!(Identities::parse("# nothing\n").is_err());
+}
