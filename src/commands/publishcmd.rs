@@ -56,6 +56,22 @@ struct Publishing {
     added: Option<String>,
 }
 
+impl Publishing {
+    /// Every published file of `vault`, with the revision it holds; `added` names the file
+    /// this command just published.
+    fn of(vault: &Vault, added: Option<String>) -> Self {
+        Publishing {
+            vault_revision: vault.revision(),
+            published: vault
+                .published()
+                .iter()
+                .map(|p| PublishedView::of(p, vault))
+                .collect(),
+            added,
+        }
+    }
+}
+
 impl Report for Publishing {
     fn human(&self, h: &mut Human<'_>) -> io::Result<()> {
         if let Some(p) = &self.added {
@@ -93,17 +109,7 @@ impl Report for Publishing {
 pub(super) fn publish(ctx: &mut Ctx, a: PublishArgs) -> Result<()> {
     let mut store = ctx.store();
     let Some(path) = a.path else {
-        let vault = store.open()?;
-        let published = vault
-            .published()
-            .iter()
-            .map(|p| PublishedView::of(p, &vault))
-            .collect();
-        let r = Publishing {
-            vault_revision: vault.revision(),
-            published,
-            added: None,
-        };
+        let r = Publishing::of(&store.open()?, None);
         return ctx.emit(a.out.output(), &r);
     };
     let path = absolute(&path)?;
@@ -137,17 +143,7 @@ pub(super) fn publish(ctx: &mut Ctx, a: PublishArgs) -> Result<()> {
         v.publish(entry, now);
         Ok(())
     })?;
-    let vault = store.open()?;
-    let published = vault
-        .published()
-        .iter()
-        .map(|p| PublishedView::of(p, &vault))
-        .collect();
-    let r = Publishing {
-        vault_revision: vault.revision(),
-        published,
-        added: Some(shown(&path)),
-    };
+    let r = Publishing::of(&store.open()?, Some(shown(&path)));
     ctx.emit(a.out.output(), &r)?;
     store.finish()
 }
