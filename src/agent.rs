@@ -128,11 +128,27 @@ fn socket_dir(create: bool) -> Result<Option<PathBuf>> {
             return private_dir(rt.join("mcp-key-manager"), uid, create);
         }
     }
-    private_dir(
-        std::env::temp_dir().join(format!("mcp-key-manager-{uid}")),
-        uid,
-        create,
-    )
+    let tmp = std::env::temp_dir().join(format!("mcp-key-manager-{uid}"));
+    match private_dir(tmp, uid, create) {
+        // Another user can squat the name in a shared /tmp (and, under the sticky bit, we
+        // cannot remove it): then a directory in our home, which nobody else can create.
+        Err(squatted) => match std::env::var_os("HOME").map(PathBuf::from) {
+            Some(home) if home.is_absolute() && check_owned_dir(&home, uid) => {
+                let cache = home.join(".cache");
+                if create && !cache.exists() {
+                    let _ = std::fs::DirBuilder::new().mode(0o700).create(&cache);
+                }
+                private_dir(cache.join("mcp-key-manager-sessions"), uid, create)
+            }
+            _ => Err(squatted),
+        },
+        ok => ok,
+    }
+}
+
+/// Whether `dir` is a real directory owned by `uid` (a home directory need not be 0700).
+fn check_owned_dir(dir: &Path, uid: u32) -> bool {
+    std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_dir() && m.uid() == uid)
 }
 
 fn private_dir(dir: PathBuf, uid: u32, create: bool) -> Result<Option<PathBuf>> {
@@ -162,9 +178,12 @@ fn check_private_dir(dir: &Path, uid: u32) -> Result<()> {
         .map_err(|e| Error::io("inspect the session directory", dir, e))?;
     if !md.file_type().is_dir() || md.uid() != uid || md.mode() & 0o777 != 0o700 {
         return Err(Error::failed(format!(
-            "the session directory {} is not a directory owned by you with mode 0700; \
-             sessions are disabled until it is removed or fixed",
-            dir.display()
+            "the session directory {} is not a directory owned by you with mode 0700 (it \
+             belongs to user {}, mode {:o}); sessions are disabled until it is removed or \
+             fixed",
+            crate::display::path(dir),
+            md.uid(),
+            md.mode() & 0o7777
         )));
     }
     Ok(())

@@ -228,8 +228,19 @@ async fn read_body(
     if content_length(headers).is_some_and(|n| n > MAX_BODY_BYTES) {
         return Err(too_large());
     }
+    let deadline = tokio::time::Instant::now() + st.read_timeout;
+    // One of a bounded number of bodies in memory at once; waiting for a place counts
+    // against the same read timeout.
+    let Ok(Ok(_permit)) = tokio::time::timeout_at(deadline, st.body_permits.acquire()).await else {
+        return Err(rpc_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            -32600,
+            "too many request bodies are being read; try again",
+            "BUSY",
+        ));
+    };
     let limited = Limited::new(body, MAX_BODY_BYTES as usize);
-    match tokio::time::timeout(st.read_timeout, limited.collect()).await {
+    match tokio::time::timeout_at(deadline, limited.collect()).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e)) if e.is::<LengthLimitError>() => Err(too_large()),
         Ok(Err(_)) => {

@@ -109,8 +109,14 @@ pub struct State {
     pub(crate) read_timeout: Duration,
     pub(crate) log: Log,
     pub(crate) draining: AtomicBool,
+    /// Bodies being read at once (with `--tool-permissions`): each may hold up to 1 MiB,
+    /// so this bounds their memory across all connections, not just per connection.
+    pub(crate) body_permits: tokio::sync::Semaphore,
     reload_error: Arc<Mutex<Option<String>>>,
 }
+
+/// Most request bodies read at the same time (64 MiB at most in flight).
+pub(crate) const MAX_BODIES_IN_FLIGHT: usize = 64;
 
 impl State {
     pub(crate) fn last_reload_error(&self) -> Option<String> {
@@ -201,6 +207,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         read_timeout: Duration::from_secs(args.read_timeout),
         log: Log::new(),
         draining: AtomicBool::new(false),
+        body_permits: tokio::sync::Semaphore::new(MAX_BODIES_IN_FLIGHT),
         reload_error,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()

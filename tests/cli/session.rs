@@ -594,3 +594,52 @@ fn lock_ends_the_session_of_a_vault_that_was_moved_away() {
     assert_eq!(v["ended"], true, "{}", all_output(&out));
     assert!(wait_dead(pid, Duration::from_secs(3)));
 }
+
+/// Review of this turn: another user can squat the session directory's name in a shared
+/// temp directory (where we cannot remove it); sessions then live in a private directory
+/// in our home instead of being disabled, and the squatter's directory is never used.
+#[test]
+fn a_squatted_session_directory_falls_back_to_the_home_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Sess::new();
+    std::fs::create_dir(s.socket_dir()).unwrap();
+    std::fs::set_permissions(s.socket_dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let home = s.env.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let out = s
+        .cmd()
+        .env("HOME", &home)
+        .args(["unlock", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", all_output(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    s.pids.borrow_mut().push(v["pid"].as_u64().unwrap() as u32);
+    let fallback = home.join(".cache/mcp-key-manager-sessions");
+    assert_eq!(
+        std::fs::read_dir(&fallback).unwrap().count(),
+        1,
+        "one socket there"
+    );
+    assert_eq!(
+        std::fs::read_dir(s.socket_dir()).unwrap().count(),
+        0,
+        "none in the squatted one"
+    );
+    let mode = std::fs::metadata(&fallback).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    // A command with no passphrase source finds the session there.
+    let out = StdCommand::new("setsid")
+        .arg("-w")
+        .arg(bin())
+        .arg("list")
+        .current_dir(s.env.path())
+        .env_clear()
+        .env("TMPDIR", &s.tmp)
+        .env("HOME", &home)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", all_output(&out));
+    s.cmd().env("HOME", &home).arg("lock").assert().success();
+}

@@ -558,6 +558,44 @@ fn hostile_clients_do_not_stop_well_behaved_ones() {
     assert_eq!(r.status, 408, "{}", r.raw);
     assert!(t0.elapsed() < Duration::from_secs(5));
     assert_eq!(tp.auth_x(&s.good.key).status, 200);
+
+    // Bodies in memory are bounded across connections, not only per connection (review of
+    // this turn): with 64 bodies half-sent, the next body waits for a place and is told
+    // 503 at the read timeout, while a request without a body is answered at once.
+    let mut held = Vec::new();
+    for _ in 0..64 {
+        let mut c = tp.connect();
+        write!(
+            c,
+            "POST /auth HTTP/1.1\r\nHost: x\r\nX-API-Key: {}\r\nContent-Length: 1000\r\n\r\n{{",
+            s.good.key
+        )
+        .unwrap();
+        held.push(c);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let mut c = tp.connect();
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    write!(
+        c,
+        "POST /auth HTTP/1.1\r\nHost: x\r\nX-API-Key: {}\r\nContent-Length: {}\r\n\r\n{body}",
+        s.good.key,
+        body.len()
+    )
+    .unwrap();
+    let t0 = Instant::now();
+    assert_eq!(tp.auth_x(&s.good.key).status, 200, "a GET is not held up");
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+    let r = read_response(&mut c);
+    // Its body was complete, yet it was answered only once the held bodies timed out and
+    // made room (200), or at its own timeout (503): it waited for a place.
+    assert!(r.status == 503 || r.status == 200, "{}", r.raw);
+    assert!(
+        t0.elapsed() >= Duration::from_millis(500),
+        "not gated: {:?}",
+        t0.elapsed()
+    );
+    drop(held);
 }
 
 #[test]

@@ -173,7 +173,8 @@ def _parse(data: bytes, source: str) -> _State:
 
     try:
         doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        # RecursionError: a file of "[[[[…" deeper than the interpreter's stack.
         raise bad("not JSON (%s)" % type(exc).__name__) from None
     if not isinstance(doc, dict):
         raise bad("the top level is not a JSON object")

@@ -76,6 +76,14 @@ def _error_body(code: int, message: str, data_code: str) -> bytes:
                                  "data": {"code": data_code}}}).encode()
 
 
+def _log_safe(text: str) -> str:
+    """A request path as it may appear in a log line: control characters (a newline would
+    forge a second line) escaped, and cut to 200 characters."""
+    text = text[:200]
+    return "".join(c if c.isprintable() else "\\x%02x" % ord(c) if ord(c) < 256
+                   else "\\u%04x" % ord(c) for c in text)
+
+
 class APIKeyMiddleware:
     """Wraps an ASGI app so that only requests with a good API key reach it.
 
@@ -153,7 +161,7 @@ class APIKeyMiddleware:
             if body.strip():
                 try:
                     message = json.loads(body)
-                except (ValueError, UnicodeDecodeError):
+                except (ValueError, UnicodeDecodeError, RecursionError):
                     await _respond(send, 400, _error_body(-32700, "the body is not JSON",
                                                           "PARSE_ERROR"))
                     return
@@ -207,7 +215,11 @@ class APIKeyMiddleware:
 
     async def _unauthorized(self, send: Send, verdict: Verdict, path: str, no_key: bool) -> None:
         reason = _NO_KEY if no_key else _REASONS.get(verdict.code, "the API key was refused")
-        logger.info("%s refused: %s (key id %s)", path, verdict.code, verdict.key_id or "-")
+        # Only refusals of an identified key are logged (as `serve` does): anyone can send
+        # unknown or malformed keys, and must not be able to flood the log with them.
+        if verdict.key_id is not None:
+            logger.info("%s refused: %s (key id %s)", _log_safe(path), verdict.code,
+                        verdict.key_id)
         await _respond(send, 401, _error_body(-32001, reason, verdict.code), [
             (b"www-authenticate",
              ('Bearer error="invalid_token", error_description="%s"' % reason).encode()),
@@ -216,7 +228,7 @@ class APIKeyMiddleware:
     async def _forbidden(self, send: Send, verdict: Verdict, missing: List[str], path: str) -> None:
         reason = "the API key lacks the permission%s: %s" % (
             "s" if len(missing) > 1 else "", " ".join(missing))
-        logger.info("%s refused: %s for key id %s (needs %s)", path, INSUFFICIENT_PERMISSIONS,
+        logger.info("%s refused: %s for key id %s (needs %s)", _log_safe(path), INSUFFICIENT_PERMISSIONS,
                     verdict.key_id, " ".join(missing))
         await _respond(send, 403, _error_body(-32003, reason, INSUFFICIENT_PERMISSIONS), [
             (b"www-authenticate",

@@ -196,3 +196,41 @@ def test_needed_permissions():
         [("tools:call", "tools:call:x")]
     assert needed_permissions({"method": "tools/call"}) == [("tools:call",)]
     assert needed_permissions([{"method": "ping"}, 3, None]) == []
+
+
+def test_a_body_deeper_than_the_stack_is_400_not_500(setup):
+    """Review of this turn: a valid key and "[" * 100000 made the middleware raise."""
+    verifier, keys = setup
+    app = APIKeyMiddleware(Recorder(), verifier, tool_permissions=True)
+    status, _, body = call(app, [("X-API-Key", keys["all"][1])], b"[" * 100000)
+    assert status == 400
+    assert json.loads(body)["error"]["data"]["code"] == "PARSE_ERROR"
+
+
+def test_refusal_logs_escape_the_path_and_skip_unknown_keys(setup, caplog):
+    """Review of this turn: a newline in the path forged a log line, and every unknown key
+    was logged."""
+    import logging
+    verifier, keys = setup
+    app = APIKeyMiddleware(Recorder(), verifier, require=("admin",))
+    caplog.set_level(logging.INFO, logger="mcp_key_verifier")
+
+    async def run(path, key):
+        sent = []
+
+        async def receive():
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(m):
+            sent.append(m)
+
+        scope = {"type": "http", "method": "POST", "path": path,
+                 "headers": [(b"x-api-key", key.encode())]}
+        await app(scope, receive, send)
+        return sent
+
+    asyncio.run(run("/mcp\nINFO forged line", "mcp_" + "0" * 16 + "_" + "1" * 64))
+    assert caplog.records == []  # an unknown key is not logged
+    asyncio.run(run("/mcp\nINFO forged line", keys["all"][1]))  # 403: lacks admin
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "\n" not in lines[0] and "\\x0a" in lines[0], lines

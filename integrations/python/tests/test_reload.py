@@ -150,3 +150,15 @@ def test_verify_is_asyncio_safe(writer):
         await asyncio.gather(*(one() for _ in range(20)))
 
     asyncio.run(many())
+
+
+def test_a_file_deeper_than_the_stack_is_kept_out_and_reported(writer):
+    """Review of this turn: `"[" * 200000` raised RecursionError out of verify()."""
+    key_id, key = make_key()
+    writer.write([writer.entry(key_id, key)], revision=3)
+    errors = []
+    v = Verifier.from_file(writer.path, on_reload_error=errors.append)
+    writer.write(None, revision=None, raw=b"[" * 200000)
+    assert wait_for(lambda: (v.verify(key), errors)[1])
+    assert isinstance(errors[0], VerifierError)
+    assert v.verify(key).valid
