@@ -14,7 +14,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::vault::records::{fmt_time, parse_time};
 use crate::verify::Code;
 
 /// The `format` field of a usage file.
@@ -62,7 +61,7 @@ pub fn files_beside(verifier: &Path) -> Vec<PathBuf> {
 pub struct KeyUsage {
     /// The last time the key was presented and identified (any verdict from `REVOKED` on:
     /// the request named this key with its right secret).
-    #[serde(with = "opt_time", default)]
+    #[serde(with = "crate::vault::records::time_opt", default)]
     pub last_used_at: Option<DateTime<Utc>>,
     /// Requests by verdict code (`VALID`, `INSUFFICIENT_PERMISSIONS`, `REVOKED`,
     /// `EXPIRED`). Codes a newer writer adds are kept as they are.
@@ -85,30 +84,9 @@ impl KeyUsage {
 struct UsageFile {
     format: String,
     version: u32,
-    #[serde(with = "opt_time", default)]
+    #[serde(with = "crate::vault::records::time_opt", default)]
     updated_at: Option<DateTime<Utc>>,
     keys: BTreeMap<String, KeyUsage>,
-}
-
-mod opt_time {
-    use super::*;
-    use serde::{Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
-        match t {
-            Some(t) => s.serialize_str(&fmt_time(t)),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
-        match Option::<String>::deserialize(d)? {
-            None => Ok(None),
-            Some(s) => parse_time(&s)
-                .map(Some)
-                .ok_or_else(|| serde::de::Error::custom("a time is not RFC 3339")),
-        }
-    }
 }
 
 /// Reads one usage file; `Ok(None)` if it does not exist.
@@ -302,6 +280,7 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vault::records::parse_time;
 
     #[test]
     fn flush_load_and_merge() {

@@ -389,7 +389,7 @@ impl Envelope {
 }
 
 /// Serializes bytes as one base64 string, encoding a chunk at a time.
-struct Base64Stream<'a>(&'a [u8]);
+pub(crate) struct Base64Stream<'a>(pub(crate) &'a [u8]);
 
 impl std::fmt::Display for Base64Stream<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

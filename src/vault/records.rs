@@ -298,7 +298,8 @@ mod time {
     }
 }
 
-mod time_opt {
+/// Serde for an optional time as RFC 3339 (the vault, verifier and usage files).
+pub(crate) mod time_opt {
     use super::*;
     pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
         match t {

@@ -330,22 +330,11 @@ impl Store {
             let r = v2::unlock_with_passphrase(&h.slots, slot.as_deref(), &pass, ids.is_some());
             ui.kdf_done(shown);
             match r {
-                Err(Error::WrongPassphrase) if attempt < tries => {
-                    ui.warn(&format!(
-                        "wrong passphrase, or the vault was modified; try again ({} of {tries} \
-                         tries left)",
-                        tries - attempt
-                    ));
+                Err(e) => {
+                    ask_again(&*ui, e, attempt, tries)?;
                     self.cache = None;
                     attempt += 1;
                 }
-                Err(Error::WrongPassphrase) if tries > 1 => {
-                    return Err(Error::Passphrase(format!(
-                        "{} ({tries} tries)",
-                        crate::error::WRONG_PASSPHRASE
-                    )))
-                }
-                Err(e) => return Err(e),
                 Ok((dk, i, (kdf, salt, key))) => {
                     let mut c = KeyCache::new(pass);
                     c.remember_key(kdf, salt, key);
@@ -380,22 +369,11 @@ impl Store {
             let r = cache.unlock(env);
             ui.kdf_done(shown);
             match r {
-                Err(Error::WrongPassphrase) if attempt < tries => {
-                    ui.warn(&format!(
-                        "wrong passphrase, or the vault was modified; try again ({} of {tries} \
-                         tries left)",
-                        tries - attempt
-                    ));
+                Err(e) => {
+                    ask_again(&*ui, e, attempt, tries)?;
                     self.cache = None;
                     attempt += 1;
                 }
-                Err(Error::WrongPassphrase) if tries > 1 => {
-                    return Err(Error::Passphrase(format!(
-                        "{} ({tries} tries)",
-                        crate::error::WRONG_PASSPHRASE
-                    )))
-                }
-                Err(e) => return Err(e),
                 Ok(v) => {
                     if env.kdf.below_policy() {
                         self.ui.warn(&format!(
@@ -611,6 +589,26 @@ impl Store {
             }
         }
         Ok(())
+    }
+}
+
+/// After a failed unlock: `Ok` when a person at a terminal may type the passphrase again
+/// (said on stderr, with the tries left), else the error to give up with.
+fn ask_again(ui: &dyn Interaction, e: Error, attempt: u32, tries: u32) -> Result<()> {
+    match e {
+        Error::WrongPassphrase if attempt < tries => {
+            ui.warn(&format!(
+                "wrong passphrase, or the vault was modified; try again ({} of {tries} tries \
+                 left)",
+                tries - attempt
+            ));
+            Ok(())
+        }
+        Error::WrongPassphrase if tries > 1 => Err(Error::Passphrase(format!(
+            "{} ({tries} tries)",
+            crate::error::WRONG_PASSPHRASE
+        ))),
+        e => Err(e),
     }
 }
 

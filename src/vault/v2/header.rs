@@ -590,19 +590,6 @@ struct Base64Stream<'a>(&'a [u8]);
 
 impl Serialize for Base64Stream<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        struct D<'a>(&'a [u8]);
-        impl std::fmt::Display for D<'_> {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                let mut buf = [0u8; 4096];
-                for chunk in self.0.chunks(3 * 1024) {
-                    let n = B64
-                        .encode_slice(chunk, &mut buf)
-                        .map_err(|_| std::fmt::Error)?;
-                    f.write_str(std::str::from_utf8(&buf[..n]).map_err(|_| std::fmt::Error)?)?;
-                }
-                Ok(())
-            }
-        }
-        s.collect_str(&D(self.0))
+        s.collect_str(&crate::vault::format::Base64Stream(self.0))
     }
 }
