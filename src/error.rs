@@ -128,11 +128,20 @@ impl fmt::Display for Error {
                 write!(f, "no vault at {}", crate::display::path(path))
             }
             Error::WrongPassphrase => f.write_str(WRONG_PASSPHRASE),
-            Error::NoPassphrase { var, file_var } => write!(
-                f,
-                "no passphrase available: there is no terminal to ask on; set {var} or \
-                 {file_var} (or pass --passphrase-file)"
-            ),
+            Error::NoPassphrase { var, file_var } => {
+                // The flag that goes with the variables: the new passphrase of `rekey` and
+                // `slot add` has its own.
+                let flag = if file_var.contains("NEW") {
+                    "--new-passphrase-file"
+                } else {
+                    "--passphrase-file"
+                };
+                write!(
+                    f,
+                    "no passphrase available: there is no terminal to ask on; set {var} or \
+                     {file_var} (or pass {flag})"
+                )
+            }
             Error::LegacyStore => f.write_str(
                 "this is a plaintext key store of the Python tool, not an encrypted vault",
             ),

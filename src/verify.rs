@@ -292,7 +292,8 @@ impl Verifier {
     ///
     /// # Errors
     /// [`Error::Io`] if it cannot be read, [`Error::Corrupt`] if it is not a verifier file.
-    pub fn from_file(path: &Path) -> Result<Verifier> {
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Verifier> {
+        let path = path.as_ref();
         let bytes = crate::fsio::read_bounded(path, MAX_VERIFIER_BYTES, "verifier file")?
             .ok_or_else(|| {
                 Error::io(

@@ -18,7 +18,7 @@ fn cases() -> Value {
 }
 
 fn load(name: &str) -> mcp_key_manager::Result<Verifier> {
-    Verifier::from_file(&dir().join(name))
+    Verifier::from_file(dir().join(name))
 }
 
 #[test]

@@ -210,7 +210,11 @@ pub(super) fn create(ctx: &mut Ctx, a: CreateArgs) -> Result<()> {
         tx.vault().record_use(i, now, "env file");
         tx.commit()?;
     }
-    drop(tx);
+    drop(tx); // republishes, once
+    let r = Created {
+        verifiers_updated: ctx.republished(),
+        ..r
+    };
     ctx.emit(a.out.output(), &r)
         .and_then(|()| ctx.flush())
         .map_err(|e| key_not_shown(e, &r.id))?;

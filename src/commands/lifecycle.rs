@@ -143,7 +143,11 @@ pub(super) fn rotate(ctx: &mut Ctx, a: RotateArgs) -> Result<()> {
         verifiers_updated: ctx.republished(),
         env_file: ctx.env_shown(),
     };
-    drop(tx);
+    drop(tx); // republishes, once
+    let r = Rotated {
+        verifiers_updated: ctx.republished(),
+        ..r
+    };
     ctx.emit(a.out.output(), &r)
         .and_then(|()| ctx.flush())
         .map_err(|e| super::keys::key_not_shown(e, &r.id))?;

@@ -18,6 +18,16 @@ pub(super) fn merged(vault: &Vault, extra: &UsageArgs) -> Option<BTreeMap<String
         .iter()
         .flat_map(|p| files_beside(&p.path))
         .collect();
+    for f in &extra.files {
+        // A file named on the command line that is not there is a typo worth a word;
+        // the ones beside a verifier are absent until `serve` first writes them.
+        if !f.exists() {
+            super::warn(&format!(
+                "the usage file {} does not exist",
+                crate::display::path(f)
+            ));
+        }
+    }
     files.extend(extra.files.iter().cloned());
     files.dedup();
     let mut all: Option<BTreeMap<String, KeyUsage>> = None;

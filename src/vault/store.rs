@@ -450,6 +450,7 @@ impl Store {
         Ok(Txn {
             store: self,
             vault,
+            saved: false,
             _lock: lock,
         })
     }
@@ -484,6 +485,7 @@ impl Store {
         Ok(Txn {
             store: self,
             vault,
+            saved: false,
             _lock: lock,
         })
     }
@@ -542,7 +544,9 @@ impl Store {
             }
         }
         before_write()?;
-        self.commit(&mut vault)
+        self.commit(&mut vault)?;
+        self.after_commit(&vault);
+        Ok(())
     }
 
     /// Re-keys the vault: the current passphrase unlocks it (before the new one is asked
@@ -569,7 +573,7 @@ impl Store {
         })
     }
 
-    /// Saves under the held lock, then runs the after-commit hook. A format-1 vault is
+    /// Saves under the held lock (the caller runs the after-commit hook). A format-1 vault is
     /// written as format 2 (said once on stderr, recorded in its history).
     fn commit(&mut self, vault: &mut Vault) -> Result<()> {
         vault.upgrade(chrono::Utc::now())?;
@@ -582,13 +586,17 @@ impl Store {
             ));
         }
         vault.bump_revision();
-        fsio::atomic_write(&self.path, &vault.to_bytes())?;
+        fsio::atomic_write(&self.path, &vault.to_bytes())
+    }
+
+    /// Runs the after-commit hook once for the vault as saved; its error is kept for
+    /// [`Store::finish`].
+    fn after_commit(&mut self, vault: &Vault) {
         if let Some(hook) = self.after_commit.as_mut() {
             if let Err(e) = hook(vault) {
                 self.deferred = Some(e);
             }
         }
-        Ok(())
     }
 }
 
@@ -616,7 +624,21 @@ fn ask_again(ui: &dyn Interaction, e: Error, attempt: u32, tries: u32) -> Result
 pub struct Txn<'s> {
     store: &'s mut Store,
     vault: Vault,
+    /// Whether something was saved whose after-commit hook has not run yet.
+    saved: bool,
     _lock: Lock,
+}
+
+impl Drop for Txn<'_> {
+    /// The after-commit hook runs once per transaction, after its last save and while the
+    /// lock is still held (fields drop after this): a change saved in two steps (a new key,
+    /// then the use recorded once the env file holds it) republishes once, and its
+    /// `--then` commands run once.
+    fn drop(&mut self) {
+        if self.saved {
+            self.store.after_commit(&self.vault);
+        }
+    }
 }
 
 impl Txn<'_> {
@@ -625,13 +647,16 @@ impl Txn<'_> {
         &mut self.vault
     }
 
-    /// Saves the vault as it is now (the lock stays held), then runs the after-commit
-    /// hook. A change that must be on disk before a side effect (a new key before it is
-    /// written into an env file) commits, does the side effect, and commits again.
+    /// Saves the vault as it is now (the lock stays held). A change that must be on disk
+    /// before a side effect (a new key before it is written into an env file) commits,
+    /// does the side effect, and commits again. The after-commit hook runs once, when the
+    /// transaction ends.
     ///
     /// # Errors
     /// [`Error::Io`] when the vault cannot be written.
     pub fn commit(&mut self) -> Result<()> {
-        self.store.commit(&mut self.vault)
+        self.store.commit(&mut self.vault)?;
+        self.saved = true;
+        Ok(())
     }
 }

@@ -525,3 +525,30 @@ fn then_hooks_are_shown_and_bounded() {
         t.elapsed()
     );
 }
+
+/// A new user's walk through the README: rotating the key the env file holds saves twice
+/// (the successor first, then the use once the env file names it) but republishes once,
+/// so a `--then` hook runs once per command, and the output names each file once.
+#[test]
+fn a_change_saved_in_two_steps_republishes_once() {
+    let e = Env::with_vault();
+    let (id, _) = e.create("served", &["-u"]);
+    let count = e.path().join("count");
+    let then = format!("echo x >> {}", count.display());
+    e.cmd()
+        .args(["publish", "a.json", "--then", &then])
+        .assert()
+        .success();
+    e.cmd().args(["publish", "b.json"]).assert().success();
+    std::fs::write(&count, "").unwrap();
+    let out = e.json(&["rotate", &id, "--json"]);
+    assert_eq!(out["env_file_updated"], true);
+    assert_eq!(
+        out["verifiers_updated"].as_array().unwrap().len(),
+        2,
+        "{out}"
+    );
+    assert_eq!(std::fs::read_to_string(&count).unwrap().lines().count(), 1);
+    e.create("client", &["-u"]);
+    assert_eq!(std::fs::read_to_string(&count).unwrap().lines().count(), 2);
+}
