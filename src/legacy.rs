@@ -14,6 +14,24 @@ use crate::keyfmt::{self, Shape};
 use crate::secret::SecretString;
 use crate::vault::Permission;
 
+/// Reads a plaintext store, bounded as a vault file is; `None` when there is none.
+///
+/// # Errors
+/// [`Error::Io`] when it cannot be read, [`Error::Corrupt`] when it is too large.
+pub fn read_file(path: &std::path::Path) -> crate::error::Result<Option<Vec<u8>>> {
+    crate::fsio::read_bounded(path, crate::vault::format::MAX_FILE_BYTES, "key store")
+}
+
+/// Whether `bytes` are already an encrypted vault (of either format) rather than a
+/// plaintext store.
+///
+/// # Errors
+/// [`Error::Corrupt`] for bytes that are neither.
+pub fn is_encrypted_vault(bytes: &[u8]) -> crate::error::Result<bool> {
+    use crate::vault::v2::{detect, Detected};
+    Ok(matches!(detect(bytes)?, Detected::V1(_) | Detected::V2(_)))
+}
+
 /// One validated record of the old store.
 #[derive(Debug)]
 pub struct LegacyRecord {

@@ -54,17 +54,14 @@ impl Report for Imported {
 
 /// Reads and validates the plaintext store: every record, or an error naming each bad one.
 fn read_store(source: &Path) -> Result<(Zeroizing<Vec<u8>>, Vec<LegacyRecord>)> {
-    let max = crate::vault::format::MAX_FILE_BYTES;
-    let bytes = crate::fsio::read_bounded(source, max, "key store")?.ok_or_else(|| {
+    let bytes = legacy::read_file(source)?.ok_or_else(|| {
         Error::failed(format!(
             "no key store at {}; give the path of the Python tool's keys.json",
             shown(source)
         ))
     })?;
     let bytes = Zeroizing::new(bytes);
-    if let crate::vault::v2::Detected::V1(_) | crate::vault::v2::Detected::V2(_) =
-        crate::vault::v2::detect(&bytes)?
-    {
+    if legacy::is_encrypted_vault(&bytes)? {
         return Err(Error::failed(format!(
             "{} is already an encrypted vault; nothing to import",
             shown(source)

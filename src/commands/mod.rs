@@ -121,7 +121,7 @@ impl Ctx {
     /// write it.
     ///
     /// # Errors
-    /// As [`EnvStore::lock`] and [`EnvLock::set`].
+    /// As [`EnvStore::lock`] and the lock's `set`.
     pub fn set_env(&self, assignments: &[(&str, &str)]) -> Result<()> {
         let lock = self.lock_env()?;
         lock.set(assignments)?;
