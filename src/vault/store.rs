@@ -325,10 +325,9 @@ impl Store {
                     // An identity was offered and failed: say that, not "no passphrase".
                     Err(e) => return Err(id_error.unwrap_or(e)),
                 };
-            let kdf = v2::passphrase_kdf(h);
-            let shown = ui.kdf_started(&kdf);
-            let r = v2::unlock_with_passphrase(&h.slots, slot.as_deref(), &pass, ids.is_some());
-            ui.kdf_done(shown);
+            let r = announced(&*ui, &v2::passphrase_kdf(h), || {
+                v2::unlock_with_passphrase(&h.slots, slot.as_deref(), &pass, ids.is_some())
+            });
             match r {
                 Err(e) => {
                     ask_again(&*ui, e, attempt, tries)?;
@@ -365,9 +364,7 @@ impl Store {
         loop {
             let ui = Rc::clone(&self.ui);
             let cache = self.cache(attempt)?;
-            let shown = ui.kdf_started(&env.kdf);
-            let r = cache.unlock(env);
-            ui.kdf_done(shown);
+            let r = announced(&*ui, &env.kdf, || cache.unlock(env));
             match r {
                 Err(e) => {
                     ask_again(&*ui, e, attempt, tries)?;
@@ -564,10 +561,9 @@ impl Store {
         let pass = new()?;
         let ui = Rc::clone(&self.ui);
         self.update(|v| {
-            let shown = ui.kdf_started(&kdf);
-            let r = v.rekey_slot(ui.slot().as_deref(), &pass, kdf);
-            ui.kdf_done(shown);
-            r?;
+            announced(&*ui, &kdf, || {
+                v.rekey_slot(ui.slot().as_deref(), &pass, kdf)
+            })?;
             v.record(super::records::now(), super::EventAction::Rekey, None, None);
             Ok(())
         })
@@ -598,6 +594,15 @@ impl Store {
             }
         }
     }
+}
+
+/// Runs `derive` (a key derivation with `kdf`) between the user interface's announcement
+/// and its retraction.
+fn announced<T>(ui: &dyn Interaction, kdf: &KdfParams, derive: impl FnOnce() -> T) -> T {
+    let shown = ui.kdf_started(kdf);
+    let r = derive();
+    ui.kdf_done(shown);
+    r
 }
 
 /// After a failed unlock: `Ok` when a person at a terminal may type the passphrase again

@@ -69,18 +69,6 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// Whether this process runs as root (euid 0), from /proc/self/status.
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
-}
-
 /// The largest resident set of any waited-for child of this process so far, in KiB.
 pub fn children_peak_rss_kib() -> i64 {
     // SAFETY: an all-zero `rusage` is a valid value of this plain C struct.
@@ -91,43 +79,9 @@ pub fn children_peak_rss_kib() -> i64 {
     r.ru_maxrss
 }
 
-/// The uid/gid permission tests run the binary as when the tests run as root.
-pub const NOBODY: u32 = 65534;
-
-/// How to run the binary so that file permissions apply: directly when not root; as
-/// `nobody` through `setpriv` when root (root ignores modes); `None` when neither works.
-/// When it returns `Some` for root, `e`'s directory has been handed to `nobody`.
+/// How to run the binary so that file permissions apply (see `common::unprivileged`).
 pub fn unprivileged(e: &Env) -> Option<assert_cmd::Command> {
-    if !is_root() {
-        return Some(e.cmd());
-    }
-    println!("note: running as root: permission tests run the binary as uid {NOBODY} via setpriv");
-    let ok = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "true"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        return None;
-    }
-    chown_tree(e.path(), NOBODY);
-    let mut c = assert_cmd::Command::new("setpriv");
-    c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(bin())
-        .current_dir(e.path())
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("TZ", "UTC")
-        .env("MCP_KEY_VAULT_PASSPHRASE", PASS);
-    Some(c)
-}
-
-fn chown_tree(p: &Path, id: u32) {
-    std::os::unix::fs::lchown(p, Some(id), Some(id)).expect("chown");
-    if p.is_dir() && !p.is_symlink() {
-        for entry in std::fs::read_dir(p).expect("read dir") {
-            chown_tree(&entry.expect("dir entry").path(), id);
-        }
-    }
+    crate::common::unprivileged(e).map(|run| run())
 }
 
 /// The names in a directory, sorted.

@@ -73,13 +73,6 @@ fn chmod(p: &Path, m: u32) {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
-}
-
 fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -443,43 +436,6 @@ fn a_foreign_file_in_a_shared_directory_is_not_written() {
 }
 
 // ---- 5. a failing publish ----
-
-/// Runs the binary so that file permissions apply: directly when not root, as `nobody`
-/// through `setpriv` when root (the test directory is then handed to `nobody`).
-fn unprivileged(e: &Env) -> Option<Box<dyn Fn() -> assert_cmd::Command + '_>> {
-    if !is_root() {
-        return Some(Box::new(|| e.cmd()));
-    }
-    let ok = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "true"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        return None;
-    }
-    println!("note: running as root: the binary runs as uid 65534 via setpriv");
-    chown_tree(e.path(), 65534);
-    Some(Box::new(|| {
-        let mut c = assert_cmd::Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(bin())
-            .current_dir(e.path())
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("TZ", "UTC")
-            .env("MCP_KEY_VAULT_PASSPHRASE", PASS);
-        c
-    }))
-}
-
-fn chown_tree(p: &Path, id: u32) {
-    std::os::unix::fs::lchown(p, Some(id), Some(id)).unwrap();
-    if p.is_dir() && !p.is_symlink() {
-        for entry in std::fs::read_dir(p).unwrap() {
-            chown_tree(&entry.unwrap().path(), id);
-        }
-    }
-}
 
 fn has_finding(check: &Value, code: &str) -> bool {
     check["findings"]

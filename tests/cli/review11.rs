@@ -123,13 +123,6 @@ fn a_foreign_env_file_in_a_shared_directory_gets_no_key() {
     );
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
-}
-
 /// Item 4: a pasted key is never echoed, whatever the command, legacy keys included.
 #[test]
 fn a_pasted_key_is_never_echoed() {

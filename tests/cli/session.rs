@@ -110,15 +110,6 @@ fn sigkill(pid: u32) {
         .status();
 }
 
-fn is_root() -> bool {
-    // The owner of /proc/self is the effective uid of this process.
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .unwrap_or(1)
-        == 0
-}
-
 /// Whether a process is running (a zombie, waiting for its parent to reap it, is not).
 fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/status")) {

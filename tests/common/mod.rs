@@ -148,3 +148,58 @@ pub fn all_output(o: &std::process::Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     )
 }
+
+/// Whether this process runs as root (euid 0), from /proc/self/status.
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// The uid/gid the binary runs as, through `setpriv`, when a test needs file modes to
+/// apply and runs as root.
+pub const NOBODY: u32 = 65534;
+
+/// Hands `p` and everything below it to `id` (links themselves, not their targets).
+pub fn chown_tree(p: &Path, id: u32) {
+    std::os::unix::fs::lchown(p, Some(id), Some(id)).expect("chown");
+    if p.is_dir() && !p.is_symlink() {
+        for entry in std::fs::read_dir(p).expect("read dir") {
+            chown_tree(&entry.expect("dir entry").path(), id);
+        }
+    }
+}
+
+/// How to run the binary so that file permissions apply: directly when not root; as
+/// `nobody` through `setpriv` when root (root ignores modes); `None` when neither works.
+/// When it returns `Some` for root, `e`'s directory has been handed to `nobody`.
+pub fn unprivileged(e: &Env) -> Option<Box<dyn Fn() -> Command + '_>> {
+    if !is_root() {
+        return Some(Box::new(|| e.cmd()));
+    }
+    let ok = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        return None;
+    }
+    println!("note: running as root: the binary runs as uid {NOBODY} via setpriv");
+    chown_tree(e.path(), NOBODY);
+    Some(Box::new(|| {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(bin())
+            .current_dir(e.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("TZ", "UTC")
+            .env("MCP_KEY_VAULT_PASSPHRASE", PASS);
+        c
+    }))
+}
