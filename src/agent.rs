@@ -45,6 +45,8 @@ const IO_TIMEOUT: Duration = Duration::from_secs(2);
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest request or header line.
 const MAX_LINE: usize = 64;
+/// How long to wait before asking a dying agent again (its threads need a moment to exit).
+const DYING_AGENT_PAUSE: Duration = Duration::from_millis(200);
 /// How often the agent checks that its socket is still its own.
 const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -287,20 +289,44 @@ fn read_line(r: &mut impl Read) -> std::io::Result<String> {
     String::from_utf8(line).map_err(|_| std::io::Error::other("line is not UTF-8"))
 }
 
-/// Sends one request and reads the header line of the answer.
-fn request(stream: &mut UnixStream, path: &Path, cmd: &str) -> Result<String> {
-    let io = |e| Error::io("talk to the session agent at", path, e);
-    stream
-        .write_all(format!("{cmd}\n").as_bytes())
-        .map_err(io)?;
-    let line = read_line(stream).map_err(io)?;
-    if line == "ERR" || !line.starts_with("OK") {
-        return Err(Error::failed(format!(
-            "the session agent at {} gave an unexpected answer; run `mcp-key-manager lock`",
-            path.display()
-        )));
+/// Connects and sends one request; the stream (for any payload that follows) and the
+/// answer's header line, or `None` when no agent listens. An agent that dies while we ask
+/// (its listener still open for a moment after SIGKILL while its threads exit) is asked once
+/// more after a short pause, when its socket refuses and is removed as stale.
+fn ask(path: &Path, cmd: &str) -> Result<Option<(UnixStream, String)>> {
+    for attempt in 0..2 {
+        let Some(mut s) = connect(path)? else {
+            return Ok(None);
+        };
+        match exchange(&mut s, cmd) {
+            Ok(line) if line == "ERR" || !line.starts_with("OK") => {
+                return Err(Error::failed(format!(
+                    "the session agent at {} gave an unexpected answer; run `mcp-key-manager \
+                     lock`",
+                    path.display()
+                )))
+            }
+            Ok(line) => return Ok(Some((s, line))),
+            Err(e)
+                if attempt == 0
+                    && matches!(
+                        e.kind(),
+                        std::io::ErrorKind::UnexpectedEof
+                            | std::io::ErrorKind::ConnectionReset
+                            | std::io::ErrorKind::BrokenPipe
+                    ) =>
+            {
+                std::thread::sleep(DYING_AGENT_PAUSE);
+            }
+            Err(e) => return Err(Error::io("talk to the session agent at", path, e)),
+        }
     }
-    Ok(line)
+    unreachable!("the second attempt returns")
+}
+
+fn exchange(stream: &mut UnixStream, cmd: &str) -> std::io::Result<String> {
+    stream.write_all(format!("{cmd}\n").as_bytes())?;
+    read_line(stream)
 }
 
 fn bad_answer(path: &Path) -> Error {
@@ -320,10 +346,9 @@ pub fn fetch(vault_canonical: &Path) -> Result<Option<SecretBytes>> {
     let Some(path) = socket_path(vault_canonical, false)? else {
         return Ok(None);
     };
-    let Some(mut s) = connect(&path)? else {
+    let Some((mut s, line)) = ask(&path, "GET")? else {
         return Ok(None);
     };
-    let line = request(&mut s, &path, "GET")?;
     let n: usize = line
         .strip_prefix("OK ")
         .and_then(|n| n.parse().ok())
@@ -351,10 +376,9 @@ pub fn status(vault_canonical: &Path) -> Result<Option<SessionInfo>> {
 }
 
 fn status_at(path: &Path) -> Result<Option<SessionInfo>> {
-    let Some(mut s) = connect(path)? else {
+    let Some((_, line)) = ask(path, "STATUS")? else {
         return Ok(None);
     };
-    let line = request(&mut s, path, "STATUS")?;
     let mut parts = line.split(' ').skip(1);
     let pid: u32 = parts
         .next()
@@ -387,11 +411,7 @@ pub fn stop(vault_canonical: &Path) -> Result<bool> {
 }
 
 fn stop_at(path: &Path) -> Result<bool> {
-    let Some(mut s) = connect(path)? else {
-        return Ok(false);
-    };
-    request(&mut s, path, "STOP")?;
-    Ok(true)
+    Ok(ask(path, "STOP")?.is_some())
 }
 
 /// Ends the session of a vault whose key changed (rekey): the same as [`stop`], named for

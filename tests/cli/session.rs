@@ -110,14 +110,38 @@ fn sigkill(pid: u32) {
         .status();
 }
 
-/// Whether a process is running (a zombie, waiting for its parent to reap it, is not).
+/// Whether any thread of a process is running. A killed process's leader turns zombie
+/// before its other threads have exited, and those still hold its descriptors (the agent's
+/// listening socket); only when every thread is a zombie or gone has it let go of them.
 fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/status")) {
-        Ok(s) => !s
-            .lines()
-            .any(|l| l.starts_with("State:") && l.contains('Z')),
-        Err(_) => false,
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().any(|t| {
+        std::fs::read_to_string(t.path().join("status")).is_ok_and(|s| {
+            !s.lines()
+                .any(|l| l.starts_with("State:") && (l.contains('Z') || l.contains('X')))
+        })
+    })
+}
+
+/// Waits until the process's main thread is a zombie or gone: the earliest moment a user
+/// could notice the agent is dead, while its other threads may still hold the socket.
+fn wait_leader_dead(pid: u32, within: Duration) -> bool {
+    let leader_alive = || {
+        std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| {
+            !s.lines()
+                .any(|l| l.starts_with("State:") && (l.contains('Z') || l.contains('X')))
+        })
+    };
+    let start = Instant::now();
+    while leader_alive() {
+        if start.elapsed() > within {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
+    true
 }
 
 fn wait_dead(pid: u32, within: Duration) -> bool {
@@ -279,7 +303,9 @@ fn a_killed_agents_socket_is_cleaned_up() {
     let s = Sess::new();
     let pid = s.unlock("60s");
     sigkill(pid);
-    assert!(wait_dead(pid, Duration::from_secs(3)));
+    // Asked as soon as the agent's main thread is dead, perhaps before its other threads
+    // have let go of the listening socket: the status must still find the session ended.
+    assert!(wait_leader_dead(pid, Duration::from_secs(3)));
     // SIGKILL gave the agent no chance to clean up.
     assert_eq!(s.sockets().len(), 1);
     let (code, st) = s.status();
