@@ -50,10 +50,12 @@ pub fn build_vault(
             .payload_mut_unchecked()
             .keys
             .append(&mut chunk.payload_mut_unchecked().keys);
+        let events = std::mem::take(chunk.payload_mut_unchecked().events.all_mut());
         vault
             .payload_mut_unchecked()
             .events
-            .append(&mut chunk.payload_mut_unchecked().events);
+            .all_mut()
+            .extend(events);
         done += take;
     }
     (vault, keys)

@@ -298,11 +298,11 @@ impl Report for History<'_> {
 
 /// The one id among the vault's keys and its history's (deleted keys included) that
 /// `prefix` names.
-fn history_id(events: &[Event], keys: &[crate::vault::KeyRecord], prefix: &str) -> Result<KeyId> {
+fn history_id(events: &[Event], keys: &crate::vault::Keys, prefix: &str) -> Result<KeyId> {
     let mut ids: Vec<&KeyId> = events
         .iter()
         .filter_map(|e| e.key_id.as_ref())
-        .chain(keys.iter().map(|k| &k.id))
+        .chain(keys.ids())
         .filter(|i| i.starts_with(prefix))
         .collect();
     ids.sort_unstable();

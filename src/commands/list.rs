@@ -54,29 +54,61 @@ fn hint(k: &KeyRecord) -> String {
     crate::keyfmt::hint(k.secret.expose())
 }
 
+/// The row of `k`, or `None` when the filters leave it out.
+fn listed(
+    k: &KeyRecord,
+    a: &ListArgs,
+    now: DateTime<Utc>,
+    usage: &Usage,
+    table: bool,
+) -> Option<Listed> {
+    let status = k.status(now);
+    if a.active_only && status != Status::Active {
+        return None;
+    }
+    if let Some(d) = a.expiring {
+        if status != Status::Active || !k.expires_within(now, i64::from(d)) {
+            return None;
+        }
+    }
+    Some(Listed {
+        key: KeyView::of(k, now),
+        key_hint: a.show_keys.then(|| hint(k)),
+        last_used_at: usage
+            .get(k.id.as_str())
+            .and_then(|u| u.last_used_at.as_ref())
+            .map(crate::vault::records::fmt_time),
+        status,
+        // The table's expiry column is text for people: JSON has the times themselves.
+        expiry: if table {
+            expiry_cell(k, now)
+        } else {
+            String::new()
+        },
+    })
+}
+
+type Usage = std::collections::BTreeMap<String, crate::serve::usage::KeyUsage>;
+
 pub(super) fn list(ctx: &mut Ctx, a: ListArgs) -> Result<()> {
     let vault = ctx.store().open()?;
     let now = ctx.now;
     let usage = super::usage::merged(&vault, &a.usage).unwrap_or_default();
+    if a.out.output() == crate::cli::Output::Json {
+        // Written key by key as each record is decoded, so 100,000 keys never sit in
+        // memory as records, views and text at once.
+        let r = Streamed {
+            vault: &vault,
+            a: &a,
+            now,
+            usage: &usage,
+        };
+        return ctx.emit(crate::cli::Output::Json, &r);
+    }
     let keys = vault
         .keys()
-        .iter()
-        .filter(|k| !a.active_only || k.status(now) == Status::Active)
-        .filter(|k| {
-            a.expiring.is_none_or(|d| {
-                k.status(now) == Status::Active && k.expires_within(now, i64::from(d))
-            })
-        })
-        .map(|k| Listed {
-            key: KeyView::of(k, now),
-            key_hint: a.show_keys.then(|| hint(k)),
-            last_used_at: usage
-                .get(k.id.as_str())
-                .and_then(|u| u.last_used_at.as_ref())
-                .map(crate::vault::records::fmt_time),
-            status: k.status(now),
-            expiry: expiry_cell(k, now),
-        })
+        .each()
+        .filter_map(|k| listed(&k, &a, now, &usage, true))
         .collect();
     let r = Listing {
         keys,
@@ -84,6 +116,41 @@ pub(super) fn list(ctx: &mut Ctx, a: ListArgs) -> Result<()> {
         hints: a.show_keys,
     };
     ctx.emit(a.out.output(), &r)
+}
+
+/// `list --json`: the array of [`Listed`], rendered as the records are read.
+struct Streamed<'a> {
+    vault: &'a crate::vault::Vault,
+    a: &'a ListArgs,
+    now: DateTime<Utc>,
+    usage: &'a Usage,
+}
+
+impl Serialize for Streamed<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_seq(
+            self.vault
+                .keys()
+                .each()
+                .filter_map(|k| listed(&k, self.a, self.now, self.usage, false)),
+        )
+    }
+}
+
+impl Report for Streamed<'_> {
+    fn human(&self, h: &mut Human<'_>) -> io::Result<()> {
+        Listing {
+            keys: self
+                .vault
+                .keys()
+                .each()
+                .filter_map(|k| listed(&k, self.a, self.now, self.usage, true))
+                .collect(),
+            filtered: self.a.active_only || self.a.expiring.is_some(),
+            hints: self.a.show_keys,
+        }
+        .human(h)
+    }
 }
 
 impl Listing {

@@ -5,6 +5,7 @@
 
 pub mod crypto;
 pub mod format;
+pub mod keyset;
 pub mod records;
 pub mod store;
 pub mod types;
@@ -13,7 +14,8 @@ pub mod v2;
 use chrono::{DateTime, Duration, Utc};
 
 pub use format::{Detected, Envelope, KdfParams};
-pub use records::{Event, KeyRecord, Payload, Published, Status, DEFAULT_PERMISSIONS};
+pub use keyset::Keys;
+pub use records::{Event, History, KeyRecord, Payload, Published, Status, DEFAULT_PERMISSIONS};
 pub use store::{Interaction, Store};
 pub use types::{EventAction, InvalidPermission, KeyHash, KeyId, Permission};
 
@@ -178,7 +180,7 @@ impl Vault {
     pub fn unlock_v2(h: &v2::Header, unlock: &v2::Unlock<'_>) -> Result<Vault> {
         let (key, i) = v2::unlock_data_key(&h.slots, unlock)?;
         let id = h.slots[i].id.clone();
-        let (sealing, payload) = v2::Sealing::open(h, key, Some(id), v2::Events::All)?;
+        let (sealing, payload) = v2::Sealing::open(h, key, Some(id), v2::Events::Lazy)?;
         Ok(Vault {
             seal: Seal::V2(sealing),
             payload,
@@ -193,7 +195,7 @@ impl Vault {
     /// [`Error::WrongPassphrase`] when the payload does not authenticate under `key`,
     /// [`Error::Corrupt`] when its content is malformed.
     pub fn with_data_key(h: &v2::Header, key: SecretKey, by: Option<String>) -> Result<Vault> {
-        let (sealing, payload) = v2::Sealing::open(h, key, by, v2::Events::All)?;
+        let (sealing, payload) = v2::Sealing::open(h, key, by, v2::Events::Lazy)?;
         Ok(Vault {
             seal: Seal::V2(sealing),
             payload,
@@ -397,13 +399,13 @@ impl Vault {
     }
 
     /// All key records, in creation order.
-    pub fn keys(&self) -> &[KeyRecord] {
+    pub fn keys(&self) -> &Keys {
         &self.payload.keys
     }
 
     /// The history, oldest first.
     pub fn events(&self) -> &[Event] {
-        &self.payload.events
+        self.payload.events.all()
     }
 
     /// The decrypted payload, read-only.
@@ -486,7 +488,8 @@ impl Vault {
     /// constant time.
     pub fn find_by_key(&self, key: &str) -> Option<usize> {
         let want = self.keyed_hash(key);
-        self.payload.keys.iter().position(|k| k.hash.ct_eq(&want))
+        // Hashes only: no record is decoded to find one.
+        (0..self.payload.keys.len()).position(|i| self.payload.keys.hash(i).ct_eq(&want))
     }
 
     /// Finds a key by full id or unique prefix, as git does.
@@ -521,7 +524,7 @@ impl Vault {
     fn new_id(&self) -> KeyId {
         loop {
             let id = keyfmt::new_id();
-            if !self.payload.keys.iter().any(|k| k.id == id) {
+            if !self.payload.keys.contains_id(&id) {
                 return KeyId::from(id);
             }
         }
@@ -586,7 +589,7 @@ impl Vault {
     ) -> Result<Rotation> {
         let old = &self.payload.keys[i];
         if let Some(next) = &old.rotated_to {
-            if self.payload.keys.iter().any(|k| &k.id == next) {
+            if self.payload.keys.contains_id(next) {
                 return Err(Error::failed(format!(
                     "key {} was already rotated to {next}; rotate {next} instead",
                     old.id
@@ -688,7 +691,7 @@ impl Vault {
         now: DateTime<Utc>,
         source: &str,
     ) -> Result<usize> {
-        if self.payload.keys.iter().any(|k| k.id == r.id) {
+        if self.payload.keys.contains_id(&r.id) {
             return Err(Error::corrupt(format!(
                 "the id {} is imported twice",
                 sanitize(&r.id)
@@ -803,11 +806,12 @@ pub struct NewKey {
 ///
 /// # Errors
 /// [`Error::Failed`] when nothing matches or several do.
-pub fn find_index(keys: &[KeyRecord], prefix: &str) -> Result<usize> {
+pub fn find_index(keys: &Keys, prefix: &str) -> Result<usize> {
     if prefix.is_empty() {
         return Err(Error::usage("a key id must not be empty"));
     }
-    if let Some(i) = keys.iter().position(|k| k.id == prefix) {
+    // Ids only: no record is decoded unless it is named in an error.
+    if let Some(i) = keys.ids().position(|id| id == prefix) {
         return Ok(i);
     }
     if looks_like_key(prefix) {
@@ -818,9 +822,9 @@ pub fn find_index(keys: &[KeyRecord], prefix: &str) -> Result<usize> {
         ));
     }
     let hits: Vec<usize> = keys
-        .iter()
+        .ids()
         .enumerate()
-        .filter(|(_, k)| k.id.starts_with(prefix))
+        .filter(|(_, id)| id.starts_with(prefix))
         .map(|(i, _)| i)
         .collect();
     match hits.as_slice() {

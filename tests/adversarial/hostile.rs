@@ -119,7 +119,7 @@ fn stored_escapes_are_escaped_on_every_output() {
             k.metadata
                 .insert("note\x1b[7m".into(), serde_json::json!("\x1b[5mblink"));
         }
-        for ev in v.payload_mut_unchecked().events.iter_mut() {
+        for ev in v.payload_mut_unchecked().events.all_mut().iter_mut() {
             if ev.key_id.is_some() {
                 ev.key_id = Some("abcd000000000000".into());
                 ev.name = Some(EVIL_NAME.into());

@@ -15,7 +15,8 @@ use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 use crate::secret::{SecretKey, SecretString};
-use crate::vault::records::{Event, KeyRecord, Payload, Published};
+use crate::vault::keyset::{Keys, Part, Raw};
+use crate::vault::records::{Event, History, KeyRecord, Payload, Published};
 use crate::vault::types::{EventAction, KeyHash, KeyId, Permission};
 
 /// The first bytes of every format-2 payload (after decryption).
@@ -186,52 +187,110 @@ fn modern_secret(id: &str, key: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-fn write_all<S: Sink>(s: &mut S, p: &Payload, dict: &[&str], perm_idx: &[u32], ev_len: usize) {
+/// Everything the encoder works out before writing: the dictionary in first-use order,
+/// every record's permission indexes, and whether the records kept as read can be copied
+/// whole (their indexes did not move).
+struct Plan<'a> {
+    dict: Vec<&'a str>,
+    perm_idx: Vec<u32>,
+    /// Where each record's indexes start in `perm_idx` (one more entry at the end).
+    perm_at: Vec<usize>,
+    raw_as_is: bool,
+    section: &'a [u8],
+    parts: Vec<Part<'a>>,
+    ev_len: usize,
+}
+
+fn plan(p: &Payload) -> Plan<'_> {
+    let (old_dict, section, parts) = p.keys.parts();
+    let parts: Vec<Part<'_>> = parts.collect();
+    // Keys mostly share a few permissions: a linear scan of a short dictionary beats
+    // hashing, and a long one falls back to a map.
+    let mut dict: Vec<&str> = Vec::new();
+    let mut index: HashMap<&str, u32> = HashMap::new();
+    let mut perm_idx: Vec<u32> = Vec::with_capacity(parts.len() * 3);
+    let mut perm_at = Vec::with_capacity(parts.len() + 1);
+    let mut raw_as_is = true;
+    for part in &parts {
+        perm_at.push(perm_idx.len());
+        match part {
+            Part::Record(k) => {
+                for perm in &k.permissions {
+                    let i = dict_index(&mut dict, &mut index, perm.as_str());
+                    perm_idx.push(i);
+                }
+            }
+            Part::Raw(raw) => {
+                let mut r = Reader {
+                    b: &section[raw.perms as usize..raw.perms_end as usize],
+                };
+                let n = r.varint().expect("validated when read");
+                for _ in 0..n {
+                    let old = r.varint().expect("validated when read") as usize;
+                    let i = dict_index(&mut dict, &mut index, old_dict[old].as_str());
+                    raw_as_is &= i as usize == old;
+                    perm_idx.push(i);
+                }
+            }
+        }
+    }
+    perm_at.push(perm_idx.len());
+    // The history's length, counted once (it is written once, into the buffer).
+    let (stored, added) = p.events.parts();
+    let mut ev = Counter(stored.len());
+    write_events(&mut ev, added);
+    Plan {
+        dict,
+        perm_idx,
+        perm_at,
+        raw_as_is,
+        section,
+        parts,
+        ev_len: ev.0,
+    }
+}
+
+fn dict_index<'a>(
+    dict: &mut Vec<&'a str>,
+    index: &mut HashMap<&'a str, u32>,
+    name: &'a str,
+) -> u32 {
+    let found = if dict.len() <= 16 {
+        dict.iter().position(|d| *d == name).map(|i| i as u32)
+    } else {
+        index.get(name).copied()
+    };
+    found.unwrap_or_else(|| {
+        let i = dict.len() as u32;
+        dict.push(name);
+        index.insert(name, i);
+        i
+    })
+}
+
+fn write_all<S: Sink>(s: &mut S, p: &Payload, plan: &Plan<'_>) {
     s.put(MAGIC);
     s.put(p.hash_key.expose());
     s.put(&p.revision.to_le_bytes());
-    s.varint(dict.len() as u64);
-    for perm in dict {
+    s.varint(plan.dict.len() as u64);
+    for perm in &plan.dict {
         s.str(perm);
     }
-    s.varint(p.keys.len() as u64);
-    let mut next_perm = perm_idx.iter();
-    for k in &p.keys {
-        s.id(&k.id);
-        s.str(&k.name);
-        s.str(&k.description);
-        s.time(&k.created_at);
-        s.opt_time(k.expires_at.as_ref());
-        s.opt_time(k.revoked_at.as_ref());
-        s.varint(k.permissions.len() as u64);
-        for _ in &k.permissions {
-            s.varint(u64::from(
-                *next_perm.next().expect("one index per permission"),
-            ));
-        }
-        if k.metadata.is_empty() {
-            s.varint(0);
-        } else {
-            // serde_json's map is ordered by key: one canonical text per metadata value.
-            let json = Zeroizing::new(
-                serde_json::to_vec(&k.metadata).expect("serializing a JSON map cannot fail"),
-            );
-            s.bytes(&json);
-        }
-        match modern_secret(&k.id, k.secret.expose()) {
-            Some(raw) => {
-                let raw = Zeroizing::new(raw);
-                s.byte(0);
-                s.put(&raw[..]);
+    s.varint(plan.parts.len() as u64);
+    for (n, part) in plan.parts.iter().enumerate() {
+        let idx = &plan.perm_idx[plan.perm_at[n]..plan.perm_at[n + 1]];
+        match part {
+            // Unchanged and its indexes did not move: the bytes it was read as.
+            Part::Raw(raw) if plan.raw_as_is => {
+                s.put(&plan.section[raw.start as usize..raw.end as usize]);
             }
-            None => {
-                s.byte(1);
-                s.str(k.secret.expose());
+            Part::Raw(raw) => {
+                s.put(&plan.section[raw.start as usize..raw.perms as usize]);
+                write_perms(s, idx);
+                s.put(&plan.section[raw.perms_end as usize..raw.end as usize]);
             }
+            Part::Record(k) => write_record(s, k, idx),
         }
-        s.put(&k.hash.0);
-        s.opt_id(k.rotated_from.as_deref());
-        s.opt_id(k.rotated_to.as_deref());
     }
     s.varint(p.published.len() as u64);
     for pb in &p.published {
@@ -242,10 +301,54 @@ fn write_all<S: Sink>(s: &mut S, p: &Payload, dict: &[&str], perm_idx: &[u32], e
     }
     // The history: a count and a byte length, so a reader can step over it.
     s.varint(p.events.len() as u64);
-    s.varint(ev_len as u64);
-    if !s.skip(ev_len) {
-        write_events(s, &p.events);
+    s.varint(plan.ev_len as u64);
+    if !s.skip(plan.ev_len) {
+        // The events read from disk go back as they came (they were checked to be in the
+        // one encoding), then the ones added since.
+        let (stored, added) = p.events.parts();
+        s.put(stored);
+        write_events(s, added);
     }
+}
+
+fn write_perms<S: Sink>(s: &mut S, idx: &[u32]) {
+    s.varint(idx.len() as u64);
+    for &i in idx {
+        s.varint(u64::from(i));
+    }
+}
+
+fn write_record<S: Sink>(s: &mut S, k: &KeyRecord, idx: &[u32]) {
+    s.id(&k.id);
+    s.str(&k.name);
+    s.str(&k.description);
+    s.time(&k.created_at);
+    s.opt_time(k.expires_at.as_ref());
+    s.opt_time(k.revoked_at.as_ref());
+    write_perms(s, idx);
+    if k.metadata.is_empty() {
+        s.varint(0);
+    } else {
+        // serde_json's map is ordered by key: one canonical text per metadata value.
+        let json = Zeroizing::new(
+            serde_json::to_vec(&k.metadata).expect("serializing a JSON map cannot fail"),
+        );
+        s.bytes(&json);
+    }
+    match modern_secret(&k.id, k.secret.expose()) {
+        Some(raw) => {
+            let raw = Zeroizing::new(raw);
+            s.byte(0);
+            s.put(&raw[..]);
+        }
+        None => {
+            s.byte(1);
+            s.str(k.secret.expose());
+        }
+    }
+    s.put(&k.hash.0);
+    s.opt_id(k.rotated_from.as_deref());
+    s.opt_id(k.rotated_to.as_deref());
 }
 
 fn write_events<S: Sink>(s: &mut S, events: &[Event]) {
@@ -267,40 +370,16 @@ fn action_code(a: EventAction) -> u8 {
 }
 
 /// Encodes `p` into a zeroizing buffer of exactly the right size, with 16 bytes spare for
-/// the AEAD tag, so it is encrypted in place without ever moving.
+/// the AEAD tag, so it is encrypted in place without ever moving. Records and events that
+/// are unchanged since they were read are copied as the bytes they were read as.
 pub fn encode(p: &Payload) -> Zeroizing<Vec<u8>> {
-    // The dictionary and every record's indexes, found once for both passes. Keys mostly
-    // share a few permissions: a linear scan of a short dictionary beats hashing, and a
-    // long one falls back to a map.
-    let mut dict: Vec<&str> = Vec::new();
-    let mut index: HashMap<&str, u32> = HashMap::new();
-    let mut perm_idx: Vec<u32> = Vec::with_capacity(p.keys.len() * 3);
-    for k in &p.keys {
-        for perm in &k.permissions {
-            let name: &str = perm;
-            let i = if dict.len() <= 16 {
-                dict.iter().position(|d| *d == name).map(|i| i as u32)
-            } else {
-                index.get(name).copied()
-            };
-            let i = i.unwrap_or_else(|| {
-                let i = dict.len() as u32;
-                dict.push(name);
-                index.insert(name, i);
-                i
-            });
-            perm_idx.push(i);
-        }
-    }
-    // The history's length, counted once (it is written once, into the buffer).
-    let mut ev = Counter(0);
-    write_events(&mut ev, &p.events);
+    let plan = plan(p);
     let mut count = Counter(0);
-    write_all(&mut count, p, &dict, &perm_idx, ev.0);
+    write_all(&mut count, p, &plan);
     let mut buf = Buf(Zeroizing::new(Vec::with_capacity(
         count.0 + crate::vault::format::bounds::TAG_LEN,
     )));
-    write_all(&mut buf, p, &dict, &perm_idx, ev.0);
+    write_all(&mut buf, p, &plan);
     debug_assert_eq!(buf.0.len(), count.0);
     buf.0
 }
@@ -436,25 +515,173 @@ impl<'a> Reader<'a> {
     fn opt_id(&mut self) -> Result<Option<String>> {
         Ok(if self.flag()? { Some(self.id()?) } else { None })
     }
+    /// Metadata: empty, or the canonical JSON text of a non-empty object.
+    fn metadata(&mut self) -> Result<serde_json::Map<String, serde_json::Value>> {
+        let meta = self.bytes()?;
+        if meta.is_empty() {
+            return Ok(serde_json::Map::new());
+        }
+        let m: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(meta).map_err(|_| bad("metadata is not a JSON object"))?;
+        if m.is_empty() || serde_json::to_vec(&m).ok().as_deref() != Some(meta) {
+            return Err(bad("metadata is not in canonical form"));
+        }
+        Ok(m)
+    }
+    /// Checks a record as [`decode_record`] reads it, and the first-use order of its
+    /// permission indexes (`used`: how many dictionary entries came before), building only
+    /// its id. Returns the id and where (as remaining lengths) its permission list starts
+    /// and ends and its hash starts.
+    fn check_record(
+        &mut self,
+        ndict: usize,
+        used: &mut usize,
+    ) -> Result<(String, usize, usize, usize)> {
+        let id = self.id()?;
+        self.str()?;
+        self.str()?;
+        self.time()?;
+        self.opt_time()?;
+        self.opt_time()?;
+        let perms = self.b.len();
+        let nperm = self.count(1)?;
+        for _ in 0..nperm {
+            let i = self.varint()?;
+            // Entries are in first-use order (one encoding per payload): an index is
+            // either one already used or exactly the next one.
+            let i = usize::try_from(i)
+                .ok()
+                .filter(|&i| i <= *used && i < ndict)
+                .ok_or_else(|| {
+                    bad("a permission index is outside the dictionary or out of order")
+                })?;
+            if i == *used {
+                *used += 1;
+            }
+        }
+        let perms_end = self.b.len();
+        self.metadata()?;
+        match self.byte()? {
+            0 => {
+                self.take(32)?;
+                if modern_id(&id).is_none() {
+                    return Err(bad("a raw secret belongs to a key without a modern id"));
+                }
+            }
+            1 => {
+                if modern_secret(&id, self.str()?).is_some() {
+                    return Err(bad("a modern key is stored as text"));
+                }
+            }
+            _ => return Err(bad("unknown secret encoding")),
+        }
+        let hash = self.b.len();
+        self.take(32)?;
+        for _ in 0..2 {
+            if self.flag()? {
+                self.check_id()?;
+            }
+        }
+        Ok((id, perms, perms_end, hash))
+    }
+    /// Checks an id as [`Reader::id`] would read it, without building it.
+    fn check_id(&mut self) -> Result<()> {
+        match self.byte()? {
+            0 => self.take(8).map(drop),
+            1 => {
+                if modern_id(self.str()?).is_some() {
+                    return Err(bad("a modern id is stored as text"));
+                }
+                Ok(())
+            }
+            _ => Err(bad("unknown id encoding")),
+        }
+    }
+    fn action(&mut self) -> Result<EventAction> {
+        EventAction::ALL
+            .get(usize::from(self.byte()?))
+            .copied()
+            .ok_or_else(|| bad("unknown history action"))
+    }
+    fn event(&mut self) -> Result<Event> {
+        Ok(Event {
+            at: self.time()?,
+            action: self.action()?,
+            key_id: self.opt_id()?.map(KeyId::from),
+            name: self.opt_string()?,
+            detail: self.opt_string()?,
+        })
+    }
+    /// Checks an event as [`Reader::event`] would read it, allocating nothing.
+    fn check_event(&mut self) -> Result<()> {
+        self.time()?;
+        self.action()?;
+        if self.flag()? {
+            self.check_id()?;
+        }
+        for _ in 0..2 {
+            if self.flag()? {
+                self.str()?;
+            }
+        }
+        Ok(())
+    }
 }
 
-/// How much of the payload to decode.
+/// Decodes `count` events that fill `bytes` exactly (the history section of a payload).
+///
+/// # Errors
+/// [`Error::Corrupt`] for anything malformed.
+pub fn decode_events(bytes: &[u8], count: usize) -> Result<Vec<Event>> {
+    let mut r = Reader { b: bytes };
+    if count > bytes.len() / MIN_EVENT {
+        return Err(bad("the event count exceeds the history's bytes"));
+    }
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        out.push(r.event()?);
+    }
+    if !r.b.is_empty() {
+        return Err(bad("the history holds more bytes than its events"));
+    }
+    Ok(out)
+}
+
+/// Checks what [`decode_events`] would accept, building nothing.
+fn check_events(bytes: &[u8], count: usize) -> Result<()> {
+    let mut r = Reader { b: bytes };
+    for _ in 0..count {
+        r.check_event()?;
+    }
+    if !r.b.is_empty() {
+        return Err(bad("the history holds more bytes than its events"));
+    }
+    Ok(())
+}
+
+/// How much of the payload to decode now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Events {
-    /// Everything.
+    /// Every record and event, now (benchmarks, fuzzing, tests).
     All,
-    /// Step over the history (its count and bytes are still checked for framing):
-    /// for readers that show no history.
-    Skip,
+    /// Check every record and event now, but decode a record or the history only when
+    /// something reads it ([`Keys`], [`History`]): a change to one key of many writes the
+    /// others back as the bytes they came as. What commands use.
+    Lazy,
 }
 
 /// Decodes a payload, checking the invariants an authenticated payload must keep: unique
-/// ids, permission indexes within the dictionary, a known secret encoding, no trailing
-/// bytes.
+/// ids, permission indexes within the dictionary and in first-use order, a known secret
+/// encoding, canonical metadata, no trailing bytes. With [`Events::Lazy`] the same checks
+/// run, but records and events stay encoded until read.
 ///
 /// # Errors
 /// [`Error::Corrupt`] for anything malformed.
 pub fn decode(bytes: &[u8], events: Events) -> Result<Payload> {
+    if u32::try_from(bytes.len()).is_err() {
+        return Err(bad("larger than 4 GiB"));
+    }
+    let total = bytes.len();
     let mut r = Reader { b: bytes };
     if r.take(4)? != MAGIC {
         return Err(bad("not a format-2 payload"));
@@ -473,89 +700,31 @@ pub fn decode(bytes: &[u8], events: Events) -> Result<Payload> {
     }
     let mut used = 0usize;
     let nkeys = r.count(MIN_RECORD)?;
-    let mut keys = Vec::with_capacity(nkeys);
+    let section = total - r.b.len();
+    let at = |r: &Reader<'_>| (total - r.b.len() - section) as u32;
+    let mut records = Vec::with_capacity(nkeys);
     for _ in 0..nkeys {
-        let id = r.id()?;
-        let name = r.string()?;
-        let description = r.string()?;
-        let created_at = r.time()?;
-        let expires_at = r.opt_time()?;
-        let revoked_at = r.opt_time()?;
-        let nperm = r.count(1)?;
-        let mut permissions = Vec::with_capacity(nperm);
-        for _ in 0..nperm {
-            let i = r.varint()?;
-            // Entries are in first-use order (one encoding per payload): an index is
-            // either one already used or exactly the next one.
-            let p = usize::try_from(i)
-                .ok()
-                .filter(|&i| i <= used)
-                .and_then(|i| dict.get(i).map(|p| (i, p)))
-                .ok_or_else(|| {
-                    bad("a permission index is outside the dictionary or out of order")
-                })?;
-            if p.0 == used {
-                used += 1;
-            }
-            permissions.push(Permission::trusted((*p.1).to_owned()));
-        }
-        let meta = r.bytes()?;
-        let metadata = if meta.is_empty() {
-            serde_json::Map::new()
-        } else {
-            let m: serde_json::Map<String, serde_json::Value> =
-                serde_json::from_slice(meta).map_err(|_| bad("metadata is not a JSON object"))?;
-            if m.is_empty() || serde_json::to_vec(&m).ok().as_deref() != Some(meta) {
-                return Err(bad("metadata is not in canonical form"));
-            }
-            m
-        };
-        let secret = match r.byte()? {
-            0 => {
-                let raw = Zeroizing::new(r.array::<32>()?);
-                if modern_id(&id).is_none() {
-                    return Err(bad("a raw secret belongs to a key without a modern id"));
-                }
-                let mut s = Zeroizing::new(String::with_capacity(85));
-                s.push_str("mcp_");
-                s.push_str(&id);
-                s.push('_');
-                push_hex(&mut s, &raw[..]);
-                SecretString::new(std::mem::take(&mut *s))
-            }
-            1 => {
-                let s = SecretString::new(r.string()?);
-                if modern_secret(&id, s.expose()).is_some() {
-                    return Err(bad("a modern key is stored as text"));
-                }
-                s
-            }
-            _ => return Err(bad("unknown secret encoding")),
-        };
-        let hash = KeyHash(r.array()?);
-        let rotated_from = r.opt_id()?;
-        let rotated_to = r.opt_id()?;
-        keys.push(KeyRecord {
-            id: KeyId::from(id),
-            name,
-            description,
-            created_at,
-            expires_at,
-            revoked_at,
-            permissions,
-            metadata,
-            secret,
-            hash,
-            rotated_from: rotated_from.map(KeyId::from),
-            rotated_to: rotated_to.map(KeyId::from),
-        });
+        let start = at(&r);
+        let (id, perms, perms_end, hash) = r.check_record(dict.len(), &mut used)?;
+        let shift = |p: usize| (total - p - section) as u32;
+        records.push((
+            KeyId::from(id),
+            Raw {
+                start,
+                perms: shift(perms),
+                perms_end: shift(perms_end),
+                hash: shift(hash),
+                end: at(&r),
+            },
+        ));
     }
-    let mut ids = HashSet::with_capacity(keys.len());
-    for k in &keys {
-        if !ids.insert(&*k.id) {
+    let section_end = total - r.b.len();
+    let mut ids = HashSet::with_capacity(records.len());
+    for (id, _) in &records {
+        if !ids.insert(id.as_str()) {
             return Err(Error::corrupt(format!(
                 "the vault holds two keys with id {}; restore it from a backup",
-                crate::display::sanitize(&k.id)
+                crate::display::sanitize(id)
             )));
         }
     }
@@ -582,34 +751,105 @@ pub fn decode(bytes: &[u8], events: Events) -> Result<Payload> {
     if nevents > evlen / MIN_EVENT {
         return Err(bad("the event count exceeds the history's bytes"));
     }
-    let events = match events {
-        Events::Skip => Vec::new(),
-        Events::All => {
-            let mut er = Reader { b: evbytes };
-            let mut out = Vec::with_capacity(nevents);
-            for _ in 0..nevents {
-                out.push(Event {
-                    at: er.time()?,
-                    action: *EventAction::ALL
-                        .get(usize::from(er.byte()?))
-                        .ok_or_else(|| bad("unknown history action"))?,
-                    key_id: er.opt_id()?.map(KeyId::from),
-                    name: er.opt_string()?,
-                    detail: er.opt_string()?,
-                });
-            }
-            if !er.b.is_empty() {
-                return Err(bad("the history holds more bytes than its events"));
-            }
-            out
+    let history = match events {
+        Events::All => History::from_events(decode_events(evbytes, nevents)?),
+        Events::Lazy => {
+            check_events(evbytes, nevents)?;
+            History::from_encoded(evbytes.to_vec(), nevents)
         }
     };
+    let keys = Keys::from_encoded(
+        Zeroizing::new(bytes[section..section_end].to_vec()),
+        dict.iter()
+            .map(|p| Permission::trusted((*p).to_owned()))
+            .collect(),
+        records,
+    );
+    if events == Events::All {
+        // Decoding each record now also proves the checks above and the decoder agree.
+        for k in &keys {
+            std::hint::black_box(k);
+        }
+    }
     Ok(Payload {
         hash_key,
         keys,
-        events,
+        events: history,
         revision,
         published,
+    })
+}
+
+/// Decodes one record that fills `bytes` exactly, with the dictionary it was written with
+/// (the checks of [`decode`] that span records, such as first-use order, are not repeated).
+///
+/// # Errors
+/// [`Error::Corrupt`] for anything malformed.
+pub(crate) fn decode_record(bytes: &[u8], dict: &[Permission]) -> Result<KeyRecord> {
+    let mut r = Reader { b: bytes };
+    let id = r.id()?;
+    let name = r.string()?;
+    let description = r.string()?;
+    let created_at = r.time()?;
+    let expires_at = r.opt_time()?;
+    let revoked_at = r.opt_time()?;
+    let nperm = r.count(1)?;
+    let mut permissions = Vec::with_capacity(nperm);
+    for _ in 0..nperm {
+        let i = r.varint()?;
+        let p = usize::try_from(i)
+            .ok()
+            .and_then(|i| dict.get(i))
+            .ok_or_else(|| bad("a permission index is outside the dictionary"))?;
+        permissions.push(p.clone());
+    }
+    let metadata = r.metadata()?;
+    let secret = match r.byte()? {
+        0 => {
+            let raw = Zeroizing::new(r.array::<32>()?);
+            if modern_id(&id).is_none() {
+                return Err(bad("a raw secret belongs to a key without a modern id"));
+            }
+            let mut s = Zeroizing::new(Vec::with_capacity(85));
+            s.extend_from_slice(b"mcp_");
+            s.extend_from_slice(id.as_bytes());
+            s.push(b'_');
+            for b in raw.iter() {
+                s.push(HEX[usize::from(b >> 4)]);
+                s.push(HEX[usize::from(b & 15)]);
+            }
+            SecretString::new(
+                String::from_utf8(std::mem::take(&mut *s)).expect("ASCII hex and a hex id"),
+            )
+        }
+        1 => {
+            let s = SecretString::new(r.string()?);
+            if modern_secret(&id, s.expose()).is_some() {
+                return Err(bad("a modern key is stored as text"));
+            }
+            s
+        }
+        _ => return Err(bad("unknown secret encoding")),
+    };
+    let hash = KeyHash(r.array()?);
+    let rotated_from = r.opt_id()?;
+    let rotated_to = r.opt_id()?;
+    if !r.b.is_empty() {
+        return Err(bad("a record holds more bytes than its fields"));
+    }
+    Ok(KeyRecord {
+        id: KeyId::from(id),
+        name,
+        description,
+        created_at,
+        expires_at,
+        revoked_at,
+        permissions,
+        metadata,
+        secret,
+        hash,
+        rotated_from: rotated_from.map(KeyId::from),
+        rotated_to: rotated_to.map(KeyId::from),
     })
 }
 
@@ -667,6 +907,60 @@ mod tests {
         c.to_json().to_vec()
     }
 
+    /// The same change made to records kept as read and to records all in memory encodes
+    /// to the same bytes: unchanged records are copied, and re-encoded with new indexes
+    /// when the dictionary's order moved.
+    #[test]
+    fn records_kept_as_read_encode_like_records_in_memory() {
+        let b = encode(&sample());
+        type Change = (&'static str, fn(&mut Keys));
+        let changes: [Change; 5] = [
+            ("nothing", |_| {}),
+            ("revoke the second", |k| {
+                k[1].revoked_at = Some(DateTime::from_timestamp(1_780_000_100, 0).unwrap());
+            }),
+            ("delete the first (the dictionary reorders)", |k| {
+                k.remove(0);
+            }),
+            ("grant a new permission to the last", |k| {
+                k[2].permissions.push("zz".parse().unwrap());
+            }),
+            ("deny p0 to the first (the dictionary reorders)", |k| {
+                k[0].permissions.retain(|p| p.as_str() != "p0");
+            }),
+        ];
+        for (what, change) in changes {
+            let mut lazy = decode(&b, Events::Lazy).unwrap();
+            assert_eq!(lazy.keys.decoded_count(), 0, "decoding decodes no record");
+            change(&mut lazy.keys);
+            let mut in_memory = decode(&b, Events::All).unwrap();
+            let mut fresh = Keys::default();
+            fresh.append(&mut in_memory.keys);
+            in_memory.keys = fresh;
+            change(&mut in_memory.keys);
+            let (x, y) = (encode(&lazy), encode(&in_memory));
+            assert_eq!(&x[..], &y[..], "{what}");
+            let again = decode(&x, Events::All).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(json(&again), json(&in_memory), "{what}");
+        }
+        // Revoking one key decodes that key only.
+        let mut lazy = decode(&b, Events::Lazy).unwrap();
+        lazy.keys[1].revoked_at = None;
+        assert_eq!(lazy.keys.decoded_count(), 1);
+        assert_eq!(lazy.keys.id(2).as_str(), "legacy-id");
+        assert!(lazy.keys.contains_id("legacy-id"));
+        let hashes: Vec<KeyHash> = (0..3).map(|i| lazy.keys.hash(i)).collect();
+        assert_eq!(
+            lazy.keys.decoded_count(),
+            1,
+            "ids and hashes need no decoding"
+        );
+        let all = decode(&b, Events::All).unwrap();
+        for (i, h) in hashes.iter().enumerate() {
+            assert_eq!(h.0, all.keys[i].hash.0, "hash of key {i}");
+        }
+    }
+
     #[test]
     fn round_trip_is_exact_and_unique() {
         let c = sample();
@@ -676,9 +970,19 @@ mod tests {
         assert_eq!(d.revision, 42);
         assert_eq!(d.published, c.published);
         assert_eq!(&encode(&d)[..], &b[..], "one encoding per payload");
-        let skipped = decode(&b, Events::Skip).unwrap();
-        assert!(skipped.events.is_empty());
-        assert_eq!(skipped.keys.len(), 3);
+        let lazy = decode(&b, Events::Lazy).unwrap();
+        assert_eq!(lazy.keys.len(), 3);
+        assert_eq!(lazy.events.len(), c.events.len());
+        assert_eq!(
+            &encode(&lazy)[..],
+            &b[..],
+            "a history kept encoded goes back as it came"
+        );
+        assert_eq!(
+            json(&lazy),
+            json(&c),
+            "and decodes to the same events when asked"
+        );
         assert_eq!(
             b.capacity() - b.len(),
             16,

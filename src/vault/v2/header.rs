@@ -434,7 +434,7 @@ impl Header {
             version: u32,
             slots: Vec<SlotJson<'a>>,
             cipher: CipherJson<'a>,
-            ciphertext: Base64Stream<'a>,
+            ciphertext: &'a str,
         }
         let slots = self
             .slots
@@ -482,11 +482,28 @@ impl Header {
                 algorithm: "xchacha20poly1305".into(),
                 nonce: B64.encode(self.nonce).into(),
             },
-            ciphertext: Base64Stream(&self.ciphertext),
+            ciphertext: "",
         };
-        let mut buf = Vec::with_capacity(self.ciphertext.len().div_ceil(3) * 4 + 4096);
+        // The ciphertext, the last field and nearly all of the file, is base64 written
+        // straight into place: serde_json would scan every one of its characters for
+        // escapes that base64 never needs.
+        let b64_len = self.ciphertext.len().div_ceil(3) * 4;
+        let mut buf = Vec::with_capacity(b64_len + 4096);
         serde_json::to_writer_pretty(&mut buf, &out)
             .expect("serializing plain structs cannot fail");
+        const TAIL: &[u8] = b"\"\n}";
+        assert!(
+            buf.ends_with(b"\"ciphertext\": \"\"\n}"),
+            "the ciphertext is the header's last field"
+        );
+        buf.truncate(buf.len() - TAIL.len());
+        let at = buf.len();
+        buf.resize(at + b64_len, 0);
+        let n = B64
+            .encode_slice(&self.ciphertext, &mut buf[at..])
+            .expect("sized for the encoding");
+        debug_assert_eq!(n, b64_len);
+        buf.extend_from_slice(TAIL);
         buf.push(b'\n');
         buf
     }
@@ -583,13 +600,4 @@ pub fn check_unique(slots: &[Slot]) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Serializes bytes as one base64 string, a chunk at a time.
-struct Base64Stream<'a>(&'a [u8]);
-
-impl Serialize for Base64Stream<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.collect_str(&crate::vault::format::Base64Stream(self.0))
-    }
 }

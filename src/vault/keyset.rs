@@ -1,0 +1,325 @@
+//! The key records of a payload, decoded only when asked for.
+//!
+//! A format-2 payload is checked record by record when it is read (so every record is
+//! known to decode), but a record becomes a [`KeyRecord`] only when something reads it: a
+//! command that revokes one key of 100,000 decodes that one, and the others go back into
+//! the next save as the bytes they came as. `list` decodes them all, one at a time.
+//!
+//! Invariant: an entry with `raw` set is unchanged since it was read (its bytes, read with
+//! the dictionary of that read, give its record); an entry without it holds its record.
+
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use zeroize::Zeroizing;
+
+use super::records::KeyRecord;
+use super::types::{KeyHash, KeyId, Permission};
+
+/// Where a record's bytes lie in [`Keys`]'s encoded section: the record, and within it
+/// the permission list (which depends on the dictionary).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Raw {
+    pub start: u32,
+    pub perms: u32,
+    pub perms_end: u32,
+    /// The 32-byte keyed hash.
+    pub hash: u32,
+    pub end: u32,
+}
+
+struct Entry {
+    /// The id as read (also in `rec` once decoded; `rec`'s is the one that counts then).
+    id: KeyId,
+    raw: Option<Raw>,
+    rec: OnceLock<Box<KeyRecord>>,
+}
+
+/// The key records, in creation order.
+#[derive(Default)]
+pub struct Keys {
+    /// The records section of the payload as read (zeroizing: it holds secrets).
+    encoded: Zeroizing<Vec<u8>>,
+    /// The permission dictionary of that read.
+    dict: Vec<Permission>,
+    entries: Vec<Entry>,
+}
+
+impl Keys {
+    /// Records held in memory.
+    pub fn from_records(records: Vec<KeyRecord>) -> Keys {
+        Keys {
+            entries: records.into_iter().map(Entry::decoded).collect(),
+            ..Keys::default()
+        }
+    }
+
+    /// Records kept encoded: `encoded` holds each `(id, raw)` record, already validated by
+    /// the codec against `dict`.
+    pub(crate) fn from_encoded(
+        encoded: Zeroizing<Vec<u8>>,
+        dict: Vec<Permission>,
+        records: Vec<(KeyId, Raw)>,
+    ) -> Keys {
+        Keys {
+            encoded,
+            dict,
+            entries: records
+                .into_iter()
+                .map(|(id, raw)| Entry {
+                    id,
+                    raw: Some(raw),
+                    rec: OnceLock::new(),
+                })
+                .collect(),
+        }
+    }
+
+    /// How many keys.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Record `i`, decoded on first use.
+    pub fn get(&self, i: usize) -> Option<&KeyRecord> {
+        self.entries.get(i).map(|e| self.record(e))
+    }
+
+    fn record<'a>(&'a self, e: &'a Entry) -> &'a KeyRecord {
+        e.rec.get_or_init(|| {
+            let raw = e.raw.expect("an entry without its bytes holds its record");
+            Box::new(
+                crate::vault::v2::codec::decode_record(
+                    &self.encoded[raw.start as usize..raw.end as usize],
+                    &self.dict,
+                )
+                .expect("the record was validated when it was read"),
+            )
+        })
+    }
+
+    /// How many records are decoded (for tests of the laziness itself).
+    #[doc(hidden)]
+    pub fn decoded_count(&self) -> usize {
+        self.entries
+            .iter()
+            .filter(|e| e.rec.get().is_some())
+            .count()
+    }
+
+    /// The first record.
+    pub fn first(&self) -> Option<&KeyRecord> {
+        self.get(0)
+    }
+
+    /// The last record.
+    pub fn last(&self) -> Option<&KeyRecord> {
+        self.len().checked_sub(1).and_then(|i| self.get(i))
+    }
+
+    /// Record `i`, to change: from now on it is encoded from the record, not its old bytes.
+    pub fn get_mut(&mut self, i: usize) -> Option<&mut KeyRecord> {
+        let e = self.entries.get(i)?;
+        self.record(e);
+        let e = &mut self.entries[i];
+        e.raw = None;
+        e.rec.get_mut().map(|b| &mut **b)
+    }
+
+    /// The id of key `i`, without decoding its record.
+    pub fn id(&self, i: usize) -> &KeyId {
+        let e = &self.entries[i];
+        e.rec.get().map_or(&e.id, |r| &r.id)
+    }
+
+    /// The keyed hash of key `i`, without decoding its record.
+    pub fn hash(&self, i: usize) -> KeyHash {
+        let e = &self.entries[i];
+        match (e.rec.get(), e.raw) {
+            (Some(r), _) => r.hash,
+            (None, Some(raw)) => {
+                let at = raw.hash as usize;
+                KeyHash(
+                    self.encoded[at..at + 32]
+                        .try_into()
+                        .expect("a hash is 32 bytes"),
+                )
+            }
+            (None, None) => unreachable!("an entry without its bytes holds its record"),
+        }
+    }
+
+    /// Every id, in order, without decoding any record.
+    pub fn ids(&self) -> impl ExactSizeIterator<Item = &KeyId> + '_ {
+        (0..self.entries.len()).map(|i| self.id(i))
+    }
+
+    /// Whether some key has this id.
+    pub fn contains_id(&self, id: &str) -> bool {
+        self.ids().any(|k| k == id)
+    }
+
+    /// Every record, in order, each decoded as the iteration reaches it.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &KeyRecord> + ExactSizeIterator + '_ {
+        self.entries.iter().map(|e| self.record(e))
+    }
+
+    /// Every record, in order, without keeping what it decodes: a record not decoded yet is
+    /// decoded for the moment it is looked at and dropped after (`list` of 100,000 keys
+    /// holds one record at a time, not all of them).
+    pub fn each(&self) -> impl Iterator<Item = Rec<'_>> + '_ {
+        self.entries.iter().map(|e| match (e.rec.get(), e.raw) {
+            (Some(r), _) => Rec::Kept(r),
+            (None, Some(raw)) => Rec::Passing(Box::new(
+                crate::vault::v2::codec::decode_record(
+                    &self.encoded[raw.start as usize..raw.end as usize],
+                    &self.dict,
+                )
+                .expect("the record was validated when it was read"),
+            )),
+            (None, None) => unreachable!("an entry without its bytes holds its record"),
+        })
+    }
+
+    /// Every record, to change.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut KeyRecord> + '_ {
+        for e in &self.entries {
+            self.record(e);
+        }
+        self.entries.iter_mut().map(|e| {
+            e.raw = None;
+            &mut **e.rec.get_mut().expect("decoded above")
+        })
+    }
+
+    /// Appends a record.
+    pub fn push(&mut self, r: KeyRecord) {
+        self.entries.push(Entry::decoded(r));
+    }
+
+    /// Removes record `i` and returns it.
+    ///
+    /// # Panics
+    /// When `i` is out of range, as `Vec::remove`.
+    pub fn remove(&mut self, i: usize) -> KeyRecord {
+        self.record(&self.entries[i]);
+        let e = self.entries.remove(i);
+        *e.rec.into_inner().expect("decoded above")
+    }
+
+    /// Moves every record of `other` to the end of this one.
+    pub fn append(&mut self, other: &mut Keys) {
+        let other = std::mem::take(other);
+        for e in &other.entries {
+            other.record(e);
+        }
+        self.entries.extend(other.entries.into_iter().map(|mut e| {
+            e.raw = None;
+            e
+        }));
+    }
+
+    /// For the encoder: the read-time dictionary, the encoded section, and each entry's
+    /// unchanged bytes or its record.
+    pub(crate) fn parts(&self) -> (&[Permission], &[u8], impl Iterator<Item = Part<'_>>) {
+        (
+            &self.dict,
+            &self.encoded,
+            self.entries.iter().map(|e| match (e.raw, e.rec.get()) {
+                (Some(raw), _) => Part::Raw(raw),
+                (None, Some(r)) => Part::Record(r),
+                (None, None) => unreachable!("an entry without its bytes holds its record"),
+            }),
+        )
+    }
+}
+
+/// A record from [`Keys::each`]: one the vault keeps, or one decoded for the moment.
+pub enum Rec<'a> {
+    /// Decoded earlier and kept.
+    Kept(&'a KeyRecord),
+    /// Decoded for this look only.
+    Passing(Box<KeyRecord>),
+}
+
+impl std::ops::Deref for Rec<'_> {
+    type Target = KeyRecord;
+    fn deref(&self) -> &KeyRecord {
+        match self {
+            Rec::Kept(r) => r,
+            Rec::Passing(r) => r,
+        }
+    }
+}
+
+/// One record as the encoder sees it.
+pub(crate) enum Part<'a> {
+    /// Unchanged: its bytes in the encoded section.
+    Raw(Raw),
+    /// New or changed.
+    Record(&'a KeyRecord),
+}
+
+impl Entry {
+    fn decoded(r: KeyRecord) -> Entry {
+        Entry {
+            id: r.id.clone(),
+            raw: None,
+            rec: OnceLock::from(Box::new(r)),
+        }
+    }
+}
+
+impl std::ops::Index<usize> for Keys {
+    type Output = KeyRecord;
+    fn index(&self, i: usize) -> &KeyRecord {
+        self.record(&self.entries[i])
+    }
+}
+
+impl std::ops::IndexMut<usize> for Keys {
+    fn index_mut(&mut self, i: usize) -> &mut KeyRecord {
+        let n = self.entries.len();
+        self.get_mut(i)
+            .unwrap_or_else(|| panic!("key index {i} out of range for {n} keys"))
+    }
+}
+
+impl<'a> IntoIterator for &'a Keys {
+    type Item = &'a KeyRecord;
+    type IntoIter = Box<dyn Iterator<Item = &'a KeyRecord> + 'a>;
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}
+
+impl<'a> IntoIterator for &'a mut Keys {
+    type Item = &'a mut KeyRecord;
+    type IntoIter = Box<dyn Iterator<Item = &'a mut KeyRecord> + 'a>;
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter_mut())
+    }
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keys").field("len", &self.len()).finish()
+    }
+}
+
+impl Serialize for Keys {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Keys {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Keys, D::Error> {
+        Vec::<KeyRecord>::deserialize(d).map(Keys::from_records)
+    }
+}
