@@ -144,6 +144,11 @@ struct SafeFormatter(serde_json::ser::PrettyFormatter<'static>);
 
 impl serde_json::ser::Formatter for SafeFormatter {
     fn write_string_fragment<W: ?Sized + Write>(&mut self, w: &mut W, s: &str) -> io::Result<()> {
+        // Printable ASCII (serde_json has already escaped quotes, backslashes and the C0
+        // controls) needs nothing: the common case, checked a word at a time.
+        if !s.bytes().any(|b| b >= 0x7f) {
+            return w.write_all(s.as_bytes());
+        }
         let mut last = 0;
         for (i, c) in s.char_indices() {
             if needs_escape(c) {

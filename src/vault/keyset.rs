@@ -16,7 +16,10 @@ use zeroize::Zeroizing;
 use super::records::KeyRecord;
 use super::types::{KeyHash, KeyId, Permission};
 
-/// Where a record's bytes lie in [`Keys`]'s encoded section: the record, and within it
+/// A decrypted payload, shared by the records and the history that still point into it.
+pub(crate) type Plain = std::sync::Arc<Zeroizing<Vec<u8>>>;
+
+/// Where a record's bytes lie in the payload [`Keys`] was read from: the record, and within it
 /// the permission list (which depends on the dictionary).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Raw {
@@ -38,8 +41,9 @@ struct Entry {
 /// The key records, in creation order.
 #[derive(Default)]
 pub struct Keys {
-    /// The records section of the payload as read (zeroizing: it holds secrets).
-    encoded: Zeroizing<Vec<u8>>,
+    /// The whole decrypted payload as read, shared with the history (zeroizing: it holds
+    /// secrets); [`Raw`] offsets point into it.
+    encoded: Plain,
     /// The permission dictionary of that read.
     dict: Vec<Permission>,
     entries: Vec<Entry>,
@@ -57,7 +61,7 @@ impl Keys {
     /// Records kept encoded: `encoded` holds each `(id, raw)` record, already validated by
     /// the codec against `dict`.
     pub(crate) fn from_encoded(
-        encoded: Zeroizing<Vec<u8>>,
+        encoded: Plain,
         dict: Vec<Permission>,
         records: Vec<(KeyId, Raw)>,
     ) -> Keys {

@@ -163,8 +163,10 @@ pub struct Payload {
 /// the history's length costs a copy, not a decode and an encode, per change.
 #[derive(Default)]
 pub struct History {
-    /// Events as read from a format-2 payload, in its encoding; already validated.
-    encoded: Zeroizing<Vec<u8>>,
+    /// The payload the events were read from (shared with the records) and where in it
+    /// they lie, in their encoding; already validated.
+    encoded: super::keyset::Plain,
+    range: std::ops::Range<usize>,
     /// How many events `encoded` holds.
     encoded_count: usize,
     /// Events added since (or every event, once materialised or when read from JSON).
@@ -183,9 +185,14 @@ impl History {
     }
 
     /// A history kept encoded: `bytes` hold `count` events that the codec has validated.
-    pub(crate) fn from_encoded(bytes: Vec<u8>, count: usize) -> History {
+    pub(crate) fn from_encoded(
+        plain: super::keyset::Plain,
+        range: std::ops::Range<usize>,
+        count: usize,
+    ) -> History {
         History {
-            encoded: Zeroizing::new(bytes),
+            encoded: plain,
+            range,
             encoded_count: count,
             ..History::default()
         }
@@ -207,8 +214,11 @@ impl History {
             return &self.added;
         }
         self.all.get_or_init(|| {
-            let mut v = crate::vault::v2::codec::decode_events(&self.encoded, self.encoded_count)
-                .expect("the history was validated when it was read");
+            let mut v = crate::vault::v2::codec::decode_events(
+                &self.encoded[self.range.clone()],
+                self.encoded_count,
+            )
+            .expect("the history was validated when it was read");
             v.extend(self.added.iter().cloned());
             v
         })
@@ -227,11 +237,15 @@ impl History {
     #[doc(hidden)]
     pub fn all_mut(&mut self) -> &mut Vec<Event> {
         if self.encoded_count > 0 {
-            let mut v = crate::vault::v2::codec::decode_events(&self.encoded, self.encoded_count)
-                .expect("the history was validated when it was read");
+            let mut v = crate::vault::v2::codec::decode_events(
+                &self.encoded[self.range.clone()],
+                self.encoded_count,
+            )
+            .expect("the history was validated when it was read");
             v.append(&mut self.added);
             self.added = v;
-            self.encoded = Zeroizing::default();
+            self.encoded = super::keyset::Plain::default();
+            self.range = 0..0;
             self.encoded_count = 0;
             self.all = std::sync::OnceLock::new();
         }
@@ -240,7 +254,7 @@ impl History {
 
     /// The stored (still encoded) events and the ones added since, for the encoder.
     pub(crate) fn parts(&self) -> (&[u8], &[Event]) {
-        (&self.encoded, &self.added)
+        (&self.encoded[self.range.clone()], &self.added)
     }
 }
 

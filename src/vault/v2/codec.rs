@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 use crate::secret::{SecretKey, SecretString};
-use crate::vault::keyset::{Keys, Part, Raw};
+use crate::vault::keyset::{Keys, Part, Plain, Raw};
 use crate::vault::records::{Event, History, KeyRecord, Payload, Published};
 use crate::vault::types::{EventAction, KeyHash, KeyId, Permission};
 
@@ -678,6 +678,16 @@ pub enum Events {
 /// # Errors
 /// [`Error::Corrupt`] for anything malformed.
 pub fn decode(bytes: &[u8], events: Events) -> Result<Payload> {
+    decode_owned(Zeroizing::new(bytes.to_vec()), events)
+}
+
+/// [`decode`] of a buffer the payload may keep: records and events left encoded point
+/// into it rather than into a copy.
+///
+/// # Errors
+/// As [`decode`].
+pub fn decode_owned(buf: Zeroizing<Vec<u8>>, events: Events) -> Result<Payload> {
+    let bytes = &buf[..];
     if u32::try_from(bytes.len()).is_err() {
         return Err(bad("larger than 4 GiB"));
     }
@@ -700,13 +710,12 @@ pub fn decode(bytes: &[u8], events: Events) -> Result<Payload> {
     }
     let mut used = 0usize;
     let nkeys = r.count(MIN_RECORD)?;
-    let section = total - r.b.len();
-    let at = |r: &Reader<'_>| (total - r.b.len() - section) as u32;
+    let at = |r: &Reader<'_>| (total - r.b.len()) as u32;
     let mut records = Vec::with_capacity(nkeys);
     for _ in 0..nkeys {
         let start = at(&r);
         let (id, perms, perms_end, hash) = r.check_record(dict.len(), &mut used)?;
-        let shift = |p: usize| (total - p - section) as u32;
+        let shift = |p: usize| (total - p) as u32;
         records.push((
             KeyId::from(id),
             Raw {
@@ -718,7 +727,6 @@ pub fn decode(bytes: &[u8], events: Events) -> Result<Payload> {
             },
         ));
     }
-    let section_end = total - r.b.len();
     let mut ids = HashSet::with_capacity(records.len());
     for (id, _) in &records {
         if !ids.insert(id.as_str()) {
@@ -744,6 +752,7 @@ pub fn decode(bytes: &[u8], events: Events) -> Result<Payload> {
     }
     let nevents = r.count(MIN_EVENT)?;
     let evlen = r.len()?;
+    let ev_at = total - r.b.len();
     let evbytes = r.take(evlen)?;
     if !r.b.is_empty() {
         return Err(bad("trailing bytes after the history"));
@@ -751,20 +760,22 @@ pub fn decode(bytes: &[u8], events: Events) -> Result<Payload> {
     if nevents > evlen / MIN_EVENT {
         return Err(bad("the event count exceeds the history's bytes"));
     }
+    let dict: Vec<Permission> = dict
+        .iter()
+        .map(|p| Permission::trusted((*p).to_owned()))
+        .collect();
     let history = match events {
-        Events::All => History::from_events(decode_events(evbytes, nevents)?),
+        Events::All => Some(History::from_events(decode_events(evbytes, nevents)?)),
         Events::Lazy => {
             check_events(evbytes, nevents)?;
-            History::from_encoded(evbytes.to_vec(), nevents)
+            None
         }
     };
-    let keys = Keys::from_encoded(
-        Zeroizing::new(bytes[section..section_end].to_vec()),
-        dict.iter()
-            .map(|p| Permission::trusted((*p).to_owned()))
-            .collect(),
-        records,
-    );
+    // Nothing borrows the buffer any more: the records and the history keep it.
+    let plain: Plain = std::sync::Arc::new(buf);
+    let history = history
+        .unwrap_or_else(|| History::from_encoded(plain.clone(), ev_at..ev_at + evlen, nevents));
+    let keys = Keys::from_encoded(plain, dict, records);
     if events == Events::All {
         // Decoding each record now also proves the checks above and the decoder agree.
         for k in &keys {

@@ -371,8 +371,7 @@ impl Sealing {
         events: Events,
     ) -> Result<(Sealing, Payload)> {
         let plain = crypto::open(&key, &h.nonce, &h.ad(), &h.ciphertext)?;
-        let payload = codec::decode(&plain, events)?;
-        drop(plain);
+        let payload = codec::decode_owned(plain, events)?;
         Ok((
             Sealing {
                 slots: h.slots.clone(),
