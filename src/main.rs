@@ -8,6 +8,7 @@ use mcp_key_manager::{cli::Cli, commands, sys, Error};
 
 fn main() -> ExitCode {
     sys::harden_process();
+    sys::reuse_large_buffers();
     let cli = Cli::parse();
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

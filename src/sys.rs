@@ -23,6 +23,21 @@ pub fn harden_process() {
     }
 }
 
+/// Asks glibc's allocator to serve large buffers from its heap and keep freed memory for
+/// reuse, rather than mapping fresh pages for each one and unmapping them on free: a
+/// command on a large vault allocates several buffers the size of the file one after the
+/// other, and fresh pages cost a page fault each (a fifth of `revoke`'s time at 100,000
+/// keys). Freed buffers holding secrets are wiped before they are freed, as always.
+#[allow(unsafe_code)]
+pub fn reuse_large_buffers() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt takes two integers and only adjusts allocator parameters.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 512 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
+}
+
 /// The width of the terminal on stdout, if stdout is one.
 #[allow(unsafe_code)]
 pub fn terminal_width() -> Option<usize> {

@@ -119,9 +119,49 @@ pub fn stdout_error(e: io::Error) -> Error {
 /// # Errors
 /// A failed write.
 pub fn write_json<T: Serialize + ?Sized>(out: &mut dyn Write, v: &T) -> io::Result<()> {
-    let mut ser = serde_json::Serializer::with_formatter(&mut *out, SafeFormatter::default());
+    // serde_json writes in fragments of a few bytes; each through `dyn Write` is an
+    // indirect call, so they gather in a local buffer first (`list --json` of 100,000 keys
+    // writes 45 MB in about two million fragments).
+    let mut chunks = Chunks {
+        buf: Vec::with_capacity(Chunks::SIZE + 4096),
+        out,
+    };
+    let mut ser = serde_json::Serializer::with_formatter(&mut chunks, SafeFormatter::default());
     v.serialize(&mut ser).map_err(io::Error::from)?;
-    out.write_all(b"\n")
+    chunks.buf.push(b'\n');
+    chunks.flush()
+}
+
+/// A write buffer in front of a `dyn Write`, passed on in chunks of [`Chunks::SIZE`].
+struct Chunks<'a> {
+    buf: Vec<u8>,
+    out: &'a mut dyn Write,
+}
+
+impl Chunks<'_> {
+    const SIZE: usize = 64 * 1024;
+}
+
+impl Write for Chunks<'_> {
+    #[inline]
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.write_all(b)?;
+        Ok(b.len())
+    }
+    #[inline]
+    fn write_all(&mut self, b: &[u8]) -> io::Result<()> {
+        self.buf.extend_from_slice(b);
+        if self.buf.len() >= Self::SIZE {
+            self.out.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.write_all(&self.buf)?;
+        self.buf.clear();
+        self.out.flush()
+    }
 }
 
 /// Forwards formatter methods to the wrapped pretty formatter.
