@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::keys::join;
-use super::output::{relative, Human, KeyView, Report};
+use super::output::{relative, Human, KeyView, KeyViewRef, Report};
 use super::*;
 use crate::cli::ListArgs;
 use crate::display::{sanitize, truncate};
@@ -62,23 +62,14 @@ fn listed(
     usage: &Usage,
     table: bool,
 ) -> Option<Listed> {
-    let status = k.status(now);
-    if a.active_only && status != Status::Active {
+    if !passes(k, a, now) {
         return None;
-    }
-    if let Some(d) = a.expiring {
-        if status != Status::Active || !k.expires_within(now, i64::from(d)) {
-            return None;
-        }
     }
     Some(Listed {
         key: KeyView::of(k, now),
         key_hint: a.show_keys.then(|| hint(k)),
-        last_used_at: usage
-            .get(k.id.as_str())
-            .and_then(|u| u.last_used_at.as_ref())
-            .map(crate::vault::records::fmt_time),
-        status,
+        last_used_at: last_used(k, usage),
+        status: k.status(now),
         // The table's expiry column is text for people: JSON has the times themselves.
         expiry: if table {
             expiry_cell(k, now)
@@ -86,6 +77,23 @@ fn listed(
             String::new()
         },
     })
+}
+
+/// Whether `--active` and `--expiring` keep `k`.
+fn passes(k: &KeyRecord, a: &ListArgs, now: DateTime<Utc>) -> bool {
+    let status = k.status(now);
+    if a.active_only && status != Status::Active {
+        return false;
+    }
+    a.expiring
+        .is_none_or(|d| status == Status::Active && k.expires_within(now, i64::from(d)))
+}
+
+fn last_used(k: &KeyRecord, usage: &Usage) -> Option<String> {
+    usage
+        .get(k.id.as_str())
+        .and_then(|u| u.last_used_at.as_ref())
+        .map(crate::vault::records::fmt_time)
 }
 
 type Usage = std::collections::BTreeMap<String, crate::serve::usage::KeyUsage>;
@@ -126,14 +134,34 @@ struct Streamed<'a> {
     usage: &'a Usage,
 }
 
+/// One element of `list --json`: [`Listed`]'s JSON, borrowing the record.
+#[derive(Serialize)]
+struct ListedRef<'a> {
+    #[serde(flatten)]
+    key: KeyViewRef<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_hint: Option<String>,
+    last_used_at: Option<String>,
+}
+
 impl Serialize for Streamed<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.collect_seq(
-            self.vault
-                .keys()
-                .each()
-                .filter_map(|k| listed(&k, self.a, self.now, self.usage, false)),
-        )
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(None)?;
+        for k in self.vault.keys().each() {
+            if !passes(&k, self.a, self.now) {
+                continue;
+            }
+            seq.serialize_element(&ListedRef {
+                key: KeyViewRef {
+                    key: &k,
+                    now: self.now,
+                },
+                key_hint: self.a.show_keys.then(|| hint(&k)),
+                last_used_at: last_used(&k, self.usage),
+            })?;
+        }
+        seq.end()
     }
 }
 

@@ -257,6 +257,35 @@ impl KeyView {
     }
 }
 
+/// [`KeyView`] without copying the record: the same JSON, field for field, for a listing
+/// that renders thousands of records (`list --json`).
+pub struct KeyViewRef<'a> {
+    /// The record.
+    pub key: &'a KeyRecord,
+    /// The moment its status is taken at.
+    pub now: DateTime<Utc>,
+}
+
+impl Serialize for KeyViewRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let k = self.key;
+        let mut st = s.serialize_struct("KeyView", 11)?;
+        st.serialize_field("id", &k.id)?;
+        st.serialize_field("name", &k.name)?;
+        st.serialize_field("description", &k.description)?;
+        st.serialize_field("status", k.status(self.now).as_str())?;
+        st.serialize_field("created_at", &fmt_time(&k.created_at))?;
+        st.serialize_field("expires_at", &k.expires_at.as_ref().map(fmt_time))?;
+        st.serialize_field("revoked_at", &k.revoked_at.as_ref().map(fmt_time))?;
+        st.serialize_field("permissions", &k.permissions)?;
+        st.serialize_field("rotated_from", &k.rotated_from)?;
+        st.serialize_field("rotated_to", &k.rotated_to)?;
+        st.serialize_field("legacy", &k.is_legacy())?;
+        st.end()
+    }
+}
+
 /// `2026-11-26 03:47 UTC`.
 pub fn human_time(t: &DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
@@ -316,6 +345,52 @@ pub fn s(n: usize) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `list --json` renders [`KeyViewRef`]; every other command [`KeyView`]: the same JSON.
+    #[test]
+    fn the_borrowed_key_view_is_the_key_view() {
+        let mut v = crate::vault::Vault::create(
+            &crate::secret::SecretString::new("p".into()),
+            crate::KdfParams {
+                memory_kib: 8,
+                iterations: 1,
+                parallelism: 1,
+            },
+        )
+        .unwrap();
+        let now = chrono::DateTime::from_timestamp(1_780_000_000, 0).unwrap();
+        for (i, exp) in [
+            None,
+            Some(now - chrono::Duration::days(1)),
+            Some(now + chrono::Duration::days(3)),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            v.create_key(
+                crate::vault::NewKey {
+                    name: format!("k{i} \u{202e}x"),
+                    description: "d\"q".into(),
+                    expires_at: exp,
+                    permissions: vec!["info".parse().unwrap()],
+                },
+                now,
+            );
+        }
+        v.revoke(2, now);
+        v.payload_mut_unchecked().keys[1].rotated_to = Some("abc".into());
+        v.payload_mut_unchecked().keys[0].rotated_from = Some("legacy-id".into());
+        for k in v.keys().iter() {
+            let owned = serde_json::to_value(KeyView::of(k, now)).unwrap();
+            let borrowed = serde_json::to_value(KeyViewRef { key: k, now }).unwrap();
+            assert_eq!(owned, borrowed);
+            let mut a = Vec::new();
+            let mut b = Vec::new();
+            write_json(&mut a, &KeyView::of(k, now)).unwrap();
+            write_json(&mut b, &KeyViewRef { key: k, now }).unwrap();
+            assert_eq!(a, b, "the same text, field order included");
+        }
+    }
 
     #[test]
     fn json_escapes_what_a_terminal_acts_on() {

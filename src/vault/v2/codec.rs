@@ -162,8 +162,8 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 
 fn push_hex(out: &mut String, bytes: &[u8]) {
     for b in bytes {
-        out.push(HEX[usize::from(b >> 4)] as char);
-        out.push(HEX[usize::from(b & 15)] as char);
+        let pair = [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]];
+        out.push_str(std::str::from_utf8(&pair).expect("hex digits are ASCII"));
     }
 }
 
@@ -487,6 +487,31 @@ impl<'a> Reader<'a> {
         };
         DateTime::from_timestamp(secs, nanos).ok_or_else(|| bad("a time is out of range"))
     }
+    /// Checks a time as [`Reader::time`] reads it, without building it: the same range
+    /// (chrono's, whole seconds decide it) and nanosecond rules.
+    fn check_time(&mut self) -> Result<()> {
+        let v = self.varint()?;
+        let zz = v >> 1;
+        let secs = ((zz >> 1) as i64) ^ -((zz & 1) as i64);
+        if v & 1 == 1 {
+            let n = self.varint()?;
+            if n == 0 || n >= 1_000_000_000 {
+                return Err(bad("a time has invalid nanoseconds"));
+            }
+        }
+        if !(DateTime::<Utc>::MIN_UTC.timestamp()..=DateTime::<Utc>::MAX_UTC.timestamp())
+            .contains(&secs)
+        {
+            return Err(bad("a time is out of range"));
+        }
+        Ok(())
+    }
+    fn check_opt_time(&mut self) -> Result<()> {
+        if self.flag()? {
+            self.check_time()?;
+        }
+        Ok(())
+    }
     fn opt_time(&mut self) -> Result<Option<DateTime<Utc>>> {
         Ok(if self.flag()? {
             Some(self.time()?)
@@ -540,9 +565,9 @@ impl<'a> Reader<'a> {
         let id = self.id()?;
         self.str()?;
         self.str()?;
-        self.time()?;
-        self.opt_time()?;
-        self.opt_time()?;
+        self.check_time()?;
+        self.check_opt_time()?;
+        self.check_opt_time()?;
         let perms = self.b.len();
         let nperm = self.count(1)?;
         for _ in 0..nperm {
@@ -614,7 +639,7 @@ impl<'a> Reader<'a> {
     }
     /// Checks an event as [`Reader::event`] would read it, allocating nothing.
     fn check_event(&mut self) -> Result<()> {
-        self.time()?;
+        self.check_time()?;
         self.action()?;
         if self.flag()? {
             self.check_id()?;
@@ -969,6 +994,30 @@ mod tests {
         let all = decode(&b, Events::All).unwrap();
         for (i, h) in hashes.iter().enumerate() {
             assert_eq!(h.0, all.keys[i].hash.0, "hash of key {i}");
+        }
+    }
+
+    /// The range check without chrono agrees with chrono at and beyond both ends.
+    #[test]
+    fn checked_times_are_the_times_that_decode() {
+        let (min, max) = (
+            DateTime::<Utc>::MIN_UTC.timestamp(),
+            DateTime::<Utc>::MAX_UTC.timestamp(),
+        );
+        for secs in [min - 1, min, min + 1, -1, 0, 1, max - 1, max, max + 1] {
+            for nanos in [0u32, 1, 999_999_999] {
+                let mut b = Vec::new();
+                let zz = ((secs << 1) ^ (secs >> 63)) as u64;
+                let mut c = Buf(Zeroizing::new(Vec::with_capacity(32)));
+                c.varint(zz << 1 | u64::from(nanos != 0));
+                if nanos != 0 {
+                    c.varint(u64::from(nanos));
+                }
+                b.extend_from_slice(&c.0);
+                let checked = Reader { b: &b }.check_time().is_ok();
+                let decoded = Reader { b: &b }.time().is_ok();
+                assert_eq!(checked, decoded, "{secs}.{nanos:09}");
+            }
         }
     }
 
