@@ -246,9 +246,10 @@ impl Verifier {
     /// # Ok::<(), mcp_key_manager::Error>(())
     /// ```
     pub fn from_vault(vault: &Vault) -> Verifier {
+        // Each record is decoded for the moment it is copied, not kept in the vault too.
         let keys = vault
             .keys()
-            .iter()
+            .each()
             .map(|k| KeyInfo {
                 id: k.id.to_string(),
                 name: Some(k.name.clone()),
