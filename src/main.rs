@@ -4,12 +4,19 @@ use std::io::ErrorKind;
 use std::process::ExitCode;
 
 use clap::Parser;
-use mcp_key_manager::{cli::Cli, commands, sys, Error};
+use mcp_key_manager::{
+    cli::{Cli, Command},
+    commands, sys, Error,
+};
 
 fn main() -> ExitCode {
     sys::harden_process();
-    sys::reuse_large_buffers();
     let cli = Cli::parse();
+    // One-shot commands only: the long-running ones (`serve`, the session agent) should
+    // hand memory back to the system after a peak.
+    if !matches!(cli.command, Command::Serve(_) | Command::SessionAgent(_)) {
+        sys::reuse_large_buffers();
+    }
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         // A closed pipe (`| head`) is the reader's choice, not a failure, unless what was

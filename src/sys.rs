@@ -27,7 +27,8 @@ pub fn harden_process() {
 /// reuse, rather than mapping fresh pages for each one and unmapping them on free: a
 /// command on a large vault allocates several buffers the size of the file one after the
 /// other, and fresh pages cost a page fault each (a fifth of `revoke`'s time at 100,000
-/// keys). Freed buffers holding secrets are wiped before they are freed, as always.
+/// keys). Freed buffers holding secrets are wiped before they are freed, as always. For
+/// one-shot commands: a long-running process would keep its peak.
 #[allow(unsafe_code)]
 pub fn reuse_large_buffers() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

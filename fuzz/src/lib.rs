@@ -35,6 +35,7 @@ pub mod alloc {
         static ARMED: Cell<bool> = const { Cell::new(false) };
         static COUNT: Cell<usize> = const { Cell::new(0) };
         static LARGEST: Cell<usize> = const { Cell::new(0) };
+        static TOTAL: Cell<usize> = const { Cell::new(0) };
     }
 
     fn note(size: usize) {
@@ -42,6 +43,7 @@ pub mod alloc {
             if armed.get() {
                 COUNT.with(|c| c.set(c.get() + 1));
                 LARGEST.with(|l| l.set(l.get().max(size)));
+                TOTAL.with(|t| t.set(t.get().saturating_add(size)));
             }
         });
     }
@@ -78,18 +80,22 @@ pub mod alloc {
         pub count: usize,
         /// The largest single request, in bytes.
         pub largest: usize,
+        /// Every request added up (a reallocation counts its new size), in bytes.
+        pub total: usize,
     }
 
     /// Runs `f` with counting armed on this thread.
     pub fn measure<R>(f: impl FnOnce() -> R) -> (R, Stats) {
         COUNT.with(|c| c.set(0));
         LARGEST.with(|l| l.set(0));
+        TOTAL.with(|t| t.set(0));
         ARMED.with(|a| a.set(true));
         let r = f();
         ARMED.with(|a| a.set(false));
         let stats = Stats {
             count: COUNT.with(Cell::get),
             largest: LARGEST.with(Cell::get),
+            total: TOTAL.with(Cell::get),
         };
         (r, stats)
     }
@@ -105,6 +111,13 @@ pub mod alloc {
 /// The largest single allocation any parser may make for an input of `len` bytes.
 pub fn alloc_bound(len: usize) -> usize {
     8 * len + (1 << 20)
+}
+
+/// All the allocations a format-2 payload decode may make, added up, for `len` bytes:
+/// every record and event decoded, a few times their encoded size (a hostile record that
+/// names one long permission 20,000 times must not multiply its text).
+pub fn total_alloc_bound(len: usize) -> usize {
+    64 * len + (4 << 20)
 }
 
 /// The key every fuzzed vault is decrypted with (bypassing Argon2, which would make each
@@ -850,6 +863,12 @@ pub fn check_vault2_payload(data: &[u8]) {
         data.len(),
         stats.largest
     );
+    assert!(
+        stats.total <= total_alloc_bound(data.len()),
+        "a {}-byte payload made {} bytes of allocations in all",
+        data.len(),
+        stats.total
+    );
     let c = match decoded {
         Ok(c) => c,
         Err(Error::Corrupt(_)) => {
@@ -864,6 +883,17 @@ pub fn check_vault2_payload(data: &[u8]) {
     assert_unique_ids(&c);
     let again = codec::encode(&c);
     assert_eq!(&again[..], data, "the encoding of a payload is not unique");
+    // The records above went back as the bytes they were read as; encoded from memory
+    // instead, they must give the same bytes (the writer's own canonical form).
+    let mut from_memory = codec::decode(data, codec::Events::All).expect("decoded above");
+    let mut fresh = mcp_key_manager::vault::Keys::default();
+    fresh.append(&mut from_memory.keys);
+    from_memory.keys = fresh;
+    assert_eq!(
+        &codec::encode(&from_memory)[..],
+        data,
+        "records encoded from memory differ from the bytes they were read from"
+    );
     // A history kept encoded is accepted exactly when the eager decoder accepts it, goes
     // back byte for byte, and decodes to the same events when asked.
     let lazy =

@@ -123,18 +123,20 @@ pub fn write_json<T: Serialize + ?Sized>(out: &mut dyn Write, v: &T) -> io::Resu
     // indirect call, so they gather in a local buffer first (`list --json` of 100,000 keys
     // writes 45 MB in about two million fragments).
     let mut chunks = Chunks {
-        buf: Vec::with_capacity(Chunks::SIZE + 4096),
+        buf: zeroize::Zeroizing::new(Vec::with_capacity(Chunks::SIZE)),
         out,
     };
     let mut ser = serde_json::Serializer::with_formatter(&mut chunks, SafeFormatter::default());
     v.serialize(&mut ser).map_err(io::Error::from)?;
-    chunks.buf.push(b'\n');
+    chunks.write_all(b"\n")?;
     chunks.flush()
 }
 
-/// A write buffer in front of a `dyn Write`, passed on in chunks of [`Chunks::SIZE`].
+/// A write buffer in front of a `dyn Write`, passed on in chunks of at most
+/// [`Chunks::SIZE`] bytes. Zeroizing and never grown: `create --json` writes a new key
+/// through it, and no copy of it may be left behind in freed memory.
 struct Chunks<'a> {
-    buf: Vec<u8>,
+    buf: zeroize::Zeroizing<Vec<u8>>,
     out: &'a mut dyn Write,
 }
 
@@ -150,11 +152,15 @@ impl Write for Chunks<'_> {
     }
     #[inline]
     fn write_all(&mut self, b: &[u8]) -> io::Result<()> {
-        self.buf.extend_from_slice(b);
-        if self.buf.len() >= Self::SIZE {
+        if self.buf.len() + b.len() > self.buf.capacity() {
             self.out.write_all(&self.buf)?;
             self.buf.clear();
+            if b.len() > self.buf.capacity() {
+                // Larger than the whole buffer: straight through.
+                return self.out.write_all(b);
+            }
         }
+        self.buf.extend_from_slice(b);
         Ok(())
     }
     fn flush(&mut self) -> io::Result<()> {

@@ -19,31 +19,31 @@ macro_rules! text_newtype {
         impl std::ops::Deref for $t {
             type Target = str;
             fn deref(&self) -> &str {
-                &self.0
+                &self.0[..]
             }
         }
 
         impl fmt::Display for $t {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&crate::display::sanitize(&self.0))
+                f.write_str(&crate::display::sanitize(&self.0[..]))
             }
         }
 
         impl PartialEq<str> for $t {
             fn eq(&self, other: &str) -> bool {
-                self.0 == other
+                &self.0[..] == other
             }
         }
 
         impl PartialEq<&str> for $t {
             fn eq(&self, other: &&str) -> bool {
-                self.0 == *other
+                &self.0[..] == *other
             }
         }
 
         impl PartialEq<String> for $t {
             fn eq(&self, other: &String) -> bool {
-                &self.0 == other
+                self.0[..] == other[..]
             }
         }
     };
@@ -138,9 +138,18 @@ impl<'de> Deserialize<'de> for KeyHash {
 }
 
 /// A permission name: `[a-z0-9_.:-]{1,64}`, e.g. `generate`, `tools:call:search`.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct Permission(String);
+///
+/// Shared text: the keys holding one permission hold one copy of its name (a format-2
+/// record names permissions by index into a dictionary, and a hostile record naming one
+/// long entry many times must not multiply it in memory).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Permission(std::sync::Arc<str>);
+
+impl Serialize for Permission {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
 
 /// Why a permission name was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,7 +187,7 @@ impl Permission {
     pub fn defaults() -> Vec<Permission> {
         crate::vault::DEFAULT_PERMISSIONS
             .iter()
-            .map(|p| Permission(p.to_string()))
+            .map(|p| Permission((*p).into()))
             .collect()
     }
 }
@@ -187,7 +196,7 @@ impl Permission {
     /// A permission read from an authenticated payload, kept as it is (as
     /// `Deserialize` does): a bad name simply never matches a required one.
     pub(crate) fn trusted(s: String) -> Permission {
-        Permission(s)
+        Permission(s.into())
     }
 }
 
@@ -195,7 +204,7 @@ impl FromStr for Permission {
     type Err = InvalidPermission;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if Permission::is_valid(s) {
-            Ok(Permission(s.to_string()))
+            Ok(Permission(s.into()))
         } else {
             Err(InvalidPermission(s.to_string()))
         }
@@ -206,7 +215,7 @@ impl TryFrom<String> for Permission {
     type Error = InvalidPermission;
     fn try_from(s: String) -> Result<Self, Self::Error> {
         if Permission::is_valid(&s) {
-            Ok(Permission(s))
+            Ok(Permission(s.into()))
         } else {
             Err(InvalidPermission(s))
         }
@@ -218,7 +227,7 @@ impl<'de> Deserialize<'de> for Permission {
         // Vaults written before permissions were checked on every path may hold any
         // string; an authenticated payload is trusted as it is, and a bad name simply
         // never matches a required one.
-        Ok(Permission(String::deserialize(d)?))
+        Ok(Permission(String::deserialize(d)?.into()))
     }
 }
 

@@ -188,14 +188,15 @@ fn modern_secret(id: &str, key: &str) -> Option<[u8; 32]> {
 }
 
 /// Everything the encoder works out before writing: the dictionary in first-use order,
-/// every record's permission indexes, and whether the records kept as read can be copied
-/// whole (their indexes did not move).
+/// every record's permission indexes, and which records kept as read can be copied whole
+/// (their indexes did not move).
 struct Plan<'a> {
     dict: Vec<&'a str>,
     perm_idx: Vec<u32>,
     /// Where each record's indexes start in `perm_idx` (one more entry at the end).
     perm_at: Vec<usize>,
-    raw_as_is: bool,
+    /// Per part: a record kept as read whose indexes moved (re-encode its list).
+    moved: Vec<bool>,
     section: &'a [u8],
     parts: Vec<Part<'a>>,
     ev_len: usize,
@@ -210,9 +211,10 @@ fn plan(p: &Payload) -> Plan<'_> {
     let mut index: HashMap<&str, u32> = HashMap::new();
     let mut perm_idx: Vec<u32> = Vec::with_capacity(parts.len() * 3);
     let mut perm_at = Vec::with_capacity(parts.len() + 1);
-    let mut raw_as_is = true;
+    let mut moved = Vec::with_capacity(parts.len());
     for part in &parts {
         perm_at.push(perm_idx.len());
+        let mut this_moved = false;
         match part {
             Part::Record(k) => {
                 for perm in &k.permissions {
@@ -228,11 +230,12 @@ fn plan(p: &Payload) -> Plan<'_> {
                 for _ in 0..n {
                     let old = r.varint().expect("validated when read") as usize;
                     let i = dict_index(&mut dict, &mut index, old_dict[old].as_str());
-                    raw_as_is &= i as usize == old;
+                    this_moved |= i as usize != old;
                     perm_idx.push(i);
                 }
             }
         }
+        moved.push(this_moved);
     }
     perm_at.push(perm_idx.len());
     // The history's length, counted once (it is written once, into the buffer).
@@ -243,7 +246,7 @@ fn plan(p: &Payload) -> Plan<'_> {
         dict,
         perm_idx,
         perm_at,
-        raw_as_is,
+        moved,
         section,
         parts,
         ev_len: ev.0,
@@ -281,7 +284,7 @@ fn write_all<S: Sink>(s: &mut S, p: &Payload, plan: &Plan<'_>) {
         let idx = &plan.perm_idx[plan.perm_at[n]..plan.perm_at[n + 1]];
         match part {
             // Unchanged and its indexes did not move: the bytes it was read as.
-            Part::Raw(raw) if plan.raw_as_is => {
+            Part::Raw(raw) if !plan.moved[n] => {
                 s.put(&plan.section[raw.start as usize..raw.end as usize]);
             }
             Part::Raw(raw) => {
