@@ -125,6 +125,13 @@ pub enum Expect<'a> {
 /// A hook run after each committed change, while the vault lock is still held.
 pub type AfterCommit = Box<dyn FnMut(&Vault) -> Result<()>>;
 
+/// How much of a large vault's start [`Store::unchanged_since`] compares: more than the
+/// largest header (32 slots of at most ~12 KB of base64 each, or format 1's few hundred
+/// bytes), so the save's nonce is always inside it.
+const SAME_HEAD: usize = 1 << 20;
+/// How much of its end: the last characters of the ciphertext (the tag) and the closing.
+const SAME_TAIL: usize = 4 << 10;
+
 /// The vault file at one path.
 pub struct Store {
     path: PathBuf,
@@ -205,6 +212,52 @@ impl Store {
 
     fn read(&self) -> Result<Option<Vec<u8>>> {
         fsio::read_bounded(&self.path, MAX_FILE_BYTES, "vault")
+    }
+
+    /// Whether the file still holds the save that `first` was read from. A small file is
+    /// compared whole. A large one is compared by its length, its first [`SAME_HEAD`] bytes
+    /// (the whole header, with the save's random 24-byte nonce) and its last [`SAME_TAIL`]
+    /// (the end of the ciphertext, its authentication tag): every save of either format
+    /// has a fresh random nonce, and the same tag over a different ciphertext under the
+    /// same nonce would be a forgery. So for the writers the lock orders (this tool's)
+    /// equal samples mean the same save, and a 24 MB vault is not read twice per change.
+    /// A process that ignores the lock can change the file at any moment anyway.
+    fn unchanged_since(&self, first: &[u8]) -> Result<bool> {
+        use std::io::{Read, Seek, SeekFrom};
+        use std::os::unix::fs::OpenOptionsExt;
+        let len = first.len();
+        if len <= SAME_HEAD + SAME_TAIL {
+            return Ok(self.read()?.as_deref() == Some(first));
+        }
+        let io = |e| Error::io("read", &self.path, e);
+        let mut file = match std::fs::OpenOptions::new()
+            .read(true)
+            // As every read of the vault: a FIFO put in its place must not block us.
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&self.path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(io(e)),
+        };
+        let meta = file.metadata().map_err(io)?;
+        if !meta.is_file() || meta.len() != len as u64 {
+            return Ok(false);
+        }
+        let mut head = vec![0u8; SAME_HEAD];
+        file.read_exact(&mut head).map_err(io)?;
+        if head[..] != first[..SAME_HEAD] {
+            return Ok(false);
+        }
+        let mut tail = vec![0u8; SAME_TAIL];
+        file.seek(SeekFrom::Start((len - SAME_TAIL) as u64))
+            .map_err(io)?;
+        // A file that shrank meanwhile ends the read early: not the same save.
+        match file.read_exact(&mut tail) {
+            Ok(()) => Ok(tail[..] == first[len - SAME_TAIL..]),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+            Err(e) => Err(io(e)),
+        }
     }
 
     fn read_existing(&self) -> Result<Vec<u8>> {
@@ -421,15 +474,15 @@ impl Store {
         let vault = self.unlock(&env)?;
         drop(env);
         let lock = self.lock()?;
-        // Re-read under the lock; when no other writer replaced the file meanwhile (the
-        // usual case), the vault already unlocked is the one under the lock: comparing
-        // bytes costs far less than decrypting and decoding them a second time.
-        let again = self.read_existing()?;
-        if again == first {
-            drop((first, again));
+        // When no other writer replaced the file meanwhile (the usual case), the vault
+        // already unlocked is the one under the lock: checking that costs far less than
+        // decrypting and decoding it a second time.
+        if self.unchanged_since(&first)? {
+            drop(first);
             return Ok((lock, vault));
         }
         drop((vault, first));
+        let again = self.read_existing()?;
         let env = Parsed::parse(&again)?;
         drop(again);
         let vault = self.unlock(&env)?;
@@ -663,5 +716,82 @@ impl Txn<'_> {
         self.store.commit(&mut self.vault)?;
         self.saved = true;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vault::NewKey;
+
+    struct Quiet;
+    impl Interaction for Quiet {
+        fn passphrase(&self, _prompt: &str, _attempt: u32) -> Result<SecretString> {
+            Ok(SecretString::new("p".into()))
+        }
+        fn new_passphrase(&self, _what: &str) -> Result<SecretString> {
+            Ok(SecretString::new("p".into()))
+        }
+        fn warn(&self, _msg: &str) {}
+        fn waiting_for_lock(&self, _path: &Path) {}
+    }
+
+    /// A vault too large to compare whole is compared by its length, head and tail: a save
+    /// by another writer (a fresh nonce, here with the very same length) is told apart
+    /// from the save that was read.
+    #[test]
+    fn a_large_vault_replaced_meanwhile_is_noticed() {
+        let weak = KdfParams {
+            memory_kib: 8,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let mut v = Vault::create(&SecretString::new("p".into()), weak).unwrap();
+        let now = chrono::DateTime::from_timestamp(1_780_000_000, 0).unwrap();
+        while v.to_bytes().len() <= SAME_HEAD + SAME_TAIL {
+            for i in 0..2000 {
+                v.create_key(
+                    NewKey {
+                        name: format!("key {i}"),
+                        description: "a description long enough to grow the file".into(),
+                        expires_at: None,
+                        permissions: Vec::new(),
+                    },
+                    now,
+                );
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        let first = v.to_bytes();
+        std::fs::write(&path, &first).unwrap();
+        let store = Store::new(path.clone(), Rc::new(Quiet));
+        assert!(store.unchanged_since(&first).unwrap(), "the same save");
+
+        let again = v.to_bytes();
+        assert_eq!(
+            again.len(),
+            first.len(),
+            "the same content: only the nonce differs"
+        );
+        std::fs::write(&path, &again).unwrap();
+        assert!(
+            !store.unchanged_since(&first).unwrap(),
+            "a new save, same length"
+        );
+
+        let mut longer = first.clone();
+        longer.push(b'\n');
+        std::fs::write(&path, &longer).unwrap();
+        assert!(!store.unchanged_since(&first).unwrap(), "a longer file");
+        std::fs::write(&path, &first[..first.len() - 1]).unwrap();
+        assert!(!store.unchanged_since(&first).unwrap(), "a shorter file");
+        std::fs::remove_file(&path).unwrap();
+        assert!(!store.unchanged_since(&first).unwrap(), "no file");
+        std::fs::write(&path, &first).unwrap();
+        assert!(
+            store.unchanged_since(&first).unwrap(),
+            "the same save, written back"
+        );
     }
 }
