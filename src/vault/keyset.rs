@@ -96,15 +96,19 @@ impl Keys {
 
     fn record<'a>(&'a self, e: &'a Entry) -> &'a KeyRecord {
         e.rec.get_or_init(|| {
-            let raw = e.raw.expect("an entry without its bytes holds its record");
-            Box::new(
-                crate::vault::v2::codec::decode_record(
-                    &self.encoded[raw.start as usize..raw.end as usize],
-                    &self.dict,
-                )
-                .expect("the record was validated when it was read"),
-            )
+            self.decode(e.raw.expect("an entry without its bytes holds its record"))
         })
+    }
+
+    /// The record whose bytes `raw` points at.
+    fn decode(&self, raw: Raw) -> Box<KeyRecord> {
+        Box::new(
+            crate::vault::v2::codec::decode_record(
+                &self.encoded[raw.start as usize..raw.end as usize],
+                &self.dict,
+            )
+            .expect("the record was validated when it was read"),
+        )
     }
 
     /// How many records are decoded (for tests of the laziness itself).
@@ -179,13 +183,7 @@ impl Keys {
     pub fn each(&self) -> impl Iterator<Item = Rec<'_>> + '_ {
         self.entries.iter().map(|e| match (e.rec.get(), e.raw) {
             (Some(r), _) => Rec::Kept(r),
-            (None, Some(raw)) => Rec::Passing(Box::new(
-                crate::vault::v2::codec::decode_record(
-                    &self.encoded[raw.start as usize..raw.end as usize],
-                    &self.dict,
-                )
-                .expect("the record was validated when it was read"),
-            )),
+            (None, Some(raw)) => Rec::Passing(self.decode(raw)),
             (None, None) => unreachable!("an entry without its bytes holds its record"),
         })
     }

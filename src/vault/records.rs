@@ -214,14 +214,19 @@ impl History {
             return &self.added;
         }
         self.all.get_or_init(|| {
-            let mut v = crate::vault::v2::codec::decode_events(
-                &self.encoded[self.range.clone()],
-                self.encoded_count,
-            )
-            .expect("the history was validated when it was read");
+            let mut v = self.decode_stored();
             v.extend(self.added.iter().cloned());
             v
         })
+    }
+
+    /// The stored events, decoded.
+    fn decode_stored(&self) -> Vec<Event> {
+        crate::vault::v2::codec::decode_events(
+            &self.encoded[self.range.clone()],
+            self.encoded_count,
+        )
+        .expect("the history was validated when it was read")
     }
 
     /// Appends an event.
@@ -237,11 +242,7 @@ impl History {
     #[doc(hidden)]
     pub fn all_mut(&mut self) -> &mut Vec<Event> {
         if self.encoded_count > 0 {
-            let mut v = crate::vault::v2::codec::decode_events(
-                &self.encoded[self.range.clone()],
-                self.encoded_count,
-            )
-            .expect("the history was validated when it was read");
+            let mut v = self.decode_stored();
             v.append(&mut self.added);
             self.added = v;
             self.encoded = super::keyset::Plain::default();
