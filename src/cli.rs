@@ -609,6 +609,8 @@ pub enum Command {
 }
 
 /// Options of `serve`.
+// The field docs are also `--help` text, where `<VERIFIER>` is a placeholder, not HTML.
+#[allow(rustdoc::invalid_html_tags)]
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
     /// The verifier file to answer from (`publish` or `export-verifier` writes it); it is

@@ -17,7 +17,8 @@ use crate::vault::Permission;
 /// Reads a plaintext store, bounded as a vault file is; `None` when there is none.
 ///
 /// # Errors
-/// [`Error::Io`] when it cannot be read, [`Error::Corrupt`] when it is too large.
+/// [`Error::Io`](crate::Error::Io) when it cannot be read,
+/// [`Error::Corrupt`](crate::Error::Corrupt) when it is too large.
 pub fn read_file(path: &std::path::Path) -> crate::error::Result<Option<Vec<u8>>> {
     crate::fsio::read_bounded(path, crate::vault::format::MAX_FILE_BYTES, "key store")
 }
@@ -26,7 +27,7 @@ pub fn read_file(path: &std::path::Path) -> crate::error::Result<Option<Vec<u8>>
 /// plaintext store.
 ///
 /// # Errors
-/// [`Error::Corrupt`] for bytes that are neither.
+/// [`Error::Corrupt`](crate::Error::Corrupt) for bytes that are neither.
 pub fn is_encrypted_vault(bytes: &[u8]) -> crate::error::Result<bool> {
     use crate::vault::v2::{detect, Detected};
     Ok(matches!(detect(bytes)?, Detected::V1(_) | Detected::V2(_)))

@@ -193,7 +193,7 @@ impl Strength {
     }
 }
 
-/// Estimates a passphrase's strength with zxcvbn (its first [`ESTIMATE_CHARS`]
+/// Estimates a passphrase's strength with zxcvbn (its first `ESTIMATE_CHARS`
 /// characters).
 pub fn strength(p: &SecretString) -> Strength {
     let text = p.expose();

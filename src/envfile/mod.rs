@@ -6,7 +6,7 @@
 //! sets (every one of them, so a later duplicate cannot shadow the new value), keeping
 //! their indentation, `export ` prefix, quote style and trailing comment. Invalid UTF-8
 //! is carried through untouched. [`apply_checked`] edits only files that are unambiguous
-//! for the variables it sets (see [`analysis`]): there, exactly one plain line (or none)
+//! for the variables it sets (see [`analyze`]): there, exactly one plain line (or none)
 //! assigns each of them, so the edit cannot land inside another variable's value, and it
 //! checks afterwards that python-dotenv reads the new values and every other value unchanged.
 

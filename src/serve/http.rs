@@ -413,7 +413,7 @@ async fn auth(req: Request<Incoming>, st: &State) -> Response<Body> {
     r
 }
 
-/// How long the answers wait for a body; see [`State::read_timeout`].
+/// How long the answers wait for a body; see `State::read_timeout`.
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[cfg(test)]
