@@ -245,14 +245,16 @@ impl Store {
             return Ok(false);
         }
         let mut head = vec![0u8; SAME_HEAD];
-        file.read_exact(&mut head).map_err(io)?;
-        if head[..] != first[..SAME_HEAD] {
-            return Ok(false);
+        // A file that shrank meanwhile ends a read early: not the same save.
+        match file.read_exact(&mut head) {
+            Ok(()) if head[..] == first[..SAME_HEAD] => {}
+            Ok(()) => return Ok(false),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
+            Err(e) => return Err(io(e)),
         }
         let mut tail = vec![0u8; SAME_TAIL];
         file.seek(SeekFrom::Start((len - SAME_TAIL) as u64))
             .map_err(io)?;
-        // A file that shrank meanwhile ends the read early: not the same save.
         match file.read_exact(&mut tail) {
             Ok(()) => Ok(tail[..] == first[len - SAME_TAIL..]),
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),

@@ -195,7 +195,7 @@ impl Permission {
 impl Permission {
     /// A permission read from an authenticated payload, kept as it is (as
     /// `Deserialize` does): a bad name simply never matches a required one.
-    pub(crate) fn trusted(s: String) -> Permission {
+    pub(crate) fn trusted(s: &str) -> Permission {
         Permission(s.into())
     }
 }

@@ -788,10 +788,7 @@ pub fn decode_owned(buf: Zeroizing<Vec<u8>>, events: Events) -> Result<Payload> 
     if nevents > evlen / MIN_EVENT {
         return Err(bad("the event count exceeds the history's bytes"));
     }
-    let dict: Vec<Permission> = dict
-        .iter()
-        .map(|p| Permission::trusted((*p).to_owned()))
-        .collect();
+    let dict: Vec<Permission> = dict.iter().map(|p| Permission::trusted(p)).collect();
     let history = match events {
         Events::All => Some(History::from_events(decode_events(evbytes, nevents)?)),
         Events::Lazy => {
@@ -953,7 +950,7 @@ mod tests {
     fn records_kept_as_read_encode_like_records_in_memory() {
         let b = encode(&sample());
         type Change = (&'static str, fn(&mut Keys));
-        let changes: [Change; 5] = [
+        let changes: [Change; 6] = [
             ("nothing", |_| {}),
             ("revoke the second", |k| {
                 k[1].revoked_at = Some(DateTime::from_timestamp(1_780_000_100, 0).unwrap());
@@ -964,6 +961,12 @@ mod tests {
             ("grant a new permission to the last", |k| {
                 k[2].permissions.push("zz".parse().unwrap());
             }),
+            (
+                "grant a new permission to the first (the second's indexes move, the third's do not)",
+                |k| {
+                    k[0].permissions.push("zz".parse().unwrap());
+                },
+            ),
             ("deny p0 to the first (the dictionary reorders)", |k| {
                 k[0].permissions.retain(|p| p.as_str() != "p0");
             }),
