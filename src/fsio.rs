@@ -25,6 +25,23 @@ pub fn read_bounded(path: &Path, max: u64, what: &str) -> Result<Option<Vec<u8>>
     Ok(read_bounded_with_meta(path, max, what)?.map(|(bytes, _)| bytes))
 }
 
+/// Opens `path` to read, as every read of a file the tool keeps does: non-blocking, so a
+/// FIFO put in its place cannot hang us. `None` when nothing is there.
+///
+/// # Errors
+/// [`Error::Io`] when it cannot be opened.
+pub fn open_to_read(path: &Path) -> Result<Option<fs::File>> {
+    match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("read", path, e)),
+    }
+}
+
 /// As [`read_bounded`], also returning the metadata of the file that was read, taken from
 /// the open handle: a reader that watches a path replaced by rename records the identity
 /// (device, inode, mtime, size) of exactly the bytes it parsed, not of a later file.
@@ -36,14 +53,8 @@ pub fn read_bounded_with_meta(
     max: u64,
     what: &str,
 ) -> Result<Option<(Vec<u8>, fs::Metadata)>> {
-    let file = match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io("read", path, e)),
+    let Some(file) = open_to_read(path)? else {
+        return Ok(None);
     };
     let meta = file.metadata().map_err(|e| Error::io("read", path, e))?;
     if !meta.is_file() {

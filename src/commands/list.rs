@@ -12,27 +12,18 @@ use crate::cli::ListArgs;
 use crate::display::{sanitize, truncate};
 use crate::vault::{KeyRecord, Status};
 
-#[derive(Serialize)]
+/// A row of the table.
 struct Listed {
-    #[serde(flatten)]
     key: KeyView,
-    #[serde(skip_serializing_if = "Option::is_none")]
     key_hint: Option<String>,
-    /// The last use `serve` saw, when usage data exists.
-    last_used_at: Option<String>,
-    #[serde(skip)]
     status: Status,
-    #[serde(skip)]
     expiry: String,
 }
 
-#[derive(Serialize)]
-#[serde(transparent)]
+/// The table: every row, for the column widths.
 struct Listing {
     keys: Vec<Listed>,
-    #[serde(skip)]
     filtered: bool,
-    #[serde(skip)]
     hints: bool,
 }
 
@@ -54,28 +45,16 @@ fn hint(k: &KeyRecord) -> String {
     crate::keyfmt::hint(k.secret.expose())
 }
 
-/// The row of `k`, or `None` when the filters leave it out.
-fn listed(
-    k: &KeyRecord,
-    a: &ListArgs,
-    now: DateTime<Utc>,
-    usage: &Usage,
-    table: bool,
-) -> Option<Listed> {
+/// The table row of `k`, or `None` when the filters leave it out.
+fn listed(k: &KeyRecord, a: &ListArgs, now: DateTime<Utc>) -> Option<Listed> {
     if !passes(k, a, now) {
         return None;
     }
     Some(Listed {
         key: KeyView::of(k, now),
         key_hint: a.show_keys.then(|| hint(k)),
-        last_used_at: last_used(k, usage),
         status: k.status(now),
-        // The table's expiry column is text for people: JSON has the times themselves.
-        expiry: if table {
-            expiry_cell(k, now)
-        } else {
-            String::new()
-        },
+        expiry: expiry_cell(k, now),
     })
 }
 
@@ -102,31 +81,19 @@ pub(super) fn list(ctx: &mut Ctx, a: ListArgs) -> Result<()> {
     let vault = ctx.store().open()?;
     let now = ctx.now;
     let usage = super::usage::merged(&vault, &a.usage).unwrap_or_default();
-    if a.out.output() == crate::cli::Output::Json {
-        // Written key by key as each record is decoded, so 100,000 keys never sit in
-        // memory as records, views and text at once.
-        let r = Streamed {
-            vault: &vault,
-            a: &a,
-            now,
-            usage: &usage,
-        };
-        return ctx.emit(crate::cli::Output::Json, &r);
-    }
-    let keys = vault
-        .keys()
-        .each()
-        .filter_map(|k| listed(&k, &a, now, &usage, true))
-        .collect();
-    let r = Listing {
-        keys,
-        filtered: a.active_only || a.expiring.is_some(),
-        hints: a.show_keys,
+    // JSON is written key by key as each record is decoded, so 100,000 keys never sit in
+    // memory as records, views and text at once; the table needs every row first.
+    let r = Streamed {
+        vault: &vault,
+        a: &a,
+        now,
+        usage: &usage,
     };
     ctx.emit(a.out.output(), &r)
 }
 
-/// `list --json`: the array of [`Listed`], rendered as the records are read.
+/// The listing: as JSON, an array of [`ListedRef`] rendered as the records are read; as a
+/// table, a [`Listing`].
 struct Streamed<'a> {
     vault: &'a crate::vault::Vault,
     a: &'a ListArgs,
@@ -134,7 +101,7 @@ struct Streamed<'a> {
     usage: &'a Usage,
 }
 
-/// One element of `list --json`: [`Listed`]'s JSON, borrowing the record.
+/// One element of `list --json`: a key's view, its hint (`-k`) and its last use.
 #[derive(Serialize)]
 struct ListedRef<'a> {
     #[serde(flatten)]
@@ -172,12 +139,12 @@ impl Report for Streamed<'_> {
                 .vault
                 .keys()
                 .each()
-                .filter_map(|k| listed(&k, self.a, self.now, self.usage, true))
+                .filter_map(|k| listed(&k, self.a, self.now))
                 .collect(),
             filtered: self.a.active_only || self.a.expiring.is_some(),
             hints: self.a.show_keys,
         }
-        .human(h)
+        .table(h)
     }
 }
 
@@ -220,8 +187,8 @@ impl Listing {
     }
 }
 
-impl Report for Listing {
-    fn human(&self, h: &mut Human<'_>) -> io::Result<()> {
+impl Listing {
+    fn table(&self, h: &mut Human<'_>) -> io::Result<()> {
         if self.keys.is_empty() {
             let m = if self.filtered { " match" } else { "" };
             return writeln!(

@@ -224,21 +224,13 @@ impl Store {
     /// A process that ignores the lock can change the file at any moment anyway.
     fn unchanged_since(&self, first: &[u8]) -> Result<bool> {
         use std::io::{Read, Seek, SeekFrom};
-        use std::os::unix::fs::OpenOptionsExt;
         let len = first.len();
         if len <= SAME_HEAD + SAME_TAIL {
             return Ok(self.read()?.as_deref() == Some(first));
         }
         let io = |e| Error::io("read", &self.path, e);
-        let mut file = match std::fs::OpenOptions::new()
-            .read(true)
-            // As every read of the vault: a FIFO put in its place must not block us.
-            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(&self.path)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(io(e)),
+        let Some(mut file) = fsio::open_to_read(&self.path)? else {
+            return Ok(false);
         };
         let meta = file.metadata().map_err(io)?;
         if !meta.is_file() || meta.len() != len as u64 {

@@ -475,7 +475,8 @@ impl<'a> Reader<'a> {
             None
         })
     }
-    fn time(&mut self) -> Result<DateTime<Utc>> {
+    /// A time's seconds and nanoseconds, the nanoseconds checked.
+    fn time_parts(&mut self) -> Result<(i64, u32)> {
         let v = self.varint()?;
         let zz = v >> 1;
         let secs = ((zz >> 1) as i64) ^ -((zz & 1) as i64);
@@ -488,20 +489,16 @@ impl<'a> Reader<'a> {
         } else {
             0
         };
+        Ok((secs, nanos))
+    }
+    fn time(&mut self) -> Result<DateTime<Utc>> {
+        let (secs, nanos) = self.time_parts()?;
         DateTime::from_timestamp(secs, nanos).ok_or_else(|| bad("a time is out of range"))
     }
     /// Checks a time as [`Reader::time`] reads it, without building it: the same range
-    /// (chrono's, whole seconds decide it) and nanosecond rules.
+    /// (chrono's, whole seconds decide it).
     fn check_time(&mut self) -> Result<()> {
-        let v = self.varint()?;
-        let zz = v >> 1;
-        let secs = ((zz >> 1) as i64) ^ -((zz & 1) as i64);
-        if v & 1 == 1 {
-            let n = self.varint()?;
-            if n == 0 || n >= 1_000_000_000 {
-                return Err(bad("a time has invalid nanoseconds"));
-            }
-        }
+        let (secs, _) = self.time_parts()?;
         if !(DateTime::<Utc>::MIN_UTC.timestamp()..=DateTime::<Utc>::MAX_UTC.timestamp())
             .contains(&secs)
         {
