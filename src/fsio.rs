@@ -107,7 +107,19 @@ fn tmp_prefix(name: &std::ffi::OsStr) -> std::ffi::OsString {
 /// # Errors
 /// [`Error::Io`] naming the path; the target is left as it was.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_replacing(path, bytes, None)
+    write_replacing(path, &mut |f| f.write_all(bytes), None)
+}
+
+/// As [`atomic_write`], the content written by `fill` into the temporary file as it is
+/// produced (a large vault is not held whole in memory as text).
+///
+/// # Errors
+/// As [`atomic_write`], and `fill`'s.
+pub fn atomic_write_with(
+    path: &Path,
+    fill: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+) -> Result<()> {
+    write_replacing(path, &mut |f| fill(f), None)
 }
 
 /// As [`atomic_write`], but a file that already exists keeps its permission bits and,
@@ -122,10 +134,14 @@ pub fn atomic_write_keeping_mode(path: &Path, bytes: &[u8]) -> Result<()> {
     let keep = fs::metadata(path)
         .ok()
         .map(|m| (m.mode() & 0o7755, m.uid(), m.gid()));
-    write_replacing(path, bytes, keep)
+    write_replacing(path, &mut |f| f.write_all(bytes), keep)
 }
 
-fn write_replacing(path: &Path, bytes: &[u8], keep: Option<(u32, u32, u32)>) -> Result<()> {
+fn write_replacing(
+    path: &Path,
+    fill: &mut dyn FnMut(&mut File) -> io::Result<()>,
+    keep: Option<(u32, u32, u32)>,
+) -> Result<()> {
     let dir = parent_dir(path);
     let name = path
         .file_name()
@@ -140,7 +156,7 @@ fn write_replacing(path: &Path, bytes: &[u8], keep: Option<(u32, u32, u32)>) -> 
             .mode(0o600)
             .custom_flags(libc::O_CLOEXEC)
             .open(&tmp)?;
-        f.write_all(bytes)?;
+        fill(&mut f)?;
         if let Some((mode, uid, gid)) = keep {
             // Only now, complete and about to replace the old file, does the temporary file
             // take the old one's mode: a writer killed earlier leaves a 0600 file. Owner

@@ -122,6 +122,46 @@ impl SecretBytes {
     }
 }
 
+/// A large plaintext buffer (a decrypted payload), wiped when dropped: its bytes and its
+/// spare capacity, each in one bulk pass. (`Zeroizing<Vec<u8>>` wipes the bytes one
+/// volatile store at a time: a few milliseconds for the 18 MB payload of 100,000 keys.)
+#[derive(Default)]
+pub struct WipedBytes(Vec<u8>);
+
+impl WipedBytes {
+    /// Takes the bytes out of `z` (which is left empty).
+    pub fn take(z: &mut Zeroizing<Vec<u8>>) -> Self {
+        WipedBytes(std::mem::take(&mut **z))
+    }
+}
+
+/// Zeroes every byte of `v`'s allocation and empties it (the allocation is kept).
+fn wipe(v: &mut Vec<u8>) {
+    use zeroize::Zeroize;
+    v.as_mut_slice().zeroize();
+    v.clear();
+    v.spare_capacity_mut().zeroize();
+}
+
+impl Drop for WipedBytes {
+    fn drop(&mut self) {
+        wipe(&mut self.0);
+    }
+}
+
+impl std::ops::Deref for WipedBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for WipedBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WipedBytes(<redacted, {} bytes>)", self.0.len())
+    }
+}
+
 impl fmt::Debug for SecretBytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "SecretBytes(<redacted, {} bytes>)", self.0.len())
@@ -138,6 +178,21 @@ impl PartialEq for SecretBytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[allow(unsafe_code)] // reads the allocation behind the Vec's back, to see it wiped
+    fn a_wiped_buffer_is_zero_across_its_whole_allocation() {
+        let mut v = Vec::with_capacity(4096);
+        v.extend(std::iter::repeat_n(0xa5u8, 3000));
+        let (ptr, cap) = (v.as_ptr(), v.capacity());
+        // Bytes past `len` that held data once (a truncation leaves them behind).
+        v.truncate(1000);
+        wipe(&mut v);
+        assert_eq!((v.len(), v.capacity(), v.as_ptr()), (0, cap, ptr));
+        // SAFETY: the allocation is live and every byte of it was just written by `wipe`.
+        let all = unsafe { std::slice::from_raw_parts(ptr, cap) };
+        assert!(all.iter().all(|&b| b == 0));
+    }
 
     #[test]
     fn debug_never_shows_the_secret() {

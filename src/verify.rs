@@ -246,21 +246,39 @@ impl Verifier {
     /// # Ok::<(), mcp_key_manager::Error>(())
     /// ```
     pub fn from_vault(vault: &Vault) -> Verifier {
-        // Each record is decoded for the moment it is copied, not kept in the vault too.
+        use crate::vault::keyset::Look;
+        // Each record is read in place where it is still encoded (only what a verifier
+        // keeps is copied), or copied from the record decoded earlier.
+        let dict = vault.keys().dict();
         let keys = vault
             .keys()
-            .each()
-            .map(|k| KeyInfo {
-                id: k.id.to_string(),
-                name: Some(k.name.clone()),
-                hash: k.hash.0,
-                revoked: k.revoked_at.is_some(),
-                expires_at: k.expires_at,
-                permissions: k
-                    .permissions
-                    .iter()
-                    .map(|p| p.as_str().to_string())
-                    .collect(),
+            .looks()
+            .map(|look| match look {
+                Look::Record(k) => KeyInfo {
+                    id: k.id.to_string(),
+                    name: Some(k.name.clone()),
+                    hash: k.hash.0,
+                    revoked: k.revoked_at.is_some(),
+                    expires_at: k.expires_at,
+                    permissions: k
+                        .permissions
+                        .iter()
+                        .map(|p| p.as_str().to_string())
+                        .collect(),
+                },
+                Look::InPlace(r) => KeyInfo {
+                    id: r.id.as_str(&mut [0u8; 16]).to_string(),
+                    name: Some(r.name.to_string()),
+                    hash: *r.hash,
+                    revoked: r.revoked_at.is_some(),
+                    expires_at: r.expires_at.map(|(secs, nanos)| {
+                        DateTime::from_timestamp(secs, nanos).expect("range-checked when read")
+                    }),
+                    permissions: r
+                        .permission_indexes()
+                        .map(|i| dict[i].as_str().to_string())
+                        .collect(),
+                },
             })
             .collect();
         Verifier::build(vault.hash_key().duplicate(), vault.revision(), keys)
@@ -663,6 +681,32 @@ mod tests {
             ver.verify(keys[1].1.expose(), &["nope"]).code,
             Code::Revoked
         );
+    }
+
+    /// A verifier made from records read in place is the one made from decoded records:
+    /// the same keys, fields and verdicts.
+    #[test]
+    fn records_read_in_place_make_the_same_verifier() {
+        let (v, keys) = cheap_vault();
+        let reopened = Vault::open(&v.to_bytes(), &SecretString::new("p".into())).unwrap();
+        assert_eq!(reopened.keys().decoded_count(), 0);
+        let in_place = Verifier::from_vault(&reopened);
+        assert_eq!(reopened.keys().decoded_count(), 0, "nothing decoded for it");
+        let decoded = Verifier::from_vault(&v);
+        assert_eq!(
+            format!("{:?}", in_place.keys()),
+            format!("{:?}", decoded.keys())
+        );
+        let now = Utc::now();
+        assert_eq!(in_place.to_json(now), decoded.to_json(now));
+        for (_, k) in &keys {
+            for perms in [&[][..], &["info"][..], &["admin"][..]] {
+                assert_eq!(
+                    in_place.verify(k.expose(), perms).code,
+                    decoded.verify(k.expose(), perms).code
+                );
+            }
+        }
     }
 
     #[test]

@@ -823,6 +823,12 @@ pub fn check_vault2_header(data: &[u8]) {
     );
     let ((), stats) = alloc::measure(|| {
         let parsed = header::Header::parse(data);
+        // Reading the writer's layout without its ciphertext's text is the whole parse.
+        match (&parsed, header::Header::from_json(data, None)) {
+            (Ok(a), Ok(b)) => assert_eq!(a, &b),
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+            (a, b) => panic!("the parse gave {a:?}, the whole parse {b:?}"),
+        }
         match (&parsed, v2::detect(data)) {
             (Ok(a), Ok(v2::Detected::V2(b))) => assert_eq!(a, &b),
             (Ok(_), other) => panic!("parse accepted what detect did not: {other:?}"),

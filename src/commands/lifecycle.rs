@@ -299,19 +299,19 @@ impl Report for History<'_> {
 /// The one id among the vault's keys and its history's (deleted keys included) that
 /// `prefix` names.
 fn history_id(events: &[Event], keys: &crate::vault::Keys, prefix: &str) -> Result<KeyId> {
-    let mut ids: Vec<&KeyId> = events
+    let mut ids: Vec<&str> = events
         .iter()
-        .filter_map(|e| e.key_id.as_ref())
+        .filter_map(|e| e.key_id.as_ref().map(KeyId::as_str))
         .chain(keys.ids())
         .filter(|i| i.starts_with(prefix))
         .collect();
     ids.sort_unstable();
     ids.dedup();
-    if let Some(exact) = ids.iter().find(|i| ***i == prefix) {
-        return Ok((*exact).clone());
+    if let Some(exact) = ids.iter().find(|i| **i == prefix) {
+        return Ok(KeyId::from(*exact));
     }
     match ids.as_slice() {
-        [one] => Ok((*one).clone()),
+        [one] => Ok(KeyId::from(*one)),
         [] if crate::vault::looks_like_key(prefix) => Err(Error::usage(
             "that looks like a whole key, not an id: give only its id (see `list`), and never \
              put a key on the command line",

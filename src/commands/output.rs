@@ -58,6 +58,15 @@ pub trait Report: Serialize {
         self.human(h)
     }
 
+    /// Writes the JSON form: [`write_json`] of the report, unless the report renders the
+    /// same text faster itself.
+    ///
+    /// # Errors
+    /// A failed write to stdout.
+    fn json(&self, out: &mut dyn Write) -> io::Result<()> {
+        write_json(out, self)
+    }
+
     /// Whether the answer is "yes": a "no" (a key that does not verify, a failed check)
     /// exits 1 after the result is printed.
     fn ok(&self) -> bool {
@@ -96,7 +105,7 @@ impl<R: Report> Report for Many<R> {
 /// [`Error::Silent`] for a "no", [`Error::Io`] for a failed write.
 pub fn emit<R: Report>(h: &mut Human<'_>, output: Output, r: &R) -> Result<()> {
     let shown = match output {
-        Output::Json => write_json(h.out, r),
+        Output::Json => r.json(h.out),
         Output::Human => r.human(h),
         Output::Quiet => r.quiet(h),
     };
@@ -130,6 +139,22 @@ pub fn write_json<T: Serialize + ?Sized>(out: &mut dyn Write, v: &T) -> io::Resu
     v.serialize(&mut ser).map_err(io::Error::from)?;
     chunks.write_all(b"\n")?;
     chunks.flush()
+}
+
+/// Appends `s` as a JSON string exactly as [`write_json`] writes it: quoted, with quotes,
+/// backslashes, controls and what a terminal acts on escaped.
+pub fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        let mut ser = serde_json::Serializer::with_formatter(&mut *out, SafeFormatter::default());
+        serde::Serializer::serialize_str(&mut ser, s).expect("writing to a Vec cannot fail");
+    }
 }
 
 /// A write buffer in front of a `dyn Write`, passed on in chunks of at most

@@ -11,13 +11,12 @@
 use std::sync::OnceLock;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use zeroize::Zeroizing;
 
 use super::records::KeyRecord;
 use super::types::{KeyHash, KeyId, Permission};
 
 /// A decrypted payload, shared by the records and the history that still point into it.
-pub(crate) type Plain = std::sync::Arc<Zeroizing<Vec<u8>>>;
+pub(crate) type Plain = std::sync::Arc<crate::secret::WipedBytes>;
 
 /// Where a record's bytes lie in the payload [`Keys`] was read from: the record, and within it
 /// the permission list (which depends on the dictionary).
@@ -31,9 +30,39 @@ pub(crate) struct Raw {
     pub end: u32,
 }
 
+/// An id as read: a modern id's 16 hex digits inline (no allocation for each of 100,000
+/// keys), any other id as text.
+pub(crate) enum ReadId {
+    /// A modern id, its hex text.
+    Hex([u8; 16]),
+    /// Any other id.
+    Text(KeyId),
+}
+
+impl ReadId {
+    /// The id of a record as stored.
+    pub(crate) fn of(id: crate::vault::v2::codec::IdRef<'_>) -> ReadId {
+        let mut buf = [0u8; 16];
+        match id {
+            crate::vault::v2::codec::IdRef::Hex(_) => {
+                id.as_str(&mut buf);
+                ReadId::Hex(buf)
+            }
+            crate::vault::v2::codec::IdRef::Text(t) => ReadId::Text(KeyId::from(t)),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            ReadId::Hex(b) => std::str::from_utf8(b).expect("hex digits are ASCII"),
+            ReadId::Text(k) => k.as_str(),
+        }
+    }
+}
+
 struct Entry {
     /// The id as read (also in `rec` once decoded; `rec`'s is the one that counts then).
-    id: KeyId,
+    id: ReadId,
     raw: Option<Raw>,
     rec: OnceLock<Box<KeyRecord>>,
 }
@@ -63,13 +92,12 @@ impl Keys {
     pub(crate) fn from_encoded(
         encoded: Plain,
         dict: Vec<Permission>,
-        records: Vec<(KeyId, Raw)>,
+        records: impl Iterator<Item = (ReadId, Raw)>,
     ) -> Keys {
         Keys {
             encoded,
             dict,
             entries: records
-                .into_iter()
                 .map(|(id, raw)| Entry {
                     id,
                     raw: Some(raw),
@@ -140,9 +168,9 @@ impl Keys {
     }
 
     /// The id of key `i`, without decoding its record.
-    pub fn id(&self, i: usize) -> &KeyId {
+    pub fn id(&self, i: usize) -> &str {
         let e = &self.entries[i];
-        e.rec.get().map_or(&e.id, |r| &r.id)
+        e.rec.get().map_or(e.id.as_str(), |r| r.id.as_str())
     }
 
     /// The keyed hash of key `i`, without decoding its record.
@@ -163,7 +191,7 @@ impl Keys {
     }
 
     /// Every id, in order, without decoding any record.
-    pub fn ids(&self) -> impl ExactSizeIterator<Item = &KeyId> + '_ {
+    pub fn ids(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
         (0..self.entries.len()).map(|i| self.id(i))
     }
 
@@ -186,6 +214,28 @@ impl Keys {
             (None, Some(raw)) => Rec::Passing(self.decode(raw)),
             (None, None) => unreachable!("an entry without its bytes holds its record"),
         })
+    }
+
+    /// Every record, in order, as a [`Look`]: a record decoded earlier, or one read in place
+    /// from the payload without decoding (allocating) anything — for `list --json`, which
+    /// renders every field of 100,000 records once.
+    pub(crate) fn looks(&self) -> impl Iterator<Item = Look<'_>> + '_ {
+        self.entries.iter().map(|e| match (e.rec.get(), e.raw) {
+            (Some(r), _) => Look::Record(r),
+            (None, Some(raw)) => Look::InPlace(
+                crate::vault::v2::codec::view_record(
+                    &self.encoded[raw.start as usize..raw.end as usize],
+                    self.dict.len(),
+                )
+                .expect("the record was validated when it was read"),
+            ),
+            (None, None) => unreachable!("an entry without its bytes holds its record"),
+        })
+    }
+
+    /// The permission names that [`Look::InPlace`] records' indexes refer to.
+    pub(crate) fn dict(&self) -> &[Permission] {
+        &self.dict
     }
 
     /// Every record, to change.
@@ -259,6 +309,17 @@ impl std::ops::Deref for Rec<'_> {
     }
 }
 
+/// A record from [`Keys::looks`].
+// One at a time, by value, in an iterator: boxing the large variant would allocate once
+// per record, which is what reading in place avoids.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Look<'a> {
+    /// Decoded earlier (or new).
+    Record(&'a KeyRecord),
+    /// Read in place from the payload; permission indexes refer to [`Keys::dict`].
+    InPlace(crate::vault::v2::codec::RecordRef<'a>),
+}
+
 /// One record as the encoder sees it.
 pub(crate) enum Part<'a> {
     /// Unchanged: its bytes in the encoded section.
@@ -270,7 +331,7 @@ pub(crate) enum Part<'a> {
 impl Entry {
     fn decoded(r: KeyRecord) -> Entry {
         Entry {
-            id: r.id.clone(),
+            id: ReadId::Text(r.id.clone()),
             raw: None,
             rec: OnceLock::from(Box::new(r)),
         }

@@ -203,6 +203,18 @@ impl Vault {
         })
     }
 
+    /// Writes the file [`Vault::to_bytes`] gives; a format-2 vault's ciphertext is encoded
+    /// piece by piece as it is written, never held whole as text.
+    ///
+    /// # Errors
+    /// A failed write.
+    pub fn write_to(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        match &self.seal {
+            Seal::V2(s) => s.seal_to(&self.payload, w),
+            Seal::V1 { .. } => w.write_all(&self.to_bytes()),
+        }
+    }
+
     /// The file's bytes: the payload sealed under a fresh nonce, in the vault's format.
     pub fn to_bytes(&self) -> Vec<u8> {
         let (kdf, salt, key) = match &self.seal {

@@ -109,11 +109,17 @@ impl KeyRecord {
 
     /// Whether the key expires within `days` days of `now` (and has not yet).
     pub fn expires_within(&self, now: DateTime<Utc>, days: i64) -> bool {
-        let horizon = now
-            .checked_add_signed(chrono::Duration::days(days))
-            .unwrap_or(DateTime::<Utc>::MAX_UTC);
-        self.expires_at.is_some_and(|e| e > now && e <= horizon)
+        expires_within(self.expires_at, now, days)
     }
+}
+
+/// Whether a key expiring at `expires_at` expires within `days` days of `now` (and has not
+/// yet).
+pub fn expires_within(expires_at: Option<DateTime<Utc>>, now: DateTime<Utc>, days: i64) -> bool {
+    let horizon = now
+        .checked_add_signed(chrono::Duration::days(days))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
+    expires_at.is_some_and(|e| e > now && e <= horizon)
 }
 
 /// One entry of the append-only history.
@@ -397,28 +403,70 @@ pub fn now() -> DateTime<Utc> {
 
 /// Formats a time the way every output and file of this tool does.
 pub fn fmt_time(t: &DateTime<Utc>) -> String {
-    use chrono::{Datelike, Timelike};
-    // Every time the tool makes is whole seconds in years 0-9999: written digit by digit,
-    // five times faster than chrono's general formatter (it matters in `list --json` of
-    // 100,000 keys). Anything else goes through chrono.
-    let (year, nanos) = (t.year(), t.nanosecond());
-    if nanos != 0 || !(0..=9999).contains(&year) {
-        return t.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+    let mut out = Vec::with_capacity(30);
+    write_time(&mut out, t.timestamp(), t.timestamp_subsec_nanos());
+    String::from_utf8(out).expect("RFC 3339 is ASCII")
+}
+
+/// Appends the time `secs` seconds and `nanos` nanoseconds after the epoch as [`fmt_time`]
+/// writes it: RFC 3339 in UTC with `Z`, and as many fractional digits (none, 3, 6 or 9) as
+/// its nanoseconds need, as chrono's `SecondsFormat::AutoSi`.
+///
+/// # Panics
+/// When the time is outside chrono's range, or `nanos` is a second or more (the codec
+/// refuses both before a time gets here).
+pub fn write_time(out: &mut Vec<u8>, secs: i64, nanos: u32) {
+    // Years 0-9999 (every time the tool makes) are written digit by digit, five times
+    // faster than chrono's general formatter (it matters in `list --json` of 100,000
+    // keys); anything else goes through chrono.
+    const YEAR_0: i64 = -62_167_219_200;
+    const YEAR_10000: i64 = 253_402_300_800;
+    if !(YEAR_0..YEAR_10000).contains(&secs) || nanos >= 1_000_000_000 {
+        let t = DateTime::from_timestamp(secs, nanos).expect("a time within chrono's range");
+        out.extend_from_slice(t.to_rfc3339_opts(SecondsFormat::AutoSi, true).as_bytes());
+        return;
     }
-    let mut b = *b"0000-00-00T00:00:00Z";
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400) as u32);
+    // Days to a civil date (H. Hinnant's algorithm), epoch shifted to 0000-03-01.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097) as u32;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = (i64::from(yoe) + era * 400 + i64::from(month <= 2)) as u32;
+    let mut b = *b"0000-00-00T00:00:00";
     let mut put = |at: usize, width: usize, mut v: u32| {
         for i in (at..at + width).rev() {
             b[i] = b'0' + (v % 10) as u8;
             v /= 10;
         }
     };
-    put(0, 4, year as u32);
-    put(5, 2, t.month());
-    put(8, 2, t.day());
-    put(11, 2, t.hour());
-    put(14, 2, t.minute());
-    put(17, 2, t.second());
-    String::from_utf8(b.to_vec()).expect("ASCII digits")
+    put(0, 4, year);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, rem / 3600);
+    put(14, 2, rem / 60 % 60);
+    put(17, 2, rem % 60);
+    out.extend_from_slice(&b);
+    if nanos != 0 {
+        let (digits, mut v) = if nanos.is_multiple_of(1_000_000) {
+            (3, nanos / 1_000_000)
+        } else if nanos.is_multiple_of(1_000) {
+            (6, nanos / 1_000)
+        } else {
+            (9, nanos)
+        };
+        let mut frac = *b".000000000";
+        for i in (1..=digits).rev() {
+            frac[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        out.extend_from_slice(&frac[..=digits]);
+    }
+    out.push(b'Z');
 }
 
 /// Parses an RFC 3339 time into UTC.
@@ -505,12 +553,14 @@ mod tests {
         for secs in edges.into_iter().chain(sweep) {
             let t = DateTime::<Utc>::from_timestamp(secs, 0).unwrap();
             assert_eq!(fmt_time(&t), chrono_fmt(&t), "{secs}");
-            let with_nanos = DateTime::<Utc>::from_timestamp(secs, 5_000).unwrap();
-            assert_eq!(
-                fmt_time(&with_nanos),
-                chrono_fmt(&with_nanos),
-                "{secs}.000005"
-            );
+            for nanos in [5_000, 7_000_000, 1, 999_999_999, 48_282_391, 120_000] {
+                let t = DateTime::<Utc>::from_timestamp(secs, nanos).unwrap();
+                assert_eq!(fmt_time(&t), chrono_fmt(&t), "{secs}.{nanos:09}");
+            }
+        }
+        for t in [DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC] {
+            // chrono's extremes (years far beyond 0-9999): its own formatter
+            assert_eq!(fmt_time(&t), chrono_fmt(&t));
         }
     }
 }

@@ -155,6 +155,31 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// A save as [`Store::unchanged_since`] recognises it: a small file whole, a large one by
+/// its length, head and tail.
+enum Seen {
+    Whole(Vec<u8>),
+    Sampled {
+        len: usize,
+        head: Vec<u8>,
+        tail: Vec<u8>,
+    },
+}
+
+impl Seen {
+    fn of(file: Vec<u8>) -> Seen {
+        let len = file.len();
+        if len <= SAME_HEAD + SAME_TAIL {
+            return Seen::Whole(file);
+        }
+        Seen::Sampled {
+            len,
+            head: file[..SAME_HEAD].to_vec(),
+            tail: file[len - SAME_TAIL..].to_vec(),
+        }
+    }
+}
+
 impl Store {
     /// The vault at `path` (a symlink is followed to its target by the caller).
     pub fn new(path: PathBuf, ui: Rc<dyn Interaction>) -> Self {
@@ -214,7 +239,7 @@ impl Store {
         fsio::read_bounded(&self.path, MAX_FILE_BYTES, "vault")
     }
 
-    /// Whether the file still holds the save that `first` was read from. A small file is
+    /// Whether the file still holds the save `seen` was taken of. A small file is
     /// compared whole. A large one is compared by its length, its first [`SAME_HEAD`] bytes
     /// (the whole header, with the save's random 24-byte nonce) and its last [`SAME_TAIL`]
     /// (the end of the ciphertext, its authentication tag): every save of either format
@@ -222,12 +247,12 @@ impl Store {
     /// same nonce would be a forgery. So for the writers the lock orders (this tool's)
     /// equal samples mean the same save, and a 24 MB vault is not read twice per change.
     /// A process that ignores the lock can change the file at any moment anyway.
-    fn unchanged_since(&self, first: &[u8]) -> Result<bool> {
+    fn unchanged_since(&self, seen: &Seen) -> Result<bool> {
         use std::io::{Read, Seek, SeekFrom};
-        let len = first.len();
-        if len <= SAME_HEAD + SAME_TAIL {
-            return Ok(self.read()?.as_deref() == Some(first));
-        }
+        let (len, head_seen, tail_seen) = match seen {
+            Seen::Whole(first) => return Ok(self.read()?.as_deref() == Some(&first[..])),
+            Seen::Sampled { len, head, tail } => (*len, head, tail),
+        };
         let io = |e| Error::io("read", &self.path, e);
         let Some(mut file) = fsio::open_to_read(&self.path)? else {
             return Ok(false);
@@ -239,7 +264,7 @@ impl Store {
         let mut head = vec![0u8; SAME_HEAD];
         // A file that shrank meanwhile ends a read early: not the same save.
         match file.read_exact(&mut head) {
-            Ok(()) if head[..] == first[..SAME_HEAD] => {}
+            Ok(()) if head == *head_seen => {}
             Ok(()) => return Ok(false),
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
             Err(e) => return Err(io(e)),
@@ -248,7 +273,7 @@ impl Store {
         file.seek(SeekFrom::Start((len - SAME_TAIL) as u64))
             .map_err(io)?;
         match file.read_exact(&mut tail) {
-            Ok(()) => Ok(tail[..] == first[len - SAME_TAIL..]),
+            Ok(()) => Ok(tail == *tail_seen),
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
             Err(e) => Err(io(e)),
         }
@@ -464,6 +489,9 @@ impl Store {
     fn locked(&mut self) -> Result<(Lock, Vault)> {
         let first = self.read_existing()?;
         let env = Parsed::parse(&first)?;
+        // What is needed to recognise this save later, not the whole file: its memory is
+        // free again before the payload is decrypted.
+        let seen = Seen::of(first);
         self.warn_if_exposed();
         let vault = self.unlock(&env)?;
         drop(env);
@@ -471,11 +499,10 @@ impl Store {
         // When no other writer replaced the file meanwhile (the usual case), the vault
         // already unlocked is the one under the lock: checking that costs far less than
         // decrypting and decoding it a second time.
-        if self.unchanged_since(&first)? {
-            drop(first);
+        if self.unchanged_since(&seen)? {
             return Ok((lock, vault));
         }
-        drop((vault, first));
+        drop(vault);
         let again = self.read_existing()?;
         let env = Parsed::parse(&again)?;
         drop(again);
@@ -629,7 +656,7 @@ impl Store {
             ));
         }
         vault.bump_revision();
-        fsio::atomic_write(&self.path, &vault.to_bytes())
+        fsio::atomic_write_with(&self.path, &mut |w| vault.write_to(w))
     }
 
     /// Runs the after-commit hook once for the vault as saved; its error is kept for
@@ -760,7 +787,12 @@ mod tests {
         let first = v.to_bytes();
         std::fs::write(&path, &first).unwrap();
         let store = Store::new(path.clone(), Rc::new(Quiet));
-        assert!(store.unchanged_since(&first).unwrap(), "the same save");
+        let seen = Seen::of(first.clone());
+        assert!(
+            matches!(seen, Seen::Sampled { .. }),
+            "sampled, not kept whole"
+        );
+        assert!(store.unchanged_since(&seen).unwrap(), "the same save");
 
         let again = v.to_bytes();
         assert_eq!(
@@ -770,21 +802,26 @@ mod tests {
         );
         std::fs::write(&path, &again).unwrap();
         assert!(
-            !store.unchanged_since(&first).unwrap(),
+            !store.unchanged_since(&seen).unwrap(),
             "a new save, same length"
         );
 
         let mut longer = first.clone();
         longer.push(b'\n');
         std::fs::write(&path, &longer).unwrap();
-        assert!(!store.unchanged_since(&first).unwrap(), "a longer file");
+        assert!(!store.unchanged_since(&seen).unwrap(), "a longer file");
         std::fs::write(&path, &first[..first.len() - 1]).unwrap();
-        assert!(!store.unchanged_since(&first).unwrap(), "a shorter file");
+        assert!(!store.unchanged_since(&seen).unwrap(), "a shorter file");
+        let mut other_tag = first.clone();
+        let at = other_tag.len() - 10;
+        other_tag[at] ^= 1;
+        std::fs::write(&path, &other_tag).unwrap();
+        assert!(!store.unchanged_since(&seen).unwrap(), "another tail");
         std::fs::remove_file(&path).unwrap();
-        assert!(!store.unchanged_since(&first).unwrap(), "no file");
+        assert!(!store.unchanged_since(&seen).unwrap(), "no file");
         std::fs::write(&path, &first).unwrap();
         assert!(
-            store.unchanged_since(&first).unwrap(),
+            store.unchanged_since(&seen).unwrap(),
             "the same save, written back"
         );
     }

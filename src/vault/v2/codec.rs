@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 use crate::secret::{SecretKey, SecretString};
-use crate::vault::keyset::{Keys, Part, Plain, Raw};
+use crate::vault::keyset::{Keys, Part, Plain, Raw, ReadId};
 use crate::vault::records::{Event, History, KeyRecord, Payload, Published};
 use crate::vault::types::{EventAction, KeyHash, KeyId, Permission};
 
@@ -160,13 +160,6 @@ fn nibble(c: u8) -> u8 {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-fn push_hex(out: &mut String, bytes: &[u8]) {
-    for b in bytes {
-        let pair = [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]];
-        out.push_str(std::str::from_utf8(&pair).expect("hex digits are ASCII"));
-    }
-}
-
 /// `mcp_<id>_<64 hex>` whose id is the record's own: stored as its 32 raw secret bytes.
 fn modern_secret(id: &str, key: &str) -> Option<[u8; 32]> {
     let rest = key
@@ -212,6 +205,8 @@ fn plan(p: &Payload) -> Plan<'_> {
     let mut perm_idx: Vec<u32> = Vec::with_capacity(parts.len() * 3);
     let mut perm_at = Vec::with_capacity(parts.len() + 1);
     let mut moved = Vec::with_capacity(parts.len());
+    // Each read-time index's place in the new dictionary, once known.
+    let mut remap = vec![u32::MAX; old_dict.len()];
     for part in &parts {
         perm_at.push(perm_idx.len());
         let mut this_moved = false;
@@ -229,7 +224,10 @@ fn plan(p: &Payload) -> Plan<'_> {
                 let n = r.varint().expect("validated when read");
                 for _ in 0..n {
                     let old = r.varint().expect("validated when read") as usize;
-                    let i = dict_index(&mut dict, &mut index, old_dict[old].as_str());
+                    if remap[old] == u32::MAX {
+                        remap[old] = dict_index(&mut dict, &mut index, old_dict[old].as_str());
+                    }
+                    let i = remap[old];
                     this_moved |= i as usize != old;
                     perm_idx.push(i);
                 }
@@ -280,13 +278,24 @@ fn write_all<S: Sink>(s: &mut S, p: &Payload, plan: &Plan<'_>) {
         s.str(perm);
     }
     s.varint(plan.parts.len() as u64);
+    // Unchanged records whose indexes did not move go back as the bytes they were read
+    // as; neighbours in the payload read go in one copy.
+    let mut run = 0..0;
     for (n, part) in plan.parts.iter().enumerate() {
         let idx = &plan.perm_idx[plan.perm_at[n]..plan.perm_at[n + 1]];
-        match part {
-            // Unchanged and its indexes did not move: the bytes it was read as.
-            Part::Raw(raw) if !plan.moved[n] => {
-                s.put(&plan.section[raw.start as usize..raw.end as usize]);
+        if let Part::Raw(raw) = part {
+            if !plan.moved[n] {
+                let (start, end) = (raw.start as usize, raw.end as usize);
+                if run.end != start || run.is_empty() {
+                    s.put(&plan.section[run]);
+                    run = start..start;
+                }
+                run.end = end;
+                continue;
             }
+        }
+        s.put(&plan.section[std::mem::replace(&mut run, 0..0)]);
+        match part {
             Part::Raw(raw) => {
                 s.put(&plan.section[raw.start as usize..raw.perms as usize]);
                 write_perms(s, idx);
@@ -295,6 +304,7 @@ fn write_all<S: Sink>(s: &mut S, p: &Payload, plan: &Plan<'_>) {
             Part::Record(k) => write_record(s, k, idx),
         }
     }
+    s.put(&plan.section[run]);
     s.varint(p.published.len() as u64);
     for pb in &p.published {
         use std::os::unix::ffi::OsStrExt;
@@ -425,7 +435,18 @@ impl<'a> Reader<'a> {
         }
     }
     /// LEB128, minimal encoding only (so each value has one encoding), at most 64 bits.
+    #[inline]
     fn varint(&mut self) -> Result<u64> {
+        // One byte (counts, lengths, indexes: nearly every integer) needs no loop.
+        match self.b.split_first() {
+            Some((&b, rest)) if b < 0x80 => {
+                self.b = rest;
+                Ok(u64::from(b))
+            }
+            _ => self.varint_long(),
+        }
+    }
+    fn varint_long(&mut self) -> Result<u64> {
         let mut v: u64 = 0;
         for i in 0..10 {
             let b = self.byte()?;
@@ -495,63 +516,55 @@ impl<'a> Reader<'a> {
         let (secs, nanos) = self.time_parts()?;
         DateTime::from_timestamp(secs, nanos).ok_or_else(|| bad("a time is out of range"))
     }
-    /// Checks a time as [`Reader::time`] reads it, without building it: the same range
-    /// (chrono's, whole seconds decide it).
-    fn check_time(&mut self) -> Result<()> {
-        let (secs, _) = self.time_parts()?;
+    /// A time's parts, checked to be in the range [`Reader::time`] accepts (chrono's: whole
+    /// seconds decide it).
+    fn checked_time(&mut self) -> Result<TimeParts> {
+        let (secs, nanos) = self.time_parts()?;
         if !(DateTime::<Utc>::MIN_UTC.timestamp()..=DateTime::<Utc>::MAX_UTC.timestamp())
             .contains(&secs)
         {
             return Err(bad("a time is out of range"));
         }
-        Ok(())
+        Ok((secs, nanos))
     }
-    fn check_opt_time(&mut self) -> Result<()> {
-        if self.flag()? {
-            self.check_time()?;
-        }
-        Ok(())
+    fn check_time(&mut self) -> Result<()> {
+        self.checked_time().map(drop)
     }
-    fn opt_time(&mut self) -> Result<Option<DateTime<Utc>>> {
+    fn opt_checked_time(&mut self) -> Result<Option<TimeParts>> {
         Ok(if self.flag()? {
-            Some(self.time()?)
+            Some(self.checked_time()?)
         } else {
             None
         })
     }
-    fn id(&mut self) -> Result<String> {
+    fn check_opt_time(&mut self) -> Result<()> {
+        self.opt_checked_time().map(drop)
+    }
+    fn id_ref(&mut self) -> Result<IdRef<'a>> {
         match self.byte()? {
-            0 => {
-                let raw: [u8; 8] = self.array()?;
-                let mut s = String::with_capacity(16);
-                push_hex(&mut s, &raw);
-                Ok(s)
-            }
+            0 => Ok(IdRef::Hex(self.array()?)),
             1 => {
-                let s = self.string()?;
-                if modern_id(&s).is_some() {
+                let s = self.str()?;
+                if modern_id(s).is_some() {
                     return Err(bad("a modern id is stored as text"));
                 }
-                Ok(s)
+                Ok(IdRef::Text(s))
             }
             _ => Err(bad("unknown id encoding")),
         }
     }
-    fn opt_id(&mut self) -> Result<Option<String>> {
-        Ok(if self.flag()? { Some(self.id()?) } else { None })
+    fn opt_id_ref(&mut self) -> Result<Option<IdRef<'a>>> {
+        Ok(if self.flag()? {
+            Some(self.id_ref()?)
+        } else {
+            None
+        })
     }
-    /// Metadata: empty, or the canonical JSON text of a non-empty object.
+    fn opt_id(&mut self) -> Result<Option<String>> {
+        Ok(self.opt_id_ref()?.map(IdRef::to_id))
+    }
     fn metadata(&mut self) -> Result<serde_json::Map<String, serde_json::Value>> {
-        let meta = self.bytes()?;
-        if meta.is_empty() {
-            return Ok(serde_json::Map::new());
-        }
-        let m: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_slice(meta).map_err(|_| bad("metadata is not a JSON object"))?;
-        if m.is_empty() || serde_json::to_vec(&m).ok().as_deref() != Some(meta) {
-            return Err(bad("metadata is not in canonical form"));
-        }
-        Ok(m)
+        metadata(self.bytes()?)
     }
     /// Checks a record as [`decode_record`] reads it, and the first-use order of its
     /// permission indexes (`used`: how many dictionary entries came before), building only
@@ -561,8 +574,8 @@ impl<'a> Reader<'a> {
         &mut self,
         ndict: usize,
         used: &mut usize,
-    ) -> Result<(String, usize, usize, usize)> {
-        let id = self.id()?;
+    ) -> Result<(IdRef<'a>, usize, usize, usize)> {
+        let id = self.id_ref()?;
         self.str()?;
         self.str()?;
         self.check_time()?;
@@ -589,12 +602,13 @@ impl<'a> Reader<'a> {
         match self.byte()? {
             0 => {
                 self.take(32)?;
-                if modern_id(&id).is_none() {
+                if !matches!(id, IdRef::Hex(_)) {
                     return Err(bad("a raw secret belongs to a key without a modern id"));
                 }
             }
             1 => {
-                if modern_secret(&id, self.str()?).is_some() {
+                let mut buf = [0u8; 16];
+                if modern_secret(id.as_str(&mut buf), self.str()?).is_some() {
                     return Err(bad("a modern key is stored as text"));
                 }
             }
@@ -609,18 +623,9 @@ impl<'a> Reader<'a> {
         }
         Ok((id, perms, perms_end, hash))
     }
-    /// Checks an id as [`Reader::id`] would read it, without building it.
+    /// Checks an id as [`Reader::id_ref`] reads it.
     fn check_id(&mut self) -> Result<()> {
-        match self.byte()? {
-            0 => self.take(8).map(drop),
-            1 => {
-                if modern_id(self.str()?).is_some() {
-                    return Err(bad("a modern id is stored as text"));
-                }
-                Ok(())
-            }
-            _ => Err(bad("unknown id encoding")),
-        }
+        self.id_ref().map(drop)
     }
     fn action(&mut self) -> Result<EventAction> {
         EventAction::ALL
@@ -651,6 +656,19 @@ impl<'a> Reader<'a> {
         }
         Ok(())
     }
+}
+
+/// Metadata: empty, or the canonical JSON text of a non-empty object.
+fn metadata(meta: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>> {
+    if meta.is_empty() {
+        return Ok(serde_json::Map::new());
+    }
+    let m: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(meta).map_err(|_| bad("metadata is not a JSON object"))?;
+    if m.is_empty() || serde_json::to_vec(&m).ok().as_deref() != Some(meta) {
+        return Err(bad("metadata is not in canonical form"));
+    }
+    Ok(m)
 }
 
 /// Decodes `count` events that fill `bytes` exactly (the history section of a payload).
@@ -695,6 +713,36 @@ pub enum Events {
     Lazy,
 }
 
+/// Refuses a payload in which two records have the same id. Modern ids (nearly all) are
+/// compared as sorted 64-bit numbers: a bounded O(n log n) whatever the ids, and no
+/// hashing of 100,000 of them.
+fn check_unique_ids<'a>(ids: impl Iterator<Item = IdRef<'a>>) -> Result<()> {
+    let mut hex = Vec::new();
+    let mut text = HashSet::new();
+    let mut twice = None;
+    for id in ids {
+        match id {
+            IdRef::Hex(b) => hex.push(u64::from_be_bytes(b)),
+            IdRef::Text(t) => {
+                if !text.insert(t) {
+                    twice = Some(t.to_owned());
+                }
+            }
+        }
+    }
+    hex.sort_unstable();
+    if let Some(w) = hex.windows(2).find(|w| w[0] == w[1]) {
+        twice = Some(IdRef::Hex(w[0].to_be_bytes()).to_id());
+    }
+    match twice {
+        None => Ok(()),
+        Some(id) => Err(Error::corrupt(format!(
+            "the vault holds two keys with id {}; restore it from a backup",
+            crate::display::sanitize(&id)
+        ))),
+    }
+}
+
 /// Decodes a payload, checking the invariants an authenticated payload must keep: unique
 /// ids, permission indexes within the dictionary and in first-use order, a known secret
 /// encoding, canonical metadata, no trailing bytes. With [`Events::Lazy`] the same checks
@@ -711,7 +759,7 @@ pub fn decode(bytes: &[u8], events: Events) -> Result<Payload> {
 ///
 /// # Errors
 /// As [`decode`].
-pub fn decode_owned(buf: Zeroizing<Vec<u8>>, events: Events) -> Result<Payload> {
+pub fn decode_owned(mut buf: Zeroizing<Vec<u8>>, events: Events) -> Result<Payload> {
     let bytes = &buf[..];
     if u32::try_from(bytes.len()).is_err() {
         return Err(bad("larger than 4 GiB"));
@@ -742,7 +790,7 @@ pub fn decode_owned(buf: Zeroizing<Vec<u8>>, events: Events) -> Result<Payload> 
         let (id, perms, perms_end, hash) = r.check_record(dict.len(), &mut used)?;
         let shift = |p: usize| (total - p) as u32;
         records.push((
-            KeyId::from(id),
+            id,
             Raw {
                 start,
                 perms: shift(perms),
@@ -752,16 +800,11 @@ pub fn decode_owned(buf: Zeroizing<Vec<u8>>, events: Events) -> Result<Payload> 
             },
         ));
     }
-    let mut ids = HashSet::with_capacity(records.len());
-    for (id, _) in &records {
-        if !ids.insert(id.as_str()) {
-            return Err(Error::corrupt(format!(
-                "the vault holds two keys with id {}; restore it from a backup",
-                crate::display::sanitize(id)
-            )));
-        }
-    }
-    drop(ids);
+    check_unique_ids(records.iter().map(|(id, _)| *id))?;
+    let records: Vec<(ReadId, Raw)> = records
+        .into_iter()
+        .map(|(id, raw)| (ReadId::of(id), raw))
+        .collect();
     if used != dict.len() {
         // The writer puts in the dictionary exactly the permissions some key holds.
         return Err(bad("the permission dictionary holds an unused entry"));
@@ -794,10 +837,10 @@ pub fn decode_owned(buf: Zeroizing<Vec<u8>>, events: Events) -> Result<Payload> 
         }
     };
     // Nothing borrows the buffer any more: the records and the history keep it.
-    let plain: Plain = std::sync::Arc::new(buf);
+    let plain: Plain = std::sync::Arc::new(crate::secret::WipedBytes::take(&mut buf));
     let history = history
         .unwrap_or_else(|| History::from_encoded(plain.clone(), ev_at..ev_at + evlen, nevents));
-    let keys = Keys::from_encoded(plain, dict, records);
+    let keys = Keys::from_encoded(plain, dict, records.into_iter());
     if events == Events::All {
         // Decoding each record now also proves the checks above and the decoder agree.
         for k in &keys {
@@ -813,76 +856,196 @@ pub fn decode_owned(buf: Zeroizing<Vec<u8>>, events: Events) -> Result<Payload> 
     })
 }
 
-/// Decodes one record that fills `bytes` exactly, with the dictionary it was written with
-/// (the checks of [`decode`] that span records, such as first-use order, are not repeated).
+/// An id as stored: the 8 bytes of a modern (16 hex digit) id, or the text of any other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum IdRef<'a> {
+    /// A modern id's bytes.
+    Hex([u8; 8]),
+    /// An imported id, as it was.
+    Text(&'a str),
+}
+
+impl<'a> IdRef<'a> {
+    /// The id's text, using `buf` for a modern id's hex digits.
+    pub(crate) fn as_str<'b>(&self, buf: &'b mut [u8; 16]) -> &'b str
+    where
+        'a: 'b,
+    {
+        match *self {
+            IdRef::Hex(raw) => {
+                for (i, b) in raw.iter().enumerate() {
+                    buf[2 * i] = HEX[usize::from(b >> 4)];
+                    buf[2 * i + 1] = HEX[usize::from(b & 15)];
+                }
+                std::str::from_utf8(&buf[..]).expect("hex digits are ASCII")
+            }
+            IdRef::Text(s) => s,
+        }
+    }
+
+    fn to_id(self) -> String {
+        let mut buf = [0u8; 16];
+        self.as_str(&mut buf).to_owned()
+    }
+}
+
+/// A key's secret as stored: the 32 random bytes of a modern key, or the text of any other.
+pub(crate) enum SecretRef<'a> {
+    /// A modern key `mcp_<id>_<64 hex>`: its 32 bytes.
+    Raw(&'a [u8; 32]),
+    /// Any other key, whole.
+    Text(&'a str),
+}
+
+/// A time as stored: seconds since the epoch and nanoseconds, already range-checked.
+pub(crate) type TimeParts = (i64, u32);
+
+/// One record read in place: every field borrowed from the payload, nothing allocated
+/// (what `list --json` renders, and what [`decode_record`] builds a [`KeyRecord`] from).
+pub(crate) struct RecordRef<'a> {
+    pub id: IdRef<'a>,
+    pub name: &'a str,
+    pub description: &'a str,
+    pub created_at: TimeParts,
+    pub expires_at: Option<TimeParts>,
+    pub revoked_at: Option<TimeParts>,
+    /// The permission indexes (varints), `nperm` of them, checked against the dictionary.
+    perms: &'a [u8],
+    nperm: usize,
+    /// Empty, or the canonical JSON text of a non-empty object.
+    pub metadata: &'a [u8],
+    pub secret: SecretRef<'a>,
+    pub hash: &'a [u8; 32],
+    pub rotated_from: Option<IdRef<'a>>,
+    pub rotated_to: Option<IdRef<'a>>,
+}
+
+impl<'a> RecordRef<'a> {
+    /// The permissions, in the record's order, as dictionary indexes.
+    pub(crate) fn permission_indexes(&self) -> impl Iterator<Item = usize> + 'a {
+        let mut r = Reader { b: self.perms };
+        (0..self.nperm).map(move |_| r.varint().expect("checked when viewed") as usize)
+    }
+
+    /// The whole key string, in zeroizing memory.
+    pub(crate) fn secret(&self) -> SecretString {
+        match self.secret {
+            SecretRef::Raw(raw) => {
+                let mut s = Zeroizing::new(Vec::with_capacity(85));
+                s.extend_from_slice(b"mcp_");
+                let mut buf = [0u8; 16];
+                s.extend_from_slice(self.id.as_str(&mut buf).as_bytes());
+                s.push(b'_');
+                for b in raw.iter() {
+                    s.push(HEX[usize::from(b >> 4)]);
+                    s.push(HEX[usize::from(b & 15)]);
+                }
+                SecretString::new(
+                    String::from_utf8(std::mem::take(&mut *s)).expect("ASCII hex and a hex id"),
+                )
+            }
+            SecretRef::Text(s) => SecretString::new(s.to_owned()),
+        }
+    }
+
+    /// Whether the key is not of this tool's format ([`KeyRecord::is_legacy`]).
+    pub(crate) fn is_legacy(&self) -> bool {
+        match (&self.secret, &self.id) {
+            (SecretRef::Raw(_), _) => false,
+            (SecretRef::Text(s), IdRef::Hex(_)) => !s.starts_with("mcp_"),
+            (SecretRef::Text(_), IdRef::Text(_)) => true,
+        }
+    }
+}
+
+/// Reads one record that fills `bytes` exactly, in place, checking each field against
+/// `ndict` dictionary entries (the checks of [`decode`] that span records, such as
+/// first-use order, are not repeated).
 ///
 /// # Errors
 /// [`Error::Corrupt`] for anything malformed.
-pub(crate) fn decode_record(bytes: &[u8], dict: &[Permission]) -> Result<KeyRecord> {
+pub(crate) fn view_record(bytes: &[u8], ndict: usize) -> Result<RecordRef<'_>> {
     let mut r = Reader { b: bytes };
-    let id = r.id()?;
-    let name = r.string()?;
-    let description = r.string()?;
-    let created_at = r.time()?;
-    let expires_at = r.opt_time()?;
-    let revoked_at = r.opt_time()?;
+    let id = r.id_ref()?;
+    let name = r.str()?;
+    let description = r.str()?;
+    let created_at = r.checked_time()?;
+    let expires_at = r.opt_checked_time()?;
+    let revoked_at = r.opt_checked_time()?;
     let nperm = r.count(1)?;
-    let mut permissions = Vec::with_capacity(nperm);
+    let perms = r.b;
     for _ in 0..nperm {
-        let i = r.varint()?;
-        let p = usize::try_from(i)
-            .ok()
-            .and_then(|i| dict.get(i))
-            .ok_or_else(|| bad("a permission index is outside the dictionary"))?;
-        permissions.push(p.clone());
+        if usize::try_from(r.varint()?).map_or(true, |i| i >= ndict) {
+            return Err(bad("a permission index is outside the dictionary"));
+        }
     }
-    let metadata = r.metadata()?;
+    let perms = &perms[..perms.len() - r.b.len()];
+    let metadata = r.bytes()?;
     let secret = match r.byte()? {
         0 => {
-            let raw = Zeroizing::new(r.array::<32>()?);
-            if modern_id(&id).is_none() {
+            if !matches!(id, IdRef::Hex(_)) {
                 return Err(bad("a raw secret belongs to a key without a modern id"));
             }
-            let mut s = Zeroizing::new(Vec::with_capacity(85));
-            s.extend_from_slice(b"mcp_");
-            s.extend_from_slice(id.as_bytes());
-            s.push(b'_');
-            for b in raw.iter() {
-                s.push(HEX[usize::from(b >> 4)]);
-                s.push(HEX[usize::from(b & 15)]);
-            }
-            SecretString::new(
-                String::from_utf8(std::mem::take(&mut *s)).expect("ASCII hex and a hex id"),
-            )
+            SecretRef::Raw(r.take(32)?.try_into().expect("32 bytes"))
         }
         1 => {
-            let s = SecretString::new(r.string()?);
-            if modern_secret(&id, s.expose()).is_some() {
+            let mut buf = [0u8; 16];
+            let s = r.str()?;
+            if modern_secret(id.as_str(&mut buf), s).is_some() {
                 return Err(bad("a modern key is stored as text"));
             }
-            s
+            SecretRef::Text(s)
         }
         _ => return Err(bad("unknown secret encoding")),
     };
-    let hash = KeyHash(r.array()?);
-    let rotated_from = r.opt_id()?;
-    let rotated_to = r.opt_id()?;
+    let hash = r.take(32)?.try_into().expect("32 bytes");
+    let rotated_from = r.opt_id_ref()?;
+    let rotated_to = r.opt_id_ref()?;
     if !r.b.is_empty() {
         return Err(bad("a record holds more bytes than its fields"));
     }
-    Ok(KeyRecord {
-        id: KeyId::from(id),
+    Ok(RecordRef {
+        id,
         name,
         description,
         created_at,
         expires_at,
         revoked_at,
-        permissions,
+        perms,
+        nperm,
         metadata,
         secret,
         hash,
-        rotated_from: rotated_from.map(KeyId::from),
-        rotated_to: rotated_to.map(KeyId::from),
+        rotated_from,
+        rotated_to,
+    })
+}
+
+/// Decodes one record that fills `bytes` exactly, with the dictionary it was written with
+/// ([`view_record`], then copied out).
+///
+/// # Errors
+/// [`Error::Corrupt`] for anything malformed.
+pub(crate) fn decode_record(bytes: &[u8], dict: &[Permission]) -> Result<KeyRecord> {
+    let v = view_record(bytes, dict.len())?;
+    let time = |(secs, nanos): TimeParts| {
+        DateTime::from_timestamp(secs, nanos).expect("range-checked when read")
+    };
+    let metadata = metadata(v.metadata)?;
+    let secret = v.secret();
+    Ok(KeyRecord {
+        id: KeyId::from(v.id.to_id()),
+        name: v.name.to_owned(),
+        description: v.description.to_owned(),
+        created_at: time(v.created_at),
+        expires_at: v.expires_at.map(time),
+        revoked_at: v.revoked_at.map(time),
+        permissions: v.permission_indexes().map(|i| dict[i].clone()).collect(),
+        metadata,
+        secret,
+        hash: KeyHash(*v.hash),
+        rotated_from: v.rotated_from.map(|i| KeyId::from(i.to_id())),
+        rotated_to: v.rotated_to.map(|i| KeyId::from(i.to_id())),
     })
 }
 
@@ -986,7 +1149,7 @@ mod tests {
         let mut lazy = decode(&b, Events::Lazy).unwrap();
         lazy.keys[1].revoked_at = None;
         assert_eq!(lazy.keys.decoded_count(), 1);
-        assert_eq!(lazy.keys.id(2).as_str(), "legacy-id");
+        assert_eq!(lazy.keys.id(2), "legacy-id");
         assert!(lazy.keys.contains_id("legacy-id"));
         let hashes: Vec<KeyHash> = (0..3).map(|i| lazy.keys.hash(i)).collect();
         assert_eq!(
@@ -1059,6 +1222,26 @@ mod tests {
         let b = encode(&c);
         // Three records with their events: far below format 1's ~500 bytes per key.
         assert!(b.len() < 3 * 200, "{} bytes", b.len());
+    }
+
+    /// Two records with one id are refused, whichever kind of id, wherever they are.
+    #[test]
+    fn a_repeated_id_is_refused() {
+        assert!(decode(&encode(&sample()), Events::Lazy).is_ok());
+        for (what, at, from) in [
+            ("a modern id, first and last", 2, 0),
+            ("a modern id, neighbours", 1, 0),
+            ("an imported id", 0, 2),
+        ] {
+            let mut p = sample();
+            let id = p.keys.id(from).to_owned();
+            p.keys[at].id = id.as_str().into();
+            let e = match decode(&encode(&p), Events::Lazy) {
+                Err(e) => e.to_string(),
+                Ok(_) => panic!("{what}: accepted"),
+            };
+            assert!(e.contains(&format!("two keys with id {id}")), "{what}: {e}");
+        }
     }
 
     #[test]

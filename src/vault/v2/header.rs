@@ -226,6 +226,13 @@ pub fn detect(bytes: &[u8]) -> Result<Detected> {
             "the vault file is larger than {MAX_FILE_BYTES} bytes; it is not a vault"
         )));
     }
+    // A format-2 file in the writer's layout is recognised without scanning its ciphertext
+    // (what `Header::parse` accepts this way, the probe below would send to it as well).
+    if let Some(h) =
+        split_ciphertext(bytes).and_then(|(json, text)| Header::from_json(&json, Some(text)).ok())
+    {
+        return Ok(Detected::V2(h));
+    }
     if let Ok(p) = serde_json::from_slice::<VersionProbe<'_>>(bytes) {
         if p.format.as_deref() == Some(FORMAT) {
             match p.version.as_ref().and_then(serde_json::Value::as_u64) {
@@ -256,7 +263,31 @@ fn corrupt(what: impl std::fmt::Display) -> Error {
     ))
 }
 
-fn decode_exact(s: &str, field: &str, min: usize, max: usize) -> Result<Vec<u8>> {
+/// The JSON text of a file laid out as [`Header::to_bytes`] writes it, ending
+/// `"ciphertext": "<base64>"\n}\n`, with the base64 cut out (`"ciphertext": ""`), and the
+/// base64. `None` for any other layout.
+///
+/// Parsing the rest instead of the whole gives the same header or none: the text cut out
+/// holds no quote (it is what follows the last one), so it is one JSON string's content,
+/// the last value of the outermost object (only `\n}\n` follows), and its key is the
+/// outermost `ciphertext` (unknown and repeated fields are refused); the base64 decoder
+/// then refuses anything in it that is not base64, backslashes and controls included.
+fn split_ciphertext(bytes: &[u8]) -> Option<(Vec<u8>, &[u8])> {
+    const KEY: &[u8] = b"\"ciphertext\": \"";
+    const TAIL: &[u8] = b"\"\n}\n";
+    let body = bytes.strip_suffix(TAIL)?;
+    let open = memchr::memrchr(b'"', body)?;
+    if !body[..=open].ends_with(KEY) {
+        return None;
+    }
+    let mut json = Vec::with_capacity(open + 1 + TAIL.len());
+    json.extend_from_slice(&body[..=open]);
+    json.extend_from_slice(TAIL);
+    Some((json, &body[open + 1..]))
+}
+
+fn decode_exact(s: impl AsRef<[u8]>, field: &str, min: usize, max: usize) -> Result<Vec<u8>> {
+    let s = s.as_ref();
     if s.len() > max.div_ceil(3) * 4 {
         return Err(corrupt(format_args!("{field} is too long")));
     }
@@ -338,6 +369,22 @@ impl Header {
         if bytes.len() as u64 > MAX_FILE_BYTES {
             return Err(corrupt("the file is larger than the vault bound"));
         }
+        // A file laid out as the writer lays it out is parsed without its ciphertext's
+        // text (nearly all of the file), which serde_json would otherwise scan character
+        // by character for escapes base64 never holds; anything else, and any failure,
+        // takes the whole parse, so errors are the same either way.
+        if let Some((json, text)) = split_ciphertext(bytes) {
+            if let Ok(h) = Header::from_json(&json, Some(text)) {
+                return Ok(h);
+            }
+        }
+        Header::from_json(bytes, None)
+    }
+
+    /// Parses the whole file, or (with `ciphertext`) a file whose ciphertext's text was cut
+    /// out and is given apart.
+    #[doc(hidden)]
+    pub fn from_json(bytes: &[u8], ciphertext: Option<&[u8]>) -> Result<Header> {
         let h: HeaderJson<'_> = serde_json::from_slice(bytes).map_err(|e| {
             if e.to_string().starts_with("more than") {
                 corrupt(format_args!("more than {} slots", bounds::MAX_SLOTS))
@@ -367,8 +414,13 @@ impl Header {
         }
         check_unique(&slots)?;
         let nonce = nonce24(&h.cipher.nonce, "cipher.nonce")?;
+        let text = match ciphertext {
+            Some(text) if h.ciphertext.is_empty() => text,
+            Some(_) => return Err(corrupt("the ciphertext was not where it was cut out")),
+            None => h.ciphertext.as_bytes(),
+        };
         let ciphertext = decode_exact(
-            &h.ciphertext,
+            text,
             "ciphertext",
             format::bounds::TAG_LEN,
             MAX_FILE_BYTES as usize,
@@ -430,6 +482,18 @@ impl Header {
     /// The file's bytes: pretty JSON with a trailing newline; the base64 ciphertext is
     /// streamed into the output rather than built as a string first.
     pub fn to_bytes(&self) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(self.ciphertext.len().div_ceil(3) * 4 + 4096);
+        self.write_to(&mut buf)
+            .expect("writing to a Vec cannot fail");
+        buf
+    }
+
+    /// Writes the file [`Header::to_bytes`] gives, the ciphertext's base64 in pieces of
+    /// at most 1 MiB, so a large vault is never held as text in memory as a whole.
+    ///
+    /// # Errors
+    /// A failed write.
+    pub fn write_to(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
         #[derive(Serialize)]
         struct Out<'a> {
             format: &'a str,
@@ -489,22 +553,26 @@ impl Header {
         // The ciphertext, the last field and nearly all of the file, is base64 written
         // straight into place: serde_json would scan every one of its characters for
         // escapes that base64 never needs.
-        let b64_len = self.ciphertext.len().div_ceil(3) * 4;
-        let mut buf = Vec::with_capacity(b64_len + 4096);
-        serde_json::to_writer_pretty(&mut buf, &out)
+        let mut head = Vec::with_capacity(4096);
+        serde_json::to_writer_pretty(&mut head, &out)
             .expect("serializing plain structs cannot fail");
         const TAIL: &[u8] = b"\"\n}";
         assert!(
-            buf.ends_with(b"\"ciphertext\": \"\"\n}"),
+            head.ends_with(b"\"ciphertext\": \"\"\n}"),
             "the ciphertext is the header's last field"
         );
-        buf.truncate(buf.len() - TAIL.len());
-        let at = buf.len();
-        base64_simd::STANDARD.encode_append(&self.ciphertext, &mut buf);
-        debug_assert_eq!(buf.len() - at, b64_len);
-        buf.extend_from_slice(TAIL);
-        buf.push(b'\n');
-        buf
+        head.truncate(head.len() - TAIL.len());
+        w.write_all(&head)?;
+        // Whole groups of 3 bytes per piece, so only the last piece is padded.
+        const PIECE: usize = 3 * 256 * 1024;
+        let mut text = Vec::with_capacity(PIECE / 3 * 4);
+        for piece in self.ciphertext.chunks(PIECE) {
+            text.clear();
+            base64_simd::STANDARD.encode_append(piece, &mut text);
+            w.write_all(&text)?;
+        }
+        w.write_all(TAIL)?;
+        w.write_all(b"\n")
     }
 }
 
@@ -526,7 +594,12 @@ fn parse_slot(s: &SlotJson<'_>) -> Result<Slot> {
         return Err(corrupt("a slot's created_at is not in the canonical form"));
     }
     let rkind = recipient_kind(&s.recipient).map_err(corrupt)?;
-    let wrapped_key = decode_exact(&s.wrapped_key, "slot.wrapped_key", 1, bounds::WRAPPED_MAX)?;
+    let wrapped_key = decode_exact(
+        s.wrapped_key.as_bytes(),
+        "slot.wrapped_key",
+        1,
+        bounds::WRAPPED_MAX,
+    )?;
     let kind = match (&*s.kind, &s.kdf, &s.identity) {
         ("passphrase", Some(k), Some(id)) => {
             if k.algorithm != "argon2id" || k.version != ARGON2_VERSION {
@@ -541,7 +614,7 @@ fn parse_slot(s: &SlotJson<'_>) -> Result<Slot> {
             };
             kdf.check_bounds()?;
             let salt = decode_exact(
-                &k.salt,
+                k.salt.as_bytes(),
                 "slot.kdf.salt",
                 format::bounds::SALT_MIN,
                 format::bounds::SALT_MAX,
@@ -556,7 +629,7 @@ fn parse_slot(s: &SlotJson<'_>) -> Result<Slot> {
                 salt,
                 nonce: nonce24(&id.nonce, "slot.identity.nonce")?,
                 sealed_identity: decode_exact(
-                    &id.ciphertext,
+                    id.ciphertext.as_bytes(),
                     "slot.identity.ciphertext",
                     bounds::SEALED_IDENTITY_LEN,
                     bounds::SEALED_IDENTITY_LEN,
@@ -604,6 +677,176 @@ pub fn check_unique(slots: &[Slot]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `parse` reads a file in the writer's layout without its ciphertext's text; it gives
+    /// exactly what the whole parse gives (same header, or same error) for the writer's
+    /// files and for edits of them that keep that layout or nearly keep it.
+    #[test]
+    fn the_parse_that_cuts_the_ciphertext_out_is_the_whole_parse() {
+        let mut v = crate::vault::Vault::create(
+            &crate::secret::SecretString::new("p".into()),
+            crate::KdfParams {
+                memory_kib: 8,
+                iterations: 1,
+                parallelism: 1,
+            },
+        )
+        .unwrap();
+        let now = chrono::DateTime::from_timestamp(1_780_000_000, 0).unwrap();
+        for i in 0..40 {
+            v.create_key(
+                crate::vault::NewKey {
+                    name: format!("k{i}"),
+                    description: String::new(),
+                    expires_at: None,
+                    permissions: vec![],
+                },
+                now,
+            );
+        }
+        let good = v.to_bytes();
+        let text = String::from_utf8(good.clone()).unwrap();
+        let same = |b: &[u8]| -> bool {
+            let (fast, whole) = (Header::parse(b), Header::from_json(b, None));
+            match (&fast, &whole) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b),
+                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+                _ => panic!("{fast:?} vs {whole:?} for {}", String::from_utf8_lossy(b)),
+            }
+            fast.is_ok()
+        };
+        let (json, b64) = split_ciphertext(&good).expect("the writer's layout is recognised");
+        assert!(b64.len() > json.len(), "the ciphertext's text is cut out");
+        assert_eq!(
+            Header::from_json(&json, Some(b64)).ok(),
+            Header::from_json(&good, None).ok(),
+            "the writer's files take the cut parse"
+        );
+        assert!(same(&good));
+        let at = text.rfind("\"ciphertext\": \"").unwrap();
+        let (head, tail) = text.split_at(at);
+        let b64 = &tail["\"ciphertext\": \"".len()..tail.len() - 4];
+        let edits: Vec<(&str, String, bool)> = vec![
+            (
+                "another field first",
+                format!("{head}\"x\": 1,\n  {tail}"),
+                false,
+            ),
+            (
+                "a second ciphertext",
+                format!("{head}\"ciphertext\": \"AAAA\",\n  {tail}"),
+                false,
+            ),
+            (
+                "an escaped quote makes another key",
+                format!("{head}\"x\\{}", &tail[1..]),
+                false,
+            ),
+            (
+                "nested one level down",
+                format!("{head}\"y\": {{\"ciphertext\": \"{b64}\"}}\n}}\n"),
+                false,
+            ),
+            (
+                "an escape in the base64 (the whole parse decodes it)",
+                {
+                    let i = 40;
+                    format!(
+                        "{head}\"ciphertext\": \"{}\\u00{:02x}{}\"\n}}\n",
+                        &b64[..i],
+                        b64.as_bytes()[i],
+                        &b64[i + 1..]
+                    )
+                },
+                true,
+            ),
+            (
+                "a solidus escaped",
+                b64.find('/').map_or_else(
+                    || format!("{head}\"ciphertext\": \"{b64}\"\n}}\n"),
+                    |i| {
+                        format!(
+                            "{head}\"ciphertext\": \"{}\\/{}\"\n}}\n",
+                            &b64[..i],
+                            &b64[i + 1..]
+                        )
+                    },
+                ),
+                true,
+            ),
+            (
+                "a newline in the base64",
+                format!(
+                    "{head}\"ciphertext\": \"{}\n{}\"\n}}\n",
+                    &b64[..8],
+                    &b64[8..]
+                ),
+                false,
+            ),
+            ("empty", format!("{head}\"ciphertext\": \"\"\n}}\n"), false),
+            (
+                "a quote inside",
+                format!(
+                    "{head}\"ciphertext\": \"{}\"{}\"\n}}\n",
+                    &b64[..8],
+                    &b64[8..]
+                ),
+                false,
+            ),
+            (
+                "the wrong case",
+                format!("{head}\"Ciphertext\": \"{b64}\"\n}}\n"),
+                false,
+            ),
+        ];
+        for (what, edited, ok) in &edits {
+            assert_eq!(same(edited.as_bytes()), *ok, "{what}");
+        }
+        // Every one-byte change near the cut and in the JSON around it, and in the base64.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..3000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut b = good.clone();
+            let i = match x % 3 {
+                0 => (x >> 8) as usize % b.len(),
+                1 => at.saturating_sub(40) + (x >> 8) as usize % 60,
+                _ => b.len() - 1 - (x >> 8) as usize % 8,
+            };
+            let i = i.min(b.len() - 1);
+            const SUBST: &[u8] = b"\"\\ \n}{:,xA=/";
+            b[i] = SUBST[(x >> 40) as usize % SUBST.len()];
+            same(&b);
+        }
+    }
+
+    /// The ciphertext's base64, written piece by piece, is the base64 of the whole: at
+    /// piece boundaries and around them, and the file parses back to the same header.
+    #[test]
+    fn a_ciphertext_written_in_pieces_is_one_base64_text() {
+        let v = crate::vault::Vault::create(
+            &crate::secret::SecretString::new("p".into()),
+            crate::KdfParams {
+                memory_kib: 8,
+                iterations: 1,
+                parallelism: 1,
+            },
+        )
+        .unwrap();
+        let mut h = Header::parse(&v.to_bytes()).unwrap();
+        const PIECE: usize = 3 * 256 * 1024;
+        for len in [16, PIECE - 1, PIECE, PIECE + 1, PIECE + 2, 2 * PIECE + 1] {
+            h.ciphertext = (0..len).map(|i| (i * 7 + len) as u8).collect();
+            let bytes = h.to_bytes();
+            let text = format!("\"ciphertext\": \"{}\"\n}}\n", B64.encode(&h.ciphertext));
+            assert!(bytes.ends_with(text.as_bytes()), "{len}");
+            assert_eq!(Header::parse(&bytes).unwrap(), h, "{len}");
+            let mut streamed = Vec::new();
+            h.write_to(&mut streamed).unwrap();
+            assert_eq!(streamed, bytes);
+        }
+    }
 
     /// The SIMD decoder used for the ciphertext accepts and rejects exactly what the
     /// `base64` crate's strict standard engine does, and both encode alike.

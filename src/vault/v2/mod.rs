@@ -385,6 +385,18 @@ impl Sealing {
     /// The file's bytes: `payload` encoded, sealed under the data key with a fresh nonce,
     /// bound to every header field.
     pub fn seal(&self, payload: &Payload) -> Vec<u8> {
+        self.sealed(payload).to_bytes()
+    }
+
+    /// [`Sealing::seal`] written to `w` as it is encoded ([`Header::write_to`]).
+    ///
+    /// # Errors
+    /// A failed write.
+    pub fn seal_to(&self, payload: &Payload, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        self.sealed(payload).write_to(w)
+    }
+
+    fn sealed(&self, payload: &Payload) -> Header {
         let mut buf = codec::encode(payload);
         let mut nonce = [0u8; 24];
         crate::rng::fill(&mut nonce);
@@ -396,7 +408,6 @@ impl Sealing {
             nonce,
             ciphertext,
         }
-        .to_bytes()
     }
 
     /// The slots, in header order.
