@@ -55,7 +55,8 @@ fn main() {
         std::env::var("MCP_KEY_VAULT_PASSPHRASE")
             .expect("set MCP_KEY_VAULT_PASSPHRASE to the passphrase for the benchmark vaults"),
     );
-    let now = chrono::Utc::now();
+    // Whole seconds, as every time the CLI writes (records::now).
+    let now = mcp_key_manager::vault::records::now();
     for n in common::sizes(&[10, 1000, 10_000, 100_000]) {
         assert!(n > 0, "a benchmark vault needs at least one key");
         let dir = Path::new(&out).join(n.to_string());

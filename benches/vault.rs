@@ -19,7 +19,8 @@ use mcp_key_manager::{SecretKey, SecretString, Vault};
 
 fn main() {
     let pass = SecretString::new("benchmark passphrase, not a secret".into());
-    let now = chrono::Utc::now();
+    // Whole seconds, as every time the CLI writes (records::now).
+    let now = mcp_key_manager::vault::records::now();
     println!(
         "| keys | file MB | runs | parse env | decrypt | parse payload | serialize | encrypt | encode env | total wall | total CPU | µs/key |"
     );

@@ -142,19 +142,11 @@ pub fn write_json<T: Serialize + ?Sized>(out: &mut dyn Write, v: &T) -> io::Resu
 }
 
 /// Appends `s` as a JSON string exactly as [`write_json`] writes it: quoted, with quotes,
-/// backslashes, controls and what a terminal acts on escaped.
+/// backslashes, controls and what a terminal acts on escaped (`list --json` writes strings
+/// it knows to be plain without it).
 pub fn push_json_str(out: &mut Vec<u8>, s: &str) {
-    if s.bytes()
-        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
-    {
-        out.reserve(s.len() + 2);
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
-    } else {
-        let mut ser = serde_json::Serializer::with_formatter(&mut *out, SafeFormatter::default());
-        serde::Serializer::serialize_str(&mut ser, s).expect("writing to a Vec cannot fail");
-    }
+    let mut ser = serde_json::Serializer::with_formatter(&mut *out, SafeFormatter::default());
+    serde::Serializer::serialize_str(&mut ser, s).expect("writing to a Vec cannot fail");
 }
 
 /// A write buffer in front of a `dyn Write`, passed on in chunks of at most

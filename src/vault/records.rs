@@ -437,19 +437,29 @@ pub fn write_time(out: &mut Vec<u8>, secs: i64, nanos: u32) {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = (i64::from(yoe) + era * 400 + i64::from(month <= 2)) as u32;
-    let mut b = *b"0000-00-00T00:00:00";
-    let mut put = |at: usize, width: usize, mut v: u32| {
-        for i in (at..at + width).rev() {
-            b[i] = b'0' + (v % 10) as u8;
-            v /= 10;
+    // Two digits at a time from a table.
+    const PAIRS: [u8; 200] = {
+        let mut t = [0u8; 200];
+        let mut i = 0;
+        while i < 100 {
+            t[2 * i] = b'0' + (i / 10) as u8;
+            t[2 * i + 1] = b'0' + (i % 10) as u8;
+            i += 1;
         }
+        t
     };
-    put(0, 4, year);
-    put(5, 2, month);
-    put(8, 2, day);
-    put(11, 2, rem / 3600);
-    put(14, 2, rem / 60 % 60);
-    put(17, 2, rem % 60);
+    let mut b = *b"0000-00-00T00:00:00";
+    let mut two = |at: usize, v: u32| {
+        let i = 2 * v as usize;
+        b[at..at + 2].copy_from_slice(&PAIRS[i..i + 2]);
+    };
+    two(0, year / 100);
+    two(2, year % 100);
+    two(5, month);
+    two(8, day);
+    two(11, rem / 3600);
+    two(14, rem / 60 % 60);
+    two(17, rem % 60);
     out.extend_from_slice(&b);
     if nanos != 0 {
         let (digits, mut v) = if nanos.is_multiple_of(1_000_000) {

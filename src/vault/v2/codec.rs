@@ -79,7 +79,10 @@ trait Sink {
     }
     fn time(&mut self, t: &DateTime<Utc>) {
         let secs = t.timestamp();
-        let nanos = t.timestamp_subsec_nanos();
+        // A leap second (`…23:59:60Z`, which RFC 3339 text may carry into a record) is
+        // chrono's nanoseconds past 999,999,999; the payload holds only a second's worth,
+        // so it is written as the last nanosecond of the second before.
+        let nanos = t.timestamp_subsec_nanos().min(999_999_999);
         let zz = ((secs << 1) ^ (secs >> 63)) as u64;
         self.varint(zz << 1 | u64::from(nanos != 0));
         if nanos != 0 {
@@ -1222,6 +1225,24 @@ mod tests {
         let b = encode(&c);
         // Three records with their events: far below format 1's ~500 bytes per key.
         assert!(b.len() < 3 * 200, "{} bytes", b.len());
+    }
+
+    /// A leap second (from an imported store or a format-1 record) is saved as the last
+    /// nanosecond before it, so the vault still opens.
+    #[test]
+    fn a_leap_second_is_saved_as_the_nanosecond_before() {
+        let mut p = sample();
+        let leap = crate::vault::records::parse_time("2016-12-31T23:59:60Z").unwrap();
+        assert!(
+            leap.timestamp_subsec_nanos() >= 1_000_000_000,
+            "chrono's leap second"
+        );
+        p.keys[0].expires_at = Some(leap);
+        p.keys[1].created_at = leap;
+        let back = decode(&encode(&p), Events::All).unwrap();
+        let before = crate::vault::records::parse_time("2016-12-31T23:59:59.999999999Z").unwrap();
+        assert_eq!(back.keys[0].expires_at, Some(before));
+        assert_eq!(back.keys[1].created_at, before);
     }
 
     /// Two records with one id are refused, whichever kind of id, wherever they are.
