@@ -461,13 +461,7 @@ mod tests {
     /// A vault of keys unlike each other, saved and read back, so that most records are
     /// read in place and the ones changed since are decoded.
     fn varied(now: DateTime<Utc>) -> Vault {
-        let pass = SecretString::new("p".into());
-        let kdf = crate::KdfParams {
-            memory_kib: 8,
-            iterations: 1,
-            parallelism: 1,
-        };
-        let mut v = Vault::create(&pass, kdf).unwrap();
+        let mut v = crate::vault::test_vault();
         let names = [
             "plain",
             "",
@@ -527,13 +521,23 @@ mod tests {
             rotated_from: None,
             rotated_to: None,
         });
-        let mut v = Vault::open(&v.to_bytes(), &pass).unwrap();
+        let mut v = Vault::open(&v.to_bytes(), &SecretString::new("p".into())).unwrap();
         // Two records decoded (and one changed) since the read: both kinds are rendered.
         v.payload_mut_unchecked().keys[5]
             .description
             .push_str(" (changed)");
         let _ = v.keys().get(0);
         v
+    }
+
+    fn json_args(active_only: bool, show_keys: bool, expiring: Option<u32>) -> ListArgs {
+        ListArgs {
+            active_only,
+            show_keys,
+            expiring,
+            usage: UsageArgs { files: vec![] },
+            out: JsonFlag { json: true },
+        }
     }
 
     /// `list --json`'s hand-written renderer writes exactly the text the `Serialize` impl
@@ -566,13 +570,7 @@ mod tests {
             (false, false, Some(36_500)),
         ] {
             for usage in [&usage, &empty] {
-                let a = ListArgs {
-                    active_only,
-                    show_keys,
-                    expiring,
-                    usage: UsageArgs { files: vec![] },
-                    out: JsonFlag { json: true },
-                };
+                let a = json_args(active_only, show_keys, expiring);
                 let r = Streamed {
                     vault: &v,
                     a: &a,
@@ -594,13 +592,7 @@ mod tests {
         assert_eq!(compared, 12);
         // The comparison saw what it should: every kind of field, and an empty listing.
         let mut all = Vec::new();
-        let a = ListArgs {
-            active_only: false,
-            show_keys: true,
-            expiring: None,
-            usage: UsageArgs { files: vec![] },
-            out: JsonFlag { json: true },
-        };
+        let a = json_args(false, true, None);
         let r = Streamed {
             vault: &v,
             a: &a,
@@ -625,15 +617,7 @@ mod tests {
         }
         let last_used = all.matches(r#""last_used_at": "20"#).count();
         assert_eq!(last_used, 1);
-        let none = Vault::create(
-            &SecretString::new("p".into()),
-            crate::KdfParams {
-                memory_kib: 8,
-                iterations: 1,
-                parallelism: 1,
-            },
-        )
-        .unwrap();
+        let none = crate::vault::test_vault();
         let r = Streamed {
             vault: &none,
             a: &a,

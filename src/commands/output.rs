@@ -372,15 +372,7 @@ mod tests {
     /// `list --json` renders [`KeyViewRef`]; every other command [`KeyView`]: the same JSON.
     #[test]
     fn the_borrowed_key_view_is_the_key_view() {
-        let mut v = crate::vault::Vault::create(
-            &crate::secret::SecretString::new("p".into()),
-            crate::KdfParams {
-                memory_kib: 8,
-                iterations: 1,
-                parallelism: 1,
-            },
-        )
-        .unwrap();
+        let mut v = crate::vault::test_vault();
         let now = chrono::DateTime::from_timestamp(1_780_000_000, 0).unwrap();
         for (i, exp) in [
             None,

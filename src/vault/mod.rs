@@ -987,6 +987,17 @@ impl KeyCache {
     }
 }
 
+/// An empty vault for unit tests: passphrase `p`, the cheapest KDF the format allows.
+#[cfg(test)]
+pub(crate) fn test_vault() -> Vault {
+    let kdf = KdfParams {
+        memory_kib: 8,
+        iterations: 1,
+        parallelism: 1,
+    };
+    Vault::create(&SecretString::new("p".into()), kdf).expect("the cheapest KDF is in bounds")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

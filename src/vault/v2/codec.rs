@@ -1055,18 +1055,10 @@ pub(crate) fn decode_record(bytes: &[u8], dict: &[Permission]) -> Result<KeyReco
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vault::{NewKey, Vault};
+    use crate::vault::NewKey;
 
     fn sample() -> Payload {
-        let mut v = Vault::create(
-            &SecretString::new("p".into()),
-            crate::KdfParams {
-                memory_kib: 8,
-                iterations: 1,
-                parallelism: 1,
-            },
-        )
-        .unwrap();
+        let mut v = crate::vault::test_vault();
         let now = DateTime::from_timestamp(1_780_000_000, 0).unwrap();
         for i in 0..3 {
             v.create_key(

@@ -687,15 +687,7 @@ mod tests {
     /// files and for edits of them that keep that layout or nearly keep it.
     #[test]
     fn the_parse_that_cuts_the_ciphertext_out_is_the_whole_parse() {
-        let mut v = crate::vault::Vault::create(
-            &crate::secret::SecretString::new("p".into()),
-            crate::KdfParams {
-                memory_kib: 8,
-                iterations: 1,
-                parallelism: 1,
-            },
-        )
-        .unwrap();
+        let mut v = crate::vault::test_vault();
         let now = chrono::DateTime::from_timestamp(1_780_000_000, 0).unwrap();
         for i in 0..40 {
             v.create_key(
@@ -829,15 +821,7 @@ mod tests {
     /// piece boundaries and around them, and the file parses back to the same header.
     #[test]
     fn a_ciphertext_written_in_pieces_is_one_base64_text() {
-        let v = crate::vault::Vault::create(
-            &crate::secret::SecretString::new("p".into()),
-            crate::KdfParams {
-                memory_kib: 8,
-                iterations: 1,
-                parallelism: 1,
-            },
-        )
-        .unwrap();
+        let v = crate::vault::test_vault();
         let mut h = Header::parse(&v.to_bytes()).unwrap();
         const PIECE: usize = 3 * 256 * 1024;
         for len in [16, PIECE - 1, PIECE, PIECE + 1, PIECE + 2, 2 * PIECE + 1] {
