@@ -155,6 +155,39 @@ impl std::fmt::Debug for Verifier {
     }
 }
 
+/// What a verifier keeps of one record: read in place where it is still encoded (only what
+/// a verifier keeps is copied), or copied from the record decoded earlier.
+fn key_info(look: &crate::vault::keyset::Look<'_>, dict: &[crate::vault::Permission]) -> KeyInfo {
+    use crate::vault::keyset::Look;
+    match look {
+        Look::Record(k) => KeyInfo {
+            id: k.id.to_string(),
+            name: Some(k.name.clone()),
+            hash: k.hash.0,
+            revoked: k.revoked_at.is_some(),
+            expires_at: k.expires_at,
+            permissions: k
+                .permissions
+                .iter()
+                .map(|p| p.as_str().to_string())
+                .collect(),
+        },
+        Look::InPlace(r) => KeyInfo {
+            id: r.id.as_str(&mut [0u8; 16]).to_string(),
+            name: Some(r.name.to_string()),
+            hash: *r.hash,
+            revoked: r.revoked_at.is_some(),
+            expires_at: r.expires_at.map(|(secs, nanos)| {
+                DateTime::from_timestamp(secs, nanos).expect("range-checked when read")
+            }),
+            permissions: r
+                .permission_indexes()
+                .map(|i| dict[i].as_str().to_string())
+                .collect(),
+        },
+    }
+}
+
 fn id_number(id: &str) -> Option<u64> {
     keyfmt::is_id(id)
         .then(|| u64::from_str_radix(id, 16).ok())
@@ -246,40 +279,33 @@ impl Verifier {
     /// # Ok::<(), mcp_key_manager::Error>(())
     /// ```
     pub fn from_vault(vault: &Vault) -> Verifier {
-        use crate::vault::keyset::Look;
-        // Each record is read in place where it is still encoded (only what a verifier
-        // keeps is copied), or copied from the record decoded earlier.
         let dict = vault.keys().dict();
-        let keys = vault
-            .keys()
-            .looks()
-            .map(|look| match look {
-                Look::Record(k) => KeyInfo {
-                    id: k.id.to_string(),
-                    name: Some(k.name.clone()),
-                    hash: k.hash.0,
-                    revoked: k.revoked_at.is_some(),
-                    expires_at: k.expires_at,
-                    permissions: k
-                        .permissions
-                        .iter()
-                        .map(|p| p.as_str().to_string())
-                        .collect(),
-                },
-                Look::InPlace(r) => KeyInfo {
-                    id: r.id.as_str(&mut [0u8; 16]).to_string(),
-                    name: Some(r.name.to_string()),
-                    hash: *r.hash,
-                    revoked: r.revoked_at.is_some(),
-                    expires_at: r.expires_at.map(|(secs, nanos)| {
-                        DateTime::from_timestamp(secs, nanos).expect("range-checked when read")
-                    }),
-                    permissions: r
-                        .permission_indexes()
-                        .map(|i| dict[i].as_str().to_string())
-                        .collect(),
-                },
-            })
+        let keys = vault.keys().looks().map(|l| key_info(&l, dict)).collect();
+        Verifier::build(vault.hash_key().duplicate(), vault.revision(), keys)
+    }
+
+    /// A verifier of only the records the `presented` keys could match — the record with a
+    /// presented modern key's id, and every record whose keyed hash is a presented key's —
+    /// so every verdict for those keys is the one [`Verifier::from_vault`] gives, without
+    /// copying 100,000 records to check one key (what `verify` does against a vault).
+    pub fn from_vault_for(vault: &Vault, presented: &[&str]) -> Verifier {
+        if presented.len() >= vault.keys().len() / 4 {
+            // Most records would be copied anyway: skip the keyed hash of each key here.
+            return Verifier::from_vault(vault);
+        }
+        let mut ids = std::collections::HashSet::new();
+        let mut hashes = std::collections::HashSet::new();
+        for key in presented {
+            if let Shape::Modern { id } = keyfmt::classify(key) {
+                ids.insert(id);
+            }
+            hashes.insert(vault.keyed_hash(key).0);
+        }
+        let all = vault.keys();
+        let dict = all.dict();
+        let keys = (0..all.len())
+            .filter(|&i| ids.contains(all.id(i)) || hashes.contains(&all.hash(i).0))
+            .map(|i| key_info(&all.look(i), dict))
             .collect();
         Verifier::build(vault.hash_key().duplicate(), vault.revision(), keys)
     }
@@ -707,6 +733,85 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A verifier of only the records some keys could match gives those keys the verdicts
+    /// (code and key) of the verifier of every record: valid, revoked, expired, wrong
+    /// secret behind a known id, unknown id, imported keys by hash, malformed; alone and
+    /// together.
+    #[test]
+    fn a_verifier_for_some_keys_judges_them_as_the_whole_one() {
+        let (mut v, keys) = cheap_vault();
+        let now = Utc::now();
+        for i in 0..60 {
+            v.create_key(
+                NewKey {
+                    name: format!("filler {i}"),
+                    description: String::new(),
+                    expires_at: None,
+                    permissions: vec!["info".parse().unwrap()],
+                },
+                now,
+            );
+        }
+        let legacy = "sk-imported-0123456789abcdefghijklmnopqrstuvwxyz";
+        let hash = v.keyed_hash(legacy);
+        v.payload_mut_unchecked()
+            .keys
+            .push(crate::vault::KeyRecord {
+                id: "old-id".into(),
+                name: "imported".into(),
+                description: String::new(),
+                created_at: now,
+                expires_at: None,
+                revoked_at: None,
+                permissions: vec!["info".parse().unwrap()],
+                metadata: serde_json::Map::new(),
+                secret: SecretString::new(legacy.into()),
+                hash,
+                rotated_from: None,
+                rotated_to: None,
+            });
+        let v = Vault::open(&v.to_bytes(), &SecretString::new("p".into())).unwrap();
+        let good = keys[0].1.expose().to_string();
+        let presented: Vec<String> = vec![
+            good.clone(),
+            keys[1].1.expose().into(),
+            keys[2].1.expose().into(),
+            format!("{}{}", &good[..21], "0".repeat(64)),
+            format!("mcp_{}_{}", "f".repeat(16), "0".repeat(64)),
+            legacy.into(),
+            "sk-imported-but-not-this-one-0123456789abcdefghij".into(),
+            "mcp_x".into(),
+        ];
+        let whole = Verifier::from_vault(&v);
+        let judged = |ver: &Verifier, k: &str| {
+            let d = ver.verify_at(k, &["info"], now);
+            (
+                d.code,
+                d.key
+                    .map(|i| (i.id.clone(), i.name.clone(), i.permissions.clone())),
+            )
+        };
+        let all: Vec<&str> = presented.iter().map(String::as_str).collect();
+        let together = Verifier::from_vault_for(&v, &all);
+        assert!(together.keys().len() < v.keys().len(), "a subset");
+        for k in &all {
+            assert_eq!(judged(&together, k), judged(&whole, k), "{k}");
+            let alone = Verifier::from_vault_for(&v, &[k]);
+            assert!(
+                alone.keys().len() <= 1,
+                "{k}: {} records",
+                alone.keys().len()
+            );
+            assert_eq!(judged(&alone, k), judged(&whole, k), "{k}");
+        }
+        assert_eq!(
+            judged(&whole, legacy).0,
+            Code::Valid,
+            "the imported key is found"
+        );
+        assert_eq!(judged(&whole, &good).0, Code::Valid);
     }
 
     #[test]

@@ -109,7 +109,10 @@ pub(super) fn verify(ctx: &mut Ctx, a: VerifyArgs) -> Result<()> {
     }
     let verifier = match &a.verifier {
         Some(p) => Verifier::from_file(p)?,
-        None => Verifier::from_vault(&ctx.store().open()?),
+        None => {
+            let keys: Vec<&str> = presented.iter().map(|k| k.expose()).collect();
+            Verifier::from_vault_for(&ctx.store().open()?, &keys)
+        }
     };
     let required: Vec<&str> = a.require.iter().map(|p| p.as_str()).collect();
     let verdicts = presented

@@ -220,7 +220,19 @@ impl Keys {
     /// from the payload without decoding (allocating) anything — for `list --json`, which
     /// renders every field of 100,000 records once.
     pub(crate) fn looks(&self) -> impl Iterator<Item = Look<'_>> + '_ {
-        self.entries.iter().map(|e| match (e.rec.get(), e.raw) {
+        self.entries.iter().map(|e| self.look_at(e))
+    }
+
+    /// Record `i` as a [`Look`].
+    ///
+    /// # Panics
+    /// When `i` is out of range.
+    pub(crate) fn look(&self, i: usize) -> Look<'_> {
+        self.look_at(&self.entries[i])
+    }
+
+    fn look_at<'a>(&'a self, e: &'a Entry) -> Look<'a> {
+        match (e.rec.get(), e.raw) {
             (Some(r), _) => Look::Record(r),
             (None, Some(raw)) => Look::InPlace(
                 crate::vault::v2::codec::view_record(
@@ -230,7 +242,7 @@ impl Keys {
                 .expect("the record was validated when it was read"),
             ),
             (None, None) => unreachable!("an entry without its bytes holds its record"),
-        })
+        }
     }
 
     /// The permission names that [`Look::InPlace`] records' indexes refer to.
@@ -318,6 +330,16 @@ pub(crate) enum Look<'a> {
     Record(&'a KeyRecord),
     /// Read in place from the payload; permission indexes refer to [`Keys::dict`].
     InPlace(crate::vault::v2::codec::RecordRef<'a>),
+}
+
+impl Look<'_> {
+    /// The key's name.
+    pub(crate) fn name(&self) -> &str {
+        match self {
+            Look::Record(k) => &k.name,
+            Look::InPlace(r) => r.name,
+        }
+    }
 }
 
 /// One record as the encoder sees it.

@@ -748,7 +748,7 @@ impl Vault {
     pub fn select(&self, sel: Selector<'_>) -> Result<usize> {
         match sel {
             Selector::Id(id) => self.find(id).map_err(|e| match e {
-                Error::KeyNotFound { message } if self.keys().iter().any(|k| k.name == id) => {
+                Error::KeyNotFound { message } if self.keys().looks().any(|k| k.name() == id) => {
                     Error::KeyNotFound {
                         message: format!("{message} (a key has that name: select it with --name)"),
                     }
@@ -756,8 +756,10 @@ impl Vault {
                 other => other,
             }),
             Selector::Name(name) => {
-                let hits: Vec<usize> = (0..self.keys().len())
-                    .filter(|&i| self.keys()[i].name == name)
+                // Names are compared in place: no record is decoded (and kept) to be looked at.
+                let hits: Vec<usize> = (self.keys().looks().enumerate())
+                    .filter(|(_, k)| k.name() == name)
+                    .map(|(i, _)| i)
                     .collect();
                 match hits.as_slice() {
                     [i] => Ok(*i),
@@ -765,10 +767,7 @@ impl Vault {
                         message: format!("no key is named \"{}\"", sanitize(name)),
                     }),
                     many => {
-                        let ids: Vec<String> = many
-                            .iter()
-                            .map(|&i| self.keys()[i].id.to_string())
-                            .collect();
+                        let ids: Vec<&str> = many.iter().map(|&i| self.keys().id(i)).collect();
                         Err(Error::failed(format!(
                             "{} keys are named \"{}\": {}; give an id instead",
                             many.len(),
@@ -1008,6 +1007,36 @@ mod tests {
             iterations: 1,
             parallelism: 1,
         }
+    }
+
+    /// Selecting by name (and the hint that an id is a name) reads names in place: at
+    /// 100,000 keys nothing is decoded and kept to be looked at.
+    #[test]
+    fn selecting_by_name_decodes_nothing() {
+        let mut v = test_vault();
+        let now = chrono::DateTime::from_timestamp(1_780_000_000, 0).unwrap();
+        for name in ["alpha", "twin", "beta", "twin"] {
+            v.create_key(
+                NewKey {
+                    name: name.into(),
+                    description: String::new(),
+                    expires_at: None,
+                    permissions: vec![],
+                },
+                now,
+            );
+        }
+        let v = Vault::open(&v.to_bytes(), &SecretString::new("p".into())).unwrap();
+        assert_eq!(v.select(Selector::Name("beta")).unwrap(), 2);
+        let twins = v.select(Selector::Name("twin")).unwrap_err().to_string();
+        assert!(
+            twins.contains(v.keys().id(1)) && twins.contains(v.keys().id(3)),
+            "{twins}"
+        );
+        let hint = v.select(Selector::Id("alpha")).unwrap_err().to_string();
+        assert!(hint.contains("a key has that name"), "{hint}");
+        assert!(v.select(Selector::Name("gamma")).is_err());
+        assert_eq!(v.keys().decoded_count(), 0);
     }
 
     #[test]
