@@ -177,9 +177,7 @@ fn key_info(look: &crate::vault::keyset::Look<'_>, dict: &[crate::vault::Permiss
             name: Some(r.name.to_string()),
             hash: *r.hash,
             revoked: r.revoked_at.is_some(),
-            expires_at: r.expires_at.map(|(secs, nanos)| {
-                DateTime::from_timestamp(secs, nanos).expect("range-checked when read")
-            }),
+            expires_at: r.expires_at.map(crate::vault::v2::codec::datetime),
             permissions: r
                 .permission_indexes()
                 .map(|i| dict[i].as_str().to_string())

@@ -12,7 +12,7 @@ use crate::cli::ListArgs;
 use crate::display::{sanitize, truncate};
 use crate::vault::keyset::Look;
 use crate::vault::records::{expires_within, write_time};
-use crate::vault::v2::codec::{IdRef, TimeParts};
+use crate::vault::v2::codec::{datetime, IdRef, TimeParts};
 use crate::vault::{KeyRecord, Status};
 
 /// A row of the table.
@@ -80,9 +80,10 @@ fn passes_at(
         .is_none_or(|d| status == Status::Active && expires_within(expires_at, now, i64::from(d)))
 }
 
-fn last_used(k: &KeyRecord, usage: &Usage) -> Option<String> {
+/// When the key with this id was last used, as `serve` recorded it.
+fn last_used(id: &str, usage: &Usage) -> Option<String> {
     usage
-        .get(k.id.as_str())
+        .get(id)
         .and_then(|u| u.last_used_at.as_ref())
         .map(crate::vault::records::fmt_time)
 }
@@ -137,7 +138,7 @@ impl Serialize for Streamed<'_> {
                     now: self.now,
                 },
                 key_hint: self.a.show_keys.then(|| hint(&k)),
-                last_used_at: last_used(&k, self.usage),
+                last_used_at: last_used(k.id.as_str(), self.usage),
             })?;
         }
         seq.end()
@@ -277,10 +278,6 @@ fn parts(t: &DateTime<Utc>) -> TimeParts {
     (t.timestamp(), t.timestamp_subsec_nanos())
 }
 
-fn time_of((secs, nanos): TimeParts) -> DateTime<Utc> {
-    DateTime::from_timestamp(secs, nanos).expect("range-checked when read")
-}
-
 /// A stored id as text: a modern id's hex digits (plain) in `buf`, or the imported text.
 fn id_text<'a>(id: &IdRef<'a>, buf: &'a mut [u8; 16]) -> Text<'a> {
     match id {
@@ -343,19 +340,12 @@ impl Streamed<'_> {
                     (f, hint)
                 }
             };
-            let expires_at = f.expires_at.map(time_of);
+            let expires_at = f.expires_at.map(datetime);
             let status = Status::of(f.revoked_at.is_some(), expires_at, self.now);
             if !passes_at(status, expires_at, self.a, self.now) {
                 continue;
             }
-            let last_used_at = if self.usage.is_empty() {
-                None
-            } else {
-                self.usage
-                    .get(f.id.0)
-                    .and_then(|u| u.last_used_at.as_ref())
-                    .map(crate::vault::records::fmt_time)
-            };
+            let last_used_at = last_used(f.id.0, self.usage);
             buf.extend_from_slice(if first { b"\n  {" } else { b",\n  {" });
             first = false;
             render(

@@ -427,6 +427,9 @@ impl<'a> Reader<'a> {
         out.copy_from_slice(self.take(N)?);
         Ok(out)
     }
+    fn array_ref<const N: usize>(&mut self) -> Result<&'a [u8; N]> {
+        Ok(self.take(N)?.try_into().expect("take gives N bytes"))
+    }
     fn byte(&mut self) -> Result<u8> {
         Ok(self.take(1)?[0])
     }
@@ -540,9 +543,6 @@ impl<'a> Reader<'a> {
             None
         })
     }
-    fn check_opt_time(&mut self) -> Result<()> {
-        self.opt_checked_time().map(drop)
-    }
     fn id_ref(&mut self) -> Result<IdRef<'a>> {
         match self.byte()? {
             0 => Ok(IdRef::Hex(self.array()?)),
@@ -566,65 +566,95 @@ impl<'a> Reader<'a> {
     fn opt_id(&mut self) -> Result<Option<String>> {
         Ok(self.opt_id_ref()?.map(IdRef::to_id))
     }
-    fn metadata(&mut self) -> Result<serde_json::Map<String, serde_json::Value>> {
-        metadata(self.bytes()?)
+    /// Reads one record in place, each field checked as far as the record alone allows
+    /// (its permission indexes against `ndict` dictionary entries); also where its
+    /// permission list starts and ends and its hash starts, as lengths remaining in the
+    /// reader. The one walk over a record's fields: the check on open, `list --json`, the
+    /// verifier and the decoder all read records through it.
+    fn record(&mut self, ndict: usize) -> Result<(RecordRef<'a>, [usize; 3])> {
+        let id = self.id_ref()?;
+        let name = self.str()?;
+        let description = self.str()?;
+        let created_at = self.checked_time()?;
+        let expires_at = self.opt_checked_time()?;
+        let revoked_at = self.opt_checked_time()?;
+        // The permission list, its count included (what the encoder rewrites when the
+        // dictionary's order moves); `perms` is the indexes after the count.
+        let at_perms = self.b.len();
+        let nperm = self.count(1)?;
+        let perms = self.b;
+        for _ in 0..nperm {
+            if usize::try_from(self.varint()?).map_or(true, |i| i >= ndict) {
+                return Err(bad(
+                    "a permission index is outside the dictionary or out of order",
+                ));
+            }
+        }
+        let at_perms_end = self.b.len();
+        let perms = &perms[..perms.len() - at_perms_end];
+        let metadata = self.bytes()?;
+        let secret = match self.byte()? {
+            0 => {
+                if !matches!(id, IdRef::Hex(_)) {
+                    return Err(bad("a raw secret belongs to a key without a modern id"));
+                }
+                SecretRef::Raw(self.array_ref()?)
+            }
+            1 => {
+                let mut buf = [0u8; 16];
+                let s = self.str()?;
+                if modern_secret(id.as_str(&mut buf), s).is_some() {
+                    return Err(bad("a modern key is stored as text"));
+                }
+                SecretRef::Text(s)
+            }
+            _ => return Err(bad("unknown secret encoding")),
+        };
+        let at_hash = self.b.len();
+        let hash = self.array_ref()?;
+        let rotated_from = self.opt_id_ref()?;
+        let rotated_to = self.opt_id_ref()?;
+        let v = RecordRef {
+            id,
+            name,
+            description,
+            created_at,
+            expires_at,
+            revoked_at,
+            perms,
+            nperm,
+            metadata,
+            secret,
+            hash,
+            rotated_from,
+            rotated_to,
+        };
+        Ok((v, [at_perms, at_perms_end, at_hash]))
     }
-    /// Checks a record as [`decode_record`] reads it, and the first-use order of its
-    /// permission indexes (`used`: how many dictionary entries came before), building only
-    /// its id. Returns the id and where (as remaining lengths) its permission list starts
-    /// and ends and its hash starts.
+    /// Checks a record as [`decode_record`] reads it, and what only the whole payload can
+    /// tell: the first-use order of its permission indexes (`used`: how many dictionary
+    /// entries came before) and that its metadata is canonical. Returns its id and where
+    /// (as remaining lengths) its permission list starts and ends and its hash starts.
     fn check_record(
         &mut self,
         ndict: usize,
         used: &mut usize,
     ) -> Result<(IdRef<'a>, usize, usize, usize)> {
-        let id = self.id_ref()?;
-        self.str()?;
-        self.str()?;
-        self.check_time()?;
-        self.check_opt_time()?;
-        self.check_opt_time()?;
-        let perms = self.b.len();
-        let nperm = self.count(1)?;
-        for _ in 0..nperm {
-            let i = self.varint()?;
-            // Entries are in first-use order (one encoding per payload): an index is
-            // either one already used or exactly the next one.
-            let i = usize::try_from(i)
-                .ok()
-                .filter(|&i| i <= *used && i < ndict)
-                .ok_or_else(|| {
-                    bad("a permission index is outside the dictionary or out of order")
-                })?;
+        let (v, [perms, perms_end, hash]) = self.record(ndict)?;
+        // Entries are in first-use order (one encoding per payload): an index is either
+        // one already used or exactly the next one.
+        for i in v.permission_indexes() {
+            if i > *used {
+                return Err(bad(
+                    "a permission index is outside the dictionary or out of order",
+                ));
+            }
             if i == *used {
                 *used += 1;
             }
         }
-        let perms_end = self.b.len();
-        self.metadata()?;
-        match self.byte()? {
-            0 => {
-                self.take(32)?;
-                if !matches!(id, IdRef::Hex(_)) {
-                    return Err(bad("a raw secret belongs to a key without a modern id"));
-                }
-            }
-            1 => {
-                let mut buf = [0u8; 16];
-                if modern_secret(id.as_str(&mut buf), self.str()?).is_some() {
-                    return Err(bad("a modern key is stored as text"));
-                }
-            }
-            _ => return Err(bad("unknown secret encoding")),
-        }
-        let hash = self.b.len();
-        self.take(32)?;
-        for _ in 0..2 {
-            if self.flag()? {
-                self.check_id()?;
-            }
-        }
-        Ok((id, perms, perms_end, hash))
+        metadata(v.metadata)?;
+        Ok((v.id, perms, perms_end, hash))
     }
     /// Checks an id as [`Reader::id_ref`] reads it.
     fn check_id(&mut self) -> Result<()> {
@@ -860,7 +890,7 @@ pub fn decode_owned(mut buf: Zeroizing<Vec<u8>>, events: Events) -> Result<Paylo
 }
 
 /// An id as stored: the 8 bytes of a modern (16 hex digit) id, or the text of any other.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum IdRef<'a> {
     /// A modern id's bytes.
     Hex([u8; 8]),
@@ -902,6 +932,11 @@ pub(crate) enum SecretRef<'a> {
 
 /// A time as stored: seconds since the epoch and nanoseconds, already range-checked.
 pub(crate) type TimeParts = (i64, u32);
+
+/// The time a record read in place holds (its parts were range-checked when read).
+pub(crate) fn datetime((secs, nanos): TimeParts) -> DateTime<Utc> {
+    DateTime::from_timestamp(secs, nanos).expect("range-checked when read")
+}
 
 /// One record read in place: every field borrowed from the payload, nothing allocated
 /// (what `list --json` renders, and what [`decode_record`] builds a [`KeyRecord`] from).
@@ -969,59 +1004,11 @@ impl<'a> RecordRef<'a> {
 /// [`Error::Corrupt`] for anything malformed.
 pub(crate) fn view_record(bytes: &[u8], ndict: usize) -> Result<RecordRef<'_>> {
     let mut r = Reader { b: bytes };
-    let id = r.id_ref()?;
-    let name = r.str()?;
-    let description = r.str()?;
-    let created_at = r.checked_time()?;
-    let expires_at = r.opt_checked_time()?;
-    let revoked_at = r.opt_checked_time()?;
-    let nperm = r.count(1)?;
-    let perms = r.b;
-    for _ in 0..nperm {
-        if usize::try_from(r.varint()?).map_or(true, |i| i >= ndict) {
-            return Err(bad("a permission index is outside the dictionary"));
-        }
-    }
-    let perms = &perms[..perms.len() - r.b.len()];
-    let metadata = r.bytes()?;
-    let secret = match r.byte()? {
-        0 => {
-            if !matches!(id, IdRef::Hex(_)) {
-                return Err(bad("a raw secret belongs to a key without a modern id"));
-            }
-            SecretRef::Raw(r.take(32)?.try_into().expect("32 bytes"))
-        }
-        1 => {
-            let mut buf = [0u8; 16];
-            let s = r.str()?;
-            if modern_secret(id.as_str(&mut buf), s).is_some() {
-                return Err(bad("a modern key is stored as text"));
-            }
-            SecretRef::Text(s)
-        }
-        _ => return Err(bad("unknown secret encoding")),
-    };
-    let hash = r.take(32)?.try_into().expect("32 bytes");
-    let rotated_from = r.opt_id_ref()?;
-    let rotated_to = r.opt_id_ref()?;
+    let (v, _) = r.record(ndict)?;
     if !r.b.is_empty() {
         return Err(bad("a record holds more bytes than its fields"));
     }
-    Ok(RecordRef {
-        id,
-        name,
-        description,
-        created_at,
-        expires_at,
-        revoked_at,
-        perms,
-        nperm,
-        metadata,
-        secret,
-        hash,
-        rotated_from,
-        rotated_to,
-    })
+    Ok(v)
 }
 
 /// Decodes one record that fills `bytes` exactly, with the dictionary it was written with
@@ -1031,18 +1018,15 @@ pub(crate) fn view_record(bytes: &[u8], ndict: usize) -> Result<RecordRef<'_>> {
 /// [`Error::Corrupt`] for anything malformed.
 pub(crate) fn decode_record(bytes: &[u8], dict: &[Permission]) -> Result<KeyRecord> {
     let v = view_record(bytes, dict.len())?;
-    let time = |(secs, nanos): TimeParts| {
-        DateTime::from_timestamp(secs, nanos).expect("range-checked when read")
-    };
     let metadata = metadata(v.metadata)?;
     let secret = v.secret();
     Ok(KeyRecord {
         id: KeyId::from(v.id.to_id()),
         name: v.name.to_owned(),
         description: v.description.to_owned(),
-        created_at: time(v.created_at),
-        expires_at: v.expires_at.map(time),
-        revoked_at: v.revoked_at.map(time),
+        created_at: datetime(v.created_at),
+        expires_at: v.expires_at.map(datetime),
+        revoked_at: v.revoked_at.map(datetime),
         permissions: v.permission_indexes().map(|i| dict[i].clone()).collect(),
         metadata,
         secret,

@@ -228,9 +228,7 @@ pub fn detect(bytes: &[u8]) -> Result<Detected> {
     }
     // A format-2 file in the writer's layout is recognised without scanning its ciphertext
     // (what `Header::parse` accepts this way, the probe below would send to it as well).
-    if let Some(h) =
-        split_ciphertext(bytes).and_then(|(json, text)| Header::from_json(&json, Some(text)).ok())
-    {
+    if let Some(h) = parse_cut(bytes) {
         return Ok(Detected::V2(h));
     }
     if let Ok(p) = serde_json::from_slice::<VersionProbe<'_>>(bytes) {
@@ -264,6 +262,18 @@ fn corrupt(what: impl std::fmt::Display) -> Error {
     ))
 }
 
+/// How the writer's file goes on at the ciphertext's base64, and how it ends after it.
+const CIPHERTEXT_OPENS: &[u8] = b"\"ciphertext\": \"";
+const CIPHERTEXT_CLOSES: &[u8] = b"\"\n}\n";
+
+/// The header of a file in the writer's layout, parsed with the ciphertext's text cut out
+/// ([`split_ciphertext`]); `None` for any other layout or any failure (the whole parse
+/// then decides).
+fn parse_cut(bytes: &[u8]) -> Option<Header> {
+    let (json, text) = split_ciphertext(bytes)?;
+    Header::from_json(&json, Some(text)).ok()
+}
+
 /// The JSON text of a file laid out as [`Header::to_bytes`] writes it, ending
 /// `"ciphertext": "<base64>"\n}\n`, with the base64 cut out (`"ciphertext": ""`), and the
 /// base64. `None` for any other layout.
@@ -274,19 +284,17 @@ fn corrupt(what: impl std::fmt::Display) -> Error {
 /// outermost `ciphertext` (unknown and repeated fields are refused); the base64 decoder
 /// then refuses anything in it that is not base64, backslashes and controls included.
 fn split_ciphertext(bytes: &[u8]) -> Option<(Vec<u8>, &[u8])> {
-    const KEY: &[u8] = b"\"ciphertext\": \"";
-    const TAIL: &[u8] = b"\"\n}\n";
     // Everything before the ciphertext (32 slots at their largest) is well under 1 MiB: a
     // file whose last string starts later is not the writer's, and is not copied.
     const BEFORE_MAX: usize = 1 << 20;
-    let body = bytes.strip_suffix(TAIL)?;
+    let body = bytes.strip_suffix(CIPHERTEXT_CLOSES)?;
     let open = memchr::memrchr(b'"', body)?;
-    if open > BEFORE_MAX || !body[..=open].ends_with(KEY) {
+    if open > BEFORE_MAX || !body[..=open].ends_with(CIPHERTEXT_OPENS) {
         return None;
     }
-    let mut json = Vec::with_capacity(open + 1 + TAIL.len());
+    let mut json = Vec::with_capacity(open + 1 + CIPHERTEXT_CLOSES.len());
     json.extend_from_slice(&body[..=open]);
-    json.extend_from_slice(TAIL);
+    json.extend_from_slice(CIPHERTEXT_CLOSES);
     Some((json, &body[open + 1..]))
 }
 
@@ -377,10 +385,8 @@ impl Header {
         // text (nearly all of the file), which serde_json would otherwise scan character
         // by character for escapes base64 never holds; anything else, and any failure,
         // takes the whole parse, so errors are the same either way.
-        if let Some((json, text)) = split_ciphertext(bytes) {
-            if let Ok(h) = Header::from_json(&json, Some(text)) {
-                return Ok(h);
-            }
+        if let Some(h) = parse_cut(bytes) {
+            return Ok(h);
         }
         Header::from_json(bytes, None)
     }
@@ -560,12 +566,17 @@ impl Header {
         let mut head = Vec::with_capacity(4096);
         serde_json::to_writer_pretty(&mut head, &out)
             .expect("serializing plain structs cannot fail");
-        const TAIL: &[u8] = b"\"\n}";
+        // serde_json ends it `"ciphertext": ""\n}`: the base64 goes between the quotes.
+        let closes = &CIPHERTEXT_CLOSES[..CIPHERTEXT_CLOSES.len() - 1];
         assert!(
-            head.ends_with(b"\"ciphertext\": \"\"\n}"),
+            head.ends_with(closes),
             "the ciphertext is the header's last field"
         );
-        head.truncate(head.len() - TAIL.len());
+        head.truncate(head.len() - closes.len());
+        assert!(
+            head.ends_with(CIPHERTEXT_OPENS),
+            "the ciphertext is the header's last field"
+        );
         w.write_all(&head)?;
         // Whole groups of 3 bytes per piece, so only the last piece is padded.
         const PIECE: usize = 3 * 256 * 1024;
@@ -575,8 +586,7 @@ impl Header {
             base64_simd::STANDARD.encode_append(piece, &mut text);
             w.write_all(&text)?;
         }
-        w.write_all(TAIL)?;
-        w.write_all(b"\n")
+        w.write_all(CIPHERTEXT_CLOSES)
     }
 }
 
