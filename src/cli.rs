@@ -624,9 +624,10 @@ pub struct ServeArgs {
     /// request header `X-MCP-Require: a,b`.
     #[arg(long = "require", value_name = "PERMISSION")]
     pub require: Vec<String>,
-    /// Read JSON-RPC bodies: tools/call of X needs tools:call or tools:call:X,
+    /// Per-tool permissions from the Mcp-Method/Mcp-Name headers (protocol 2026-07-28) or
+    /// the JSON-RPC body (up to 1 MiB): tools/call of X needs tools:call or tools:call:X,
     /// resources/read needs resources:read, prompts/get of P needs prompts:get or
-    /// prompts:get:P (bodies up to 1 MiB).
+    /// prompts:get:P. A request showing neither is refused (403).
     #[arg(long)]
     pub tool_permissions: bool,
     /// Where to record each key's last use and counts [default: <VERIFIER>.usage.json].

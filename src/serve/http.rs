@@ -17,7 +17,7 @@ use hyper::{Request, Response, StatusCode};
 use serde_json::{json, Value};
 
 use super::metrics::BadBody;
-use super::State;
+use super::{tools, State};
 use crate::verify::{api_key_from_headers, Code, KeyInfo};
 
 /// Largest request body read with `--tool-permissions`.
@@ -172,32 +172,6 @@ pub fn header_safe(s: &str, spaces: bool) -> HeaderValue {
     HeaderValue::from_str(&out).expect("only visible ASCII and spaces remain")
 }
 
-/// What a JSON-RPC message (or batch) needs beyond the always-required permissions: a list
-/// of alternatives, each satisfied by any one of its permissions.
-pub fn needed_permissions(message: &Value) -> Vec<Vec<String>> {
-    let one = |m: &Value| -> Option<Vec<String>> {
-        let method = m.get("method")?.as_str()?;
-        let name = m
-            .get("params")
-            .and_then(|p| p.get("name"))
-            .and_then(Value::as_str);
-        let with_name = |base: &str| match name {
-            Some(n) => vec![base.to_string(), format!("{base}:{n}")],
-            None => vec![base.to_string()],
-        };
-        match method {
-            "tools/call" => Some(with_name("tools:call")),
-            "resources/read" => Some(vec!["resources:read".into()]),
-            "prompts/get" => Some(with_name("prompts:get")),
-            _ => None,
-        }
-    };
-    match message {
-        Value::Array(batch) => batch.iter().filter_map(one).collect(),
-        m => one(m).into_iter().collect(),
-    }
-}
-
 fn content_length(h: &HeaderMap) -> Option<u64> {
     h.get(header::CONTENT_LENGTH)?
         .to_str()
@@ -270,6 +244,69 @@ async fn read_body(
         }
     }
 }
+
+/// What the request needs under `--tool-permissions`, from its routing headers or its body
+/// (see `tools`); on failure the answer to send, 403 `METHOD_UNSEEN` when neither shows a
+/// method.
+async fn needed_by_request(
+    h: &HeaderMap,
+    body: Incoming,
+    st: &State,
+) -> Result<Vec<Vec<String>>, Response<Body>> {
+    let routing = tools::routing(h).map_err(|e| {
+        st.metrics.bad_body(BadBody::NotJson);
+        let why = match e {
+            tools::BadRouting::Malformed(why) => why,
+            tools::BadRouting::NameMissing => {
+                "the Mcp-Name header is required with this Mcp-Method"
+            }
+        };
+        rpc_error(StatusCode::BAD_REQUEST, HEADER_MISMATCH, why, "BAD_ROUTING")
+    })?;
+    if let Some(r) = &routing {
+        if r.checked_upstream {
+            // The server refuses a body that disagrees with these headers: no need to read it.
+            return Ok(tools::needed_for(&r.method, r.name.as_deref())
+                .into_iter()
+                .collect());
+        }
+    }
+    let bytes = read_body(body, h, st).await?;
+    if bytes.trim_ascii().is_empty() {
+        return Err(rpc_error(
+            StatusCode::FORBIDDEN,
+            -32003,
+            "--tool-permissions: the request shows no JSON-RPC method (no body, and no \
+             Mcp-Method header of protocol 2026-07-28 or later), so it is refused; forward \
+             the body to /auth or use a client that sends Mcp-Method",
+            "METHOD_UNSEEN",
+        ));
+    }
+    let Ok(message) = serde_json::from_slice::<Value>(&bytes) else {
+        st.metrics.bad_body(BadBody::NotJson);
+        return Err(rpc_error(
+            StatusCode::BAD_REQUEST,
+            -32700,
+            "the body is not JSON",
+            "PARSE_ERROR",
+        ));
+    };
+    if let Some(r) = &routing {
+        if !tools::body_matches(r, &message) {
+            st.metrics.bad_body(BadBody::NotJson);
+            return Err(rpc_error(
+                StatusCode::BAD_REQUEST,
+                HEADER_MISMATCH,
+                "the Mcp-Method/Mcp-Name headers do not match the request body",
+                "HEADER_MISMATCH",
+            ));
+        }
+    }
+    Ok(tools::needed_permissions(&message))
+}
+
+/// JSON-RPC error code for routing headers that disagree with the body (SEP-2243).
+const HEADER_MISMATCH: i64 = -32020;
 
 /// Most distinct permissions one request may require (`--require` and `X-MCP-Require`).
 const MAX_REQUIRED: usize = 64;
@@ -358,38 +395,32 @@ async fn auth(req: Request<Incoming>, st: &State) -> Response<Body> {
     };
 
     if st.tool_permissions {
-        let bytes = match read_body(body, h, st).await {
-            Ok(b) => b,
-            Err(r) => return r,
+        let needed = match needed_by_request(&parts.headers, body, st).await {
+            Ok(n) => n,
+            Err(r) => {
+                if r.status() == StatusCode::FORBIDDEN {
+                    decided(Code::InsufficientPermissions, Some(info));
+                }
+                return r;
+            }
         };
-        if !bytes.trim_ascii().is_empty() {
-            let Ok(message) = serde_json::from_slice::<Value>(&bytes) else {
-                st.metrics.bad_body(BadBody::NotJson);
-                return rpc_error(
-                    StatusCode::BAD_REQUEST,
-                    -32700,
-                    "the body is not JSON",
-                    "PARSE_ERROR",
-                );
-            };
-            let mut missing: Vec<String> = Vec::new();
-            for alternatives in needed_permissions(&message) {
-                if !alternatives.iter().any(|a| info.permissions.contains(a)) {
-                    // Name the narrowest permission that would do, if it can be quoted.
-                    let narrow = alternatives
-                        .iter()
-                        .rev()
-                        .find(|a| scope_safe(a))
-                        .unwrap_or(&alternatives[0]);
-                    if !missing.contains(narrow) {
-                        missing.push(narrow.clone());
-                    }
+        let mut missing: Vec<String> = Vec::new();
+        for alternatives in needed {
+            if !alternatives.iter().any(|a| info.permissions.contains(a)) {
+                // Name the narrowest permission that would do, if it can be quoted.
+                let narrow = alternatives
+                    .iter()
+                    .rev()
+                    .find(|a| scope_safe(a))
+                    .unwrap_or(&alternatives[0]);
+                if !missing.contains(narrow) {
+                    missing.push(narrow.clone());
                 }
             }
-            if !missing.is_empty() {
-                decided(Code::InsufficientPermissions, Some(info));
-                return forbidden(&missing);
-            }
+        }
+        if !missing.is_empty() {
+            decided(Code::InsufficientPermissions, Some(info));
+            return forbidden(&missing);
         }
     }
 
@@ -418,6 +449,7 @@ pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests {
+    use super::tools::needed_permissions;
     use super::*;
 
     #[test]

@@ -10,6 +10,7 @@
 
 pub mod http;
 pub mod metrics;
+pub mod tools;
 pub mod usage;
 
 use std::net::SocketAddr;
@@ -237,6 +238,9 @@ async fn serve(listen: SocketAddr, max_connections: usize, state: &Arc<State>) -
     // Signals are caught from here on, before anyone can know the address.
     let shutdown = shutdown_signal()?;
     tokio::pin!(shutdown);
+    if state.tool_permissions {
+        log(format_args!("{}", tools::DECIDES_FROM));
+    }
     {
         let v = state.watched.current();
         log(format_args!(

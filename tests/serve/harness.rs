@@ -129,6 +129,19 @@ impl Server {
         self.get("/auth", &[("X-API-Key", key)])
     }
 
+    /// `/auth` as nginx's `auth_request` sends a 2026-07-28 client's `tools/list`: headers
+    /// only, the method in `Mcp-Method`.
+    pub fn auth_routed(&self, key: &str) -> Resp {
+        self.get(
+            "/auth",
+            &[
+                ("X-API-Key", key),
+                ("MCP-Protocol-Version", "2026-07-28"),
+                ("Mcp-Method", "tools/list"),
+            ],
+        )
+    }
+
     pub fn metric(&self, line_start: &str) -> u64 {
         let m = self.get("/metrics", &[]);
         m.text()

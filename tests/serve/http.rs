@@ -251,6 +251,126 @@ fn rpc(method: &str, name: Option<&str>) -> serde_json::Value {
     m
 }
 
+/// A key limited to one tool must not reach another through the routing headers: they are
+/// trusted alone only where the protocol makes the server check them against the body.
+#[test]
+fn tool_permissions_from_mcp_method_headers_fail_closed() {
+    let s = setup(false);
+    let srv = Server::start(&s.verifier(), &["--tool-permissions"]);
+    assert!(
+        srv.log()
+            .contains("decided from the Mcp-Method/Mcp-Name headers"),
+        "start-up says what it decides from: {}",
+        srv.log()
+    );
+    let auth = |headers: &[(&str, &str)], body: &[u8]| srv.request("POST", "/auth", headers, body);
+    let key = s.good.key.as_str();
+    let v = ("MCP-Protocol-Version", "2026-07-28");
+    // Headers of protocol 2026-07-28: decided without a body (nginx auth_request).
+    let r = auth(
+        &[
+            ("X-API-Key", key),
+            v,
+            ("Mcp-Method", "tools/call"),
+            ("Mcp-Name", "echo"),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.raw);
+    let r = auth(
+        &[
+            ("X-API-Key", key),
+            v,
+            ("Mcp-Method", "tools/call"),
+            ("Mcp-Name", "rm"),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        r.header("WWW-Authenticate"),
+        Some("Bearer error=\"insufficient_scope\", scope=\"tools:call:rm\"")
+    );
+    // The name in the SEP-2243 Base64 form ("rm").
+    let r = auth(
+        &[
+            ("X-API-Key", key),
+            v,
+            ("Mcp-Method", "tools/call"),
+            ("Mcp-Name", "=?base64?cm0=?="),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        auth(&[("X-API-Key", key), v, ("Mcp-Method", "tools/list")], b"").status,
+        200
+    );
+    // A name-bearing method without Mcp-Name, a repeated header: 400.
+    let r = auth(&[("X-API-Key", key), v, ("Mcp-Method", "tools/call")], b"");
+    assert_eq!((r.status, r.code()), (400, "BAD_ROUTING".into()));
+    assert_eq!(r.json()["error"]["code"], -32020);
+    let r = auth(
+        &[
+            ("X-API-Key", key),
+            v,
+            ("Mcp-Method", "tools/list"),
+            ("Mcp-Method", "tools/call"),
+            ("Mcp-Name", "rm"),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 400);
+
+    // Older protocols (no header check upstream): the headers alone decide nothing.
+    for old in [
+        vec![
+            ("X-API-Key", key),
+            ("Mcp-Method", "tools/call"),
+            ("Mcp-Name", "echo"),
+        ],
+        vec![
+            ("X-API-Key", key),
+            ("MCP-Protocol-Version", "2025-11-25"),
+            ("Mcp-Method", "tools/call"),
+            ("Mcp-Name", "echo"),
+        ],
+    ] {
+        let r = auth(&old, b"");
+        assert_eq!(
+            (r.status, r.code()),
+            (403, "METHOD_UNSEEN".into()),
+            "{}",
+            r.raw
+        );
+        // With a body that disagrees with them: 400 -32020, not the header's verdict.
+        let r = auth(&old, rpc("tools/call", Some("rm")).to_string().as_bytes());
+        assert_eq!((r.status, r.code()), (400, "HEADER_MISMATCH".into()));
+        assert_eq!(r.json()["error"]["code"], -32020);
+        let r = auth(&old, rpc("tools/call", Some("echo")).to_string().as_bytes());
+        assert_eq!(r.status, 200);
+    }
+    // No routing header, no body: refused whatever the method.
+    for method in ["GET", "POST", "DELETE"] {
+        let r = srv.request(method, "/auth", &[("X-API-Key", key)], b"");
+        assert_eq!(
+            (r.status, r.code()),
+            (403, "METHOD_UNSEEN".into()),
+            "{method}"
+        );
+    }
+    // The key is still judged first.
+    let r = auth(
+        &[
+            ("X-API-Key", &s.revoked.key),
+            v,
+            ("Mcp-Method", "tools/list"),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 401);
+}
+
 #[test]
 fn tool_permissions_from_json_rpc_bodies() {
     let s = setup(false);
@@ -309,8 +429,19 @@ fn tool_permissions_from_json_rpc_bodies() {
         Some("Bearer error=\"insufficient_scope\", scope=\"tools:call:rm resources:read\"")
     );
 
-    // An empty body (GET of the event stream) needs nothing extra; not JSON is 400.
-    assert_eq!(srv.auth_x(&s.good.key).status, 200);
+    // Fail closed: a request showing no method (no body, no Mcp-Method: what nginx's
+    // auth_request sends) is refused, never allowed.
+    let r = srv.auth_x(&s.good.key);
+    assert_eq!(r.status, 403, "{}", r.raw);
+    assert_eq!(r.code(), "METHOD_UNSEEN");
+    assert_eq!(r.json()["error"]["code"], -32003);
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("Mcp-Method"));
+    let r = srv.request("POST", "/auth", &[("X-API-Key", &s.good.key)], b" \r\n");
+    assert_eq!(r.code(), "METHOD_UNSEEN");
+    // Not JSON is 400.
     let r = srv.request(
         "POST",
         "/auth",
@@ -435,7 +566,7 @@ fn sigterm_finishes_the_request_in_flight_and_flushes_usage() {
         &["--tool-permissions", "--usage", usage.to_str().unwrap()],
     );
     for _ in 0..3 {
-        assert_eq!(srv.auth_x(&s.good.key).status, 200);
+        assert_eq!(srv.auth_routed(&s.good.key).status, 200);
     }
     assert_eq!(srv.auth_x(&s.revoked.key).status, 401);
     assert_eq!(
@@ -557,7 +688,7 @@ fn hostile_clients_do_not_stop_well_behaved_ones() {
     let r = read_response(&mut c);
     assert_eq!(r.status, 408, "{}", r.raw);
     assert!(t0.elapsed() < Duration::from_secs(5));
-    assert_eq!(tp.auth_x(&s.good.key).status, 200);
+    assert_eq!(tp.auth_routed(&s.good.key).status, 200);
 
     // Bodies in memory are bounded across connections, not only per connection (review of
     // this turn): with 64 bodies half-sent, the next body waits for a place and is told
@@ -584,7 +715,11 @@ fn hostile_clients_do_not_stop_well_behaved_ones() {
     )
     .unwrap();
     let t0 = Instant::now();
-    assert_eq!(tp.auth_x(&s.good.key).status, 200, "a GET is not held up");
+    assert_eq!(
+        tp.auth_routed(&s.good.key).status,
+        200,
+        "a request decided from its headers is not held up"
+    );
     assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
     let r = read_response(&mut c);
     // Its body was complete, yet it was answered only once the held bodies timed out and

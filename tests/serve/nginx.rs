@@ -211,6 +211,92 @@ fn probe(port: u16, key: &str) -> (u16, Option<String>) {
     (status, www)
 }
 
+/// nginx (the configuration of docs/serve.md) → `serve` → the SDK's MCP server, all on
+/// loopback, stopped on drop.
+struct Stack {
+    serve: Server,
+    _kids: Kill,
+    port: u16,
+    seen: PathBuf,
+}
+
+impl Stack {
+    fn start(
+        nginx: &Path,
+        python: &str,
+        dir: &Path,
+        verifier: &Path,
+        serve_args: &[&str],
+    ) -> Stack {
+        let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/serve/mcp");
+        let serve = Server::start(verifier, serve_args);
+        let mut kids = Kill(Vec::new());
+        let mcp_port = free_port();
+        let seen = dir.join("seen-key-ids.txt");
+        kids.0.push(
+            Command::new(python)
+                .arg(scripts.join("server.py"))
+                .arg(mcp_port.to_string())
+                .arg(&seen)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(dir.join("mcp-server.log")).unwrap())
+                .spawn()
+                .unwrap(),
+        );
+        wait_for_port(mcp_port, "the MCP server", &mut kids);
+        let port = free_port();
+        let conf = dir.join("nginx.conf");
+        std::fs::write(&conf, nginx_conf(dir, port, &serve.addr, mcp_port)).unwrap();
+        kids.0.push(
+            Command::new(nginx)
+                .arg("-p")
+                .arg(dir)
+                .arg("-c")
+                .arg(&conf)
+                .arg("-e")
+                .arg(dir.join("nginx-error.log"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        wait_for_port(port, "nginx", &mut kids);
+        Stack {
+            serve,
+            _kids: kids,
+            port,
+            seen,
+        }
+    }
+}
+
+/// A vault in `dir` with one key (`create` with `extra` arguments) and its published
+/// verifier: (key, id, verifier path).
+fn vault_with_key(dir: &Path, extra: &[&str]) -> (String, String, PathBuf) {
+    cli(
+        dir,
+        &["init", "--kdf-memory-kib", "19456", "--kdf-iterations", "2"],
+    );
+    let mut args = vec!["create", "e2e-bot", "--json"];
+    args.extend_from_slice(extra);
+    let created: serde_json::Value = serde_json::from_str(&cli(dir, &args)).unwrap();
+    let key = created["key"].as_str().unwrap().to_string();
+    let id = created["id"].as_str().unwrap().to_string();
+    let verifier = dir.join("verifier.json");
+    cli(dir, &["publish", verifier.to_str().unwrap()]);
+    (key, id, verifier)
+}
+
+fn logs(dir: &Path) -> String {
+    ["nginx-access.log", "nginx-error.log", "mcp-server.log"]
+        .iter()
+        .map(|f| std::fs::read_to_string(dir.join(f)).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[test]
 fn nginx_auth_request_serve_and_a_real_mcp_server() {
     let Some((nginx, python)) = prerequisites() else {
@@ -219,69 +305,20 @@ fn nginx_auth_request_serve_and_a_real_mcp_server() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/serve/mcp");
-
-    // A vault with one key, and its verifier, through the real CLI.
-    cli(
-        dir,
-        &["init", "--kdf-memory-kib", "19456", "--kdf-iterations", "2"],
-    );
-    let created: serde_json::Value =
-        serde_json::from_str(&cli(dir, &["create", "e2e-bot", "--json"])).unwrap();
-    let key = created["key"].as_str().unwrap().to_string();
-    let id = created["id"].as_str().unwrap().to_string();
-    let verifier = dir.join("verifier.json");
-    cli(dir, &["publish", verifier.to_str().unwrap()]);
-
-    let mut serve = Server::start(&verifier, &[]);
-    let mut kids = Kill(Vec::new());
-    let mcp_port = free_port();
-    let seen = dir.join("seen-key-ids.txt");
-    kids.0.push(
-        Command::new(&python)
-            .arg(scripts.join("server.py"))
-            .arg(mcp_port.to_string())
-            .arg(&seen)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("mcp-server.log")).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for_port(mcp_port, "the MCP server", &mut kids);
-    let port = free_port();
-    let conf = dir.join("nginx.conf");
-    std::fs::write(&conf, nginx_conf(dir, port, &serve.addr, mcp_port)).unwrap();
-    kids.0.push(
-        Command::new(&nginx)
-            .arg("-p")
-            .arg(dir)
-            .arg("-c")
-            .arg(&conf)
-            .arg("-e")
-            .arg(dir.join("nginx-error.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for_port(port, "nginx", &mut kids);
+    let (key, id, verifier) = vault_with_key(dir, &[]);
+    let stack = Stack::start(&nginx, &python, dir, &verifier, &[]);
+    let mut serve = stack.serve;
+    let (port, seen) = (stack.port, stack.seen);
+    let _kids = stack._kids;
     let url = format!("http://127.0.0.1:{port}/mcp");
     let client_py = scripts.join("client.py");
 
     // Valid key: the tool answers, and the MCP server learned the key id from nginx.
-    let logs = || {
-        ["nginx-access.log", "nginx-error.log", "mcp-server.log"]
-            .iter()
-            .map(|f| std::fs::read_to_string(dir.join(f)).unwrap_or_default())
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
     let (ok, out) = client(&python, &client_py, &url, Some(&key));
     assert!(
         ok && out.contains("RESULT echo: hello"),
         "{out}\n{}\n{}",
-        logs(),
+        logs(dir),
         serve.log()
     );
     let ids = std::fs::read_to_string(&seen).unwrap_or_default();
@@ -341,4 +378,132 @@ fn nginx_auth_request_serve_and_a_real_mcp_server() {
     assert_no_secret("serve's log", &log, &[&key, &wrong]);
     let nginx_log = std::fs::read_to_string(dir.join("nginx-access.log")).unwrap_or_default();
     assert_no_secret("nginx's access log", &nginx_log, &[&key, &wrong]);
+}
+
+/// A raw POST through nginx: the status and the whole answer (the SDK server answers in
+/// JSON or as an event stream; either is read to the end, bounded).
+fn post_raw(port: u16, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nConnection: close\r\n\
+         Content-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = s.take(1 << 20).read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+/// Per-tool permissions behind the documented nginx configuration (auth_request sends no
+/// body): a key limited to `echo` must not call `add`, whatever the client sends.
+#[test]
+fn nginx_per_tool_permissions_fail_closed() {
+    let Some((nginx, python)) = prerequisites() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/serve/mcp");
+    let (key, _id, verifier) = vault_with_key(dir, &["-p", "tools:call:echo"]);
+    let stack = Stack::start(&nginx, &python, dir, &verifier, &["--tool-permissions"]);
+    let url = format!("http://127.0.0.1:{}/mcp", stack.port);
+    let modern = scripts.join("modern_client.py");
+    let call = |tool: &str| {
+        let out = Command::new(&python)
+            .arg(&modern)
+            .arg(&url)
+            .arg(tool)
+            .env("MCP_TEST_KEY", &key)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+
+    // The SDK's 2026-07-28 client sends Mcp-Method/Mcp-Name: its tool works, the other is
+    // refused by serve (403) before the MCP server sees it.
+    let (ok, out) = call("echo");
+    assert!(
+        ok && out.contains("RESULT echo: hello"),
+        "{out}\n{}\n{}",
+        logs(dir),
+        stack.serve.log()
+    );
+    let (ok, out) = call("add");
+    assert!(
+        !ok && out.contains("403") && !out.contains("sum: 5"),
+        "{out}"
+    );
+
+    // The handshake-era client sends no routing header: nginx shows serve no method, and
+    // the request is refused instead of allowed.
+    let (ok, out) = client(&python, &scripts.join("client.py"), &url, Some(&key));
+    assert!(!ok && out.contains("statuses=[403"), "{out}");
+
+    // A hostile client naming `echo` in the headers and calling `add` in the body.
+    let bearer = format!("Bearer {key}");
+    let add = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add","arguments":{"a":2,"b":3},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+    // (a) with the 2026-07-28 version serve trusts the headers, and the SDK server refuses
+    //     the mismatch (SEP-2243): the tool never runs.
+    let (status, text) = post_raw(
+        stack.port,
+        &[
+            ("Authorization", &bearer),
+            ("MCP-Protocol-Version", "2026-07-28"),
+            ("Mcp-Method", "tools/call"),
+            ("Mcp-Name", "echo"),
+        ],
+        add,
+    );
+    assert!(
+        !text.contains("sum: 5"),
+        "the mismatch reached the tool: {text}"
+    );
+    assert!(text.contains("-32020") || status == 400, "{status} {text}");
+    // (b) with an older version (whose servers do not check the headers) serve decides
+    //     nothing from them and, seeing no body, refuses.
+    let (status, text) = post_raw(
+        stack.port,
+        &[
+            ("Authorization", &bearer),
+            ("MCP-Protocol-Version", "2025-11-25"),
+            ("Mcp-Method", "tools/call"),
+            ("Mcp-Name", "echo"),
+        ],
+        add,
+    );
+    assert_eq!(status, 403, "{text}");
+    assert!(!text.contains("sum: 5"));
+    assert!(
+        stack
+            .serve
+            .log()
+            .contains("decided from the Mcp-Method/Mcp-Name headers"),
+        "{}",
+        stack.serve.log()
+    );
+    let nginx_log = std::fs::read_to_string(dir.join("nginx-access.log")).unwrap_or_default();
+    assert_no_secret("nginx's access log", &nginx_log, &[&key]);
+    assert_no_secret("serve's log", &stack.serve.log(), &[&key]);
 }

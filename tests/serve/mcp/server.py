@@ -1,4 +1,4 @@
-"""A real MCP server from the official Python SDK: one tool (`echo`), streamable HTTP,
+"""A real MCP server from the official Python SDK: two tools (`echo`, `add`), streamable HTTP,
 served by uvicorn on 127.0.0.1. It has no key check of its own: nginx + `serve` guard it.
 
 Usage: server.py PORT SEEN_FILE
@@ -26,6 +26,12 @@ server = Server("echo-server")
 def echo(text: str) -> str:
     """Echo the text back."""
     return "echo: " + text
+
+
+@server.tool()
+def add(a: int, b: int) -> str:
+    """Add two integers (a second tool, for per-tool permissions)."""
+    return "sum: %d" % (a + b)
 
 
 app = server.streamable_http_app()
