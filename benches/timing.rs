@@ -15,7 +15,7 @@ mod common;
 use std::hint::black_box;
 use std::time::Instant;
 
-use mcp_key_manager::verify::{Code, Verifier};
+use mcp_key_manager::verify::{from_vault, Code};
 use mcp_key_manager::SecretString;
 use rand::Rng;
 
@@ -34,7 +34,7 @@ fn main() {
     println!("|---:|---|---:|---:|---:|");
     for n in common::sizes(&[1, 100_000]) {
         let (vault, keys) = common::build_vault(n, &pass, common::CHEAP_KDF, now);
-        let verifier = Verifier::from_vault(&vault);
+        let verifier = from_vault(&vault);
         let mut rng = rand::rngs::OsRng;
         // Up to 10,000 distinct keys of each kind, spread over the whole set and cycled a
         // batch at a time, so a large set pays its cache misses on both paths alike.

@@ -15,7 +15,7 @@ mod common;
 use std::hint::black_box;
 
 use hmac::{Hmac, Mac};
-use mcp_key_manager::verify::{Code, Verifier};
+use mcp_key_manager::verify::{from_vault, Code};
 use mcp_key_manager::SecretString;
 use rand::seq::SliceRandom;
 use sha2::Sha256;
@@ -80,7 +80,7 @@ fn main() {
     let mut worst_ratio: f64 = 0.0;
     for n in common::sizes(&[10, 10_000, 100_000]) {
         let (vault, keys) = common::build_vault(n, &pass, common::CHEAP_KDF, now);
-        let verifier = Verifier::from_vault(&vault);
+        let verifier = from_vault(&vault);
         let mut picks: Vec<&SecretString> = keys.iter().collect();
         picks.shuffle(&mut rand::rngs::OsRng);
         picks.truncate(10_000);

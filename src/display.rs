@@ -1,31 +1,12 @@
 //! Making stored text safe to print: names and descriptions may hold control characters
 //! or terminal escape sequences (from an old store), and must not drive the terminal.
 
-/// Escapes control characters (C0, DEL, C1) and bidi overrides as `\u{..}`.
-pub fn sanitize(s: &str) -> String {
-    if !s.chars().any(needs_escape) {
-        return s.to_string();
-    }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        if needs_escape(c) {
-            out.push_str(&format!("\\u{{{:x}}}", c as u32));
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
+pub use mcp_key_verifier::{escape_controls as sanitize, needs_escape};
 
 /// A path as it may appear in a message: escaped like a name, since a path can come from
 /// a planted symlink whose target holds terminal escapes (OSC 52 writes the clipboard).
 pub fn path(p: &std::path::Path) -> String {
     sanitize(&p.to_string_lossy())
-}
-
-/// Whether a character could change what a terminal shows.
-pub fn needs_escape(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Truncates to `width` characters, ending with an ellipsis when cut.

@@ -172,6 +172,17 @@ impl std::error::Error for Error {
     }
 }
 
+impl From<mcp_key_verifier::Error> for Error {
+    fn from(e: mcp_key_verifier::Error) -> Error {
+        match e {
+            mcp_key_verifier::Error::Io { path, source } => Error::io("read", &path, source),
+            mcp_key_verifier::Error::Invalid(m) => Error::Corrupt(m),
+            // The enum is non-exhaustive; a new kind of failure is a file we cannot use.
+            other => Error::Corrupt(other.to_string()),
+        }
+    }
+}
+
 /// Shorthand used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

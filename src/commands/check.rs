@@ -12,7 +12,7 @@ use crate::display::sanitize;
 use crate::envfile::Analysis as EnvFile;
 use crate::legacy::LegacyRecord;
 use crate::vault::{KeyId, Status, Vault};
-use crate::verify::{Code, Verifier};
+use crate::verify::Code;
 
 /// How much a finding matters: an error fails `check`, a warning only with `--strict`.
 #[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -253,7 +253,7 @@ fn env_key_findings(
         return None;
     };
     let key = SecretString::new(key);
-    let verifier = Verifier::from_vault(vault);
+    let verifier = crate::verify::from_vault(vault);
     let v = verifier.verify_at(key.expose(), &[], ctx.now);
     let Some(info) = v.key else {
         let m = format!(

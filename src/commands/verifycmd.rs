@@ -111,7 +111,7 @@ pub(super) fn verify(ctx: &mut Ctx, a: VerifyArgs) -> Result<()> {
         Some(p) => Verifier::from_file(p)?,
         None => {
             let keys: Vec<&str> = presented.iter().map(|k| k.expose()).collect();
-            Verifier::from_vault_for(&ctx.store().open()?, &keys)
+            crate::verify::from_vault_for(&ctx.store().open()?, &keys)
         }
     };
     let required: Vec<&str> = a.require.iter().map(|p| p.as_str()).collect();

@@ -24,8 +24,8 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::{Verifier, MAX_VERIFIER_BYTES};
 use crate::error::{Error, Result};
+use crate::Verifier;
 
 /// How often [`Watched::open`] looks at the file: a replaced file is in use within this
 /// time plus its parse.
@@ -163,7 +163,7 @@ struct Inner {
 /// A [`Verifier`] that follows its file. Cheap to read from many threads.
 ///
 /// ```
-/// use mcp_key_manager::verify::{Code, Watched};
+/// use mcp_key_verifier::{Code, Watched};
 /// # let dir = tempfile::tempdir().unwrap();
 /// # let path = dir.path().join("verifier.json");
 /// # std::fs::write(&path, r#"{"format":"mcp-key-verifier","version":1,"algorithm":"hmac-sha256",
@@ -174,7 +174,7 @@ struct Inner {
 /// let verifier = watched.current();
 /// assert_eq!(verifier.revision(), 3);
 /// assert_eq!(verifier.verify("mcp_x", &[]).code, Code::Malformed);
-/// # Ok::<(), mcp_key_manager::Error>(())
+/// # Ok::<(), mcp_key_verifier::Error>(())
 /// ```
 pub struct Watched {
     inner: Arc<Inner>,
@@ -197,7 +197,7 @@ impl Watched {
     ///
     /// # Errors
     /// As [`Verifier::from_file`]: [`Error::Io`] when the file cannot be read (also when
-    /// it does not exist), [`Error::Corrupt`] when it is not a verifier file.
+    /// it does not exist), [`Error::Invalid`] when it is not a verifier file.
     pub fn open(
         path: impl AsRef<Path>,
         on_event: impl Fn(ReloadEvent) + Send + Sync + 'static,
@@ -215,11 +215,7 @@ impl Watched {
         on_event: impl Fn(ReloadEvent) + Send + Sync + 'static,
     ) -> Result<Watched> {
         let path = path.as_ref().to_path_buf();
-        let (bytes, meta) =
-            crate::fsio::read_bounded_with_meta(&path, MAX_VERIFIER_BYTES, "verifier file")?
-                .ok_or_else(|| {
-                    Error::io("read", &path, io::Error::from(io::ErrorKind::NotFound))
-                })?;
+        let (bytes, meta) = crate::fs::read_verifier_file(&path)?;
         let verifier = Verifier::from_json(&bytes)?;
         let inner = Arc::new(Inner {
             path,
@@ -233,7 +229,7 @@ impl Watched {
         let thread = std::thread::Builder::new()
             .name("verifier-watch".into())
             .spawn(move || looper.run(interval))
-            .map_err(|e| Error::io("start a watcher thread for", &inner.path, e))?;
+            .map_err(|e| Error::io(&inner.path, e))?;
         Ok(Watched {
             inner,
             thread: Some(thread),
@@ -325,7 +321,7 @@ impl Inner {
                 if seen.is_some() {
                     *seen = None;
                     (self.on_event)(ReloadEvent::Rejected {
-                        error: Error::io("look at", &path, e),
+                        error: Error::io(&path, e),
                         path,
                         kept_revision: self.kept(),
                     });
@@ -336,15 +332,16 @@ impl Inner {
         if *seen == Some(now_id) {
             return;
         }
-        let read = crate::fsio::read_bounded_with_meta(&path, MAX_VERIFIER_BYTES, "verifier file");
+        let read = crate::fs::read_verifier_file(&path);
         let bytes = match read {
-            Ok(Some((bytes, meta))) => {
+            Ok((bytes, meta)) => {
                 // The identity of the bytes actually read: if the file was replaced again
                 // between the stat and the open, the next look sees no change.
                 *seen = Some(FileId::of(&meta));
                 bytes
             }
-            Ok(None) => return, // gone between stat and open; the next look reports it
+            // Gone between stat and open: the next look reports it.
+            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => return,
             Err(error) => {
                 *seen = Some(now_id);
                 (self.on_event)(ReloadEvent::Rejected {
