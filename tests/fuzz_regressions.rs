@@ -138,8 +138,8 @@ fn a_salt_longer_than_64_bytes_is_refused() {
 /// Issue 5, found with the allocation bound of the `vault_open` property: `Envelope::detect`
 /// built a full `serde_json::Value` tree of any file that was not a well-formed vault, so a
 /// 1 MB array of zeros cost one 16 MiB allocation (16x; about 4 GiB for a file at the 256 MB
-/// size bound), against DESIGN.md's "a hostile file cannot make the tool allocate
-/// gigabytes". Fixed in 0bdf668 (a streaming probe of the top level).
+/// size bound), against docs/vault-format-1.md's "a hostile file cannot make the tool
+/// allocate gigabytes". Fixed in 0bdf668 (a streaming probe of the top level).
 #[test]
 fn a_large_json_array_as_a_vault_needs_no_large_allocation() {
     let mut array = b"[".to_vec();

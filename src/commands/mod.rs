@@ -214,7 +214,7 @@ fn dispatch(ctx: &mut Ctx, command: Command) -> Result<()> {
     }
 }
 
-/// The documented exit code of an error (README, "Exit codes").
+/// The documented exit code of an error (docs/commands.md, "Exit codes").
 pub fn exit_code(e: &Error) -> u8 {
     match e.category() {
         Category::Failed => 1,

@@ -39,7 +39,7 @@ pub mod bounds {
     pub const PARALLELISM_MIN: u32 = 1;
     /// Largest number of lanes.
     pub const PARALLELISM_MAX: u32 = 16;
-    /// Salt length range in bytes (DESIGN.md).
+    /// Shortest salt in bytes (docs/vault-format-1.md, "Header").
     pub const SALT_MIN: usize = 16;
     /// Largest salt.
     pub const SALT_MAX: usize = 64;
