@@ -24,29 +24,19 @@ pub mod cli;
 #[doc(hidden)]
 pub mod commands;
 #[doc(hidden)]
-pub mod display;
-#[doc(hidden)]
 pub mod envfile;
 #[doc(hidden)]
 pub mod envstore;
-pub mod error;
-#[doc(hidden)]
-pub mod fsio;
-pub mod keyfmt;
-#[doc(hidden)]
-pub mod legacy;
 #[doc(hidden)]
 pub mod passphrase;
 #[doc(hidden)]
 pub mod publish;
-#[doc(hidden)]
-pub mod rng;
-pub mod secret;
 pub mod serve;
 #[doc(hidden)]
 pub mod sys;
-pub mod vault;
-pub mod verify;
+
+pub use mcp_key_vault as vault;
+pub use mcp_key_vault::{display, error, fsio, keyfmt, legacy, rng, secret, verify};
 
 pub use error::{Error, Result};
 pub use secret::{SecretBytes, SecretKey, SecretString};

@@ -3,21 +3,17 @@
 //! Invariant: a [`Vault`] only exists unlocked; it keeps the derived key so that saving
 //! needs no second key derivation, and every save uses a fresh random nonce.
 
-pub mod crypto;
-pub mod format;
-pub mod keyset;
-pub mod records;
-pub mod store;
-pub mod types;
-pub mod v2;
+use crate::{crypto, format, v2};
 
 use chrono::{DateTime, Duration, Utc};
 
-pub use format::{Detected, Envelope, KdfParams};
-pub use keyset::Keys;
-pub use records::{Event, History, KeyRecord, Payload, Published, Status, DEFAULT_PERMISSIONS};
-pub use store::{Interaction, Store};
-pub use types::{EventAction, InvalidPermission, KeyHash, KeyId, Permission};
+pub use crate::format::{Detected, Envelope, KdfParams};
+pub use crate::keyset::Keys;
+pub use crate::records::{
+    Event, History, KeyRecord, Payload, Published, Status, DEFAULT_PERMISSIONS,
+};
+pub use crate::store::{Interaction, Store};
+pub use crate::types::{EventAction, InvalidPermission, KeyHash, KeyId, Permission};
 
 use crate::display::sanitize;
 use crate::error::{Error, Result};
@@ -107,7 +103,7 @@ impl Vault {
     ///
     /// # Errors
     /// As [`crypto::derive_key`].
-    #[doc(hidden)]
+    #[cfg(any(test, feature = "test-support"))]
     pub fn create_format1(passphrase: &SecretString, kdf: KdfParams) -> Result<Vault> {
         kdf.check_bounds()?;
         let salt = crate::rng::bytes(SALT_LEN);
@@ -303,7 +299,7 @@ impl Vault {
 
     /// A copy of the format-2 data key, for tests that show a removed member's copy of
     /// it stops working. Never call it from the tool itself.
-    #[doc(hidden)]
+    #[cfg(any(test, feature = "test-support"))]
     pub fn data_key_for_tests(&self) -> Option<SecretKey> {
         match &self.seal {
             Seal::V2(s) => Some(s.data_key_for_tests()),
@@ -428,7 +424,7 @@ impl Vault {
     /// The payload for test fixtures and benchmarks that must build states no command
     /// makes (a key expired an hour ago, hostile names). Bypasses every invariant of
     /// this type: never call it from the tool itself.
-    #[doc(hidden)]
+    #[cfg(any(test, feature = "test-support"))]
     pub fn payload_mut_unchecked(&mut self) -> &mut Payload {
         &mut self.payload
     }
@@ -487,7 +483,7 @@ impl Vault {
     }
 
     /// The HMAC key of the keyed hashes.
-    pub(crate) fn hash_key(&self) -> &SecretKey {
+    pub fn hash_key(&self) -> &SecretKey {
         &self.payload.hash_key
     }
 
@@ -986,9 +982,9 @@ impl KeyCache {
     }
 }
 
-/// An empty vault for unit tests: passphrase `p`, the cheapest KDF the format allows.
-#[cfg(test)]
-pub(crate) fn test_vault() -> Vault {
+/// An empty vault for tests: passphrase `p`, the cheapest KDF the format allows.
+#[cfg(any(test, feature = "test-support"))]
+pub fn test_vault() -> Vault {
     let kdf = KdfParams {
         memory_kib: 8,
         iterations: 1,

@@ -18,11 +18,11 @@ pub use codec::Events;
 pub use header::{detect, Detected, Header, Slot, SlotKind};
 pub use slots::{AgeIdentity, Identities};
 
+use crate::crypto;
 use crate::error::{Error, Result};
+use crate::format::KdfParams;
+use crate::records::Payload;
 use crate::secret::{SecretKey, SecretString};
-use crate::vault::crypto;
-use crate::vault::format::KdfParams;
-use crate::vault::records::Payload;
 
 /// Most passphrase slots tried (one Argon2id each) by one unlock without `--slot`: a
 /// header with 32 passphrase slots costs at most this many derivations.
@@ -430,7 +430,7 @@ impl Sealing {
 
     /// A copy of the current data key. Only for tests that show a removed member's copy
     /// of the key stops working.
-    #[doc(hidden)]
+    #[cfg(any(test, feature = "test-support"))]
     pub fn data_key_for_tests(&self) -> SecretKey {
         self.data_key.duplicate()
     }

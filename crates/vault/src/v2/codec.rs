@@ -14,10 +14,10 @@ use chrono::{DateTime, Utc};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
+use crate::keyset::{Keys, Part, Plain, Raw, ReadId};
+use crate::records::{Event, History, KeyRecord, Payload, Published};
 use crate::secret::{SecretKey, SecretString};
-use crate::vault::keyset::{Keys, Part, Plain, Raw, ReadId};
-use crate::vault::records::{Event, History, KeyRecord, Payload, Published};
-use crate::vault::types::{EventAction, KeyHash, KeyId, Permission};
+use crate::types::{EventAction, KeyHash, KeyId, Permission};
 
 /// The first bytes of every format-2 payload (after decryption).
 pub const MAGIC: &[u8; 4] = b"MKP2";
@@ -393,7 +393,7 @@ pub fn encode(p: &Payload) -> Zeroizing<Vec<u8>> {
     let mut count = Counter(0);
     write_all(&mut count, p, &plan);
     let mut buf = Buf(Zeroizing::new(Vec::with_capacity(
-        count.0 + crate::vault::format::bounds::TAG_LEN,
+        count.0 + crate::format::bounds::TAG_LEN,
     )));
     write_all(&mut buf, p, &plan);
     debug_assert_eq!(buf.0.len(), count.0);
@@ -891,7 +891,7 @@ pub fn decode_owned(mut buf: Zeroizing<Vec<u8>>, events: Events) -> Result<Paylo
 
 /// An id as stored: the 8 bytes of a modern (16 hex digit) id, or the text of any other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum IdRef<'a> {
+pub enum IdRef<'a> {
     /// A modern id's bytes.
     Hex([u8; 8]),
     /// An imported id, as it was.
@@ -900,7 +900,7 @@ pub(crate) enum IdRef<'a> {
 
 impl<'a> IdRef<'a> {
     /// The id's text, using `buf` for a modern id's hex digits.
-    pub(crate) fn as_str<'b>(&self, buf: &'b mut [u8; 16]) -> &'b str
+    pub fn as_str<'b>(&self, buf: &'b mut [u8; 16]) -> &'b str
     where
         'a: 'b,
     {
@@ -931,42 +931,51 @@ pub(crate) enum SecretRef<'a> {
 }
 
 /// A time as stored: seconds since the epoch and nanoseconds, already range-checked.
-pub(crate) type TimeParts = (i64, u32);
+pub type TimeParts = (i64, u32);
 
 /// The time a record read in place holds (its parts were range-checked when read).
-pub(crate) fn datetime((secs, nanos): TimeParts) -> DateTime<Utc> {
+pub fn datetime((secs, nanos): TimeParts) -> DateTime<Utc> {
     DateTime::from_timestamp(secs, nanos).expect("range-checked when read")
 }
 
 /// One record read in place: every field borrowed from the payload, nothing allocated
-/// (what `list --json` renders, and what [`decode_record`] builds a [`KeyRecord`] from).
-pub(crate) struct RecordRef<'a> {
+/// (what `list --json` renders, and what `decode_record` builds a [`KeyRecord`] from).
+pub struct RecordRef<'a> {
+    /// The key id.
     pub id: IdRef<'a>,
+    /// The name.
     pub name: &'a str,
+    /// The description.
     pub description: &'a str,
+    /// When it was created.
     pub created_at: TimeParts,
+    /// When it expires, if ever.
     pub expires_at: Option<TimeParts>,
+    /// When it was revoked, if it was.
     pub revoked_at: Option<TimeParts>,
     /// The permission indexes (varints), `nperm` of them, checked against the dictionary.
     perms: &'a [u8],
     nperm: usize,
     /// Empty, or the canonical JSON text of a non-empty object.
     pub metadata: &'a [u8],
-    pub secret: SecretRef<'a>,
+    pub(crate) secret: SecretRef<'a>,
+    /// The keyed hash of the key.
     pub hash: &'a [u8; 32],
+    /// The key this one replaced (`rotate`).
     pub rotated_from: Option<IdRef<'a>>,
+    /// The key that replaced this one (`rotate`).
     pub rotated_to: Option<IdRef<'a>>,
 }
 
 impl<'a> RecordRef<'a> {
     /// The permissions, in the record's order, as dictionary indexes.
-    pub(crate) fn permission_indexes(&self) -> impl Iterator<Item = usize> + 'a {
+    pub fn permission_indexes(&self) -> impl Iterator<Item = usize> + 'a {
         let mut r = Reader { b: self.perms };
         (0..self.nperm).map(move |_| r.varint().expect("checked when viewed") as usize)
     }
 
     /// The whole key string, in zeroizing memory.
-    pub(crate) fn secret(&self) -> SecretString {
+    pub fn secret(&self) -> SecretString {
         match self.secret {
             SecretRef::Raw(raw) => {
                 let mut s = Zeroizing::new(Vec::with_capacity(85));
@@ -987,7 +996,7 @@ impl<'a> RecordRef<'a> {
     }
 
     /// Whether the key is not of this tool's format ([`KeyRecord::is_legacy`]).
-    pub(crate) fn is_legacy(&self) -> bool {
+    pub fn is_legacy(&self) -> bool {
         match (&self.secret, &self.id) {
             (SecretRef::Raw(_), _) => false,
             (SecretRef::Text(s), IdRef::Hex(_)) => !s.starts_with("mcp_"),
@@ -1208,7 +1217,7 @@ mod tests {
     #[test]
     fn a_leap_second_is_saved_as_the_nanosecond_before() {
         let mut p = sample();
-        let leap = crate::vault::records::parse_time("2016-12-31T23:59:60Z").unwrap();
+        let leap = crate::records::parse_time("2016-12-31T23:59:60Z").unwrap();
         assert!(
             leap.timestamp_subsec_nanos() >= 1_000_000_000,
             "chrono's leap second"
@@ -1216,7 +1225,7 @@ mod tests {
         p.keys[0].expires_at = Some(leap);
         p.keys[1].created_at = leap;
         let back = decode(&encode(&p), Events::All).unwrap();
-        let before = crate::vault::records::parse_time("2016-12-31T23:59:59.999999999Z").unwrap();
+        let before = crate::records::parse_time("2016-12-31T23:59:59.999999999Z").unwrap();
         assert_eq!(back.keys[0].expires_at, Some(before));
         assert_eq!(back.keys[1].created_at, before);
     }

@@ -14,8 +14,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::vault::format::{self, KdfParams, ARGON2_VERSION, FORMAT, MAX_FILE_BYTES};
-use crate::vault::records::{fmt_time, parse_time};
+use crate::format::{self, KdfParams, ARGON2_VERSION, FORMAT, MAX_FILE_BYTES};
+use crate::records::{fmt_time, parse_time};
 
 /// The format version this module reads and writes.
 pub const VERSION: u32 = 2;
@@ -393,7 +393,6 @@ impl Header {
 
     /// Parses the whole file, or (with `ciphertext`) a file whose ciphertext's text was cut
     /// out and is given apart.
-    #[doc(hidden)]
     pub fn from_json(bytes: &[u8], ciphertext: Option<&[u8]>) -> Result<Header> {
         let h: HeaderJson<'_> = serde_json::from_slice(bytes).map_err(|e| {
             if e.to_string().starts_with("more than") {

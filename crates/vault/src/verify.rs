@@ -12,8 +12,8 @@ use crate::vault::Vault;
 
 /// What a verifier keeps of one record: read in place where it is still encoded (only what
 /// a verifier keeps is copied), or copied from the record decoded earlier.
-fn key_info(look: &crate::vault::keyset::Look<'_>, dict: &[crate::vault::Permission]) -> KeyInfo {
-    use crate::vault::keyset::Look;
+fn key_info(look: &crate::keyset::Look<'_>, dict: &[crate::vault::Permission]) -> KeyInfo {
+    use crate::keyset::Look;
     match look {
         Look::Record(k) => KeyInfo::new(
             k.id.to_string(),
@@ -31,7 +31,7 @@ fn key_info(look: &crate::vault::keyset::Look<'_>, dict: &[crate::vault::Permiss
             Some(r.name.to_string()),
             *r.hash,
             r.revoked_at.is_some(),
-            r.expires_at.map(crate::vault::v2::codec::datetime),
+            r.expires_at.map(crate::v2::codec::datetime),
             r.permission_indexes()
                 .map(|i| dict[i].as_str().to_string())
                 .collect(),
@@ -42,9 +42,9 @@ fn key_info(look: &crate::vault::keyset::Look<'_>, dict: &[crate::vault::Permiss
 /// A verifier over every key of an unlocked vault.
 ///
 /// ```
-/// use mcp_key_manager::vault::{KdfParams, NewKey, Vault};
-/// use mcp_key_manager::verify::{from_vault, Code};
-/// use mcp_key_manager::SecretString;
+/// use mcp_key_vault::{KdfParams, NewKey, Vault};
+/// use mcp_key_vault::verify::{from_vault, Code};
+/// use mcp_key_vault::secret::SecretString;
 ///
 /// // A throwaway vault with cheap KDF settings (the CLI refuses these for real vaults).
 /// let cheap = KdfParams { memory_kib: 8, iterations: 1, parallelism: 1 };
@@ -60,7 +60,7 @@ fn key_info(look: &crate::vault::keyset::Look<'_>, dict: &[crate::vault::Permiss
 /// let verifier = from_vault(&vault);
 /// assert!(verifier.verify(key.expose(), &["generate"]).is_valid());
 /// assert_eq!(verifier.verify(key.expose(), &["admin"]).code, Code::InsufficientPermissions);
-/// # Ok::<(), mcp_key_manager::Error>(())
+/// # Ok::<(), mcp_key_vault::error::Error>(())
 /// ```
 pub fn from_vault(vault: &Vault) -> Verifier {
     let dict = vault.keys().dict();

@@ -41,14 +41,14 @@ pub(crate) enum ReadId {
 
 impl ReadId {
     /// The id of a record as stored.
-    pub(crate) fn of(id: crate::vault::v2::codec::IdRef<'_>) -> ReadId {
+    pub(crate) fn of(id: crate::v2::codec::IdRef<'_>) -> ReadId {
         let mut buf = [0u8; 16];
         match id {
-            crate::vault::v2::codec::IdRef::Hex(_) => {
+            crate::v2::codec::IdRef::Hex(_) => {
                 id.as_str(&mut buf);
                 ReadId::Hex(buf)
             }
-            crate::vault::v2::codec::IdRef::Text(t) => ReadId::Text(KeyId::from(t)),
+            crate::v2::codec::IdRef::Text(t) => ReadId::Text(KeyId::from(t)),
         }
     }
 
@@ -131,7 +131,7 @@ impl Keys {
     /// The record whose bytes `raw` points at.
     fn decode(&self, raw: Raw) -> Box<KeyRecord> {
         Box::new(
-            crate::vault::v2::codec::decode_record(
+            crate::v2::codec::decode_record(
                 &self.encoded[raw.start as usize..raw.end as usize],
                 &self.dict,
             )
@@ -140,7 +140,7 @@ impl Keys {
     }
 
     /// How many records are decoded (for tests of the laziness itself).
-    #[doc(hidden)]
+    #[cfg(any(test, feature = "test-support"))]
     pub fn decoded_count(&self) -> usize {
         self.entries
             .iter()
@@ -219,7 +219,7 @@ impl Keys {
     /// Every record, in order, as a [`Look`]: a record decoded earlier, or one read in place
     /// from the payload without decoding (allocating) anything — for `list --json`, which
     /// renders every field of 100,000 records once.
-    pub(crate) fn looks(&self) -> impl Iterator<Item = Look<'_>> + '_ {
+    pub fn looks(&self) -> impl Iterator<Item = Look<'_>> + '_ {
         self.entries.iter().map(|e| self.look_at(e))
     }
 
@@ -235,7 +235,7 @@ impl Keys {
         match (e.rec.get(), e.raw) {
             (Some(r), _) => Look::Record(r),
             (None, Some(raw)) => Look::InPlace(
-                crate::vault::v2::codec::view_record(
+                crate::v2::codec::view_record(
                     &self.encoded[raw.start as usize..raw.end as usize],
                     self.dict.len(),
                 )
@@ -246,7 +246,7 @@ impl Keys {
     }
 
     /// The permission names that [`Look::InPlace`] records' indexes refer to.
-    pub(crate) fn dict(&self) -> &[Permission] {
+    pub fn dict(&self) -> &[Permission] {
         &self.dict
     }
 
@@ -325,11 +325,11 @@ impl std::ops::Deref for Rec<'_> {
 // One at a time, by value, in an iterator: boxing the large variant would allocate once
 // per record, which is what reading in place avoids.
 #[allow(clippy::large_enum_variant)]
-pub(crate) enum Look<'a> {
+pub enum Look<'a> {
     /// Decoded earlier (or new).
     Record(&'a KeyRecord),
     /// Read in place from the payload; permission indexes refer to [`Keys::dict`].
-    InPlace(crate::vault::v2::codec::RecordRef<'a>),
+    InPlace(crate::v2::codec::RecordRef<'a>),
 }
 
 impl Look<'_> {

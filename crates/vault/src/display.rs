@@ -1,5 +1,6 @@
-//! Making stored text safe to print: names and descriptions may hold control characters
-//! or terminal escape sequences (from an old store), and must not drive the terminal.
+//! Text made safe to show in a message: names, descriptions and paths may hold control
+//! characters or terminal escapes (an old store, a planted symlink) and must not drive the
+//! terminal that prints an error.
 
 pub use mcp_key_verifier::{escape_controls as sanitize, needs_escape};
 

@@ -228,11 +228,8 @@ impl History {
 
     /// The stored events, decoded.
     fn decode_stored(&self) -> Vec<Event> {
-        crate::vault::v2::codec::decode_events(
-            &self.encoded[self.range.clone()],
-            self.encoded_count,
-        )
-        .expect("the history was validated when it was read")
+        crate::v2::codec::decode_events(&self.encoded[self.range.clone()], self.encoded_count)
+            .expect("the history was validated when it was read")
     }
 
     /// Appends an event.
@@ -245,7 +242,7 @@ impl History {
 
     /// Every event, editable (for test fixtures that plant hostile history): the stored
     /// ones are decoded first.
-    #[doc(hidden)]
+    #[cfg(any(test, feature = "test-support"))]
     pub fn all_mut(&mut self) -> &mut Vec<Event> {
         if self.encoded_count > 0 {
             let mut v = self.decode_stored();
@@ -343,7 +340,7 @@ impl Payload {
         let mut out = WipingWriter(Zeroizing::new(Vec::with_capacity(guess)));
         serde_json::to_writer(&mut out, self).expect("serializing to memory cannot fail");
         // Room for the AEAD tag, so the buffer can be encrypted in place without moving.
-        out.reserve(crate::vault::format::bounds::TAG_LEN);
+        out.reserve(crate::format::bounds::TAG_LEN);
         out.0
     }
 
@@ -415,14 +412,16 @@ mod time {
 }
 
 /// Serde for an optional time as RFC 3339 (the vault, verifier and usage files).
-pub(crate) mod time_opt {
+pub mod time_opt {
     use super::*;
+    /// Writes `None` as null, a time as [`fmt_time`] does.
     pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
         match t {
             Some(t) => s.serialize_str(&fmt_time(t)),
             None => s.serialize_none(),
         }
     }
+    /// Reads null as `None`, a string as [`parse_time`] does.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
         match Option::<String>::deserialize(d)? {
             None => Ok(None),

@@ -103,15 +103,18 @@ impl Error {
         }
     }
 
-    pub(crate) fn failed(msg: impl Into<String>) -> Self {
+    /// [`Error::Failed`] with this message.
+    pub fn failed(msg: impl Into<String>) -> Self {
         Error::Failed(msg.into())
     }
 
-    pub(crate) fn usage(msg: impl Into<String>) -> Self {
+    /// [`Error::Usage`] with this message.
+    pub fn usage(msg: impl Into<String>) -> Self {
         Error::Usage(msg.into())
     }
 
-    pub(crate) fn corrupt(msg: impl Into<String>) -> Self {
+    /// [`Error::Corrupt`] with this message.
+    pub fn corrupt(msg: impl Into<String>) -> Self {
         Error::Corrupt(msg.into())
     }
 
@@ -188,7 +191,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Describes a JSON error by category and position only. serde_json's own messages can
 /// quote the offending value, which in a key store may be a key: never show them.
-pub(crate) fn json_problem(e: &serde_json::Error) -> String {
+pub fn json_problem(e: &serde_json::Error) -> String {
     use serde_json::error::Category;
     let what = match e.classify() {
         Category::Io => "read error",

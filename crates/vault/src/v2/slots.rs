@@ -12,10 +12,10 @@ use age::secrecy::ExposeSecret;
 use zeroize::Zeroizing;
 
 use super::header::{bounds, recipient_kind, RecipientKind, Slot, SlotKind};
+use crate::crypto;
 use crate::error::{Error, Result};
+use crate::format::KdfParams;
 use crate::secret::{SecretKey, SecretString};
-use crate::vault::crypto;
-use crate::vault::format::KdfParams;
 
 /// Largest identity file read, in bytes.
 pub const IDENTITY_FILE_MAX: u64 = 64 * 1024;

@@ -17,19 +17,19 @@ use crate::vault::Permission;
 /// Reads a plaintext store, bounded as a vault file is; `None` when there is none.
 ///
 /// # Errors
-/// [`Error::Io`](crate::Error::Io) when it cannot be read,
-/// [`Error::Corrupt`](crate::Error::Corrupt) when it is too large.
+/// [`Error::Io`](crate::error::Error::Io) when it cannot be read,
+/// [`Error::Corrupt`](crate::error::Error::Corrupt) when it is too large.
 pub fn read_file(path: &std::path::Path) -> crate::error::Result<Option<Vec<u8>>> {
-    crate::fsio::read_bounded(path, crate::vault::format::MAX_FILE_BYTES, "key store")
+    crate::fsio::read_bounded(path, crate::format::MAX_FILE_BYTES, "key store")
 }
 
 /// Whether `bytes` are already an encrypted vault (of either format) rather than a
 /// plaintext store.
 ///
 /// # Errors
-/// [`Error::Corrupt`](crate::Error::Corrupt) for bytes that are neither.
+/// [`Error::Corrupt`](crate::error::Error::Corrupt) for bytes that are neither.
 pub fn is_encrypted_vault(bytes: &[u8]) -> crate::error::Result<bool> {
-    use crate::vault::v2::{detect, Detected};
+    use crate::v2::{detect, Detected};
     Ok(matches!(detect(bytes)?, Detected::V1(_) | Detected::V2(_)))
 }
 
@@ -82,7 +82,7 @@ impl<'de> serde::Deserialize<'de> for Entries {
 /// Parses a naive local timestamp as Python's `datetime.isoformat()` writes it (with or
 /// without microseconds), or an RFC 3339 time with an offset, into UTC.
 pub fn parse_legacy_time(s: &str) -> Option<DateTime<Utc>> {
-    if let Some(t) = crate::vault::records::parse_time(s) {
+    if let Some(t) = crate::records::parse_time(s) {
         return Some(t);
     }
     let naive = NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
@@ -241,7 +241,7 @@ mod tests {
     }
 
     fn parse_time_utc(s: &str) -> DateTime<Utc> {
-        crate::vault::records::parse_time(s).unwrap()
+        crate::records::parse_time(s).unwrap()
     }
 
     #[test]

@@ -1,0 +1,25 @@
+//! The vault of mcp-key-manager: the encrypted file that holds the keys, in formats 1 and
+//! 2, its crypto, the file protocol (lock, re-read, atomic replace), the records and their
+//! history, and the import of the Python tool's plaintext store.
+
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod crypto;
+pub mod display;
+pub mod error;
+pub mod format;
+pub mod fsio;
+pub mod keyfmt;
+pub mod keyset;
+pub mod legacy;
+pub mod records;
+pub mod rng;
+pub mod secret;
+pub mod store;
+pub mod types;
+pub mod v2;
+mod vault;
+pub mod verify;
+
+pub use vault::*;
