@@ -624,12 +624,18 @@ pub struct ServeArgs {
     /// request header `X-MCP-Require: a,b`.
     #[arg(long = "require", value_name = "PERMISSION")]
     pub require: Vec<String>,
-    /// Per-tool permissions from the Mcp-Method/Mcp-Name headers (protocol 2026-07-28) or
-    /// the JSON-RPC body (up to 1 MiB): tools/call of X needs tools:call or tools:call:X,
-    /// resources/read needs resources:read, prompts/get of P needs prompts:get or
-    /// prompts:get:P. A request showing neither is refused (403).
+    /// Per-tool permissions from the JSON-RPC body (up to 1 MiB), or with
+    /// --trust-routing-headers from the Mcp-Method/Mcp-Name headers: tools/call of X needs
+    /// tools:call or tools:call:X, resources/read needs resources:read, prompts/get of P
+    /// needs prompts:get or prompts:get:P. A request showing neither is refused (403).
     #[arg(long)]
     pub tool_permissions: bool,
+    /// With --tool-permissions, decide a request that has no body from its Mcp-Method /
+    /// Mcp-Name headers (protocol 2026-07-28), as nginx auth_request and Caddy send them.
+    /// Only in front of an MCP server that refuses a body disagreeing with those headers
+    /// (the official Python SDK 2.3's streamable HTTP does).
+    #[arg(long, requires = "tool_permissions")]
+    pub trust_routing_headers: bool,
     /// Where to record each key's last use and counts [default: <VERIFIER>.usage.json].
     #[arg(long, value_name = "PATH")]
     pub usage: Option<PathBuf>,

@@ -263,9 +263,12 @@ async fn needed_by_request(
         };
         rpc_error(StatusCode::BAD_REQUEST, HEADER_MISMATCH, why, "BAD_ROUTING")
     })?;
-    if let Some(r) = &routing {
-        if r.checked_upstream {
-            // The server refuses a body that disagrees with these headers: no need to read it.
+    // A body, when one comes, is read: it is what the upstream will run.
+    let has_body =
+        content_length(h).is_some_and(|n| n > 0) || h.contains_key(header::TRANSFER_ENCODING);
+    if !has_body && st.trust_routing_headers {
+        if let Some(r) = routing.as_ref().filter(|r| r.checked_version) {
+            // The upstream refuses a body that disagrees with these headers.
             return Ok(tools::needed_for(&r.method, r.name.as_deref())
                 .into_iter()
                 .collect());
@@ -277,8 +280,9 @@ async fn needed_by_request(
             StatusCode::FORBIDDEN,
             -32003,
             "--tool-permissions: the request shows no JSON-RPC method (no body, and no \
-             Mcp-Method header of protocol 2026-07-28 or later), so it is refused; forward \
-             the body to /auth or use a client that sends Mcp-Method",
+             trusted Mcp-Method header), so it is refused; forward the body to /auth, or \
+             run serve with --trust-routing-headers in front of a server that checks \
+             Mcp-Method/Mcp-Name (protocol 2026-07-28)",
             "METHOD_UNSEEN",
         ));
     }

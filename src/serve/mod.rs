@@ -104,6 +104,8 @@ pub struct State {
     pub(crate) watched: Watched,
     pub(crate) require: Vec<String>,
     pub(crate) tool_permissions: bool,
+    /// `--trust-routing-headers`: without a body, decide from `Mcp-Method`/`Mcp-Name`.
+    pub(crate) trust_routing_headers: bool,
     pub(crate) usage: Tracker,
     pub(crate) metrics: Arc<Metrics>,
     /// How long a request head or body may take to arrive.
@@ -203,6 +205,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         watched,
         require: args.require.clone(),
         tool_permissions: args.tool_permissions,
+        trust_routing_headers: args.trust_routing_headers,
         usage: tracker,
         metrics,
         read_timeout: Duration::from_secs(args.read_timeout),
@@ -239,7 +242,10 @@ async fn serve(listen: SocketAddr, max_connections: usize, state: &Arc<State>) -
     let shutdown = shutdown_signal()?;
     tokio::pin!(shutdown);
     if state.tool_permissions {
-        log(format_args!("{}", tools::DECIDES_FROM));
+        log(format_args!(
+            "{}",
+            tools::decides_from(state.trust_routing_headers)
+        ));
     }
     {
         let v = state.watched.current();

@@ -1,12 +1,14 @@
 //! What a request asks of a key under `--tool-permissions`: the JSON-RPC method and tool
-//! name, read from the `Mcp-Method` / `Mcp-Name` headers (MCP 2026-07-28, SEP-2243) or from
-//! the body.
+//! name, read from the JSON-RPC body, or from the `Mcp-Method` / `Mcp-Name` headers (MCP
+//! 2026-07-28, SEP-2243) when the operator says the upstream checks them.
 //!
 //! Invariant: fail closed. A request whose method cannot be seen is refused, never allowed:
-//! behind nginx `auth_request` (headers only) a request without the headers shows nothing,
-//! and allowing it let a key limited to one tool call every tool. Headers alone are trusted
-//! only with a protocol version whose servers must refuse a header/body mismatch (2026-07-28
-//! and later), so a client cannot name one tool in the headers and call another in the body.
+//! behind nginx `auth_request` (headers only) a request without a body shows nothing, and
+//! allowing it let a key limited to one tool call every tool. A body, when there is one, is
+//! always read and must agree with the headers. Headers alone decide only with
+//! `--trust-routing-headers` and a protocol version whose servers must refuse a header/body
+//! mismatch: the version is the client's claim, so only the operator, who knows the
+//! upstream, can say that the claim is checked.
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -17,13 +19,24 @@ static MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
 static MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
 static MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
 
-/// The first protocol version whose servers check `Mcp-Method`/`Mcp-Name` against the body.
-pub const FIRST_CHECKED_VERSION: &str = "2026-07-28";
+/// The protocol versions whose servers must refuse a body that disagrees with
+/// `Mcp-Method`/`Mcp-Name` (an allowlist: a later version is added when it is known to
+/// keep the rule).
+pub const CHECKED_VERSIONS: &[&str] = &["2026-07-28"];
 
 /// The start-up line that says what `--tool-permissions` decides from.
-pub const DECIDES_FROM: &str = "tool permissions are decided from the Mcp-Method/Mcp-Name \
-     headers (protocol 2026-07-28 or later), else from the JSON-RPC body; a request showing \
-     neither is refused (403 METHOD_UNSEEN)";
+pub fn decides_from(trust_headers: bool) -> &'static str {
+    if trust_headers {
+        "tool permissions are decided from the JSON-RPC body when there is one (checked \
+         against the Mcp-Method/Mcp-Name headers), else from those headers with protocol \
+         2026-07-28 (--trust-routing-headers: the upstream must refuse a header/body \
+         mismatch); a request showing neither is refused (403 METHOD_UNSEEN)"
+    } else {
+        "tool permissions are decided from the JSON-RPC body (checked against any \
+         Mcp-Method/Mcp-Name headers); a request without a body is refused (403 \
+         METHOD_UNSEEN); behind a proxy that sends headers only, see --trust-routing-headers"
+    }
+}
 
 /// The routing headers of one request.
 #[derive(Debug, PartialEq, Eq)]
@@ -33,7 +46,7 @@ pub struct Routing {
     /// `Mcp-Name`, decoded from the Base64 sentinel form where it was sent so.
     pub name: Option<String>,
     /// The protocol version obliges the server to refuse a header/body mismatch.
-    pub checked_upstream: bool,
+    pub checked_version: bool,
 }
 
 /// Why the routing headers cannot be used: the request is answered 400.
@@ -87,22 +100,8 @@ pub fn routing(h: &HeaderMap) -> Result<Option<Routing>, BadRouting> {
     Ok(Some(Routing {
         method: method.to_string(),
         name,
-        checked_upstream: version.is_some_and(checks_headers),
+        checked_version: version.is_some_and(|v| CHECKED_VERSIONS.contains(&v)),
     }))
-}
-
-/// A protocol version (`YYYY-MM-DD`) at or after [`FIRST_CHECKED_VERSION`].
-fn checks_headers(version: &str) -> bool {
-    let b = version.as_bytes();
-    b.len() == 10
-        && b.iter().enumerate().all(|(i, c)| {
-            if i == 4 || i == 7 {
-                *c == b'-'
-            } else {
-                c.is_ascii_digit()
-            }
-        })
-        && version >= FIRST_CHECKED_VERSION
 }
 
 /// `=?base64?…?=` decoded (canonical Base64 of UTF-8 only); any other value as it is.
@@ -191,7 +190,7 @@ mod tests {
     }
 
     #[test]
-    fn routing_headers_are_read_and_trusted_only_for_checked_versions() {
+    fn routing_headers_are_read_and_checked_versions_are_an_allowlist() {
         let r = routing(&headers(&[
             ("mcp-method", "tools/call"),
             ("mcp-name", "add"),
@@ -201,19 +200,27 @@ mod tests {
         .unwrap();
         assert_eq!(r.method, "tools/call");
         assert_eq!(r.name.as_deref(), Some("add"));
-        assert!(r.checked_upstream);
-        for v in ["2025-11-25", "2026-07-27", "zzzz-zz-zz", "2026-7-28", ""] {
+        assert!(r.checked_version);
+        for v in [
+            "2025-11-25",
+            "2026-07-27",
+            "zzzz-zz-zz",
+            "2026-7-28",
+            "",
+            "2027-01-01",
+            "9999-99-99",
+        ] {
             let r = routing(&headers(&[
                 ("mcp-method", "tools/list"),
                 ("mcp-protocol-version", v),
             ]))
             .unwrap()
             .unwrap();
-            assert!(!r.checked_upstream, "{v}");
+            assert!(!r.checked_version, "{v}");
         }
         assert!(routing(&headers(&[("mcp-method", "tools/list")]))
             .unwrap()
-            .is_some_and(|r| !r.checked_upstream));
+            .is_some_and(|r| !r.checked_version));
         assert_eq!(routing(&headers(&[("mcp-name", "add")])), Ok(None));
     }
 
@@ -267,7 +274,7 @@ mod tests {
         let r = Routing {
             method: "tools/call".into(),
             name: Some("add".into()),
-            checked_upstream: true,
+            checked_version: true,
         };
         assert!(body_matches(
             &r,
@@ -285,7 +292,7 @@ mod tests {
         let read = Routing {
             method: "resources/read".into(),
             name: Some("file:///a".into()),
-            checked_upstream: true,
+            checked_version: true,
         };
         assert!(body_matches(
             &read,

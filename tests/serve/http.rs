@@ -256,10 +256,12 @@ fn rpc(method: &str, name: Option<&str>) -> serde_json::Value {
 #[test]
 fn tool_permissions_from_mcp_method_headers_fail_closed() {
     let s = setup(false);
-    let srv = Server::start(&s.verifier(), &["--tool-permissions"]);
+    let srv = Server::start(
+        &s.verifier(),
+        &["--tool-permissions", "--trust-routing-headers"],
+    );
     assert!(
-        srv.log()
-            .contains("decided from the Mcp-Method/Mcp-Name headers"),
+        srv.log().contains("else from those headers with protocol"),
         "start-up says what it decides from: {}",
         srv.log()
     );
@@ -322,8 +324,28 @@ fn tool_permissions_from_mcp_method_headers_fail_closed() {
     );
     assert_eq!(r.status, 400);
 
-    // Older protocols (no header check upstream): the headers alone decide nothing.
+    // A body, when there is one, is read and decides, even with a trusted version.
+    let rm = rpc("tools/call", Some("rm")).to_string();
+    let r = auth(
+        &[
+            ("X-API-Key", key),
+            v,
+            ("Mcp-Method", "tools/call"),
+            ("Mcp-Name", "echo"),
+        ],
+        rm.as_bytes(),
+    );
+    assert_eq!((r.status, r.code()), (400, "HEADER_MISMATCH".into()));
+
+    // Versions not known to check the headers (older, or later than the allowlist): the
+    // headers alone decide nothing.
     for old in [
+        vec![
+            ("X-API-Key", key),
+            ("MCP-Protocol-Version", "2027-01-01"),
+            ("Mcp-Method", "tools/call"),
+            ("Mcp-Name", "echo"),
+        ],
         vec![
             ("X-API-Key", key),
             ("Mcp-Method", "tools/call"),
@@ -563,7 +585,12 @@ fn sigterm_finishes_the_request_in_flight_and_flushes_usage() {
     let usage = s.dir.path().join("usage.json");
     let mut srv = Server::start(
         &s.verifier(),
-        &["--tool-permissions", "--usage", usage.to_str().unwrap()],
+        &[
+            "--tool-permissions",
+            "--trust-routing-headers",
+            "--usage",
+            usage.to_str().unwrap(),
+        ],
     );
     for _ in 0..3 {
         assert_eq!(srv.auth_routed(&s.good.key).status, 200);
@@ -671,6 +698,7 @@ fn hostile_clients_do_not_stop_well_behaved_ones() {
         &s.verifier(),
         &[
             "--tool-permissions",
+            "--trust-routing-headers",
             "--read-timeout",
             "1",
             "--usage",

@@ -419,7 +419,13 @@ fn nginx_per_tool_permissions_fail_closed() {
     let dir = tmp.path();
     let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/serve/mcp");
     let (key, _id, verifier) = vault_with_key(dir, &["-p", "tools:call:echo"]);
-    let stack = Stack::start(&nginx, &python, dir, &verifier, &["--tool-permissions"]);
+    let stack = Stack::start(
+        &nginx,
+        &python,
+        dir,
+        &verifier,
+        &["--tool-permissions", "--trust-routing-headers"],
+    );
     let url = format!("http://127.0.0.1:{}/mcp", stack.port);
     let modern = scripts.join("modern_client.py");
     let call = |tool: &str| {
@@ -464,8 +470,8 @@ fn nginx_per_tool_permissions_fail_closed() {
     // A hostile client naming `echo` in the headers and calling `add` in the body.
     let bearer = format!("Bearer {key}");
     let add = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add","arguments":{"a":2,"b":3},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
-    // (a) with the 2026-07-28 version serve trusts the headers, and the SDK server refuses
-    //     the mismatch (SEP-2243): the tool never runs.
+    // (a) with the 2026-07-28 version serve (--trust-routing-headers) decides from the
+    //     headers, and the SDK server refuses the mismatch (SEP-2243): the tool never runs.
     let (status, text) = post_raw(
         stack.port,
         &[
@@ -499,7 +505,7 @@ fn nginx_per_tool_permissions_fail_closed() {
         stack
             .serve
             .log()
-            .contains("decided from the Mcp-Method/Mcp-Name headers"),
+            .contains("else from those headers with protocol"),
         "{}",
         stack.serve.log()
     );
