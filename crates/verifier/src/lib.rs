@@ -46,8 +46,12 @@ mod fs;
 mod headers;
 mod hex;
 pub mod keys;
+pub mod routing;
+pub mod rpc;
 mod text;
 pub mod time;
+#[cfg(feature = "tower")]
+pub mod tower;
 mod verifier;
 mod watch;
 
