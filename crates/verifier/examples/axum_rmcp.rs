@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use mcp_key_verifier::{escape_controls, tower::RequireApiKey, KeyInfo, Watched};
+use mcp_key_verifier::{tower::RequireApiKey, Watched};
 use rmcp::handler::server::{router::tool::ToolRouter, wrapper::Parameters};
 use rmcp::model::{ServerCapabilities, ServerConfig};
 use rmcp::transport::streamable_http_server::{
@@ -39,9 +39,7 @@ impl ServerHandler for Server {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let watched = Arc::new(Watched::open("verifier.json", |event| {
-        eprintln!("{event}")
-    })?);
+    let watched = Arc::new(Watched::open("verifier.json", |e| eprintln!("{e}"))?);
     let mcp = StreamableHttpService::new(
         || {
             Ok(Server {
@@ -53,15 +51,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let app = axum::Router::new()
         .nest_service("/mcp", mcp)
-        // Inside the key check, the caller's `KeyInfo` is in the request extensions.
-        .layer(axum::middleware::map_request(
-            |req: axum::extract::Request| async move {
-                if let Some(key) = req.extensions().get::<KeyInfo>() {
-                    eprintln!("call by key {}", escape_controls(&key.id));
-                }
-                req
-            },
-        ))
         .layer(RequireApiKey::new(watched).tool_permissions(true));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
     axum::serve(listener, app).await?;
