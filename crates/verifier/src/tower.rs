@@ -277,3 +277,150 @@ where
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::Full;
+    use std::convert::Infallible;
+    use std::future::{ready, Ready};
+
+    /// Answers 200 with the caller's id and the body it was handed.
+    #[derive(Clone)]
+    struct Inner;
+
+    impl Service<Request<Full<Bytes>>> for Inner {
+        type Response = Response<String>;
+        type Error = Infallible;
+        type Future = Ready<Result<Response<String>, Infallible>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, req: Request<Full<Bytes>>) -> Self::Future {
+            let id = req.extensions().get::<KeyInfo>().unwrap().id.clone();
+            let mut body = req.into_body();
+            let bytes = match Pin::new(&mut body)
+                .poll_frame(&mut Context::from_waker(std::task::Waker::noop()))
+            {
+                Poll::Ready(Some(Ok(f))) => f.into_data().unwrap_or_default(),
+                _ => Bytes::new(),
+            };
+            ready(Ok(Response::new(format!(
+                "{id} {}",
+                String::from_utf8_lossy(&bytes)
+            ))))
+        }
+    }
+
+    const KEY: &str =
+        "mcp_00000000000000b2_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    fn layer() -> RequireApiKey {
+        let hasher = Verifier::new(&[1; 32], 0, Vec::new());
+        let info = KeyInfo::new(
+            "00000000000000b2".into(),
+            None,
+            hasher.keyed_hash(KEY),
+            false,
+            None,
+            vec!["tools:call:echo".into()],
+        );
+        RequireApiKey::from_verifier(Verifier::new(&[1; 32], 1, vec![info]))
+    }
+
+    async fn send(
+        layer: &RequireApiKey,
+        method: &str,
+        headers: &[(&str, &[u8])],
+        body: &str,
+    ) -> (u16, String, HeaderMapCopy) {
+        let mut req = Request::builder().method(method).uri("/mcp");
+        for (k, v) in headers {
+            req = req.header(*k, HeaderValue::from_bytes(v).unwrap());
+        }
+        let req = req.body(Full::new(Bytes::from(body.to_string()))).unwrap();
+        let res = layer.layer(Inner).call(req).await.unwrap();
+        let status = res.status().as_u16();
+        let h = res.headers().clone();
+        (status, res.into_body(), HeaderMapCopy(h))
+    }
+
+    struct HeaderMapCopy(http::HeaderMap);
+    impl HeaderMapCopy {
+        fn get(&self, name: &str) -> &str {
+            self.0.get(name).map_or("", |v| v.to_str().unwrap())
+        }
+    }
+
+    const ECHO: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#;
+    const ADD: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add"}}"#;
+
+    #[tokio::test]
+    async fn keys_and_refusals() {
+        let l = layer();
+        let (s, body, _) = send(&l, "POST", &[("x-api-key", KEY.as_bytes())], ECHO).await;
+        assert_eq!((s, body), (200, format!("00000000000000b2 {ECHO}")));
+        // Not visible ASCII: present, but no usable key.
+        let (s, body, h) = send(&l, "POST", &[("x-api-key", b"caf\xe9")], ECHO).await;
+        assert_eq!(s, 401);
+        assert!(body.contains(rpc::NO_KEY) && body.contains("MALFORMED"));
+        assert_eq!(h.get("content-type"), "application/json");
+        assert_eq!(h.get("cache-control"), "no-store");
+        assert!(h
+            .get("www-authenticate")
+            .starts_with("Bearer error=\"invalid_token\""));
+        let (s, body, _) = send(&l, "GET", &[("authorization", b"Bearer mcp_x")], "").await;
+        assert_eq!(s, 401);
+        assert!(body.contains("the API key is malformed"));
+        assert!(!body.contains("mcp_x"));
+
+        let strict = layer().require(&["admin"]);
+        let (s, body, h) = send(&strict, "GET", &[("x-api-key", KEY.as_bytes())], "").await;
+        assert_eq!(s, 403);
+        assert!(body.contains("INSUFFICIENT_PERMISSIONS"));
+        assert_eq!(
+            h.get("www-authenticate"),
+            "Bearer error=\"insufficient_scope\", scope=\"admin\""
+        );
+    }
+
+    #[tokio::test]
+    async fn tool_permissions() {
+        let l = layer().tool_permissions(true);
+        let k: (&str, &[u8]) = ("x-api-key", KEY.as_bytes());
+        assert_eq!(send(&l, "POST", &[k], ECHO).await.0, 200);
+        let (s, _, h) = send(&l, "POST", &[k], ADD).await;
+        assert_eq!(s, 403);
+        assert_eq!(
+            h.get("www-authenticate"),
+            "Bearer error=\"insufficient_scope\", scope=\"tools:call:add\""
+        );
+        // GET and DELETE without a body: the key check only.
+        assert_eq!(send(&l, "GET", &[k], "").await.0, 200);
+        assert_eq!(send(&l, "DELETE", &[k], "").await.0, 200);
+        // A POST that shows nothing is refused; headers alone are judged.
+        let (s, body, _) = send(&l, "POST", &[k], " ").await;
+        assert_eq!(s, 403);
+        assert!(body.contains("METHOD_UNSEEN"));
+        let add_headers = [k, ("mcp-method", b"tools/call"), ("mcp-name", b"add")];
+        assert_eq!(send(&l, "POST", &add_headers, "").await.0, 403);
+        let echo_b64 = [
+            k,
+            ("mcp-method", b"tools/call"),
+            ("mcp-name", b"=?base64?ZWNobw==?="),
+        ];
+        assert_eq!(send(&l, "POST", &echo_b64, ECHO).await.0, 200);
+        let echo_headers = [k, ("mcp-method", b"tools/call"), ("mcp-name", b"echo")];
+        let (s, body, _) = send(&l, "POST", &echo_headers, ADD).await;
+        assert_eq!(s, 400);
+        assert!(body.contains("-32020") && body.contains("HEADER_MISMATCH"));
+        assert!(send(&l, "POST", &[k], "{").await.1.contains("PARSE_ERROR"));
+        let big = " ".repeat(rpc::MAX_BODY_BYTES as usize + 1);
+        let (s, _, h) = send(&l, "POST", &[k], &big).await;
+        assert_eq!((s, h.get("connection")), (413, "close"));
+        let (s, _, _) = send(&l, "POST", &[k, ("content-length", b"99999999")], ECHO).await;
+        assert_eq!(s, 413);
+    }
+}
