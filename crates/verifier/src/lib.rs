@@ -13,7 +13,15 @@
 //! - [`api_key_from_headers`], the one rule for finding a key in `X-API-Key` /
 //!   `Authorization: Bearer`;
 //! - [`keys`] (the key shapes), [`time`] (the file's RFC 3339 rule),
-//!   [`escape_controls`] (for logging ids and names from a file), [`Error`].
+//!   [`escape_controls`] (for logging ids and names from a file), [`Error`];
+//! - [`rpc`] (the refusals of `mcp-key-manager serve` as status, JSON-RPC body and
+//!   `WWW-Authenticate` strings) and [`routing`] (the permissions a JSON-RPC message needs
+//!   under tool permissions, and the `Mcp-Method`/`Mcp-Name` header rules), for any HTTP
+//!   stack;
+//! - with the cargo feature **`tower`**: `tower::RequireApiKey`, a tower layer for an HTTP
+//!   MCP server (rmcp on axum, for one) that checks every request's key against a
+//!   [`Watched`] file and answers refusals as `serve` does (docs/rust.md in the
+//!   repository; `examples/axum_rmcp.rs`).
 //!
 //! ```
 //! use mcp_key_verifier::{api_key_from_headers, Code, Verifier};
@@ -34,7 +42,9 @@
 //! constant-time comparison (`subtle`), JSON (`serde`, `serde_json`), Base64 (`base64`),
 //! wiping the hash key (`zeroize`), RFC 3339 times (`chrono`, without its clock or time
 //! zone database) and `libc` (a non-blocking open, so a FIFO put in place of the file
-//! cannot hang a server).
+//! cannot hang a server). The `tower` feature adds only the HTTP types and traits the layer
+//! is written against: `http`, `http-body`, `http-body-util` (reading a body with a limit),
+//! `bytes`, `tower-layer` and `tower-service`; without it none of them is built.
 
 // One call needs `unsafe`: `malloc_trim` after a reload (watch.rs says why and why it is
 // sound); everything else is safe code.
@@ -46,8 +56,12 @@ mod fs;
 mod headers;
 mod hex;
 pub mod keys;
+pub mod routing;
+pub mod rpc;
 mod text;
 pub mod time;
+#[cfg(feature = "tower")]
+pub mod tower;
 mod verifier;
 mod watch;
 

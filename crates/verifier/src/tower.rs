@@ -1,0 +1,426 @@
+//! [`RequireApiKey`], a tower layer that guards an HTTP MCP server (feature `tower`).
+//!
+//! For every request the layer finds the key ([`api_key_from_headers`]), verifies it
+//! against the current verifier and, when the key is refused, answers as
+//! `mcp-key-manager serve` does (see [`crate::rpc`]): 401 with a JSON-RPC error and a
+//! `WWW-Authenticate: Bearer error="invalid_token"` challenge, 403 with
+//! `error="insufficient_scope"` for a missing permission. With
+//! [`RequireApiKey::tool_permissions`] it also reads the body (at most
+//! [`rpc::MAX_BODY_BYTES`], else 413) and the `Mcp-Method`/`Mcp-Name` headers, and asks for
+//! `tools:call` or `tools:call:<tool>`, `prompts:get` or `prompts:get:<prompt>`, and
+//! `resources:read` (see [`crate::routing`]); headers that disagree with the body are
+//! answered 400 (`-32020`), and a POST that shows no method at all is refused (403
+//! `METHOD_UNSEEN`). An accepted request carries the caller's [`KeyInfo`] in its
+//! extensions.
+//!
+//! Body types: the request body must be `From<Bytes>` (the layer hands on the body it
+//! read) and the response body `From<String>` (for its refusals); `axum::body::Body` is
+//! both, so put the layer on an axum `Router` (`.layer(...)`). The layer does not time
+//! out a slow body: the server's own read timeout does. It never logs, and never echoes
+//! the key.
+//!
+//! ```ignore
+//! let watched = Arc::new(Watched::open("verifier.json", |e| eprintln!("{e}"))?);
+//! let app = axum::Router::new()
+//!     .nest_service("/mcp", mcp_service)
+//!     .layer(RequireApiKey::new(watched).tool_permissions(true));
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde_json::Value;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::rpc::{self, Refusal};
+use crate::{api_key_from_headers, routing, Code, KeyInfo, Verifier, Watched};
+
+#[derive(Clone)]
+enum Source {
+    Watched(Arc<Watched>),
+    Fixed(Arc<Verifier>),
+}
+
+/// A tower [`Layer`] that lets through only requests with a valid key: see the module doc.
+#[derive(Clone)]
+pub struct RequireApiKey {
+    source: Source,
+    require: Arc<[String]>,
+    tool_permissions: bool,
+}
+
+impl fmt::Debug for RequireApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequireApiKey")
+            .field("revision", &self.current().revision())
+            .field("require", &self.require)
+            .field("tool_permissions", &self.tool_permissions)
+            .finish()
+    }
+}
+
+impl RequireApiKey {
+    /// Checks keys against `watched.current()`, so a published file takes effect without
+    /// a restart.
+    pub fn new(watched: Arc<Watched>) -> RequireApiKey {
+        RequireApiKey {
+            source: Source::Watched(watched),
+            require: Arc::from(Vec::new()),
+            tool_permissions: false,
+        }
+    }
+
+    /// Checks keys against one fixed verifier (tests, or a server that never reloads).
+    pub fn from_verifier(verifier: Verifier) -> RequireApiKey {
+        RequireApiKey {
+            source: Source::Fixed(Arc::new(verifier)),
+            require: Arc::from(Vec::new()),
+            tool_permissions: false,
+        }
+    }
+
+    /// Permissions every request's key must hold.
+    pub fn require(mut self, permissions: &[&str]) -> RequireApiKey {
+        self.require = permissions.iter().map(|p| p.to_string()).collect();
+        self
+    }
+
+    /// Whether to ask for per-method permissions (`tools:call[:<tool>]`,
+    /// `prompts:get[:<prompt>]`, `resources:read`), reading the body to see the method.
+    pub fn tool_permissions(mut self, on: bool) -> RequireApiKey {
+        self.tool_permissions = on;
+        self
+    }
+
+    fn current(&self) -> Arc<Verifier> {
+        match &self.source {
+            Source::Watched(w) => w.current(),
+            Source::Fixed(v) => Arc::clone(v),
+        }
+    }
+
+    /// The key check, then the tool check; the request to hand on, or the refusal.
+    async fn check<B>(&self, req: Request<B>) -> Result<Request<B>, Refusal>
+    where
+        B: Body + From<Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let info = {
+            let verifier = self.current();
+            let h = req.headers();
+            // A header value that is not visible ASCII is present but holds no usable key.
+            let x_api_key = h.get("x-api-key").map(|v| v.to_str().unwrap_or(""));
+            let authorization = h
+                .get(header::AUTHORIZATION)
+                .map(|v| v.to_str().unwrap_or(""));
+            let key = api_key_from_headers(x_api_key, authorization);
+            let required: Vec<&str> = self.require.iter().map(String::as_str).collect();
+            let verdict = verifier.verify(key.unwrap_or(""), &required);
+            match (verdict.code, verdict.key) {
+                (Code::Valid, Some(info)) => info.clone(),
+                // A valid verdict always names its key; answer as for an unknown key if not.
+                (Code::Valid, None) => return Err(rpc::unauthorized(Code::NotFound, false)),
+                (Code::InsufficientPermissions, info) => {
+                    let held = info.map(|k| &k.permissions[..]).unwrap_or_default();
+                    let missing: Vec<String> = required
+                        .iter()
+                        .filter(|r| !held.iter().any(|p| p == *r))
+                        .map(|r| r.to_string())
+                        .collect();
+                    return Err(rpc::forbidden(&missing));
+                }
+                (code, _) => return Err(rpc::unauthorized(code, key.is_none())),
+            }
+        };
+        let mut req = if self.tool_permissions {
+            check_tools(req, &info).await?
+        } else {
+            req
+        };
+        req.extensions_mut().insert(info);
+        Ok(req)
+    }
+}
+
+/// What the request needs under tool permissions, from its routing headers and its body.
+async fn check_tools<B>(req: Request<B>, info: &KeyInfo) -> Result<Request<B>, Refusal>
+where
+    B: Body + From<Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (parts, body) = req.into_parts();
+    let h = &parts.headers;
+    let values = |name: &str| {
+        h.get_all(name)
+            .iter()
+            .map(HeaderValue::as_bytes)
+            .collect::<Vec<_>>()
+    };
+    let routing = routing::routing(
+        &values("mcp-method"),
+        &values("mcp-name"),
+        &values("mcp-protocol-version"),
+    )
+    .map_err(|e| rpc::bad_routing(e.reason()))?;
+    let declared = h
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > rpc::MAX_BODY_BYTES) {
+        return Err(rpc::body_too_large());
+    }
+    let bytes = match Limited::new(body, rpc::MAX_BODY_BYTES as usize)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<LengthLimitError>() => return Err(rpc::body_too_large()),
+        Err(_) => return Err(rpc::bad_body()),
+    };
+    let needed = if bytes.trim_ascii().is_empty() {
+        match &routing {
+            Some(r) => routing::needed_for(&r.method, r.name.as_deref())
+                .into_iter()
+                .collect(),
+            // Fail closed: a POST carries a JSON-RPC message; one that shows none is refused.
+            None if parts.method == Method::POST => return Err(rpc::method_unseen()),
+            None => Vec::new(),
+        }
+    } else {
+        let message: Value = serde_json::from_slice(&bytes).map_err(|_| rpc::parse_error())?;
+        if let Some(r) = &routing {
+            if !routing::body_matches(r, &message) {
+                return Err(rpc::header_mismatch());
+            }
+        }
+        routing::needed_permissions(&message)
+    };
+    let missing = rpc::missing_permissions(&info.permissions, &needed);
+    if !missing.is_empty() {
+        return Err(rpc::forbidden(&missing));
+    }
+    Ok(Request::from_parts(parts, B::from(bytes)))
+}
+
+fn respond<B: From<String>>(r: Refusal) -> Response<B> {
+    let mut res = Response::new(B::from(r.body));
+    *res.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::FORBIDDEN);
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(v) = r.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        h.insert(header::WWW_AUTHENTICATE, v);
+    }
+    if r.close {
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    res
+}
+
+impl<S> Layer<S> for RequireApiKey {
+    type Service = RequireApiKeyService<S>;
+
+    fn layer(&self, inner: S) -> RequireApiKeyService<S> {
+        RequireApiKeyService {
+            inner,
+            config: self.clone(),
+        }
+    }
+}
+
+/// The service of [`RequireApiKey`].
+#[derive(Clone, Debug)]
+pub struct RequireApiKeyService<S> {
+    inner: S,
+    config: RequireApiKey,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequireApiKeyService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Body + From<Bytes> + Send + 'static,
+    ReqBody::Data: Send,
+    ReqBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    ResBody: From<String> + Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ResBody>, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        // The ready service goes with this call; the clone waits for the next poll_ready.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let config = self.config.clone();
+        Box::pin(async move {
+            match config.check(req).await {
+                Ok(req) => inner.call(req).await,
+                Err(refusal) => Ok(respond(refusal)),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::Full;
+    use std::convert::Infallible;
+    use std::future::{ready, Ready};
+
+    /// Answers 200 with the caller's id and the body it was handed.
+    #[derive(Clone)]
+    struct Inner;
+
+    impl Service<Request<Full<Bytes>>> for Inner {
+        type Response = Response<String>;
+        type Error = Infallible;
+        type Future = Ready<Result<Response<String>, Infallible>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, req: Request<Full<Bytes>>) -> Self::Future {
+            let id = req.extensions().get::<KeyInfo>().unwrap().id.clone();
+            let mut body = req.into_body();
+            let bytes = match Pin::new(&mut body)
+                .poll_frame(&mut Context::from_waker(std::task::Waker::noop()))
+            {
+                Poll::Ready(Some(Ok(f))) => f.into_data().unwrap_or_default(),
+                _ => Bytes::new(),
+            };
+            ready(Ok(Response::new(format!(
+                "{id} {}",
+                String::from_utf8_lossy(&bytes)
+            ))))
+        }
+    }
+
+    const KEY: &str =
+        "mcp_00000000000000b2_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    fn layer() -> RequireApiKey {
+        let hasher = Verifier::new(&[1; 32], 0, Vec::new());
+        let info = KeyInfo::new(
+            "00000000000000b2".into(),
+            None,
+            hasher.keyed_hash(KEY),
+            false,
+            None,
+            vec!["tools:call:echo".into()],
+        );
+        RequireApiKey::from_verifier(Verifier::new(&[1; 32], 1, vec![info]))
+    }
+
+    async fn send(
+        layer: &RequireApiKey,
+        method: &str,
+        headers: &[(&str, &[u8])],
+        body: &str,
+    ) -> (u16, String, HeaderMapCopy) {
+        let mut req = Request::builder().method(method).uri("/mcp");
+        for (k, v) in headers {
+            req = req.header(*k, HeaderValue::from_bytes(v).unwrap());
+        }
+        let req = req.body(Full::new(Bytes::from(body.to_string()))).unwrap();
+        let res = layer.layer(Inner).call(req).await.unwrap();
+        let status = res.status().as_u16();
+        let h = res.headers().clone();
+        (status, res.into_body(), HeaderMapCopy(h))
+    }
+
+    struct HeaderMapCopy(http::HeaderMap);
+    impl HeaderMapCopy {
+        fn get(&self, name: &str) -> &str {
+            self.0.get(name).map_or("", |v| v.to_str().unwrap())
+        }
+    }
+
+    const ECHO: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#;
+    const ADD: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add"}}"#;
+
+    #[tokio::test]
+    async fn keys_and_refusals() {
+        let l = layer();
+        let (s, body, _) = send(&l, "POST", &[("x-api-key", KEY.as_bytes())], ECHO).await;
+        assert_eq!((s, body), (200, format!("00000000000000b2 {ECHO}")));
+        // Not visible ASCII: present, but no usable key.
+        let (s, body, h) = send(&l, "POST", &[("x-api-key", b"caf\xe9")], ECHO).await;
+        assert_eq!(s, 401);
+        assert!(body.contains(rpc::NO_KEY) && body.contains("MALFORMED"));
+        assert_eq!(h.get("content-type"), "application/json");
+        assert_eq!(h.get("cache-control"), "no-store");
+        assert!(h
+            .get("www-authenticate")
+            .starts_with("Bearer error=\"invalid_token\""));
+        let (s, body, _) = send(&l, "GET", &[("authorization", b"Bearer mcp_x")], "").await;
+        assert_eq!(s, 401);
+        assert!(body.contains("the API key is malformed"));
+        assert!(!body.contains("mcp_x"));
+
+        let strict = layer().require(&["admin"]);
+        let (s, body, h) = send(&strict, "GET", &[("x-api-key", KEY.as_bytes())], "").await;
+        assert_eq!(s, 403);
+        assert!(body.contains("INSUFFICIENT_PERMISSIONS"));
+        assert_eq!(
+            h.get("www-authenticate"),
+            "Bearer error=\"insufficient_scope\", scope=\"admin\""
+        );
+    }
+
+    #[tokio::test]
+    async fn tool_permissions() {
+        let l = layer().tool_permissions(true);
+        let k: (&str, &[u8]) = ("x-api-key", KEY.as_bytes());
+        assert_eq!(send(&l, "POST", &[k], ECHO).await.0, 200);
+        let (s, _, h) = send(&l, "POST", &[k], ADD).await;
+        assert_eq!(s, 403);
+        assert_eq!(
+            h.get("www-authenticate"),
+            "Bearer error=\"insufficient_scope\", scope=\"tools:call:add\""
+        );
+        // GET and DELETE without a body: the key check only.
+        assert_eq!(send(&l, "GET", &[k], "").await.0, 200);
+        assert_eq!(send(&l, "DELETE", &[k], "").await.0, 200);
+        // A POST that shows nothing is refused; headers alone are judged.
+        let (s, body, _) = send(&l, "POST", &[k], " ").await;
+        assert_eq!(s, 403);
+        assert!(body.contains("METHOD_UNSEEN"));
+        let add_headers = [k, ("mcp-method", b"tools/call"), ("mcp-name", b"add")];
+        assert_eq!(send(&l, "POST", &add_headers, "").await.0, 403);
+        let echo_b64 = [
+            k,
+            ("mcp-method", b"tools/call"),
+            ("mcp-name", b"=?base64?ZWNobw==?="),
+        ];
+        assert_eq!(send(&l, "POST", &echo_b64, ECHO).await.0, 200);
+        let echo_headers = [k, ("mcp-method", b"tools/call"), ("mcp-name", b"echo")];
+        let (s, body, _) = send(&l, "POST", &echo_headers, ADD).await;
+        assert_eq!(s, 400);
+        assert!(body.contains("-32020") && body.contains("HEADER_MISMATCH"));
+        assert!(send(&l, "POST", &[k], "{").await.1.contains("PARSE_ERROR"));
+        let big = " ".repeat(rpc::MAX_BODY_BYTES as usize + 1);
+        let (s, _, h) = send(&l, "POST", &[k], &big).await;
+        assert_eq!((s, h.get("connection")), (413, "close"));
+        let (s, _, _) = send(&l, "POST", &[k, ("content-length", b"99999999")], ECHO).await;
+        assert_eq!(s, 413);
+    }
+}
