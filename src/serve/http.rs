@@ -19,25 +19,14 @@ use serde_json::{json, Value};
 use super::metrics::BadBody;
 use super::{tools, State};
 use crate::verify::{api_key_from_headers, Code, KeyInfo};
+use mcp_key_verifier::routing;
+use mcp_key_verifier::rpc::{self, scope_safe};
 
 /// Largest request body read with `--tool-permissions`.
-pub const MAX_BODY_BYTES: u64 = 1024 * 1024;
+pub use rpc::MAX_BODY_BYTES;
 
 /// The response body type.
 pub type Body = Full<Bytes>;
-
-const NO_KEY: &str = "no API key presented (send X-API-Key or Authorization: Bearer)";
-
-fn reason(code: Code) -> &'static str {
-    match code {
-        Code::Malformed => "the API key is malformed",
-        Code::NotFound => "unknown API key",
-        Code::Revoked => "the API key was revoked",
-        Code::Expired => "the API key has expired",
-        Code::InsufficientPermissions => "the API key lacks a required permission",
-        Code::Valid => "the API key is valid",
-    }
-}
 
 static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 static X_MCP_REQUIRE: HeaderName = HeaderName::from_static("x-mcp-require");
@@ -95,7 +84,12 @@ fn healthz(st: &State) -> Response<Body> {
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    json_text(status, body.to_string())
+}
+
+/// A JSON body that must not be cached.
+fn json_text(status: StatusCode, body: String) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
     let h = r.headers_mut();
     h.insert(
@@ -107,51 +101,30 @@ fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
 }
 
 fn rpc_error(status: StatusCode, code: i64, message: &str, data_code: &str) -> Response<Body> {
-    json_response(
-        status,
-        &json!({"jsonrpc": "2.0", "id": null,
-                "error": {"code": code, "message": message, "data": {"code": data_code}}}),
-    )
+    json_text(status, rpc::error_body(code, message, data_code))
+}
+
+/// A refusal of the verifier crate's [`rpc`] as a response: the same words as every
+/// middleware's.
+fn refusal(r: rpc::Refusal) -> Response<Body> {
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = json_text(status, r.body);
+    let h = resp.headers_mut();
+    if let Some(c) = r.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        h.insert(header::WWW_AUTHENTICATE, c);
+    }
+    if r.close {
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
 }
 
 fn unauthorized(code: Code, no_key: bool) -> Response<Body> {
-    let why = if no_key { NO_KEY } else { reason(code) };
-    let mut r = rpc_error(StatusCode::UNAUTHORIZED, -32001, why, code.as_str());
-    let challenge = format!("Bearer error=\"invalid_token\", error_description=\"{why}\"");
-    r.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_str(&challenge).expect("the reasons are plain ASCII"),
-    );
-    r
+    refusal(rpc::unauthorized(code, no_key))
 }
 
 fn forbidden(missing: &[String]) -> Response<Body> {
-    let list = missing.join(" ");
-    let why = format!(
-        "the API key lacks the permission{}: {list}",
-        if missing.len() > 1 { "s" } else { "" }
-    );
-    let mut r = rpc_error(
-        StatusCode::FORBIDDEN,
-        -32003,
-        &why,
-        Code::InsufficientPermissions.as_str(),
-    );
-    // Every name here is header-safe: see `scope_safe`.
-    if let Ok(v) = HeaderValue::from_str(&format!(
-        "Bearer error=\"insufficient_scope\", scope=\"{list}\""
-    )) {
-        r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-    }
-    r
-}
-
-/// A permission that can stand inside the quoted `scope` of `WWW-Authenticate`: visible
-/// ASCII without `"` and `\`.
-fn scope_safe(p: &str) -> bool {
-    !p.is_empty()
-        && p.bytes()
-            .all(|b| matches!(b, 0x21 | 0x23..=0x5b | 0x5d..=0x7e))
+    refusal(rpc::forbidden(missing))
 }
 
 /// A value from the verifier file as a header value: visible ASCII (and inner spaces when
@@ -189,15 +162,7 @@ async fn read_body(
 ) -> Result<Bytes, Response<Body>> {
     let too_large = || {
         st.metrics.bad_body(BadBody::TooLarge);
-        let mut r = rpc_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            -32600,
-            &format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
-            "BODY_TOO_LARGE",
-        );
-        r.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        r
+        refusal(rpc::body_too_large())
     };
     if content_length(headers).is_some_and(|n| n > MAX_BODY_BYTES) {
         return Err(too_large());
@@ -220,12 +185,7 @@ async fn read_body(
         Ok(Err(_)) => {
             // The client went away or sent a broken chunked body: no one reads this.
             st.metrics.bad_body(BadBody::NotJson);
-            Err(rpc_error(
-                StatusCode::BAD_REQUEST,
-                -32600,
-                "the request body could not be read",
-                "BAD_BODY",
-            ))
+            Err(refusal(rpc::bad_body()))
         }
         Err(_) => {
             st.metrics.bad_body(BadBody::Timeout);
@@ -253,15 +213,9 @@ async fn needed_by_request(
     body: Incoming,
     st: &State,
 ) -> Result<Vec<Vec<String>>, Response<Body>> {
-    let routing = tools::routing(h).map_err(|e| {
+    let routing = tools::from_headers(h).map_err(|e| {
         st.metrics.bad_body(BadBody::NotJson);
-        let why = match e {
-            tools::BadRouting::Malformed(why) => why,
-            tools::BadRouting::NameMissing => {
-                "the Mcp-Name header is required with this Mcp-Method"
-            }
-        };
-        rpc_error(StatusCode::BAD_REQUEST, HEADER_MISMATCH, why, "BAD_ROUTING")
+        refusal(rpc::bad_routing(e.reason()))
     })?;
     // A body, when one comes, is read: it is what the upstream will run.
     let has_body =
@@ -269,7 +223,7 @@ async fn needed_by_request(
     if !has_body && st.trust_routing_headers {
         if let Some(r) = routing.as_ref().filter(|r| r.checked_version) {
             // The upstream refuses a body that disagrees with these headers.
-            return Ok(tools::needed_for(&r.method, r.name.as_deref())
+            return Ok(routing::needed_for(&r.method, r.name.as_deref())
                 .into_iter()
                 .collect());
         }
@@ -288,29 +242,17 @@ async fn needed_by_request(
     }
     let Ok(message) = serde_json::from_slice::<Value>(&bytes) else {
         st.metrics.bad_body(BadBody::NotJson);
-        return Err(rpc_error(
-            StatusCode::BAD_REQUEST,
-            -32700,
-            "the body is not JSON",
-            "PARSE_ERROR",
-        ));
+        return Err(refusal(rpc::parse_error()));
     };
-    if let Some(r) = &routing {
-        if !tools::body_matches(r, &message) {
-            st.metrics.bad_body(BadBody::NotJson);
-            return Err(rpc_error(
-                StatusCode::BAD_REQUEST,
-                HEADER_MISMATCH,
-                "the Mcp-Method/Mcp-Name headers do not match the request body",
-                "HEADER_MISMATCH",
-            ));
-        }
+    if routing
+        .as_ref()
+        .is_some_and(|r| !routing::body_matches(r, &message))
+    {
+        st.metrics.bad_body(BadBody::NotJson);
+        return Err(refusal(rpc::header_mismatch()));
     }
-    Ok(tools::needed_permissions(&message))
+    Ok(routing::needed_permissions(&message))
 }
-
-/// JSON-RPC error code for routing headers that disagree with the body (SEP-2243).
-const HEADER_MISMATCH: i64 = -32020;
 
 /// Most distinct permissions one request may require (`--require` and `X-MCP-Require`).
 const MAX_REQUIRED: usize = 64;
@@ -408,20 +350,7 @@ async fn auth(req: Request<Incoming>, st: &State) -> Response<Body> {
                 return r;
             }
         };
-        let mut missing: Vec<String> = Vec::new();
-        for alternatives in needed {
-            if !alternatives.iter().any(|a| info.permissions.contains(a)) {
-                // Name the narrowest permission that would do, if it can be quoted.
-                let narrow = alternatives
-                    .iter()
-                    .rev()
-                    .find(|a| scope_safe(a))
-                    .unwrap_or(&alternatives[0]);
-                if !missing.contains(narrow) {
-                    missing.push(narrow.clone());
-                }
-            }
-        }
+        let missing = rpc::missing_permissions(&info.permissions, &needed);
         if !missing.is_empty() {
             decided(Code::InsufficientPermissions, Some(info));
             return forbidden(&missing);
@@ -453,8 +382,8 @@ pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests {
-    use super::tools::needed_permissions;
     use super::*;
+    use mcp_key_verifier::routing::needed_permissions;
 
     #[test]
     fn needed_permissions_of_messages_and_batches() {

@@ -10,8 +10,11 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use serde_json::Value;
 
-/// The first protocol version whose servers check `Mcp-Method`/`Mcp-Name` against the body.
-pub const FIRST_CHECKED_VERSION: &str = "2026-07-28";
+/// The protocol versions whose servers must refuse a body that disagrees with
+/// `Mcp-Method`/`Mcp-Name` (an allowlist: a later version is added when it is known to keep
+/// the rule). The version is the client's claim: a proxy that decides from the headers
+/// alone must also know that its upstream checks them.
+pub const CHECKED_VERSIONS: &[&str] = &["2026-07-28"];
 
 /// The routing headers of one request.
 #[derive(Debug, PartialEq, Eq)]
@@ -20,8 +23,9 @@ pub struct Routing {
     pub method: String,
     /// `Mcp-Name`, decoded from the Base64 sentinel form where it was sent so.
     pub name: Option<String>,
-    /// The protocol version obliges the server to refuse a header/body mismatch.
-    pub checked_upstream: bool,
+    /// The request claims a protocol version whose servers must refuse a header/body
+    /// mismatch ([`CHECKED_VERSIONS`]).
+    pub checked_version: bool,
 }
 
 /// Why the routing headers cannot be used: the request is answered 400.
@@ -88,22 +92,10 @@ pub fn routing(
     Ok(Some(Routing {
         method,
         name,
-        checked_upstream: version.as_deref().is_some_and(checks_headers),
+        checked_version: version
+            .as_deref()
+            .is_some_and(|v| CHECKED_VERSIONS.contains(&v)),
     }))
-}
-
-/// A protocol version (`YYYY-MM-DD`) at or after [`FIRST_CHECKED_VERSION`].
-fn checks_headers(version: &str) -> bool {
-    let b = version.as_bytes();
-    b.len() == 10
-        && b.iter().enumerate().all(|(i, c)| {
-            if i == 4 || i == 7 {
-                *c == b'-'
-            } else {
-                c.is_ascii_digit()
-            }
-        })
-        && version >= FIRST_CHECKED_VERSION
 }
 
 /// `=?base64?…?=` decoded (canonical Base64 of UTF-8 only); any other value as it is;
@@ -199,13 +191,20 @@ mod tests {
             (x.method.as_str(), x.name.as_deref()),
             ("tools/call", Some("add"))
         );
-        assert!(x.checked_upstream);
-        for v in ["2025-11-25", "2026-07-27", "zzzz-zz-zz", "2026-7-28", ""] {
+        assert!(x.checked_version);
+        for v in [
+            "2025-11-25",
+            "2026-07-27",
+            "zzzz-zz-zz",
+            "2026-7-28",
+            "",
+            "2027-01-01",
+        ] {
             assert!(
                 !r(&["tools/list"], &[], &[v])
                     .unwrap()
                     .unwrap()
-                    .checked_upstream
+                    .checked_version
             );
         }
         assert_eq!(r(&[], &["add"], &[]), Ok(None));
@@ -251,7 +250,7 @@ mod tests {
         let r = Routing {
             method: "tools/call".into(),
             name: Some("add".into()),
-            checked_upstream: true,
+            checked_version: true,
         };
         assert!(body_matches(
             &r,
@@ -269,7 +268,7 @@ mod tests {
         let read = Routing {
             method: "resources/read".into(),
             name: Some("file:///a".into()),
-            checked_upstream: true,
+            checked_version: true,
         };
         assert!(body_matches(
             &read,
