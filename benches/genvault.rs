@@ -23,7 +23,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use mcp_key_manager::{KdfParams, SecretString, Vault};
+use mcp_key_vault::{KdfParams, SecretString, Vault};
 
 fn write_private(path: &Path, bytes: &[u8]) {
     let mut f = fs::OpenOptions::new()
@@ -56,7 +56,7 @@ fn main() {
             .expect("set MCP_KEY_VAULT_PASSPHRASE to the passphrase for the benchmark vaults"),
     );
     // Whole seconds, as every time the CLI writes (records::now).
-    let now = mcp_key_manager::vault::records::now();
+    let now = mcp_key_vault::records::now();
     for n in common::sizes(&[10, 1000, 10_000, 100_000]) {
         assert!(n > 0, "a benchmark vault needs at least one key");
         let dir = Path::new(&out).join(n.to_string());

@@ -16,8 +16,8 @@
 mod common;
 
 use argon2::{Algorithm, Argon2, Block, Params, Version};
-use mcp_key_manager::vault::crypto::derive_key;
-use mcp_key_manager::{KdfParams, SecretString};
+use mcp_key_vault::crypto::derive_key;
+use mcp_key_vault::{KdfParams, SecretString};
 
 fn main() {
     let kdf = KdfParams {
@@ -29,7 +29,7 @@ fn main() {
     kdf.check_bounds()
         .expect("KDF parameters within the vault's bounds");
     let pass = SecretString::new("benchmark passphrase, not a secret".into());
-    let salt = mcp_key_manager::rng::bytes(mcp_key_manager::vault::SALT_LEN);
+    let salt = mcp_key_vault::rng::bytes(mcp_key_vault::SALT_LEN);
 
     if common::flag("--cold") {
         // One derivation in a fresh process, as the CLI (and the reference C CLI) pays it:

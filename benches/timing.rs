@@ -15,8 +15,8 @@ mod common;
 use std::hint::black_box;
 use std::time::Instant;
 
-use mcp_key_manager::verify::{from_vault, Code};
-use mcp_key_manager::SecretString;
+use mcp_key_vault::verify::{from_vault, Code};
+use mcp_key_vault::SecretString;
 use rand::Rng;
 
 const BATCH: usize = 32;

@@ -13,14 +13,14 @@ mod common;
 
 use std::hint::black_box;
 
-use mcp_key_manager::vault::crypto::{self, derive_key};
-use mcp_key_manager::vault::{Envelope, Payload};
-use mcp_key_manager::{SecretKey, SecretString, Vault};
+use mcp_key_vault::crypto::{self, derive_key};
+use mcp_key_vault::{Envelope, Payload};
+use mcp_key_vault::{SecretKey, SecretString, Vault};
 
 fn main() {
     let pass = SecretString::new("benchmark passphrase, not a secret".into());
     // Whole seconds, as every time the CLI writes (records::now).
-    let now = mcp_key_manager::vault::records::now();
+    let now = mcp_key_vault::records::now();
     println!(
         "| keys | file MB | runs | parse env | decrypt | parse payload | serialize | encrypt | encode env | total wall | total CPU | µs/key |"
     );

@@ -15,8 +15,8 @@ mod common;
 use std::hint::black_box;
 
 use hmac::{Hmac, Mac};
-use mcp_key_manager::verify::{from_vault, Code};
-use mcp_key_manager::SecretString;
+use mcp_key_vault::verify::{from_vault, Code};
+use mcp_key_vault::SecretString;
 use rand::seq::SliceRandom;
 use sha2::Sha256;
 

@@ -649,3 +649,91 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub read_timeout: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `mcp-key-manager …` line in the shell blocks of README.md and docs/commands.md
+    /// must parse with the real argument parser (running it with `--help` appended would not
+    /// check values, so parse directly).
+    #[test]
+    fn every_documented_example_parses() {
+        use clap::Parser;
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut text = String::new();
+        for doc in ["README.md", "docs/commands.md"] {
+            text.push_str(&std::fs::read_to_string(root.join(doc)).unwrap());
+            text.push('\n');
+        }
+        let mut n = 0;
+        let mut in_block = false;
+        for line in text.lines() {
+            if line.starts_with("```") {
+                in_block = !in_block && (line.starts_with("```sh") || line.starts_with("```bash"));
+                continue;
+            }
+            if !in_block {
+                continue;
+            }
+            let line = line.trim();
+            let Some(pos) = line.find("mcp-key-manager ") else {
+                continue;
+            };
+            let cmdline = &line[pos..];
+            // Cut at shell operators and comments: the tool's own words end there.
+            let cut = cmdline
+                .find(['|', '<', '>', '#', ';', '&', ')'])
+                .unwrap_or(cmdline.len());
+            let words = shell_words(&cmdline[..cut]);
+            if words.iter().any(|w| w.contains("$(")) {
+                continue;
+            }
+            let r = Cli::try_parse_from(&words);
+            if let Err(e) = &r {
+                use clap::error::ErrorKind::*;
+                if matches!(e.kind(), DisplayHelp | DisplayVersion) {
+                    n += 1;
+                    continue;
+                }
+            }
+            assert!(
+                r.is_ok(),
+                "documented example does not parse: {line}\n{}",
+                r.unwrap_err()
+            );
+            n += 1;
+        }
+        assert!(n >= 40, "only {n} examples found");
+    }
+
+    /// A small shell-word splitter: whitespace, single and double quotes.
+    fn shell_words(s: &str) -> Vec<String> {
+        let mut words = Vec::new();
+        let mut cur = String::new();
+        let mut quote: Option<char> = None;
+        let mut any = false;
+        for c in s.chars() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), c) => cur.push(c),
+                (None, '"' | '\'') => {
+                    quote = Some(c);
+                    any = true;
+                }
+                (None, c) if c.is_whitespace() => {
+                    if any || !cur.is_empty() {
+                        words.push(std::mem::take(&mut cur));
+                        any = false;
+                    }
+                }
+                (None, '\\') => {}
+                (None, c) => cur.push(c),
+            }
+        }
+        if any || !cur.is_empty() {
+            words.push(cur);
+        }
+        words
+    }
+}

@@ -1,44 +1,65 @@
-//! mcp-key-manager: create, store and verify the API keys that guard MCP servers.
+//! mcp-key-manager, the command-line tool: arguments, commands, the terminal, unlock
+//! sessions, passphrase sources, `.env` editing, publishing and `serve`.
 //!
-//! The vault (`keys.json`) is a JSON envelope around an XChaCha20-Poly1305 ciphertext whose
-//! key is derived from a passphrase with Argon2id; keys are verified through HMAC-SHA256
-//! keyed hashes, never by comparing plaintext.
+//! The package is a binary; this library target exists so that `src/main.rs` stays a
+//! translator (it calls [`main`]) and so that the fuzz targets and the conformance tests
+//! reach the one module that is a real library, [`envfile`] (python-dotenv's grammar,
+//! with an editor that keeps every other byte). Everything else is private. The vault is
+//! the `mcp-key-vault` crate; what a server links is `mcp-key-verifier`.
 //!
-//! What a library user needs is re-exported at the top: the vault ([`Vault`], opened and
-//! changed through its [`Store`]), the server side ([`Verifier`], [`api_key_from_headers`],
-//! [`Verdict`], [`Code`]), the secret types and the key format ([`keyfmt`]). The modules
-//! marked hidden serve the binary, the tests, the fuzz targets and the benchmarks; they are
-//! not a stable API.
-//!
-//! Layers point one way: `cli` (clap types) → `commands` → `vault`, `publish`, `envstore`,
-//! `envfile`, `passphrase`, `verify`, `fsio`.
+//! Layers point one way: `cli` (clap types) → `commands` → `publish`, `serve`, `agent`,
+//! `envstore`, `passphrase` → `mcp_key_vault` → `mcp_key_verifier`.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
-#[doc(hidden)]
-pub mod agent;
-#[doc(hidden)]
+mod agent;
 #[allow(missing_docs)] // clap derives its help from the doc comments; fields need none.
-pub mod cli;
-#[doc(hidden)]
-pub mod commands;
-#[doc(hidden)]
+mod cli;
+mod commands;
 pub mod envfile;
-#[doc(hidden)]
-pub mod envstore;
-#[doc(hidden)]
-pub mod passphrase;
-#[doc(hidden)]
-pub mod publish;
-pub mod serve;
-#[doc(hidden)]
-pub mod sys;
+mod envstore;
+mod passphrase;
+mod publish;
+mod serve;
+mod sys;
 
-pub use mcp_key_vault as vault;
-pub use mcp_key_vault::{display, error, fsio, keyfmt, legacy, rng, secret, verify};
+use std::io::ErrorKind;
+use std::process::ExitCode;
 
-pub use error::{Error, Result};
-pub use secret::{SecretBytes, SecretKey, SecretString};
-pub use vault::{KdfParams, KeyHash, KeyId, Permission, Store, Vault};
-pub use verify::{api_key_from_headers, Code, Verdict, Verifier};
+use clap::Parser;
+use mcp_key_vault as vault;
+use mcp_key_vault::{display, error, fsio, keyfmt, legacy, rng, secret, verify};
+
+use cli::{Cli, Command};
+use error::Error;
+
+/// The program: parse the arguments, run the command, and translate the outcome into the
+/// documented exit code (docs/commands.md, "Exit codes"), printing an error with its hint.
+pub fn main() -> ExitCode {
+    sys::harden_process();
+    let cli = Cli::parse();
+    // One-shot commands only: the long-running ones (`serve`, the session agent) should
+    // hand memory back to the system after a peak.
+    if !matches!(cli.command, Command::Serve(_) | Command::SessionAgent(_)) {
+        sys::reuse_large_buffers();
+    }
+    match commands::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        // A closed pipe (`| head`) is the reader's choice, not a failure, unless what was
+        // lost is a new key (then the error says how to get it again).
+        Err(Error::Io { source, context })
+            if source.kind() == ErrorKind::BrokenPipe && context == "write to standard output" =>
+        {
+            ExitCode::SUCCESS
+        }
+        Err(Error::Silent) => ExitCode::from(1),
+        Err(e) => {
+            match commands::hint(&e) {
+                Some(h) => eprintln!("error: {e}; {h}"),
+                None => eprintln!("error: {e}"),
+            }
+            ExitCode::from(commands::exit_code(&e))
+        }
+    }
+}

@@ -332,6 +332,29 @@ fn check(p: SecretString, what: &str) -> Result<SecretString> {
     Ok(p)
 }
 
+/// What age plugins ask of the person at the keyboard, answered at the terminal: messages
+/// ("touch your YubiKey") on stderr, escaped; a PIN at a hidden prompt when stdin is a
+/// terminal, never otherwise.
+#[derive(Debug, Clone, Copy)]
+pub struct TerminalPluginUi;
+
+impl crate::vault::v2::PluginUi for TerminalPluginUi {
+    fn message(&self, message: &str) {
+        eprintln!("{}", crate::display::sanitize(message));
+    }
+
+    fn secret(&self, description: &str) -> Option<SecretString> {
+        use std::io::IsTerminal;
+        if !std::io::stdin().is_terminal() {
+            return None;
+        }
+        let prompt = format!("{}: ", crate::display::sanitize(description));
+        rpassword::prompt_password(prompt)
+            .ok()
+            .map(SecretString::new)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

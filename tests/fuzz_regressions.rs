@@ -112,7 +112,7 @@ fn set_on_an_empty_value_before_a_comment_keeps_the_comment_apart() {
 /// the base64 length check admitted 65- and 66-byte salts, beyond the documented 16-64.
 #[test]
 fn a_salt_longer_than_64_bytes_is_refused() {
-    use mcp_key_manager::vault::{Envelope, KdfParams};
+    use mcp_key_vault::{Envelope, KdfParams};
     for len in [64, 65, 66] {
         let env = Envelope {
             kdf: KdfParams {
@@ -129,7 +129,7 @@ fn a_salt_longer_than_64_bytes_is_refused() {
             assert_eq!(parsed.expect("a 64-byte salt is accepted"), env);
         } else {
             let e = parsed.expect_err("a longer salt is refused");
-            assert!(matches!(e, mcp_key_manager::Error::Corrupt(_)), "{e:?}");
+            assert!(matches!(e, mcp_key_vault::Error::Corrupt(_)), "{e:?}");
             assert!(e.to_string().contains("kdf.salt"), "{e}");
         }
     }
@@ -171,7 +171,7 @@ fn metadata_floats_survive_a_save_exactly() {
         "11".repeat(32),
         "22".repeat(32)
     );
-    let p = mcp_key_manager::vault::Payload::from_json(payload.as_bytes()).expect("parses");
+    let p = mcp_key_vault::Payload::from_json(payload.as_bytes()).expect("parses");
     let out = String::from_utf8(p.to_json().to_vec()).expect("UTF-8");
     assert!(out.contains("-1.2014861983459543e-147"), "{out}");
     assert!(out.contains("-2.1347157889423907e-165"), "{out}");

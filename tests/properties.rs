@@ -10,11 +10,11 @@ mod checks;
 
 use chrono::{Duration, TimeZone, Utc};
 use mcp_key_manager::envfile::EnvFile;
-use mcp_key_manager::keyfmt::{self, Shape};
-use mcp_key_manager::legacy;
-use mcp_key_manager::vault::format::{bounds, MAX_FILE_BYTES};
-use mcp_key_manager::vault::{Envelope, KdfParams, NewKey};
-use mcp_key_manager::{Error, SecretString, Vault};
+use mcp_key_vault::format::{bounds, MAX_FILE_BYTES};
+use mcp_key_vault::keyfmt::{self, Shape};
+use mcp_key_vault::legacy;
+use mcp_key_vault::{Envelope, KdfParams, NewKey};
+use mcp_key_vault::{Error, SecretString, Vault};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -571,7 +571,7 @@ proptest! {
             _ => { let i = at.index(24); env2.nonce[i] ^= 1 << bit }
         }
         match Vault::open(&env2.to_bytes(), &pass) {
-            Err(e @ Error::WrongPassphrase) => prop_assert_eq!(e.to_string(), mcp_key_manager::error::WRONG_PASSPHRASE),
+            Err(e @ Error::WrongPassphrase) => prop_assert_eq!(e.to_string(), mcp_key_vault::error::WRONG_PASSPHRASE),
             other => prop_assert!(false, "a modified vault gave {:?}", other.map(|v| v.keys().len())),
         }
     }
@@ -740,8 +740,8 @@ proptest! {
 
 // ---------------------------------------------------------------- vault format 2
 
-use mcp_key_manager::vault::v2::codec;
-use mcp_key_manager::vault::{EventAction, Payload, Published};
+use mcp_key_vault::v2::codec;
+use mcp_key_vault::{EventAction, Payload, Published};
 
 fn any_time() -> impl Strategy<Value = chrono::DateTime<Utc>> {
     prop_oneof![

@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use chrono::{DateTime, Utc};
-use mcp_key_manager::error::Category;
-use mcp_key_manager::vault::v2::{codec, Header, Identities, Unlock};
-use mcp_key_manager::vault::{NewKey, Payload, Published};
-use mcp_key_manager::{Error, KdfParams, SecretString, Vault};
+use mcp_key_vault::error::Category;
+use mcp_key_vault::v2::{codec, Header, Identities, Unlock};
+use mcp_key_vault::{Error, KdfParams, SecretString, Vault};
+use mcp_key_vault::{NewKey, Payload, Published};
 
 const WEAK: KdfParams = KdfParams {
     memory_kib: 8,
@@ -307,7 +307,7 @@ fn an_identity_made_by_age_keygen_unlocks_and_the_age_cli_reads_our_slot() {
 #[test]
 fn the_format_1_reader_refuses_format_2_with_exit_4() {
     let bytes = std::fs::read(vectors().join("passphrase/keys.json")).expect("read");
-    let e = mcp_key_manager::vault::Envelope::detect(&bytes).unwrap_err();
+    let e = mcp_key_vault::Envelope::detect(&bytes).unwrap_err();
     assert_eq!(e.category(), Category::Corrupt);
     // Its parser refuses the unknown `slots` field before it looks at the version, so it
     // cannot say "upgrade"; it says the header is malformed, at the `slots` line.

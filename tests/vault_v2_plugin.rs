@@ -13,9 +13,9 @@ use std::path::Path;
 use std::process::Command;
 
 use chrono::DateTime;
-use mcp_key_manager::error::Category;
-use mcp_key_manager::vault::v2::{Identities, Unlock};
-use mcp_key_manager::{KdfParams, SecretString, Vault};
+use mcp_key_vault::error::Category;
+use mcp_key_vault::v2::{Identities, Unlock};
+use mcp_key_vault::{KdfParams, SecretString, Vault};
 
 fn python() -> Option<String> {
     let py = std::env::var("MCP_TEST_PYTHON").unwrap_or_else(|_| "python3".into());

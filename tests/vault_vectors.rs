@@ -3,8 +3,8 @@
 //! and must refuse any other passphrase. A release that changes how format 1 is read
 //! fails here, whatever it writes.
 
-use mcp_key_manager::vault::records::fmt_time;
-use mcp_key_manager::{Error, SecretString, Vault};
+use mcp_key_vault::records::fmt_time;
+use mcp_key_vault::{Error, SecretString, Vault};
 
 fn vector(name: &str) -> Vec<u8> {
     std::fs::read(format!("tests/vectors/vault/{name}")).expect("vector file")

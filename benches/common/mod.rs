@@ -8,8 +8,8 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use mcp_key_manager::vault::{NewKey, DEFAULT_PERMISSIONS};
-use mcp_key_manager::{KdfParams, SecretString, Vault};
+use mcp_key_vault::{KdfParams, SecretString, Vault};
+use mcp_key_vault::{NewKey, DEFAULT_PERMISSIONS};
 
 /// The cheapest KDF the library accepts: for vaults whose unlock cost is not the subject.
 pub const CHEAP_KDF: KdfParams = KdfParams {

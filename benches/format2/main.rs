@@ -14,10 +14,10 @@ mod common;
 use std::hint::black_box;
 
 use chrono::Utc;
-use mcp_key_manager::vault::crypto::{self, derive_key};
-use mcp_key_manager::vault::v2::{self, codec, Events, Header, Identities, Unlock};
-use mcp_key_manager::vault::{Envelope, Event, EventAction, Payload};
-use mcp_key_manager::{KdfParams, SecretString, Vault};
+use mcp_key_vault::crypto::{self, derive_key};
+use mcp_key_vault::v2::{self, codec, Events, Header, Identities, Unlock};
+use mcp_key_vault::{Envelope, Event, EventAction, Payload};
+use mcp_key_vault::{KdfParams, SecretString, Vault};
 
 /// A deep copy of a payload (it is deliberately not `Clone`: it holds secrets).
 fn copy(p: &Payload) -> Payload {
@@ -97,7 +97,7 @@ fn phases(pass: &SecretString, now: chrono::DateTime<Utc>, n: usize) {
 fn main() {
     let pass = SecretString::new("benchmark passphrase, not a secret".into());
     // Whole seconds, as every time the CLI writes (records::now).
-    let now = mcp_key_manager::vault::records::now();
+    let now = mcp_key_vault::records::now();
     let extra_events: usize = common::arg("--events", 100_000);
     let sizes = common::sizes(&[10, 10_000, 100_000]);
     let largest = sizes.iter().copied().max().unwrap_or(0);
@@ -129,7 +129,7 @@ fn main() {
         let env = Envelope::parse(&b1).unwrap();
         let k1 = derive_key(&pass, &env.salt, &env.kdf).unwrap();
         let id = age::x25519::Identity::generate();
-        let ids = Identities(vec![v2::AgeIdentity::X25519(id.clone())]);
+        let ids = Identities::new(vec![v2::AgeIdentity::X25519(id.clone())]);
         let mut vv = Vault::create_with_recipient(&id.to_public().to_string(), "").unwrap();
         *vv.payload_mut_unchecked() = payload;
         let b2 = vv.to_bytes();
@@ -193,7 +193,7 @@ fn main() {
     // identity (the header parse and the payload decrypt are in both).
     let (v, _) = common::build_vault(10, &pass, common::CHEAP_KDF, now);
     let id = age::x25519::Identity::generate();
-    let ids = Identities(vec![v2::AgeIdentity::X25519(id.clone())]);
+    let ids = Identities::new(vec![v2::AgeIdentity::X25519(id.clone())]);
     let mut vv = Vault::create(&pass, KdfParams::DEFAULT).unwrap();
     *vv.payload_mut_unchecked() = copy(v.payload());
     vv.add_age_slot(&id.to_public().to_string(), "ci", now)

@@ -13,10 +13,10 @@
 use std::collections::HashSet;
 
 use mcp_key_manager::envfile::{self as envfile, EnvError, EnvFile};
-use mcp_key_manager::keyfmt::{self, Shape};
-use mcp_key_manager::vault::format::bounds;
-use mcp_key_manager::vault::{crypto, Detected, Envelope, KdfParams, Payload};
-use mcp_key_manager::{legacy, Error, SecretKey, Vault};
+use mcp_key_vault::format::bounds;
+use mcp_key_vault::keyfmt::{self, Shape};
+use mcp_key_vault::{crypto, Detected, Envelope, KdfParams, Payload};
+use mcp_key_vault::{legacy, Error, SecretKey, Vault};
 
 pub mod alloc {
     //! A global allocator that records, per thread and only while armed, the number of
@@ -656,7 +656,7 @@ pub fn check_legacy_store(data: &[u8]) {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'));
                 for p in &r.permissions {
-                    assert!(mcp_key_manager::Permission::is_valid(p), "{p:?}");
+                    assert!(mcp_key_vault::Permission::is_valid(p), "{p:?}");
                 }
             }
         }
@@ -774,7 +774,7 @@ fn near_key(bytes: &[u8]) -> String {
 // ---------------------------------------------------------------------------------------
 // Vault format 2 (issue 15)
 
-use mcp_key_manager::vault::v2::{self, codec, header};
+use mcp_key_vault::v2::{self, codec, header};
 
 /// A fixed, valid age X25519 recipient for the slots the format-2 checks build (the header
 /// never opens a wrapped key, so the slot needs no matching identity).
@@ -895,7 +895,7 @@ pub fn check_vault2_payload(data: &[u8]) {
     // The records above went back as the bytes they were read as; encoded from memory
     // instead, they must give the same bytes (the writer's own canonical form).
     let mut from_memory = codec::decode(data, codec::Events::All).expect("decoded above");
-    let mut fresh = mcp_key_manager::vault::Keys::default();
+    let mut fresh = mcp_key_vault::Keys::default();
     fresh.append(&mut from_memory.keys);
     from_memory.keys = fresh;
     assert_eq!(

@@ -210,7 +210,16 @@ fn dispatch(ctx: &mut Ctx, command: Command) -> Result<()> {
         Command::SessionAgent(_) => unreachable!("dispatched before the context exists"),
         Command::Completions { shell } => meta::completions(ctx, shell),
         Command::Man => meta::man(ctx),
-        Command::Serve(a) => crate::serve::run(a),
+        Command::Serve(a) => crate::serve::run(crate::serve::Config {
+            verifier: a.verifier,
+            listen: a.listen,
+            require: a.require,
+            tool_permissions: a.tool_permissions,
+            trust_routing_headers: a.trust_routing_headers,
+            usage: a.usage,
+            max_connections: a.max_connections,
+            read_timeout: std::time::Duration::from_secs(a.read_timeout),
+        }),
     }
 }
 
@@ -290,10 +299,13 @@ impl Interaction for Terminal {
     }
 
     fn identities(&self) -> Result<Option<crate::vault::v2::Identities>> {
-        self.identity
-            .as_deref()
-            .map(crate::vault::v2::Identities::from_file)
-            .transpose()
+        let Some(path) = self.identity.as_deref() else {
+            return Ok(None);
+        };
+        let ids = crate::vault::v2::Identities::from_file(path)?;
+        Ok(Some(ids.with_ui(std::sync::Arc::new(
+            crate::passphrase::TerminalPluginUi,
+        ))))
     }
 
     fn slot(&self) -> Option<String> {

@@ -7,7 +7,7 @@
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::Utc;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -376,9 +376,6 @@ async fn auth(req: Request<Incoming>, st: &State) -> Response<Body> {
     out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
-
-/// How long the answers wait for a body; see `State::read_timeout`.
-pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests {

@@ -26,7 +26,6 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
-use crate::cli::ServeArgs;
 use crate::display::sanitize;
 use crate::error::{Error, Result};
 use crate::verify::{Code, KeyInfo, ReloadEvent, Watched};
@@ -130,12 +129,33 @@ impl State {
     }
 }
 
+/// What `serve` is told at start-up (the command layer builds it from the arguments).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The verifier file to follow.
+    pub verifier: PathBuf,
+    /// The address to listen on.
+    pub listen: SocketAddr,
+    /// Permissions every request needs.
+    pub require: Vec<String>,
+    /// Per-tool permissions from the body (or trusted routing headers).
+    pub tool_permissions: bool,
+    /// Decide a request without a body from its `Mcp-Method`/`Mcp-Name` headers.
+    pub trust_routing_headers: bool,
+    /// Where usage is written; beside the verifier when `None`.
+    pub usage: Option<PathBuf>,
+    /// Connections served at once.
+    pub max_connections: u32,
+    /// How long a request head or body may take to arrive.
+    pub read_timeout: Duration,
+}
+
 /// Runs `serve` until SIGTERM or SIGINT.
 ///
 /// # Errors
 /// [`Error::Usage`] (exit 2) when the verifier cannot be read or an option is not
 /// acceptable; [`Error::Io`] when the address cannot be bound or the runtime not started.
-pub fn run(args: ServeArgs) -> Result<()> {
+pub fn run(args: Config) -> Result<()> {
     for p in &args.require {
         if p.parse::<crate::vault::Permission>().is_err() {
             return Err(Error::usage(format!(
@@ -208,7 +228,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         trust_routing_headers: args.trust_routing_headers,
         usage: tracker,
         metrics,
-        read_timeout: Duration::from_secs(args.read_timeout),
+        read_timeout: args.read_timeout,
         log: Log::new(),
         draining: AtomicBool::new(false),
         body_permits: tokio::sync::Semaphore::new(MAX_BODIES_IN_FLIGHT),
@@ -385,9 +405,4 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = &'static str>> 
             _ = int.recv() => "SIGINT",
         }
     })
-}
-
-/// The default usage path for a verifier, for `list`/`view`/`check` (see [`usage`]).
-pub fn usage_path_for(verifier: &std::path::Path) -> PathBuf {
-    usage::default_path(verifier)
 }

@@ -113,22 +113,6 @@ pub fn load(path: &Path) -> Result<Option<BTreeMap<String, KeyUsage>>> {
     Ok(Some(f.keys))
 }
 
-/// Merges the usage files at `paths` (as written by several `serve` processes): per key id,
-/// the latest `last_used_at` and the summed counts. Files that do not exist are skipped.
-///
-/// # Errors
-/// The first file that cannot be read ([`Error::Io`]) or is not a usage file
-/// ([`Error::Corrupt`]), naming its path.
-pub fn load_and_merge<P: AsRef<Path>>(paths: &[P]) -> Result<BTreeMap<String, KeyUsage>> {
-    let mut all: BTreeMap<String, KeyUsage> = BTreeMap::new();
-    for p in paths {
-        for (id, u) in load(p.as_ref())?.into_iter().flatten() {
-            all.entry(id).or_default().merge(&u);
-        }
-    }
-    Ok(all)
-}
-
 /// Counts per verdict code, indexed like [`CODES`].
 #[derive(Default, Clone, Copy)]
 struct Counts([u64; 6]);
@@ -281,6 +265,17 @@ impl Tracker {
 mod tests {
     use super::*;
     use crate::vault::records::parse_time;
+
+    /// Merges usage files as `list`/`view`/`check` do, failing on the first bad one.
+    fn load_and_merge<P: AsRef<Path>>(paths: &[P]) -> Result<BTreeMap<String, KeyUsage>> {
+        let mut all: BTreeMap<String, KeyUsage> = BTreeMap::new();
+        for p in paths {
+            for (id, u) in load(p.as_ref())?.into_iter().flatten() {
+                all.entry(id).or_default().merge(&u);
+            }
+        }
+        Ok(all)
+    }
 
     #[test]
     fn flush_load_and_merge() {

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use chrono::Utc;
 use mcp_key_manager::envfile;
-use mcp_key_manager::vault::NewKey;
+use mcp_key_vault::NewKey;
 
 use crate::common::Env;
 use crate::util::{code, names, spawnable, stderr};

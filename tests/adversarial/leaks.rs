@@ -42,9 +42,7 @@ fn legacy_store() -> String {
 /// Every full key of this tool's format in `text`.
 fn keys_in(text: &str) -> Vec<String> {
     text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .filter(|t| {
-            mcp_key_manager::keyfmt::classify(t) != mcp_key_manager::keyfmt::Shape::Malformed
-        })
+        .filter(|t| mcp_key_vault::keyfmt::classify(t) != mcp_key_vault::keyfmt::Shape::Malformed)
         .filter(|t| t.starts_with("mcp_"))
         .map(str::to_string)
         .collect()

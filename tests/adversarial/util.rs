@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use mcp_key_manager::vault::format::Envelope;
-use mcp_key_manager::vault::{crypto, KdfParams};
-use mcp_key_manager::SecretString;
+use mcp_key_vault::format::Envelope;
+use mcp_key_vault::SecretString;
+use mcp_key_vault::{crypto, KdfParams};
 
 use crate::common::{bin, Env, PASS};
 
@@ -108,9 +108,9 @@ pub fn set_mode(p: &Path, mode: u32) {
 /// [`PASS`]: what an attacker who knows the passphrase, or a bug, could leave behind.
 pub fn write_sealed_payload(e: &Env, plain: &[u8]) {
     let kdf = KdfParams::MINIMUM;
-    let salt = mcp_key_manager::rng::bytes(16);
+    let salt = mcp_key_vault::rng::bytes(16);
     let mut nonce = [0u8; 24];
-    mcp_key_manager::rng::fill(&mut nonce);
+    mcp_key_vault::rng::fill(&mut nonce);
     let key = crypto::derive_key(&SecretString::new(PASS.into()), &salt, &kdf).expect("derive");
     let ad = Envelope::associated_data(&kdf, &salt, &nonce);
     let ciphertext = crypto::seal(&key, &nonce, &ad, plain);

@@ -5,7 +5,7 @@
 //! secret, and a reloading library verifier follows a CLI writer.
 
 use crate::common::*;
-use mcp_key_manager::{SecretString, Vault};
+use mcp_key_vault::{SecretString, Vault};
 use serde_json::Value;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -755,8 +755,8 @@ fn names_only_with_names() {
 
 #[test]
 fn a_watched_verifier_refuses_a_revoked_key_soon_after_revoke_returns() {
-    use mcp_key_manager::verify::Watched;
-    use mcp_key_manager::Code;
+    use mcp_key_vault::verify::Code;
+    use mcp_key_vault::verify::Watched;
     use std::sync::{Arc, Mutex};
 
     let e = Env::with_vault();

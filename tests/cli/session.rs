@@ -332,13 +332,12 @@ fn the_agent_keeps_its_secret_out_of_argv_environ_and_open_files() {
     // The derived key, computed here from the vault's header.
     let bytes = std::fs::read(s.env.vault()).unwrap();
     // Format 2: the key of the passphrase slot (what a session holds).
-    let h = mcp_key_manager::vault::v2::Header::parse(&bytes).unwrap();
-    let mcp_key_manager::vault::v2::SlotKind::Passphrase { kdf, salt, .. } = &h.slots[0].kind
-    else {
+    let h = mcp_key_vault::v2::Header::parse(&bytes).unwrap();
+    let mcp_key_vault::v2::SlotKind::Passphrase { kdf, salt, .. } = &h.slots[0].kind else {
         panic!("the fixture's slot is a passphrase slot")
     };
-    let key = mcp_key_manager::vault::crypto::derive_key(
-        &mcp_key_manager::SecretString::new(PASS.into()),
+    let key = mcp_key_vault::crypto::derive_key(
+        &mcp_key_vault::SecretString::new(PASS.into()),
         salt,
         kdf,
     )

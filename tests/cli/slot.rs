@@ -4,7 +4,7 @@
 use std::process::Command as StdCommand;
 
 use crate::common::{Env, PASS};
-use mcp_key_manager::{KdfParams, SecretString, Vault};
+use mcp_key_vault::{KdfParams, SecretString, Vault};
 
 fn code(o: &std::process::Output) -> i32 {
     o.status.code().expect("exited")
@@ -212,7 +212,7 @@ fn a_format_1_vault_opens_as_before_and_its_next_write_upgrades_it_once() {
         .expect("format 1");
     v1.record(
         chrono::Utc::now(),
-        mcp_key_manager::vault::EventAction::Init,
+        mcp_key_vault::EventAction::Init,
         None,
         None,
     );
@@ -244,7 +244,7 @@ fn a_format_1_vault_opens_as_before_and_its_next_write_upgrades_it_once() {
     assert!(v
         .events()
         .iter()
-        .any(|ev| ev.action == mcp_key_manager::vault::EventAction::Upgrade));
+        .any(|ev| ev.action == mcp_key_vault::EventAction::Upgrade));
 }
 
 #[test]
@@ -324,7 +324,7 @@ fn the_committed_format_1_vector_upgrades_with_every_record_intact() {
             "hashes still verify"
         );
         assert_eq!(
-            mcp_key_manager::vault::records::fmt_time(&k.created_at),
+            mcp_key_vault::records::fmt_time(&k.created_at),
             r["created_at"].as_str().expect("created_at"),
             "sub-second times survive the binary payload"
         );

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
-use mcp_key_manager::{SecretString, Vault};
+use mcp_key_vault::{SecretString, Vault};
 
 /// The passphrase every fixture vault uses.
 pub const PASS: &str = "correct horse battery staple";
@@ -37,9 +37,9 @@ impl Env {
         use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
         static TEMPLATE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
         let bytes = TEMPLATE.get_or_init(|| {
-            let weak = mcp_key_manager::KdfParams::MINIMUM;
+            let weak = mcp_key_vault::KdfParams::MINIMUM;
             let mut v = Vault::create(&SecretString::new(PASS.into()), weak).expect("vault");
-            let init = mcp_key_manager::vault::EventAction::Init;
+            let init = mcp_key_vault::EventAction::Init;
             v.record(chrono::Utc::now(), init, None, None);
             v.to_bytes()
         });

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mcp_key_manager::verify::{Code, ReloadEvent, Watched};
+use mcp_key_vault::verify::{Code, ReloadEvent, Watched};
 
 use crate::fixture::{publish_bytes, Spec, TestKey};
 

@@ -22,4 +22,6 @@ pub mod v2;
 mod vault;
 pub mod verify;
 
+pub use error::{Error, Result};
+pub use secret::{SecretBytes, SecretKey, SecretString};
 pub use vault::*;

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 
 pub use codec::Events;
 pub use header::{detect, Detected, Header, Slot, SlotKind};
-pub use slots::{AgeIdentity, Identities};
+pub use slots::{AgeIdentity, Identities, PluginUi};
 
 use crate::crypto;
 use crate::error::{Error, Result};
@@ -111,7 +111,7 @@ pub fn unlock_data_key(slots: &[Slot], unlock: &Unlock<'_>) -> Result<(SecretKey
     let eligible = |i: usize| selected.is_none_or(|s| s == i);
     let mut problems: Vec<String> = Vec::new();
     if let Some(ids) = unlock.identities {
-        for identity in &ids.0 {
+        for identity in ids.list() {
             match identity {
                 AgeIdentity::X25519(x) => {
                     let r = x.to_public().to_string();
@@ -136,7 +136,7 @@ pub fn unlock_data_key(slots: &[Slot], unlock: &Unlock<'_>) -> Result<(SecretKey
                         let plugin = match age::plugin::IdentityPluginV1::new(
                             name,
                             std::slice::from_ref(p),
-                            slots::TerminalCallbacks,
+                            ids.callbacks(),
                         ) {
                             Ok(pl) => pl,
                             Err(e) => {

@@ -7,6 +7,7 @@
 
 use std::io::{Read, Write};
 use std::iter;
+use std::sync::Arc;
 
 use age::secrecy::ExposeSecret;
 use zeroize::Zeroizing;
@@ -39,11 +40,80 @@ impl std::fmt::Debug for AgeIdentity {
     }
 }
 
-/// The identities of an identity file, in file order.
-#[derive(Debug, Default)]
-pub struct Identities(pub Vec<AgeIdentity>);
+/// What an age plugin may ask of the person at the keyboard while it unwraps a slot
+/// ("touch your YubiKey", a PIN). The library never talks to a terminal: the caller that
+/// has one implements this and hands it over with [`Identities::with_ui`].
+pub trait PluginUi: Send + Sync {
+    /// A message from the plugin, to show (it may hold control characters).
+    fn message(&self, message: &str);
+    /// A secret the plugin asks for (`description` says what); `None` when there is no one
+    /// to ask.
+    fn secret(&self, description: &str) -> Option<SecretString>;
+}
+
+/// The age callbacks of a plugin: the caller's [`PluginUi`], or silence (no message shown,
+/// nothing asked) when there is none.
+#[derive(Clone, Default)]
+pub(crate) struct PluginCallbacks(Option<Arc<dyn PluginUi>>);
+
+impl age::Callbacks for PluginCallbacks {
+    fn display_message(&self, message: &str) {
+        if let Some(ui) = &self.0 {
+            ui.message(message);
+        }
+    }
+    fn confirm(&self, _: &str, _: &str, _: Option<&str>) -> Option<bool> {
+        None
+    }
+    fn request_public_string(&self, _: &str) -> Option<String> {
+        None
+    }
+    fn request_passphrase(&self, description: &str) -> Option<age::secrecy::SecretString> {
+        let secret = self.0.as_ref()?.secret(description)?;
+        Some(secret.expose().to_string().into())
+    }
+}
+
+/// The identities of an identity file, in file order, and who answers their plugins.
+#[derive(Default)]
+pub struct Identities {
+    list: Vec<AgeIdentity>,
+    ui: PluginCallbacks,
+}
+
+impl std::fmt::Debug for Identities {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identities")
+            .field("list", &self.list)
+            .finish_non_exhaustive()
+    }
+}
 
 impl Identities {
+    /// These identities, with plugins that get no answers (see [`Identities::with_ui`]).
+    pub fn new(list: Vec<AgeIdentity>) -> Identities {
+        Identities {
+            list,
+            ui: PluginCallbacks::default(),
+        }
+    }
+
+    /// The same identities; their plugins show messages and ask for secrets through `ui`.
+    #[must_use]
+    pub fn with_ui(mut self, ui: Arc<dyn PluginUi>) -> Identities {
+        self.ui = PluginCallbacks(Some(ui));
+        self
+    }
+
+    /// The identities, in file order.
+    pub fn list(&self) -> &[AgeIdentity] {
+        &self.list
+    }
+
+    pub(crate) fn callbacks(&self) -> PluginCallbacks {
+        self.ui.clone()
+    }
+
     /// Parses the text of an age identity file: one identity per line, `#` comments and
     /// blank lines ignored. Never echoes a line (it may be a secret).
     ///
@@ -76,7 +146,7 @@ impl Identities {
         if out.is_empty() {
             return Err(Error::usage("the identity file holds no identity"));
         }
-        Ok(Identities(out))
+        Ok(Identities::new(out))
     }
 
     /// Reads and parses an identity file (at most 64 KiB).
@@ -99,31 +169,6 @@ impl Identities {
     }
 }
 
-/// Callbacks for plugins: messages go to stderr ("touch your YubiKey"); a PIN is asked at
-/// the terminal when there is one, never otherwise.
-#[derive(Clone, Copy, Debug)]
-pub struct TerminalCallbacks;
-
-impl age::Callbacks for TerminalCallbacks {
-    fn display_message(&self, message: &str) {
-        eprintln!("{}", crate::display::sanitize(message));
-    }
-    fn confirm(&self, _: &str, _: &str, _: Option<&str>) -> Option<bool> {
-        None
-    }
-    fn request_public_string(&self, _: &str) -> Option<String> {
-        None
-    }
-    fn request_passphrase(&self, description: &str) -> Option<age::secrecy::SecretString> {
-        use std::io::IsTerminal;
-        if !std::io::stdin().is_terminal() {
-            return None;
-        }
-        let prompt = format!("{}: ", crate::display::sanitize(description));
-        rpassword::prompt_password(prompt).ok().map(Into::into)
-    }
-}
-
 /// Wraps the data key to one age recipient: an age file whose plaintext is the key.
 ///
 /// # Errors
@@ -142,8 +187,10 @@ pub fn wrap(data_key: &SecretKey, recipient: &str) -> Result<Vec<u8>> {
             let r: age::plugin::Recipient = recipient
                 .parse()
                 .map_err(|_| Error::usage("not an age plugin recipient"))?;
-            let p = age::plugin::RecipientPluginV1::new(&name, &[r], &[], TerminalCallbacks)
-                .map_err(|e| {
+            // Wrapping to a recipient asks nothing of a person: the plugin gets no answers.
+            let p =
+                age::plugin::RecipientPluginV1::new(&name, &[r], &[], PluginCallbacks::default())
+                    .map_err(|e| {
                     Error::failed(format!("cannot wrap to {}: {e}", plugin_hint(&name)))
                 })?;
             age::Encryptor::with_recipients(iter::once(&p as &dyn age::Recipient))

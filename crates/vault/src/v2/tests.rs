@@ -63,7 +63,7 @@ fn age_slot_unlocks_without_any_kdf_and_identity_wins() {
     let mut v = with_keys(&p, 1);
     let age_id = v.add_age_slot(&r, "ci", now()).unwrap().id;
     let bytes = v.to_bytes();
-    let ids = Identities(vec![AgeIdentity::X25519(id)]);
+    let ids = Identities::new(vec![AgeIdentity::X25519(id)]);
     let both = Unlock {
         identities: Some(&ids),
         passphrase: Some(&p),
@@ -77,7 +77,7 @@ fn age_slot_unlocks_without_any_kdf_and_identity_wins() {
     );
     let w = Vault::open(&bytes, &p).unwrap();
     assert_ne!(w.unlocked_by(), Some(age_id.as_str()));
-    let other = Identities(vec![AgeIdentity::X25519(age::x25519::Identity::generate())]);
+    let other = Identities::new(vec![AgeIdentity::X25519(age::x25519::Identity::generate())]);
     let e = Vault::open_with(
         &bytes,
         &Unlock {
@@ -361,7 +361,7 @@ fn identity_files_parse_and_never_echo() {
         id.to_string().expose_secret()
     );
     let ids = Identities::parse(&text).unwrap();
-    assert_eq!(ids.0.len(), 1);
+    assert_eq!(ids.list().len(), 1);
     let secretish = "AGE-SECRET-KEY-1NOTVALIDXYZ";
     let e = Identities::parse(&format!("{secretish}\n"))
         .unwrap_err()
