@@ -1,6 +1,6 @@
 //! What a request asks of a key under `--tool-permissions`, as `serve` sees it: the
 //! routing headers read from hyper's `HeaderMap` into the verifier crate's
-//! [`routing`](mcp_key_verifier::routing) rule, and the start-up line that says what the
+//! [`routing`] rule, and the start-up line that says what the
 //! decision rests on.
 //!
 //! Invariant: fail closed (see `http::needed_by_request`). A request whose method cannot be
