@@ -12,7 +12,7 @@ use crate::cli::ListArgs;
 use crate::display::{sanitize, truncate};
 use crate::vault::keyset::Look;
 use crate::vault::records::{expires_within, write_time};
-use crate::vault::v2::codec::{datetime, IdRef, TimeParts};
+use crate::vault::v2::{datetime, IdRef, TimeParts};
 use crate::vault::{KeyRecord, Status};
 
 /// A row of the table.

@@ -86,7 +86,7 @@ impl KdfParams {
     /// about `target_ms` on this machine, within the format's bounds.
     ///
     /// # Errors
-    /// As [`derive_key`].
+    /// As `derive_key`.
     pub fn calibrate(self, target_ms: u64) -> Result<u32> {
         let probe = KdfParams {
             iterations: 1,

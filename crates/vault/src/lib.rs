@@ -5,10 +5,18 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+// The formats' internals: private to the library; tests, benchmarks and fuzz targets see
+// them through the `test-support` feature.
+#[cfg(feature = "test-support")]
 pub mod crypto;
+#[cfg(not(feature = "test-support"))]
+mod crypto;
 pub mod display;
 pub mod error;
+#[cfg(feature = "test-support")]
 pub mod format;
+#[cfg(not(feature = "test-support"))]
+mod format;
 pub mod fsio;
 pub mod keyfmt;
 pub mod keyset;

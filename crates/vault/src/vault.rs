@@ -71,7 +71,7 @@ impl Vault {
     /// data key and a fresh `hash_key`.
     ///
     /// # Errors
-    /// As [`crypto::derive_key`].
+    /// As `crypto::derive_key`.
     pub fn create(passphrase: &SecretString, kdf: KdfParams) -> Result<Vault> {
         kdf.check_bounds()?;
         Ok(Vault {
@@ -364,7 +364,7 @@ impl Vault {
     /// format-1 vault is upgraded first.
     ///
     /// # Errors
-    /// As [`crypto::derive_key`] and [`v2::Sealing::rekey_slot`].
+    /// As `crypto::derive_key` and [`v2::Sealing::rekey_slot`].
     pub fn rekey(&mut self, passphrase: &SecretString, kdf: KdfParams) -> Result<()> {
         self.rekey_slot(None, passphrase, kdf)
     }
@@ -928,7 +928,7 @@ impl KeyCache {
     /// The key for this envelope's salt and settings, derived at most once.
     ///
     /// # Errors
-    /// As [`crypto::derive_key`]; [`Error::Passphrase`] for a seeded cache whose key does
+    /// As `crypto::derive_key`; [`Error::Passphrase`] for a seeded cache whose key does
     /// not fit this envelope (the vault was re-keyed since the session began).
     pub fn key_for(&mut self, env: &Envelope) -> Result<SecretKey> {
         if let Some((kdf, salt, key)) = &self.cached {

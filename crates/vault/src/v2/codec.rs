@@ -2,7 +2,7 @@
 //! `docs/vault-format-2.md`, "Payload"): raw 32-byte secrets and hashes, integer times,
 //! a permission dictionary, and the history as one length-delimited section.
 //!
-//! This module knows bytes, never keys or files. Invariants: [`decode`] never panics, never
+//! This module knows bytes, never keys or files. Invariants: `decode` never panics, never
 //! allocates more than a fixed multiple of its input (every count read from the input is
 //! capped by what the remaining bytes could hold before anything is reserved), and accepts
 //! exactly one encoding of each payload, so `encode(decode(b)) == b` for every `b` it
@@ -783,15 +783,16 @@ fn check_unique_ids<'a>(ids: impl Iterator<Item = IdRef<'a>>) -> Result<()> {
 ///
 /// # Errors
 /// [`Error::Corrupt`] for anything malformed.
+#[cfg(any(test, feature = "test-support"))]
 pub fn decode(bytes: &[u8], events: Events) -> Result<Payload> {
     decode_owned(Zeroizing::new(bytes.to_vec()), events)
 }
 
-/// [`decode`] of a buffer the payload may keep: records and events left encoded point
+/// `decode` of a buffer the payload may keep: records and events left encoded point
 /// into it rather than into a copy.
 ///
 /// # Errors
-/// As [`decode`].
+/// [`Error::Corrupt`] for anything malformed.
 pub fn decode_owned(mut buf: Zeroizing<Vec<u8>>, events: Events) -> Result<Payload> {
     let bytes = &buf[..];
     if u32::try_from(bytes.len()).is_err() {
@@ -1006,7 +1007,7 @@ impl<'a> RecordRef<'a> {
 }
 
 /// Reads one record that fills `bytes` exactly, in place, checking each field against
-/// `ndict` dictionary entries (the checks of [`decode`] that span records, such as
+/// `ndict` dictionary entries (the checks of `decode` that span records, such as
 /// first-use order, are not repeated).
 ///
 /// # Errors

@@ -8,13 +8,19 @@
 //! the old key. Unlocking runs at most [`MAX_PASSPHRASE_KDFS`] Argon2id derivations,
 //! whatever the header holds.
 
+#[cfg(feature = "test-support")]
 pub mod codec;
+#[cfg(not(feature = "test-support"))]
+pub(crate) mod codec;
+#[cfg(feature = "test-support")]
 pub mod header;
-pub mod slots;
+#[cfg(not(feature = "test-support"))]
+pub(crate) mod header;
+pub(crate) mod slots;
 
 use chrono::{DateTime, Utc};
 
-pub use codec::Events;
+pub use codec::{datetime, Events, IdRef, RecordRef, TimeParts};
 pub use header::{detect, Detected, Header, Slot, SlotKind};
 pub use slots::{AgeIdentity, Identities, PluginUi};
 
@@ -317,7 +323,7 @@ impl Sealing {
     /// A new sealing with one passphrase slot (one Argon2id derivation).
     ///
     /// # Errors
-    /// As [`crypto::derive_key`]; [`Error::Usage`] for a bad label.
+    /// As `crypto::derive_key`; [`Error::Usage`] for a bad label.
     pub fn with_passphrase(
         passphrase: &SecretString,
         kdf: KdfParams,
@@ -336,7 +342,7 @@ impl Sealing {
     /// without asking for its passphrase again or running the KDF a second time.
     ///
     /// # Errors
-    /// As [`slots::wrap`].
+    /// As `slots::wrap`.
     pub fn from_derived_key(
         slot_key: &SecretKey,
         kdf: KdfParams,
@@ -482,7 +488,7 @@ impl Sealing {
     /// Adds a passphrase slot (the current data key wrapped to its new identity).
     ///
     /// # Errors
-    /// [`Error::Usage`] at 32 slots or for a bad label; as [`crypto::derive_key`].
+    /// [`Error::Usage`] at 32 slots or for a bad label; as `crypto::derive_key`.
     pub fn add_passphrase_slot(
         &mut self,
         passphrase: &SecretString,
