@@ -196,7 +196,13 @@ fn check_private_dir(dir: &Path, uid: u32) -> Result<()> {
 fn socket_name(vault_canonical: &Path) -> String {
     use std::os::unix::ffi::OsStrExt;
     let h = Sha256::digest(vault_canonical.as_os_str().as_bytes());
-    format!("{}.sock", crate::rng::hex(&h[..16]))
+    format!(
+        "{}.sock",
+        h[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
 }
 
 /// The socket of this vault's session; `None` when the directory does not exist yet and

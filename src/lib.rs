@@ -29,7 +29,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use mcp_key_vault as vault;
-use mcp_key_vault::{display, error, fsio, keyfmt, legacy, rng, secret, verify};
+use mcp_key_vault::{display, error, fsio, keyfmt, legacy, secret, verify};
+use mcp_key_verifier::time;
 
 use cli::{Cli, Command};
 use error::Error;

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::envstore::refuse_vault;
 use crate::error::{Error, Result};
 use crate::fsio::{self, Lock};
-use crate::vault::records::fmt_time;
+use crate::time::format as fmt_time;
 use crate::vault::{KeyId, Permission, Published, Vault};
 use crate::verify::{MAX_VERIFIER_BYTES, VERIFIER_FORMAT};
 

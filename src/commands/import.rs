@@ -10,7 +10,7 @@ use super::*;
 use crate::cli::ImportArgs;
 use crate::display::{path as shown, sanitize};
 use crate::legacy::{self, LegacyRecord};
-use crate::vault::store::Expect;
+use crate::vault::Expect;
 use crate::vault::Vault;
 
 #[derive(Serialize)]

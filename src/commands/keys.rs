@@ -10,7 +10,7 @@ use super::output::{human_time, relative, s, whole_days, Human, KeyView, Many, R
 use super::*;
 use crate::cli::{CreateArgs, DeleteArgs, InitArgs, JsonFlag, RevokeArgs, UseArgs, ViewArgs};
 use crate::display::sanitize;
-use crate::vault::store::Expect;
+use crate::vault::Expect;
 use crate::vault::{EventAction, KeyId, NewKey, Permission, Status, Vault};
 
 /// Argon2id settings as `init` and `rekey` report them.
@@ -93,11 +93,7 @@ struct Created {
 
 impl Report for Created {
     fn human(&self, h: &mut Human<'_>) -> io::Result<()> {
-        let exp = match self
-            .expires_at
-            .as_deref()
-            .and_then(crate::vault::records::parse_time)
-        {
+        let exp = match self.expires_at.as_deref().and_then(crate::time::parse) {
             Some(t) => format!("expires {}, {}", human_time(&t), relative(&t, h.now)),
             None => "never expires".into(),
         };
@@ -195,7 +191,7 @@ pub(super) fn create(ctx: &mut Ctx, a: CreateArgs) -> Result<()> {
         key,
         name: k.name.clone(),
         description: k.description.clone(),
-        expires_at: k.expires_at.as_ref().map(crate::vault::records::fmt_time),
+        expires_at: k.expires_at.as_ref().map(crate::time::format),
         permissions: k.permissions.clone(),
         env_file_updated: a.use_in_env,
         verifiers_updated: ctx.republished(),
@@ -306,7 +302,7 @@ impl Report for Viewed {
                 "Last used",
                 self.last_used_at
                     .as_deref()
-                    .and_then(crate::vault::records::parse_time)
+                    .and_then(crate::time::parse)
                     .map_or("-".into(), |t| {
                         format!("{} ({})", human_time(&t), relative(&t, h.now))
                     }),
@@ -352,7 +348,7 @@ pub(super) fn view(ctx: &mut Ctx, a: ViewArgs) -> Result<()> {
         last_used_at: usage
             .get(k.id.as_str())
             .and_then(|u| u.last_used_at.as_ref())
-            .map(crate::vault::records::fmt_time),
+            .map(crate::time::format),
         key: KeyView::of(k, now),
         metadata: k.metadata.clone(),
         in_env_file: served_index(ctx, &vault) == Some(i),

@@ -9,7 +9,7 @@ use super::output::{human_time, relative, Human, KeyView, Many, Report};
 use super::*;
 use crate::cli::{HistoryArgs, PermissionArgs, RekeyArgs, RotateArgs};
 use crate::display::sanitize;
-use crate::vault::records::fmt_time;
+use crate::time::format as fmt_time;
 use crate::vault::{Event, KeyId, Permission, Selector, Status};
 
 #[derive(Serialize)]
@@ -47,11 +47,7 @@ impl Report for Rotated {
             "Rotated key {old} -> {new}.\n\n    {}\n\nStore this key now: `list` and `view` never show it.",
             self.key.expose()
         )?;
-        match self
-            .old_valid_until
-            .as_deref()
-            .and_then(crate::vault::records::parse_time)
-        {
+        match self.old_valid_until.as_deref().and_then(crate::time::parse) {
             Some(t) if self.was_active => writeln!(
                 h.out,
                 "The old key {old} stays valid until {} ({}).",
@@ -279,7 +275,7 @@ impl Report for History<'_> {
             return writeln!(h.out, "No events.");
         }
         for e in &self.events {
-            let at = crate::vault::records::parse_time(&e.at).unwrap_or(h.now);
+            let at = crate::time::parse(&e.at).unwrap_or(h.now);
             let line = format!(
                 "{}  {:<8} {:<16} {}{}",
                 at.format("%Y-%m-%d %H:%M:%S UTC"),

@@ -10,9 +10,10 @@ use super::output::{push_json_str, relative, Human, KeyView, KeyViewRef, Report}
 use super::*;
 use crate::cli::ListArgs;
 use crate::display::{sanitize, truncate};
-use crate::vault::keyset::Look;
-use crate::vault::records::{expires_within, write_time};
+use crate::time::write as write_time;
+use crate::vault::expires_within;
 use crate::vault::v2::{datetime, IdRef, TimeParts};
+use crate::vault::Look;
 use crate::vault::{KeyRecord, Status};
 
 /// A row of the table.
@@ -85,7 +86,7 @@ fn last_used(id: &str, usage: &Usage) -> Option<String> {
     usage
         .get(id)
         .and_then(|u| u.last_used_at.as_ref())
-        .map(crate::vault::records::fmt_time)
+        .map(crate::time::format)
 }
 
 type Usage = std::collections::BTreeMap<String, crate::serve::usage::KeyUsage>;
@@ -444,7 +445,7 @@ mod tests {
     use super::*;
     use crate::cli::{JsonFlag, UsageArgs};
     use crate::secret::SecretString;
-    use crate::vault::types::KeyHash;
+    use crate::vault::KeyHash;
     use crate::vault::{NewKey, Vault};
     use chrono::Duration;
 

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::cli::Output;
 use crate::display::needs_escape;
 use crate::error::{Error, Result};
-use crate::vault::records::fmt_time;
+use crate::time::format as fmt_time;
 use crate::vault::{KeyId, KeyRecord, Permission, Status};
 
 /// What a human renderer may use besides the result: the writer and the terminal's manners.

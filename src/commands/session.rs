@@ -16,7 +16,7 @@ use super::*;
 use crate::agent;
 use crate::cli::UnlockArgs;
 use crate::secret::{SecretBytes, SecretKey};
-use crate::vault::records::fmt_time;
+use crate::time::format as fmt_time;
 use crate::vault::{Envelope, KeyCache};
 
 /// First byte of a format-1 session secret.

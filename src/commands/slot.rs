@@ -8,7 +8,7 @@ use super::output::{human_time, Human, Report};
 use super::*;
 use crate::cli::{SlotAddArgs, SlotCommand, SlotRemoveArgs};
 use crate::display::sanitize;
-use crate::vault::records::fmt_time;
+use crate::time::format as fmt_time;
 use crate::vault::v2::{Slot, SlotKind};
 
 #[derive(Serialize)]

@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::output::{s, Human, Report};
 use super::*;
 use crate::cli::{ExportArgs, VerifyArgs};
-use crate::vault::records::fmt_time;
+use crate::time::format as fmt_time;
 use crate::vault::KeyId;
 use crate::verify::{Verdict, Verifier};
 

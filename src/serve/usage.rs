@@ -61,7 +61,7 @@ pub fn files_beside(verifier: &Path) -> Vec<PathBuf> {
 pub struct KeyUsage {
     /// The last time the key was presented and identified (any verdict from `REVOKED` on:
     /// the request named this key with its right secret).
-    #[serde(with = "crate::vault::records::time_opt", default)]
+    #[serde(with = "crate::vault::time_opt", default)]
     pub last_used_at: Option<DateTime<Utc>>,
     /// Requests by verdict code (`VALID`, `INSUFFICIENT_PERMISSIONS`, `REVOKED`,
     /// `EXPIRED`). Codes a newer writer adds are kept as they are.
@@ -84,7 +84,7 @@ impl KeyUsage {
 struct UsageFile {
     format: String,
     version: u32,
-    #[serde(with = "crate::vault::records::time_opt", default)]
+    #[serde(with = "crate::vault::time_opt", default)]
     updated_at: Option<DateTime<Utc>>,
     keys: BTreeMap<String, KeyUsage>,
 }
@@ -264,7 +264,7 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vault::records::parse_time;
+    use crate::time::parse as parse_time;
 
     /// Merges usage files as `list`/`view`/`check` do, failing on the first bad one.
     fn load_and_merge<P: AsRef<Path>>(paths: &[P]) -> Result<BTreeMap<String, KeyUsage>> {

@@ -1,6 +1,27 @@
 //! The vault of mcp-key-manager: the encrypted file that holds the keys, in formats 1 and
 //! 2, its crypto, the file protocol (lock, re-read, atomic replace), the records and their
 //! history, and the import of the Python tool's plaintext store.
+//!
+//! The public API:
+//! - [`Store`] opens, changes and saves the vault file at a path, asking the caller through
+//!   [`Interaction`] for passphrases, warnings and identities (the library never prompts,
+//!   prints or exits); [`Vault`] is an unlocked vault and its changes ([`NewKey`],
+//!   [`Selector`], [`Rotation`]); the records: [`KeyRecord`], [`Keys`], [`Look`],
+//!   [`Event`], [`History`], [`Published`], [`Status`], [`KeyId`], [`KeyHash`],
+//!   [`Permission`]; the file's identity: [`Envelope`], [`KdfParams`], [`Detected`].
+//! - [`v2`]: format 2's slots as a caller sees them ([`v2::Slot`], [`v2::Identities`], the
+//!   [`v2::PluginUi`] an age plugin talks through) and records read in place
+//!   ([`v2::RecordRef`]).
+//! - [`verify`]: a [`Verifier`](verify::Verifier) built from an unlocked vault (the type
+//!   itself is `mcp-key-verifier`'s).
+//! - [`keyfmt`] (making keys, their strength), [`legacy`] (the Python tool's store),
+//!   [`secret`] (wiped secret types), [`fsio`] (bounded reads, locks, atomic replace: what
+//!   the binary's own files use too), [`display`] (text safe to print), [`error`].
+//!
+//! Private: the format-1 envelope's parser, format 2's header and payload codec, the
+//! crypto, the record index. Tests, benchmarks and fuzz targets reach them, and a few
+//! hooks no tool should call (`Vault::payload_mut_unchecked`, the data key), through the
+//! `test-support` feature, which the binary never enables.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -19,13 +40,28 @@ pub mod format;
 mod format;
 pub mod fsio;
 pub mod keyfmt;
+#[cfg(feature = "test-support")]
 pub mod keyset;
+#[cfg(not(feature = "test-support"))]
+mod keyset;
 pub mod legacy;
+#[cfg(feature = "test-support")]
 pub mod records;
+#[cfg(not(feature = "test-support"))]
+mod records;
+#[cfg(feature = "test-support")]
 pub mod rng;
+#[cfg(not(feature = "test-support"))]
+mod rng;
 pub mod secret;
+#[cfg(feature = "test-support")]
 pub mod store;
+#[cfg(not(feature = "test-support"))]
+mod store;
+#[cfg(feature = "test-support")]
 pub mod types;
+#[cfg(not(feature = "test-support"))]
+mod types;
 pub mod v2;
 mod vault;
 pub mod verify;

@@ -398,7 +398,7 @@ pub fn now() -> DateTime<Utc> {
     chrono::DurationRound::duration_trunc(t, chrono::Duration::seconds(1)).unwrap_or(t)
 }
 
-pub use mcp_key_verifier::time::{format as fmt_time, parse as parse_time, write as write_time};
+pub use mcp_key_verifier::time::{format as fmt_time, parse as parse_time};
 
 mod time {
     use super::*;

@@ -511,7 +511,7 @@ impl Store {
     }
 
     /// Opens a transaction: the vault, read and unlocked under its lock, which is held
-    /// until the transaction drops. Each [`Txn::commit`] saves; a transaction dropped
+    /// until the transaction drops. Each `Txn::commit` saves; a transaction dropped
     /// without one writes nothing.
     ///
     /// # Errors

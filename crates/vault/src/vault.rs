@@ -8,11 +8,12 @@ use crate::{crypto, format, v2};
 use chrono::{DateTime, Duration, Utc};
 
 pub use crate::format::{Detected, Envelope, KdfParams};
-pub use crate::keyset::Keys;
+pub use crate::keyset::{Keys, Look};
 pub use crate::records::{
-    Event, History, KeyRecord, Payload, Published, Status, DEFAULT_PERMISSIONS,
+    expires_within, time_opt, Event, History, KeyRecord, Payload, Published, Status,
+    DEFAULT_PERMISSIONS,
 };
-pub use crate::store::{Interaction, Store};
+pub use crate::store::{Expect, Interaction, Store};
 pub use crate::types::{EventAction, InvalidPermission, KeyHash, KeyId, Permission};
 
 use crate::display::sanitize;
