@@ -12,6 +12,9 @@ use super::format::KdfParams;
 use crate::error::{Error, Result};
 use crate::secret::{SecretKey, SecretString};
 
+/// Length of a new salt in bytes (RFC 9106 recommends 128 bits).
+pub const SALT_LEN: usize = 16;
+
 /// Derives the 32-byte vault key: Argon2id(passphrase, salt, params) as RFC 9106 defines it.
 ///
 /// # Errors

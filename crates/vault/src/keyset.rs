@@ -12,8 +12,8 @@ use std::sync::OnceLock;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::records::KeyRecord;
 use super::types::{KeyHash, KeyId, Permission};
+use crate::record::KeyRecord;
 
 /// A decrypted payload, shared by the records and the history that still point into it.
 pub(crate) type Plain = std::sync::Arc<crate::secret::WipedBytes>;
@@ -41,14 +41,14 @@ pub(crate) enum ReadId {
 
 impl ReadId {
     /// The id of a record as stored.
-    pub(crate) fn of(id: crate::v2::codec::IdRef<'_>) -> ReadId {
+    pub(crate) fn of(id: crate::wire::IdRef<'_>) -> ReadId {
         let mut buf = [0u8; 16];
         match id {
-            crate::v2::codec::IdRef::Hex(_) => {
+            crate::wire::IdRef::Hex(_) => {
                 id.as_str(&mut buf);
                 ReadId::Hex(buf)
             }
-            crate::v2::codec::IdRef::Text(t) => ReadId::Text(KeyId::from(t)),
+            crate::wire::IdRef::Text(t) => ReadId::Text(KeyId::from(t)),
         }
     }
 
@@ -131,7 +131,7 @@ impl Keys {
     /// The record whose bytes `raw` points at.
     fn decode(&self, raw: Raw) -> Box<KeyRecord> {
         Box::new(
-            crate::v2::codec::decode_record(
+            crate::wire::decode_record(
                 &self.encoded[raw.start as usize..raw.end as usize],
                 &self.dict,
             )
@@ -235,7 +235,7 @@ impl Keys {
         match (e.rec.get(), e.raw) {
             (Some(r), _) => Look::Record(r),
             (None, Some(raw)) => Look::InPlace(
-                crate::v2::codec::view_record(
+                crate::wire::view_record(
                     &self.encoded[raw.start as usize..raw.end as usize],
                     self.dict.len(),
                 )
@@ -329,7 +329,7 @@ pub enum Look<'a> {
     /// Decoded earlier (or new).
     Record(&'a KeyRecord),
     /// Read in place from the payload; permission indexes refer to [`Keys::dict`].
-    InPlace(crate::v2::codec::RecordRef<'a>),
+    InPlace(crate::wire::RecordRef<'a>),
 }
 
 impl Look<'_> {

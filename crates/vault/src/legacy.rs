@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::display::sanitize;
 use crate::keyfmt::{self, Shape};
 use crate::secret::SecretString;
-use crate::vault::Permission;
+use crate::types::Permission;
 
 /// Reads a plaintext store, bounded as a vault file is; `None` when there is none.
 ///
@@ -82,7 +82,7 @@ impl<'de> serde::Deserialize<'de> for Entries {
 /// Parses a naive local timestamp as Python's `datetime.isoformat()` writes it (with or
 /// without microseconds), or an RFC 3339 time with an offset, into UTC.
 pub fn parse_legacy_time(s: &str) -> Option<DateTime<Utc>> {
-    if let Some(t) = crate::records::parse_time(s) {
+    if let Some(t) = mcp_key_verifier::time::parse(s) {
         return Some(t);
     }
     let naive = NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
@@ -241,7 +241,7 @@ mod tests {
     }
 
     fn parse_time_utc(s: &str) -> DateTime<Utc> {
-        crate::records::parse_time(s).unwrap()
+        mcp_key_verifier::time::parse(s).unwrap()
     }
 
     #[test]

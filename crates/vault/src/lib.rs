@@ -46,6 +46,10 @@ pub mod keyset;
 mod keyset;
 pub mod legacy;
 #[cfg(feature = "test-support")]
+pub mod record;
+#[cfg(not(feature = "test-support"))]
+mod record;
+#[cfg(feature = "test-support")]
 pub mod records;
 #[cfg(not(feature = "test-support"))]
 mod records;
@@ -65,7 +69,20 @@ mod types;
 pub mod v2;
 mod vault;
 pub mod verify;
+#[cfg(feature = "test-support")]
+pub mod wire;
+#[cfg(not(feature = "test-support"))]
+mod wire;
 
+pub use crypto::SALT_LEN;
 pub use error::{Error, Result};
+pub use format::{Detected, Envelope, KdfParams};
+pub use keyset::{Keys, Look};
+pub use records::{
+    expires_within, time_opt, Event, History, KeyRecord, Payload, Published, Status,
+    DEFAULT_PERMISSIONS,
+};
 pub use secret::{SecretBytes, SecretKey, SecretString};
+pub use store::{Expect, Interaction, Store};
+pub use types::{EventAction, InvalidPermission, KeyHash, KeyId, Permission};
 pub use vault::*;

@@ -10,12 +10,13 @@
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use super::format::MAX_FILE_BYTES;
-use super::v2::{self, Identities};
-use super::{Envelope, KdfParams, KeyCache, Vault};
 use crate::error::{Error, Result};
+use crate::format::MAX_FILE_BYTES;
+use crate::format::{Envelope, KdfParams};
 use crate::fsio::{self, Lock};
 use crate::secret::SecretString;
+use crate::v2::{self, Identities};
+use crate::vault::{KeyCache, Vault};
 
 /// What the store needs from whoever drives it: passphrases, and a voice for progress
 /// and warnings. The CLI implements it with the terminal and the environment.
@@ -35,7 +36,7 @@ pub trait Interaction {
     /// The derived key a live unlock session holds (KDF settings, salt, key), whatever
     /// the vault's format: for a format-2 vault it opens the passphrase slot with that
     /// salt.
-    fn session_key(&self) -> Option<super::v2::SlotKey> {
+    fn session_key(&self) -> Option<crate::v2::SlotKey> {
         None
     }
 
@@ -99,7 +100,7 @@ impl Parsed {
         match v2::detect(bytes)? {
             v2::Detected::V1(e) => Ok(Parsed::V1(e)),
             v2::Detected::V2(h) => Ok(Parsed::V2(h)),
-            v2::Detected::Legacy => Err(super::format::legacy_refusal()),
+            v2::Detected::Legacy => Err(crate::format::legacy_refusal()),
         }
     }
 
@@ -549,7 +550,12 @@ impl Store {
             Some(bytes) => self.unlock(&Parsed::parse(&bytes)?)?,
             None => {
                 let mut v = fresh;
-                v.record(super::records::now(), super::EventAction::Init, None, None);
+                v.record(
+                    crate::records::now(),
+                    crate::types::EventAction::Init,
+                    None,
+                    None,
+                );
                 v
             }
         };
@@ -638,7 +644,12 @@ impl Store {
             announced(&*ui, &kdf, || {
                 v.rekey_slot(ui.slot().as_deref(), &pass, kdf)
             })?;
-            v.record(super::records::now(), super::EventAction::Rekey, None, None);
+            v.record(
+                crate::records::now(),
+                crate::types::EventAction::Rekey,
+                None,
+                None,
+            );
             Ok(())
         })
     }

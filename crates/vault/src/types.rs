@@ -12,6 +12,9 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use subtle::ConstantTimeEq;
 
+/// Default permissions of a new key, as in the Python tool.
+pub const DEFAULT_PERMISSIONS: [&str; 3] = ["generate", "info", "health"];
+
 /// The impls every text newtype here shares: read as `str`, shown escaped (the text may
 /// come from an old store and must not drive a terminal), compared with plain strings.
 macro_rules! text_newtype {
@@ -185,7 +188,7 @@ impl Permission {
 
     /// The default permissions of a new key, as in the Python tool.
     pub fn defaults() -> Vec<Permission> {
-        crate::vault::DEFAULT_PERMISSIONS
+        DEFAULT_PERMISSIONS
             .iter()
             .map(|p| Permission((*p).into()))
             .collect()

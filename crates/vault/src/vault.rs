@@ -7,23 +7,16 @@ use crate::{crypto, format, v2};
 
 use chrono::{DateTime, Duration, Utc};
 
-pub use crate::format::{Detected, Envelope, KdfParams};
-pub use crate::keyset::{Keys, Look};
-pub use crate::records::{
-    expires_within, time_opt, Event, History, KeyRecord, Payload, Published, Status,
-    DEFAULT_PERMISSIONS,
-};
-pub use crate::store::{Expect, Interaction, Store};
-pub use crate::types::{EventAction, InvalidPermission, KeyHash, KeyId, Permission};
+use crate::format::{Envelope, KdfParams};
+use crate::keyset::Keys;
+use crate::records::{Event, KeyRecord, Payload, Published, Status};
+use crate::types::{EventAction, KeyHash, KeyId, Permission};
 
 use crate::display::sanitize;
 use crate::error::{Error, Result};
 use crate::keyfmt;
 use crate::legacy::LegacyRecord;
 use crate::secret::{SecretKey, SecretString};
-
-/// Length of a new salt in bytes (RFC 9106 recommends 128 bits).
-pub const SALT_LEN: usize = 16;
 
 /// An unlocked vault.
 ///
@@ -107,7 +100,7 @@ impl Vault {
     #[cfg(any(test, feature = "test-support"))]
     pub fn create_format1(passphrase: &SecretString, kdf: KdfParams) -> Result<Vault> {
         kdf.check_bounds()?;
-        let salt = crate::rng::bytes(SALT_LEN);
+        let salt = crate::rng::bytes(crate::crypto::SALT_LEN);
         let key = crypto::derive_key(passphrase, &salt, &kdf)?;
         Ok(Vault {
             seal: Seal::V1 { kdf, salt, key },

@@ -12,7 +12,7 @@ use crate::vault::Vault;
 
 /// What a verifier keeps of one record: read in place where it is still encoded (only what
 /// a verifier keeps is copied), or copied from the record decoded earlier.
-fn key_info(look: &crate::keyset::Look<'_>, dict: &[crate::vault::Permission]) -> KeyInfo {
+fn key_info(look: &crate::keyset::Look<'_>, dict: &[crate::types::Permission]) -> KeyInfo {
     use crate::keyset::Look;
     match look {
         Look::Record(k) => KeyInfo::new(
@@ -31,7 +31,7 @@ fn key_info(look: &crate::keyset::Look<'_>, dict: &[crate::vault::Permission]) -
             Some(r.name.to_string()),
             *r.hash,
             r.revoked_at.is_some(),
-            r.expires_at.map(crate::v2::codec::datetime),
+            r.expires_at.map(crate::v2::datetime),
             r.permission_indexes()
                 .map(|i| dict[i].as_str().to_string())
                 .collect(),
@@ -97,8 +97,9 @@ pub fn from_vault_for(vault: &Vault, presented: &[&str]) -> Verifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::KdfParams;
     use crate::secret::SecretString;
-    use crate::vault::{KdfParams, NewKey, Vault};
+    use crate::vault::{NewKey, Vault};
     use chrono::Duration;
     use chrono::Utc;
 
@@ -219,7 +220,7 @@ mod tests {
         let hash = v.keyed_hash(legacy);
         v.payload_mut_unchecked()
             .keys
-            .push(crate::vault::KeyRecord {
+            .push(crate::record::KeyRecord {
                 id: "old-id".into(),
                 name: "imported".into(),
                 description: String::new(),
@@ -349,7 +350,7 @@ mod tests {
         let (mut v, _) = cheap_vault();
         let legacy = "ab".repeat(32);
         let hash = v.keyed_hash(&legacy);
-        let mut rec = serde_json::from_value::<crate::vault::KeyRecord>(serde_json::json!({
+        let mut rec = serde_json::from_value::<crate::record::KeyRecord>(serde_json::json!({
             "id": "legacy-id", "name": "old", "created_at": "2025-01-01T00:00:00Z",
             "secret": legacy, "hash": hash, "permissions": ["generate"]
         }))
@@ -371,7 +372,7 @@ mod tests {
         for (byte, bit) in [(0usize, 0u8), (31, 7)] {
             let (mut v, keys) = cheap_vault();
             let legacy = "ab".repeat(32);
-            let mut rec = serde_json::from_value::<crate::vault::KeyRecord>(serde_json::json!({
+            let mut rec = serde_json::from_value::<crate::record::KeyRecord>(serde_json::json!({
                 "id": "legacy-id", "name": "old", "created_at": "2025-01-01T00:00:00Z",
                 "secret": legacy, "hash": v.keyed_hash(&legacy)
             }))

@@ -20,7 +20,8 @@ pub(crate) mod slots;
 
 use chrono::{DateTime, Utc};
 
-pub use codec::{datetime, Events, IdRef, RecordRef, TimeParts};
+pub use crate::wire::{datetime, IdRef, RecordRef, TimeParts};
+pub use codec::Events;
 pub use header::{detect, Detected, Header, Slot, SlotKind};
 pub use slots::{AgeIdentity, Identities, PluginUi};
 

@@ -276,7 +276,7 @@ pub fn new_passphrase_kind(
     slot_id: &str,
 ) -> Result<(SlotKind, String)> {
     kdf.check_bounds()?;
-    let salt = crate::rng::bytes(crate::vault::SALT_LEN);
+    let salt = crate::rng::bytes(crate::crypto::SALT_LEN);
     let kek = crypto::derive_key(passphrase, &salt, &kdf)?;
     Ok(passphrase_kind_with_key(&kek, kdf, salt, slot_id))
 }

@@ -3,7 +3,8 @@
 
 use super::*;
 use crate::error::Category;
-use crate::vault::{EventAction, NewKey, Permission, Vault};
+use crate::types::{EventAction, Permission};
+use crate::vault::{NewKey, Vault};
 
 const WEAK: KdfParams = KdfParams {
     memory_kib: 8,
@@ -314,7 +315,7 @@ fn detect_tells_both_formats_apart() {
     assert!(matches!(detect(b"{}"), Ok(Detected::Legacy)));
     assert!(matches!(detect(b"[1]"), Err(Error::Corrupt(_))));
     // What a format-1 reader says about a format-2 file: exit 4.
-    let e = crate::vault::Envelope::detect(&v2.to_bytes()).unwrap_err();
+    let e = crate::format::Envelope::detect(&v2.to_bytes()).unwrap_err();
     assert_eq!(e.category(), Category::Corrupt);
 }
 
