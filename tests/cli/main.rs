@@ -3,9 +3,11 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod adversarial;
 mod check;
 mod create;
 mod envfile;
+mod envfile_dotenv;
 mod guide;
 mod hardening;
 mod history;

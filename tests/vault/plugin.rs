@@ -36,6 +36,18 @@ fn python() -> Option<String> {
     None
 }
 
+/// Puts `PATH` back when dropped.
+struct RestorePath(Option<std::ffi::OsString>);
+
+impl Drop for RestorePath {
+    fn drop(&mut self) {
+        match self.0.take() {
+            Some(path) => std::env::set_var("PATH", path),
+            None => std::env::remove_var("PATH"),
+        }
+    }
+}
+
 #[test]
 fn a_plugin_slot_wraps_and_unwraps_through_the_plugin_protocol() {
     let Some(py) = python() else { return };
@@ -60,7 +72,10 @@ fn a_plugin_slot_wraps_and_unwraps_through_the_plugin_protocol() {
     let recipient = out("--recipient");
     let identity = out("--identity");
     assert!(recipient.starts_with("age1stub1"), "{recipient}");
-    // SAFETY of the environment change: this binary holds only this test.
+    // The environment change: the tests that run programs from PATH wait for this one
+    // (`PATH_LOCK`), and PATH is put back when it ends, however it ends.
+    let _path_lock = crate::PATH_LOCK.write().unwrap_or_else(|e| e.into_inner());
+    let _restore = RestorePath(std::env::var_os("PATH"));
     let path = format!(
         "{}:{}",
         dir.path().display(),

@@ -8,8 +8,8 @@ use std::fs;
 use std::path::PathBuf;
 use std::process::Output;
 
+use super::util::{code, stderr};
 use crate::common::{Env, PASS, WEAK};
-use crate::util::{code, stderr};
 
 const NEW_PASS: &str = "a different passphrase, rekeyed";
 const WRONG_PASS: &str = "not the passphrase at all";

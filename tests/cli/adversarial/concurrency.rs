@@ -9,8 +9,8 @@ use chrono::Utc;
 use mcp_key_manager::envfile;
 use mcp_key_vault::NewKey;
 
+use super::util::{code, names, spawnable, stderr};
 use crate::common::Env;
-use crate::util::{code, names, spawnable, stderr};
 
 /// Writers started at once (SECURITY.md quotes this figure).
 const WRITERS: usize = 50;

@@ -3,15 +3,9 @@
 //! compiler: each file under `fuzz/corpus/<target>/` and `fuzz/regressions/<target>/` goes
 //! through the same `check_*` function as in `fuzz/fuzz_targets/<target>.rs`.
 
-#[allow(dead_code)] // The property tests use the helpers this file does not.
-#[path = "../fuzz/src/lib.rs"]
-mod checks;
-
 use std::path::{Path, PathBuf};
 
-// The vault_open and key_format properties measure allocations.
-#[global_allocator]
-static ALLOC: checks::alloc::Counting = checks::alloc::Counting;
+use crate::checks;
 
 fn inputs(target: &str) -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");

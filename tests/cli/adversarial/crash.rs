@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use mcp_key_manager::envfile;
 
+use super::util::{code, names, spawnable, stderr, Rng};
 use crate::common::Env;
-use crate::util::{code, names, spawnable, stderr, Rng};
 
 /// Total SIGKILL runs (SECURITY.md quotes this figure).
 const RUNS: usize = 200;

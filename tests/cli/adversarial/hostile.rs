@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
+use super::util::{code, init_args, names, set_mode, stderr, unprivileged, write_sealed_payload};
 use crate::common::{Env, WEAK};
-use crate::util::{code, init_args, names, set_mode, stderr, unprivileged, write_sealed_payload};
 
 /// Generous: these commands take well under a second; a hang must fail, not stall CI.
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -487,7 +487,7 @@ fn two_gigabyte_vault_is_refused_by_size_before_reading() {
     assert_eq!(fs::metadata(e.vault()).unwrap().len(), 2 << 30);
     // Refused before reading: no child of this test process (the largest is an Argon2id
     // run of 19 MiB) ever held anything near the file's 2 GiB in memory.
-    let peak = crate::util::children_peak_rss_kib();
+    let peak = super::util::children_peak_rss_kib();
     assert!(peak < 512 * 1024, "a child reached {peak} KiB");
 }
 
@@ -528,7 +528,7 @@ fn an_unauthenticated_file_cannot_make_the_tool_build_a_large_tree() {
         assert!(start.elapsed() < Duration::from_secs(20), "slow");
     }
     // The file is read once (48 MiB); a tree of it would take several hundred MiB.
-    let peak = crate::util::children_peak_rss_kib();
+    let peak = super::util::children_peak_rss_kib();
     assert!(peak < 400 * 1024, "a child reached {peak} KiB");
 }
 

@@ -7,9 +7,6 @@
 //! `leaks` (every command scanned for secrets). `util` holds what they share beyond the
 //! fixtures of `tests/common`.
 
-#[path = "../common/mod.rs"]
-mod common;
-
 mod concurrency;
 mod crash;
 mod hostile;
