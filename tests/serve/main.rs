@@ -1,6 +1,9 @@
 //! `serve` and the reloading verifier it is built on (issues 12 and 13), driven through
 //! the library and the real binary on 127.0.0.1.
 
+#[path = "../common/mod.rs"]
+mod common;
+
 mod fixture;
 mod harness;
 mod http;

@@ -2,6 +2,9 @@
 //! binary: format 2 and its age slots, an age plugin slot, the known-answer vaults,
 //! property tests, and the replay of every committed fuzz input.
 
+#[path = "../common/mod.rs"]
+mod common;
+
 #[allow(dead_code)] // Each fuzz target uses only its own helpers.
 #[path = "../../fuzz/src/lib.rs"]
 mod checks;

@@ -12,6 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
+use crate::common::tool_or_skip;
 use chrono::DateTime;
 use mcp_key_vault::error::Category;
 use mcp_key_vault::v2::{Identities, Unlock};
@@ -25,15 +26,8 @@ fn python() -> Option<String> {
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    if ok {
-        return Some(py);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{py} is needed for the stub age plugin in CI"
-    );
-    eprintln!("skipping: no Python interpreter ({py})");
-    None
+    let why = format_args!("no Python interpreter ({py}) for the stub age plugin");
+    tool_or_skip("the age plugin test", ok, why).then_some(py)
 }
 
 /// Puts `PATH` back when dropped.
