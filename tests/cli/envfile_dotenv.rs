@@ -1,4 +1,4 @@
-//! Issue 11, finding 1: the env file is read the way the loaders read it. python-dotenv
+//! The env file is read the way the loaders read it. python-dotenv
 //! itself (and Node's `--env-file` parser) is run over a corpus — the files under
 //! `tests/data/envfiles/` and several hundred generated variants — and must agree with
 //! [`analyze`] wherever it calls the file unambiguous; `apply_checked` on those files must

@@ -1,4 +1,4 @@
-//! Format 2 through the binary (issue 15): `slot list|add|remove`, unlocking with
+//! Format 2 through the binary: `slot list|add|remove`, unlocking with
 //! `--identity` / `MCP_KEY_VAULT_IDENTITY` / `--slot`, the format-1 upgrade, exit codes.
 
 use std::process::Command as StdCommand;

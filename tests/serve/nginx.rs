@@ -1,4 +1,4 @@
-//! End to end (issue 13): real nginx (`auth_request`) → `serve` → a real MCP server built
+//! End to end: real nginx (`auth_request`) → `serve` → a real MCP server built
 //! with the official Python SDK; the SDK's own client calls a tool with a valid key
 //! (works), with none and with a wrong one (refused); the key is revoked and the verifier
 //! republished by `revoke` itself, and the same client is refused within 2 s with nothing

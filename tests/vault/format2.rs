@@ -1,8 +1,8 @@
-//! Format 2 through the library (issue 15): the committed vectors open with their unlock
+//! Format 2 through the library: the committed vectors open with their unlock
 //! material to their expected content; `age-keygen`'s identities and the `age` CLI agree
 //! with our slots; hostile headers are refused.
 //!
-//! `MCP_REGEN_VECTORS=1 cargo test --test vault_v2 regenerate -- --ignored` rewrites the
+//! `MCP_REGEN_VECTORS=1 cargo test --test vault regenerate -- --ignored` rewrites the
 //! vectors and the format-2 fuzz seeds (then commit them; the other tests check them).
 
 use std::path::{Path, PathBuf};

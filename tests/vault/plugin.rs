@@ -3,8 +3,8 @@
 //! plugin's recipient-v1 phase, unlocking with an `AGE-PLUGIN-STUB-1…` identity runs its
 //! identity-v1 phase, and removing another slot re-wraps through the plugin.
 //!
-//! Its own test binary: it puts the stub on PATH for this process (the age crate looks
-//! plugins up on PATH), which must not race with other tests spawning programs.
+//! It puts the stub on PATH for this process (the age crate looks plugins up on PATH), so
+//! it holds `PATH_LOCK` for writing: no other test of this binary runs a program meanwhile.
 //! Needs Python: `MCP_TEST_PYTHON` (else `python3`); under CI=true a missing interpreter
 //! fails the test.
 

@@ -1,4 +1,4 @@
-//! Property tests for the parsers and the vault (issue 5): the env-file editor, the vault
+//! Property tests for the parsers and the vault: the env-file editor, the vault
 //! header, a vault round trip through the library, key classification and the legacy
 //! importer. Where a fuzz target asserts the same property, the check is the target's own
 //! function (`fuzz/src/lib.rs`, included by path), fed by proptest strategies that build

@@ -1,4 +1,4 @@
-//! Concurrency (issue 5, item 4): fifty writers start at once; the advisory lock and the
+//! Concurrency: fifty writers start at once; the advisory lock and the
 //! re-read under it must serialise them so that no confirmed update is lost.
 
 use std::collections::{BTreeMap, HashSet};

@@ -1,4 +1,4 @@
-//! Crash safety (issue 5, item 3): writers are SIGKILLed at random moments; afterwards the
+//! Crash safety: writers are SIGKILLed at random moments; afterwards the
 //! vault still opens, every write the tool confirmed (exit 0) is in it, and the env file is
 //! always the old or a complete new state.
 

@@ -1,4 +1,4 @@
-//! The hostile-input catalogue (issue 5, item 6): each input an attacker, a broken disk or
+//! The hostile-input catalogue: each input an attacker, a broken disk or
 //! an old store can present, with the exit code and the words of the error it must get.
 
 use std::ffi::OsStr;
@@ -249,7 +249,7 @@ fn invalid_utf8_in_the_env_file_is_kept_byte_for_byte() {
     fs::write(
         e.env_file(),
         // The last line is a comment: a bare line without `=` would be glued onto the
-        // appended API_KEY_REQUIRED by Node's loader, which `use` now refuses (issue 11).
+        // appended API_KEY_REQUIRED by Node's loader, which `use` now refuses as ambiguous.
         b"# caf\xe9 (latin-1)\nA=\xff\xfe\nMCP_API_KEY=\xc3\x28old\r\nB='\xc3\x28'\n#\xf0\x28\x8c\x28",
     )
     .unwrap();

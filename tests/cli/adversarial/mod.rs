@@ -1,4 +1,4 @@
-//! Adversarial integration tests (issue 5, items 3–7): the tool is attacked the way a
+//! Adversarial integration tests: the tool is attacked the way a
 //! crash, a concurrent writer, a tamperer, a hostile file or a careless log would attack it,
 //! and each test pins what must survive.
 //!
