@@ -1,9 +1,10 @@
 //! The properties the fuzz targets assert, one `check_*` function per target.
 //!
 //! Each function takes the raw bytes libFuzzer hands a target and panics when a property
-//! fails. `tests/fuzz_regressions.rs` includes this file by path and replays every committed
-//! corpus and regression input through the same functions, so `cargo test` checks exactly
-//! what the fuzzer checked, without cargo-fuzz or a nightly compiler.
+//! fails. `tests/vault/main.rs` includes this file by path, and `fuzz_regressions.rs` beside
+//! it replays every committed corpus and regression input through the same functions, so
+//! `cargo test` checks exactly what the fuzzer checked, without cargo-fuzz or a nightly
+//! compiler.
 //!
 //! Some targets read a leading mode byte: `0x00` selects a structured mode that builds a
 //! well-formed value from the remaining bytes (so the fuzzer reaches deep states quickly),
@@ -270,8 +271,8 @@ fn vault_payload(plain: &[u8]) {
 }
 
 /// Equal JSON, except that floats may differ in the last bits: serde_json without its
-/// `float_roundtrip` feature parses some 17-digit floats one unit off (reported with
-/// issue 5; `tests/fuzz_regressions.rs` pins the exact property, ignored until fixed).
+/// `float_roundtrip` feature parses some 17-digit floats one unit off
+/// (`tests/vault/fuzz_regressions.rs` pins the exact property).
 fn assert_same_json(a: &[u8], b: &[u8], what: &str) {
     if a == b {
         return;
@@ -772,7 +773,7 @@ fn near_key(bytes: &[u8]) -> String {
 }
 
 // ---------------------------------------------------------------------------------------
-// Vault format 2 (issue 15)
+// Vault format 2
 
 use mcp_key_vault::v2::{self, codec, header};
 

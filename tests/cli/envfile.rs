@@ -3,7 +3,7 @@
 use crate::common::*;
 
 /// (input, expected output) with <K> standing for the new key; `None` where the file is
-/// ambiguous to the loaders servers use and `use` must refuse it, untouched (issue 11).
+/// ambiguous to the loaders servers use and `use` must refuse it, untouched.
 const CORPUS: &[(&[u8], Option<&str>)] = &[
     (b"", Some("MCP_API_KEY=<K>\nAPI_KEY_REQUIRED=true\n")),
     (

@@ -3,9 +3,11 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod adversarial;
 mod check;
 mod create;
 mod envfile;
+mod envfile_dotenv;
 mod guide;
 mod hardening;
 mod history;
@@ -16,9 +18,8 @@ mod meta;
 mod multi;
 mod passphrase;
 mod publish;
+mod regression;
 mod rekey;
-mod review;
-mod review11;
 mod revoke_delete;
 mod rotate;
 mod session;

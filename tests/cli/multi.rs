@@ -1,4 +1,4 @@
-//! Several keys at once, and keys by name (issue 16).
+//! Several keys at once, and keys by name.
 
 use crate::common::*;
 use predicates::prelude::*;

@@ -1,4 +1,4 @@
-//! `publish` / `unpublish` (issue 12): every committed change rewrites each published
+//! `publish` / `unpublish`: every committed change rewrites each published
 //! verifier before the command returns, the revision only grows, an older writer never
 //! replaces a newer file, mode and group survive a rewrite, a failed publish leaves the
 //! change standing (exit 5) and the next change repairs it, `--then` sees the path and no

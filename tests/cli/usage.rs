@@ -1,4 +1,4 @@
-//! Usage data from `serve` in `list`, `view` and `check` (issue 13): merged over the files
+//! Usage data from `serve` in `list`, `view` and `check`: merged over the files
 //! beside each published verifier and any `--usage FILE`, latest time and summed counts.
 
 use crate::common::*;

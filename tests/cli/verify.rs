@@ -45,7 +45,7 @@ fn every_code_through_the_cli() {
     for (key, code) in &cases {
         let out = verify_stdin(&e, format!("{key}\n"), &["--json"]);
         let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        // Issue 16: `verify --json` always prints an array, one verdict per key.
+        // `verify --json` always prints an array, one verdict per key.
         assert_eq!(all.as_array().map(Vec::len), Some(1), "{all}");
         let v = &all[0];
         assert_eq!(v["code"], *code, "{key}");

@@ -1,4 +1,4 @@
-//! `serve` over HTTP (issue 13): every status code and header, both key headers,
+//! `serve` over HTTP: every status code and header, both key headers,
 //! `--require` and `X-MCP-Require`, tool permissions, reloads, the usage flush on SIGTERM,
 //! the limits against hostile clients, and a sweep for keys in any output.
 

@@ -1,5 +1,8 @@
-//! `serve` and the reloading verifier it is built on (issues 12 and 13), driven through
+//! `serve` and the reloading verifier it is built on, driven through
 //! the library and the real binary on 127.0.0.1.
+
+#[path = "../common/mod.rs"]
+mod common;
 
 mod fixture;
 mod harness;

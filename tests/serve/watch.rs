@@ -1,4 +1,4 @@
-//! The reloading verifier (issue 12, item 8): reload on rename, no torn read under a
+//! The reloading verifier: reload on rename, no torn read under a
 //! writer republishing in a loop, broken and older files kept out.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

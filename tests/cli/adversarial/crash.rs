@@ -1,4 +1,4 @@
-//! Crash safety (issue 5, item 3): writers are SIGKILLed at random moments; afterwards the
+//! Crash safety: writers are SIGKILLed at random moments; afterwards the
 //! vault still opens, every write the tool confirmed (exit 0) is in it, and the env file is
 //! always the old or a complete new state.
 
@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use mcp_key_manager::envfile;
 
+use super::util::{code, names, spawnable, stderr, Rng};
 use crate::common::Env;
-use crate::util::{code, names, spawnable, stderr, Rng};
 
 /// Total SIGKILL runs (SECURITY.md quotes this figure).
 const RUNS: usize = 200;

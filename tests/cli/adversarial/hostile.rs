@@ -1,4 +1,4 @@
-//! The hostile-input catalogue (issue 5, item 6): each input an attacker, a broken disk or
+//! The hostile-input catalogue: each input an attacker, a broken disk or
 //! an old store can present, with the exit code and the words of the error it must get.
 
 use std::ffi::OsStr;
@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
+use super::util::{code, init_args, names, set_mode, stderr, unprivileged, write_sealed_payload};
 use crate::common::{Env, WEAK};
-use crate::util::{code, init_args, names, set_mode, stderr, unprivileged, write_sealed_payload};
 
 /// Generous: these commands take well under a second; a hang must fail, not stall CI.
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -249,7 +249,7 @@ fn invalid_utf8_in_the_env_file_is_kept_byte_for_byte() {
     fs::write(
         e.env_file(),
         // The last line is a comment: a bare line without `=` would be glued onto the
-        // appended API_KEY_REQUIRED by Node's loader, which `use` now refuses (issue 11).
+        // appended API_KEY_REQUIRED by Node's loader, which `use` now refuses as ambiguous.
         b"# caf\xe9 (latin-1)\nA=\xff\xfe\nMCP_API_KEY=\xc3\x28old\r\nB='\xc3\x28'\n#\xf0\x28\x8c\x28",
     )
     .unwrap();
@@ -487,7 +487,7 @@ fn two_gigabyte_vault_is_refused_by_size_before_reading() {
     assert_eq!(fs::metadata(e.vault()).unwrap().len(), 2 << 30);
     // Refused before reading: no child of this test process (the largest is an Argon2id
     // run of 19 MiB) ever held anything near the file's 2 GiB in memory.
-    let peak = crate::util::children_peak_rss_kib();
+    let peak = super::util::children_peak_rss_kib();
     assert!(peak < 512 * 1024, "a child reached {peak} KiB");
 }
 
@@ -528,7 +528,7 @@ fn an_unauthenticated_file_cannot_make_the_tool_build_a_large_tree() {
         assert!(start.elapsed() < Duration::from_secs(20), "slow");
     }
     // The file is read once (48 MiB); a tree of it would take several hundred MiB.
-    let peak = crate::util::children_peak_rss_kib();
+    let peak = super::util::children_peak_rss_kib();
     assert!(peak < 400 * 1024, "a child reached {peak} KiB");
 }
 

@@ -1,4 +1,4 @@
-//! Adversarial integration tests (issue 5, items 3–7): the tool is attacked the way a
+//! Adversarial integration tests: the tool is attacked the way a
 //! crash, a concurrent writer, a tamperer, a hostile file or a careless log would attack it,
 //! and each test pins what must survive.
 //!
@@ -6,9 +6,6 @@
 //! `tamper` (every single-bit flip of a vault), `hostile` (the hostile-input catalogue),
 //! `leaks` (every command scanned for secrets). `util` holds what they share beyond the
 //! fixtures of `tests/common`.
-
-#[path = "../common/mod.rs"]
-mod common;
 
 mod concurrency;
 mod crash;

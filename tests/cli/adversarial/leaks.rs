@@ -1,4 +1,4 @@
-//! Leak sweep (issue 5, item 7): every command, in every output format, is run and its
+//! Leak sweep: every command, in every output format, is run and its
 //! stdout and stderr — and the vault files, the verifier files and the history — are
 //! scanned for every key (full key and its 64-hex secret), every imported legacy key, and
 //! every passphrase. Only `create` and `rotate` stdout may hold the key they just made,
@@ -8,8 +8,8 @@ use std::fs;
 use std::path::PathBuf;
 use std::process::Output;
 
+use super::util::{code, stderr};
 use crate::common::{Env, PASS, WEAK};
-use crate::util::{code, stderr};
 
 const NEW_PASS: &str = "a different passphrase, rekeyed";
 const WRONG_PASS: &str = "not the passphrase at all";

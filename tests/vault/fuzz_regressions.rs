@@ -1,17 +1,11 @@
-//! Replays every committed fuzz input through the properties the fuzz targets assert
-//! (issue 5), so `cargo test` checks them on every machine without cargo-fuzz or a nightly
+//! Replays every committed fuzz input through the properties the fuzz targets assert,
+//! so `cargo test` checks them on every machine without cargo-fuzz or a nightly
 //! compiler: each file under `fuzz/corpus/<target>/` and `fuzz/regressions/<target>/` goes
 //! through the same `check_*` function as in `fuzz/fuzz_targets/<target>.rs`.
 
-#[allow(dead_code)] // The property tests use the helpers this file does not.
-#[path = "../fuzz/src/lib.rs"]
-mod checks;
-
 use std::path::{Path, PathBuf};
 
-// The vault_open and key_format properties measure allocations.
-#[global_allocator]
-static ALLOC: checks::alloc::Counting = checks::alloc::Counting;
+use crate::checks;
 
 fn inputs(target: &str) -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
@@ -93,11 +87,12 @@ fn key_format() {
     replay("key_format", checks::check_key_format);
 }
 
-/// Issue 5, found by the `envfile` target (fuzz/regressions/envfile/empty_value_comment):
-/// `K= # note` has an empty value right before a comment; `set` wrote `K=v# note`, which
-/// every dotenv loader (and `get`) reads as `v# note`.
+/// `set` on an empty value right before a comment keeps the comment out of the value.
 #[test]
 fn set_on_an_empty_value_before_a_comment_keeps_the_comment_apart() {
+    // Found by the `envfile` target (fuzz/regressions/envfile/empty_value_comment): on
+    // `K= # note`, `set` wrote `K=v# note`, which every dotenv loader (and `get`) reads as
+    // `v# note`.
     let out = mcp_key_manager::envfile::apply(
         b"MCP_API_KEY= # filled by `use`\n",
         &[("MCP_API_KEY", "k1")],
@@ -108,10 +103,11 @@ fn set_on_an_empty_value_before_a_comment_keeps_the_comment_apart() {
     checks::check_env_set(b"A=#c\r\nB=1", "A", "v");
 }
 
-/// Issue 5, found by the header property test (fuzz/regressions/vault_header/salt_65_bytes):
-/// the base64 length check admitted 65- and 66-byte salts, beyond the documented 16-64.
+/// A vault header with a salt longer than the documented 16-64 bytes is refused.
 #[test]
 fn a_salt_longer_than_64_bytes_is_refused() {
+    // Found by the header property test (fuzz/regressions/vault_header/salt_65_bytes): the
+    // base64 length check admitted 65- and 66-byte salts.
     use mcp_key_vault::{Envelope, KdfParams};
     for len in [64, 65, 66] {
         let env = Envelope {
@@ -135,13 +131,14 @@ fn a_salt_longer_than_64_bytes_is_refused() {
     }
 }
 
-/// Issue 5, found with the allocation bound of the `vault_open` property: `Envelope::detect`
-/// built a full `serde_json::Value` tree of any file that was not a well-formed vault, so a
-/// 1 MB array of zeros cost one 16 MiB allocation (16x; about 4 GiB for a file at the 256 MB
-/// size bound), against docs/vault-format-1.md's "a hostile file cannot make the tool
-/// allocate gigabytes". Fixed in 0bdf668 (a streaming probe of the top level).
+/// A large JSON array given as a vault is refused without an allocation out of proportion.
 #[test]
 fn a_large_json_array_as_a_vault_needs_no_large_allocation() {
+    // Found with the allocation bound of the `vault_open` property: `Envelope::detect` built
+    // a full `serde_json::Value` tree of any file that was not a well-formed vault, so a 1 MB
+    // array of zeros cost one 16 MiB allocation (16x; about 4 GiB for a file at the 256 MB
+    // size bound), against docs/vault-format-1.md's "a hostile file cannot make the tool
+    // allocate gigabytes". Fixed in 0bdf668 (a streaming probe of the top level).
     let mut array = b"[".to_vec();
     for _ in 0..500_000 {
         array.extend_from_slice(b"0,");
@@ -158,12 +155,13 @@ fn a_large_json_array_as_a_vault_needs_no_large_allocation() {
     }
 }
 
-/// Issue 5, found by the `vault_open` payload mode: serde_json (without its
-/// `float_roundtrip` feature) parses some 17-digit floats one unit in the last place off,
-/// so a float in a key's `metadata` (carried over from the Python tool) changed on every
-/// save. Proposed fix: `serde_json = { version = "1", features = ["float_roundtrip"] }`.
+/// A float in a key's `metadata` (carried over from the Python tool) survives a save exactly.
 #[test]
 fn metadata_floats_survive_a_save_exactly() {
+    // Found by the `vault_open` payload mode: serde_json (without its `float_roundtrip`
+    // feature) parses some 17-digit floats one unit in the last place off, so the float
+    // changed on every save. Proposed fix: `serde_json = { version = "1", features =
+    // ["float_roundtrip"] }`.
     let payload = format!(
         r#"{{"hash_key":"{}","keys":[{{"id":"0123456789abcdef","name":"n",
         "created_at":"2025-01-01T00:00:00Z","secret":"s","hash":"{}",

@@ -3,8 +3,8 @@
 //! plugin's recipient-v1 phase, unlocking with an `AGE-PLUGIN-STUB-1…` identity runs its
 //! identity-v1 phase, and removing another slot re-wraps through the plugin.
 //!
-//! Its own test binary: it puts the stub on PATH for this process (the age crate looks
-//! plugins up on PATH), which must not race with other tests spawning programs.
+//! It puts the stub on PATH for this process (the age crate looks plugins up on PATH), so
+//! it holds `PATH_LOCK` for writing: no other test of this binary runs a program meanwhile.
 //! Needs Python: `MCP_TEST_PYTHON` (else `python3`); under CI=true a missing interpreter
 //! fails the test.
 
@@ -12,6 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
+use crate::common::tool_or_skip;
 use chrono::DateTime;
 use mcp_key_vault::error::Category;
 use mcp_key_vault::v2::{Identities, Unlock};
@@ -25,15 +26,20 @@ fn python() -> Option<String> {
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    if ok {
-        return Some(py);
+    let why = format_args!("no Python interpreter ({py}) for the stub age plugin");
+    tool_or_skip("the age plugin test", ok, why).then_some(py)
+}
+
+/// Puts `PATH` back when dropped.
+struct RestorePath(Option<std::ffi::OsString>);
+
+impl Drop for RestorePath {
+    fn drop(&mut self) {
+        match self.0.take() {
+            Some(path) => std::env::set_var("PATH", path),
+            None => std::env::remove_var("PATH"),
+        }
     }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{py} is needed for the stub age plugin in CI"
-    );
-    eprintln!("skipping: no Python interpreter ({py})");
-    None
 }
 
 #[test]
@@ -60,7 +66,10 @@ fn a_plugin_slot_wraps_and_unwraps_through_the_plugin_protocol() {
     let recipient = out("--recipient");
     let identity = out("--identity");
     assert!(recipient.starts_with("age1stub1"), "{recipient}");
-    // SAFETY of the environment change: this binary holds only this test.
+    // The environment change: the tests that run programs from PATH wait for this one
+    // (`PATH_LOCK`), and PATH is put back when it ends, however it ends.
+    let _path_lock = crate::PATH_LOCK.write().unwrap_or_else(|e| e.into_inner());
+    let _restore = RestorePath(std::env::var_os("PATH"));
     let path = format!(
         "{}:{}",
         dir.path().display(),

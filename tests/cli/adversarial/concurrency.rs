@@ -1,4 +1,4 @@
-//! Concurrency (issue 5, item 4): fifty writers start at once; the advisory lock and the
+//! Concurrency: fifty writers start at once; the advisory lock and the
 //! re-read under it must serialise them so that no confirmed update is lost.
 
 use std::collections::{BTreeMap, HashSet};
@@ -9,8 +9,8 @@ use chrono::Utc;
 use mcp_key_manager::envfile;
 use mcp_key_vault::NewKey;
 
+use super::util::{code, names, spawnable, stderr};
 use crate::common::Env;
-use crate::util::{code, names, spawnable, stderr};
 
 /// Writers started at once (SECURITY.md quotes this figure).
 const WRITERS: usize = 50;

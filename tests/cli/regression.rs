@@ -1,11 +1,157 @@
-//! Regressions from the second independent security review (issue 11): each test pins one
-//! finding and failed before its fix. Item 1 (env files read as the loaders read them) and
-//! item 13 (timing) have their own suites.
+//! Regressions found by the independent security reviews: each test pins one finding and
+//! failed before its fix; the line above it says what it guards. Env files read as the
+//! loaders read them have their own suite (`envfile_dotenv`, `tests/data/envfiles/`);
+//! timing is measured by `cargo bench --bench timing`, not by a test.
 
 use crate::common::*;
 use predicates::prelude::*;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::process::{Command, Stdio};
+
+/// Runs the binary with stdout connected to a pipe whose reader is already gone.
+fn exit_with_closed_stdout(e: &Env, args: &[&str], stdin: &str) -> i32 {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut child = Command::new(bin())
+        .current_dir(e.path())
+        .env_clear()
+        .env("MCP_KEY_VAULT_PASSPHRASE", PASS)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(writer)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    let mut input = child.stdin.take().unwrap();
+    let _ = input.write_all(stdin.as_bytes());
+    drop(input);
+    child.wait().unwrap().code().unwrap()
+}
+
+/// A closed stdout never turns a "no" (unknown key, failed check) into exit 0.
+#[test]
+fn a_no_answer_stays_no_when_the_reader_has_gone() {
+    let e = Env::with_vault();
+    let (_, key) = e.create("k", &[]);
+    let unknown = format!("mcp_{}_{}", "0".repeat(16), "1".repeat(64));
+    assert_eq!(
+        exit_with_closed_stdout(&e, &["verify"], &format!("{unknown}\n")),
+        1
+    );
+    assert_eq!(exit_with_closed_stdout(&e, &["check", "--json"], ""), 1);
+    // A "yes" with a closed pipe is still a success (the reader chose to stop).
+    assert_eq!(
+        exit_with_closed_stdout(&e, &["verify"], &format!("{key}\n")),
+        0
+    );
+}
+
+/// Day counts too large for a date are usage errors (exit 2), not panics.
+#[test]
+fn huge_day_counts_are_usage_errors_not_panics() {
+    let e = Env::with_vault();
+    let (id, _) = e.create("k", &[]);
+    for args in [
+        vec!["check", "--warn-days", "4000000000"],
+        vec!["list", "--expiring", "4000000000"],
+        vec!["rotate", &id, "--grace-days", "4000000000"],
+    ] {
+        e.cmd().args(&args).assert().code(2);
+    }
+    e.cmd()
+        .args(["list", "--expiring", "36500", "--json"])
+        .assert()
+        .success();
+}
+
+/// A whole key given where an id belongs is refused without echoing its secret.
+#[test]
+fn a_whole_key_given_as_an_id_is_never_echoed() {
+    let e = Env::with_vault();
+    let (_, key) = e.create("k", &[]);
+    let secret = &key[21..];
+    for cmd in ["view", "revoke", "use", "delete"] {
+        let out = e.cmd().args([cmd, &key]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{cmd}");
+        assert!(!all_output(&out).contains(secret), "{cmd} echoed the key");
+    }
+    let legacy = "ab".repeat(32);
+    let out = e.cmd().args(["view", &legacy]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!all_output(&out).contains(&legacy));
+}
+
+/// An env file or verifier path naming the vault is refused; the vault is untouched.
+#[test]
+fn the_env_file_or_verifier_cannot_be_the_vault() {
+    let e = Env::with_vault();
+    let (id, _) = e.create("k", &[]);
+    let vault = "mcp_key_manager/keys.json";
+    let before = std::fs::read(e.vault()).unwrap();
+    for args in [
+        vec!["create", "x", "-u", "--env-file", vault],
+        vec!["use", &id, "--env-file", vault],
+        vec!["rotate", &id, "--env-file", vault],
+        vec!["enable-requirement", "--env-file", vault],
+        vec!["export-verifier", "--out", vault],
+    ] {
+        e.cmd()
+            .args(&args)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("is the vault itself"));
+    }
+    assert_eq!(std::fs::read(e.vault()).unwrap(), before);
+}
+
+/// `import-legacy --keep-plaintext` leaves the old store and the vault at mode 0600.
+#[test]
+fn a_kept_plaintext_store_is_private() {
+    let e = Env::new();
+    std::fs::create_dir_all(e.path().join("mcp_key_manager")).unwrap();
+    std::fs::copy("tests/data/ok_legacy_store.json", e.vault()).unwrap();
+    std::fs::set_permissions(e.vault(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    e.cmd()
+        .args(["import-legacy", "--keep-plaintext", "old.json"])
+        .args(WEAK)
+        .assert()
+        .success();
+    let mode = std::fs::metadata(e.path().join("old.json"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(e.vault()).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}
+
+/// A verifier with a huge permission list loads in linear time, not quadratic.
+#[test]
+fn a_verifier_with_a_huge_permission_list_loads_in_linear_time() {
+    // 200,000 distinct permissions on one key: the old build loop was quadratic (minutes).
+    let e = Env::new();
+    let perms: Vec<String> = (0..200_000).map(|i| format!("\"p{i}\"")).collect();
+    let file = format!(
+        r#"{{"format":"mcp-key-verifier","version":1,"algorithm":"hmac-sha256",
+        "hash_key":"{}","generated_at":"2026-01-01T00:00:00Z",
+        "keys":[{{"id":"0123456789abcdef","hash":"{}","status":"active","expires_at":null,
+        "permissions":[{}]}}]}}"#,
+        "A".repeat(43) + "=",
+        "0".repeat(64),
+        perms.join(",")
+    );
+    std::fs::write(e.path().join("v.json"), file).unwrap();
+    e.bare()
+        .args(["verify", "--verifier", "v.json", "--json"])
+        .write_stdin(format!("mcp_0123456789abcdef_{}\n", "1".repeat(64)))
+        .timeout(std::time::Duration::from_secs(60))
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("NOT_FOUND"));
+}
 
 /// A vault imported from a plaintext store holding these (id, key_value, name) records.
 fn imported(records: &[(&str, &str, &str)]) -> Env {
@@ -25,12 +171,12 @@ fn imported(records: &[(&str, &str, &str)]) -> Env {
     e
 }
 
-/// Item 2: an export that unlocked an older state cannot replace a newer verifier. The
-/// exporter is held at its passphrase prompt (a pseudo-terminal) while another process
-/// revokes the key and publishes; once it gets the passphrase it must not write the key
-/// back as active.
+/// An export that unlocked an older state cannot write a revoked key back as active.
 #[test]
 fn a_slow_export_never_resurrects_a_revoked_key() {
+    // The exporter is held at its passphrase prompt (a pseudo-terminal) while another process
+    // revokes the key and publishes; once it gets the passphrase it must not write the key
+    // back as active.
     let e = Env::with_vault();
     let (id, key) = e.create("k", &[]);
     e.cmd()
@@ -81,7 +227,7 @@ fn a_slow_export_never_resurrects_a_revoked_key() {
     );
 }
 
-/// Item 3: a planted lock-file symlink is not followed (root would create its target).
+/// A planted lock-file symlink is not followed (root would create its target).
 #[test]
 fn a_planted_lock_symlink_is_refused_and_not_followed() {
     let e = Env::with_vault();
@@ -95,8 +241,7 @@ fn a_planted_lock_symlink_is_refused_and_not_followed() {
     assert!(!target.exists(), "the lock symlink was followed");
 }
 
-/// Item 3: a key is never written into a file another user owns in a directory others
-/// can write (they may have planted it to read the key).
+/// No key goes into another user's file in a directory others can write (a planted trap).
 #[test]
 fn a_foreign_env_file_in_a_shared_directory_gets_no_key() {
     if !is_root() {
@@ -123,7 +268,7 @@ fn a_foreign_env_file_in_a_shared_directory_gets_no_key() {
     );
 }
 
-/// Item 4: a pasted key is never echoed, whatever the command, legacy keys included.
+/// A pasted key is never echoed, whatever the command, legacy keys included.
 #[test]
 fn a_pasted_key_is_never_echoed() {
     let e = imported(&[("legacy01", "changeme-api-key", "old")]);
@@ -138,7 +283,7 @@ fn a_pasted_key_is_never_echoed() {
     }
 }
 
-/// Item 5: an imported id that starts with `mcp_` stays reachable by every command.
+/// An imported id that starts with `mcp_` stays reachable by every command.
 #[test]
 fn an_imported_mcp_prefixed_id_is_reachable() {
     let key = "Zq7vL2pX9mK4wR8tY1nB6cD3fG5hJ0sA";
@@ -156,8 +301,7 @@ fn an_imported_mcp_prefixed_id_is_reachable() {
     e.cmd().args(["delete", id, "--yes"]).assert().success();
 }
 
-/// Item 6: writable by others is an error for `check`, and `use` does not keep a mode
-/// that lets others write the env file.
+/// Writable by others fails `check`; `use` drops the write bits others had on the env file.
 #[test]
 fn files_writable_by_others_fail_the_check_and_lose_the_write_bits() {
     let e = Env::with_vault();
@@ -190,8 +334,7 @@ fn files_writable_by_others_fail_the_check_and_lose_the_write_bits() {
     assert_eq!(m, 0o600);
 }
 
-/// Item 7: with stdout closed, `create -u` still writes the env file (first), and the lost
-/// key is reported, never turned into success.
+/// `create -u` with stdout closed writes the env file first, then fails naming the lost key.
 #[test]
 fn create_with_a_closed_stdout_writes_the_env_file_and_fails() {
     let e = Env::with_vault();
@@ -215,10 +358,10 @@ fn create_with_a_closed_stdout_writes_the_env_file_and_fails() {
     assert!(v.events().iter().any(|ev| ev.action == "use"));
 }
 
-/// Item 8: `use` racing `revoke` never leaves a revoked key in the env file unannounced:
-/// either `use` refused, or `revoke` saw the key in the env file and said so.
+/// `use` racing `revoke` never leaves a revoked key in the env file unannounced.
 #[test]
 fn use_racing_revoke_never_leaves_a_silent_revoked_key() {
+    // Either `use` refused, or `revoke` saw the key in the env file and said so.
     let e = Env::with_vault();
     for _ in 0..6 {
         let (id, key) = e.create("k", &[]);
@@ -245,10 +388,10 @@ fn use_racing_revoke_never_leaves_a_silent_revoked_key() {
     }
 }
 
-/// Item 9: paths in messages are escaped like names: a planted env-file symlink whose
-/// target holds OSC 52 / OSC 0 sequences reaches no terminal raw.
+/// Paths in messages are escaped like names: no escape sequence reaches the terminal raw.
 #[test]
 fn paths_in_messages_are_escaped() {
+    // A planted env-file symlink whose target holds OSC 52 / OSC 0 sequences.
     let e = Env::with_vault();
     let (id, _) = e.create("k", &[]);
     let evil = "x\x1b]52;c;SGVsbG8=\x07\x1b]0;owned\x07";
@@ -269,7 +412,7 @@ fn paths_in_messages_are_escaped() {
     }
 }
 
-/// Item 10: guessable imported keys are named at import and by `check`.
+/// Guessable imported keys are named at import and by `check`.
 #[test]
 fn guessable_legacy_keys_are_reported() {
     let e = Env::new();
@@ -292,7 +435,7 @@ fn guessable_legacy_keys_are_reported() {
         .any(|f| f["code"] == "WEAK_KEY" && f["key_id"] == "legacy01"));
 }
 
-/// Item 11: JSON output escapes C1 controls and bidi overrides, as human output does.
+/// JSON output escapes C1 controls and bidi overrides, as human output does.
 #[test]
 fn json_output_escapes_c1_and_bidi() {
     let e = Env::with_vault();
@@ -309,7 +452,7 @@ fn json_output_escapes_c1_and_bidi() {
     }
 }
 
-/// Item 12: the variable and the file give the same passphrase for the same bytes.
+/// The passphrase variable and file give the same passphrase for the same bytes.
 #[test]
 fn passphrase_sources_agree_on_a_trailing_newline() {
     let e = Env::new();
@@ -333,22 +476,19 @@ fn passphrase_sources_agree_on_a_trailing_newline() {
         .success();
 }
 
-/// Item 1, end to end: every attack file of the corpus fails `check` with ENV_AMBIGUOUS
-/// and `use` leaves it untouched (or cures it); wherever `use` and then `check` pass, python-dotenv
-/// itself loads exactly the key `check` vouched for, and API_KEY_REQUIRED=true.
+/// `check` passes only where python-dotenv itself loads exactly the checked key.
 #[test]
 fn check_passes_only_where_python_dotenv_loads_the_checked_key() {
+    // Every attack file of the corpus fails `check` with ENV_AMBIGUOUS and `use` leaves it
+    // untouched (or cures it); wherever `use` and then `check` pass, python-dotenv loads
+    // exactly the key `check` vouched for, and API_KEY_REQUIRED=true.
     let python = std::env::var("MCP_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     let has_dotenv = Command::new(&python)
         .args(["-c", "import dotenv"])
         .status()
         .is_ok_and(|s| s.success());
-    if !has_dotenv {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI needs python-dotenv in MCP_TEST_PYTHON"
-        );
-        println!("note: skipped, python-dotenv is not installed for {python}");
+    let why = format_args!("python-dotenv is not installed for {python} (MCP_TEST_PYTHON)");
+    if !tool_or_skip("the python-dotenv check", has_dotenv, why) {
         return;
     }
     let e = Env::with_vault();
@@ -410,10 +550,10 @@ fn check_passes_only_where_python_dotenv_loads_the_checked_key() {
 
 // ---- the independent review of this turn's own changes ----
 
-/// A symlink another user planted in a shared directory is not followed: root's `use`
-/// would otherwise write the key into a file of their choosing.
+/// A symlink another user planted in a shared directory is not followed by root's `use`.
 #[test]
 fn a_link_planted_by_another_user_in_a_shared_directory_is_not_followed() {
+    // Root would otherwise write the key into a file of their choosing.
     if !is_root() {
         return; // only root can make a link owned by another user
     }
@@ -439,8 +579,7 @@ fn a_link_planted_by_another_user_in_a_shared_directory_is_not_followed() {
     assert!(!std::fs::read_to_string(&loot).unwrap().contains(&key));
 }
 
-/// `API_KEY_REQUIRED=" True "` reaches the server with its blanks; `check` must not call
-/// it true.
+/// `check` does not call `API_KEY_REQUIRED=" True "` true: the server sees the blanks.
 #[test]
 fn a_requirement_with_blanks_is_not_true() {
     let e = Env::with_vault();
@@ -463,8 +602,7 @@ fn a_requirement_with_blanks_is_not_true() {
     );
 }
 
-/// A published path re-pointed at a file that is not a verifier leaves no lock file next
-/// to that file.
+/// A published path re-pointed at a file that is not a verifier gets no lock file beside it.
 #[test]
 fn a_repointed_published_path_leaves_no_lock_beside_its_target() {
     let e = Env::with_vault();
@@ -488,8 +626,7 @@ fn a_repointed_published_path_leaves_no_lock_beside_its_target() {
     );
 }
 
-/// A `--then` hook is shown where people look (`publish --list`, `history`), and one that
-/// hangs is stopped instead of holding the vault's lock.
+/// A `--then` hook is shown (`publish --list`, `history`); a hung one cannot hold the lock.
 #[test]
 fn then_hooks_are_shown_and_bounded() {
     let e = Env::with_vault();
@@ -519,11 +656,11 @@ fn then_hooks_are_shown_and_bounded() {
     );
 }
 
-/// A new user's walk through the README: rotating the key the env file holds saves twice
-/// (the successor first, then the use once the env file names it) but republishes once,
-/// so a `--then` hook runs once per command, and the output names each file once.
+/// Rotating the env file's key republishes once: one `--then` run, each file named once.
 #[test]
 fn a_change_saved_in_two_steps_republishes_once() {
+    // A new user's walk through the README: the rotation saves twice (the successor first,
+    // then the use once the env file names it) but republishes once.
     let e = Env::with_vault();
     let (id, _) = e.create("served", &["-u"]);
     let count = e.path().join("count");

@@ -1,4 +1,4 @@
-//! Tamper sweep (issue 5, item 5): every single-bit flip of a small vault file is rejected
+//! Tamper sweep: every single-bit flip of a small vault file is rejected
 //! by `Vault::open`, and none panics.
 //!
 //! Why no flip can be harmless: the file is pretty JSON whose only insignificant bytes are

@@ -1,13 +1,10 @@
-//! Property tests for the parsers and the vault (issue 5): the env-file editor, the vault
+//! Property tests for the parsers and the vault: the env-file editor, the vault
 //! header, a vault round trip through the library, key classification and the legacy
 //! importer. Where a fuzz target asserts the same property, the check is the target's own
 //! function (`fuzz/src/lib.rs`, included by path), fed by proptest strategies that build
 //! realistic inputs; case counts keep the whole file to a few seconds in the dev profile.
 
-#[allow(dead_code)] // The regression replay uses the helpers this file does not.
-#[path = "../fuzz/src/lib.rs"]
-mod checks;
-
+use crate::checks;
 use chrono::{Duration, TimeZone, Utc};
 use mcp_key_manager::envfile::EnvFile;
 use mcp_key_vault::format::{bounds, MAX_FILE_BYTES};
@@ -18,10 +15,6 @@ use mcp_key_vault::{Error, SecretString, Vault};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::select;
-
-// `check_vault_open` and `check_classify` measure allocations.
-#[global_allocator]
-static ALLOC: checks::alloc::Counting = checks::alloc::Counting;
 
 fn config(cases: u32) -> ProptestConfig {
     ProptestConfig {

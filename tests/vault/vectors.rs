@@ -1,4 +1,4 @@
-//! Known-answer vaults (issue 10, in the style of rage's testkit): each committed vault
+//! Known-answer vaults (in the style of rage's testkit): each committed vault
 //! must open with its committed passphrase and decrypt to exactly the committed records,
 //! and must refuse any other passphrase. A release that changes how format 1 is read
 //! fails here, whatever it writes.

@@ -1,6 +1,5 @@
 //! End to end: a real rmcp streamable-HTTP server on axum behind `RequireApiKey`, called
 //! by rmcp's own client and by raw HTTP requests.
-#![cfg(feature = "tower")]
 
 use std::path::Path;
 use std::sync::Arc;

@@ -1,0 +1,7 @@
+//! The verifier crate's integration tests: the shared conformance vectors, and (with the
+//! `tower` feature) the layer in front of a real rmcp server.
+
+mod vectors;
+
+#[cfg(feature = "tower")]
+mod rmcp;
