@@ -21,6 +21,7 @@ pub mod envfile;
 mod envstore;
 mod passphrase;
 mod publish;
+mod redact;
 mod serve;
 mod sys;
 
@@ -39,7 +40,39 @@ use error::Error;
 /// documented exit code (docs/commands.md, "Exit codes"), printing an error with its hint.
 pub fn main() -> ExitCode {
     sys::harden_process();
-    let cli = Cli::parse();
+    // No command takes a key as an argument (it would show in `ps`, shell history and CI
+    // logs): one pasted into any argument is refused before anything else, never echoed.
+    if let Some(n) = std::env::args_os()
+        .skip(1)
+        .position(|a| a.to_str().is_some_and(redact::holds_key))
+    {
+        eprintln!(
+            "error: argument {} holds an API key, which no command takes as an argument (it \
+             would show in `ps`, shell history and logs); name a key by its id, and give a \
+             key to check on standard input (`verify`)",
+            n + 1
+        );
+        return ExitCode::from(2);
+    }
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Help and version: clap prints them as usual.
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            // The parser quotes the value it refused: a key pasted into `--listen` must
+            // not come back on the terminal or in a CI log. Colour as clap would give it.
+            use std::io::IsTerminal;
+            let styled = e.render();
+            let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            let text = if colour {
+                styled.ansi().to_string()
+            } else {
+                styled.to_string()
+            };
+            eprint!("{}", redact::keys(&text));
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
     // One-shot commands only: the long-running ones (`serve`, the session agent) should
     // hand memory back to the system after a peak.
     if !matches!(cli.command, Command::Serve(_) | Command::SessionAgent(_)) {
@@ -56,10 +89,11 @@ pub fn main() -> ExitCode {
         }
         Err(Error::Silent) => ExitCode::from(1),
         Err(e) => {
-            match commands::hint(&e) {
-                Some(h) => eprintln!("error: {e}; {h}"),
-                None => eprintln!("error: {e}"),
-            }
+            let text = match commands::hint(&e) {
+                Some(h) => format!("error: {e}; {h}"),
+                None => format!("error: {e}"),
+            };
+            eprintln!("{}", redact::keys(&text));
             ExitCode::from(commands::exit_code(&e))
         }
     }

@@ -345,7 +345,7 @@ impl Interaction for Terminal {
 
 /// A warning on stderr.
 pub fn warn(msg: &str) {
-    eprintln!("warning: {msg}");
+    eprintln!("warning: {}", crate::redact::keys(msg));
 }
 
 /// Warns when a file that decides which key a server accepts is writable or readable by

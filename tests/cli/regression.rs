@@ -82,6 +82,41 @@ fn a_whole_key_given_as_an_id_is_never_echoed() {
     assert!(!all_output(&out).contains(&legacy));
 }
 
+/// A key pasted into any other argument (a flag's value, a permission, a hook) is not
+/// repeated in full by the error, whoever wrote it: the parser or a command.
+#[test]
+fn a_key_pasted_into_any_argument_is_never_echoed() {
+    let e = Env::with_vault();
+    let (id, key) = e.create("k", &[]);
+    let secret = &key[21..];
+    let tries: Vec<Vec<&str>> = vec![
+        vec!["serve", "--verifier", "v.json", "--require", &key],
+        vec!["verify", &key, "--require", &key],
+        vec!["create", "x", "-p", &key],
+        vec!["grant", &id, &key],
+        vec!["use", "--name", &key],
+        vec!["list", "--slot", &key],
+        vec!["slot", "remove", &key],
+        vec!["unlock", "--timeout", &key],
+        vec!["serve", "--verifier", "v.json", "--listen", &key],
+        vec!["publish", "v.json", "--then", &key],
+        vec!["create", "x", "-e", &key],
+        vec!["view", &key],
+    ];
+    for args in &tries {
+        let out = e.cmd().args(args).output().unwrap();
+        let text = all_output(&out);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(
+            !text.contains(secret) && !text.contains(&secret[..16]),
+            "{:?} echoed the key: {text}",
+            args.iter()
+                .map(|a| if *a == key { "<key>" } else { a })
+                .collect::<Vec<_>>()
+        );
+    }
+}
+
 /// An env file or verifier path naming the vault is refused; the vault is untouched.
 #[test]
 fn the_env_file_or_verifier_cannot_be_the_vault() {
