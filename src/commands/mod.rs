@@ -126,6 +126,9 @@ impl Ctx {
         let lock = self.lock_env()?;
         lock.set(assignments)?;
         warn_if_exposed(lock.target(), "env file");
+        if assignments.iter().any(|(name, _)| *name == "MCP_API_KEY") {
+            warn_if_git_would_commit(lock.target());
+        }
         Ok(())
     }
 
@@ -346,6 +349,52 @@ impl Interaction for Terminal {
 /// A warning on stderr.
 pub fn warn(msg: &str) {
     eprintln!("warning: {}", crate::redact::keys(msg));
+}
+
+/// Warns when the env file that now holds a key sits in a git work tree and is not
+/// ignored: `git add -A` would commit the key. Quiet when git is missing or says nothing.
+/// git is asked with the index and the fsmonitor hook left out, so a hostile checkout's
+/// configuration cannot make this run anything.
+fn warn_if_git_would_commit(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let git = |args: &[&std::ffi::OsStr]| {
+        std::process::Command::new("git")
+            .args(["-c", "core.fsmonitor=", "-c", "core.hooksPath=/dev/null"])
+            .args(args)
+            .current_dir(if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            })
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .ok()
+            .and_then(|s| s.code())
+    };
+    let os = |s: &'static str| std::ffi::OsStr::new(s);
+    if git(&[os("rev-parse"), os("--is-inside-work-tree")]) != Some(0) {
+        return;
+    }
+    // check-ignore: 0 ignored, 1 not ignored, anything else an error (say nothing).
+    if git(&[
+        os("check-ignore"),
+        os("--no-index"),
+        os("-q"),
+        os("--"),
+        name,
+    ]) == Some(1)
+    {
+        warn(&format!(
+            "{} is in a git work tree and not ignored: `git add -A` would commit the key; add \
+             `{}` to .gitignore",
+            crate::display::path(path),
+            crate::display::sanitize(&name.to_string_lossy())
+        ));
+    }
 }
 
 /// Warns when a file that decides which key a server accepts is writable or readable by

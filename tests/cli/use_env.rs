@@ -159,3 +159,43 @@ fn a_symlinked_vault_is_replaced_at_its_target() {
     );
     assert!(e.path().join("secure/keys.json").is_file());
 }
+
+/// A key written into an env file that git would commit (inside a work tree, not ignored)
+/// draws a warning that says how to ignore it; an ignored one draws none.
+#[test]
+fn an_env_file_git_would_commit_is_warned_about() {
+    let git = |e: &Env, args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(e.path())
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    let e = Env::with_vault();
+    if !tool_or_skip(
+        "the git warning test",
+        git(&e, &["--version"]),
+        "no git on PATH",
+    ) {
+        return;
+    }
+    assert!(git(&e, &["init", "-q"]));
+    let out = e.cmd().args(["create", "bot", "-u"]).output().unwrap();
+    assert!(out.status.success(), "{}", all_output(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is in a git work tree and not ignored")
+            && err.contains("add `.env` to .gitignore"),
+        "{err}"
+    );
+    std::fs::write(e.path().join(".gitignore"), ".env\n").unwrap();
+    let (id, _) = e.create("other", &[]);
+    let out = e.cmd().args(["use", &id]).output().unwrap();
+    assert!(out.status.success(), "{}", all_output(&out));
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("git work tree"),
+        "{}",
+        all_output(&out)
+    );
+}
