@@ -85,7 +85,7 @@ struct Created {
     expires_at: Option<String>,
     permissions: Vec<Permission>,
     env_file_updated: bool,
-    /// The published verifier files that already accept the key.
+    /// The published verifier files rewritten with the key (servers accept it once they reload).
     verifiers_updated: Vec<String>,
     #[serde(skip)]
     env_file: String,
@@ -117,7 +117,9 @@ impl Report for Created {
             // itself, and `use` would replace its own key with a client's.
             writeln!(
                 h.out,
-                "Servers reading {} already accept it: hand it to the client that will use it.",
+                "Rewrote {} with the key: servers reading it accept it once they reload \
+                 (`serve` and the Rust crate look every 200 ms, the Python and TypeScript \
+                 packages every 250 ms). Then hand it to the client that will use it.",
                 self.verifiers_updated.join(", ")
             )
         } else {

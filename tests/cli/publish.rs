@@ -88,6 +88,12 @@ fn create_republishes_and_the_new_key_is_valid_at_once() {
     assert!(file_revision(&path) > before);
     assert_current(&e, &path);
     assert_eq!(verdict(&e, &path, &key, &[]), "VALID");
+    // What the human output promises is what is true: the file holds the key when
+    // `create` returns; servers take it at their next look, not before.
+    let out = e.cmd().args(["create", "shown"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("accept it once they reload"), "{text}");
+    assert!(!text.contains("already accept"), "{text}");
 }
 
 #[test]
