@@ -373,6 +373,13 @@ struct Revoked {
     verifiers_updated: Vec<String>,
     #[serde(skip)]
     env_file: String,
+    /// Whether this entry says which verifiers were rewritten: one change, one line, however
+    /// many keys it revoked (the last entry says it).
+    #[serde(skip)]
+    announce: bool,
+    /// How many keys the change revoked (for the wording of that line).
+    #[serde(skip)]
+    key_count: usize,
 }
 
 impl Report for Revoked {
@@ -383,12 +390,13 @@ impl Report for Revoked {
         } else {
             writeln!(h.out, "Revoked key {id}.")?;
         }
-        if !self.verifiers_updated.is_empty() {
+        if self.announce && !self.verifiers_updated.is_empty() {
             writeln!(
                 h.out,
-                "Updated {}: servers reading it refuse the key within seconds, with nothing \
-                 restarted.",
-                self.verifiers_updated.join(", ")
+                "Updated {}: servers reading it refuse the revoked key{} at their next reload \
+                 (within a second), with nothing restarted.",
+                self.verifiers_updated.join(", "),
+                if self.key_count > 1 { "s" } else { "" }
             )?;
         }
         if self.in_env_file {
@@ -422,13 +430,18 @@ pub(super) fn revoke(ctx: &mut Ctx, a: RevokeArgs) -> Result<()> {
                 in_env_file: served == Some(i),
                 verifiers_updated: Vec::new(),
                 env_file: ctx.env_shown(),
+                announce: false,
+                key_count: 0,
             });
         }
         Ok(out)
     })?;
     let updated = ctx.republished();
-    let r = r.into_iter().map(|x| Revoked {
+    let n = r.len();
+    let r = r.into_iter().enumerate().map(|(i, x)| Revoked {
         verifiers_updated: updated.clone(),
+        announce: i + 1 == n,
+        key_count: n,
         ..x
     });
     ctx.emit(a.out.output(), &Many(r.collect()))?;

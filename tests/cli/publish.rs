@@ -813,3 +813,24 @@ fn a_watched_verifier_refuses_a_revoked_key_soon_after_revoke_returns() {
     let refused = refused.lock().unwrap();
     assert!(refused.is_empty(), "torn or refused reloads: {refused:?}");
 }
+
+/// One change, one line about the published files: revoking twenty keys at once does not
+/// repeat it twenty times.
+#[test]
+fn revoking_many_keys_says_once_which_verifiers_were_rewritten() {
+    let e = Env::with_vault();
+    let path = publish(&e);
+    let ids: Vec<String> = (0..20).map(|i| e.create(&format!("k{i}"), &[]).0).collect();
+    let mut args = vec!["revoke".to_string()];
+    args.extend(ids.iter().cloned());
+    let out = e.cmd().args(&args).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.matches("Revoked key").count(), 20, "{text}");
+    assert_eq!(text.matches("Updated ").count(), 1, "{text}");
+    assert!(text.contains("refuse the revoked keys"), "{text}");
+    // --json keeps its shape: every entry names the rewritten files.
+    let (id, _) = e.create("one", &[]);
+    let v = e.json(&["revoke", &id, "--json"]);
+    assert_eq!(v["verifiers_updated"][0], path.to_str().unwrap());
+}
