@@ -14,7 +14,9 @@ def add(a: int, b: int) -> int:
 
 
 verifier = Verifier.from_file(os.environ.get("MCP_VERIFIER", "verifier.json"))
-app = APIKeyMiddleware(mcp.streamable_http_app(), verifier, tool_permissions=True)
+# Any valid key may call every tool. For per-tool permissions pass tool_permissions=True
+# and give keys `tools:call` or `tools:call:add` (`mcp-key-manager grant ID tools:call:add`).
+app = APIKeyMiddleware(mcp.streamable_http_app(), verifier)
 
 if __name__ == "__main__":
     uvicorn.run(app, host="127.0.0.1", port=int(os.environ.get("PORT", "8000")))

@@ -35,8 +35,10 @@ def test_example_server(tmp_path):
     caller_id, caller = make_key()
     reader_id, reader = make_key()
     writer = VerifierWriter(tmp_path / "verifier.json")
-    writer.write([writer.entry(caller_id, caller, permissions=["tools:call:add"]),
-                  writer.entry(reader_id, reader, permissions=[])], revision=1)
+    # The README's first command makes a key with the default permissions: the example
+    # must let it call the tool. A revoked key is refused.
+    writer.write([writer.entry(caller_id, caller, permissions=["generate", "info", "health"]),
+                  writer.entry(reader_id, reader, status="revoked")], revision=1)
     port = free_port()
     log = open(tmp_path / "server.log", "w+b")
     proc = subprocess.Popen([sys.executable, EXAMPLE], stdout=log, stderr=subprocess.STDOUT,
@@ -60,14 +62,16 @@ def test_example_server(tmp_path):
                 await s.initialize()
                 assert (await s.call_tool("add", {"a": 40, "b": 2})).content[0].text == "42"
             statuses = []
-            async with mcp_client(url, {"X-API-Key": reader}, statuses) as s:
-                await s.initialize()
-                try:
+            try:
+                async with mcp_client(url, {"X-API-Key": reader}, statuses) as s:
+                    await s.initialize()
                     await s.call_tool("add", {"a": 1, "b": 1})
-                    raise AssertionError("a key without tools:call was let through")
-                except MCPError as exc:
-                    assert exc.code == -32003
-            assert 403 in statuses
+                raise AssertionError("a revoked key was let through")
+            except AssertionError:
+                raise
+            except BaseException as exc:
+                assert unwrap(exc, MCPError) is not None
+            assert 401 in statuses
             statuses = []
             try:
                 async with mcp_client(url, {}, statuses) as s:

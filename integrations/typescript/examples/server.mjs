@@ -5,7 +5,9 @@ import { apiKeyAuth, Verifier } from "mcp-key-verifier";
 import { z } from "zod";
 
 const app = createMcpExpressApp();
-app.use("/mcp", apiKeyAuth({ verifier: Verifier.fromFile(process.env.MCP_VERIFIER ?? "verifier.json"), toolPermissions: true }));
+// Any valid key may call every tool. For per-tool permissions add `toolPermissions: true` and
+// give keys `tools:call` or `tools:call:add` (`mcp-key-manager grant ID tools:call:add`).
+app.use("/mcp", apiKeyAuth({ verifier: Verifier.fromFile(process.env.MCP_VERIFIER ?? "verifier.json") }));
 app.post("/mcp", async (req, res) => {
   const server = new McpServer({ name: "demo", version: "1.0.0" });
   server.registerTool("add", { inputSchema: { a: z.number(), b: z.number() } }, async ({ a, b }) => ({

@@ -40,7 +40,9 @@ test("the example server protects its tool", async (t) => {
   const w = new VerifierWriter();
   const [callerId, caller] = makeKey();
   const [readerId, reader] = makeKey();
-  w.write([w.entry(callerId, caller, { permissions: ["tools:call:add"] }), w.entry(readerId, reader)], 1);
+  // The README's first command makes a key with the default permissions: the example must
+  // let it call the tool. A revoked key is refused.
+  w.write([w.entry(callerId, caller, { permissions: ["generate", "info", "health"] }), w.entry(readerId, reader, { status: "revoked" })], 1);
   const port = await freePort();
   const child = spawn(process.execPath, [example], {
     env: { ...process.env, MCP_VERIFIER: w.path, PORT: String(port) },
@@ -66,9 +68,7 @@ test("the example server protects its tool", async (t) => {
   assert.equal(result.content[0].text, "42");
   await client.close();
 
-  const limited = await connect(url, { "X-API-Key": reader });
-  await assert.rejects(limited.callTool({ name: "add", arguments: { a: 1, b: 1 } }), (e) => e.code === 403);
-  await limited.close();
+  await assert.rejects(connect(url, { "X-API-Key": reader }), (e) => e.code === 401);
 
   await assert.rejects(connect(url, {}), (e) => e.code === 401 && /no API key presented/.test(e.message));
   assert.ok(!output.includes(caller) && !output.includes(reader));
