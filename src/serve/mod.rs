@@ -261,54 +261,12 @@ async fn serve(listen: SocketAddr, max_connections: usize, state: &Arc<State>) -
     // Signals are caught from here on, before anyone can know the address.
     let shutdown = shutdown_signal()?;
     tokio::pin!(shutdown);
-    if state.tool_permissions {
-        log(format_args!(
-            "{}",
-            tools::decides_from(state.trust_routing_headers)
-        ));
-    }
-    {
-        let v = state.watched.current();
-        log(format_args!(
-            "listening on http://{local} verifier={} revision={} keys={} usage={} \
-             tool_permissions={} require={:?}",
-            state.watched.path().display(),
-            v.revision(),
-            v.len(),
-            state.usage.path().display(),
-            state.tool_permissions,
-            state.require
-        ));
-    }
+    log_listening(state, local);
 
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(state.read_timeout)
-        .max_buf_size(MAX_HEAD_BYTES)
-        .keep_alive(true);
+    let builder = connection_builder(state.read_timeout);
     let (stop_tx, stop_rx) = watch::channel(false);
     let slots = Arc::new(Semaphore::new(max_connections));
-
-    let flusher = {
-        let state = Arc::clone(state);
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(FLUSH_INTERVAL);
-            tick.tick().await;
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = stop.changed() => return,
-                }
-                let st = Arc::clone(&state);
-                let r = tokio::task::spawn_blocking(move || st.usage.flush(Utc::now())).await;
-                if let Ok(Err(e)) = r {
-                    log(format_args!("usage not written, will retry: {e}"));
-                }
-            }
-        })
-    };
+    let flusher = spawn_flusher(state, stop_rx.clone());
 
     let signal = loop {
         // A slot is taken before accepting: past the cap, new connections wait in the
@@ -333,27 +291,7 @@ async fn serve(listen: SocketAddr, max_connections: usize, state: &Arc<State>) -
             s = &mut shutdown => break s,
         };
         let _ = stream.set_nodelay(true);
-        let st = Arc::clone(state);
-        let builder = builder.clone();
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            st.metrics.connections_open.fetch_add(1, Ordering::Relaxed);
-            st.metrics.connections_total.fetch_add(1, Ordering::Relaxed);
-            let svc_state = Arc::clone(&st);
-            let svc = service_fn(move |req| http::handle(req, Arc::clone(&svc_state)));
-            let conn = builder.serve_connection(TokioIo::new(stream), svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stop.changed() => {
-                    // Finish the request in flight, then close.
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.as_mut().await;
-                }
-            }
-            st.metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
-            drop(permit);
-        });
+        spawn_connection(stream, permit, state, builder.clone(), stop_rx.clone());
     };
 
     log(format_args!(
@@ -362,6 +300,103 @@ async fn serve(listen: SocketAddr, max_connections: usize, state: &Arc<State>) -
     state.draining.store(true, Ordering::Relaxed);
     drop(listener);
     let _ = stop_tx.send(true);
+    wait_for_connections(&slots, max_connections, state).await;
+    let _ = flusher.await;
+    write_usage_at_exit(state).await;
+    log(format_args!("stopped"));
+    Ok(())
+}
+
+/// The start-up lines: how tool permissions are decided (when they are) and what is served.
+fn log_listening(state: &State, local: SocketAddr) {
+    if state.tool_permissions {
+        log(format_args!(
+            "{}",
+            tools::decides_from(state.trust_routing_headers)
+        ));
+    }
+    let v = state.watched.current();
+    log(format_args!(
+        "listening on http://{local} verifier={} revision={} keys={} usage={} \
+         tool_permissions={} require={:?}",
+        state.watched.path().display(),
+        v.revision(),
+        v.len(),
+        state.usage.path().display(),
+        state.tool_permissions,
+        state.require
+    ));
+}
+
+/// HTTP/1 settings shared by every connection: the head's size and arrival time are
+/// bounded so that a slow or oversized client cannot hold a connection slot for long.
+fn connection_builder(read_timeout: Duration) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(read_timeout)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .keep_alive(true);
+    builder
+}
+
+/// Writes usage every [`FLUSH_INTERVAL`] until `stop` changes, off the async threads
+/// (the write is blocking file I/O).
+fn spawn_flusher(
+    state: &Arc<State>,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let state = Arc::clone(state);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(FLUSH_INTERVAL);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => return,
+            }
+            let st = Arc::clone(&state);
+            let r = tokio::task::spawn_blocking(move || st.usage.flush(Utc::now())).await;
+            if let Ok(Err(e)) = r {
+                log(format_args!("usage not written, will retry: {e}"));
+            }
+        }
+    })
+}
+
+/// Serves one connection on its own task; the connection slot (`permit`) is given back
+/// when it closes. When `stop` changes, the request in flight is finished first.
+fn spawn_connection(
+    stream: tokio::net::TcpStream,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    state: &Arc<State>,
+    builder: http1::Builder,
+    mut stop: watch::Receiver<bool>,
+) {
+    let st = Arc::clone(state);
+    tokio::spawn(async move {
+        st.metrics.connections_open.fetch_add(1, Ordering::Relaxed);
+        st.metrics.connections_total.fetch_add(1, Ordering::Relaxed);
+        let svc_state = Arc::clone(&st);
+        let svc = service_fn(move |req| http::handle(req, Arc::clone(&svc_state)));
+        let conn = builder.serve_connection(TokioIo::new(stream), svc);
+        tokio::pin!(conn);
+        tokio::select! {
+            _ = conn.as_mut() => {}
+            _ = stop.changed() => {
+                // Finish the request in flight, then close.
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.as_mut().await;
+            }
+        }
+        st.metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
+        drop(permit);
+    });
+}
+
+/// Waits until every connection slot is back, i.e. every connection closed, but no
+/// longer than [`DRAIN_LIMIT`]: a client that never finishes must not block the exit.
+async fn wait_for_connections(slots: &Semaphore, max_connections: usize, state: &State) {
     let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
     if tokio::time::timeout(DRAIN_LIMIT, slots.acquire_many(all))
         .await
@@ -372,7 +407,10 @@ async fn serve(listen: SocketAddr, max_connections: usize, state: &Arc<State>) -
             state.metrics.connections_open.load(Ordering::Relaxed)
         ));
     }
-    let _ = flusher.await;
+}
+
+/// The last write of usage once serving has stopped, so that no count is lost.
+async fn write_usage_at_exit(state: &Arc<State>) {
     let st = Arc::clone(state);
     match tokio::task::spawn_blocking(move || st.usage.flush(Utc::now())).await {
         Ok(Ok(true)) => log(format_args!(
@@ -383,8 +421,6 @@ async fn serve(listen: SocketAddr, max_connections: usize, state: &Arc<State>) -
         Ok(Err(e)) => log(format_args!("usage not written: {e}")),
         Err(_) => {}
     }
-    log(format_args!("stopped"));
-    Ok(())
 }
 
 /// A future that resolves with the name of the first SIGTERM or SIGINT; the handlers are
