@@ -156,62 +156,15 @@ pub struct Config {
 /// [`Error::Usage`] (exit 2) when the verifier cannot be read or an option is not
 /// acceptable; [`Error::Io`] when the address cannot be bound or the runtime not started.
 pub fn run(args: Config) -> Result<()> {
-    for p in &args.require {
-        if p.parse::<crate::vault::Permission>().is_err() {
-            return Err(Error::usage(format!(
-                "--require {:?} is not a valid permission; use 1-64 characters of a-z 0-9 _ . : -",
-                sanitize(p)
-            )));
-        }
-    }
+    check_required(&args.require)?;
     let metrics = Arc::new(Metrics::default());
     let reload_error: Arc<Mutex<Option<String>>> = Arc::default();
-    let watched = {
-        let (metrics, reload_error) = (Arc::clone(&metrics), Arc::clone(&reload_error));
-        Watched::open(&args.verifier, move |event| {
-            let mut err = reload_error.lock().unwrap_or_else(PoisonError::into_inner);
-            match &event {
-                ReloadEvent::Reloaded { .. } => {
-                    metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
-                    *err = None;
-                }
-                ReloadEvent::Older { .. } => {
-                    metrics.reloads_older.fetch_add(1, Ordering::Relaxed);
-                    *err = Some(event.to_string());
-                }
-                _ => {
-                    metrics.reloads_failed.fetch_add(1, Ordering::Relaxed);
-                    *err = Some(event.to_string());
-                }
-            }
-            log(format_args!("{event}"));
-        })
-        .map_err(|e| {
-            Error::usage(format!(
-                "serve cannot start without a verifier: {e}; write one with `mcp-key-manager \
-                 publish PATH` or `export-verifier --out PATH`"
-            ))
-        })?
-    };
+    let watched = follow_verifier(&args.verifier, &metrics, &reload_error)?;
     let usage_path = args
         .usage
         .clone()
         .unwrap_or_else(|| usage::default_path(&args.verifier));
-    // One writer per usage file: a second serve on the same file would lose counts.
-    let usage_lock =
-        crate::fsio::Lock::acquire(&usage_path, Duration::ZERO, || {}).map_err(|e| {
-            let why = match &e {
-                Error::Io { source, .. } if source.kind() == std::io::ErrorKind::TimedOut => {
-                    "another serve is writing it".to_string()
-                }
-                e => e.to_string(),
-            };
-            Error::usage(format!(
-                "cannot use the usage file {}: {why}; give each serve process its own \
-             --usage PATH (e.g. <verifier>.usage.<host>.json, which list/view/check merge)",
-                usage_path.display()
-            ))
-        })?;
+    let usage_lock = lock_usage_file(&usage_path)?;
     let tracker = match Tracker::open(&usage_path) {
         Ok(t) => t,
         Err(e) => {
@@ -250,6 +203,71 @@ pub fn run(args: Config) -> Result<()> {
     }
     drop(usage_lock);
     r
+}
+
+/// Refuses a `--require` that is not a valid permission.
+fn check_required(require: &[String]) -> Result<()> {
+    for p in require {
+        if p.parse::<crate::vault::Permission>().is_err() {
+            return Err(Error::usage(format!(
+                "--require {:?} is not a valid permission; use 1-64 characters of a-z 0-9 _ . : -",
+                sanitize(p)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Opens the verifier file and follows it; each reload is counted in `metrics`, logged,
+/// and its error (if any) kept in `reload_error` for `/healthz`.
+fn follow_verifier(
+    path: &std::path::Path,
+    metrics: &Arc<Metrics>,
+    reload_error: &Arc<Mutex<Option<String>>>,
+) -> Result<Watched> {
+    let (metrics, reload_error) = (Arc::clone(metrics), Arc::clone(reload_error));
+    Watched::open(path, move |event| {
+        let mut err = reload_error.lock().unwrap_or_else(PoisonError::into_inner);
+        match &event {
+            ReloadEvent::Reloaded { .. } => {
+                metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
+                *err = None;
+            }
+            ReloadEvent::Older { .. } => {
+                metrics.reloads_older.fetch_add(1, Ordering::Relaxed);
+                *err = Some(event.to_string());
+            }
+            _ => {
+                metrics.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                *err = Some(event.to_string());
+            }
+        }
+        log(format_args!("{event}"));
+    })
+    .map_err(|e| {
+        Error::usage(format!(
+            "serve cannot start without a verifier: {e}; write one with `mcp-key-manager \
+             publish PATH` or `export-verifier --out PATH`"
+        ))
+    })
+}
+
+/// Takes the usage file's lock. One writer per usage file: a second serve on the same
+/// file would lose counts.
+fn lock_usage_file(usage_path: &std::path::Path) -> Result<crate::fsio::Lock> {
+    crate::fsio::Lock::acquire(usage_path, Duration::ZERO, || {}).map_err(|e| {
+        let why = match &e {
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::TimedOut => {
+                "another serve is writing it".to_string()
+            }
+            e => e.to_string(),
+        };
+        Error::usage(format!(
+            "cannot use the usage file {}: {why}; give each serve process its own \
+             --usage PATH (e.g. <verifier>.usage.<host>.json, which list/view/check merge)",
+            usage_path.display()
+        ))
+    })
 }
 
 async fn serve(listen: SocketAddr, max_connections: usize, state: &Arc<State>) -> Result<()> {
