@@ -441,6 +441,26 @@ pub fn start(
     secret: SecretBytes,
     timeout: Duration,
 ) -> Result<SessionInfo> {
+    check_start(&secret, timeout)?;
+    let path = socket_path(vault_canonical, true)?.expect("created on request");
+    // One vault, one agent: a live one is replaced, a dead one's socket removed.
+    stop_at(&path)?;
+    let mut child = spawn_agent(&path, timeout)?;
+    hand_secret(&mut child, secret)?;
+    await_ready(&mut child)?;
+    let info = status_at(&path)?;
+    match info {
+        Some(info) if info.pid == child.id() => Ok(info),
+        _ => Err(abandon(
+            &mut child,
+            "the session agent does not answer on its socket".into(),
+        )),
+    }
+    // `child` is dropped without waiting: the agent outlives this process by design.
+}
+
+/// Refuses a secret or a session length that [`start`] does not accept.
+fn check_start(secret: &SecretBytes, timeout: Duration) -> Result<()> {
     if secret.is_empty() || secret.len() > MAX_SECRET {
         return Err(Error::usage(format!(
             "a session secret must be 1 to {MAX_SECRET} bytes"
@@ -451,15 +471,17 @@ pub fn start(
             "the session length must be between 1s and 24h",
         ));
     }
-    let path = socket_path(vault_canonical, true)?.expect("created on request");
-    // One vault, one agent: a live one is replaced, a dead one's socket removed.
-    stop_at(&path)?;
+    Ok(())
+}
+
+/// Spawns this program as the agent for the socket at `path`, its stdin and stdout piped.
+fn spawn_agent(path: &Path, timeout: Duration) -> Result<std::process::Child> {
     let exe = std::env::current_exe()
         .map_err(|e| Error::io("find the running program", Path::new("/proc/self/exe"), e))?;
-    let mut child = Command::new(&exe)
+    Command::new(&exe)
         .arg(AGENT_SUBCOMMAND)
         .arg("--socket")
-        .arg(&path)
+        .arg(path)
         .arg("--timeout-secs")
         .arg(timeout.as_secs().to_string())
         // The agent inherits nothing: no passphrase variable, no terminal, no cwd.
@@ -469,12 +491,19 @@ pub fn start(
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| Error::io("start the session agent", &exe, e))?;
-    let fail = |child: &mut std::process::Child, msg: String| {
-        let _ = child.kill();
-        let _ = child.wait();
-        Error::failed(msg)
-    };
+        .map_err(|e| Error::io("start the session agent", &exe, e))
+}
+
+/// Ends an agent that did not come up as it should, and the error saying so.
+fn abandon(child: &mut std::process::Child, msg: String) -> Error {
+    let _ = child.kill();
+    let _ = child.wait();
+    Error::failed(msg)
+}
+
+/// Writes the secret to the agent's stdin (never argv or the environment) and drops our
+/// copy of it.
+fn hand_secret(child: &mut std::process::Child, secret: SecretBytes) -> Result<()> {
     let wrote = child
         .stdin
         .take()
@@ -482,13 +511,17 @@ pub fn start(
         .unwrap_or_else(|| Err(std::io::ErrorKind::BrokenPipe.into()));
     drop(secret);
     if let Err(e) = wrote {
-        return Err(fail(
-            &mut child,
+        return Err(abandon(
+            child,
             format!("could not hand the session to its agent: {e}"),
         ));
     }
-    // The agent's one line on stdout says it is listening (or why not); read it on a thread
-    // so a stuck agent cannot hold us past START_TIMEOUT.
+    Ok(())
+}
+
+/// Waits for the agent's one line on stdout, which says it is listening (or why not).
+fn await_ready(child: &mut std::process::Child) -> Result<()> {
+    // Read on a thread so a stuck agent cannot hold us past START_TIMEOUT.
     let stdout = child.stdout.take().expect("piped");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -498,14 +531,14 @@ pub fn start(
     let line = match rx.recv_timeout(START_TIMEOUT) {
         Ok(Ok(line)) => line,
         Ok(Err(_)) => {
-            return Err(fail(
-                &mut child,
+            return Err(abandon(
+                child,
                 "the session agent ended before it was ready".into(),
             ))
         }
         Err(_) => {
-            return Err(fail(
-                &mut child,
+            return Err(abandon(
+                child,
                 format!(
                     "the session agent did not start within {}s",
                     START_TIMEOUT.as_secs()
@@ -514,20 +547,12 @@ pub fn start(
         }
     };
     if let Some(why) = line.strip_prefix("error ") {
-        return Err(fail(
-            &mut child,
+        return Err(abandon(
+            child,
             format!("the session agent could not start: {why}"),
         ));
     }
-    let info = status_at(&path)?;
-    match info {
-        Some(info) if info.pid == child.id() => Ok(info),
-        _ => Err(fail(
-            &mut child,
-            "the session agent does not answer on its socket".into(),
-        )),
-    }
-    // `child` is dropped without waiting: the agent outlives this process by design.
+    Ok(())
 }
 
 // ---- the agent ----

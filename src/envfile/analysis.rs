@@ -295,29 +295,7 @@ fn plain_value(line: &[u8], name: &str) -> Result<Zeroizing<String>, AmbiguityKi
     if name.starts_with("export") {
         return Err(AmbiguityKind::ExportName);
     }
-    let n = name.as_bytes();
-    let at_name = |s: &[u8]| s.starts_with(n) && !s.get(n.len()).is_some_and(|&b| is_name_byte(b));
-    let mut i = line.iter().take_while(|&&b| b == b' ').count();
-    if line[i..].starts_with(b"export ") && at_name(&line[i + 7..]) {
-        i += 7;
-    } else if !at_name(&line[i..]) {
-        // Say what stands before the name.
-        let prefix = &line[..line.len().min(i + 16)];
-        return Err(if line.starts_with("\u{feff}".as_bytes()) {
-            AmbiguityKind::ByteOrderMark
-        } else if prefix.contains(&b'\t') {
-            AmbiguityKind::Tab
-        } else if line[i..].starts_with(b"export") {
-            AmbiguityKind::ExportSpacing
-        } else if matches!(line.get(i), Some(b'\'' | b'"')) {
-            AmbiguityKind::QuotedName
-        } else if prefix.iter().any(|&b| !b.is_ascii_graphic() && b != b' ') {
-            AmbiguityKind::UnusualSpace
-        } else {
-            AmbiguityKind::Unclassified
-        });
-    }
-    i += n.len();
+    let mut i = plain_name_end(line, name)?;
     while line.get(i) == Some(&b' ') {
         i += 1;
     }
@@ -327,31 +305,51 @@ fn plain_value(line: &[u8], name: &str) -> Result<Zeroizing<String>, AmbiguityKi
         Some(&b) => return Err(odd_byte(b)),
     }
     // From here on every fault is the value's: the edit replaces it (and re-reads the result).
-    let after_eq = i;
+    plain_value_after_eq(line, i)
+}
+
+/// Where `name` ends on `line` when only spaces and `export␠` stand before it; otherwise
+/// what stands there instead.
+fn plain_name_end(line: &[u8], name: &str) -> Result<usize, AmbiguityKind> {
+    let n = name.as_bytes();
+    let at_name = |s: &[u8]| s.starts_with(n) && !s.get(n.len()).is_some_and(|&b| is_name_byte(b));
+    let mut i = line.iter().take_while(|&&b| b == b' ').count();
+    if line[i..].starts_with(b"export ") && at_name(&line[i + 7..]) {
+        i += 7;
+    } else if !at_name(&line[i..]) {
+        return Err(not_plain_before_name(line, i));
+    }
+    Ok(i + n.len())
+}
+
+/// Says what stands before the name on `line`, `i` being the end of its leading spaces.
+fn not_plain_before_name(line: &[u8], i: usize) -> AmbiguityKind {
+    let prefix = &line[..line.len().min(i + 16)];
+    if line.starts_with("\u{feff}".as_bytes()) {
+        AmbiguityKind::ByteOrderMark
+    } else if prefix.contains(&b'\t') {
+        AmbiguityKind::Tab
+    } else if line[i..].starts_with(b"export") {
+        AmbiguityKind::ExportSpacing
+    } else if matches!(line.get(i), Some(b'\'' | b'"')) {
+        AmbiguityKind::QuotedName
+    } else if prefix.iter().any(|&b| !b.is_ascii_graphic() && b != b' ') {
+        AmbiguityKind::UnusualSpace
+    } else {
+        AmbiguityKind::Unclassified
+    }
+}
+
+/// The plain VALUE of `line` after the `=` that ends at `after_eq`: empty, a run of safe
+/// bytes, or a quoted one; each may be followed by spaces and a comment.
+fn plain_value_after_eq(line: &[u8], after_eq: usize) -> Result<Zeroizing<String>, AmbiguityKind> {
+    let mut i = after_eq;
     while line.get(i) == Some(&b' ') {
         i += 1;
     }
     let value = match line.get(i) {
         None => return Ok(Zeroizing::new(String::new())),
-        Some(&q @ (b'"' | b'\'')) => {
-            let Some(close) = line[i + 1..].iter().position(|&b| b == q) else {
-                return Err(AmbiguityKind::UnclosedQuote);
-            };
-            let inner = &line[i + 1..i + 1 + close];
-            if inner.iter().any(|&b| !is_safe(b) && b != b' ') {
-                return Err(AmbiguityKind::UnsafeValue);
-            }
-            i += close + 2;
-            while line.get(i) == Some(&b' ') {
-                i += 1;
-            }
-            return match line.get(i) {
-                None | Some(b'#') => {
-                    Ok(Zeroizing::new(String::from_utf8_lossy(inner).into_owned()))
-                }
-                Some(_) => Err(AmbiguityKind::UnsafeValue),
-            };
-        }
+        Some(&q @ (b'"' | b'\'')) => return plain_quoted_value(line, i, q),
         Some(b'#') if i > after_eq => return Err(AmbiguityKind::EmptyValueComment),
         Some(_) => {
             let start = i;
@@ -372,6 +370,27 @@ fn plain_value(line: &[u8], name: &str) -> Result<Zeroizing<String>, AmbiguityKi
         Some(_) => return Err(AmbiguityKind::UnsafeValue),
     }
     Ok(Zeroizing::new(String::from_utf8_lossy(value).into_owned()))
+}
+
+/// The plain value quoted by `q` at `open`: safe bytes and spaces up to the same quote,
+/// then only spaces and perhaps a comment.
+fn plain_quoted_value(line: &[u8], open: usize, q: u8) -> Result<Zeroizing<String>, AmbiguityKind> {
+    let mut i = open;
+    let Some(close) = line[i + 1..].iter().position(|&b| b == q) else {
+        return Err(AmbiguityKind::UnclosedQuote);
+    };
+    let inner = &line[i + 1..i + 1 + close];
+    if inner.iter().any(|&b| !is_safe(b) && b != b' ') {
+        return Err(AmbiguityKind::UnsafeValue);
+    }
+    i += close + 2;
+    while line.get(i) == Some(&b' ') {
+        i += 1;
+    }
+    match line.get(i) {
+        None | Some(b'#') => Ok(Zeroizing::new(String::from_utf8_lossy(inner).into_owned())),
+        Some(_) => Err(AmbiguityKind::UnsafeValue),
+    }
 }
 
 /// The names a lenient loader could see on `line`: leading blanks, controls, byte-order
@@ -449,49 +468,75 @@ pub fn analyze(bytes: &[u8]) -> Analysis {
     let text = dotenv::Text::decode(bytes);
     let bindings = dotenv::parse(&text);
     let mut findings: Vec<Ambiguity> = Vec::new();
-    let mut file_wide = |line, kind| {
-        findings.push(Ambiguity {
-            line,
-            kind,
-            name: None,
-        })
-    };
+    lone_crs(bytes, &mut findings);
+    unusual_line_breaks(bytes, &mut findings);
+    statements_across_lines(&bindings, &mut findings);
+    let lines = physical_lines(bytes);
+    node_misreadings(&lines, &mut findings);
+    let (concerns, values) = assignments(bindings, &lines);
+    per_name_findings(&concerns, &values, &lines, &mut findings);
+    findings.sort_by_key(|a| (a.line, a.kind));
+    findings.dedup();
+    Analysis {
+        values,
+        findings,
+        invalid_utf8_line: text.invalid_utf8_line,
+    }
+}
 
-    // Lone `\r`: count lines by `\n` only.
+/// Records a finding that can disturb any variable of the file.
+fn file_wide(findings: &mut Vec<Ambiguity>, line: usize, kind: AmbiguityKind) {
+    findings.push(Ambiguity {
+        line,
+        kind,
+        name: None,
+    })
+}
+
+/// Lone `\r`: count lines by `\n` only.
+fn lone_crs(bytes: &[u8], findings: &mut Vec<Ambiguity>) {
     let mut line = 1;
     for (i, &b) in bytes.iter().enumerate() {
         match b {
             b'\n' => line += 1,
-            b'\r' if bytes.get(i + 1) != Some(&b'\n') => file_wide(line, AmbiguityKind::LoneCr),
+            b'\r' if bytes.get(i + 1) != Some(&b'\n') => {
+                file_wide(findings, line, AmbiguityKind::LoneCr)
+            }
             _ => {}
         }
     }
+}
 
-    // Unusual line breaks anywhere: \v \f U+001C-U+001E, and U+0085, U+2028, U+2029 as UTF-8.
+/// Unusual line breaks anywhere: \v \f U+001C-U+001E, and U+0085, U+2028, U+2029 as UTF-8.
+fn unusual_line_breaks(bytes: &[u8], findings: &mut Vec<Ambiguity>) {
     for (n, l) in bytes.split(|&b| b == b'\n').enumerate() {
         let odd = l.iter().any(|b| matches!(b, 0x0b | 0x0c | 0x1c..=0x1e))
             || l.windows(2).any(|w| w == [0xc2, 0x85])
             || l.windows(3)
                 .any(|w| w == [0xe2, 0x80, 0xa8] || w == [0xe2, 0x80, 0xa9]);
         if odd {
-            file_wide(n + 1, AmbiguityKind::UnusualLineBreak);
+            file_wide(findings, n + 1, AmbiguityKind::UnusualLineBreak);
         }
     }
+}
 
-    for b in &bindings {
+/// Statements python-dotenv reads across lines, or whose quote never closes.
+fn statements_across_lines(bindings: &[dotenv::Binding], findings: &mut Vec<Ambiguity>) {
+    for b in bindings {
         if b.multi_line {
-            file_wide(b.line, AmbiguityKind::MultiLineValue);
+            file_wide(findings, b.line, AmbiguityKind::MultiLineValue);
         }
         // No closing quote anywhere: the statement is skipped today, but any later quote
         // (one `use` appends, say) would close it and swallow the lines between.
         if b.unclosed {
-            file_wide(b.line, AmbiguityKind::UnclosedQuote);
+            file_wide(findings, b.line, AmbiguityKind::UnclosedQuote);
         }
     }
+}
 
-    // Node 20's reading: a line it cannot skip and that has no `=` is glued to the next `=`;
-    // an empty name stops it; a quote opened after `=` runs to the next such quote.
-    let lines = physical_lines(bytes);
+/// Node 20's reading: a line it cannot skip and that has no `=` is glued to the next `=`;
+/// an empty name stops it; a quote opened after `=` runs to the next such quote.
+fn node_misreadings(lines: &[&[u8]], findings: &mut Vec<Ambiguity>) {
     for (n, l) in lines.iter().enumerate() {
         if l.is_empty() || l[0] == b'#' {
             continue;
@@ -499,39 +544,55 @@ pub fn analyze(bytes: &[u8]) -> Analysis {
         let Some(eq) = l.iter().position(|&b| b == b'=') else {
             // Harmless only while no `=` follows; but an assignment appended by `use` would
             // follow it, so it is flagged wherever it stands.
-            file_wide(n + 1, AmbiguityKind::NotAnAssignment);
+            file_wide(findings, n + 1, AmbiguityKind::NotAnAssignment);
             continue;
         };
         if l[..eq].iter().all(|&b| b == b' ') {
-            file_wide(n + 1, AmbiguityKind::EmptyName);
+            file_wide(findings, n + 1, AmbiguityKind::EmptyName);
         }
-        let v = &l[eq + 1..];
-        // Skip what python-dotenv (and compose) skip after `=`: any Unicode blank.
-        let start = blank_prefix_len(v);
-        if let Some(&q) = v.get(start).filter(|&&b| matches!(b, b'"' | b'\'' | b'`')) {
-            // Compose's end of the quote: the first one not preceded by a backslash.
-            let compose_close = (start + 1..v.len()).find(|&j| v[j] == q && v[j - 1] != b'\\');
-            // Node closes at the first quote, compose at the first unescaped one; either
-            // missing on this line means a value that runs on.
-            match (v[start + 1..].contains(&q), compose_close) {
-                (false, _) | (true, None) => file_wide(n + 1, AmbiguityKind::UnclosedQuote),
-                (true, Some(close)) => {
-                    let after = &v[close + 1..];
-                    let blanks = after
-                        .iter()
-                        .take_while(|&&b| b == b' ' || b == b'\t')
-                        .count();
-                    if after.get(blanks).is_some_and(|&b| b != b'#') {
-                        file_wide(n + 1, AmbiguityKind::TextAfterQuote);
-                    }
-                }
-            }
+        if let Some(kind) = quoted_value_fault(&l[eq + 1..]) {
+            file_wide(findings, n + 1, kind);
         }
     }
+}
 
-    // Which lines could assign which name, for any loader.
-    let mut concerns: BTreeMap<String, BTreeSet<usize>> = BTreeMap::new();
-    let mut values: BTreeMap<String, Option<Zeroizing<String>>> = BTreeMap::new();
+/// What is wrong with the quoted value `v` (the text after `=`) when the loaders could end
+/// it at different places: a quote left open on the line, or text after the closing quote.
+fn quoted_value_fault(v: &[u8]) -> Option<AmbiguityKind> {
+    // Skip what python-dotenv (and compose) skip after `=`: any Unicode blank.
+    let start = blank_prefix_len(v);
+    let &q = v
+        .get(start)
+        .filter(|&&b| matches!(b, b'"' | b'\'' | b'`'))?;
+    // Compose's end of the quote: the first one not preceded by a backslash.
+    let compose_close = (start + 1..v.len()).find(|&j| v[j] == q && v[j - 1] != b'\\');
+    // Node closes at the first quote, compose at the first unescaped one; either
+    // missing on this line means a value that runs on.
+    match (v[start + 1..].contains(&q), compose_close) {
+        (false, _) | (true, None) => Some(AmbiguityKind::UnclosedQuote),
+        (true, Some(close)) => {
+            let after = &v[close + 1..];
+            let blanks = after
+                .iter()
+                .take_while(|&&b| b == b' ' || b == b'\t')
+                .count();
+            after
+                .get(blanks)
+                .is_some_and(|&b| b != b'#')
+                .then_some(AmbiguityKind::TextAfterQuote)
+        }
+    }
+}
+
+/// python-dotenv's value of each name it reads.
+type Values = BTreeMap<String, Option<Zeroizing<String>>>;
+/// Which lines could assign which name, for any loader.
+type Concerns = BTreeMap<String, BTreeSet<usize>>;
+
+/// Which lines could assign which name, for any loader, and python-dotenv's values.
+fn assignments(bindings: Vec<dotenv::Binding>, lines: &[&[u8]]) -> (Concerns, Values) {
+    let mut concerns: Concerns = BTreeMap::new();
+    let mut values: Values = BTreeMap::new();
     for b in bindings {
         if let (Some(k), false) = (b.key, b.error) {
             concerns.entry(k.clone()).or_default().insert(b.line);
@@ -543,7 +604,18 @@ pub fn analyze(bytes: &[u8]) -> Analysis {
             concerns.entry(name).or_default().insert(n + 1);
         }
     }
-    for (name, at) in &concerns {
+    (concerns, values)
+}
+
+/// For each name: a repeated assignment, and every line assigning it that is not in the
+/// plain form or whose plain reading python-dotenv does not confirm.
+fn per_name_findings(
+    concerns: &Concerns,
+    values: &Values,
+    lines: &[&[u8]],
+    findings: &mut Vec<Ambiguity>,
+) {
+    for (name, at) in concerns {
         let mut add = |line, kind| {
             findings.push(Ambiguity {
                 line,
@@ -569,12 +641,5 @@ pub fn analyze(bytes: &[u8]) -> Analysis {
                 }
             }
         }
-    }
-    findings.sort_by_key(|a| (a.line, a.kind));
-    findings.dedup();
-    Analysis {
-        values,
-        findings,
-        invalid_utf8_line: text.invalid_utf8_line,
     }
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -257,81 +257,28 @@ async fn needed_by_request(
 /// Most distinct permissions one request may require (`--require` and `X-MCP-Require`).
 const MAX_REQUIRED: usize = 64;
 
+/// Decides `/auth`. The key is judged before any body is read: an unauthenticated client
+/// never gets a body read (or a body permit) out of this service.
 async fn auth(req: Request<Incoming>, st: &State) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let h = &parts.headers;
     let verifier = st.watched.current();
 
-    let mut required: Vec<&str> = st.require.iter().map(String::as_str).collect();
-    for v in h.get_all(&X_MCP_REQUIRE) {
-        // An unreadable requirement must not be dropped (that would let a request through
-        // with less than the route demands): refuse the request instead.
-        let Ok(s) = v.to_str() else {
-            return rpc_error(
-                StatusCode::BAD_REQUEST,
-                -32600,
-                "the X-MCP-Require header is not ASCII",
-                "BAD_REQUIRE",
-            );
-        };
-        for p in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            // Bounded and checked before the key: a header of thousands of tokens must not
-            // buy an unauthenticated client CPU time (the list is searched per token).
-            if !crate::vault::Permission::is_valid(p) {
-                return rpc_error(
-                    StatusCode::BAD_REQUEST,
-                    -32600,
-                    "the X-MCP-Require header names an invalid permission",
-                    "BAD_REQUIRE",
-                );
-            }
-            if !required.contains(&p) {
-                if required.len() >= MAX_REQUIRED {
-                    return rpc_error(
-                        StatusCode::BAD_REQUEST,
-                        -32600,
-                        "the X-MCP-Require header names too many permissions",
-                        "BAD_REQUIRE",
-                    );
-                }
-                required.push(p);
-            }
-        }
-    }
-
-    // A header value that is not visible ASCII is present but holds no usable key.
-    let x_api_key = h.get(&X_API_KEY).map(|v| v.to_str().unwrap_or(""));
-    let authorization = h
-        .get(header::AUTHORIZATION)
-        .map(|v| v.to_str().unwrap_or(""));
-    let key = api_key_from_headers(x_api_key, authorization);
+    let required = match required_permissions(h, &st.require) {
+        Ok(r) => r,
+        Err(why) => return rpc_error(StatusCode::BAD_REQUEST, -32600, why, "BAD_REQUIRE"),
+    };
+    let key = presented_key(h);
     let now = Utc::now();
     let verdict = verifier.verify_at(key.unwrap_or(""), &required, now);
-    let decided = |code: Code, info: Option<&KeyInfo>| {
-        st.metrics.verdict(code);
-        if let Some(k) = info {
-            st.usage.record(&k.id, code, now);
-            if code != Code::Valid {
-                st.log.refused(k, code);
-            }
-        }
-    };
-
     match verdict.code {
         Code::Valid => {}
         Code::InsufficientPermissions => {
-            decided(verdict.code, verdict.key);
-            let perms = verdict.key.map(|k| &k.permissions[..]).unwrap_or_default();
-            let missing: Vec<String> = required
-                .iter()
-                .filter(|r| !perms.iter().any(|p| p == *r))
-                .filter(|r| scope_safe(r))
-                .map(|r| r.to_string())
-                .collect();
-            return forbidden(&missing);
+            decided(st, now, verdict.code, verdict.key);
+            return forbidden(&missing_required(&required, verdict.key));
         }
         code => {
-            decided(code, verdict.key);
+            decided(st, now, code, verdict.key);
             return unauthorized(code, key.is_none());
         }
     }
@@ -341,23 +288,107 @@ async fn auth(req: Request<Incoming>, st: &State) -> Response<Body> {
     };
 
     if st.tool_permissions {
-        let needed = match needed_by_request(&parts.headers, body, st).await {
-            Ok(n) => n,
-            Err(r) => {
-                if r.status() == StatusCode::FORBIDDEN {
-                    decided(Code::InsufficientPermissions, Some(info));
-                }
-                return r;
-            }
-        };
-        let missing = rpc::missing_permissions(&info.permissions, &needed);
-        if !missing.is_empty() {
-            decided(Code::InsufficientPermissions, Some(info));
-            return forbidden(&missing);
+        if let Err(r) = check_tool_permissions(&parts.headers, body, st, info, now).await {
+            return r;
         }
     }
 
-    decided(Code::Valid, Some(info));
+    decided(st, now, Code::Valid, Some(info));
+    accepted(info)
+}
+
+/// The permissions a request needs: `--require` and those its `X-MCP-Require` headers
+/// name; on a bad header, what is wrong with it (answered 400 `BAD_REQUIRE`).
+fn required_permissions<'a>(
+    h: &'a HeaderMap,
+    require: &'a [String],
+) -> Result<Vec<&'a str>, &'static str> {
+    let mut required: Vec<&str> = require.iter().map(String::as_str).collect();
+    for v in h.get_all(&X_MCP_REQUIRE) {
+        // An unreadable requirement must not be dropped (that would let a request through
+        // with less than the route demands): refuse the request instead.
+        let Ok(s) = v.to_str() else {
+            return Err("the X-MCP-Require header is not ASCII");
+        };
+        for p in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            // Bounded and checked before the key: a header of thousands of tokens must not
+            // buy an unauthenticated client CPU time (the list is searched per token).
+            if !crate::vault::Permission::is_valid(p) {
+                return Err("the X-MCP-Require header names an invalid permission");
+            }
+            if !required.contains(&p) {
+                if required.len() >= MAX_REQUIRED {
+                    return Err("the X-MCP-Require header names too many permissions");
+                }
+                required.push(p);
+            }
+        }
+    }
+    Ok(required)
+}
+
+/// The key presented in `X-API-Key` or `Authorization`, if any.
+fn presented_key(h: &HeaderMap) -> Option<&str> {
+    // A header value that is not visible ASCII is present but holds no usable key.
+    let x_api_key = h.get(&X_API_KEY).map(|v| v.to_str().unwrap_or(""));
+    let authorization = h
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or(""));
+    api_key_from_headers(x_api_key, authorization)
+}
+
+/// Counts a decision: in the metrics, and for an identified key in its usage and (when
+/// refused) the refusal log.
+fn decided(st: &State, now: DateTime<Utc>, code: Code, info: Option<&KeyInfo>) {
+    st.metrics.verdict(code);
+    if let Some(k) = info {
+        st.usage.record(&k.id, code, now);
+        if code != Code::Valid {
+            st.log.refused(k, code);
+        }
+    }
+}
+
+/// The required permissions the key lacks, those safe to name in a response.
+fn missing_required(required: &[&str], key: Option<&KeyInfo>) -> Vec<String> {
+    let perms = key.map(|k| &k.permissions[..]).unwrap_or_default();
+    required
+        .iter()
+        .filter(|r| !perms.iter().any(|p| p == *r))
+        .filter(|r| scope_safe(r))
+        .map(|r| r.to_string())
+        .collect()
+}
+
+/// `--tool-permissions`: whether the key `info` (already found valid) holds what the
+/// request's method and tool need; if not, the answer to send, counted as a refusal when
+/// it is a 403.
+async fn check_tool_permissions(
+    h: &HeaderMap,
+    body: Incoming,
+    st: &State,
+    info: &KeyInfo,
+    now: DateTime<Utc>,
+) -> Result<(), Response<Body>> {
+    let needed = match needed_by_request(h, body, st).await {
+        Ok(n) => n,
+        Err(r) => {
+            if r.status() == StatusCode::FORBIDDEN {
+                decided(st, now, Code::InsufficientPermissions, Some(info));
+            }
+            return Err(r);
+        }
+    };
+    let missing = rpc::missing_permissions(&info.permissions, &needed);
+    if !missing.is_empty() {
+        decided(st, now, Code::InsufficientPermissions, Some(info));
+        return Err(forbidden(&missing));
+    }
+    Ok(())
+}
+
+/// The 200 answer: the key's id, permissions and name for the upstream, made header-safe.
+fn accepted(info: &KeyInfo) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::new()));
     let out = r.headers_mut();
     out.insert(X_MCP_KEY_ID.clone(), header_safe(&info.id, false));

@@ -124,6 +124,12 @@ impl Metrics {
             self.connections_open.load(Relaxed),
             self.connections_total.load(Relaxed)
         );
+        self.render_latency(&mut o);
+        o
+    }
+
+    /// The `/auth` latency histogram, its buckets cumulative as Prometheus wants them.
+    fn render_latency(&self, o: &mut String) {
         let _ = writeln!(
             o,
             "# HELP mcp_key_serve_auth_duration_seconds Time to answer /auth, from the parsed \
@@ -146,6 +152,5 @@ impl Metrics {
              mcp_key_serve_auth_duration_seconds_count {count}",
             self.latency_sum_ns.load(Relaxed) as f64 / 1e9
         );
-        o
     }
 }

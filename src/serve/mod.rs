@@ -156,62 +156,15 @@ pub struct Config {
 /// [`Error::Usage`] (exit 2) when the verifier cannot be read or an option is not
 /// acceptable; [`Error::Io`] when the address cannot be bound or the runtime not started.
 pub fn run(args: Config) -> Result<()> {
-    for p in &args.require {
-        if p.parse::<crate::vault::Permission>().is_err() {
-            return Err(Error::usage(format!(
-                "--require {:?} is not a valid permission; use 1-64 characters of a-z 0-9 _ . : -",
-                sanitize(p)
-            )));
-        }
-    }
+    check_required(&args.require)?;
     let metrics = Arc::new(Metrics::default());
     let reload_error: Arc<Mutex<Option<String>>> = Arc::default();
-    let watched = {
-        let (metrics, reload_error) = (Arc::clone(&metrics), Arc::clone(&reload_error));
-        Watched::open(&args.verifier, move |event| {
-            let mut err = reload_error.lock().unwrap_or_else(PoisonError::into_inner);
-            match &event {
-                ReloadEvent::Reloaded { .. } => {
-                    metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
-                    *err = None;
-                }
-                ReloadEvent::Older { .. } => {
-                    metrics.reloads_older.fetch_add(1, Ordering::Relaxed);
-                    *err = Some(event.to_string());
-                }
-                _ => {
-                    metrics.reloads_failed.fetch_add(1, Ordering::Relaxed);
-                    *err = Some(event.to_string());
-                }
-            }
-            log(format_args!("{event}"));
-        })
-        .map_err(|e| {
-            Error::usage(format!(
-                "serve cannot start without a verifier: {e}; write one with `mcp-key-manager \
-                 publish PATH` or `export-verifier --out PATH`"
-            ))
-        })?
-    };
+    let watched = follow_verifier(&args.verifier, &metrics, &reload_error)?;
     let usage_path = args
         .usage
         .clone()
         .unwrap_or_else(|| usage::default_path(&args.verifier));
-    // One writer per usage file: a second serve on the same file would lose counts.
-    let usage_lock =
-        crate::fsio::Lock::acquire(&usage_path, Duration::ZERO, || {}).map_err(|e| {
-            let why = match &e {
-                Error::Io { source, .. } if source.kind() == std::io::ErrorKind::TimedOut => {
-                    "another serve is writing it".to_string()
-                }
-                e => e.to_string(),
-            };
-            Error::usage(format!(
-                "cannot use the usage file {}: {why}; give each serve process its own \
-             --usage PATH (e.g. <verifier>.usage.<host>.json, which list/view/check merge)",
-                usage_path.display()
-            ))
-        })?;
+    let usage_lock = lock_usage_file(&usage_path)?;
     let tracker = match Tracker::open(&usage_path) {
         Ok(t) => t,
         Err(e) => {
@@ -252,6 +205,71 @@ pub fn run(args: Config) -> Result<()> {
     r
 }
 
+/// Refuses a `--require` that is not a valid permission.
+fn check_required(require: &[String]) -> Result<()> {
+    for p in require {
+        if p.parse::<crate::vault::Permission>().is_err() {
+            return Err(Error::usage(format!(
+                "--require {:?} is not a valid permission; use 1-64 characters of a-z 0-9 _ . : -",
+                sanitize(p)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Opens the verifier file and follows it; each reload is counted in `metrics`, logged,
+/// and its error (if any) kept in `reload_error` for `/healthz`.
+fn follow_verifier(
+    path: &std::path::Path,
+    metrics: &Arc<Metrics>,
+    reload_error: &Arc<Mutex<Option<String>>>,
+) -> Result<Watched> {
+    let (metrics, reload_error) = (Arc::clone(metrics), Arc::clone(reload_error));
+    Watched::open(path, move |event| {
+        let mut err = reload_error.lock().unwrap_or_else(PoisonError::into_inner);
+        match &event {
+            ReloadEvent::Reloaded { .. } => {
+                metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
+                *err = None;
+            }
+            ReloadEvent::Older { .. } => {
+                metrics.reloads_older.fetch_add(1, Ordering::Relaxed);
+                *err = Some(event.to_string());
+            }
+            _ => {
+                metrics.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                *err = Some(event.to_string());
+            }
+        }
+        log(format_args!("{event}"));
+    })
+    .map_err(|e| {
+        Error::usage(format!(
+            "serve cannot start without a verifier: {e}; write one with `mcp-key-manager \
+             publish PATH` or `export-verifier --out PATH`"
+        ))
+    })
+}
+
+/// Takes the usage file's lock. One writer per usage file: a second serve on the same
+/// file would lose counts.
+fn lock_usage_file(usage_path: &std::path::Path) -> Result<crate::fsio::Lock> {
+    crate::fsio::Lock::acquire(usage_path, Duration::ZERO, || {}).map_err(|e| {
+        let why = match &e {
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::TimedOut => {
+                "another serve is writing it".to_string()
+            }
+            e => e.to_string(),
+        };
+        Error::usage(format!(
+            "cannot use the usage file {}: {why}; give each serve process its own \
+             --usage PATH (e.g. <verifier>.usage.<host>.json, which list/view/check merge)",
+            usage_path.display()
+        ))
+    })
+}
+
 async fn serve(listen: SocketAddr, max_connections: usize, state: &Arc<State>) -> Result<()> {
     let listener = TcpListener::bind(listen).await.map_err(|e| Error::Io {
         context: format!("listen on {listen}"),
@@ -261,54 +279,12 @@ async fn serve(listen: SocketAddr, max_connections: usize, state: &Arc<State>) -
     // Signals are caught from here on, before anyone can know the address.
     let shutdown = shutdown_signal()?;
     tokio::pin!(shutdown);
-    if state.tool_permissions {
-        log(format_args!(
-            "{}",
-            tools::decides_from(state.trust_routing_headers)
-        ));
-    }
-    {
-        let v = state.watched.current();
-        log(format_args!(
-            "listening on http://{local} verifier={} revision={} keys={} usage={} \
-             tool_permissions={} require={:?}",
-            state.watched.path().display(),
-            v.revision(),
-            v.len(),
-            state.usage.path().display(),
-            state.tool_permissions,
-            state.require
-        ));
-    }
+    log_listening(state, local);
 
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(state.read_timeout)
-        .max_buf_size(MAX_HEAD_BYTES)
-        .keep_alive(true);
+    let builder = connection_builder(state.read_timeout);
     let (stop_tx, stop_rx) = watch::channel(false);
     let slots = Arc::new(Semaphore::new(max_connections));
-
-    let flusher = {
-        let state = Arc::clone(state);
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(FLUSH_INTERVAL);
-            tick.tick().await;
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = stop.changed() => return,
-                }
-                let st = Arc::clone(&state);
-                let r = tokio::task::spawn_blocking(move || st.usage.flush(Utc::now())).await;
-                if let Ok(Err(e)) = r {
-                    log(format_args!("usage not written, will retry: {e}"));
-                }
-            }
-        })
-    };
+    let flusher = spawn_flusher(state, stop_rx.clone());
 
     let signal = loop {
         // A slot is taken before accepting: past the cap, new connections wait in the
@@ -333,27 +309,7 @@ async fn serve(listen: SocketAddr, max_connections: usize, state: &Arc<State>) -
             s = &mut shutdown => break s,
         };
         let _ = stream.set_nodelay(true);
-        let st = Arc::clone(state);
-        let builder = builder.clone();
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            st.metrics.connections_open.fetch_add(1, Ordering::Relaxed);
-            st.metrics.connections_total.fetch_add(1, Ordering::Relaxed);
-            let svc_state = Arc::clone(&st);
-            let svc = service_fn(move |req| http::handle(req, Arc::clone(&svc_state)));
-            let conn = builder.serve_connection(TokioIo::new(stream), svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stop.changed() => {
-                    // Finish the request in flight, then close.
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.as_mut().await;
-                }
-            }
-            st.metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
-            drop(permit);
-        });
+        spawn_connection(stream, permit, state, builder.clone(), stop_rx.clone());
     };
 
     log(format_args!(
@@ -362,6 +318,103 @@ async fn serve(listen: SocketAddr, max_connections: usize, state: &Arc<State>) -
     state.draining.store(true, Ordering::Relaxed);
     drop(listener);
     let _ = stop_tx.send(true);
+    wait_for_connections(&slots, max_connections, state).await;
+    let _ = flusher.await;
+    write_usage_at_exit(state).await;
+    log(format_args!("stopped"));
+    Ok(())
+}
+
+/// The start-up lines: how tool permissions are decided (when they are) and what is served.
+fn log_listening(state: &State, local: SocketAddr) {
+    if state.tool_permissions {
+        log(format_args!(
+            "{}",
+            tools::decides_from(state.trust_routing_headers)
+        ));
+    }
+    let v = state.watched.current();
+    log(format_args!(
+        "listening on http://{local} verifier={} revision={} keys={} usage={} \
+         tool_permissions={} require={:?}",
+        state.watched.path().display(),
+        v.revision(),
+        v.len(),
+        state.usage.path().display(),
+        state.tool_permissions,
+        state.require
+    ));
+}
+
+/// HTTP/1 settings shared by every connection: the head's size and arrival time are
+/// bounded so that a slow or oversized client cannot hold a connection slot for long.
+fn connection_builder(read_timeout: Duration) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(read_timeout)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .keep_alive(true);
+    builder
+}
+
+/// Writes usage every [`FLUSH_INTERVAL`] until `stop` changes, off the async threads
+/// (the write is blocking file I/O).
+fn spawn_flusher(
+    state: &Arc<State>,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let state = Arc::clone(state);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(FLUSH_INTERVAL);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => return,
+            }
+            let st = Arc::clone(&state);
+            let r = tokio::task::spawn_blocking(move || st.usage.flush(Utc::now())).await;
+            if let Ok(Err(e)) = r {
+                log(format_args!("usage not written, will retry: {e}"));
+            }
+        }
+    })
+}
+
+/// Serves one connection on its own task; the connection slot (`permit`) is given back
+/// when it closes. When `stop` changes, the request in flight is finished first.
+fn spawn_connection(
+    stream: tokio::net::TcpStream,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    state: &Arc<State>,
+    builder: http1::Builder,
+    mut stop: watch::Receiver<bool>,
+) {
+    let st = Arc::clone(state);
+    tokio::spawn(async move {
+        st.metrics.connections_open.fetch_add(1, Ordering::Relaxed);
+        st.metrics.connections_total.fetch_add(1, Ordering::Relaxed);
+        let svc_state = Arc::clone(&st);
+        let svc = service_fn(move |req| http::handle(req, Arc::clone(&svc_state)));
+        let conn = builder.serve_connection(TokioIo::new(stream), svc);
+        tokio::pin!(conn);
+        tokio::select! {
+            _ = conn.as_mut() => {}
+            _ = stop.changed() => {
+                // Finish the request in flight, then close.
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.as_mut().await;
+            }
+        }
+        st.metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
+        drop(permit);
+    });
+}
+
+/// Waits until every connection slot is back, i.e. every connection closed, but no
+/// longer than [`DRAIN_LIMIT`]: a client that never finishes must not block the exit.
+async fn wait_for_connections(slots: &Semaphore, max_connections: usize, state: &State) {
     let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
     if tokio::time::timeout(DRAIN_LIMIT, slots.acquire_many(all))
         .await
@@ -372,7 +425,10 @@ async fn serve(listen: SocketAddr, max_connections: usize, state: &Arc<State>) -
             state.metrics.connections_open.load(Ordering::Relaxed)
         ));
     }
-    let _ = flusher.await;
+}
+
+/// The last write of usage once serving has stopped, so that no count is lost.
+async fn write_usage_at_exit(state: &Arc<State>) {
     let st = Arc::clone(state);
     match tokio::task::spawn_blocking(move || st.usage.flush(Utc::now())).await {
         Ok(Ok(true)) => log(format_args!(
@@ -383,8 +439,6 @@ async fn serve(listen: SocketAddr, max_connections: usize, state: &Arc<State>) -
         Ok(Err(e)) => log(format_args!("usage not written: {e}")),
         Err(_) => {}
     }
-    log(format_args!("stopped"));
-    Ok(())
 }
 
 /// A future that resolves with the name of the first SIGTERM or SIGINT; the handlers are

@@ -353,8 +353,17 @@ impl Store {
                 Err(e) => return Err(e),
             }
         }
-        // A derived key from an unlock session (or an earlier derivation in this process)
-        // opens its passphrase slot without a passphrase or a KDF.
+        self.adopt_session_key(h);
+        if let Some(v) = self.unlock_with_cached_key(h, slot.as_deref())? {
+            return Ok(v);
+        }
+        self.unlock_with_passphrase(h, slot.as_deref(), ids.is_some(), id_error)
+    }
+
+    /// A derived key from an unlock session (or an earlier derivation in this process)
+    /// opens its passphrase slot without a passphrase or a KDF: the session's key becomes
+    /// the cache when it fits a slot of `h`.
+    fn adopt_session_key(&mut self, h: &v2::Header) {
         if self.cache.is_none() && self.use_session {
             if let Some((kdf, salt, key)) = self.ui.session_key() {
                 if v2::slot_for_key(&h.slots, None, &kdf, &salt).is_some() {
@@ -367,39 +376,42 @@ impl Store {
                 }
             }
         }
+    }
+
+    /// Opens `h` with the cached derived key, if there is one and it opens a slot.
+    fn unlock_with_cached_key(
+        &mut self,
+        h: &v2::Header,
+        slot: Option<&str>,
+    ) -> Result<Option<Vault>> {
         if let Some((kdf, salt, key)) = self.cache.as_ref().and_then(|c| c.cached()) {
-            if let Some(i) = v2::slot_for_key(&h.slots, slot.as_deref(), kdf, salt) {
+            if let Some(i) = v2::slot_for_key(&h.slots, slot, kdf, salt) {
                 if let Some(dk) = v2::unlock_with_slot_key(&h.slots[i], key)? {
                     let by = h.slots[i].id.clone();
                     let v = Vault::with_data_key(h, dk, Some(by))?;
-                    return Ok(self.remember_v2(v));
+                    return Ok(Some(self.remember_v2(v)));
                 }
             }
         }
+        Ok(None)
+    }
+
+    /// Opens `h` with the passphrase, asking again (up to the interaction's tries) when it
+    /// is wrong; `id_error` is why the identities failed, if they were offered.
+    fn unlock_with_passphrase(
+        &mut self,
+        h: &v2::Header,
+        slot: Option<&str>,
+        identities_offered: bool,
+        mut id_error: Option<Error>,
+    ) -> Result<Vault> {
         let tries = self.ui.tries().max(1);
         let mut attempt = 1;
         loop {
             let ui = Rc::clone(&self.ui);
-            let pass =
-                match self.cache(attempt) {
-                    Ok(c) => match c.passphrase() {
-                        Some(p) => p.duplicate(),
-                        // A session key that fits no slot any more: ask for the passphrase.
-                        None => {
-                            self.cache = None;
-                            match self.cache(attempt) {
-                                Ok(c) => c.passphrase().map(SecretString::duplicate).ok_or_else(
-                                    || Error::Passphrase("no passphrase available".into()),
-                                )?,
-                                Err(e) => return Err(id_error.unwrap_or(e)),
-                            }
-                        }
-                    },
-                    // An identity was offered and failed: say that, not "no passphrase".
-                    Err(e) => return Err(id_error.unwrap_or(e)),
-                };
+            let pass = self.passphrase_for(attempt, &mut id_error)?;
             let r = announced(&*ui, &v2::passphrase_kdf(h), || {
-                v2::unlock_with_passphrase(&h.slots, slot.as_deref(), &pass, ids.is_some())
+                v2::unlock_with_passphrase(&h.slots, slot, &pass, identities_offered)
             });
             match r {
                 Err(e) => {
@@ -417,6 +429,32 @@ impl Store {
                 }
             }
         }
+    }
+
+    /// The passphrase for this attempt, from the cache or asked for. When none can be had
+    /// and an identity was offered and failed, the error says that, not "no passphrase".
+    fn passphrase_for(
+        &mut self,
+        attempt: u32,
+        id_error: &mut Option<Error>,
+    ) -> Result<SecretString> {
+        Ok(match self.cache(attempt) {
+            Ok(c) => match c.passphrase() {
+                Some(p) => p.duplicate(),
+                // A session key that fits no slot any more: ask for the passphrase.
+                None => {
+                    self.cache = None;
+                    match self.cache(attempt) {
+                        Ok(c) => c
+                            .passphrase()
+                            .map(SecretString::duplicate)
+                            .ok_or_else(|| Error::Passphrase("no passphrase available".into()))?,
+                        Err(e) => return Err(id_error.take().unwrap_or(e)),
+                    }
+                }
+            },
+            Err(e) => return Err(id_error.take().unwrap_or(e)),
+        })
     }
 
     fn remember_v2(&mut self, v: Vault) -> Vault {

@@ -305,29 +305,7 @@ impl Inner {
         let path = self.path.clone();
         let now_id = match std::fs::metadata(&path) {
             Ok(m) => FileId::of(&m),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                if seen.is_some() {
-                    *seen = None;
-                    (self.on_event)(ReloadEvent::Missing {
-                        path,
-                        kept_revision: self.kept(),
-                    });
-                }
-                return;
-            }
-            Err(e) => {
-                // Reported once; a later change of the file (or of its directory entry)
-                // gives it a new identity and another try.
-                if seen.is_some() {
-                    *seen = None;
-                    (self.on_event)(ReloadEvent::Rejected {
-                        error: Error::io(&path, e),
-                        path,
-                        kept_revision: self.kept(),
-                    });
-                }
-                return;
-            }
+            Err(e) => return self.not_statable(&mut seen, path, e),
         };
         if *seen == Some(now_id) {
             return;
@@ -360,39 +338,64 @@ impl Inner {
                 error,
                 kept_revision: self.kept(),
             },
-            Ok(new) => {
-                // Only this function replaces the verifier, and it runs under `seen`, so
-                // the revision compared is the one replaced.
-                let previous_revision = self.kept();
-                if new.revision() < previous_revision {
-                    ReloadEvent::Older {
-                        path,
-                        kept_revision: previous_revision,
-                        file_revision: new.revision(),
-                    }
-                } else {
-                    let (revision, keys) = (new.revision(), new.len());
-                    let old = std::mem::replace(
-                        &mut *self.current.write().unwrap_or_else(PoisonError::into_inner),
-                        Arc::new(new),
-                    );
-                    // The old verifier (100,000 keys take milliseconds to free) is dropped
-                    // here, outside the lock, unless a reader still holds it.
-                    drop(old);
-                    release_freed_memory();
-                    ReloadEvent::Reloaded {
-                        path,
-                        previous_revision,
-                        revision,
-                        keys,
-                    }
-                }
-            }
+            Ok(new) => self.install(path, new),
         };
         if !event.is_reload() {
             release_freed_memory();
         }
         (self.on_event)(event);
+    }
+
+    /// Reports a path that cannot be looked at (missing, or `stat` failed), once: a later
+    /// change of the file (or of its directory entry) gives it a new identity and another
+    /// try.
+    fn not_statable(&self, seen: &mut Option<FileId>, path: PathBuf, e: io::Error) {
+        if seen.is_none() {
+            return;
+        }
+        *seen = None;
+        if e.kind() == io::ErrorKind::NotFound {
+            (self.on_event)(ReloadEvent::Missing {
+                path,
+                kept_revision: self.kept(),
+            });
+        } else {
+            (self.on_event)(ReloadEvent::Rejected {
+                error: Error::io(&path, e),
+                path,
+                kept_revision: self.kept(),
+            });
+        }
+    }
+
+    /// Swaps in `new` unless it is older than the verifier answering now; the event that
+    /// says which.
+    fn install(&self, path: PathBuf, new: Verifier) -> ReloadEvent {
+        // Only `poll` replaces the verifier, and it runs under `seen`, so the revision
+        // compared is the one replaced.
+        let previous_revision = self.kept();
+        if new.revision() < previous_revision {
+            return ReloadEvent::Older {
+                path,
+                kept_revision: previous_revision,
+                file_revision: new.revision(),
+            };
+        }
+        let (revision, keys) = (new.revision(), new.len());
+        let old = std::mem::replace(
+            &mut *self.current.write().unwrap_or_else(PoisonError::into_inner),
+            Arc::new(new),
+        );
+        // The old verifier (100,000 keys take milliseconds to free) is dropped here,
+        // outside the lock, unless a reader still holds it.
+        drop(old);
+        release_freed_memory();
+        ReloadEvent::Reloaded {
+            path,
+            previous_revision,
+            revision,
+            keys,
+        }
     }
 }
 

@@ -425,63 +425,16 @@ pub fn decode_owned(mut buf: Zeroizing<Vec<u8>>, events: Events) -> Result<Paylo
     }
     let hash_key = SecretKey::new(*Zeroizing::new(r.array::<32>()?));
     let revision = u64::from_le_bytes(r.array()?);
-    let ndict = r.count(1)?;
-    let mut dict: Vec<&str> = Vec::with_capacity(ndict);
-    let mut seen_perm = HashSet::with_capacity(ndict);
-    for _ in 0..ndict {
-        let p = r.str()?;
-        if !seen_perm.insert(p) {
-            return Err(bad("a permission repeats in the dictionary"));
-        }
-        dict.push(p);
-    }
+    let dict = read_dictionary(&mut r)?;
     let mut used = 0usize;
-    let nkeys = r.count(MIN_RECORD)?;
-    let at = |r: &Reader<'_>| (total - r.b.len()) as u32;
-    let mut records = Vec::with_capacity(nkeys);
-    for _ in 0..nkeys {
-        let start = at(&r);
-        let (id, perms, perms_end, hash) = r.check_record(dict.len(), &mut used)?;
-        let shift = |p: usize| (total - p) as u32;
-        records.push((
-            id,
-            Raw {
-                start,
-                perms: shift(perms),
-                perms_end: shift(perms_end),
-                hash: shift(hash),
-                end: at(&r),
-            },
-        ));
-    }
-    check_unique_ids(records.iter().map(|(id, _)| *id))?;
-    let records: Vec<(ReadId, Raw)> = records
-        .into_iter()
-        .map(|(id, raw)| (ReadId::of(id), raw))
-        .collect();
+    let records = read_records(&mut r, total, dict.len(), &mut used)?;
     if used != dict.len() {
         // The writer puts in the dictionary exactly the permissions some key holds.
         return Err(bad("the permission dictionary holds an unused entry"));
     }
-    let npub = r.count(MIN_PUBLISHED)?;
-    let mut published = Vec::with_capacity(npub);
-    for _ in 0..npub {
-        use std::os::unix::ffi::OsStrExt;
-        let path = std::path::PathBuf::from(std::ffi::OsStr::from_bytes(r.bytes()?));
-        let names = r.flag()?;
-        let then = r.opt_string()?;
-        published.push(Published { path, names, then });
-    }
-    let nevents = r.count(MIN_EVENT)?;
-    let evlen = r.len()?;
-    let ev_at = total - r.b.len();
-    let evbytes = r.take(evlen)?;
-    if !r.b.is_empty() {
-        return Err(bad("trailing bytes after the history"));
-    }
-    if nevents > evlen / MIN_EVENT {
-        return Err(bad("the event count exceeds the history's bytes"));
-    }
+    let published = read_published(&mut r)?;
+    let (nevents, ev_at, evbytes) = read_history_section(&mut r, total)?;
+    let evlen = evbytes.len();
     let dict: Vec<Permission> = dict.iter().map(|p| Permission::trusted(p)).collect();
     let history = match events {
         Events::All => Some(History::from_events(decode_events(evbytes, nevents)?)),
@@ -508,6 +461,84 @@ pub fn decode_owned(mut buf: Zeroizing<Vec<u8>>, events: Events) -> Result<Paylo
         revision,
         published,
     })
+}
+
+/// The permission dictionary: each permission once.
+fn read_dictionary<'a>(r: &mut Reader<'a>) -> Result<Vec<&'a str>> {
+    let ndict = r.count(1)?;
+    let mut dict: Vec<&str> = Vec::with_capacity(ndict);
+    let mut seen_perm = HashSet::with_capacity(ndict);
+    for _ in 0..ndict {
+        let p = r.str()?;
+        if !seen_perm.insert(p) {
+            return Err(bad("a permission repeats in the dictionary"));
+        }
+        dict.push(p);
+    }
+    Ok(dict)
+}
+
+/// The records, checked and left encoded: each one's id and where its parts lie in the
+/// payload of `total` bytes. `used` counts the dictionary entries they use.
+fn read_records(
+    r: &mut Reader<'_>,
+    total: usize,
+    ndict: usize,
+    used: &mut usize,
+) -> Result<Vec<(ReadId, Raw)>> {
+    let nkeys = r.count(MIN_RECORD)?;
+    let at = |r: &Reader<'_>| (total - r.b.len()) as u32;
+    let mut records = Vec::with_capacity(nkeys);
+    for _ in 0..nkeys {
+        let start = at(r);
+        let (id, perms, perms_end, hash) = r.check_record(ndict, used)?;
+        let shift = |p: usize| (total - p) as u32;
+        records.push((
+            id,
+            Raw {
+                start,
+                perms: shift(perms),
+                perms_end: shift(perms_end),
+                hash: shift(hash),
+                end: at(r),
+            },
+        ));
+    }
+    check_unique_ids(records.iter().map(|(id, _)| *id))?;
+    Ok(records
+        .into_iter()
+        .map(|(id, raw)| (ReadId::of(id), raw))
+        .collect())
+}
+
+/// Where the vault was published.
+fn read_published(r: &mut Reader<'_>) -> Result<Vec<Published>> {
+    let npub = r.count(MIN_PUBLISHED)?;
+    let mut published = Vec::with_capacity(npub);
+    for _ in 0..npub {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::path::PathBuf::from(std::ffi::OsStr::from_bytes(r.bytes()?));
+        let names = r.flag()?;
+        let then = r.opt_string()?;
+        published.push(Published { path, names, then });
+    }
+    Ok(published)
+}
+
+/// The history section, the payload's last: its event count, its offset in the payload
+/// of `total` bytes, and its bytes, not yet checked.
+fn read_history_section<'a>(r: &mut Reader<'a>, total: usize) -> Result<(usize, usize, &'a [u8])> {
+    let nevents = r.count(MIN_EVENT)?;
+    let evlen = r.len()?;
+    let ev_at = total - r.b.len();
+    let evbytes = r.take(evlen)?;
+    if !r.b.is_empty() {
+        return Err(bad("trailing bytes after the history"));
+    }
+    if nevents > evlen / MIN_EVENT {
+        return Err(bad("the event count exceeds the history's bytes"));
+    }
+    Ok((nevents, ev_at, evbytes))
 }
 
 #[cfg(test)]

@@ -503,6 +503,23 @@ impl Header {
     /// # Errors
     /// A failed write.
     pub fn write_to(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        w.write_all(&self.json_before_ciphertext())?;
+        // Whole groups of 3 bytes per piece, so only the last piece is padded.
+        const PIECE: usize = 3 * 256 * 1024;
+        let mut text = Vec::with_capacity(PIECE / 3 * 4);
+        for piece in self.ciphertext.chunks(PIECE) {
+            text.clear();
+            base64_simd::STANDARD.encode_append(piece, &mut text);
+            w.write_all(&text)?;
+        }
+        w.write_all(CIPHERTEXT_CLOSES)
+    }
+
+    /// The file's JSON up to the opening quote of the ciphertext. The ciphertext, the last
+    /// field and nearly all of the file, is base64 written straight into place after it:
+    /// serde_json would scan every one of its characters for escapes that base64 never
+    /// needs.
+    fn json_before_ciphertext(&self) -> Vec<u8> {
         #[derive(Serialize)]
         struct Out<'a> {
             format: &'a str,
@@ -511,57 +528,16 @@ impl Header {
             cipher: CipherJson<'a>,
             ciphertext: &'a str,
         }
-        let slots = self
-            .slots
-            .iter()
-            .map(|s| {
-                let (kdf, identity) = match &s.kind {
-                    SlotKind::Passphrase {
-                        kdf,
-                        salt,
-                        nonce,
-                        sealed_identity,
-                    } => (
-                        Some(KdfJson {
-                            algorithm: "argon2id".into(),
-                            version: ARGON2_VERSION,
-                            memory_kib: kdf.memory_kib,
-                            iterations: kdf.iterations,
-                            parallelism: kdf.parallelism,
-                            salt: B64.encode(salt).into(),
-                        }),
-                        Some(SealedJson {
-                            nonce: B64.encode(nonce).into(),
-                            ciphertext: B64.encode(sealed_identity).into(),
-                        }),
-                    ),
-                    SlotKind::Age => (None, None),
-                };
-                SlotJson {
-                    id: s.id.as_str().into(),
-                    kind: s.kind.as_str().into(),
-                    label: s.label.as_str().into(),
-                    created_at: fmt_time(&s.created_at).into(),
-                    recipient: s.recipient.as_str().into(),
-                    kdf,
-                    identity,
-                    wrapped_key: B64.encode(&s.wrapped_key).into(),
-                }
-            })
-            .collect();
         let out = Out {
             format: FORMAT,
             version: VERSION,
-            slots,
+            slots: self.slots.iter().map(slot_json).collect(),
             cipher: CipherJson {
                 algorithm: "xchacha20poly1305".into(),
                 nonce: B64.encode(self.nonce).into(),
             },
             ciphertext: "",
         };
-        // The ciphertext, the last field and nearly all of the file, is base64 written
-        // straight into place: serde_json would scan every one of its characters for
-        // escapes that base64 never needs.
         let mut head = Vec::with_capacity(4096);
         serde_json::to_writer_pretty(&mut head, &out)
             .expect("serializing plain structs cannot fail");
@@ -576,16 +552,43 @@ impl Header {
             head.ends_with(CIPHERTEXT_OPENS),
             "the ciphertext is the header's last field"
         );
-        w.write_all(&head)?;
-        // Whole groups of 3 bytes per piece, so only the last piece is padded.
-        const PIECE: usize = 3 * 256 * 1024;
-        let mut text = Vec::with_capacity(PIECE / 3 * 4);
-        for piece in self.ciphertext.chunks(PIECE) {
-            text.clear();
-            base64_simd::STANDARD.encode_append(piece, &mut text);
-            w.write_all(&text)?;
-        }
-        w.write_all(CIPHERTEXT_CLOSES)
+        head
+    }
+}
+
+/// A slot as the file spells it.
+fn slot_json(s: &Slot) -> SlotJson<'_> {
+    let (kdf, identity) = match &s.kind {
+        SlotKind::Passphrase {
+            kdf,
+            salt,
+            nonce,
+            sealed_identity,
+        } => (
+            Some(KdfJson {
+                algorithm: "argon2id".into(),
+                version: ARGON2_VERSION,
+                memory_kib: kdf.memory_kib,
+                iterations: kdf.iterations,
+                parallelism: kdf.parallelism,
+                salt: B64.encode(salt).into(),
+            }),
+            Some(SealedJson {
+                nonce: B64.encode(nonce).into(),
+                ciphertext: B64.encode(sealed_identity).into(),
+            }),
+        ),
+        SlotKind::Age => (None, None),
+    };
+    SlotJson {
+        id: s.id.as_str().into(),
+        kind: s.kind.as_str().into(),
+        label: s.label.as_str().into(),
+        created_at: fmt_time(&s.created_at).into(),
+        recipient: s.recipient.as_str().into(),
+        kdf,
+        identity,
+        wrapped_key: B64.encode(&s.wrapped_key).into(),
     }
 }
 
