@@ -175,7 +175,7 @@ for impl in "${KDF_IMPLS[@]}"; do
   if [ -f "$WORK/kdf-$impl.wall" ]; then KDF_WALL[$impl]=$(median <"$WORK/kdf-$impl.wall"); fi
 done
 # The warm, in-process view: derive_key against the argon2 crate with a reused buffer.
-"$(bench_exe kdf)" --runs "$KDF_RUNS" >"$WORK/kdf-detail.txt"
+"$(bench_exe kdf)" --bench --sample-count "$KDF_RUNS" >"$WORK/kdf-detail.txt"
 
 echo "# mcp-key-manager benchmarks"
   echo
@@ -231,8 +231,8 @@ python3 "$ROOT/benches/cmdbench.py" --bin "$BIN" --vaults "$WORK/vaults" --work 
 log "library benches: payload round trip, verify throughput..."
 echo "## Library: payload read + write per key (\`cargo bench --bench vault\`)"
 echo
-bench vault -- --sizes "$SIZES"
+if [ "$QUICK" = 1 ]; then bench vault -- --sample-count 5; else bench vault; fi
 echo
 echo "## Library: Verifier::verify throughput (\`cargo bench --bench verify\`)"
 echo
-if [ "$QUICK" = 1 ]; then bench verify -- --sizes 10,10000 --runs 5; else bench verify; fi
+if [ "$QUICK" = 1 ]; then bench verify -- --sample-count 20; else bench verify; fi

@@ -1,11 +1,9 @@
-//! Shared by the bench binaries: building large vaults quickly through the library, and
-//! medians of repeated timings.
+//! Shared by the bench binaries: building large vaults quickly through the library (the
+//! fixtures); the timing itself is divan's.
 //!
 //! Not a bench target itself (cargo only discovers `benches/*.rs` and `benches/*/main.rs`).
 
 #![allow(dead_code)] // each bench binary uses a different subset.
-
-use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use mcp_key_vault::{KdfParams, SecretString, Vault};
@@ -74,57 +72,8 @@ pub fn new_key(i: usize, now: DateTime<Utc>) -> NewKey {
     }
 }
 
-/// CPU time consumed by the calling thread so far. Unlike wall time, it does not grow
-/// while other processes hold the CPU, so it stays comparable on a busy machine.
-pub fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime only writes the timespec it is given, which lives on our stack.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "CLOCK_THREAD_CPUTIME_ID is available on Linux");
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
-/// Wall-clock and CPU durations of repeated runs, each list sorted.
-pub struct Samples {
-    /// Wall-clock time of each run.
-    pub wall: Vec<Duration>,
-    /// CPU time of the calling thread during each run.
-    pub cpu: Vec<Duration>,
-}
-
-/// Runs `f` `runs` times and returns every duration, sorted.
-pub fn sample(runs: usize, mut f: impl FnMut()) -> Samples {
-    let mut wall = Vec::with_capacity(runs);
-    let mut cpu = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        let c = thread_cpu();
-        let t = Instant::now();
-        f();
-        wall.push(t.elapsed());
-        cpu.push(thread_cpu() - c);
-    }
-    wall.sort();
-    cpu.sort();
-    Samples { wall, cpu }
-}
-
-/// The median of sorted durations, in milliseconds.
-pub fn median_ms(sorted: &[Duration]) -> f64 {
-    let n = sorted.len();
-    assert!(n > 0, "a median needs at least one sample");
-    let mid = if n % 2 == 1 {
-        sorted[n / 2]
-    } else {
-        (sorted[n / 2 - 1] + sorted[n / 2]) / 2
-    };
-    mid.as_secs_f64() * 1000.0
-}
-
-/// The value after `--flag` on the command line, parsed, or `default`. Arguments cargo adds
-/// (`--bench`) are ignored.
+/// The value after `--flag` on the command line, parsed, or `default` (for `genvault`, which
+/// generates files and times nothing). Arguments cargo adds (`--bench`) are ignored.
 pub fn arg<T: std::str::FromStr>(flag: &str, default: T) -> T {
     let args: Vec<String> = std::env::args().collect();
     match args.iter().position(|a| a == flag) {
@@ -134,11 +83,6 @@ pub fn arg<T: std::str::FromStr>(flag: &str, default: T) -> T {
             .unwrap_or_else(|| panic!("{flag} needs a valid value")),
         None => default,
     }
-}
-
-/// Whether `--flag` was given.
-pub fn flag(flag: &str) -> bool {
-    std::env::args().any(|a| a == flag)
 }
 
 /// A comma-separated list of sizes after `--sizes`, or `default`.

@@ -1,228 +1,314 @@
 //! Format 1 against format 2, through the library, for 10 to 100,000 keys (one history
-//! event per key, as `create` leaves them; the largest vault's history is padded to
-//! `--events N`): the non-KDF work of a read (header parse, unwrap of the data key,
-//! decrypt, decode) and of a write (encode, encrypt, header), and the unlock of a format-2
-//! vault through an age X25519 slot against a passphrase slot at the default KDF.
+//! event per key, as `create` leaves them; the 100,000-key vault's history is padded to
+//! 100,000 events): the non-KDF work of a read (header parse, unwrap of the data key,
+//! decrypt, decode) and of a write (encode, encrypt, header) in `scale`; format 2 phase by
+//! phase at 100,000 keys in `phases`; and the unlock of a 10-key format-2 vault through an
+//! age X25519 slot against a passphrase slot at the default KDF in `unlock`.
 //!
 //! ```text
-//! cargo bench --bench format2 -- [--sizes 10,10000,100000] [--events 100000]
+//! cargo bench --bench format2
+//! cargo bench --bench format2 -- scale     # one group
 //! ```
 
 #[path = "../common/mod.rs"]
 mod common;
 
-use std::hint::black_box;
+use std::cell::RefCell;
+use std::collections::HashMap;
 
-use chrono::Utc;
+use divan::{black_box, Bencher};
 use mcp_key_vault::crypto::{self, derive_key};
 use mcp_key_vault::v2::{self, codec, Events, Header, Identities, Unlock};
 use mcp_key_vault::{Envelope, Event, EventAction, Payload};
-use mcp_key_vault::{KdfParams, SecretString, Vault};
+use mcp_key_vault::{KdfParams, SecretKey, SecretString, Vault};
+
+fn main() {
+    divan::main();
+}
+
+/// Key counts of the vaults.
+const SIZES: &[usize] = &[10, 10_000, 100_000];
+
+/// The largest vault's history is padded to this many events.
+const EVENTS: usize = 100_000;
+
+const PASS: &str = "benchmark passphrase, not a secret";
 
 /// A deep copy of a payload (it is deliberately not `Clone`: it holds secrets).
 fn copy(p: &Payload) -> Payload {
     codec::decode(&codec::encode(p), Events::All).expect("a payload we encoded decodes")
 }
 
-/// Format 2 phase by phase, at one size.
-fn phases(pass: &SecretString, now: chrono::DateTime<Utc>, n: usize) {
-    let (built, _) = common::build_vault(n, pass, common::CHEAP_KDF, now);
+/// The same payload as a format-1 and as a format-2 vault.
+struct Fixture {
+    /// Format 1: the file, its key, the vault unlocked.
+    b1: Vec<u8>,
+    k1: SecretKey,
+    vault1: Vault,
+    /// Format 2 with one age X25519 slot: the file, the identity, the vault, its data key.
+    b2: Vec<u8>,
+    ids: Identities,
+    vault2: Vault,
+    key2: SecretKey,
+}
+
+thread_local! {
+    static CACHE: RefCell<HashMap<usize, &'static Fixture>> = RefCell::default();
+}
+
+/// The fixture for `n` keys, built once per process.
+fn fixture(n: usize) -> &'static Fixture {
+    CACHE.with(|c| {
+        *c.borrow_mut()
+            .entry(n)
+            .or_insert_with(|| Box::leak(Box::new(build(n))))
+    })
+}
+
+fn build(n: usize) -> Fixture {
+    let pass = SecretString::new(PASS.into());
+    // Whole seconds, as every time the CLI writes (records::now).
+    let now = mcp_key_vault::records::now();
+    let (built, _) = common::build_vault(n, &pass, common::CHEAP_KDF, now);
+    let mut payload = copy(built.payload());
+    if n == *SIZES.last().expect("sizes") {
+        // Pad the history on top of one `create` per key.
+        let e = payload.events.all()[0].clone();
+        for i in 0..EVENTS.saturating_sub(payload.events.len()) {
+            payload.events.push(Event {
+                action: if i % 2 == 0 {
+                    EventAction::Use
+                } else {
+                    EventAction::Grant
+                },
+                detail: (i % 2 == 1).then(|| "info".to_string()),
+                ..e.clone()
+            });
+        }
+    }
+    let mut v1 = Vault::create_format1(&pass, common::CHEAP_KDF).expect("in bounds");
+    *v1.payload_mut_unchecked() = copy(&payload);
+    let b1 = v1.to_bytes();
+    let env = Envelope::parse(&b1).expect("parses");
+    let k1 = derive_key(&pass, &env.salt, &env.kdf).expect("derives");
+    let vault1 = Vault::unlock(&env, k1.duplicate()).expect("unlocks");
     let id = age::x25519::Identity::generate();
-    let mut vv = Vault::create_with_recipient(&id.to_public().to_string(), "").unwrap();
-    *vv.payload_mut_unchecked() = copy(built.payload());
-    let bytes = vv.to_bytes();
-    let key = vv.data_key_for_tests().unwrap();
-    let runs = 7;
-    let cpu = |s: &common::Samples| common::median_ms(&s.cpu);
-    let h = Header::parse(&bytes).unwrap();
-    let t_parse = common::sample(runs, || {
-        black_box(Header::parse(black_box(&bytes)).unwrap());
-    });
-    let ad = h.ad();
-    let t_open = common::sample(runs, || {
-        black_box(crypto::open(&key, &h.nonce, &ad, &h.ciphertext).unwrap());
-    });
-    let plain = crypto::open(&key, &h.nonce, &ad, &h.ciphertext).unwrap();
-    let t_decode_all = common::sample(runs, || {
-        black_box(codec::decode(black_box(&plain), Events::All).unwrap());
-    });
-    let t_decode = common::sample(runs, || {
-        black_box(codec::decode(black_box(&plain), Events::Lazy).unwrap());
-    });
-    let t_drop = common::sample(runs, || {
-        let p = codec::decode(black_box(&plain), Events::Lazy).unwrap();
-        drop(black_box(p));
-    });
-    let t_encode = common::sample(runs, || {
-        black_box(codec::encode(vv.payload()));
-    });
-    // What a command saves: the payload as read, one record changed (as `revoke` does).
-    let mut as_read = codec::decode(&plain, Events::Lazy).unwrap();
-    as_read.keys[n / 2].revoked_at = Some(now);
-    let t_encode_as_read = common::sample(runs, || {
-        black_box(codec::encode(black_box(&as_read)));
-    });
-    let t_seal = common::sample(runs, || {
-        black_box(crypto::seal(&key, &[1; 24], &ad, black_box(&plain)));
-    });
-    let t_header = common::sample(runs, || {
-        black_box(h.to_bytes());
-    });
-    println!("| format 2, {n} keys: phase | CPU ms |");
-    println!("|---|---:|");
-    for (what, s) in [
-        ("header parse (JSON + base64 of the ciphertext)", &t_parse),
-        ("decrypt", &t_open),
-        ("decode the payload, history decoded too", &t_decode_all),
-        (
-            "decode the payload, history checked and kept encoded (what commands do)",
-            &t_decode,
-        ),
-        (
-            "decode + drop (zeroize) the payload, as commands do",
-            &t_drop,
-        ),
-        ("encode the payload, every record from memory", &t_encode),
-        (
-            "encode the payload as read, one record changed (what commands do)",
-            &t_encode_as_read,
-        ),
-        ("encrypt", &t_seal),
-        ("header serialize (JSON + base64)", &t_header),
-    ] {
-        println!("| {what} | {:.2} |", cpu(s));
+    let mut vault2 =
+        Vault::create_with_recipient(&id.to_public().to_string(), "").expect("a valid recipient");
+    *vault2.payload_mut_unchecked() = payload;
+    let b2 = vault2.to_bytes();
+    let key2 = vault2.data_key_for_tests().expect("format 2");
+    let ids = Identities::new(vec![v2::AgeIdentity::X25519(id)]);
+    Fixture {
+        b1,
+        k1,
+        vault1,
+        b2,
+        ids,
+        vault2,
+        key2,
     }
 }
 
-fn main() {
-    let pass = SecretString::new("benchmark passphrase, not a secret".into());
-    // Whole seconds, as every time the CLI writes (records::now).
-    let now = mcp_key_vault::records::now();
-    let extra_events: usize = common::arg("--events", 100_000);
-    let sizes = common::sizes(&[10, 10_000, 100_000]);
-    let largest = sizes.iter().copied().max().unwrap_or(0);
-    println!("| keys | events | v1 MB | v2 MB | v1 read | v2 read | v2 read, history decoded too | v1 write | v2 write | v1 read+write | v2 read+write |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for &n in &sizes {
-        let runs = (200_000 / n).clamp(5, 51);
-        let (built, _) = common::build_vault(n, &pass, common::CHEAP_KDF, now);
-        let mut payload = copy(built.payload());
-        if n == largest {
-            // Pad the history on top of one `create` per key.
-            let e = payload.events.all()[0].clone();
-            for i in 0..extra_events.saturating_sub(payload.events.len()) {
-                payload.events.push(Event {
-                    action: if i % 2 == 0 {
-                        EventAction::Use
-                    } else {
-                        EventAction::Grant
-                    },
-                    detail: (i % 2 == 1).then(|| "info".to_string()),
-                    ..e.clone()
-                });
-            }
-        }
-        let nevents = payload.events.len();
-        let mut v1 = Vault::create_format1(&pass, common::CHEAP_KDF).unwrap();
-        *v1.payload_mut_unchecked() = copy(&payload);
-        let b1 = v1.to_bytes();
-        let env = Envelope::parse(&b1).unwrap();
-        let k1 = derive_key(&pass, &env.salt, &env.kdf).unwrap();
-        let id = age::x25519::Identity::generate();
-        let ids = Identities::new(vec![v2::AgeIdentity::X25519(id.clone())]);
-        let mut vv = Vault::create_with_recipient(&id.to_public().to_string(), "").unwrap();
-        *vv.payload_mut_unchecked() = payload;
-        let b2 = vv.to_bytes();
+/// Read and write at each size, format 1 against format 2; no KDF anywhere (the format-2
+/// read includes one X25519 unwrap).
+mod scale {
+    use super::*;
+
+    #[divan::bench(args = SIZES, sample_count = 10)]
+    fn v1_read(bencher: Bencher, n: usize) {
+        let f = fixture(n);
+        bencher.bench_local(|| {
+            let e = Envelope::parse(black_box(&f.b1)).expect("parses");
+            Vault::unlock(&e, f.k1.duplicate()).expect("unlocks")
+        });
+    }
+
+    #[divan::bench(args = SIZES, sample_count = 10)]
+    fn v2_read(bencher: Bencher, n: usize) {
+        let f = fixture(n);
         let unlock = Unlock {
+            identities: Some(&f.ids),
+            ..Unlock::default()
+        };
+        bencher.bench_local(|| Vault::open_with(black_box(&f.b2), &unlock).expect("opens"));
+    }
+
+    /// Format 2 read with the history decoded too (commands keep it encoded).
+    #[divan::bench(args = SIZES, sample_count = 10)]
+    fn v2_read_history_decoded(bencher: Bencher, n: usize) {
+        let f = fixture(n);
+        bencher.bench_local(|| {
+            let h = Header::parse(black_box(&f.b2)).expect("parses");
+            let plain = crypto::open(&f.key2, &h.nonce, &h.ad(), &h.ciphertext).expect("opens");
+            codec::decode(&plain, Events::All).expect("decodes")
+        });
+    }
+
+    #[divan::bench(args = SIZES, sample_count = 10)]
+    fn v1_write(bencher: Bencher, n: usize) {
+        let f = fixture(n);
+        bencher.bench_local(|| f.vault1.to_bytes());
+    }
+
+    #[divan::bench(args = SIZES, sample_count = 10)]
+    fn v2_write(bencher: Bencher, n: usize) {
+        let f = fixture(n);
+        bencher.bench_local(|| f.vault2.to_bytes());
+    }
+
+    #[divan::bench(args = SIZES, sample_count = 10)]
+    fn v1_read_write(bencher: Bencher, n: usize) {
+        let f = fixture(n);
+        bencher.bench_local(|| {
+            let e = Envelope::parse(black_box(&f.b1)).expect("parses");
+            Vault::unlock(&e, f.k1.duplicate())
+                .expect("unlocks")
+                .to_bytes()
+        });
+    }
+
+    #[divan::bench(args = SIZES, sample_count = 10)]
+    fn v2_read_write(bencher: Bencher, n: usize) {
+        let f = fixture(n);
+        let unlock = Unlock {
+            identities: Some(&f.ids),
+            ..Unlock::default()
+        };
+        bencher.bench_local(|| {
+            Vault::open_with(black_box(&f.b2), &unlock)
+                .expect("opens")
+                .to_bytes()
+        });
+    }
+}
+
+/// Format 2 phase by phase at 100,000 keys and 100,000 events.
+mod phases {
+    use super::*;
+
+    const N: usize = 100_000;
+
+    /// Header parse (JSON + base64 of the ciphertext).
+    #[divan::bench(sample_count = 10)]
+    fn header_parse(bencher: Bencher) {
+        let f = fixture(N);
+        bencher.bench_local(|| Header::parse(black_box(&f.b2)).expect("parses"));
+    }
+
+    #[divan::bench(sample_count = 10)]
+    fn decrypt(bencher: Bencher) {
+        let f = fixture(N);
+        let h = Header::parse(&f.b2).expect("parses");
+        let ad = h.ad();
+        bencher.bench_local(|| crypto::open(&f.key2, &h.nonce, &ad, &h.ciphertext).expect("opens"));
+    }
+
+    /// Decode the payload, history decoded too.
+    #[divan::bench(sample_count = 10)]
+    fn decode_all(bencher: Bencher) {
+        let plain = plain();
+        bencher.bench_local(|| codec::decode(black_box(&plain), Events::All).expect("decodes"));
+    }
+
+    /// Decode the payload, history checked and kept encoded (what commands do).
+    #[divan::bench(sample_count = 10)]
+    fn decode_lazy(bencher: Bencher) {
+        let plain = plain();
+        bencher.bench_local(|| codec::decode(black_box(&plain), Events::Lazy).expect("decodes"));
+    }
+
+    /// Decode + drop (zeroize) the payload, as commands do.
+    #[divan::bench(sample_count = 10)]
+    fn decode_lazy_and_drop(bencher: Bencher) {
+        let plain = plain();
+        bencher.bench_local(|| {
+            let p = codec::decode(black_box(&plain), Events::Lazy).expect("decodes");
+            drop(black_box(p));
+        });
+    }
+
+    /// Encode the payload, every record from memory.
+    #[divan::bench(sample_count = 10)]
+    fn encode(bencher: Bencher) {
+        let f = fixture(N);
+        bencher.bench_local(|| codec::encode(f.vault2.payload()));
+    }
+
+    /// Encode the payload as read, one record changed (as `revoke` does).
+    #[divan::bench(sample_count = 10)]
+    fn encode_as_read(bencher: Bencher) {
+        let plain = plain();
+        let mut as_read = codec::decode(&plain, Events::Lazy).expect("decodes");
+        as_read.keys[N / 2].revoked_at = Some(mcp_key_vault::records::now());
+        bencher.bench_local(|| codec::encode(black_box(&as_read)));
+    }
+
+    #[divan::bench(sample_count = 10)]
+    fn encrypt(bencher: Bencher) {
+        let f = fixture(N);
+        let plain = plain();
+        let ad = Header::parse(&f.b2).expect("parses").ad();
+        bencher.bench_local(|| crypto::seal(&f.key2, &[1; 24], &ad, black_box(&plain)));
+    }
+
+    /// Header serialize (JSON + base64).
+    #[divan::bench(sample_count = 10)]
+    fn header_serialize(bencher: Bencher) {
+        let f = fixture(N);
+        let h = Header::parse(&f.b2).expect("parses");
+        bencher.bench_local(|| h.to_bytes());
+    }
+
+    /// The decrypted payload of the 100,000-key vault.
+    fn plain() -> Vec<u8> {
+        let f = fixture(N);
+        let h = Header::parse(&f.b2).expect("parses");
+        crypto::open(&f.key2, &h.nonce, &h.ad(), &h.ciphertext)
+            .expect("opens")
+            .to_vec()
+    }
+}
+
+/// Unlocking a 10-key format-2 vault with a passphrase slot at the default KDF and an age
+/// X25519 slot (the header parse and the payload decrypt are in both).
+mod unlock {
+    use super::*;
+
+    /// The vault file and the identity of its age slot.
+    fn two_slot_vault() -> (Vec<u8>, Identities) {
+        let pass = SecretString::new(PASS.into());
+        let now = mcp_key_vault::records::now();
+        let (v, _) = common::build_vault(10, &pass, common::CHEAP_KDF, now);
+        let id = age::x25519::Identity::generate();
+        let mut vv = Vault::create(&pass, KdfParams::DEFAULT).expect("in bounds");
+        *vv.payload_mut_unchecked() = copy(v.payload());
+        vv.add_age_slot(&id.to_public().to_string(), "ci", now)
+            .expect("a valid recipient");
+        (
+            vv.to_bytes(),
+            Identities::new(vec![v2::AgeIdentity::X25519(id)]),
+        )
+    }
+
+    #[divan::bench(sample_count = 50)]
+    fn age_x25519_identity(bencher: Bencher) {
+        let (b, ids) = two_slot_vault();
+        let by_id = Unlock {
             identities: Some(&ids),
             ..Unlock::default()
         };
-        let cpu = |s: &common::Samples| common::median_ms(&s.cpu);
-        let v1_read = common::sample(runs, || {
-            let e = Envelope::parse(black_box(&b1)).unwrap();
-            black_box(Vault::unlock(&e, k1.duplicate()).unwrap());
-        });
-        let v2_read = common::sample(runs, || {
-            black_box(Vault::open_with(black_box(&b2), &unlock).unwrap());
-        });
-        let key2 = vv.data_key_for_tests().unwrap();
-        let v2_skip = common::sample(runs, || {
-            let h = Header::parse(black_box(&b2)).unwrap();
-            let plain = crypto::open(&key2, &h.nonce, &h.ad(), &h.ciphertext).unwrap();
-            black_box(codec::decode(&plain, Events::All).unwrap());
-        });
-        let e1 = Envelope::parse(&b1).unwrap();
-        let vault1 = Vault::unlock(&e1, k1.duplicate()).unwrap();
-        let v1_write = common::sample(runs, || {
-            black_box(vault1.to_bytes());
-        });
-        let v2_write = common::sample(runs, || {
-            black_box(vv.to_bytes());
-        });
-        let v1_rw = common::sample(runs, || {
-            let e = Envelope::parse(black_box(&b1)).unwrap();
-            black_box(Vault::unlock(&e, k1.duplicate()).unwrap().to_bytes());
-        });
-        let v2_rw = common::sample(runs, || {
-            black_box(
-                Vault::open_with(black_box(&b2), &unlock)
-                    .unwrap()
-                    .to_bytes(),
-            );
-        });
-        println!(
-            "| {n} | {nevents} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
-            b1.len() as f64 / 1e6,
-            b2.len() as f64 / 1e6,
-            cpu(&v1_read),
-            cpu(&v2_read),
-            cpu(&v2_skip),
-            cpu(&v1_write),
-            cpu(&v2_write),
-            cpu(&v1_rw),
-            cpu(&v2_rw),
-        );
+        bencher.bench_local(|| Vault::open_with(&b, &by_id).expect("opens"));
     }
-    println!();
-    println!("Medians of CPU ms of the benchmark thread; no KDF in any column (the format-2 read includes one X25519 unwrap).");
-    println!();
-    phases(&pass, now, largest);
-    println!();
 
-    // Unlocking a 10-key vault: passphrase slot at the default KDF against an age X25519
-    // identity (the header parse and the payload decrypt are in both).
-    let (v, _) = common::build_vault(10, &pass, common::CHEAP_KDF, now);
-    let id = age::x25519::Identity::generate();
-    let ids = Identities::new(vec![v2::AgeIdentity::X25519(id.clone())]);
-    let mut vv = Vault::create(&pass, KdfParams::DEFAULT).unwrap();
-    *vv.payload_mut_unchecked() = copy(v.payload());
-    vv.add_age_slot(&id.to_public().to_string(), "ci", now)
-        .unwrap();
-    let b = vv.to_bytes();
-    let by_id = Unlock {
-        identities: Some(&ids),
-        ..Unlock::default()
-    };
-    let by_pass = Unlock {
-        passphrase: Some(&pass),
-        ..Unlock::default()
-    };
-    let t_id = common::sample(51, || {
-        black_box(Vault::open_with(&b, &by_id).unwrap());
-    });
-    let t_pass = common::sample(7, || {
-        black_box(Vault::open_with(&b, &by_pass).unwrap());
-    });
-    println!("| unlock of a 10-key format-2 vault | median wall ms | median CPU ms |");
-    println!("|---|---:|---:|");
-    println!(
-        "| age X25519 identity | {:.3} | {:.3} |",
-        common::median_ms(&t_id.wall),
-        common::median_ms(&t_id.cpu)
-    );
-    println!(
-        "| passphrase slot, default KDF (65536 KiB, 3 passes) | {:.1} | {:.1} |",
-        common::median_ms(&t_pass.wall),
-        common::median_ms(&t_pass.cpu)
-    );
+    #[divan::bench(sample_count = 7, sample_size = 1)]
+    fn passphrase_slot_default_kdf(bencher: Bencher) {
+        let (b, _) = two_slot_vault();
+        let pass = SecretString::new(PASS.into());
+        let by_pass = Unlock {
+            passphrase: Some(&pass),
+            ..Unlock::default()
+        };
+        bencher.bench_local(|| Vault::open_with(&b, &by_pass).expect("opens"));
+    }
 }
