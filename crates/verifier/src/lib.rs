@@ -10,7 +10,8 @@
 //!   [`Verdict`], [`Code`], [`KeyInfo`];
 //! - [`Watched`], a verifier that follows its file as publishers replace it, and its
 //!   [`ReloadEvent`]s;
-//! - [`api_key_from_headers`], the one rule for finding a key in `X-API-Key` /
+//! - [`api_key_from_headers`] and [`api_key_from_header_values`] (for repeated headers),
+//!   the one rule for finding a key in `X-API-Key` /
 //!   `Authorization: Bearer`;
 //! - [`keys`] (the key shapes), [`time`] (the file's RFC 3339 rule),
 //!   [`escape_controls`] (for logging ids and names from a file), [`Error`];
@@ -66,7 +67,7 @@ mod verifier;
 mod watch;
 
 pub use error::{Error, Result};
-pub use headers::api_key_from_headers;
+pub use headers::{api_key_from_header_values, api_key_from_headers};
 pub use text::{escape_controls, needs_escape};
 pub use verifier::{
     hashes_equal, Code, KeyInfo, Verdict, Verifier, MAX_VERIFIER_BYTES, VERIFIER_FORMAT,

@@ -26,7 +26,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Tuple, Union
 
 __all__ = [
     "VALID",
@@ -243,24 +243,45 @@ def _parse(data: bytes, source: str) -> _State:
     return _State(hash_key, entries, revision)
 
 
-def key_from_headers(x_api_key: Optional[str], authorization: Optional[str]) -> Optional[str]:
-    """The presented key from `X-API-Key` or `Authorization: Bearer`, or None.
+_HeaderValue = Union[None, str, Sequence[str]]
+_KEY_CHARS = re.compile(r"[\x21-\x7e]+", re.ASCII)
 
-    When `X-API-Key` is present it alone decides: its value trimmed, None if that is empty or
-    holds whitespace. Otherwise `Authorization` is split at the first space or tab; the scheme
-    must be `bearer` (any case) and the rest, trimmed, is the key (None if empty or with inner
-    whitespace).
+
+def _one(value: _HeaderValue) -> Tuple[bool, Optional[str]]:
+    """(usable, value) of a header given as None, one value, or a list of every value: a header
+    sent more than once is not usable."""
+    if value is None or isinstance(value, str):
+        return True, value
+    values = list(value)
+    if len(values) > 1:
+        return False, None
+    return True, (values[0] if values else None)
+
+
+def key_from_headers(x_api_key: _HeaderValue, authorization: _HeaderValue) -> Optional[str]:
+    """The presented key from `X-API-Key` or `Authorization: Bearer`, or None
+    (docs/verifier.md, "Header rule").
+
+    Each header is None (absent), a str (sent once) or a list of every value it was sent with.
+    A header sent two or more times gives None (ambiguous, whichever the other is). When
+    `X-API-Key` is present it alone decides; otherwise `Authorization` must be the scheme
+    `bearer` (any case), one or more SP/HTAB, and the key. Only SP and HTAB are trimmed; the key
+    must be non-empty visible ASCII (no whitespace, control or non-ASCII character).
     """
+    ok_x, x = _one(x_api_key)
+    ok_a, auth = _one(authorization)
+    if not (ok_x and ok_a):
+        return None
 
     def clean(s: str) -> Optional[str]:
-        s = s.strip()
-        return s if s and not any(c.isspace() for c in s) else None
+        s = s.strip(" \t")
+        return s if _KEY_CHARS.fullmatch(s) else None
 
-    if x_api_key is not None:
-        return clean(x_api_key)
-    if authorization is None:
+    if x is not None:
+        return clean(x)
+    if auth is None:
         return None
-    auth = authorization.strip()
+    auth = auth.strip(" \t")
     cut = min((i for i in (auth.find(" "), auth.find("\t")) if i >= 0), default=-1)
     if cut < 0 or auth[:cut].lower() != "bearer":
         return None

@@ -123,13 +123,14 @@ class APIKeyMiddleware:
         if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        x_api_key = authorization = None
+        # Every value of each header: one sent twice gives no key (key_from_headers).
+        x_api_key, authorization = [], []
         for name, value in scope.get("headers") or ():
             lname = name.lower()
-            if lname == b"x-api-key" and x_api_key is None:
-                x_api_key = value.decode("latin-1")
-            elif lname == b"authorization" and authorization is None:
-                authorization = value.decode("latin-1")
+            if lname == b"x-api-key":
+                x_api_key.append(value.decode("latin-1"))
+            elif lname == b"authorization":
+                authorization.append(value.decode("latin-1"))
         key = key_from_headers(x_api_key, authorization)
         verdict = self.verifier.verify(key, self.require)
         presented = key is not None

@@ -462,35 +462,64 @@ export class Verifier {
 
 type HeaderValue = string | readonly string[] | null | undefined;
 
+/** Only SP and HTAB are trimmed (HTTP's optional whitespace). */
+function trimOws(s: string): string {
+  return s.replace(/^[ \t]+|[ \t]+$/g, "");
+}
+
+/** A key is non-empty visible ASCII: no whitespace, control or non-ASCII character. */
+const KEY_CHARS = /^[\x21-\x7e]+$/;
+
 function clean(s: string): string | undefined {
-  const t = s.trim();
-  return t !== "" && !/\s/.test(t) ? t : undefined;
+  const t = trimOws(s);
+  return KEY_CHARS.test(t) ? t : undefined;
 }
 
 function single(v: HeaderValue): string | undefined | null {
   if (v === null || v === undefined) return undefined;
   if (typeof v === "string") return v;
+  if (v.length === 0) return undefined;
   return v.length === 1 ? v[0] : null; // repeated: ambiguous, so no key
 }
 
 /**
- * The presented key from `X-API-Key` or `Authorization: Bearer`, or undefined. When `X-API-Key`
- * is present it alone decides (trimmed; empty or with inner whitespace: no key). Otherwise
- * `Authorization` is split at the first space or tab; the scheme must be `bearer` (any case) and
- * the rest, trimmed, is the key.
+ * The presented key from `X-API-Key` or `Authorization: Bearer`, or undefined (docs/verifier.md,
+ * "Header rule"). Each header is absent, a string (sent once) or the array of every value it was
+ * sent with; a header sent two or more times gives no key. When `X-API-Key` is present it alone
+ * decides; otherwise `Authorization` must be the scheme `bearer` (any case), one or more SP/HTAB
+ * and the key. Only SP and HTAB are trimmed; the key must be non-empty visible ASCII.
  */
 export function keyFromHeaders(xApiKey: HeaderValue, authorization: HeaderValue): string | undefined {
   const x = single(xApiKey);
-  if (x === null) return undefined;
-  if (x !== undefined) return clean(x);
   const a = single(authorization);
-  if (a === null || a === undefined) return undefined;
-  const auth = a.trim();
+  if (x === null || a === null) return undefined;
+  if (x !== undefined) return clean(x);
+  if (a === undefined) return undefined;
+  const auth = trimOws(a);
   const sp = auth.indexOf(" ");
   const tab = auth.indexOf("\t");
   const cut = sp < 0 ? tab : tab < 0 ? sp : Math.min(sp, tab);
   if (cut < 0 || auth.slice(0, cut).toLowerCase() !== "bearer") return undefined;
   return clean(auth.slice(cut + 1));
+}
+
+/** Every value of header `name` (lower case) as received: Node joins a repeated `X-API-Key`
+ * with ", " and keeps only the first `Authorization` in `req.headers`, so those are not used. */
+function headerValues(req: IncomingMessage, name: string): string[] {
+  const distinct = (req as { headersDistinct?: Record<string, string[] | undefined> })
+    .headersDistinct;
+  if (distinct !== undefined) return distinct[name] ?? [];
+  const raw = req.rawHeaders;
+  if (raw !== undefined) {
+    const out: string[] = [];
+    for (let i = 0; i + 1 < raw.length; i += 2) {
+      if (raw[i].toLowerCase() === name) out.push(raw[i + 1]);
+    }
+    return out;
+  }
+  // A request object made by hand (a test, a framework adapter): its parsed headers.
+  const v = req.headers[name];
+  return v === undefined ? [] : typeof v === "string" ? [v] : v;
 }
 
 /**
@@ -658,7 +687,8 @@ export function apiKeyAuth(options: ApiKeyAuthOptions): (req: Req, res: ServerRe
   const require = [...(options.require ?? [])];
   const limit = options.maxBodyBytes ?? MAX_BODY_BYTES;
   return (req, res, next) => {
-    const key = keyFromHeaders(req.headers["x-api-key"], req.headers.authorization);
+    // Every value of each header: one sent twice gives no key.
+    const key = keyFromHeaders(headerValues(req, "x-api-key"), headerValues(req, "authorization"));
     const v = verifier.verify(key, { require });
     if (!v.valid) {
       if (v.code === "INSUFFICIENT_PERMISSIONS") {

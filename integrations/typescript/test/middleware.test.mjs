@@ -1,6 +1,6 @@
 // apiKeyAuth as plain Connect-style middleware on node:http: answers, headers, body limits.
 import assert from "node:assert/strict";
-import { createServer } from "node:http";
+import { createServer, request } from "node:http";
 import { after, before, describe, test } from "node:test";
 
 import { Verifier, apiKeyAuth, neededPermissions } from "../dist/index.js";
@@ -59,6 +59,35 @@ describe("apiKeyAuth on node:http", () => {
       id: null,
       error: { code: -32001, message: "the API key is malformed", data: { code: "MALFORMED" } },
     });
+  });
+
+  test("a repeated key header is refused as no key", async () => {
+    // Every value of each header reaches keyFromHeaders (Node itself would join two X-API-Key
+    // values with ", " and drop the second Authorization).
+    const good = keys.all[1];
+    const other = keys.none[1];
+    for (const headers of [
+      [["X-API-Key", good], ["X-API-Key", other]],
+      [["X-API-Key", good], ["X-API-Key", good]],
+      [["Authorization", `Bearer ${good}`], ["Authorization", `Bearer ${other}`]],
+    ]) {
+      // node:http sends each value of an array as a header line of its own (fetch would join
+      // them into one value).
+      const h = {};
+      for (const [k, v] of headers) (h[k] ??= []).push(v);
+      const { status, body } = await new Promise((resolve, reject) => {
+        const req = request(base + "/", { method: "POST", headers: h }, (res) => {
+          let data = "";
+          res.on("data", (c) => (data += c));
+          res.on("end", () => resolve({ status: res.statusCode, body: data }));
+        });
+        req.on("error", reject);
+        req.end(rpc("ping"));
+      });
+      assert.equal(status, 401, JSON.stringify(headers.map(([k]) => k)));
+      assert.equal(JSON.parse(body).error.data.code, "MALFORMED");
+    }
+    assert.equal((await post("/", { "X-API-Key": good }, rpc("ping"))).status, 200);
   });
 
   test("403 names the missing required permissions", async () => {

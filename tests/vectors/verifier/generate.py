@@ -321,7 +321,8 @@ def cases():
 
 
 HEADERS = [
-    # (x_api_key, authorization, presented key or None, why)
+    # (x_api_key, authorization, presented key or None, why). A header is null (absent), a
+    # string (present once) or a list of strings (every value of a header sent that often).
     ("abc", None, "abc", "X-API-Key"),
     ("  abc\t", None, "abc", "X-API-Key is trimmed"),
     ("", "Bearer abc", None, "an empty X-API-Key wins over Authorization and gives no key"),
@@ -337,6 +338,23 @@ HEADERS = [
     (None, "Bearer a b", None, "inner whitespace in the key"),
     (None, "abc", None, "no scheme"),
     (None, None, None, "no header"),
+    # Only SP and HTAB are trimmed; a key is visible ASCII, nothing else.
+    ("\u00a0abc\u00a0", None, None, "NBSP padding is not trimmed: no key"),
+    ("\u0085abc\u0085", None, None, "NEL padding is not trimmed: no key"),
+    ("\x1fabc\x1f", None, None, "0x1F padding is not trimmed: no key"),
+    ("\x0babc\x0c", None, None, "VT and FF padding is not trimmed: no key"),
+    (None, "Bearer \u00a0abc", None, "NBSP after the scheme: no key"),
+    ("ab\u00e9c", None, None, "a non-ASCII key is no key"),
+    (None, "Bearer ab\u00e9c", None, "a non-ASCII bearer key is no key"),
+    (None, "Bearer\tabc", "abc", "Bearer followed by HTAB"),
+    (None, "bearer abc", "abc", "lowercase bearer"),
+    # Repeated headers: ambiguous, so no key (whichever value another reader would pick).
+    (["abc", "abc"], None, None, "two X-API-Key headers, even equal: no key"),
+    (["abc", "def"], "Bearer abc", None, "two X-API-Key headers: no key, Authorization unused"),
+    (None, ["Bearer abc", "Bearer def"], None, "two Authorization headers: no key"),
+    ("abc", ["Bearer abc", "Bearer def"], None,
+     "two Authorization headers refuse even beside one X-API-Key"),
+    (["abc"], ["Bearer def"], "abc", "each header once, given as lists of values"),
 ]
 
 
