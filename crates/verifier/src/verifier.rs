@@ -22,7 +22,7 @@ use zeroize::Zeroizing;
 use crate::error::{Error, Result};
 use crate::keys::{self, Shape};
 use crate::text::escape_controls;
-use crate::time::{format as fmt_time, parse as parse_time};
+use crate::time::{format as fmt_time, parse_bounded as parse_time};
 
 /// The `format` field of a verifier file.
 pub const VERIFIER_FORMAT: &str = "mcp-key-verifier";
@@ -302,13 +302,28 @@ impl Verifier {
     /// # Errors
     /// [`Error::Invalid`] if it is not a version-1 verifier file.
     pub fn from_json(bytes: &[u8]) -> Result<Verifier> {
-        let f: VerifierFile = serde_json::from_slice(bytes).map_err(|e| {
+        let not_a_file = |e: serde_json::Error| {
             Error::invalid(format!(
                 "not a verifier file ({}); write one with `mcp-key-manager \
                  export-verifier --out PATH`",
                 crate::error::json_problem(&e)
             ))
+        };
+        // A member written twice is refused wherever it is (serde's derive refuses a known
+        // field twice, but would skip an unknown one): readers that kept the last would read
+        // `"status":"revoked","status":"active"` as active.
+        serde_json::from_slice::<NoDuplicateMembers>(bytes).map_err(|e| {
+            if e.is_data() {
+                Error::invalid(format!(
+                    "the verifier has an object with a member twice (line {}, column {})",
+                    e.line(),
+                    e.column()
+                ))
+            } else {
+                not_a_file(e)
+            }
         })?;
+        let f: VerifierFile = serde_json::from_slice(bytes).map_err(not_a_file)?;
         if f.format != VERIFIER_FORMAT || f.version != 1 || f.algorithm != "hmac-sha256" {
             return Err(Error::invalid(
                 "unsupported verifier file (expected mcp-key-verifier version 1, hmac-sha256)",
@@ -538,6 +553,78 @@ struct VerifierEntry {
     permissions: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     name: Option<String>,
+}
+
+/// A JSON value that deserializes only when no object in it has the same member twice;
+/// nothing is kept. Names are compared decoded, as a reader would see them.
+struct NoDuplicateMembers;
+
+impl<'de> Deserialize<'de> for NoDuplicateMembers {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_any(NoDuplicateMembers)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicateMembers {
+    type Value = NoDuplicateMembers;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> std::result::Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_i64<E>(self, _: i64) -> std::result::Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_u64<E>(self, _: u64) -> std::result::Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_f64<E>(self, _: f64) -> std::result::Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_str<E>(self, _: &str) -> std::result::Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_unit<E>(self) -> std::result::Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<Self, A::Error> {
+        while seq.next_element::<NoDuplicateMembers>()?.is_some() {}
+        Ok(self)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Self, A::Error> {
+        // Objects here have a handful of members (an entry has six): a list is faster than
+        // a set until an object is large.
+        let mut names: Vec<std::borrow::Cow<'de, str>> = Vec::new();
+        let mut set: std::collections::HashSet<std::borrow::Cow<'de, str>> = Default::default();
+        while let Some(name) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            let repeated = if set.is_empty() && names.len() < 16 {
+                let r = names.contains(&name);
+                names.push(name);
+                r
+            } else {
+                if set.is_empty() {
+                    set.extend(names.drain(..));
+                }
+                !set.insert(name)
+            };
+            if repeated {
+                return Err(serde::de::Error::custom("an object has a member twice"));
+            }
+            map.next_value::<NoDuplicateMembers>()?;
+        }
+        Ok(self)
+    }
 }
 
 /// The comparison used for hashes, exposed so a test can pin that it is `subtle`'s

@@ -165,6 +165,25 @@ def _parse_time(value: Any, what: str) -> Tuple[int, _dt.datetime]:
     return seconds * 1_000_000_000 + nanos, t + _dt.timedelta(microseconds=nanos // 1000)
 
 
+class _DuplicateMember(Exception):
+    """A JSON object with the same member name twice (its args: the name, shown safely)."""
+
+
+def _no_duplicate_members(pairs):
+    """json's object_pairs_hook: the object as a dict, refusing a member written twice (json
+    would keep the last, so `"status":"revoked","status":"active"` would read as active; the
+    Rust and TypeScript readers refuse it too)."""
+    doc = dict(pairs)
+    if len(doc) != len(pairs):
+        seen = set()
+        for name, _ in pairs:
+            if name in seen:
+                shown = name if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name) else "(name not shown)"
+                raise _DuplicateMember(shown)
+            seen.add(name)
+    return doc
+
+
 def _parse(data: bytes, source: str) -> _State:
     """Parses and checks a whole file; raises VerifierError naming `source` and the problem."""
 
@@ -172,7 +191,9 @@ def _parse(data: bytes, source: str) -> _State:
         return VerifierError("%s: not a usable verifier file: %s" % (source, problem))
 
     try:
-        doc = json.loads(data)
+        doc = json.loads(data, object_pairs_hook=_no_duplicate_members)
+    except _DuplicateMember as exc:
+        raise bad("an object has the member %s twice" % exc) from None
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         # RecursionError: a file of "[[[[…" deeper than the interpreter's stack.
         raise bad("not JSON (%s)" % type(exc).__name__) from None

@@ -145,9 +145,13 @@ function parseTime(value: unknown, what: string): Instant {
   const frac = m[7];
   const zone = m[8];
   const leap = second === 60; // RFC 3339 allows a leap second: the next second's instant
-  const base = Date.UTC(year, month - 1, day, hour, minute, leap ? 59 : second);
-  const check = new Date(base);
+  // Date.UTC reads years 0-99 as 1900-1999: set the full year explicitly.
+  const check = new Date(0);
+  check.setUTCFullYear(year, month - 1, day);
+  check.setUTCHours(hour, minute, leap ? 59 : second, 0);
+  const base = check.getTime();
   if (
+    year < 1 ||
     check.getUTCFullYear() !== year ||
     check.getUTCMonth() !== month - 1 ||
     check.getUTCDate() !== day ||
@@ -174,14 +178,107 @@ function parseTime(value: unknown, what: string): Instant {
   return { ms, subNs };
 }
 
+/**
+ * The first member name written twice in one object of `text` (valid JSON), or null. JSON.parse
+ * keeps the last of duplicate members, so `"status":"revoked","status":"active"` would read as
+ * active; the Rust and Python readers refuse such a file, and so does this one. Names are
+ * compared decoded (`"st\u0061tus"` is `"status"`).
+ */
+function duplicateMember(text: string): string | null {
+  // One frame per open object (a set of its names) or array (null).
+  const stack: (Set<string> | null)[] = [];
+  let expectName = false;
+  const n = text.length;
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22 /* " */) {
+      const start = i;
+      let escaped = false;
+      for (i++; i < n; i++) {
+        const d = text.charCodeAt(i);
+        if (d === 0x5c /* \ */) {
+          escaped = true;
+          i++;
+        } else if (d === 0x22) {
+          break;
+        }
+      }
+      const top = stack.length > 0 ? stack[stack.length - 1] : null;
+      if (expectName && top !== null) {
+        const raw = text.slice(start + 1, i);
+        const name = escaped ? (JSON.parse(text.slice(start, i + 1)) as string) : raw;
+        if (top.has(name)) return name;
+        top.add(name);
+        expectName = false;
+      }
+    } else if (c === 0x7b /* { */) {
+      stack.push(new Set());
+      expectName = true;
+    } else if (c === 0x5b /* [ */) {
+      stack.push(null);
+      expectName = false;
+    } else if (c === 0x7d /* } */ || c === 0x5d /* ] */) {
+      stack.pop();
+      expectName = false;
+    } else if (c === 0x2c /* , */) {
+      expectName = stack.length > 0 && stack[stack.length - 1] !== null;
+    }
+  }
+  return null;
+}
+
+/** An integer as JSON writes it: digits only (no fraction, no exponent). */
+const JSON_INTEGER = /^-?(0|[1-9][0-9]*)$/;
+
+/** The raw text of the top-level member `name` when it is a number, for `version`/`revision`:
+ * JSON.parse reads `1.0` and `1e0` as the integer 1, which the spec's "integer" excludes. */
+function topLevelNumberText(text: string, name: string): string | null {
+  let depth = 0;
+  const n = text.length;
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      const start = i;
+      for (i++; i < n; i++) {
+        const d = text.charCodeAt(i);
+        if (d === 0x5c) i++;
+        else if (d === 0x22) break;
+      }
+      if (depth !== 1) continue;
+      let j = i + 1;
+      while (j < n && /\s/.test(text[j])) j++;
+      if (text[j] !== ":") continue; // a value, not a member name
+      if (JSON.parse(text.slice(start, i + 1)) !== name) continue;
+      j++;
+      while (j < n && /\s/.test(text[j])) j++;
+      const m = /^-?[0-9][0-9.eE+-]*/.exec(text.slice(j, j + 64));
+      return m === null ? null : m[0];
+    } else if (c === 0x7b || c === 0x5b) {
+      depth++;
+    } else if (c === 0x7d || c === 0x5d) {
+      depth--;
+    }
+  }
+  return null;
+}
+
 function parse(data: Buffer | string, source: string): State {
   const bad = (problem: string) =>
     new VerifierError(`${source}: not a usable verifier file: ${problem}`);
   let doc: unknown;
+  const text = typeof data === "string" ? data : data.toString("utf8");
   try {
-    doc = JSON.parse(typeof data === "string" ? data : data.toString("utf8"));
+    doc = JSON.parse(text);
   } catch {
     throw bad("not JSON");
+  }
+  const dup = duplicateMember(text);
+  if (dup !== null) {
+    throw bad(`an object has the member ${ID_SHOWN.test(dup) ? dup : "(name not shown)"} twice`);
+  }
+  for (const name of ["version", "revision"]) {
+    const raw = topLevelNumberText(text, name);
+    if (raw !== null && !JSON_INTEGER.test(raw)) throw bad(`${name} is not a JSON integer`);
   }
   if (typeof doc !== "object" || doc === null || Array.isArray(doc)) {
     throw bad("the top level is not a JSON object");
