@@ -43,7 +43,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::rpc::{self, Refusal};
-use crate::{api_key_from_header_values, routing, Code, KeyInfo, Verifier, Watched};
+use crate::{api_key_from_header_values, permits, routing, Code, KeyInfo, Verifier, Watched};
 
 /// Every value of header `name`, a value that is not visible ASCII (or SP/HTAB) as "".
 fn header_values(h: &http::HeaderMap, name: impl header::AsHeaderName) -> Vec<&str> {
@@ -143,7 +143,7 @@ impl RequireApiKey {
                     let held = info.map(|k| &k.permissions[..]).unwrap_or_default();
                     let missing: Vec<String> = required
                         .iter()
-                        .filter(|r| !held.iter().any(|p| p == *r))
+                        .filter(|r| !permits(held, r))
                         .map(|r| r.to_string())
                         .collect();
                     return Err(rpc::forbidden(&missing));

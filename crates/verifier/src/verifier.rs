@@ -21,6 +21,7 @@ use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 use crate::keys::{self, Shape};
+use crate::permits::permits;
 use crate::text::escape_controls;
 use crate::time::{format as fmt_time, parse_bounded as parse_time};
 
@@ -475,10 +476,16 @@ impl Verifier {
                 } else if hot.expires.is_some_and(|e| e <= time_key(&now)) {
                     Code::Expired
                 } else if !required.iter().all(|r| {
-                    self.perm_names
-                        .iter()
-                        .position(|q| q == r)
-                        .is_some_and(|b| hot.perms & (1 << b) != 0)
+                    // `permits` on the bitmask: the permission itself, or the broad one
+                    // that grants it (`tools:call` for `tools:call:X`, whether or not
+                    // `tools:call:X` is in the table).
+                    let has = |p: &str| {
+                        self.perm_names
+                            .iter()
+                            .position(|q| q == p)
+                            .is_some_and(|b| hot.perms & (1 << b) != 0)
+                    };
+                    has(r) || crate::permits::broader(r).is_some_and(has)
                 }) {
                     Code::InsufficientPermissions
                 } else {
@@ -507,10 +514,7 @@ impl Verifier {
             Code::Revoked
         } else if info.expires_at.is_some_and(|e| e <= now) {
             Code::Expired
-        } else if !required
-            .iter()
-            .all(|r| info.permissions.iter().any(|p| p == r))
-        {
+        } else if !required.iter().all(|r| permits(&info.permissions, r)) {
             Code::InsufficientPermissions
         } else {
             Code::Valid

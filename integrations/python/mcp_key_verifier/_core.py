@@ -40,6 +40,7 @@ __all__ = [
     "Verifier",
     "VerifierError",
     "key_from_headers",
+    "permits",
 ]
 
 logger = logging.getLogger("mcp_key_verifier")
@@ -264,6 +265,27 @@ def _parse(data: bytes, source: str) -> _State:
     return _State(hash_key, entries, revision)
 
 
+#: Permissions with a name form: holding one grants `<it>:<NAME>` for every NAME.
+_NAMED = ("tools:call", "prompts:get")
+
+
+def _granted_by_broader(held, required: str) -> bool:
+    for broad in _NAMED:
+        if required.startswith(broad) and required[len(broad):len(broad) + 1] == ":":
+            return broad in held
+    return False
+
+
+def permits(held: Iterable[str], required: str) -> bool:
+    """Whether a key holding the permissions `held` has `required` (docs/verifier.md): it holds
+    it exactly, or `required` is `tools:call:NAME` and it holds `tools:call`, or
+    `prompts:get:NAME` and it holds `prompts:get`. Otherwise matching is exact and
+    case-sensitive; a narrow permission never grants a broad one (`resources:read` has no name
+    form). `Verifier.verify` and the middleware use this rule."""
+    held = held if isinstance(held, (set, frozenset)) else frozenset(held)
+    return required in held or _granted_by_broader(held, required)
+
+
 _HeaderValue = Union[None, str, Sequence[str]]
 _KEY_CHARS = re.compile(r"[\x21-\x7e]+", re.ASCII)
 
@@ -433,7 +455,7 @@ class Verifier:
                 require = (require,)
             perms = e.perms
             for p in require:
-                if p not in perms:
+                if p not in perms and not _granted_by_broader(perms, p):
                     return e.insufficient_v
         return e.valid
 

@@ -19,7 +19,8 @@ import logging
 import re
 from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Tuple
 
-from ._core import INSUFFICIENT_PERMISSIONS, MALFORMED, Verdict, Verifier, key_from_headers
+from ._core import (INSUFFICIENT_PERMISSIONS, MALFORMED, Verdict, Verifier, key_from_headers,
+                    permits)
 
 __all__ = ["APIKeyMiddleware", "STATE_KEY", "MAX_BODY_BYTES", "needed_permissions"]
 
@@ -149,7 +150,7 @@ class APIKeyMiddleware:
 
         if not verdict.valid:
             if verdict.code == INSUFFICIENT_PERMISSIONS:
-                missing = [p for p in self.require if p not in verdict.permissions]
+                missing = [p for p in self.require if not permits(verdict.permissions, p)]
                 await self._forbidden(send, verdict, missing, path)
             else:
                 await self._unauthorized(send, verdict, path, no_key=not presented)
@@ -168,7 +169,7 @@ class APIKeyMiddleware:
                     return
                 missing = []
                 for alternatives in needed_permissions(message):
-                    if not any(p in verdict.permissions for p in alternatives):
+                    if not any(permits(verdict.permissions, p) for p in alternatives):
                         narrow = alternatives[-1]
                         if not _HEADER_SAFE.fullmatch(narrow):
                             narrow = alternatives[0]

@@ -250,3 +250,16 @@ def test_a_repeated_key_header_is_refused_as_no_key(setup):
         assert json.loads(body)["error"]["data"]["code"] == "MALFORMED"
     assert call(app, [("X-API-Key", good)])[0] == 200
     assert len(app.app.calls) == 1
+
+
+def test_required_permissions_follow_the_name_form(setup):
+    """`require` uses the one permission rule: `tools:call` grants `tools:call:mul`, and a 403
+    names only what is really missing."""
+    v, keys = setup
+    ok = APIKeyMiddleware(Recorder(), v, require=["tools:call:mul"])
+    assert call(ok, [("X-API-Key", keys["all"][1])])[0] == 200
+    assert call(ok, [("X-API-Key", keys["add"][1])])[0] == 403
+    strict = APIKeyMiddleware(Recorder(), v, require=["tools:call:mul", "admin"])
+    status, headers, _ = call(strict, [("X-API-Key", keys["all"][1])])
+    assert status == 403
+    assert headers["www-authenticate"] == 'Bearer error="insufficient_scope", scope="admin"'

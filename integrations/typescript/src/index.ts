@@ -484,7 +484,7 @@ export class Verifier {
     }
     const require = options.require;
     if (require !== undefined) {
-      for (const p of require) if (!e.perms.has(p)) return e.insufficient;
+      for (const p of require) if (!permits(e.perms, p)) return e.insufficient;
     }
     return e.valid;
   }
@@ -555,6 +555,25 @@ export class Verifier {
       console.warn(`mcp-key-verifier: ${error.message}`);
     }
   }
+}
+
+/** Permissions with a name form: holding one grants `<it>:<NAME>` for every NAME. */
+const NAMED = ["tools:call", "prompts:get"] as const;
+
+/**
+ * Whether a key holding the permissions `held` has `required` (docs/verifier.md): it holds it
+ * exactly, or `required` is `tools:call:NAME` and it holds `tools:call`, or `prompts:get:NAME`
+ * and it holds `prompts:get`. Otherwise matching is exact and case-sensitive; a narrow permission
+ * never grants a broad one (`resources:read` has no name form). `Verifier.verify` and the
+ * middleware use this rule.
+ */
+export function permits(held: Iterable<string>, required: string): boolean {
+  const set: ReadonlySet<string> = held instanceof Set ? held : new Set(held);
+  if (set.has(required)) return true;
+  for (const broad of NAMED) {
+    if (required.startsWith(broad) && required[broad.length] === ":") return set.has(broad);
+  }
+  return false;
 }
 
 type HeaderValue = string | readonly string[] | null | undefined;
@@ -789,7 +808,7 @@ export function apiKeyAuth(options: ApiKeyAuthOptions): (req: Req, res: ServerRe
     const v = verifier.verify(key, { require });
     if (!v.valid) {
       if (v.code === "INSUFFICIENT_PERMISSIONS") {
-        forbidden(res, require.filter((p) => !v.permissions.includes(p)));
+        forbidden(res, require.filter((p) => !permits(v.permissions, p)));
       } else {
         unauthorized(res, v, key === undefined);
       }
@@ -806,7 +825,7 @@ export function apiKeyAuth(options: ApiKeyAuthOptions): (req: Req, res: ServerRe
     const judge = (message: unknown) => {
       const missing: string[] = [];
       for (const alternatives of neededPermissions(message)) {
-        if (!alternatives.some((p) => v.permissions.includes(p))) {
+        if (!alternatives.some((p) => permits(v.permissions, p))) {
           let narrow = alternatives[alternatives.length - 1];
           if (!HEADER_SAFE.test(narrow)) narrow = alternatives[0];
           if (!missing.includes(narrow)) missing.push(narrow);

@@ -154,6 +154,29 @@ describe("apiKeyAuth on node:http", () => {
   });
 });
 
+test("required permissions follow the name form", async () => {
+  // tools:call grants tools:call:mul; a 403 names only what is really missing.
+  const w = new VerifierWriter();
+  const [id, key] = makeKey();
+  w.write([w.entry(id, key, { permissions: ["tools:call"] })], 1);
+  const v = Verifier.fromFile(w.path);
+  const run = (mw, k) =>
+    new Promise((resolve) => {
+      const res = {
+        statusCode: 200,
+        headers: {},
+        setHeader(name, value) { this.headers[name.toLowerCase()] = value; },
+        end() { resolve({ status: this.statusCode, challenge: this.headers["www-authenticate"] }); },
+      };
+      mw({ headers: { "x-api-key": k } }, res, () => resolve({ status: "next" }));
+    });
+  assert.equal((await run(apiKeyAuth({ verifier: v, require: ["tools:call:mul"] }), key)).status, "next");
+  const r = await run(apiKeyAuth({ verifier: v, require: ["tools:call:mul", "admin"] }), key);
+  assert.equal(r.status, 403);
+  assert.equal(r.challenge, 'Bearer error="insufficient_scope", scope="admin"');
+  w.cleanup();
+});
+
 test("neededPermissions", () => {
   assert.deepEqual(neededPermissions({ method: "tools/call", params: { name: "x" } }), [["tools:call", "tools:call:x"]]);
   assert.deepEqual(neededPermissions({ method: "tools/call" }), [["tools:call"]]);

@@ -55,6 +55,8 @@ K = {label: modern(label) for label in (
     "expires-earlier-ms", "expires-offset", "expires-micro", "status-expired",
     "revoked-and-expired", "nonames", "old-writer", "unknown",
     "year-1", "year-99", "year-9999",
+    "perm-tools", "perm-tool-add", "perm-tool-mul", "perm-prompts", "perm-prompt-greet",
+    "perm-resources",
 )}
 # Keys from the old Python tool: 64 lowercase hex, and one with the other allowed punctuation.
 LEGACY_HEX = derive("legacy:hex", 64)
@@ -151,12 +153,33 @@ TIMES = verifier_file(revision=1, generated_at="0001-01-01T00:00:00.000000001Z",
     entry("year-9999", expires_at="9999-12-31T23:59:59.999999999Z", permissions=[]),
 ])
 
+# Permissions with a name form: `tools:call` grants every `tools:call:NAME`, `prompts:get`
+# every `prompts:get:NAME`; nothing else is implied. The same keys twice: with few distinct
+# permissions (a reader may keep a small table of them), and with more than 64 (it may not).
+PERMISSION_KEYS = [
+    ("perm-tools", ["tools:call"]),
+    ("perm-tool-add", ["tools:call:add"]),
+    ("perm-tool-mul", ["tools:call:mul"]),
+    ("perm-prompts", ["prompts:get"]),
+    ("perm-prompt-greet", ["prompts:get:greet"]),
+    ("perm-resources", ["resources:read"]),
+]
+PERMISSIONS = verifier_file(revision=1, keys=[
+    entry(label, permissions=perms, name=label) for label, perms in PERMISSION_KEYS])
+PERMISSIONS_MANY = verifier_file(revision=1, keys=[
+    entry(label, permissions=perms + ["filler:%02d" % i for i in range(n * 11, n * 11 + 11)],
+          name=label)
+    for n, (label, perms) in enumerate(PERMISSION_KEYS)])
+assert len({p for k in PERMISSIONS_MANY["keys"] for p in k["permissions"]}) > 64
+
 VALID_FILES = {
     "basic.json": BASIC,
     "nonames.json": NONAMES,
     "old-writer.json": OLD_WRITER,
     "empty.json": EMPTY,
     "times.json": TIMES,
+    "permissions.json": PERMISSIONS,
+    "permissions-many.json": PERMISSIONS_MANY,
 }
 
 
@@ -382,6 +405,34 @@ def cases():
         ok("times.json", "year-9999", "VALID",
            why="expires at the last nanosecond of year 9999"),
     ]
+    for f in ("permissions.json", "permissions-many.json"):
+        many = " (more than 64 distinct permissions)" if "many" in f else ""
+
+        def perm(label, code, require, why):
+            c.append(ok(f, label, code, require, label, why + many))
+
+        perm("perm-tools", "VALID", ["tools:call:mul"], "tools:call grants tools:call:mul")
+        perm("perm-tools", "VALID", ["tools:call:add"],
+             "tools:call grants tools:call:add (another key holds tools:call:add)")
+        perm("perm-tools", "VALID", ["tools:call", "tools:call:x"],
+             "tools:call grants itself and tools:call:x together")
+        perm("perm-tool-add", "INSUFFICIENT_PERMISSIONS", ["tools:call:mul"],
+             "tools:call:add does not grant tools:call:mul")
+        perm("perm-tool-add", "VALID", ["tools:call:add"], "tools:call:add grants itself")
+        perm("perm-tool-add", "INSUFFICIENT_PERMISSIONS", ["tools:call"],
+             "tools:call:add does not grant tools:call")
+        perm("perm-prompts", "VALID", ["prompts:get:greet"], "prompts:get grants prompts:get:greet")
+        perm("perm-prompt-greet", "INSUFFICIENT_PERMISSIONS", ["prompts:get:other"],
+             "prompts:get:greet does not grant prompts:get:other")
+        perm("perm-prompt-greet", "INSUFFICIENT_PERMISSIONS", ["prompts:get"],
+             "prompts:get:greet does not grant prompts:get")
+        perm("perm-resources", "INSUFFICIENT_PERMISSIONS", ["resources:read:x"],
+             "resources:read has no name form: it does not grant resources:read:x")
+        perm("perm-resources", "VALID", ["resources:read"], "resources:read grants itself")
+        perm("perm-tools", "INSUFFICIENT_PERMISSIONS", ["prompts:get:greet"],
+             "tools:call does not grant prompts:get:greet")
+        perm("perm-tools", "INSUFFICIENT_PERMISSIONS", ["Tools:call:mul"],
+             "the name form is case-sensitive like every permission")
     for x in c:
         if x["code"] in ("MALFORMED", "NOT_FOUND"):
             assert x["key_id"] is None and x["name"] is None, x
