@@ -609,9 +609,9 @@ impl<'de> serde::de::Visitor<'de> for NoDuplicateMembers {
     ) -> std::result::Result<Self, A::Error> {
         // Objects here have a handful of members (an entry has six): a list is faster than
         // a set until an object is large.
-        let mut names: Vec<std::borrow::Cow<'de, str>> = Vec::new();
-        let mut set: std::collections::HashSet<std::borrow::Cow<'de, str>> = Default::default();
-        while let Some(name) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+        let mut names: Vec<Name<'de>> = Vec::new();
+        let mut set: std::collections::HashSet<Name<'de>> = Default::default();
+        while let Some(name) = map.next_key::<Name<'de>>()? {
             let repeated = if set.is_empty() && names.len() < 16 {
                 let r = names.contains(&name);
                 names.push(name);
@@ -631,6 +631,29 @@ impl<'de> serde::de::Visitor<'de> for NoDuplicateMembers {
     }
 }
 
+/// A member name, borrowed from the file when it has no escape (no allocation per member).
+#[derive(PartialEq, Eq, Hash)]
+struct Name<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Name<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Name<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> std::result::Result<Name<'de>, E> {
+                Ok(Name(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> std::result::Result<Name<'de>, E> {
+                Ok(Name(std::borrow::Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 /// The comparison used for hashes, exposed so a test can pin that it is `subtle`'s
 /// constant-time equality.
 pub fn hashes_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
@@ -640,6 +663,30 @@ pub fn hashes_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_member_twice_is_refused_however_it_is_written() {
+        let file = |extra: &str| {
+            format!(
+                r#"{{"format":"mcp-key-verifier","version":1,"algorithm":"hmac-sha256",
+                "hash_key":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+                "generated_at":"2026-01-01T00:00:00Z",{extra}"keys":[]}}"#
+            )
+        };
+        assert!(Verifier::from_json(file("").as_bytes()).is_ok());
+        // Compared decoded: an escaped name is the same name.
+        let escaped = file(r#""note":1,"note":2,"#);
+        assert!(Verifier::from_json(escaped.as_bytes()).is_err());
+        // Past 16 members the names go to a set: still found, and distinct ones still pass.
+        let many: String = (0..40).map(|i| format!(r#""m{i}":{i},"#)).collect();
+        assert!(Verifier::from_json(file(&many).as_bytes()).is_ok());
+        let twice = format!(r#"{many}"m3":0,"#);
+        let e = Verifier::from_json(file(&twice).as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("a member twice"), "{e}");
+        // In a nested unknown value too.
+        let nested = file(r#""x":[{"a":{"b":1,"b":2}}],"#);
+        assert!(Verifier::from_json(nested.as_bytes()).is_err());
+    }
 
     #[test]
     fn the_hash_comparison_is_constant_time_equality() {
