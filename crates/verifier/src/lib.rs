@@ -7,10 +7,12 @@
 //!
 //! The public API, in full:
 //! - [`Verifier`] (load with [`Verifier::from_file`], judge with [`Verifier::verify`]),
-//!   [`Verdict`], [`Code`], [`KeyInfo`];
+//!   [`Verdict`], [`Code`], [`KeyInfo`]; [`permits`], the one rule for what a key's
+//!   permissions grant (`tools:call` grants `tools:call:NAME`);
 //! - [`Watched`], a verifier that follows its file as publishers replace it, and its
 //!   [`ReloadEvent`]s;
-//! - [`api_key_from_headers`], the one rule for finding a key in `X-API-Key` /
+//! - [`api_key_from_headers`] and [`api_key_from_header_values`] (for repeated headers),
+//!   the one rule for finding a key in `X-API-Key` /
 //!   `Authorization: Bearer`;
 //! - [`keys`] (the key shapes), [`time`] (the file's RFC 3339 rule),
 //!   [`escape_controls`] (for logging ids and names from a file), [`Error`];
@@ -56,6 +58,7 @@ mod fs;
 mod headers;
 mod hex;
 pub mod keys;
+mod permits;
 pub mod routing;
 pub mod rpc;
 mod text;
@@ -66,7 +69,8 @@ mod verifier;
 mod watch;
 
 pub use error::{Error, Result};
-pub use headers::api_key_from_headers;
+pub use headers::{api_key_from_header_values, api_key_from_headers};
+pub use permits::permits;
 pub use text::{escape_controls, needs_escape};
 pub use verifier::{
     hashes_equal, Code, KeyInfo, Verdict, Verifier, MAX_VERIFIER_BYTES, VERIFIER_FORMAT,

@@ -157,7 +157,7 @@ pub fn scope_safe(p: &str) -> bool {
 pub fn missing_permissions(held: &[String], needed: &[Vec<String>]) -> Vec<String> {
     let mut missing: Vec<String> = Vec::new();
     for alternatives in needed {
-        if alternatives.is_empty() || alternatives.iter().any(|a| held.contains(a)) {
+        if alternatives.is_empty() || alternatives.iter().any(|a| crate::permits(held, a)) {
             continue;
         }
         let narrow = alternatives

@@ -1,5 +1,6 @@
 //! RFC 3339 times as the verifier file writes them (UTC, `Z`, 0/3/6/9 fractional digits)
-//! and reads them (any RFC 3339 offset, converted to UTC).
+//! and reads them ([`parse_bounded`]: any RFC 3339 offset, converted to UTC; years
+//! 0001-9999; at most 9 fractional digits).
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
@@ -79,6 +80,34 @@ pub fn write(out: &mut Vec<u8>, secs: i64, nanos: u32) {
         out.extend_from_slice(&frac[..=digits]);
     }
     out.push(b'Z');
+}
+
+/// Parses a time of a verifier file (`generated_at`, `expires_at`) into UTC: RFC 3339 with
+/// `Z` or an offset, a year from 0001 to 9999 and at most 9 fractional digits, the rule the
+/// Python and TypeScript readers apply too (docs/verifier.md). [`parse()`] is wider (chrono
+/// takes a year 0000 and any number of fractional digits) and stays so for the vault's own
+/// records.
+///
+/// ```
+/// use mcp_key_verifier::time::parse_bounded;
+/// assert!(parse_bounded("0001-01-01T00:00:00.123456789+02:00").is_some());
+/// assert!(parse_bounded("0000-12-31T00:00:00Z").is_none());
+/// assert!(parse_bounded("2026-09-01T00:00:00.0000000001Z").is_none());
+/// ```
+pub fn parse_bounded(s: &str) -> Option<DateTime<Utc>> {
+    let b = s.as_bytes();
+    // The year: four digits (RFC 3339's full-year), not 0000.
+    if b.len() < 20 || !b[..4].iter().all(u8::is_ascii_digit) || &b[..4] == b"0000" {
+        return None;
+    }
+    // The fraction, when there is one, follows the seconds at offset 19.
+    if b[19] == b'.' {
+        let digits = b[20..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits > 9 {
+            return None;
+        }
+    }
+    parse(s)
 }
 
 /// Parses an RFC 3339 time into UTC.

@@ -1,6 +1,7 @@
 //! [`RequireApiKey`], a tower layer that guards an HTTP MCP server (feature `tower`).
 //!
-//! For every request the layer finds the key ([`api_key_from_headers`]), verifies it
+//! For every request the layer finds the key ([`api_key_from_header_values`], over every
+//! `X-API-Key` and `Authorization` value), verifies it
 //! against the current verifier and, when the key is refused, answers as
 //! `mcp-key-manager serve` does (see [`crate::rpc`]): 401 with a JSON-RPC error and a
 //! `WWW-Authenticate: Bearer error="invalid_token"` challenge, 403 with
@@ -42,7 +43,15 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::rpc::{self, Refusal};
-use crate::{api_key_from_headers, routing, Code, KeyInfo, Verifier, Watched};
+use crate::{api_key_from_header_values, permits, routing, Code, KeyInfo, Verifier, Watched};
+
+/// Every value of header `name`, a value that is not visible ASCII (or SP/HTAB) as "".
+fn header_values(h: &http::HeaderMap, name: impl header::AsHeaderName) -> Vec<&str> {
+    h.get_all(name)
+        .iter()
+        .map(|v| v.to_str().unwrap_or(""))
+        .collect()
+}
 
 #[derive(Clone)]
 enum Source {
@@ -117,12 +126,13 @@ impl RequireApiKey {
         let info = {
             let verifier = self.current();
             let h = req.headers();
-            // A header value that is not visible ASCII is present but holds no usable key.
-            let x_api_key = h.get("x-api-key").map(|v| v.to_str().unwrap_or(""));
-            let authorization = h
-                .get(header::AUTHORIZATION)
-                .map(|v| v.to_str().unwrap_or(""));
-            let key = api_key_from_headers(x_api_key, authorization);
+            // Every value of each header: a repeated one means no key. A value that is not
+            // visible ASCII is present but holds no usable key.
+            let (x_api_key, authorization) = (
+                header_values(h, "x-api-key"),
+                header_values(h, header::AUTHORIZATION),
+            );
+            let key = api_key_from_header_values(&x_api_key, &authorization);
             let required: Vec<&str> = self.require.iter().map(String::as_str).collect();
             let verdict = verifier.verify(key.unwrap_or(""), &required);
             match (verdict.code, verdict.key) {
@@ -133,7 +143,7 @@ impl RequireApiKey {
                     let held = info.map(|k| &k.permissions[..]).unwrap_or_default();
                     let missing: Vec<String> = required
                         .iter()
-                        .filter(|r| !held.iter().any(|p| p == *r))
+                        .filter(|r| !permits(held, r))
                         .map(|r| r.to_string())
                         .collect();
                     return Err(rpc::forbidden(&missing));
@@ -375,6 +385,24 @@ mod tests {
         assert_eq!(s, 401);
         assert!(body.contains("the API key is malformed"));
         assert!(!body.contains("mcp_x"));
+
+        // A repeated key header is ambiguous: no key, whichever value comes first.
+        let bearer = format!("Bearer {KEY}");
+        for twice in [
+            [
+                ("x-api-key", KEY.as_bytes()),
+                ("x-api-key", b"other".as_slice()),
+            ],
+            [("x-api-key", KEY.as_bytes()), ("x-api-key", KEY.as_bytes())],
+            [
+                ("authorization", bearer.as_bytes()),
+                ("authorization", b"Bearer x"),
+            ],
+        ] {
+            let (s, body, _) = send(&l, "POST", &twice, ECHO).await;
+            assert_eq!(s, 401, "{:?}", twice.map(|(k, _)| k));
+            assert!(body.contains(rpc::NO_KEY));
+        }
 
         let strict = layer().require(&["admin"]);
         let (s, body, h) = send(&strict, "GET", &[("x-api-key", KEY.as_bytes())], "").await;

@@ -21,8 +21,9 @@ use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 use crate::keys::{self, Shape};
+use crate::permits::permits;
 use crate::text::escape_controls;
-use crate::time::{format as fmt_time, parse as parse_time};
+use crate::time::{format as fmt_time, parse_bounded as parse_time};
 
 /// The `format` field of a verifier file.
 pub const VERIFIER_FORMAT: &str = "mcp-key-verifier";
@@ -302,13 +303,28 @@ impl Verifier {
     /// # Errors
     /// [`Error::Invalid`] if it is not a version-1 verifier file.
     pub fn from_json(bytes: &[u8]) -> Result<Verifier> {
-        let f: VerifierFile = serde_json::from_slice(bytes).map_err(|e| {
+        let not_a_file = |e: serde_json::Error| {
             Error::invalid(format!(
                 "not a verifier file ({}); write one with `mcp-key-manager \
                  export-verifier --out PATH`",
                 crate::error::json_problem(&e)
             ))
+        };
+        // A member written twice is refused wherever it is (serde's derive refuses a known
+        // field twice, but would skip an unknown one): readers that kept the last would read
+        // `"status":"revoked","status":"active"` as active.
+        serde_json::from_slice::<NoDuplicateMembers>(bytes).map_err(|e| {
+            if e.is_data() {
+                Error::invalid(format!(
+                    "the verifier has an object with a member twice (line {}, column {})",
+                    e.line(),
+                    e.column()
+                ))
+            } else {
+                not_a_file(e)
+            }
         })?;
+        let f: VerifierFile = serde_json::from_slice(bytes).map_err(not_a_file)?;
         if f.format != VERIFIER_FORMAT || f.version != 1 || f.algorithm != "hmac-sha256" {
             return Err(Error::invalid(
                 "unsupported verifier file (expected mcp-key-verifier version 1, hmac-sha256)",
@@ -460,10 +476,16 @@ impl Verifier {
                 } else if hot.expires.is_some_and(|e| e <= time_key(&now)) {
                     Code::Expired
                 } else if !required.iter().all(|r| {
-                    self.perm_names
-                        .iter()
-                        .position(|q| q == r)
-                        .is_some_and(|b| hot.perms & (1 << b) != 0)
+                    // `permits` on the bitmask: the permission itself, or the broad one
+                    // that grants it (`tools:call` for `tools:call:X`, whether or not
+                    // `tools:call:X` is in the table).
+                    let has = |p: &str| {
+                        self.perm_names
+                            .iter()
+                            .position(|q| q == p)
+                            .is_some_and(|b| hot.perms & (1 << b) != 0)
+                    };
+                    has(r) || crate::permits::broader(r).is_some_and(has)
                 }) {
                     Code::InsufficientPermissions
                 } else {
@@ -492,10 +514,7 @@ impl Verifier {
             Code::Revoked
         } else if info.expires_at.is_some_and(|e| e <= now) {
             Code::Expired
-        } else if !required
-            .iter()
-            .all(|r| info.permissions.iter().any(|p| p == r))
-        {
+        } else if !required.iter().all(|r| permits(&info.permissions, r)) {
             Code::InsufficientPermissions
         } else {
             Code::Valid
@@ -540,6 +559,101 @@ struct VerifierEntry {
     name: Option<String>,
 }
 
+/// A JSON value that deserializes only when no object in it has the same member twice;
+/// nothing is kept. Names are compared decoded, as a reader would see them.
+struct NoDuplicateMembers;
+
+impl<'de> Deserialize<'de> for NoDuplicateMembers {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_any(NoDuplicateMembers)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicateMembers {
+    type Value = NoDuplicateMembers;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> std::result::Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_i64<E>(self, _: i64) -> std::result::Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_u64<E>(self, _: u64) -> std::result::Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_f64<E>(self, _: f64) -> std::result::Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_str<E>(self, _: &str) -> std::result::Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_unit<E>(self) -> std::result::Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<Self, A::Error> {
+        while seq.next_element::<NoDuplicateMembers>()?.is_some() {}
+        Ok(self)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Self, A::Error> {
+        // Objects here have a handful of members (an entry has six): a list is faster than
+        // a set until an object is large.
+        let mut names: Vec<Name<'de>> = Vec::new();
+        let mut set: std::collections::HashSet<Name<'de>> = Default::default();
+        while let Some(name) = map.next_key::<Name<'de>>()? {
+            let repeated = if set.is_empty() && names.len() < 16 {
+                let r = names.contains(&name);
+                names.push(name);
+                r
+            } else {
+                if set.is_empty() {
+                    set.extend(names.drain(..));
+                }
+                !set.insert(name)
+            };
+            if repeated {
+                return Err(serde::de::Error::custom("an object has a member twice"));
+            }
+            map.next_value::<NoDuplicateMembers>()?;
+        }
+        Ok(self)
+    }
+}
+
+/// A member name, borrowed from the file when it has no escape (no allocation per member).
+#[derive(PartialEq, Eq, Hash)]
+struct Name<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Name<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Name<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> std::result::Result<Name<'de>, E> {
+                Ok(Name(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> std::result::Result<Name<'de>, E> {
+                Ok(Name(std::borrow::Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 /// The comparison used for hashes, exposed so a test can pin that it is `subtle`'s
 /// constant-time equality.
 pub fn hashes_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
@@ -549,6 +663,30 @@ pub fn hashes_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_member_twice_is_refused_however_it_is_written() {
+        let file = |extra: &str| {
+            format!(
+                r#"{{"format":"mcp-key-verifier","version":1,"algorithm":"hmac-sha256",
+                "hash_key":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+                "generated_at":"2026-01-01T00:00:00Z",{extra}"keys":[]}}"#
+            )
+        };
+        assert!(Verifier::from_json(file("").as_bytes()).is_ok());
+        // Compared decoded: an escaped name is the same name.
+        let escaped = file(r#""note":1,"note":2,"#);
+        assert!(Verifier::from_json(escaped.as_bytes()).is_err());
+        // Past 16 members the names go to a set: still found, and distinct ones still pass.
+        let many: String = (0..40).map(|i| format!(r#""m{i}":{i},"#)).collect();
+        assert!(Verifier::from_json(file(&many).as_bytes()).is_ok());
+        let twice = format!(r#"{many}"m3":0,"#);
+        let e = Verifier::from_json(file(&twice).as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("a member twice"), "{e}");
+        // In a nested unknown value too.
+        let nested = file(r#""x":[{"a":{"b":1,"b":2}}],"#);
+        assert!(Verifier::from_json(nested.as_bytes()).is_err());
+    }
 
     #[test]
     fn the_hash_comparison_is_constant_time_equality() {

@@ -20,6 +20,7 @@ from ._core import (
     Verifier,
     VerifierError,
     key_from_headers,
+    permits,
 )
 from .asgi import STATE_KEY, APIKeyMiddleware, needed_permissions
 from .sdk import McpTokenVerifier
@@ -41,5 +42,6 @@ __all__ = [
     "Verifier",
     "VerifierError",
     "key_from_headers",
+    "permits",
     "needed_permissions",
 ]

@@ -26,7 +26,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Tuple, Union
 
 __all__ = [
     "VALID",
@@ -40,6 +40,7 @@ __all__ = [
     "Verifier",
     "VerifierError",
     "key_from_headers",
+    "permits",
 ]
 
 logger = logging.getLogger("mcp_key_verifier")
@@ -165,6 +166,25 @@ def _parse_time(value: Any, what: str) -> Tuple[int, _dt.datetime]:
     return seconds * 1_000_000_000 + nanos, t + _dt.timedelta(microseconds=nanos // 1000)
 
 
+class _DuplicateMember(Exception):
+    """A JSON object with the same member name twice (its args: the name, shown safely)."""
+
+
+def _no_duplicate_members(pairs):
+    """json's object_pairs_hook: the object as a dict, refusing a member written twice (json
+    would keep the last, so `"status":"revoked","status":"active"` would read as active; the
+    Rust and TypeScript readers refuse it too)."""
+    doc = dict(pairs)
+    if len(doc) != len(pairs):
+        seen = set()
+        for name, _ in pairs:
+            if name in seen:
+                shown = name if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name) else "(name not shown)"
+                raise _DuplicateMember(shown)
+            seen.add(name)
+    return doc
+
+
 def _parse(data: bytes, source: str) -> _State:
     """Parses and checks a whole file; raises VerifierError naming `source` and the problem."""
 
@@ -172,7 +192,9 @@ def _parse(data: bytes, source: str) -> _State:
         return VerifierError("%s: not a usable verifier file: %s" % (source, problem))
 
     try:
-        doc = json.loads(data)
+        doc = json.loads(data, object_pairs_hook=_no_duplicate_members)
+    except _DuplicateMember as exc:
+        raise bad("an object has the member %s twice" % exc) from None
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         # RecursionError: a file of "[[[[…" deeper than the interpreter's stack.
         raise bad("not JSON (%s)" % type(exc).__name__) from None
@@ -243,24 +265,66 @@ def _parse(data: bytes, source: str) -> _State:
     return _State(hash_key, entries, revision)
 
 
-def key_from_headers(x_api_key: Optional[str], authorization: Optional[str]) -> Optional[str]:
-    """The presented key from `X-API-Key` or `Authorization: Bearer`, or None.
+#: Permissions with a name form: holding one grants `<it>:<NAME>` for every NAME.
+_NAMED = ("tools:call", "prompts:get")
 
-    When `X-API-Key` is present it alone decides: its value trimmed, None if that is empty or
-    holds whitespace. Otherwise `Authorization` is split at the first space or tab; the scheme
-    must be `bearer` (any case) and the rest, trimmed, is the key (None if empty or with inner
-    whitespace).
+
+def _granted_by_broader(held, required: str) -> bool:
+    for broad in _NAMED:
+        if required.startswith(broad) and required[len(broad):len(broad) + 1] == ":":
+            return broad in held
+    return False
+
+
+def permits(held: Iterable[str], required: str) -> bool:
+    """Whether a key holding the permissions `held` has `required` (docs/verifier.md): it holds
+    it exactly, or `required` is `tools:call:NAME` and it holds `tools:call`, or
+    `prompts:get:NAME` and it holds `prompts:get`. Otherwise matching is exact and
+    case-sensitive; a narrow permission never grants a broad one (`resources:read` has no name
+    form). `Verifier.verify` and the middleware use this rule."""
+    held = held if isinstance(held, (set, frozenset)) else frozenset(held)
+    return required in held or _granted_by_broader(held, required)
+
+
+_HeaderValue = Union[None, str, Sequence[str]]
+_KEY_CHARS = re.compile(r"[\x21-\x7e]+", re.ASCII)
+
+
+def _one(value: _HeaderValue) -> Tuple[bool, Optional[str]]:
+    """(usable, value) of a header given as None, one value, or a list of every value: a header
+    sent more than once is not usable."""
+    if value is None or isinstance(value, str):
+        return True, value
+    values = list(value)
+    if len(values) > 1:
+        return False, None
+    return True, (values[0] if values else None)
+
+
+def key_from_headers(x_api_key: _HeaderValue, authorization: _HeaderValue) -> Optional[str]:
+    """The presented key from `X-API-Key` or `Authorization: Bearer`, or None
+    (docs/verifier.md, "Header rule").
+
+    Each header is None (absent), a str (sent once) or a list of every value it was sent with.
+    A header sent two or more times gives None (ambiguous, whichever the other is). When
+    `X-API-Key` is present it alone decides; otherwise `Authorization` must be the scheme
+    `bearer` (any case), one or more SP/HTAB, and the key. Only SP and HTAB are trimmed; the key
+    must be non-empty visible ASCII (no whitespace, control or non-ASCII character).
     """
+    ok_x, x = _one(x_api_key)
+    ok_a, auth = _one(authorization)
+    if not (ok_x and ok_a):
+        return None
 
     def clean(s: str) -> Optional[str]:
-        s = s.strip()
-        return s if s and not any(c.isspace() for c in s) else None
+        s = s.strip(" \t")
+        return s if _KEY_CHARS.fullmatch(s) else None
 
-    if x_api_key is not None:
-        return clean(x_api_key)
-    if authorization is None:
+    if x is not None:
+        return clean(x)
+    if auth is None:
         return None
-    auth = authorization.strip()
+    auth = auth.strip(" \t")
     cut = min((i for i in (auth.find(" "), auth.find("\t")) if i >= 0), default=-1)
     if cut < 0 or auth[:cut].lower() != "bearer":
         return None
@@ -391,7 +455,7 @@ class Verifier:
                 require = (require,)
             perms = e.perms
             for p in require:
-                if p not in perms:
+                if p not in perms and not _granted_by_broader(perms, p):
                     return e.insufficient_v
         return e.valid
 

@@ -19,7 +19,8 @@ import logging
 import re
 from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Tuple
 
-from ._core import INSUFFICIENT_PERMISSIONS, MALFORMED, Verdict, Verifier, key_from_headers
+from ._core import (INSUFFICIENT_PERMISSIONS, MALFORMED, Verdict, Verifier, key_from_headers,
+                    permits)
 
 __all__ = ["APIKeyMiddleware", "STATE_KEY", "MAX_BODY_BYTES", "needed_permissions"]
 
@@ -123,13 +124,14 @@ class APIKeyMiddleware:
         if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        x_api_key = authorization = None
+        # Every value of each header: one sent twice gives no key (key_from_headers).
+        x_api_key, authorization = [], []
         for name, value in scope.get("headers") or ():
             lname = name.lower()
-            if lname == b"x-api-key" and x_api_key is None:
-                x_api_key = value.decode("latin-1")
-            elif lname == b"authorization" and authorization is None:
-                authorization = value.decode("latin-1")
+            if lname == b"x-api-key":
+                x_api_key.append(value.decode("latin-1"))
+            elif lname == b"authorization":
+                authorization.append(value.decode("latin-1"))
         key = key_from_headers(x_api_key, authorization)
         verdict = self.verifier.verify(key, self.require)
         presented = key is not None
@@ -148,7 +150,7 @@ class APIKeyMiddleware:
 
         if not verdict.valid:
             if verdict.code == INSUFFICIENT_PERMISSIONS:
-                missing = [p for p in self.require if p not in verdict.permissions]
+                missing = [p for p in self.require if not permits(verdict.permissions, p)]
                 await self._forbidden(send, verdict, missing, path)
             else:
                 await self._unauthorized(send, verdict, path, no_key=not presented)
@@ -167,7 +169,7 @@ class APIKeyMiddleware:
                     return
                 missing = []
                 for alternatives in needed_permissions(message):
-                    if not any(p in verdict.permissions for p in alternatives):
+                    if not any(permits(verdict.permissions, p) for p in alternatives):
                         narrow = alternatives[-1]
                         if not _HEADER_SAFE.fullmatch(narrow):
                             narrow = alternatives[0]

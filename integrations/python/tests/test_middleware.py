@@ -234,3 +234,32 @@ def test_refusal_logs_escape_the_path_and_skip_unknown_keys(setup, caplog):
     asyncio.run(run("/mcp\nINFO forged line", keys["all"][1]))  # 403: lacks admin
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1 and "\n" not in lines[0] and "\\x0a" in lines[0], lines
+
+
+def test_a_repeated_key_header_is_refused_as_no_key(setup):
+    """Every value of each header reaches key_from_headers: two X-API-Key (or two
+    Authorization) headers are ambiguous and give no key, whichever comes first."""
+    v, keys = setup
+    app = APIKeyMiddleware(Recorder(), v)
+    good, other = keys["all"][1], keys["none"][1]
+    for headers in ([("X-API-Key", good), ("X-API-Key", other)],
+                    [("X-API-Key", good), ("x-api-key", good)],
+                    [("Authorization", "Bearer " + good), ("Authorization", "Bearer " + other)]):
+        status, _, body = call(app, headers)
+        assert status == 401, headers
+        assert json.loads(body)["error"]["data"]["code"] == "MALFORMED"
+    assert call(app, [("X-API-Key", good)])[0] == 200
+    assert len(app.app.calls) == 1
+
+
+def test_required_permissions_follow_the_name_form(setup):
+    """`require` uses the one permission rule: `tools:call` grants `tools:call:mul`, and a 403
+    names only what is really missing."""
+    v, keys = setup
+    ok = APIKeyMiddleware(Recorder(), v, require=["tools:call:mul"])
+    assert call(ok, [("X-API-Key", keys["all"][1])])[0] == 200
+    assert call(ok, [("X-API-Key", keys["add"][1])])[0] == 403
+    strict = APIKeyMiddleware(Recorder(), v, require=["tools:call:mul", "admin"])
+    status, headers, _ = call(strict, [("X-API-Key", keys["all"][1])])
+    assert status == 403
+    assert headers["www-authenticate"] == 'Bearer error="insufficient_scope", scope="admin"'

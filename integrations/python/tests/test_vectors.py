@@ -105,3 +105,16 @@ def test_fast_shape_test_agrees_with_the_spec_regex():
         k = "".join(k)
         want = "NOT_FOUND" if spec.fullmatch(k) else "MALFORMED"
         assert v.verify(k).code == want
+
+
+def test_a_member_twice_is_refused_however_it_is_written():
+    def file(extra):
+        return ('{"format":"mcp-key-verifier","version":1,"algorithm":"hmac-sha256",'
+                '"hash_key":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",'
+                '"generated_at":"2026-01-01T00:00:00Z",%s"keys":[]}' % extra)
+    assert len(Verifier.from_json(file(""))) == 0
+    with pytest.raises(VerifierError):
+        Verifier.from_json(file('"note":1,"n\\u006fte":2,'))
+    with pytest.raises(VerifierError):
+        Verifier.from_json(file('"x":[{"a":{"b":1,"b":2}}],'))
+    assert len(Verifier.from_json(file('"b":["a","a"],'))) == 0

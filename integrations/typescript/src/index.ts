@@ -145,9 +145,13 @@ function parseTime(value: unknown, what: string): Instant {
   const frac = m[7];
   const zone = m[8];
   const leap = second === 60; // RFC 3339 allows a leap second: the next second's instant
-  const base = Date.UTC(year, month - 1, day, hour, minute, leap ? 59 : second);
-  const check = new Date(base);
+  // Date.UTC reads years 0-99 as 1900-1999: set the full year explicitly.
+  const check = new Date(0);
+  check.setUTCFullYear(year, month - 1, day);
+  check.setUTCHours(hour, minute, leap ? 59 : second, 0);
+  const base = check.getTime();
   if (
+    year < 1 ||
     check.getUTCFullYear() !== year ||
     check.getUTCMonth() !== month - 1 ||
     check.getUTCDate() !== day ||
@@ -174,14 +178,107 @@ function parseTime(value: unknown, what: string): Instant {
   return { ms, subNs };
 }
 
+/**
+ * The first member name written twice in one object of `text` (valid JSON), or null. JSON.parse
+ * keeps the last of duplicate members, so `"status":"revoked","status":"active"` would read as
+ * active; the Rust and Python readers refuse such a file, and so does this one. Names are
+ * compared decoded (`"st\u0061tus"` is `"status"`).
+ */
+function duplicateMember(text: string): string | null {
+  // One frame per open object (a set of its names) or array (null).
+  const stack: (Set<string> | null)[] = [];
+  let expectName = false;
+  const n = text.length;
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22 /* " */) {
+      const start = i;
+      let escaped = false;
+      for (i++; i < n; i++) {
+        const d = text.charCodeAt(i);
+        if (d === 0x5c /* \ */) {
+          escaped = true;
+          i++;
+        } else if (d === 0x22) {
+          break;
+        }
+      }
+      const top = stack.length > 0 ? stack[stack.length - 1] : null;
+      if (expectName && top !== null) {
+        const raw = text.slice(start + 1, i);
+        const name = escaped ? (JSON.parse(text.slice(start, i + 1)) as string) : raw;
+        if (top.has(name)) return name;
+        top.add(name);
+        expectName = false;
+      }
+    } else if (c === 0x7b /* { */) {
+      stack.push(new Set());
+      expectName = true;
+    } else if (c === 0x5b /* [ */) {
+      stack.push(null);
+      expectName = false;
+    } else if (c === 0x7d /* } */ || c === 0x5d /* ] */) {
+      stack.pop();
+      expectName = false;
+    } else if (c === 0x2c /* , */) {
+      expectName = stack.length > 0 && stack[stack.length - 1] !== null;
+    }
+  }
+  return null;
+}
+
+/** An integer as JSON writes it: digits only (no fraction, no exponent). */
+const JSON_INTEGER = /^-?(0|[1-9][0-9]*)$/;
+
+/** The raw text of the top-level member `name` when it is a number, for `version`/`revision`:
+ * JSON.parse reads `1.0` and `1e0` as the integer 1, which the spec's "integer" excludes. */
+function topLevelNumberText(text: string, name: string): string | null {
+  let depth = 0;
+  const n = text.length;
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      const start = i;
+      for (i++; i < n; i++) {
+        const d = text.charCodeAt(i);
+        if (d === 0x5c) i++;
+        else if (d === 0x22) break;
+      }
+      if (depth !== 1) continue;
+      let j = i + 1;
+      while (j < n && /\s/.test(text[j])) j++;
+      if (text[j] !== ":") continue; // a value, not a member name
+      if (JSON.parse(text.slice(start, i + 1)) !== name) continue;
+      j++;
+      while (j < n && /\s/.test(text[j])) j++;
+      const m = /^-?[0-9][0-9.eE+-]*/.exec(text.slice(j, j + 64));
+      return m === null ? null : m[0];
+    } else if (c === 0x7b || c === 0x5b) {
+      depth++;
+    } else if (c === 0x7d || c === 0x5d) {
+      depth--;
+    }
+  }
+  return null;
+}
+
 function parse(data: Buffer | string, source: string): State {
   const bad = (problem: string) =>
     new VerifierError(`${source}: not a usable verifier file: ${problem}`);
   let doc: unknown;
+  const text = typeof data === "string" ? data : data.toString("utf8");
   try {
-    doc = JSON.parse(typeof data === "string" ? data : data.toString("utf8"));
+    doc = JSON.parse(text);
   } catch {
     throw bad("not JSON");
+  }
+  const dup = duplicateMember(text);
+  if (dup !== null) {
+    throw bad(`an object has the member ${ID_SHOWN.test(dup) ? dup : "(name not shown)"} twice`);
+  }
+  for (const name of ["version", "revision"]) {
+    const raw = topLevelNumberText(text, name);
+    if (raw !== null && !JSON_INTEGER.test(raw)) throw bad(`${name} is not a JSON integer`);
   }
   if (typeof doc !== "object" || doc === null || Array.isArray(doc)) {
     throw bad("the top level is not a JSON object");
@@ -387,7 +484,7 @@ export class Verifier {
     }
     const require = options.require;
     if (require !== undefined) {
-      for (const p of require) if (!e.perms.has(p)) return e.insufficient;
+      for (const p of require) if (!permits(e.perms, p)) return e.insufficient;
     }
     return e.valid;
   }
@@ -460,37 +557,85 @@ export class Verifier {
   }
 }
 
+/** Permissions with a name form: holding one grants `<it>:<NAME>` for every NAME. */
+const NAMED = ["tools:call", "prompts:get"] as const;
+
+/**
+ * Whether a key holding the permissions `held` has `required` (docs/verifier.md): it holds it
+ * exactly, or `required` is `tools:call:NAME` and it holds `tools:call`, or `prompts:get:NAME`
+ * and it holds `prompts:get`. Otherwise matching is exact and case-sensitive; a narrow permission
+ * never grants a broad one (`resources:read` has no name form). `Verifier.verify` and the
+ * middleware use this rule.
+ */
+export function permits(held: Iterable<string>, required: string): boolean {
+  const set: ReadonlySet<string> = held instanceof Set ? held : new Set(held);
+  if (set.has(required)) return true;
+  for (const broad of NAMED) {
+    if (required.startsWith(broad) && required[broad.length] === ":") return set.has(broad);
+  }
+  return false;
+}
+
 type HeaderValue = string | readonly string[] | null | undefined;
 
+/** Only SP and HTAB are trimmed (HTTP's optional whitespace). */
+function trimOws(s: string): string {
+  return s.replace(/^[ \t]+|[ \t]+$/g, "");
+}
+
+/** A key is non-empty visible ASCII: no whitespace, control or non-ASCII character. */
+const KEY_CHARS = /^[\x21-\x7e]+$/;
+
 function clean(s: string): string | undefined {
-  const t = s.trim();
-  return t !== "" && !/\s/.test(t) ? t : undefined;
+  const t = trimOws(s);
+  return KEY_CHARS.test(t) ? t : undefined;
 }
 
 function single(v: HeaderValue): string | undefined | null {
   if (v === null || v === undefined) return undefined;
   if (typeof v === "string") return v;
+  if (v.length === 0) return undefined;
   return v.length === 1 ? v[0] : null; // repeated: ambiguous, so no key
 }
 
 /**
- * The presented key from `X-API-Key` or `Authorization: Bearer`, or undefined. When `X-API-Key`
- * is present it alone decides (trimmed; empty or with inner whitespace: no key). Otherwise
- * `Authorization` is split at the first space or tab; the scheme must be `bearer` (any case) and
- * the rest, trimmed, is the key.
+ * The presented key from `X-API-Key` or `Authorization: Bearer`, or undefined (docs/verifier.md,
+ * "Header rule"). Each header is absent, a string (sent once) or the array of every value it was
+ * sent with; a header sent two or more times gives no key. When `X-API-Key` is present it alone
+ * decides; otherwise `Authorization` must be the scheme `bearer` (any case), one or more SP/HTAB
+ * and the key. Only SP and HTAB are trimmed; the key must be non-empty visible ASCII.
  */
 export function keyFromHeaders(xApiKey: HeaderValue, authorization: HeaderValue): string | undefined {
   const x = single(xApiKey);
-  if (x === null) return undefined;
-  if (x !== undefined) return clean(x);
   const a = single(authorization);
-  if (a === null || a === undefined) return undefined;
-  const auth = a.trim();
+  if (x === null || a === null) return undefined;
+  if (x !== undefined) return clean(x);
+  if (a === undefined) return undefined;
+  const auth = trimOws(a);
   const sp = auth.indexOf(" ");
   const tab = auth.indexOf("\t");
   const cut = sp < 0 ? tab : tab < 0 ? sp : Math.min(sp, tab);
   if (cut < 0 || auth.slice(0, cut).toLowerCase() !== "bearer") return undefined;
   return clean(auth.slice(cut + 1));
+}
+
+/** Every value of header `name` (lower case) as received: Node joins a repeated `X-API-Key`
+ * with ", " and keeps only the first `Authorization` in `req.headers`, so those are not used. */
+function headerValues(req: IncomingMessage, name: string): string[] {
+  const distinct = (req as { headersDistinct?: Record<string, string[] | undefined> })
+    .headersDistinct;
+  if (distinct !== undefined) return distinct[name] ?? [];
+  const raw = req.rawHeaders;
+  if (raw !== undefined) {
+    const out: string[] = [];
+    for (let i = 0; i + 1 < raw.length; i += 2) {
+      if (raw[i].toLowerCase() === name) out.push(raw[i + 1]);
+    }
+    return out;
+  }
+  // A request object made by hand (a test, a framework adapter): its parsed headers.
+  const v = req.headers[name];
+  return v === undefined ? [] : typeof v === "string" ? [v] : v;
 }
 
 /**
@@ -658,11 +803,12 @@ export function apiKeyAuth(options: ApiKeyAuthOptions): (req: Req, res: ServerRe
   const require = [...(options.require ?? [])];
   const limit = options.maxBodyBytes ?? MAX_BODY_BYTES;
   return (req, res, next) => {
-    const key = keyFromHeaders(req.headers["x-api-key"], req.headers.authorization);
+    // Every value of each header: one sent twice gives no key.
+    const key = keyFromHeaders(headerValues(req, "x-api-key"), headerValues(req, "authorization"));
     const v = verifier.verify(key, { require });
     if (!v.valid) {
       if (v.code === "INSUFFICIENT_PERMISSIONS") {
-        forbidden(res, require.filter((p) => !v.permissions.includes(p)));
+        forbidden(res, require.filter((p) => !permits(v.permissions, p)));
       } else {
         unauthorized(res, v, key === undefined);
       }
@@ -679,7 +825,7 @@ export function apiKeyAuth(options: ApiKeyAuthOptions): (req: Req, res: ServerRe
     const judge = (message: unknown) => {
       const missing: string[] = [];
       for (const alternatives of neededPermissions(message)) {
-        if (!alternatives.some((p) => v.permissions.includes(p))) {
+        if (!alternatives.some((p) => permits(v.permissions, p))) {
           let narrow = alternatives[alternatives.length - 1];
           if (!HEADER_SAFE.test(narrow)) narrow = alternatives[0];
           if (!missing.includes(narrow)) missing.push(narrow);

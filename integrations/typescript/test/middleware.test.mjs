@@ -1,6 +1,6 @@
 // apiKeyAuth as plain Connect-style middleware on node:http: answers, headers, body limits.
 import assert from "node:assert/strict";
-import { createServer } from "node:http";
+import { createServer, request } from "node:http";
 import { after, before, describe, test } from "node:test";
 
 import { Verifier, apiKeyAuth, neededPermissions } from "../dist/index.js";
@@ -59,6 +59,35 @@ describe("apiKeyAuth on node:http", () => {
       id: null,
       error: { code: -32001, message: "the API key is malformed", data: { code: "MALFORMED" } },
     });
+  });
+
+  test("a repeated key header is refused as no key", async () => {
+    // Every value of each header reaches keyFromHeaders (Node itself would join two X-API-Key
+    // values with ", " and drop the second Authorization).
+    const good = keys.all[1];
+    const other = keys.none[1];
+    for (const headers of [
+      [["X-API-Key", good], ["X-API-Key", other]],
+      [["X-API-Key", good], ["X-API-Key", good]],
+      [["Authorization", `Bearer ${good}`], ["Authorization", `Bearer ${other}`]],
+    ]) {
+      // node:http sends each value of an array as a header line of its own (fetch would join
+      // them into one value).
+      const h = {};
+      for (const [k, v] of headers) (h[k] ??= []).push(v);
+      const { status, body } = await new Promise((resolve, reject) => {
+        const req = request(base + "/", { method: "POST", headers: h }, (res) => {
+          let data = "";
+          res.on("data", (c) => (data += c));
+          res.on("end", () => resolve({ status: res.statusCode, body: data }));
+        });
+        req.on("error", reject);
+        req.end(rpc("ping"));
+      });
+      assert.equal(status, 401, JSON.stringify(headers.map(([k]) => k)));
+      assert.equal(JSON.parse(body).error.data.code, "MALFORMED");
+    }
+    assert.equal((await post("/", { "X-API-Key": good }, rpc("ping"))).status, 200);
   });
 
   test("403 names the missing required permissions", async () => {
@@ -123,6 +152,29 @@ describe("apiKeyAuth on node:http", () => {
     const r2 = await fetch(base + "/", { method: "POST", headers: { "X-API-Key": keys.add[1] }, body: stream, duplex: "half" });
     assert.equal(r2.status, 413);
   });
+});
+
+test("required permissions follow the name form", async () => {
+  // tools:call grants tools:call:mul; a 403 names only what is really missing.
+  const w = new VerifierWriter();
+  const [id, key] = makeKey();
+  w.write([w.entry(id, key, { permissions: ["tools:call"] })], 1);
+  const v = Verifier.fromFile(w.path);
+  const run = (mw, k) =>
+    new Promise((resolve) => {
+      const res = {
+        statusCode: 200,
+        headers: {},
+        setHeader(name, value) { this.headers[name.toLowerCase()] = value; },
+        end() { resolve({ status: this.statusCode, challenge: this.headers["www-authenticate"] }); },
+      };
+      mw({ headers: { "x-api-key": k } }, res, () => resolve({ status: "next" }));
+    });
+  assert.equal((await run(apiKeyAuth({ verifier: v, require: ["tools:call:mul"] }), key)).status, "next");
+  const r = await run(apiKeyAuth({ verifier: v, require: ["tools:call:mul", "admin"] }), key);
+  assert.equal(r.status, 403);
+  assert.equal(r.challenge, 'Bearer error="insufficient_scope", scope="admin"');
+  w.cleanup();
 });
 
 test("neededPermissions", () => {

@@ -82,3 +82,18 @@ test("repeated X-API-Key headers give no key", () => {
   assert.equal(keyFromHeaders(["a".repeat(20), "b".repeat(20)], undefined), undefined);
   assert.equal(keyFromHeaders(["a".repeat(20)], undefined), "a".repeat(20));
 });
+
+test("a member twice is refused however it is written", () => {
+  const file = (extra) =>
+    `{"format":"mcp-key-verifier","version":1,"algorithm":"hmac-sha256",` +
+    `"hash_key":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",` +
+    `"generated_at":"2026-01-01T00:00:00Z",${extra}"keys":[]}`;
+  assert.equal(Verifier.fromJSON(file("")).size, 0);
+  // Compared decoded; a quote or brace inside a string is not structure.
+  assert.throws(() => Verifier.fromJSON(file('"note":1,"n\\u006fte":2,')), VerifierError);
+  assert.equal(Verifier.fromJSON(file('"a":"x\\"}{,\\"a\\":","b":["a","a"],')).size, 0);
+  assert.throws(() => Verifier.fromJSON(file('"x":[{"a":{"b":1,"b":2}}],')), VerifierError);
+  // version/revision: integers as written; a string holding "1.0" elsewhere is not them.
+  assert.equal(Verifier.fromJSON(file('"note":"version","revision":7,')).revision, 7);
+  assert.throws(() => Verifier.fromJSON(file('"revision":7.0,')), VerifierError);
+});

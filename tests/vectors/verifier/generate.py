@@ -54,6 +54,9 @@ K = {label: modern(label) for label in (
     "active", "noexpiry", "revoked", "expired", "expires-now", "expires-later-ms",
     "expires-earlier-ms", "expires-offset", "expires-micro", "status-expired",
     "revoked-and-expired", "nonames", "old-writer", "unknown",
+    "year-1", "year-99", "year-9999",
+    "perm-tools", "perm-tool-add", "perm-tool-mul", "perm-prompts", "perm-prompt-greet",
+    "perm-resources",
 )}
 # Keys from the old Python tool: 64 lowercase hex, and one with the other allowed punctuation.
 LEGACY_HEX = derive("legacy:hex", 64)
@@ -82,13 +85,13 @@ def legacy_entry(key_id, key, status="active", permissions=None, name=None):
     return e
 
 
-def verifier_file(keys, revision=None, hash_key=HASH_KEY, **extra):
+def verifier_file(keys, revision=None, hash_key=HASH_KEY, generated_at=GENERATED_AT, **extra):
     f = {
         "format": "mcp-key-verifier",
         "version": 1,
         "algorithm": "hmac-sha256",
         "hash_key": b64(hash_key),
-        "generated_at": GENERATED_AT,
+        "generated_at": generated_at,
     }
     if revision is not None:
         f["revision"] = revision
@@ -142,15 +145,49 @@ OLD_WRITER = verifier_file(
 
 EMPTY = verifier_file(revision=0, keys=[])
 
+# The ends of the time rule: years 0001 and 9999, 9 fractional digits (years 0001-0099 are not
+# 1901-1999).
+TIMES = verifier_file(revision=1, generated_at="0001-01-01T00:00:00.000000001Z", keys=[
+    entry("year-1", expires_at="0001-01-01T00:00:00Z", permissions=[]),
+    entry("year-99", expires_at="0099-12-31T23:59:59.123456789+00:00", permissions=[]),
+    entry("year-9999", expires_at="9999-12-31T23:59:59.999999999Z", permissions=[]),
+])
+
+# Permissions with a name form: `tools:call` grants every `tools:call:NAME`, `prompts:get`
+# every `prompts:get:NAME`; nothing else is implied. The same keys twice: with few distinct
+# permissions (a reader may keep a small table of them), and with more than 64 (it may not).
+PERMISSION_KEYS = [
+    ("perm-tools", ["tools:call"]),
+    ("perm-tool-add", ["tools:call:add"]),
+    ("perm-tool-mul", ["tools:call:mul"]),
+    ("perm-prompts", ["prompts:get"]),
+    ("perm-prompt-greet", ["prompts:get:greet"]),
+    ("perm-resources", ["resources:read"]),
+]
+PERMISSIONS = verifier_file(revision=1, keys=[
+    entry(label, permissions=perms, name=label) for label, perms in PERMISSION_KEYS])
+PERMISSIONS_MANY = verifier_file(revision=1, keys=[
+    entry(label, permissions=perms + ["filler:%02d" % i for i in range(n * 11, n * 11 + 11)],
+          name=label)
+    for n, (label, perms) in enumerate(PERMISSION_KEYS)])
+assert len({p for k in PERMISSIONS_MANY["keys"] for p in k["permissions"]}) > 64
+
 VALID_FILES = {
     "basic.json": BASIC,
     "nonames.json": NONAMES,
     "old-writer.json": OLD_WRITER,
     "empty.json": EMPTY,
+    "times.json": TIMES,
+    "permissions.json": PERMISSIONS,
+    "permissions-many.json": PERMISSIONS_MANY,
 }
 
 
 # --- invalid files ----------------------------------------------------------------------------
+
+def dump(obj):
+    return (json.dumps(obj, indent=2, ensure_ascii=True) + "\n").encode("ascii")
+
 
 def changed(base, **fields):
     f = json.loads(json.dumps(base))
@@ -216,8 +253,57 @@ INVALID = [
      "an entry has no hash"),
     ("bad-missing-keys.json", {k: v for k, v in SMALL.items() if k != "keys"}, "no keys list"),
 ]
+
+# A time rule for generated_at and expires_at: RFC 3339 with Z or an offset, year 0001-9999,
+# at most 9 fractional digits.
+INVALID += [
+    ("bad-time-year-0000.json", with_key_field(SMALL, expires_at="0000-12-31T00:00:00Z"),
+     "expires_at in year 0000 (years are 0001-9999)"),
+    ("bad-generated-at-year-0000.json", changed(SMALL, generated_at="0000-01-01T00:00:00Z"),
+     "generated_at in year 0000"),
+    ("bad-time-10-digit-fraction.json",
+     with_key_field(SMALL, expires_at="2026-09-01T00:00:00.0000000001Z"),
+     "expires_at with 10 fractional digits (at most 9)"),
+    ("bad-generated-at-10-digit-fraction.json",
+     changed(SMALL, generated_at="2026-05-31T12:00:00.1234567890Z"),
+     "generated_at with 10 fractional digits"),
+    # version and revision are JSON integers, not numbers that equal one.
+    ("bad-version-float.json", changed(SMALL, version=1.0), "version is 1.0, not the integer 1"),
+    ("bad-revision-float.json", changed(SMALL, revision=3.0), "revision is 3.0, not an integer"),
+    ("bad-revision-bool.json", changed(SMALL, revision=True), "revision is true, not an integer"),
+]
+
+
+def rewritten(base, text_from, text_to):
+    """`base` written out with `text_from` (which must occur once) replaced by `text_to`: for
+    what json.dumps cannot write (a duplicate member, a number written as 1e0)."""
+    text = dump(base).decode("ascii")
+    assert text.count(text_from) == 1, text_from
+    return text.replace(text_from, text_to).encode("ascii")
+
+
+REVOKED_SMALL = with_key_field(SMALL, status="revoked")
 RAW_INVALID = [
     ("not-json.txt", b"this is not JSON {\n", "not JSON"),
+    ("bad-version-exponent.json",
+     rewritten(SMALL, '"version": 1,', '"version": 1e0,'),
+     "version is 1e0, not the integer 1"),
+    ("bad-revision-exponent.json",
+     rewritten(SMALL, '"revision": 2,', '"revision": 3e0,'),
+     "revision is 3e0, not an integer"),
+    ("bad-duplicate-member-entry.json",
+     rewritten(REVOKED_SMALL, '"status": "revoked",',
+                   '"status": "revoked",\n      "status": "active",'),
+     "an entry has status twice (revoked, then active): a duplicate member is refused"),
+    ("bad-duplicate-member-top.json",
+     rewritten(SMALL, '"revision": 2,', '"revision": 2,\n  "revision": 3,'),
+     "the top level has revision twice: a duplicate member is refused"),
+    ("bad-duplicate-member-unknown.json",
+     rewritten(SMALL, '"revision": 2,', '"revision": 2,\n  "comment": "a",\n  "comment": "b",'),
+     "an unknown top-level member twice: a duplicate member is refused wherever it is"),
+    ("bad-duplicate-member-keys.json",
+     rewritten(SMALL, '"keys": [', '"keys": [],\n  "keys": ['),
+     "the top level has keys twice: a duplicate member is refused"),
     ("bad-top-level-array.json", b"[]\n", "the top level is not an object"),
 ]
 
@@ -313,7 +399,40 @@ def cases():
            why="no revision, unknown fields, no expires_at, no permissions"),
         ok("old-writer.json", "old-writer", "INSUFFICIENT_PERMISSIONS", ["info"],
            why="absent permissions are none"),
+        # The ends of the time rule (a file generated in year 0001 is still a file).
+        ok("times.json", "year-1", "EXPIRED", why="expires in year 0001"),
+        ok("times.json", "year-99", "EXPIRED", why="expires in year 0099, not 1999"),
+        ok("times.json", "year-9999", "VALID",
+           why="expires at the last nanosecond of year 9999"),
     ]
+    for f in ("permissions.json", "permissions-many.json"):
+        many = " (more than 64 distinct permissions)" if "many" in f else ""
+
+        def perm(label, code, require, why):
+            c.append(ok(f, label, code, require, label, why + many))
+
+        perm("perm-tools", "VALID", ["tools:call:mul"], "tools:call grants tools:call:mul")
+        perm("perm-tools", "VALID", ["tools:call:add"],
+             "tools:call grants tools:call:add (another key holds tools:call:add)")
+        perm("perm-tools", "VALID", ["tools:call", "tools:call:x"],
+             "tools:call grants itself and tools:call:x together")
+        perm("perm-tool-add", "INSUFFICIENT_PERMISSIONS", ["tools:call:mul"],
+             "tools:call:add does not grant tools:call:mul")
+        perm("perm-tool-add", "VALID", ["tools:call:add"], "tools:call:add grants itself")
+        perm("perm-tool-add", "INSUFFICIENT_PERMISSIONS", ["tools:call"],
+             "tools:call:add does not grant tools:call")
+        perm("perm-prompts", "VALID", ["prompts:get:greet"], "prompts:get grants prompts:get:greet")
+        perm("perm-prompt-greet", "INSUFFICIENT_PERMISSIONS", ["prompts:get:other"],
+             "prompts:get:greet does not grant prompts:get:other")
+        perm("perm-prompt-greet", "INSUFFICIENT_PERMISSIONS", ["prompts:get"],
+             "prompts:get:greet does not grant prompts:get")
+        perm("perm-resources", "INSUFFICIENT_PERMISSIONS", ["resources:read:x"],
+             "resources:read has no name form: it does not grant resources:read:x")
+        perm("perm-resources", "VALID", ["resources:read"], "resources:read grants itself")
+        perm("perm-tools", "INSUFFICIENT_PERMISSIONS", ["prompts:get:greet"],
+             "tools:call does not grant prompts:get:greet")
+        perm("perm-tools", "INSUFFICIENT_PERMISSIONS", ["Tools:call:mul"],
+             "the name form is case-sensitive like every permission")
     for x in c:
         if x["code"] in ("MALFORMED", "NOT_FOUND"):
             assert x["key_id"] is None and x["name"] is None, x
@@ -321,7 +440,8 @@ def cases():
 
 
 HEADERS = [
-    # (x_api_key, authorization, presented key or None, why)
+    # (x_api_key, authorization, presented key or None, why). A header is null (absent), a
+    # string (present once) or a list of strings (every value of a header sent that often).
     ("abc", None, "abc", "X-API-Key"),
     ("  abc\t", None, "abc", "X-API-Key is trimmed"),
     ("", "Bearer abc", None, "an empty X-API-Key wins over Authorization and gives no key"),
@@ -337,11 +457,24 @@ HEADERS = [
     (None, "Bearer a b", None, "inner whitespace in the key"),
     (None, "abc", None, "no scheme"),
     (None, None, None, "no header"),
+    # Only SP and HTAB are trimmed; a key is visible ASCII, nothing else.
+    ("\u00a0abc\u00a0", None, None, "NBSP padding is not trimmed: no key"),
+    ("\u0085abc\u0085", None, None, "NEL padding is not trimmed: no key"),
+    ("\x1fabc\x1f", None, None, "0x1F padding is not trimmed: no key"),
+    ("\x0babc\x0c", None, None, "VT and FF padding is not trimmed: no key"),
+    (None, "Bearer \u00a0abc", None, "NBSP after the scheme: no key"),
+    ("ab\u00e9c", None, None, "a non-ASCII key is no key"),
+    (None, "Bearer ab\u00e9c", None, "a non-ASCII bearer key is no key"),
+    (None, "Bearer\tabc", "abc", "Bearer followed by HTAB"),
+    (None, "bearer abc", "abc", "lowercase bearer"),
+    # Repeated headers: ambiguous, so no key (whichever value another reader would pick).
+    (["abc", "abc"], None, None, "two X-API-Key headers, even equal: no key"),
+    (["abc", "def"], "Bearer abc", None, "two X-API-Key headers: no key, Authorization unused"),
+    (None, ["Bearer abc", "Bearer def"], None, "two Authorization headers: no key"),
+    ("abc", ["Bearer abc", "Bearer def"], None,
+     "two Authorization headers refuse even beside one X-API-Key"),
+    (["abc"], ["Bearer def"], "abc", "each header once, given as lists of values"),
 ]
-
-
-def dump(obj):
-    return (json.dumps(obj, indent=2, ensure_ascii=True) + "\n").encode("ascii")
 
 
 def main():
