@@ -18,7 +18,8 @@ use serde_json::{json, Value};
 
 use super::metrics::BadBody;
 use super::{tools, State};
-use crate::verify::{api_key_from_headers, Code, KeyInfo};
+use crate::verify::{Code, KeyInfo};
+use mcp_key_verifier::api_key_from_header_values;
 use mcp_key_verifier::routing;
 use mcp_key_verifier::rpc::{self, scope_safe};
 
@@ -329,12 +330,15 @@ fn required_permissions<'a>(
 
 /// The key presented in `X-API-Key` or `Authorization`, if any.
 fn presented_key(h: &HeaderMap) -> Option<&str> {
-    // A header value that is not visible ASCII is present but holds no usable key.
-    let x_api_key = h.get(&X_API_KEY).map(|v| v.to_str().unwrap_or(""));
-    let authorization = h
-        .get(header::AUTHORIZATION)
-        .map(|v| v.to_str().unwrap_or(""));
-    api_key_from_headers(x_api_key, authorization)
+    // Every value of each header: a repeated one gives no key (the one header rule). A
+    // value that is not visible ASCII is present but holds no usable key.
+    let all = |name: &HeaderName| -> Vec<&str> {
+        h.get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap_or(""))
+            .collect()
+    };
+    api_key_from_header_values(&all(&X_API_KEY), &all(&header::AUTHORIZATION))
 }
 
 /// Counts a decision: in the metrics, and for an identified key in its usage and (when
@@ -354,7 +358,7 @@ fn missing_required(required: &[&str], key: Option<&KeyInfo>) -> Vec<String> {
     let perms = key.map(|k| &k.permissions[..]).unwrap_or_default();
     required
         .iter()
-        .filter(|r| !perms.iter().any(|p| p == *r))
+        .filter(|r| !mcp_key_verifier::permits(perms, r))
         .filter(|r| scope_safe(r))
         .map(|r| r.to_string())
         .collect()

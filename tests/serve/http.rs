@@ -889,3 +889,38 @@ fn refusals_of_identified_keys_are_logged_at_a_bounded_rate() {
         70
     );
 }
+
+/// One header rule with the packages: a repeated key header gives no key, whichever value
+/// is good; and one permission rule: `tools:call` grants `tools:call:NAME` to an
+/// `X-MCP-Require` as it does to a tool call.
+#[test]
+fn repeated_key_headers_refused_and_tools_call_grants_a_named_tool() {
+    let s = setup(false);
+    let srv = Server::start(&s.verifier(), &[]);
+    let good = s.good.key.as_str();
+    let r = srv.get("/auth", &[("X-API-Key", good), ("X-API-Key", good)]);
+    assert_eq!(r.status, 401, "{}", r.raw);
+    let bearer = format!("Bearer {good}");
+    let r = srv.get(
+        "/auth",
+        &[("Authorization", &bearer), ("Authorization", "Bearer x")],
+    );
+    assert_eq!(r.status, 401, "{}", r.raw);
+    assert_eq!(srv.get("/auth", &[("Authorization", &bearer)]).status, 200);
+    // reader holds tools:call; good holds only tools:call:echo.
+    let need = |key: &str, p: &str| {
+        srv.get("/auth", &[("X-API-Key", key), ("X-MCP-Require", p)])
+            .status
+    };
+    assert_eq!(need(&s.reader.key, "tools:call:add"), 200);
+    assert_eq!(need(good, "tools:call:echo"), 200);
+    let r = srv.get(
+        "/auth",
+        &[("X-API-Key", good), ("X-MCP-Require", "tools:call:add")],
+    );
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        r.header("WWW-Authenticate"),
+        Some("Bearer error=\"insufficient_scope\", scope=\"tools:call:add\"")
+    );
+}
