@@ -7,7 +7,7 @@
 //!
 //! The public API, in full:
 //! - [`Verifier`] (load with [`Verifier::from_file`], judge with [`Verifier::verify`]),
-//!   [`Verdict`], [`Code`], [`KeyInfo`]; [`permits`], the one rule for what a key's
+//!   [`Verdict`], [`Code`], [`KeyInfo`]; [`permits()`], the one rule for what a key's
 //!   permissions grant (`tools:call` grants `tools:call:NAME`);
 //! - [`Watched`], a verifier that follows its file as publishers replace it, and its
 //!   [`ReloadEvent`]s;
