@@ -712,6 +712,27 @@ export interface ApiKeyAuthOptions {
    * `req.body`, and left parsed on `req.body`: pass `req.body` to `transport.handleRequest`. */
   toolPermissions?: boolean;
   maxBodyBytes?: number;
+  /** Called for every refusal of an identified key (revoked, expired, lacking a permission),
+   * as `serve` and the Python middleware log them; unknown and malformed keys are not
+   * reported (anyone can send them). Default: `console.info` of the path, the code, the key
+   * id and what was missing: never the key. */
+  onRefusal?: (refusal: Refusal) => void;
+}
+
+/** A refusal of an identified key: what `onRefusal` receives. */
+export interface Refusal {
+  readonly path: string;
+  readonly code: Code;
+  readonly keyId: string;
+  /** The permissions the request needed and the key lacked (403 only). */
+  readonly missing: readonly string[];
+}
+
+function logRefusal(r: Refusal): void {
+  // The path comes from the client: control characters are escaped so a log line stays one.
+  const path = r.path.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+  const needs = r.missing.length > 0 ? ` (needs ${r.missing.join(" ")})` : "";
+  console.info(`mcp-key-verifier: ${path} refused: ${r.code} for key id ${r.keyId}${needs}`);
 }
 
 type Req = IncomingMessage & { auth?: AuthInfo; body?: unknown; _body?: boolean };
@@ -802,14 +823,21 @@ export function apiKeyAuth(options: ApiKeyAuthOptions): (req: Req, res: ServerRe
   if (!(verifier instanceof Verifier)) throw new TypeError("verifier must be a Verifier");
   const require = [...(options.require ?? [])];
   const limit = options.maxBodyBytes ?? MAX_BODY_BYTES;
+  const onRefusal = options.onRefusal ?? logRefusal;
   return (req, res, next) => {
     // Every value of each header: one sent twice gives no key.
     const key = keyFromHeaders(headerValues(req, "x-api-key"), headerValues(req, "authorization"));
     const v = verifier.verify(key, { require });
+    const refused = (code: Code, missing: readonly string[]) => {
+      if (v.keyId !== null) onRefusal({ path: (req.url ?? "").split("?")[0], code, keyId: v.keyId, missing });
+    };
     if (!v.valid) {
       if (v.code === "INSUFFICIENT_PERMISSIONS") {
-        forbidden(res, require.filter((p) => !permits(v.permissions, p)));
+        const missing = require.filter((p) => !permits(v.permissions, p));
+        refused(v.code, missing);
+        forbidden(res, missing);
       } else {
+        refused(v.code, []);
         unauthorized(res, v, key === undefined);
       }
       return;
@@ -831,8 +859,10 @@ export function apiKeyAuth(options: ApiKeyAuthOptions): (req: Req, res: ServerRe
           if (!missing.includes(narrow)) missing.push(narrow);
         }
       }
-      if (missing.length > 0) forbidden(res, missing);
-      else admit();
+      if (missing.length > 0) {
+        refused("INSUFFICIENT_PERMISSIONS", missing);
+        forbidden(res, missing);
+      } else admit();
     };
     if (req.body !== undefined) {
       judge(req.body); // a body parser ran before us

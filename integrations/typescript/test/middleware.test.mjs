@@ -203,3 +203,48 @@ test("a body parsed before the middleware is used as is", async () => {
   assert.equal(await run({ jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "rm" } }), 403);
   w.cleanup();
 });
+
+// Refusals of an identified key are reported with its id (never the key), as serve and the
+// Python middleware log them; unknown keys are not (anyone can send them).
+test("refusals of identified keys are reported, with the id and never the key", async () => {
+  const w = new VerifierWriter();
+  const [addId, add] = makeKey();
+  const [revId, rev] = makeKey();
+  const [, unknown] = makeKey();
+  w.write([w.entry(addId, add, { permissions: ["tools:call:add"] }), w.entry(revId, rev, { status: "revoked" })], 1);
+  const events = [];
+  const mw = apiKeyAuth({ verifier: Verifier.fromFile(w.path), toolPermissions: true, onRefusal: (r) => events.push(r) });
+  const run = (key, body) =>
+    new Promise((resolve) => {
+      const res = {
+        statusCode: 200,
+        setHeader() {},
+        end() { resolve(this.statusCode); },
+      };
+      mw({ url: "/mcp?x=1", headers: { "x-api-key": key }, body }, res, () => resolve("next"));
+    });
+  const call = (name) => ({ jsonrpc: "2.0", id: 1, method: "tools/call", params: { name } });
+  assert.equal(await run(add, call("rm")), 403);
+  assert.equal(await run(rev, call("add")), 401);
+  assert.equal(await run(unknown, call("add")), 401);
+  assert.equal(await run(add, call("add")), "next");
+  assert.deepEqual(events, [
+    { path: "/mcp", code: "INSUFFICIENT_PERMISSIONS", keyId: addId, missing: ["tools:call:rm"] },
+    { path: "/mcp", code: "REVOKED", keyId: revId, missing: [] },
+  ]);
+  // The default goes to console.info: the id, never the key.
+  const lines = [];
+  const info = console.info;
+  console.info = (line) => lines.push(line);
+  try {
+    const plain = apiKeyAuth({ verifier: Verifier.fromFile(w.path) });
+    await new Promise((resolve) =>
+      plain({ url: "/mcp\n", headers: { "x-api-key": rev } }, { setHeader() {}, end: resolve }, resolve),
+    );
+  } finally {
+    console.info = info;
+  }
+  assert.equal(lines.length, 1);
+  assert.ok(lines[0].includes(revId) && !lines[0].includes(rev) && !lines[0].includes("\n"), lines[0]);
+  w.cleanup();
+});
