@@ -165,6 +165,8 @@ pub fn run(args: Config) -> Result<()> {
         .clone()
         .unwrap_or_else(|| usage::default_path(&args.verifier));
     let usage_lock = lock_usage_file(&usage_path)?;
+    warn_if_writable_by_others(&args.verifier, "verifier");
+    warn_if_writable_by_others(&usage_path, "usage file");
     let tracker = match Tracker::open(&usage_path) {
         Ok(t) => t,
         Err(e) => {
@@ -203,6 +205,19 @@ pub fn run(args: Config) -> Result<()> {
     }
     drop(usage_lock);
     r
+}
+
+/// Logs at start-up that a file `serve` trusts can be rewritten by other users: whoever can
+/// write the verifier decides which keys are accepted, and a forged usage file hides a
+/// key's last use. (Their directory is the other half: `check` reports both.)
+fn warn_if_writable_by_others(path: &std::path::Path, what: &str) {
+    if crate::fsio::writable_by_others(path) {
+        log(format_args!(
+            "warning: the {what} {} is writable by other users, who can then decide what \
+             serve accepts; run `chmod go-w` on it",
+            crate::display::path(path)
+        ));
+    }
 }
 
 /// Refuses a `--require` that is not a valid permission.

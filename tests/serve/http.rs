@@ -924,3 +924,26 @@ fn repeated_key_headers_refused_and_tools_call_grants_a_named_tool() {
         Some("Bearer error=\"insufficient_scope\", scope=\"tools:call:add\"")
     );
 }
+
+/// `serve` says at start-up that a verifier or usage file others can write is trusted.
+#[test]
+fn a_verifier_others_can_write_is_warned_about_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = setup(false);
+    let v = s.verifier();
+    let quiet = Server::start(&v, &[]);
+    assert!(
+        !quiet.log().contains("writable by other users"),
+        "{}",
+        quiet.log()
+    );
+    drop(quiet);
+    std::fs::set_permissions(&v, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let other = s.dir.path().join("other.usage.json");
+    let loud = Server::start(&v, &["--usage", other.to_str().unwrap()]);
+    let log = loud.log();
+    assert!(
+        log.contains("the verifier") && log.contains("is writable by other users"),
+        "{log}"
+    );
+}
