@@ -210,7 +210,7 @@ fn verifier_findings(vault: &Vault, extra: &[std::path::PathBuf], f: &mut Vec<Fi
 
 /// Active keys no server has seen for `--unused-days`, when usage data exists.
 fn unused_findings(ctx: &Ctx, vault: &Vault, a: &CheckArgs, f: &mut Vec<Finding>) {
-    let Some(usage) = super::usage::merged(vault, &a.usage) else {
+    let Some(usage) = super::usage::merged(vault, &a.usage, ctx.now) else {
         return;
     };
     let horizon = ctx.now - chrono::Duration::days(i64::from(a.unused_days));

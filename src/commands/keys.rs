@@ -345,7 +345,7 @@ pub(super) fn view(ctx: &mut Ctx, a: ViewArgs) -> Result<()> {
     let now = ctx.now;
     let i = vault.select(a.key.selector())?;
     let k = &vault.keys()[i];
-    let usage = super::usage::merged(&vault, &a.usage).unwrap_or_default();
+    let usage = super::usage::merged(&vault, &a.usage, ctx.now).unwrap_or_default();
     let r = Viewed {
         last_used_at: usage
             .get(k.id.as_str())

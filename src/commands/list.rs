@@ -94,7 +94,7 @@ type Usage = std::collections::BTreeMap<String, crate::serve::usage::KeyUsage>;
 pub(super) fn list(ctx: &mut Ctx, a: ListArgs) -> Result<()> {
     let vault = ctx.store().open()?;
     let now = ctx.now;
-    let usage = super::usage::merged(&vault, &a.usage).unwrap_or_default();
+    let usage = super::usage::merged(&vault, &a.usage, ctx.now).unwrap_or_default();
     // JSON is written key by key as each record is decoded, so 100,000 keys never sit in
     // memory as records, views and text at once; the table needs every row first.
     let r = Streamed {

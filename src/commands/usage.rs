@@ -8,11 +8,25 @@ use crate::cli::UsageArgs;
 use crate::serve::usage::{files_beside, load, KeyUsage};
 use crate::vault::Vault;
 
+use chrono::{DateTime, Duration, Utc};
+
+/// How far ahead of this machine's clock a last use may be and still be believed: the
+/// clocks of the machines running `serve` may run a little ahead.
+pub(super) const CLOCK_SKEW: Duration = Duration::minutes(5);
+
 /// Usage by key id, merged over every usage file beside a published verifier and those
 /// given with `--usage` (latest time, summed counts); `None` when there is no usage file
 /// at all (then nobody can tell a key is unused). Unreadable files are warned about and
 /// skipped: usage is advice, never a reason to fail.
-pub(super) fn merged(vault: &Vault, extra: &UsageArgs) -> Option<BTreeMap<String, KeyUsage>> {
+///
+/// A last use later than `now` (beyond [`CLOCK_SKEW`]) is not believed: it would hide a
+/// key's disuse for as long as the file says (a forged file beside the verifier claimed
+/// "in 355,041 days"). It is left out and the file named.
+pub(super) fn merged(
+    vault: &Vault,
+    extra: &UsageArgs,
+    now: DateTime<Utc>,
+) -> Option<BTreeMap<String, KeyUsage>> {
     let mut files: Vec<PathBuf> = vault
         .published()
         .iter()
@@ -35,8 +49,21 @@ pub(super) fn merged(vault: &Vault, extra: &UsageArgs) -> Option<BTreeMap<String
         match load(&f) {
             Ok(Some(m)) => {
                 let all = all.get_or_insert_with(BTreeMap::new);
-                for (id, u) in m {
+                let mut future = 0;
+                for (id, mut u) in m {
+                    if u.last_used_at.is_some_and(|t| t > now + CLOCK_SKEW) {
+                        u.last_used_at = None;
+                        future += 1;
+                    }
                     all.entry(id).or_default().merge(&u);
+                }
+                if future > 0 {
+                    super::warn(&format!(
+                        "the usage file {} records a last use in the future for {future} \
+                         key{}; ignored (a clock far ahead, or a forged file)",
+                        crate::display::path(&f),
+                        if future == 1 { "" } else { "s" }
+                    ));
                 }
             }
             Ok(None) => {}

@@ -116,3 +116,43 @@ fn without_usage_data_no_key_is_called_unused() {
         "{v}"
     );
 }
+
+/// A last use in the future (a forged usage file beside the verifier) does not hide a
+/// key's disuse: it is ignored, and the file is named in a warning.
+#[test]
+fn a_last_use_in_the_future_is_ignored_and_reported() {
+    let e = Env::with_vault();
+    let (idle, _) = e.create("idle", &["-e", "0"]);
+    e.edit_vault(|v| {
+        for k in &mut v.payload_mut_unchecked().keys {
+            k.created_at = Utc::now() - Duration::days(90);
+        }
+    });
+    e.cmd()
+        .args(["publish", "verifier.json"])
+        .assert()
+        .success();
+    let far = (Utc::now() + Duration::days(355_041)).to_rfc3339();
+    std::fs::write(
+        e.path().join("verifier.json.usage.json"),
+        usage_file(serde_json::json!({&idle: {"last_used_at": far, "counts": {"VALID": 1}}})),
+    )
+    .unwrap();
+    let out = e.cmd().args(["check", "--json"]).output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["code"] == "KEY_UNUSED"),
+        "{report}"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("records a last use in the future for 1 key"),
+        "{err}"
+    );
+    let view = e.json(&["view", &idle, "--json"]);
+    assert!(view["last_used_at"].is_null(), "{view}");
+}
