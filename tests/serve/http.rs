@@ -662,6 +662,16 @@ fn sigterm_finishes_the_request_in_flight_and_flushes_usage() {
 fn hostile_clients_do_not_stop_well_behaved_ones() {
     let s = setup(false);
     let srv = Server::start(&s.verifier(), &["--read-timeout", "2"]);
+    // The head limit is 32 KiB however the bytes arrive: 40 KiB in one segment was let
+    // through by hyper's buffering; just under the limit is answered.
+    for n in [40_000, 45_000] {
+        let pad = "a".repeat(n);
+        let r = srv.get("/auth", &[("X-API-Key", &s.good.key), ("X-Padding", &pad)]);
+        assert_eq!(r.status, 431, "{n} bytes of header");
+    }
+    let pad = "a".repeat(30_000);
+    let r = srv.get("/auth", &[("X-API-Key", &s.good.key), ("X-Padding", &pad)]);
+    assert_eq!(r.status, 200);
     // A 70 kB header: 431 (or 400), and the service goes on.
     let big = "a".repeat(70_000);
     let r = srv.get("/auth", &[("X-API-Key", &s.good.key), ("X-Padding", &big)]);
