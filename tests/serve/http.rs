@@ -180,8 +180,15 @@ fn every_status_code_and_header() {
     assert_eq!(ok.status, 200);
     // A requirement list is bounded and checked before the key is judged: thousands of
     // tokens buy an unauthenticated client a 400, not CPU time (review of this turn).
-    let many: Vec<String> = (0..7000).map(|i| format!("p{i}")).collect();
+    // (4,000 tokens fit the 32 KiB head; 7,000 do not and are refused 431 before parsing.)
+    let many: Vec<String> = (0..4000).map(|i| format!("p{i}")).collect();
     let many = many.join(",");
+    let more: Vec<String> = (0..7000).map(|i| format!("p{i}")).collect();
+    let r = srv.get(
+        "/auth",
+        &[("X-API-Key", "junk"), ("X-MCP-Require", &more.join(","))],
+    );
+    assert_eq!(r.status, 431, "{}", r.raw);
     for (require, what) in [(many.as_str(), "too many"), ("bad perm!", "invalid")] {
         let r = srv.get(
             "/auth",
