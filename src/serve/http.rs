@@ -434,29 +434,6 @@ fn accepted(info: &KeyInfo) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mcp_key_verifier::routing::needed_permissions;
-
-    #[test]
-    fn needed_permissions_of_messages_and_batches() {
-        let call = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}});
-        assert_eq!(
-            needed_permissions(&call),
-            vec![vec![
-                "tools:call".to_string(),
-                "tools:call:echo".to_string()
-            ]]
-        );
-        let batch = json!([call, {"method":"resources/read","params":{"uri":"x"}},
-                           {"method":"prompts/get","params":{"name":"p"}},
-                           {"method":"tools/list"}, 3, {"method":"tools/call"}]);
-        let n = needed_permissions(&batch);
-        assert_eq!(n.len(), 4);
-        assert_eq!(n[1], vec!["resources:read".to_string()]);
-        assert_eq!(n[2][1], "prompts:get:p");
-        assert_eq!(n[3], vec!["tools:call".to_string()]);
-        assert!(needed_permissions(&json!({"method":"initialize"})).is_empty());
-        assert!(needed_permissions(&json!("x")).is_empty());
-    }
 
     #[test]
     fn header_values_from_the_file_are_made_safe() {

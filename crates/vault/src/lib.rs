@@ -26,53 +26,29 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
-// The formats' internals: private to the library; tests, benchmarks and fuzz targets see
-// them through the `test-support` feature.
-#[cfg(feature = "test-support")]
-pub mod crypto;
-#[cfg(not(feature = "test-support"))]
-mod crypto;
+/// Declares modules private to the library, public to tests, benchmarks and fuzz targets
+/// through the `test-support` feature (which the binary never enables).
+macro_rules! internal {
+    ($($name:ident),* $(,)?) => {$(
+        #[cfg(feature = "test-support")]
+        pub mod $name;
+        #[cfg(not(feature = "test-support"))]
+        mod $name;
+    )*};
+}
+
+// The formats, the crypto and the record index: private.
+internal!(crypto, format, keyset, record, records, rng, store, types, wire);
+
 pub mod display;
 pub mod error;
-#[cfg(feature = "test-support")]
-pub mod format;
-#[cfg(not(feature = "test-support"))]
-mod format;
 pub mod fsio;
 pub mod keyfmt;
-#[cfg(feature = "test-support")]
-pub mod keyset;
-#[cfg(not(feature = "test-support"))]
-mod keyset;
 pub mod legacy;
-#[cfg(feature = "test-support")]
-pub mod record;
-#[cfg(not(feature = "test-support"))]
-mod record;
-#[cfg(feature = "test-support")]
-pub mod records;
-#[cfg(not(feature = "test-support"))]
-mod records;
-#[cfg(feature = "test-support")]
-pub mod rng;
-#[cfg(not(feature = "test-support"))]
-mod rng;
 pub mod secret;
-#[cfg(feature = "test-support")]
-pub mod store;
-#[cfg(not(feature = "test-support"))]
-mod store;
-#[cfg(feature = "test-support")]
-pub mod types;
-#[cfg(not(feature = "test-support"))]
-mod types;
 pub mod v2;
 mod vault;
 pub mod verify;
-#[cfg(feature = "test-support")]
-pub mod wire;
-#[cfg(not(feature = "test-support"))]
-mod wire;
 
 pub use crypto::SALT_LEN;
 pub use error::{Error, Result};
