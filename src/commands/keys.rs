@@ -168,20 +168,22 @@ fn permissions_or_default(given: Vec<Permission>) -> Vec<Permission> {
 
 pub(super) fn create(ctx: &mut Ctx, a: CreateArgs) -> Result<()> {
     validate_name_description(&a.name, &a.description)?;
-    let now = ctx.now;
-    let expires_at = (a.expires_in_days > 0).then(|| now + Duration::days(a.expires_in_days));
-    let spec = NewKey {
-        name: a.name,
-        description: a.description,
-        expires_at,
-        permissions: permissions_or_default(a.permissions),
-    };
+    let permissions = permissions_or_default(a.permissions);
     if a.use_in_env {
         // Checked before the key exists, so a refusal leaves nothing half done.
         ctx.env.check_writable(&ctx.vault_path)?;
     }
     let mut store = ctx.store();
     let mut tx = store.begin_or_create(KdfParams::DEFAULT)?;
+    // The key is made now, after the passphrase and the lock: its time (and its expiry)
+    // follow every event saved before it, the vault's `init` included.
+    let now = super::now();
+    let spec = NewKey {
+        name: a.name,
+        description: a.description,
+        expires_at: (a.expires_in_days > 0).then(|| now + Duration::days(a.expires_in_days)),
+        permissions,
+    };
     let (i, key) = tx.vault().create_key(spec, now);
     // The key is saved before it is written anywhere, and the `use` recorded only once
     // the env file holds it (both under the vault's lock): a crash or a failure between

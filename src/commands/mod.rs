@@ -66,8 +66,7 @@ impl Ctx {
                 identity: cli.global.identity.clone(),
                 slot: cli.global.slot.clone(),
             }),
-            now: chrono::DurationRound::duration_trunc(Utc::now(), chrono::Duration::seconds(1))
-                .unwrap_or_else(|_| Utc::now()),
+            now: now(),
             // Rust's stdout is line-buffered: unwrapped, `list --json` makes one write(2)
             // per output line (170,000 for 10,000 keys). `run` flushes before returning.
             out: Box::new(std::io::BufWriter::new(std::io::stdout())),
@@ -347,6 +346,13 @@ impl Interaction for Terminal {
 }
 
 /// A warning on stderr.
+/// The current time in whole seconds, as the vault keeps it. A change made after waiting
+/// (for a passphrase, for another process's lock) takes the time anew once the wait is over.
+pub fn now() -> DateTime<Utc> {
+    chrono::DurationRound::duration_trunc(Utc::now(), chrono::Duration::seconds(1))
+        .unwrap_or_else(|_| Utc::now())
+}
+
 pub fn warn(msg: &str) {
     eprintln!("warning: {}", crate::redact::keys(msg));
 }

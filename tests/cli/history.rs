@@ -53,3 +53,39 @@ fn history_records_each_action_and_survives_deletion() {
     }
     assert!(text.contains("UTC"));
 }
+
+/// Event times are taken when the change is made, not when the command started: a first
+/// `create` that waited for another process's lock lists `init` before the key, in time
+/// order.
+#[test]
+fn a_change_made_after_a_wait_takes_its_time_after_the_wait() {
+    use std::os::unix::fs::DirBuilderExt;
+    let e = Env::new();
+    let dir = e.path().join("mcp_key_manager");
+    std::fs::DirBuilder::new().mode(0o700).create(&dir).unwrap();
+    let lock = dir.join("keys.json.lock");
+    let flock = std::process::Command::new("flock")
+        .arg(&lock)
+        .args(["sleep", "2"])
+        .spawn();
+    let Ok(mut holder) = flock else {
+        assert!(!tool_or_skip("the lock-wait test", false, "no flock(1)"));
+        return;
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = e.cmd().args(["create", "first"]).output().unwrap();
+    assert!(out.status.success(), "{}", all_output(&out));
+    holder.wait().unwrap();
+    let events = e.json(&["history", "--json"]);
+    let events = events.as_array().unwrap();
+    let at =
+        |i: usize| chrono::DateTime::parse_from_rfc3339(events[i]["at"].as_str().unwrap()).unwrap();
+    assert_eq!(events[0]["action"], "init", "{events:?}");
+    assert_eq!(events[1]["action"], "create", "{events:?}");
+    assert!(
+        at(0) <= at(1),
+        "create at {} before init at {}",
+        at(1),
+        at(0)
+    );
+}
