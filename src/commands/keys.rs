@@ -345,7 +345,7 @@ fn served_index(ctx: &Ctx, vault: &Vault) -> Option<usize> {
 pub(super) fn view(ctx: &mut Ctx, a: ViewArgs) -> Result<()> {
     let vault = ctx.store().open()?;
     let now = ctx.now;
-    let i = vault.select(a.key.selector())?;
+    let i = super::select(&vault, a.key.selector())?;
     let k = &vault.keys()[i];
     let usage = super::usage::merged(&vault, &a.usage, ctx.now).unwrap_or_default();
     let r = Viewed {
@@ -418,7 +418,7 @@ pub(super) fn revoke(ctx: &mut Ctx, a: RevokeArgs) -> Result<()> {
     let now = ctx.now;
     let mut store = ctx.store();
     let r = store.update(|v| {
-        let chosen = v.select_all(&a.keys.selectors())?;
+        let chosen = super::select_all(v, &a.keys.selectors())?;
         // Read under the vault lock, which every writer of MCP_API_KEY holds too: a
         // concurrent `use` either ran before (and this sees its key) or runs after (and
         // refuses the revoked key).
@@ -483,8 +483,7 @@ pub(super) fn delete(ctx: &mut Ctx, a: DeleteArgs) -> Result<()> {
     let mut store = ctx.store();
     if ask {
         let vault = store.open()?;
-        let named: Vec<String> = vault
-            .select_all(&a.keys.selectors())?
+        let named: Vec<String> = super::select_all(&vault, &a.keys.selectors())?
             .into_iter()
             .map(|i| {
                 format!(
@@ -506,7 +505,7 @@ pub(super) fn delete(ctx: &mut Ctx, a: DeleteArgs) -> Result<()> {
     }
     let now = ctx.now;
     let r = store.update(|v| {
-        let mut chosen = v.select_all(&a.keys.selectors())?;
+        let mut chosen = super::select_all(v, &a.keys.selectors())?;
         // Highest index first, so each removal leaves the others' indices valid.
         let mut out = Vec::with_capacity(chosen.len());
         let order = chosen.clone();
@@ -550,7 +549,7 @@ pub(super) fn use_key(ctx: &mut Ctx, a: UseArgs) -> Result<()> {
     let now = ctx.now;
     let mut store = ctx.store();
     let (id, key) = store.update(|v| {
-        let i = v.select(a.key.selector())?;
+        let i = super::select(v, a.key.selector())?;
         let k = &v.keys()[i];
         if let s @ (Status::Revoked | Status::Expired) = k.status(now) {
             return Err(Error::failed(format!(

@@ -92,7 +92,7 @@ pub(super) fn rotate(ctx: &mut Ctx, a: RotateArgs) -> Result<()> {
     let mut store = ctx.store();
     let mut tx = store.begin()?;
     let v = tx.vault();
-    let i = v.select(a.key.selector())?;
+    let i = super::select(v, a.key.selector())?;
     // The env file is locked inside the vault's lock (the order `use` takes them in too)
     // and read under it, so whether it holds the old key, and moving it to the successor,
     // happen in one locked operation that no concurrent `use` can slip into.
@@ -197,7 +197,7 @@ pub(super) fn change_permissions(ctx: &mut Ctx, a: PermissionArgs, grant: bool) 
     let now = ctx.now;
     let mut store = ctx.store();
     let r = store.update(|v| {
-        let chosen = v.select_all(&sels)?;
+        let chosen = super::select_all(v, &sels)?;
         let mut out = Vec::with_capacity(chosen.len());
         for i in chosen {
             if grant {

@@ -29,7 +29,7 @@ use crate::envstore::{EnvLock, EnvStore};
 use crate::error::{Category, Error, Result};
 use crate::passphrase::Source;
 use crate::secret::SecretString;
-use crate::vault::{Interaction, KdfParams, Store};
+use crate::vault::{Interaction, KdfParams, Selector, Store, Vault};
 
 use output::{emit, stdout_error, Human, Report};
 
@@ -351,6 +351,31 @@ impl Interaction for Terminal {
 pub fn now() -> DateTime<Utc> {
     chrono::DurationRound::duration_trunc(Utc::now(), chrono::Duration::seconds(1))
         .unwrap_or_else(|_| Utc::now())
+}
+
+/// [`Vault::select`], saying so when a name several keys share (a rotation's grace
+/// period) was taken to mean the current one.
+///
+/// # Errors
+/// As [`Vault::select`].
+pub(super) fn select(v: &Vault, sel: Selector<'_>) -> Result<usize> {
+    let i = v.select(sel)?;
+    if let Some(note) = v.shared_name_note(sel) {
+        warn(&note);
+    }
+    Ok(i)
+}
+
+/// [`Vault::select_all`], with the note of [`select`] for each shared name.
+///
+/// # Errors
+/// As [`Vault::select_all`].
+pub(super) fn select_all(v: &Vault, sels: &[Selector<'_>]) -> Result<Vec<usize>> {
+    let chosen = v.select_all(sels)?;
+    for note in sels.iter().filter_map(|s| v.shared_name_note(*s)) {
+        warn(&note);
+    }
+    Ok(chosen)
 }
 
 pub fn warn(msg: &str) {

@@ -140,3 +140,36 @@ fn grant_and_deny_round_trip() {
         serde_json::json!(["info", "generate"])
     );
 }
+
+/// During a rotation's grace period the old key keeps its name: `--name` means the current
+/// key, and says so, instead of failing as ambiguous.
+#[test]
+fn a_name_shared_during_a_grace_period_selects_the_current_key() {
+    let e = Env::with_vault();
+    let (old, _) = e.create("svc", &[]);
+    let rotated = e.json(&["rotate", &old, "--grace-days", "7", "--json"]);
+    let new = rotated["new"]["id"]
+        .as_str()
+        .or_else(|| rotated["id"].as_str())
+        .unwrap_or_else(|| panic!("{rotated}"))
+        .to_string();
+    assert_ne!(new, old);
+    let out = e
+        .cmd()
+        .args(["view", "--name", "svc", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", all_output(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["id"], new.as_str(), "{v}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("2 keys are named \"svc\"") && err.contains(&new),
+        "{err}"
+    );
+    // Two current keys of one name stay ambiguous.
+    e.create("twin", &[]);
+    e.create("twin", &[]);
+    let out = e.cmd().args(["view", "--name", "twin"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", all_output(&out));
+}

@@ -340,6 +340,14 @@ impl Look<'_> {
             Look::InPlace(r) => r.name,
         }
     }
+
+    /// Whether the key was rotated into a successor (it may still be in its grace period).
+    pub(crate) fn rotated_away(&self) -> bool {
+        match self {
+            Look::Record(k) => k.rotated_to.is_some(),
+            Look::InPlace(r) => r.rotated_to.is_some(),
+        }
+    }
 }
 
 /// One record as the encoder sees it.

@@ -751,8 +751,16 @@ impl Vault {
                     .filter(|(_, k)| k.name() == name)
                     .map(|(i, _)| i)
                     .collect();
+                // During a rotation's grace period the old key keeps its name: the one
+                // not rotated away is the key the name means now.
+                let current: Vec<usize> = hits
+                    .iter()
+                    .copied()
+                    .filter(|&i| !self.keys().look(i).rotated_away())
+                    .collect();
                 match hits.as_slice() {
                     [i] => Ok(*i),
+                    [_, _, ..] if current.len() == 1 => Ok(current[0]),
                     [] => Err(Error::KeyNotFound {
                         message: format!("no key is named \"{}\"", sanitize(name)),
                     }),
@@ -768,6 +776,24 @@ impl Vault {
                 }
             }
         }
+    }
+
+    /// For a name that several keys share and that [`Vault::select`] resolved to the one not
+    /// rotated away, what to tell the user; `None` otherwise.
+    pub fn shared_name_note(&self, sel: Selector<'_>) -> Option<String> {
+        let Selector::Name(name) = sel else {
+            return None;
+        };
+        let n = self.keys().looks().filter(|k| k.name() == name).count();
+        let i = self.select(sel).ok()?;
+        (n > 1).then(|| {
+            format!(
+                "{n} keys are named \"{}\" (the others were rotated into it and may be in their \
+                 grace period); using {}, the current one",
+                sanitize(name),
+                self.keys().id(i)
+            )
+        })
     }
 
     /// The keys `sels` name, each resolved before anything changes, duplicates once.
