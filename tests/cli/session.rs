@@ -421,12 +421,13 @@ fn as_nobody(dir: &Path, tmp: &Path) -> StdCommand {
 }
 
 #[test]
-#[cfg_attr(not(target_os = "linux"), ignore = "Linux /proc")]
+#[ignore = "needs root (runs the agent as another uid); .ci/run runs it with --ignored"]
+#[cfg(target_os = "linux")]
 fn the_agent_is_not_dumpable() {
-    if !is_root() {
-        eprintln!("skipped: needs root to run the agent as another uid and compare");
-        return;
-    }
+    assert!(
+        is_root(),
+        "needs root to run the agent as another uid and compare"
+    );
     // /proc/PID files of a non-dumpable process belong to root, whoever runs it: run the
     // agent as uid 65534 and look at the owner.
     let (d, tmp) = nobody_env();
@@ -508,11 +509,9 @@ fn perl() -> Option<PathBuf> {
 }
 
 #[test]
+#[ignore = "needs root (acts as another uid); .ci/run runs it with --ignored"]
 fn another_uid_gets_nothing_from_the_socket() {
-    if !is_root() {
-        eprintln!("skipped: needs root to act as another uid");
-        return;
-    }
+    assert!(is_root(), "needs root to act as another uid");
     let Some(perl) = perl() else { return };
     let s = Sess::new();
     s.unlock("60s");
