@@ -441,12 +441,6 @@ fn a_foreign_file_in_a_shared_directory_is_not_written() {
 
 // ---- 5. a failing publish ----
 
-fn has_finding(check: &Value, code: &str) -> bool {
-    check["findings"]
-        .as_array()
-        .is_some_and(|f| f.iter().any(|f| f["code"] == code))
-}
-
 #[test]
 fn a_read_only_directory_leaves_the_change_standing_and_the_next_change_repairs() {
     let e = Env::with_vault();

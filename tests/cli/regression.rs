@@ -623,14 +623,7 @@ fn a_requirement_with_blanks_is_not_true() {
     let out = e.cmd().args(["check", "--json"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(
-        v["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|f| f["code"] == "REQUIREMENT_DISABLED"),
-        "{v}"
-    );
+    assert!(has_finding(&v, "REQUIREMENT_DISABLED"), "{v}");
 }
 
 /// A published path re-pointed at a file that is not a verifier gets no lock file beside it.

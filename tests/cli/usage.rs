@@ -10,12 +10,9 @@ fn usage_file(keys: serde_json::Value) -> String {
     .to_string()
 }
 
-#[test]
-fn last_use_is_merged_into_list_and_view_and_unused_keys_are_warned() {
-    let e = Env::with_vault();
-    let (used, _) = e.create("used", &["-e", "0"]);
-    let (idle, _) = e.create("idle", &["-e", "0"]);
-    // Both keys are old enough to be judged.
+/// Makes every key 90 days old (old enough to be judged unused) and publishes
+/// `verifier.json`, beside which `serve` writes its usage files.
+fn age_and_publish(e: &Env) {
     e.edit_vault(|v| {
         for k in &mut v.payload_mut_unchecked().keys {
             k.created_at = Utc::now() - Duration::days(90);
@@ -25,6 +22,15 @@ fn last_use_is_merged_into_list_and_view_and_unused_keys_are_warned() {
         .args(["publish", "verifier.json"])
         .assert()
         .success();
+}
+
+#[test]
+fn last_use_is_merged_into_list_and_view_and_unused_keys_are_warned() {
+    let e = Env::with_vault();
+    let (used, _) = e.create("used", &["-e", "0"]);
+    let (idle, _) = e.create("idle", &["-e", "0"]);
+    // Both keys are old enough to be judged.
+    age_and_publish(&e);
     let recent = (Utc::now() - Duration::days(2)).to_rfc3339();
     // Two serve processes: the latest time wins; an older one elsewhere given by --usage.
     std::fs::write(
@@ -91,14 +97,7 @@ fn without_usage_data_no_key_is_called_unused() {
     });
     let out = e.cmd().args(["check", "--json"]).output().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(
-        !v["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|f| f["code"] == "KEY_UNUSED"),
-        "{v}"
-    );
+    assert!(!has_finding(&v, "KEY_UNUSED"), "{v}");
     // An explicit usage file that never saw the key makes it unused.
     std::fs::write(e.path().join("u.json"), usage_file(serde_json::json!({}))).unwrap();
     let out = e
@@ -107,14 +106,7 @@ fn without_usage_data_no_key_is_called_unused() {
         .output()
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(
-        v["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|f| f["code"] == "KEY_UNUSED"),
-        "{v}"
-    );
+    assert!(has_finding(&v, "KEY_UNUSED"), "{v}");
 }
 
 /// A last use in the future (a forged usage file beside the verifier) does not hide a
@@ -123,15 +115,7 @@ fn without_usage_data_no_key_is_called_unused() {
 fn a_last_use_in_the_future_is_ignored_and_reported() {
     let e = Env::with_vault();
     let (idle, _) = e.create("idle", &["-e", "0"]);
-    e.edit_vault(|v| {
-        for k in &mut v.payload_mut_unchecked().keys {
-            k.created_at = Utc::now() - Duration::days(90);
-        }
-    });
-    e.cmd()
-        .args(["publish", "verifier.json"])
-        .assert()
-        .success();
+    age_and_publish(&e);
     let far = (Utc::now() + Duration::days(355_041)).to_rfc3339();
     std::fs::write(
         e.path().join("verifier.json.usage.json"),
@@ -140,14 +124,7 @@ fn a_last_use_in_the_future_is_ignored_and_reported() {
     .unwrap();
     let out = e.cmd().args(["check", "--json"]).output().unwrap();
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(
-        report["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|f| f["code"] == "KEY_UNUSED"),
-        "{report}"
-    );
+    assert!(has_finding(&report, "KEY_UNUSED"), "{report}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("records a last use in the future for 1 key"),

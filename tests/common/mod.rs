@@ -164,6 +164,13 @@ pub fn tool_or_skip(what: &str, available: bool, why: impl std::fmt::Display) ->
     false
 }
 
+/// Whether a `check --json` report holds a finding with this code.
+pub fn has_finding(check: &serde_json::Value, code: &str) -> bool {
+    check["findings"]
+        .as_array()
+        .is_some_and(|f| f.iter().any(|f| f["code"] == code))
+}
+
 /// Whether this process runs as root (euid 0), from /proc/self/status.
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
