@@ -359,8 +359,8 @@ pub fn now() -> DateTime<Utc> {
 /// # Errors
 /// As [`Vault::select`].
 pub(super) fn select(v: &Vault, sel: Selector<'_>) -> Result<usize> {
-    let i = v.select(sel)?;
-    if let Some(note) = v.shared_name_note(sel) {
+    let (i, note) = v.select_noting(sel)?;
+    if let Some(note) = note {
         warn(&note);
     }
     Ok(i)
@@ -371,10 +371,8 @@ pub(super) fn select(v: &Vault, sel: Selector<'_>) -> Result<usize> {
 /// # Errors
 /// As [`Vault::select_all`].
 pub(super) fn select_all(v: &Vault, sels: &[Selector<'_>]) -> Result<Vec<usize>> {
-    let chosen = v.select_all(sels)?;
-    for note in sels.iter().filter_map(|s| v.shared_name_note(*s)) {
-        warn(&note);
-    }
+    let (chosen, notes) = v.select_all_noting(sels)?;
+    notes.iter().for_each(|n| warn(n));
     Ok(chosen)
 }
 

@@ -745,55 +745,66 @@ impl Vault {
                 }
                 other => other,
             }),
-            Selector::Name(name) => {
-                // Names are compared in place: no record is decoded (and kept) to be looked at.
-                let hits: Vec<usize> = (self.keys().looks().enumerate())
-                    .filter(|(_, k)| k.name() == name)
-                    .map(|(i, _)| i)
-                    .collect();
-                // During a rotation's grace period the old key keeps its name: the one
-                // not rotated away is the key the name means now.
-                let current: Vec<usize> = hits
-                    .iter()
-                    .copied()
-                    .filter(|&i| !self.keys().look(i).rotated_away())
-                    .collect();
-                match hits.as_slice() {
-                    [i] => Ok(*i),
-                    [_, _, ..] if current.len() == 1 => Ok(current[0]),
-                    [] => Err(Error::KeyNotFound {
-                        message: format!("no key is named \"{}\"", sanitize(name)),
-                    }),
-                    many => {
-                        let ids: Vec<&str> = many.iter().map(|&i| self.keys().id(i)).collect();
-                        Err(Error::failed(format!(
-                            "{} keys are named \"{}\": {}; give an id instead",
-                            many.len(),
-                            sanitize(name),
-                            ids.join(", ")
-                        )))
-                    }
-                }
-            }
+            Selector::Name(name) => self.select_name(name),
         }
     }
 
-    /// For a name that several keys share and that [`Vault::select`] resolved to the one not
-    /// rotated away, what to tell the user; `None` otherwise.
-    pub fn shared_name_note(&self, sel: Selector<'_>) -> Option<String> {
+    /// [`Vault::select`], with what to tell the user when a name several keys share was
+    /// taken to mean the one not rotated away (a rotation's grace period).
+    ///
+    /// # Errors
+    /// As [`Vault::select`].
+    pub fn select_noting(&self, sel: Selector<'_>) -> Result<(usize, Option<String>)> {
         let Selector::Name(name) = sel else {
-            return None;
+            return self.select(sel).map(|i| (i, None));
         };
-        let n = self.keys().looks().filter(|k| k.name() == name).count();
-        let i = self.select(sel).ok()?;
-        (n > 1).then(|| {
+        let (i, shared) = self.select_name_counting(name)?;
+        let note = (shared > 1).then(|| {
             format!(
-                "{n} keys are named \"{}\" (the others were rotated into it and may be in their \
-                 grace period); using {}, the current one",
+                "{shared} keys are named \"{}\" (the others were rotated into it and may be in \
+                 their grace period); using {}, the current one",
                 sanitize(name),
                 self.keys().id(i)
             )
-        })
+        });
+        Ok((i, note))
+    }
+
+    fn select_name(&self, name: &str) -> Result<usize> {
+        self.select_name_counting(name).map(|(i, _)| i)
+    }
+
+    /// The key a name means, and how many keys carry that name.
+    fn select_name_counting(&self, name: &str) -> Result<(usize, usize)> {
+        // Names are compared in place: no record is decoded (and kept) to be looked at.
+        let hits: Vec<usize> = (self.keys().looks().enumerate())
+            .filter(|(_, k)| k.name() == name)
+            .map(|(i, _)| i)
+            .collect();
+        match hits.as_slice() {
+            [i] => return Ok((*i, 1)),
+            [] => {
+                return Err(Error::KeyNotFound {
+                    message: format!("no key is named \"{}\"", sanitize(name)),
+                })
+            }
+            _ => {}
+        }
+        // During a rotation's grace period the old key keeps its name: the one not rotated
+        // away is the key the name means now.
+        let mut current = hits
+            .iter()
+            .filter(|&&i| !self.keys().look(i).rotated_away());
+        if let (Some(&i), None) = (current.next(), current.next()) {
+            return Ok((i, hits.len()));
+        }
+        let ids: Vec<&str> = hits.iter().map(|&i| self.keys().id(i)).collect();
+        Err(Error::failed(format!(
+            "{} keys are named \"{}\": {}; give an id instead",
+            hits.len(),
+            sanitize(name),
+            ids.join(", ")
+        )))
     }
 
     /// The keys `sels` name, each resolved before anything changes, duplicates once.
@@ -801,14 +812,24 @@ impl Vault {
     /// # Errors
     /// The first selector that names no key, or is ambiguous.
     pub fn select_all(&self, sels: &[Selector<'_>]) -> Result<Vec<usize>> {
+        self.select_all_noting(sels).map(|(chosen, _)| chosen)
+    }
+
+    /// [`Vault::select_all`], with the notes of [`Vault::select_noting`].
+    ///
+    /// # Errors
+    /// As [`Vault::select_all`].
+    pub fn select_all_noting(&self, sels: &[Selector<'_>]) -> Result<(Vec<usize>, Vec<String>)> {
         let mut out = Vec::with_capacity(sels.len());
+        let mut notes = Vec::new();
         for s in sels {
-            let i = self.select(*s)?;
+            let (i, note) = self.select_noting(*s)?;
+            notes.extend(note);
             if !out.contains(&i) {
                 out.push(i);
             }
         }
-        Ok(out)
+        Ok((out, notes))
     }
 }
 
