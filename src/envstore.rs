@@ -13,6 +13,7 @@ use crate::envfile::{self, Analysis};
 pub const VARS: [&str; 2] = ["MCP_API_KEY", "API_KEY_REQUIRED"];
 use crate::error::{Error, Result};
 use crate::fsio::{self, Lock};
+use mcp_key_vault::error::ReadError;
 
 /// Largest env file read.
 pub const MAX_ENV_BYTES: u64 = 1024 * 1024;
@@ -39,7 +40,7 @@ impl EnvStore {
     /// # Errors
     /// [`Error::Io`] for a dangling link or a loop.
     pub fn target(&self) -> Result<PathBuf> {
-        fsio::resolve_symlinks(&self.path, false)
+        Ok(fsio::resolve_symlinks(&self.path, false)?)
     }
 
     /// Reads the env file, if it exists, as python-dotenv loads it, with every place
@@ -143,12 +144,12 @@ pub fn refuse_vault(target: &Path, vault: &Path, what: &str) -> Result<()> {
 
 fn read_bytes(target: &Path) -> Result<Option<Vec<u8>>> {
     fsio::read_bounded(target, MAX_ENV_BYTES, "env file").map_err(|e| match e {
-        Error::Corrupt(_) => Error::io(
+        ReadError::Io(e) => e.into(),
+        _ => Error::io(
             "read",
             target,
             std::io::Error::other(format!("the env file is larger than {MAX_ENV_BYTES} bytes")),
         ),
-        other => other,
     })
 }
 

@@ -19,6 +19,7 @@ mod cli;
 mod commands;
 pub mod envfile;
 mod envstore;
+mod error;
 mod passphrase;
 mod publish;
 mod redact;
@@ -30,7 +31,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use mcp_key_vault as vault;
-use mcp_key_vault::{display, error, fsio, keyfmt, legacy, secret, verify};
+use mcp_key_vault::{display, fsio, keyfmt, legacy, secret, verify};
 use mcp_key_verifier::time;
 
 use cli::{Cli, Command};

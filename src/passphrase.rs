@@ -13,7 +13,9 @@
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use mcp_key_vault::error::{PromptError, ReadError};
+
+type Result<T, E = PromptError> = std::result::Result<T, E>;
 use crate::secret::SecretString;
 
 /// Variable holding the passphrase itself.
@@ -92,7 +94,7 @@ impl Source {
     /// A passphrase from the file or the variable, if either is set.
     ///
     /// # Errors
-    /// [`Error::Passphrase`] for an unreadable, empty or non-UTF-8 passphrase.
+    /// [`PromptError::Unusable`] for an unreadable, empty or non-UTF-8 passphrase.
     pub fn non_interactive(&self) -> Result<Option<SecretString>> {
         if let Some(path) = &self.file {
             return read_file(path).map(Some);
@@ -107,15 +109,17 @@ impl Source {
                 .map(Some)
             }
             Err(std::env::VarError::NotPresent) => Ok(None),
-            Err(std::env::VarError::NotUnicode(_)) => Err(Error::Passphrase(format!(
-                "{} is not valid UTF-8; set it to the passphrase as text",
-                self.env
-            ))),
+            Err(std::env::VarError::NotUnicode(_)) => Err(PromptError::Unusable {
+                reason: format!(
+                    "{} is not valid UTF-8; set it to the passphrase as text",
+                    self.env
+                ),
+            }),
         }
     }
 
-    fn no_source(&self) -> Error {
-        Error::NoPassphrase {
+    fn no_source(&self) -> PromptError {
+        PromptError::NoPassphrase {
             var: self.env,
             file_var: self.env_file,
         }
@@ -129,7 +133,7 @@ impl Source {
     /// The passphrase of an existing vault: a source, else one hidden prompt.
     ///
     /// # Errors
-    /// [`Error::Passphrase`] when there is no source and no terminal, or the input is empty.
+    /// [`PromptError::Unusable`] when there is no source and no terminal, or the input is empty.
     pub fn get(&self, prompt: &str) -> Result<SecretString> {
         if let Some(p) = self.non_interactive()? {
             return Ok(p);
@@ -142,8 +146,8 @@ impl Source {
     /// constant time.
     ///
     /// # Errors
-    /// [`Error::Passphrase`] when there is no source and no terminal, the input is empty,
-    /// or the two entries differ; [`Error::Usage`] for a weak passphrase (see
+    /// [`PromptError::Unusable`] when there is no source and no terminal, the input is empty,
+    /// or the two entries differ; [`PromptError::Weak`] for a weak passphrase (see
     /// [`check_strength`]).
     pub fn get_new(&self, what: &str) -> Result<SecretString> {
         if let Some(p) = self.non_interactive()? {
@@ -159,9 +163,9 @@ impl Source {
             prompt_hidden("Repeat the new passphrase: ").ok_or_else(|| self.no_source())??;
         // SecretString's equality is constant-time.
         if first != second {
-            return Err(Error::Passphrase(
-                "the two passphrases differ; nothing was changed, try again".into(),
-            ));
+            return Err(PromptError::Unusable {
+                reason: "the two passphrases differ; nothing was changed, try again".into(),
+            });
         }
         Ok(first)
     }
@@ -220,7 +224,7 @@ pub fn strength(p: &SecretString) -> Strength {
 /// stderr for one scoring [`MIN_SCORE`] (or a weak one that was allowed).
 ///
 /// # Errors
-/// [`Error::Usage`] (exit 2) with the estimator's feedback.
+/// [`PromptError::Weak`] (exit 2) with the estimator's feedback.
 pub fn check_strength(p: &SecretString, allow_weak: bool) -> Result<()> {
     let s = strength(p);
     let feedback = s.feedback();
@@ -231,12 +235,14 @@ pub fn check_strength(p: &SecretString, allow_weak: bool) -> Result<()> {
     };
     if s.score < MIN_SCORE {
         if !allow_weak {
-            return Err(Error::Usage(format!(
-                "the new passphrase is too easy to guess (strength {} of 4){feedback}. \
+            return Err(PromptError::Weak {
+                reason: format!(
+                    "the new passphrase is too easy to guess (strength {} of 4){feedback}. \
                  Choose a longer one, such as four or more random words, or pass \
                  --allow-weak-passphrase to accept it anyway",
-                s.score
-            )));
+                    s.score
+                ),
+            });
         }
         eprintln!(
             "warning: accepting a weak passphrase (strength {} of 4) because of \
@@ -270,8 +276,8 @@ fn prompt_hidden(prompt: &str) -> Option<Result<SecretString>> {
     Some(
         rpassword::prompt_password(prompt)
             .map(SecretString::new)
-            .map_err(|e| {
-                Error::Passphrase(format!("cannot read the passphrase from the terminal: {e}"))
+            .map_err(|e| PromptError::Unusable {
+                reason: format!("cannot read the passphrase from the terminal: {e}"),
             }),
     )
 }
@@ -279,25 +285,27 @@ fn prompt_hidden(prompt: &str) -> Option<Result<SecretString>> {
 fn read_file(path: &Path) -> Result<SecretString> {
     let bytes = crate::fsio::read_bounded(path, MAX_FILE, "passphrase file")
         .map_err(|e| match e {
-            Error::Corrupt(_) => Error::Passphrase(format!(
-                "the passphrase file {} is larger than {MAX_FILE} bytes",
-                crate::display::path(path)
-            )),
-            other => other,
+            ReadError::Io(e) => PromptError::Io(e),
+            _ => PromptError::Unusable {
+                reason: format!(
+                    "the passphrase file {} is larger than {MAX_FILE} bytes",
+                    crate::display::path(path)
+                ),
+            },
         })?
-        .ok_or_else(|| {
-            Error::Passphrase(format!(
+        .ok_or_else(|| PromptError::Unusable {
+            reason: format!(
                 "the passphrase file {} does not exist; check --passphrase-file / {}",
                 crate::display::path(path),
                 ENV_PASSPHRASE_FILE
-            ))
+            ),
         })?;
     let bytes = zeroize::Zeroizing::new(bytes);
-    let text = std::str::from_utf8(&bytes).map_err(|_| {
-        Error::Passphrase(format!(
+    let text = std::str::from_utf8(&bytes).map_err(|_| PromptError::Unusable {
+        reason: format!(
             "the passphrase file {} is not UTF-8 text",
             crate::display::path(path)
-        ))
+        ),
     })?;
     if crate::fsio::readable_by_others(path) {
         eprintln!(
@@ -325,9 +333,9 @@ fn strip_one_newline(text: &str) -> &str {
 
 fn check(p: SecretString, what: &str) -> Result<SecretString> {
     if p.expose().is_empty() {
-        return Err(Error::Passphrase(format!(
-            "{what} is empty; an empty passphrase is not accepted"
-        )));
+        return Err(PromptError::Unusable {
+            reason: format!("{what} is empty; an empty passphrase is not accepted"),
+        });
     }
     Ok(p)
 }
@@ -366,7 +374,7 @@ mod tests {
         assert!(s("password1").score < MIN_SCORE);
         assert!(s("correct horse battery staple").score > MIN_SCORE);
         let weak = check_strength(&SecretString::new("password1".into()), false).unwrap_err();
-        assert!(matches!(weak, Error::Usage(_)));
+        assert!(matches!(weak, PromptError::Weak { .. }));
         let msg = weak.to_string();
         assert!(
             !msg.contains("password1"),
@@ -395,8 +403,8 @@ mod tests {
             assert_eq!(read_file(&p).unwrap().expose(), want);
         }
         std::fs::write(&p, "\n").unwrap();
-        assert!(matches!(read_file(&p), Err(Error::Passphrase(_))));
+        assert!(matches!(read_file(&p), Err(PromptError::Unusable { .. })));
         std::fs::write(&p, b"\xff\xfe").unwrap();
-        assert!(matches!(read_file(&p), Err(Error::Passphrase(_))));
+        assert!(matches!(read_file(&p), Err(PromptError::Unusable { .. })));
     }
 }

@@ -17,7 +17,7 @@ use mcp_key_manager::envfile::{self as envfile, EnvError, EnvFile};
 use mcp_key_vault::format::bounds;
 use mcp_key_vault::keyfmt::{self, Shape};
 use mcp_key_vault::{crypto, Detected, Envelope, KdfParams, Payload};
-use mcp_key_vault::{legacy, Error, SecretKey, Vault};
+use mcp_key_vault::{legacy, OpenError, SecretKey, Vault};
 
 pub mod alloc {
     //! A global allocator that records, per thread and only while armed, the number of
@@ -175,13 +175,13 @@ fn assert_unique_ids(p: &Payload) {
 /// `vault_open`: the input is a whole vault file (first byte not 0) or, after a 0 byte,
 /// the plaintext of a payload that is sealed under [`FIXED_KEY`] into a valid envelope.
 ///
-/// File mode: `detect` and `parse` agree, fail only with [`Error::Corrupt`], return only
-/// in-bounds headers; decrypting with a fixed key fails with [`Error::Passphrase`] or
-/// [`Error::Corrupt`] or yields unique ids. No single allocation exceeds
+/// File mode: `detect` and `parse` agree, fail only with [`OpenError::Corrupt`], return only
+/// in-bounds headers; decrypting with a fixed key fails with [`OpenError::WrongPassphrase`] or
+/// [`OpenError::Corrupt`] or yields unique ids. No single allocation exceeds
 /// [`alloc_bound`] of the input length.
 ///
 /// Payload mode: the sealed envelope parses back equal; unlocking it yields a payload with
-/// unique ids or [`Error::Corrupt`]; a payload that loads serializes to a fixed point, and
+/// unique ids or [`OpenError::Corrupt`]; a payload that loads serializes to a fixed point, and
 /// survives a save (fresh nonce) and re-open unchanged.
 pub fn check_vault_open(data: &[u8]) {
     assert!(
@@ -200,8 +200,10 @@ fn vault_file(data: &[u8]) {
         let parsed = Envelope::parse(data);
         match (&detected, &parsed) {
             (Ok(Detected::Vault(a)), Ok(b)) => assert_eq!(a, b),
-            (Ok(Detected::Legacy), Err(Error::LegacyStore)) => {}
-            (Err(Error::Corrupt(a)), Err(Error::Corrupt(b))) => assert_eq!(a, b),
+            (Ok(Detected::Legacy), Err(OpenError::LegacyStore)) => {}
+            (Err(OpenError::Corrupt { reason: a }), Err(OpenError::Corrupt { reason: b })) => {
+                assert_eq!(a, b)
+            }
             (d, p) => panic!("detect and parse disagree: {d:?} / {p:?}"),
         }
         let Ok(env) = parsed else { return };
@@ -209,7 +211,7 @@ fn vault_file(data: &[u8]) {
         assert!(env.ciphertext.len() <= data.len());
         match Vault::unlock(&env, SecretKey::new(FIXED_KEY)) {
             Ok(v) => assert_unique_ids(v.payload()),
-            Err(Error::WrongPassphrase | Error::Corrupt(_)) => {}
+            Err(OpenError::WrongPassphrase | OpenError::Corrupt { .. }) => {}
             Err(e) => panic!("unlock failed with an unexpected kind of error: {e:?}"),
         }
     });
@@ -248,7 +250,7 @@ fn vault_payload(plain: &[u8]) {
     );
     let vault = match vault {
         Ok(v) => v,
-        Err(Error::Corrupt(_)) => return,
+        Err(OpenError::Corrupt { .. }) => return,
         Err(e) => panic!("an authentic payload failed with a non-Corrupt error: {e:?}"),
     };
     assert_unique_ids(vault.payload());
@@ -356,7 +358,7 @@ fn header_structured(data: &[u8]) {
             assert_in_bounds(&back);
             assert_eq!(back, env);
         }
-        Err(Error::Corrupt(_)) => assert!(!valid, "a valid envelope was refused: {kdf:?}"),
+        Err(OpenError::Corrupt { .. }) => assert!(!valid, "a valid envelope was refused: {kdf:?}"),
         Err(e) => panic!("unexpected error kind {e:?}"),
     }
 }
@@ -812,7 +814,7 @@ fn assert_v2_in_bounds(h: &header::Header) {
 }
 
 /// `vault2_header`: any bytes as a vault file. `v2::detect` and `Header::parse` agree and
-/// fail only with [`Error::Corrupt`]; a header that parses is within
+/// fail only with [`OpenError::Corrupt`]; a header that parses is within
 /// `v2::header::bounds` (1-32 slots, field sizes, every passphrase slot's KDF), has unique
 /// slot ids and recipients, and `parse(to_bytes(h)) == h` with `to_bytes` a fixed point and
 /// the associated data unchanged; opening it with a fixed data key fails only with
@@ -833,7 +835,7 @@ pub fn check_vault2_header(data: &[u8]) {
         match (&parsed, v2::detect(data)) {
             (Ok(a), Ok(v2::Detected::V2(b))) => assert_eq!(a, &b),
             (Ok(_), other) => panic!("parse accepted what detect did not: {other:?}"),
-            (Err(Error::Corrupt(_)), _) => {}
+            (Err(OpenError::Corrupt { .. }), _) => {}
             (Err(e), _) => panic!("unexpected error kind {e:?}"),
         }
         let Ok(h) = parsed else { return };
@@ -844,7 +846,7 @@ pub fn check_vault2_header(data: &[u8]) {
         assert_eq!(back.to_bytes(), bytes);
         assert_eq!(back.ad(), h.ad());
         match Vault::with_data_key(&h, SecretKey::new(FIXED_KEY), None) {
-            Ok(_) | Err(Error::WrongPassphrase | Error::Corrupt(_)) => {}
+            Ok(_) | Err(OpenError::WrongPassphrase | OpenError::Corrupt { .. }) => {}
             Err(e) => panic!("unexpected error kind {e:?}"),
         }
     });
@@ -881,7 +883,7 @@ pub fn check_vault2_payload(data: &[u8]) {
     );
     let c = match decoded {
         Ok(c) => c,
-        Err(Error::Corrupt(_)) => {
+        Err(OpenError::Corrupt { .. }) => {
             assert!(
                 codec::decode(data, codec::Events::Lazy).is_err(),
                 "the lazy decoder accepted a payload the eager one refused"

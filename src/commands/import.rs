@@ -139,7 +139,7 @@ pub(super) fn import_legacy(ctx: &mut Ctx, a: ImportArgs) -> Result<()> {
     } else {
         Expect::Absent
     };
-    store.create(vault, expect, || match &a.keep_plaintext {
+    store.create::<Error>(vault, expect, || match &a.keep_plaintext {
         Some(k) => keep_plaintext(&source, k, &bytes),
         None => Ok(()),
     })?;
@@ -162,5 +162,5 @@ pub(super) fn import_legacy(ctx: &mut Ctx, a: ImportArgs) -> Result<()> {
         source: shown(&source),
     };
     ctx.emit(a.out.output(), &r)?;
-    store.finish()
+    ctx.finish()
 }

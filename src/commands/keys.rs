@@ -68,7 +68,7 @@ pub(super) fn init(ctx: &mut Ctx, a: InitArgs) -> Result<()> {
     let pass = ctx.term.new_passphrase("the new vault")?;
     let mut vault = Vault::create(&pass, params)?;
     vault.record(ctx.now, EventAction::Init, None, None);
-    store.create(vault, Expect::Absent, || Ok(()))?;
+    store.create::<Error>(vault, Expect::Absent, || Ok(()))?;
     let r = Initialized {
         vault: crate::display::path(store.path()),
         kdf: params.into(),
@@ -174,7 +174,7 @@ pub(super) fn create(ctx: &mut Ctx, a: CreateArgs) -> Result<()> {
         ctx.env.check_writable(&ctx.vault_path)?;
     }
     let mut store = ctx.store();
-    let mut tx = store.begin_or_create(KdfParams::DEFAULT)?;
+    let mut tx = store.begin_or_create::<Error>(KdfParams::DEFAULT)?;
     // The key is made now, after the passphrase and the lock: its time (and its expiry)
     // follow every event saved before it, the vault's `init` included.
     let now = super::now();
@@ -218,7 +218,7 @@ pub(super) fn create(ctx: &mut Ctx, a: CreateArgs) -> Result<()> {
     ctx.emit(a.out.output(), &r)
         .and_then(|()| ctx.flush())
         .map_err(|e| key_not_shown(e, &r.id))?;
-    store.finish()
+    ctx.finish()
 }
 
 /// A failure to write a key that is already stored into the env file.
@@ -417,7 +417,7 @@ impl Report for Revoked {
 pub(super) fn revoke(ctx: &mut Ctx, a: RevokeArgs) -> Result<()> {
     let now = ctx.now;
     let mut store = ctx.store();
-    let r = store.update(|v| {
+    let r = store.update::<_, Error>(|v| {
         let chosen = super::select_all(v, &a.keys.selectors())?;
         // Read under the vault lock, which every writer of MCP_API_KEY holds too: a
         // concurrent `use` either ran before (and this sees its key) or runs after (and
@@ -447,7 +447,7 @@ pub(super) fn revoke(ctx: &mut Ctx, a: RevokeArgs) -> Result<()> {
         ..x
     });
     ctx.emit(a.out.output(), &Many(r.collect()))?;
-    store.finish()
+    ctx.finish()
 }
 
 fn confirm(question: &str) -> Result<bool> {
@@ -504,7 +504,7 @@ pub(super) fn delete(ctx: &mut Ctx, a: DeleteArgs) -> Result<()> {
         }
     }
     let now = ctx.now;
-    let r = store.update(|v| {
+    let r = store.update::<_, Error>(|v| {
         let mut chosen = super::select_all(v, &a.keys.selectors())?;
         // Highest index first, so each removal leaves the others' indices valid.
         let mut out = Vec::with_capacity(chosen.len());
@@ -525,7 +525,7 @@ pub(super) fn delete(ctx: &mut Ctx, a: DeleteArgs) -> Result<()> {
         Ok(out.into_iter().map(|(_, d)| d).collect())
     })?;
     ctx.emit(a.out.output(), &Many(r))?;
-    store.finish()
+    ctx.finish()
 }
 
 #[derive(Serialize)]
@@ -548,7 +548,7 @@ impl Report for Used {
 pub(super) fn use_key(ctx: &mut Ctx, a: UseArgs) -> Result<()> {
     let now = ctx.now;
     let mut store = ctx.store();
-    let (id, key) = store.update(|v| {
+    let (id, key) = store.update::<_, Error>(|v| {
         let i = super::select(v, a.key.selector())?;
         let k = &v.keys()[i];
         if let s @ (Status::Revoked | Status::Expired) = k.status(now) {
@@ -570,7 +570,7 @@ pub(super) fn use_key(ctx: &mut Ctx, a: UseArgs) -> Result<()> {
     })?;
     if a.print {
         writeln!(ctx.out, "{}", key.expose()).map_err(output::stdout_error)?;
-        return store.finish();
+        return ctx.finish();
     }
     let r = Used {
         id,
@@ -578,7 +578,7 @@ pub(super) fn use_key(ctx: &mut Ctx, a: UseArgs) -> Result<()> {
     };
     let output = if a.json { Output::Json } else { Output::Human };
     ctx.emit(output, &r)?;
-    store.finish()
+    ctx.finish()
 }
 
 #[derive(Serialize)]

@@ -147,7 +147,7 @@ pub(super) fn rotate(ctx: &mut Ctx, a: RotateArgs) -> Result<()> {
     ctx.emit(a.out.output(), &r)
         .and_then(|()| ctx.flush())
         .map_err(|e| super::keys::key_not_shown(e, &r.id))?;
-    store.finish()
+    ctx.finish()
 }
 
 #[derive(Serialize)]
@@ -196,7 +196,7 @@ pub(super) fn change_permissions(ctx: &mut Ctx, a: PermissionArgs, grant: bool) 
     let (sels, perms) = keys_and_permissions(&a)?;
     let now = ctx.now;
     let mut store = ctx.store();
-    let r = store.update(|v| {
+    let r = store.update::<_, Error>(|v| {
         let chosen = super::select_all(v, &sels)?;
         let mut out = Vec::with_capacity(chosen.len());
         for i in chosen {
@@ -212,7 +212,7 @@ pub(super) fn change_permissions(ctx: &mut Ctx, a: PermissionArgs, grant: bool) 
         Ok(out)
     })?;
     ctx.emit(a.out.output(), &Many(r))?;
-    store.finish()
+    ctx.finish()
 }
 
 #[derive(Serialize)]
@@ -244,14 +244,14 @@ pub(super) fn rekey(ctx: &mut Ctx, a: RekeyArgs) -> Result<()> {
         current
     };
     let params = kdf_from_args(&a.kdf, base)?;
-    store.rekey(params, || new_source.get_new("the vault"))?;
+    store.rekey::<Error>(params, || Ok(new_source.get_new("the vault")?))?;
     session::end_after_rekey(&ctx.vault_path);
     let r = Rekeyed {
         rekeyed: true,
         kdf: params.into(),
     };
     ctx.emit(a.out.output(), &r)?;
-    store.finish()
+    ctx.finish()
 }
 
 #[derive(Serialize)]

@@ -12,11 +12,11 @@ mod lifecycle;
 mod list;
 mod meta;
 pub mod output;
-mod publishcmd;
+mod publish;
 mod session;
 mod slot;
 mod usage;
-mod verifycmd;
+mod verify;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -29,6 +29,7 @@ use crate::envstore::{EnvLock, EnvStore};
 use crate::error::{Category, Error, Result};
 use crate::passphrase::Source;
 use crate::secret::SecretString;
+use crate::vault::error::{OpenError, PromptError};
 use crate::vault::{Interaction, KdfParams, Selector, Store, Vault};
 
 use output::{emit, stdout_error, Human, Report};
@@ -47,6 +48,8 @@ pub struct Ctx {
     color: bool,
     width: Option<usize>,
     republished: Rc<std::cell::RefCell<Vec<PathBuf>>>,
+    /// The error of a republish after a change was saved, reported after the change.
+    republish_error: Rc<std::cell::RefCell<Option<Error>>>,
 }
 
 impl Ctx {
@@ -77,6 +80,7 @@ impl Ctx {
                 None
             },
             republished: Rc::default(),
+            republish_error: Rc::default(),
         }
     }
 
@@ -87,14 +91,28 @@ impl Ctx {
             self.vault_path.clone(),
             self.term.clone() as Rc<dyn Interaction>,
         );
-        let (vault_path, now, noted) =
-            (self.vault_path.clone(), self.now, self.republished.clone());
+        let (vault_path, now, noted, failed) = (
+            self.vault_path.clone(),
+            self.now,
+            self.republished.clone(),
+            self.republish_error.clone(),
+        );
         store.set_after_commit(Box::new(move |v| {
-            let written = crate::publish::republish(v, &vault_path, now)?;
-            noted.borrow_mut().extend(written);
-            Ok(())
+            match crate::publish::republish(v, &vault_path, now) {
+                Ok(written) => noted.borrow_mut().extend(written),
+                Err(e) => *failed.borrow_mut() = Some(e),
+            }
         }));
         store
+    }
+
+    /// The end of a command that changed the vault: the change stands and its result
+    /// was reported; a republish that failed after it is the command's error now.
+    ///
+    /// # Errors
+    /// The republish's error, naming each verifier file left stale.
+    pub fn finish(&self) -> Result<()> {
+        self.republish_error.borrow_mut().take().map_or(Ok(()), Err)
     }
 
     /// The verifier files rewritten by this command's changes.
@@ -195,9 +213,9 @@ fn dispatch(ctx: &mut Ctx, command: Command) -> Result<()> {
         Command::Delete(a) => keys::delete(ctx, a),
         Command::Use(a) => keys::use_key(ctx, a),
         Command::EnableRequirement(a) => keys::enable_requirement(ctx, a),
-        Command::Verify(a) => verifycmd::verify(ctx, a),
+        Command::Verify(a) => verify::verify(ctx, a),
         Command::Check(a) => check::check(ctx, a),
-        Command::ExportVerifier(a) => verifycmd::export(ctx, a),
+        Command::ExportVerifier(a) => verify::export(ctx, a),
         Command::Rotate(a) => lifecycle::rotate(ctx, a),
         Command::Grant(a) => lifecycle::change_permissions(ctx, a, true),
         Command::Deny(a) => lifecycle::change_permissions(ctx, a, false),
@@ -205,8 +223,8 @@ fn dispatch(ctx: &mut Ctx, command: Command) -> Result<()> {
         Command::History(a) => lifecycle::history(ctx, a),
         Command::ImportLegacy(a) => import::import_legacy(ctx, a),
         Command::Slot(c) => slot::slot(ctx, c),
-        Command::Publish(a) => publishcmd::publish(ctx, a),
-        Command::Unpublish(a) => publishcmd::unpublish(ctx, a),
+        Command::Publish(a) => publish::publish(ctx, a),
+        Command::Unpublish(a) => publish::unpublish(ctx, a),
         Command::Unlock(a) => session::unlock_cmd(ctx, a),
         Command::Lock(a) => session::lock_cmd(ctx, a),
         Command::SessionAgent(_) => unreachable!("dispatched before the context exists"),
@@ -250,9 +268,6 @@ pub fn hint(e: &Error) -> Option<&'static str> {
              MCP_KEY_VAULT_PASSPHRASE_FILE), or restore the vault from a backup"
         }
         Error::LegacyStore => "run `mcp-key-manager import-legacy` to encrypt it in place",
-        Error::NotAVerifier(_) => {
-            "write one with `mcp-key-manager publish PATH` or `export-verifier --out PATH`"
-        }
         _ => return None,
     })
 }
@@ -282,7 +297,7 @@ impl Interaction for Terminal {
         session::session_key(&self.vault_path)
     }
 
-    fn passphrase(&self, prompt: &str, _attempt: u32) -> Result<SecretString> {
+    fn passphrase(&self, prompt: &str, _attempt: u32) -> Result<SecretString, PromptError> {
         self.source.get(prompt)
     }
 
@@ -296,11 +311,11 @@ impl Interaction for Terminal {
         }
     }
 
-    fn new_passphrase(&self, what: &str) -> Result<SecretString> {
+    fn new_passphrase(&self, what: &str) -> Result<SecretString, PromptError> {
         self.source.get_new(what)
     }
 
-    fn identities(&self) -> Result<Option<crate::vault::v2::Identities>> {
+    fn identities(&self) -> Result<Option<crate::vault::v2::Identities>, OpenError> {
         let Some(path) = self.identity.as_deref() else {
             return Ok(None);
         };

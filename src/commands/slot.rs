@@ -142,7 +142,7 @@ fn add(ctx: &mut Ctx, a: SlotAddArgs) -> Result<()> {
         None
     };
     let kdf = kdf_from_args(&a.kdf, KdfParams::DEFAULT)?;
-    let r = store.update(|v| {
+    let r = store.update::<_, Error>(|v| {
         let slot = match (&new_pass, &a.age_recipient) {
             (Some(p), _) => v.add_passphrase_slot(p, kdf, &a.label, now)?,
             (None, Some(r)) => v.add_age_slot(r.trim(), &a.label, now)?,
@@ -156,13 +156,13 @@ fn add(ctx: &mut Ctx, a: SlotAddArgs) -> Result<()> {
         })
     })?;
     ctx.emit(a.out.output(), &r)?;
-    store.finish()
+    ctx.finish()
 }
 
 fn remove(ctx: &mut Ctx, a: SlotRemoveArgs) -> Result<()> {
     let now = ctx.now;
     let mut store = ctx.store();
-    let r = store.update(|v| {
+    let r = store.update::<_, Error>(|v| {
         let slot = v.remove_slot(&a.target, now)?;
         Ok(SlotChanged {
             added: None,
@@ -172,5 +172,5 @@ fn remove(ctx: &mut Ctx, a: SlotRemoveArgs) -> Result<()> {
         })
     })?;
     ctx.emit(a.out.output(), &r)?;
-    store.finish()
+    ctx.finish()
 }

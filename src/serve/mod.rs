@@ -271,11 +271,10 @@ fn follow_verifier(
 /// file would lose counts.
 fn lock_usage_file(usage_path: &std::path::Path) -> Result<crate::fsio::Lock> {
     crate::fsio::Lock::acquire(usage_path, Duration::ZERO, || {}).map_err(|e| {
-        let why = match &e {
-            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::TimedOut => {
-                "another serve is writing it".to_string()
-            }
-            e => e.to_string(),
+        let why = if e.kind() == std::io::ErrorKind::TimedOut {
+            "another serve is writing it".to_string()
+        } else {
+            e.to_string()
         };
         Error::usage(format!(
             "cannot use the usage file {}: {why}; give each serve process its own \

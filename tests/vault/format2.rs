@@ -13,7 +13,7 @@ use crate::common::tool_or_skip;
 use chrono::{DateTime, Utc};
 use mcp_key_vault::error::Category;
 use mcp_key_vault::v2::{codec, Header, Identities, Unlock};
-use mcp_key_vault::{Error, KdfParams, SecretString, Vault};
+use mcp_key_vault::{KdfParams, OpenError, SecretString, Vault};
 use mcp_key_vault::{NewKey, Payload, Published};
 
 const WEAK: KdfParams = KdfParams {
@@ -332,5 +332,5 @@ fn a_removed_passphrase_gets_exit_3_and_its_old_key_reads_nothing_new() {
     let e = Vault::open(&after, &b).unwrap_err();
     assert_eq!(e.category(), Category::Passphrase, "{e}");
     let e = Vault::with_data_key(&Header::parse(&after).expect("p"), bobs_key, None).unwrap_err();
-    assert!(matches!(e, Error::WrongPassphrase), "{e:?}");
+    assert!(matches!(e, OpenError::WrongPassphrase), "{e:?}");
 }

@@ -125,7 +125,10 @@ fn a_salt_longer_than_64_bytes_is_refused() {
             assert_eq!(parsed.expect("a 64-byte salt is accepted"), env);
         } else {
             let e = parsed.expect_err("a longer salt is refused");
-            assert!(matches!(e, mcp_key_vault::Error::Corrupt(_)), "{e:?}");
+            assert!(
+                matches!(e, mcp_key_vault::OpenError::Corrupt { .. }),
+                "{e:?}"
+            );
             assert!(e.to_string().contains("kdf.salt"), "{e}");
         }
     }

@@ -11,7 +11,7 @@ use mcp_key_vault::format::{bounds, MAX_FILE_BYTES};
 use mcp_key_vault::keyfmt::{self, Shape};
 use mcp_key_vault::legacy;
 use mcp_key_vault::{Envelope, KdfParams, NewKey};
-use mcp_key_vault::{Error, SecretString, Vault};
+use mcp_key_vault::{OpenError, SecretString, Vault};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -333,7 +333,7 @@ proptest! {
                 prop_assert!(valid);
                 prop_assert_eq!(back, env);
             }
-            Err(Error::Corrupt(_)) => prop_assert!(!valid),
+            Err(OpenError::Corrupt { .. }) => prop_assert!(!valid),
             Err(e) => prop_assert!(false, "unexpected error kind {:?}", e),
         }
     }
@@ -546,7 +546,7 @@ proptest! {
         );
 
         let wrong = SecretString::new(format!("{passphrase}x"));
-        prop_assert!(matches!(Vault::open(&file, &wrong), Err(Error::WrongPassphrase)));
+        prop_assert!(matches!(Vault::open(&file, &wrong), Err(OpenError::WrongPassphrase)));
     }
 
     #[test]
@@ -564,7 +564,7 @@ proptest! {
             _ => { let i = at.index(24); env2.nonce[i] ^= 1 << bit }
         }
         match Vault::open(&env2.to_bytes(), &pass) {
-            Err(e @ Error::WrongPassphrase) => prop_assert_eq!(e.to_string(), mcp_key_vault::error::WRONG_PASSPHRASE),
+            Err(e @ OpenError::WrongPassphrase) => prop_assert_eq!(e.to_string(), mcp_key_vault::error::WRONG_PASSPHRASE),
             other => prop_assert!(false, "a modified vault gave {:?}", other.map(|v| v.keys().len())),
         }
     }

@@ -4,7 +4,7 @@
 //! fails here, whatever it writes.
 
 use mcp_key_vault::records::fmt_time;
-use mcp_key_vault::{Error, SecretString, Vault};
+use mcp_key_vault::{OpenError, SecretString, Vault};
 
 fn vector(name: &str) -> Vec<u8> {
     std::fs::read(format!("tests/vectors/vault/{name}")).expect("vector file")
@@ -46,6 +46,6 @@ fn format_1_vault_decrypts_to_the_expected_records() {
     let wrong = SecretString::new("vector passphrase for format 2".into());
     assert!(matches!(
         Vault::open(&vector("v1.vault.json"), &wrong),
-        Err(Error::WrongPassphrase)
+        Err(OpenError::WrongPassphrase)
     ));
 }

@@ -9,7 +9,9 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use zeroize::Zeroizing;
 
 use super::format::KdfParams;
-use crate::error::{Error, Result};
+use crate::error::OpenError;
+
+type Result<T, E = OpenError> = std::result::Result<T, E>;
 use crate::secret::{SecretKey, SecretString};
 
 /// Length of a new salt in bytes (RFC 9106 recommends 128 bits).
@@ -18,7 +20,7 @@ pub const SALT_LEN: usize = 16;
 /// Derives the 32-byte vault key: Argon2id(passphrase, salt, params) as RFC 9106 defines it.
 ///
 /// # Errors
-/// [`Error::Corrupt`] if Argon2 rejects the parameters (callers check bounds first). If the
+/// [`OpenError::Corrupt`] if Argon2 rejects the parameters (callers check bounds first). If the
 /// memory cannot be had the allocator aborts the process; the 2 GiB bound keeps that to
 /// machines that are genuinely out of memory.
 ///
@@ -26,12 +28,12 @@ pub const SALT_LEN: usize = 16;
 /// The parameters must have passed [`KdfParams::check_bounds`]; this function trusts them.
 pub fn derive_key(passphrase: &SecretString, salt: &[u8], kdf: &KdfParams) -> Result<SecretKey> {
     let params = Params::new(kdf.memory_kib, kdf.iterations, kdf.parallelism, Some(32))
-        .map_err(|e| Error::corrupt(format!("invalid Argon2id parameters: {e}")))?;
+        .map_err(|e| OpenError::corrupt(format!("invalid Argon2id parameters: {e}")))?;
     let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
     let mut out = Zeroizing::new([0u8; 32]);
     argon
         .hash_password_into(passphrase.expose().as_bytes(), salt, &mut out[..])
-        .map_err(|e| Error::corrupt(format!("key derivation failed: {e}")))?;
+        .map_err(|e| OpenError::corrupt(format!("key derivation failed: {e}")))?;
     Ok(SecretKey::new(*out))
 }
 
@@ -63,7 +65,7 @@ pub fn seal_in_place(key: &SecretKey, nonce: &[u8; 24], ad: &[u8], buf: &mut Vec
 /// Decrypts and authenticates; the plaintext comes back in a zeroizing buffer.
 ///
 /// # Errors
-/// [`Error::Passphrase`] with the single "wrong passphrase, or the vault was modified"
+/// [`OpenError::WrongPassphrase`], with the single "wrong passphrase, or the vault was modified"
 /// message: a wrong key and a modified file are indistinguishable by design.
 pub fn open(
     key: &SecretKey,
@@ -81,7 +83,7 @@ pub fn open(
             },
         )
         .map(Zeroizing::new)
-        .map_err(|_| Error::wrong_passphrase())
+        .map_err(|_| OpenError::WrongPassphrase)
 }
 
 impl KdfParams {

@@ -11,7 +11,9 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{ChangeError, OpenError};
+
+type Result<T, E = OpenError> = std::result::Result<T, E>;
 
 /// The `format` field of every vault.
 pub const FORMAT: &str = "mcp-key-vault";
@@ -83,11 +85,11 @@ impl KdfParams {
     /// Checks the hard bounds every header must satisfy.
     ///
     /// # Errors
-    /// [`Error::Corrupt`] naming the field that is out of bounds.
+    /// [`OpenError::Corrupt`] naming the field that is out of bounds.
     pub fn check_bounds(&self) -> Result<()> {
         use bounds::*;
         let bad = |what: &str, v: u64, lo: u64, hi: u64| {
-            Error::corrupt(format!(
+            OpenError::corrupt(format!(
                 "the vault header asks for {what} = {v}, outside the accepted range \
                  {lo}..={hi}; the file is corrupt or was not written by this tool"
             ))
@@ -135,23 +137,23 @@ impl KdfParams {
     /// Checks the policy for new vaults: within bounds and at least [`KdfParams::MINIMUM`].
     ///
     /// # Errors
-    /// [`Error::Usage`] saying which setting is too weak or too large.
-    pub fn check_policy(&self) -> Result<()> {
+    /// [`ChangeError::Invalid`] saying which setting is too weak or too large.
+    pub fn check_policy(&self) -> Result<(), ChangeError> {
         if self.memory_kib < Self::MINIMUM.memory_kib {
-            return Err(Error::usage(format!(
+            return Err(ChangeError::invalid(format!(
                 "--kdf-memory-kib {} is below the minimum of {} KiB (OWASP's floor for Argon2id)",
                 self.memory_kib,
                 Self::MINIMUM.memory_kib
             )));
         }
         if self.iterations < Self::MINIMUM.iterations {
-            return Err(Error::usage(format!(
+            return Err(ChangeError::invalid(format!(
                 "--kdf-iterations {} is below the minimum of {}",
                 self.iterations,
                 Self::MINIMUM.iterations
             )));
         }
-        self.check_bounds().map_err(|e| Error::usage(e.to_string()))
+        self.check_bounds().map_err(|e| ChangeError::invalid(e.to_string()))
     }
 
     /// Whether these parameters are weaker than the policy minimum for new vaults.
@@ -216,16 +218,16 @@ impl Envelope {
     /// Recognises the file: a vault envelope, a plaintext legacy store, or neither.
     ///
     /// # Errors
-    /// [`Error::Corrupt`] for anything that is not a well-formed, in-bounds envelope of
+    /// [`OpenError::Corrupt`] for anything that is not a well-formed, in-bounds envelope of
     /// a known version, or a legacy store.
     pub fn detect(bytes: &[u8]) -> Result<Detected> {
         if bytes.len() as u64 > MAX_FILE_BYTES {
-            return Err(Error::corrupt(format!(
+            return Err(OpenError::corrupt(format!(
                 "the vault file is larger than {MAX_FILE_BYTES} bytes; it is not a vault"
             )));
         }
         if bytes.iter().all(|b| b.is_ascii_whitespace()) {
-            return Err(Error::corrupt(
+            return Err(OpenError::corrupt(
                 "the vault file is empty; restore it from a backup, or move it aside and \
                  create a new vault",
             ));
@@ -241,18 +243,18 @@ impl Envelope {
         // a legacy store, at each record's keys) while keeping nothing: an unauthenticated
         // file cannot make us build a tree many times its size.
         let probe: Probe = serde_json::from_slice(bytes).map_err(|e| {
-            Error::corrupt(format!(
+            OpenError::corrupt(format!(
                 "the vault file is not valid JSON ({}); it is corrupt or not a vault",
                 crate::error::json_problem(&e)
             ))
         })?;
         match probe {
-            Probe::NotObject => Err(Error::corrupt(
+            Probe::NotObject => Err(OpenError::corrupt(
                 "the vault file is not a JSON object; it is not a vault",
             )),
             Probe::Object {
                 vault_like: true, ..
-            } => Err(Error::corrupt(format!(
+            } => Err(OpenError::corrupt(format!(
                 "the vault header is malformed ({})",
                 crate::error::json_problem(&header_error)
             ))),
@@ -260,7 +262,7 @@ impl Envelope {
                 all_records_legacy: true,
                 ..
             } => Ok(Detected::Legacy),
-            Probe::Object { .. } => Err(Error::corrupt(
+            Probe::Object { .. } => Err(OpenError::corrupt(
                 "the file is JSON but neither an mcp-key-vault nor a key store of the Python tool",
             )),
         }
@@ -269,7 +271,7 @@ impl Envelope {
     /// Parses a vault envelope, refusing legacy stores.
     ///
     /// # Errors
-    /// As [`Envelope::detect`], plus [`Error::Corrupt`] naming `import-legacy` for a legacy store.
+    /// As [`Envelope::detect`], plus [`OpenError::Corrupt`] naming `import-legacy` for a legacy store.
     pub fn parse(bytes: &[u8]) -> Result<Envelope> {
         match Envelope::detect(bytes)? {
             Detected::Vault(e) => Ok(e),
@@ -279,24 +281,24 @@ impl Envelope {
 
     fn from_json(env: EnvelopeJson) -> Result<Envelope> {
         if env.format != FORMAT {
-            return Err(Error::corrupt(format!(
+            return Err(OpenError::corrupt(format!(
                 "unknown file format (expected \"{FORMAT}\")"
             )));
         }
         if env.version != VERSION {
-            return Err(Error::corrupt(format!(
+            return Err(OpenError::corrupt(format!(
                 "vault format version {} is not supported by this build, which reads version \
                  {VERSION}; upgrade mcp-key-manager",
                 env.version
             )));
         }
         if env.kdf.algorithm != "argon2id" || env.kdf.version != ARGON2_VERSION {
-            return Err(Error::corrupt(
+            return Err(OpenError::corrupt(
                 "unsupported key derivation (expected argon2id version 19)",
             ));
         }
         if env.cipher.algorithm != "xchacha20poly1305" {
-            return Err(Error::corrupt(
+            return Err(OpenError::corrupt(
                 "unsupported cipher (expected xchacha20poly1305)",
             ));
         }
@@ -308,7 +310,7 @@ impl Envelope {
         kdf.check_bounds()?;
         let salt = decode_bounded(&env.kdf.salt, "kdf.salt", bounds::SALT_MAX)?;
         if salt.len() < bounds::SALT_MIN {
-            return Err(Error::corrupt(format!(
+            return Err(OpenError::corrupt(format!(
                 "the vault salt is {} bytes, shorter than {}",
                 salt.len(),
                 bounds::SALT_MIN
@@ -317,10 +319,10 @@ impl Envelope {
         let nonce_v = decode_bounded(&env.cipher.nonce, "cipher.nonce", bounds::NONCE_LEN)?;
         let nonce: [u8; 24] = nonce_v
             .try_into()
-            .map_err(|_| Error::corrupt("the vault nonce is not 24 bytes"))?;
+            .map_err(|_| OpenError::corrupt("the vault nonce is not 24 bytes"))?;
         let ciphertext = decode_bounded(&env.ciphertext, "ciphertext", MAX_FILE_BYTES as usize)?;
         if ciphertext.len() < bounds::TAG_LEN {
-            return Err(Error::corrupt("the vault ciphertext is truncated"));
+            return Err(OpenError::corrupt("the vault ciphertext is truncated"));
         }
         Ok(Envelope {
             kdf,
@@ -527,24 +529,24 @@ impl<'de> Deserialize<'de> for Probe {
 }
 
 /// The refusal every command gives when pointed at a plaintext store of the Python tool.
-pub fn legacy_refusal() -> Error {
-    Error::LegacyStore
+pub fn legacy_refusal() -> OpenError {
+    OpenError::LegacyStore
 }
 
 fn decode_bounded(s: &str, field: &str, max: usize) -> Result<Vec<u8>> {
     // Base64 grows by 4/3: refuse before decoding anything larger than the bound allows.
     if s.len() > max.div_ceil(3) * 4 {
-        return Err(Error::corrupt(format!(
+        return Err(OpenError::corrupt(format!(
             "the vault field {field} is too long"
         )));
     }
     let bytes = B64
         .decode(s)
-        .map_err(|_| Error::corrupt(format!("the vault field {field} is not valid base64")))?;
+        .map_err(|_| OpenError::corrupt(format!("the vault field {field} is not valid base64")))?;
     // The length check above admits up to two bytes more than `max` (88 base64 characters
     // hold 66 bytes); the bound is on the decoded bytes.
     if bytes.len() > max {
-        return Err(Error::corrupt(format!(
+        return Err(OpenError::corrupt(format!(
             "the vault field {field} is too long"
         )));
     }
@@ -614,7 +616,7 @@ mod tests {
                 parallelism: p,
             };
             assert!(
-                matches!(k.check_bounds(), Err(Error::Corrupt(_))),
+                matches!(k.check_bounds(), Err(OpenError::Corrupt { .. })),
                 "{m} {t} {p}"
             );
         }
@@ -642,7 +644,7 @@ mod tests {
         for v in variants {
             assert_ne!(v, good);
             assert!(
-                matches!(Envelope::parse(v.as_bytes()), Err(Error::Corrupt(_))),
+                matches!(Envelope::parse(v.as_bytes()), Err(OpenError::Corrupt { .. })),
                 "{v}"
             );
         }

@@ -10,7 +10,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsE
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
+use crate::error::{IoError, ReadError};
 
 /// Reads a regular file of at most `max` bytes; `Ok(None)` if it does not exist.
 ///
@@ -19,9 +19,9 @@ use crate::error::{Error, Result};
 /// checks still cannot make us read more than `max + 1` bytes.
 ///
 /// # Errors
-/// [`Error::Io`] for I/O problems or a non-regular file; [`Error::Corrupt`] with `what`
+/// [`ReadError::Io`] for I/O problems or a non-regular file; [`ReadError::TooLarge`]
 /// when the file is larger than `max`.
-pub fn read_bounded(path: &Path, max: u64, what: &str) -> Result<Option<Vec<u8>>> {
+pub fn read_bounded(path: &Path, max: u64, what: &str) -> Result<Option<Vec<u8>>, ReadError> {
     Ok(read_bounded_with_meta(path, max, what)?.map(|(bytes, _)| bytes))
 }
 
@@ -29,8 +29,8 @@ pub fn read_bounded(path: &Path, max: u64, what: &str) -> Result<Option<Vec<u8>>
 /// FIFO put in its place cannot hang us. `None` when nothing is there.
 ///
 /// # Errors
-/// [`Error::Io`] when it cannot be opened.
-pub fn open_to_read(path: &Path) -> Result<Option<fs::File>> {
+/// [`IoError`] when it cannot be opened.
+pub fn open_to_read(path: &Path) -> Result<Option<fs::File>, IoError> {
     match OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
@@ -38,7 +38,7 @@ pub fn open_to_read(path: &Path) -> Result<Option<fs::File>> {
     {
         Ok(f) => Ok(Some(f)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io("read", path, e)),
+        Err(e) => Err(IoError::new("read", path, e)),
     }
 }
 
@@ -52,37 +52,40 @@ pub fn read_bounded_with_meta(
     path: &Path,
     max: u64,
     what: &str,
-) -> Result<Option<(Vec<u8>, fs::Metadata)>> {
+) -> Result<Option<(Vec<u8>, fs::Metadata)>, ReadError> {
     let Some(file) = open_to_read(path)? else {
         return Ok(None);
     };
-    let meta = file.metadata().map_err(|e| Error::io("read", path, e))?;
+    let meta = file.metadata().map_err(|e| IoError::new("read", path, e))?;
     if !meta.is_file() {
-        return Err(Error::io(
+        return Err(ReadError::Io(IoError::new(
             "read",
             path,
             io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("{what} is not a regular file"),
             ),
-        ));
+        )));
     }
     if meta.len() > max {
-        return Err(Error::corrupt(format!(
-            "{} is {} bytes, more than the {max} bytes a {what} may have; it is not a {what}",
-            crate::display::path(path),
-            meta.len()
-        )));
+        return Err(ReadError::TooLarge {
+            path: path.to_owned(),
+            what: what.to_owned(),
+            len: Some(meta.len()),
+            max,
+        });
     }
     let mut buf = Vec::with_capacity(meta.len() as usize);
     file.take(max + 1)
         .read_to_end(&mut buf)
-        .map_err(|e| Error::io("read", path, e))?;
+        .map_err(|e| IoError::new("read", path, e))?;
     if buf.len() as u64 > max {
-        return Err(Error::corrupt(format!(
-            "{} grew beyond {max} bytes while being read",
-            crate::display::path(path)
-        )));
+        return Err(ReadError::TooLarge {
+            path: path.to_owned(),
+            what: what.to_owned(),
+            len: None,
+            max,
+        });
     }
     Ok(Some((buf, meta)))
 }
@@ -105,8 +108,8 @@ fn tmp_prefix(name: &std::ffi::OsStr) -> std::ffi::OsString {
 /// same path removes it (it may hold a key, as the env file's does).
 ///
 /// # Errors
-/// [`Error::Io`] naming the path; the target is left as it was.
-pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+/// [`IoError`] naming the path; the target is left as it was.
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), IoError> {
     write_replacing(path, &mut |f| f.write_all(bytes), None)
 }
 
@@ -118,7 +121,7 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
 pub fn atomic_write_with(
     path: &Path,
     fill: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
-) -> Result<()> {
+) -> Result<(), IoError> {
     write_replacing(path, &mut |f| fill(f), None)
 }
 
@@ -128,7 +131,7 @@ pub fn atomic_write_with(
 ///
 /// # Errors
 /// As [`atomic_write`].
-pub fn atomic_write_keeping_mode(path: &Path, bytes: &[u8]) -> Result<()> {
+pub fn atomic_write_keeping_mode(path: &Path, bytes: &[u8]) -> Result<(), IoError> {
     // Write bits for group and others are dropped: whoever can write the file chooses the
     // key a server accepts.
     let keep = fs::metadata(path)
@@ -141,11 +144,11 @@ fn write_replacing(
     path: &Path,
     fill: &mut dyn FnMut(&mut File) -> io::Result<()>,
     keep: Option<(u32, u32, u32)>,
-) -> Result<()> {
+) -> Result<(), IoError> {
     let dir = parent_dir(path);
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::io("write", path, io::Error::other("the path has no file name")))?;
+    let name = path.file_name().ok_or_else(|| {
+        IoError::new("write", path, io::Error::other("the path has no file name"))
+    })?;
     let mut tmp_name = tmp_prefix(name);
     tmp_name.push(crate::rng::hex(&crate::rng::bytes(TMP_HEX / 2)));
     let tmp = dir.join(tmp_name);
@@ -171,7 +174,7 @@ fn write_replacing(
     })();
     if let Err(e) = result {
         let _ = fs::remove_file(&tmp);
-        return Err(Error::io("write", path, e));
+        return Err(IoError::new("write", path, e));
     }
     Ok(())
 }
@@ -191,8 +194,8 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 /// Creates `dir` and any missing parents with mode 0700.
 ///
 /// # Errors
-/// [`Error::Io`] naming the directory.
-pub fn ensure_dir(dir: &Path) -> Result<()> {
+/// [`IoError`] naming the directory.
+pub fn ensure_dir(dir: &Path) -> Result<(), IoError> {
     if dir.as_os_str().is_empty() || dir.is_dir() {
         return Ok(());
     }
@@ -200,14 +203,14 @@ pub fn ensure_dir(dir: &Path) -> Result<()> {
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|e| Error::io("create directory", dir, e))
+        .map_err(|e| IoError::new("create directory", dir, e))
 }
 
 /// Creates the parent directory of `path` (mode 0700) if it is missing.
 ///
 /// # Errors
 /// As [`ensure_dir`].
-pub fn ensure_parent(path: &Path) -> Result<()> {
+pub fn ensure_parent(path: &Path) -> Result<(), IoError> {
     ensure_dir(&parent_dir(path))
 }
 
@@ -239,14 +242,14 @@ pub fn writable_by_others(path: &Path) -> bool {
 /// Removes the group and other write bits of an existing file.
 ///
 /// # Errors
-/// [`Error::Io`] naming the file.
-pub fn drop_write_for_others(path: &Path) -> Result<()> {
+/// [`IoError`] naming the file.
+pub fn drop_write_for_others(path: &Path) -> Result<(), IoError> {
     let mode = fs::metadata(path)
-        .map_err(|e| Error::io("inspect", path, e))?
+        .map_err(|e| IoError::new("inspect", path, e))?
         .permissions()
         .mode();
     fs::set_permissions(path, fs::Permissions::from_mode(mode & 0o7755))
-        .map_err(|e| Error::io("restrict the permissions of", path, e))
+        .map_err(|e| IoError::new("restrict the permissions of", path, e))
 }
 
 /// The effective user id of this process.
@@ -265,16 +268,16 @@ pub fn euid() -> u32 {
 /// controls, is fine.
 ///
 /// # Errors
-/// [`Error::Io`] (`PermissionDenied`) saying why, naming the file and its owner.
-pub fn refuse_foreign_file_in_shared_dir(target: &Path, what: &str) -> Result<()> {
+/// [`IoError`] (`PermissionDenied`) saying why, naming the file and its owner.
+pub fn refuse_foreign_file_in_shared_dir(target: &Path, what: &str) -> Result<(), IoError> {
     let Ok(meta) = fs::symlink_metadata(target) else {
         return Ok(());
     };
     let me = euid();
     let dir = parent_dir(target);
     if meta.uid() != me && writable_by_others(&dir) {
-        return Err(Error::Io {
-            context: format!(
+        return Err(IoError::with_context(
+            format!(
                 "write the {what} {}: it belongs to user {} and its directory {} is writable \
                  by others, so that user could have planted it to read what is written; remove \
                  it or use a path in a directory only you control",
@@ -282,8 +285,8 @@ pub fn refuse_foreign_file_in_shared_dir(target: &Path, what: &str) -> Result<()
                 meta.uid(),
                 crate::display::path(&dir)
             ),
-            source: io::Error::from(io::ErrorKind::PermissionDenied),
-        });
+            io::Error::from(io::ErrorKind::PermissionDenied),
+        ));
     }
     Ok(())
 }
@@ -314,9 +317,13 @@ impl Lock {
     /// once if the lock is busy, so the caller can say that it is waiting.
     ///
     /// # Errors
-    /// [`Error::Io`] when the lock file cannot be opened, or with `TimedOut` when another
+    /// [`IoError`] when the lock file cannot be opened, or with `TimedOut` when another
     /// process holds the lock for longer than `timeout`.
-    pub fn acquire(target: &Path, timeout: Duration, on_wait: impl FnOnce()) -> Result<Lock> {
+    pub fn acquire(
+        target: &Path,
+        timeout: Duration,
+        on_wait: impl FnOnce(),
+    ) -> Result<Lock, IoError> {
         let mut lock_path = target.as_os_str().to_owned();
         lock_path.push(".lock");
         let lock_path = PathBuf::from(lock_path);
@@ -339,20 +346,20 @@ impl Lock {
                 } else {
                     e
                 };
-                Error::io("open the lock file", &lock_path, e)
+                IoError::new("open the lock file", &lock_path, e)
             })?;
         let meta = file
             .metadata()
-            .map_err(|e| Error::io("open the lock file", &lock_path, e))?;
+            .map_err(|e| IoError::new("open the lock file", &lock_path, e))?;
         if !meta.is_file() {
-            return Err(Error::io(
+            return Err(IoError::new(
                 "open the lock file",
                 &lock_path,
                 io::Error::new(io::ErrorKind::InvalidInput, "it is not a regular file"),
             ));
         }
         if meta.uid() != euid() && writable_by_others(&parent_dir(&lock_path)) {
-            return Err(Error::io(
+            return Err(IoError::new(
                 "open the lock file",
                 &lock_path,
                 io::Error::new(
@@ -375,22 +382,22 @@ impl Lock {
                 }
                 Err(fs::TryLockError::WouldBlock) => {}
                 Err(fs::TryLockError::Error(e)) => {
-                    return Err(Error::io("lock", &lock_path, e));
+                    return Err(IoError::new("lock", &lock_path, e));
                 }
             }
             if let Some(f) = on_wait.take() {
                 f();
             }
             if start.elapsed() >= timeout {
-                return Err(Error::Io {
-                    context: format!(
+                return Err(IoError::with_context(
+                    format!(
                         "lock {} (another mcp-key-manager has held it for {:.0?}; if no other \
                          process is running, raise MCP_KEY_LOCK_TIMEOUT or try again)",
                         crate::display::path(&lock_path),
                         timeout
                     ),
-                    source: io::Error::from(io::ErrorKind::TimedOut),
-                });
+                    io::Error::from(io::ErrorKind::TimedOut),
+                ));
             }
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(50));
@@ -430,14 +437,14 @@ fn remove_stale_temps(target: &Path) {
 /// `protected_symlinks` rule, which does not apply here because we follow links ourselves).
 /// Through such a link, root running `use` in a shared directory would write a key into a
 /// file of the planter's choosing.
-fn refuse_planted_link(link: &Path, meta: &fs::Metadata) -> Result<()> {
+fn refuse_planted_link(link: &Path, meta: &fs::Metadata) -> Result<(), IoError> {
     let dir = parent_dir(link);
     let Ok(d) = fs::metadata(&dir) else {
         return Ok(());
     };
     if d.permissions().mode() & 0o022 != 0 && meta.uid() != euid() && meta.uid() != d.uid() {
-        return Err(Error::Io {
-            context: format!(
+        return Err(IoError::with_context(
+            format!(
                 "follow the link {}: it belongs to user {} in the directory {}, which others \
                  can write, so it may have been planted to redirect what is written; remove it \
                  or use a path in a directory only you control",
@@ -445,8 +452,8 @@ fn refuse_planted_link(link: &Path, meta: &fs::Metadata) -> Result<()> {
                 meta.uid(),
                 crate::display::path(&dir)
             ),
-            source: io::Error::from(io::ErrorKind::PermissionDenied),
-        });
+            io::Error::from(io::ErrorKind::PermissionDenied),
+        ));
     }
     Ok(())
 }
@@ -456,14 +463,15 @@ fn refuse_planted_link(link: &Path, meta: &fs::Metadata) -> Result<()> {
 /// `dangling_ok` (the vault: a link made before the vault) and the target's directory exists.
 ///
 /// # Errors
-/// [`Error::Io`] for a loop, or a link whose target does not exist.
-pub fn resolve_symlinks(path: &Path, dangling_ok: bool) -> Result<PathBuf> {
+/// [`IoError`] for a loop, or a link whose target does not exist.
+pub fn resolve_symlinks(path: &Path, dangling_ok: bool) -> Result<PathBuf, IoError> {
     let mut p = path.to_path_buf();
     for _ in 0..40 {
         match fs::symlink_metadata(&p) {
             Ok(m) if m.file_type().is_symlink() => {
                 refuse_planted_link(&p, &m)?;
-                let target = fs::read_link(&p).map_err(|e| Error::io("follow the link", &p, e))?;
+                let target =
+                    fs::read_link(&p).map_err(|e| IoError::new("follow the link", &p, e))?;
                 p = if target.is_absolute() {
                     target
                 } else {
@@ -473,7 +481,7 @@ pub fn resolve_symlinks(path: &Path, dangling_ok: bool) -> Result<PathBuf> {
             Ok(_) => return Ok(p),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 if p != path && !(dangling_ok && parent_dir(&p).is_dir()) {
-                    return Err(Error::io(
+                    return Err(IoError::new(
                         "follow the link",
                         path,
                         io::Error::new(
@@ -487,10 +495,10 @@ pub fn resolve_symlinks(path: &Path, dangling_ok: bool) -> Result<PathBuf> {
                 }
                 return Ok(p);
             }
-            Err(e) => return Err(Error::io("inspect", &p, e)),
+            Err(e) => return Err(IoError::new("inspect", &p, e)),
         }
     }
-    Err(Error::io(
+    Err(IoError::new(
         "follow the link",
         path,
         io::Error::other("too many levels of symbolic links"),
@@ -538,14 +546,14 @@ mod tests {
         assert!(read_bounded(&p, 100, "vault").unwrap().is_some());
         assert!(matches!(
             read_bounded(&p, 99, "vault"),
-            Err(Error::Corrupt(_))
+            Err(ReadError::TooLarge { .. })
         ));
         assert!(read_bounded(&d.path().join("none"), 10, "vault")
             .unwrap()
             .is_none());
         assert!(matches!(
             read_bounded(d.path(), 10, "vault"),
-            Err(Error::Io { .. })
+            Err(ReadError::Io(_))
         ));
     }
 
@@ -586,7 +594,7 @@ mod tests {
         let mut waited = false;
         let e = Lock::acquire(&p, Duration::from_millis(30), || waited = true).unwrap_err();
         assert!(waited);
-        assert!(matches!(e, Error::Io { .. }));
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
         drop(held);
         Lock::acquire(&p, Duration::ZERO, || {}).unwrap();
     }

@@ -17,9 +17,8 @@ use crate::types::Permission;
 /// Reads a plaintext store, bounded as a vault file is; `None` when there is none.
 ///
 /// # Errors
-/// [`Error::Io`](crate::error::Error::Io) when it cannot be read,
-/// [`Error::Corrupt`](crate::error::Error::Corrupt) when it is too large.
-pub fn read_file(path: &std::path::Path) -> crate::error::Result<Option<Vec<u8>>> {
+/// [`ReadError`](crate::error::ReadError) when it cannot be read or is too large.
+pub fn read_file(path: &std::path::Path) -> Result<Option<Vec<u8>>, crate::error::ReadError> {
     crate::fsio::read_bounded(path, crate::format::MAX_FILE_BYTES, "key store")
 }
 
@@ -27,8 +26,8 @@ pub fn read_file(path: &std::path::Path) -> crate::error::Result<Option<Vec<u8>>
 /// plaintext store.
 ///
 /// # Errors
-/// [`Error::Corrupt`](crate::error::Error::Corrupt) for bytes that are neither.
-pub fn is_encrypted_vault(bytes: &[u8]) -> crate::error::Result<bool> {
+/// [`OpenError::Corrupt`](crate::error::OpenError::Corrupt) for bytes that are neither.
+pub fn is_encrypted_vault(bytes: &[u8]) -> Result<bool, crate::error::OpenError> {
     use crate::v2::{detect, Detected};
     Ok(matches!(detect(bytes)?, Detected::V1(_) | Detected::V2(_)))
 }

@@ -3,9 +3,9 @@
 //! history, and the import of the Python tool's plaintext store.
 //!
 //! The public API:
-//! - [`Store`] opens, changes and saves the vault file at a path, asking the caller through
-//!   [`Interaction`] for passphrases, warnings and identities (the library never prompts,
-//!   prints or exits); [`Vault`] is an unlocked vault and its changes ([`NewKey`],
+//! - [`Store`] opens, changes ([`Txn`]) and saves the vault file at a path, asking the
+//!   caller through [`Interaction`] for passphrases, warnings and identities (the library
+//!   never prompts, prints or exits); [`Vault`] is an unlocked vault and its changes ([`NewKey`],
 //!   [`Selector`], [`Rotation`]); the records: [`KeyRecord`], [`Keys`], [`Look`],
 //!   [`Event`], [`History`], [`Published`], [`Status`], [`KeyId`], [`KeyHash`],
 //!   [`Permission`]; the file's identity: [`Envelope`], [`KdfParams`], [`Detected`].
@@ -16,7 +16,14 @@
 //!   itself is `mcp-key-verifier`'s).
 //! - [`keyfmt`] (making keys, their strength), [`legacy`] (the Python tool's store),
 //!   [`secret`] (wiped secret types), [`fsio`] (bounded reads, locks, atomic replace: what
-//!   the binary's own files use too), [`display`] (text safe to print), [`error`].
+//!   the binary's own files use too), [`display`] (text safe to print).
+//! - [`error`]: one error type per operation, each `#[non_exhaustive]` with a
+//!   [`Category`](error::Category) for the caller's exit codes: [`OpenError`] (read, parse,
+//!   unlock), [`ChangeError`] (create, slots, re-key, rotate, import), [`SelectError`]
+//!   (find keys), [`SaveError`] (write), [`PromptError`] (the caller's [`Interaction`]
+//!   could not give a passphrase), and `fsio`'s [`IoError`](error::IoError) and
+//!   [`ReadError`](error::ReadError). Calls that do several ([`Store::update`],
+//!   [`Store::rekey`]) return the caller's own error type, built with `From`.
 //!
 //! Private: the format-1 envelope's parser, format 2's header and payload codec, the
 //! crypto, the record index. Tests, benchmarks and fuzz targets reach them, and a few
@@ -51,7 +58,7 @@ mod vault;
 pub mod verify;
 
 pub use crypto::SALT_LEN;
-pub use error::{Error, Result};
+pub use error::{ChangeError, OpenError, PromptError, SaveError, SelectError};
 pub use format::{Detected, Envelope, KdfParams};
 pub use keyset::{Keys, Look};
 pub use records::{
@@ -59,6 +66,6 @@ pub use records::{
     DEFAULT_PERMISSIONS,
 };
 pub use secret::{SecretBytes, SecretKey, SecretString};
-pub use store::{Expect, Interaction, Store};
+pub use store::{AfterCommit, Expect, Interaction, Parsed, Store, Txn};
 pub use types::{EventAction, InvalidPermission, KeyHash, KeyId, Permission};
 pub use vault::*;

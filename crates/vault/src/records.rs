@@ -11,7 +11,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-use crate::error::{Error, Result};
+use crate::error::OpenError;
+
+type Result<T, E = OpenError> = std::result::Result<T, E>;
 use crate::secret::{SecretKey, SecretString};
 use crate::types::KeyHash;
 
@@ -187,10 +189,10 @@ impl Payload {
     /// Parses decrypted bytes, checking the invariants an authenticated payload must keep.
     ///
     /// # Errors
-    /// [`Error::Corrupt`] if the JSON does not match or an id repeats.
+    /// [`OpenError::Corrupt`] if the JSON does not match or an id repeats.
     pub fn from_json(bytes: &[u8]) -> Result<Self> {
         let p: Payload = serde_json::from_slice(bytes).map_err(|e| {
-            Error::corrupt(format!(
+            OpenError::corrupt(format!(
                 "the vault decrypted but its content is malformed ({}); restore it \
                  from a backup",
                 crate::error::json_problem(&e)
@@ -199,7 +201,7 @@ impl Payload {
         let mut seen = HashSet::with_capacity(p.keys.len());
         for k in &p.keys {
             if !seen.insert(k.id.as_str()) {
-                return Err(Error::corrupt(format!(
+                return Err(OpenError::corrupt(format!(
                     "the vault holds two keys with id {}; restore it from a backup",
                     crate::display::sanitize(&k.id)
                 )));

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use crate::error::{Error, Result};
+use crate::error::{ChangeError, IoError, OpenError, PromptError, ReadError, SaveError};
 use crate::format::MAX_FILE_BYTES;
 use crate::format::{Envelope, KdfParams};
 use crate::fsio::{self, Lock};
@@ -24,8 +24,8 @@ pub trait Interaction {
     /// The passphrase of an existing vault. `attempt` counts from 1.
     ///
     /// # Errors
-    /// When no passphrase can be had ([`Error::NoPassphrase`]) or reading it fails.
-    fn passphrase(&self, prompt: &str, attempt: u32) -> Result<SecretString>;
+    /// When no passphrase can be had ([`PromptError::NoPassphrase`]) or reading it fails.
+    fn passphrase(&self, prompt: &str, attempt: u32) -> Result<SecretString, PromptError>;
 
     /// A key cache from a live unlock session that fits `env`, if there is one: commands
     /// use it before any passphrase source.
@@ -50,7 +50,7 @@ pub trait Interaction {
     ///
     /// # Errors
     /// When none can be had, the two entries differ, or it is refused as too weak.
-    fn new_passphrase(&self, what: &str) -> Result<SecretString>;
+    fn new_passphrase(&self, what: &str) -> Result<SecretString, PromptError>;
 
     /// A key derivation with these settings is about to start; returns whether something
     /// was shown that [`Interaction::kdf_done`] should take back.
@@ -72,7 +72,7 @@ pub trait Interaction {
     ///
     /// # Errors
     /// When the identity file cannot be read or parsed.
-    fn identities(&self) -> Result<Option<Identities>> {
+    fn identities(&self) -> Result<Option<Identities>, OpenError> {
         Ok(None)
     }
 
@@ -95,8 +95,8 @@ impl Parsed {
     /// Parses a vault file of either format (a plaintext legacy store is refused).
     ///
     /// # Errors
-    /// [`Error::Corrupt`], [`Error::LegacyStore`].
-    pub fn parse(bytes: &[u8]) -> Result<Parsed> {
+    /// [`OpenError::Corrupt`], [`OpenError::LegacyStore`].
+    pub fn parse(bytes: &[u8]) -> Result<Parsed, OpenError> {
         match v2::detect(bytes)? {
             v2::Detected::V1(e) => Ok(Parsed::V1(e)),
             v2::Detected::V2(h) => Ok(Parsed::V2(h)),
@@ -123,8 +123,9 @@ pub enum Expect<'a> {
     Bytes(&'a [u8]),
 }
 
-/// A hook run after each committed change, while the vault lock is still held.
-pub type AfterCommit = Box<dyn FnMut(&Vault) -> Result<()>>;
+/// A hook run after each committed change, while the vault lock is still held. What it
+/// does with its own failures is the caller's: the change stands either way.
+pub type AfterCommit = Box<dyn FnMut(&Vault)>;
 
 /// How much of a large vault's start [`Store::unchanged_since`] compares: more than the
 /// largest header (32 slots of at most ~12 KB of base64 each, or format 1's few hundred
@@ -143,7 +144,6 @@ pub struct Store {
     data_key: Option<KeyCache>,
     identities: Option<Option<Rc<Identities>>>,
     after_commit: Option<AfterCommit>,
-    deferred: Option<Error>,
     upgrade_said: bool,
     use_session: bool,
 }
@@ -191,7 +191,6 @@ impl Store {
             data_key: None,
             identities: None,
             after_commit: None,
-            deferred: None,
             upgrade_said: false,
             use_session: true,
         }
@@ -221,22 +220,12 @@ impl Store {
         self.path.exists() || self.path.is_symlink()
     }
 
-    /// Sets the hook run after every committed change, under the lock. A change whose
-    /// hook fails still stands; the hook's error is kept for [`Store::finish`].
+    /// Sets the hook run once after each transaction that saved, under the lock.
     pub fn set_after_commit(&mut self, hook: AfterCommit) {
         self.after_commit = Some(hook);
     }
 
-    /// The error of an after-commit hook, if one failed: the caller reports its result
-    /// first (the change was saved), then this.
-    ///
-    /// # Errors
-    /// The hook's error.
-    pub fn finish(&mut self) -> Result<()> {
-        self.deferred.take().map_or(Ok(()), Err)
-    }
-
-    fn read(&self) -> Result<Option<Vec<u8>>> {
+    fn read(&self) -> Result<Option<Vec<u8>>, ReadError> {
         fsio::read_bounded(&self.path, MAX_FILE_BYTES, "vault")
     }
 
@@ -248,13 +237,13 @@ impl Store {
     /// same nonce would be a forgery. So for the writers the lock orders (this tool's)
     /// equal samples mean the same save, and a 24 MB vault is not read twice per change.
     /// A process that ignores the lock can change the file at any moment anyway.
-    fn unchanged_since(&self, seen: &Seen) -> Result<bool> {
+    fn unchanged_since(&self, seen: &Seen) -> Result<bool, OpenError> {
         use std::io::{Read, Seek, SeekFrom};
         let (len, head_seen, tail_seen) = match seen {
             Seen::Whole(first) => return Ok(self.read()?.as_deref() == Some(&first[..])),
             Seen::Sampled { len, head, tail } => (*len, head, tail),
         };
-        let io = |e| Error::io("read", &self.path, e);
+        let io = |e| OpenError::Io(IoError::new("read", &self.path, e));
         let Some(mut file) = fsio::open_to_read(&self.path)? else {
             return Ok(false);
         };
@@ -280,8 +269,8 @@ impl Store {
         }
     }
 
-    fn read_existing(&self) -> Result<Vec<u8>> {
-        self.read()?.ok_or_else(|| Error::NoVault {
+    fn read_existing(&self) -> Result<Vec<u8>, OpenError> {
+        self.read()?.ok_or_else(|| OpenError::NoVault {
             path: self.path.clone(),
         })
     }
@@ -303,7 +292,7 @@ impl Store {
     }
 
     /// The cache of the derived key, asking for the passphrase the first time.
-    fn cache(&mut self, attempt: u32) -> Result<&mut KeyCache> {
+    fn cache(&mut self, attempt: u32) -> Result<&mut KeyCache, OpenError> {
         if self.cache.is_none() {
             let pass = self.ui.passphrase("Vault passphrase: ", attempt)?;
             self.cache = Some(KeyCache::new(pass));
@@ -312,14 +301,14 @@ impl Store {
     }
 
     /// Unlocks a vault of either format.
-    fn unlock(&mut self, parsed: &Parsed) -> Result<Vault> {
+    fn unlock(&mut self, parsed: &Parsed) -> Result<Vault, OpenError> {
         match parsed {
             Parsed::V1(env) => self.unlock_v1(env),
             Parsed::V2(h) => self.unlock_v2(h),
         }
     }
 
-    fn identities(&mut self) -> Result<Option<Rc<Identities>>> {
+    fn identities(&mut self) -> Result<Option<Rc<Identities>>, OpenError> {
         if self.identities.is_none() {
             self.identities = Some(self.ui.identities()?.map(Rc::new));
         }
@@ -328,7 +317,7 @@ impl Store {
 
     /// Format 2: a cached data key if the unlocking slot still wraps the same bytes; else
     /// the identities (no prompt); else the passphrase, with retries at a terminal.
-    fn unlock_v2(&mut self, h: &v2::Header) -> Result<Vault> {
+    fn unlock_v2(&mut self, h: &v2::Header) -> Result<Vault, OpenError> {
         if let Some((id, key)) = self.data_key.as_ref().and_then(|c| c.data_key_for(h)) {
             return Vault::with_data_key(h, key, Some(id));
         }
@@ -347,7 +336,9 @@ impl Store {
             };
             match Vault::unlock_v2(h, &offer) {
                 Ok(v) => return Ok(self.remember_v2(v)),
-                Err(e @ (Error::Passphrase(_) | Error::WrongPassphrase)) if has_passphrase_slot => {
+                Err(e @ (OpenError::Passphrase { .. } | OpenError::WrongPassphrase))
+                    if has_passphrase_slot =>
+                {
                     id_error = Some(e)
                 }
                 Err(e) => return Err(e),
@@ -383,7 +374,7 @@ impl Store {
         &mut self,
         h: &v2::Header,
         slot: Option<&str>,
-    ) -> Result<Option<Vault>> {
+    ) -> Result<Option<Vault>, OpenError> {
         if let Some((kdf, salt, key)) = self.cache.as_ref().and_then(|c| c.cached()) {
             if let Some(i) = v2::slot_for_key(&h.slots, slot, kdf, salt) {
                 if let Some(dk) = v2::unlock_with_slot_key(&h.slots[i], key)? {
@@ -403,8 +394,8 @@ impl Store {
         h: &v2::Header,
         slot: Option<&str>,
         identities_offered: bool,
-        mut id_error: Option<Error>,
-    ) -> Result<Vault> {
+        mut id_error: Option<OpenError>,
+    ) -> Result<Vault, OpenError> {
         let tries = self.ui.tries().max(1);
         let mut attempt = 1;
         loop {
@@ -436,8 +427,8 @@ impl Store {
     fn passphrase_for(
         &mut self,
         attempt: u32,
-        id_error: &mut Option<Error>,
-    ) -> Result<SecretString> {
+        id_error: &mut Option<OpenError>,
+    ) -> Result<SecretString, OpenError> {
         Ok(match self.cache(attempt) {
             Ok(c) => match c.passphrase() {
                 Some(p) => p.duplicate(),
@@ -448,7 +439,7 @@ impl Store {
                         Ok(c) => c
                             .passphrase()
                             .map(SecretString::duplicate)
-                            .ok_or_else(|| Error::Passphrase("no passphrase available".into()))?,
+                            .ok_or_else(|| OpenError::passphrase("no passphrase available"))?,
                         Err(e) => return Err(id_error.take().unwrap_or(e)),
                     }
                 }
@@ -466,7 +457,7 @@ impl Store {
 
     /// Derives (at most once per passphrase and salt) and decrypts, letting a person at a
     /// terminal type a mistyped passphrase again.
-    fn unlock_v1(&mut self, env: &Envelope) -> Result<Vault> {
+    fn unlock_v1(&mut self, env: &Envelope) -> Result<Vault, OpenError> {
         if self.cache.is_none() && self.use_session {
             self.cache = self.ui.session(env);
         }
@@ -501,8 +492,9 @@ impl Store {
     /// reader sees the old or the new vault, never a mixture.
     ///
     /// # Errors
-    /// [`Error::NoVault`], [`Error::Corrupt`], [`Error::WrongPassphrase`], [`Error::Io`].
-    pub fn open(&mut self) -> Result<Vault> {
+    /// [`OpenError::NoVault`], [`OpenError::Corrupt`], [`OpenError::WrongPassphrase`],
+    /// [`OpenError::Io`], and what the [`Interaction`] fails with.
+    pub fn open(&mut self) -> Result<Vault, OpenError> {
         let parsed = Parsed::parse(&self.read_existing()?)?;
         self.warn_if_exposed();
         self.unlock(&parsed)
@@ -512,11 +504,11 @@ impl Store {
     ///
     /// # Errors
     /// As [`Store::open`], but never a passphrase error.
-    pub fn header(&self) -> Result<Parsed> {
+    pub fn header(&self) -> Result<Parsed, OpenError> {
         Parsed::parse(&self.read_existing()?)
     }
 
-    fn lock(&self) -> Result<Lock> {
+    fn lock(&self) -> Result<Lock, IoError> {
         Lock::acquire(&self.path, fsio::lock_timeout(), || {
             self.ui.waiting_for_lock(&self.path)
         })
@@ -525,7 +517,7 @@ impl Store {
     /// Takes the lock and returns the vault as it is under it. The key is derived before
     /// the lock is taken (the slow part, and the prompt), then the file is re-read under
     /// the lock and decrypted with the cached key.
-    fn locked(&mut self) -> Result<(Lock, Vault)> {
+    fn locked(&mut self) -> Result<(Lock, Vault), OpenError> {
         let first = self.read_existing()?;
         let env = Parsed::parse(&first)?;
         // What is needed to recognise this save later, not the whole file: its memory is
@@ -555,7 +547,7 @@ impl Store {
     ///
     /// # Errors
     /// As [`Store::open`].
-    pub fn begin(&mut self) -> Result<Txn<'_>> {
+    pub fn begin(&mut self) -> Result<Txn<'_>, OpenError> {
         let (lock, vault) = self.locked()?;
         Ok(Txn {
             store: self,
@@ -570,21 +562,27 @@ impl Store {
     ///
     /// # Errors
     /// As [`Store::begin`], and when no new passphrase can be had.
-    pub fn begin_or_create(&mut self, kdf: KdfParams) -> Result<Txn<'_>> {
+    pub fn begin_or_create<E>(&mut self, kdf: KdfParams) -> Result<Txn<'_>, E>
+    where
+        E: From<OpenError> + From<ChangeError>,
+    {
         // `begin` reads, parses and reports on an existing file; parsing it here as well
         // would cost a third pass over a large vault.
         if self.path.exists() {
-            return self.begin();
+            return Ok(self.begin()?);
         }
-        let pass = self.ui.new_passphrase("the new vault")?;
+        let pass = self
+            .ui
+            .new_passphrase("the new vault")
+            .map_err(OpenError::from)?;
         let fresh = Vault::create(&pass, kdf)?;
         let mut cache = KeyCache::new(pass);
         cache.remember(&fresh);
         self.cache = Some(cache);
-        fsio::ensure_parent(&self.path)?;
-        let lock = self.lock()?;
+        fsio::ensure_parent(&self.path).map_err(OpenError::from)?;
+        let lock = self.lock().map_err(OpenError::from)?;
         // Another process may have created the vault while we derived our key.
-        let vault = match self.read()? {
+        let vault = match self.read().map_err(OpenError::from)? {
             Some(bytes) => self.unlock(&Parsed::parse(&bytes)?)?,
             None => {
                 let mut v = fresh;
@@ -609,9 +607,12 @@ impl Store {
     /// one atomic replace. `change` runs under the lock; when it fails, nothing is written.
     ///
     /// # Errors
-    /// As [`Store::open`], or `change`'s own error. An after-commit hook's error is kept
-    /// for [`Store::finish`]: the change stands.
-    pub fn update<T>(&mut self, change: impl FnOnce(&mut Vault) -> Result<T>) -> Result<T> {
+    /// As [`Store::open`] and [`Txn::commit`] (both converted into the caller's error
+    /// type `E`), or `change`'s own error.
+    pub fn update<T, E>(&mut self, change: impl FnOnce(&mut Vault) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<OpenError> + From<SaveError>,
+    {
         let mut tx = self.begin()?;
         let out = change(tx.vault())?;
         tx.commit()?;
@@ -623,7 +624,10 @@ impl Store {
     ///
     /// # Errors
     /// As [`Store::open`], or `read`'s own error.
-    pub fn snapshot<T>(&mut self, read: impl FnOnce(&Vault) -> Result<T>) -> Result<T> {
+    pub fn snapshot<T, E>(&mut self, read: impl FnOnce(&Vault) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<OpenError>,
+    {
         let (_lock, vault) = self.locked()?;
         read(&vault)
     }
@@ -632,30 +636,36 @@ impl Store {
     /// checked under the lock; `before_write` runs under the lock just before the replace.
     ///
     /// # Errors
-    /// [`Error::Failed`] when the path no longer matches `expect`; I/O errors.
-    pub fn create(
+    /// [`SaveError::Changed`] when the path no longer matches `expect`; I/O errors;
+    /// `before_write`'s own.
+    pub fn create<E: From<SaveError>>(
         &mut self,
         mut vault: Vault,
         expect: Expect<'_>,
-        before_write: impl FnOnce() -> Result<()>,
-    ) -> Result<()> {
-        fsio::ensure_parent(&self.path)?;
-        let _lock = self.lock()?;
-        let now = self.read()?.map(zeroize::Zeroizing::new);
+        before_write: impl FnOnce() -> Result<(), E>,
+    ) -> Result<(), E> {
+        fsio::ensure_parent(&self.path).map_err(SaveError::from)?;
+        let _lock = self.lock().map_err(SaveError::from)?;
+        let now = self.read().map_err(read_for_save)?.map(zeroize::Zeroizing::new);
         match (expect, now.as_deref()) {
             (Expect::Absent, None) => {}
             (Expect::Absent, Some(_)) => {
-                return Err(Error::failed(format!(
-                    "{} was created by another process meanwhile; nothing was written",
-                    crate::display::path(&self.path)
-                )))
+                return Err(SaveError::Changed {
+                    reason: format!(
+                        "{} was created by another process meanwhile; nothing was written",
+                        crate::display::path(&self.path)
+                    ),
+                }
+                .into())
             }
             (Expect::Bytes(b), Some(n)) if n[..] == *b => {}
             (Expect::Bytes(_), _) => {
-                return Err(Error::failed(
-                    "the file changed while it was being read; nothing was written, run the \
-                     command again",
-                ))
+                return Err(SaveError::Changed {
+                    reason: "the file changed while it was being read; nothing was written, run \
+                             the command again"
+                        .into(),
+                }
+                .into())
             }
         }
         before_write()?;
@@ -669,11 +679,14 @@ impl Store {
     ///
     /// # Errors
     /// As [`Store::update`], and whatever `new` fails with.
-    pub fn rekey(
+    pub fn rekey<E>(
         &mut self,
         kdf: KdfParams,
-        new: impl FnOnce() -> Result<SecretString>,
-    ) -> Result<()> {
+        new: impl FnOnce() -> Result<SecretString, E>,
+    ) -> Result<(), E>
+    where
+        E: From<OpenError> + From<SaveError> + From<ChangeError>,
+    {
         let env = Parsed::parse(&self.read_existing()?)?;
         drop(self.unlock(&env)?);
         let pass = new()?;
@@ -694,7 +707,7 @@ impl Store {
 
     /// Saves under the held lock (the caller runs the after-commit hook). A format-1 vault is
     /// written as format 2 (said once on stderr, recorded in its history).
-    fn commit(&mut self, vault: &mut Vault) -> Result<()> {
+    fn commit(&mut self, vault: &mut Vault) -> Result<(), SaveError> {
         vault.upgrade(chrono::Utc::now())?;
         if vault.take_upgrade_notice() && !self.upgrade_said {
             self.upgrade_said = true;
@@ -705,16 +718,15 @@ impl Store {
             ));
         }
         vault.bump_revision();
-        fsio::atomic_write_with(&self.path, &mut |w| vault.write_to(w))
+        Ok(fsio::atomic_write_with(&self.path, &mut |w| {
+            vault.write_to(w)
+        })?)
     }
 
-    /// Runs the after-commit hook once for the vault as saved; its error is kept for
-    /// [`Store::finish`].
+    /// Runs the after-commit hook once for the vault as saved.
     fn after_commit(&mut self, vault: &Vault) {
         if let Some(hook) = self.after_commit.as_mut() {
-            if let Err(e) = hook(vault) {
-                self.deferred = Some(e);
-            }
+            hook(vault);
         }
     }
 }
@@ -728,11 +740,21 @@ fn announced<T>(ui: &dyn Interaction, kdf: &KdfParams, derive: impl FnOnce() -> 
     r
 }
 
+/// A read of the vault while saving: a file grown past the bound is not one to replace.
+fn read_for_save(e: ReadError) -> SaveError {
+    match e {
+        ReadError::Io(e) => SaveError::Io(e),
+        other => SaveError::Changed {
+            reason: other.to_string(),
+        },
+    }
+}
+
 /// After a failed unlock: `Ok` when a person at a terminal may type the passphrase again
 /// (said on stderr, with the tries left), else the error to give up with.
-fn ask_again(ui: &dyn Interaction, e: Error, attempt: u32, tries: u32) -> Result<()> {
+fn ask_again(ui: &dyn Interaction, e: OpenError, attempt: u32, tries: u32) -> Result<(), OpenError> {
     match e {
-        Error::WrongPassphrase if attempt < tries => {
+        OpenError::WrongPassphrase if attempt < tries => {
             ui.warn(&format!(
                 "wrong passphrase, or the vault was modified; try again ({} of {tries} tries \
                  left)",
@@ -740,7 +762,7 @@ fn ask_again(ui: &dyn Interaction, e: Error, attempt: u32, tries: u32) -> Result
             ));
             Ok(())
         }
-        Error::WrongPassphrase if tries > 1 => Err(Error::Passphrase(format!(
+        OpenError::WrongPassphrase if tries > 1 => Err(OpenError::passphrase(format!(
             "{} ({tries} tries)",
             crate::error::WRONG_PASSPHRASE
         ))),
@@ -781,8 +803,8 @@ impl Txn<'_> {
     /// transaction ends.
     ///
     /// # Errors
-    /// [`Error::Io`] when the vault cannot be written.
-    pub fn commit(&mut self) -> Result<()> {
+    /// [`SaveError`] when the vault cannot be written.
+    pub fn commit(&mut self) -> Result<(), SaveError> {
         self.store.commit(&mut self.vault)?;
         self.saved = true;
         Ok(())
@@ -796,10 +818,10 @@ mod tests {
 
     struct Quiet;
     impl Interaction for Quiet {
-        fn passphrase(&self, _prompt: &str, _attempt: u32) -> Result<SecretString> {
+        fn passphrase(&self, _prompt: &str, _attempt: u32) -> Result<SecretString, PromptError> {
             Ok(SecretString::new("p".into()))
         }
-        fn new_passphrase(&self, _what: &str) -> Result<SecretString> {
+        fn new_passphrase(&self, _what: &str) -> Result<SecretString, PromptError> {
             Ok(SecretString::new("p".into()))
         }
         fn warn(&self, _msg: &str) {}

@@ -13,7 +13,7 @@ use crate::records::{Event, KeyRecord, Payload, Published, Status};
 use crate::types::{EventAction, KeyHash, KeyId, Permission};
 
 use crate::display::sanitize;
-use crate::error::{Error, Result};
+use crate::error::{ChangeError, OpenError, SelectError};
 use crate::keyfmt;
 use crate::legacy::LegacyRecord;
 use crate::secret::{SecretKey, SecretString};
@@ -66,7 +66,7 @@ impl Vault {
     ///
     /// # Errors
     /// As `crypto::derive_key`.
-    pub fn create(passphrase: &SecretString, kdf: KdfParams) -> Result<Vault> {
+    pub fn create(passphrase: &SecretString, kdf: KdfParams) -> Result<Vault, ChangeError> {
         kdf.check_bounds()?;
         Ok(Vault {
             seal: Seal::V2(v2::Sealing::with_passphrase(
@@ -83,8 +83,8 @@ impl Vault {
     /// A new, empty format-2 vault whose one slot is the age recipient `recipient`.
     ///
     /// # Errors
-    /// [`Error::Usage`] for a recipient or label that is not acceptable.
-    pub fn create_with_recipient(recipient: &str, label: &str) -> Result<Vault> {
+    /// [`ChangeError::Invalid`] for a recipient or label that is not acceptable.
+    pub fn create_with_recipient(recipient: &str, label: &str) -> Result<Vault, ChangeError> {
         Ok(Vault {
             seal: Seal::V2(v2::Sealing::with_recipient(recipient, label, Utc::now())?),
             payload: Payload::new(),
@@ -98,7 +98,7 @@ impl Vault {
     /// # Errors
     /// As [`crypto::derive_key`].
     #[cfg(any(test, feature = "test-support"))]
-    pub fn create_format1(passphrase: &SecretString, kdf: KdfParams) -> Result<Vault> {
+    pub fn create_format1(passphrase: &SecretString, kdf: KdfParams) -> Result<Vault, ChangeError> {
         kdf.check_bounds()?;
         let salt = crate::rng::bytes(crate::crypto::SALT_LEN);
         let key = crypto::derive_key(passphrase, &salt, &kdf)?;
@@ -112,9 +112,9 @@ impl Vault {
     /// Parses, unlocks and decrypts a vault of either format with a passphrase.
     ///
     /// # Errors
-    /// [`Error::Corrupt`] for a bad or out-of-bounds header, [`Error::WrongPassphrase`]
+    /// [`OpenError::Corrupt`] for a bad or out-of-bounds header, [`OpenError::WrongPassphrase`]
     /// when authentication fails.
-    pub fn open(bytes: &[u8], passphrase: &SecretString) -> Result<Vault> {
+    pub fn open(bytes: &[u8], passphrase: &SecretString) -> Result<Vault, OpenError> {
         Vault::open_with(
             bytes,
             &v2::Unlock {
@@ -128,12 +128,12 @@ impl Vault {
     /// (a format-1 vault takes only the passphrase).
     ///
     /// # Errors
-    /// As [`Vault::open`]; [`Error::Passphrase`] when nothing offered fits.
-    pub fn open_with(bytes: &[u8], unlock: &v2::Unlock<'_>) -> Result<Vault> {
+    /// As [`Vault::open`]; [`OpenError::Passphrase`] when nothing offered fits.
+    pub fn open_with(bytes: &[u8], unlock: &v2::Unlock<'_>) -> Result<Vault, OpenError> {
         match v2::detect(bytes)? {
             v2::Detected::V1(env) => {
                 let pass = unlock.passphrase.ok_or_else(|| {
-                    Error::Passphrase("a format-1 vault opens only with its passphrase".into())
+                    OpenError::passphrase("a format-1 vault opens only with its passphrase")
                 })?;
                 let key = crypto::derive_key(pass, &env.salt, &env.kdf)?;
                 Vault::unlock(&env, key)
@@ -146,9 +146,9 @@ impl Vault {
     /// Decrypts a format-1 `env` with an already derived key (see [`KeyCache`]).
     ///
     /// # Errors
-    /// [`Error::WrongPassphrase`] when authentication fails, [`Error::Corrupt`] when the
+    /// [`OpenError::WrongPassphrase`] when authentication fails, [`OpenError::Corrupt`] when the
     /// authenticated content is malformed.
-    pub fn unlock(env: &Envelope, key: SecretKey) -> Result<Vault> {
+    pub fn unlock(env: &Envelope, key: SecretKey) -> Result<Vault, OpenError> {
         let plain = crypto::open(&key, &env.nonce, &env.ad(), &env.ciphertext)?;
         let payload = Payload::from_json(&plain)?;
         Ok(Vault {
@@ -166,8 +166,9 @@ impl Vault {
     /// passphrase on at most [`v2::MAX_PASSPHRASE_KDFS`] slots).
     ///
     /// # Errors
-    /// As [`v2::unlock_data_key`] and [`Vault::with_data_key`].
-    pub fn unlock_v2(h: &v2::Header, unlock: &v2::Unlock<'_>) -> Result<Vault> {
+    /// [`OpenError::Invalid`] for an unknown `--slot`; [`OpenError::Passphrase`] when
+    /// nothing offered opens a slot; as [`Vault::with_data_key`].
+    pub fn unlock_v2(h: &v2::Header, unlock: &v2::Unlock<'_>) -> Result<Vault, OpenError> {
         let (key, i) = v2::unlock_data_key(&h.slots, unlock)?;
         let id = h.slots[i].id.clone();
         let (sealing, payload) = v2::Sealing::open(h, key, Some(id), v2::Events::Lazy)?;
@@ -182,9 +183,13 @@ impl Vault {
     /// if unlocked through slot `by`.
     ///
     /// # Errors
-    /// [`Error::WrongPassphrase`] when the payload does not authenticate under `key`,
-    /// [`Error::Corrupt`] when its content is malformed.
-    pub fn with_data_key(h: &v2::Header, key: SecretKey, by: Option<String>) -> Result<Vault> {
+    /// [`OpenError::WrongPassphrase`] when the payload does not authenticate under `key`,
+    /// [`OpenError::Corrupt`] when its content is malformed.
+    pub fn with_data_key(
+        h: &v2::Header,
+        key: SecretKey,
+        by: Option<String>,
+    ) -> Result<Vault, OpenError> {
         let (sealing, payload) = v2::Sealing::open(h, key, by, v2::Events::Lazy)?;
         Ok(Vault {
             seal: Seal::V2(sealing),
@@ -241,8 +246,8 @@ impl Vault {
     /// prompt), a fresh data key, and an `upgrade` event. `false` if it already was.
     ///
     /// # Errors
-    /// As [`v2::Sealing::from_derived_key`].
-    pub fn upgrade(&mut self, now: DateTime<Utc>) -> Result<bool> {
+    /// [`ChangeError`] when the new passphrase slot cannot be made.
+    pub fn upgrade(&mut self, now: DateTime<Utc>) -> Result<bool, ChangeError> {
         let Seal::V1 { kdf, salt, key } = &self.seal else {
             return Ok(false);
         };
@@ -259,7 +264,7 @@ impl Vault {
         std::mem::take(&mut self.upgraded)
     }
 
-    fn sealing_mut(&mut self, now: DateTime<Utc>) -> Result<&mut v2::Sealing> {
+    fn sealing_mut(&mut self, now: DateTime<Utc>) -> Result<&mut v2::Sealing, ChangeError> {
         self.upgrade(now)?;
         match &mut self.seal {
             Seal::V2(s) => Ok(s),
@@ -304,14 +309,14 @@ impl Vault {
     /// Adds a passphrase slot (format 2; a format-1 vault is upgraded first).
     ///
     /// # Errors
-    /// As [`v2::Sealing::add_passphrase_slot`].
+    /// [`ChangeError::Invalid`] at 32 slots or for a bad label.
     pub fn add_passphrase_slot(
         &mut self,
         passphrase: &SecretString,
         kdf: KdfParams,
         label: &str,
         now: DateTime<Utc>,
-    ) -> Result<v2::Slot> {
+    ) -> Result<v2::Slot, ChangeError> {
         let slot = self
             .sealing_mut(now)?
             .add_passphrase_slot(passphrase, kdf, label, now)?
@@ -323,13 +328,14 @@ impl Vault {
     /// Adds an age slot (format 2; a format-1 vault is upgraded first).
     ///
     /// # Errors
-    /// As [`v2::Sealing::add_age_slot`].
+    /// [`ChangeError::Invalid`] at 32 slots, for a bad label or recipient, or one already
+    /// present; [`ChangeError::Refused`] when a plugin cannot wrap.
     pub fn add_age_slot(
         &mut self,
         recipient: &str,
         label: &str,
         now: DateTime<Utc>,
-    ) -> Result<v2::Slot> {
+    ) -> Result<v2::Slot, ChangeError> {
         let slot = self
             .sealing_mut(now)?
             .add_age_slot(recipient, label, now)?
@@ -341,8 +347,9 @@ impl Vault {
     /// Removes a slot by id or label and rotates the data key.
     ///
     /// # Errors
-    /// As [`v2::Sealing::remove_slot`].
-    pub fn remove_slot(&mut self, sel: &str, now: DateTime<Utc>) -> Result<v2::Slot> {
+    /// [`ChangeError::Invalid`] for an unknown slot; [`ChangeError::Refused`] for the last
+    /// slot or when a plugin recipient cannot be re-wrapped (nothing is changed then).
+    pub fn remove_slot(&mut self, sel: &str, now: DateTime<Utc>) -> Result<v2::Slot, ChangeError> {
         let slot = self.sealing_mut(now)?.remove_slot(sel)?;
         self.record(
             now,
@@ -358,8 +365,10 @@ impl Vault {
     /// format-1 vault is upgraded first.
     ///
     /// # Errors
-    /// As `crypto::derive_key` and [`v2::Sealing::rekey_slot`].
-    pub fn rekey(&mut self, passphrase: &SecretString, kdf: KdfParams) -> Result<()> {
+    /// [`ChangeError::Invalid`] for KDF settings out of bounds, or a slot that is unknown,
+    /// not a passphrase slot, or not given when several could be meant; as
+    /// [`Vault::remove_slot`] for re-wrapping.
+    pub fn rekey(&mut self, passphrase: &SecretString, kdf: KdfParams) -> Result<(), ChangeError> {
         self.rekey_slot(None, passphrase, kdf)
     }
 
@@ -372,7 +381,7 @@ impl Vault {
         slot: Option<&str>,
         passphrase: &SecretString,
         kdf: KdfParams,
-    ) -> Result<()> {
+    ) -> Result<(), ChangeError> {
         kdf.check_bounds()?;
         let s = self.sealing_mut(Utc::now())?;
         let sel = match slot {
@@ -497,8 +506,8 @@ impl Vault {
     /// Finds a key by full id or unique prefix, as git does.
     ///
     /// # Errors
-    /// [`Error::Failed`] when nothing matches or the prefix is ambiguous (listing candidates).
-    pub fn find(&self, prefix: &str) -> Result<usize> {
+    /// [`SelectError::NotFound`] or [`SelectError::Ambiguous`] (listing candidates).
+    pub fn find(&self, prefix: &str) -> Result<usize, SelectError> {
         find_index(&self.payload.keys, prefix)
     }
 
@@ -582,17 +591,17 @@ impl Vault {
     /// long (never longer than it already was).
     ///
     /// # Errors
-    /// [`Error::Failed`] when the key was already rotated to a successor that still exists.
+    /// [`ChangeError::Refused`] when the key was already rotated to a successor that still exists.
     pub fn rotate(
         &mut self,
         i: usize,
         grace_days: Option<u32>,
         now: DateTime<Utc>,
-    ) -> Result<Rotation> {
+    ) -> Result<Rotation, ChangeError> {
         let old = &self.payload.keys[i];
         if let Some(next) = &old.rotated_to {
             if self.payload.keys.contains_id(next) {
-                return Err(Error::failed(format!(
+                return Err(ChangeError::refused(format!(
                     "key {} was already rotated to {next}; rotate {next} instead",
                     old.id
                 )));
@@ -686,15 +695,15 @@ impl Vault {
     /// Adds a record imported from the Python tool (an inactive one becomes revoked now).
     ///
     /// # Errors
-    /// [`Error::Corrupt`] when its id is already taken.
+    /// [`OpenError::Corrupt`] when its id is already taken.
     pub fn import_record(
         &mut self,
         r: LegacyRecord,
         now: DateTime<Utc>,
         source: &str,
-    ) -> Result<usize> {
+    ) -> Result<usize, ChangeError> {
         if self.payload.keys.contains_id(&r.id) {
-            return Err(Error::corrupt(format!(
+            return Err(ChangeError::corrupt(format!(
                 "the id {} is imported twice",
                 sanitize(&r.id)
             )));
@@ -733,13 +742,15 @@ impl Vault {
     /// The key `sel` names.
     ///
     /// # Errors
-    /// As [`Vault::find`]; for a name, [`Error::KeyNotFound`] or, when several keys share
-    /// it, [`Error::Failed`] listing them.
-    pub fn select(&self, sel: Selector<'_>) -> Result<usize> {
+    /// As [`Vault::find`]; for a name, [`SelectError::NotFound`] or, when several keys share
+    /// it, [`SelectError::Ambiguous`] listing them.
+    pub fn select(&self, sel: Selector<'_>) -> Result<usize, SelectError> {
         match sel {
             Selector::Id(id) => self.find(id).map_err(|e| match e {
-                Error::KeyNotFound { message } if self.keys().looks().any(|k| k.name() == id) => {
-                    Error::KeyNotFound {
+                SelectError::NotFound { message }
+                    if self.keys().looks().any(|k| k.name() == id) =>
+                {
+                    SelectError::NotFound {
                         message: format!("{message} (a key has that name: select it with --name)"),
                     }
                 }
@@ -754,7 +765,7 @@ impl Vault {
     ///
     /// # Errors
     /// As [`Vault::select`].
-    pub fn select_noting(&self, sel: Selector<'_>) -> Result<(usize, Option<String>)> {
+    pub fn select_noting(&self, sel: Selector<'_>) -> Result<(usize, Option<String>), SelectError> {
         let Selector::Name(name) = sel else {
             return self.select(sel).map(|i| (i, None));
         };
@@ -770,12 +781,12 @@ impl Vault {
         Ok((i, note))
     }
 
-    fn select_name(&self, name: &str) -> Result<usize> {
+    fn select_name(&self, name: &str) -> Result<usize, SelectError> {
         self.select_name_counting(name).map(|(i, _)| i)
     }
 
     /// The key a name means, and how many keys carry that name.
-    fn select_name_counting(&self, name: &str) -> Result<(usize, usize)> {
+    fn select_name_counting(&self, name: &str) -> Result<(usize, usize), SelectError> {
         // Names are compared in place: no record is decoded (and kept) to be looked at.
         let hits: Vec<usize> = (self.keys().looks().enumerate())
             .filter(|(_, k)| k.name() == name)
@@ -784,7 +795,7 @@ impl Vault {
         match hits.as_slice() {
             [i] => return Ok((*i, 1)),
             [] => {
-                return Err(Error::KeyNotFound {
+                return Err(SelectError::NotFound {
                     message: format!("no key is named \"{}\"", sanitize(name)),
                 })
             }
@@ -799,19 +810,21 @@ impl Vault {
             return Ok((i, hits.len()));
         }
         let ids: Vec<&str> = hits.iter().map(|&i| self.keys().id(i)).collect();
-        Err(Error::failed(format!(
-            "{} keys are named \"{}\": {}; give an id instead",
-            hits.len(),
-            sanitize(name),
-            ids.join(", ")
-        )))
+        Err(SelectError::Ambiguous {
+            message: format!(
+                "{} keys are named \"{}\": {}; give an id instead",
+                hits.len(),
+                sanitize(name),
+                ids.join(", ")
+            ),
+        })
     }
 
     /// The keys `sels` name, each resolved before anything changes, duplicates once.
     ///
     /// # Errors
     /// The first selector that names no key, or is ambiguous.
-    pub fn select_all(&self, sels: &[Selector<'_>]) -> Result<Vec<usize>> {
+    pub fn select_all(&self, sels: &[Selector<'_>]) -> Result<Vec<usize>, SelectError> {
         self.select_all_noting(sels).map(|(chosen, _)| chosen)
     }
 
@@ -819,7 +832,10 @@ impl Vault {
     ///
     /// # Errors
     /// As [`Vault::select_all`].
-    pub fn select_all_noting(&self, sels: &[Selector<'_>]) -> Result<(Vec<usize>, Vec<String>)> {
+    pub fn select_all_noting(
+        &self,
+        sels: &[Selector<'_>],
+    ) -> Result<(Vec<usize>, Vec<String>), SelectError> {
         let mut out = Vec::with_capacity(sels.len());
         let mut notes = Vec::new();
         for s in sels {
@@ -853,10 +869,13 @@ pub struct NewKey {
 /// without being echoed.
 ///
 /// # Errors
-/// [`Error::Failed`] when nothing matches or several do.
-pub fn find_index(keys: &Keys, prefix: &str) -> Result<usize> {
+/// [`SelectError::NotFound`], [`SelectError::Ambiguous`]; [`SelectError::Invalid`] for an
+/// empty argument or a whole key.
+pub fn find_index(keys: &Keys, prefix: &str) -> Result<usize, SelectError> {
     if prefix.is_empty() {
-        return Err(Error::usage("a key id must not be empty"));
+        return Err(SelectError::Invalid {
+            reason: "a key id must not be empty".into(),
+        });
     }
     // Ids only: no record is decoded unless it is named in an error.
     if let Some(i) = keys.ids().position(|id| id == prefix) {
@@ -864,10 +883,11 @@ pub fn find_index(keys: &Keys, prefix: &str) -> Result<usize> {
     }
     if looks_like_key(prefix) {
         // Never echo it: this is a whole key, pasted where an id belongs.
-        return Err(Error::usage(
-            "that looks like a whole key, not an id: give only its id (see `list`), \
-             and never put a key on the command line",
-        ));
+        return Err(SelectError::Invalid {
+            reason: "that looks like a whole key, not an id: give only its id (see `list`), \
+                     and never put a key on the command line"
+                .into(),
+        });
     }
     let hits: Vec<usize> = keys
         .ids()
@@ -877,7 +897,7 @@ pub fn find_index(keys: &Keys, prefix: &str) -> Result<usize> {
         .collect();
     match hits.as_slice() {
         [i] => Ok(*i),
-        [] => Err(Error::KeyNotFound {
+        [] => Err(SelectError::NotFound {
             message: not_found(prefix),
         }),
         many => {
@@ -886,12 +906,14 @@ pub fn find_index(keys: &Keys, prefix: &str) -> Result<usize> {
                 .take(10)
                 .map(|&i| format!("{} ({})", keys[i].id, sanitize(&keys[i].name)))
                 .collect();
-            Err(Error::failed(format!(
-                "the id prefix {} is ambiguous: it matches {}{}; give more characters",
-                sanitize(prefix),
-                names.join(", "),
-                if many.len() > 10 { ", …" } else { "" }
-            )))
+            Err(SelectError::Ambiguous {
+                message: format!(
+                    "the id prefix {} is ambiguous: it matches {}{}; give more characters",
+                    sanitize(prefix),
+                    names.join(", "),
+                    if many.len() > 10 { ", …" } else { "" }
+                ),
+            })
         }
     }
 }
@@ -969,19 +991,18 @@ impl KeyCache {
     /// The key for this envelope's salt and settings, derived at most once.
     ///
     /// # Errors
-    /// As `crypto::derive_key`; [`Error::Passphrase`] for a seeded cache whose key does
+    /// As `crypto::derive_key`; [`OpenError::Passphrase`] for a seeded cache whose key does
     /// not fit this envelope (the vault was re-keyed since the session began).
-    pub fn key_for(&mut self, env: &Envelope) -> Result<SecretKey> {
+    pub fn key_for(&mut self, env: &Envelope) -> Result<SecretKey, OpenError> {
         if let Some((kdf, salt, key)) = &self.cached {
             if *kdf == env.kdf && *salt == env.salt {
                 return Ok(key.duplicate());
             }
         }
         let Some(passphrase) = &self.passphrase else {
-            return Err(Error::Passphrase(
+            return Err(OpenError::passphrase(
                 "the vault's passphrase changed while this command ran on an unlock session; \
-                 run it again (and `unlock` again)"
-                    .into(),
+                 run it again (and `unlock` again)",
             ));
         };
         let key = crypto::derive_key(passphrase, &env.salt, &env.kdf)?;
@@ -993,7 +1014,7 @@ impl KeyCache {
     ///
     /// # Errors
     /// As [`Vault::unlock`].
-    pub fn unlock(&mut self, env: &Envelope) -> Result<Vault> {
+    pub fn unlock(&mut self, env: &Envelope) -> Result<Vault, OpenError> {
         let key = self.key_for(env)?;
         Vault::unlock(env, key)
     }
@@ -1100,7 +1121,7 @@ mod tests {
         let wrong = SecretString::new("wrong".into());
         assert!(matches!(
             Vault::open(&a, &wrong),
-            Err(Error::WrongPassphrase)
+            Err(OpenError::WrongPassphrase)
         ));
     }
 
@@ -1130,6 +1151,6 @@ mod tests {
             e.contains("ambiguous") && e.contains("abc0000000000001"),
             "{e}"
         );
-        assert!(matches!(v.find("fff"), Err(Error::KeyNotFound { .. })));
+        assert!(matches!(v.find("fff"), Err(SelectError::NotFound { .. })));
     }
 }

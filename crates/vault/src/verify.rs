@@ -60,7 +60,7 @@ fn key_info(look: &crate::keyset::Look<'_>, dict: &[crate::types::Permission]) -
 /// let verifier = from_vault(&vault);
 /// assert!(verifier.verify(key.expose(), &["generate"]).is_valid());
 /// assert_eq!(verifier.verify(key.expose(), &["admin"]).code, Code::InsufficientPermissions);
-/// # Ok::<(), mcp_key_vault::error::Error>(())
+/// # Ok::<(), mcp_key_vault::ChangeError>(())
 /// ```
 pub fn from_vault(vault: &Vault) -> Verifier {
     let dict = vault.keys().dict();

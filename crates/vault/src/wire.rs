@@ -10,7 +10,9 @@
 use chrono::{DateTime, Utc};
 use zeroize::Zeroizing;
 
-use crate::error::{Error, Result};
+use crate::error::OpenError;
+
+type Result<T, E = OpenError> = std::result::Result<T, E>;
 use crate::record::{Event, KeyRecord};
 use crate::secret::SecretString;
 use crate::types::{EventAction, KeyHash, KeyId, Permission};
@@ -26,8 +28,8 @@ pub(crate) const MIN_PUBLISHED: usize = 1 + 1 + 1;
 // ---------------------------------------------------------------------------------------
 // Reading
 
-pub(crate) fn bad(what: &str) -> Error {
-    Error::corrupt(format!(
+pub(crate) fn bad(what: &str) -> OpenError {
+    OpenError::corrupt(format!(
         "the vault decrypted but its content is malformed ({what}); restore it from a backup"
     ))
 }
@@ -330,7 +332,7 @@ pub(crate) fn metadata(meta: &[u8]) -> Result<serde_json::Map<String, serde_json
 /// Decodes `count` events that fill `bytes` exactly (the history section of a payload).
 ///
 /// # Errors
-/// [`Error::Corrupt`] for anything malformed.
+/// [`OpenError::Corrupt`] for anything malformed.
 pub fn decode_events(bytes: &[u8], count: usize) -> Result<Vec<Event>> {
     let mut r = Reader { b: bytes };
     if count > bytes.len() / MIN_EVENT {
@@ -479,7 +481,7 @@ impl<'a> RecordRef<'a> {
 /// first-use order, are not repeated).
 ///
 /// # Errors
-/// [`Error::Corrupt`] for anything malformed.
+/// [`OpenError::Corrupt`] for anything malformed.
 pub(crate) fn view_record(bytes: &[u8], ndict: usize) -> Result<RecordRef<'_>> {
     let mut r = Reader { b: bytes };
     let (v, _) = r.record(ndict)?;
@@ -493,7 +495,7 @@ pub(crate) fn view_record(bytes: &[u8], ndict: usize) -> Result<RecordRef<'_>> {
 /// ([`view_record`], then copied out).
 ///
 /// # Errors
-/// [`Error::Corrupt`] for anything malformed.
+/// [`OpenError::Corrupt`] for anything malformed.
 pub(crate) fn decode_record(bytes: &[u8], dict: &[Permission]) -> Result<KeyRecord> {
     let v = view_record(bytes, dict.len())?;
     let metadata = metadata(v.metadata)?;

@@ -13,7 +13,9 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use zeroize::Zeroizing;
 
-use crate::error::{Error, Result};
+use crate::error::OpenError;
+
+type Result<T, E = OpenError> = std::result::Result<T, E>;
 use crate::keyset::{Keys, Part, Plain, Raw, ReadId};
 use crate::records::{Event, History, KeyRecord, Payload, Published};
 use crate::secret::SecretKey;
@@ -389,7 +391,7 @@ fn check_unique_ids<'a>(ids: impl Iterator<Item = IdRef<'a>>) -> Result<()> {
     }
     match twice {
         None => Ok(()),
-        Some(id) => Err(Error::corrupt(format!(
+        Some(id) => Err(OpenError::corrupt(format!(
             "the vault holds two keys with id {}; restore it from a backup",
             crate::display::sanitize(&id)
         ))),
@@ -402,7 +404,7 @@ fn check_unique_ids<'a>(ids: impl Iterator<Item = IdRef<'a>>) -> Result<()> {
 /// run, but records and events stay encoded until read.
 ///
 /// # Errors
-/// [`Error::Corrupt`] for anything malformed.
+/// [`OpenError::Corrupt`] for anything malformed.
 #[cfg(any(test, feature = "test-support"))]
 pub fn decode(bytes: &[u8], events: Events) -> Result<Payload> {
     decode_owned(Zeroizing::new(bytes.to_vec()), events)
@@ -412,7 +414,7 @@ pub fn decode(bytes: &[u8], events: Events) -> Result<Payload> {
 /// into it rather than into a copy.
 ///
 /// # Errors
-/// [`Error::Corrupt`] for anything malformed.
+/// [`OpenError::Corrupt`] for anything malformed.
 pub fn decode_owned(mut buf: Zeroizing<Vec<u8>>, events: Events) -> Result<Payload> {
     let bytes = &buf[..];
     if u32::try_from(bytes.len()).is_err() {

@@ -210,7 +210,7 @@ fn every_truncation_and_trailing_byte_is_refused() {
     let b = encode(&sample());
     for n in 0..b.len() {
         assert!(
-            matches!(decode(&b[..n], Events::All), Err(Error::Corrupt(_))),
+            matches!(decode(&b[..n], Events::All), Err(OpenError::Corrupt { .. })),
             "prefix of {n}"
         );
     }

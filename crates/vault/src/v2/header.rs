@@ -13,7 +13,9 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::OpenError;
+
+type Result<T, E = OpenError> = std::result::Result<T, E>;
 use crate::format::{self, KdfParams, ARGON2_VERSION, FORMAT, MAX_FILE_BYTES};
 use mcp_key_verifier::time::{format as fmt_time, parse as parse_time};
 
@@ -219,10 +221,10 @@ pub enum Detected {
 /// Recognises a vault of either format, a legacy store, or neither.
 ///
 /// # Errors
-/// [`Error::Corrupt`] for anything else, including versions other than 1 and 2.
+/// [`OpenError::Corrupt`] for anything else, including versions other than 1 and 2.
 pub fn detect(bytes: &[u8]) -> Result<Detected> {
     if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(Error::corrupt(format!(
+        return Err(OpenError::corrupt(format!(
             "the vault file is larger than {MAX_FILE_BYTES} bytes; it is not a vault"
         )));
     }
@@ -238,7 +240,7 @@ pub fn detect(bytes: &[u8]) -> Result<Detected> {
                 Some(2) => return Header::from_json(bytes, None).map(Detected::V2),
                 Some(1) => {}
                 _ => {
-                    return Err(Error::corrupt(format!(
+                    return Err(OpenError::corrupt(format!(
                         "vault format version {} is not supported by this build, which reads \
                          versions 1 and 2; upgrade mcp-key-manager",
                         p.version
@@ -255,8 +257,8 @@ pub fn detect(bytes: &[u8]) -> Result<Detected> {
     }
 }
 
-fn corrupt(what: impl std::fmt::Display) -> Error {
-    Error::corrupt(format!(
+fn corrupt(what: impl std::fmt::Display) -> OpenError {
+    OpenError::corrupt(format!(
         "the vault header is malformed ({what}); the file is corrupt or was not written by \
          this tool"
     ))
@@ -376,7 +378,7 @@ impl Header {
     /// Parses and bounds-checks a format-2 file.
     ///
     /// # Errors
-    /// [`Error::Corrupt`] naming the first problem.
+    /// [`OpenError::Corrupt`] naming the first problem.
     pub fn parse(bytes: &[u8]) -> Result<Header> {
         if bytes.len() as u64 > MAX_FILE_BYTES {
             return Err(corrupt("the file is larger than the vault bound"));
@@ -405,7 +407,7 @@ impl Header {
             return Err(corrupt("format is not mcp-key-vault"));
         }
         if h.version != VERSION {
-            return Err(Error::corrupt(format!(
+            return Err(OpenError::corrupt(format!(
                 "vault format version {} is not supported by this reader of version {VERSION}",
                 h.version
             )));

@@ -1,8 +1,8 @@
 //! Vault format 2 (`docs/vault-format-2.md`): several slots unlock one data key, and the
-//! payload is a compact binary encoding. [`Sealing`] is the format-2 half of an unlocked
-//! [`Vault`](crate::Vault): its slots and its data key.
+//! payload is a compact binary encoding. `Sealing` (private) is the format-2 half of an
+//! unlocked [`Vault`](crate::Vault): its slots and its data key.
 //!
-//! Invariant: a [`Sealing`] holds the current data key and every slot in it wraps that
+//! Invariant: a `Sealing` holds the current data key and every slot in it wraps that
 //! key; a slot removal or a passphrase change replaces the data key and re-wraps it to
 //! every remaining slot before the method returns, so no save after it can be read with
 //! the old key. Unlocking runs at most [`MAX_PASSPHRASE_KDFS`] Argon2id derivations,
@@ -26,7 +26,7 @@ pub use header::{detect, Detected, Header, Slot, SlotKind};
 pub use slots::{AgeIdentity, Identities, PluginUi};
 
 use crate::crypto;
-use crate::error::{Error, Result};
+use crate::error::{ChangeError, OpenError};
 use crate::format::KdfParams;
 use crate::records::Payload;
 use crate::secret::{SecretKey, SecretString};
@@ -47,7 +47,7 @@ pub struct Unlock<'a> {
 }
 
 /// The format-2 state of an unlocked vault: its slots and its data key.
-pub struct Sealing {
+pub(crate) struct Sealing {
     slots: Vec<Slot>,
     data_key: SecretKey,
     unlocked_by: Option<String>,
@@ -65,8 +65,8 @@ impl std::fmt::Debug for Sealing {
 /// Finds a slot by id or label.
 ///
 /// # Errors
-/// [`Error::Usage`] when nothing matches.
-pub fn find_slot(slots: &[Slot], sel: &str) -> Result<usize> {
+/// Why nothing matches, to be wrapped in the caller's error.
+pub(crate) fn find_slot(slots: &[Slot], sel: &str) -> Result<usize, String> {
     slots
         .iter()
         .position(|s| s.id == sel)
@@ -76,10 +76,10 @@ pub fn find_slot(slots: &[Slot], sel: &str) -> Result<usize> {
                 .flatten()
         })
         .ok_or_else(|| {
-            Error::usage(format!(
+            format!(
                 "no slot has the id or label {}; run `mcp-key-manager slot list`",
                 crate::display::sanitize(sel)
-            ))
+            )
         })
 }
 
@@ -92,12 +92,12 @@ fn new_slot_id(slots: &[Slot]) -> String {
     }
 }
 
-fn check_label(slots: &[Slot], label: &str) -> Result<()> {
+fn check_label(slots: &[Slot], label: &str) -> Result<(), ChangeError> {
     if let Some(p) = header::label_problem(label) {
-        return Err(Error::usage(p));
+        return Err(ChangeError::invalid(p));
     }
     if !label.is_empty() && slots.iter().any(|s| s.label == label) {
-        return Err(Error::usage(format!(
+        return Err(ChangeError::invalid(format!(
             "a slot is already labelled {}",
             crate::display::sanitize(label)
         )));
@@ -111,10 +111,17 @@ fn check_label(slots: &[Slot], label: &str) -> Result<()> {
 /// Returns the key and the index of the slot that opened it.
 ///
 /// # Errors
-/// [`Error::Usage`] for an unknown `--slot`; [`Error::Passphrase`] when nothing offered
-/// opens a slot; [`Error::Corrupt`] for a slot whose wrapped key is not an age file.
-pub fn unlock_data_key(slots: &[Slot], unlock: &Unlock<'_>) -> Result<(SecretKey, usize)> {
-    let selected = unlock.slot.map(|s| find_slot(slots, s)).transpose()?;
+/// [`OpenError::Invalid`] for an unknown `--slot`; [`OpenError::Passphrase`] when nothing offered
+/// opens a slot; [`OpenError::Corrupt`] for a slot whose wrapped key is not an age file.
+pub(crate) fn unlock_data_key(
+    slots: &[Slot],
+    unlock: &Unlock<'_>,
+) -> Result<(SecretKey, usize), OpenError> {
+    let selected = unlock
+        .slot
+        .map(|s| find_slot(slots, s))
+        .transpose()
+        .map_err(OpenError::invalid)?;
     let eligible = |i: usize| selected.is_none_or(|s| s == i);
     let mut problems: Vec<String> = Vec::new();
     if let Some(ids) = unlock.identities {
@@ -126,7 +133,7 @@ pub fn unlock_data_key(slots: &[Slot], unlock: &Unlock<'_>) -> Result<(SecretKey
                         if eligible(i) && s.kind == SlotKind::Age && s.recipient == r {
                             match slots::unwrap(x, &s.wrapped_key)? {
                                 Some(k) => return Ok((k, i)),
-                                None => return Err(Error::wrong_passphrase()),
+                                None => return Err(OpenError::WrongPassphrase),
                             }
                         }
                     }
@@ -154,7 +161,7 @@ pub fn unlock_data_key(slots: &[Slot], unlock: &Unlock<'_>) -> Result<(SecretKey
                         match slots::unwrap(&plugin, &s.wrapped_key) {
                             Ok(Some(k)) => return Ok((k, i)),
                             Ok(None) => {}
-                            Err(Error::Passphrase(m)) => problems.push(m),
+                            Err(OpenError::Passphrase { reason }) => problems.push(reason),
                             Err(e) => return Err(e),
                         }
                     }
@@ -174,18 +181,17 @@ pub fn unlock_data_key(slots: &[Slot], unlock: &Unlock<'_>) -> Result<(SecretKey
             msg.push_str("; ");
             msg.push_str(&p);
         }
-        return Err(Error::Passphrase(msg));
+        return Err(OpenError::passphrase(msg));
     }
-    Err(Error::Passphrase(
+    Err(OpenError::passphrase(
         "no passphrase or identity available; set MCP_KEY_VAULT_PASSPHRASE, \
-         MCP_KEY_VAULT_PASSPHRASE_FILE or MCP_KEY_VAULT_IDENTITY"
-            .into(),
+         MCP_KEY_VAULT_PASSPHRASE_FILE or MCP_KEY_VAULT_IDENTITY",
     ))
 }
 
 /// The KDF settings of the first passphrase slot of `h` (the default when it has none):
 /// what an unlock announces and what `rekey` starts from.
-pub fn passphrase_kdf(h: &Header) -> KdfParams {
+pub(crate) fn passphrase_kdf(h: &Header) -> KdfParams {
     h.slots
         .iter()
         .find_map(|s| match &s.kind {
@@ -196,7 +202,7 @@ pub fn passphrase_kdf(h: &Header) -> KdfParams {
 }
 
 /// Words for a slot in a history event or a message.
-pub fn slot_words(s: &Slot) -> String {
+pub(crate) fn slot_words(s: &Slot) -> String {
     if s.label.is_empty() {
         format!("{} slot {}", s.kind.as_str(), s.id)
     } else {
@@ -218,13 +224,16 @@ pub type SlotKey = (KdfParams, Vec<u8>, SecretKey);
 ///
 /// # Errors
 /// As [`unlock_data_key`].
-pub fn unlock_with_passphrase(
+pub(crate) fn unlock_with_passphrase(
     slots: &[Slot],
     sel: Option<&str>,
     pass: &SecretString,
     identities_tried: bool,
-) -> Result<(SecretKey, usize, SlotKey)> {
-    let selected = sel.map(|s| find_slot(slots, s)).transpose()?;
+) -> Result<(SecretKey, usize, SlotKey), OpenError> {
+    let selected = sel
+        .map(|s| find_slot(slots, s))
+        .transpose()
+        .map_err(OpenError::invalid)?;
     let candidates: Vec<usize> = slots
         .iter()
         .enumerate()
@@ -247,7 +256,7 @@ pub fn unlock_with_passphrase(
         }
     }
     if candidates.len() > MAX_PASSPHRASE_KDFS {
-        return Err(Error::Passphrase(format!(
+        return Err(OpenError::passphrase(format!(
             "{}; this vault has {} passphrase slots and only the first {MAX_PASSPHRASE_KDFS} \
              are tried: name yours with --slot ID|LABEL (see `slot list`)",
             crate::error::WRONG_PASSPHRASE,
@@ -255,35 +264,37 @@ pub fn unlock_with_passphrase(
         )));
     }
     if candidates.is_empty() && !identities_tried {
-        return Err(Error::Passphrase(
+        return Err(OpenError::passphrase(
             "this vault has no passphrase slot that could be tried; unlock it with \
-             --identity FILE or MCP_KEY_VAULT_IDENTITY"
-                .into(),
+             --identity FILE or MCP_KEY_VAULT_IDENTITY",
         ));
     }
-    Err(Error::wrong_passphrase())
+    Err(OpenError::WrongPassphrase)
 }
 
 /// Opens passphrase slot `s` with its derived key: `None` when the key does not open the
 /// sealed identity (another passphrase), the data key when it does.
 ///
 /// # Errors
-/// [`Error::WrongPassphrase`] when the identity opens but the wrapped key does not
-/// authenticate (a modified slot); [`Error::Corrupt`] for a wrapped key that is not an age
+/// [`OpenError::WrongPassphrase`] when the identity opens but the wrapped key does not
+/// authenticate (a modified slot); [`OpenError::Corrupt`] for a wrapped key that is not an age
 /// file.
-pub fn unlock_with_slot_key(s: &Slot, slot_key: &SecretKey) -> Result<Option<SecretKey>> {
+pub(crate) fn unlock_with_slot_key(
+    s: &Slot,
+    slot_key: &SecretKey,
+) -> Result<Option<SecretKey>, OpenError> {
     let Ok(identity) = slots::open_identity(s, slot_key) else {
         return Ok(None);
     };
     match slots::unwrap(&identity, &s.wrapped_key)? {
         Some(key) => Ok(Some(key)),
-        None => Err(Error::wrong_passphrase()),
+        None => Err(OpenError::WrongPassphrase),
     }
 }
 
 /// The index of the passphrase slot derived with `kdf` and `salt` (salts are random, so at
 /// most one), within `sel` when given.
-pub fn slot_for_key(
+pub(crate) fn slot_for_key(
     slots: &[Slot],
     sel: Option<&str>,
     kdf: &KdfParams,
@@ -298,10 +309,10 @@ pub fn slot_for_key(
 
 impl Sealing {
     fn with_first_slot(
-        make: impl FnOnce(&str) -> Result<(SlotKind, String)>,
+        make: impl FnOnce(&str) -> Result<(SlotKind, String), ChangeError>,
         label: &str,
         now: DateTime<Utc>,
-    ) -> Result<Sealing> {
+    ) -> Result<Sealing, ChangeError> {
         check_label(&[], label)?;
         let id = new_slot_id(&[]);
         let (kind, recipient) = make(&id)?;
@@ -324,13 +335,13 @@ impl Sealing {
     /// A new sealing with one passphrase slot (one Argon2id derivation).
     ///
     /// # Errors
-    /// As `crypto::derive_key`; [`Error::Usage`] for a bad label.
+    /// As `crypto::derive_key`; [`ChangeError::Invalid`] for a bad label.
     pub fn with_passphrase(
         passphrase: &SecretString,
         kdf: KdfParams,
         label: &str,
         now: DateTime<Utc>,
-    ) -> Result<Sealing> {
+    ) -> Result<Sealing, ChangeError> {
         Sealing::with_first_slot(
             |id| slots::new_passphrase_kind(passphrase, kdf, id),
             label,
@@ -349,7 +360,7 @@ impl Sealing {
         kdf: KdfParams,
         salt: Vec<u8>,
         now: DateTime<Utc>,
-    ) -> Result<Sealing> {
+    ) -> Result<Sealing, ChangeError> {
         Sealing::with_first_slot(
             |id| Ok(slots::passphrase_kind_with_key(slot_key, kdf, salt, id)),
             "",
@@ -360,23 +371,27 @@ impl Sealing {
     /// A new sealing with one age slot.
     ///
     /// # Errors
-    /// [`Error::Usage`] for a recipient or label that is not acceptable.
-    pub fn with_recipient(recipient: &str, label: &str, now: DateTime<Utc>) -> Result<Sealing> {
-        header::recipient_kind(recipient).map_err(Error::usage)?;
+    /// [`ChangeError::Invalid`] for a recipient or label that is not acceptable.
+    pub fn with_recipient(
+        recipient: &str,
+        label: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Sealing, ChangeError> {
+        header::recipient_kind(recipient).map_err(ChangeError::invalid)?;
         Sealing::with_first_slot(|_| Ok((SlotKind::Age, recipient.to_string())), label, now)
     }
 
     /// Decrypts and decodes `h` with a known data key.
     ///
     /// # Errors
-    /// [`Error::WrongPassphrase`] when the payload does not authenticate under `key`,
-    /// [`Error::Corrupt`] when its content is malformed.
+    /// [`OpenError::WrongPassphrase`] when the payload does not authenticate under `key`,
+    /// [`OpenError::Corrupt`] when its content is malformed.
     pub fn open(
         h: &Header,
         key: SecretKey,
         unlocked_by: Option<String>,
         events: Events,
-    ) -> Result<(Sealing, Payload)> {
+    ) -> Result<(Sealing, Payload), OpenError> {
         let plain = crypto::open(&key, &h.nonce, &h.ad(), &h.ciphertext)?;
         let payload = codec::decode_owned(plain, events)?;
         Ok((
@@ -446,8 +461,8 @@ impl Sealing {
     /// vault, else the only passphrase slot.
     ///
     /// # Errors
-    /// [`Error::Usage`] when that is ambiguous.
-    pub fn default_passphrase_slot(&self) -> Result<String> {
+    /// [`ChangeError::Invalid`] when that is ambiguous.
+    pub fn default_passphrase_slot(&self) -> Result<String, ChangeError> {
         if let Some(id) = &self.unlocked_by {
             if let Some(s) = self.slots.iter().find(|s| &s.id == id) {
                 if matches!(s.kind, SlotKind::Passphrase { .. }) {
@@ -462,10 +477,10 @@ impl Sealing {
             .collect();
         match pass.as_slice() {
             [one] => Ok(one.id.clone()),
-            [] => Err(Error::usage(
+            [] => Err(ChangeError::invalid(
                 "this vault has no passphrase slot; add one with `slot add --passphrase`",
             )),
-            _ => Err(Error::usage(
+            _ => Err(ChangeError::invalid(
                 "this vault has several passphrase slots; name the one to change with --slot",
             )),
         }
@@ -489,14 +504,14 @@ impl Sealing {
     /// Adds a passphrase slot (the current data key wrapped to its new identity).
     ///
     /// # Errors
-    /// [`Error::Usage`] at 32 slots or for a bad label; as `crypto::derive_key`.
+    /// [`ChangeError::Invalid`] at 32 slots or for a bad label; as `crypto::derive_key`.
     pub fn add_passphrase_slot(
         &mut self,
         passphrase: &SecretString,
         kdf: KdfParams,
         label: &str,
         now: DateTime<Utc>,
-    ) -> Result<&Slot> {
+    ) -> Result<&Slot, ChangeError> {
         self.check_room(label)?;
         let id = new_slot_id(&self.slots);
         let (kind, recipient) = slots::new_passphrase_kind(passphrase, kdf, &id)?;
@@ -507,26 +522,26 @@ impl Sealing {
     /// PATH to wrap the key).
     ///
     /// # Errors
-    /// [`Error::Usage`] at 32 slots, for a bad label or recipient, or one already present;
-    /// [`Error::Failed`] when a plugin cannot wrap.
+    /// [`ChangeError::Invalid`] at 32 slots, for a bad label or recipient, or one already present;
+    /// [`ChangeError::Refused`] when a plugin cannot wrap.
     pub fn add_age_slot(
         &mut self,
         recipient: &str,
         label: &str,
         now: DateTime<Utc>,
-    ) -> Result<&Slot> {
+    ) -> Result<&Slot, ChangeError> {
         self.check_room(label)?;
-        header::recipient_kind(recipient).map_err(Error::usage)?;
+        header::recipient_kind(recipient).map_err(ChangeError::invalid)?;
         if self.slots.iter().any(|s| s.recipient == recipient) {
-            return Err(Error::usage("a slot already has that recipient"));
+            return Err(ChangeError::invalid("a slot already has that recipient"));
         }
         let id = new_slot_id(&self.slots);
         self.push_slot(id, SlotKind::Age, recipient.to_string(), label, now)
     }
 
-    fn check_room(&self, label: &str) -> Result<()> {
+    fn check_room(&self, label: &str) -> Result<(), ChangeError> {
         if self.slots.len() >= header::bounds::MAX_SLOTS {
-            return Err(Error::usage(format!(
+            return Err(ChangeError::invalid(format!(
                 "a vault has at most {} slots; remove one first",
                 header::bounds::MAX_SLOTS
             )));
@@ -541,7 +556,7 @@ impl Sealing {
         recipient: String,
         label: &str,
         now: DateTime<Utc>,
-    ) -> Result<&Slot> {
+    ) -> Result<&Slot, ChangeError> {
         let wrapped_key = slots::wrap(&self.data_key, &recipient)?;
         self.slots.push(Slot {
             id,
@@ -559,12 +574,12 @@ impl Sealing {
     /// removed member's copy of the old key opens no later save. The last slot stays.
     ///
     /// # Errors
-    /// [`Error::Usage`] for an unknown slot; [`Error::Failed`] for the last slot or when a
+    /// [`ChangeError::Invalid`] for an unknown slot; [`ChangeError::Refused`] for the last slot or when a
     /// plugin recipient cannot be re-wrapped (nothing is changed then).
-    pub fn remove_slot(&mut self, sel: &str) -> Result<Slot> {
-        let i = find_slot(&self.slots, sel)?;
+    pub fn remove_slot(&mut self, sel: &str) -> Result<Slot, ChangeError> {
+        let i = find_slot(&self.slots, sel).map_err(ChangeError::invalid)?;
         if self.slots.len() == 1 {
-            return Err(Error::failed(
+            return Err(ChangeError::refused(
                 "the last slot cannot be removed: add another slot first",
             ));
         }
@@ -582,16 +597,16 @@ impl Sealing {
     /// file may hold the old identity). Returns the slot's id.
     ///
     /// # Errors
-    /// [`Error::Usage`] for an unknown or non-passphrase slot; as [`Sealing::remove_slot`].
+    /// [`ChangeError::Invalid`] for an unknown or non-passphrase slot; as [`Sealing::remove_slot`].
     pub fn rekey_slot(
         &mut self,
         sel: &str,
         passphrase: &SecretString,
         kdf: KdfParams,
-    ) -> Result<String> {
-        let i = find_slot(&self.slots, sel)?;
+    ) -> Result<String, ChangeError> {
+        let i = find_slot(&self.slots, sel).map_err(ChangeError::invalid)?;
         if !matches!(self.slots[i].kind, SlotKind::Passphrase { .. }) {
-            return Err(Error::usage(
+            return Err(ChangeError::invalid(
                 "only a passphrase slot has a passphrase to change",
             ));
         }
@@ -604,7 +619,7 @@ impl Sealing {
     }
 
     /// A fresh data key wrapped to every slot of `next`, committed only if all wraps work.
-    fn rotate_into(&mut self, mut next: Vec<Slot>) -> Result<()> {
+    fn rotate_into(&mut self, mut next: Vec<Slot>) -> Result<(), ChangeError> {
         let key = SecretKey::random();
         for s in &mut next {
             s.wrapped_key = slots::wrap(&key, &s.recipient)?;

@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 
 use super::header::{bounds, recipient_kind, RecipientKind, Slot, SlotKind};
 use crate::crypto;
-use crate::error::{Error, Result};
+use crate::error::{ChangeError, IoError, OpenError};
 use crate::format::KdfParams;
 use crate::secret::{SecretKey, SecretString};
 
@@ -118,8 +118,8 @@ impl Identities {
     /// blank lines ignored. Never echoes a line (it may be a secret).
     ///
     /// # Errors
-    /// [`Error::Usage`] naming the line number of anything that is not an identity.
-    pub fn parse(text: &str) -> Result<Identities> {
+    /// [`OpenError::Invalid`] naming the line number of anything that is not an identity.
+    pub fn parse(text: &str) -> Result<Identities, OpenError> {
         let mut out = Vec::new();
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -127,7 +127,7 @@ impl Identities {
                 continue;
             }
             if out.len() == IDENTITIES_MAX {
-                return Err(Error::usage(format!(
+                return Err(OpenError::invalid(format!(
                     "the identity file holds more than {IDENTITIES_MAX} identities"
                 )));
             }
@@ -136,7 +136,7 @@ impl Identities {
             } else if let Ok(p) = line.parse::<age::plugin::Identity>() {
                 out.push(AgeIdentity::Plugin(p));
             } else {
-                return Err(Error::usage(format!(
+                return Err(OpenError::invalid(format!(
                     "line {} of the identity file is not an age identity (AGE-SECRET-KEY-1… \
                      or AGE-PLUGIN-…)",
                     n + 1
@@ -144,7 +144,7 @@ impl Identities {
             }
         }
         if out.is_empty() {
-            return Err(Error::usage("the identity file holds no identity"));
+            return Err(OpenError::invalid("the identity file holds no identity"));
         }
         Ok(Identities::new(out))
     }
@@ -152,15 +152,16 @@ impl Identities {
     /// Reads and parses an identity file (at most 64 KiB).
     ///
     /// # Errors
-    /// [`Error::Io`] if it cannot be read, [`Error::Usage`] as [`Identities::parse`].
-    pub fn from_file(path: &std::path::Path) -> Result<Identities> {
-        let f = std::fs::File::open(path).map_err(|e| Error::io("read identity file", path, e))?;
+    /// [`OpenError::Io`] if it cannot be read, [`OpenError::Invalid`] as [`Identities::parse`].
+    pub fn from_file(path: &std::path::Path) -> Result<Identities, OpenError> {
+        let f =
+            std::fs::File::open(path).map_err(|e| IoError::new("read identity file", path, e))?;
         let mut text = Zeroizing::new(String::new());
         f.take(IDENTITY_FILE_MAX + 1)
             .read_to_string(&mut text)
-            .map_err(|e| Error::io("read identity file", path, e))?;
+            .map_err(|e| IoError::new("read identity file", path, e))?;
         if text.len() as u64 > IDENTITY_FILE_MAX {
-            return Err(Error::usage(format!(
+            return Err(OpenError::invalid(format!(
                 "the identity file {} is larger than 64 KiB",
                 path.display()
             )));
@@ -172,40 +173,40 @@ impl Identities {
 /// Wraps the data key to one age recipient: an age file whose plaintext is the key.
 ///
 /// # Errors
-/// [`Error::Usage`] for a recipient that does not parse, [`Error::Failed`] when a
+/// [`ChangeError::Invalid`] for a recipient that does not parse, [`ChangeError::Refused`] when a
 /// plugin is missing or refuses.
-pub fn wrap(data_key: &SecretKey, recipient: &str) -> Result<Vec<u8>> {
-    let kind = recipient_kind(recipient).map_err(Error::usage)?;
+pub fn wrap(data_key: &SecretKey, recipient: &str) -> Result<Vec<u8>, ChangeError> {
+    let kind = recipient_kind(recipient).map_err(ChangeError::invalid)?;
     let enc = match kind {
         RecipientKind::X25519 => {
             let r: age::x25519::Recipient = recipient
                 .parse()
-                .map_err(|_| Error::usage("not an age recipient"))?;
+                .map_err(|_| ChangeError::invalid("not an age recipient"))?;
             age::Encryptor::with_recipients(iter::once(&r as &dyn age::Recipient))
         }
         RecipientKind::Plugin(name) => {
             let r: age::plugin::Recipient = recipient
                 .parse()
-                .map_err(|_| Error::usage("not an age plugin recipient"))?;
+                .map_err(|_| ChangeError::invalid("not an age plugin recipient"))?;
             // Wrapping to a recipient asks nothing of a person: the plugin gets no answers.
             let p =
                 age::plugin::RecipientPluginV1::new(&name, &[r], &[], PluginCallbacks::default())
                     .map_err(|e| {
-                    Error::failed(format!("cannot wrap to {}: {e}", plugin_hint(&name)))
+                    ChangeError::refused(format!("cannot wrap to {}: {e}", plugin_hint(&name)))
                 })?;
             age::Encryptor::with_recipients(iter::once(&p as &dyn age::Recipient))
         }
     }
-    .map_err(|e| Error::failed(format!("cannot wrap the vault key to a recipient: {e}")))?;
+    .map_err(|e| ChangeError::refused(format!("cannot wrap the vault key to a recipient: {e}")))?;
     let mut out = Vec::with_capacity(512);
     let mut w = enc
         .wrap_output(&mut out)
-        .map_err(|e| Error::failed(format!("age encryption failed: {e}")))?;
+        .map_err(|e| ChangeError::refused(format!("age encryption failed: {e}")))?;
     w.write_all(data_key.expose())
         .and_then(|()| w.finish().map(|_| ()))
-        .map_err(|e| Error::failed(format!("age encryption failed: {e}")))?;
+        .map_err(|e| ChangeError::refused(format!("age encryption failed: {e}")))?;
     if out.len() > bounds::WRAPPED_MAX {
-        return Err(Error::failed(
+        return Err(ChangeError::refused(
             "the recipient's wrapped key is larger than a vault header allows (8 KiB)",
         ));
     }
@@ -223,20 +224,23 @@ fn plugin_hint(name: &str) -> String {
 ///
 /// `Ok(None)`: the identity does not match this file. `Err(Passphrase)`: it matched but
 /// the file does not authenticate (modified). `Err(Corrupt)`: not an age file.
-pub fn unwrap(identity: &dyn age::Identity, wrapped: &[u8]) -> Result<Option<SecretKey>> {
+pub fn unwrap(
+    identity: &dyn age::Identity,
+    wrapped: &[u8],
+) -> Result<Option<SecretKey>, OpenError> {
     let dec = age::Decryptor::new_buffered(wrapped)
-        .map_err(|_| Error::corrupt("a slot's wrapped key is not an age file"))?;
+        .map_err(|_| OpenError::corrupt("a slot's wrapped key is not an age file"))?;
     let mut reader = match dec.decrypt(iter::once(identity)) {
         Ok(r) => r,
         Err(age::DecryptError::NoMatchingKeys) => return Ok(None),
         Err(age::DecryptError::MissingPlugin { binary_name }) => {
-            return Err(Error::Passphrase(format!(
+            return Err(OpenError::passphrase(format!(
                 "{} is not on PATH; install it to unlock with this identity",
                 crate::display::sanitize(&binary_name)
             )))
         }
         Err(age::DecryptError::Plugin(errs)) => {
-            return Err(Error::Passphrase(format!(
+            return Err(OpenError::passphrase(format!(
                 "the age plugin failed: {}",
                 crate::display::sanitize(
                     &errs
@@ -247,16 +251,16 @@ pub fn unwrap(identity: &dyn age::Identity, wrapped: &[u8]) -> Result<Option<Sec
                 )
             )))
         }
-        Err(_) => return Err(Error::wrong_passphrase()),
+        Err(_) => return Err(OpenError::WrongPassphrase),
     };
     let mut plain = Zeroizing::new(Vec::with_capacity(33));
     (&mut reader)
         .take(33)
         .read_to_end(&mut plain)
-        .map_err(|_| Error::wrong_passphrase())?;
+        .map_err(|_| OpenError::WrongPassphrase)?;
     let key: [u8; 32] = plain[..]
         .try_into()
-        .map_err(|_| Error::corrupt("a slot's wrapped key does not hold 32 bytes"))?;
+        .map_err(|_| OpenError::corrupt("a slot's wrapped key does not hold 32 bytes"))?;
     Ok(Some(SecretKey::new(key)))
 }
 
@@ -274,7 +278,7 @@ pub fn new_passphrase_kind(
     passphrase: &SecretString,
     kdf: KdfParams,
     slot_id: &str,
-) -> Result<(SlotKind, String)> {
+) -> Result<(SlotKind, String), ChangeError> {
     kdf.check_bounds()?;
     let salt = crate::rng::bytes(crate::crypto::SALT_LEN);
     let kek = crypto::derive_key(passphrase, &salt, &kdf)?;
@@ -315,26 +319,29 @@ pub fn passphrase_kind_with_key(
 /// Derives a passphrase slot's key (the one expensive step: Argon2id).
 ///
 /// # Errors
-/// As [`crypto::derive_key`]; [`Error::Usage`] if the slot is not a passphrase slot.
-pub fn derive_slot_key(slot: &Slot, passphrase: &SecretString) -> Result<SecretKey> {
+/// As [`crypto::derive_key`]; [`OpenError::Invalid`] if the slot is not a passphrase slot.
+pub fn derive_slot_key(slot: &Slot, passphrase: &SecretString) -> Result<SecretKey, OpenError> {
     match &slot.kind {
         SlotKind::Passphrase { kdf, salt, .. } => crypto::derive_key(passphrase, salt, kdf),
-        SlotKind::Age => Err(Error::usage("an age slot has no passphrase")),
+        SlotKind::Age => Err(OpenError::invalid("an age slot has no passphrase")),
     }
 }
 
 /// Opens a passphrase slot's identity with its derived key.
 ///
 /// # Errors
-/// [`Error::Passphrase`] when the key is wrong or the slot was modified.
-pub fn open_identity(slot: &Slot, slot_key: &SecretKey) -> Result<age::x25519::Identity> {
+/// [`OpenError::Passphrase`] when the key is wrong or the slot was modified.
+pub fn open_identity(
+    slot: &Slot,
+    slot_key: &SecretKey,
+) -> Result<age::x25519::Identity, OpenError> {
     let SlotKind::Passphrase {
         nonce,
         sealed_identity,
         ..
     } = &slot.kind
     else {
-        return Err(Error::usage("an age slot has no sealed identity"));
+        return Err(OpenError::invalid("an age slot has no sealed identity"));
     };
     let plain = crypto::open(
         slot_key,
@@ -342,10 +349,10 @@ pub fn open_identity(slot: &Slot, slot_key: &SecretKey) -> Result<age::x25519::I
         &identity_ad(&slot.id, &slot.recipient),
         sealed_identity,
     )?;
-    let text = std::str::from_utf8(&plain).map_err(|_| Error::wrong_passphrase())?;
-    let identity: age::x25519::Identity = text.parse().map_err(|_| Error::wrong_passphrase())?;
+    let text = std::str::from_utf8(&plain).map_err(|_| OpenError::WrongPassphrase)?;
+    let identity: age::x25519::Identity = text.parse().map_err(|_| OpenError::WrongPassphrase)?;
     if identity.to_public().to_string() != slot.recipient {
-        return Err(Error::wrong_passphrase());
+        return Err(OpenError::WrongPassphrase);
     }
     Ok(identity)
 }

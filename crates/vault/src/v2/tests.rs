@@ -51,7 +51,7 @@ fn passphrase_slot_round_trip() {
     assert_eq!(w.format_version(), 2);
     assert_eq!(w.unlocked_by(), Some(v.slots()[0].id.as_str()));
     let e = Vault::open(&bytes, &pass("beta")).unwrap_err();
-    assert!(matches!(e, Error::WrongPassphrase), "{e:?}");
+    assert!(matches!(e, OpenError::WrongPassphrase), "{e:?}");
     let text = String::from_utf8(bytes).unwrap();
     assert!(text.contains("\"version\": 2") && text.contains("\"kind\": \"passphrase\""));
 }
@@ -88,7 +88,7 @@ fn age_slot_unlocks_without_any_kdf_and_identity_wins() {
     )
     .unwrap_err();
     assert!(
-        matches!(e, Error::Passphrase(ref m) if m.contains("identity")),
+        matches!(e, OpenError::Passphrase { reason: ref m } if m.contains("identity")),
         "{e:?}"
     );
 }
@@ -110,11 +110,11 @@ fn removing_a_slot_rotates_the_data_key() {
     let h = Header::parse(&later).unwrap();
     assert!(matches!(
         Vault::with_data_key(&h, kept, None),
-        Err(Error::WrongPassphrase)
+        Err(OpenError::WrongPassphrase)
     ));
     assert!(matches!(
         Vault::open(&later, &b),
-        Err(Error::WrongPassphrase)
+        Err(OpenError::WrongPassphrase)
     ));
     let w = Vault::open(&later, &a).unwrap();
     assert_eq!(h.slots.len(), 1);
@@ -124,7 +124,10 @@ fn removing_a_slot_rotates_the_data_key() {
     // The last slot stays.
     let mut w = w;
     let only = w.slots()[0].id.clone();
-    assert!(matches!(w.remove_slot(&only, now()), Err(Error::Failed(_))));
+    assert!(matches!(
+        w.remove_slot(&only, now()),
+        Err(ChangeError::Refused { .. })
+    ));
 }
 
 #[test]
@@ -138,7 +141,7 @@ fn passphrase_tries_are_bounded_and_slot_selects() {
     assert!(Vault::open(&bytes, &pass("p2")).is_ok());
     let e = Vault::open(&bytes, &pass("p4")).unwrap_err();
     assert!(
-        matches!(e, Error::Passphrase(ref m) if m.contains("--slot") && m.contains("5 passphrase")),
+        matches!(e, OpenError::Passphrase { reason: ref m } if m.contains("--slot") && m.contains("5 passphrase")),
         "{e:?}"
     );
     let p4 = pass("p4");
@@ -155,7 +158,7 @@ fn passphrase_tries_are_bounded_and_slot_selects() {
     };
     assert!(matches!(
         Vault::open_with(&bytes, &unknown),
-        Err(Error::Usage(_))
+        Err(OpenError::Invalid { .. })
     ));
 }
 
@@ -208,7 +211,7 @@ fn every_header_field_is_bound() {
         assert_ne!(t.ad(), h.ad());
         assert!(matches!(
             Vault::with_data_key(&t, key.duplicate(), None),
-            Err(Error::WrongPassphrase)
+            Err(OpenError::WrongPassphrase)
         ));
     }
 }
@@ -223,7 +226,7 @@ fn hostile_headers_are_refused_before_any_work() {
     let r = age::x25519::Identity::generate().to_public().to_string();
     assert!(matches!(
         v.add_age_slot(&r, "", now()),
-        Err(Error::Usage(_))
+        Err(ChangeError::Invalid { .. })
     ));
     let good = v.to_bytes();
     assert_eq!(Header::parse(&good).unwrap().slots.len(), 32);
@@ -235,7 +238,7 @@ fn hostile_headers_are_refused_before_any_work() {
     json["slots"].as_array_mut().unwrap().push(extra);
     let e = Header::parse(&serde_json::to_vec(&json).unwrap()).unwrap_err();
     assert!(
-        matches!(e, Error::Corrupt(ref m) if m.contains("more than 32")),
+        matches!(e, OpenError::Corrupt { reason: ref m } if m.contains("more than 32")),
         "{e:?}"
     );
     let base: serde_json::Value = serde_json::from_slice(&good).unwrap();
@@ -290,10 +293,13 @@ fn hostile_headers_are_refused_before_any_work() {
         f(&mut j);
         let b = serde_json::to_vec(&j).unwrap();
         assert!(
-            matches!(Header::parse(&b), Err(Error::Corrupt(_))),
+            matches!(Header::parse(&b), Err(OpenError::Corrupt { .. })),
             "{what}"
         );
-        assert!(matches!(detect(&b), Err(Error::Corrupt(_))), "{what}");
+        assert!(
+            matches!(detect(&b), Err(OpenError::Corrupt { .. })),
+            "{what}"
+        );
     }
     let mut j = base.clone();
     j["version"] = 3.into();
@@ -313,7 +319,7 @@ fn detect_tells_both_formats_apart() {
     let v2 = Vault::create(&pass("p"), WEAK).unwrap();
     assert!(matches!(detect(&v2.to_bytes()), Ok(Detected::V2(_))));
     assert!(matches!(detect(b"{}"), Ok(Detected::Legacy)));
-    assert!(matches!(detect(b"[1]"), Err(Error::Corrupt(_))));
+    assert!(matches!(detect(b"[1]"), Err(OpenError::Corrupt { .. })));
     // What a format-1 reader says about a format-2 file: exit 4.
     let e = crate::format::Envelope::detect(&v2.to_bytes()).unwrap_err();
     assert_eq!(e.category(), Category::Corrupt);

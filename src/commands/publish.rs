@@ -125,7 +125,7 @@ pub(super) fn publish(ctx: &mut Ctx, a: PublishArgs) -> Result<()> {
         then: a.then,
     };
     let now = ctx.now;
-    store.update(|v| {
+    store.update::<_, Error>(|v| {
         // The save bumps the revision by one; a file at or below that is replaced.
         if let Some(r) = theirs.filter(|r| *r > v.revision() + 1) {
             if !a.force {
@@ -145,7 +145,7 @@ pub(super) fn publish(ctx: &mut Ctx, a: PublishArgs) -> Result<()> {
     })?;
     let r = Publishing::of(&store.open()?, Some(shown(&path)));
     ctx.emit(a.out.output(), &r)?;
-    store.finish()
+    ctx.finish()
 }
 
 #[derive(Serialize)]
@@ -168,7 +168,7 @@ pub(super) fn unpublish(ctx: &mut Ctx, a: UnpublishArgs) -> Result<()> {
     let path = absolute(&a.path)?;
     let now = ctx.now;
     let mut store = ctx.store();
-    store.update(|v| {
+    store.update::<_, Error>(|v| {
         if v.unpublish(&path, now) {
             Ok(())
         } else {
@@ -183,5 +183,5 @@ pub(super) fn unpublish(ctx: &mut Ctx, a: UnpublishArgs) -> Result<()> {
         unpublished: true,
     };
     ctx.emit(a.out.output(), &r)?;
-    store.finish()
+    ctx.finish()
 }
