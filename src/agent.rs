@@ -30,8 +30,8 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::secret::SecretBytes;
 use crate::sys;
+use mcp_key_vault::secret::SecretBytes;
 
 /// The hidden subcommand that runs the agent (see `cli::Command::SessionAgent`).
 pub const AGENT_SUBCOMMAND: &str = "session-agent";
@@ -73,7 +73,7 @@ pub fn parse_timeout(s: &str) -> std::result::Result<Duration, String> {
         format!(
             "{:?} is not a duration; use seconds (900) or a number with s, m or h \
              (90s, 15m, 1h, 1h30m), at most 24h",
-            crate::display::sanitize(s)
+            mcp_key_vault::display::sanitize(s)
         )
     };
     let t = s.trim();
@@ -112,7 +112,7 @@ pub fn parse_timeout(s: &str) -> std::result::Result<Duration, String> {
     if d.is_zero() || d > MAX_TIMEOUT {
         return Err(format!(
             "the session length must be between 1s and 24h, not {}",
-            crate::display::sanitize(s)
+            mcp_key_vault::display::sanitize(s)
         ));
     }
     Ok(d)
@@ -183,7 +183,7 @@ fn check_private_dir(dir: &Path, uid: u32) -> Result<()> {
             "the session directory {} is not a directory owned by you with mode 0700 (it \
              belongs to user {}, mode {:o}); sessions are disabled until it is removed or \
              fixed",
-            crate::display::path(dir),
+            mcp_key_vault::display::path(dir),
             md.uid(),
             md.mode() & 0o7777
         )));

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::vault::Permission;
+use mcp_key_vault::Permission;
 
 /// The version line: the crate version and the vault formats it reads and writes.
 pub const VERSION: &str = concat!(
@@ -291,7 +291,7 @@ impl KeysArg {
     }
 }
 
-pub use crate::vault::Selector;
+pub use mcp_key_vault::Selector;
 
 /// `view`.
 #[derive(Args, Debug)]

@@ -12,8 +12,8 @@ use crate::envfile::{self, Analysis};
 /// The variables this tool writes and checks.
 pub const VARS: [&str; 2] = ["MCP_API_KEY", "API_KEY_REQUIRED"];
 use crate::error::{Error, Result};
-use crate::fsio::{self, Lock};
 use mcp_key_vault::error::ReadError;
+use mcp_key_vault::fsio::{self, Lock};
 
 /// Largest env file read.
 pub const MAX_ENV_BYTES: u64 = 1024 * 1024;
@@ -136,7 +136,7 @@ pub fn refuse_vault(target: &Path, vault: &Path, what: &str) -> Result<()> {
     if fsio::same_file(target, vault) {
         return Err(Error::usage(format!(
             "the {what} {} is the vault itself; choose another path",
-            crate::display::path(target)
+            mcp_key_vault::display::path(target)
         )));
     }
     Ok(())
@@ -160,7 +160,7 @@ fn read_at(target: &Path) -> Result<Option<Analysis>> {
 fn refusal(target: &Path, e: &envfile::EnvError) -> Error {
     Error::failed(format!(
         "refusing to edit {}: {e}\n(see docs/envfile.md)",
-        crate::display::path(target)
+        mcp_key_vault::display::path(target)
     ))
 }
 

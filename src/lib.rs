@@ -25,14 +25,12 @@ mod publish;
 mod redact;
 mod serve;
 mod sys;
+mod userconfig;
 
 use std::io::ErrorKind;
 use std::process::ExitCode;
 
 use clap::Parser;
-use mcp_key_vault as vault;
-use mcp_key_vault::{display, fsio, keyfmt, legacy, secret, verify};
-use mcp_key_verifier::time;
 
 use cli::{Cli, Command};
 use error::Error;

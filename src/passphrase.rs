@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use mcp_key_vault::error::{PromptError, ReadError};
 
 type Result<T, E = PromptError> = std::result::Result<T, E>;
-use crate::secret::SecretString;
+use mcp_key_vault::secret::SecretString;
 
 /// Variable holding the passphrase itself.
 pub const ENV_PASSPHRASE: &str = "MCP_KEY_VAULT_PASSPHRASE";
@@ -283,20 +283,20 @@ fn prompt_hidden(prompt: &str) -> Option<Result<SecretString>> {
 }
 
 fn read_file(path: &Path) -> Result<SecretString> {
-    let bytes = crate::fsio::read_bounded(path, MAX_FILE, "passphrase file")
+    let bytes = mcp_key_vault::fsio::read_bounded(path, MAX_FILE, "passphrase file")
         .map_err(|e| match e {
             ReadError::Io(e) => PromptError::Io(e),
             _ => PromptError::Unusable {
                 reason: format!(
                     "the passphrase file {} is larger than {MAX_FILE} bytes",
-                    crate::display::path(path)
+                    mcp_key_vault::display::path(path)
                 ),
             },
         })?
         .ok_or_else(|| PromptError::Unusable {
             reason: format!(
                 "the passphrase file {} does not exist; check --passphrase-file / {}",
-                crate::display::path(path),
+                mcp_key_vault::display::path(path),
                 ENV_PASSPHRASE_FILE
             ),
         })?;
@@ -304,20 +304,20 @@ fn read_file(path: &Path) -> Result<SecretString> {
     let text = std::str::from_utf8(&bytes).map_err(|_| PromptError::Unusable {
         reason: format!(
             "the passphrase file {} is not UTF-8 text",
-            crate::display::path(path)
+            mcp_key_vault::display::path(path)
         ),
     })?;
-    if crate::fsio::readable_by_others(path) {
+    if mcp_key_vault::fsio::readable_by_others(path) {
         eprintln!(
             "warning: the passphrase file {} is readable by group or others; run `chmod 600 {}`",
-            crate::display::path(path),
-            crate::display::path(path)
+            mcp_key_vault::display::path(path),
+            mcp_key_vault::display::path(path)
         );
     }
     let text = strip_one_newline(text);
     check(
         SecretString::new(text.to_string()),
-        &crate::display::path(path),
+        &mcp_key_vault::display::path(path),
     )
 }
 
@@ -346,9 +346,9 @@ fn check(p: SecretString, what: &str) -> Result<SecretString> {
 #[derive(Debug, Clone, Copy)]
 pub struct TerminalPluginUi;
 
-impl crate::vault::v2::PluginUi for TerminalPluginUi {
+impl mcp_key_vault::v2::PluginUi for TerminalPluginUi {
     fn message(&self, message: &str) {
-        eprintln!("{}", crate::display::sanitize(message));
+        eprintln!("{}", mcp_key_vault::display::sanitize(message));
     }
 
     fn secret(&self, description: &str) -> Option<SecretString> {
@@ -356,7 +356,7 @@ impl crate::vault::v2::PluginUi for TerminalPluginUi {
         if !std::io::stdin().is_terminal() {
             return None;
         }
-        let prompt = format!("{}: ", crate::display::sanitize(description));
+        let prompt = format!("{}: ", mcp_key_vault::display::sanitize(description));
         rpassword::prompt_password(prompt)
             .ok()
             .map(SecretString::new)

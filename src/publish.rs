@@ -16,10 +16,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::envstore::refuse_vault;
 use crate::error::{Error, Result};
-use crate::fsio::{self, Lock};
-use crate::time::format as fmt_time;
-use crate::vault::{KeyId, Permission, Published, Vault};
-use crate::verify::{MAX_VERIFIER_BYTES, VERIFIER_FORMAT};
+use mcp_key_vault::fsio::{self, Lock};
+use mcp_key_vault::verify::{MAX_VERIFIER_BYTES, VERIFIER_FORMAT};
+use mcp_key_vault::{KeyId, Permission, Published, Vault};
+use mcp_key_verifier::time::format as fmt_time;
 
 #[derive(Serialize)]
 struct FileOut<'a> {
@@ -99,7 +99,7 @@ pub fn existing_revision(target: &Path) -> Result<Option<u64>> {
         Ok(h) if h.format == VERIFIER_FORMAT => Ok(Some(h.revision)),
         _ => Err(Error::failed(format!(
             "{} exists and is not a verifier file; refusing to overwrite it",
-            crate::display::path(target)
+            mcp_key_vault::display::path(target)
         ))),
     }
 }
@@ -131,7 +131,7 @@ pub fn write_verifier(
                 "{} holds revision {theirs}, newer than this vault's {}: another writer has \
                  already written a later state, so nothing was written (if this vault was \
                  restored from an older backup, run `mcp-key-manager publish --force PATH` once)",
-                crate::display::path(&target),
+                mcp_key_vault::display::path(&target),
                 vault.revision()
             )));
         }
@@ -252,7 +252,7 @@ pub fn republish(vault: &Vault, vault_path: &Path, now: DateTime<Utc>) -> Result
     for p in vault.published() {
         match publish_one(vault, vault_path, p, now) {
             Ok(()) => written.push(p.path.clone()),
-            Err(e) => failed.push(format!("{}: {e}", crate::display::path(&p.path))),
+            Err(e) => failed.push(format!("{}: {e}", mcp_key_vault::display::path(&p.path))),
         }
     }
     if failed.is_empty() {

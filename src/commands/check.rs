@@ -5,14 +5,14 @@ use std::io;
 
 use serde::Serialize;
 
+use super::context::*;
 use super::output::{human_time, relative, s, Human, Report};
-use super::*;
 use crate::cli::CheckArgs;
-use crate::display::sanitize;
 use crate::envfile::Analysis as EnvFile;
-use crate::legacy::LegacyRecord;
-use crate::vault::{KeyId, Status, Vault};
-use crate::verify::Code;
+use mcp_key_vault::display::sanitize;
+use mcp_key_vault::legacy::LegacyRecord;
+use mcp_key_vault::verify::Code;
+use mcp_key_vault::{KeyId, Status, Vault};
 
 /// How much a finding matters: an error fails `check`, a warning only with `--strict`.
 #[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,7 +166,7 @@ fn verifier_findings(vault: &Vault, extra: &[std::path::PathBuf], f: &mut Vec<Fi
         .map(|p| p.path.clone())
         .chain(extra.iter().cloned());
     for path in paths {
-        let shown = crate::display::path(&path);
+        let shown = mcp_key_vault::display::path(&path);
         match crate::publish::existing_revision(&path) {
             Ok(None) => {
                 let m = format!(
@@ -198,7 +198,7 @@ fn verifier_findings(vault: &Vault, extra: &[std::path::PathBuf], f: &mut Vec<Fi
             }
             Ok(Some(_)) => {}
         }
-        if crate::fsio::writable_by_others(&path) {
+        if mcp_key_vault::fsio::writable_by_others(&path) {
             let m = format!(
                 "the verifier {shown} is writable by group or others, who can make servers \
                  accept any key; run `chmod 640 {shown}`"
@@ -253,7 +253,7 @@ fn env_key_findings(
         return None;
     };
     let key = SecretString::new(key);
-    let verifier = crate::verify::from_vault(vault);
+    let verifier = mcp_key_vault::verify::from_vault(vault);
     let v = verifier.verify_at(key.expose(), &[], ctx.now);
     let Some(info) = v.key else {
         let m = format!(
@@ -351,7 +351,7 @@ fn expiring_findings(
 /// Estimated strength in bits of a key's secret part, when it is below 128: keys of this
 /// tool and the Python tool's 64-hex keys are random and never reported.
 pub(super) fn weak_bits(key: &str) -> Option<f64> {
-    let bits = crate::keyfmt::strength_bits(key);
+    let bits = mcp_key_vault::keyfmt::strength_bits(key);
     (bits < 128.0).then_some(bits)
 }
 
@@ -390,23 +390,23 @@ fn permission_findings(ctx: &Ctx, env_exists: bool, f: &mut Vec<Finding>) -> Res
         files.push(("env file", ctx.env.target()?, "ENV_PERMISSIONS"));
     }
     for (what, path, code) in files {
-        let shown = crate::display::path(&path);
-        if crate::fsio::writable_by_others(&path) {
+        let shown = mcp_key_vault::display::path(&path);
+        if mcp_key_vault::fsio::writable_by_others(&path) {
             let m = format!(
                 "the {what} {shown} is writable by group or others, so they can choose the \
                  server's key; run `chmod 600 {shown}`"
             );
             f.push(Finding::new(Severity::Error, code, m));
-        } else if crate::fsio::readable_by_others(&path) {
+        } else if mcp_key_vault::fsio::readable_by_others(&path) {
             let m = format!(
                 "the {what} {shown} is readable by group or others; run `chmod 600 {shown}`"
             );
             f.push(Finding::new(Severity::Warning, code, m));
         }
     }
-    let dir = crate::fsio::parent_dir(&ctx.vault_path);
-    if crate::fsio::writable_by_others(&dir) {
-        let shown = crate::display::path(&dir);
+    let dir = mcp_key_vault::fsio::parent_dir(&ctx.vault_path);
+    if mcp_key_vault::fsio::writable_by_others(&dir) {
+        let shown = mcp_key_vault::display::path(&dir);
         let m = format!(
             "the vault's directory {shown} is writable by others, who can replace the vault; \
              run `chmod 700 {shown}`"

@@ -5,13 +5,13 @@ use std::io::{self, Write};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
+use super::context::*;
 use super::output::{s, Human, Report};
-use super::*;
 use crate::cli::ImportArgs;
-use crate::display::{path as shown, sanitize};
-use crate::legacy::{self, LegacyRecord};
-use crate::vault::Expect;
-use crate::vault::Vault;
+use mcp_key_vault::display::{path as shown, sanitize};
+use mcp_key_vault::legacy::{self, LegacyRecord};
+use mcp_key_vault::Expect;
+use mcp_key_vault::Vault;
 
 #[derive(Serialize)]
 struct Imported {
@@ -92,7 +92,7 @@ fn read_store(source: &Path) -> Result<(Zeroizing<Vec<u8>>, Vec<LegacyRecord>)> 
 /// link planted at `k`).
 fn keep_plaintext(source: &Path, k: &Path, bytes: &[u8]) -> Result<()> {
     use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-    crate::fsio::ensure_parent(k)?;
+    mcp_key_vault::fsio::ensure_parent(k)?;
     std::fs::hard_link(source, k)
         .or_else(|_| -> io::Result<()> {
             let mut f = std::fs::OpenOptions::new()

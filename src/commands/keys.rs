@@ -6,12 +6,12 @@ use std::io::{self, IsTerminal, Write};
 use chrono::Duration;
 use serde::Serialize;
 
+use super::context::*;
 use super::output::{human_time, relative, s, whole_days, Human, KeyView, Many, Report};
-use super::*;
 use crate::cli::{CreateArgs, DeleteArgs, InitArgs, JsonFlag, RevokeArgs, UseArgs, ViewArgs};
-use crate::display::sanitize;
-use crate::vault::Expect;
-use crate::vault::{EventAction, KeyId, NewKey, Permission, Status, Vault};
+use mcp_key_vault::display::sanitize;
+use mcp_key_vault::Expect;
+use mcp_key_vault::{EventAction, KeyId, NewKey, Permission, Status, Vault};
 
 /// Argon2id settings as `init` and `rekey` report them.
 #[derive(Serialize)]
@@ -62,7 +62,7 @@ pub(super) fn init(ctx: &mut Ctx, a: InitArgs) -> Result<()> {
         return Err(Error::failed(format!(
             "{} already exists; init never overwrites a vault (use `rekey` to change its \
              passphrase or settings)",
-            crate::display::path(store.path())
+            mcp_key_vault::display::path(store.path())
         )));
     }
     let pass = ctx.term.new_passphrase("the new vault")?;
@@ -70,7 +70,7 @@ pub(super) fn init(ctx: &mut Ctx, a: InitArgs) -> Result<()> {
     vault.record(ctx.now, EventAction::Init, None, None);
     store.create::<Error>(vault, Expect::Absent, || Ok(()))?;
     let r = Initialized {
-        vault: crate::display::path(store.path()),
+        vault: mcp_key_vault::display::path(store.path()),
         kdf: params.into(),
     };
     ctx.emit(a.out.output(), &r)
@@ -93,7 +93,11 @@ struct Created {
 
 impl Report for Created {
     fn human(&self, h: &mut Human<'_>) -> io::Result<()> {
-        let exp = match self.expires_at.as_deref().and_then(crate::time::parse) {
+        let exp = match self
+            .expires_at
+            .as_deref()
+            .and_then(mcp_key_verifier::time::parse)
+        {
             Some(t) => format!("expires {}, {}", human_time(&t), relative(&t, h.now)),
             None => "never expires".into(),
         };
@@ -177,7 +181,7 @@ pub(super) fn create(ctx: &mut Ctx, a: CreateArgs) -> Result<()> {
     let mut tx = store.begin_or_create::<Error>(KdfParams::DEFAULT)?;
     // The key is made now, after the passphrase and the lock: its time (and its expiry)
     // follow every event saved before it, the vault's `init` included.
-    let now = super::now();
+    let now = now();
     let spec = NewKey {
         name: a.name,
         description: a.description,
@@ -195,7 +199,7 @@ pub(super) fn create(ctx: &mut Ctx, a: CreateArgs) -> Result<()> {
         key,
         name: k.name.clone(),
         description: k.description.clone(),
-        expires_at: k.expires_at.as_ref().map(crate::time::format),
+        expires_at: k.expires_at.as_ref().map(mcp_key_verifier::time::format),
         permissions: k.permissions.clone(),
         env_file_updated: a.use_in_env,
         verifiers_updated: ctx.republished(),
@@ -306,7 +310,7 @@ impl Report for Viewed {
                 "Last used",
                 self.last_used_at
                     .as_deref()
-                    .and_then(crate::time::parse)
+                    .and_then(mcp_key_verifier::time::parse)
                     .map_or("-".into(), |t| {
                         format!("{} ({})", human_time(&t), relative(&t, h.now))
                     }),
@@ -345,14 +349,14 @@ fn served_index(ctx: &Ctx, vault: &Vault) -> Option<usize> {
 pub(super) fn view(ctx: &mut Ctx, a: ViewArgs) -> Result<()> {
     let vault = ctx.store().open()?;
     let now = ctx.now;
-    let i = super::select(&vault, a.key.selector())?;
+    let i = select(&vault, a.key.selector())?;
     let k = &vault.keys()[i];
     let usage = super::usage::merged(&vault, &a.usage, ctx.now).unwrap_or_default();
     let r = Viewed {
         last_used_at: usage
             .get(k.id.as_str())
             .and_then(|u| u.last_used_at.as_ref())
-            .map(crate::time::format),
+            .map(mcp_key_verifier::time::format),
         key: KeyView::of(k, now),
         metadata: k.metadata.clone(),
         in_env_file: served_index(ctx, &vault) == Some(i),
@@ -418,7 +422,7 @@ pub(super) fn revoke(ctx: &mut Ctx, a: RevokeArgs) -> Result<()> {
     let now = ctx.now;
     let mut store = ctx.store();
     let r = store.update::<_, Error>(|v| {
-        let chosen = super::select_all(v, &a.keys.selectors())?;
+        let chosen = select_all(v, &a.keys.selectors())?;
         // Read under the vault lock, which every writer of MCP_API_KEY holds too: a
         // concurrent `use` either ran before (and this sees its key) or runs after (and
         // refuses the revoked key).
@@ -483,7 +487,7 @@ pub(super) fn delete(ctx: &mut Ctx, a: DeleteArgs) -> Result<()> {
     let mut store = ctx.store();
     if ask {
         let vault = store.open()?;
-        let named: Vec<String> = super::select_all(&vault, &a.keys.selectors())?
+        let named: Vec<String> = select_all(&vault, &a.keys.selectors())?
             .into_iter()
             .map(|i| {
                 format!(
@@ -505,7 +509,7 @@ pub(super) fn delete(ctx: &mut Ctx, a: DeleteArgs) -> Result<()> {
     }
     let now = ctx.now;
     let r = store.update::<_, Error>(|v| {
-        let mut chosen = super::select_all(v, &a.keys.selectors())?;
+        let mut chosen = select_all(v, &a.keys.selectors())?;
         // Highest index first, so each removal leaves the others' indices valid.
         let mut out = Vec::with_capacity(chosen.len());
         let order = chosen.clone();
@@ -549,7 +553,7 @@ pub(super) fn use_key(ctx: &mut Ctx, a: UseArgs) -> Result<()> {
     let now = ctx.now;
     let mut store = ctx.store();
     let (id, key) = store.update::<_, Error>(|v| {
-        let i = super::select(v, a.key.selector())?;
+        let i = select(v, a.key.selector())?;
         let k = &v.keys()[i];
         if let s @ (Status::Revoked | Status::Expired) = k.status(now) {
             return Err(Error::failed(format!(

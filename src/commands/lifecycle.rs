@@ -4,13 +4,13 @@ use std::io;
 
 use serde::Serialize;
 
+use super::context::*;
 use super::keys::join;
 use super::output::{human_time, relative, Human, KeyView, Many, Report};
-use super::*;
 use crate::cli::{HistoryArgs, PermissionArgs, RekeyArgs, RotateArgs};
-use crate::display::sanitize;
-use crate::time::format as fmt_time;
-use crate::vault::{Event, KeyId, Permission, Selector, Status};
+use mcp_key_vault::display::sanitize;
+use mcp_key_vault::{Event, KeyId, Permission, Selector, Status};
+use mcp_key_verifier::time::format as fmt_time;
 
 #[derive(Serialize)]
 struct Rotated {
@@ -47,7 +47,11 @@ impl Report for Rotated {
             "Rotated key {old} -> {new}.\n\n    {}\n\nStore this key now: `list` and `view` never show it.",
             self.key.expose()
         )?;
-        match self.old_valid_until.as_deref().and_then(crate::time::parse) {
+        match self
+            .old_valid_until
+            .as_deref()
+            .and_then(mcp_key_verifier::time::parse)
+        {
             Some(t) if self.was_active => writeln!(
                 h.out,
                 "The old key {old} stays valid until {} ({}).",
@@ -92,7 +96,7 @@ pub(super) fn rotate(ctx: &mut Ctx, a: RotateArgs) -> Result<()> {
     let mut store = ctx.store();
     let mut tx = store.begin()?;
     let v = tx.vault();
-    let i = super::select(v, a.key.selector())?;
+    let i = select(v, a.key.selector())?;
     // The env file is locked inside the vault's lock (the order `use` takes them in too)
     // and read under it, so whether it holds the old key, and moving it to the successor,
     // happen in one locked operation that no concurrent `use` can slip into.
@@ -197,7 +201,7 @@ pub(super) fn change_permissions(ctx: &mut Ctx, a: PermissionArgs, grant: bool) 
     let now = ctx.now;
     let mut store = ctx.store();
     let r = store.update::<_, Error>(|v| {
-        let chosen = super::select_all(v, &sels)?;
+        let chosen = select_all(v, &sels)?;
         let mut out = Vec::with_capacity(chosen.len());
         for i in chosen {
             if grant {
@@ -245,7 +249,7 @@ pub(super) fn rekey(ctx: &mut Ctx, a: RekeyArgs) -> Result<()> {
     };
     let params = kdf_from_args(&a.kdf, base)?;
     store.rekey::<Error>(params, || Ok(new_source.get_new("the vault")?))?;
-    session::end_after_rekey(&ctx.vault_path);
+    super::session_key::end_after_rekey(&ctx.vault_path);
     let r = Rekeyed {
         rekeyed: true,
         kdf: params.into(),
@@ -275,7 +279,7 @@ impl Report for History<'_> {
             return writeln!(h.out, "No events.");
         }
         for e in &self.events {
-            let at = crate::time::parse(&e.at).unwrap_or(h.now);
+            let at = mcp_key_verifier::time::parse(&e.at).unwrap_or(h.now);
             let line = format!(
                 "{}  {:<8} {:<16} {}{}",
                 at.format("%Y-%m-%d %H:%M:%S UTC"),
@@ -294,7 +298,7 @@ impl Report for History<'_> {
 
 /// The one id among the vault's keys and its history's (deleted keys included) that
 /// `prefix` names.
-fn history_id(events: &[Event], keys: &crate::vault::Keys, prefix: &str) -> Result<KeyId> {
+fn history_id(events: &[Event], keys: &mcp_key_vault::Keys, prefix: &str) -> Result<KeyId> {
     let mut ids: Vec<&str> = events
         .iter()
         .filter_map(|e| e.key_id.as_ref().map(KeyId::as_str))
@@ -308,12 +312,12 @@ fn history_id(events: &[Event], keys: &crate::vault::Keys, prefix: &str) -> Resu
     }
     match ids.as_slice() {
         [one] => Ok(KeyId::from(*one)),
-        [] if crate::vault::looks_like_key(prefix) => Err(Error::usage(
+        [] if mcp_key_vault::looks_like_key(prefix) => Err(Error::usage(
             "that looks like a whole key, not an id: give only its id (see `list`), and never \
              put a key on the command line",
         )),
         [] => Err(Error::KeyNotFound {
-            message: crate::vault::not_found(prefix) + " (in the vault or its history)",
+            message: mcp_key_vault::not_found(prefix) + " (in the vault or its history)",
         }),
         many => {
             let list: Vec<String> = many.iter().map(|i| i.to_string()).collect();

@@ -5,16 +5,16 @@ use std::io;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::context::*;
 use super::keys::join;
 use super::output::{push_json_str, relative, Human, KeyView, KeyViewRef, Report};
-use super::*;
 use crate::cli::ListArgs;
-use crate::display::{sanitize, truncate};
-use crate::time::write as write_time;
-use crate::vault::expires_within;
-use crate::vault::v2::{datetime, IdRef, TimeParts};
-use crate::vault::Look;
-use crate::vault::{KeyRecord, Status};
+use mcp_key_vault::display::{sanitize, truncate};
+use mcp_key_vault::expires_within;
+use mcp_key_vault::v2::{datetime, IdRef, TimeParts};
+use mcp_key_vault::Look;
+use mcp_key_vault::{KeyRecord, Status};
+use mcp_key_verifier::time::write as write_time;
 
 /// A row of the table.
 struct Listed {
@@ -46,7 +46,7 @@ fn expiry_cell(k: &KeyRecord, now: DateTime<Utc>) -> String {
 }
 
 fn hint(k: &KeyRecord) -> String {
-    crate::keyfmt::hint(k.secret.expose())
+    mcp_key_vault::keyfmt::hint(k.secret.expose())
 }
 
 /// The table row of `k`, or `None` when the filters leave it out.
@@ -86,7 +86,7 @@ fn last_used(id: &str, usage: &Usage) -> Option<String> {
     usage
         .get(id)
         .and_then(|u| u.last_used_at.as_ref())
-        .map(crate::time::format)
+        .map(mcp_key_verifier::time::format)
 }
 
 type Usage = std::collections::BTreeMap<String, crate::serve::usage::KeyUsage>;
@@ -109,7 +109,7 @@ pub(super) fn list(ctx: &mut Ctx, a: ListArgs) -> Result<()> {
 /// The listing: as JSON, an array of [`ListedRef`] rendered as the records are read; as a
 /// table, a [`Listing`].
 struct Streamed<'a> {
-    vault: &'a crate::vault::Vault,
+    vault: &'a mcp_key_vault::Vault,
     a: &'a ListArgs,
     now: DateTime<Utc>,
     usage: &'a Usage,
@@ -337,7 +337,7 @@ impl Streamed<'_> {
                     let hint = self
                         .a
                         .show_keys
-                        .then(|| crate::keyfmt::hint(r.secret().expose()));
+                        .then(|| mcp_key_vault::keyfmt::hint(r.secret().expose()));
                     (f, hint)
                 }
             };
@@ -444,15 +444,15 @@ fn render(
 mod tests {
     use super::*;
     use crate::cli::{JsonFlag, UsageArgs};
-    use crate::secret::SecretString;
-    use crate::vault::KeyHash;
-    use crate::vault::{NewKey, Vault};
     use chrono::Duration;
+    use mcp_key_vault::secret::SecretString;
+    use mcp_key_vault::KeyHash;
+    use mcp_key_vault::{NewKey, Vault};
 
     /// A vault of keys unlike each other, saved and read back, so that most records are
     /// read in place and the ones changed since are decoded.
     fn varied(now: DateTime<Utc>) -> Vault {
-        let mut v = crate::vault::test_vault();
+        let mut v = mcp_key_vault::test_vault();
         let names = [
             "plain",
             "",
@@ -484,7 +484,7 @@ mod tests {
         keys[1].rotated_to = Some(keys[2].id.clone());
         keys[2].rotated_from = Some(keys[1].id.clone());
         keys[4].rotated_from = Some("legacy \u{202e}id".into());
-        keys.push(crate::vault::KeyRecord {
+        keys.push(mcp_key_vault::KeyRecord {
             id: "legacy \u{202e}id".into(),
             name: "imported".into(),
             description: String::new(),
@@ -498,7 +498,7 @@ mod tests {
             rotated_from: None,
             rotated_to: None,
         });
-        keys.push(crate::vault::KeyRecord {
+        keys.push(mcp_key_vault::KeyRecord {
             id: "00112233aabbccdd".into(),
             name: "modern id, other secret".into(),
             description: String::new(),
@@ -608,7 +608,7 @@ mod tests {
         }
         let last_used = all.matches(r#""last_used_at": "20"#).count();
         assert_eq!(last_used, 1);
-        let none = crate::vault::test_vault();
+        let none = mcp_key_vault::test_vault();
         let r = Streamed {
             vault: &none,
             a: &a,

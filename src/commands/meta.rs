@@ -2,7 +2,7 @@
 
 use clap::CommandFactory;
 
-use super::*;
+use super::context::*;
 use crate::cli::Shell;
 
 pub(super) fn completions(ctx: &mut Ctx, shell: Shell) -> Result<()> {

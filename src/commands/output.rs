@@ -10,10 +10,10 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::cli::Output;
-use crate::display::needs_escape;
 use crate::error::{Error, Result};
-use crate::time::format as fmt_time;
-use crate::vault::{KeyId, KeyRecord, Permission, Status};
+use mcp_key_vault::display::needs_escape;
+use mcp_key_vault::{KeyId, KeyRecord, Permission, Status};
+use mcp_key_verifier::time::format as fmt_time;
 
 /// What a human renderer may use besides the result: the writer and the terminal's manners.
 pub struct Human<'a> {
@@ -365,6 +365,11 @@ pub fn s(n: usize) -> &'static str {
     }
 }
 
+/// A warning on stderr, with anything shaped like a key hidden.
+pub fn warn(msg: &str) {
+    eprintln!("warning: {}", crate::redact::keys(msg));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,7 +377,7 @@ mod tests {
     /// `list --json` renders [`KeyViewRef`]; every other command [`KeyView`]: the same JSON.
     #[test]
     fn the_borrowed_key_view_is_the_key_view() {
-        let mut v = crate::vault::test_vault();
+        let mut v = mcp_key_vault::test_vault();
         let now = chrono::DateTime::from_timestamp(1_780_000_000, 0).unwrap();
         for (i, exp) in [
             None,
@@ -383,7 +388,7 @@ mod tests {
         .enumerate()
         {
             v.create_key(
-                crate::vault::NewKey {
+                mcp_key_vault::NewKey {
                     name: format!("k{i} \u{202e}x"),
                     description: "d\"q".into(),
                     expires_at: exp,

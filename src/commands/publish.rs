@@ -5,18 +5,18 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use super::context::*;
 use super::output::{Human, Report};
-use super::*;
 use crate::cli::{PublishArgs, UnpublishArgs};
-use crate::display::path as shown;
 use crate::publish::existing_revision;
-use crate::vault::{Published, Vault};
+use mcp_key_vault::display::path as shown;
+use mcp_key_vault::{Published, Vault};
 
 /// `path` made absolute (its directory canonicalised), so the vault records a path that
 /// means the same file whatever directory later commands run in.
 fn absolute(path: &Path) -> Result<PathBuf> {
-    let dir = crate::fsio::parent_dir(path);
-    crate::fsio::ensure_dir(&dir)?;
+    let dir = mcp_key_vault::fsio::parent_dir(path);
+    mcp_key_vault::fsio::ensure_dir(&dir)?;
     let dir = std::fs::canonicalize(&dir).map_err(|e| Error::io("resolve", &dir, e))?;
     let name = path
         .file_name()
@@ -99,7 +99,7 @@ impl Report for Publishing {
             writeln!(h.out, "{}  {rev}{state}{names}", p.path)?;
             if let Some(cmd) = &p.then {
                 // Runs as whoever makes the next change: show it, escaped.
-                writeln!(h.out, "    then: {}", crate::display::sanitize(cmd))?;
+                writeln!(h.out, "    then: {}", mcp_key_vault::display::sanitize(cmd))?;
             }
         }
         writeln!(h.out, "The vault is at revision {}.", self.vault_revision)
@@ -115,9 +115,9 @@ pub(super) fn publish(ctx: &mut Ctx, a: PublishArgs) -> Result<()> {
     let path = absolute(&path)?;
     // Refused before anything is recorded: the vault or env file itself, a file that is
     // not a verifier, one another user could have planted.
-    let target = crate::fsio::resolve_symlinks(&path, false)?;
+    let target = mcp_key_vault::fsio::resolve_symlinks(&path, false)?;
     crate::envstore::refuse_vault(&target, &ctx.vault_path, "verifier file")?;
-    crate::fsio::refuse_foreign_file_in_shared_dir(&target, "verifier file")?;
+    mcp_key_vault::fsio::refuse_foreign_file_in_shared_dir(&target, "verifier file")?;
     let theirs = existing_revision(&target)?;
     let entry = Published {
         path: path.clone(),

@@ -4,12 +4,12 @@ use std::io;
 
 use serde::Serialize;
 
+use super::context::*;
 use super::output::{human_time, Human, Report};
-use super::*;
 use crate::cli::{SlotAddArgs, SlotCommand, SlotRemoveArgs};
-use crate::display::sanitize;
-use crate::time::format as fmt_time;
-use crate::vault::v2::{Slot, SlotKind};
+use mcp_key_vault::display::sanitize;
+use mcp_key_vault::v2::{Slot, SlotKind};
+use mcp_key_verifier::time::format as fmt_time;
 
 #[derive(Serialize)]
 struct SlotView {

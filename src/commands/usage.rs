@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use crate::cli::UsageArgs;
 use crate::serve::usage::{files_beside, load, KeyUsage};
-use crate::vault::Vault;
+
+use super::output::warn;
+use mcp_key_vault::Vault;
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -36,9 +38,9 @@ pub(super) fn merged(
         // A file named on the command line that is not there is a typo worth a word;
         // the ones beside a verifier are absent until `serve` first writes them.
         if !f.exists() {
-            super::warn(&format!(
+            warn(&format!(
                 "the usage file {} does not exist",
-                crate::display::path(f)
+                mcp_key_vault::display::path(f)
             ));
         }
     }
@@ -58,16 +60,16 @@ pub(super) fn merged(
                     all.entry(id).or_default().merge(&u);
                 }
                 if future > 0 {
-                    super::warn(&format!(
+                    warn(&format!(
                         "the usage file {} records a last use in the future for {future} \
                          key{}; ignored (a clock far ahead, or a forged file)",
-                        crate::display::path(&f),
+                        mcp_key_vault::display::path(&f),
                         if future == 1 { "" } else { "s" }
                     ));
                 }
             }
             Ok(None) => {}
-            Err(e) => super::warn(&format!("ignoring the usage file: {e}")),
+            Err(e) => warn(&format!("ignoring the usage file: {e}")),
         }
     }
     all

@@ -4,12 +4,12 @@ use std::io::{self, BufRead, Read};
 
 use serde::Serialize;
 
+use super::context::*;
 use super::output::{s, Human, Report};
-use super::*;
 use crate::cli::{ExportArgs, VerifyArgs};
-use crate::time::format as fmt_time;
-use crate::vault::KeyId;
-use crate::verify::{Verdict, Verifier};
+use mcp_key_vault::verify::{Verdict, Verifier};
+use mcp_key_vault::KeyId;
+use mcp_key_verifier::time::format as fmt_time;
 
 /// Longest line read from stdin by `verify` (a key is 85 characters).
 const MAX_LINE: usize = 4096;
@@ -111,7 +111,7 @@ pub(super) fn verify(ctx: &mut Ctx, a: VerifyArgs) -> Result<()> {
         Some(p) => Verifier::from_file(p)?,
         None => {
             let keys: Vec<&str> = presented.iter().map(|k| k.expose()).collect();
-            crate::verify::from_vault_for(&ctx.store().open()?, &keys)
+            mcp_key_vault::verify::from_vault_for(&ctx.store().open()?, &keys)
         }
     };
     let required: Vec<&str> = a.require.iter().map(|p| p.as_str()).collect();
@@ -193,7 +193,7 @@ pub(super) fn export(ctx: &mut Ctx, a: ExportArgs) -> Result<()> {
         Ok((v.keys().len(), w))
     })?;
     let r = Exported {
-        path: crate::display::path(&a.out),
+        path: mcp_key_vault::display::path(&a.out),
         keys,
         revision,
     };

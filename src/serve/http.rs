@@ -17,8 +17,9 @@ use hyper::{Request, Response, StatusCode};
 use serde_json::{json, Value};
 
 use super::metrics::BadBody;
-use super::{tools, State};
-use crate::verify::{Code, KeyInfo};
+use super::state::{State, MAX_HEAD_BYTES};
+use super::tools;
+use mcp_key_vault::verify::{Code, KeyInfo};
 use mcp_key_verifier::api_key_from_header_values;
 use mcp_key_verifier::routing;
 use mcp_key_verifier::rpc::{self, scope_safe};
@@ -39,7 +40,7 @@ static X_MCP_KEY_NAME: HeaderName = HeaderName::from_static("x-mcp-key-name");
 pub async fn handle(req: Request<Incoming>, st: Arc<State>) -> Result<Response<Body>, Infallible> {
     // hyper bounds what it buffers, not the head itself: depending on how the bytes arrive it
     // let up to 48 KiB through. The documented limit is counted here, on what was parsed.
-    if head_size(&req) > super::MAX_HEAD_BYTES {
+    if head_size(&req) > MAX_HEAD_BYTES {
         return Ok(json_response(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             &json!({"error": "the request head is larger than 32 KiB"}),
@@ -333,7 +334,7 @@ fn required_permissions<'a>(
         for p in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             // Bounded and checked before the key: a header of thousands of tokens must not
             // buy an unauthenticated client CPU time (the list is searched per token).
-            if !crate::vault::Permission::is_valid(p) {
+            if !mcp_key_vault::Permission::is_valid(p) {
                 return Err("the X-MCP-Require header names an invalid permission");
             }
             if !required.contains(&p) {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use super::usage::{code_index, CODES};
-use crate::verify::Code;
+use mcp_key_vault::verify::Code;
 
 /// Upper bounds of the `/auth` latency buckets, in seconds.
 const BUCKETS: [f64; 12] = [

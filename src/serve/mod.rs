@@ -1,6 +1,6 @@
 //! `serve`: a forward-auth service for nginx `auth_request`, Traefik `ForwardAuth`, Caddy
 //! `forward_auth` and Envoy `ext_authz`. It answers from a published verifier file that it
-//! follows ([`crate::verify::Watched`]), counts each key's use, and needs no vault.
+//! follows ([`mcp_key_vault::verify::Watched`]), counts each key's use, and needs no vault.
 //!
 //! Invariants:
 //! - No presented key reaches a log line, a response, the usage file or the metrics.
@@ -10,12 +10,13 @@
 
 pub mod http;
 pub mod metrics;
+pub mod state;
 pub mod tools;
 pub mod usage;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -26,108 +27,18 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
-use crate::display::sanitize;
 use crate::error::{Error, Result};
-use crate::verify::{Code, KeyInfo, ReloadEvent, Watched};
+use mcp_key_vault::display::sanitize;
+use mcp_key_vault::verify::{ReloadEvent, Watched};
 
 use metrics::Metrics;
+use state::{log, Log, State, MAX_BODIES_IN_FLIGHT, MAX_HEAD_BYTES};
 use usage::Tracker;
 
-/// Largest request head (request line and headers) accepted; larger gets 431.
-pub const MAX_HEAD_BYTES: usize = 32 * 1024;
 /// How often usage is written while serving.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(10);
 /// How long a shutdown waits for requests in flight.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
-
-/// One line on stderr per event: time, `serve:`, the event. Never a key.
-fn log(msg: std::fmt::Arguments<'_>) {
-    eprintln!(
-        "{} serve: {msg}",
-        Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-    );
-}
-
-/// Logs refusals of identified keys (revoked, expired, lacking a permission: each worth a
-/// look), at most [`Log::BURST`] lines per ten seconds; the rest are counted and the count
-/// is logged when the next window opens. Unknown and malformed keys are only counted in
-/// `/metrics`: they name no key, and logging them would let anyone flood the log.
-pub(crate) struct Log {
-    window: AtomicU64,
-    lines: AtomicU64,
-    dropped: AtomicU64,
-}
-
-impl Log {
-    const BURST: u64 = 20;
-
-    fn new() -> Log {
-        Log {
-            window: AtomicU64::new(0),
-            lines: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-        }
-    }
-
-    pub(crate) fn refused(&self, key: &KeyInfo, code: Code) {
-        let window = u64::try_from(Utc::now().timestamp() / 10).unwrap_or(0);
-        if self.window.swap(window, Ordering::Relaxed) != window {
-            self.lines.store(0, Ordering::Relaxed);
-            let dropped = self.dropped.swap(0, Ordering::Relaxed);
-            if dropped > 0 {
-                log(format_args!("{dropped} more refusals not logged"));
-            }
-        }
-        if self.lines.fetch_add(1, Ordering::Relaxed) >= Self::BURST {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        match &key.name {
-            Some(n) => log(format_args!(
-                "refused {} key_id={} name={:?}",
-                code.as_str(),
-                sanitize(&key.id),
-                sanitize(n)
-            )),
-            None => log(format_args!(
-                "refused {} key_id={}",
-                code.as_str(),
-                sanitize(&key.id)
-            )),
-        }
-    }
-}
-
-/// What every request handler shares.
-pub struct State {
-    pub(crate) watched: Watched,
-    pub(crate) require: Vec<String>,
-    pub(crate) tool_permissions: bool,
-    /// `--trust-routing-headers`: without a body, decide from `Mcp-Method`/`Mcp-Name`.
-    pub(crate) trust_routing_headers: bool,
-    pub(crate) usage: Tracker,
-    pub(crate) metrics: Arc<Metrics>,
-    /// How long a request head or body may take to arrive.
-    pub(crate) read_timeout: Duration,
-    pub(crate) log: Log,
-    pub(crate) draining: AtomicBool,
-    /// Bodies being read at once (with `--tool-permissions`): each may hold up to 1 MiB,
-    /// so this bounds their memory across all connections, not just per connection.
-    pub(crate) body_permits: tokio::sync::Semaphore,
-    reload_error: Arc<Mutex<Option<String>>>,
-}
-
-/// Most request bodies read at the same time (64 MiB at most in flight).
-pub(crate) const MAX_BODIES_IN_FLIGHT: usize = 64;
-
-impl State {
-    pub(crate) fn last_reload_error(&self) -> Option<String> {
-        self.reload_error
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-}
 
 /// What `serve` is told at start-up (the command layer builds it from the arguments).
 #[derive(Debug, Clone)]
@@ -211,11 +122,11 @@ pub fn run(args: Config) -> Result<()> {
 /// write the verifier decides which keys are accepted, and a forged usage file hides a
 /// key's last use. (Their directory is the other half: `check` reports both.)
 fn warn_if_writable_by_others(path: &std::path::Path, what: &str) {
-    if crate::fsio::writable_by_others(path) {
+    if mcp_key_vault::fsio::writable_by_others(path) {
         log(format_args!(
             "warning: the {what} {} is writable by other users, who can then decide what \
              serve accepts; run `chmod go-w` on it",
-            crate::display::path(path)
+            mcp_key_vault::display::path(path)
         ));
     }
 }
@@ -223,7 +134,7 @@ fn warn_if_writable_by_others(path: &std::path::Path, what: &str) {
 /// Refuses a `--require` that is not a valid permission.
 fn check_required(require: &[String]) -> Result<()> {
     for p in require {
-        if p.parse::<crate::vault::Permission>().is_err() {
+        if p.parse::<mcp_key_vault::Permission>().is_err() {
             return Err(Error::usage(format!(
                 "--require {:?} is not a valid permission; use 1-64 characters of a-z 0-9 _ . : -",
                 sanitize(p)
@@ -269,8 +180,8 @@ fn follow_verifier(
 
 /// Takes the usage file's lock. One writer per usage file: a second serve on the same
 /// file would lose counts.
-fn lock_usage_file(usage_path: &std::path::Path) -> Result<crate::fsio::Lock> {
-    crate::fsio::Lock::acquire(usage_path, Duration::ZERO, || {}).map_err(|e| {
+fn lock_usage_file(usage_path: &std::path::Path) -> Result<mcp_key_vault::fsio::Lock> {
+    mcp_key_vault::fsio::Lock::acquire(usage_path, Duration::ZERO, || {}).map_err(|e| {
         let why = if e.kind() == std::io::ErrorKind::TimedOut {
             "another serve is writing it".to_string()
         } else {

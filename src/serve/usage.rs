@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::verify::Code;
+use mcp_key_vault::verify::Code;
 
 /// The `format` field of a usage file.
 pub const USAGE_FORMAT: &str = "mcp-key-usage";
@@ -61,7 +61,7 @@ pub fn files_beside(verifier: &Path) -> Vec<PathBuf> {
 pub struct KeyUsage {
     /// The last time the key was presented and identified (any verdict from `REVOKED` on:
     /// the request named this key with its right secret).
-    #[serde(with = "crate::vault::time_opt", default)]
+    #[serde(with = "mcp_key_vault::time_opt", default)]
     pub last_used_at: Option<DateTime<Utc>>,
     /// Requests by verdict code (`VALID`, `INSUFFICIENT_PERMISSIONS`, `REVOKED`,
     /// `EXPIRED`). Codes a newer writer adds are kept as they are.
@@ -84,7 +84,7 @@ impl KeyUsage {
 struct UsageFile {
     format: String,
     version: u32,
-    #[serde(with = "crate::vault::time_opt", default)]
+    #[serde(with = "mcp_key_vault::time_opt", default)]
     updated_at: Option<DateTime<Utc>>,
     keys: BTreeMap<String, KeyUsage>,
 }
@@ -94,7 +94,8 @@ struct UsageFile {
 /// # Errors
 /// [`Error::Io`] if it cannot be read, [`Error::Corrupt`] if it is not a usage file.
 pub fn load(path: &Path) -> Result<Option<BTreeMap<String, KeyUsage>>> {
-    let Some(bytes) = crate::fsio::read_bounded(path, MAX_USAGE_BYTES, "usage file")? else {
+    let Some(bytes) = mcp_key_vault::fsio::read_bounded(path, MAX_USAGE_BYTES, "usage file")?
+    else {
         return Ok(None);
     };
     let f: UsageFile = serde_json::from_slice(&bytes).map_err(|e| {
@@ -254,7 +255,7 @@ impl Tracker {
         let mut bytes =
             serde_json::to_vec_pretty(&f).expect("serializing plain structs cannot fail");
         bytes.push(b'\n');
-        crate::fsio::atomic_write(&self.path, &bytes).inspect_err(|_| {
+        mcp_key_vault::fsio::atomic_write(&self.path, &bytes).inspect_err(|_| {
             self.dirty.store(true, Ordering::Release);
         })?;
         Ok(true)
@@ -264,7 +265,7 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::time::parse as parse_time;
+    use mcp_key_verifier::time::parse as parse_time;
 
     /// Merges usage files as `list`/`view`/`check` do, failing on the first bad one.
     fn load_and_merge<P: AsRef<Path>>(paths: &[P]) -> Result<BTreeMap<String, KeyUsage>> {

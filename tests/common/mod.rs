@@ -86,7 +86,12 @@ impl Env {
         c.current_dir(self.path())
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("TZ", "UTC");
+            .env("TZ", "UTC")
+            // The user's own configuration (trusted vaults, hooks): one per test directory.
+            .env(
+                "MCP_KEY_MANAGER_CONFIG_DIR",
+                self.path().join(".config-mkm"),
+            );
         c
     }
 

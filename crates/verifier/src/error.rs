@@ -42,7 +42,7 @@ impl fmt::Display for Error {
             Error::Io { path, source } => write!(
                 f,
                 "cannot read {}: {source}",
-                crate::escape_controls(&path.to_string_lossy())
+                crate::text::escape_controls(&path.to_string_lossy())
             ),
             Error::Invalid(msg) => f.write_str(msg),
         }

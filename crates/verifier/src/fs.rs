@@ -6,7 +6,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::MAX_VERIFIER_BYTES;
+
+/// Largest verifier file read (about 200 bytes per key).
+pub const MAX_VERIFIER_BYTES: u64 = 256 * 1024 * 1024;
 
 /// The bytes of the verifier file at `path` and the metadata of the very file read (a
 /// watcher records the identity of exactly the bytes it parsed).
@@ -28,7 +30,7 @@ pub(crate) fn read_verifier_file(path: &Path) -> Result<(Vec<u8>, fs::Metadata)>
         );
         return Err(Error::io(path, e));
     }
-    let shown = || crate::escape_controls(&path.to_string_lossy());
+    let shown = || crate::text::escape_controls(&path.to_string_lossy());
     let max = MAX_VERIFIER_BYTES;
     if meta.len() > max {
         return Err(Error::invalid(format!(

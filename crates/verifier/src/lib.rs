@@ -69,10 +69,9 @@ mod verifier;
 mod watch;
 
 pub use error::{Error, Result};
+pub use fs::MAX_VERIFIER_BYTES;
 pub use headers::{api_key_from_header_values, api_key_from_headers};
 pub use permits::permits;
 pub use text::{escape_controls, needs_escape};
-pub use verifier::{
-    hashes_equal, Code, KeyInfo, Verdict, Verifier, MAX_VERIFIER_BYTES, VERIFIER_FORMAT,
-};
+pub use verifier::{hashes_equal, Code, KeyInfo, Verdict, Verifier, VERIFIER_FORMAT};
 pub use watch::{ReloadEvent, Watched, DEFAULT_INTERVAL};

@@ -7,7 +7,7 @@
 
 use serde_json::json;
 
-use crate::Code;
+use crate::verifier::Code;
 
 /// Largest request body read to decide tool permissions (answered 413 past it).
 pub const MAX_BODY_BYTES: u64 = 1024 * 1024;
@@ -157,7 +157,11 @@ pub fn scope_safe(p: &str) -> bool {
 pub fn missing_permissions(held: &[String], needed: &[Vec<String>]) -> Vec<String> {
     let mut missing: Vec<String> = Vec::new();
     for alternatives in needed {
-        if alternatives.is_empty() || alternatives.iter().any(|a| crate::permits(held, a)) {
+        if alternatives.is_empty()
+            || alternatives
+                .iter()
+                .any(|a| crate::permits::permits(held, a))
+        {
             continue;
         }
         let narrow = alternatives

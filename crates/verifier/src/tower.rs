@@ -42,8 +42,12 @@ use serde_json::Value;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::headers::api_key_from_header_values;
+use crate::permits::permits;
+use crate::routing;
 use crate::rpc::{self, Refusal};
-use crate::{api_key_from_header_values, permits, routing, Code, KeyInfo, Verifier, Watched};
+use crate::verifier::{Code, KeyInfo, Verifier};
+use crate::watch::Watched;
 
 /// Every value of header `name`, a value that is not visible ASCII (or SP/HTAB) as "".
 fn header_values(h: &http::HeaderMap, name: impl header::AsHeaderName) -> Vec<&str> {

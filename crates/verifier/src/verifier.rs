@@ -27,8 +27,6 @@ use crate::time::{format as fmt_time, parse_bounded as parse_time};
 
 /// The `format` field of a verifier file.
 pub const VERIFIER_FORMAT: &str = "mcp-key-verifier";
-/// Largest verifier file read (about 200 bytes per key).
-pub const MAX_VERIFIER_BYTES: u64 = 256 * 1024 * 1024;
 
 /// The outcome of one verification, in the order the checks are made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -25,7 +25,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::Verifier;
+use crate::verifier::Verifier;
 
 /// How often [`Watched::open`] looks at the file: a replaced file is in use within this
 /// time plus its parse.
