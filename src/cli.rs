@@ -69,6 +69,16 @@ pub struct Global {
     /// Unlock with this slot only (its id or label; see `slot list`).
     #[arg(long, global = true, value_name = "ID|LABEL")]
     pub slot: Option<String>,
+    /// The fingerprint the vault must have (mkv1:…, printed by `init` and `slot list`):
+    /// required to open through an identity a vault not opened here before. `unsigned`
+    /// accepts a vault written before signing, once (its next save signs it).
+    #[arg(
+        long,
+        global = true,
+        env = "MCP_KEY_VAULT_FINGERPRINT",
+        value_name = "FPR"
+    )]
+    pub expect_vault: Option<String>,
     /// Accept a new passphrase that the strength estimator calls weak (score 0-1).
     #[arg(long, global = true)]
     pub allow_weak_passphrase: bool,
@@ -636,6 +646,11 @@ pub struct ServeArgs {
     /// (the official Python SDK 2.3's streamable HTTP does).
     #[arg(long, requires = "tool_permissions")]
     pub trust_routing_headers: bool,
+    /// Accept only verifier files signed by the vault with this fingerprint (mkv1:…, as
+    /// `slot list` prints it): an unsigned, foreign or altered file is refused and the
+    /// last good one keeps answering.
+    #[arg(long, value_name = "FPR")]
+    pub trust: Option<String>,
     /// Where to record each key's last use and counts [default: <VERIFIER>.usage.json].
     #[arg(long, value_name = "PATH")]
     pub usage: Option<PathBuf>,

@@ -170,6 +170,7 @@ impl From<OpenError> for Error {
             OpenError::NoPassphrase { var, file_var } => Error::NoPassphrase { var, file_var },
             OpenError::Passphrase { reason } => Error::Passphrase(reason),
             OpenError::Invalid { reason } => Error::Usage(reason),
+            OpenError::Untrusted { reason } => Error::Passphrase(reason),
             OpenError::Io(e) => e.into(),
             other => by_category(other.category(), other.to_string()),
         }

@@ -25,6 +25,7 @@ mod publish;
 mod redact;
 mod serve;
 mod sys;
+mod trust;
 mod userconfig;
 
 use std::io::ErrorKind;

@@ -29,6 +29,8 @@ struct FileOut<'a> {
     hash_key: String,
     generated_at: String,
     revision: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    save_digest: Option<String>,
     keys: Vec<EntryOut<'a>>,
 }
 
@@ -44,8 +46,9 @@ struct EntryOut<'a> {
 }
 
 /// The bytes of a verifier file for `vault` as of `now` (docs/verifier.md): ids, keyed
-/// hashes, the hash key, status, expiry, permissions, the revision, and with `names` the
-/// key names. Nothing from which a key can be computed.
+/// hashes, the hash key, status, expiry, permissions, the revision and the save it comes
+/// from, and with `names` the key names, signed by the vault. Nothing from which a key
+/// can be computed.
 pub fn verifier_bytes(vault: &Vault, names: bool, now: DateTime<Utc>) -> Vec<u8> {
     let hash_key = zeroize::Zeroizing::new(B64.encode(vault.hash_key().expose()));
     let f = FileOut {
@@ -55,6 +58,7 @@ pub fn verifier_bytes(vault: &Vault, names: bool, now: DateTime<Utc>) -> Vec<u8>
         hash_key: hash_key.to_string(),
         generated_at: fmt_time(&now),
         revision: vault.revision(),
+        save_digest: vault.save_digest(),
         keys: vault
             .keys()
             .iter()
@@ -73,30 +77,56 @@ pub fn verifier_bytes(vault: &Vault, names: bool, now: DateTime<Utc>) -> Vec<u8>
     );
     drop(f);
     out.push(b'\n');
-    std::mem::take(&mut *out)
+    mcp_key_vault::verify::sign_file(vault, &out)
 }
 
-#[derive(Deserialize)]
-struct Header {
-    format: String,
+/// The revision of the verifier file at `target` (see [`existing`]).
+///
+/// # Errors
+/// As [`existing`].
+pub fn existing_revision(target: &Path) -> Result<Option<u64>> {
+    Ok(existing(target)?.map(|e| e.revision))
+}
+
+/// What a verifier file on disk says about where it comes from.
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Existing {
     #[serde(default)]
-    revision: u64,
+    format: String,
+    /// Its vault revision (0 for files of older writers).
+    #[serde(default)]
+    pub revision: u64,
+    /// The digest of the vault save it was written from, if its writer said.
+    #[serde(default)]
+    pub save_digest: Option<String>,
 }
 
-/// The revision of the verifier file at `target`: `Ok(None)` when there is none (or it is
-/// empty), an error when the file is something else, which is then never overwritten.
+impl Existing {
+    /// Whether the file comes from another save of the same revision than `vault`'s: a
+    /// vault rolled back and changed again (or two vaults writing one file).
+    pub fn conflicts_with(&self, vault: &Vault) -> bool {
+        self.revision == vault.revision()
+            && matches!(
+                (&self.save_digest, vault.save_digest()),
+                (Some(a), Some(b)) if *a != b
+            )
+    }
+}
+
+/// The verifier file at `target`: `Ok(None)` when there is none (or it is empty), an
+/// error when the file is something else, which is then never overwritten.
 ///
 /// # Errors
 /// [`Error::Failed`] for a file that is not a verifier, [`Error::Io`] when unreadable.
-pub fn existing_revision(target: &Path) -> Result<Option<u64>> {
+pub fn existing(target: &Path) -> Result<Option<Existing>> {
     let Some(bytes) = fsio::read_bounded(target, MAX_VERIFIER_BYTES, "verifier file")? else {
         return Ok(None);
     };
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    match serde_json::from_slice::<Header>(&bytes) {
-        Ok(h) if h.format == VERIFIER_FORMAT => Ok(Some(h.revision)),
+    match serde_json::from_slice::<Existing>(&bytes) {
+        Ok(h) if h.format == VERIFIER_FORMAT => Ok(Some(h)),
         _ => Err(Error::failed(format!(
             "{} exists and is not a verifier file; refusing to overwrite it",
             mcp_key_vault::display::path(target)
@@ -123,16 +153,28 @@ pub fn write_verifier(
     fsio::refuse_foreign_file_in_shared_dir(&target, "verifier file")?;
     // Checked before the lock file is made: a path re-pointed at `/etc/passwd` must not
     // leave a `/etc/passwd.lock` behind. Checked again under the lock.
-    existing_revision(&target)?;
+    existing(&target)?;
     let _lock = Lock::acquire(&target, fsio::lock_timeout(), || {})?;
-    if let Some(theirs) = existing_revision(&target)? {
-        if theirs > vault.revision() {
+    if let Some(theirs) = existing(&target)? {
+        if theirs.revision > vault.revision() {
             return Err(Error::failed(format!(
-                "{} holds revision {theirs}, newer than this vault's {}: another writer has \
+                "{} holds revision {}, newer than this vault's {}: another writer has \
                  already written a later state, so nothing was written (if this vault was \
                  restored from an older backup, run `mcp-key-manager publish --force PATH` once)",
                 mcp_key_vault::display::path(&target),
+                theirs.revision,
                 vault.revision()
+            )));
+        }
+        if theirs.conflicts_with(vault) {
+            return Err(Error::failed(format!(
+                "{} holds revision {} from another save of the vault than this one: the vault \
+                 was rolled back (restored from a backup) and changed again, or two vaults \
+                 write this file, so nothing was written (a rollback can bring back revoked \
+                 keys; once you know which state is right, run `mcp-key-manager publish \
+                 --force PATH`)",
+                mcp_key_vault::display::path(&target),
+                theirs.revision
             )));
         }
     }

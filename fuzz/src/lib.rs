@@ -927,13 +927,31 @@ pub fn check_vault2_payload(data: &[u8]) {
         wrapped_key: vec![0; 1],
     }];
     let nonce = [3u8; 24];
-    let ad = header::Header::associated_data(&slots, &nonce);
+    // A payload that holds a signing key goes in a header that key signed.
+    let signer = c
+        .signing_key
+        .as_ref()
+        .map(|k| ed25519_dalek::SigningKey::from_bytes(k.expose()));
+    let public_key = signer.as_ref().map(|s| s.verifying_key().to_bytes());
+    let ad = header::Header::associated_data(&slots, &nonce, public_key.as_ref());
     let ciphertext = crypto::seal(&key, &nonce, &ad, data);
-    let h = header::Header {
+    let mut h = header::Header {
         slots,
         nonce,
         ciphertext,
+        signature: public_key.map(|public_key| header::VaultSignature {
+            public_key,
+            signature: [0; 64],
+        }),
     };
+    if let (Some(signer), Some(public_key)) = (signer, public_key) {
+        use ed25519_dalek::Signer as _;
+        let signature = signer.sign(&h.signed_message()).to_bytes();
+        h.signature = Some(header::VaultSignature {
+            public_key,
+            signature,
+        });
+    }
     let parsed = header::Header::parse(&h.to_bytes()).expect("a sealed header parses");
     assert_eq!(parsed, h);
     let v = Vault::with_data_key(&parsed, key, None).expect("opens");

@@ -53,6 +53,8 @@ impl Finding {
 struct Checked {
     ok: bool,
     findings: Vec<Finding>,
+    /// The vault's fingerprint (`mkv1:…`), what identity opens and servers pin.
+    vault_fingerprint: Option<String>,
     #[serde(skip)]
     env_file: String,
     #[serde(skip)]
@@ -129,6 +131,7 @@ pub(super) fn check(ctx: &mut Ctx, a: CheckArgs) -> Result<()> {
     let r = Checked {
         ok,
         findings: f,
+        vault_fingerprint: vault.fingerprint(),
         env_file: ctx.env_shown(),
         warn_days: a.warn_days,
         verifiers_only,
@@ -167,7 +170,9 @@ fn verifier_findings(vault: &Vault, extra: &[std::path::PathBuf], f: &mut Vec<Fi
         .chain(extra.iter().cloned());
     for path in paths {
         let shown = mcp_key_vault::display::path(&path);
-        match crate::publish::existing_revision(&path) {
+        match crate::publish::existing(&path)
+            .map(|e| e.map(|e| (e.conflicts_with(vault), e.revision)))
+        {
             Ok(None) => {
                 let m = format!(
                     "the verifier {shown} is missing; run `mcp-key-manager publish {shown}`"
@@ -178,7 +183,17 @@ fn verifier_findings(vault: &Vault, extra: &[std::path::PathBuf], f: &mut Vec<Fi
                 let m = format!("the verifier {shown} cannot be used: {e}");
                 f.push(Finding::new(Severity::Error, "VERIFIER_MISSING", m));
             }
-            Ok(Some(r)) if r < vault.revision() => {
+            Ok(Some((true, r))) => {
+                let m = format!(
+                    "the verifier {shown} holds revision {r}, the vault's revision, but from \
+                     another save: the vault was rolled back (restored from a backup) and \
+                     changed again, or another vault writes the file; a rollback can bring back \
+                     revoked keys. Find out which state is right, then run `mcp-key-manager \
+                     publish --force {shown}`"
+                );
+                f.push(Finding::new(Severity::Error, "VERIFIER_CONFLICT", m));
+            }
+            Ok(Some((_, r))) if r < vault.revision() => {
                 let m = format!(
                     "the verifier {shown} is at revision {r}, behind the vault's {}: servers \
                      reading it miss the latest changes; run `mcp-key-manager publish {shown}`",
@@ -186,7 +201,7 @@ fn verifier_findings(vault: &Vault, extra: &[std::path::PathBuf], f: &mut Vec<Fi
                 );
                 f.push(Finding::new(Severity::Error, "VERIFIER_STALE", m));
             }
-            Ok(Some(r)) if r > vault.revision() => {
+            Ok(Some((_, r))) if r > vault.revision() => {
                 let m = format!(
                     "the verifier {shown} is at revision {r}, ahead of this vault's {}: it was \
                      written by another vault, or this vault was restored from an older backup \

@@ -53,6 +53,7 @@ impl Ctx {
                 vault_path: vault_path.clone(),
                 identity: cli.global.identity.clone(),
                 slot: cli.global.slot.clone(),
+                expect_vault: cli.global.expect_vault.clone(),
             }),
             now: now(),
             // Rust's stdout is line-buffered: unwrapped, `list --json` makes one write(2)
@@ -178,6 +179,8 @@ pub struct Terminal {
     vault_path: PathBuf,
     identity: Option<PathBuf>,
     slot: Option<String>,
+    /// `--expect-vault` / `MCP_KEY_VAULT_FINGERPRINT`, checked.
+    expect_vault: Option<String>,
 }
 
 impl Terminal {
@@ -226,6 +229,23 @@ impl Interaction for Terminal {
 
     fn slot(&self) -> Option<String> {
         self.slot.clone()
+    }
+
+    fn trust(&self, opened: &mcp_key_vault::Opened<'_>) -> Result<(), OpenError> {
+        let pin = match self.expect_vault.as_deref().map(crate::trust::check_pin) {
+            Some(Ok(p)) => Some(p),
+            Some(Err(e)) => {
+                return Err(OpenError::Invalid {
+                    reason: e.to_string(),
+                })
+            }
+            None => None,
+        };
+        crate::trust::decide(opened, pin.as_deref())
+    }
+
+    fn now_signed(&self, path: &Path, fingerprint: &str, created: bool) {
+        crate::trust::now_signed(path, fingerprint, created);
     }
 
     fn kdf_started(&self, kdf: &KdfParams) -> bool {

@@ -37,6 +37,8 @@ impl From<KdfParams> for KdfView {
 struct Initialized {
     vault: String,
     kdf: KdfView,
+    /// The vault's fingerprint (`mkv1:…`): what an identity open is pinned to.
+    fingerprint: Option<String>,
 }
 
 impl Report for Initialized {
@@ -51,7 +53,15 @@ impl Report for Initialized {
             k.iterations,
             k.parallelism,
             s(k.parallelism as usize)
-        )
+        )?;
+        if let Some(fp) = &self.fingerprint {
+            writeln!(
+                h.out,
+                "Fingerprint: {fp} (where the vault is opened with an age identity, pin it: \
+                 MCP_KEY_VAULT_FINGERPRINT or --expect-vault)"
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -68,10 +78,12 @@ pub(super) fn init(ctx: &mut Ctx, a: InitArgs) -> Result<()> {
     let pass = ctx.term.new_passphrase("the new vault")?;
     let mut vault = Vault::create(&pass, params)?;
     vault.record(ctx.now, EventAction::Init, None, None);
+    let fingerprint = vault.fingerprint();
     store.create::<Error>(vault, Expect::Absent, || Ok(()))?;
     let r = Initialized {
         vault: mcp_key_vault::display::path(store.path()),
         kdf: params.into(),
+        fingerprint,
     };
     ctx.emit(a.out.output(), &r)
 }

@@ -80,6 +80,7 @@ fn dispatch(ctx: &mut Ctx, command: Command) -> Result<()> {
             require: a.require,
             tool_permissions: a.tool_permissions,
             trust_routing_headers: a.trust_routing_headers,
+            trust: a.trust,
             usage: a.usage,
             max_connections: a.max_connections,
             read_timeout: std::time::Duration::from_secs(a.read_timeout),

@@ -126,8 +126,11 @@ pub(super) fn publish(ctx: &mut Ctx, a: PublishArgs) -> Result<()> {
     };
     let now = ctx.now;
     store.update::<_, Error>(|v| {
-        // The save bumps the revision by one; a file at or below that is replaced.
-        if let Some(r) = theirs.filter(|r| *r > v.revision() + 1) {
+        // The save bumps the revision by one; a file below that is replaced, one at it only
+        // when it comes from this save (the republish checks the digest). `--force` moves
+        // the vault past the file either way.
+        if let Some(r) = theirs.filter(|r| *r > v.revision() + 1 || (a.force && *r > v.revision()))
+        {
             if !a.force {
                 return Err(Error::failed(format!(
                     "{} holds revision {r}, newer than this vault's {}: another vault writes \

@@ -61,10 +61,14 @@ impl SlotView {
     }
 }
 
+/// The JSON is the array of slots, as it always was; the fingerprint is in the human
+/// output (and in `check --json`).
 #[derive(Serialize)]
 #[serde(transparent)]
 struct SlotList {
     slots: Vec<SlotView>,
+    #[serde(skip)]
+    fingerprint: Option<String>,
 }
 
 impl Report for SlotList {
@@ -72,7 +76,13 @@ impl Report for SlotList {
         for s in &self.slots {
             s.line(h)?;
         }
-        Ok(())
+        match &self.fingerprint {
+            Some(fp) => writeln!(h.out, "Vault fingerprint: {fp}"),
+            None => writeln!(
+                h.out,
+                "Vault fingerprint: none yet (written before signing; the next change signs it)"
+            ),
+        }
     }
 }
 
@@ -115,6 +125,7 @@ pub(super) fn slot(ctx: &mut Ctx, c: SlotCommand) -> Result<()> {
                     .iter()
                     .map(|s| SlotView::of(s, v.unlocked_by()))
                     .collect(),
+                fingerprint: v.fingerprint(),
             };
             if v.format_version() == 1 {
                 warn(

@@ -59,6 +59,8 @@ pub struct Config {
     pub max_connections: u32,
     /// How long a request head or body may take to arrive.
     pub read_timeout: Duration,
+    /// `--trust`: the fingerprint every verifier file must be signed by.
+    pub trust: Option<String>,
 }
 
 /// Runs `serve` until SIGTERM or SIGINT.
@@ -70,7 +72,12 @@ pub fn run(args: Config) -> Result<()> {
     check_required(&args.require)?;
     let metrics = Arc::new(Metrics::default());
     let reload_error: Arc<Mutex<Option<String>>> = Arc::default();
-    let watched = follow_verifier(&args.verifier, &metrics, &reload_error)?;
+    let watched = follow_verifier(
+        &args.verifier,
+        args.trust.as_deref(),
+        &metrics,
+        &reload_error,
+    )?;
     let usage_path = args
         .usage
         .clone()
@@ -148,11 +155,12 @@ fn check_required(require: &[String]) -> Result<()> {
 /// and its error (if any) kept in `reload_error` for `/healthz`.
 fn follow_verifier(
     path: &std::path::Path,
+    trust: Option<&str>,
     metrics: &Arc<Metrics>,
     reload_error: &Arc<Mutex<Option<String>>>,
 ) -> Result<Watched> {
     let (metrics, reload_error) = (Arc::clone(metrics), Arc::clone(reload_error));
-    Watched::open(path, move |event| {
+    let on_event = move |event: ReloadEvent| {
         let mut err = reload_error.lock().unwrap_or_else(PoisonError::into_inner);
         match &event {
             ReloadEvent::Reloaded { .. } => {
@@ -169,7 +177,12 @@ fn follow_verifier(
             }
         }
         log(format_args!("{event}"));
-    })
+    };
+    let interval = mcp_key_verifier::DEFAULT_INTERVAL;
+    match trust {
+        Some(pin) => Watched::open_trusted(path, pin, interval, on_event),
+        None => Watched::open_with_interval(path, interval, on_event),
+    }
     .map_err(|e| {
         Error::usage(format!(
             "serve cannot start without a verifier: {e}; write one with `mcp-key-manager \
@@ -257,6 +270,16 @@ fn log_listening(state: &State, local: SocketAddr) {
             "{}",
             tools::decides_from(state.trust_routing_headers)
         ));
+    }
+    match state.watched.trust() {
+        Some(pin) => log(format_args!(
+            "verifier files must be signed by {pin}: an unsigned, foreign or altered file is \
+             refused"
+        )),
+        None => log(format_args!(
+            "warning: the verifier file is not authenticated (no --trust): whoever can write \
+             it decides which keys are accepted; pin the vault with --trust FPR"
+        )),
     }
     let v = state.watched.current();
     log(format_args!(

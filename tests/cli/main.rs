@@ -27,6 +27,7 @@ mod slot;
 mod strength;
 mod tamper;
 mod terminal;
+mod trust;
 mod usage;
 mod use_env;
 mod verify;

@@ -16,7 +16,7 @@ fn stderr(o: &std::process::Output) -> String {
 
 /// An identity made by Debian's `age-keygen`: (identity file, recipient), or `None` when
 /// it is not installed (a failure under CI=true).
-fn age_keygen(e: &Env) -> Option<(std::path::PathBuf, String)> {
+pub(crate) fn age_keygen(e: &Env) -> Option<(std::path::PathBuf, String)> {
     let idf = e.path().join("ci-identity.txt");
     match StdCommand::new("age-keygen").arg("-o").arg(&idf).output() {
         Ok(o) if o.status.success() => {}

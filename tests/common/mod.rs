@@ -15,6 +15,9 @@ pub const WEAK: [&str; 4] = ["--kdf-memory-kib", "19456", "--kdf-iterations", "2
 /// A temporary working directory in which the binary runs.
 pub struct Env {
     pub dir: tempfile::TempDir,
+    /// This user's configuration (trusted vaults, hooks): apart from the working directory,
+    /// one per test.
+    pub config: tempfile::TempDir,
 }
 
 /// The path of the built binary.
@@ -27,6 +30,7 @@ impl Env {
     pub fn new() -> Env {
         Env {
             dir: tempfile::tempdir().expect("temp dir"),
+            config: tempfile::tempdir().expect("temp dir"),
         }
     }
 
@@ -87,11 +91,8 @@ impl Env {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("TZ", "UTC")
-            // The user's own configuration (trusted vaults, hooks): one per test directory.
-            .env(
-                "MCP_KEY_MANAGER_CONFIG_DIR",
-                self.path().join(".config-mkm"),
-            );
+            // The user's own configuration (trusted vaults, hooks): one per test.
+            .env("MCP_KEY_MANAGER_CONFIG_DIR", self.config.path());
         c
     }
 

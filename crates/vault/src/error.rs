@@ -280,6 +280,12 @@ pub enum OpenError {
         /// Why.
         reason: String,
     },
+    /// The vault opened, but the caller does not trust it: opened through an identity, it
+    /// is not the vault the caller pinned (see [`Interaction::trust`](crate::Interaction::trust)).
+    Untrusted {
+        /// Why, naming the path and both fingerprints.
+        reason: String,
+    },
     /// An I/O or permission problem.
     Io(IoError),
 }
@@ -292,7 +298,8 @@ impl OpenError {
             OpenError::LegacyStore | OpenError::Corrupt { .. } => Category::Corrupt,
             OpenError::WrongPassphrase
             | OpenError::NoPassphrase { .. }
-            | OpenError::Passphrase { .. } => Category::Passphrase,
+            | OpenError::Passphrase { .. }
+            | OpenError::Untrusted { .. } => Category::Passphrase,
             OpenError::Invalid { .. } => Category::Usage,
             OpenError::Io(_) => Category::Io,
         }
@@ -330,7 +337,8 @@ impl fmt::Display for OpenError {
             OpenError::NoPassphrase { var, file_var } => no_passphrase(f, var, file_var),
             OpenError::Corrupt { reason }
             | OpenError::Passphrase { reason }
-            | OpenError::Invalid { reason } => f.write_str(reason),
+            | OpenError::Invalid { reason }
+            | OpenError::Untrusted { reason } => f.write_str(reason),
             OpenError::Io(e) => e.fmt(f),
         }
     }
@@ -461,9 +469,9 @@ impl From<OpenError> for ChangeError {
         match e {
             OpenError::WrongPassphrase => ChangeError::WrongPassphrase,
             OpenError::Invalid { reason } => ChangeError::Invalid { reason },
-            e @ (OpenError::NoPassphrase { .. } | OpenError::Passphrase { .. }) => {
-                ChangeError::passphrase(e.to_string())
-            }
+            e @ (OpenError::NoPassphrase { .. }
+            | OpenError::Passphrase { .. }
+            | OpenError::Untrusted { .. }) => ChangeError::passphrase(e.to_string()),
             e @ (OpenError::NoVault { .. } | OpenError::Io(_)) => {
                 ChangeError::refused(e.to_string())
             }

@@ -66,6 +66,6 @@ pub use records::{
     DEFAULT_PERMISSIONS,
 };
 pub use secret::{SecretBytes, SecretKey, SecretString};
-pub use store::{AfterCommit, Expect, Interaction, Parsed, Store, Txn};
+pub use store::{AfterCommit, Expect, Interaction, Opened, OpenedBy, Parsed, Store, Txn};
 pub use types::{EventAction, InvalidPermission, KeyHash, KeyId, Permission};
 pub use vault::*;

@@ -41,6 +41,11 @@ pub struct Payload {
     /// Verifier files kept current after every change (`publish`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub published: Vec<Published>,
+    /// The seed of the vault's Ed25519 signing key: it signs every save and every verifier
+    /// file published. Absent from vaults written before signing (and from format 1's
+    /// JSON, which is never written again): the next save adds one.
+    #[serde(skip)]
+    pub signing_key: Option<SecretKey>,
 }
 
 /// The append-only history. A format-2 vault's history stays as the bytes it was read as
@@ -183,6 +188,7 @@ impl Payload {
             events: History::default(),
             revision: 0,
             published: Vec::new(),
+            signing_key: Some(SecretKey::random()),
         }
     }
 

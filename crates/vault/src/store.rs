@@ -80,6 +80,44 @@ pub trait Interaction {
     fn slot(&self) -> Option<String> {
         None
     }
+
+    /// Whether the caller trusts the vault just opened. Called after every unlock, before
+    /// the vault is returned (so before anything is changed, published or run for it). A
+    /// passphrase proves membership; an age identity does not (an age recipient is public,
+    /// so anyone can make a vault that identity opens), so a caller should accept an
+    /// identity open only of a vault whose fingerprint it pinned.
+    ///
+    /// # Errors
+    /// [`OpenError::Untrusted`] to refuse the vault.
+    fn trust(&self, _opened: &Opened<'_>) -> Result<(), OpenError> {
+        Ok(())
+    }
+
+    /// A save gave the vault at `path` its fingerprint: it is a new vault (`created`), or
+    /// one written before signing got its signing key.
+    fn now_signed(&self, _path: &Path, _fingerprint: &str, _created: bool) {}
+}
+
+/// A vault just opened, as [`Interaction::trust`] is asked about it.
+#[derive(Debug, Clone, Copy)]
+pub struct Opened<'a> {
+    /// The vault path.
+    pub path: &'a Path,
+    /// The fingerprint of its signing key (`mkv1:…`); `None` for a vault written before
+    /// signing (and every format-1 vault).
+    pub fingerprint: Option<&'a str>,
+    /// What opened it.
+    pub by: OpenedBy,
+}
+
+/// What opened a vault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OpenedBy {
+    /// A passphrase (or an unlock session started from one).
+    Passphrase,
+    /// An age identity (`--identity`), which proves nothing about who made the vault.
+    Identity,
 }
 
 /// A parsed vault file of either format.
@@ -110,6 +148,15 @@ impl Parsed {
         match self {
             Parsed::V1(e) => e.kdf,
             Parsed::V2(h) => v2::passphrase_kdf(h),
+        }
+    }
+
+    /// The fingerprint of the vault's signing key, from the header (checked when parsed);
+    /// `None` for a vault written before signing.
+    pub fn fingerprint(&self) -> Option<String> {
+        match self {
+            Parsed::V1(_) => None,
+            Parsed::V2(h) => h.fingerprint(),
         }
     }
 }
@@ -146,6 +193,8 @@ pub struct Store {
     after_commit: Option<AfterCommit>,
     upgrade_said: bool,
     use_session: bool,
+    /// The next save writes a vault made by this process (`create`, `begin_or_create`).
+    creating: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -193,6 +242,7 @@ impl Store {
             after_commit: None,
             upgrade_said: false,
             use_session: true,
+            creating: false,
         }
     }
 
@@ -302,10 +352,26 @@ impl Store {
 
     /// Unlocks a vault of either format.
     fn unlock(&mut self, parsed: &Parsed) -> Result<Vault, OpenError> {
-        match parsed {
-            Parsed::V1(env) => self.unlock_v1(env),
-            Parsed::V2(h) => self.unlock_v2(h),
-        }
+        let (vault, by, fingerprint) = match parsed {
+            Parsed::V1(env) => (self.unlock_v1(env)?, OpenedBy::Passphrase, None),
+            Parsed::V2(h) => {
+                let vault = self.unlock_v2(h)?;
+                let slot = vault
+                    .unlocked_by()
+                    .and_then(|id| h.slots.iter().find(|s| s.id == id));
+                let by = match slot.map(|s| &s.kind) {
+                    Some(v2::SlotKind::Passphrase { .. }) => OpenedBy::Passphrase,
+                    _ => OpenedBy::Identity,
+                };
+                (vault, by, h.fingerprint())
+            }
+        };
+        self.ui.trust(&Opened {
+            path: &self.path,
+            fingerprint: fingerprint.as_deref(),
+            by,
+        })?;
+        Ok(vault)
     }
 
     fn identities(&mut self) -> Result<Option<Rc<Identities>>, OpenError> {
@@ -585,6 +651,7 @@ impl Store {
         let vault = match self.read().map_err(OpenError::from)? {
             Some(bytes) => self.unlock(&Parsed::parse(&bytes)?)?,
             None => {
+                self.creating = true;
                 let mut v = fresh;
                 v.record(
                     crate::records::now(),
@@ -669,6 +736,7 @@ impl Store {
             }
         }
         before_write()?;
+        self.creating = true;
         self.commit(&mut vault)?;
         self.after_commit(&vault);
         Ok(())
@@ -717,10 +785,16 @@ impl Store {
                 crate::display::path(&self.path)
             ));
         }
+        let gained_key = vault.ensure_signing_key();
         vault.bump_revision();
-        Ok(fsio::atomic_write_with(&self.path, &mut |w| {
-            vault.write_to(w)
-        })?)
+        fsio::atomic_write_with(&self.path, &mut |w| vault.write_to(w))?;
+        let created = std::mem::take(&mut self.creating);
+        if gained_key || created {
+            if let Some(fp) = vault.fingerprint() {
+                self.ui.now_signed(&self.path, &fp, created);
+            }
+        }
+        Ok(())
     }
 
     /// Runs the after-commit hook once for the vault as saved.

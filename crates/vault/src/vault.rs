@@ -29,6 +29,8 @@ pub struct Vault {
     /// Set when this process turned a format-1 vault into format 2 and nobody has been
     /// told yet (see [`Vault::take_upgrade_notice`]).
     upgraded: bool,
+    /// The digest of the save this vault was read from or last written as (format 2).
+    saved_as: std::sync::Mutex<Option<String>>,
 }
 
 /// How the payload is sealed: the format the vault was read in (a new vault is format 2).
@@ -77,6 +79,7 @@ impl Vault {
             )?),
             payload: Payload::new(),
             upgraded: false,
+            saved_as: Default::default(),
         })
     }
 
@@ -89,6 +92,7 @@ impl Vault {
             seal: Seal::V2(v2::Sealing::with_recipient(recipient, label, Utc::now())?),
             payload: Payload::new(),
             upgraded: false,
+            saved_as: Default::default(),
         })
     }
 
@@ -106,6 +110,7 @@ impl Vault {
             seal: Seal::V1 { kdf, salt, key },
             payload: Payload::new(),
             upgraded: false,
+            saved_as: Default::default(),
         })
     }
 
@@ -159,6 +164,7 @@ impl Vault {
             },
             payload,
             upgraded: false,
+            saved_as: Default::default(),
         })
     }
 
@@ -171,12 +177,7 @@ impl Vault {
     pub fn unlock_v2(h: &v2::Header, unlock: &v2::Unlock<'_>) -> Result<Vault, OpenError> {
         let (key, i) = v2::unlock_data_key(&h.slots, unlock)?;
         let id = h.slots[i].id.clone();
-        let (sealing, payload) = v2::Sealing::open(h, key, Some(id), v2::Events::Lazy)?;
-        Ok(Vault {
-            seal: Seal::V2(sealing),
-            payload,
-            upgraded: false,
-        })
+        Vault::with_data_key(h, key, Some(id))
     }
 
     /// Decrypts a format-2 header with a known data key (a cached one, or a test's), as
@@ -195,6 +196,7 @@ impl Vault {
             seal: Seal::V2(sealing),
             payload,
             upgraded: false,
+            saved_as: std::sync::Mutex::new(Some(h.save_digest())),
         })
     }
 
@@ -205,15 +207,72 @@ impl Vault {
     /// A failed write.
     pub fn write_to(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
         match &self.seal {
-            Seal::V2(s) => s.seal_to(&self.payload, w),
+            Seal::V2(s) => {
+                let header = s.sealed(&self.payload);
+                header.write_to(w)?;
+                self.saved(&header);
+                Ok(())
+            }
             Seal::V1 { .. } => w.write_all(&self.to_bytes()),
         }
+    }
+
+    fn saved(&self, header: &v2::Header) {
+        *self
+            .saved_as
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(header.save_digest());
+    }
+
+    /// The digest of the save this vault was read from or last written as: what a
+    /// verifier published from it carries as `save_digest`. `None` for a vault read in
+    /// format 1 and not saved since.
+    pub fn save_digest(&self) -> Option<String> {
+        self.saved_as
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The fingerprint of the vault's signing key (`mkv1:…`); `None` for a vault read
+    /// from a file written before signing and not saved since.
+    pub fn fingerprint(&self) -> Option<String> {
+        let k = self.payload.signing_key.as_ref()?;
+        let public = ed25519_dalek::SigningKey::from_bytes(k.expose()).verifying_key();
+        Some(mcp_key_verifier::fingerprint(&public.to_bytes()))
+    }
+
+    /// Signs `message` with the vault's key: its public key and the signature, or `None`
+    /// for a vault without a key yet. Callers put their own context in `message` (a
+    /// save and a verifier file are signed with different ones).
+    pub(crate) fn sign(&self, message: &[u8]) -> Option<([u8; 32], [u8; 64])> {
+        use ed25519_dalek::Signer as _;
+        let k = self.payload.signing_key.as_ref()?;
+        let signer = ed25519_dalek::SigningKey::from_bytes(k.expose());
+        Some((
+            signer.verifying_key().to_bytes(),
+            signer.sign(message).to_bytes(),
+        ))
+    }
+
+    /// Gives a vault written before signing its signing key (the next save is signed);
+    /// `true` when it had none.
+    pub fn ensure_signing_key(&mut self) -> bool {
+        if self.payload.signing_key.is_some() {
+            return false;
+        }
+        self.payload.signing_key = Some(SecretKey::random());
+        true
     }
 
     /// The file's bytes: the payload sealed under a fresh nonce, in the vault's format.
     pub fn to_bytes(&self) -> Vec<u8> {
         let (kdf, salt, key) = match &self.seal {
-            Seal::V2(s) => return s.seal(&self.payload),
+            Seal::V2(s) => {
+                let header = s.sealed(&self.payload);
+                self.saved(&header);
+                return header.to_bytes();
+            }
             Seal::V1 { kdf, salt, key } => (kdf, salt, key),
         };
         let mut buf = self.payload().to_json();

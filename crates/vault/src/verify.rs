@@ -94,6 +94,17 @@ pub fn from_vault_for(vault: &Vault, presented: &[&str]) -> Verifier {
     Verifier::new(vault.hash_key().expose(), vault.revision(), keys)
 }
 
+/// A verifier file's bytes signed by `vault` (docs/verifier.md, "Signatures and trust
+/// pins"): `unsigned` (which starts with `{` and a newline) with the signature line after
+/// its first line. Unchanged for a vault that has no signing key yet.
+pub fn sign_file(vault: &Vault, unsigned: &[u8]) -> Vec<u8> {
+    use mcp_key_verifier::signature::{insert_signature, signed_message};
+    match vault.sign(&signed_message(unsigned)) {
+        Some((public_key, signature)) => insert_signature(unsigned, &public_key, &signature),
+        None => unsigned.to_vec(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,9 @@ pub enum Error {
     },
     /// The bytes are not a verifier file this release reads.
     Invalid(String),
+    /// A trust pin was given and the file is unsigned, signed by another vault, or was
+    /// changed after it was signed.
+    Untrusted(String),
 }
 
 /// A `Result` with this crate's [`Error`].
@@ -44,7 +47,7 @@ impl fmt::Display for Error {
                 "cannot read {}: {source}",
                 crate::text::escape_controls(&path.to_string_lossy())
             ),
-            Error::Invalid(msg) => f.write_str(msg),
+            Error::Invalid(msg) | Error::Untrusted(msg) => f.write_str(msg),
         }
     }
 }
@@ -53,7 +56,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io { source, .. } => Some(source),
-            Error::Invalid(_) => None,
+            Error::Invalid(_) | Error::Untrusted(_) => None,
         }
     }
 }

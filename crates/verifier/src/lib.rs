@@ -61,6 +61,7 @@ pub mod keys;
 mod permits;
 pub mod routing;
 pub mod rpc;
+pub mod signature;
 mod text;
 pub mod time;
 #[cfg(feature = "tower")]
@@ -72,6 +73,7 @@ pub use error::{Error, Result};
 pub use fs::MAX_VERIFIER_BYTES;
 pub use headers::{api_key_from_header_values, api_key_from_headers};
 pub use permits::permits;
+pub use signature::fingerprint;
 pub use text::{escape_controls, needs_escape};
 pub use verifier::{hashes_equal, Code, KeyInfo, Verdict, Verifier, VERIFIER_FORMAT};
 pub use watch::{ReloadEvent, Watched, DEFAULT_INTERVAL};

@@ -156,6 +156,8 @@ pub struct Verifier {
     hash_key: Zeroizing<[u8; 32]>,
     /// The vault revision this set of keys was written from (0 when unknown).
     revision: u64,
+    /// The digest of the vault save it was written from, when the writer gave one.
+    save_digest: Option<String>,
     keys: Vec<KeyInfo>,
     by_id: HashMap<u64, Hot>,
     by_hash: HashMap<[u8; 32], usize>,
@@ -255,6 +257,7 @@ impl Verifier {
             mac,
             hash_key,
             revision,
+            save_digest: None,
             keys,
             by_id,
             by_hash,
@@ -276,6 +279,27 @@ impl Verifier {
         self.revision
     }
 
+    /// The same verifier, labelled with the digest of the vault save it was made from
+    /// (64 lowercase hex characters; what [`Verifier::to_json`] writes as `save_digest`).
+    ///
+    /// # Panics
+    /// If `digest` is not 64 lowercase hex characters.
+    pub fn with_save_digest(mut self, digest: &str) -> Verifier {
+        assert!(
+            is_digest(digest),
+            "a save digest is 64 lowercase hex characters"
+        );
+        self.save_digest = Some(digest.to_owned());
+        self
+    }
+
+    /// The digest of the vault save this verifier was written from, if its file said.
+    /// Two verifiers of one revision with different digests come from two saves that
+    /// claim the same revision: a vault rolled back and changed again.
+    pub fn save_digest(&self) -> Option<&str> {
+        self.save_digest.as_deref()
+    }
+
     /// Every key known, in file order.
     pub fn keys(&self) -> &[KeyInfo] {
         &self.keys
@@ -294,6 +318,29 @@ impl Verifier {
         let path = path.as_ref();
         let (bytes, _) = crate::fs::read_verifier_file(path)?;
         Verifier::from_json(&bytes)
+    }
+
+    /// Loads a verifier file that must be signed by the vault whose fingerprint is `trust`
+    /// (`mkv1:…`, as `mcp-key-manager slot list` prints it).
+    ///
+    /// # Errors
+    /// As [`Verifier::from_file`]; [`Error::Untrusted`] for a file that is unsigned,
+    /// signed by another vault, or changed after it was signed; [`Error::Invalid`] for a
+    /// pin that is not a fingerprint.
+    pub fn from_file_trusted(path: impl AsRef<Path>, trust: &str) -> Result<Verifier> {
+        let pin = crate::signature::parse_pin(trust)?;
+        let (bytes, _) = crate::fs::read_verifier_file(path.as_ref())?;
+        Verifier::from_json_trusted(&bytes, &pin)
+    }
+
+    /// Parses the bytes of a verifier file signed by the vault `trust` names.
+    ///
+    /// # Errors
+    /// As [`Verifier::from_file_trusted`].
+    pub fn from_json_trusted(bytes: &[u8], trust: &str) -> Result<Verifier> {
+        let pin = crate::signature::parse_pin(trust)?;
+        crate::signature::check_trusted(bytes, &pin)?;
+        Verifier::from_json(bytes)
     }
 
     /// Parses the bytes of a verifier file.
@@ -369,7 +416,16 @@ impl Verifier {
                 permissions: k.permissions,
             });
         }
-        Ok(Verifier::build(Zeroizing::new(hk), f.revision, keys))
+        let mut v = Verifier::build(Zeroizing::new(hk), f.revision, keys);
+        if let Some(d) = f.save_digest {
+            if !is_digest(&d) {
+                return Err(Error::invalid(
+                    "the verifier's save_digest is not 64 lowercase hex characters",
+                ));
+            }
+            v.save_digest = Some(d);
+        }
+        Ok(v)
     }
 
     /// The verifier file's bytes (pretty JSON). Holds ids, keyed hashes, the hash key,
@@ -391,6 +447,8 @@ impl Verifier {
             hash_key: B64.encode(&self.hash_key[..]),
             generated_at: fmt_time(&now),
             revision,
+            save_digest: self.save_digest.clone(),
+            signature: None,
             keys: self
                 .keys
                 .iter()
@@ -541,7 +599,20 @@ struct VerifierFile {
     /// Absent in files of older releases: revision 0.
     #[serde(default)]
     revision: u64,
+    /// The digest of the vault save the file was written from; absent from older writers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    save_digest: Option<String>,
+    /// `ed25519:<key>:<signature>`: checked (as bytes, before parsing) only by a reader
+    /// given a trust pin; writers insert it as the first line (`signature.rs`).
+    #[serde(default, skip_serializing)]
+    #[allow(dead_code)]
+    signature: Option<String>,
     keys: Vec<VerifierEntry>,
+}
+
+/// Whether `s` is a save digest: 64 lowercase hex characters.
+fn is_digest(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 #[derive(Serialize, Deserialize)]

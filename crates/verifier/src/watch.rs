@@ -64,6 +64,14 @@ pub enum ReloadEvent {
         /// The revision found in the file.
         file_revision: u64,
     },
+    /// The new file has the loaded revision but comes from another vault save (its
+    /// `save_digest` differs): a vault rolled back and changed again. Ignored.
+    Conflict {
+        /// The watched path.
+        path: PathBuf,
+        /// The revision that keeps answering (the file's too).
+        kept_revision: u64,
+    },
     /// The path does not exist any more; the last good verifier stays until it reappears.
     Missing {
         /// The watched path.
@@ -112,6 +120,15 @@ impl fmt::Display for ReloadEvent {
                  {kept_revision}: path={}",
                 path.display()
             ),
+            ReloadEvent::Conflict {
+                path,
+                kept_revision,
+            } => write!(
+                f,
+                "verifier reload refused, the file claims revision {kept_revision} but comes \
+                 from another vault save (a rollback?): path={}",
+                path.display()
+            ),
             ReloadEvent::Missing {
                 path,
                 kept_revision,
@@ -158,6 +175,8 @@ struct Inner {
     stop: Mutex<bool>,
     wake: Condvar,
     on_event: Callback,
+    /// The fingerprint every file must be signed by, when one was given.
+    trust: Option<String>,
 }
 
 /// A [`Verifier`] that follows its file. Cheap to read from many threads.
@@ -214,9 +233,36 @@ impl Watched {
         interval: Duration,
         on_event: impl Fn(ReloadEvent) + Send + Sync + 'static,
     ) -> Result<Watched> {
-        let path = path.as_ref().to_path_buf();
+        Watched::start(path.as_ref(), None, interval, on_event)
+    }
+
+    /// As [`Watched::open_with_interval`], accepting only files signed by the vault whose
+    /// fingerprint is `trust` ([`Verifier::from_file_trusted`]): the first file must be,
+    /// and a later one that is not is refused ([`ReloadEvent::Rejected`]) while the last
+    /// good verifier keeps answering.
+    ///
+    /// # Errors
+    /// As [`Verifier::from_file_trusted`]; also [`Error::Io`] if the thread cannot be
+    /// started.
+    pub fn open_trusted(
+        path: impl AsRef<Path>,
+        trust: &str,
+        interval: Duration,
+        on_event: impl Fn(ReloadEvent) + Send + Sync + 'static,
+    ) -> Result<Watched> {
+        let pin = crate::signature::parse_pin(trust)?;
+        Watched::start(path.as_ref(), Some(pin), interval, on_event)
+    }
+
+    fn start(
+        path: &Path,
+        trust: Option<String>,
+        interval: Duration,
+        on_event: impl Fn(ReloadEvent) + Send + Sync + 'static,
+    ) -> Result<Watched> {
+        let path = path.to_path_buf();
         let (bytes, meta) = crate::fs::read_verifier_file(&path)?;
-        let verifier = Verifier::from_json(&bytes)?;
+        let verifier = parse(&bytes, trust.as_deref())?;
         let inner = Arc::new(Inner {
             path,
             current: RwLock::new(Arc::new(verifier)),
@@ -224,6 +270,7 @@ impl Watched {
             stop: Mutex::new(false),
             wake: Condvar::new(),
             on_event: Box::new(on_event),
+            trust,
         });
         let looper = Arc::clone(&inner);
         let thread = std::thread::Builder::new()
@@ -250,6 +297,11 @@ impl Watched {
     /// The watched path.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// The fingerprint files must be signed by, when one was given ([`Watched::open_trusted`]).
+    pub fn trust(&self) -> Option<&str> {
+        self.inner.trust.as_deref()
     }
 
     /// Looks at the file now, on the calling thread, instead of waiting for the next
@@ -330,7 +382,7 @@ impl Inner {
                 return;
             }
         };
-        let parsed = Verifier::from_json(&bytes);
+        let parsed = parse(&bytes, self.trust.as_deref());
         drop(bytes);
         let event = match parsed {
             Err(error) => ReloadEvent::Rejected {
@@ -381,6 +433,17 @@ impl Inner {
                 file_revision: new.revision(),
             };
         }
+        if new.revision() == previous_revision {
+            let current = self.current();
+            if let (Some(a), Some(b)) = (current.save_digest(), new.save_digest()) {
+                if a != b {
+                    return ReloadEvent::Conflict {
+                        path,
+                        kept_revision: previous_revision,
+                    };
+                }
+            }
+        }
         let (revision, keys) = (new.revision(), new.len());
         let old = std::mem::replace(
             &mut *self.current.write().unwrap_or_else(PoisonError::into_inner),
@@ -396,6 +459,14 @@ impl Inner {
             revision,
             keys,
         }
+    }
+}
+
+/// A verifier from a file's bytes, checked against the trust pin when there is one.
+fn parse(bytes: &[u8], trust: Option<&str>) -> Result<Verifier> {
+    match trust {
+        Some(pin) => Verifier::from_json_trusted(bytes, pin),
+        None => Verifier::from_json(bytes),
     }
 }
 

@@ -282,6 +282,11 @@ fn write_all<S: Sink>(s: &mut S, p: &Payload, plan: &Plan<'_>) {
         s.put(stored);
         write_events(s, added);
     }
+    // The signing key's seed, last: a payload written before signing ends above.
+    if let Some(k) = &p.signing_key {
+        s.byte(1);
+        s.put(k.expose());
+    }
 }
 
 fn write_perms<S: Sink>(s: &mut S, idx: &[u32]) {
@@ -436,6 +441,7 @@ pub fn decode_owned(mut buf: Zeroizing<Vec<u8>>, events: Events) -> Result<Paylo
     }
     let published = read_published(&mut r)?;
     let (nevents, ev_at, evbytes) = read_history_section(&mut r, total)?;
+    let signing_key = read_signing_key(&mut r)?;
     let evlen = evbytes.len();
     let dict: Vec<Permission> = dict.iter().map(|p| Permission::trusted(p)).collect();
     let history = match events {
@@ -462,6 +468,7 @@ pub fn decode_owned(mut buf: Zeroizing<Vec<u8>>, events: Events) -> Result<Paylo
         events: history,
         revision,
         published,
+        signing_key,
     })
 }
 
@@ -534,13 +541,24 @@ fn read_history_section<'a>(r: &mut Reader<'a>, total: usize) -> Result<(usize, 
     let evlen = r.len()?;
     let ev_at = total - r.b.len();
     let evbytes = r.take(evlen)?;
-    if !r.b.is_empty() {
-        return Err(bad("trailing bytes after the history"));
-    }
     if nevents > evlen / MIN_EVENT {
         return Err(bad("the event count exceeds the history's bytes"));
     }
     Ok((nevents, ev_at, evbytes))
+}
+
+/// The signing key's seed, the payload's optional last part: nothing (a vault written
+/// before signing), or `0x01` and 32 bytes.
+fn read_signing_key(r: &mut Reader<'_>) -> Result<Option<SecretKey>> {
+    match r.b {
+        [] => Ok(None),
+        [1, rest @ ..] if rest.len() == 32 => {
+            let seed = Zeroizing::new(<[u8; 32]>::try_from(rest).expect("32 bytes"));
+            r.b = &[];
+            Ok(Some(SecretKey::new(*seed)))
+        }
+        _ => Err(bad("trailing bytes after the history")),
+    }
 }
 
 #[cfg(test)]

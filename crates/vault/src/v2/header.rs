@@ -97,7 +97,24 @@ pub struct Header {
     pub nonce: [u8; 24],
     /// The payload ciphertext with its tag.
     pub ciphertext: Vec<u8>,
+    /// The vault's signature of this save; `None` in vaults written before signing.
+    pub signature: Option<VaultSignature>,
 }
+
+/// A save's signature by the vault's Ed25519 key (its public half is part of the
+/// associated data; the secret half is in the payload).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VaultSignature {
+    /// The vault's public key.
+    pub public_key: [u8; 32],
+    /// Ed25519 over [`Header::signed_message`].
+    pub signature: [u8; 64],
+}
+
+/// What a vault signature covers before the associated data.
+const SIGNATURE_CONTEXT: &[u8] = b"mcp-key-vault/2/signature\n";
+/// What a save digest covers before the associated data.
+const SAVE_CONTEXT: &[u8] = b"mcp-key-vault/2/save\n";
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -151,6 +168,17 @@ struct CipherJson<'a> {
     nonce: Cow<'a, str>,
 }
 
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignatureJson<'a> {
+    #[serde(borrow)]
+    algorithm: Cow<'a, str>,
+    #[serde(borrow)]
+    public_key: Cow<'a, str>,
+    #[serde(borrow)]
+    value: Cow<'a, str>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct HeaderJson<'a> {
@@ -161,6 +189,8 @@ struct HeaderJson<'a> {
     slots: BoundedSlots<'a>,
     #[serde(borrow)]
     cipher: CipherJson<'a>,
+    #[serde(default, borrow)]
+    signature: Option<SignatureJson<'a>>,
     #[serde(borrow)]
     ciphertext: Cow<'a, str>,
 }
@@ -255,6 +285,20 @@ pub fn detect(bytes: &[u8]) -> Result<Detected> {
         format::Detected::Vault(e) => Ok(Detected::V1(e)),
         format::Detected::Legacy => Ok(Detected::Legacy),
     }
+}
+
+fn parse_signature(s: &SignatureJson<'_>) -> Result<VaultSignature> {
+    if s.algorithm != "ed25519" {
+        return Err(corrupt(
+            "unsupported signature algorithm (expected ed25519)",
+        ));
+    }
+    let public_key = decode_exact(s.public_key.as_bytes(), "signature.public_key", 32, 32)?;
+    let signature = decode_exact(s.value.as_bytes(), "signature.value", 64, 64)?;
+    Ok(VaultSignature {
+        public_key: public_key.try_into().expect("32 bytes"),
+        signature: signature.try_into().expect("64 bytes"),
+    })
 }
 
 fn corrupt(what: impl std::fmt::Display) -> OpenError {
@@ -436,16 +480,82 @@ impl Header {
             format::bounds::TAG_LEN,
             MAX_FILE_BYTES as usize,
         )?;
+        let signature = h.signature.as_ref().map(parse_signature).transpose()?;
+        // The signature is checked once the payload has authenticated the header
+        // (`Sealing::open`): a changed header field fails decryption first, as it always
+        // did, and a signature that does not verify means the file was re-signed or
+        // damaged after.
         Ok(Header {
             slots,
             nonce,
             ciphertext,
+            signature,
         })
+    }
+
+    /// The bytes a vault signature covers: a context, the associated data (which holds
+    /// the public key) and the SHA-256 of the ciphertext.
+    pub fn signed_message(&self) -> Vec<u8> {
+        let mut m = SIGNATURE_CONTEXT.to_vec();
+        self.covered(&mut m);
+        m
+    }
+
+    fn covered(&self, m: &mut Vec<u8>) {
+        use sha2::{Digest, Sha256};
+        m.extend_from_slice(&self.ad());
+        m.extend_from_slice(&Sha256::digest(&self.ciphertext));
+    }
+
+    /// A digest that names this save (every save has a fresh nonce): what a verifier
+    /// published from it carries as `save_digest`, 64 lowercase hex characters.
+    pub fn save_digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut m = SAVE_CONTEXT.to_vec();
+        self.covered(&mut m);
+        let d = Sha256::digest(&m);
+        d.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Checks the signature, when there is one.
+    ///
+    /// # Errors
+    /// [`OpenError::Corrupt`] when it does not verify: the file was changed by someone
+    /// without the vault's signing key.
+    pub fn check_signature(&self) -> Result<()> {
+        let Some(sig) = &self.signature else {
+            return Ok(());
+        };
+        let bad = || {
+            OpenError::corrupt(format!(
+                "the vault's signature by {} does not verify: the file was changed by someone \
+                 without the vault's signing key; restore it from a backup",
+                mcp_key_verifier::fingerprint(&sig.public_key)
+            ))
+        };
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&sig.public_key).map_err(|_| bad())?;
+        key.verify_strict(
+            &self.signed_message(),
+            &ed25519_dalek::Signature::from_bytes(&sig.signature),
+        )
+        .map_err(|_| bad())
+    }
+
+    /// The fingerprint of the vault that signed this file, if it is signed (as the header
+    /// says: it is proven only once the vault is unlocked, see [`Header::check_signature`]).
+    pub fn fingerprint(&self) -> Option<String> {
+        self.signature
+            .as_ref()
+            .map(|s| mcp_key_verifier::fingerprint(&s.public_key))
     }
 
     /// The canonical associated data of the payload: every header field, each written as
     /// `name:length:value\n`, so no field can change (or move between slots) unnoticed.
-    pub fn associated_data(slots: &[Slot], nonce: &[u8; 24]) -> Vec<u8> {
+    pub fn associated_data(
+        slots: &[Slot],
+        nonce: &[u8; 24],
+        public_key: Option<&[u8; 32]>,
+    ) -> Vec<u8> {
         let mut out = Vec::with_capacity(256 + 512 * slots.len());
         let mut field = |name: &str, value: &str| {
             out.extend_from_slice(name.as_bytes());
@@ -482,12 +592,20 @@ impl Header {
         }
         field("cipher.algorithm", "xchacha20poly1305");
         field("cipher.nonce", &B64.encode(nonce));
+        if let Some(pk) = public_key {
+            field("signature.algorithm", "ed25519");
+            field("signature.public_key", &B64.encode(pk));
+        }
         out
     }
 
     /// This header's associated data.
     pub fn ad(&self) -> Vec<u8> {
-        Header::associated_data(&self.slots, &self.nonce)
+        Header::associated_data(
+            &self.slots,
+            &self.nonce,
+            self.signature.as_ref().map(|s| &s.public_key),
+        )
     }
 
     /// The file's bytes: pretty JSON with a trailing newline; the base64 ciphertext is
@@ -528,6 +646,8 @@ impl Header {
             version: u32,
             slots: Vec<SlotJson<'a>>,
             cipher: CipherJson<'a>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            signature: Option<SignatureJson<'a>>,
             ciphertext: &'a str,
         }
         let out = Out {
@@ -538,6 +658,11 @@ impl Header {
                 algorithm: "xchacha20poly1305".into(),
                 nonce: B64.encode(self.nonce).into(),
             },
+            signature: self.signature.as_ref().map(|s| SignatureJson {
+                algorithm: "ed25519".into(),
+                public_key: B64.encode(s.public_key).into(),
+                value: B64.encode(s.signature).into(),
+            }),
             ciphertext: "",
         };
         let mut head = Vec::with_capacity(4096);

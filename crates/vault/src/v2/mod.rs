@@ -307,6 +307,23 @@ pub(crate) fn slot_for_key(
     })
 }
 
+/// The payload's signing key must be the one whose public half the header carries (and
+/// signed with): a payload and a header of different vaults never pass as one.
+fn check_signing_key(h: &Header, payload: &Payload) -> Result<(), OpenError> {
+    let in_payload = payload.signing_key.as_ref().map(|k| {
+        ed25519_dalek::SigningKey::from_bytes(k.expose())
+            .verifying_key()
+            .to_bytes()
+    });
+    let in_header = h.signature.as_ref().map(|s| s.public_key);
+    if in_payload == in_header {
+        return Ok(());
+    }
+    Err(OpenError::corrupt(
+        "the vault's signing key does not match its header; restore it from a backup",
+    ))
+}
+
 impl Sealing {
     fn with_first_slot(
         make: impl FnOnce(&str) -> Result<(SlotKind, String), ChangeError>,
@@ -394,6 +411,8 @@ impl Sealing {
     ) -> Result<(Sealing, Payload), OpenError> {
         let plain = crypto::open(&key, &h.nonce, &h.ad(), &h.ciphertext)?;
         let payload = codec::decode_owned(plain, events)?;
+        h.check_signature()?;
+        check_signing_key(h, &payload)?;
         Ok((
             Sealing {
                 slots: h.slots.clone(),
@@ -404,32 +423,41 @@ impl Sealing {
         ))
     }
 
-    /// The file's bytes: `payload` encoded, sealed under the data key with a fresh nonce,
-    /// bound to every header field.
-    pub fn seal(&self, payload: &Payload) -> Vec<u8> {
-        self.sealed(payload).to_bytes()
-    }
-
-    /// [`Sealing::seal`] written to `w` as it is encoded ([`Header::write_to`]).
-    ///
-    /// # Errors
-    /// A failed write.
-    pub fn seal_to(&self, payload: &Payload, w: &mut dyn std::io::Write) -> std::io::Result<()> {
-        self.sealed(payload).write_to(w)
-    }
-
-    fn sealed(&self, payload: &Payload) -> Header {
+    /// The header of a new save of `payload`: encrypted under the data key with a fresh
+    /// nonce, and signed by the payload's signing key (a payload without one, written
+    /// before signing, gives an unsigned header; `Store` adds a key before it saves).
+    pub(crate) fn sealed(&self, payload: &Payload) -> Header {
+        use ed25519_dalek::Signer as _;
         let mut buf = codec::encode(payload);
         let mut nonce = [0u8; 24];
         crate::rng::fill(&mut nonce);
-        let ad = Header::associated_data(&self.slots, &nonce);
+        let signer = payload
+            .signing_key
+            .as_ref()
+            .map(|k| ed25519_dalek::SigningKey::from_bytes(k.expose()));
+        let public_key = signer.as_ref().map(|s| s.verifying_key().to_bytes());
+        let ad = Header::associated_data(&self.slots, &nonce, public_key.as_ref());
         crypto::seal_in_place(&self.data_key, &nonce, &ad, &mut buf);
         let ciphertext = std::mem::take(&mut *buf);
-        Header {
+        let mut header = Header {
             slots: self.slots.clone(),
             nonce,
             ciphertext,
+            // The public key is part of what is signed (the associated data): in place
+            // before the signature is made.
+            signature: public_key.map(|public_key| header::VaultSignature {
+                public_key,
+                signature: [0; 64],
+            }),
+        };
+        if let (Some(signer), Some(sig)) = (signer, header.signature.as_ref()) {
+            let signature = signer.sign(&header.signed_message()).to_bytes();
+            header.signature = Some(header::VaultSignature {
+                public_key: sig.public_key,
+                signature,
+            });
         }
+        header
     }
 
     /// The slots, in header order.

@@ -3,6 +3,8 @@
 
 use super::*;
 use crate::error::Category;
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
 use crate::types::{EventAction, Permission};
 use crate::vault::{NewKey, Vault};
 
@@ -375,4 +377,74 @@ fn identity_files_parse_and_never_echo() {
         .to_string();
     assert!(e.contains("line 1") && !e.contains(secretish), "{e}");
     assert!(Identities::parse("# nothing\n").is_err());
+}
+
+#[test]
+fn every_save_is_signed_by_the_vault_key_and_the_fingerprint_is_stable() {
+    let p = pass("alpha");
+    let v = with_keys(&p, 1);
+    let fp = v.fingerprint().expect("a new vault has a signing key");
+    assert!(fp.starts_with("mkv1:") && fp.len() == 37, "{fp}");
+    let bytes = v.to_bytes();
+    let h = Header::parse(&bytes).unwrap();
+    assert_eq!(h.fingerprint().as_deref(), Some(fp.as_str()));
+    h.check_signature().expect("the save verifies");
+    // Another save of the same vault: a new nonce, a new save digest, the same key.
+    let again = Header::parse(&v.to_bytes()).unwrap();
+    assert_eq!(again.fingerprint(), h.fingerprint());
+    assert_ne!(again.save_digest(), h.save_digest());
+    let w = Vault::open(&bytes, &p).unwrap();
+    assert_eq!(w.fingerprint().as_deref(), Some(fp.as_str()));
+    assert_eq!(w.save_digest(), Some(h.save_digest()));
+    // Another vault, another key.
+    assert_ne!(with_keys(&p, 0).fingerprint(), Some(fp));
+}
+
+#[test]
+fn a_changed_signature_or_a_swapped_public_key_is_refused() {
+    let p = pass("alpha");
+    let v = with_keys(&p, 1);
+    let mut json: serde_json::Value = serde_json::from_slice(&v.to_bytes()).unwrap();
+    let good = json.clone();
+    // The signature value is not in the associated data: decryption passes, and the
+    // signature check after it refuses the file (exit 4).
+    let sig = json["signature"]["value"].as_str().unwrap().to_string();
+    let mut raw = B64.decode(&sig).unwrap();
+    raw[0] ^= 1;
+    json["signature"]["value"] = B64.encode(&raw).into();
+    let e = Vault::open(&serde_json::to_vec(&json).unwrap(), &p).unwrap_err();
+    assert!(
+        matches!(&e, OpenError::Corrupt { reason } if reason.contains("does not verify")),
+        "{e:?}"
+    );
+    // The public key is bound by the associated data: another one fails decryption.
+    let mut json = good.clone();
+    let other = with_keys(&p, 0).to_bytes();
+    let other: serde_json::Value = serde_json::from_slice(&other).unwrap();
+    json["signature"]["public_key"] = other["signature"]["public_key"].clone();
+    let e = Vault::open(&serde_json::to_vec(&json).unwrap(), &p).unwrap_err();
+    assert!(matches!(e, OpenError::WrongPassphrase), "{e:?}");
+    // Dropping the signature changes the associated data too.
+    let mut json = good;
+    json.as_object_mut().unwrap().remove("signature");
+    let e = Vault::open(&serde_json::to_vec(&json).unwrap(), &p).unwrap_err();
+    assert!(matches!(e, OpenError::WrongPassphrase), "{e:?}");
+}
+
+#[test]
+fn a_vault_written_before_signing_opens_and_gains_a_key_when_asked() {
+    let p = pass("alpha");
+    let mut v = with_keys(&p, 1);
+    v.payload_mut_unchecked().signing_key = None;
+    let bytes = v.to_bytes();
+    let h = Header::parse(&bytes).unwrap();
+    assert!(h.signature.is_none() && h.fingerprint().is_none());
+    let mut w = Vault::open(&bytes, &p).unwrap();
+    assert_eq!(w.fingerprint(), None);
+    assert!(w.ensure_signing_key());
+    assert!(!w.ensure_signing_key(), "only once");
+    let fp = w.fingerprint().unwrap();
+    let signed = w.to_bytes();
+    assert_eq!(Header::parse(&signed).unwrap().fingerprint(), Some(fp));
+    assert!(Vault::open(&signed, &p).is_ok());
 }
