@@ -334,7 +334,7 @@ def _check_signature(data: bytes, pin: str, source: str) -> None:
         return VerifierError("%s: not a trusted verifier file: %s" % (source, problem))
 
     if not data.startswith(_SIGNED_PREFIX):
-        raise refused("it is not signed (the first member is not a signature)")
+        raise refused("it is not signed (it does not start with a signature line)")
     m = _SIGNATURE_LINE.match(data)
     if m is None:
         raise refused("the signature line is malformed")
