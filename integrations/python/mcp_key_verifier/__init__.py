@@ -4,8 +4,10 @@
     app = APIKeyMiddleware(mcp.streamable_http_app(), Verifier.from_file("verifier.json"))
 
 The verifier file is written by `mcp-key-manager publish PATH` and rewritten on every change
-of the vault; this package re-reads it within 250 ms, keeping the last good one. Standard
-library only; the format is docs/verifier.md in the mcp-key-manager repository.
+of the vault; this package re-reads it within 250 ms, keeping the last good one. With
+`Verifier.from_file(path, trust="mkv1:...")` only files signed by that vault are used. Standard
+library only (a trust pin needs `cryptography`); the format is docs/verifier.md in the
+mcp-key-manager repository.
 """
 
 from ._core import (
@@ -19,6 +21,7 @@ from ._core import (
     Verdict,
     Verifier,
     VerifierError,
+    fingerprint,
     key_from_headers,
     permits,
 )
@@ -41,6 +44,7 @@ __all__ = [
     "Verdict",
     "Verifier",
     "VerifierError",
+    "fingerprint",
     "key_from_headers",
     "permits",
     "needed_permissions",

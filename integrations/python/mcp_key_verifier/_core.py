@@ -9,7 +9,12 @@ Invariants:
   (`hmac.compare_digest`). An unknown id costs the same HMAC as a wrong secret.
 - A loaded state is immutable and replaced by one attribute assignment, so `verify` reads a
   consistent snapshot from any thread or task without taking a lock.
-- A reload never installs a broken file, nor one whose `revision` is lower than the loaded one.
+- A reload never installs a broken file, nor one whose `revision` is lower than the loaded one,
+  nor one of the same revision and another `save_digest` (a conflict).
+- With a trust pin, no byte of a file is parsed before its signature line has been checked:
+  the first line after `{`, by a vault whose fingerprint is the pin, over the rest of the file.
+- The core needs the standard library only; `cryptography` is imported the first time a trust
+  pin is given (a signature check needs Ed25519).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ __all__ = [
     "Verdict",
     "Verifier",
     "VerifierError",
+    "fingerprint",
     "key_from_headers",
     "permits",
 ]
@@ -63,12 +69,21 @@ RELOAD_INTERVAL = 0.25
 _unhexlify = binascii.unhexlify
 _LEGACY = re.compile(r"[A-Za-z0-9_\-.~+/=]{16,256}", re.ASCII)
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}", re.ASCII)
+_SAVE_DIGEST = re.compile(r"[0-9a-f]{64}", re.ASCII)
 _B64 = re.compile(r"[A-Za-z0-9+/]*={0,2}", re.ASCII)
 _TIME = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})",
     re.ASCII,
 )
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+
+#: What a signature signs: these bytes, then the file without its signature line.
+SIGNATURE_CONTEXT = b"mcp-key-verifier/signature/v1\n"
+_SIGNED_PREFIX = b'{\n  "signature": "'
+# The whole signature line, exactly: 32-byte public key and 64-byte signature in padded base64.
+_SIGNATURE_LINE = re.compile(
+    rb'\{\n  "signature": "ed25519:([A-Za-z0-9+/]{43}=):([A-Za-z0-9+/]{86}==)",\n')
+_FINGERPRINT = re.compile(r"mkv1:[a-z2-7]{32}", re.ASCII)
 
 
 class VerifierError(ValueError):
@@ -124,9 +139,10 @@ class _Entry:
 class _State:
     """An immutable parsed file."""
 
-    __slots__ = ("mac", "by_id", "by_hash", "revision", "count")
+    __slots__ = ("mac", "by_id", "by_hash", "revision", "save_digest", "count")
 
-    def __init__(self, hash_key: bytes, entries: Sequence[_Entry], revision: int):
+    def __init__(self, hash_key: bytes, entries: Sequence[_Entry], revision: int,
+                 save_digest: Optional[str] = None):
         # Keyed once: each verification copies this state instead of re-deriving the pads
         # (copy() is safe to call from many threads at once).
         self.mac = hmac.new(hash_key, digestmod=hashlib.sha256)
@@ -137,6 +153,7 @@ class _State:
             # A legacy key is found by its keyed hash, whatever its entry's id looks like.
             self.by_hash.setdefault(e.hash, e)
         self.revision = revision
+        self.save_digest = save_digest
         self.count = len(entries)
 
 
@@ -225,6 +242,10 @@ def _parse(data: bytes, source: str) -> _State:
     revision = doc.get("revision", 0)
     if type(revision) is not int or revision < 0:
         raise bad("revision is not a non-negative integer")
+    save_digest = doc.get("save_digest")
+    if save_digest is not None and not (isinstance(save_digest, str)
+                                        and _SAVE_DIGEST.fullmatch(save_digest)):
+        raise bad("save_digest is not 64 lowercase hex characters")
     keys = doc.get("keys")
     if not isinstance(keys, list):
         raise bad("keys is not a list")
@@ -262,7 +283,84 @@ def _parse(data: bytes, source: str) -> _State:
             raise bad("entry %s: name is not a string" % shown)
         entries.append(_Entry(key_id, bytes.fromhex(h), status == "revoked", expires_ns,
                               expires_dt, perms, name))
-    return _State(hash_key, entries, revision)
+    return _State(hash_key, entries, revision, save_digest)
+
+
+def fingerprint(public_key: bytes) -> str:
+    """The fingerprint of a vault's Ed25519 public key (32 raw bytes), as `init`, `slot list`
+    and `check` print it and as `trust=` takes it: `mkv1:` and the lowercase, unpadded base32
+    of the first 20 bytes of its SHA-256 (32 characters)."""
+    public_key = bytes(public_key)
+    if len(public_key) != 32:
+        raise ValueError("an Ed25519 public key is 32 bytes, not %d" % len(public_key))
+    b32 = base64.b32encode(hashlib.sha256(public_key).digest()[:20]).decode("ascii")
+    return "mkv1:" + b32.lower()
+
+
+_ed25519_public_key: Any = None
+
+
+def _require_ed25519() -> None:
+    """Imports Ed25519 from `cryptography` (once): only readers given a trust pin need it."""
+    global _ed25519_public_key
+    if _ed25519_public_key is not None:
+        return
+    try:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    except ImportError as exc:
+        raise ImportError(
+            "a trust pin needs the 'cryptography' package to check Ed25519 signatures: "
+            "pip install 'mcp-key-verifier[trust]'") from exc
+    _ed25519_public_key = Ed25519PublicKey
+
+
+def _pin(trust: Optional[str]) -> Optional[str]:
+    """A trust pin as compared: lowercased, without surrounding whitespace. An empty pin is
+    still a pin (it matches nothing): only None means no check."""
+    if trust is None:
+        return None
+    if not isinstance(trust, str):
+        raise TypeError("trust must be a vault fingerprint (a str, mkv1:...) or None")
+    _require_ed25519()
+    return trust.strip().lower()
+
+
+def _check_signature(data: bytes, pin: str, source: str) -> None:
+    """Raises VerifierError unless `data` starts with a signature line by the vault whose
+    fingerprint is `pin`, over the rest of the file (docs/verifier.md, "Signatures and trust
+    pins"). Runs before anything of the file is parsed."""
+
+    def refused(problem: str) -> VerifierError:
+        return VerifierError("%s: not a trusted verifier file: %s" % (source, problem))
+
+    if not data.startswith(_SIGNED_PREFIX):
+        raise refused("it is not signed (it does not start with a signature line)")
+    m = _SIGNATURE_LINE.match(data)
+    if m is None:
+        raise refused("the signature line is malformed")
+    public_key = base64.b64decode(m.group(1))
+    signature = base64.b64decode(m.group(2))
+    if (base64.b64encode(public_key) != m.group(1)
+            or base64.b64encode(signature) != m.group(2)):
+        raise refused("the signature line is malformed (not canonical base64)")
+    signer = fingerprint(public_key)
+    if signer != pin:
+        shown = pin if _FINGERPRINT.fullmatch(pin) else (
+            "pin (which is not a fingerprint: mkv1: and 32 characters a-z, 2-7)")
+        raise refused("it is signed by the vault %s, not by the trusted %s" % (signer, shown))
+    unsigned = b"{\n" + data[m.end():]
+    try:
+        _ed25519_public_key.from_public_bytes(public_key).verify(
+            signature, SIGNATURE_CONTEXT + unsigned)
+    except Exception:  # InvalidSignature, or a public key that is not a curve point
+        raise refused("the signature does not verify (the file was changed after it was "
+                      "signed)") from None
+
+
+def _load(data: bytes, source: str, pin: Optional[str]) -> _State:
+    if pin is not None:
+        _check_signature(data, pin, source)
+    return _parse(data, source)
 
 
 #: Permissions with a name form: holding one grants `<it>:<NAME>` for every NAME.
@@ -335,17 +433,19 @@ class Verifier:
     """Verifies presented keys against a verifier file.
 
     Made with `Verifier.from_file(path)` (reloads when the file is replaced) or
-    `Verifier.from_json(bytes)` (a fixed snapshot). `verify` may be called from any number of
+    `Verifier.from_json(bytes)` (a fixed snapshot); with `trust="mkv1:..."`, only files signed
+    by the vault of that fingerprint are used. `verify` may be called from any number of
     threads and asyncio tasks at once.
     """
 
     def __init__(self, state: _State, path: Optional[str] = None,
                  signature: Optional[Tuple[int, int, int]] = None,
                  on_reload_error: Optional[Callable[[VerifierError], None]] = None,
-                 reload_interval: float = RELOAD_INTERVAL):
+                 reload_interval: float = RELOAD_INTERVAL, trust: Optional[str] = None):
         self._state = state
         self._path = path
         self._sig = signature
+        self._pin = trust
         self._on_reload_error = on_reload_error
         self._interval = reload_interval
         self._next_check = time.monotonic() + reload_interval if path else float("inf")
@@ -355,26 +455,41 @@ class Verifier:
     # -- construction ------------------------------------------------------------------------
 
     @classmethod
-    def from_file(cls, path, *, on_reload_error: Optional[Callable[[VerifierError], None]] = None,
+    def from_file(cls, path, *, trust: Optional[str] = None,
+                  on_reload_error: Optional[Callable[[VerifierError], None]] = None,
                   reload_interval: float = RELOAD_INTERVAL) -> "Verifier":
         """Loads `path` and watches it: at most every `reload_interval` seconds (0.25), a
         `verify` call stats the path and re-reads the file if its (mtime, size, inode) changed.
-        A new file that is broken, or whose `revision` is lower than the loaded one, is not
+        A new file that is broken, whose `revision` is lower than the loaded one, or whose
+        `save_digest` differs from the loaded one's at the same revision (a conflict) is not
         used: the last good state stays and `on_reload_error(error)` is called (by default
         the error is logged on the `mcp_key_verifier` logger at WARNING).
 
-        Raises VerifierError if the file cannot be read or is not a valid verifier file.
+        `trust`: the fingerprint of the vault whose files to accept (`mkv1:...`, as
+        `mcp-key-manager init`, `slot list` and `check` print it; compared lowercased, without
+        surrounding whitespace). Every file, the first and each reloaded one, must then start
+        with a signature line by that vault over the rest of the file; any other (unsigned,
+        signed by another vault, changed after signing) is refused like a broken one. Needs
+        the `cryptography` package (`pip install 'mcp-key-verifier[trust]'`). None: no check.
+
+        Raises VerifierError if the file cannot be read, is not a valid verifier file or,
+        with `trust`, is not signed by that vault; ImportError if `trust` is given and
+        `cryptography` is missing.
         """
+        pin = _pin(trust)
         path = os.fspath(path)
         sig, data = _read(path)
-        return cls(_parse(data, path), path, sig, on_reload_error, reload_interval)
+        return cls(_load(data, path, pin), path, sig, on_reload_error, reload_interval, pin)
 
     @classmethod
-    def from_json(cls, data, source: str = "verifier") -> "Verifier":
-        """A verifier over the given file contents (bytes or str), never reloaded."""
+    def from_json(cls, data, source: str = "verifier", *,
+                  trust: Optional[str] = None) -> "Verifier":
+        """A verifier over the given file contents (bytes, or str encoded as UTF-8), never
+        reloaded. `trust` as for `from_file`: the exact bytes must be signed by that vault."""
+        pin = _pin(trust)
         if isinstance(data, str):
             data = data.encode("utf-8")
-        return cls(_parse(data, source))
+        return cls(_load(data, source, pin), trust=pin)
 
     # -- facts -------------------------------------------------------------------------------
 
@@ -383,11 +498,19 @@ class Verifier:
         """The loaded file's revision (0 for files written without one)."""
         return self._state.revision
 
+    @property
+    def save_digest(self) -> Optional[str]:
+        """The loaded file's `save_digest` (the SHA-256 of the vault file it was written
+        from), or None for files written without one."""
+        return self._state.save_digest
+
     def __len__(self) -> int:
         return self._state.count
 
     def __repr__(self) -> str:
-        return "Verifier(path=%r, revision=%d, keys=%d)" % (self._path, self.revision, len(self))
+        trust = "" if self._pin is None else ", trust=%r" % self._pin
+        return "Verifier(path=%r, revision=%d, keys=%d%s)" % (self._path, self.revision,
+                                                              len(self), trust)
 
     # -- verification ------------------------------------------------------------------------
 
@@ -491,7 +614,7 @@ class Verifier:
                 return False
             self._sig = sig
             try:
-                state = _parse(data, self._path)
+                state = _load(data, self._path, self._pin)
             except VerifierError as exc:
                 self._report(VerifierError("%s; keeping revision %d" % (exc, self._state.revision)),
                              sig)
@@ -500,6 +623,16 @@ class Verifier:
                 self._report(VerifierError(
                     "%s: revision %d is older than the loaded revision %d; not used"
                     % (self._path, state.revision, self._state.revision)), sig)
+                return False
+            old = self._state.save_digest
+            if (state.revision == self._state.revision and state.save_digest is not None
+                    and old is not None and state.save_digest != old):
+                self._report(VerifierError(
+                    "%s: revision %d with save_digest %s... conflicts with the loaded revision "
+                    "%d (save_digest %s...): two vault saves claim that revision (was the vault "
+                    "restored from a backup and changed again?); not used"
+                    % (self._path, state.revision, state.save_digest[:12], self._state.revision,
+                       old[:12])), sig)
                 return False
             self._state = state
             logger.info("verifier %s reloaded: revision %d, %d keys", self._path,

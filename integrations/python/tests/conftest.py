@@ -34,6 +34,16 @@ class VerifierWriter:
             e["name"] = name
         return e
 
+    def document(self, entries, revision, **extra):
+        """The file's bytes as the vault writes them (indented, `{` alone on the first line,
+        so that it can be signed); `extra` members (`save_digest=...`) follow `revision`."""
+        doc = {"format": "mcp-key-verifier", "version": 1, "algorithm": "hmac-sha256",
+               "hash_key": base64.b64encode(self.hash_key).decode(),
+               "generated_at": "2026-06-01T00:00:00Z", "revision": revision}
+        doc.update(extra)
+        doc["keys"] = entries
+        return (json.dumps(doc, indent=2) + "\n").encode()
+
     def write(self, entries, revision, raw=None):
         tmp = self.path + ".tmp"
         with open(tmp, "wb") as fh:

@@ -10,13 +10,22 @@
  *   HMAC-SHA256 under the file's hash key and the digest compared with `timingSafeEqual`. An
  *   unknown id costs the same HMAC as a wrong secret.
  * - A loaded state is immutable and replaced whole, so a verdict always comes from one file.
- * - A reload never installs a broken file, nor one whose `revision` is lower than the loaded one.
+ * - A reload never installs a broken file, nor one whose `revision` is lower than the loaded one,
+ *   nor one of the same revision and another `save_digest` (a conflict).
+ * - With a trust pin, no byte of a file is parsed before its signature line has been checked:
+ *   the first line after `{`, by a vault whose fingerprint is the pin, over the rest of the file.
  *
- * Runtime dependencies: none (node:crypto, node:fs). The SDK is imported lazily by
- * `tokenVerifier`, only to throw the SDK's own `InvalidTokenError`.
+ * Runtime dependencies: none (node:crypto, node:fs; Ed25519 is node:crypto's). The SDK is
+ * imported lazily by `tokenVerifier`, only to throw the SDK's own `InvalidTokenError`.
  */
 
-import { createHmac, timingSafeEqual } from "node:crypto";
+import {
+  createHash,
+  createHmac,
+  createPublicKey,
+  timingSafeEqual,
+  verify as verifySignature,
+} from "node:crypto";
 import { closeSync, fstatSync, openSync, readSync, statSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 
@@ -70,6 +79,20 @@ const B64 = /^[A-Za-z0-9+/]*={0,2}$/;
 const TIME =
   /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
 const ID_SHOWN = /^[A-Za-z0-9_-]{1,64}$/;
+const SAVE_DIGEST = /^[0-9a-f]{64}$/;
+
+/** What a signature signs: these bytes, then the file without its signature line. */
+const SIGNATURE_CONTEXT = Buffer.from("mcp-key-verifier/signature/v1\n", "latin1");
+const SIGNED_PREFIX = Buffer.from('{\n  "signature": "', "latin1");
+/** The whole signature line, exactly: 32-byte public key, 64-byte signature, padded base64. */
+const SIGNATURE_LINE =
+  /^\{\n  "signature": "ed25519:([A-Za-z0-9+/]{43}=):([A-Za-z0-9+/]{86}==)",\n/;
+/** "{\n", then the line: indentation and name (16), "ed25519:" (8), key (44), ":" (1),
+ * signature (88), '",\n' (3). */
+const SIGNATURE_LINE_BYTES = 2 + 16 + 8 + 44 + 1 + 88 + 3;
+const FINGERPRINT = /^mkv1:[a-z2-7]{32}$/;
+/** DER SubjectPublicKeyInfo of an Ed25519 key, up to the 32 key bytes (RFC 8410). */
+const SPKI_ED25519 = Buffer.from("302a300506032b6570032100", "hex");
 
 function verdict(
   code: Code,
@@ -124,6 +147,7 @@ class State {
     readonly hashKey: Buffer,
     entries: Entry[],
     readonly revision: number,
+    readonly saveDigest: string | null = null,
   ) {
     for (const e of entries) {
       this.byId.set(e.id, e);
@@ -305,6 +329,10 @@ function parse(data: Buffer | string, source: string): State {
   if (typeof revision !== "number" || !Number.isSafeInteger(revision) || revision < 0) {
     throw bad("revision is not a non-negative integer");
   }
+  const saveDigest = f.save_digest === undefined || f.save_digest === null ? null : f.save_digest;
+  if (saveDigest !== null && (typeof saveDigest !== "string" || !SAVE_DIGEST.test(saveDigest))) {
+    throw bad("save_digest is not 64 lowercase hex characters");
+  }
   if (!Array.isArray(f.keys)) throw bad("keys is not a list");
   const entries: Entry[] = [];
   const seen = new Set<string>();
@@ -342,7 +370,99 @@ function parse(data: Buffer | string, source: string): State {
       new Entry(id, Buffer.from(e.hash, "hex"), e.status === "revoked", expires, perms, name),
     );
   });
-  return new State(hashKey, entries, revision);
+  return new State(hashKey, entries, revision, saveDigest);
+}
+
+/** RFC 4648 base32, lowercase, without padding. */
+function base32(bytes: Uint8Array): string {
+  const alphabet = "abcdefghijklmnopqrstuvwxyz234567";
+  let out = "";
+  let value = 0;
+  let bits = 0;
+  for (const b of bytes) {
+    value = (value << 8) | b;
+    bits += 8;
+    while (bits >= 5) {
+      bits -= 5;
+      out += alphabet[(value >>> bits) & 31];
+    }
+    value &= (1 << bits) - 1;
+  }
+  if (bits > 0) out += alphabet[(value << (5 - bits)) & 31];
+  return out;
+}
+
+/**
+ * The fingerprint of a vault's Ed25519 public key (32 raw bytes), as `init`, `slot list` and
+ * `check` print it and as `{ trust }` takes it: `mkv1:` and the lowercase, unpadded base32 of the
+ * first 20 bytes of its SHA-256 (32 characters).
+ */
+export function fingerprint(publicKey: Uint8Array): string {
+  if (!(publicKey instanceof Uint8Array)) throw new TypeError("publicKey must be a Uint8Array");
+  if (publicKey.length !== 32) {
+    throw new RangeError(`an Ed25519 public key is 32 bytes, not ${publicKey.length}`);
+  }
+  return "mkv1:" + base32(createHash("sha256").update(publicKey).digest().subarray(0, 20));
+}
+
+/** A trust pin as compared: lowercased, without surrounding whitespace. An empty pin is still a
+ * pin (it matches nothing): only undefined and null mean no check. */
+function pinOf(trust: string | null | undefined): string | null {
+  if (trust === undefined || trust === null) return null;
+  if (typeof trust !== "string") {
+    throw new TypeError("trust must be a vault fingerprint (a string, mkv1:...) or null");
+  }
+  return trust.trim().toLowerCase();
+}
+
+/**
+ * Throws VerifierError unless `data` starts with a signature line by the vault whose fingerprint
+ * is `pin`, over the rest of the file (docs/verifier.md, "Signatures and trust pins"). Runs
+ * before anything of the file is parsed.
+ */
+function checkSignature(data: Buffer, pin: string, source: string): void {
+  const refused = (problem: string) =>
+    new VerifierError(`${source}: not a trusted verifier file: ${problem}`);
+  if (!data.subarray(0, SIGNED_PREFIX.length).equals(SIGNED_PREFIX)) {
+    throw refused("it is not signed (it does not start with a signature line)");
+  }
+  // latin1: one character per byte, so the pattern sees the bytes themselves.
+  const m = SIGNATURE_LINE.exec(data.subarray(0, SIGNATURE_LINE_BYTES).toString("latin1"));
+  if (m === null) throw refused("the signature line is malformed");
+  const publicKey = Buffer.from(m[1], "base64");
+  const signature = Buffer.from(m[2], "base64");
+  if (publicKey.toString("base64") !== m[1] || signature.toString("base64") !== m[2]) {
+    throw refused("the signature line is malformed (not canonical base64)");
+  }
+  const signer = fingerprint(publicKey);
+  if (signer !== pin) {
+    const shown = FINGERPRINT.test(pin)
+      ? pin
+      : "pin (which is not a fingerprint: mkv1: and 32 characters a-z, 2-7)";
+    throw refused(`it is signed by the vault ${signer}, not by the trusted ${shown}`);
+  }
+  const message = Buffer.concat([
+    SIGNATURE_CONTEXT,
+    Buffer.from("{\n", "latin1"),
+    data.subarray(m[0].length),
+  ]);
+  let ok: boolean;
+  try {
+    const key = createPublicKey({
+      key: Buffer.concat([SPKI_ED25519, publicKey]),
+      format: "der",
+      type: "spki",
+    });
+    ok = verifySignature(null, message, key, signature);
+  } catch {
+    ok = false; // a public key that is not a curve point
+  }
+  if (!ok) throw refused("the signature does not verify (the file was changed after it was signed)");
+}
+
+function load(data: Buffer, source: string, pin: string | null): State {
+  if (pin !== null) checkSignature(data, pin, source);
+  return parse(data, source);
 }
 
 type Signature = string;
@@ -380,9 +500,21 @@ function readFile(path: string): { sig: Signature; data: Buffer } {
   }
 }
 
-export interface FromFileOptions {
-  /** Called when a changed file is not used (broken, older revision, unreadable); once per file
-   * version. Default: `console.warn` of the message (path and problem, never a key). */
+export interface TrustOptions {
+  /**
+   * The fingerprint of the vault whose files to accept (`mkv1:...`, as `mcp-key-manager init`,
+   * `slot list` and `check` print it; compared lowercased, without surrounding whitespace).
+   * Every file must then start with a signature line by that vault over the rest of the file;
+   * any other (unsigned, another vault's, changed after signing) is refused like a broken one.
+   * Absent or null: the signature is not checked.
+   */
+  trust?: string | null;
+}
+
+export interface FromFileOptions extends TrustOptions {
+  /** Called when a changed file is not used (broken, older revision, a save_digest conflict,
+   * not signed by the trusted vault, unreadable); once per file version. Default:
+   * `console.warn` of the message (path and problem, never a key). */
   onReloadError?: (error: VerifierError) => void;
   /** Milliseconds between looks at the file, at most (default 250). */
   reloadIntervalMs?: number;
@@ -397,7 +529,8 @@ export interface VerifyOptions {
 
 /**
  * Verifies presented keys against a verifier file. `Verifier.fromFile(path)` watches the file;
- * `Verifier.fromJSON(text)` is a fixed snapshot.
+ * `Verifier.fromJSON(text)` is a fixed snapshot; with `{ trust: "mkv1:..." }`, only files signed
+ * by the vault of that fingerprint are used.
  */
 export class Verifier {
   private state: State;
@@ -412,6 +545,7 @@ export class Verifier {
     sig: Signature | null,
     private readonly onReloadError: ((e: VerifierError) => void) | undefined,
     interval: number,
+    private readonly pin: string | null,
   ) {
     this.state = state;
     this.sig = sig;
@@ -422,29 +556,42 @@ export class Verifier {
   /**
    * Loads `path` and watches it: at most every 250 ms a `verify` call stats the path and
    * re-reads the file if its (mtime, size, inode) changed (it is replaced by rename). A new file
-   * that is broken, or whose `revision` is lower than the loaded one, is not used: the last good
-   * state stays and `onReloadError` is called. Throws VerifierError if the file cannot be read or
-   * is not a valid verifier file.
+   * that is broken, whose `revision` is lower than the loaded one, or whose `save_digest`
+   * differs from the loaded one's at the same revision (a conflict), is not used: the last good
+   * state stays and `onReloadError` is called. With `trust`, every file (the first and each
+   * reloaded one) must be signed by that vault. Throws VerifierError if the file cannot be read,
+   * is not a valid verifier file or, with `trust`, is not signed by that vault.
    */
   static fromFile(path: string, options: FromFileOptions = {}): Verifier {
+    const pin = pinOf(options.trust);
     const { sig, data } = readFile(path);
     return new Verifier(
-      parse(data, path),
+      load(data, path, pin),
       path,
       sig,
       options.onReloadError,
       options.reloadIntervalMs ?? RELOAD_INTERVAL_MS,
+      pin,
     );
   }
 
-  /** A verifier over the given file contents, never reloaded. */
-  static fromJSON(data: string | Buffer, source = "verifier"): Verifier {
-    return new Verifier(parse(data, source), null, null, undefined, 0);
+  /** A verifier over the given file contents (a string is encoded as UTF-8), never reloaded.
+   * `trust` as for `fromFile`: the exact bytes must be signed by that vault. */
+  static fromJSON(data: string | Buffer, source = "verifier", options: TrustOptions = {}): Verifier {
+    const pin = pinOf(options.trust);
+    const bytes = typeof data === "string" ? Buffer.from(data, "utf8") : data;
+    return new Verifier(load(bytes, source, pin), null, null, undefined, 0, pin);
   }
 
   /** The loaded file's revision (0 for files written without one). */
   get revision(): number {
     return this.state.revision;
+  }
+
+  /** The loaded file's `save_digest` (the SHA-256 of the vault file it was written from), or
+   * null for files written without one. */
+  get saveDigest(): string | null {
+    return this.state.saveDigest;
   }
 
   /** How many keys the loaded file holds. */
@@ -521,7 +668,7 @@ export class Verifier {
     this.sig = file.sig;
     let state: State;
     try {
-      state = parse(file.data, this.path);
+      state = load(file.data, this.path, this.pin);
     } catch (e) {
       this.report(
         new VerifierError(`${(e as Error).message}; keeping revision ${this.state.revision}`),
@@ -533,6 +680,25 @@ export class Verifier {
       this.report(
         new VerifierError(
           `${this.path}: revision ${state.revision} is older than the loaded revision ${this.state.revision}; not used`,
+        ),
+        file.sig,
+      );
+      return false;
+    }
+    const loaded = this.state;
+    if (
+      state.revision === loaded.revision &&
+      state.saveDigest !== null &&
+      loaded.saveDigest !== null &&
+      state.saveDigest !== loaded.saveDigest
+    ) {
+      const shown = (d: string) => `${d.slice(0, 12)}...`;
+      this.report(
+        new VerifierError(
+          `${this.path}: revision ${state.revision} with save_digest ${shown(state.saveDigest)} ` +
+            `conflicts with the loaded revision ${loaded.revision} (save_digest ` +
+            `${shown(loaded.saveDigest)}): two vault saves claim that revision (was the vault ` +
+            "restored from a backup and changed again?); not used",
         ),
         file.sig,
       );

@@ -33,6 +33,21 @@ export class VerifierWriter {
     if (name !== undefined) e.name = name;
     return e;
   }
+  /** The file's bytes as the vault writes them (indented, `{` alone on the first line, so that
+   * it can be signed); `extra` members (`save_digest`) follow `revision`. */
+  document(entries, revision, extra = {}) {
+    const doc = {
+      format: "mcp-key-verifier",
+      version: 1,
+      algorithm: "hmac-sha256",
+      hash_key: this.hashKey.toString("base64"),
+      generated_at: "2026-06-01T00:00:00Z",
+      revision,
+      ...extra,
+      keys: entries,
+    };
+    return Buffer.from(`${JSON.stringify(doc, null, 2)}\n`);
+  }
   write(entries, revision, raw) {
     const tmp = `${this.path}.tmp`;
     writeFileSync(
