@@ -102,14 +102,16 @@ pub struct Existing {
 }
 
 impl Existing {
-    /// Whether the file comes from another save of the same revision than `vault`'s: a
-    /// vault rolled back and changed again (or two vaults writing one file).
+    /// Whether the file comes from another lineage than `vault`: its save is neither the
+    /// vault's own nor one the vault remembers having come from. A vault rolled back (a
+    /// backup restored) and changed again, or two vaults writing one file: at any revision,
+    /// so a restored vault saved more often than it was rolled back still does not pass
+    /// for current. Files without a digest (older writers) never conflict.
     pub fn conflicts_with(&self, vault: &Vault) -> bool {
-        self.revision == vault.revision()
-            && matches!(
-                (&self.save_digest, vault.save_digest()),
-                (Some(a), Some(b)) if *a != b
-            )
+        match (&self.save_digest, vault.save_digest()) {
+            (Some(theirs), Some(ours)) => *theirs != ours && !vault.descends_from(theirs),
+            _ => false,
+        }
     }
 }
 
@@ -146,8 +148,10 @@ pub fn write_verifier(
     path: &Path,
     names: bool,
     now: DateTime<Utc>,
+    force: bool,
 ) -> Result<u64> {
     fsio::ensure_parent(path)?;
+    refuse_link_in_foreign_dir(path)?;
     let target = fsio::resolve_symlinks(path, false)?;
     refuse_vault(&target, vault_path, "verifier file")?;
     fsio::refuse_foreign_file_in_shared_dir(&target, "verifier file")?;
@@ -166,11 +170,11 @@ pub fn write_verifier(
                 vault.revision()
             )));
         }
-        if theirs.conflicts_with(vault) {
+        if !force && theirs.conflicts_with(vault) {
             return Err(Error::failed(format!(
-                "{} holds revision {} from another save of the vault than this one: the vault \
-                 was rolled back (restored from a backup) and changed again, or two vaults \
-                 write this file, so nothing was written (a rollback can bring back revoked \
+                "{} holds revision {} from a save this vault does not come from: the vault \
+                 was rolled back (restored from a backup) and changed again, or another vault \
+                 writes this file, so nothing was written (a rollback can bring back revoked \
                  keys; once you know which state is right, run `mcp-key-manager publish \
                  --force PATH`)",
                 mcp_key_vault::display::path(&target),
@@ -181,6 +185,41 @@ pub fn write_verifier(
     let bytes = zeroize::Zeroizing::new(verifier_bytes(vault, names, now));
     fsio::atomic_write_keeping_mode(&target, &bytes)?;
     Ok(vault.revision())
+}
+
+/// Refuses to follow a link at a publish target whose directory belongs to another user:
+/// that user can swap the file for a link at any moment and so choose which file we
+/// replace (root publishing into a directory a service account owns would overwrite
+/// another project's verifier, or any root-owned file). A link in a directory of ours or
+/// root's is followed as before.
+///
+/// # Errors
+/// [`Error::Io`] (`PermissionDenied`) naming the link and the directory's owner.
+pub fn refuse_link_in_foreign_dir(path: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if !meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    let dir = fsio::parent_dir(path);
+    let Ok(d) = std::fs::metadata(&dir) else {
+        return Ok(());
+    };
+    if d.uid() == fsio::euid() || d.uid() == 0 {
+        return Ok(());
+    }
+    Err(Error::Io {
+        context: format!(
+            "follow the link {}: its directory {} belongs to user {}, who can point it at any \
+             file at any moment; publish to the file itself, or to a directory you own",
+            mcp_key_vault::display::path(path),
+            mcp_key_vault::display::path(&dir),
+            d.uid()
+        ),
+        source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+    })
 }
 
 /// Runs a `--then` command after a successful write: through `sh -c`, with
@@ -275,8 +314,9 @@ pub fn publish_one(
     vault_path: &Path,
     p: &Published,
     now: DateTime<Utc>,
+    force: bool,
 ) -> Result<()> {
-    write_verifier(vault, vault_path, &p.path, p.names, now)?;
+    write_verifier(vault, vault_path, &p.path, p.names, now, force)?;
     match &p.then {
         Some(cmd) => run_then(cmd, &p.path),
         None => Ok(()),
@@ -288,11 +328,16 @@ pub fn publish_one(
 ///
 /// # Errors
 /// [`Error::Io`] naming each file left stale and why; the vault change itself stands.
-pub fn republish(vault: &Vault, vault_path: &Path, now: DateTime<Utc>) -> Result<Vec<PathBuf>> {
+pub fn republish(
+    vault: &Vault,
+    vault_path: &Path,
+    now: DateTime<Utc>,
+    forced: &[PathBuf],
+) -> Result<Vec<PathBuf>> {
     let mut failed = Vec::new();
     let mut written = Vec::new();
     for p in vault.published() {
-        match publish_one(vault, vault_path, p, now) {
+        match publish_one(vault, vault_path, p, now, forced.contains(&p.path)) {
             Ok(()) => written.push(p.path.clone()),
             Err(e) => failed.push(format!("{}: {e}", mcp_key_vault::display::path(&p.path))),
         }

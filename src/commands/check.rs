@@ -185,11 +185,11 @@ fn verifier_findings(vault: &Vault, extra: &[std::path::PathBuf], f: &mut Vec<Fi
             }
             Ok(Some((true, r))) => {
                 let m = format!(
-                    "the verifier {shown} holds revision {r}, the vault's revision, but from \
-                     another save: the vault was rolled back (restored from a backup) and \
-                     changed again, or another vault writes the file; a rollback can bring back \
-                     revoked keys. Find out which state is right, then run `mcp-key-manager \
-                     publish --force {shown}`"
+                    "the verifier {shown} (revision {r}) comes from a save this vault does not \
+                     come from: the vault was rolled back (restored from a backup) and changed \
+                     again, or another vault writes the file; a rollback can bring back revoked \
+                     keys. Find out which state is right, then run `mcp-key-manager publish \
+                     --force {shown}`"
                 );
                 f.push(Finding::new(Severity::Error, "VERIFIER_CONFLICT", m));
             }

@@ -35,6 +35,8 @@ pub struct Ctx {
     republished: Rc<std::cell::RefCell<Vec<PathBuf>>>,
     /// The error of a republish after a change was saved, reported after the change.
     republish_error: Rc<std::cell::RefCell<Option<Error>>>,
+    /// Published files to write even over a file from another lineage (`publish --force`).
+    forced: Rc<std::cell::RefCell<Vec<PathBuf>>>,
 }
 
 impl Ctx {
@@ -67,6 +69,7 @@ impl Ctx {
             },
             republished: Rc::default(),
             republish_error: Rc::default(),
+            forced: Rc::default(),
         }
     }
 
@@ -77,19 +80,26 @@ impl Ctx {
             self.vault_path.clone(),
             self.term.clone() as Rc<dyn Interaction>,
         );
-        let (vault_path, now, noted, failed) = (
+        let (vault_path, now, noted, failed, forced) = (
             self.vault_path.clone(),
             self.now,
             self.republished.clone(),
             self.republish_error.clone(),
+            self.forced.clone(),
         );
         store.set_after_commit(Box::new(move |v| {
-            match crate::publish::republish(v, &vault_path, now) {
+            match crate::publish::republish(v, &vault_path, now, &forced.borrow()) {
                 Ok(written) => noted.borrow_mut().extend(written),
                 Err(e) => *failed.borrow_mut() = Some(e),
             }
         }));
         store
+    }
+
+    /// Lets the next republish write `path` over a file from another lineage: the
+    /// operator's decision after a rollback (`publish --force`).
+    pub fn force_publish(&self, path: PathBuf) {
+        self.forced.borrow_mut().push(path);
     }
 
     /// The end of a command that changed the vault: the change stands and its result

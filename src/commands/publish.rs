@@ -115,6 +115,7 @@ pub(super) fn publish(ctx: &mut Ctx, a: PublishArgs) -> Result<()> {
     let path = absolute(&path)?;
     // Refused before anything is recorded: the vault or env file itself, a file that is
     // not a verifier, one another user could have planted.
+    crate::publish::refuse_link_in_foreign_dir(&path)?;
     let target = mcp_key_vault::fsio::resolve_symlinks(&path, false)?;
     crate::envstore::refuse_vault(&target, &ctx.vault_path, "verifier file")?;
     mcp_key_vault::fsio::refuse_foreign_file_in_shared_dir(&target, "verifier file")?;
@@ -125,6 +126,9 @@ pub(super) fn publish(ctx: &mut Ctx, a: PublishArgs) -> Result<()> {
         then: a.then,
     };
     let now = ctx.now;
+    if a.force {
+        ctx.force_publish(path.clone());
+    }
     store.update::<_, Error>(|v| {
         // The save bumps the revision by one; a file below that is replaced, one at it only
         // when it comes from this save (the republish checks the digest). `--force` moves

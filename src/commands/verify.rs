@@ -189,7 +189,7 @@ pub(super) fn export(ctx: &mut Ctx, a: ExportArgs) -> Result<()> {
     // The snapshot is taken under the vault lock, after unlocking: an export that waited
     // at the prompt while another process revoked a key cannot write the older state.
     let (keys, revision) = store.snapshot::<_, Error>(|v| {
-        let w = crate::publish::write_verifier(v, &vault_path, &a.out, false, now)?;
+        let w = crate::publish::write_verifier(v, &vault_path, &a.out, false, now, false)?;
         Ok((v.keys().len(), w))
     })?;
     let r = Exported {

@@ -439,6 +439,55 @@ fn a_foreign_file_in_a_shared_directory_is_not_written() {
     assert_eq!(std::fs::read(&planted).unwrap(), b"");
 }
 
+/// Finding 4 of the third review: a publish directory owned by another user (0755). That
+/// user swaps the published file for a link to another root-owned file; root's next
+/// republish must not replace that file.
+#[test]
+#[ignore = "needs root (a directory owned by another user); .ci/run runs it with --ignored"]
+fn a_link_in_a_directory_another_user_owns_is_not_followed() {
+    assert!(
+        is_root(),
+        "only root can make a directory owned by another user"
+    );
+    let e = Env::with_vault();
+    let (id, _) = e.create("k", &[]);
+    let theirs = e.path().join("service");
+    std::fs::create_dir(&theirs).unwrap();
+    chmod(&theirs, 0o755);
+    e.cmd()
+        .args(["publish", "service/verifier.json"])
+        .assert()
+        .success();
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    // Another project's file, root's, in root's directory.
+    let other = e.path().join("project-b.json");
+    std::fs::write(&other, b"project B").unwrap();
+    let link = theirs.join("verifier.json");
+    std::fs::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink(&other, &link).unwrap();
+    std::os::unix::fs::lchown(&link, Some(65534), Some(65534)).unwrap();
+
+    let out = e.cmd().args(["revoke", &id]).output().unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("belongs to user 65534"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read(&other).unwrap(), b"project B");
+    assert!(
+        !e.path().join("project-b.json.lock").exists(),
+        "no lock left beside it"
+    );
+    let out = e
+        .cmd()
+        .args(["export-verifier", "--out", "service/verifier.json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&other).unwrap(), b"project B");
+}
+
 // ---- 5. a failing publish ----
 
 #[test]

@@ -964,3 +964,64 @@ fn a_verifier_others_can_write_is_warned_about_at_start() {
         "{log}"
     );
 }
+
+/// `serve --trust FPR` takes only files signed by the pinned vault: a file the CLI
+/// publishes (signed) answers; an unsigned file put in its place, even of a higher
+/// revision, is refused and the signed one keeps answering; the CLI's next signed change
+/// is taken. Without `--trust`, `serve` says at start that its file is unauthenticated.
+#[test]
+fn trust_takes_only_files_the_pinned_vault_signed() {
+    let e = crate::common::Env::with_vault();
+    let (id, key) = e.create("k", &[]);
+    e.cmd()
+        .args(["publish", "verifier.json"])
+        .assert()
+        .success();
+    let path = e.path().join("verifier.json");
+    let listed = e.cmd().args(["slot", "list"]).output().unwrap();
+    let fpr = String::from_utf8(listed.stdout)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Vault fingerprint: ").map(str::to_string))
+        .expect("a fingerprint");
+
+    let plain = Server::start(&path, &[]);
+    assert!(plain.log().contains("not authenticated"), "{}", plain.log());
+    drop(plain);
+
+    let srv = Server::start(&path, &["--trust", &fpr]);
+    assert!(srv.log().contains(&fpr), "{}", srv.log());
+    assert_eq!(srv.auth_x(&key).status, 200);
+
+    // A forged, unsigned file of a higher revision that lets another key in.
+    let intruder = TestKey::new(&["info"]);
+    Spec::new(1_000, vec![intruder.clone()]).publish(&path);
+    wait_until("the refused reload", Duration::from_secs(5), || {
+        srv.metric("mcp_key_serve_reloads_total{result=\"failed\"}") == 1
+    });
+    assert_eq!(srv.auth_x(&intruder.key).status, 401);
+    assert_eq!(srv.auth_x(&key).status, 200);
+    assert!(srv.log().contains("not signed"), "{}", srv.log());
+
+    // The vault's own next change (signed) is taken.
+    std::fs::remove_file(&path).unwrap();
+    e.cmd().args(["revoke", &id]).assert().success();
+    e.cmd()
+        .args(["publish", "verifier.json"])
+        .assert()
+        .success();
+    wait_until("the signed revocation", Duration::from_secs(5), || {
+        srv.auth_x(&key).status == 401
+    });
+    assert_eq!(srv.auth_x(&key).code(), "REVOKED");
+
+    // A pin that is not a fingerprint, or a file not signed by it: serve does not start.
+    let out = std::process::Command::new(crate::common::bin())
+        .args(["serve", "--verifier"])
+        .arg(&path)
+        .args(["--listen", "127.0.0.1:0", "--trust", "mkv1:aaaa"])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -46,7 +46,16 @@ pub struct Payload {
     /// JSON, which is never written again): the next save adds one.
     #[serde(skip)]
     pub signing_key: Option<SecretKey>,
+    /// The save digests of this vault's last saves before the current one, oldest first,
+    /// at most [`RECENT_SAVES`]: its lineage. A verifier file holding one of them is behind
+    /// this vault; one holding a digest it does not know comes from another lineage (a
+    /// rolled-back copy, another vault). Kept only with a signing key.
+    #[serde(skip)]
+    pub recent_saves: Vec<[u8; 32]>,
 }
+
+/// How many earlier saves a vault remembers (see [`Payload::recent_saves`]).
+pub const RECENT_SAVES: usize = 32;
 
 /// The append-only history. A format-2 vault's history stays as the bytes it was read as
 /// (checked when read, so it is known to decode) until something asks for the events: a
@@ -189,6 +198,7 @@ impl Payload {
             revision: 0,
             published: Vec::new(),
             signing_key: Some(SecretKey::random()),
+            recent_saves: Vec::new(),
         }
     }
 

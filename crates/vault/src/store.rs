@@ -786,6 +786,7 @@ impl Store {
             ));
         }
         let gained_key = vault.ensure_signing_key();
+        vault.note_parent_save();
         vault.bump_revision();
         fsio::atomic_write_with(&self.path, &mut |w| vault.write_to(w))?;
         let created = std::mem::take(&mut self.creating);

@@ -30,7 +30,7 @@ pub struct Vault {
     /// told yet (see [`Vault::take_upgrade_notice`]).
     upgraded: bool,
     /// The digest of the save this vault was read from or last written as (format 2).
-    saved_as: std::sync::Mutex<Option<String>>,
+    saved_as: std::sync::Mutex<Option<[u8; 32]>>,
 }
 
 /// How the payload is sealed: the format the vault was read in (a new vault is format 2).
@@ -225,13 +225,37 @@ impl Vault {
     }
 
     /// The digest of the save this vault was read from or last written as: what a
-    /// verifier published from it carries as `save_digest`. `None` for a vault read in
-    /// format 1 and not saved since.
+    /// verifier published from it carries as `save_digest` (64 lowercase hex). `None` for
+    /// a vault read in format 1 and not saved since.
     pub fn save_digest(&self) -> Option<String> {
-        self.saved_as
+        self.saved_as_bytes().map(|d| hex(&d))
+    }
+
+    fn saved_as_bytes(&self) -> Option<[u8; 32]> {
+        *self
+            .saved_as
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+    }
+
+    /// Whether `digest` (64 hex) names one of this vault's earlier saves that it
+    /// remembers: a verifier file holding it is behind this vault, not from another
+    /// lineage (a rolled-back copy, another vault).
+    pub fn descends_from(&self, digest: &str) -> bool {
+        self.payload.recent_saves.iter().any(|d| hex(d) == digest)
+    }
+
+    /// Before a save: the save this vault was read from (or last written as) becomes the
+    /// newest of its remembered earlier saves.
+    pub(crate) fn note_parent_save(&mut self) {
+        if let Some(d) = self.saved_as_bytes() {
+            let saves = &mut self.payload.recent_saves;
+            if saves.last() != Some(&d) {
+                saves.push(d);
+            }
+            let excess = saves.len().saturating_sub(crate::records::RECENT_SAVES);
+            saves.drain(..excess);
+        }
     }
 
     /// The fingerprint of the vault's signing key (`mkv1:…`); `None` for a vault read
@@ -1101,6 +1125,10 @@ impl KeyCache {
     pub(crate) fn remember_data_key(&mut self, vault: &Vault) {
         self.data_key = vault.data_key_cache_entry();
     }
+}
+
+fn hex(d: &[u8; 32]) -> String {
+    d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// An empty vault for tests: passphrase `p`, the cheapest KDF the format allows.

@@ -17,7 +17,7 @@ use crate::error::OpenError;
 
 type Result<T, E = OpenError> = std::result::Result<T, E>;
 use crate::keyset::{Keys, Part, Plain, Raw, ReadId};
-use crate::records::{Event, History, KeyRecord, Payload, Published};
+use crate::records::{Event, History, KeyRecord, Payload, Published, RECENT_SAVES};
 use crate::secret::SecretKey;
 use crate::types::{EventAction, Permission};
 
@@ -282,10 +282,18 @@ fn write_all<S: Sink>(s: &mut S, p: &Payload, plan: &Plan<'_>) {
         s.put(stored);
         write_events(s, added);
     }
-    // The signing key's seed, last: a payload written before signing ends above.
+    // The signing key's seed and the lineage, last: a payload written before signing
+    // ends above.
     if let Some(k) = &p.signing_key {
-        s.byte(1);
+        let saves = &p.recent_saves[p.recent_saves.len().saturating_sub(RECENT_SAVES)..];
+        s.byte(if saves.is_empty() { 1 } else { 2 });
         s.put(k.expose());
+        if !saves.is_empty() {
+            s.varint(saves.len() as u64);
+            for d in saves {
+                s.put(d);
+            }
+        }
     }
 }
 
@@ -441,7 +449,7 @@ pub fn decode_owned(mut buf: Zeroizing<Vec<u8>>, events: Events) -> Result<Paylo
     }
     let published = read_published(&mut r)?;
     let (nevents, ev_at, evbytes) = read_history_section(&mut r, total)?;
-    let signing_key = read_signing_key(&mut r)?;
+    let (signing_key, recent_saves) = read_signing_key(&mut r)?;
     let evlen = evbytes.len();
     let dict: Vec<Permission> = dict.iter().map(|p| Permission::trusted(p)).collect();
     let history = match events {
@@ -469,6 +477,7 @@ pub fn decode_owned(mut buf: Zeroizing<Vec<u8>>, events: Events) -> Result<Paylo
         revision,
         published,
         signing_key,
+        recent_saves,
     })
 }
 
@@ -547,18 +556,33 @@ fn read_history_section<'a>(r: &mut Reader<'a>, total: usize) -> Result<(usize, 
     Ok((nevents, ev_at, evbytes))
 }
 
-/// The signing key's seed, the payload's optional last part: nothing (a vault written
-/// before signing), or `0x01` and 32 bytes.
-fn read_signing_key(r: &mut Reader<'_>) -> Result<Option<SecretKey>> {
-    match r.b {
-        [] => Ok(None),
-        [1, rest @ ..] if rest.len() == 32 => {
-            let seed = Zeroizing::new(<[u8; 32]>::try_from(rest).expect("32 bytes"));
-            r.b = &[];
-            Ok(Some(SecretKey::new(*seed)))
-        }
-        _ => Err(bad("trailing bytes after the history")),
+/// The payload's optional last part: nothing (a vault written before signing); `0x01`
+/// and the signing key's 32-byte seed; or `0x02`, the seed, a count of 1 to
+/// [`RECENT_SAVES`] and that many 32-byte save digests (the vault's lineage).
+fn read_signing_key(r: &mut Reader<'_>) -> Result<(Option<SecretKey>, Vec<[u8; 32]>)> {
+    let tag = match r.b {
+        [] => return Ok((None, Vec::new())),
+        [t, ..] => *t,
+    };
+    if tag != 1 && tag != 2 {
+        return Err(bad("trailing bytes after the history"));
     }
+    r.take(1)?;
+    let seed = SecretKey::new(*Zeroizing::new(r.array::<32>()?));
+    let mut saves = Vec::new();
+    if tag == 2 {
+        let n = r.count(32)?;
+        if n == 0 || n > RECENT_SAVES {
+            return Err(bad("the list of recent saves is empty or too long"));
+        }
+        for _ in 0..n {
+            saves.push(r.array::<32>()?);
+        }
+    }
+    if !r.b.is_empty() {
+        return Err(bad("trailing bytes after the history"));
+    }
+    Ok((Some(seed), saves))
 }
 
 #[cfg(test)]

@@ -220,10 +220,7 @@ fn every_truncation_and_trailing_byte_is_refused() {
             assert!(r.expect("the unsigned payload").signing_key.is_none());
             continue;
         }
-        assert!(
-            matches!(r, Err(OpenError::Corrupt { .. })),
-            "prefix of {n}"
-        );
+        assert!(matches!(r, Err(OpenError::Corrupt { .. })), "prefix of {n}");
     }
     let mut other_tag = b.to_vec();
     other_tag[unsigned_len] = 2;

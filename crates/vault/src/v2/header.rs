@@ -509,12 +509,11 @@ impl Header {
 
     /// A digest that names this save (every save has a fresh nonce): what a verifier
     /// published from it carries as `save_digest`, 64 lowercase hex characters.
-    pub fn save_digest(&self) -> String {
+    pub fn save_digest(&self) -> [u8; 32] {
         use sha2::{Digest, Sha256};
         let mut m = SAVE_CONTEXT.to_vec();
         self.covered(&mut m);
-        let d = Sha256::digest(&m);
-        d.iter().map(|b| format!("{b:02x}")).collect()
+        Sha256::digest(&m).into()
     }
 
     /// Checks the signature, when there is one.
