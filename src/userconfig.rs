@@ -91,19 +91,6 @@ pub fn read(name: &str) -> Result<Option<Vec<u8>>> {
     Ok(fsio::read_bounded(&path, MAX_FILE, "configuration file")?)
 }
 
-/// Replaces the configuration file `name` with `bytes` under its lock (mode 0600), creating
-/// the directory.
-///
-/// # Errors
-/// As [`checked_dir`]; [`Error::Io`] when it cannot be written.
-pub fn write(name: &str, bytes: &[u8]) -> Result<PathBuf> {
-    let d = checked_dir(true)?.ok_or_else(|| no_dir(name))?;
-    let path = d.join(name);
-    let _lock = fsio::Lock::acquire(&path, fsio::lock_timeout(), || {})?;
-    fsio::atomic_write(&path, bytes)?;
-    Ok(path)
-}
-
 /// Read-modify-write of the configuration file `name` under its lock: `change` gets the
 /// current bytes (`None`: no file) and returns the new ones (`None`: leave it as it is).
 ///

@@ -47,7 +47,7 @@ pub struct Payload {
     #[serde(skip)]
     pub signing_key: Option<SecretKey>,
     /// The save digests of this vault's last saves before the current one, oldest first,
-    /// at most [`RECENT_SAVES`]: its lineage. A verifier file holding one of them is behind
+    /// at most 32: its lineage. A verifier file holding one of them is behind
     /// this vault; one holding a digest it does not know comes from another lineage (a
     /// rolled-back copy, another vault). Kept only with a signing key.
     #[serde(skip)]
