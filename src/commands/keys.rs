@@ -431,9 +431,10 @@ impl Report for Revoked {
 }
 
 pub(super) fn revoke(ctx: &mut Ctx, a: RevokeArgs) -> Result<()> {
-    let now = ctx.now;
     let mut store = ctx.store();
     let r = store.update::<_, Error>(|v| {
+        // The change's time: after the passphrase and any wait for another writer's lock.
+        let now = now();
         let chosen = select_all(v, &a.keys.selectors())?;
         // Read under the vault lock, which every writer of MCP_API_KEY holds too: a
         // concurrent `use` either ran before (and this sees its key) or runs after (and
@@ -519,8 +520,9 @@ pub(super) fn delete(ctx: &mut Ctx, a: DeleteArgs) -> Result<()> {
             return Err(Error::Silent);
         }
     }
-    let now = ctx.now;
     let r = store.update::<_, Error>(|v| {
+        // The change's time: after the passphrase and any wait for another writer's lock.
+        let now = now();
         let mut chosen = select_all(v, &a.keys.selectors())?;
         // Highest index first, so each removal leaves the others' indices valid.
         let mut out = Vec::with_capacity(chosen.len());
@@ -562,9 +564,10 @@ impl Report for Used {
 }
 
 pub(super) fn use_key(ctx: &mut Ctx, a: UseArgs) -> Result<()> {
-    let now = ctx.now;
     let mut store = ctx.store();
     let (id, key) = store.update::<_, Error>(|v| {
+        // The change's time: after the passphrase and any wait for another writer's lock.
+        let now = now();
         let i = select(v, a.key.selector())?;
         let k = &v.keys()[i];
         if let s @ (Status::Revoked | Status::Expired) = k.status(now) {

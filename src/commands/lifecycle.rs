@@ -92,9 +92,10 @@ impl Report for Rotated {
 }
 
 pub(super) fn rotate(ctx: &mut Ctx, a: RotateArgs) -> Result<()> {
-    let now = ctx.now;
     let mut store = ctx.store();
     let mut tx = store.begin()?;
+    // The change's time: after the passphrase and any wait for another writer's lock.
+    let now = now();
     let v = tx.vault();
     let i = select(v, a.key.selector())?;
     // The env file is locked inside the vault's lock (the order `use` takes them in too)
@@ -198,9 +199,10 @@ fn keys_and_permissions(a: &PermissionArgs) -> Result<(Vec<Selector<'_>>, Vec<Pe
 
 pub(super) fn change_permissions(ctx: &mut Ctx, a: PermissionArgs, grant: bool) -> Result<()> {
     let (sels, perms) = keys_and_permissions(&a)?;
-    let now = ctx.now;
     let mut store = ctx.store();
     let r = store.update::<_, Error>(|v| {
+        // The change's time: after the passphrase and any wait for another writer's lock.
+        let now = now();
         let chosen = select_all(v, &sels)?;
         let mut out = Vec::with_capacity(chosen.len());
         for i in chosen {

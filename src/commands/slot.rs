@@ -141,7 +141,6 @@ pub(super) fn slot(ctx: &mut Ctx, c: SlotCommand) -> Result<()> {
 }
 
 fn add(ctx: &mut Ctx, a: SlotAddArgs) -> Result<()> {
-    let now = ctx.now;
     let mut store = ctx.store();
     // Unlock first (the current member proves membership), then ask for the new
     // passphrase, as `rekey` does.
@@ -154,6 +153,8 @@ fn add(ctx: &mut Ctx, a: SlotAddArgs) -> Result<()> {
     };
     let kdf = kdf_from_args(&a.kdf, KdfParams::DEFAULT)?;
     let r = store.update::<_, Error>(|v| {
+        // The change's time: after the passphrase and any wait for another writer's lock.
+        let now = now();
         let slot = match (&new_pass, &a.age_recipient) {
             (Some(p), _) => v.add_passphrase_slot(p, kdf, &a.label, now)?,
             (None, Some(r)) => v.add_age_slot(r.trim(), &a.label, now)?,
@@ -171,9 +172,10 @@ fn add(ctx: &mut Ctx, a: SlotAddArgs) -> Result<()> {
 }
 
 fn remove(ctx: &mut Ctx, a: SlotRemoveArgs) -> Result<()> {
-    let now = ctx.now;
     let mut store = ctx.store();
     let r = store.update::<_, Error>(|v| {
+        // The change's time: after the passphrase and any wait for another writer's lock.
+        let now = now();
         let slot = v.remove_slot(&a.target, now)?;
         Ok(SlotChanged {
             added: None,

@@ -89,3 +89,42 @@ fn a_change_made_after_a_wait_takes_its_time_after_the_wait() {
         at(0)
     );
 }
+
+/// The same for every other change: a `revoke`, `grant` and `rotate` that waited about 1.7
+/// s for another process's lock record a time after the wait (at least 0.7 s after the
+/// start, times being whole seconds), not when the command started.
+#[test]
+fn every_change_takes_its_time_after_a_wait_for_the_lock() {
+    let e = Env::with_vault();
+    let (id, _) = e.create("k", &[]);
+    let (other, _) = e.create("other", &[]);
+    let lock = e.vault().with_file_name("keys.json.lock");
+    for args in [
+        vec!["grant", &id, "extra"],
+        vec!["revoke", &other],
+        vec!["rotate", &id],
+    ] {
+        let flock = std::process::Command::new("flock")
+            .arg(&lock)
+            .args(["sleep", "2"])
+            .spawn();
+        let Ok(mut holder) = flock else {
+            assert!(!tool_or_skip("the lock-wait test", false, "no flock(1)"));
+            return;
+        };
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let started = chrono::Utc::now();
+        let out = e.cmd().args(&args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", all_output(&out));
+        holder.wait().unwrap();
+        let events = e.json(&["history", "--json"]);
+        let last = events.as_array().unwrap().last().unwrap().clone();
+        assert_eq!(last["action"], args[0], "{last}");
+        let at = chrono::DateTime::parse_from_rfc3339(last["at"].as_str().unwrap()).unwrap();
+        let waited = at.with_timezone(&chrono::Utc) - started;
+        assert!(
+            waited >= chrono::Duration::milliseconds(500),
+            "{args:?} recorded {at}, {waited} after the command started: before the wait"
+        );
+    }
+}
