@@ -96,6 +96,7 @@ pub fn read(name: &str) -> Result<Option<Vec<u8>>> {
 ///
 /// # Errors
 /// As [`checked_dir`]; [`Error::Io`] when it cannot be written.
+#[allow(dead_code)] // No caller yet: the hooks file is changed through `update`.
 pub fn write(name: &str, bytes: &[u8]) -> Result<PathBuf> {
     let d = checked_dir(true)?.ok_or_else(|| no_dir(name))?;
     let path = d.join(name);
@@ -108,7 +109,7 @@ pub fn write(name: &str, bytes: &[u8]) -> Result<PathBuf> {
 /// current bytes (`None`: no file) and returns the new ones (`None`: leave it as it is).
 ///
 /// # Errors
-/// As [`write`], or `change`'s own error.
+/// As [`write()`], or `change`'s own error.
 pub fn update(
     name: &str,
     change: impl FnOnce(Option<&[u8]>) -> Result<Option<Vec<u8>>>,
