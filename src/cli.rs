@@ -529,8 +529,9 @@ pub struct PublishArgs {
     /// Put key names in the file (for server logs).
     #[arg(long)]
     pub names: bool,
-    /// Run this shell command after each successful write; $MCP_VERIFIER_PATH names the
-    /// file. It sees no passphrase variable.
+    /// Run this shell command after each successful write made by you; $MCP_VERIFIER_PATH
+    /// names the file. It sees no passphrase variable. Kept in your own configuration
+    /// (hooks.json), not in the shared vault.
     #[arg(long, value_name = "CMD")]
     pub then: Option<String>,
     /// List the published files with their revisions instead.
@@ -547,7 +548,8 @@ pub struct PublishArgs {
 /// `unpublish`.
 #[derive(Args, Debug)]
 pub struct UnpublishArgs {
-    /// A published path (the file itself is left in place).
+    /// A published path (the file itself is left in place; your --then command for it is
+    /// removed).
     #[arg(value_name = "PATH")]
     pub path: PathBuf,
     #[command(flatten)]

@@ -7,8 +7,8 @@
 //! with an editor that keeps every other byte). Everything else is private. The vault is
 //! the `mcp-key-vault` crate; what a server links is `mcp-key-verifier`.
 //!
-//! Layers point one way: `cli` (clap types) → `commands` → `publish`, `serve`, `agent`,
-//! `envstore`, `passphrase` → `mcp_key_vault` → `mcp_key_verifier`.
+//! Layers point one way: `cli` (clap types) → `commands` → `publish`, `hooks`, `serve`,
+//! `agent`, `envstore`, `passphrase`, `userconfig` → `mcp_key_vault` → `mcp_key_verifier`.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -20,6 +20,7 @@ mod commands;
 pub mod envfile;
 mod envstore;
 mod error;
+mod hooks;
 mod passphrase;
 mod publish;
 mod redact;

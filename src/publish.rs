@@ -305,7 +305,7 @@ fn then_timeout() -> std::time::Duration {
         )
 }
 
-/// Writes one published file and runs its `--then`.
+/// Writes one published file and runs `then`, this user's command for it.
 ///
 /// # Errors
 /// As [`write_verifier`] and [`run_then`].
@@ -313,21 +313,25 @@ pub fn publish_one(
     vault: &Vault,
     vault_path: &Path,
     p: &Published,
+    then: Option<&str>,
     now: DateTime<Utc>,
     force: bool,
 ) -> Result<()> {
     write_verifier(vault, vault_path, &p.path, p.names, now, force)?;
-    match &p.then {
+    // Never `p.then`: a command kept in the shared vault by an older release is not run
+    // (crate::hooks).
+    match then {
         Some(cmd) => run_then(cmd, &p.path),
         None => Ok(()),
     }
 }
 
-/// Rewrites every published verifier of `vault`; the after-commit hook of the store. One
-/// file's failure does not stop the others.
+/// Rewrites every published verifier of `vault`, running this user's `--then` commands;
+/// the after-commit hook of the store. One file's failure does not stop the others.
 ///
 /// # Errors
-/// [`Error::Io`] naming each file left stale and why; the vault change itself stands.
+/// [`Error::Io`] naming each file left stale and why, or the hooks file when it cannot be
+/// read (then the files are written and no command runs); the vault change itself stands.
 pub fn republish(
     vault: &Vault,
     vault_path: &Path,
@@ -336,8 +340,21 @@ pub fn republish(
 ) -> Result<Vec<PathBuf>> {
     let mut failed = Vec::new();
     let mut written = Vec::new();
+    let hooks = match vault.published() {
+        [] => None,
+        _ => crate::hooks::Hooks::read(vault_path)
+            .map_err(|e| {
+                failed.push(format!(
+                    "{}: {e} (the files were written; no --then command was run)",
+                    mcp_key_vault::display::path(&crate::hooks::location())
+                ))
+            })
+            .ok(),
+    };
+    let unread = failed.len();
     for p in vault.published() {
-        match publish_one(vault, vault_path, p, now, forced.contains(&p.path)) {
+        let then = hooks.as_ref().and_then(|h| h.get(&p.path));
+        match publish_one(vault, vault_path, p, then, now, forced.contains(&p.path)) {
             Ok(()) => written.push(p.path.clone()),
             Err(e) => failed.push(format!("{}: {e}", mcp_key_vault::display::path(&p.path))),
         }
@@ -345,6 +362,7 @@ pub fn republish(
     if failed.is_empty() {
         return Ok(written);
     }
+    let stale = failed.len() - unread;
     Err(Error::Io {
         context: format!(
             "publish the verifier file{} after the change (the change itself was saved; the \
@@ -353,10 +371,9 @@ pub fn republish(
             if failed.len() == 1 { "" } else { "s" },
             failed.join("\n  ")
         ),
-        source: std::io::Error::other(format!(
-            "{} of {} not done",
-            failed.len(),
-            vault.published().len()
-        )),
+        source: std::io::Error::other(match stale {
+            0 => "the --then commands were not run".to_string(),
+            _ => format!("{stale} of {} not done", vault.published().len()),
+        }),
     })
 }

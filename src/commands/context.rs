@@ -3,6 +3,7 @@
 //! commands. The command modules take it whole (`use super::context::*`): this is their
 //! prelude, so its imports are `pub(super)`.
 
+pub(super) use std::cell::RefCell;
 pub(super) use std::io::{IsTerminal, Write};
 pub(super) use std::path::{Path, PathBuf};
 pub(super) use std::rc::Rc;
@@ -13,9 +14,9 @@ pub(super) use crate::cli::{Cli, KdfArgs, Output, Preset};
 pub(super) use crate::envstore::{EnvLock, EnvStore};
 pub(super) use crate::error::{Error, Result};
 pub(super) use crate::passphrase::Source;
-pub(super) use mcp_key_vault::error::{OpenError, PromptError};
+pub(super) use mcp_key_vault::error::{OpenError, PromptError, SaveError};
 pub(super) use mcp_key_vault::secret::SecretString;
-pub(super) use mcp_key_vault::{Interaction, KdfParams, Selector, Store, Vault};
+pub(super) use mcp_key_vault::{Interaction, KdfParams, Published, Selector, Store, Txn, Vault};
 
 pub(super) use super::output::{self, emit, stdout_error, warn, Human, Report};
 
@@ -75,25 +76,35 @@ impl Ctx {
 
     /// The vault store, with this context's terminal; every committed change rewrites
     /// the published verifiers (noted in [`Ctx::republished`]).
-    pub fn store(&self) -> Store {
+    pub fn store(&self) -> VaultStore {
         let mut store = Store::new(
             self.vault_path.clone(),
             self.term.clone() as Rc<dyn Interaction>,
         );
-        let (vault_path, now, noted, failed, forced) = (
+        let dropped: Rc<RefCell<Vec<Published>>> = Rc::default();
+        let (vault_path, now, noted, failed, forced, carried) = (
             self.vault_path.clone(),
             self.now,
             self.republished.clone(),
             self.republish_error.clone(),
             self.forced.clone(),
+            dropped.clone(),
         );
         store.set_after_commit(Box::new(move |v| {
+            let carried = std::mem::take(&mut *carried.borrow_mut());
+            if !carried.is_empty() {
+                warn(&crate::hooks::dropped_notice(&vault_path, &carried));
+            }
             match crate::publish::republish(v, &vault_path, now, &forced.borrow()) {
                 Ok(written) => noted.borrow_mut().extend(written),
                 Err(e) => *failed.borrow_mut() = Some(e),
             }
         }));
-        store
+        VaultStore {
+            store,
+            now: self.now,
+            dropped,
+        }
     }
 
     /// Lets the next republish write `path` over a file from another lineage: the
@@ -179,6 +190,134 @@ impl Ctx {
     /// The env file's path for messages.
     pub fn env_shown(&self) -> String {
         mcp_key_vault::display::path(self.env.path())
+    }
+}
+
+/// The vault [`Store`] as commands use it: every change made through it (a transaction,
+/// an update) also drops the `--then` commands an older release kept in the vault, which
+/// are never run (`crate::hooks`); the after-commit hook of [`Ctx::store`] says so once
+/// the change is saved. `rekey` and `create` write what they are given.
+pub struct VaultStore {
+    store: Store,
+    now: DateTime<Utc>,
+    /// The records whose commands the open transaction dropped, for the after-commit hook.
+    dropped: Rc<RefCell<Vec<Published>>>,
+}
+
+impl VaultStore {
+    /// [`Store::begin`], the vault's old commands dropped.
+    ///
+    /// # Errors
+    /// As [`Store::begin`].
+    pub fn begin(&mut self) -> Result<Txn<'_>, OpenError> {
+        let mut tx = self.store.begin()?;
+        *self.dropped.borrow_mut() = crate::hooks::drop_from_vault(tx.vault(), self.now);
+        Ok(tx)
+    }
+
+    /// [`Store::begin_or_create`], the vault's old commands dropped.
+    ///
+    /// # Errors
+    /// As [`Store::begin_or_create`].
+    pub fn begin_or_create<E>(&mut self, kdf: KdfParams) -> Result<Txn<'_>, E>
+    where
+        E: From<OpenError> + From<mcp_key_vault::ChangeError>,
+    {
+        let mut tx = self.store.begin_or_create::<E>(kdf)?;
+        *self.dropped.borrow_mut() = crate::hooks::drop_from_vault(tx.vault(), self.now);
+        Ok(tx)
+    }
+
+    /// [`Store::update`] through [`VaultStore::begin`].
+    ///
+    /// # Errors
+    /// As [`Store::update`].
+    pub fn update<T, E>(&mut self, change: impl FnOnce(&mut Vault) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<OpenError> + From<SaveError>,
+    {
+        let mut tx = self.begin()?;
+        let out = change(tx.vault())?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// [`Store::open`].
+    ///
+    /// # Errors
+    /// As [`Store::open`].
+    pub fn open(&mut self) -> Result<Vault, OpenError> {
+        self.store.open()
+    }
+
+    /// [`Store::snapshot`].
+    ///
+    /// # Errors
+    /// As [`Store::snapshot`].
+    pub fn snapshot<T, E>(&mut self, read: impl FnOnce(&Vault) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<OpenError>,
+    {
+        self.store.snapshot(read)
+    }
+
+    /// [`Store::create`].
+    ///
+    /// # Errors
+    /// As [`Store::create`].
+    pub fn create<E: From<SaveError>>(
+        &mut self,
+        vault: Vault,
+        expect: mcp_key_vault::Expect<'_>,
+        before_write: impl FnOnce() -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.store.create(vault, expect, before_write)
+    }
+
+    /// [`Store::rekey`].
+    ///
+    /// # Errors
+    /// As [`Store::rekey`].
+    pub fn rekey<E>(
+        &mut self,
+        kdf: KdfParams,
+        new: impl FnOnce() -> Result<SecretString, E>,
+    ) -> Result<(), E>
+    where
+        E: From<OpenError> + From<SaveError> + From<mcp_key_vault::ChangeError>,
+    {
+        self.store.rekey(kdf, new)
+    }
+
+    /// [`Store::header`].
+    ///
+    /// # Errors
+    /// As [`Store::header`].
+    pub fn header(&self) -> Result<mcp_key_vault::Parsed, OpenError> {
+        self.store.header()
+    }
+
+    /// [`Store::derived_key`].
+    pub fn derived_key(&self) -> Option<(KdfParams, Vec<u8>, mcp_key_vault::SecretKey)> {
+        self.store.derived_key()
+    }
+
+    /// [`Store::without_session`].
+    pub fn without_session(self) -> Self {
+        VaultStore {
+            store: self.store.without_session(),
+            ..self
+        }
+    }
+
+    /// [`Store::path`].
+    pub fn path(&self) -> &Path {
+        self.store.path()
+    }
+
+    /// [`Store::exists`].
+    pub fn exists(&self) -> bool {
+        self.store.exists()
     }
 }
 

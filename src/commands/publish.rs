@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::context::*;
 use super::output::{Human, Report};
 use crate::cli::{PublishArgs, UnpublishArgs};
+use crate::hooks::Hooks;
 use crate::publish::existing_revision;
 use mcp_key_vault::display::path as shown;
 use mcp_key_vault::{Published, Vault};
@@ -28,20 +29,48 @@ fn absolute(path: &Path) -> Result<PathBuf> {
 struct PublishedView {
     path: String,
     names: bool,
+    /// This user's `--then` command for the file (the one that runs), or null.
     then: Option<String>,
+    /// Every command for the file and where it is kept: this user's hooks file, or the
+    /// vault for one an older release wrote there (never run; dropped at the next change).
+    hooks: Vec<HookView>,
     /// The revision the file holds, or null when it is missing or unreadable.
     revision: Option<u64>,
     /// Whether the file is behind the vault (or missing).
     stale: bool,
 }
 
+#[derive(Serialize)]
+struct HookView {
+    command: String,
+    /// The file the command is kept in.
+    source: String,
+    /// Whether it runs after each write.
+    runs: bool,
+}
+
 impl PublishedView {
-    fn of(p: &Published, vault: &Vault) -> Self {
+    fn of(p: &Published, vault: &Vault, vault_path: &Path, hooks: &Hooks) -> Self {
         let revision = existing_revision(&p.path).ok().flatten();
+        let then = hooks.get(&p.path).map(String::from);
+        let mut views: Vec<HookView> = then
+            .iter()
+            .map(|cmd| HookView {
+                command: cmd.clone(),
+                source: shown(&crate::hooks::location()),
+                runs: true,
+            })
+            .collect();
+        views.extend(p.then.iter().map(|cmd| HookView {
+            command: cmd.clone(),
+            source: crate::hooks::vault_shown(vault_path),
+            runs: false,
+        }));
         PublishedView {
             path: shown(&p.path),
             names: p.names,
-            then: p.then.clone(),
+            then,
+            hooks: views,
             revision,
             stale: revision.is_none_or(|r| r < vault.revision()),
         }
@@ -57,15 +86,15 @@ struct Publishing {
 }
 
 impl Publishing {
-    /// Every published file of `vault`, with the revision it holds; `added` names the file
-    /// this command just published.
-    fn of(vault: &Vault, added: Option<String>) -> Self {
+    /// Every published file of `vault`, with the revision it holds and its commands;
+    /// `added` names the file this command just published.
+    fn of(vault: &Vault, vault_path: &Path, hooks: &Hooks, added: Option<String>) -> Self {
         Publishing {
             vault_revision: vault.revision(),
             published: vault
                 .published()
                 .iter()
-                .map(|p| PublishedView::of(p, vault))
+                .map(|p| PublishedView::of(p, vault, vault_path, hooks))
                 .collect(),
             added,
         }
@@ -82,6 +111,19 @@ impl Report for Publishing {
                  serve --verifier {p}`, or the Python/TypeScript packages.",
                 self.vault_revision
             )?;
+            let hook = self
+                .published
+                .iter()
+                .find(|v| v.path == *p)
+                .and_then(|v| v.hooks.iter().find(|k| k.runs));
+            if let Some(k) = hook {
+                writeln!(
+                    h.out,
+                    "After each write, your command runs (kept in {}, not in the vault: other \
+                     users of the vault do not run it).",
+                    k.source
+                )?;
+            }
             return Ok(());
         }
         if self.published.is_empty() {
@@ -97,9 +139,18 @@ impl Report for Publishing {
             let state = if p.stale { " (stale)" } else { "" };
             let names = if p.names { ", with names" } else { "" };
             writeln!(h.out, "{}  {rev}{state}{names}", p.path)?;
-            if let Some(cmd) = &p.then {
-                // Runs as whoever makes the next change: show it, escaped.
-                writeln!(h.out, "    then: {}", mcp_key_vault::display::sanitize(cmd))?;
+            for k in &p.hooks {
+                let cmd = mcp_key_vault::display::sanitize(&k.command);
+                if k.runs {
+                    writeln!(h.out, "    then: {cmd}  (yours, from {})", k.source)?;
+                } else {
+                    writeln!(
+                        h.out,
+                        "    then, not run: {cmd}  (kept in the vault {} by an older release; \
+                         the next change removes it)",
+                        k.source
+                    )?;
+                }
             }
         }
         writeln!(h.out, "The vault is at revision {}.", self.vault_revision)
@@ -109,9 +160,17 @@ impl Report for Publishing {
 pub(super) fn publish(ctx: &mut Ctx, a: PublishArgs) -> Result<()> {
     let mut store = ctx.store();
     let Some(path) = a.path else {
-        let r = Publishing::of(&store.open()?, None);
+        let vault = store.open()?;
+        let hooks = Hooks::read(&ctx.vault_path)?;
+        let r = Publishing::of(&vault, &ctx.vault_path, &hooks, None);
         return ctx.emit(a.out.output(), &r);
     };
+    if a.then.as_deref().is_some_and(|c| c.trim().is_empty()) {
+        return Err(Error::usage(
+            "--then needs a command; to stop running yours, `mcp-key-manager unpublish PATH` \
+             and publish the file again",
+        ));
+    }
     let path = absolute(&path)?;
     // Refused before anything is recorded: the vault or env file itself, a file that is
     // not a verifier, one another user could have planted.
@@ -120,16 +179,19 @@ pub(super) fn publish(ctx: &mut Ctx, a: PublishArgs) -> Result<()> {
     crate::envstore::refuse_vault(&target, &ctx.vault_path, "verifier file")?;
     mcp_key_vault::fsio::refuse_foreign_file_in_shared_dir(&target, "verifier file")?;
     let theirs = existing_revision(&target)?;
+    // The vault records where to publish; the command goes to this user's own hooks file.
     let entry = Published {
         path: path.clone(),
         names: a.names,
-        then: a.then,
+        then: None,
     };
-    let now = ctx.now;
+    let (now, vault_path) = (ctx.now, ctx.vault_path.clone());
     if a.force {
         ctx.force_publish(path.clone());
     }
-    store.update::<_, Error>(|v| {
+    // The command this one replaces, to put back if the change is not saved.
+    let mut replaced: Option<Option<String>> = None;
+    let changed = store.update::<_, Error>(|v| {
         // The save bumps the revision by one; a file below that is replaced, one at it only
         // when it comes from this save (the republish checks the digest). `--force` moves
         // the vault past the file either way.
@@ -147,10 +209,21 @@ pub(super) fn publish(ctx: &mut Ctx, a: PublishArgs) -> Result<()> {
             }
             v.advance_revision(r);
         }
+        // Added under the vault's lock, before the save, so that the publish which follows
+        // the save runs it.
+        if let Some(cmd) = &a.then {
+            replaced = Some(crate::hooks::set(&vault_path, &path, Some(cmd))?);
+        }
         v.publish(entry, now);
         Ok(())
-    })?;
-    let r = Publishing::of(&store.open()?, Some(shown(&path)));
+    });
+    if let (Err(_), Some(before)) = (&changed, replaced) {
+        let _ = crate::hooks::set(&vault_path, &path, before.as_deref());
+    }
+    changed?;
+    let vault = store.open()?;
+    let hooks = Hooks::read(&ctx.vault_path)?;
+    let r = Publishing::of(&vault, &ctx.vault_path, &hooks, Some(shown(&path)));
     ctx.emit(a.out.output(), &r)?;
     ctx.finish()
 }
@@ -159,6 +232,8 @@ pub(super) fn publish(ctx: &mut Ctx, a: PublishArgs) -> Result<()> {
 struct Unpublished {
     path: String,
     unpublished: bool,
+    /// Whether this user's `--then` command for the file was removed too.
+    then_removed: bool,
 }
 
 impl Report for Unpublished {
@@ -167,7 +242,11 @@ impl Report for Unpublished {
             h.out,
             "Stopped publishing to {}; the file stays as it is (delete it if no server reads it).",
             self.path
-        )
+        )?;
+        if self.then_removed {
+            writeln!(h.out, "Your --then command for it was removed.")?;
+        }
+        Ok(())
     }
 }
 
@@ -185,10 +264,15 @@ pub(super) fn unpublish(ctx: &mut Ctx, a: UnpublishArgs) -> Result<()> {
             )))
         }
     })?;
+    // After the change: the vault no longer names the file, whatever happens to the
+    // command (an error here is reported once the change is).
+    let removed = crate::hooks::set(&ctx.vault_path, &path, None);
     let r = Unpublished {
         path: shown(&path),
         unpublished: true,
+        then_removed: matches!(removed, Ok(Some(_))),
     };
     ctx.emit(a.out.output(), &r)?;
+    removed?;
     ctx.finish()
 }

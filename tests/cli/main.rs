@@ -11,6 +11,7 @@ mod envfile_dotenv;
 mod guide;
 mod hardening;
 mod history;
+mod hooks;
 mod import;
 mod init;
 mod list_view;
