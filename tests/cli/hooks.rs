@@ -12,7 +12,7 @@ const FILE: &str = "srv/verifier.json";
 
 /// The configuration directory of the tests' user "A" (what `Env::cmd` sets).
 fn config_a(e: &Env) -> PathBuf {
-    e.path().join(".config-mkm")
+    e.config.path().to_path_buf()
 }
 
 /// The binary as another user "B" of the same vault: another configuration directory.
