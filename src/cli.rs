@@ -618,9 +618,28 @@ pub enum Command {
     /// Answer forward-auth requests (nginx auth_request, Traefik, Caddy, Envoy) from a
     /// published verifier file, following its changes and recording each key's use.
     Serve(ServeArgs),
+    /// Keep a local verifier file current from a Redis store (a sidecar): servers using the
+    /// Python, TypeScript or Rust packages join a fleet with no code change.
+    Follow(FollowArgs),
 }
 
 /// Options of `serve`.
+// The field docs are also `--help` text, where `[user@]` is syntax, not a link.
+#[allow(rustdoc::broken_intra_doc_links)]
+#[derive(Args, Debug, Clone)]
+pub struct FollowArgs {
+    /// The store: redis[s]://[user@]host[:port][/db]?key=NAME (the password comes from
+    /// MCP_REDIS_PASSWORD or MCP_REDIS_PASSWORD_FILE).
+    #[arg(value_name = "URL")]
+    pub url: String,
+    /// The verifier file to keep current (replaced atomically, never by an older state).
+    #[arg(long, value_name = "PATH")]
+    pub out: PathBuf,
+    /// The vault's fingerprint (mkv1:…): only values it signed are written.
+    #[arg(long, value_name = "FPR")]
+    pub trust: String,
+}
+
 // The field docs are also `--help` text, where `<VERIFIER>` is a placeholder, not HTML.
 #[allow(rustdoc::invalid_html_tags)]
 #[derive(Args, Debug, Clone)]
@@ -650,9 +669,14 @@ pub struct ServeArgs {
     pub trust_routing_headers: bool,
     /// Accept only verifier files signed by the vault with this fingerprint (mkv1:…, as
     /// `slot list` prints it): an unsigned, foreign or altered file is refused and the
-    /// last good one keeps answering.
+    /// last good one keeps answering. Required for --verifier redis://….
     #[arg(long, value_name = "FPR")]
     pub trust: Option<String>,
+    /// With --verifier redis://…: seconds the store may be out of reach before /auth
+    /// answers 503 (a key revoked meanwhile must not keep passing).
+    #[arg(long, value_name = "SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub max_stale: u64,
     /// Where to record each key's last use and counts [default: <VERIFIER>.usage.json].
     #[arg(long, value_name = "PATH")]
     pub usage: Option<PathBuf>,

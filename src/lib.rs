@@ -20,6 +20,7 @@ mod commands;
 pub mod envfile;
 mod envstore;
 mod error;
+mod fleet;
 mod hooks;
 mod passphrase;
 mod publish;

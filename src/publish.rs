@@ -92,7 +92,7 @@ pub fn existing_revision(target: &Path) -> Result<Option<u64>> {
 #[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct Existing {
     #[serde(default)]
-    format: String,
+    pub(crate) format: String,
     /// Its vault revision (0 for files of older writers).
     #[serde(default)]
     pub revision: u64,
@@ -121,6 +121,14 @@ impl Existing {
 /// # Errors
 /// [`Error::Failed`] for a file that is not a verifier, [`Error::Io`] when unreadable.
 pub fn existing(target: &Path) -> Result<Option<Existing>> {
+    if let Some(store) = store_of(target)? {
+        let mut con = store.connect()?;
+        return Ok(store.held(&mut con)?.map(|h| Existing {
+            format: VERIFIER_FORMAT.into(),
+            revision: h.revision,
+            save_digest: (!h.digest.is_empty()).then_some(h.digest),
+        }));
+    }
     let Some(bytes) = fsio::read_bounded(target, MAX_VERIFIER_BYTES, "verifier file")? else {
         return Ok(None);
     };
@@ -150,6 +158,9 @@ pub fn write_verifier(
     now: DateTime<Utc>,
     force: bool,
 ) -> Result<u64> {
+    if let Some(store) = store_of(path)? {
+        return write_store(&store, vault, names, now, force);
+    }
     fsio::ensure_parent(path)?;
     refuse_link_in_foreign_dir(path)?;
     let target = fsio::resolve_symlinks(path, false)?;
@@ -185,6 +196,52 @@ pub fn write_verifier(
     let bytes = zeroize::Zeroizing::new(verifier_bytes(vault, names, now));
     fsio::atomic_write_keeping_mode(&target, &bytes)?;
     Ok(vault.revision())
+}
+
+/// The Redis store a target names, when it is one (`redis://…?key=NAME`).
+///
+/// # Errors
+/// [`Error::Usage`] for a malformed store URL.
+pub fn store_of(target: &Path) -> Result<Option<crate::fleet::store::Store>> {
+    match target.to_str() {
+        Some(t) if crate::fleet::store::is_store(t) => {
+            crate::fleet::store::Store::parse(t).map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Writes the verifier of `vault` to a Redis store: one atomic script compares the
+/// revision and the lineage, stores, and announces the change.
+fn write_store(
+    store: &crate::fleet::store::Store,
+    vault: &Vault,
+    names: bool,
+    now: DateTime<Utc>,
+    force: bool,
+) -> Result<u64> {
+    use crate::fleet::store::Written;
+    let digest = vault.save_digest().ok_or_else(|| {
+        Error::failed("a vault in format 1 is published to a store after its first save")
+    })?;
+    let bytes = zeroize::Zeroizing::new(verifier_bytes(vault, names, now));
+    match store.publish(&bytes, vault.revision(), &digest, &vault.lineage(), force)? {
+        Written::Stored | Written::Same => Ok(vault.revision()),
+        Written::Ahead(r) => Err(Error::failed(format!(
+            "the Redis store {} holds revision {r}, newer than this vault's {}: another writer \
+             has already written a later state, so nothing was written (if this vault was \
+             restored from an older backup, run `mcp-key-manager publish --force URL` once)",
+            store.url(),
+            vault.revision()
+        ))),
+        Written::Conflict(r) => Err(Error::failed(format!(
+            "the Redis store {} holds revision {r} from a save this vault does not come from: \
+             the vault was rolled back and changed again, or another vault writes this store, \
+             so nothing was written (once you know which state is right, run \
+             `mcp-key-manager publish --force URL`)",
+            store.url()
+        ))),
+    }
 }
 
 /// Refuses to follow a link at a publish target whose directory belongs to another user:

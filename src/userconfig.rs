@@ -95,7 +95,7 @@ pub fn read(name: &str) -> Result<Option<Vec<u8>>> {
 /// current bytes (`None`: no file) and returns the new ones (`None`: leave it as it is).
 ///
 /// # Errors
-/// As [`write()`], or `change`'s own error.
+/// As [`checked_dir`], or when the file cannot be written; `change`'s own error.
 pub fn update(
     name: &str,
     change: impl FnOnce(Option<&[u8]>) -> Result<Option<Vec<u8>>>,

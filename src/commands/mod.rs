@@ -9,6 +9,7 @@
 
 mod check;
 mod context;
+mod follow;
 mod import;
 mod keys;
 mod lifecycle;
@@ -74,6 +75,7 @@ fn dispatch(ctx: &mut Ctx, command: Command) -> Result<()> {
         Command::SessionAgent(_) => unreachable!("dispatched before the context exists"),
         Command::Completions { shell } => meta::completions(ctx, shell),
         Command::Man => meta::man(ctx),
+        Command::Follow(a) => follow::follow(ctx, a),
         Command::Serve(a) => crate::serve::run(crate::serve::Config {
             verifier: a.verifier,
             listen: a.listen,
@@ -81,6 +83,7 @@ fn dispatch(ctx: &mut Ctx, command: Command) -> Result<()> {
             tool_permissions: a.tool_permissions,
             trust_routing_headers: a.trust_routing_headers,
             trust: a.trust,
+            max_stale: std::time::Duration::from_secs(a.max_stale),
             usage: a.usage,
             max_connections: a.max_connections,
             read_timeout: std::time::Duration::from_secs(a.read_timeout),

@@ -171,14 +171,25 @@ pub(super) fn publish(ctx: &mut Ctx, a: PublishArgs) -> Result<()> {
              and publish the file again",
         ));
     }
-    let path = absolute(&path)?;
-    // Refused before anything is recorded: the vault or env file itself, a file that is
-    // not a verifier, one another user could have planted.
-    crate::publish::refuse_link_in_foreign_dir(&path)?;
-    let target = mcp_key_vault::fsio::resolve_symlinks(&path, false)?;
-    crate::envstore::refuse_vault(&target, &ctx.vault_path, "verifier file")?;
-    mcp_key_vault::fsio::refuse_foreign_file_in_shared_dir(&target, "verifier file")?;
-    let theirs = existing_revision(&target)?;
+    let (path, theirs) = match crate::publish::store_of(&path)? {
+        // A Redis store: its script compares revisions and lineage when it is written; its
+        // revision here lets `--force` move the vault past it, as for a file.
+        Some(_) => {
+            let theirs = existing_revision(&path)?;
+            (path, theirs)
+        }
+        None => {
+            let path = absolute(&path)?;
+            // Refused before anything is recorded: the vault or env file itself, a file
+            // that is not a verifier, one another user could have planted.
+            crate::publish::refuse_link_in_foreign_dir(&path)?;
+            let target = mcp_key_vault::fsio::resolve_symlinks(&path, false)?;
+            crate::envstore::refuse_vault(&target, &ctx.vault_path, "verifier file")?;
+            mcp_key_vault::fsio::refuse_foreign_file_in_shared_dir(&target, "verifier file")?;
+            let theirs = existing_revision(&target)?;
+            (path, theirs)
+        }
+    };
     // The vault records where to publish; the command goes to this user's own hooks file.
     let entry = Published {
         path: path.clone(),

@@ -55,10 +55,17 @@ pub async fn handle(req: Request<Incoming>, st: Arc<State>) -> Result<Response<B
     } else if path == "/healthz" {
         healthz(&st)
     } else if path == "/metrics" {
-        let v = st.watched.current();
-        let mut r = Response::new(Full::new(Bytes::from(
-            st.metrics.render(v.revision(), v.len()),
-        )));
+        let v = st.source.current();
+        let mut text = st.metrics.render(v.revision(), v.len());
+        if let Some(age) = st.source.age() {
+            text.push_str(&format!(
+                "# HELP mcp_key_serve_store_age_seconds Time since the shared store was last \
+                 reached.\n# TYPE mcp_key_serve_store_age_seconds gauge\n\
+                 mcp_key_serve_store_age_seconds {:.3}\n",
+                age.as_secs_f64().min(1e9)
+            ));
+        }
+        let mut r = Response::new(Full::new(Bytes::from(text)));
         r.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4"),
@@ -79,18 +86,27 @@ fn healthz(st: &State) -> Response<Body> {
             &json!({"status": "shutting down"}),
         );
     }
-    let v = st.watched.current();
+    let v = st.source.current();
     let reload_error = st.last_reload_error();
-    json_response(
-        StatusCode::OK,
-        &json!({
-            "status": "ok",
-            "revision": v.revision(),
-            "keys": v.len(),
-            "names": v.has_names(),
-            "reload_error": reload_error,
-        }),
-    )
+    let age = st.source.age();
+    let stale = age.is_some_and(|a| a > st.max_stale);
+    let mut body = json!({
+        "status": if stale { "stale" } else { "ok" },
+        "revision": v.revision(),
+        "keys": v.len(),
+        "names": v.has_names(),
+        "reload_error": reload_error,
+    });
+    if let Some(a) = age {
+        body["store_age_seconds"] = json!((a.as_secs_f64().min(1e9) * 1000.0).round() / 1000.0);
+        body["max_stale_seconds"] = json!(st.max_stale.as_secs());
+    }
+    let status = if stale {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    json_response(status, &body)
 }
 
 /// The size of a request head as it was sent: the request line and every `name: value\r\n`.
@@ -283,7 +299,17 @@ const MAX_REQUIRED: usize = 64;
 async fn auth(req: Request<Incoming>, st: &State) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let h = &parts.headers;
-    let verifier = st.watched.current();
+    if st.source.age().is_some_and(|a| a > st.max_stale) {
+        // Cut off from the shared store for longer than allowed: a key revoked meanwhile
+        // would still pass, so nothing does.
+        return rpc_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            -32001,
+            "the key store has not been reached for longer than --max-stale; try again later",
+            "STALE",
+        );
+    }
+    let verifier = st.source.current();
 
     let required = match required_permissions(h, &st.require) {
         Ok(r) => r,

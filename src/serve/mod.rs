@@ -32,7 +32,7 @@ use mcp_key_vault::display::sanitize;
 use mcp_key_vault::verify::{ReloadEvent, Watched};
 
 use metrics::Metrics;
-use state::{log, Log, State, MAX_BODIES_IN_FLIGHT, MAX_HEAD_BYTES};
+use state::{log, Log, Source, State, MAX_BODIES_IN_FLIGHT, MAX_HEAD_BYTES};
 use usage::Tracker;
 
 /// How often usage is written while serving.
@@ -61,6 +61,8 @@ pub struct Config {
     pub read_timeout: Duration,
     /// `--trust`: the fingerprint every verifier file must be signed by.
     pub trust: Option<String>,
+    /// `--max-stale`: how long a shared store may be out of reach before /auth answers 503.
+    pub max_stale: Duration,
 }
 
 /// Runs `serve` until SIGTERM or SIGINT.
@@ -72,18 +74,30 @@ pub fn run(args: Config) -> Result<()> {
     check_required(&args.require)?;
     let metrics = Arc::new(Metrics::default());
     let reload_error: Arc<Mutex<Option<String>>> = Arc::default();
-    let watched = follow_verifier(
-        &args.verifier,
-        args.trust.as_deref(),
-        &metrics,
-        &reload_error,
-    )?;
-    let usage_path = args
-        .usage
-        .clone()
-        .unwrap_or_else(|| usage::default_path(&args.verifier));
+    let from_store = args
+        .verifier
+        .to_str()
+        .is_some_and(crate::fleet::store::is_store);
+    let source = if from_store {
+        follow_store(&args, &metrics, &reload_error)?
+    } else {
+        Source::File(follow_verifier(
+            &args.verifier,
+            args.trust.as_deref(),
+            &metrics,
+            &reload_error,
+        )?)
+    };
+    let usage_path = match (&args.usage, from_store) {
+        (Some(p), _) => p.clone(),
+        // A store names no file to put usage beside: this instance's own, here.
+        (None, true) => std::path::PathBuf::from("mcp-key-serve.usage.json"),
+        (None, false) => usage::default_path(&args.verifier),
+    };
     let usage_lock = lock_usage_file(&usage_path)?;
-    warn_if_writable_by_others(&args.verifier, "verifier");
+    if !from_store {
+        warn_if_writable_by_others(&args.verifier, "verifier");
+    }
     warn_if_writable_by_others(&usage_path, "usage file");
     let tracker = match Tracker::open(&usage_path) {
         Ok(t) => t,
@@ -95,7 +109,8 @@ pub fn run(args: Config) -> Result<()> {
         }
     };
     let state = Arc::new(State {
-        watched,
+        source,
+        max_stale: args.max_stale,
         require: args.require.clone(),
         tool_permissions: args.tool_permissions,
         trust_routing_headers: args.trust_routing_headers,
@@ -191,6 +206,50 @@ fn follow_verifier(
     })
 }
 
+/// Follows a verifier in a Redis store (`--verifier redis://…`): a trust pin is required
+/// (whoever can write the store must not decide which keys pass), and the first verifier
+/// must be there to start from.
+fn follow_store(
+    args: &Config,
+    metrics: &Arc<Metrics>,
+    reload_error: &Arc<Mutex<Option<String>>>,
+) -> Result<Source> {
+    let url = args.verifier.to_str().unwrap_or_default();
+    let Some(pin) = args.trust.as_deref() else {
+        return Err(Error::usage(
+            "a verifier in a shared store needs --trust FPR (the vault's fingerprint, from \
+             `mcp-key-manager slot list`): whoever can write the store must not decide which \
+             keys are accepted",
+        ));
+    };
+    let store = crate::fleet::store::Store::parse(url)?;
+    let (metrics, reload_error) = (Arc::clone(metrics), Arc::clone(reload_error));
+    let follower = crate::fleet::follower::Follower::start(
+        store,
+        pin,
+        crate::fleet::follower::POLL,
+        true,
+        move |event| {
+            use crate::fleet::follower::Event;
+            let mut err = reload_error.lock().unwrap_or_else(PoisonError::into_inner);
+            match &event {
+                Event::Loaded { .. } => {
+                    metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
+                    *err = None;
+                }
+                Event::Reached => {}
+                _ => {
+                    metrics.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                    *err = Some(event.to_string());
+                }
+            }
+            log(format_args!("{event}"));
+        },
+    )
+    .map_err(|e| Error::usage(format!("serve cannot start: {e}")))?;
+    Ok(Source::Store(follower))
+}
+
 /// Takes the usage file's lock. One writer per usage file: a second serve on the same
 /// file would lose counts.
 fn lock_usage_file(usage_path: &std::path::Path) -> Result<mcp_key_vault::fsio::Lock> {
@@ -271,7 +330,7 @@ fn log_listening(state: &State, local: SocketAddr) {
             tools::decides_from(state.trust_routing_headers)
         ));
     }
-    match state.watched.trust() {
+    match state.source.trust() {
         Some(pin) => log(format_args!(
             "verifier files must be signed by {pin}: an unsigned, foreign or altered file is \
              refused"
@@ -281,11 +340,11 @@ fn log_listening(state: &State, local: SocketAddr) {
              it decides which keys are accepted; pin the vault with --trust FPR"
         )),
     }
-    let v = state.watched.current();
+    let v = state.source.current();
     log(format_args!(
         "listening on http://{local} verifier={} revision={} keys={} usage={} \
          tool_permissions={} require={:?}",
-        state.watched.path().display(),
+        state.source.describe(),
         v.revision(),
         v.len(),
         state.usage.path().display(),
@@ -391,7 +450,7 @@ async fn write_usage_at_exit(state: &Arc<State>) {
 
 /// A future that resolves with the name of the first SIGTERM or SIGINT; the handlers are
 /// installed when this returns.
-fn shutdown_signal() -> Result<impl std::future::Future<Output = &'static str>> {
+pub(crate) fn shutdown_signal() -> Result<impl std::future::Future<Output = &'static str>> {
     use tokio::signal::unix::{signal, SignalKind};
     let install = |kind| {
         signal(kind).map_err(|e| Error::Io {

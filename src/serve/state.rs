@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use mcp_key_vault::display::sanitize;
-use mcp_key_vault::verify::{Code, KeyInfo, Watched};
+use mcp_key_vault::verify::{Code, KeyInfo, Verifier, Watched};
 
 use super::metrics::Metrics;
 use super::usage::Tracker;
@@ -74,7 +74,9 @@ impl Log {
 
 /// What every request handler shares.
 pub struct State {
-    pub(crate) watched: Watched,
+    pub(crate) source: Source,
+    /// `--max-stale`: past this long without reaching a shared store, /auth answers 503.
+    pub(crate) max_stale: Duration,
     pub(crate) require: Vec<String>,
     pub(crate) tool_permissions: bool,
     /// `--trust-routing-headers`: without a body, decide from `Mcp-Method`/`Mcp-Name`.
@@ -89,6 +91,51 @@ pub struct State {
     /// so this bounds their memory across all connections, not just per connection.
     pub(crate) body_permits: tokio::sync::Semaphore,
     pub(crate) reload_error: Arc<Mutex<Option<String>>>,
+}
+
+/// Where the verifier comes from: a file `serve` watches, or a Redis store it follows.
+pub enum Source {
+    /// A verifier file.
+    File(Watched),
+    /// A shared store (`--verifier redis://…`).
+    Store(crate::fleet::follower::Follower),
+}
+
+impl Source {
+    /// The verifier answering now.
+    pub fn current(&self) -> Arc<Verifier> {
+        match self {
+            Source::File(w) => w.current(),
+            Source::Store(f) => f
+                .current()
+                .expect("serve starts from a store only once a verifier was loaded"),
+        }
+    }
+
+    /// The file's path or the store's URL, for logs.
+    pub fn describe(&self) -> String {
+        match self {
+            Source::File(w) => w.path().display().to_string(),
+            Source::Store(f) => f.url().to_string(),
+        }
+    }
+
+    /// The pinned fingerprint, if any.
+    pub fn trust(&self) -> Option<&str> {
+        match self {
+            Source::File(w) => w.trust(),
+            Source::Store(f) => Some(f.trust()),
+        }
+    }
+
+    /// How long ago a shared store was last reached (`None` for a file, which is always
+    /// at hand).
+    pub fn age(&self) -> Option<Duration> {
+        match self {
+            Source::File(_) => None,
+            Source::Store(f) => Some(f.age().unwrap_or(Duration::MAX)),
+        }
+    }
 }
 
 /// Most request bodies read at the same time (64 MiB at most in flight).

@@ -5,6 +5,7 @@
 mod common;
 
 mod fixture;
+mod fleet;
 mod harness;
 mod http;
 mod nginx;

@@ -245,6 +245,12 @@ impl Vault {
         self.payload.recent_saves.iter().any(|d| hex(d) == digest)
     }
 
+    /// The digests of the saves this vault comes from (64 hex each), oldest first: what a
+    /// shared store is told, so that it can refuse a value from another lineage itself.
+    pub fn lineage(&self) -> Vec<String> {
+        self.payload.recent_saves.iter().map(hex).collect()
+    }
+
     /// Before a save: the save this vault was read from (or last written as) becomes the
     /// newest of its remembered earlier saves.
     pub(crate) fn note_parent_save(&mut self) {

@@ -1,0 +1,8 @@
+//! The fleet: verifiers shared through a Redis (or Valkey) store, so that every instance of
+//! every server refuses a revoked key within a second, whatever machine it runs on.
+//! `publish redis://…` writes the store (`store.rs`), `serve --verifier redis://…` and
+//! `follow` read it (`follower.rs`). The store holds only what a verifier file holds,
+//! signed by the vault; readers require a trust pin.
+
+pub mod follower;
+pub mod store;

@@ -1,0 +1,342 @@
+//! The fleet through a real `redis-server` on 127.0.0.1 (random port, its own directory, no
+//! persistence), started and stopped by each test: `publish redis://…` after every change,
+//! several `serve --verifier redis://…` instances, `follow` into a file the Python package
+//! reads, and what happens while the store is away.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{tool_or_skip, Env};
+use crate::harness::Server;
+
+/// A `redis-server` of this test's own.
+pub struct Redis {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Redis {
+    /// Starts one, or `None` when redis-server is not installed (a failure under CI=true).
+    pub fn start() -> Option<Redis> {
+        let ok = Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !tool_or_skip(
+            "a fleet test",
+            ok,
+            "redis-server is not installed (apt-get install redis-server)",
+        ) {
+            return None;
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut r = Redis {
+            child: None,
+            port,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        r.run();
+        Some(r)
+    }
+
+    /// (Re)starts the server on its port; empty (no persistence).
+    pub fn run(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "yes",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        self.child = Some(child);
+        let t0 = Instant::now();
+        while self.query(&["PING"]).is_none() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn url(&self, key: &str) -> String {
+        format!("redis://127.0.0.1:{}/0?key={key}", self.port)
+    }
+
+    /// One command through the redis crate; `None` when the server cannot be reached.
+    pub fn query(&self, args: &[&str]) -> Option<redis::Value> {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{}/0", self.port)).ok()?;
+        let mut con = client
+            .get_connection_with_timeout(Duration::from_millis(500))
+            .ok()?;
+        let mut cmd = redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        cmd.query(&mut con).ok()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < limit, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn fingerprint(e: &Env) -> String {
+    let out = e.cmd().args(["slot", "list"]).output().unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Vault fingerprint: ").map(str::to_string))
+        .expect("a fingerprint")
+}
+
+/// A vault with `n` keys published to the store; (env, ids, keys, fingerprint, url).
+fn published(redis: &Redis, n: usize) -> (Env, Vec<String>, Vec<String>, String, String) {
+    let e = Env::with_vault();
+    let (ids, keys): (Vec<String>, Vec<String>) =
+        (0..n).map(|i| e.create(&format!("k{i}"), &[])).unzip();
+    let url = redis.url("fleet");
+    e.cmd().args(["publish", &url]).assert().success();
+    let fpr = fingerprint(&e);
+    (e, ids, keys, fpr, url)
+}
+
+/// Five instances follow one store; fifty revocations, each made by the CLI: every
+/// instance refuses every revoked key, nothing restarted, and still accepts the others.
+#[test]
+fn fifty_revocations_reach_five_instances() {
+    let Some(redis) = Redis::start() else { return };
+    let (e, ids, keys, fpr, url) = published(&redis, 52);
+    let servers: Vec<Server> = (0..5)
+        .map(|i| {
+            let usage = e.path().join(format!("usage.{i}.json"));
+            let usage = usage.to_str().unwrap();
+            Server::start(Path::new(&url), &["--trust", &fpr, "--usage", usage])
+        })
+        .collect();
+    for s in &servers {
+        assert_eq!(s.auth_x(&keys[0]).status, 200, "{}", s.log());
+        assert!(s.log().contains("must be signed by"), "{}", s.log());
+    }
+    for id in &ids[..50] {
+        e.cmd().args(["revoke", id]).assert().success();
+    }
+    for s in &servers {
+        wait_until("the last revocation", Duration::from_secs(10), || {
+            s.auth_x(&keys[49]).status == 401
+        });
+        for k in &keys[..50] {
+            assert_eq!(s.auth_x(k).code(), "REVOKED");
+        }
+        assert_eq!(s.auth_x(&keys[51]).status, 200);
+        let h = s.get("/healthz", &[]).json();
+        assert_eq!(h["status"], "ok", "{h}");
+        assert!(h["store_age_seconds"].as_f64().unwrap() < 5.0, "{h}");
+    }
+}
+
+/// Someone with write access to the store but not the vault's key writes a value that
+/// lets their key in: every instance refuses it and keeps the vault's. `serve` will not
+/// start from a store without a trust pin.
+#[test]
+fn a_value_the_vault_did_not_sign_is_refused() {
+    let Some(redis) = Redis::start() else { return };
+    let (e, _, keys, fpr, url) = published(&redis, 1);
+    let usage = e.path().join("usage.json");
+    let srv = Server::start(
+        Path::new(&url),
+        &["--trust", &fpr, "--usage", usage.to_str().unwrap()],
+    );
+    assert_eq!(srv.auth_x(&keys[0]).status, 200);
+
+    let intruder = crate::fixture::TestKey::new(&["info"]);
+    let forged = crate::fixture::Spec::new(1_000_000, vec![intruder.clone()]).json();
+    let held = redis.query(&["HGET", "mkm:{fleet}:verifier", "digest"]);
+    assert!(held.is_some());
+    redis
+        .query(&[
+            "HSET",
+            "mkm:{fleet}:verifier",
+            "bytes",
+            &forged,
+            "revision",
+            "1000000",
+        ])
+        .expect("the forger writes");
+    redis.query(&["PUBLISH", "mkm:{fleet}:changed", "1000000"]);
+    wait_until("the refusal", Duration::from_secs(5), || {
+        srv.log().contains("refused")
+    });
+    assert_eq!(srv.auth_x(&intruder.key).status, 401);
+    assert_eq!(srv.auth_x(&keys[0]).status, 200);
+
+    let out = Command::new(crate::common::bin())
+        .args(["serve", "--verifier", &url, "--listen", "127.0.0.1:0"])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--trust"));
+    drop(e);
+}
+
+/// The store goes away: instances keep answering from the last good data and say how old
+/// it is; past --max-stale they answer 503; a change made meanwhile exits 5 (and stands);
+/// the store comes back (empty: no persistence) and the next change repairs it; the
+/// instances catch up without a restart.
+#[test]
+fn an_outage_is_bounded_by_max_stale_and_repaired_by_the_next_change() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let (e, ids, keys, fpr, url) = published(&redis, 3);
+    let usage = e.path().join("usage.json");
+    let usage = usage.to_str().unwrap();
+    let srv = Server::start(
+        Path::new(&url),
+        &["--trust", &fpr, "--max-stale", "2", "--usage", usage],
+    );
+    assert_eq!(srv.auth_x(&keys[0]).status, 200);
+
+    redis.stop();
+    assert_eq!(
+        srv.auth_x(&keys[0]).status,
+        200,
+        "the last good data answers"
+    );
+    let out = e.cmd().args(["revoke", &ids[0]]).output().unwrap();
+    assert_eq!(out.status.code(), Some(5), "the store is away");
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&url));
+    wait_until("503 past --max-stale", Duration::from_secs(8), || {
+        srv.auth_x(&keys[1]).status == 503
+    });
+    assert_eq!(srv.auth_x(&keys[1]).code(), "STALE");
+    let h = srv.get("/healthz", &[]);
+    assert_eq!(h.status, 503);
+    assert!(h.json()["store_age_seconds"].as_f64().unwrap() > 2.0);
+
+    redis.run();
+    e.cmd().args(["revoke", &ids[1]]).assert().success();
+    wait_until("the catch-up", Duration::from_secs(10), || {
+        srv.auth_x(&keys[1]).status == 401
+    });
+    assert_eq!(
+        srv.auth_x(&keys[0]).code(),
+        "REVOKED",
+        "the change made while away"
+    );
+    assert_eq!(srv.auth_x(&keys[2]).status, 200);
+    assert!(srv.log().contains("store unreachable"), "{}", srv.log());
+}
+
+/// `follow` keeps a local file current from the store; the Python package, pinned to the
+/// vault, reads it and sees a revocation.
+#[test]
+fn follow_keeps_a_file_current_that_the_python_package_reads() {
+    let Some(redis) = Redis::start() else { return };
+    let (e, ids, keys, fpr, url) = published(&redis, 2);
+    let out = e.path().join("replica/verifier.json");
+    let mut follow = Command::new(crate::common::bin())
+        .args(["follow", &url, "--trust", &fpr, "--out"])
+        .arg(&out)
+        .current_dir(e.path())
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the first write", Duration::from_secs(10), || out.exists());
+    e.cmd().args(["revoke", &ids[0]]).assert().success();
+    let revoked_in_file = || {
+        let v = mcp_key_verifier::Verifier::from_file_trusted(&out, &fpr);
+        v.is_ok_and(|v| v.verify(&keys[0], &[]).code.as_str() == "REVOKED")
+    };
+    wait_until(
+        "the revocation in the file",
+        Duration::from_secs(10),
+        revoked_in_file,
+    );
+
+    if let Ok(python) = std::env::var("MCP_TEST_PYTHON") {
+        let script = "import sys\nfrom mcp_key_verifier import Verifier\n\
+                      v = Verifier.from_file(sys.argv[1], trust=sys.argv[2])\n\
+                      print(v.verify(sys.stdin.readline().strip()).code)\n";
+        let py = Command::new(python)
+            .args(["-c", script])
+            .arg(&out)
+            .arg(&fpr)
+            .stdin(Stdio::piped())
+            .output_with_stdin(format!("{}\n", keys[0]));
+        let text = String::from_utf8_lossy(&py.stdout).to_string();
+        assert_eq!(
+            text.trim(),
+            "REVOKED",
+            "{}",
+            String::from_utf8_lossy(&py.stderr)
+        );
+    } else {
+        assert!(!tool_or_skip(
+            "the Python reader",
+            false,
+            "MCP_TEST_PYTHON is not set"
+        ));
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+}
+
+trait OutputWithStdin {
+    fn output_with_stdin(&mut self, input: String) -> std::process::Output;
+}
+
+impl OutputWithStdin for Command {
+    fn output_with_stdin(&mut self, input: String) -> std::process::Output {
+        use std::io::Write;
+        let mut child = self
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+}
