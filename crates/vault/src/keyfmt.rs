@@ -6,6 +6,8 @@
 //!
 //! Invariant: [`generate`] builds the key inside a zeroizing buffer.
 
+mod strength;
+
 use crate::secret::SecretString;
 
 pub use mcp_key_verifier::keys::{classify, is_id, Shape, ID_HEX, KEY_LEN, LEGACY_LEN, SECRET_HEX};
@@ -35,12 +37,29 @@ pub fn strength_bits(key: &str) -> f64 {
     if let Shape::Modern { .. } = classify(key) {
         return 256.0;
     }
+    let charset = charset_bits(key);
+    // zxcvbn takes milliseconds a key; where it provably cannot bring the key under the
+    // character-set bound, that bound is its answer (`strength`).
+    if charset >= 128.0 && strength::charset_bound_is_exact(key) {
+        return charset;
+    }
+    estimated_bits(key, charset)
+}
+
+/// zxcvbn's estimate, or past its cap the character-set bound `charset`.
+fn estimated_bits(key: &str, charset: f64) -> f64 {
     // zxcvbn counts guesses in a u64, so it cannot tell 64 bits from 256: past its cap
     // the estimate is the brute-force space of the characters used.
     let estimated = zxcvbn::zxcvbn(key, &[]).guesses_log10() * std::f64::consts::LOG2_10;
     if estimated < 63.0 {
         return estimated;
     }
+    f64::max(estimated, charset)
+}
+
+/// The brute-force space of the characters `key` uses: its length times log2 of the size of
+/// the classes present (16 for hex text).
+fn charset_bits(key: &str) -> f64 {
     let has = |f: fn(&u8) -> bool| key.bytes().any(|b| f(&b));
     let pool = if key.bytes().all(|b| b.is_ascii_hexdigit()) {
         16.0
@@ -58,7 +77,7 @@ pub fn strength_bits(key: &str) -> f64 {
         }
         p
     };
-    f64::max(estimated, key.len() as f64 * f64::log2(pool))
+    key.len() as f64 * f64::log2(pool)
 }
 
 /// A short hint for `list -k` by which a person recognises a key they hold: the public id

@@ -8,6 +8,8 @@
 //! Invariant: an entry with `raw` set is unchanged since it was read (its bytes, read with
 //! the dictionary of that read, give its record); an entry without it holds its record.
 
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -76,6 +78,13 @@ pub struct Keys {
     /// The permission dictionary of that read.
     dict: Vec<Permission>,
     entries: Vec<Entry>,
+    /// Every entry's id, for [`Keys::contains_id`]: built by its second call and kept by
+    /// `push`, dropped by every other change. One lookup (`create`, `rotate`) is cheaper as
+    /// a scan than as an index of 100,000 ids; `import-legacy` asks once per record, and a
+    /// scan each time made importing n keys cost n²/2 comparisons.
+    id_index: OnceLock<HashSet<Box<str>>>,
+    /// Whether `contains_id` has scanned once.
+    scanned: AtomicBool,
 }
 
 impl Keys {
@@ -104,6 +113,7 @@ impl Keys {
                     rec: OnceLock::new(),
                 })
                 .collect(),
+            ..Keys::default()
         }
     }
 
@@ -160,6 +170,8 @@ impl Keys {
 
     /// Record `i`, to change: from now on it is encoded from the record, not its old bytes.
     pub fn get_mut(&mut self, i: usize) -> Option<&mut KeyRecord> {
+        // The record's id may change.
+        self.id_index.take();
         let e = self.entries.get(i)?;
         self.record(e);
         let e = &mut self.entries[i];
@@ -197,7 +209,15 @@ impl Keys {
 
     /// Whether some key has this id.
     pub fn contains_id(&self, id: &str) -> bool {
-        self.ids().any(|k| k == id)
+        if let Some(index) = self.id_index.get() {
+            return index.contains(id);
+        }
+        if !self.scanned.swap(true, Ordering::Relaxed) {
+            return self.ids().any(|k| k == id);
+        }
+        self.id_index
+            .get_or_init(|| self.ids().map(Box::from).collect())
+            .contains(id)
     }
 
     /// Every record, in order, each decoded as the iteration reaches it.
@@ -252,6 +272,7 @@ impl Keys {
 
     /// Every record, to change.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut KeyRecord> + '_ {
+        self.id_index.take();
         for e in &self.entries {
             self.record(e);
         }
@@ -263,6 +284,9 @@ impl Keys {
 
     /// Appends a record.
     pub fn push(&mut self, r: KeyRecord) {
+        if let Some(index) = self.id_index.get_mut() {
+            index.insert(r.id.as_str().into());
+        }
         self.entries.push(Entry::decoded(r));
     }
 
@@ -271,6 +295,7 @@ impl Keys {
     /// # Panics
     /// When `i` is out of range, as `Vec::remove`.
     pub fn remove(&mut self, i: usize) -> KeyRecord {
+        self.id_index.take();
         self.record(&self.entries[i]);
         let e = self.entries.remove(i);
         *e.rec.into_inner().expect("decoded above")
@@ -278,6 +303,7 @@ impl Keys {
 
     /// Moves every record of `other` to the end of this one.
     pub fn append(&mut self, other: &mut Keys) {
+        self.id_index.take();
         let other = std::mem::take(other);
         for e in &other.entries {
             other.record(e);
@@ -414,5 +440,55 @@ impl Serialize for Keys {
 impl<'de> Deserialize<'de> for Keys {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Keys, D::Error> {
         Vec::<KeyRecord>::deserialize(d).map(Keys::from_records)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vault::{test_vault, NewKey};
+
+    /// Three records with ids "a", "b", "c", held in memory.
+    fn keys() -> Keys {
+        let mut v = test_vault();
+        for _ in 0..3 {
+            let spec = NewKey {
+                name: "k".into(),
+                description: String::new(),
+                expires_at: None,
+                permissions: Vec::new(),
+            };
+            v.create_key(spec, chrono::Utc::now());
+        }
+        let json = serde_json::to_vec(v.keys()).expect("records serialize");
+        let mut keys: Keys = serde_json::from_slice(&json).expect("records deserialize");
+        for (i, id) in ["a", "b", "c"].into_iter().enumerate() {
+            keys[i].id = id.into();
+        }
+        keys
+    }
+
+    /// The id index answers as a scan would through every change: a stale index would let
+    /// an import take an id twice.
+    #[test]
+    fn contains_id_answers_as_a_scan_through_changes() {
+        let mut k = keys();
+        let mut last = k.remove(2);
+        assert!(k.contains_id("a"), "the first lookup scans");
+        assert!(!k.contains_id("c"), "the second builds the index");
+        assert!(k.id_index.get().is_some());
+        last.id = "c".into();
+        k.push(last);
+        assert!(k.contains_id("c"), "push keeps the index");
+        k.remove(0);
+        assert!(!k.contains_id("a"), "remove drops the index");
+        k[0].id = "z".into();
+        assert!(k.contains_id("z") && !k.contains_id("b"), "a changed id");
+        let mut other = keys();
+        other.remove(2);
+        other.remove(1);
+        k.append(&mut other);
+        assert!(k.contains_id("a"), "append");
+        assert_eq!(k.ids().collect::<Vec<_>>(), ["z", "c", "a"]);
     }
 }
