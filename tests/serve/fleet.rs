@@ -340,3 +340,86 @@ impl OutputWithStdin for Command {
         child.wait_with_output().unwrap()
     }
 }
+
+/// Least privilege, as docs/fleet.md gives it: the publisher may write its verifier and
+/// announce; `serve` runs as a user that may only read and subscribe. Both work with their
+/// passwords from the environment (never the URL), and the serving user cannot change the
+/// verifier.
+#[test]
+fn serve_runs_as_a_user_that_cannot_change_the_verifier() {
+    let Some(redis) = Redis::start() else { return };
+    let acl = |args: &[&str]| {
+        let mut full = vec!["ACL", "SETUSER"];
+        full.extend_from_slice(args);
+        redis.query(&full).expect("ACL SETUSER")
+    };
+    acl(&[
+        "mkm-publisher",
+        "on",
+        ">publisher password",
+        "~mkm:{fleet}:verifier",
+        "&mkm:{fleet}:changed",
+        "+hmget",
+        "+hset",
+        "+publish",
+        "+eval",
+        "+evalsha",
+        "+script|load",
+    ]);
+    acl(&[
+        "mkm-serve",
+        "on",
+        ">serve password",
+        "~mkm:{fleet}:verifier",
+        "&mkm:{fleet}:changed",
+        "+hmget",
+        "+hget",
+        "+subscribe",
+        "+ping",
+    ]);
+    let e = Env::with_vault();
+    let (id, key) = e.create("k", &[]);
+    let publisher = format!("redis://mkm-publisher@127.0.0.1:{}/0?key=fleet", redis.port);
+    e.cmd()
+        .args(["publish", &publisher])
+        .env("MCP_REDIS_PASSWORD", "publisher password")
+        .assert()
+        .success();
+    let fpr = fingerprint(&e);
+    let reader = format!("redis://mkm-serve@127.0.0.1:{}/0?key=fleet", redis.port);
+    let usage = e.path().join("usage.json");
+    let srv = Server::start_with_env(
+        Path::new(&reader),
+        &["--trust", &fpr, "--usage", usage.to_str().unwrap()],
+        &[("MCP_REDIS_PASSWORD", "serve password")],
+    );
+    assert_eq!(srv.auth_x(&key).status, 200);
+    assert!(!srv.log().contains("serve password"));
+
+    // What the serving user may not do.
+    let client = redis::Client::open(format!(
+        "redis://mkm-serve:serve%20password@127.0.0.1:{}/0",
+        redis.port
+    ))
+    .unwrap();
+    let mut con = client
+        .get_connection_with_timeout(Duration::from_secs(2))
+        .unwrap();
+    let denied: redis::RedisResult<()> = redis::cmd("HSET")
+        .arg("mkm:{fleet}:verifier")
+        .arg("revision")
+        .arg("99")
+        .query(&mut con);
+    let err = denied.expect_err("the serving user cannot write the verifier");
+    assert!(err.to_string().contains("no permissions"), "{err}");
+
+    // The publisher's next change reaches the serving user's instance.
+    e.cmd()
+        .args(["revoke", &id])
+        .env("MCP_REDIS_PASSWORD", "publisher password")
+        .assert()
+        .success();
+    wait_until("the revocation", Duration::from_secs(10), || {
+        srv.auth_x(&key).status == 401
+    });
+}

@@ -21,6 +21,11 @@ impl Server {
     /// Starts `serve --verifier PATH --listen 127.0.0.1:0 EXTRA…` and waits (bounded) for
     /// its "listening" line.
     pub fn start(verifier: &Path, extra: &[&str]) -> Server {
+        Server::start_with_env(verifier, extra, &[])
+    }
+
+    /// As [`Server::start`], with these environment variables (the rest cleared).
+    pub fn start_with_env(verifier: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(bin())
             .arg("serve")
             .arg("--verifier")
@@ -28,6 +33,7 @@ impl Server {
             .args(["--listen", "127.0.0.1:0"])
             .args(extra)
             .env_clear()
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
