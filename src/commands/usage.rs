@@ -37,7 +37,8 @@ pub(super) fn merged(
     for f in &extra.files {
         // A file named on the command line that is not there is a typo worth a word;
         // the ones beside a verifier are absent until `serve` first writes them.
-        if !f.exists() {
+        let store = f.to_str().is_some_and(crate::fleet::store::is_store);
+        if !store && !f.exists() {
             warn(&format!(
                 "the usage file {} does not exist",
                 mcp_key_vault::display::path(f)
@@ -48,7 +49,14 @@ pub(super) fn merged(
     files.dedup();
     let mut all: Option<BTreeMap<String, KeyUsage>> = None;
     for f in files {
-        match load(&f) {
+        let loaded = match f.to_str() {
+            // The fleet's usage, summed in a Redis store by every `serve --usage redis://…`.
+            Some(url) if crate::fleet::store::is_store(url) => {
+                crate::fleet::usage::read(url).map(Some)
+            }
+            _ => load(&f),
+        };
+        match loaded {
             Ok(Some(m)) => {
                 let all = all.get_or_insert_with(BTreeMap::new);
                 let mut future = 0;

@@ -6,3 +6,4 @@
 
 pub mod follower;
 pub mod store;
+pub mod usage;

@@ -148,6 +148,11 @@ impl Store {
         format!("mkm:{{{}}}:verifier", self.name)
     }
 
+    /// The hash the instances add their usage to (see `usage.rs`).
+    pub fn usage_key(&self) -> String {
+        format!("mkm:{{{}}}:usage", self.name)
+    }
+
     /// The channel a write announces on.
     pub fn channel(&self) -> String {
         format!("mkm:{{{}}}:changed", self.name)

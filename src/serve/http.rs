@@ -57,6 +57,15 @@ pub async fn handle(req: Request<Incoming>, st: Arc<State>) -> Result<Response<B
     } else if path == "/metrics" {
         let v = st.source.current();
         let mut text = st.metrics.render(v.revision(), v.len());
+        if st.usage.is_store() {
+            text.push_str(&format!(
+                "# HELP mcp_key_serve_usage_dropped_total Requests whose usage counts were \
+                 dropped while the store was away (too many keys waiting).\n\
+                 # TYPE mcp_key_serve_usage_dropped_total counter\n\
+                 mcp_key_serve_usage_dropped_total {}\n",
+                st.usage.dropped()
+            ));
+        }
         if let Some(age) = st.source.age() {
             text.push_str(&format!(
                 "# HELP mcp_key_serve_store_age_seconds Time since the shared store was last \

@@ -94,18 +94,25 @@ pub fn run(args: Config) -> Result<()> {
         (None, true) => std::path::PathBuf::from("mcp-key-serve.usage.json"),
         (None, false) => usage::default_path(&args.verifier),
     };
-    let usage_lock = lock_usage_file(&usage_path)?;
     if !from_store {
         warn_if_writable_by_others(&args.verifier, "verifier");
     }
-    warn_if_writable_by_others(&usage_path, "usage file");
-    let tracker = match Tracker::open(&usage_path) {
-        Ok(t) => t,
-        Err(e) => {
-            log(format_args!(
-                "usage file unreadable, starting counts afresh: {e}"
-            ));
-            Tracker::empty(&usage_path)
+    let (tracker, usage_lock) = match usage_path.to_str() {
+        // Usage across the fleet: every instance adds to one hash; no file, no lock.
+        Some(url) if crate::fleet::store::is_store(url) => (Tracker::for_store(url)?, None),
+        _ => {
+            let lock = lock_usage_file(&usage_path)?;
+            warn_if_writable_by_others(&usage_path, "usage file");
+            let tracker = match Tracker::open(&usage_path) {
+                Ok(t) => t,
+                Err(e) => {
+                    log(format_args!(
+                        "usage file unreadable, starting counts afresh: {e}"
+                    ));
+                    Tracker::empty(&usage_path)
+                }
+            };
+            (tracker, Some(lock))
         }
     };
     let state = Arc::new(State {
@@ -373,7 +380,14 @@ fn spawn_flusher(
 ) -> tokio::task::JoinHandle<()> {
     let state = Arc::clone(state);
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(FLUSH_INTERVAL);
+        // A shared store takes each instance's counts at least every second: `list` then
+        // sees the fleet's use, and an instance that dies loses at most a second of it.
+        let every = if state.usage.is_store() {
+            Duration::from_secs(1)
+        } else {
+            FLUSH_INTERVAL
+        };
+        let mut tick = tokio::time::interval(every);
         tick.tick().await;
         loop {
             tokio::select! {

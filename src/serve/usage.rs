@@ -147,11 +147,13 @@ struct Entry {
     other: BTreeMap<String, u64>,
 }
 
-/// The usage a running `serve` collects, and its file.
+/// The usage a running `serve` collects, and its file (or the shared store it adds to).
 pub struct Tracker {
     path: PathBuf,
     keys: Mutex<HashMap<String, Entry>>,
     dirty: AtomicBool,
+    /// `--usage redis://…`: counts go to the store, not to a file.
+    store: Option<crate::fleet::usage::StoreUsage>,
 }
 
 impl Tracker {
@@ -189,7 +191,29 @@ impl Tracker {
             path: path.to_path_buf(),
             keys: Mutex::new(HashMap::new()),
             dirty: AtomicBool::new(false),
+            store: None,
         }
+    }
+
+    /// A tracker adding its counts to a Redis store (`--usage redis://…`).
+    ///
+    /// # Errors
+    /// As [`crate::fleet::store::Store::parse`].
+    pub fn for_store(url: &str) -> Result<Tracker> {
+        Ok(Tracker {
+            store: Some(crate::fleet::usage::StoreUsage::new(url)?),
+            ..Tracker::empty(Path::new(url))
+        })
+    }
+
+    /// Whether counts go to a shared store.
+    pub fn is_store(&self) -> bool {
+        self.store.is_some()
+    }
+
+    /// Counts that could not wait for the store (too many keys pending during an outage).
+    pub fn dropped(&self) -> u64 {
+        self.store.as_ref().map_or(0, |s| s.dropped())
     }
 
     /// The file written.
@@ -211,6 +235,9 @@ impl Tracker {
         e.last_used_at = e.last_used_at.max(now);
         e.counts.0[code_index(code)] += 1;
         drop(map);
+        if let Some(s) = &self.store {
+            s.record(id, code.as_str(), now);
+        }
         self.dirty.store(true, Ordering::Release);
     }
 
@@ -243,6 +270,9 @@ impl Tracker {
     /// # Errors
     /// [`Error::Io`] naming the path; the change stays pending for the next flush.
     pub fn flush(&self, now: DateTime<Utc>) -> Result<bool> {
+        if let Some(s) = &self.store {
+            return s.flush();
+        }
         if !self.dirty.swap(false, Ordering::AcqRel) {
             return Ok(false);
         }

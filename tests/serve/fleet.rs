@@ -423,3 +423,50 @@ fn serve_runs_as_a_user_that_cannot_change_the_verifier() {
         srv.auth_x(&key).status == 401
     });
 }
+
+/// Usage across instances: five instances add their counts to one hash in the store; after
+/// SIGTERM (each flushes on its way out) the sum of every key's counts is the number of
+/// requests sent, by verdict, and `view --usage redis://…` shows the last use.
+#[test]
+fn usage_from_five_instances_adds_up_to_the_requests_sent() {
+    let Some(redis) = Redis::start() else { return };
+    let (e, ids, keys, fpr, url) = published(&redis, 2);
+    e.cmd().args(["revoke", &ids[1]]).assert().success();
+    let mut servers: Vec<Server> = (0..5)
+        .map(|_| Server::start(Path::new(&url), &["--trust", &fpr, "--usage", &url]))
+        .collect();
+    wait_until("the revocation", Duration::from_secs(10), || {
+        servers.iter().all(|s| s.auth_x(&keys[1]).status == 401)
+    });
+    let mut sent = [0u64; 2];
+    for (i, s) in servers.iter().enumerate() {
+        for _ in 0..(10 + i) {
+            assert_eq!(s.auth_x(&keys[0]).status, 200);
+            sent[0] += 1;
+        }
+        for _ in 0..3 {
+            assert_eq!(s.auth_x(&keys[1]).status, 401);
+            sent[1] += 1;
+        }
+    }
+    // Each instance had asked for keys[1] until it was refused: count those too.
+    for s in &mut servers {
+        s.signal("TERM");
+        assert!(s.wait(Duration::from_secs(10)).success(), "{}", s.log());
+    }
+    let counts = |id: &str, code: &str| -> u64 {
+        match redis.query(&["HGET", "mkm:{fleet}:usage", &format!("{id} {code}")]) {
+            Some(redis::Value::BulkString(b)) => String::from_utf8(b).unwrap().parse().unwrap(),
+            _ => 0,
+        }
+    };
+    assert_eq!(counts(&ids[0], "VALID"), sent[0]);
+    let revoked = counts(&ids[1], "REVOKED");
+    assert!(
+        revoked >= sent[1] && revoked <= sent[1] + 5 * 200,
+        "{revoked} REVOKED for {} sent after the revocation arrived",
+        sent[1]
+    );
+    let view = e.json(&["view", &ids[0], "--json", "--usage", &url]);
+    assert!(view["last_used_at"].is_string(), "{view}");
+}
