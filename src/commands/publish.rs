@@ -157,6 +157,24 @@ impl Report for Publishing {
     }
 }
 
+/// The target as it is recorded, and the revision it holds now. A file is made absolute and
+/// refused before anything is recorded when it is the vault or env file itself, not a
+/// verifier, or one another user could have planted; a Redis store's script compares
+/// revisions and lineage when it is written (its revision here lets `--force` move the
+/// vault past it, as for a file).
+fn checked_target(ctx: &Ctx, path: &Path) -> Result<(PathBuf, Option<u64>)> {
+    if crate::publish::store_of(path)?.is_some() {
+        return Ok((path.to_path_buf(), existing_revision(path)?));
+    }
+    let path = absolute(path)?;
+    crate::publish::refuse_link_in_foreign_dir(&path)?;
+    let target = mcp_key_vault::fsio::resolve_symlinks(&path, false)?;
+    crate::envstore::refuse_vault(&target, &ctx.vault_path, "verifier file")?;
+    mcp_key_vault::fsio::refuse_foreign_file_in_shared_dir(&target, "verifier file")?;
+    let theirs = existing_revision(&target)?;
+    Ok((path, theirs))
+}
+
 pub(super) fn publish(ctx: &mut Ctx, a: PublishArgs) -> Result<()> {
     let mut store = ctx.store();
     let Some(path) = a.path else {
@@ -171,25 +189,7 @@ pub(super) fn publish(ctx: &mut Ctx, a: PublishArgs) -> Result<()> {
              and publish the file again",
         ));
     }
-    let (path, theirs) = match crate::publish::store_of(&path)? {
-        // A Redis store: its script compares revisions and lineage when it is written; its
-        // revision here lets `--force` move the vault past it, as for a file.
-        Some(_) => {
-            let theirs = existing_revision(&path)?;
-            (path, theirs)
-        }
-        None => {
-            let path = absolute(&path)?;
-            // Refused before anything is recorded: the vault or env file itself, a file
-            // that is not a verifier, one another user could have planted.
-            crate::publish::refuse_link_in_foreign_dir(&path)?;
-            let target = mcp_key_vault::fsio::resolve_symlinks(&path, false)?;
-            crate::envstore::refuse_vault(&target, &ctx.vault_path, "verifier file")?;
-            mcp_key_vault::fsio::refuse_foreign_file_in_shared_dir(&target, "verifier file")?;
-            let theirs = existing_revision(&target)?;
-            (path, theirs)
-        }
-    };
+    let (path, theirs) = checked_target(ctx, &path)?;
     // The vault records where to publish; the command goes to this user's own hooks file.
     let entry = Published {
         path: path.clone(),

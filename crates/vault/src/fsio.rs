@@ -327,50 +327,7 @@ impl Lock {
         let mut lock_path = target.as_os_str().to_owned();
         lock_path.push(".lock");
         let lock_path = PathBuf::from(lock_path);
-        // Never through a symlink (a planted `keys.json.lock -> /etc/x` would make root
-        // create that file), and only a regular file we may use.
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(&lock_path)
-            .map_err(|e| {
-                let e = if e.raw_os_error() == Some(libc::ELOOP) {
-                    io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        "the lock file is a symbolic link; remove it",
-                    )
-                } else {
-                    e
-                };
-                IoError::new("open the lock file", &lock_path, e)
-            })?;
-        let meta = file
-            .metadata()
-            .map_err(|e| IoError::new("open the lock file", &lock_path, e))?;
-        if !meta.is_file() {
-            return Err(IoError::new(
-                "open the lock file",
-                &lock_path,
-                io::Error::new(io::ErrorKind::InvalidInput, "it is not a regular file"),
-            ));
-        }
-        if meta.uid() != euid() && writable_by_others(&parent_dir(&lock_path)) {
-            return Err(IoError::new(
-                "open the lock file",
-                &lock_path,
-                io::Error::new(
-                    io::ErrorKind::PermissionDenied,
-                    format!(
-                        "it belongs to user {} in a directory others can write; remove it",
-                        meta.uid()
-                    ),
-                ),
-            ));
-        }
+        let file = open_lock_file(&lock_path)?;
         let start = Instant::now();
         let mut on_wait = Some(on_wait);
         let mut pause = Duration::from_millis(2);
@@ -403,6 +360,54 @@ impl Lock {
             pause = (pause * 2).min(Duration::from_millis(50));
         }
     }
+}
+
+/// Opens (creating) a lock file: never through a symlink (a planted `keys.json.lock ->
+/// /etc/x` would make root create that file), and only a regular file we may use.
+fn open_lock_file(lock_path: &Path) -> Result<File, IoError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(lock_path)
+        .map_err(|e| {
+            let e = if e.raw_os_error() == Some(libc::ELOOP) {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "the lock file is a symbolic link; remove it",
+                )
+            } else {
+                e
+            };
+            IoError::new("open the lock file", lock_path, e)
+        })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| IoError::new("open the lock file", lock_path, e))?;
+    if !meta.is_file() {
+        return Err(IoError::new(
+            "open the lock file",
+            lock_path,
+            io::Error::new(io::ErrorKind::InvalidInput, "it is not a regular file"),
+        ));
+    }
+    if meta.uid() != euid() && writable_by_others(&parent_dir(lock_path)) {
+        return Err(IoError::new(
+            "open the lock file",
+            lock_path,
+            io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "it belongs to user {} in a directory others can write; remove it",
+                    meta.uid()
+                ),
+            ),
+        ));
+    }
+    Ok(file)
 }
 
 /// Removes the temporary files that writers of `target` killed mid-write left behind.
