@@ -294,6 +294,8 @@ pub fn run_then(cmd: &str, path: &Path) -> Result<()> {
         .env_remove(crate::passphrase::ENV_PASSPHRASE_FILE)
         .env_remove(crate::passphrase::ENV_NEW_PASSPHRASE)
         .env_remove(crate::passphrase::ENV_NEW_PASSPHRASE_FILE)
+        .env_remove(crate::fleet::store::ENV_PASSWORD)
+        .env_remove(crate::fleet::store::ENV_PASSWORD_FILE)
         .stdin(Stdio::null())
         // Its stdout goes to our stderr: our stdout carries the command's own answer
         // (`--json`, or the key of `use --print`), which a hook's chatter must not corrupt.

@@ -83,8 +83,8 @@ pub fn record(path: &Path, fingerprint: &str) -> Result<()> {
         match known.vaults.insert(k.clone(), fingerprint.to_owned()) {
             Some(old) if old == fingerprint => return Ok(None),
             Some(old) => warn(&format!(
-                "the vault {} now has fingerprint {fingerprint} (it was {old}); opened with \
-                 its passphrase, it is trusted and recorded",
+                "the vault {} now has fingerprint {fingerprint} (it was {old}), as you chose; \
+                 recorded",
                 mcp_key_vault::display::path(path)
             )),
             None => {}
@@ -134,13 +134,31 @@ pub fn decide(o: &Opened<'_>, pin: Option<&str>) -> std::result::Result<(), Open
             ))),
         };
     }
-    if o.by == OpenedBy::Passphrase {
-        if let Some(f) = fp {
-            remember(o.path, f);
-        }
-        return Ok(());
-    }
     let known = known(o.path).map_err(|e| untrusted(e.to_string()))?;
+    if o.by == OpenedBy::Passphrase {
+        // A passphrase proves membership of *a* vault holding that passphrase slot, not of
+        // this one: a passphrase slot is public header data that a forger can copy into a
+        // vault of their own. So a vault recorded here must still be the recorded one; an
+        // unrecorded one is trusted on first use and recorded.
+        return match (known, fp) {
+            (Some(k), Some(f)) if k != f => Err(untrusted(format!(
+                "the vault {shown} has fingerprint {f}, but {k} is the one you opened here \
+                 before: a passphrase slot can be copied into a vault someone else made; \
+                 refused (if it was re-created on purpose, pass --expect-vault {f} after \
+                 checking that fingerprint)"
+            ))),
+            (Some(k), None) => Err(untrusted(format!(
+                "the vault {shown} is not signed, but {k} is the one you opened here before: \
+                 refused (pass --expect-vault unsigned if you restored it from an old backup \
+                 on purpose)"
+            ))),
+            (_, Some(f)) => {
+                remember(o.path, f);
+                Ok(())
+            }
+            (None, None) => Ok(()),
+        };
+    }
     match (known, fp) {
         (Some(k), Some(f)) if k == f => Ok(()),
         (Some(k), Some(f)) => Err(untrusted(format!(

@@ -208,6 +208,13 @@ pub(super) fn publish(ctx: &mut Ctx, a: PublishArgs) -> Result<()> {
         // the vault past the file either way.
         if let Some(r) = theirs.filter(|r| *r > v.revision() + 1 || (a.force && *r > v.revision()))
         {
+            if r >= mcp_key_vault::verify::MAX_REVISION {
+                return Err(Error::failed(format!(
+                    "{} claims revision {r}, beyond what any vault reaches by saving: it was \
+                     forged to freeze its readers; remove it and publish again",
+                    shown(&path)
+                )));
+            }
             if !a.force {
                 return Err(Error::failed(format!(
                     "{} holds revision {r}, newer than this vault's {}: another vault writes \

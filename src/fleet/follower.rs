@@ -268,44 +268,76 @@ impl Inner {
         Ok(())
     }
 
-    /// Looks at the store; fetches and installs when it holds another save.
+    /// Looks at the store; fetches and installs when it holds another save. The store
+    /// counts as reached (for `--max-stale`) only when it holds the state loaded here or a
+    /// newer one that was accepted: a store emptied, or holding a value that is refused
+    /// (unsigned, older, another save), cannot tell this instance about a revocation.
     fn refresh(&self, con: &mut redis::Connection) -> Result<()> {
-        let held = self.store.held(con)?;
-        self.contact();
-        let Some(held) = held else { return Ok(()) };
+        let Some(held) = self.store.held(con)? else {
+            return Ok(());
+        };
+        if self.held_now().as_ref() == Some(&held) {
+            self.contact();
+            return Ok(());
+        }
         let refused = self
             .refused
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        if self.held_now().as_ref() == Some(&held) || refused.as_ref() == Some(&held) {
+        if refused.as_ref() == Some(&held) {
             return Ok(());
         }
-        let Some(bytes) = self.store.fetch(con)? else {
-            return Ok(());
+        let bytes = match self.store.fetch(con, super::store::MAX_VALUE_BYTES) {
+            Ok(Some(b)) => b,
+            Ok(None) => return Ok(()),
+            Err(Error::Corrupt(reason)) => {
+                *self.refused.lock().unwrap_or_else(PoisonError::into_inner) = Some(held);
+                (self.on_event)(Event::Refused { reason });
+                return Ok(());
+            }
+            Err(e) => return Err(e),
         };
-        self.install(held, bytes);
+        if self.install(held, bytes) {
+            self.contact();
+        }
         Ok(())
     }
 
-    fn install(&self, held: Held, bytes: Vec<u8>) {
+    /// Installs `bytes` when they are signed by the pinned vault, say what the store's
+    /// fields say, and are newer; `true` when they now answer.
+    fn install(&self, held: Held, bytes: Vec<u8>) -> bool {
         let refuse = |reason: String| {
             *self.refused.lock().unwrap_or_else(PoisonError::into_inner) = Some(held.clone());
-            (self.on_event)(Event::Refused { reason })
+            (self.on_event)(Event::Refused { reason });
+            false
         };
         let v = match Verifier::from_json_trusted(&bytes, &self.trust) {
             Ok(v) => v,
             Err(e) => return refuse(e.to_string()),
         };
-        if let Some(now) = self.held_now() {
-            if v.revision() < now.revision {
+        // Only the signed bytes count: the hash's own `revision` and `digest` fields are
+        // written by whoever can write the store, and must say what the signed value says.
+        let signed = Held {
+            revision: v.revision(),
+            digest: v.save_digest().unwrap_or_default().to_owned(),
+        };
+        if signed != held {
+            return refuse(format!(
+                "the store's revision and digest fields do not match the signed value \
+                 (revision {} signed, {} claimed)",
+                signed.revision, held.revision
+            ));
+        }
+        if let Some(cur) = self.current() {
+            if v.revision() < cur.revision() {
                 return refuse(format!(
                     "revision {} is older than the loaded {}",
                     v.revision(),
-                    now.revision
+                    cur.revision()
                 ));
             }
-            if v.revision() == now.revision && v.save_digest() != Some(now.digest.as_str()) {
+            if v.revision() == cur.revision() && v.save_digest() != cur.save_digest() {
                 return refuse(format!(
                     "revision {} from another vault save than the loaded one (a rollback?)",
                     v.revision()
@@ -319,5 +351,6 @@ impl Inner {
             keys,
             bytes: Arc::new(bytes),
         });
+        true
     }
 }

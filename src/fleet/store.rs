@@ -20,6 +20,9 @@ pub const ENV_PASSWORD: &str = "MCP_REDIS_PASSWORD";
 /// The variable naming a file that holds the Redis password.
 pub const ENV_PASSWORD_FILE: &str = "MCP_REDIS_PASSWORD_FILE";
 
+/// The largest verifier read from a store: as for a verifier file.
+pub const MAX_VALUE_BYTES: u64 = mcp_key_verifier::MAX_VERIFIER_BYTES;
+
 /// How long a connection attempt or one command may take.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -179,7 +182,8 @@ impl Store {
         // password (it is not echoed by AUTH's error).
         Error::Io {
             context: format!("{what} the Redis store {}", self.url),
-            source: std::io::Error::other(e.to_string()),
+            // The server's words, with anything that could drive a terminal escaped.
+            source: std::io::Error::other(mcp_key_vault::display::sanitize(&e.to_string())),
         }
     }
 
@@ -234,11 +238,25 @@ impl Store {
         }))
     }
 
-    /// The verifier bytes the store holds; `None` when it holds nothing.
+    /// The verifier bytes the store holds; `None` when it holds nothing. A value larger
+    /// than `max` bytes is refused before it is read (a store writer must not make every
+    /// reader allocate hundreds of megabytes).
     ///
     /// # Errors
-    /// [`Error::Io`] when it cannot be reached.
-    pub fn fetch(&self, con: &mut redis::Connection) -> Result<Option<Vec<u8>>> {
+    /// [`Error::Io`] when it cannot be reached; [`Error::Corrupt`] for a value too large.
+    pub fn fetch(&self, con: &mut redis::Connection, max: u64) -> Result<Option<Vec<u8>>> {
+        let len: u64 = redis::cmd("HSTRLEN")
+            .arg(self.hash_key())
+            .arg("bytes")
+            .query(con)
+            .map_err(|e| self.io("read from", e))?;
+        if len > max {
+            return Err(Error::corrupt(format!(
+                "the Redis store {} holds a verifier of {len} bytes, more than the {max} a \
+                 verifier may have; not read",
+                self.url
+            )));
+        }
         redis::cmd("HGET")
             .arg(self.hash_key())
             .arg("bytes")

@@ -244,7 +244,7 @@ fn follow_store(
                     metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
                     *err = None;
                 }
-                Event::Reached => {}
+                Event::Reached => *err = None,
                 _ => {
                     metrics.reloads_failed.fetch_add(1, Ordering::Relaxed);
                     *err = Some(event.to_string());

@@ -363,3 +363,109 @@ fn a_vault_forged_by_another_user_is_refused() {
     assert_eq!(std::fs::read(victim.vault()).unwrap(), planted);
     assert_eq!(std::fs::read(&verifier).unwrap(), published);
 }
+
+/// Found by an independent review: a passphrase slot is public header data. A forger copies
+/// the victim's slot into a vault of their own (their data key wrapped to the slot's public
+/// recipient, their signing key), so the victim's passphrase opens the forgery. Where the
+/// victim opened the vault before (or pins it), the fingerprint is not the known one: exit
+/// 3, nothing written.
+#[test]
+fn a_vault_carrying_a_copy_of_my_passphrase_slot_is_refused_where_mine_is_known() {
+    let Ok(python) = std::env::var("MCP_TEST_PYTHON") else {
+        assert!(!tool_or_skip(
+            "the slot-copy forgery",
+            false,
+            "MCP_TEST_PYTHON is not set"
+        ));
+        return;
+    };
+    let victim = Env::with_vault();
+    victim.cmd().args(["list"]).assert().success();
+    let mine = fingerprint(&victim);
+    let forger = Env::new();
+    let Some((forger_key, forger_recipient)) = age_keygen(&forger) else {
+        return;
+    };
+    let header: Value = serde_json::from_slice(&std::fs::read(victim.vault()).unwrap()).unwrap();
+    let victim_recipient = header["slots"][0]["recipient"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let as_forger = |args: &[&str]| {
+        let out = forger
+            .bare()
+            .args(args)
+            .env("MCP_KEY_VAULT_PASSPHRASE", "the forger's own passphrase")
+            .output()
+            .expect("run");
+        assert_eq!(code(&out), 0, "{args:?}: {}", stderr(&out));
+    };
+    let mut init = vec!["init"];
+    init.extend(WEAK);
+    as_forger(&init);
+    as_forger(&["slot", "add", "--age-recipient", &forger_recipient]);
+    as_forger(&["slot", "add", "--age-recipient", &victim_recipient]);
+    as_forger(&["create", "forger's key"]);
+    let forged = forger.path().join("forged.json");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli/forge_vault.py");
+    let out = std::process::Command::new(&python)
+        .arg(&script)
+        .arg(forger.vault())
+        .arg(&forger_key)
+        .arg(victim.vault())
+        .arg(&forged)
+        .output()
+        .expect("run the forge");
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::copy(&forged, victim.vault()).unwrap();
+    let planted = std::fs::read(victim.vault()).unwrap();
+
+    let out = victim
+        .cmd()
+        .args(["create", "x", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(stderr(&out).contains(&mine), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        std::fs::read(victim.vault()).unwrap(),
+        planted,
+        "nothing saved"
+    );
+    // CI with a pin and nothing recorded: refused as well.
+    let ci = Env::new();
+    let out = ci
+        .cmd()
+        .arg("--vault")
+        .arg(victim.vault())
+        .env("MCP_KEY_VAULT_FINGERPRINT", &mine)
+        .args(["list"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+}
+
+/// Found by an independent review: a file claiming the largest revision, "fixed" with
+/// `publish --force`, must not push the vault's revision to where it can no longer grow
+/// (every later save would claim the same revision and readers would refuse them all).
+#[test]
+fn publish_force_refuses_a_revision_no_vault_reaches() {
+    let e = Env::with_vault();
+    e.create("k", &[]);
+    e.cmd().args(["publish", FILE]).assert().success();
+    let path = e.path().join(FILE);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let start = text.find("\"revision\": ").unwrap() + 12;
+    let end = start + text[start..].find(',').unwrap();
+    let forged = format!("{}9007199254740991{}", &text[..start], &text[end..]);
+    std::fs::write(&path, &forged).unwrap();
+    let out = e.cmd().args(["publish", "--force", FILE]).output().unwrap();
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("forged"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), forged);
+    assert!(
+        e.open_vault().revision() < 1_000,
+        "the vault's revision was not pushed"
+    );
+}

@@ -374,6 +374,7 @@ fn serve_runs_as_a_user_that_cannot_change_the_verifier() {
         "&mkm:{fleet}:changed",
         "+hmget",
         "+hget",
+        "+hstrlen",
         "+subscribe",
         "+ping",
     ]);
@@ -469,4 +470,63 @@ fn usage_from_five_instances_adds_up_to_the_requests_sent() {
     );
     let view = e.json(&["view", &ids[0], "--json", "--usage", &url]);
     assert!(view["last_used_at"].is_string(), "{view}");
+}
+
+/// Found by an independent review: whoever can write the store but has not the vault's key
+/// must not roll instances back (the hash's own `revision`/`digest` fields are not signed:
+/// only the signed bytes count), and a store holding a value instances refuse cannot tell
+/// them about revocations, so past `--max-stale` they answer 503 instead of "ok".
+#[test]
+fn a_store_writer_can_neither_roll_back_nor_hide_a_refused_value() {
+    let Some(redis) = Redis::start() else { return };
+    let (e, ids, keys, fpr, url) = published(&redis, 2);
+    let hash = "mkm:{fleet}:verifier";
+    let bulk = |field: &str| match redis.query(&["HGET", hash, field]) {
+        Some(redis::Value::BulkString(b)) => String::from_utf8(b).unwrap(),
+        other => panic!("{field}: {other:?}"),
+    };
+    let (old_bytes, old_rev, old_digest) = (bulk("bytes"), bulk("revision"), bulk("digest"));
+    e.cmd().args(["revoke", &ids[0]]).assert().success();
+    let usage = e.path().join("usage.json");
+    let srv = Server::start(
+        Path::new(&url),
+        &[
+            "--trust",
+            &fpr,
+            "--max-stale",
+            "2",
+            "--usage",
+            usage.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(srv.auth_x(&keys[0]).code(), "REVOKED");
+
+    // The older signed value, its fields claiming anything: refused, the key stays revoked.
+    for claimed in ["0", old_rev.as_str(), "999"] {
+        redis
+            .query(&[
+                "HSET",
+                hash,
+                "bytes",
+                &old_bytes,
+                "revision",
+                claimed,
+                "digest",
+                &old_digest,
+            ])
+            .expect("the store writer writes");
+        redis.query(&["PUBLISH", "mkm:{fleet}:changed", claimed]);
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(srv.auth_x(&keys[0]).code(), "REVOKED", "claimed {claimed}");
+    }
+    // And with the store holding only what instances refuse, they go stale.
+    wait_until("503 past --max-stale", Duration::from_secs(8), || {
+        srv.auth_x(&keys[1]).status == 503
+    });
+    let h = srv.get("/healthz", &[]).json();
+    assert_eq!(h["status"], "stale", "{h}");
+    assert!(
+        h["reload_error"].as_str().unwrap().contains("refused"),
+        "{h}"
+    );
 }

@@ -529,6 +529,9 @@ impl Vault {
     /// Moves the revision to `r` (never back), so the next save is newer than a verifier of
     /// revision `r`: for a vault restored from a backup, whose servers hold a later state.
     pub fn advance_revision(&mut self, r: u64) {
+        // Never to the largest revision a verifier may carry: the next save must still be
+        // able to go past it (a saturated revision would freeze every reader).
+        let r = r.min(mcp_key_verifier::MAX_REVISION - 1);
         self.payload.revision = self.payload.revision.max(r);
     }
 

@@ -4,7 +4,7 @@
 
 pub use mcp_key_verifier::{
     api_key_from_headers, hashes_equal, Code, KeyInfo, ReloadEvent, Verdict, Verifier, Watched,
-    MAX_VERIFIER_BYTES, VERIFIER_FORMAT,
+    MAX_REVISION, MAX_VERIFIER_BYTES, VERIFIER_FORMAT,
 };
 
 use crate::keyfmt::{self, Shape};

@@ -75,5 +75,5 @@ pub use headers::{api_key_from_header_values, api_key_from_headers};
 pub use permits::permits;
 pub use signature::fingerprint;
 pub use text::{escape_controls, needs_escape};
-pub use verifier::{hashes_equal, Code, KeyInfo, Verdict, Verifier, VERIFIER_FORMAT};
+pub use verifier::{hashes_equal, Code, KeyInfo, Verdict, Verifier, MAX_REVISION, VERIFIER_FORMAT};
 pub use watch::{ReloadEvent, Watched, DEFAULT_INTERVAL};

@@ -25,6 +25,11 @@ use crate::permits::permits;
 use crate::text::escape_controls;
 use crate::time::{format as fmt_time, parse_bounded as parse_time};
 
+/// The largest revision a verifier file may carry: 2^53-1, what every reader (JavaScript's
+/// numbers included) holds exactly. A writer never goes past it, so no revision saturates
+/// and freezes its readers.
+pub const MAX_REVISION: u64 = (1 << 53) - 1;
+
 /// The `format` field of a verifier file.
 pub const VERIFIER_FORMAT: &str = "mcp-key-verifier";
 
@@ -415,6 +420,12 @@ impl Verifier {
                 expires_at,
                 permissions: k.permissions,
             });
+        }
+        if f.revision > MAX_REVISION {
+            return Err(Error::invalid(
+                "the verifier's revision is larger than 2^53-1 (the largest every reader holds \
+                 exactly)",
+            ));
         }
         let mut v = Verifier::build(Zeroizing::new(hk), f.revision, keys);
         if let Some(d) = f.save_digest {

@@ -86,6 +86,11 @@ _SIGNATURE_LINE = re.compile(
 _FINGERPRINT = re.compile(r"mkv1:[a-z2-7]{32}", re.ASCII)
 
 
+#: The largest revision a verifier file may carry (2^53-1, what every reader holds
+#: exactly; a writer pushed to a saturated revision would freeze its readers).
+MAX_REVISION = 2**53 - 1
+
+
 class VerifierError(ValueError):
     """A verifier file that cannot be used: unreadable, not JSON, or breaking a format rule.
 
@@ -240,8 +245,8 @@ def _parse(data: bytes, source: str) -> _State:
     except VerifierError as exc:
         raise bad(str(exc)) from None
     revision = doc.get("revision", 0)
-    if type(revision) is not int or revision < 0:
-        raise bad("revision is not a non-negative integer")
+    if type(revision) is not int or revision < 0 or revision > MAX_REVISION:
+        raise bad("revision is not an integer from 0 to 2^53-1")
     save_digest = doc.get("save_digest")
     if save_digest is not None and not (isinstance(save_digest, str)
                                         and _SAVE_DIGEST.fullmatch(save_digest)):

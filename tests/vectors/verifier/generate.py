@@ -246,6 +246,9 @@ INVALID = [
      changed(SMALL, keys=[SMALL["keys"][0], dict(SMALL["keys"][1], id=SMALL["keys"][0]["id"])]),
      "two entries share an id"),
     ("bad-revision-negative.json", changed(SMALL, revision=-1), "revision is negative"),
+    ("bad-revision-huge.json", changed(SMALL, revision=2**53),
+     "revision is 2^53, beyond what every reader holds exactly (a saturated revision would "
+     "freeze readers)"),
     ("bad-permissions.json", with_key_field(SMALL, permissions="info"),
      "permissions is not a list of strings"),
     ("bad-missing-hash.json",
