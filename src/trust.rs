@@ -1,12 +1,15 @@
 //! Which vaults this user trusts: the `known_vaults` record in the user's configuration
 //! directory (canonical vault path → fingerprint), like ssh's `known_hosts`.
 //!
-//! The rule (docs/commands.md, "Trusting a vault"): a passphrase proves membership, so a
-//! passphrase open is trusted and records the vault's fingerprint; an age identity proves
-//! nothing about who made the vault (its recipient is public), so an identity open is
-//! trusted only when the fingerprint is pinned: `--expect-vault FPR` /
-//! `MCP_KEY_VAULT_FINGERPRINT`, or this record. A mismatch refuses with exit 3, naming
-//! both fingerprints; nothing is changed, published or run for a vault refused here.
+//! The rule (docs/commands.md, "Trusting a vault"): a passphrase slot bound to the vault's
+//! signing key proves the vault (only a passphrase holder can bind it) and records its
+//! fingerprint; an unbound passphrase slot (made before binding) is trusted on first use and
+//! must match the record afterwards (slots are public header data a forger can copy); an
+//! age identity proves nothing about who made the vault (its recipient is public), so an
+//! identity open is trusted only when the fingerprint is pinned: `--expect-vault FPR` /
+//! `MCP_KEY_VAULT_FINGERPRINT`, or this record. A pin always decides. A mismatch refuses
+//! with exit 3, naming both fingerprints; nothing is changed, published or run for a vault
+//! refused here.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -134,53 +137,47 @@ pub fn decide(o: &Opened<'_>, pin: Option<&str>) -> std::result::Result<(), Open
             ))),
         };
     }
-    let known = known(o.path).map_err(|e| untrusted(e.to_string()))?;
-    if o.by == OpenedBy::Passphrase {
-        // A passphrase proves membership of *a* vault holding that passphrase slot, not of
-        // this one: a passphrase slot is public header data that a forger can copy into a
-        // vault of their own. So a vault recorded here must still be the recorded one; an
-        // unrecorded one is trusted on first use and recorded.
-        return match (known, fp) {
-            (Some(k), Some(f)) if k != f => Err(untrusted(format!(
-                "the vault {shown} has fingerprint {f}, but {k} is the one you opened here \
-                 before: a passphrase slot can be copied into a vault someone else made; \
-                 refused (if it was re-created on purpose, pass --expect-vault {f} after \
-                 checking that fingerprint)"
-            ))),
-            (Some(k), None) => Err(untrusted(format!(
-                "the vault {shown} is not signed, but {k} is the one you opened here before: \
-                 refused (pass --expect-vault unsigned if you restored it from an old backup \
-                 on purpose)"
-            ))),
-            (_, Some(f)) => {
-                remember(o.path, f);
-                Ok(())
-            }
-            (None, None) => Ok(()),
-        };
+    if o.proven {
+        // A passphrase slot bound to this vault's key: only a holder of the passphrase can
+        // have bound it, so this is the vault the slot was made for.
+        if let Some(f) = fp {
+            remember(o.path, f);
+        }
+        return Ok(());
     }
+    let known = known(o.path).map_err(|e| untrusted(e.to_string()))?;
+    // An age identity proves nothing about who made the vault (its recipient is public),
+    // and neither does a passphrase slot not bound to this vault's key (slots are public
+    // header data a forger can copy): the fingerprint must be the recorded one.
+    let what = match o.by {
+        OpenedBy::Passphrase => {
+            "a passphrase slot not bound to it (a copy of such a slot in a \
+                                 vault someone else made opens the same way)"
+        }
+        _ => "an identity, which proves nothing about who made it",
+    };
     match (known, fp) {
         (Some(k), Some(f)) if k == f => Ok(()),
         (Some(k), Some(f)) => Err(untrusted(format!(
             "the vault {shown} has fingerprint {f}, but {k} is the one you opened here \
-             before: it may have been replaced by a vault anyone could make for your \
-             identity; refused (if it was re-created on purpose, open it once with its \
-             passphrase or pass --expect-vault {f} after checking that fingerprint)"
+             before: it may have been replaced by a vault someone else made, opened with \
+             {what}; refused (if it was re-created on purpose, pass --expect-vault {f} after \
+             checking that fingerprint)"
         ))),
         (Some(k), None) => Err(untrusted(format!(
             "the vault {shown} is not signed, but {k} is the one you opened here before: \
              refused"
         ))),
         (None, Some(f)) => Err(untrusted(format!(
-            "the vault {shown} (fingerprint {f}) was opened with an identity, which proves \
-             nothing about who made it, and it is not pinned here: check the fingerprint \
-             with whoever made the vault (`slot list` shows it) and pass --expect-vault {f} \
-             or set MCP_KEY_VAULT_FINGERPRINT; refused"
+            "the vault {shown} (fingerprint {f}) was opened with {what}, and it is not \
+             pinned here: check the fingerprint with whoever keeps the vault (`slot list` \
+             shows it) and pass --expect-vault {f} or set MCP_KEY_VAULT_FINGERPRINT (a \
+             passphrase slot is bound by your next change); refused"
         ))),
         (None, None) => Err(untrusted(format!(
-            "the vault {shown} is not signed yet and was opened with an identity, which \
-             proves nothing about who made it: open it once with its passphrase, or pass \
-             --expect-vault unsigned if you know this file; refused"
+            "the vault {shown} is not signed yet (written before this release) and was opened \
+             with {what}: pass --expect-vault unsigned once if you know this file (its next \
+             save signs it and binds your slot); refused"
         ))),
     }
 }

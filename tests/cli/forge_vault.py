@@ -4,7 +4,7 @@ opens, with the FORGER's data key and signing key, by copying the victim's (publ
 passphrase slot and wrapping the forger's data key to that slot's (public) recipient. Needs
 the `cryptography` package and the `age` command line.
 
-usage: forge.py FORGER_VAULT FORGER_AGE_KEY VICTIM_VAULT OUT [extra-lineage-digest-hex ...]
+usage: forge.py FORGER_VAULT FORGER_AGE_KEY VICTIM_VAULT OUT [--strip-binding] [extra-lineage-digest-hex ...]
        forge.py --decrypt VAULT AGE_KEY   (print the decrypted payload, hex)
 """
 import base64, hashlib, json, os, struct, subprocess, sys
@@ -49,6 +49,8 @@ def ad_of(h, pk):
             f("slot.kdf.memory_kib", str(k["memory_kib"])); f("slot.kdf.iterations", str(k["iterations"]))
             f("slot.kdf.parallelism", str(k["parallelism"])); f("slot.kdf.salt", k["salt"])
             f("slot.identity.nonce", s["identity"]["nonce"]); f("slot.identity.ciphertext", s["identity"]["ciphertext"])
+            if "binding" in s:
+                f("slot.binding", s["binding"])
         f("slot.wrapped_key", s["wrapped_key"])
     f("cipher.algorithm", "xchacha20poly1305"); f("cipher.nonce", h["cipher"]["nonce"])
     if pk is not None:
@@ -89,8 +91,10 @@ def write(h, path):
 if sys.argv[1] == "--decrypt":
     h, k, pk, pt = decrypt(sys.argv[2], sys.argv[3]); print(pt.hex()); sys.exit()
 
-fv, fkey, vv, out = sys.argv[1:5]
-extra = [bytes.fromhex(x) for x in sys.argv[5:]]
+strip = "--strip-binding" in sys.argv
+args = [a for a in sys.argv[1:] if a != "--strip-binding"]
+fv, fkey, vv, out = args[0:4]
+extra = [bytes.fromhex(x) for x in args[4:]]
 fh, K, pk, pt = decrypt(fv, fkey)
 body, seed, saves = split_trailer(pt, pk)
 saves = (saves + extra)[-32:]
@@ -99,6 +103,8 @@ vh = json.load(open(vv))
 vslot = next(s for s in vh["slots"] if s["kind"] == "passphrase")
 wrapped_for_victim = next(s for s in fh["slots"] if s["recipient"] == vslot["recipient"])["wrapped_key"]
 slot = dict(vslot); slot["wrapped_key"] = wrapped_for_victim
+if strip:
+    slot.pop("binding", None)
 nonce = os.urandom(24)
 h = {"format": "mcp-key-vault", "version": 2, "slots": [slot],
      "cipher": {"algorithm": "xchacha20poly1305", "nonce": b64(nonce)},

@@ -366,11 +366,12 @@ fn a_vault_forged_by_another_user_is_refused() {
 
 /// Found by an independent review: a passphrase slot is public header data. A forger copies
 /// the victim's slot into a vault of their own (their data key wrapped to the slot's public
-/// recipient, their signing key), so the victim's passphrase opens the forgery. Where the
-/// victim opened the vault before (or pins it), the fingerprint is not the known one: exit
-/// 3, nothing written.
+/// recipient, their signing key), so the victim's passphrase opens the forgery. The slot is
+/// bound to the victim's vault key (a MAC only a passphrase holder can make): copied as is,
+/// the binding is for another key, refused everywhere; stripped, the slot proves nothing,
+/// and the fingerprint must be the recorded or pinned one. Exit 3, nothing written.
 #[test]
-fn a_vault_carrying_a_copy_of_my_passphrase_slot_is_refused_where_mine_is_known() {
+fn a_vault_carrying_a_copy_of_my_passphrase_slot_is_refused() {
     let Ok(python) = std::env::var("MCP_TEST_PYTHON") else {
         assert!(!tool_or_skip(
             "the slot-copy forgery",
@@ -387,6 +388,7 @@ fn a_vault_carrying_a_copy_of_my_passphrase_slot_is_refused_where_mine_is_known(
         return;
     };
     let header: Value = serde_json::from_slice(&std::fs::read(victim.vault()).unwrap()).unwrap();
+    assert!(header["slots"][0]["binding"].is_string(), "{header}");
     let victim_recipient = header["slots"][0]["recipient"]
         .as_str()
         .unwrap()
@@ -406,44 +408,72 @@ fn a_vault_carrying_a_copy_of_my_passphrase_slot_is_refused_where_mine_is_known(
     as_forger(&["slot", "add", "--age-recipient", &forger_recipient]);
     as_forger(&["slot", "add", "--age-recipient", &victim_recipient]);
     as_forger(&["create", "forger's key"]);
-    let forged = forger.path().join("forged.json");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli/forge_vault.py");
-    let out = std::process::Command::new(&python)
-        .arg(&script)
-        .arg(forger.vault())
-        .arg(&forger_key)
-        .arg(victim.vault())
-        .arg(&forged)
-        .output()
-        .expect("run the forge");
-    assert!(out.status.success(), "{}", stderr(&out));
-    std::fs::copy(&forged, victim.vault()).unwrap();
-    let planted = std::fs::read(victim.vault()).unwrap();
-
-    let out = victim
-        .cmd()
-        .args(["create", "x", "--json"])
-        .output()
-        .unwrap();
-    assert_eq!(code(&out), 3, "{}", stderr(&out));
-    assert!(stderr(&out).contains(&mine), "{}", stderr(&out));
-    assert!(out.stdout.is_empty());
-    assert_eq!(
-        std::fs::read(victim.vault()).unwrap(),
-        planted,
-        "nothing saved"
-    );
-    // CI with a pin and nothing recorded: refused as well.
-    let ci = Env::new();
-    let out = ci
+    let genuine = std::fs::read(victim.vault()).unwrap();
+    let forge = |strip: bool| {
+        let forged = forger.path().join("forged.json");
+        let mut c = std::process::Command::new(&python);
+        c.arg(&script)
+            .arg(forger.vault())
+            .arg(&forger_key)
+            .arg(victim.vault())
+            .arg(&forged);
+        if strip {
+            c.arg("--strip-binding");
+        }
+        let out = c.output().expect("run the forge");
+        assert!(out.status.success(), "{}", stderr(&out));
+        std::fs::read(forged).unwrap()
+    };
+    let fresh = Env::new();
+    for strip in [false, true] {
+        let planted = forge(strip);
+        std::fs::write(victim.vault(), &planted).unwrap();
+        // Where the vault is known, and on a machine that never saw it.
+        for (who, env) in [("known", &victim), ("fresh", &fresh)] {
+            let out = env
+                .cmd()
+                .arg("--vault")
+                .arg(victim.vault())
+                .args(["create", "x", "--json"])
+                .output()
+                .unwrap();
+            assert_eq!(code(&out), 3, "{who}, strip={strip}: {}", stderr(&out));
+            assert!(out.stdout.is_empty());
+            assert_eq!(
+                std::fs::read(victim.vault()).unwrap(),
+                planted,
+                "nothing saved"
+            );
+            if !strip {
+                assert!(
+                    stderr(&out).contains("bound to another vault"),
+                    "{}",
+                    stderr(&out)
+                );
+            }
+        }
+        // A pin of the real vault refuses it as well.
+        let out = fresh
+            .cmd()
+            .arg("--vault")
+            .arg(victim.vault())
+            .env("MCP_KEY_VAULT_FINGERPRINT", &mine)
+            .args(["list"])
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 3, "{}", stderr(&out));
+    }
+    // The genuine vault, on the machine that never saw it: its bound slot proves it.
+    std::fs::write(victim.vault(), &genuine).unwrap();
+    let out = fresh
         .cmd()
         .arg("--vault")
         .arg(victim.vault())
-        .env("MCP_KEY_VAULT_FINGERPRINT", &mine)
         .args(["list"])
         .output()
         .unwrap();
-    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
 }
 
 /// Found by an independent review: a file claiming the largest revision, "fixed" with

@@ -14,7 +14,7 @@ use crate::error::{ChangeError, IoError, OpenError, PromptError, ReadError, Save
 use crate::format::MAX_FILE_BYTES;
 use crate::format::{Envelope, KdfParams};
 use crate::fsio::{self, Lock};
-use crate::secret::SecretString;
+use crate::secret::{SecretKey, SecretString};
 use crate::v2::{self, Identities};
 use crate::vault::{KeyCache, Vault};
 
@@ -108,6 +108,10 @@ pub struct Opened<'a> {
     pub fingerprint: Option<&'a str>,
     /// What opened it.
     pub by: OpenedBy,
+    /// A passphrase slot bound to the vault's signing key opened it: only a holder of that
+    /// passphrase can have made the binding, so this is the vault the slot was made for
+    /// (not a copy of the slot in a vault someone else made).
+    pub proven: bool,
 }
 
 /// What opened a vault.
@@ -195,6 +199,10 @@ pub struct Store {
     use_session: bool,
     /// The next save writes a vault made by this process (`create`, `begin_or_create`).
     creating: bool,
+    /// Whether the last unlock was through a passphrase slot bound to the vault's key.
+    proven: bool,
+    /// The passphrase slot that unlocked, with its derived key: bound at the next save.
+    slot_key: Option<(String, SecretKey)>,
 }
 
 impl std::fmt::Debug for Store {
@@ -243,6 +251,8 @@ impl Store {
             upgrade_said: false,
             use_session: true,
             creating: false,
+            proven: false,
+            slot_key: None,
         }
     }
 
@@ -366,10 +376,17 @@ impl Store {
                 (vault, by, h.fingerprint())
             }
         };
+        // Format 1 has no slots: its passphrase's key encrypts the payload itself, so only a
+        // holder of the passphrase can have written it.
+        let proven = match parsed {
+            Parsed::V1(_) => true,
+            Parsed::V2(_) => by == OpenedBy::Passphrase && self.proven && fingerprint.is_some(),
+        };
         self.ui.trust(&Opened {
             path: &self.path,
             fingerprint: fingerprint.as_deref(),
             by,
+            proven,
         })?;
         Ok(vault)
     }
@@ -445,12 +462,34 @@ impl Store {
             if let Some(i) = v2::slot_for_key(&h.slots, slot, kdf, salt) {
                 if let Some(dk) = v2::unlock_with_slot_key(&h.slots[i], key)? {
                     let by = h.slots[i].id.clone();
-                    let v = Vault::with_data_key(h, dk, Some(by))?;
+                    let key = key.duplicate();
+                    let v = Vault::with_data_key(h, dk, Some(by.clone()))?;
+                    self.check_binding(&v, by, key)?;
                     return Ok(Some(self.remember_v2(v)));
                 }
             }
         }
         Ok(None)
+    }
+
+    /// After a passphrase slot opened `v`: a slot bound to another vault key is a copy in a
+    /// vault someone else made (refused); a slot bound to this one proves the vault; an
+    /// unbound one (made before binding) proves nothing and is bound at the next save.
+    fn check_binding(&mut self, v: &Vault, slot_id: String, key: SecretKey) -> Result<(), OpenError> {
+        match v.passphrase_slot_binding(&slot_id, &key) {
+            v2::Bound::Other => Err(OpenError::Untrusted {
+                reason: format!(
+                    "the passphrase slot {slot_id} of {} is bound to another vault: this file \
+                     is a vault someone else made with a copy of your slot; refused",
+                    crate::display::path(&self.path)
+                ),
+            }),
+            bound => {
+                self.proven = bound == v2::Bound::Yes;
+                self.slot_key = Some((slot_id, key));
+                Ok(())
+            }
+        }
     }
 
     /// Opens `h` with the passphrase, asking again (up to the interaction's tries) when it
@@ -477,11 +516,13 @@ impl Store {
                     attempt += 1;
                 }
                 Ok((dk, i, (kdf, salt, key))) => {
+                    let slot_key = key.duplicate();
                     let mut c = KeyCache::new(pass);
                     c.remember_key(kdf, salt, key);
                     self.cache = Some(c);
                     let by = h.slots[i].id.clone();
-                    let v = Vault::with_data_key(h, dk, Some(by))?;
+                    let v = Vault::with_data_key(h, dk, Some(by.clone()))?;
+                    self.check_binding(&v, by, slot_key)?;
                     return Ok(self.remember_v2(v));
                 }
             }
@@ -758,6 +799,9 @@ impl Store {
         let env = Parsed::parse(&self.read_existing()?)?;
         drop(self.unlock(&env)?);
         let pass = new()?;
+        // The slot's key changes with its passphrase: the new slot is bound by `rekey_slot`
+        // itself, and the old key must not bind it again at the save.
+        self.slot_key = None;
         let ui = Rc::clone(&self.ui);
         self.update(|v| {
             announced(&*ui, &kdf, || {
@@ -786,6 +830,9 @@ impl Store {
             ));
         }
         let gained_key = vault.ensure_signing_key();
+        if let Some((id, key)) = &self.slot_key {
+            vault.bind_passphrase_slot(id, key);
+        }
         vault.note_parent_save();
         vault.bump_revision();
         fsio::atomic_write_with(&self.path, &mut |w| vault.write_to(w))?;

@@ -70,14 +70,17 @@ impl Vault {
     /// As `crypto::derive_key`.
     pub fn create(passphrase: &SecretString, kdf: KdfParams) -> Result<Vault, ChangeError> {
         kdf.check_bounds()?;
+        let payload = Payload::new();
+        let vault_key = public_key(&payload);
         Ok(Vault {
             seal: Seal::V2(v2::Sealing::with_passphrase(
                 passphrase,
                 kdf,
                 "",
                 Utc::now(),
+                vault_key.as_ref(),
             )?),
-            payload: Payload::new(),
+            payload,
             upgraded: false,
             saved_as: Default::default(),
         })
@@ -285,6 +288,40 @@ impl Vault {
         ))
     }
 
+    /// The public key new passphrase slots are bound to: the vault's signing key, made
+    /// first if the vault has none (after the upgrade a format-1 vault needs anyway).
+    fn vault_key_for_slots(&mut self, now: DateTime<Utc>) -> Result<Option<[u8; 32]>, ChangeError> {
+        self.upgrade(now)?;
+        self.ensure_signing_key();
+        Ok(public_key(&self.payload))
+    }
+
+    /// Binds the passphrase slot `slot_id` to this vault's signing key with the slot's
+    /// derived key (`slot_key`), when it is not bound to it yet: a slot made before binding,
+    /// or before the vault had its key, is bound by the first save of someone who opened it
+    /// with its passphrase. `true` when the binding changed.
+    pub fn bind_passphrase_slot(&mut self, slot_id: &str, slot_key: &SecretKey) -> bool {
+        let Some(pk) = public_key(&self.payload) else {
+            return false;
+        };
+        match &mut self.seal {
+            Seal::V2(s) => s.bind_slot(slot_id, slot_key, &pk),
+            Seal::V1 { .. } => false,
+        }
+    }
+
+    /// How the passphrase slot `slot_id`, opened with `slot_key`, stands to this vault's
+    /// signing key.
+    pub fn passphrase_slot_binding(&self, slot_id: &str, slot_key: &SecretKey) -> v2::Bound {
+        let Seal::V2(s) = &self.seal else {
+            return v2::Bound::Unbound;
+        };
+        match s.slots().iter().find(|x| x.id == slot_id) {
+            Some(slot) => v2::check_binding(slot, slot_key, public_key(&self.payload).as_ref()),
+            None => v2::Bound::Unbound,
+        }
+    }
+
     /// Gives a vault written before signing its signing key (the next save is signed);
     /// `true` when it had none.
     pub fn ensure_signing_key(&mut self) -> bool {
@@ -337,10 +374,17 @@ impl Vault {
     /// # Errors
     /// [`ChangeError`] when the new passphrase slot cannot be made.
     pub fn upgrade(&mut self, now: DateTime<Utc>) -> Result<bool, ChangeError> {
+        if matches!(self.seal, Seal::V2(_)) {
+            return Ok(false);
+        }
+        // The passphrase slot is bound to the vault's signing key from the start.
+        self.ensure_signing_key();
+        let vault_key = public_key(&self.payload);
         let Seal::V1 { kdf, salt, key } = &self.seal else {
             return Ok(false);
         };
-        let sealing = v2::Sealing::from_derived_key(key, *kdf, salt.clone(), now)?;
+        let sealing =
+            v2::Sealing::from_derived_key(key, *kdf, salt.clone(), now, vault_key.as_ref())?;
         let detail = format!("format 1 -> 2; {}", v2::slot_words(&sealing.slots()[0]));
         self.seal = Seal::V2(sealing);
         self.upgraded = true;
@@ -406,9 +450,10 @@ impl Vault {
         label: &str,
         now: DateTime<Utc>,
     ) -> Result<v2::Slot, ChangeError> {
+        let vault_key = self.vault_key_for_slots(now)?;
         let slot = self
             .sealing_mut(now)?
-            .add_passphrase_slot(passphrase, kdf, label, now)?
+            .add_passphrase_slot(passphrase, kdf, label, now, vault_key.as_ref())?
             .clone();
         self.record(now, EventAction::SlotAdd, None, Some(v2::slot_words(&slot)));
         Ok(slot)
@@ -472,12 +517,13 @@ impl Vault {
         kdf: KdfParams,
     ) -> Result<(), ChangeError> {
         kdf.check_bounds()?;
+        let vault_key = self.vault_key_for_slots(Utc::now())?;
         let s = self.sealing_mut(Utc::now())?;
         let sel = match slot {
             Some(x) => x.to_string(),
             None => s.default_passphrase_slot()?,
         };
-        s.rekey_slot(&sel, passphrase, kdf)?;
+        s.rekey_slot(&sel, passphrase, kdf, vault_key.as_ref())?;
         Ok(())
     }
 
@@ -1134,6 +1180,16 @@ impl KeyCache {
     pub(crate) fn remember_data_key(&mut self, vault: &Vault) {
         self.data_key = vault.data_key_cache_entry();
     }
+}
+
+/// The public half of a payload's signing key.
+fn public_key(payload: &Payload) -> Option<[u8; 32]> {
+    let k = payload.signing_key.as_ref()?;
+    Some(
+        ed25519_dalek::SigningKey::from_bytes(k.expose())
+            .verifying_key()
+            .to_bytes(),
+    )
 }
 
 fn hex(d: &[u8; 32]) -> String {

@@ -55,6 +55,11 @@ pub enum SlotKind {
         nonce: [u8; 24],
         /// The identity string sealed under the derived key.
         sealed_identity: Vec<u8>,
+        /// HMAC-SHA256 under the derived key over the slot id and the vault's public key
+        /// (`slots::binding`): only whoever knows the passphrase can make it, so it proves
+        /// the slot belongs to this vault and was not copied into another. `None` in slots
+        /// made before binding (bound at the next save by whoever opens them).
+        binding: Option<[u8; 32]>,
     },
     /// An age recipient, native (`age1…`) or a plugin's (`age1yubikey1…`, …).
     Age,
@@ -155,6 +160,8 @@ struct SlotJson<'a> {
     kdf: Option<KdfJson<'a>>,
     #[serde(default, skip_serializing_if = "Option::is_none", borrow)]
     identity: Option<SealedJson<'a>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", borrow)]
+    binding: Option<Cow<'a, str>>,
     #[serde(borrow)]
     wrapped_key: Cow<'a, str>,
 }
@@ -576,6 +583,7 @@ impl Header {
                 salt,
                 nonce,
                 sealed_identity,
+                binding,
             } = &s.kind
             {
                 field("slot.kdf.algorithm", "argon2id");
@@ -586,6 +594,9 @@ impl Header {
                 field("slot.kdf.salt", &B64.encode(salt));
                 field("slot.identity.nonce", &B64.encode(nonce));
                 field("slot.identity.ciphertext", &B64.encode(sealed_identity));
+                if let Some(b) = binding {
+                    field("slot.binding", &B64.encode(b));
+                }
             }
             field("slot.wrapped_key", &B64.encode(&s.wrapped_key));
         }
@@ -684,12 +695,13 @@ impl Header {
 
 /// A slot as the file spells it.
 fn slot_json(s: &Slot) -> SlotJson<'_> {
-    let (kdf, identity) = match &s.kind {
+    let (kdf, identity, binding) = match &s.kind {
         SlotKind::Passphrase {
             kdf,
             salt,
             nonce,
             sealed_identity,
+            binding,
         } => (
             Some(KdfJson {
                 algorithm: "argon2id".into(),
@@ -703,8 +715,9 @@ fn slot_json(s: &Slot) -> SlotJson<'_> {
                 nonce: B64.encode(nonce).into(),
                 ciphertext: B64.encode(sealed_identity).into(),
             }),
+            binding.map(|b| B64.encode(b).into()),
         ),
-        SlotKind::Age => (None, None),
+        SlotKind::Age => (None, None, None),
     };
     SlotJson {
         id: s.id.as_str().into(),
@@ -714,6 +727,7 @@ fn slot_json(s: &Slot) -> SlotJson<'_> {
         recipient: s.recipient.as_str().into(),
         kdf,
         identity,
+        binding,
         wrapped_key: B64.encode(&s.wrapped_key).into(),
     }
 }
@@ -776,7 +790,16 @@ fn parse_slot(s: &SlotJson<'_>) -> Result<Slot> {
                     bounds::SEALED_IDENTITY_LEN,
                     bounds::SEALED_IDENTITY_LEN,
                 )?,
+                binding: s
+                    .binding
+                    .as_ref()
+                    .map(|b| decode_exact(b.as_bytes(), "slot.binding", 32, 32))
+                    .transpose()?
+                    .map(|b| b.try_into().expect("32 bytes")),
             }
+        }
+        ("age", None, None) if s.binding.is_some() => {
+            return Err(corrupt("an age slot has no binding"))
         }
         ("age", None, None) => SlotKind::Age,
         ("passphrase" | "age", _, _) => {

@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 pub use crate::wire::{datetime, IdRef, RecordRef, TimeParts};
 pub use codec::Events;
 pub use header::{detect, Detected, Header, Slot, SlotKind};
-pub use slots::{AgeIdentity, Identities, PluginUi};
+pub use slots::{check_binding, AgeIdentity, Bound, Identities, PluginUi};
 
 use crate::crypto;
 use crate::error::{ChangeError, OpenError};
@@ -358,9 +358,10 @@ impl Sealing {
         kdf: KdfParams,
         label: &str,
         now: DateTime<Utc>,
+        vault_key: Option<&[u8; 32]>,
     ) -> Result<Sealing, ChangeError> {
         Sealing::with_first_slot(
-            |id| slots::new_passphrase_kind(passphrase, kdf, id),
+            |id| slots::new_passphrase_kind(passphrase, kdf, id, vault_key),
             label,
             now,
         )
@@ -377,9 +378,14 @@ impl Sealing {
         kdf: KdfParams,
         salt: Vec<u8>,
         now: DateTime<Utc>,
+        vault_key: Option<&[u8; 32]>,
     ) -> Result<Sealing, ChangeError> {
         Sealing::with_first_slot(
-            |id| Ok(slots::passphrase_kind_with_key(slot_key, kdf, salt, id)),
+            |id| {
+                Ok(slots::passphrase_kind_with_key(
+                    slot_key, kdf, salt, id, vault_key,
+                ))
+            },
             "",
             now,
         )
@@ -539,10 +545,11 @@ impl Sealing {
         kdf: KdfParams,
         label: &str,
         now: DateTime<Utc>,
+        vault_key: Option<&[u8; 32]>,
     ) -> Result<&Slot, ChangeError> {
         self.check_room(label)?;
         let id = new_slot_id(&self.slots);
-        let (kind, recipient) = slots::new_passphrase_kind(passphrase, kdf, &id)?;
+        let (kind, recipient) = slots::new_passphrase_kind(passphrase, kdf, &id, vault_key)?;
         self.push_slot(id, kind, recipient, label, now)
     }
 
@@ -631,6 +638,7 @@ impl Sealing {
         sel: &str,
         passphrase: &SecretString,
         kdf: KdfParams,
+        vault_key: Option<&[u8; 32]>,
     ) -> Result<String, ChangeError> {
         let i = find_slot(&self.slots, sel).map_err(ChangeError::invalid)?;
         if !matches!(self.slots[i].kind, SlotKind::Passphrase { .. }) {
@@ -639,11 +647,38 @@ impl Sealing {
             ));
         }
         let mut next = self.slots.clone();
-        let (kind, recipient) = slots::new_passphrase_kind(passphrase, kdf, &next[i].id)?;
+        let (kind, recipient) =
+            slots::new_passphrase_kind(passphrase, kdf, &next[i].id, vault_key)?;
         next[i].kind = kind;
         next[i].recipient = recipient;
         self.rotate_into(next)?;
         Ok(self.slots[i].id.clone())
+    }
+
+    /// Binds passphrase slot `slot_id` to `vault_key` with its derived key; `true` when
+    /// its binding changed (it had none, or one for another key).
+    pub(crate) fn bind_slot(
+        &mut self,
+        slot_id: &str,
+        slot_key: &SecretKey,
+        vault_key: &[u8; 32],
+    ) -> bool {
+        let Some(slot) = self.slots.iter_mut().find(|s| s.id == slot_id) else {
+            return false;
+        };
+        // Only with the slot's own key: a stale key (the slot was re-keyed since) must not
+        // overwrite a valid binding.
+        if slots::open_identity(slot, slot_key).is_err() {
+            return false;
+        }
+        let want = slots::binding(slot_key, slot_id, vault_key);
+        match &mut slot.kind {
+            SlotKind::Passphrase { binding, .. } if *binding != Some(want) => {
+                *binding = Some(want);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// A fresh data key wrapped to every slot of `next`, committed only if all wraps work.

@@ -278,11 +278,59 @@ pub fn new_passphrase_kind(
     passphrase: &SecretString,
     kdf: KdfParams,
     slot_id: &str,
+    vault_key: Option<&[u8; 32]>,
 ) -> Result<(SlotKind, String), ChangeError> {
     kdf.check_bounds()?;
     let salt = crate::rng::bytes(crate::crypto::SALT_LEN);
     let kek = crypto::derive_key(passphrase, &salt, &kdf)?;
-    Ok(passphrase_kind_with_key(&kek, kdf, salt, slot_id))
+    Ok(passphrase_kind_with_key(
+        &kek, kdf, salt, slot_id, vault_key,
+    ))
+}
+
+/// What binds a passphrase slot to one vault: HMAC-SHA256 under the slot's derived key over
+/// the slot id and the vault's public signing key. Only whoever knows the passphrase can
+/// make it, so a slot copied into a vault with another key does not carry a valid one.
+pub fn binding(slot_key: &SecretKey, slot_id: &str, vault_key: &[u8; 32]) -> [u8; 32] {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(slot_key.expose())
+        .expect("HMAC takes any key length");
+    mac.update(b"mcp-key-vault/2/slot-binding\n");
+    mac.update(slot_id.as_bytes());
+    mac.update(b"\n");
+    mac.update(vault_key);
+    mac.finalize().into_bytes().into()
+}
+
+/// How a passphrase slot, opened with `slot_key`, stands to the vault whose signing key is
+/// `vault_key`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    /// Its binding is valid for this vault: it was made for it by a passphrase holder.
+    Yes,
+    /// It has no binding (made before binding), or the vault has no signing key yet.
+    Unbound,
+    /// Its binding is for another vault key: a slot copied into a vault someone else made.
+    Other,
+}
+
+/// Checks a passphrase slot's binding (constant time).
+pub fn check_binding(slot: &Slot, slot_key: &SecretKey, vault_key: Option<&[u8; 32]>) -> Bound {
+    let (
+        SlotKind::Passphrase {
+            binding: Some(b), ..
+        },
+        Some(pk),
+    ) = (&slot.kind, vault_key)
+    else {
+        return Bound::Unbound;
+    };
+    use subtle::ConstantTimeEq as _;
+    if bool::from(binding(slot_key, &slot.id, pk).ct_eq(b)) {
+        Bound::Yes
+    } else {
+        Bound::Other
+    }
 }
 
 /// A passphrase slot's secret parts under an already derived slot key (`kdf` and `salt`
@@ -292,6 +340,7 @@ pub fn passphrase_kind_with_key(
     kdf: KdfParams,
     salt: Vec<u8>,
     slot_id: &str,
+    vault_key: Option<&[u8; 32]>,
 ) -> (SlotKind, String) {
     let identity = age::x25519::Identity::generate();
     let recipient = identity.to_public().to_string();
@@ -311,6 +360,7 @@ pub fn passphrase_kind_with_key(
             salt,
             nonce,
             sealed_identity: sealed,
+            binding: vault_key.map(|pk| binding(slot_key, slot_id, pk)),
         },
         recipient,
     )

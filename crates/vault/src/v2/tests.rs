@@ -449,3 +449,70 @@ fn a_vault_written_before_signing_opens_and_gains_a_key_when_asked() {
     assert_eq!(Header::parse(&signed).unwrap().fingerprint(), Some(fp));
     assert!(Vault::open(&signed, &p).is_ok());
 }
+
+#[test]
+fn passphrase_slots_are_bound_to_their_vaults_key() {
+    let p = pass("alpha");
+    let a = with_keys(&p, 0);
+    let b = with_keys(&p, 0);
+    let slot = a.slots()[0].clone();
+    let SlotKind::Passphrase {
+        kdf, salt, binding, ..
+    } = &slot.kind
+    else {
+        panic!("a passphrase slot")
+    };
+    assert!(binding.is_some(), "a new vault's slot is bound");
+    let key = crypto::derive_key(&p, salt, kdf).unwrap();
+    assert_eq!(a.passphrase_slot_binding(&slot.id, &key), Bound::Yes);
+    let pk = |v: &Vault| {
+        let h = Header::parse(&v.to_bytes()).unwrap();
+        h.signature.unwrap().public_key
+    };
+    assert_eq!(check_binding(&slot, &key, Some(&pk(&a))), Bound::Yes);
+    // The same slot in a vault with another signing key (a copy): not its binding.
+    assert_eq!(check_binding(&slot, &key, Some(&pk(&b))), Bound::Other);
+    // A wrong key never matches.
+    let other = crypto::derive_key(&pass("beta"), salt, kdf).unwrap();
+    assert_eq!(check_binding(&slot, &other, Some(&pk(&a))), Bound::Other);
+}
+
+#[test]
+fn an_unbound_slot_is_bound_by_its_own_key_only() {
+    use ed25519_dalek::Signer as _;
+    let p = pass("alpha");
+    let v = with_keys(&p, 1);
+    let id = v.slots()[0].id.clone();
+    let data_key = key_of(&v);
+    // The same vault as written by a release before binding: the slot without it, the
+    // payload sealed again under the associated data without it, signed again.
+    let mut h = Header::parse(&v.to_bytes()).unwrap();
+    let plain = crypto::open(&data_key, &h.nonce, &h.ad(), &h.ciphertext).unwrap();
+    let (kdf, salt) = match &mut h.slots[0].kind {
+        SlotKind::Passphrase {
+            kdf, salt, binding, ..
+        } => {
+            *binding = None;
+            (*kdf, salt.clone())
+        }
+        SlotKind::Age => unreachable!(),
+    };
+    h.ciphertext = crypto::seal(&data_key, &h.nonce, &h.ad(), &plain);
+    let seed = v.payload().signing_key.as_ref().unwrap().duplicate();
+    let signer = ed25519_dalek::SigningKey::from_bytes(seed.expose());
+    h.signature.as_mut().unwrap().signature = signer.sign(&h.signed_message()).to_bytes();
+    let mut old = Vault::open(&h.to_bytes(), &p).expect("an unbound slot still opens");
+
+    let key = crypto::derive_key(&p, &salt, &kdf).unwrap();
+    assert_eq!(old.passphrase_slot_binding(&id, &key), Bound::Unbound);
+    let wrong = crypto::derive_key(&pass("beta"), &salt, &kdf).unwrap();
+    assert!(
+        !old.bind_passphrase_slot(&id, &wrong),
+        "a wrong key binds nothing"
+    );
+    assert_eq!(old.passphrase_slot_binding(&id, &key), Bound::Unbound);
+    assert!(old.bind_passphrase_slot(&id, &key));
+    assert!(!old.bind_passphrase_slot(&id, &key), "already bound");
+    let bound = Vault::open(&old.to_bytes(), &p).unwrap();
+    assert_eq!(bound.passphrase_slot_binding(&id, &key), Bound::Yes);
+}
