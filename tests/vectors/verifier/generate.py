@@ -672,9 +672,16 @@ def key_pattern():
         ("two keys: %s,%s." % (v2, org), [v2, org]),
         ("no key: %s %s" % (hexes[:64], jwt), []),
     ]
+    # Shaped like keys, checksum and all, but with no randomness: scanners' entropy floors
+    # drop them (docs/scanning/).
+    placeholders = [with_checksum("mkm_%s_%s" % ("0" * 16, "0" * 43)),
+                    with_checksum("mkm_%s_%s" % ("0123456789abcdef", "x" * 43)),
+                    "mcp_%s_%s" % ("0" * 16, "0" * 64),
+                    "mcp_%s_%s" % ("a" * 16, "b" * 64)]
     return {"pattern": KEY_PATTERN, "keys": keys,
             "near_misses": [{"text": t, "why": w} for t, w in near],
-            "texts": [{"text": t, "keys": k} for t, k in texts]}
+            "texts": [{"text": t, "keys": k} for t, k in texts],
+            "placeholders": placeholders}
 
 
 def main():
