@@ -348,6 +348,46 @@ pub struct UseArgs {
     pub json: bool,
 }
 
+/// `headers`.
+#[derive(Args, Debug)]
+pub struct HeadersArgs {
+    #[command(flatten)]
+    pub key: IdArg,
+    /// What to print: `header`, the header line (`X-API-Key: <key>`); `claude-code`, a JSON
+    /// object of headers (what Claude Code's headersHelper reads); `json`, that object
+    /// with the key's id and name; `curl`, a curl config line (`curl -K -`).
+    #[arg(long, value_enum, default_value_t = HeaderFormat::Header)]
+    pub format: HeaderFormat,
+    /// Send the key as `Authorization: Bearer <key>` instead of `X-API-Key: <key>`.
+    #[arg(long)]
+    pub bearer: bool,
+}
+
+/// The output forms of `headers`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderFormat {
+    /// `X-API-Key: <key>`.
+    Header,
+    /// `{"X-API-Key":"<key>"}`.
+    ClaudeCode,
+    /// `{"id":…,"name":…,"headers":{"X-API-Key":"<key>"}}`.
+    Json,
+    /// `header = "X-API-Key: <key>"`.
+    Curl,
+}
+
+impl HeaderFormat {
+    /// The name given on the command line (and in the history's detail).
+    pub fn name(self) -> &'static str {
+        match self {
+            HeaderFormat::Header => "header",
+            HeaderFormat::ClaudeCode => "claude-code",
+            HeaderFormat::Json => "json",
+            HeaderFormat::Curl => "curl",
+        }
+    }
+}
+
 /// `verify`.
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
@@ -573,6 +613,9 @@ pub enum Command {
     Delete(DeleteArgs),
     /// Write a key into the env file as MCP_API_KEY, with API_KEY_REQUIRED=true.
     Use(UseArgs),
+    /// Print the HTTP header an MCP client sends with a key (for Claude Code's
+    /// headersHelper, curl -K -, …); recorded as a use.
+    Headers(HeadersArgs),
     /// Set API_KEY_REQUIRED=true in the env file (needs no passphrase).
     EnableRequirement(JsonFlag),
     /// Check presented keys (from stdin, one per line, or the env file) offline.

@@ -3,31 +3,37 @@
 //!
 //! Invariant: every error, hint and warning passes through [`keys`] before it is printed,
 //! including the argument parser's own messages, which quote the offending value. A key
-//! of this tool (`mcp_<16 hex>_<64 hex>`) keeps its public id and loses its secret; a run
-//! of 32 or more hex digits (the Python tool's keys were 64) is replaced whole. Errors
+//! of this tool (`mkm_<16 hex>_<49 base62>` of format 2, behind any organisation prefix,
+//! or `mcp_<16 hex>_<64 hex>` of format 1) keeps its prefix and public id and loses the
+//! rest, even when cut short; a run of 32 or more hex digits (the Python tool's keys were
+//! 64) is replaced whole. Errors
 //! from the vault library never contain a key to begin with; this guard is for what the
 //! user typed.
 
 use std::borrow::Cow;
 
-/// Whether `text` holds a key of this tool (`mcp_<16 hex>_<64 hex>`) anywhere in it.
+/// Whether `text` holds a key of this tool (either format) anywhere in it.
 pub fn holds_key(text: &str) -> bool {
-    text.match_indices("mcp_")
-        .any(|(i, _)| key_at(text.as_bytes(), i).is_some())
+    let b = text.as_bytes();
+    (0..b.len()).any(|i| key_at(b, i).is_some())
 }
 
-/// The length of the key of this tool that starts at `i`, if one does.
+/// The length of the key of this tool that starts at `i`, if one does: `mcp_` or `mkm_`,
+/// 16 hex, `_`, then the secret (64 hex; at least 32 base62 characters of format 2, so a
+/// key cut short is still hidden). The first 21 characters are not secret.
 fn key_at(b: &[u8], i: usize) -> Option<usize> {
     let hex = |c: &u8| c.is_ascii_digit() || (b'a'..=b'f').contains(c);
-    let run = |from: usize| {
+    let run = |from: usize, f: &dyn Fn(&u8) -> bool| {
         b.get(from..)
-            .map_or(0, |r| r.iter().take_while(|c| hex(c)).count())
+            .map_or(0, |r| r.iter().take_while(|c| f(c)).count())
     };
-    (b[i..].starts_with(b"mcp_")
-        && run(i + 4) >= 16
-        && b.get(i + 20) == Some(&b'_')
-        && run(i + 21) >= 64)
-        .then(|| 21 + run(i + 21))
+    let (secret_chars, least): (&dyn Fn(&u8) -> bool, usize) = match b.get(i..i + 4) {
+        Some(b"mcp_") => (&hex, 64),
+        Some(b"mkm_") => (&u8::is_ascii_alphanumeric, 32),
+        _ => return None,
+    };
+    (run(i + 4, &hex) >= 16 && b.get(i + 20) == Some(&b'_') && run(i + 21, secret_chars) >= least)
+        .then(|| 21 + run(i + 21, secret_chars))
 }
 
 /// `text` with every key-shaped run replaced (see the module doc).
@@ -93,6 +99,22 @@ mod tests {
         let legacy = "3f9a1c7e5b2d8f4a6c0e1b3d5f7a9c2e4b6d8f0a1c3e5b7d9f2a4c6e8b0d1f3a";
         let text = format!("no key {legacy} here");
         assert_eq!(keys(&text), "no key (key hidden) here");
+        // Format 2, behind an organisation prefix, and cut short by a few characters.
+        let secret = "Zx8".repeat(16) + "q";
+        for key in [
+            format!("mkm_{id}_{secret}"),
+            format!("acme_mkm_{id}_{secret}"),
+            format!("mkm_{id}_{}", &secret[..40]),
+        ] {
+            let text = format!("--listen '{key}'");
+            let shown = keys(&text);
+            assert!(!shown.contains(&secret[..8]), "{shown}");
+            assert!(
+                shown.contains(&format!("mkm_{id}_…(key hidden)'")),
+                "{shown}"
+            );
+            assert!(holds_key(&key));
+        }
     }
 
     #[test]

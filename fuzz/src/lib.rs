@@ -700,8 +700,16 @@ fn lower_hex(s: &[u8]) -> bool {
     s.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// The documented modern shape, written independently of `keyfmt`.
+/// A key of this tool in a documented shape (docs/verifier.md, "Key shapes"), written
+/// independently of `keyfmt`: format 1, or format 2 with its checksum and head right.
 pub fn is_modern_shape(s: &str) -> bool {
+    is_format1_shape(s)
+        || !s.starts_with("mcp_")
+            && format2_layout(s).is_some_and(|(head, sum_ok)| sum_ok && is_format2_head(head))
+}
+
+/// `mcp_` + 16 lowercase hex + `_` + 64 lowercase hex.
+pub fn is_format1_shape(s: &str) -> bool {
     let b = s.as_bytes();
     b.len() == 85
         && b.starts_with(b"mcp_")
@@ -710,23 +718,96 @@ pub fn is_modern_shape(s: &str) -> bool {
         && lower_hex(&b[21..])
 }
 
+fn legacy_chars(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"_-.~+/=".contains(&b))
+}
+
+/// Format 2's layout: 1 to 25 legacy characters (the head), 16 lowercase hex, `_`, 49
+/// base62 characters. Gives the head and whether the last 6 are the CRC-32 of the rest.
+pub fn format2_layout(s: &str) -> Option<(&str, bool)> {
+    let n = s.len();
+    if !(67..=91).contains(&n) || !s.is_ascii() {
+        return None;
+    }
+    let (head, id, sep, rest) = (
+        &s[..n - 66],
+        &s[n - 66..n - 50],
+        &s[n - 50..n - 49],
+        &s[n - 49..],
+    );
+    if !legacy_chars(head) || !lower_hex(id.as_bytes()) || sep != "_" {
+        return None;
+    }
+    if !rest.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return None;
+    }
+    // CRC-32 bit by bit (reflected, polynomial 0xEDB88320), then six base62 digits.
+    let mut crc = !0u32;
+    for &b in &s.as_bytes()[..n - 6] {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    let mut v = u64::from(!crc);
+    let digits = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut sum = [0u8; 6];
+    for d in sum.iter_mut().rev() {
+        *d = digits[(v % 62) as usize];
+        v /= 62;
+    }
+    Some((head, sum == s.as_bytes()[n - 6..]))
+}
+
+/// `mkm_`, or an organisation prefix (a lowercase letter, then up to 15 lowercase letters
+/// and digits, not `mcp`) and `_mkm_`.
+fn is_format2_head(head: &str) -> bool {
+    let Some(org) = head.strip_suffix("mkm_") else {
+        return false;
+    };
+    let Some(org) = org.strip_suffix('_') else {
+        return org.is_empty();
+    };
+    (1..=16).contains(&org.len())
+        && org.as_bytes()[0].is_ascii_lowercase()
+        && org
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && org != "mcp"
+}
+
+/// Whether `s` starts as a format-2 key: `mkm_` or `<org>_mkm_`.
+fn claims_format2(s: &str) -> bool {
+    s.match_indices("mkm_")
+        .any(|(i, _)| i == 0 || is_format2_head(&s[..i + 4]))
+}
+
 /// The documented legacy shape: 16-256 characters of `[A-Za-z0-9_.~+/=-]`, and not a
-/// string claiming to be a modern key.
+/// string claiming to be a key of this tool (starting with `mcp_`, `mkm_` or `<org>_mkm_`,
+/// or in format 2's layout).
 pub fn is_legacy_shape(s: &str) -> bool {
     (16..=256).contains(&s.len())
         && !s.starts_with("mcp_")
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-.~+/=".contains(&b))
+        && format2_layout(s).is_none()
+        && !claims_format2(s)
+        && legacy_chars(s)
 }
 
-/// `key_format`: raw mode (first byte not 0) classifies the bytes as (lossy) UTF-8;
-/// structured mode (first byte 0) builds a near-key `mcp_<16>_<64>` whose characters are
-/// mostly lowercase hex. `classify` never allocates, and agrees with the shape the design
-/// documents: `Modern { id }` exactly for `mcp_` + 16 lowercase hex + `_` + 64 lowercase
-/// hex (85 bytes) with `id` the 16 hex, `Legacy` exactly for [`is_legacy_shape`].
+/// `key_format`: raw mode (first byte not 0 or 1) classifies the bytes as (lossy) UTF-8;
+/// structured mode builds a near-key, `mcp_<16>_<64>` (first byte 0) whose characters are
+/// mostly lowercase hex, or `mkm_<16>_<43>` (first byte 1) mostly of hex and base62 with
+/// its checksum appended or not. `classify` never allocates, and agrees with the shapes
+/// the docs give: `Modern { id }` exactly for [`is_modern_shape`] with `id` the 16 hex,
+/// `Legacy` exactly for [`is_legacy_shape`].
 pub fn check_key_format(data: &[u8]) {
     let s = match data.split_first() {
         Some((0, rest)) => near_key(rest),
+        Some((1, rest)) => near_key2(rest),
         _ => String::from_utf8_lossy(data).into_owned(),
     };
     check_classify(&s);
@@ -743,9 +824,12 @@ pub fn check_classify(s: &str) {
     match shape {
         Shape::Modern { id } => {
             assert!(is_modern_shape(s), "Modern for {s:?}");
-            assert_eq!(id, &s[4..20]);
             assert!(keyfmt::is_id(id));
-            assert_eq!(s.len(), keyfmt::KEY_LEN);
+            if is_format1_shape(s) {
+                assert_eq!(id, &s[4..20]);
+            } else {
+                assert_eq!(id, &s[s.len() - 66..s.len() - 50]);
+            }
         }
         Shape::Legacy => assert!(is_legacy_shape(s), "Legacy for {s:?}"),
         Shape::Malformed => {
@@ -753,6 +837,13 @@ pub fn check_classify(s: &str) {
             assert!(!is_legacy_shape(s), "Malformed for a legacy key {s:?}");
         }
     }
+    // The reason: a checksum error exactly for format 2's layout with the wrong checksum.
+    let layout_bad_sum = !s.starts_with("mcp_") && format2_layout(s).is_some_and(|(_, ok)| !ok);
+    assert_eq!(
+        keyfmt::why_malformed(s) == Some(keyfmt::Reason::Checksum),
+        layout_bad_sum,
+        "reason for {s:?}"
+    );
 }
 
 fn near_key(bytes: &[u8]) -> String {
@@ -770,6 +861,33 @@ fn near_key(bytes: &[u8]) -> String {
     s.extend((0..16).map(|_| pick()));
     s.push('_');
     s.extend((0..64).map(|_| pick()));
+    s.push_str(&String::from_utf8_lossy(r.0));
+    s
+}
+
+fn near_key2(bytes: &[u8]) -> String {
+    const ODD: [char; 8] = ['_', 'G', 'A', 'é', '-', 'z', ' ', '\0'];
+    const HEADS: [&str; 4] = ["mkm_", "acme_mkm_", "mcp_mkm_", "Mkm_"];
+    let mut r = Reader(bytes);
+    let mut s = String::from(HEADS[usize::from(r.byte() % 4)]);
+    let sum = r.byte() % 2 == 0;
+    let mut pick = |alphabet: &[u8]| {
+        let b = r.byte();
+        if b < 0xf0 {
+            char::from(alphabet[usize::from(b) % alphabet.len()])
+        } else {
+            ODD[usize::from(b % 8)]
+        }
+    };
+    s.extend((0..16).map(|_| pick(b"0123456789abcdef")));
+    s.push('_');
+    s.extend((0..43).map(|_| pick(keyfmt::BASE62)));
+    if sum {
+        let c = keyfmt::checksum(&s);
+        s.extend(c.iter().map(|&b| char::from(b)));
+    } else {
+        s.extend((0..6).map(|_| pick(keyfmt::BASE62)));
+    }
     s.push_str(&String::from_utf8_lossy(r.0));
     s
 }

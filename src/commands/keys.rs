@@ -11,7 +11,7 @@ use super::output::{human_time, relative, s, whole_days, Human, KeyView, Many, R
 use crate::cli::{CreateArgs, DeleteArgs, InitArgs, JsonFlag, RevokeArgs, UseArgs, ViewArgs};
 use mcp_key_vault::display::sanitize;
 use mcp_key_vault::Expect;
-use mcp_key_vault::{EventAction, KeyId, NewKey, Permission, Status, Vault};
+use mcp_key_vault::{EventAction, KeyId, KeyRecord, NewKey, Permission, Status, Vault};
 
 /// Argon2id settings as `init` and `rekey` report them.
 #[derive(Serialize)]
@@ -563,6 +563,19 @@ impl Report for Used {
     }
 }
 
+/// Refuses to hand out a key that no server accepts (`use`, `headers`).
+pub(super) fn refuse_unusable(k: &KeyRecord, now: DateTime<Utc>) -> Result<()> {
+    if let s @ (Status::Revoked | Status::Expired) = k.status(now) {
+        return Err(Error::failed(format!(
+            "key {} is {}; it cannot be used. Create a new key, or `rotate {}`",
+            k.id,
+            s.as_str(),
+            k.id
+        )));
+    }
+    Ok(())
+}
+
 pub(super) fn use_key(ctx: &mut Ctx, a: UseArgs) -> Result<()> {
     let mut store = ctx.store();
     let (id, key) = store.update::<_, Error>(|v| {
@@ -570,14 +583,7 @@ pub(super) fn use_key(ctx: &mut Ctx, a: UseArgs) -> Result<()> {
         let now = now();
         let i = select(v, a.key.selector())?;
         let k = &v.keys()[i];
-        if let s @ (Status::Revoked | Status::Expired) = k.status(now) {
-            return Err(Error::failed(format!(
-                "key {} is {}; it cannot be used. Create a new key, or `rotate {}`",
-                k.id,
-                s.as_str(),
-                k.id
-            )));
-        }
+        refuse_unusable(k, now)?;
         let (id, key) = (k.id.clone(), k.secret.duplicate());
         // The env file is written inside the vault's lock, before the use is recorded: a
         // `use` that cannot write it leaves the vault and its history alone.

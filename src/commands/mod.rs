@@ -10,6 +10,7 @@
 mod check;
 mod context;
 mod follow;
+mod headers;
 mod import;
 mod keys;
 mod lifecycle;
@@ -57,6 +58,7 @@ fn dispatch(ctx: &mut Ctx, command: Command) -> Result<()> {
         Command::Revoke(a) => keys::revoke(ctx, a),
         Command::Delete(a) => keys::delete(ctx, a),
         Command::Use(a) => keys::use_key(ctx, a),
+        Command::Headers(a) => headers::headers(ctx, a),
         Command::EnableRequirement(a) => keys::enable_requirement(ctx, a),
         Command::Verify(a) => verify::verify(ctx, a),
         Command::Check(a) => check::check(ctx, a),
@@ -116,6 +118,10 @@ pub fn hint(e: &Error) -> Option<&'static str> {
              MCP_KEY_VAULT_PASSPHRASE_FILE), or restore the vault from a backup"
         }
         Error::LegacyStore => "run `mcp-key-manager import-legacy` to encrypt it in place",
+        Error::NoPassphrase { .. } => {
+            "or run `mcp-key-manager unlock` at a terminal first: commands started without \
+             one (a client's headersHelper, a script) then use its session"
+        }
         _ => return None,
     })
 }

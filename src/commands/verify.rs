@@ -11,7 +11,7 @@ use mcp_key_vault::verify::{Verdict, Verifier};
 use mcp_key_vault::KeyId;
 use mcp_key_verifier::time::format as fmt_time;
 
-/// Longest line read from stdin by `verify` (a key is 85 characters).
+/// Longest line read from stdin by `verify` (a key is 70 to 91 characters).
 const MAX_LINE: usize = 4096;
 /// Most keys one `verify` reads from stdin: they are all held until the vault is open.
 const MAX_KEYS: usize = 1_000_000;
@@ -20,6 +20,9 @@ const MAX_KEYS: usize = 1_000_000;
 struct VerdictView {
     valid: bool,
     code: &'static str,
+    /// `SHAPE` or `CHECKSUM` for `MALFORMED`; absent otherwise (an addition to the shape).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
     id: Option<KeyId>,
     name: Option<String>,
     expires_at: Option<String>,
@@ -35,6 +38,7 @@ impl VerdictView {
         VerdictView {
             valid: v.is_valid(),
             code: v.code.as_str(),
+            reason: v.reason.map(|r| r.as_str()),
             id: k.map(|k| KeyId::from(k.id.as_str())),
             name: k.and_then(|k| k.name.clone()),
             expiry: k.map(|_| expires_at.clone()),
@@ -55,10 +59,11 @@ impl Report for Verdicts {
     fn human(&self, h: &mut Human<'_>) -> io::Result<()> {
         for (n, v) in self.verdicts.iter().enumerate() {
             let id = v.id.as_ref().map_or("-".into(), |i| i.to_string());
-            let exp = match &v.expiry {
-                Some(Some(t)) => format!("expires {t}"),
-                Some(None) => "never expires".into(),
-                None => String::new(),
+            let exp = match (&v.expiry, v.reason) {
+                (Some(Some(t)), _) => format!("expires {t}"),
+                (Some(None), _) => "never expires".into(),
+                (None, Some("CHECKSUM")) => "checksum does not match: mistyped or cut off".into(),
+                (None, _) => String::new(),
             };
             writeln!(h.out, "{}\t{}\t{}\t{}", n + 1, v.code, id, exp)?;
         }

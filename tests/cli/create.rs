@@ -3,16 +3,39 @@
 use crate::common::*;
 use predicates::prelude::*;
 
+/// Format 2 (docs/commands.md, "Key formats"), checked here without the library.
 fn is_key(k: &str) -> bool {
-    k.len() == 85
-        && k.starts_with("mcp_")
+    k.len() == 70
+        && k.starts_with("mkm_")
         && k.as_bytes()[20] == b'_'
         && k[4..20]
             .bytes()
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-        && k[21..]
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        && k[21..].bytes().all(|b| b.is_ascii_alphanumeric())
+        && k[64..] == checksum(&k[..64])
+}
+
+/// CRC-32 (zlib's) of `body` in six base62 digits, written out as docs/verifier.md says.
+fn checksum(body: &str) -> String {
+    let mut crc = !0u32;
+    for b in body.bytes() {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    let digits = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut v = !crc;
+    let mut out = [0u8; 6];
+    for d in out.iter_mut().rev() {
+        *d = digits[(v % 62) as usize];
+        v /= 62;
+    }
+    String::from_utf8(out.to_vec()).unwrap()
 }
 
 #[test]

@@ -112,6 +112,6 @@ fn short_flags_work_as_in_the_old_tool() {
     let v = e.open_vault();
     assert_eq!(v.keys()[0].expires_at, None, "-e 0 means never");
     assert_eq!(v.keys()[0].description, "desc");
-    assert!(e.read_env().contains("MCP_API_KEY=mcp_"));
+    assert!(e.read_env().contains("MCP_API_KEY=mkm_"));
     e.cmd().args(["list", "-a", "-k"]).assert().success();
 }

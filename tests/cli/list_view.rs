@@ -24,7 +24,10 @@ fn list_never_prints_a_key_and_k_shows_a_hint() {
     e.cmd()
         .args(["list", "-k"])
         .assert()
-        .stdout(predicate::str::contains(format!("mcp_{id}_…")));
+        .stdout(predicate::str::contains(format!(
+            "mkm_{id}_…{}",
+            &key[key.len() - 4..]
+        )));
 }
 
 #[test]

@@ -10,6 +10,7 @@ mod envfile;
 mod envfile_dotenv;
 mod guide;
 mod hardening;
+mod headers;
 mod history;
 mod hooks;
 mod import;

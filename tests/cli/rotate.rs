@@ -11,7 +11,10 @@ fn rotate_revokes_and_links_both_ways() {
     let v = e.json(&["rotate", &old, "--json"]);
     let new = v["id"].as_str().unwrap().to_string();
     let key = v["key"].as_str().unwrap();
-    assert!(key.starts_with(&format!("mcp_{new}_")));
+    assert!(
+        key.starts_with(&format!("mkm_{new}_")),
+        "successors are of format 2"
+    );
     let vault = e.open_vault();
     let o = &vault.keys()[vault.find(&old).unwrap()];
     let n = &vault.keys()[vault.find(&new).unwrap()];
@@ -172,4 +175,43 @@ fn a_name_shared_during_a_grace_period_selects_the_current_key() {
     e.create("twin", &[]);
     let out = e.cmd().args(["view", "--name", "twin"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", all_output(&out));
+}
+
+/// A key of format 1 keeps verifying and listing as before; rotating it makes a successor
+/// of format 2.
+#[test]
+fn a_format_1_key_keeps_working_and_rotates_to_format_2() {
+    let e = Env::with_vault();
+    let (id, _) = e.create("old", &["-p", "info"]);
+    let old_key = format!("mcp_{id}_{}", "3c".repeat(32));
+    e.edit_vault(|v| {
+        let i = v.find(&id).unwrap();
+        let hash = v.keyed_hash(&old_key);
+        let k = &mut v.payload_mut_unchecked().keys[i];
+        k.secret = mcp_key_vault::SecretString::new(old_key.clone());
+        k.hash = hash;
+    });
+    let verify = |key: &str| {
+        let out = e
+            .cmd()
+            .args(["verify", "--json"])
+            .write_stdin(format!("{key}\n"))
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v[0]["code"].as_str().unwrap().to_string()
+    };
+    assert_eq!(verify(&old_key), "VALID");
+    e.cmd()
+        .args(["list", "-k"])
+        .assert()
+        .stdout(predicate::str::contains(format!("mcp_{id}_…3c3c")));
+    assert_eq!(e.json(&["list", "--json"])[0]["legacy"], false);
+
+    let v = e.json(&["rotate", &id, "--json"]);
+    let new_key = v["key"].as_str().unwrap();
+    assert!(new_key.starts_with(&format!("mkm_{}_", v["id"].as_str().unwrap())));
+    assert_eq!(verify(&old_key), "REVOKED");
+    assert_eq!(verify(new_key), "VALID");
+    assert_eq!(e.json(&["list", "--json"])[1]["legacy"], false);
 }

@@ -9,15 +9,16 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
-/// A vault plus a private TMPDIR for its session sockets; ends its agents on drop.
-struct Sess {
-    env: Env,
+/// A vault plus a private TMPDIR for its session sockets; ends its agents on drop (also
+/// used by `headers`, which a client runs inside a session).
+pub(crate) struct Sess {
+    pub(crate) env: Env,
     tmp: PathBuf,
     pids: std::cell::RefCell<Vec<u32>>,
 }
 
 impl Sess {
-    fn new() -> Sess {
+    pub(crate) fn new() -> Sess {
         let env = Env::with_vault();
         let tmp = env.path().join("t");
         std::fs::create_dir(&tmp).unwrap();
@@ -29,14 +30,14 @@ impl Sess {
     }
 
     /// The binary with the passphrase in the environment.
-    fn cmd(&self) -> assert_cmd::Command {
+    pub(crate) fn cmd(&self) -> assert_cmd::Command {
         let mut c = self.env.cmd();
         c.env("TMPDIR", &self.tmp);
         c
     }
 
     /// The binary with no passphrase source and no terminal (a new session, stdin null).
-    fn no_source(&self, args: &[&str]) -> Output {
+    pub(crate) fn no_source(&self, args: &[&str]) -> Output {
         StdCommand::new("setsid")
             .arg("-w")
             .arg(bin())
@@ -51,7 +52,7 @@ impl Sess {
     }
 
     /// `unlock` with the given timeout; returns the agent's pid.
-    fn unlock(&self, timeout: &str) -> u32 {
+    pub(crate) fn unlock(&self, timeout: &str) -> u32 {
         let out = self
             .cmd()
             .args(["unlock", "--json", "--timeout", timeout])

@@ -30,7 +30,7 @@ fn verify_stdin(e: &Env, input: String, extra: &[&str]) -> std::process::Output 
 #[test]
 fn every_code_through_the_cli() {
     let (e, [good, revoked, expired, never]) = fixture();
-    let wrong_secret = format!("{}{}", &good.1[..21], "0".repeat(64));
+    let wrong_secret = key2(&good.0, &"0".repeat(43));
     let unknown = format!("mcp_{}_{}", "0".repeat(16), "1".repeat(64));
     let cases = [
         (good.1.clone(), "VALID"),
@@ -213,4 +213,56 @@ fn the_readme_python_snippet_verifies_keys() {
     let s = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = s.lines().collect();
     assert_eq!(lines, ["True", "False", "False", "False", "False"], "{s}");
+}
+
+/// A typo in a format-2 key is told from an unknown key before any lookup: `MALFORMED`
+/// with reason `CHECKSUM`, by the vault and by a verifier file without a single entry.
+#[test]
+fn a_mistyped_key_is_malformed_by_its_checksum() {
+    let e = Env::with_vault();
+    e.cmd()
+        .args(["export-verifier", "--out", "empty.json"])
+        .assert()
+        .success();
+    let (_, key) = e.create("k", &[]);
+    let typo = typo(&key, 30);
+    let unknown = key2(&"0".repeat(16), &"1".repeat(43));
+    let out = verify_stdin(&e, format!("{typo}\n{unknown}\n{key}\n"), &["--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (&v[0]["code"], &v[0]["reason"]),
+        (&"MALFORMED".into(), &"CHECKSUM".into())
+    );
+    assert_eq!(v[1]["code"], "NOT_FOUND");
+    assert_eq!(v[1].get("reason"), None, "reason is only for MALFORMED");
+    assert_eq!(v[2]["code"], "VALID");
+    let out = verify_stdin(&e, "mkm_short\n".into(), &["--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (&v[0]["code"], &v[0]["reason"]),
+        (&"MALFORMED".into(), &"SHAPE".into())
+    );
+
+    let out = verify_stdin(&e, format!("{typo}\n"), &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("1\tMALFORMED\t-\tchecksum does not match"),
+        "{text}"
+    );
+    assert!(
+        !all_output(&out).contains(&typo[21..]),
+        "verify never prints a key"
+    );
+
+    let out = verify_stdin(
+        &e,
+        format!("{typo}\n"),
+        &["--verifier", "empty.json", "--json"],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (&v[0]["code"], &v[0]["reason"]),
+        (&"MALFORMED".into(), &"CHECKSUM".into())
+    );
 }

@@ -231,3 +231,18 @@ pub fn unprivileged(e: &Env) -> Option<Box<dyn Fn() -> Command + '_>> {
         c
     }))
 }
+
+/// A format-2 key (`mkm_<id>_<secret>` and its checksum): right in shape and checksum,
+/// whether or not a vault holds it.
+pub fn key2(id: &str, secret: &str) -> String {
+    let body = format!("mkm_{id}_{secret}");
+    let sum = mcp_key_vault::keyfmt::checksum(&body);
+    format!("{body}{}", String::from_utf8_lossy(&sum))
+}
+
+/// `key` with its character at `at` replaced by another base62 character: a typo.
+pub fn typo(key: &str, at: usize) -> String {
+    let mut b = key.as_bytes().to_vec();
+    b[at] = if b[at] == b'Q' { b'R' } else { b'Q' };
+    String::from_utf8(b).expect("ASCII")
+}

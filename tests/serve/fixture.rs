@@ -43,6 +43,23 @@ impl TestKey {
         }
     }
 
+    /// A fresh key of format 2 behind `head` (`mkm_`, `acme_mkm_`): random id and base62
+    /// secret, and its checksum.
+    pub fn format2(head: &str, perms: &[&str]) -> TestKey {
+        const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+        let mut k = TestKey::new(perms);
+        let mut secret = [0u8; 43];
+        rand::rngs::OsRng.fill_bytes(&mut secret);
+        let secret: String = secret
+            .iter()
+            .map(|b| char::from(BASE62[usize::from(b % 62)]))
+            .collect();
+        let body = format!("{head}{}_{secret}", k.id);
+        let sum = mcp_key_verifier::keys::checksum(&body);
+        k.key = format!("{body}{}", String::from_utf8_lossy(&sum));
+        k
+    }
+
     pub fn named(mut self, name: &str) -> TestKey {
         self.name = Some(name.into());
         self

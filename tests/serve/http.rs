@@ -1025,3 +1025,28 @@ fn trust_takes_only_files_the_pinned_vault_signed() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `serve` judges through the verifier crate: keys of format 2 (with and without an
+/// organisation prefix) pass, and one with a typo is refused as malformed, not unknown.
+#[test]
+fn format_2_keys_pass_and_a_typo_is_malformed() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = TestKey::format2("mkm_", &["info"]);
+    let org = TestKey::format2("acme_mkm_", &["info"]);
+    let old = TestKey::new(&["info"]);
+    let path = dir.path().join("verifier.json");
+    Spec::new(1, vec![plain.clone(), org.clone(), old.clone()]).publish(&path);
+    let srv = Server::start(&path, &[]);
+    for k in [&plain, &org, &old] {
+        let r = srv.auth_x(&k.key);
+        assert_eq!(r.status, 200, "{}", r.raw);
+        assert_eq!(r.header("X-MCP-Key-Id"), Some(k.id.as_str()));
+    }
+    let mut typo = plain.key.clone().into_bytes();
+    typo[30] = if typo[30] == b'Q' { b'R' } else { b'Q' };
+    let typo = String::from_utf8(typo).unwrap();
+    let r = srv.auth_x(&typo);
+    assert_eq!(r.status, 401, "{}", r.raw);
+    assert_eq!(r.code(), "MALFORMED");
+    assert_no_secret("a refused typo", &r.raw, &[&typo]);
+}

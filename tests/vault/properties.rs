@@ -580,6 +580,9 @@ fn near_keys() -> impl Strategy<Value = String> {
         "[a-z_]{0,4}[0-9a-f_]{70,90}",
         "[A-Za-z0-9_.~+/=-]{14,258}",
         "[A-Za-z0-9_.~+/= é-]{10,30}",
+        "(acme_)?mkm_[0-9a-f]{16}_[0-9A-Za-z]{49}",
+        "[a-z_]{0,6}mkm[_-][0-9a-fA-G]{15,17}[_-][0-9A-Za-z_]{48,50}",
+        "[A-Za-z0-9_.~+/=-]{1,26}[0-9a-f]{16}_[0-9A-Za-z]{49}",
     ]
 }
 
@@ -592,14 +595,32 @@ proptest! {
     }
 
     #[test]
-    fn one_changed_character_breaks_a_modern_key(
-        at in 0usize..keyfmt::KEY_LEN,
+    fn one_changed_character_makes_a_new_key_malformed(
+        at in 0usize..keyfmt::KEY2_LEN,
         c in prop::char::any(),
     ) {
         let id = keyfmt::new_id();
         let key = keyfmt::generate(&id);
         let key = key.expose();
         prop_assert_eq!(keyfmt::classify(key), Shape::Modern { id: &id });
+        let mut changed: String = key[..at].into();
+        changed.push(c);
+        changed.push_str(&key[at + 1..]);
+        // The checksum catches every change: no lookup is needed to refuse a typo.
+        let unchanged = c == char::from(key.as_bytes()[at]);
+        prop_assert_eq!(keyfmt::classify(&changed) != Shape::Malformed, unchanged);
+        checks::check_classify(&changed);
+    }
+
+    #[test]
+    fn one_changed_character_breaks_a_format_1_key(
+        at in 0usize..keyfmt::KEY_LEN,
+        c in prop::char::any(),
+        secret in "[0-9a-f]{64}",
+    ) {
+        let id = keyfmt::new_id();
+        let key = format!("mcp_{id}_{secret}");
+        prop_assert_eq!(keyfmt::classify(&key), Shape::Modern { id: &id });
         let mut changed: String = key[..at].into();
         changed.push(c);
         changed.push_str(&key[at + 1..]);

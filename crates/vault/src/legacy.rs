@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::display::sanitize;
-use crate::keyfmt::{self, Shape};
+use crate::keyfmt;
 use crate::secret::SecretString;
 use crate::types::Permission;
 
@@ -173,8 +173,21 @@ fn parse_record(id: &str, value: Value) -> Result<LegacyRecord, String> {
         return Err("its key_id differs from the id it is stored under".into());
     }
     let key = SecretString::new(take_str("key_value", true)?.unwrap_or_default());
-    if keyfmt::classify(key.expose()) == Shape::Malformed {
-        return Err("its key_value is not a key (16-256 characters of [A-Za-z0-9_.~+/=-])".into());
+    match keyfmt::why_malformed(key.expose()) {
+        None => {}
+        // Readers would refuse it before any lookup (docs/verifier.md, "Key shapes").
+        Some(keyfmt::Reason::Checksum) => {
+            return Err(
+                "its key_value has the layout of a format-2 key of this tool but not \
+                        its checksum; no reader would accept it"
+                    .into(),
+            )
+        }
+        Some(keyfmt::Reason::Shape) => {
+            return Err(
+                "its key_value is not a key (16-256 characters of [A-Za-z0-9_.~+/=-])".into(),
+            )
+        }
     }
     let name = take_str("name", true)?.unwrap_or_default();
     let description = take_str("description", false)?.unwrap_or_default();

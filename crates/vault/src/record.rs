@@ -93,15 +93,22 @@ impl KeyRecord {
         self.permissions.iter().any(|q| q == p)
     }
 
-    /// Whether the key is of this tool's format (not imported from the Python tool).
+    /// Whether the key is not of this tool's formats (it was imported from the Python tool).
     pub fn is_legacy(&self) -> bool {
-        !self.id.is_modern() || !self.secret.expose().starts_with("mcp_")
+        !self.id.is_modern() || !is_tool_key(self.secret.expose())
     }
 
     /// Whether the key expires within `days` days of `now` (and has not yet).
     pub fn expires_within(&self, now: DateTime<Utc>, days: i64) -> bool {
         expires_within(self.expires_at, now, days)
     }
+}
+
+/// Whether `key` was made by this tool: it starts with `mcp_` (format 1, as always
+/// counted) or is a key of format 2.
+pub(crate) fn is_tool_key(key: &str) -> bool {
+    key.starts_with("mcp_")
+        || matches!(crate::keyfmt::classify(key), crate::keyfmt::Shape::Modern { .. })
 }
 
 /// Whether a key expiring at `expires_at` expires within `days` days of `now` (and has not

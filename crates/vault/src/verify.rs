@@ -164,7 +164,12 @@ mod tests {
         );
         assert_eq!(ver.verify(keys[1].1.expose(), &[]).code, Code::Revoked);
         assert_eq!(ver.verify(keys[2].1.expose(), &[]).code, Code::Expired);
-        let wrong = format!("{}{}", &good[..21], "0".repeat(64));
+        // The right shape and checksum, a known id, another secret.
+        let body = format!("{}{}", &good[..21], "0".repeat(43));
+        let wrong = format!(
+            "{body}{}",
+            String::from_utf8_lossy(&keyfmt::checksum(&body))
+        );
         let wrong_v = ver.verify(&wrong, &[]);
         assert_eq!(wrong_v.code, Code::NotFound);
         assert!(
@@ -251,7 +256,13 @@ mod tests {
             good.clone(),
             keys[1].1.expose().into(),
             keys[2].1.expose().into(),
-            format!("{}{}", &good[..21], "0".repeat(64)),
+            {
+                let body = format!("{}{}", &good[..21], "0".repeat(43));
+                format!(
+                    "{body}{}",
+                    String::from_utf8_lossy(&keyfmt::checksum(&body))
+                )
+            },
             format!("mcp_{}_{}", "f".repeat(16), "0".repeat(64)),
             legacy.into(),
             "sk-imported-but-not-this-one-0123456789abcdefghij".into(),

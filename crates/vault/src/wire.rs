@@ -470,7 +470,7 @@ impl<'a> RecordRef<'a> {
     pub fn is_legacy(&self) -> bool {
         match (&self.secret, &self.id) {
             (SecretRef::Raw(_), _) => false,
-            (SecretRef::Text(s), IdRef::Hex(_)) => !s.starts_with("mcp_"),
+            (SecretRef::Text(s), IdRef::Hex(_)) => !crate::record::is_tool_key(s),
             (SecretRef::Text(_), IdRef::Text(_)) => true,
         }
     }

@@ -14,7 +14,8 @@
 //! - [`api_key_from_headers`] and [`api_key_from_header_values`] (for repeated headers),
 //!   the one rule for finding a key in `X-API-Key` /
 //!   `Authorization: Bearer`;
-//! - [`keys`] (the key shapes), [`time`] (the file's RFC 3339 rule),
+//! - [`keys`] (the key shapes, format 2's checksum, [`keys::Reason`] for a `MALFORMED`
+//!   verdict, [`keys::KEY_PATTERN`] for scanners), [`time`] (the file's RFC 3339 rule),
 //!   [`escape_controls`] (for logging ids and names from a file), [`Error`];
 //! - [`rpc`] (the refusals of `mcp-key-manager serve` as status, JSON-RPC body and
 //!   `WWW-Authenticate` strings) and [`routing`] (the permissions a JSON-RPC message needs

@@ -20,7 +20,7 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
-use crate::keys::{self, Shape};
+use crate::keys::{self, Known, Reason};
 use crate::permits::permits;
 use crate::text::escape_controls;
 use crate::time::{format as fmt_time, parse_bounded as parse_time};
@@ -126,6 +126,9 @@ pub struct Verdict<'a> {
     pub code: Code,
     /// The matched key (absent for `MALFORMED` and `NOT_FOUND`).
     pub key: Option<&'a KeyInfo>,
+    /// Why the key is `MALFORMED` (`CHECKSUM` for a format-2 key with a typo); `None` for
+    /// every other code.
+    pub reason: Option<Reason>,
 }
 
 impl Verdict<'_> {
@@ -195,9 +198,13 @@ impl Verifier {
     /// `revision` (what a vault library calls to publish; servers load files instead).
     ///
     /// ```
-    /// use mcp_key_verifier::{Code, KeyInfo, Verifier};
+    /// use mcp_key_verifier::{keys::Reason, Code, KeyInfo, Verifier};
     /// let verifier = Verifier::new(&[7; 32], 1, Vec::<KeyInfo>::new());
     /// assert_eq!(verifier.verify("mcp_0123456789abcdef_00", &[]).code, Code::Malformed);
+    /// // A format-2 key with a typo (a `Z` of ...ZxZx91hDRlg became `z`): no lookup needed.
+    /// let typo = "mkm_0123456789abcdef_ZxZxZxZxZxZxZxZxZxZxZxZxZxZxZxZxZxZxZxZxzx91hDRlg";
+    /// let verdict = verifier.verify(typo, &[]);
+    /// assert_eq!((verdict.code, verdict.reason), (Code::Malformed, Some(Reason::Checksum)));
     /// ```
     pub fn new(hash_key: &[u8; 32], revision: u64, keys: Vec<KeyInfo>) -> Verifier {
         Verifier::build(Zeroizing::new(*hash_key), revision, keys)
@@ -501,8 +508,9 @@ impl Verifier {
 
     /// Verifies `key` at the current time, requiring every permission in `required`.
     ///
-    /// The checks run in the order of [`Code`]: shape, existence (by keyed hash, in
-    /// constant time), revocation, expiry, permissions.
+    /// The checks run in the order of [`Code`]: shape (and a format-2 key's checksum,
+    /// [`Verdict::reason`]), existence (by keyed hash, in constant time), revocation,
+    /// expiry, permissions.
     pub fn verify(&self, key: &str, required: &[&str]) -> Verdict<'_> {
         self.verify_at(key, required, Utc::now())
     }
@@ -512,16 +520,22 @@ impl Verifier {
         let not_found = Verdict {
             code: Code::NotFound,
             key: None,
+            reason: None,
         };
         let digest = || self.keyed_hash(key);
-        let info = match keys::classify(key) {
-            Shape::Malformed => {
+        // The shape, and a format-2 key's checksum, before anything is looked up.
+        let shape = match keys::judge(key) {
+            Ok(shape) => shape,
+            Err(reason) => {
                 return Verdict {
                     code: Code::Malformed,
                     key: None,
+                    reason: Some(reason),
                 }
             }
-            Shape::Modern { id } => {
+        };
+        let info = match shape {
+            Known::Modern(id) => {
                 // An unknown id and a wrong secret behind a known one do the same work: the
                 // digest, one lookup, one constant-time comparison (against a hash no key
                 // has, for an unknown id), one branch on both results. Timing then tells an
@@ -561,9 +575,10 @@ impl Verifier {
                 return Verdict {
                     code,
                     key: Some(info),
+                    reason: None,
                 };
             }
-            Shape::Legacy => {
+            Known::Legacy => {
                 // The lookup is by keyed hash: its timing can only tell an attacker about
                 // digests under a key they do not have.
                 let d = digest();
@@ -589,6 +604,7 @@ impl Verifier {
         Verdict {
             code,
             key: Some(info),
+            reason: None,
         }
     }
 }

@@ -11,12 +11,15 @@ mcp-key-manager repository.
 """
 
 from ._core import (
+    CHECKSUM,
     CODES,
     EXPIRED,
     INSUFFICIENT_PERMISSIONS,
+    KEY_PATTERN,
     MALFORMED,
     NOT_FOUND,
     REVOKED,
+    SHAPE,
     VALID,
     Verdict,
     Verifier,
@@ -32,13 +35,16 @@ __version__ = "0.1.0"
 
 __all__ = [
     "APIKeyMiddleware",
+    "CHECKSUM",
     "CODES",
     "EXPIRED",
     "INSUFFICIENT_PERMISSIONS",
+    "KEY_PATTERN",
     "MALFORMED",
     "McpTokenVerifier",
     "NOT_FOUND",
     "REVOKED",
+    "SHAPE",
     "STATE_KEY",
     "VALID",
     "Verdict",

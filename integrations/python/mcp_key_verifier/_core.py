@@ -36,6 +36,9 @@ from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Tuple, Uni
 __all__ = [
     "VALID",
     "MALFORMED",
+    "SHAPE",
+    "CHECKSUM",
+    "KEY_PATTERN",
     "NOT_FOUND",
     "REVOKED",
     "EXPIRED",
@@ -59,6 +62,14 @@ INSUFFICIENT_PERMISSIONS = "INSUFFICIENT_PERMISSIONS"
 VALID = "VALID"
 #: The verdict codes, in the order the checks are made (the CLI's order).
 CODES = (MALFORMED, NOT_FOUND, REVOKED, EXPIRED, INSUFFICIENT_PERMISSIONS, VALID)
+#: Why a key is MALFORMED: not of any key's shape, or a format-2 key whose checksum does not
+#: match (a typo), told without looking anything up.
+SHAPE = "SHAPE"
+CHECKSUM = "CHECKSUM"
+#: One regular expression for every key of format 1 and format 2, as a whole word (what a
+#: secret scanner looks for; keys imported from the Python tool have no shape of their own).
+KEY_PATTERN = (r"\b(?:mcp_[0-9a-f]{16}_[0-9a-f]{64}"
+               r"|(?:[a-z][a-z0-9]{0,15}_)?mkm_[0-9a-f]{16}_[0-9A-Za-z]{49})\b")
 
 FORMAT = "mcp-key-verifier"
 #: Largest verifier file read (the Rust reader's bound: about 200 bytes per key).
@@ -68,6 +79,14 @@ RELOAD_INTERVAL = 0.25
 
 _unhexlify = binascii.unhexlify
 _LEGACY = re.compile(r"[A-Za-z0-9_\-.~+/=]{16,256}", re.ASCII)
+# Format 2's layout: a head of 1 to 25 legacy characters (`mkm_` or `<org>_mkm_` in a good key),
+# the 16-hex id, `_`, 43 base62 characters of secret and 6 of checksum (docs/verifier.md).
+_LAYOUT2 = re.compile(r"([A-Za-z0-9_\-.~+/=]{1,25})([0-9a-f]{16})_[0-9A-Za-z]{49}", re.ASCII)
+# `mkm_` or `<org>_mkm_` (`mcp` is no organisation prefix: a key starting with `mcp_` is judged
+# as format 1 before this is consulted).
+_HEAD2 = re.compile(r"(?:[a-z][a-z0-9]{0,15}_)?mkm_", re.ASCII)
+_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_crc32 = binascii.crc32
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}", re.ASCII)
 _SAVE_DIGEST = re.compile(r"[0-9a-f]{64}", re.ASCII)
 _B64 = re.compile(r"[A-Za-z0-9+/]*={0,2}", re.ASCII)
@@ -113,13 +132,26 @@ class Verdict:
     name: Optional[str] = None
     permissions: Tuple[str, ...] = ()
     expires_at: Optional[_dt.datetime] = None
+    #: Why a MALFORMED key is malformed (`SHAPE` or `CHECKSUM`); None for every other code.
+    reason: Optional[str] = None
 
     def __bool__(self) -> bool:
         return self.valid
 
 
-_MALFORMED_VERDICT = Verdict(False, MALFORMED)
+_MALFORMED_VERDICT = Verdict(False, MALFORMED, reason=SHAPE)
+_CHECKSUM_VERDICT = Verdict(False, MALFORMED, reason=CHECKSUM)
 _NOT_FOUND_VERDICT = Verdict(False, NOT_FOUND)
+
+
+def _checksum(body: bytes) -> str:
+    """Six base62 digits of the CRC-32 of `body`, most significant first."""
+    v = _crc32(body)
+    out = ""
+    for _ in range(6):
+        v, d = divmod(v, 62)
+        out = _BASE62[d] + out
+    return out
 
 
 class _Entry:
@@ -523,8 +555,9 @@ class Verifier:
                now: Optional[_dt.datetime] = None) -> Verdict:
         """Judges `key` (None counts as MALFORMED) needing the permissions in `require`, at
         `now` (an aware datetime; default the current time). Checks, first failure wins:
-        shape (MALFORMED), lookup (NOT_FOUND), revoked (REVOKED), expiry (EXPIRED),
-        permissions (INSUFFICIENT_PERMISSIONS); else VALID."""
+        shape and a format-2 key's checksum (MALFORMED, with `reason` SHAPE or CHECKSUM),
+        lookup (NOT_FOUND), revoked (REVOKED), expiry (EXPIRED), permissions
+        (INSUFFICIENT_PERMISSIONS); else VALID."""
         if time.monotonic() >= self._next_check:
             self.refresh()
         state = self._state
@@ -555,8 +588,23 @@ class Verifier:
             e = state.by_id.get(key[4:20])
             if e is None or not hmac.compare_digest(e.hash, d):
                 return _NOT_FOUND_VERDICT
+        elif (m := (67 <= len(key) <= 91 and key[-50] == "_"
+                    and _LAYOUT2.fullmatch(key))):
+            # Format 2: the checksum first (a typo anywhere, the head too, is CHECKSUM), then
+            # the head; all before any lookup.
+            kb = key.encode()
+            if _checksum(kb[:-6]) != key[-6:]:
+                return _CHECKSUM_VERDICT
+            if _HEAD2.fullmatch(m.group(1)) is None:
+                return _MALFORMED_VERDICT
+            mac = state.mac.copy()
+            mac.update(kb)
+            d = mac.digest()
+            e = state.by_id.get(m.group(2))
+            if e is None or not hmac.compare_digest(e.hash, d):
+                return _NOT_FOUND_VERDICT
         else:
-            if _LEGACY.fullmatch(key) is None:
+            if _LEGACY.fullmatch(key) is None or _HEAD2.match(key) is not None:
                 return _MALFORMED_VERDICT
             mac = state.mac.copy()
             mac.update(key.encode())

@@ -24,6 +24,7 @@ def test_case(case):
     v = Verifier.from_file(os.path.join(VECTORS, case["verifier"]))
     verdict = v.verify(case["key"], case["require"], now=NOW)
     assert verdict.code == case["code"]
+    assert verdict.reason == case["reason"]
     assert verdict.valid == (case["code"] == "VALID")
     assert verdict.key_id == case["key_id"]
     assert verdict.name == case["name"]

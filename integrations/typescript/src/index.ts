@@ -47,10 +47,25 @@ export const CODES: readonly Code[] = Object.freeze([
   "VALID",
 ] as Code[]);
 
+/**
+ * Why a key is MALFORMED: not of any key's shape, or a format-2 key whose checksum does not
+ * match (a typo), told without looking anything up.
+ */
+export type Reason = "SHAPE" | "CHECKSUM";
+
+/**
+ * One regular expression for every key of format 1 and format 2, as a whole word (what a
+ * secret scanner looks for; keys imported from the Python tool have no shape of their own).
+ */
+export const KEY_PATTERN =
+  "\\b(?:mcp_[0-9a-f]{16}_[0-9a-f]{64}|(?:[a-z][a-z0-9]{0,15}_)?mkm_[0-9a-f]{16}_[0-9A-Za-z]{49})\\b";
+
 /** The outcome of one verification. Frozen; the key fields are null for MALFORMED/NOT_FOUND. */
 export interface Verdict {
   readonly valid: boolean;
   readonly code: Code;
+  /** Why a MALFORMED key is malformed; null for every other code. */
+  readonly reason: Reason | null;
   readonly keyId: string | null;
   /** The key's name, when the file was published with `--names`. */
   readonly name: string | null;
@@ -74,6 +89,38 @@ export const RELOAD_INTERVAL_MS = 250;
 
 const MODERN = /^mcp_([0-9a-f]{16})_[0-9a-f]{64}$/;
 const LEGACY = /^[A-Za-z0-9_\-.~+/=]{16,256}$/;
+/**
+ * Format 2's layout: a head of 1 to 25 legacy characters (`mkm_` or `<org>_mkm_` in a good
+ * key), the 16-hex id, `_`, 43 base62 characters of secret and 6 of checksum.
+ */
+const LAYOUT2 = /^([A-Za-z0-9_\-.~+/=]{1,25})([0-9a-f]{16})_[0-9A-Za-z]{49}$/;
+/** `mkm_` or `<org>_mkm_` (a key starting with `mcp_` is judged as format 1 before this). */
+const HEAD2 = /^(?:[a-z][a-z0-9]{0,15}_)?mkm_/;
+const HEAD2_EXACT = /^(?:[a-z][a-z0-9]{0,15}_)?mkm_$/;
+const BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+/** CRC-32 (IEEE, as zlib) table; node:zlib's crc32 is missing before Node 20.15. */
+const CRC_TABLE = (() => {
+  const t = new Uint32Array(256);
+  for (let i = 0; i < 256; i++) {
+    let c = i;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    t[i] = c >>> 0;
+  }
+  return t;
+})();
+
+/** Six base62 digits of the CRC-32 of `body` (ASCII), most significant first. */
+function checksum(body: string): string {
+  let c = 0xffffffff;
+  for (let i = 0; i < body.length; i++) c = CRC_TABLE[(c ^ body.charCodeAt(i)) & 0xff] ^ (c >>> 8);
+  let v = (c ^ 0xffffffff) >>> 0;
+  let out = "";
+  for (let i = 0; i < 6; i++) {
+    out = BASE62[v % 62] + out;
+    v = Math.floor(v / 62);
+  }
+  return out;
+}
 const HEX64 = /^[0-9a-fA-F]{64}$/;
 const B64 = /^[A-Za-z0-9+/]*={0,2}$/;
 const TIME =
@@ -100,11 +147,21 @@ function verdict(
   name: string | null = null,
   permissions: readonly string[] = [],
   expiresAt: Date | null = null,
+  reason: Reason | null = null,
 ): Verdict {
-  return Object.freeze({ valid: code === "VALID", code, keyId, name, permissions, expiresAt });
+  return Object.freeze({
+    valid: code === "VALID",
+    code,
+    reason,
+    keyId,
+    name,
+    permissions,
+    expiresAt,
+  });
 }
 
-const MALFORMED_VERDICT = verdict("MALFORMED");
+const MALFORMED_VERDICT = verdict("MALFORMED", null, null, [], null, "SHAPE");
+const CHECKSUM_VERDICT = verdict("MALFORMED", null, null, [], null, "CHECKSUM");
 const NOT_FOUND_VERDICT = verdict("NOT_FOUND");
 
 /** An instant as whole milliseconds plus the nanoseconds below them (the file may hold ns). */
@@ -600,9 +657,9 @@ export class Verifier {
   }
 
   /**
-   * Judges `key` (null/undefined count as MALFORMED). Checks, first failure wins: shape
-   * (MALFORMED), lookup (NOT_FOUND), revoked (REVOKED), expiry (EXPIRED), permissions
-   * (INSUFFICIENT_PERMISSIONS); else VALID.
+   * Judges `key` (null/undefined count as MALFORMED). Checks, first failure wins: shape and a
+   * format-2 key's checksum (MALFORMED, with `reason` SHAPE or CHECKSUM), lookup (NOT_FOUND),
+   * revoked (REVOKED), expiry (EXPIRED), permissions (INSUFFICIENT_PERMISSIONS); else VALID.
    */
   verify(key: string | null | undefined, options: VerifyOptions = {}): Verdict {
     if (performance.now() >= this.nextCheck) this.refresh();
@@ -615,8 +672,17 @@ export class Verifier {
       const digest = createHmac("sha256", state.hashKey).update(key, "utf8").digest();
       e = state.byId.get(m[1]);
       if (e === undefined || !timingSafeEqual(e.hash, digest)) return NOT_FOUND_VERDICT;
+    } else if (key.length >= 67 && key.length <= 91 && key[key.length - 50] === "_" && LAYOUT2.test(key)) {
+      // Format 2: the checksum first (a typo anywhere, the head too, is CHECKSUM), then the
+      // head; all before any lookup.
+      if (checksum(key.slice(0, -6)) !== key.slice(-6)) return CHECKSUM_VERDICT;
+      const m = LAYOUT2.exec(key) as RegExpExecArray;
+      if (!HEAD2_EXACT.test(m[1])) return MALFORMED_VERDICT;
+      const digest = createHmac("sha256", state.hashKey).update(key, "utf8").digest();
+      e = state.byId.get(m[2]);
+      if (e === undefined || !timingSafeEqual(e.hash, digest)) return NOT_FOUND_VERDICT;
     } else {
-      if (!LEGACY.test(key)) return MALFORMED_VERDICT;
+      if (!LEGACY.test(key) || HEAD2.test(key)) return MALFORMED_VERDICT;
       const digest = createHmac("sha256", state.hashKey).update(key, "utf8").digest();
       // A map lookup on a keyed hash: its timing reveals nothing about the key.
       e = state.byHash.get(digest.toString("hex"));

@@ -20,6 +20,7 @@ for (const c of spec.cases) {
     const v = Verifier.fromFile(join(VECTORS, c.verifier));
     const got = v.verify(c.key, { require: c.require, now });
     assert.equal(got.code, c.code);
+    assert.equal(got.reason, c.reason);
     assert.equal(got.valid, c.code === "VALID");
     assert.equal(got.keyId, c.key_id);
     assert.equal(got.name, c.name);

@@ -43,7 +43,7 @@ fn legacy_store() -> String {
 fn keys_in(text: &str) -> Vec<String> {
     text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
         .filter(|t| mcp_key_vault::keyfmt::classify(t) != mcp_key_vault::keyfmt::Shape::Malformed)
-        .filter(|t| t.starts_with("mcp_"))
+        .filter(|t| t.starts_with("mcp_") || t.starts_with("mkm_"))
         .map(str::to_string)
         .collect()
 }

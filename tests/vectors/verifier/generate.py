@@ -2,9 +2,10 @@
 """Writes the verifier conformance vectors in this directory.
 
 Every implementation of the verifier (Rust, Python, TypeScript) runs these files: each case
-names a verifier file, a presented key, the required permissions and the verdict that must come
-out at the fixed time `now`; each invalid file must be refused at load. The keys here are test
-keys, derived from fixed labels: they protect nothing.
+names a verifier file, a presented key, the required permissions and the verdict (and, for
+MALFORMED, the reason: SHAPE or CHECKSUM) that must come out at the fixed time `now`; each
+invalid file must be refused at load. The keys here are test keys, derived from fixed labels:
+they protect nothing.
 
 Deterministic by construction (fixed hash key, keys derived with SHA-256 from fixed labels,
 sorted output, no clock): rerunning `python3 generate.py` reproduces every file byte for byte.
@@ -17,6 +18,7 @@ import hmac
 import json
 import os
 import sys
+import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NOW = "2026-06-01T00:00:00Z"
@@ -40,6 +42,48 @@ def modern(label):
     return key_id, "mcp_%s_%s" % (key_id, derive("secret:" + label, 64))
 
 
+BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def derive62(label, length):
+    """`length` base62 characters derived from `label` (bytes below 248, taken mod 62, as the
+    tool draws a secret's characters)."""
+    out = ""
+    counter = 0
+    while len(out) < length:
+        for b in hashlib.sha256(("%s/%d" % (label, counter)).encode()).digest():
+            if b < 248 and len(out) < length:
+                out += BASE62[b % 62]
+        counter += 1
+    return out
+
+
+def checksum(body):
+    """Six base62 digits of the CRC-32 (zlib's) of `body`, most significant first."""
+    v = zlib.crc32(body.encode("ascii"))
+    digits = ""
+    for _ in range(6):
+        digits = BASE62[v % 62] + digits
+        v //= 62
+    return digits
+
+
+def with_checksum(body):
+    return body + checksum(body)
+
+
+def format2(label, head="mkm_"):
+    """(id, key) of a format-2 key `<head><16 hex id>_<43 base62 secret><6 base62 checksum>`."""
+    key_id = derive("id:" + label, 16)
+    return key_id, with_checksum("%s%s_%s" % (head, key_id, derive62("secret2:" + label, 43)))
+
+
+def typo(key, at, char):
+    """`key` with the character at `at` replaced by `char` (which must differ)."""
+    assert key[at] != char
+    return key[:at] + char + key[at + 1:]
+
+
 def digest(key, hash_key=HASH_KEY):
     return hmac.new(hash_key, key.encode("utf-8"), hashlib.sha256).hexdigest()
 
@@ -58,6 +102,11 @@ K = {label: modern(label) for label in (
     "perm-tools", "perm-tool-add", "perm-tool-mul", "perm-prompts", "perm-prompt-greet",
     "perm-resources",
 )}
+# Keys of format 2, in a file beside a key of format 1 and a legacy key.
+K.update({label: format2(label) for label in ("v2-active", "v2-revoked", "v2-unknown")})
+K["v2-org"] = format2("v2-org", head="acme_mkm_")
+K["v2-org-max"] = format2("v2-org-max", head="abcdefghijklmnop_mkm_")
+K["v1-beside-v2"] = modern("v1-beside-v2")
 # Keys from the old Python tool: 64 lowercase hex, and one with the other allowed punctuation.
 LEGACY_HEX = derive("legacy:hex", 64)
 LEGACY_HEX_REVOKED = derive("legacy:hex-revoked", 64)
@@ -145,6 +194,18 @@ OLD_WRITER = verifier_file(
 
 EMPTY = verifier_file(revision=0, keys=[])
 
+# Both formats of this tool's keys and a legacy key in one file (docs/verifier.md, "Key
+# shapes").
+FORMAT2 = verifier_file(revision=3, keys=[
+    entry("v2-active", expires_at="2026-09-01T00:00:00Z", permissions=["info"], name="v2"),
+    entry("v2-revoked", status="revoked", expires_at=None, permissions=["info"],
+          name="v2-revoked"),
+    entry("v2-org", expires_at=None, permissions=["tools:call"], name="v2-org"),
+    entry("v2-org-max", expires_at=None, permissions=[], name="v2-org-max"),
+    entry("v1-beside-v2", expires_at=None, permissions=["info"], name="v1"),
+    legacy_entry("legacy_ci-bot", LEGACY_HEX, permissions=["generate"], name="legacy"),
+])
+
 # The ends of the time rule: years 0001 and 9999, 9 fractional digits (years 0001-0099 are not
 # 1901-1999).
 TIMES = verifier_file(revision=1, generated_at="0001-01-01T00:00:00.000000001Z", keys=[
@@ -177,6 +238,7 @@ VALID_FILES = {
     "nonames.json": NONAMES,
     "old-writer.json": OLD_WRITER,
     "empty.json": EMPTY,
+    "format2.json": FORMAT2,
     "times.json": TIMES,
     "permissions.json": PERMISSIONS,
     "permissions-many.json": PERMISSIONS_MANY,
@@ -313,9 +375,12 @@ RAW_INVALID = [
 
 # --- cases ------------------------------------------------------------------------------------
 
-def case(verifier, key, code, require=(), key_id=None, name=None, why=""):
+def case(verifier, key, code, require=(), key_id=None, name=None, why="", reason=None):
+    if code == "MALFORMED" and reason is None:
+        reason = "SHAPE"
+    assert (code == "MALFORMED") == (reason is not None), why
     return {"verifier": verifier, "key": key, "require": list(require), "code": code,
-            "key_id": key_id, "name": name, "why": why}
+            "reason": reason, "key_id": key_id, "name": name, "why": why}
 
 
 def ok(verifier, label, code, require=(), name=None, why=""):
@@ -436,10 +501,79 @@ def cases():
              "tools:call does not grant prompts:get:greet")
         perm("perm-tools", "INSUFFICIENT_PERMISSIONS", ["Tools:call:mul"],
              "the name form is case-sensitive like every permission")
+    c += format2_cases()
     for x in c:
         if x["code"] in ("MALFORMED", "NOT_FOUND"):
             assert x["key_id"] is None and x["name"] is None, x
     return c
+
+
+def format2_cases():
+    f = "format2.json"
+    v2_id, v2 = K["v2-active"]
+    head, secret_at, sum_at = len("mkm_"), len("mkm_") + 17, len(v2) - 6
+    checksum_typo = "CHECKSUM"
+    c = [
+        ok(f, "v2-active", "VALID", ["info"], "v2", "format-2 key"),
+        ok(f, "v2-active", "INSUFFICIENT_PERMISSIONS", ["admin"], "v2",
+           "format-2 key lacking a permission"),
+        ok(f, "v2-revoked", "REVOKED", name="v2-revoked", why="format-2 key revoked"),
+        ok(f, "v2-org", "VALID", ["tools:call:add"], "v2-org",
+           "format-2 key behind an organisation prefix (acme_mkm_)"),
+        ok(f, "v2-org-max", "VALID", name="v2-org-max",
+           why="organisation prefix of 16 characters, the longest"),
+        ok(f, "v1-beside-v2", "VALID", ["info"], "v1", "format-1 key in the same file"),
+        case(f, LEGACY_HEX, "VALID", key_id="legacy_ci-bot", name="legacy",
+             why="legacy key in the same file"),
+        case(f, K["v2-unknown"][1], "NOT_FOUND",
+             why="format-2 key with a good checksum, unknown id"),
+        case(f, with_checksum("mkm_%s_%s" % (v2_id, derive62("secret2:wrong", 43))),
+             "NOT_FOUND", why="format-2 key, known id, wrong secret, good checksum"),
+        # A typo is refused before any lookup (the same verdict with no entries at all, below).
+        case(f, typo(v2, secret_at + 10, "Q" if v2[secret_at + 10] != "Q" else "R"),
+             "MALFORMED", reason=checksum_typo, why="one character of the secret mistyped"),
+        case(f, typo(v2, secret_at, v2[secret_at].swapcase() if v2[secret_at].isalpha() else "x"),
+             "MALFORMED", reason=checksum_typo, why="the secret's first character's case changed"),
+        case(f, typo(v2, head + 3, "0" if v2[head + 3] != "0" else "1"), "MALFORMED",
+             reason=checksum_typo, why="one hex character of the id mistyped"),
+        case(f, typo(v2, 1, "n"), "MALFORMED", reason=checksum_typo,
+             why="the prefix mistyped (mnm_): still caught by the checksum"),
+        case(f, typo(v2, sum_at + 5, "0" if v2[sum_at + 5] != "0" else "1"), "MALFORMED",
+             reason=checksum_typo, why="bad checksum (its last character changed)"),
+        case(f, v2[:sum_at - 2] + v2[sum_at - 1] + v2[sum_at - 2] + v2[sum_at:], "MALFORMED",
+             reason=checksum_typo, why="two characters of the secret swapped")
+        if v2[sum_at - 2] != v2[sum_at - 1] else None,
+        case(f, v2[:sum_at] + checksum(K["v2-unknown"][1][:-6]), "MALFORMED",
+             reason=checksum_typo, why="another key's checksum"),
+        case(f, "MKM_" + v2[4:], "MALFORMED", reason=checksum_typo,
+             why="the prefix in uppercase"),
+        # Wrong prefix with a checksum made for it: not a key of this tool.
+        case(f, with_checksum("mkx_%s_%s" % (v2_id, v2[secret_at:sum_at])), "MALFORMED",
+             why="wrong prefix (mkx_) with a checksum that matches it"),
+        case(f, with_checksum("Acme_mkm_%s_%s" % (v2_id, v2[secret_at:sum_at])), "MALFORMED",
+             why="an organisation prefix with an uppercase letter, checksum matching"),
+        case(f, with_checksum("abcdefghijklmnopq_mkm_%s_%s" % (v2_id, v2[secret_at:sum_at])),
+             "MALFORMED", why="an organisation prefix of 17 characters, checksum matching"),
+        case(f, with_checksum("mkm_%s_%s" % (v2_id.upper(), v2[secret_at:sum_at])),
+             "MALFORMED", why="an uppercase id, checksum matching"),
+        case(f, "mcp_" + v2[4:], "MALFORMED",
+             why="a format-2 body behind mcp_: judged as format 1 only"),
+        case(f, with_checksum("mcp_mkm_%s_%s" % (v2_id, v2[secret_at:sum_at])), "MALFORMED",
+             why="mcp is not an organisation prefix (mcp_ is format 1 only)"),
+        case(f, v2[:-1], "MALFORMED", why="format-2 key one character short (69)"),
+        case(f, v2 + "0", "MALFORMED", why="format-2 key one character long (71)"),
+        case(f, v2[:head + 16] + "-" + v2[head + 17:], "MALFORMED",
+             why="format-2 key with - instead of _ after the id"),
+        case(f, typo(v2, secret_at + 5, "-"), "MALFORMED",
+             why="a character of the secret replaced by - (outside base62)"),
+        # No entries needed: the empty verifier refuses a typo for what it is.
+        case("empty.json", typo(v2, secret_at + 10, "Q" if v2[secret_at + 10] != "Q" else "R"),
+             "MALFORMED", reason=checksum_typo,
+             why="a verifier with no entries: a mistyped format-2 key is MALFORMED/CHECKSUM"),
+        case("empty.json", v2, "NOT_FOUND",
+             why="a verifier with no entries: a good format-2 key is NOT_FOUND"),
+    ]
+    return [x for x in c if x is not None]
 
 
 HEADERS = [
@@ -480,6 +614,79 @@ HEADERS = [
 ]
 
 
+# --- the key pattern ---------------------------------------------------------------------------
+
+# docs/verifier.md, "Key shapes": one regular expression for every key of both formats.
+KEY_PATTERN = (r"\b(?:mcp_[0-9a-f]{16}_[0-9a-f]{64}"
+               r"|(?:[a-z][a-z0-9]{0,15}_)?mkm_[0-9a-f]{16}_[0-9A-Za-z]{49})\b")
+
+
+def key_pattern():
+    """What the pattern must find (whole keys, alone and inside text) and must not (strings a
+    scanner meets that are not keys of this tool)."""
+    keys = [K[label][1] for label in ("v2-active", "v2-revoked", "v2-org", "v2-org-max",
+                                      "v1-beside-v2", "active")]
+    keys += [format2("pattern:%d" % i)[1] for i in range(4)]
+    v2, v1, org = K["v2-active"][1], K["active"][1], K["v2-org"][1]
+    hexes = derive("pattern:hex", 128)
+    alnum = derive62("pattern:alnum", 64)
+    jwt = ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."
+           "eyJzdWIiOiJtY3BfMDEyMzQ1Njc4OWFiY2RlZl8iLCJpYXQiOjE3MDAwMDAwMDB9."
+           + derive62("pattern:jwt", 43))
+    near = [
+        # Other projects' mcp_ keys, and format 1 off by a character.
+        ("mcp_" + hexes[:32], "an mcp_ key of 32 hex (another gateway)"),
+        ("mcp_sk_" + alnum[:40], "an mcp_sk_ key of another project"),
+        ("mcp_live_" + alnum[:32], "an mcp_live_ key of another project"),
+        ("mcp_%s_%s" % (hexes[:16], alnum[:43]), "mcp_ with a base62 secret"),
+        (v1[:-1], "format 1 one hex character short"),
+        (v1 + "a", "format 1 one hex character long"),
+        ("mcp_" + v1[4:].upper(), "format 1 in uppercase hex"),
+        ("mcp-" + v1[4:], "mcp- instead of mcp_"),
+        # Hex digests, UUIDs, JWTs and other vendors' tokens.
+        (hexes[:64], "a SHA-256 in hex"),
+        (hexes[:40], "a SHA-1 in hex"),
+        (hexes, "128 hex characters"),
+        ("%s-%s-%s-%s-%s" % (hexes[:8], hexes[8:12], hexes[12:16], hexes[16:20], hexes[20:32]),
+         "a UUID"),
+        (hexes[:32], "a UUID without dashes"),
+        (jwt, "a JWT"),
+        ("ghp_" + alnum[:36], "a GitHub token"),
+        ("sk_live_" + alnum[:24], "a Stripe key"),
+        # Format 2 off by a character or a case, or glued into a longer word.
+        (v2[:-1], "format 2 one character short"),
+        (v2 + "a", "format 2 one character long"),
+        ("mkm_" + v2[4:20].upper() + v2[20:], "format 2 with an uppercase id"),
+        ("mkm-" + v2[4:], "mkm- instead of mkm_"),
+        ("MKM_" + v2[4:], "MKM_ in uppercase"),
+        ("mkmx_" + v2[4:], "mkmx_ instead of mkm_"),
+        ("Acme_mkm_" + v2[4:], "an organisation prefix with an uppercase letter"),
+        ("abcdefghijklmnopq_mkm_" + v2[4:], "an organisation prefix of 17 characters"),
+        ("x" + v2, "a key glued to a word before it"),
+        (v2 + "_x", "a key glued to a word after it"),
+        ("mkm_id mkm_url mkm_%s" % hexes[:16], "identifiers that start with mkm_"),
+    ]
+    texts = [
+        ("X-API-Key: %s\r\n" % v2, [v2]),
+        ("Authorization: Bearer %s" % org, [org]),
+        ("MCP_API_KEY=%s\nAPI_KEY_REQUIRED=true\n" % v1, [v1]),
+        ('{"headers": {"X-API-Key": "%s"}, "old": "%s"}' % (v2, v1), [v2, v1]),
+        ("https://example.com/mcp?api_key=%s&x=1" % v2, [v2]),
+        ("two keys: %s,%s." % (v2, org), [v2, org]),
+        ("no key: %s %s" % (hexes[:64], jwt), []),
+    ]
+    # Shaped like keys, checksum and all, but with no randomness: scanners' entropy floors
+    # drop them (docs/scanning/).
+    placeholders = [with_checksum("mkm_%s_%s" % ("0" * 16, "0" * 43)),
+                    with_checksum("mkm_%s_%s" % ("0123456789abcdef", "x" * 43)),
+                    "mcp_%s_%s" % ("0" * 16, "0" * 64),
+                    "mcp_%s_%s" % ("a" * 16, "b" * 64)]
+    return {"pattern": KEY_PATTERN, "keys": keys,
+            "near_misses": [{"text": t, "why": w} for t, w in near],
+            "texts": [{"text": t, "keys": k} for t, k in texts],
+            "placeholders": placeholders}
+
+
 def main():
     out = {}
     for name, f in VALID_FILES.items():
@@ -488,6 +695,7 @@ def main():
         out[name] = dump(f)
     for name, raw, _ in RAW_INVALID:
         out[name] = raw
+    out["key-pattern.json"] = dump(key_pattern())
     out["cases.json"] = dump({
         "now": NOW,
         "cases": cases(),

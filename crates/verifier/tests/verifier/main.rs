@@ -1,6 +1,9 @@
 //! The verifier crate's integration tests: the shared conformance vectors (plain and
-//! signed), and (with the `tower` feature) the layer in front of a real rmcp server.
+//! signed), the documented key pattern and scanner rules, and (with the `tower` feature) the
+//! layer in front of a real rmcp server.
 
+mod key_pattern;
+mod scanning;
 mod signed;
 mod vectors;
 

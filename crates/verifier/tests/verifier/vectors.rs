@@ -1,5 +1,6 @@
 //! The shared verifier conformance vectors (`tests/vectors/verifier/` at the repository root): every
-//! case gets its verdict, key id and name at the fixed `now`; every invalid file is
+//! case gets its verdict (and a `MALFORMED` one its reason), key id and name at the fixed
+//! `now`; every invalid file is
 //! rejected; every header case gives its key. The Python and TypeScript readers run the
 //! same files.
 
@@ -41,11 +42,13 @@ fn every_case_gets_its_verdict_key_id_and_name() {
         let verdict = v.verify_at(c["key"].as_str().unwrap(), &require, now);
         let got = (
             verdict.code.as_str(),
+            verdict.reason.map(|r| r.as_str()),
             verdict.key.map(|k| k.id.as_str()),
             verdict.key.and_then(|k| k.name.as_deref()),
         );
         let want = (
             c["code"].as_str().unwrap(),
+            c["reason"].as_str(),
             c["key_id"].as_str(),
             c["name"].as_str(),
         );
@@ -54,6 +57,27 @@ fn every_case_gets_its_verdict_key_id_and_name() {
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+fn the_vectors_cover_both_formats_and_every_reason() {
+    let all = cases();
+    let list = all["cases"].as_array().unwrap();
+    let has = |f: &dyn Fn(&Value) -> bool| list.iter().any(f);
+    assert!(has(
+        &|c| c["code"] == "VALID" && c["key"].as_str().unwrap().starts_with("mcp_")
+    ));
+    assert!(has(
+        &|c| c["code"] == "VALID" && c["key"].as_str().unwrap().starts_with("mkm_")
+    ));
+    assert!(has(
+        &|c| c["code"] == "VALID" && c["key"].as_str().unwrap().contains("_mkm_")
+    ));
+    assert!(has(&|c| c["reason"] == "SHAPE"));
+    // The typo case the format exists for: no entry is needed to refuse it.
+    assert!(has(
+        &|c| c["verifier"] == "empty.json" && c["reason"] == "CHECKSUM"
+    ));
 }
 
 #[test]
