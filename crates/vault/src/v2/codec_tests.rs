@@ -163,8 +163,10 @@ fn round_trip_is_exact_and_unique() {
 fn compact_per_key() {
     let c = sample();
     let b = encode(&c);
-    // Three records with their events: far below format 1's ~500 bytes per key.
-    assert!(b.len() < 3 * 200, "{} bytes", b.len());
+    // Three records with their events: far below format 1's ~500 bytes per key. A key of
+    // format 2 (`mkm_…`) is kept as its 71 characters of text (a format-1 key as 32 raw
+    // bytes), hence 250 rather than 200 a record.
+    assert!(b.len() < 3 * 250, "{} bytes", b.len());
 }
 
 /// A leap second (from an imported store or a format-1 record) is saved as the last
