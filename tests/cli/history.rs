@@ -54,6 +54,21 @@ fn history_records_each_action_and_survives_deletion() {
     assert!(text.contains("UTC"));
 }
 
+/// Another process holding the vault's lock `lock` for 2 s (from 0.3 s after this returns);
+/// `None` when flock(1) is missing (a failure under CI=true).
+fn hold_lock(lock: &std::path::Path) -> Option<std::process::Child> {
+    let flock = std::process::Command::new("flock")
+        .arg(lock)
+        .args(["sleep", "2"])
+        .spawn();
+    let Ok(holder) = flock else {
+        assert!(!tool_or_skip("the lock-wait test", false, "no flock(1)"));
+        return None;
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    Some(holder)
+}
+
 /// Event times are taken when the change is made, not when the command started: a first
 /// `create` that waited for another process's lock lists `init` before the key, in time
 /// order.
@@ -63,16 +78,9 @@ fn a_change_made_after_a_wait_takes_its_time_after_the_wait() {
     let e = Env::new();
     let dir = e.path().join("mcp_key_manager");
     std::fs::DirBuilder::new().mode(0o700).create(&dir).unwrap();
-    let lock = dir.join("keys.json.lock");
-    let flock = std::process::Command::new("flock")
-        .arg(&lock)
-        .args(["sleep", "2"])
-        .spawn();
-    let Ok(mut holder) = flock else {
-        assert!(!tool_or_skip("the lock-wait test", false, "no flock(1)"));
+    let Some(mut holder) = hold_lock(&dir.join("keys.json.lock")) else {
         return;
     };
-    std::thread::sleep(std::time::Duration::from_millis(300));
     let out = e.cmd().args(["create", "first"]).output().unwrap();
     assert!(out.status.success(), "{}", all_output(&out));
     holder.wait().unwrap();
@@ -104,15 +112,9 @@ fn every_change_takes_its_time_after_a_wait_for_the_lock() {
         vec!["revoke", &other],
         vec!["rotate", &id],
     ] {
-        let flock = std::process::Command::new("flock")
-            .arg(&lock)
-            .args(["sleep", "2"])
-            .spawn();
-        let Ok(mut holder) = flock else {
-            assert!(!tool_or_skip("the lock-wait test", false, "no flock(1)"));
+        let Some(mut holder) = hold_lock(&lock) else {
             return;
         };
-        std::thread::sleep(std::time::Duration::from_millis(300));
         let started = chrono::Utc::now();
         let out = e.cmd().args(&args).output().unwrap();
         assert!(out.status.success(), "{args:?}: {}", all_output(&out));
