@@ -530,3 +530,54 @@ fn a_store_writer_can_neither_roll_back_nor_hide_a_refused_value() {
         "{h}"
     );
 }
+
+/// `check --verifier redis://…` and `publish --list` read a store as they read a file: the
+/// current one has no finding, one from another lineage is `VERIFIER_CONFLICT`, an empty
+/// one `VERIFIER_MISSING`.
+#[test]
+fn check_reads_a_store_like_a_file() {
+    let Some(redis) = Redis::start() else { return };
+    let (e, ids, _, _, url) = published(&redis, 2);
+    let check = |args: &[&str]| -> serde_json::Value {
+        let out = e
+            .cmd()
+            .args(["check", "--json", "--verifier"])
+            .args(args)
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let v = check(&[&url]);
+    assert!(!crate::common::has_finding(&v, "VERIFIER_STALE"), "{v}");
+    let list = e.json(&["publish", "--list", "--json"]);
+    assert_eq!(list["published"][0]["stale"], false, "{list}");
+
+    // Another lineage: an older value, its digest not one of the vault's saves.
+    let held = match redis.query(&["HGET", "mkm:{fleet}:verifier", "bytes"]) {
+        Some(redis::Value::BulkString(b)) => b,
+        other => panic!("{other:?}"),
+    };
+    e.cmd().args(["revoke", &ids[0]]).assert().success();
+    let now = redis.query(&["HGET", "mkm:{fleet}:verifier", "revision"]);
+    let old = String::from_utf8(held).unwrap();
+    let behind = e.open_vault().revision() - 1;
+    let digest = redis.query(&["HGET", "mkm:{fleet}:verifier", "digest"]);
+    assert!(now.is_some() && digest.is_some());
+    redis.query(&[
+        "HSET",
+        "mkm:{fleet}:verifier",
+        "bytes",
+        &old,
+        "revision",
+        &behind.to_string(),
+        "digest",
+        &"0".repeat(64),
+    ]);
+    let v = check(&[&url]);
+    assert!(crate::common::has_finding(&v, "VERIFIER_CONFLICT"), "{v}");
+
+    // Empty.
+    redis.query(&["DEL", "mkm:{fleet}:verifier"]);
+    let v = check(&[&url]);
+    assert!(crate::common::has_finding(&v, "VERIFIER_MISSING"), "{v}");
+}
