@@ -213,6 +213,10 @@ impl KeyOutputFlags {
 pub struct InitArgs {
     #[command(flatten)]
     pub kdf: KdfArgs,
+    /// Put this organisation prefix in front of every key the vault makes (`acme` gives
+    /// `acme_mkm_…`): 1-16 characters, a lowercase letter then lowercase letters and digits.
+    #[arg(long, value_name = "NAME")]
+    pub key_prefix: Option<String>,
     #[command(flatten)]
     pub out: JsonFlag,
 }

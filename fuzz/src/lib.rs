@@ -1051,7 +1051,7 @@ pub fn check_vault2_payload(data: &[u8]) {
         .as_ref()
         .map(|k| ed25519_dalek::SigningKey::from_bytes(k.expose()));
     let public_key = signer.as_ref().map(|s| s.verifying_key().to_bytes());
-    let ad = header::Header::associated_data(&slots, &nonce, public_key.as_ref());
+    let ad = header::Header::associated_data(&slots, &nonce, public_key.as_ref(), None);
     let ciphertext = crypto::seal(&key, &nonce, &ad, data);
     let mut h = header::Header {
         slots,
@@ -1061,6 +1061,7 @@ pub fn check_vault2_payload(data: &[u8]) {
             public_key,
             signature: [0; 64],
         }),
+        key_prefix: None,
     };
     if let (Some(signer), Some(public_key)) = (signer, public_key) {
         use ed25519_dalek::Signer as _;

@@ -39,6 +39,9 @@ struct Initialized {
     kdf: KdfView,
     /// The vault's fingerprint (`mkv1:…`): what an identity open is pinned to.
     fingerprint: Option<String>,
+    /// The organisation prefix its keys carry, if one was set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_prefix: Option<String>,
 }
 
 impl Report for Initialized {
@@ -75,8 +78,20 @@ pub(super) fn init(ctx: &mut Ctx, a: InitArgs) -> Result<()> {
             mcp_key_vault::display::path(store.path())
         )));
     }
+    let prefix = match a.key_prefix.as_deref() {
+        Some(p) => Some(mcp_key_vault::keyfmt::OrgPrefix::new(p).ok_or_else(|| {
+            Error::usage(
+                "--key-prefix is 1-16 characters: a lowercase letter, then lowercase letters \
+                 and digits, and not mcp",
+            )
+        })?),
+        None => None,
+    };
     let pass = ctx.term.new_passphrase("the new vault")?;
     let mut vault = Vault::create(&pass, params)?;
+    if let Some(p) = &prefix {
+        vault.set_key_prefix(p)?;
+    }
     vault.record(ctx.now, EventAction::Init, None, None);
     let fingerprint = vault.fingerprint();
     store.create::<Error>(vault, Expect::Absent, || Ok(()))?;
@@ -84,6 +99,7 @@ pub(super) fn init(ctx: &mut Ctx, a: InitArgs) -> Result<()> {
         vault: mcp_key_vault::display::path(store.path()),
         kdf: params.into(),
         fingerprint,
+        key_prefix: prefix.map(|p| p.as_str().to_owned()),
     };
     ctx.emit(a.out.output(), &r)
 }

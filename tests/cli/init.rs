@@ -158,3 +158,46 @@ fn concurrent_creates_on_a_missing_vault() {
         assert!(v.find(&id).is_ok(), "{id} missing");
     }
 }
+
+/// `init --key-prefix acme`: every key the vault makes is `acme_mkm_…`, and verifies; the
+/// prefix is in the header, bound to the payload (changed, the vault does not open); a
+/// prefix that is not one is a usage error.
+#[test]
+fn a_key_prefix_is_kept_in_the_vault_and_put_on_every_key() {
+    let e = Env::new();
+    let v = e.json(&[
+        "init",
+        "--kdf-preset",
+        "minimum",
+        "--key-prefix",
+        "acme",
+        "--json",
+    ]);
+    assert_eq!(v["key_prefix"], "acme", "{v}");
+    let (id, key) = e.create("k", &[]);
+    assert!(
+        key.starts_with(&format!("acme_mkm_{id}_")),
+        "a prefixed key"
+    );
+    let out = e
+        .cmd()
+        .args(["verify", "--json"])
+        .write_stdin(format!("{key}\n"))
+        .output()
+        .unwrap();
+    let verdicts: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(verdicts[0]["code"], "VALID", "{verdicts}");
+    let text = std::fs::read_to_string(e.vault()).unwrap();
+    assert!(text.contains("\"key_prefix\": \"acme\""));
+    std::fs::write(e.vault(), text.replace("\"acme\"", "\"evil\"")).unwrap();
+    let out = e.cmd().arg("list").output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "the prefix is authenticated");
+
+    let other = Env::new();
+    let out = other
+        .cmd()
+        .args(["init", "--kdf-preset", "minimum", "--key-prefix", "Acme"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

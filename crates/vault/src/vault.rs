@@ -288,6 +288,25 @@ impl Vault {
         ))
     }
 
+    /// The organisation prefix new keys carry (`acme` in `acme_mkm_…`), if the vault has one.
+    pub fn key_prefix(&self) -> Option<&str> {
+        match &self.seal {
+            Seal::V2(s) => s.key_prefix(),
+            Seal::V1 { .. } => None,
+        }
+    }
+
+    /// Sets the organisation prefix new keys carry (`init --key-prefix`); it is in the
+    /// header, bound to the payload, from the next save on. Keys made before keep theirs.
+    ///
+    /// # Errors
+    /// [`ChangeError`] when a format-1 vault cannot be upgraded first.
+    pub fn set_key_prefix(&mut self, prefix: &keyfmt::OrgPrefix) -> Result<(), ChangeError> {
+        self.sealing_mut(Utc::now())?
+            .set_key_prefix(Some(prefix.as_str().to_owned()));
+        Ok(())
+    }
+
     /// The public key new passphrase slots are bound to: the vault's signing key, made
     /// first if the vault has none (after the upgrade a format-1 vault needs anyway).
     fn vault_key_for_slots(&mut self, now: DateTime<Utc>) -> Result<Option<[u8; 32]>, ChangeError> {
@@ -682,7 +701,8 @@ impl Vault {
     /// Makes a new key, stores its record and returns its index and the full key.
     pub fn create_key(&mut self, spec: NewKey, now: DateTime<Utc>) -> (usize, SecretString) {
         let id = self.new_id();
-        let secret = keyfmt::generate(&id);
+        let org = self.key_prefix().and_then(keyfmt::OrgPrefix::new);
+        let secret = keyfmt::generate_with(org.as_ref(), &id);
         let hash = self.keyed_hash(secret.expose());
         self.payload.keys.push(KeyRecord {
             id,

@@ -104,6 +104,8 @@ pub struct Header {
     pub ciphertext: Vec<u8>,
     /// The vault's signature of this save; `None` in vaults written before signing.
     pub signature: Option<VaultSignature>,
+    /// The organisation prefix new keys carry (`init --key-prefix`), if one was set.
+    pub key_prefix: Option<String>,
 }
 
 /// A save's signature by the vault's Ed25519 key (its public half is part of the
@@ -196,6 +198,8 @@ struct HeaderJson<'a> {
     slots: BoundedSlots<'a>,
     #[serde(borrow)]
     cipher: CipherJson<'a>,
+    #[serde(default, borrow)]
+    key_prefix: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     signature: Option<SignatureJson<'a>>,
     #[serde(borrow)]
@@ -488,6 +492,11 @@ impl Header {
             MAX_FILE_BYTES as usize,
         )?;
         let signature = h.signature.as_ref().map(parse_signature).transpose()?;
+        let key_prefix = match h.key_prefix {
+            Some(p) if crate::keyfmt::is_org_prefix(&p) => Some(p.into_owned()),
+            Some(_) => return Err(corrupt("key_prefix is not a key prefix")),
+            None => None,
+        };
         // The signature is checked once the payload has authenticated the header
         // (`Sealing::open`): a changed header field fails decryption first, as it always
         // did, and a signature that does not verify means the file was re-signed or
@@ -497,6 +506,7 @@ impl Header {
             nonce,
             ciphertext,
             signature,
+            key_prefix,
         })
     }
 
@@ -561,6 +571,7 @@ impl Header {
         slots: &[Slot],
         nonce: &[u8; 24],
         public_key: Option<&[u8; 32]>,
+        key_prefix: Option<&str>,
     ) -> Vec<u8> {
         let mut out = Vec::with_capacity(256 + 512 * slots.len());
         let mut field = |name: &str, value: &str| {
@@ -602,6 +613,9 @@ impl Header {
         }
         field("cipher.algorithm", "xchacha20poly1305");
         field("cipher.nonce", &B64.encode(nonce));
+        if let Some(p) = key_prefix {
+            field("key_prefix", p);
+        }
         if let Some(pk) = public_key {
             field("signature.algorithm", "ed25519");
             field("signature.public_key", &B64.encode(pk));
@@ -615,6 +629,7 @@ impl Header {
             &self.slots,
             &self.nonce,
             self.signature.as_ref().map(|s| &s.public_key),
+            self.key_prefix.as_deref(),
         )
     }
 
@@ -657,6 +672,8 @@ impl Header {
             slots: Vec<SlotJson<'a>>,
             cipher: CipherJson<'a>,
             #[serde(skip_serializing_if = "Option::is_none")]
+            key_prefix: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
             signature: Option<SignatureJson<'a>>,
             ciphertext: &'a str,
         }
@@ -668,6 +685,7 @@ impl Header {
                 algorithm: "xchacha20poly1305".into(),
                 nonce: B64.encode(self.nonce).into(),
             },
+            key_prefix: self.key_prefix.as_deref(),
             signature: self.signature.as_ref().map(|s| SignatureJson {
                 algorithm: "ed25519".into(),
                 public_key: B64.encode(s.public_key).into(),

@@ -51,6 +51,8 @@ pub(crate) struct Sealing {
     slots: Vec<Slot>,
     data_key: SecretKey,
     unlocked_by: Option<String>,
+    /// The organisation prefix new keys carry, kept in the header.
+    key_prefix: Option<String>,
 }
 
 impl std::fmt::Debug for Sealing {
@@ -346,6 +348,7 @@ impl Sealing {
             }],
             data_key,
             unlocked_by: Some(id),
+            key_prefix: None,
         })
     }
 
@@ -424,6 +427,7 @@ impl Sealing {
                 slots: h.slots.clone(),
                 data_key: key,
                 unlocked_by,
+                key_prefix: h.key_prefix.clone(),
             },
             payload,
         ))
@@ -442,7 +446,12 @@ impl Sealing {
             .as_ref()
             .map(|k| ed25519_dalek::SigningKey::from_bytes(k.expose()));
         let public_key = signer.as_ref().map(|s| s.verifying_key().to_bytes());
-        let ad = Header::associated_data(&self.slots, &nonce, public_key.as_ref());
+        let ad = Header::associated_data(
+            &self.slots,
+            &nonce,
+            public_key.as_ref(),
+            self.key_prefix.as_deref(),
+        );
         crypto::seal_in_place(&self.data_key, &nonce, &ad, &mut buf);
         let ciphertext = std::mem::take(&mut *buf);
         let mut header = Header {
@@ -455,6 +464,7 @@ impl Sealing {
                 public_key,
                 signature: [0; 64],
             }),
+            key_prefix: self.key_prefix.clone(),
         };
         if let (Some(signer), Some(sig)) = (signer, header.signature.as_ref()) {
             let signature = signer.sign(&header.signed_message()).to_bytes();
@@ -653,6 +663,16 @@ impl Sealing {
         next[i].recipient = recipient;
         self.rotate_into(next)?;
         Ok(self.slots[i].id.clone())
+    }
+
+    /// The organisation prefix new keys carry.
+    pub(crate) fn key_prefix(&self) -> Option<&str> {
+        self.key_prefix.as_deref()
+    }
+
+    /// Sets the organisation prefix new keys carry (`init --key-prefix`).
+    pub(crate) fn set_key_prefix(&mut self, prefix: Option<String>) {
+        self.key_prefix = prefix;
     }
 
     /// Binds passphrase slot `slot_id` to `vault_key` with its derived key; `true` when
