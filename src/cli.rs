@@ -620,6 +620,9 @@ pub enum Command {
     /// Print the HTTP header an MCP client sends with a key (for Claude Code's
     /// headersHelper, curl -K -, …); recorded as a use.
     Headers(HeadersArgs),
+    /// Find keys of this tool in files and git history, and say which are live (exit 1 when
+    /// one is). Never prints more of a key than `list -k` does.
+    Scan(ScanArgs),
     /// Set API_KEY_REQUIRED=true in the env file (needs no passphrase).
     EnableRequirement(JsonFlag),
     /// Check presented keys (from stdin, one per line, or the env file) offline.
@@ -671,6 +674,26 @@ pub enum Command {
 }
 
 /// Options of `serve`.
+/// `scan`.
+#[derive(Args, Debug)]
+pub struct ScanArgs {
+    /// Files and directories to scan [default: .]. In a git work tree, what git ignores
+    /// is skipped (unless --no-ignore).
+    pub paths: Vec<PathBuf>,
+    /// Also scan every commit of the repository's history (lines added by each commit).
+    #[arg(long)]
+    pub git: bool,
+    /// Judge the keys found against this verifier file (default: the vault, when there is
+    /// one).
+    #[arg(long, value_name = "FILE")]
+    pub verifier: Option<PathBuf>,
+    /// Scan files git ignores too.
+    #[arg(long)]
+    pub no_ignore: bool,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
 // The field docs are also `--help` text, where `[user@]` is syntax, not a link.
 #[allow(rustdoc::broken_intra_doc_links)]
 #[derive(Args, Debug, Clone)]

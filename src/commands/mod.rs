@@ -18,6 +18,7 @@ mod list;
 mod meta;
 pub mod output;
 mod publish;
+mod scan;
 mod session;
 mod session_key;
 mod slot;
@@ -59,6 +60,7 @@ fn dispatch(ctx: &mut Ctx, command: Command) -> Result<()> {
         Command::Delete(a) => keys::delete(ctx, a),
         Command::Use(a) => keys::use_key(ctx, a),
         Command::Headers(a) => headers::headers(ctx, a),
+        Command::Scan(a) => scan::scan(ctx, a),
         Command::EnableRequirement(a) => keys::enable_requirement(ctx, a),
         Command::Verify(a) => verify::verify(ctx, a),
         Command::Check(a) => check::check(ctx, a),

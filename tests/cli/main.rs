@@ -24,6 +24,7 @@ mod regression;
 mod rekey;
 mod revoke_delete;
 mod rotate;
+mod scan;
 mod session;
 mod slot;
 mod strength;
