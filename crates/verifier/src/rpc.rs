@@ -7,6 +7,7 @@
 
 use serde_json::json;
 
+use crate::limit::{Decision, RateLimit};
 use crate::verifier::Code;
 
 /// Largest request body read to decide tool permissions (answered 413 past it).
@@ -14,6 +15,9 @@ pub const MAX_BODY_BYTES: u64 = 1024 * 1024;
 
 /// JSON-RPC error code for routing headers that disagree with the body (SEP-2243).
 pub const HEADER_MISMATCH: i64 = -32020;
+
+/// JSON-RPC error code for a key over its rate limit (answered 429).
+pub const RATE_LIMITED: i64 = -32029;
 
 /// The reason given when no key was presented.
 pub const NO_KEY: &str = "no API key presented (send X-API-Key or Authorization: Bearer)";
@@ -88,6 +92,36 @@ pub fn forbidden(missing: &[String]) -> Refusal {
         "Bearer error=\"insufficient_scope\", scope=\"{list}\""
     ));
     r
+}
+
+/// 429 `RATE_LIMITED` for a valid key over `limit`, with the headers of
+/// [`rate_limit_headers`] to add.
+pub fn rate_limited(limit: RateLimit, d: &Decision) -> Refusal {
+    let secs = d.retry_after_secs();
+    let body = json!({"jsonrpc": "2.0", "id": null, "error": {
+        "code": RATE_LIMITED,
+        "message": format!("rate limit exceeded for this API key ({limit}); retry after {secs} s"),
+        "data": {"code": "RATE_LIMITED", "retry_after": secs}}});
+    Refusal {
+        status: 429,
+        body: body.to_string(),
+        challenge: None,
+        close: false,
+    }
+}
+
+/// The headers every answer for a key with `limit` carries after decision `d`:
+/// `RateLimit-Policy`, `RateLimit`, and for a refusal `Retry-After` (docs/verifier.md,
+/// "Rate limits").
+pub fn rate_limit_headers(limit: RateLimit, d: &Decision) -> Vec<(&'static str, String)> {
+    let mut h = vec![
+        ("ratelimit-policy", limit.policy_header()),
+        ("ratelimit", d.header()),
+    ];
+    if !d.allowed {
+        h.push(("retry-after", d.retry_after_secs().to_string()));
+    }
+    h
 }
 
 /// 403 `METHOD_UNSEEN`: a request that must show its JSON-RPC method and shows none.

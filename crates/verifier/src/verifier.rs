@@ -21,6 +21,7 @@ use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 use crate::keys::{self, Known, Reason};
+use crate::limit::RateLimit;
 use crate::permits::permits;
 use crate::text::escape_controls;
 use crate::time::{format as fmt_time, parse_bounded as parse_time};
@@ -77,6 +78,8 @@ pub struct KeyInfo {
     pub expires_at: Option<DateTime<Utc>>,
     /// Permissions.
     pub permissions: Vec<String>,
+    /// The rate limit the vault set for the key, if any.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl KeyInfo {
@@ -97,7 +100,15 @@ impl KeyInfo {
             revoked,
             expires_at,
             permissions,
+            rate_limit: None,
         }
+    }
+
+    /// The same key, limited to `limit`.
+    #[must_use]
+    pub fn with_rate_limit(mut self, limit: Option<RateLimit>) -> KeyInfo {
+        self.rate_limit = limit;
+        self
     }
 
     /// Whether the key was revoked.
@@ -115,6 +126,7 @@ impl std::fmt::Debug for KeyInfo {
             .field("revoked", &self.revoked)
             .field("expires_at", &self.expires_at)
             .field("permissions", &self.permissions)
+            .field("rate_limit", &self.rate_limit)
             .finish_non_exhaustive()
     }
 }
@@ -419,6 +431,21 @@ impl Verifier {
                     ))
                 })?),
             };
+            let rate_limit = match k.rate_limit {
+                None => None,
+                Some(l) => Some(
+                    u32::try_from(l.requests)
+                        .ok()
+                        .zip(u32::try_from(l.window_seconds).ok())
+                        .and_then(|(q, w)| RateLimit::new(q, w).ok())
+                        .ok_or_else(|| {
+                            Error::invalid(format!(
+                                "the verifier entry {id} has a rate_limit out of bounds (1 to \
+                                 1,000,000,000 requests per 1 to 86,400 seconds)"
+                            ))
+                        })?,
+                ),
+            };
             keys.push(KeyInfo {
                 id: k.id,
                 name: k.name,
@@ -426,6 +453,7 @@ impl Verifier {
                 revoked: k.status == "revoked",
                 expires_at,
                 permissions: k.permissions,
+                rate_limit,
             });
         }
         if f.revision > MAX_REVISION {
@@ -476,6 +504,10 @@ impl Verifier {
                     status: self.status(k, now).into(),
                     expires_at: k.expires_at.as_ref().map(fmt_time),
                     permissions: k.permissions.clone(),
+                    rate_limit: k.rate_limit.map(|l| LimitEntry {
+                        requests: u64::from(l.requests()),
+                        window_seconds: u64::from(l.window_seconds()),
+                    }),
                     name: if include_names { k.name.clone() } else { None },
                 })
                 .collect(),
@@ -652,7 +684,17 @@ struct VerifierEntry {
     #[serde(default)]
     permissions: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    rate_limit: Option<LimitEntry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     name: Option<String>,
+}
+
+/// An entry's `rate_limit`: `requests` per `window_seconds`.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitEntry {
+    requests: u64,
+    window_seconds: u64,
 }
 
 /// A JSON value that deserializes only when no object in it has the same member twice;
