@@ -240,6 +240,9 @@ pub struct CreateArgs {
     /// A permission (repeatable); default: generate, info, health.
     #[arg(short, long = "permission", value_name = "PERMISSION")]
     pub permissions: Vec<Permission>,
+    /// A rate limit servers enforce for the key: N/sec, N/min, N/hour, N/day (100/min).
+    #[arg(long, value_name = "N/PER")]
+    pub rate_limit: Option<mcp_key_verifier::RateLimit>,
     #[command(flatten)]
     pub out: KeyOutputFlags,
 }
@@ -481,6 +484,20 @@ pub struct PermissionArgs {
     pub out: JsonFlag,
 }
 
+/// `limit`.
+#[derive(Args, Debug)]
+pub struct LimitArgs {
+    /// The key's id (or a unique prefix), then the limit; with --name, only the limit.
+    /// A limit is N/sec, N/min, N/hour, N/day or N/<seconds>s; `none` clears it.
+    #[arg(required = true, num_args = 1..=2, value_name = "ID LIMIT")]
+    pub args: Vec<String>,
+    /// Select the key by its exact name instead of its id.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub out: JsonFlag,
+}
+
 /// `rekey`.
 #[derive(Args, Debug)]
 pub struct RekeyArgs {
@@ -637,6 +654,8 @@ pub enum Command {
     Grant(PermissionArgs),
     /// Remove permissions from a key.
     Deny(PermissionArgs),
+    /// Set or clear a key's rate limit (100/min, 5/sec, 1000/hour, none); servers enforce it.
+    Limit(LimitArgs),
     /// Change the vault passphrase (and optionally the Argon2id settings).
     Rekey(RekeyArgs),
     /// Show the event history, for one key or all.
@@ -750,6 +769,10 @@ pub struct ServeArgs {
     /// Where to record each key's last use and counts [default: <VERIFIER>.usage.json].
     #[arg(long, value_name = "PATH")]
     pub usage: Option<PathBuf>,
+    /// Decide keys' rate limits across the fleet in this Redis store
+    /// (redis://host:port/db?key=NAME) instead of per instance.
+    #[arg(long, value_name = "URL")]
+    pub limits: Option<String>,
     /// Most client connections open at once; more wait to be accepted.
     #[arg(long, value_name = "N", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]

@@ -42,7 +42,16 @@ struct EntryOut<'a> {
     expires_at: Option<String>,
     permissions: &'a [Permission],
     #[serde(skip_serializing_if = "Option::is_none")]
+    rate_limit: Option<LimitOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<&'a str>,
+}
+
+/// An entry's `rate_limit` (docs/verifier.md, "Rate limits").
+#[derive(Serialize)]
+struct LimitOut {
+    requests: u32,
+    window_seconds: u32,
 }
 
 /// The bytes of a verifier file for `vault` as of `now` (docs/verifier.md): ids, keyed
@@ -51,6 +60,7 @@ struct EntryOut<'a> {
 /// can be computed.
 pub fn verifier_bytes(vault: &Vault, names: bool, now: DateTime<Utc>) -> Vec<u8> {
     let hash_key = zeroize::Zeroizing::new(B64.encode(vault.hash_key().expose()));
+    let limits = &vault.payload().limits;
     let f = FileOut {
         format: VERIFIER_FORMAT,
         version: 1,
@@ -68,6 +78,10 @@ pub fn verifier_bytes(vault: &Vault, names: bool, now: DateTime<Utc>) -> Vec<u8>
                 status: k.status(now).as_str(),
                 expires_at: k.expires_at.as_ref().map(fmt_time),
                 permissions: &k.permissions,
+                rate_limit: limits.get(k.id.as_str()).map(|l| LimitOut {
+                    requests: l.requests(),
+                    window_seconds: l.window_seconds(),
+                }),
                 name: names.then_some(k.name.as_str()),
             })
             .collect(),

@@ -112,6 +112,8 @@ struct Created {
     description: String,
     expires_at: Option<String>,
     permissions: Vec<Permission>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate_limit: Option<String>,
     env_file_updated: bool,
     /// The published verifier files rewritten with the key (servers accept it once they reload).
     verifiers_updated: Vec<String>,
@@ -128,6 +130,10 @@ impl Report for Created {
         {
             Some(t) => format!("expires {}, {}", human_time(&t), relative(&t, h.now)),
             None => "never expires".into(),
+        };
+        let exp = match &self.rate_limit {
+            Some(l) => format!("{exp}; limited to {l}"),
+            None => exp,
         };
         writeln!(
             h.out,
@@ -217,6 +223,10 @@ pub(super) fn create(ctx: &mut Ctx, a: CreateArgs) -> Result<()> {
         permissions,
     };
     let (i, key) = tx.vault().create_key(spec, now);
+    if a.rate_limit.is_some() {
+        // Refused (format 1) before anything is saved: the transaction is not committed.
+        tx.vault().set_rate_limit(i, a.rate_limit, now)?;
+    }
     // The key is saved before it is written anywhere, and the `use` recorded only once
     // the env file holds it (both under the vault's lock): a crash or a failure between
     // the steps leaves a stored key and an env file without it, never an unknown key.
@@ -229,6 +239,7 @@ pub(super) fn create(ctx: &mut Ctx, a: CreateArgs) -> Result<()> {
         description: k.description.clone(),
         expires_at: k.expires_at.as_ref().map(mcp_key_verifier::time::format),
         permissions: k.permissions.clone(),
+        rate_limit: a.rate_limit.map(|l| l.to_string()),
         env_file_updated: a.use_in_env,
         verifiers_updated: ctx.republished(),
         env_file: ctx.env_shown(),
@@ -272,6 +283,8 @@ struct Viewed {
     #[serde(flatten)]
     key: KeyView,
     metadata: serde_json::Map<String, serde_json::Value>,
+    /// The rate limit (`100/min`), if the key has one.
+    rate_limit: Option<String>,
     in_env_file: bool,
     days_left: Option<i64>,
     /// The last use `serve` saw, when usage data exists.
@@ -331,6 +344,10 @@ impl Report for Viewed {
             ),
             ("Permissions", join(&k.permissions, ", ")),
             (
+                "Rate limit",
+                self.rate_limit.clone().unwrap_or_else(|| "none".into()),
+            ),
+            (
                 "In env file",
                 if self.in_env_file { "yes" } else { "no" }.into(),
             ),
@@ -387,6 +404,7 @@ pub(super) fn view(ctx: &mut Ctx, a: ViewArgs) -> Result<()> {
             .map(mcp_key_verifier::time::format),
         key: KeyView::of(k, now),
         metadata: k.metadata.clone(),
+        rate_limit: vault.rate_limit(i).map(|l| l.to_string()),
         in_env_file: served_index(ctx, &vault) == Some(i),
         days_left: k.expires_at.map(|e| whole_days(e - now)),
         expires: k.expires_at,

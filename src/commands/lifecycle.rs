@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::context::*;
 use super::keys::join;
 use super::output::{human_time, relative, Human, KeyView, Many, Report};
-use crate::cli::{HistoryArgs, PermissionArgs, RekeyArgs, RotateArgs};
+use crate::cli::{HistoryArgs, LimitArgs, PermissionArgs, RekeyArgs, RotateArgs};
 use mcp_key_vault::display::sanitize;
 use mcp_key_vault::{Event, KeyId, Permission, Selector, Status};
 use mcp_key_verifier::time::format as fmt_time;
@@ -218,6 +218,70 @@ pub(super) fn change_permissions(ctx: &mut Ctx, a: PermissionArgs, grant: bool) 
         Ok(out)
     })?;
     ctx.emit(a.out.output(), &Many(r))?;
+    ctx.finish()
+}
+
+#[derive(Serialize)]
+struct LimitSet {
+    id: KeyId,
+    /// The limit now (`100/min`), or `None`.
+    rate_limit: Option<String>,
+    changed: bool,
+    verifiers_updated: Vec<String>,
+}
+
+impl Report for LimitSet {
+    fn human(&self, h: &mut Human<'_>) -> io::Result<()> {
+        let id = &self.id;
+        let now = match &self.rate_limit {
+            Some(l) => format!("Key {id} is limited to {l}"),
+            None => format!("Key {id} has no rate limit"),
+        };
+        let unchanged = if self.changed { "" } else { " (unchanged)" };
+        writeln!(h.out, "{now}{unchanged}.")?;
+        if self.changed && !self.verifiers_updated.is_empty() {
+            writeln!(
+                h.out,
+                "Updated {}: servers reading it enforce the change once they reload.",
+                self.verifiers_updated.join(", ")
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// `limit ID LIMIT` / `limit --name NAME LIMIT`.
+pub(super) fn limit(ctx: &mut Ctx, a: LimitArgs) -> Result<()> {
+    let (sel, text) = match (&a.name, &a.args[..]) {
+        (Some(n), [l]) => (Selector::Name(n), l),
+        (None, [id, l]) => (Selector::Id(id), l),
+        (Some(_), _) => return Err(Error::usage("with --name, give only the limit")),
+        (None, _) => return Err(Error::usage("give the key's id, then the limit")),
+    };
+    let limit = match text.trim() {
+        "none" => None,
+        t => Some(
+            t.parse::<mcp_key_verifier::RateLimit>()
+                .map_err(|e| Error::usage(format!("{e}, or none")))?,
+        ),
+    };
+    let mut store = ctx.store();
+    let r = store.update::<_, Error>(|v| {
+        let now = now();
+        let i = select(v, sel)?;
+        let changed = v.set_rate_limit(i, limit, now)?;
+        Ok(LimitSet {
+            id: v.keys()[i].id.clone(),
+            rate_limit: limit.map(|l| l.to_string()),
+            changed,
+            verifiers_updated: Vec::new(),
+        })
+    })?;
+    let r = LimitSet {
+        verifiers_updated: ctx.republished(),
+        ..r
+    };
+    ctx.emit(a.out.output(), &r)?;
     ctx.finish()
 }
 

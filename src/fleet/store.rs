@@ -156,6 +156,11 @@ impl Store {
         format!("mkm:{{{}}}:usage", self.name)
     }
 
+    /// The string holding key `id`'s rate-limit state (see `limits.rs`).
+    pub fn limit_key(&self, id: &str) -> String {
+        format!("mkm:{{{}}}:limit:{id}", self.name)
+    }
+
     /// The channel a write announces on.
     pub fn channel(&self) -> String {
         format!("mkm:{{{}}}:changed", self.name)

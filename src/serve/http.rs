@@ -66,6 +66,7 @@ pub async fn handle(req: Request<Incoming>, st: Arc<State>) -> Result<Response<B
                 st.usage.dropped()
             ));
         }
+        limit_metrics(&st, &mut text);
         if let Some(age) = st.source.age() {
             text.push_str(&format!(
                 "# HELP mcp_key_serve_store_age_seconds Time since the shared store was last \
@@ -349,8 +350,68 @@ async fn auth(req: Request<Incoming>, st: &State) -> Response<Body> {
         }
     }
 
+    let limited = match info.rate_limit {
+        None => None,
+        Some(limit) => {
+            let d = st.limits.check(&info.id, limit).await;
+            if !d.allowed {
+                st.limit_refusals.add(&info.id);
+                st.log.rate_limited(info);
+                let mut r = refusal(rpc::rate_limited(limit, &d));
+                add_limit_headers(&mut r, limit, &d);
+                return r;
+            }
+            Some((limit, d))
+        }
+    };
     decided(st, now, Code::Valid, Some(info));
-    accepted(info)
+    let mut r = accepted(info);
+    if let Some((limit, d)) = limited {
+        add_limit_headers(&mut r, limit, &d);
+    }
+    r
+}
+
+/// The rate-limit counters of `/metrics`: 429s per key id, and decisions made alone while
+/// the limits store was away.
+fn limit_metrics(st: &State, text: &mut String) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        text,
+        "# HELP mcp_key_serve_rate_limited_total Requests refused 429 for a key over its rate \
+         limit, by key id.\n# TYPE mcp_key_serve_rate_limited_total counter"
+    );
+    for (id, n) in st.limit_refusals.snapshot() {
+        let id = header_safe(&id, false);
+        let id = id.to_str().unwrap_or("").replace(['"', '\\'], "_");
+        let _ = writeln!(
+            text,
+            "mcp_key_serve_rate_limited_total{{key_id=\"{id}\"}} {n}"
+        );
+    }
+    if let Some(n) = st.limits.fallbacks() {
+        let _ = writeln!(
+            text,
+            "# HELP mcp_key_serve_limit_fallbacks_total Rate-limit decisions this instance made \
+             alone because the limits store was away.\n\
+             # TYPE mcp_key_serve_limit_fallbacks_total counter\n\
+             mcp_key_serve_limit_fallbacks_total {n}"
+        );
+    }
+}
+
+/// The `RateLimit-Policy`, `RateLimit` (and for a refusal `Retry-After`) headers.
+fn add_limit_headers(
+    r: &mut Response<Body>,
+    limit: mcp_key_verifier::RateLimit,
+    d: &mcp_key_verifier::limit::Decision,
+) {
+    let h = r.headers_mut();
+    for (name, value) in rpc::rate_limit_headers(limit, d) {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(HeaderName::from_static(name), v);
+        }
+    }
 }
 
 /// The permissions a request needs: `--require` and those its `X-MCP-Require` headers

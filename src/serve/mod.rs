@@ -9,6 +9,7 @@
 //! - Usage counted before a SIGTERM/SIGINT is on disk before the process exits 0.
 
 pub mod http;
+pub mod limits;
 pub mod metrics;
 pub mod state;
 pub mod tools;
@@ -63,6 +64,8 @@ pub struct Config {
     pub trust: Option<String>,
     /// `--max-stale`: how long a shared store may be out of reach before /auth answers 503.
     pub max_stale: Duration,
+    /// `--limits redis://…`: rate limits decided across the fleet; per instance when `None`.
+    pub limits: Option<String>,
 }
 
 /// Runs `serve` until SIGTERM or SIGINT.
@@ -115,8 +118,22 @@ pub fn run(args: Config) -> Result<()> {
             (tracker, Some(lock))
         }
     };
+    let limits = match &args.limits {
+        None => limits::Limits::Local(mcp_key_verifier::limit::Limiter::new()),
+        Some(url) if crate::fleet::store::is_store(url) => {
+            limits::Limits::Store(Arc::new(crate::fleet::limits::StoreLimits::new(url)?))
+        }
+        Some(_) => {
+            return Err(Error::usage(
+                "--limits takes a Redis store (redis://host:port/db?key=NAME); without it, \
+                 limits hold per instance",
+            ))
+        }
+    };
     let state = Arc::new(State {
         source,
+        limits,
+        limit_refusals: limits::Refusals::default(),
         max_stale: args.max_stale,
         require: args.require.clone(),
         tool_permissions: args.tool_permissions,
@@ -349,12 +366,13 @@ fn log_listening(state: &State, local: SocketAddr) {
     }
     let v = state.source.current();
     log(format_args!(
-        "listening on http://{local} verifier={} revision={} keys={} usage={} \
+        "listening on http://{local} verifier={} revision={} keys={} usage={} limits={} \
          tool_permissions={} require={:?}",
         state.source.describe(),
         v.revision(),
         v.len(),
         state.usage.path().display(),
+        state.limits.describe(),
         state.tool_permissions,
         state.require
     ));

@@ -43,7 +43,15 @@ impl Log {
         }
     }
 
+    pub(crate) fn rate_limited(&self, key: &KeyInfo) {
+        self.refused_as(key, "RATE_LIMITED");
+    }
+
     pub(crate) fn refused(&self, key: &KeyInfo, code: Code) {
+        self.refused_as(key, code.as_str());
+    }
+
+    fn refused_as(&self, key: &KeyInfo, code: &str) {
         let window = u64::try_from(Utc::now().timestamp() / 10).unwrap_or(0);
         if self.window.swap(window, Ordering::Relaxed) != window {
             self.lines.store(0, Ordering::Relaxed);
@@ -59,13 +67,13 @@ impl Log {
         match &key.name {
             Some(n) => log(format_args!(
                 "refused {} key_id={} name={:?}",
-                code.as_str(),
+                code,
                 sanitize(&key.id),
                 sanitize(n)
             )),
             None => log(format_args!(
                 "refused {} key_id={}",
-                code.as_str(),
+                code,
                 sanitize(&key.id)
             )),
         }
@@ -75,6 +83,10 @@ impl Log {
 /// What every request handler shares.
 pub struct State {
     pub(crate) source: Source,
+    /// Where rate-limit decisions are made.
+    pub(crate) limits: super::limits::Limits,
+    /// 429s per key id, for `/metrics`.
+    pub(crate) limit_refusals: super::limits::Refusals,
     /// `--max-stale`: past this long without reaching a shared store, /auth answers 503.
     pub(crate) max_stale: Duration,
     pub(crate) require: Vec<String>,

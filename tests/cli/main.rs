@@ -15,6 +15,7 @@ mod history;
 mod hooks;
 mod import;
 mod init;
+mod limit;
 mod list_view;
 mod meta;
 mod multi;

@@ -8,5 +8,6 @@ mod fixture;
 mod fleet;
 mod harness;
 mod http;
+mod limits;
 mod nginx;
 mod watch;

@@ -52,6 +52,10 @@ pub struct Payload {
     /// rolled-back copy, another vault). Kept only with a signing key.
     #[serde(skip)]
     pub recent_saves: Vec<[u8; 32]>,
+    /// Rate limits, by key id (`create --rate-limit`, `limit`); a key absent here has none.
+    /// Every id is one of the records'. Format 2 only (format 1 is never written again).
+    #[serde(skip)]
+    pub limits: std::collections::BTreeMap<String, mcp_key_verifier::RateLimit>,
 }
 
 /// How many earlier saves a vault remembers (see [`Payload::recent_saves`]).
@@ -199,6 +203,7 @@ impl Payload {
             published: Vec::new(),
             signing_key: Some(SecretKey::random()),
             recent_saves: Vec::new(),
+            limits: std::collections::BTreeMap::new(),
         }
     }
 

@@ -277,6 +277,8 @@ pub enum EventAction {
     SlotRemove,
     /// A format-1 vault was rewritten as format 2.
     Upgrade,
+    /// A key's rate limit was set or cleared.
+    Limit,
 }
 
 impl EventAction {
@@ -298,11 +300,12 @@ impl EventAction {
             EventAction::SlotAdd => "slot-add",
             EventAction::SlotRemove => "slot-remove",
             EventAction::Upgrade => "upgrade",
+            EventAction::Limit => "limit",
         }
     }
 
     /// Every action, in the order of its format-2 payload code (the index).
-    pub const ALL: [EventAction; 15] = [
+    pub const ALL: [EventAction; 16] = [
         EventAction::Init,
         EventAction::Create,
         EventAction::Use,
@@ -318,6 +321,7 @@ impl EventAction {
         EventAction::SlotAdd,
         EventAction::SlotRemove,
         EventAction::Upgrade,
+        EventAction::Limit,
     ];
 }
 

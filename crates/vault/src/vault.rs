@@ -17,6 +17,7 @@ use crate::error::{ChangeError, OpenError, SelectError};
 use crate::keyfmt;
 use crate::legacy::LegacyRecord;
 use crate::secret::{SecretKey, SecretString};
+use mcp_key_verifier::RateLimit;
 
 /// An unlocked vault.
 ///
@@ -733,10 +734,49 @@ impl Vault {
         true
     }
 
-    /// Removes key `i`'s record (its history stays) and returns it.
+    /// Removes key `i`'s record (and its rate limit; its history stays) and returns it.
     pub fn delete(&mut self, i: usize, now: DateTime<Utc>) -> KeyRecord {
         self.record(now, EventAction::Delete, Some(i), None);
-        self.payload.keys.remove(i)
+        let k = self.payload.keys.remove(i);
+        self.payload.limits.remove(k.id.as_str());
+        k
+    }
+
+    /// Key `i`'s rate limit, if it has one.
+    pub fn rate_limit(&self, i: usize) -> Option<RateLimit> {
+        if self.payload.limits.is_empty() {
+            return None;
+        }
+        self.payload.limits.get(self.payload.keys.id(i)).copied()
+    }
+
+    /// Sets key `i`'s rate limit (`None` clears it); `false` when it already was so.
+    ///
+    /// # Errors
+    /// [`ChangeError::Refused`] for a format-1 vault, which has no place for limits.
+    pub fn set_rate_limit(
+        &mut self,
+        i: usize,
+        limit: Option<RateLimit>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, ChangeError> {
+        if self.rate_limit(i) == limit {
+            return Ok(false);
+        }
+        if self.format_version() == 1 {
+            return Err(ChangeError::refused(
+                "a format-1 vault has no place for rate limits; run `mcp-key-manager upgrade` \
+                 first",
+            ));
+        }
+        let id = self.payload.keys.id(i).to_owned();
+        let detail = limit.map_or_else(|| "none".to_owned(), |l| l.to_string());
+        match limit {
+            Some(l) => self.payload.limits.insert(id, l),
+            None => self.payload.limits.remove(&id),
+        };
+        self.record(now, EventAction::Limit, Some(i), Some(detail));
+        Ok(true)
     }
 
     /// Records that key `i` was handed out by `use` (`detail`: where to).
@@ -774,8 +814,13 @@ impl Vault {
             permissions: old.permissions.clone(),
         };
         let old_id = old.id.clone();
+        let limit = self.rate_limit(i);
         let (j, key) = self.create_key(spec, now);
         let new_id = self.payload.keys[j].id.clone();
+        // The successor keeps the limit (no event: the rotation is the change).
+        if let Some(l) = limit {
+            self.payload.limits.insert(new_id.to_string(), l);
+        }
         self.payload.keys[j].rotated_from = Some(old_id);
         let o = &mut self.payload.keys[i];
         o.rotated_to = Some(new_id.clone());

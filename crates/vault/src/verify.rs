@@ -12,9 +12,13 @@ use crate::vault::Vault;
 
 /// What a verifier keeps of one record: read in place where it is still encoded (only what
 /// a verifier keeps is copied), or copied from the record decoded earlier.
-fn key_info(look: &crate::keyset::Look<'_>, dict: &[crate::types::Permission]) -> KeyInfo {
+fn key_info(
+    look: &crate::keyset::Look<'_>,
+    dict: &[crate::types::Permission],
+    limits: &Limits,
+) -> KeyInfo {
     use crate::keyset::Look;
-    match look {
+    let info = match look {
         Look::Record(k) => KeyInfo::new(
             k.id.to_string(),
             Some(k.name.clone()),
@@ -36,8 +40,15 @@ fn key_info(look: &crate::keyset::Look<'_>, dict: &[crate::types::Permission]) -
                 .map(|i| dict[i].as_str().to_string())
                 .collect(),
         ),
+    };
+    if limits.is_empty() {
+        return info;
     }
+    let limit = limits.get(&info.id).copied();
+    info.with_rate_limit(limit)
 }
+
+type Limits = std::collections::BTreeMap<String, mcp_key_verifier::RateLimit>;
 
 /// A verifier over every key of an unlocked vault.
 ///
@@ -64,7 +75,12 @@ fn key_info(look: &crate::keyset::Look<'_>, dict: &[crate::types::Permission]) -
 /// ```
 pub fn from_vault(vault: &Vault) -> Verifier {
     let dict = vault.keys().dict();
-    let keys = vault.keys().looks().map(|l| key_info(&l, dict)).collect();
+    let limits = &vault.payload().limits;
+    let keys = vault
+        .keys()
+        .looks()
+        .map(|l| key_info(&l, dict, limits))
+        .collect();
     Verifier::new(vault.hash_key().expose(), vault.revision(), keys)
 }
 
@@ -89,7 +105,7 @@ pub fn from_vault_for(vault: &Vault, presented: &[&str]) -> Verifier {
     let dict = all.dict();
     let keys = (0..all.len())
         .filter(|&i| ids.contains(all.id(i)) || hashes.contains(&all.hash(i).0))
-        .map(|i| key_info(&all.look(i), dict))
+        .map(|i| key_info(&all.look(i), dict, &vault.payload().limits))
         .collect();
     Verifier::new(vault.hash_key().expose(), vault.revision(), keys)
 }

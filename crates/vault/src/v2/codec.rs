@@ -8,7 +8,7 @@
 //! exactly one encoding of each payload, so `encode(decode(b)) == b` for every `b` it
 //! accepts. Every buffer that holds plaintext is a zeroizing one.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use zeroize::Zeroizing;
@@ -20,6 +20,7 @@ use crate::keyset::{Keys, Part, Plain, Raw, ReadId};
 use crate::records::{Event, History, KeyRecord, Payload, Published, RECENT_SAVES};
 use crate::secret::SecretKey;
 use crate::types::{EventAction, Permission};
+use mcp_key_verifier::RateLimit;
 
 use crate::wire::{
     bad, check_events, decode_events, modern_id, modern_secret, IdRef, Reader, MIN_EVENT,
@@ -295,7 +296,21 @@ fn write_all<S: Sink>(s: &mut S, p: &Payload, plan: &Plan<'_>) {
             }
         }
     }
+    // Rate limits, last, only when a key has one: a payload without any ends above, as
+    // before limits existed.
+    if !p.limits.is_empty() {
+        s.byte(LIMITS);
+        s.varint(p.limits.len() as u64);
+        for (id, l) in &p.limits {
+            s.id(id);
+            s.varint(u64::from(l.requests()));
+            s.varint(u64::from(l.window_seconds()));
+        }
+    }
 }
+
+/// The tag of the rate-limit section.
+const LIMITS: u8 = 3;
 
 fn write_perms<S: Sink>(s: &mut S, idx: &[u32]) {
     s.varint(idx.len() as u64);
@@ -450,6 +465,7 @@ pub fn decode_owned(mut buf: Zeroizing<Vec<u8>>, events: Events) -> Result<Paylo
     let published = read_published(&mut r)?;
     let (nevents, ev_at, evbytes) = read_history_section(&mut r, total)?;
     let (signing_key, recent_saves) = read_signing_key(&mut r)?;
+    let limits = read_limits(&mut r)?;
     let evlen = evbytes.len();
     let dict: Vec<Permission> = dict.iter().map(|p| Permission::trusted(p)).collect();
     let history = match events {
@@ -464,6 +480,12 @@ pub fn decode_owned(mut buf: Zeroizing<Vec<u8>>, events: Events) -> Result<Paylo
     let history = history
         .unwrap_or_else(|| History::from_encoded(plain.clone(), ev_at..ev_at + evlen, nevents));
     let keys = Keys::from_encoded(plain, dict, records.into_iter());
+    if let Some(id) = limits.keys().find(|id| !keys.contains_id(id)) {
+        return Err(bad(&format!(
+            "a rate limit names {}, which no key has",
+            crate::display::sanitize(id)
+        )));
+    }
     if events == Events::All {
         // Decoding each record now also proves the checks above and the decoder agree.
         for k in &keys {
@@ -478,6 +500,7 @@ pub fn decode_owned(mut buf: Zeroizing<Vec<u8>>, events: Events) -> Result<Paylo
         published,
         signing_key,
         recent_saves,
+        limits,
     })
 }
 
@@ -561,7 +584,7 @@ fn read_history_section<'a>(r: &mut Reader<'a>, total: usize) -> Result<(usize, 
 /// [`RECENT_SAVES`] and that many 32-byte save digests (the vault's lineage).
 fn read_signing_key(r: &mut Reader<'_>) -> Result<(Option<SecretKey>, Vec<[u8; 32]>)> {
     let tag = match r.b {
-        [] => return Ok((None, Vec::new())),
+        [] | [LIMITS, ..] => return Ok((None, Vec::new())),
         [t, ..] => *t,
     };
     if tag != 1 && tag != 2 {
@@ -579,10 +602,41 @@ fn read_signing_key(r: &mut Reader<'_>) -> Result<(Option<SecretKey>, Vec<[u8; 3
             saves.push(r.array::<32>()?);
         }
     }
-    if !r.b.is_empty() {
+    Ok((Some(seed), saves))
+}
+
+/// The rate limits, the payload's optional last part: `0x03`, a count of at least one,
+/// and that many (id, requests varint, window-seconds varint), ids in increasing order,
+/// each limit within [`RateLimit::new`]'s bounds. Nothing may follow.
+fn read_limits(r: &mut Reader<'_>) -> Result<BTreeMap<String, RateLimit>> {
+    let mut limits = BTreeMap::new();
+    if r.b.is_empty() {
+        return Ok(limits);
+    }
+    if r.byte()? != LIMITS {
         return Err(bad("trailing bytes after the history"));
     }
-    Ok((Some(seed), saves))
+    // An entry is at least 3 bytes (a text id of one byte is 3, a modern one 9).
+    let n = r.count(3)?;
+    if n == 0 {
+        return Err(bad("an empty rate-limit section"));
+    }
+    for _ in 0..n {
+        let id = r.id_ref()?.to_id();
+        let mut num = || -> Result<u32> {
+            u32::try_from(r.varint()?).map_err(|_| bad("a rate limit out of bounds"))
+        };
+        let (q, w) = (num()?, num()?);
+        let limit = RateLimit::new(q, w).map_err(|_| bad("a rate limit out of bounds"))?;
+        if limits.last_key_value().is_some_and(|(last, _)| *last >= id) {
+            return Err(bad("the rate limits are not in increasing order of id"));
+        }
+        limits.insert(id, limit);
+    }
+    if !r.b.is_empty() {
+        return Err(bad("trailing bytes after the rate limits"));
+    }
+    Ok(limits)
 }
 
 #[cfg(test)]

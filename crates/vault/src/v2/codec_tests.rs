@@ -271,3 +271,72 @@ fn times_round_trip_at_the_extremes() {
         assert!(r.b.is_empty());
     }
 }
+
+/// Rate limits travel in their own last section: in id order, for keys that exist, within
+/// bounds, and a payload without any ends where it did before limits existed.
+#[test]
+fn rate_limits_round_trip_and_bad_ones_are_refused() {
+    let mut p = sample();
+    let without = encode(&p);
+    let (id0, id2) = (p.keys.id(0).to_owned(), p.keys.id(2).to_owned());
+    p.limits.insert(id0.clone(), "100/min".parse().unwrap());
+    p.limits.insert(id2.clone(), "5/30s".parse().unwrap());
+    let b = encode(&p);
+    assert_eq!(
+        &b[..without.len()],
+        &without[..],
+        "the section only appends"
+    );
+    let d = decode(&b, Events::Lazy).unwrap();
+    assert_eq!(d.limits, p.limits);
+    assert_eq!(&encode(&d)[..], &b[..], "one encoding");
+    for n in without.len() + 1..b.len() {
+        assert!(decode(&b[..n], Events::All).is_err(), "a cut at {n}");
+    }
+    let mut trailing = b.to_vec();
+    trailing.push(0);
+    assert!(decode(&trailing, Events::All).is_err());
+
+    let refused = |p: Payload, why: &str| {
+        let e = decode(&encode(&p), Events::All)
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            e.as_deref().is_some_and(|e| e.contains(why)),
+            "{why}: {e:?}"
+        );
+    };
+    let mut orphan = decode(&without, Events::All).unwrap();
+    orphan
+        .limits
+        .insert("feedfacefeedface".into(), "1/sec".parse().unwrap());
+    refused(orphan, "which no key has");
+
+    // Out of order and out of bounds: written by hand, as the writer never would.
+    let mut section = vec![LIMITS, 2];
+    let mut ids = [id0.as_str(), id2.as_str()];
+    ids.sort_unstable();
+    for id in ids.iter().rev() {
+        section.extend_from_slice(&id_bytes(id));
+        section.extend_from_slice(&[1, 1]);
+    }
+    let mut unordered = without.to_vec();
+    unordered.extend_from_slice(&section);
+    let e = decode(&unordered, Events::All).err().unwrap().to_string();
+    assert!(e.contains("increasing order"), "{e}");
+    let mut zero = without.to_vec();
+    zero.extend_from_slice(&[LIMITS, 1]);
+    zero.extend_from_slice(&id_bytes(&id0));
+    zero.extend_from_slice(&[0, 60]);
+    let e = decode(&zero, Events::All).err().unwrap().to_string();
+    assert!(e.contains("out of bounds"), "{e}");
+    let mut empty = without.to_vec();
+    empty.extend_from_slice(&[LIMITS, 0]);
+    assert!(decode(&empty, Events::All).is_err(), "an empty section");
+}
+
+fn id_bytes(id: &str) -> Vec<u8> {
+    let mut b = Buf(Zeroizing::new(Vec::with_capacity(80)));
+    b.id(id);
+    b.0.to_vec()
+}
