@@ -370,16 +370,26 @@ fn serve_runs_as_a_user_that_cannot_change_the_verifier() {
         "mkm-serve",
         "on",
         ">serve password",
-        "~mkm:{fleet}:verifier",
+        "%R~mkm:{fleet}:verifier",
+        "~mkm:{fleet}:usage",
+        "~mkm:{fleet}:limit:*",
         "&mkm:{fleet}:changed",
         "+hmget",
         "+hget",
         "+hstrlen",
         "+subscribe",
         "+ping",
+        "+eval",
+        "+evalsha",
+        "+script|load",
+        "+time",
+        "+get",
+        "+set",
+        "+hset",
+        "+hincrby",
     ]);
     let e = Env::with_vault();
-    let (id, key) = e.create("k", &[]);
+    let (id, key) = e.create("k", &["--rate-limit", "3/min"]);
     let publisher = format!("redis://mkm-publisher@127.0.0.1:{}/0?key=fleet", redis.port);
     e.cmd()
         .args(["publish", &publisher])
@@ -388,13 +398,23 @@ fn serve_runs_as_a_user_that_cannot_change_the_verifier() {
         .success();
     let fpr = fingerprint(&e);
     let reader = format!("redis://mkm-serve@127.0.0.1:{}/0?key=fleet", redis.port);
-    let usage = e.path().join("usage.json");
-    let srv = Server::start_with_env(
+    let mut srv = Server::start_with_env(
         Path::new(&reader),
-        &["--trust", &fpr, "--usage", usage.to_str().unwrap()],
+        &["--trust", &fpr, "--usage", &reader, "--limits", &reader],
         &[("MCP_REDIS_PASSWORD", "serve password")],
     );
-    assert_eq!(srv.auth_x(&key).status, 200);
+    // Usage and limits are written as this user: the limit is decided in the store.
+    let statuses: Vec<u16> = (0..4).map(|_| srv.auth_x(&key).status).collect();
+    assert_eq!(statuses, [200, 200, 200, 429], "{}", srv.log());
+    assert_eq!(
+        srv.metric("mcp_key_serve_limit_fallbacks_total"),
+        0,
+        "{}",
+        srv.log()
+    );
+    assert!(redis
+        .query(&["GET", &format!("mkm:{{fleet}}:limit:{id}")])
+        .is_some_and(|v| matches!(v, redis::Value::BulkString(_))));
     assert!(!srv.log().contains("serve password"));
 
     // What the serving user may not do.
@@ -412,7 +432,10 @@ fn serve_runs_as_a_user_that_cannot_change_the_verifier() {
         .arg("99")
         .query(&mut con);
     let err = denied.expect_err("the serving user cannot write the verifier");
-    assert!(err.to_string().contains("no permissions"), "{err}");
+    assert!(
+        err.to_string().to_lowercase().contains("no permissions"),
+        "{err}"
+    );
 
     // The publisher's next change reaches the serving user's instance.
     e.cmd()
@@ -423,6 +446,14 @@ fn serve_runs_as_a_user_that_cannot_change_the_verifier() {
     wait_until("the revocation", Duration::from_secs(10), || {
         srv.auth_x(&key).status == 401
     });
+    srv.signal("TERM");
+    assert!(srv.wait(Duration::from_secs(10)).success(), "{}", srv.log());
+    let valid = redis.query(&["HGET", "mkm:{fleet}:usage", &format!("{id} VALID")]);
+    assert_eq!(
+        valid,
+        Some(redis::Value::BulkString(b"3".to_vec())),
+        "usage written as mkm-serve"
+    );
 }
 
 /// Usage across instances: five instances add their counts to one hash in the store; after

@@ -124,6 +124,15 @@ http {{
             auth_request /_mcp_auth;
             auth_request_set $mcp_key_id $upstream_http_x_mcp_key_id;
             proxy_set_header X-MCP-Key-Id $mcp_key_id;
+            # Rate limits: serve's RateLimit headers go to the client, and its 429 (which
+            # auth_request would turn into a 500) is given back as a 429.
+            auth_request_set $mcp_auth_status $upstream_status;
+            auth_request_set $mcp_ratelimit $upstream_http_ratelimit;
+            auth_request_set $mcp_ratelimit_policy $upstream_http_ratelimit_policy;
+            auth_request_set $mcp_retry_after $upstream_http_retry_after;
+            add_header RateLimit $mcp_ratelimit always;
+            add_header RateLimit-Policy $mcp_ratelimit_policy always;
+            error_page 500 = @mcp_auth_error;
             # The MCP server needs no key: do not pass it on.
             proxy_set_header Authorization "";
             proxy_set_header X-API-Key "";
@@ -132,6 +141,18 @@ http {{
             proxy_set_header Connection "";
             proxy_buffering off;
             proxy_read_timeout 1h;
+        }}
+
+        location @mcp_auth_error {{
+            default_type application/json;
+            if ($mcp_auth_status = 429) {{
+                add_header Retry-After $mcp_retry_after always;
+                add_header RateLimit $mcp_ratelimit always;
+                add_header RateLimit-Policy $mcp_ratelimit_policy always;
+                add_header Cache-Control no-store always;
+                return 429 '{{"jsonrpc":"2.0","id":null,"error":{{"code":-32029,"message":"rate limit exceeded for this API key; retry after $mcp_retry_after s","data":{{"code":"RATE_LIMITED","retry_after":$mcp_retry_after}}}}}}';
+            }}
+            return 500;
         }}
     }}
 }}
@@ -508,4 +529,56 @@ fn nginx_per_tool_permissions_fail_closed() {
     let nginx_log = std::fs::read_to_string(dir.join("nginx-access.log")).unwrap_or_default();
     assert_no_secret("nginx's access log", &nginx_log, &[&key]);
     assert_no_secret("serve's log", &stack.serve.log(), &[&key]);
+}
+
+/// A key limited to 3/min behind the documented nginx configuration: three requests reach
+/// the MCP server with serve's `RateLimit` headers, the fourth is answered 429 with
+/// `Retry-After` and a JSON-RPC body (auth_request alone would have made it a 500), and
+/// the MCP server never sees it; the SDK's client gets an error for a call over the limit.
+#[test]
+fn nginx_passes_a_rate_limit_refusal_as_429() {
+    let Some((nginx, python)) = prerequisites() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (key, _id, verifier) = vault_with_key(dir, &["--rate-limit", "3/min"]);
+    let stack = Stack::start(&nginx, &python, dir, &verifier, &[]);
+    let bearer = format!("Bearer {key}");
+    let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    let headers = [
+        ("Authorization", bearer.as_str()),
+        ("MCP-Protocol-Version", "2026-07-28"),
+        ("Mcp-Method", "tools/list"),
+    ];
+    for i in 0..3 {
+        let (status, text) = post_raw(stack.port, &headers, list);
+        assert_ne!(status, 429, "request {i}: {text}");
+        assert_ne!(status, 500, "request {i}: {text}");
+        let want = format!("RateLimit: \"key\";r={};t=", 2 - i);
+        assert!(text.contains(&want), "request {i}: {text}");
+        assert!(
+            text.contains("RateLimit-Policy: \"key\";q=3;w=60"),
+            "{text}"
+        );
+    }
+    let (status, text) = post_raw(stack.port, &headers, list);
+    assert_eq!(status, 429, "{text}\n{}", logs(dir));
+    assert!(text.contains("Retry-After: 20"), "{text}");
+    assert!(text.contains("RateLimit: \"key\";r=0;t="), "{text}");
+    let body = &text[text.find("\r\n\r\n").unwrap() + 4..];
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(v["error"]["code"], -32029);
+    assert_eq!(v["error"]["data"]["code"], "RATE_LIMITED");
+    assert_eq!(v["error"]["data"]["retry_after"], 20);
+    // The SDK's own client, over the limit: refused, and says so.
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/serve/mcp");
+    let url = format!("http://127.0.0.1:{}/mcp", stack.port);
+    let (ok, out) = client(&python, &scripts.join("client.py"), &url, Some(&key));
+    assert!(!ok, "{out}");
+    assert!(out.contains("429"), "{out}");
+    assert!(
+        !logs(dir).contains(&key),
+        "no key in nginx's or the server's logs"
+    );
 }
