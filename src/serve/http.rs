@@ -163,6 +163,11 @@ fn refusal(r: rpc::Refusal) -> Response<Body> {
     if r.close {
         h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
+    for (name, value) in r.headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(HeaderName::from_static(name), v);
+        }
+    }
     resp
 }
 
@@ -357,9 +362,7 @@ async fn auth(req: Request<Incoming>, st: &State) -> Response<Body> {
             if !d.allowed {
                 st.limit_refusals.add(&info.id);
                 st.log.rate_limited(info);
-                let mut r = refusal(rpc::rate_limited(limit, &d));
-                add_limit_headers(&mut r, limit, &d);
-                return r;
+                return refusal(rpc::rate_limited(limit, &d));
             }
             Some((limit, d))
         }

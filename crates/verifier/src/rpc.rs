@@ -45,6 +45,9 @@ pub struct Refusal {
     pub challenge: Option<String>,
     /// Whether to close the connection (the body was not read to its end).
     pub close: bool,
+    /// Further headers to send (lowercase names): `Retry-After` and the `RateLimit`
+    /// headers of a 429.
+    pub headers: Vec<(&'static str, String)>,
 }
 
 /// `{"jsonrpc":"2.0","id":null,"error":{"code":…,"message":…,"data":{"code":…}}}`.
@@ -60,6 +63,7 @@ fn refusal(status: u16, code: i64, message: &str, data_code: &str) -> Refusal {
         body: error_body(code, message, data_code),
         challenge: None,
         close: false,
+        headers: Vec::new(),
     }
 }
 
@@ -94,8 +98,8 @@ pub fn forbidden(missing: &[String]) -> Refusal {
     r
 }
 
-/// 429 `RATE_LIMITED` for a valid key over `limit`, with the headers of
-/// [`rate_limit_headers`] to add.
+/// 429 `RATE_LIMITED` for a valid key over `limit`, carrying the headers of
+/// [`rate_limit_headers`].
 pub fn rate_limited(limit: RateLimit, d: &Decision) -> Refusal {
     let secs = d.retry_after_secs();
     let body = json!({"jsonrpc": "2.0", "id": null, "error": {
@@ -107,6 +111,7 @@ pub fn rate_limited(limit: RateLimit, d: &Decision) -> Refusal {
         body: body.to_string(),
         challenge: None,
         close: false,
+        headers: rate_limit_headers(limit, d),
     }
 }
 

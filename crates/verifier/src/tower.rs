@@ -11,8 +11,11 @@
 //! `tools:call` or `tools:call:<tool>`, `prompts:get` or `prompts:get:<prompt>`, and
 //! `resources:read` (see [`crate::routing`]); headers that disagree with the body are
 //! answered 400 (`-32020`), and a POST that shows no method at all is refused (403
-//! `METHOD_UNSEEN`). An accepted request carries the caller's [`KeyInfo`] in its
-//! extensions.
+//! `METHOD_UNSEEN`). A key with a rate limit (set in the vault, carried in the verifier)
+//! is held to it in this process (every clone of the layer shares one count): 429 with
+//! `Retry-After` over it, and the `RateLimit-Policy`/`RateLimit` headers on every answer
+//! (docs/verifier.md, "Rate limits"). An accepted request carries the caller's [`KeyInfo`]
+//! in its extensions.
 //!
 //! Body types: the request body must be `From<Bytes>` (the layer hands on the body it
 //! read) and the response body `From<String>` (for its refusals); `axum::body::Body` is
@@ -43,6 +46,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::headers::api_key_from_header_values;
+use crate::limit::Limiter;
 use crate::permits::permits;
 use crate::routing;
 use crate::rpc::{self, Refusal};
@@ -63,12 +67,17 @@ enum Source {
     Fixed(Arc<Verifier>),
 }
 
+/// A request let through, and the headers its answer gets.
+type Checked<B> = (Request<B>, Vec<(&'static str, String)>);
+
 /// A tower [`Layer`] that lets through only requests with a valid key: see the module doc.
 #[derive(Clone)]
 pub struct RequireApiKey {
     source: Source,
     require: Arc<[String]>,
     tool_permissions: bool,
+    /// Rate limits, per process: shared by every clone of the layer.
+    limiter: Arc<Limiter>,
 }
 
 impl fmt::Debug for RequireApiKey {
@@ -89,6 +98,7 @@ impl RequireApiKey {
             source: Source::Watched(watched),
             require: Arc::from(Vec::new()),
             tool_permissions: false,
+            limiter: Arc::default(),
         }
     }
 
@@ -98,6 +108,7 @@ impl RequireApiKey {
             source: Source::Fixed(Arc::new(verifier)),
             require: Arc::from(Vec::new()),
             tool_permissions: false,
+            limiter: Arc::default(),
         }
     }
 
@@ -121,8 +132,9 @@ impl RequireApiKey {
         }
     }
 
-    /// The key check, then the tool check; the request to hand on, or the refusal.
-    async fn check<B>(&self, req: Request<B>) -> Result<Request<B>, Refusal>
+    /// The key check, the tool check, then the key's rate limit; the request to hand on
+    /// with the `RateLimit` headers for its answer, or the refusal.
+    async fn check<B>(&self, req: Request<B>) -> Result<Checked<B>, Refusal>
     where
         B: Body + From<Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -160,8 +172,19 @@ impl RequireApiKey {
         } else {
             req
         };
+        // The rate limit last: only a request that would be admitted uses the quota.
+        let limited = match info.rate_limit {
+            None => Vec::new(),
+            Some(limit) => {
+                let d = self.limiter.check_now(&info.id, limit);
+                if !d.allowed {
+                    return Err(rpc::rate_limited(limit, &d));
+                }
+                rpc::rate_limit_headers(limit, &d)
+            }
+        };
         req.extensions_mut().insert(info);
-        Ok(req)
+        Ok((req, limited))
     }
 }
 
@@ -240,7 +263,16 @@ fn respond<B: From<String>>(r: Refusal) -> Response<B> {
     if r.close {
         h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
+    add_headers(h, r.headers);
     res
+}
+
+fn add_headers(h: &mut http::HeaderMap, headers: Vec<(&'static str, String)>) {
+    for (name, value) in headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(http::HeaderName::from_static(name), v);
+        }
+    }
 }
 
 impl<S> Layer<S> for RequireApiKey {
@@ -285,7 +317,11 @@ where
         let config = self.config.clone();
         Box::pin(async move {
             match config.check(req).await {
-                Ok(req) => inner.call(req).await,
+                Ok((req, headers)) => {
+                    let mut res = inner.call(req).await?;
+                    add_headers(res.headers_mut(), headers);
+                    Ok(res)
+                }
                 Err(refusal) => Ok(respond(refusal)),
             }
         })
@@ -366,6 +402,41 @@ mod tests {
         fn get(&self, name: &str) -> &str {
             self.0.get(name).map_or("", |v| v.to_str().unwrap())
         }
+    }
+
+    /// A key limited to 2/min: two answers with the `RateLimit` headers, then 429 with
+    /// `Retry-After` and the JSON-RPC body; the clones of a layer share the count; an
+    /// unlimited key gets no such headers.
+    #[tokio::test]
+    async fn a_rate_limited_key_gets_429_after_its_quota() {
+        let hasher = Verifier::new(&[1; 32], 0, Vec::new());
+        let limited = KeyInfo::new(
+            "00000000000000b2".into(),
+            None,
+            hasher.keyed_hash(KEY),
+            false,
+            None,
+            Vec::new(),
+        )
+        .with_rate_limit(Some("2/min".parse().unwrap()));
+        let l = RequireApiKey::from_verifier(Verifier::new(&[1; 32], 1, vec![limited]));
+        let key = [("x-api-key", KEY.as_bytes())];
+        let (s, _, h) = send(&l, "GET", &key, "").await;
+        assert_eq!(s, 200);
+        assert_eq!(h.get("ratelimit-policy"), "\"key\";q=2;w=60");
+        assert_eq!(h.get("ratelimit"), "\"key\";r=1;t=30");
+        let (s, _, h) = send(&l.clone(), "GET", &key, "").await;
+        assert_eq!((s, h.get("ratelimit")), (200, "\"key\";r=0;t=60"));
+        let (s, body, h) = send(&l, "GET", &key, "").await;
+        assert_eq!(s, 429);
+        assert_eq!(h.get("retry-after"), "30");
+        assert_eq!(h.get("content-type"), "application/json");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["error"]["code"], rpc::RATE_LIMITED);
+        assert_eq!(v["error"]["data"]["code"], "RATE_LIMITED");
+        assert_eq!(v["error"]["data"]["retry_after"], 30);
+        let (s, _, h) = send(&layer(), "POST", &key, ECHO).await;
+        assert_eq!((s, h.get("ratelimit")), (200, ""));
     }
 
     const ECHO: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#;
