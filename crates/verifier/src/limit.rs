@@ -7,7 +7,7 @@
 //! at `now` moves it to `max(TAT, now) + w/q` and is admitted when that is at most `w`
 //! ahead of `now`. All times are whole microseconds, so every reader (Rust, Python,
 //! TypeScript, the Redis script) computes exactly the same decisions; the vectors in
-//! `tests/vectors/ratelimit.json` pin them.
+//! `tests/vectors/verifier/ratelimit.json` pin them.
 //!
 //! Memory: the limiter holds one 8-byte time per key it has seen and forgets keys whose
 //! quota is whole again, so it never holds more than the verifier's keys.

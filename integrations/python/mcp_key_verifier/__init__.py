@@ -5,8 +5,8 @@
 
 The verifier file is written by `mcp-key-manager publish PATH` and rewritten on every change
 of the vault; this package re-reads it within 250 ms, keeping the last good one. With
-`Verifier.from_file(path, trust="mkv1:...")` only files signed by that vault are used. Standard
-library only (a trust pin needs `cryptography`); the format is docs/verifier.md in the
+`Verifier.from_file(path, trust="mkv1:...")` only files signed by that vault are used. A key's
+`rate_limit` is enforced per process by the middleware (429). Standard library only (a trust pin needs `cryptography`); the format is docs/verifier.md in the
 mcp-key-manager repository.
 """
 
@@ -29,6 +29,7 @@ from ._core import (
     permits,
 )
 from .asgi import STATE_KEY, APIKeyMiddleware, needed_permissions
+from .limit import Decision, Limiter, RateLimit, decide
 from .sdk import McpTokenVerifier
 
 __version__ = "0.1.0"
@@ -37,12 +38,15 @@ __all__ = [
     "APIKeyMiddleware",
     "CHECKSUM",
     "CODES",
+    "Decision",
     "EXPIRED",
     "INSUFFICIENT_PERMISSIONS",
     "KEY_PATTERN",
+    "Limiter",
     "MALFORMED",
     "McpTokenVerifier",
     "NOT_FOUND",
+    "RateLimit",
     "REVOKED",
     "SHAPE",
     "STATE_KEY",
@@ -50,6 +54,7 @@ __all__ = [
     "Verdict",
     "Verifier",
     "VerifierError",
+    "decide",
     "fingerprint",
     "key_from_headers",
     "permits",

@@ -33,6 +33,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Tuple, Union
 
+from .limit import RateLimit
+
 __all__ = [
     "VALID",
     "MALFORMED",
@@ -121,9 +123,10 @@ class VerifierError(ValueError):
 class Verdict:
     """The outcome of one verification.
 
-    `key_id`, `name`, `permissions` and `expires_at` describe the matched entry; they are
-    empty for `MALFORMED` and `NOT_FOUND`. `name` is set only when the file carries names
-    (`publish --names`). `expires_at` is a UTC `datetime` or None (never expires).
+    `key_id`, `name`, `permissions`, `expires_at` and `rate_limit` describe the matched entry;
+    they are empty for `MALFORMED` and `NOT_FOUND`. `name` is set only when the file carries
+    names (`publish --names`). `expires_at` is a UTC `datetime` or None (never expires);
+    `rate_limit` a `RateLimit` or None (no limit).
     """
 
     valid: bool
@@ -134,6 +137,8 @@ class Verdict:
     expires_at: Optional[_dt.datetime] = None
     #: Why a MALFORMED key is malformed (`SHAPE` or `CHECKSUM`); None for every other code.
     reason: Optional[str] = None
+    #: The entry's `rate_limit` (`APIKeyMiddleware` enforces it); None: no limit.
+    rate_limit: Optional[RateLimit] = None
 
     def __bool__(self) -> bool:
         return self.valid
@@ -160,17 +165,19 @@ class _Entry:
     __slots__ = ("id", "hash", "revoked", "expires_ns", "perms", "valid", "revoked_v",
                  "expired_v", "insufficient_v")
 
-    def __init__(self, key_id, digest, revoked, expires_ns, expires_dt, permissions, name):
+    def __init__(self, key_id, digest, revoked, expires_ns, expires_dt, permissions, name,
+                 rate_limit=None):
         self.id = key_id
         self.hash = digest
         self.revoked = revoked
         self.expires_ns = expires_ns
         self.perms = frozenset(permissions)
         info = (key_id, name, tuple(permissions), expires_dt)
-        self.valid = Verdict(True, VALID, *info)
-        self.revoked_v = Verdict(False, REVOKED, *info)
-        self.expired_v = Verdict(False, EXPIRED, *info)
-        self.insufficient_v = Verdict(False, INSUFFICIENT_PERMISSIONS, *info)
+        self.valid = Verdict(True, VALID, *info, rate_limit=rate_limit)
+        self.revoked_v = Verdict(False, REVOKED, *info, rate_limit=rate_limit)
+        self.expired_v = Verdict(False, EXPIRED, *info, rate_limit=rate_limit)
+        self.insufficient_v = Verdict(False, INSUFFICIENT_PERMISSIONS, *info,
+                                      rate_limit=rate_limit)
 
 
 class _State:
@@ -237,6 +244,17 @@ def _no_duplicate_members(pairs):
                 raise _DuplicateMember(shown)
             seen.add(name)
     return doc
+
+
+def _parse_rate_limit(value: Any) -> Optional[RateLimit]:
+    """An entry's `rate_limit`: exactly `{"requests": Q, "window_seconds": W}`, both JSON
+    integers (not 60.0, 1e2 or true) in bounds; null or absent is no limit (as the Rust
+    reader's `Option` reads it)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"requests", "window_seconds"}:
+        raise ValueError
+    return RateLimit(value["requests"], value["window_seconds"])  # checks types and bounds
 
 
 def _parse(data: bytes, source: str) -> _State:
@@ -318,8 +336,13 @@ def _parse(data: bytes, source: str) -> _State:
         name = k.get("name")
         if name is not None and not isinstance(name, str):
             raise bad("entry %s: name is not a string" % shown)
+        try:
+            rate_limit = _parse_rate_limit(k.get("rate_limit"))
+        except ValueError:
+            raise bad('entry %s: rate_limit is not {"requests": 1 to 1,000,000,000, '
+                      '"window_seconds": 1 to 86,400} with JSON integers' % shown) from None
         entries.append(_Entry(key_id, bytes.fromhex(h), status == "revoked", expires_ns,
-                              expires_dt, perms, name))
+                              expires_dt, perms, name, rate_limit))
     return _State(hash_key, entries, revision, save_digest)
 
 

@@ -2,7 +2,8 @@
 
 Owns the HTTP face of verification: which header holds the key, the 401/403 answers (with
 `WWW-Authenticate` and a JSON-RPC error body an MCP client can show), MCP-shaped tool
-permissions, and handing the verdict to the application.
+permissions, per-process rate limits (429, `RateLimit` headers), and handing the verdict to
+the application.
 
 Invariants:
 - The application sees no HTTP request or websocket whose key did not verify.
@@ -10,6 +11,8 @@ Invariants:
   receives names the key by id only.
 - A body read for tool permissions is bounded (1 MiB) and replayed to the application
   unchanged, byte for byte.
+- Only a request that would be admitted counts against its key's rate limit: a refusal (401,
+  403, 413, 400, 429) uses nothing.
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Tup
 
 from ._core import (INSUFFICIENT_PERMISSIONS, MALFORMED, Verdict, Verifier, key_from_headers,
                     permits)
+from .limit import Decision, Limiter, RateLimit
 
-__all__ = ["APIKeyMiddleware", "STATE_KEY", "MAX_BODY_BYTES", "needed_permissions"]
+__all__ = ["APIKeyMiddleware", "STATE_KEY", "MAX_BODY_BYTES", "RATE_LIMITED",
+           "needed_permissions"]
 
 logger = logging.getLogger("mcp_key_verifier")
 
@@ -71,10 +76,20 @@ def needed_permissions(message: Any) -> List[Tuple[str, ...]]:
     return needs
 
 
-def _error_body(code: int, message: str, data_code: str) -> bytes:
+#: JSON-RPC error code of the 429 answer (a key over its rate limit).
+RATE_LIMITED = -32029
+
+
+def _error_body(code: int, message: str, data_code: str, **data: Any) -> bytes:
     return json.dumps({"jsonrpc": "2.0", "id": None,
                        "error": {"code": code, "message": message,
-                                 "data": {"code": data_code}}}).encode()
+                                 "data": dict({"code": data_code}, **data)}}).encode()
+
+
+def _rate_limited_body(limit: RateLimit, decision: Decision) -> bytes:
+    secs = decision.retry_after
+    return _error_body(RATE_LIMITED, "rate limit exceeded for this API key (%s); retry after "
+                       "%d s" % (limit, secs), "RATE_LIMITED", retry_after=secs)
 
 
 def _log_safe(text: str) -> str:
@@ -98,9 +113,15 @@ class APIKeyMiddleware:
       (Starlette/FastAPI: `request.state.mcp_key`; `.key_id`, `.name`, `.permissions`).
     - `tool_permissions=True` reads the body (at most 1 MiB, else 413; not JSON: 400) to apply
       MCP-shaped permissions, then replays it to the app unchanged.
-    - Websocket: the handshake is verified the same way (`require` applies; tool permissions
-      do not, as messages are not inspected); a refused handshake is closed with code 1008
-      before it is accepted, which the server turns into HTTP 403.
+    - Rate limits: a key whose entry has a `rate_limit` is limited in this process (GCRA per
+      key id, docs/verifier.md "Rate limits"), counting only requests that pass every other
+      check. Admitted answers carry `RateLimit-Policy` and `RateLimit`; over the limit, 429
+      with `Retry-After`, the same two headers and a JSON-RPC error body (`-32029`,
+      `data.code` `RATE_LIMITED`, `data.retry_after` in seconds). `limiter`: a `Limiter` to
+      share between middlewares (default: one of its own); `rate_limits=False`: not enforced.
+    - Websocket: the handshake is verified the same way (`require` and rate limits apply; tool
+      permissions do not, as messages are not inspected); a refused handshake is closed with
+      code 1008 before it is accepted, which the server turns into HTTP 403.
     - Lifespan and any other scope type pass through untouched.
 
     Put CORS middleware outside this one: a browser's preflight carries no key.
@@ -108,7 +129,8 @@ class APIKeyMiddleware:
 
     def __init__(self, app: Callable[..., Awaitable[None]], verifier: Verifier,
                  require: Iterable[str] = (), tool_permissions: bool = False,
-                 max_body_bytes: int = MAX_BODY_BYTES):
+                 max_body_bytes: int = MAX_BODY_BYTES, rate_limits: bool = True,
+                 limiter: Optional[Limiter] = None):
         if not isinstance(verifier, Verifier):
             raise TypeError("verifier must be a mcp_key_verifier.Verifier")
         if isinstance(require, str):
@@ -118,6 +140,9 @@ class APIKeyMiddleware:
         self.require = tuple(require)
         self.tool_permissions = tool_permissions
         self.max_body_bytes = max_body_bytes
+        if limiter is not None and not isinstance(limiter, Limiter):
+            raise TypeError("limiter must be a mcp_key_verifier.Limiter")
+        self.limiter = (Limiter() if limiter is None else limiter) if rate_limits else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope.get("type")
@@ -139,12 +164,16 @@ class APIKeyMiddleware:
         path = scope.get("path", "")
 
         if kind == "websocket":
-            if not verdict.valid:
-                logger.info("websocket %s refused: %s (key id %s)", path, verdict.code,
+            decision = self._decide(verdict) if verdict.valid else None
+            if not verdict.valid or (decision is not None and not decision.allowed):
+                logger.info("websocket %s refused: %s (key id %s)", _log_safe(path),
+                            "RATE_LIMITED" if verdict.valid else verdict.code,
                             verdict.key_id or "-")
                 await receive()  # websocket.connect
                 await send({"type": "websocket.close", "code": 1008})
                 return
+            if decision is not None:
+                send = _with_headers(send, decision.headers(verdict.rate_limit))
             await self.app(_with_verdict(scope, verdict), receive, send)
             return
 
@@ -180,7 +209,25 @@ class APIKeyMiddleware:
                     return
             receive = _replay(body, receive)
 
+        # Last: only a request that passed every other check uses its key's quota.
+        decision = self._decide(verdict)
+        if decision is not None:
+            headers = decision.headers(verdict.rate_limit)
+            if not decision.allowed:
+                logger.info("%s refused: RATE_LIMITED for key id %s (%s)", _log_safe(path),
+                            verdict.key_id, verdict.rate_limit)
+                await _respond(send, 429, _rate_limited_body(verdict.rate_limit, decision),
+                               [(n.encode(), v.encode()) for n, v in headers])
+                return
+            send = _with_headers(send, headers)
+
         await self.app(_with_verdict(scope, verdict), receive, send)
+
+    def _decide(self, verdict: Verdict) -> Optional[Decision]:
+        """The rate-limit decision for a valid key, or None when it is not limited."""
+        if self.limiter is None or verdict.rate_limit is None or verdict.key_id is None:
+            return None
+        return self.limiter.check(verdict.key_id, verdict.rate_limit)
 
     async def _read_body(self, scope: Scope, receive: Receive, send: Send) -> Optional[bytes]:
         """The whole body, or None after answering 413 (too large) or on disconnect."""
@@ -245,6 +292,19 @@ def _with_verdict(scope: Scope, verdict: Verdict) -> Scope:
     state[STATE_KEY] = verdict
     scope["state"] = state
     return scope
+
+
+def _with_headers(send: Send, headers: List[Tuple[str, str]]) -> Send:
+    """`send` adding `headers` to the response's start (or a websocket's accept)."""
+    raw = [(n.encode(), v.encode()) for n, v in headers]
+
+    async def sending(message: Message) -> None:
+        if message.get("type") in ("http.response.start", "websocket.accept"):
+            message = dict(message)
+            message["headers"] = list(message.get("headers") or ()) + raw
+        await send(message)
+
+    return sending
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -29,6 +29,10 @@ class McpTokenVerifier:
     `verify_token`; a key that does not verify (or lacks a permission of `require`) gives None,
     which the SDK answers with 401. For a 403 on a missing permission, list it in
     `AuthSettings(required_scopes=[...])` instead: the SDK checks scopes itself.
+
+    Rate limits are not enforced here: a token verifier can only admit or refuse (401), and a
+    key over its limit is not an invalid token. Put `APIKeyMiddleware` around the app for an
+    entry's `rate_limit` (429 with `Retry-After` and `RateLimit` headers).
     """
 
     def __init__(self, verifier: Verifier, require: Iterable[str] = ()):

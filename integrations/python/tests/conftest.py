@@ -26,10 +26,14 @@ class VerifierWriter:
         self.path = str(path)
         self.hash_key = secrets.token_bytes(32)
 
-    def entry(self, key_id, key, status="active", permissions=(), expires_at=None, name=None):
+    def entry(self, key_id, key, status="active", permissions=(), expires_at=None, name=None,
+              rate_limit=None):
+        """An entry; `rate_limit` as (requests, window_seconds), or None for none."""
         e = {"id": key_id,
              "hash": hmac.new(self.hash_key, key.encode(), hashlib.sha256).hexdigest(),
              "status": status, "expires_at": expires_at, "permissions": list(permissions)}
+        if rate_limit is not None:
+            e["rate_limit"] = {"requests": rate_limit[0], "window_seconds": rate_limit[1]}
         if name is not None:
             e["name"] = name
         return e

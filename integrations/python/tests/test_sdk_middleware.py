@@ -11,6 +11,8 @@ from conftest import VerifierWriter, make_key
 from sdkutil import mcp_client, need, serve, unwrap
 
 TIMEOUT = 60
+# The limited key's quota per hour: enough to connect and call a tool, spent soon after.
+LIMIT = 6
 
 
 def run(coro):
@@ -34,13 +36,14 @@ def world(tmp_path_factory):
         """The id of the key that called (from the middleware's verdict)."""
         return ctx.request_context.request.state.mcp_key.key_id
 
-    keys = {label: make_key() for label in ("full", "narrow", "none", "victim")}
+    keys = {label: make_key() for label in ("full", "narrow", "none", "victim", "limited")}
     writer = VerifierWriter(tmp_path_factory.mktemp("mw") / "verifier.json")
     entries = lambda victim_status: [  # noqa: E731
         writer.entry(*keys["full"], permissions=["tools:call"], name="full"),
         writer.entry(*keys["narrow"], permissions=["tools:call:add"]),
         writer.entry(*keys["none"], permissions=[]),
         writer.entry(*keys["victim"], status=victim_status, permissions=["tools:call"]),
+        writer.entry(*keys["limited"], permissions=["tools:call"], rate_limit=(LIMIT, 3600)),
     ]
     writer.write(entries("active"), revision=1)
     verifier = Verifier.from_file(writer.path)
@@ -184,3 +187,38 @@ def test_revoked_after_republish_is_refused_within_2s_without_restart(world):
             assert text(await s.call_tool("add", {"a": 1, "b": 2})) == "3"
 
     run(others())
+
+
+def test_a_key_over_its_rate_limit_gets_the_429_error_in_the_sdk_client(world):
+    """Every HTTP request of the session counts (initialize, the initialized notification,
+    the calls); once the quota is spent the SDK client raises the 429's JSON-RPC error, and
+    another key is still served."""
+    from mcp.shared.exceptions import MCPError
+
+    async def go():
+        statuses = []
+        async with mcp_client(world["url"], bearer(world["keys"]["limited"][1]), statuses) as s:
+            await s.initialize()
+            assert text(await s.call_tool("add", {"a": 1, "b": 2})) == "3"
+            for _ in range(LIMIT):
+                try:
+                    await s.call_tool("add", {"a": 1, "b": 2})
+                except MCPError as exc:
+                    return exc, statuses
+        raise AssertionError("never limited: %r" % statuses)
+
+    err, statuses = run(go())
+    assert err.code == -32029
+    assert err.data["code"] == "RATE_LIMITED" and err.data["retry_after"] >= 1
+    assert err.message == ("rate limit exceeded for this API key (%d/hour); retry after %d s"
+                           % (LIMIT, err.data["retry_after"]))
+    # Exactly the quota was served, then 429 (and 429 for the session's DELETE at close).
+    assert all(200 <= c < 300 for c in statuses[:LIMIT]), statuses
+    assert set(statuses[LIMIT:]) == {429}, statuses
+
+    async def other():
+        async with mcp_client(world["url"], bearer(world["keys"]["full"][1]), []) as s:
+            await s.initialize()
+            assert text(await s.call_tool("add", {"a": 1, "b": 2})) == "3"
+
+    run(other())

@@ -104,3 +104,15 @@ def test_verify_token_directly(world):
     assert run(v.verify_token(world["keys"]["readonly"][1])) is None  # lacks tools:call
     assert run(v.verify_token("mcp_short")) is None
 
+
+
+def test_the_token_verifier_leaves_rate_limits_to_the_middleware(tmp_path):
+    """A token verifier cannot answer 429: a limited key keeps verifying (it is not an invalid
+    token); APIKeyMiddleware is what enforces its rate_limit."""
+    need("mcp")
+    key_id, key = make_key()
+    writer = VerifierWriter(tmp_path / "verifier.json")
+    writer.write([writer.entry(key_id, key, rate_limit=(1, 3600))], revision=1)
+    tv = McpTokenVerifier(Verifier.from_file(writer.path))
+    for _ in range(3):
+        assert run(tv.verify_token(key)).client_id == key_id

@@ -6,13 +6,15 @@ import os
 
 import pytest
 
-from mcp_key_verifier import Verifier, VerifierError, key_from_headers
+from mcp_key_verifier import Limiter, RateLimit, Verifier, VerifierError, decide, key_from_headers
 
 from conftest import VECTORS
 
 with open(os.path.join(VECTORS, "cases.json"), encoding="utf-8") as _fh:
     SPEC = json.load(_fh)
 NOW = dt.datetime.fromisoformat(SPEC["now"].replace("Z", "+00:00"))
+with open(os.path.join(VECTORS, "ratelimit.json"), encoding="utf-8") as _fh:
+    SEQUENCES = json.load(_fh)["sequences"]
 
 
 def test_the_vectors_are_there():
@@ -119,3 +121,35 @@ def test_a_member_twice_is_refused_however_it_is_written():
     with pytest.raises(VerifierError):
         Verifier.from_json(file('"x":[{"a":{"b":1,"b":2}}],'))
     assert len(Verifier.from_json(file('"b":["a","a"],'))) == 0
+
+
+@pytest.mark.parametrize("case", SPEC["rate_limits"], ids=lambda c: c["why"])
+def test_rate_limit_of_an_entry(case):
+    v = Verifier.from_file(os.path.join(VECTORS, case["verifier"]))
+    verdict = v.verify(case["key"], now=NOW)
+    assert verdict.code == case["code"] and verdict.key_id == case["key_id"]
+    want = case["rate_limit"]
+    if want is None:
+        assert verdict.rate_limit is None
+    else:
+        assert verdict.rate_limit == RateLimit(want["requests"], want["window_seconds"])
+        assert str(verdict.rate_limit) == case["display"]
+
+
+@pytest.mark.parametrize("seq", SEQUENCES, ids=lambda s: s["why"])
+def test_rate_limit_sequence(seq):
+    """Every decision of the sequence, by the GCRA step and by a Limiter, and the header
+    values it gives."""
+    limit = RateLimit(seq["limit"]["requests"], seq["limit"]["window_seconds"])
+    assert limit.interval_us == seq["interval_us"]
+    assert limit.policy_header() == seq["policy"] and str(limit) == seq["display"]
+    limiter = Limiter()
+    tat = 0
+    for i, r in enumerate(seq["requests"]):
+        d, tat = decide(limit, tat, r["at_us"])
+        got = (d.allowed, d.remaining, d.reset_us, d.retry_after_us, d.header(),
+               None if d.allowed else d.retry_after)
+        want = (r["allowed"], r["remaining"], r["reset_us"], r["retry_after_us"], r["ratelimit"],
+                r["retry_after"])
+        assert got == want, "request %d" % i
+        assert limiter.check("k", limit, r["at_us"]) == d, "request %d (Limiter)" % i

@@ -2,8 +2,9 @@
  * mcp-key-verifier: protect a Node MCP server with mcp-key-manager API keys.
  *
  * Owns the verifier format (docs/verifier.md) on the Node side: parsing with every reject rule,
- * the verification order, header parsing, reloading the file when it is replaced, the
- * Express/Connect middleware and the `OAuthTokenVerifier` for `@modelcontextprotocol/sdk`.
+ * the verification order, header parsing, reloading the file when it is replaced, per-process
+ * rate limits (GCRA in whole microseconds), the Express/Connect middleware and the
+ * `OAuthTokenVerifier` for `@modelcontextprotocol/sdk`.
  *
  * Invariants:
  * - A presented key is never stored, logged, thrown or put on `req.auth`: it is hashed with
@@ -14,6 +15,9 @@
  *   nor one of the same revision and another `save_digest` (a conflict).
  * - With a trust pin, no byte of a file is parsed before its signature line has been checked:
  *   the first line after `{`, by a vault whose fingerprint is the pin, over the rest of the file.
+ * - Only a request that would be admitted counts against its key's rate limit, and every
+ *   rate-limit quantity is a whole number of microseconds below 2^53 (exact in a `number`), so
+ *   the decisions are those of the Rust and Python readers.
  *
  * Runtime dependencies: none (node:crypto, node:fs; Ed25519 is node:crypto's). The SDK is
  * imported lazily by `tokenVerifier`, only to throw the SDK's own `InvalidTokenError`.
@@ -72,6 +76,145 @@ export interface Verdict {
   readonly permissions: readonly string[];
   /** The key's expiry, or null when it never expires. */
   readonly expiresAt: Date | null;
+  /** The entry's rate limit (`apiKeyAuth` enforces it), or null for none. */
+  readonly rateLimit: RateLimit | null;
+}
+
+/** An entry's `rate_limit`: at most `requests` per `windowSeconds`, bursts up to `requests`. */
+export interface RateLimit {
+  readonly requests: number;
+  readonly windowSeconds: number;
+}
+
+/** The most requests one limit may allow per window. */
+export const MAX_REQUESTS = 1_000_000_000;
+/** The longest window, in seconds (one day). */
+export const MAX_WINDOW_SECONDS = 86_400;
+const US = 1_000_000;
+
+/** `requests` per `windowSeconds`, checked (integers, 1..1e9 and 1..86,400) and frozen. */
+export function rateLimit(requests: number, windowSeconds: number): RateLimit {
+  if (!Number.isInteger(requests) || requests < 1 || requests > MAX_REQUESTS) {
+    throw new RangeError("a rate limit allows 1 to 1,000,000,000 requests per window");
+  }
+  if (!Number.isInteger(windowSeconds) || windowSeconds < 1 || windowSeconds > MAX_WINDOW_SECONDS) {
+    throw new RangeError("a rate limit's window is 1 second to 1 day (86,400 seconds)");
+  }
+  return Object.freeze({ requests, windowSeconds });
+}
+
+/** The shortest form of a limit, as the 429 message shows it: `100/min`, `7/sec`, `1/day`,
+ * `10/30s`. */
+export function formatRateLimit(limit: RateLimit): string {
+  const unit = ({ 1: "sec", 60: "min", 3600: "hour", 86400: "day" } as Record<number, string>)[
+    limit.windowSeconds
+  ];
+  return `${limit.requests}/${unit ?? `${limit.windowSeconds}s`}`;
+}
+
+/** ceil(a / b) for non-negative integers below 2^53, exactly. */
+function ceilDiv(a: number, b: number): number {
+  const q = Math.floor(a / b);
+  return q * b < a ? q + 1 : q;
+}
+
+/** floor(a / b) for non-negative integers below 2^53, exactly. */
+function floorDiv(a: number, b: number): number {
+  const q = Math.floor(a / b);
+  return q * b > a ? q - 1 : (q + 1) * b <= a ? q + 1 : q;
+}
+
+/** The time one request uses of the window, in microseconds, rounded up: never more than
+ * `requests` per window. */
+export function intervalUs(limit: RateLimit): number {
+  return ceilDiv(limit.windowSeconds * US, limit.requests);
+}
+
+/** One rate-limit decision. */
+export interface Decision {
+  readonly allowed: boolean;
+  /** Requests left in the window after this one. */
+  readonly remaining: number;
+  /** Microseconds until the whole quota is available again. */
+  readonly resetUs: number;
+  /** Refused only: microseconds until a request would be admitted (else 0). */
+  readonly retryAfterUs: number;
+}
+
+/**
+ * One GCRA step (docs/verifier.md, "Rate limits"): the decision for a request at `nowUs` when
+ * the key's theoretical arrival time is `tatUs` (0 for a key not seen), and the TAT to keep
+ * (unchanged when refused). Times are microseconds since the Unix epoch.
+ */
+export function decide(limit: RateLimit, tatUs: number, nowUs: number): [Decision, number] {
+  const t = intervalUs(limit);
+  const w = limit.windowSeconds * US;
+  const tat = Math.max(tatUs, nowUs);
+  const newTat = tat + t;
+  const allowAt = newTat - w;
+  if (nowUs < allowAt) {
+    return [
+      Object.freeze({ allowed: false, remaining: 0, resetUs: tat - nowUs, retryAfterUs: allowAt - nowUs }),
+      tatUs,
+    ];
+  }
+  const used = newTat - nowUs;
+  return [
+    Object.freeze({ allowed: true, remaining: floorDiv(w - used, t), resetUs: used, retryAfterUs: 0 }),
+    newTat,
+  ];
+}
+
+/** `Retry-After` of a refusal, in whole seconds rounded up, at least 1. */
+export function retryAfterSeconds(d: Decision): number {
+  return Math.max(1, ceilDiv(d.retryAfterUs, US));
+}
+
+/**
+ * The headers an answer carries after decision `d` for a key with `limit`:
+ * `RateLimit-Policy: "key";q=Q;w=W`, `RateLimit: "key";r=REMAINING;t=SECONDS` (the reset,
+ * rounded up) and, for a refusal, `Retry-After`.
+ */
+export function rateLimitHeaders(limit: RateLimit, d: Decision): Record<string, string> {
+  const h: Record<string, string> = {
+    "RateLimit-Policy": `"key";q=${limit.requests};w=${limit.windowSeconds}`,
+    RateLimit: `"key";r=${d.remaining};t=${ceilDiv(d.resetUs, US)}`,
+  };
+  if (!d.allowed) h["Retry-After"] = String(retryAfterSeconds(d));
+  return h;
+}
+
+/** The smallest map a Limiter prunes (the Rust Limiter's floor). */
+const PRUNE_FLOOR = 1024;
+
+/**
+ * A per-process rate limiter: the theoretical arrival time of every key admitted, by key id.
+ * Keys whose quota is whole again are forgotten (pruned each time the map doubles), so it never
+ * holds more than the verifier's keys.
+ */
+export class Limiter {
+  #tats = new Map<string, number>();
+  #pruneAt = 0;
+
+  /** Decides a request of `keyId` under `limit` at `nowUs` (microseconds since the Unix epoch;
+   * default now) and remembers it when admitted. */
+  check(keyId: string, limit: RateLimit, nowUs: number = Date.now() * 1000): Decision {
+    const [d, newTat] = decide(limit, this.#tats.get(keyId) ?? 0, nowUs);
+    if (d.allowed) {
+      if (this.#tats.size >= Math.max(this.#pruneAt, PRUNE_FLOOR) && !this.#tats.has(keyId)) {
+        // A key whose TAT has passed has its whole quota: forgetting it changes no decision.
+        for (const [id, tat] of this.#tats) if (tat <= nowUs) this.#tats.delete(id);
+        this.#pruneAt = this.#tats.size * 2;
+      }
+      this.#tats.set(keyId, newTat);
+    }
+    return d;
+  }
+
+  /** Keys held (for tests and metrics). */
+  get size(): number {
+    return this.#tats.size;
+  }
 }
 
 /** A verifier file that cannot be used. The message names the file and the problem, never a key. */
@@ -148,6 +291,7 @@ function verdict(
   permissions: readonly string[] = [],
   expiresAt: Date | null = null,
   reason: Reason | null = null,
+  rateLimit: RateLimit | null = null,
 ): Verdict {
   return Object.freeze({
     valid: code === "VALID",
@@ -157,6 +301,7 @@ function verdict(
     name,
     permissions,
     expiresAt,
+    rateLimit,
   });
 }
 
@@ -184,15 +329,16 @@ class Entry {
     readonly expires: Instant | null,
     permissions: string[],
     name: string | null,
+    limit: RateLimit | null,
   ) {
     this.perms = new Set(permissions);
     const perms = Object.freeze([...permissions]);
     const at = expires === null ? null : new Date(expires.ms);
     // Verdicts are immutable, so each entry's are made once and shared.
-    this.valid = verdict("VALID", id, name, perms, at);
-    this.revoked_ = verdict("REVOKED", id, name, perms, at);
-    this.expired = verdict("EXPIRED", id, name, perms, at);
-    this.insufficient = verdict("INSUFFICIENT_PERMISSIONS", id, name, perms, at);
+    this.valid = verdict("VALID", id, name, perms, at, null, limit);
+    this.revoked_ = verdict("REVOKED", id, name, perms, at, null, limit);
+    this.expired = verdict("EXPIRED", id, name, perms, at, null, limit);
+    this.insufficient = verdict("INSUFFICIENT_PERMISSIONS", id, name, perms, at, null, limit);
   }
 }
 
@@ -343,6 +489,73 @@ function topLevelNumberText(text: string, name: string): string | null {
   return null;
 }
 
+/**
+ * Whether every number inside an entry's `rate_limit` (`keys[i].rate_limit.*`) is written as a
+ * JSON integer: JSON.parse reads `60.0` and `6e1` as 60, which the spec's "integer" excludes.
+ * `text` is valid JSON.
+ */
+function rateLimitNumbersAreIntegers(text: string): boolean {
+  // One frame per open object (its current member name) or array (name null).
+  const stack: { obj: boolean; name: string | null }[] = [];
+  let expectName = false;
+  const n = text.length;
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22 /* " */) {
+      const start = i;
+      let escaped = false;
+      for (i++; i < n; i++) {
+        const d = text.charCodeAt(i);
+        if (d === 0x5c) {
+          escaped = true;
+          i++;
+        } else if (d === 0x22) {
+          break;
+        }
+      }
+      const top = stack[stack.length - 1];
+      if (expectName && top?.obj) {
+        top.name = escaped ? (JSON.parse(text.slice(start, i + 1)) as string) : text.slice(start + 1, i);
+        expectName = false;
+      }
+    } else if (c === 0x7b /* { */ || c === 0x5b /* [ */) {
+      stack.push({ obj: c === 0x7b, name: null });
+      expectName = c === 0x7b;
+    } else if (c === 0x7d /* } */ || c === 0x5d /* ] */) {
+      stack.pop();
+    } else if (c === 0x2c /* , */) {
+      expectName = stack[stack.length - 1]?.obj === true;
+    } else if (c === 0x2d /* - */ || (c >= 0x30 && c <= 0x39)) {
+      const m = /^-?[0-9][0-9.eE+-]*/.exec(text.slice(i, i + 64)) as RegExpExecArray;
+      i += m[0].length - 1;
+      const inLimit =
+        stack.length === 4 &&
+        stack[0].name === "keys" &&
+        !stack[1].obj &&
+        stack[2].name === "rate_limit" &&
+        stack[3].obj;
+      if (inLimit && !JSON_INTEGER.test(m[0])) return false;
+    }
+  }
+  return true;
+}
+
+/** An entry's `rate_limit` (not null or undefined): exactly `requests` and `window_seconds`,
+ * integers within bounds; null when it is anything else. */
+function parseRateLimit(value: unknown): RateLimit | null {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return null;
+  const members = Object.keys(value);
+  const { requests, window_seconds } = value as Record<string, unknown>;
+  if (members.length !== 2 || typeof requests !== "number" || typeof window_seconds !== "number") {
+    return null;
+  }
+  try {
+    return rateLimit(requests, window_seconds);
+  } catch {
+    return null;
+  }
+}
+
 function parse(data: Buffer | string, source: string): State {
   const bad = (problem: string) =>
     new VerifierError(`${source}: not a usable verifier file: ${problem}`);
@@ -393,6 +606,7 @@ function parse(data: Buffer | string, source: string): State {
   if (!Array.isArray(f.keys)) throw bad("keys is not a list");
   const entries: Entry[] = [];
   const seen = new Set<string>();
+  let limited = false;
   f.keys.forEach((k: unknown, i: number) => {
     if (typeof k !== "object" || k === null || Array.isArray(k)) {
       throw bad(`entry ${i} is not an object`);
@@ -423,10 +637,24 @@ function parse(data: Buffer | string, source: string): State {
     if (name !== null && typeof name !== "string") {
       throw bad(`entry ${shown}: name is not a string`);
     }
+    let limit: RateLimit | null = null;
+    if (e.rate_limit !== undefined && e.rate_limit !== null) {
+      limit = parseRateLimit(e.rate_limit);
+      if (limit === null) {
+        throw bad(
+          `entry ${shown}: rate_limit is not {"requests": 1 to 1,000,000,000, ` +
+            `"window_seconds": 1 to 86,400} with JSON integers`,
+        );
+      }
+      limited = true;
+    }
     entries.push(
-      new Entry(id, Buffer.from(e.hash, "hex"), e.status === "revoked", expires, perms, name),
+      new Entry(id, Buffer.from(e.hash, "hex"), e.status === "revoked", expires, perms, name, limit),
     );
   });
+  if (limited && !rateLimitNumbersAreIntegers(text)) {
+    throw bad("a rate_limit holds a number that is not a JSON integer (such as 60.0 or 6e1)");
+  }
   return new State(hashKey, entries, revision, saveDigest);
 }
 
@@ -944,17 +1172,21 @@ export interface ApiKeyAuthOptions {
    * `req.body`, and left parsed on `req.body`: pass `req.body` to `transport.handleRequest`. */
   toolPermissions?: boolean;
   maxBodyBytes?: number;
-  /** Called for every refusal of an identified key (revoked, expired, lacking a permission),
-   * as `serve` and the Python middleware log them; unknown and malformed keys are not
-   * reported (anyone can send them). Default: `console.info` of the path, the code, the key
-   * id and what was missing: never the key. */
+  /** Called for every refusal of an identified key (revoked, expired, lacking a permission,
+   * over its rate limit), as `serve` and the Python middleware log them; unknown and malformed
+   * keys are not reported (anyone can send them). Default: `console.info` of the path, the
+   * code, the key id and what was missing: never the key. */
   onRefusal?: (refusal: Refusal) => void;
+  /** Enforce each key's `rate_limit` in this process (default true): 429 over the limit. */
+  rateLimits?: boolean;
+  /** The Limiter to count in (to share one between middlewares); default: one of its own. */
+  limiter?: Limiter;
 }
 
 /** A refusal of an identified key: what `onRefusal` receives. */
 export interface Refusal {
   readonly path: string;
-  readonly code: Code;
+  readonly code: Code | "RATE_LIMITED";
   readonly keyId: string;
   /** The permissions the request needed and the key lacked (403 only). */
   readonly missing: readonly string[];
@@ -970,20 +1202,40 @@ function logRefusal(r: Refusal): void {
 type Req = IncomingMessage & { auth?: AuthInfo; body?: unknown; _body?: boolean };
 type Next = (err?: unknown) => void;
 
-function errorBody(code: number, message: string, dataCode: string): string {
+function errorBody(code: number, message: string, dataCode: string, data: Record<string, unknown> = {}): string {
   return JSON.stringify({
     jsonrpc: "2.0",
     id: null,
-    error: { code, message, data: { code: dataCode } },
+    error: { code, message, data: { code: dataCode, ...data } },
   });
 }
 
-function respond(res: ServerResponse, status: number, body: string, wwwAuth?: string): void {
+/** JSON-RPC error code of the 429 answer (a key over its rate limit). */
+export const RATE_LIMITED = -32029;
+
+function rateLimitedBody(limit: RateLimit, d: Decision): string {
+  const secs = retryAfterSeconds(d);
+  return errorBody(
+    RATE_LIMITED,
+    `rate limit exceeded for this API key (${formatRateLimit(limit)}); retry after ${secs} s`,
+    "RATE_LIMITED",
+    { retry_after: secs },
+  );
+}
+
+function respond(
+  res: ServerResponse,
+  status: number,
+  body: string,
+  wwwAuth?: string,
+  headers: Record<string, string> = {},
+): void {
   res.statusCode = status;
   res.setHeader("Content-Type", "application/json");
   res.setHeader("Content-Length", Buffer.byteLength(body));
   res.setHeader("Cache-Control", "no-store");
   if (wwwAuth !== undefined) res.setHeader("WWW-Authenticate", wwwAuth);
+  for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
   res.end(body);
 }
 
@@ -1049,6 +1301,11 @@ function readBody(req: Req, limit: number): Promise<Buffer | "too-large"> {
  * `AuthInfo` shape (`clientId` = key id, `scopes` = permissions, `token` = `mcp-key-id:<id>`,
  * never the key; `extra.verdict` = the verdict), which `StreamableHTTPServerTransport` hands to
  * tool handlers as `extra.authInfo`.
+ *
+ * A key whose entry has a `rate_limit` is limited in this process (docs/verifier.md, "Rate
+ * limits"), counting only requests that pass every other check: admitted answers carry
+ * `RateLimit-Policy` and `RateLimit`; over the limit, 429 with `Retry-After`, the same two
+ * headers and a JSON-RPC error body (`-32029`, `data.code` `RATE_LIMITED`, `data.retry_after`).
  */
 export function apiKeyAuth(options: ApiKeyAuthOptions): (req: Req, res: ServerResponse, next: Next) => void {
   const { verifier, toolPermissions = false } = options;
@@ -1056,11 +1313,15 @@ export function apiKeyAuth(options: ApiKeyAuthOptions): (req: Req, res: ServerRe
   const require = [...(options.require ?? [])];
   const limit = options.maxBodyBytes ?? MAX_BODY_BYTES;
   const onRefusal = options.onRefusal ?? logRefusal;
+  if (options.limiter !== undefined && !(options.limiter instanceof Limiter)) {
+    throw new TypeError("limiter must be a Limiter");
+  }
+  const limiter = options.rateLimits === false ? null : (options.limiter ?? new Limiter());
   return (req, res, next) => {
     // Every value of each header: one sent twice gives no key.
     const key = keyFromHeaders(headerValues(req, "x-api-key"), headerValues(req, "authorization"));
     const v = verifier.verify(key, { require });
-    const refused = (code: Code, missing: readonly string[]) => {
+    const refused = (code: Code | "RATE_LIMITED", missing: readonly string[]) => {
       if (v.keyId !== null) onRefusal({ path: (req.url ?? "").split("?")[0], code, keyId: v.keyId, missing });
     };
     if (!v.valid) {
@@ -1075,6 +1336,17 @@ export function apiKeyAuth(options: ApiKeyAuthOptions): (req: Req, res: ServerRe
       return;
     }
     const admit = () => {
+      // Last: only a request that passed every other check uses its key's quota.
+      if (limiter !== null && v.rateLimit !== null && v.keyId !== null) {
+        const d = limiter.check(v.keyId, v.rateLimit);
+        const headers = rateLimitHeaders(v.rateLimit, d);
+        if (!d.allowed) {
+          refused("RATE_LIMITED", []);
+          respond(res, 429, rateLimitedBody(v.rateLimit, d), undefined, headers);
+          return;
+        }
+        for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
+      }
       req.auth = authInfoOf(v);
       next();
     };
@@ -1144,7 +1416,9 @@ let sdkInvalidTokenError: Promise<new (message: string) => Error> | undefined;
 /**
  * An `OAuthTokenVerifier` for the SDK's `requireBearerAuth({ verifier: tokenVerifier(v) })`.
  * A key that verifies gives `authInfoOf(verdict)`; any other is refused by throwing the SDK's
- * `InvalidTokenError` (401), whose message names the verdict code, never the key.
+ * `InvalidTokenError` (401), whose message names the verdict code, never the key. Rate limits
+ * are not enforced here (a token verifier can only admit or answer 401, and a key over its
+ * limit is no invalid token): put `apiKeyAuth` in front for them.
  */
 export function tokenVerifier(verifier: Verifier, options: TokenVerifierOptions = {}): OAuthTokenVerifier {
   if (!(verifier instanceof Verifier)) throw new TypeError("verifier must be a Verifier");

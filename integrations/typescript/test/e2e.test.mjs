@@ -63,12 +63,15 @@ async function refusal(promise) {
 
 describe("apiKeyAuth in front of the SDK server", () => {
   const w = new VerifierWriter();
-  const keys = Object.fromEntries(["full", "narrow", "none", "victim"].map((k) => [k, makeKey()]));
+  const keys = Object.fromEntries(["full", "narrow", "none", "victim", "limited"].map((k) => [k, makeKey()]));
+  // The limited key's quota per hour: enough to connect and call a tool, spent soon after.
+  const LIMIT = 6;
   const entries = (victimStatus) => [
     w.entry(...keys.full, { permissions: ["tools:call"], name: "full" }),
     w.entry(...keys.narrow, { permissions: ["tools:call:add"] }),
     w.entry(...keys.none, { permissions: [] }),
     w.entry(...keys.victim, { status: victimStatus, permissions: ["tools:call"] }),
+    w.entry(...keys.limited, { permissions: ["tools:call"], rateLimit: [LIMIT, 3600] }),
   ];
   const seen = [];
   let server;
@@ -171,6 +174,39 @@ describe("apiKeyAuth in front of the SDK server", () => {
       await client.close();
     }
     assert.equal(verifier.revision, 2);
+    const other = await connect(url, { "X-API-Key": keys.full[1] });
+    try {
+      assert.equal(text(await other.callTool({ name: "add", arguments: { a: 1, b: 2 } })), "3");
+    } finally {
+      await other.close();
+    }
+  });
+
+  test("a key over its rate limit: the SDK client gets the 429 and its JSON-RPC error", async () => {
+    // Every HTTP request of the session counts (initialize, the initialized notification, the
+    // calls); once the quota is spent the client's call throws, and another key is served.
+    const client = await connect(url, { "X-API-Key": keys.limited[1] });
+    let r;
+    try {
+      assert.equal(text(await client.callTool({ name: "add", arguments: { a: 1, b: 2 } })), "3");
+      for (let i = 0; i < LIMIT && r === undefined; i++) {
+        try {
+          await client.callTool({ name: "add", arguments: { a: 1, b: 2 } });
+        } catch (e) {
+          r = await refusal(Promise.reject(e));
+        }
+      }
+    } finally {
+      await client.close();
+    }
+    assert.ok(r !== undefined, "never limited");
+    assert.equal(r.status, 429);
+    assert.equal(r.body.error.code, -32029);
+    assert.equal(r.body.error.data.code, "RATE_LIMITED");
+    const secs = r.body.error.data.retry_after;
+    assert.ok(secs >= 1);
+    assert.equal(r.body.error.message, `rate limit exceeded for this API key (${LIMIT}/hour); retry after ${secs} s`);
+    assert.ok(!r.message.includes(keys.limited[1]));
     const other = await connect(url, { "X-API-Key": keys.full[1] });
     try {
       assert.equal(text(await other.callTool({ name: "add", arguments: { a: 1, b: 2 } })), "3");

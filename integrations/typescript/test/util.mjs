@@ -22,7 +22,8 @@ export class VerifierWriter {
     this.path = join(this.dir, "verifier.json");
     this.hashKey = randomBytes(32);
   }
-  entry(id, key, { status = "active", permissions = [], expiresAt = null, name } = {}) {
+  /** An entry; `rateLimit` as [requests, windowSeconds]. */
+  entry(id, key, { status = "active", permissions = [], expiresAt = null, name, rateLimit } = {}) {
     const e = {
       id,
       hash: createHmac("sha256", this.hashKey).update(key).digest("hex"),
@@ -30,6 +31,7 @@ export class VerifierWriter {
       expires_at: expiresAt,
       permissions,
     };
+    if (rateLimit !== undefined) e.rate_limit = { requests: rateLimit[0], window_seconds: rateLimit[1] };
     if (name !== undefined) e.name = name;
     return e;
   }

@@ -4,10 +4,21 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 
-import { Verifier, VerifierError, keyFromHeaders } from "../dist/index.js";
+import {
+  Limiter,
+  Verifier,
+  VerifierError,
+  decide,
+  formatRateLimit,
+  intervalUs,
+  keyFromHeaders,
+  rateLimit,
+  rateLimitHeaders,
+} from "../dist/index.js";
 import { VECTORS } from "./util.mjs";
 
 const spec = JSON.parse(readFileSync(join(VECTORS, "cases.json"), "utf8"));
+const sequences = JSON.parse(readFileSync(join(VECTORS, "ratelimit.json"), "utf8")).sequences;
 const now = new Date(spec.now);
 
 test("the vectors are there", () => {
@@ -98,3 +109,40 @@ test("a member twice is refused however it is written", () => {
   assert.equal(Verifier.fromJSON(file('"note":"version","revision":7,')).revision, 7);
   assert.throws(() => Verifier.fromJSON(file('"revision":7.0,')), VerifierError);
 });
+
+for (const c of spec.rate_limits) {
+  test(`rate limit of an entry: ${c.why}`, () => {
+    const got = Verifier.fromFile(join(VECTORS, c.verifier)).verify(c.key, { now });
+    assert.equal(got.code, c.code);
+    assert.equal(got.keyId, c.key_id);
+    if (c.rate_limit === null) {
+      assert.equal(got.rateLimit, null);
+    } else {
+      assert.deepEqual(got.rateLimit, { requests: c.rate_limit.requests, windowSeconds: c.rate_limit.window_seconds });
+      assert.ok(Object.isFrozen(got.rateLimit));
+      assert.equal(formatRateLimit(got.rateLimit), c.display);
+    }
+  });
+}
+
+for (const s of sequences) {
+  // Every decision, by the GCRA step and by a Limiter, and the header values it gives.
+  test(`rate limit sequence: ${s.why}`, () => {
+    const limit = rateLimit(s.limit.requests, s.limit.window_seconds);
+    assert.equal(intervalUs(limit), s.interval_us);
+    assert.equal(formatRateLimit(limit), s.display);
+    const limiter = new Limiter();
+    let tat = 0;
+    s.requests.forEach((r, i) => {
+      const [d, next] = decide(limit, tat, r.at_us);
+      tat = next;
+      const h = rateLimitHeaders(limit, d);
+      assert.deepEqual(
+        [d.allowed, d.remaining, d.resetUs, d.retryAfterUs, h.RateLimit, h["RateLimit-Policy"], h["Retry-After"] ?? null],
+        [r.allowed, r.remaining, r.reset_us, r.retry_after_us, r.ratelimit, s.policy, r.retry_after === null ? null : String(r.retry_after)],
+        `request ${i}`,
+      );
+      assert.deepEqual(limiter.check("k", limit, r.at_us), d, `request ${i} (Limiter)`);
+    });
+  });
+}

@@ -4,7 +4,10 @@
 Every implementation of the verifier (Rust, Python, TypeScript) runs these files: each case
 names a verifier file, a presented key, the required permissions and the verdict (and, for
 MALFORMED, the reason: SHAPE or CHECKSUM) that must come out at the fixed time `now`; each
-invalid file must be refused at load. The keys here are test keys, derived from fixed labels:
+invalid file must be refused at load; each key of `limits.json` carries the `rate_limit` its
+`rate_limits` case says, and every request of `ratelimit.json` gets the rate-limit decision
+(and header values) written there, computed below by a plain transcription of the GCRA of
+docs/verifier.md, "Rate limits". The keys here are test keys, derived from fixed labels:
 they protect nothing.
 
 Deterministic by construction (fixed hash key, keys derived with SHA-256 from fixed labels,
@@ -107,6 +110,10 @@ K.update({label: format2(label) for label in ("v2-active", "v2-revoked", "v2-unk
 K["v2-org"] = format2("v2-org", head="acme_mkm_")
 K["v2-org-max"] = format2("v2-org-max", head="abcdefghijklmnop_mkm_")
 K["v1-beside-v2"] = modern("v1-beside-v2")
+# Keys with rate limits (docs/verifier.md, "Rate limits").
+K.update({label: modern(label) for label in (
+    "limit-100-min", "limit-7-sec", "limit-1-day", "limit-1-sec", "limit-max", "limit-10-30s",
+    "limit-null", "limit-none", "limit-revoked")})
 # Keys from the old Python tool: 64 lowercase hex, and one with the other allowed punctuation.
 LEGACY_HEX = derive("legacy:hex", 64)
 LEGACY_HEX_REVOKED = derive("legacy:hex-revoked", 64)
@@ -114,11 +121,17 @@ LEGACY_PUNCT = "Legacy_Key-1.2~3+4/5=" + derive("legacy:punct", 20)
 LEGACY_UNKNOWN = derive("legacy:unknown", 64)
 
 
-def entry(label, status="active", expires_at=None, permissions=None, name=None, omit=()):
+ABSENT = object()
+
+
+def entry(label, status="active", expires_at=None, permissions=None, name=None, omit=(),
+          rate_limit=ABSENT):
     key_id, key = K[label]
     e = {"id": key_id, "hash": digest(key), "status": status, "expires_at": expires_at}
     if permissions is not None:
         e["permissions"] = permissions
+    if rate_limit is not ABSENT:
+        e["rate_limit"] = rate_limit
     if name is not None:
         e["name"] = name
     for field in omit:
@@ -233,6 +246,27 @@ PERMISSIONS_MANY = verifier_file(revision=1, keys=[
     for n, (label, perms) in enumerate(PERMISSION_KEYS)])
 assert len({p for k in PERMISSIONS_MANY["keys"] for p in k["permissions"]}) > 64
 
+# Rate limits on entries: the ends of both bounds, a window of no named unit, members in
+# either order, null and absent (no limit), and a revoked key that keeps its limit.
+LIMITS = verifier_file(revision=5, keys=[
+    entry("limit-100-min", permissions=["tools:call"], name="limit-100-min",
+          rate_limit={"requests": 100, "window_seconds": 60}),
+    entry("limit-7-sec", permissions=[], name="limit-7-sec",
+          rate_limit={"window_seconds": 1, "requests": 7}),
+    entry("limit-1-day", permissions=[], name="limit-1-day",
+          rate_limit={"requests": 1, "window_seconds": 86400}),
+    entry("limit-1-sec", permissions=[], name="limit-1-sec",
+          rate_limit={"requests": 1, "window_seconds": 1}),
+    entry("limit-max", permissions=[], name="limit-max",
+          rate_limit={"requests": 1000000000, "window_seconds": 86400}),
+    entry("limit-10-30s", permissions=[], name="limit-10-30s",
+          rate_limit={"requests": 10, "window_seconds": 30}),
+    entry("limit-null", permissions=[], name="limit-null", rate_limit=None),
+    entry("limit-none", permissions=[], name="limit-none"),
+    entry("limit-revoked", status="revoked", permissions=[], name="limit-revoked",
+          rate_limit={"requests": 5, "window_seconds": 3600}),
+])
+
 VALID_FILES = {
     "basic.json": BASIC,
     "nonames.json": NONAMES,
@@ -242,6 +276,7 @@ VALID_FILES = {
     "times.json": TIMES,
     "permissions.json": PERMISSIONS,
     "permissions-many.json": PERMISSIONS_MANY,
+    "limits.json": LIMITS,
 }
 
 
@@ -339,6 +374,35 @@ INVALID += [
 ]
 
 
+def with_limit(rate_limit):
+    return with_key_field(SMALL, rate_limit=rate_limit)
+
+
+# rate_limit: exactly {"requests": 1..1,000,000,000, "window_seconds": 1..86,400}, JSON integers
+# both (docs/verifier.md, "Fields"); anything else makes the whole file invalid.
+INVALID += [
+    ("bad-rate-limit-zero.json", with_limit({"requests": 0, "window_seconds": 60}),
+     "rate_limit allows 0 requests (at least 1)"),
+    ("bad-rate-limit-huge.json", with_limit({"requests": 1000000001, "window_seconds": 60}),
+     "rate_limit allows 1,000,000,001 requests (at most 1,000,000,000)"),
+    ("bad-rate-limit-window.json", with_limit({"requests": 100, "window_seconds": 86401}),
+     "rate_limit's window is 86,401 seconds (at most one day)"),
+    ("bad-rate-limit-float.json", with_limit({"requests": 100, "window_seconds": 60.0}),
+     "rate_limit's window_seconds is 60.0, not an integer"),
+    ("bad-rate-limit-bool.json", with_limit({"requests": True, "window_seconds": 60}),
+     "rate_limit's requests is true, not an integer"),
+    ("bad-rate-limit-requests-string.json", with_limit({"requests": "100", "window_seconds": 60}),
+     "rate_limit's requests is a string"),
+    ("bad-rate-limit-string.json", with_limit("100/min"),
+     "rate_limit is the string 100/min, not an object"),
+    ("bad-rate-limit-missing-window.json", with_limit({"requests": 100}),
+     "rate_limit has no window_seconds"),
+    ("bad-rate-limit-unknown-member.json",
+     with_limit({"requests": 100, "window_seconds": 60, "burst": 10}),
+     "rate_limit has a member other than requests and window_seconds"),
+]
+
+
 def rewritten(base, text_from, text_to):
     """`base` written out with `text_from` (which must occur once) replaced by `text_to`: for
     what json.dumps cannot write (a duplicate member, a number written as 1e0)."""
@@ -370,6 +434,10 @@ RAW_INVALID = [
      rewritten(SMALL, '"keys": [', '"keys": [],\n  "keys": ['),
      "the top level has keys twice: a duplicate member is refused"),
     ("bad-top-level-array.json", b"[]\n", "the top level is not an object"),
+    ("bad-rate-limit-exponent.json",
+     rewritten(with_limit({"requests": 100, "window_seconds": 60}), '"requests": 100,',
+               '"requests": 1e2,'),
+     "rate_limit's requests is 1e2, not an integer"),
 ]
 
 
@@ -614,6 +682,108 @@ HEADERS = [
 ]
 
 
+# --- rate limits -------------------------------------------------------------------------------
+
+def display(limit):
+    """How a limit is shown (in the 429 message): N/sec, N/min, N/hour, N/day, else N/<W>s."""
+    q, w = limit["requests"], limit["window_seconds"]
+    unit = {1: "sec", 60: "min", 3600: "hour", 86400: "day"}.get(w, "%ds" % w)
+    return "%d/%s" % (q, unit)
+
+
+def rate_limit_cases():
+    """What each key of limits.json carries: its verdict at `now` and its rate_limit."""
+    c = []
+    for e in LIMITS["keys"]:
+        label = e["name"]
+        limit = e.get("rate_limit")
+        c.append({"verifier": "limits.json", "key": K[label][1], "key_id": e["id"],
+                  "code": "REVOKED" if e["status"] == "revoked" else "VALID",
+                  "rate_limit": limit, "display": display(limit) if limit else None,
+                  "why": ("no rate_limit member: no limit" if "rate_limit" not in e
+                          else "rate_limit null: no limit" if limit is None
+                          else "%s (%s)" % (display(limit), label))})
+    return c
+
+
+US = 1000000
+# 2026-06-01T00:00:00Z (NOW) in microseconds since the Unix epoch.
+T0 = 1780272000 * US
+
+
+def ceil_div(a, b):
+    return -(-a // b)
+
+
+def gcra(limit, tat, now):
+    """docs/verifier.md, "Rate limits", written out: (decision, the TAT to keep)."""
+    w = limit["window_seconds"] * US
+    t = ceil_div(w, limit["requests"])
+    tat_ = max(tat, now)
+    new_tat = tat_ + t
+    if now < new_tat - w:
+        return {"allowed": False, "remaining": 0, "reset_us": tat_ - now,
+                "retry_after_us": new_tat - w - now}, tat
+    reset = new_tat - now
+    return {"allowed": True, "remaining": (w - reset) // t, "reset_us": reset,
+            "retry_after_us": 0}, new_tat
+
+
+def sequence(why, requests, window_seconds, at):
+    """A fresh key (TAT 0) making requests at the offsets `at` (us after T0), with every
+    decision and the header values it gives."""
+    limit = {"requests": requests, "window_seconds": window_seconds}
+    tat = 0
+    out = []
+    for offset in at:
+        d, tat = gcra(limit, tat, T0 + offset)
+        d = dict({"at_us": T0 + offset}, **d)
+        d["ratelimit"] = '"key";r=%d;t=%d' % (d["remaining"], ceil_div(d["reset_us"], US))
+        d["retry_after"] = None if d["allowed"] else max(1, ceil_div(d["retry_after_us"], US))
+        out.append(d)
+    return {"why": why, "limit": limit, "interval_us": ceil_div(window_seconds * US, requests),
+            "policy": '"key";q=%d;w=%d' % (requests, window_seconds),
+            "display": display(limit), "requests": out}
+
+
+def rate_limit_sequences():
+    s = [
+        sequence("a burst of the quota at one instant, then refusals (3/min)", 3, 60,
+                 [0, 0, 0, 0, 1 * US]),
+        sequence("one interval after the burst exactly one more, 1 us earlier none (3/min)",
+                 3, 60, [0, 0, 0, 20 * US - 1, 20 * US, 20 * US, 40 * US]),
+        sequence("a window after the burst the whole quota is back (3/min)", 3, 60,
+                 [0, 0, 0, 60 * US, 60 * US + 1, 180 * US]),
+        sequence("requests one interval apart are always admitted (3/min)", 3, 60,
+                 [0, 20 * US, 40 * US, 60 * US, 80 * US, 100 * US]),
+        sequence("a sustained rate twice the limit: every other request refused (10 per 10 s)",
+                 10, 10, [0] * 10 + [i * US // 2 for i in range(1, 11)]),
+        sequence("an interval that does not divide the window (7/sec: 142,858 us): 7 intervals "
+                 "overrun the second, so a burst gets 6", 7, 1,
+                 [0] * 8 + [142857, 142858, US, 2 * US]),
+        sequence("the doc's 100/min: a refusal 0.6 s from the next slot says Retry-After 1", 100,
+                 60, [0] * 101 + [400000, 600000]),
+        sequence("the shortest limit, 1/sec: Retry-After never below 1", 1, 1,
+                 [0, 1, US - 1, US, US + 1]),
+        sequence("a long window, 1/day", 1, 86400,
+                 [0, 3600 * US, 86400 * US - 1, 86400 * US, 86400 * US]),
+        sequence("a window of no named unit, 10/30s", 10, 30, [0] * 11 + [3 * US]),
+        sequence("the largest quota, 1,000,000,000/day (interval 87 us, rounded up)",
+                 1000000000, 86400, [0, 0, 87, 86400 * US]),
+        sequence("the largest quota per second, 1,000,000,000/sec: the interval rounds up to "
+                 "1 us, so a burst is at most 1,000,000", 1000000000, 1, [0, 0, 1, 2]),
+    ]
+    burst = [r["allowed"] for r in s[5]["requests"][:8]]
+    assert burst == [True] * 6 + [False] * 2, burst
+    assert s[5]["interval_us"] == 142858
+    assert any(r["retry_after"] == 1 and r["retry_after_us"] == 600000 for r in s[6]["requests"])
+    for seq in s:
+        assert any(r["allowed"] for r in seq["requests"])
+        for r in seq["requests"]:
+            assert r["at_us"] < 2**53 and r["reset_us"] < 2**53  # exact in every reader
+    return s
+
+
 # --- the key pattern ---------------------------------------------------------------------------
 
 # docs/verifier.md, "Key shapes": one regular expression for every key of both formats.
@@ -702,7 +872,9 @@ def main():
         "invalid": [{"verifier": n, "why": w} for n, _, w in INVALID + RAW_INVALID],
         "headers": [{"x_api_key": x, "authorization": a, "key": k, "why": w}
                     for x, a, k, w in HEADERS],
+        "rate_limits": rate_limit_cases(),
     })
+    out["ratelimit.json"] = dump({"sequences": rate_limit_sequences()})
     for name, data in sorted(out.items()):
         with open(os.path.join(HERE, name), "wb") as fh:
             fh.write(data)
