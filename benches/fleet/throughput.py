@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """`/auth` throughput of `serve` with usage kept in a file against usage added to Redis
-(`--usage redis://…`), side by side in one run: both instances follow one redis-server, the
-same key is presented over C keep-alive connections for S seconds, the two alternate R times,
-and the medians and their ratio are printed in Markdown.
+(`--usage redis://…`), and of a rate-limited key decided per instance against one decided in
+Redis (`--limits redis://…`), side by side in one run: every instance follows one
+redis-server, a key is presented over C keep-alive connections for S seconds, the instances
+take turns R times, and the medians and their ratio to the first are printed in Markdown.
+The limited key's limit (1,000,000,000/sec) is never reached: what is measured is the cost of
+deciding, not of refusing.
 
 Usage: cargo build --release && benches/fleet/throughput.py [SECONDS=5] [CONNECTIONS=16] [ROUNDS=3]
 Needs redis-server and python3 (standard library only; the load generator is asyncio with raw
@@ -71,6 +74,13 @@ async def load(port, key, seconds, connections):
     return done / seconds
 
 
+def cpu_seconds(pid):
+    """User + system CPU time of a process, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main():
     seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 5
     connections = int(sys.argv[2]) if len(sys.argv) > 2 else 16
@@ -96,29 +106,46 @@ def main():
 
         cli("init", "--kdf-preset", "minimum")
         key = json.loads(cli("create", "bench", "--json"))["key"]
+        limited = json.loads(cli("create", "limited", "--json", "--rate-limit",
+                                 "1000000000/sec"))["key"]
         cli("publish", url)
         fpr = next(l.split(": ", 1)[1] for l in cli("slot", "list").splitlines()
                    if l.startswith("Vault fingerprint: "))
-        ports = {}
-        for name, usage in (("usage file", os.path.join(work, "usage.json")),
-                            ("usage redis://", url)):
+        ports, keys, pids = {}, {}, {}
+        redis_pid = procs[0].pid
+        for name, k, extra in (
+                ("usage file", key, ["--usage", os.path.join(work, "usage.json")]),
+                ("usage redis://", key, ["--usage", url]),
+                ("limited key, per instance", limited,
+                 ["--usage", os.path.join(work, "usage.2.json")]),
+                ("limited key, --limits redis://", limited,
+                 ["--usage", os.path.join(work, "usage.3.json"), "--limits", url])):
             port = free_port()
             procs.append(subprocess.Popen(
                 [BIN, "serve", "--verifier", url, "--trust", fpr, "--listen",
-                 f"127.0.0.1:{port}", "--usage", usage],
+                 f"127.0.0.1:{port}", *extra],
                 cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             wait_port(port)
-            ports[name] = port
+            ports[name], keys[name], pids[name] = port, k, procs[-1].pid
         results = {name: [] for name in ports}
+        cpu = {name: [0.0, 0.0, 0] for name in ports}
         for _ in range(rounds):
             for name, port in ports.items():
-                results[name].append(asyncio.run(load(port, key, seconds, connections)))
+                before = (cpu_seconds(pids[name]), cpu_seconds(redis_pid))
+                rate = asyncio.run(load(port, keys[name], seconds, connections))
+                cpu[name][0] += cpu_seconds(pids[name]) - before[0]
+                cpu[name][1] += cpu_seconds(redis_pid) - before[1]
+                cpu[name][2] += int(rate * seconds)
+                results[name].append(rate)
         base = statistics.median(results["usage file"])
-        print(f"| usage | requests/s (median of {rounds} × {seconds:g} s, {connections} connections) | ratio |")
-        print("|---|---:|---:|")
+        print(f"| instance | requests/s (median of {rounds} × {seconds:g} s, {connections} "
+              "connections) | ratio | serve CPU µs/request | redis-server CPU µs/request |")
+        print("|---|---:|---:|---:|---:|")
         for name, rs in results.items():
             m = statistics.median(rs)
-            print(f"| {name} | {m:,.0f} | {m / base:.2f}× |")
+            serve_us, redis_us, n = cpu[name]
+            print(f"| {name} | {m:,.0f} | {m / base:.2f}× | {serve_us * 1e6 / n:.1f} "
+                  f"| {redis_us * 1e6 / n:.1f} |")
     finally:
         for p in procs:
             p.terminate()

@@ -11,7 +11,7 @@
 //! instance. Those decisions are counted (`mcp_key_serve_limit_fallbacks_total`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use mcp_key_verifier::limit::{now_us, Decision, Limiter, RateLimit};
@@ -23,9 +23,6 @@ use crate::error::Result;
 pub const DECISION_TIMEOUT: Duration = Duration::from_millis(250);
 /// How long the store is left alone after it failed a decision.
 pub const PAUSE: Duration = Duration::from_secs(1);
-/// Idle connections kept for decisions.
-const POOL: usize = 16;
-
 /// The decision script. `KEYS[1]` the key's TAT; `ARGV`: interval and window, in µs.
 /// Returns `{admitted 0/1, reset µs, retry-after µs}`.
 const DECIDE: &str = r"
@@ -44,27 +41,55 @@ return {1, new - now, 0}
 ";
 
 /// Rate-limit decisions shared through a store.
+///
+/// Decisions are asked of [`WORKERS`] threads, each with its own connection; a thread takes
+/// every question waiting (up to [`BATCH`]) and sends them in one pipeline, so a busy
+/// instance pays one round trip per batch, not per request, and no async worker blocks.
 pub struct StoreLimits {
-    store: Store,
-    script: redis::Script,
-    pool: Mutex<Vec<redis::Connection>>,
+    url: String,
+    asks: std::sync::mpsc::SyncSender<Ask>,
     /// Until when the store is left alone.
-    paused_until: Mutex<Option<Instant>>,
+    paused_until: Arc<Mutex<Option<Instant>>>,
     local: Limiter,
     fallbacks: AtomicU64,
 }
 
+/// Threads deciding in the store.
+pub const WORKERS: usize = 2;
+/// Most decisions in one pipeline.
+pub const BATCH: usize = 128;
+/// Most questions waiting; past it, this instance decides alone.
+const QUEUE: usize = 4096;
+
+struct Ask {
+    key: String,
+    limit: RateLimit,
+    reply: tokio::sync::oneshot::Sender<Result<Decision>>,
+}
+
 impl StoreLimits {
-    /// Limits shared through the store `url` names.
+    /// Limits shared through the store `url` names; starts the worker threads.
     ///
     /// # Errors
-    /// As [`Store::parse`].
+    /// As [`Store::parse`]; [`crate::error::Error::Io`] when a thread cannot be started.
     pub fn new(url: &str) -> Result<StoreLimits> {
+        let store = Store::parse(url)?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Ask>(QUEUE);
+        let rx = Arc::new(Mutex::new(rx));
+        for n in 0..WORKERS {
+            let (store, rx) = (store.clone(), Arc::clone(&rx));
+            std::thread::Builder::new()
+                .name(format!("limits-{n}"))
+                .spawn(move || work(&store, &rx))
+                .map_err(|e| crate::error::Error::Io {
+                    context: "start a rate-limit thread".into(),
+                    source: e,
+                })?;
+        }
         Ok(StoreLimits {
-            store: Store::parse(url)?,
-            script: redis::Script::new(DECIDE),
-            pool: Mutex::new(Vec::new()),
-            paused_until: Mutex::new(None),
+            url: store.url().to_owned(),
+            asks: tx,
+            paused_until: Arc::default(),
             local: Limiter::new(),
             fallbacks: AtomicU64::new(0),
         })
@@ -72,7 +97,7 @@ impl StoreLimits {
 
     /// The store's URL (no secret in it).
     pub fn url(&self) -> &str {
-        self.store.url()
+        &self.url
     }
 
     /// Decisions this instance made alone because the store was away.
@@ -80,10 +105,14 @@ impl StoreLimits {
         self.fallbacks.load(Ordering::Relaxed)
     }
 
-    /// Decides a request of key `id` under `limit`. Blocks for at most about
-    /// [`DECISION_TIMEOUT`] (run it off the async workers). With the decision comes the
-    /// store's failure when this call found it away (once per [`PAUSE`]), for the log.
-    pub fn check(&self, id: &str, limit: RateLimit) -> (Decision, Option<crate::error::Error>) {
+    /// Decides a request of key `id` under `limit`, waiting at most about
+    /// [`DECISION_TIMEOUT`]. With the decision comes the store's failure when this call
+    /// found it away (once per [`PAUSE`]), for the log.
+    pub async fn check(
+        &self,
+        id: &str,
+        limit: RateLimit,
+    ) -> (Decision, Option<crate::error::Error>) {
         let paused = self
             .paused_until
             .lock()
@@ -91,7 +120,7 @@ impl StoreLimits {
             .is_some_and(|t| Instant::now() < t);
         let mut failure = None;
         if !paused {
-            match self.decide_in_store(id, limit) {
+            match self.ask(id, limit).await {
                 Ok(d) => return (d, None),
                 Err(e) => {
                     *self
@@ -106,35 +135,106 @@ impl StoreLimits {
         (self.local.check(id, limit, now_us()), failure)
     }
 
-    fn decide_in_store(&self, id: &str, limit: RateLimit) -> Result<Decision> {
-        let pooled = self
-            .pool
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
-        let mut con = match pooled {
-            Some(c) => c,
-            None => {
-                let c = self.store.connect()?;
-                c.set_read_timeout(Some(DECISION_TIMEOUT))
-                    .and_then(|()| c.set_write_timeout(Some(DECISION_TIMEOUT)))
-                    .map_err(|e| self.store.io("connect to", e))?;
-                c
-            }
+    async fn ask(&self, id: &str, limit: RateLimit) -> Result<Decision> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let ask = Ask {
+            key: id.to_owned(),
+            limit,
+            reply,
         };
-        let (admitted, reset_us, retry_us): (i64, i64, i64) = self
-            .script
-            .key(self.store.limit_key(id))
-            .arg(limit.interval_us())
-            .arg(limit.window_us())
-            .invoke(&mut con)
-            .map_err(|e| self.store.io("decide a rate limit with", e))?;
-        let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
-        if pool.len() < POOL {
-            pool.push(con);
+        let unavailable = |why: &str| crate::error::Error::Io {
+            context: format!("decide a rate limit with the Redis store {}", self.url),
+            source: std::io::Error::other(why.to_owned()),
+        };
+        self.asks
+            .try_send(ask)
+            .map_err(|_| unavailable("too many decisions waiting"))?;
+        // The worker's own timeouts bound this; the outer one covers a connect that hangs.
+        match tokio::time::timeout(DECISION_TIMEOUT * 4, answer).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(unavailable("the rate-limit thread stopped")),
+            Err(_) => Err(unavailable("no answer in time")),
         }
-        Ok(decision(limit, admitted == 1, reset_us, retry_us))
     }
+}
+
+/// A worker: takes every question waiting, asks them in one pipeline, answers each.
+fn work(store: &Store, asks: &Mutex<std::sync::mpsc::Receiver<Ask>>) {
+    let script = redis::Script::new(DECIDE);
+    let mut con: Option<redis::Connection> = None;
+    loop {
+        let batch = {
+            let rx = asks.lock().unwrap_or_else(PoisonError::into_inner);
+            let Ok(first) = rx.recv() else { return };
+            let mut batch = vec![first];
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(a) => batch.push(a),
+                    Err(_) => break,
+                }
+            }
+            batch
+        };
+        match decide_batch(store, &script, &mut con, &batch) {
+            Ok(decisions) => {
+                for (ask, d) in batch.into_iter().zip(decisions) {
+                    let _ = ask.reply.send(Ok(d));
+                }
+            }
+            Err(e) => {
+                con = None;
+                let why = e.to_string();
+                for ask in batch {
+                    let _ = ask.reply.send(Err(crate::error::Error::Io {
+                        context: "decide a rate limit".into(),
+                        source: std::io::Error::other(why.clone()),
+                    }));
+                }
+            }
+        }
+    }
+}
+
+fn decide_batch(
+    store: &Store,
+    script: &redis::Script,
+    con: &mut Option<redis::Connection>,
+    batch: &[Ask],
+) -> Result<Vec<Decision>> {
+    if con.is_none() {
+        let c = store.connect()?;
+        c.set_read_timeout(Some(DECISION_TIMEOUT))
+            .and_then(|()| c.set_write_timeout(Some(DECISION_TIMEOUT)))
+            .map_err(|e| store.io("connect to", e))?;
+        *con = Some(c);
+    }
+    let c = con.as_mut().expect("connected above");
+    let mut pipe = redis::pipe();
+    for a in batch {
+        pipe.cmd("EVALSHA")
+            .arg(script.get_hash())
+            .arg(1)
+            .arg(store.limit_key(&a.key))
+            .arg(a.limit.interval_us())
+            .arg(a.limit.window_us());
+    }
+    let answers: Vec<(i64, i64, i64)> = match pipe.query(c) {
+        Ok(a) => a,
+        Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+            // A restarted store has forgotten the script: load it, ask again once.
+            script
+                .load(c)
+                .map_err(|e| store.io("load the rate-limit script into", e))?;
+            pipe.query(c)
+                .map_err(|e| store.io("decide a rate limit with", e))?
+        }
+        Err(e) => return Err(store.io("decide a rate limit with", e)),
+    };
+    Ok(batch
+        .iter()
+        .zip(answers)
+        .map(|(a, (admitted, reset, retry))| decision(a.limit, admitted == 1, reset, retry))
+        .collect())
 }
 
 /// A decision from the script's answer: what [`mcp_key_verifier::limit::decide`] would
@@ -188,8 +288,8 @@ mod tests {
 
     /// A store that is not there: the instance decides alone, at once after the first
     /// failure, and counts it.
-    #[test]
-    fn without_the_store_the_instance_decides_alone() {
+    #[tokio::test]
+    async fn without_the_store_the_instance_decides_alone() {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -198,12 +298,11 @@ mod tests {
         let s = StoreLimits::new(&format!("redis://127.0.0.1:{port}/0?key=t")).unwrap();
         let l: RateLimit = "2/min".parse().unwrap();
         let t0 = Instant::now();
-        let got: Vec<(bool, bool)> = (0..3)
-            .map(|_| {
-                let (d, failure) = s.check("a", l);
-                (d.allowed, failure.is_some())
-            })
-            .collect();
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            let (d, failure) = s.check("a", l).await;
+            got.push((d.allowed, failure.is_some()));
+        }
         assert_eq!(
             got,
             [(true, true), (true, false), (false, false)],

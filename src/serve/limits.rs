@@ -24,20 +24,7 @@ impl Limits {
         match self {
             Limits::Local(l) => l.check_now(id, limit),
             Limits::Store(s) => {
-                let (s, id) = (s.clone(), id.to_owned());
-                // The store's client blocks: off the async workers, bounded by its timeout.
-                let (d, failure) = tokio::task::spawn_blocking(move || s.check(&id, limit))
-                    .await
-                    .unwrap_or_else(|_| {
-                        // The decision's thread panicked: admit nothing rather than guess.
-                        let refused = Decision {
-                            allowed: false,
-                            remaining: 0,
-                            reset_us: limit.window_us(),
-                            retry_after_us: limit.interval_us(),
-                        };
-                        (refused, None)
-                    });
+                let (d, failure) = s.check(id, limit).await;
                 if let Some(e) = failure {
                     log(format_args!(
                         "rate limits: {e}; this instance decides alone for a second"
