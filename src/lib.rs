@@ -75,9 +75,12 @@ pub fn main() -> ExitCode {
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
-    // One-shot commands only: the long-running ones (`serve`, the session agent) should
-    // hand memory back to the system after a peak.
-    if !matches!(cli.command, Command::Serve(_) | Command::SessionAgent(_)) {
+    // One-shot commands only: the long-running ones (`serve`, `follow`, the session agent)
+    // should hand memory back to the system after a peak.
+    if !matches!(
+        cli.command,
+        Command::Serve(_) | Command::Follow(_) | Command::SessionAgent(_)
+    ) {
         sys::reuse_large_buffers();
     }
     match commands::run(cli) {

@@ -39,6 +39,19 @@ pub fn reuse_large_buffers() {
     }
 }
 
+/// Hands memory freed after a reload back to the system (glibc keeps freed heap memory for
+/// reuse, per thread arena): what the verifier crate's file watcher does, for the store
+/// follower of `serve` and `follow`.
+#[allow(unsafe_code)]
+pub fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim has no preconditions; it only returns free memory of the
+    // allocator's arenas to the kernel and is safe to call from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// The width of the terminal on stdout, if stdout is one.
 #[allow(unsafe_code)]
 pub fn terminal_width() -> Option<usize> {

@@ -289,6 +289,9 @@ struct Viewed {
     days_left: Option<i64>,
     /// The last use `serve` saw, when usage data exists.
     last_used_at: Option<String>,
+    /// With `--usage redis://…`: the last 30 UTC days with use, newest first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    daily: Option<Vec<crate::fleet::usage::DayUsage>>,
     #[serde(skip)]
     expires: Option<chrono::DateTime<chrono::Utc>>,
     #[serde(skip)]
@@ -374,6 +377,26 @@ impl Report for Viewed {
         for (label, value) in lines {
             writeln!(h.out, "{:<13} {}", format!("{label}:"), value)?;
         }
+        for d in self.daily.iter().flatten().take(7) {
+            let counts: Vec<String> = d.counts.iter().map(|(c, n)| format!("{c} {n}")).collect();
+            let tools: Vec<String> = d
+                .tools
+                .iter()
+                .map(|(t, n)| format!("{} {n}", sanitize(t)))
+                .collect();
+            let tools = if tools.is_empty() {
+                String::new()
+            } else {
+                format!("; tools: {}", tools.join(", "))
+            };
+            writeln!(
+                h.out,
+                "{:<13} {}: {}{tools}",
+                "Usage:",
+                d.day,
+                counts.join(", ")
+            )?;
+        }
         Ok(())
     }
 }
@@ -397,7 +420,21 @@ pub(super) fn view(ctx: &mut Ctx, a: ViewArgs) -> Result<()> {
     let i = select(&vault, a.key.selector())?;
     let k = &vault.keys()[i];
     let usage = super::usage::merged(&vault, &a.usage, ctx.now).unwrap_or_default();
+    let daily = match a.usage.files.iter().find_map(|f| {
+        f.to_str()
+            .filter(|u| crate::fleet::store::is_store(u))
+            .map(str::to_owned)
+    }) {
+        Some(url) => Some(crate::fleet::usage::read_days(
+            &url,
+            k.id.as_str(),
+            now,
+            30,
+        )?),
+        None => None,
+    };
     let r = Viewed {
+        daily,
         last_used_at: usage
             .get(k.id.as_str())
             .and_then(|u| u.last_used_at.as_ref())

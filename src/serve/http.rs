@@ -349,11 +349,20 @@ async fn auth(req: Request<Incoming>, st: &State) -> Response<Body> {
         return unauthorized(Code::NotFound, false);
     };
 
-    if st.tool_permissions {
-        if let Err(r) = check_tool_permissions(&parts.headers, body, st, info, now).await {
-            return r;
+    let tools = if st.tool_permissions {
+        match check_tool_permissions(&parts.headers, body, st, info, now).await {
+            Ok(needed) => tools_called(&needed),
+            Err(r) => return r,
         }
-    }
+    } else if st.usage.is_store() {
+        // Usage per tool without reading the body: what the 2026-07-28 headers declare.
+        match tools::from_headers(&parts.headers) {
+            Ok(Some(r)) if r.method == "tools/call" => r.name.into_iter().collect(),
+            _ => Vec::new(),
+        }
+    } else {
+        Vec::new()
+    };
 
     let limited = match info.rate_limit {
         None => None,
@@ -368,6 +377,7 @@ async fn auth(req: Request<Incoming>, st: &State) -> Response<Body> {
         }
     };
     decided(st, now, Code::Valid, Some(info));
+    st.usage.record_tools(&info.id, &tools, now);
     let mut r = accepted(info);
     if let Some((limit, d)) = limited {
         add_limit_headers(&mut r, limit, &d);
@@ -483,16 +493,31 @@ fn missing_required(required: &[&str], key: Option<&KeyInfo>) -> Vec<String> {
         .collect()
 }
 
+/// The tools a request calls, from what it needs (`tools:call:<name>` alternatives).
+fn tools_called(needed: &[Vec<String>]) -> Vec<String> {
+    let mut tools: Vec<String> = Vec::new();
+    for alternatives in needed {
+        for p in alternatives {
+            if let Some(t) = p.strip_prefix("tools:call:") {
+                if !tools.iter().any(|x| x == t) {
+                    tools.push(t.to_owned());
+                }
+            }
+        }
+    }
+    tools
+}
+
 /// `--tool-permissions`: whether the key `info` (already found valid) holds what the
-/// request's method and tool need; if not, the answer to send, counted as a refusal when
-/// it is a 403.
+/// request's method and tool need (what it needs, when it does); if not, the answer to
+/// send, counted as a refusal when it is a 403.
 async fn check_tool_permissions(
     h: &HeaderMap,
     body: Incoming,
     st: &State,
     info: &KeyInfo,
     now: DateTime<Utc>,
-) -> Result<(), Response<Body>> {
+) -> Result<Vec<Vec<String>>, Response<Body>> {
     let needed = match needed_by_request(h, body, st).await {
         Ok(n) => n,
         Err(r) => {
@@ -507,7 +532,7 @@ async fn check_tool_permissions(
         decided(st, now, Code::InsufficientPermissions, Some(info));
         return Err(forbidden(&missing));
     }
-    Ok(())
+    Ok(needed)
 }
 
 /// The 200 answer: the key's id, permissions and name for the upstream, made header-safe.

@@ -241,6 +241,14 @@ impl Tracker {
         self.dirty.store(true, Ordering::Release);
     }
 
+    /// Records the `tools/call`s of `tools` an admitted request of key `id` made: counted
+    /// per tool and day in a shared store (a usage file keeps only verdicts).
+    pub fn record_tools(&self, id: &str, tools: &[String], now: DateTime<Utc>) {
+        if let Some(s) = &self.store {
+            s.record_tools(id, tools, now);
+        }
+    }
+
     /// A snapshot, as the file would hold it.
     pub fn snapshot(&self) -> BTreeMap<String, KeyUsage> {
         let map = self.keys.lock().unwrap_or_else(PoisonError::into_inner);

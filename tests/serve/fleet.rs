@@ -372,6 +372,7 @@ fn serve_runs_as_a_user_that_cannot_change_the_verifier() {
         ">serve password",
         "%R~mkm:{fleet}:verifier",
         "~mkm:{fleet}:usage",
+        "~mkm:{fleet}:usage:*",
         "~mkm:{fleet}:limit:*",
         "&mkm:{fleet}:changed",
         "+hmget",
@@ -387,6 +388,7 @@ fn serve_runs_as_a_user_that_cannot_change_the_verifier() {
         "+set",
         "+hset",
         "+hincrby",
+        "+expire",
     ]);
     let e = Env::with_vault();
     let (id, key) = e.create("k", &["--rate-limit", "3/min"]);

@@ -6,6 +6,7 @@ mod common;
 
 mod fixture;
 mod fleet;
+mod fleet_usage;
 mod harness;
 mod http;
 mod limits;
