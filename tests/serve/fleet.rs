@@ -106,7 +106,7 @@ impl Drop for Redis {
     }
 }
 
-fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     let t0 = Instant::now();
     while !f() {
         assert!(t0.elapsed() < limit, "timed out: {what}");
@@ -114,7 +114,7 @@ fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
-fn fingerprint(e: &Env) -> String {
+pub(crate) fn fingerprint(e: &Env) -> String {
     let out = e.cmd().args(["slot", "list"]).output().unwrap();
     String::from_utf8(out.stdout)
         .unwrap()
