@@ -42,10 +42,21 @@ fn redis_server(dir: &Path, args: &[String]) -> Child {
         .expect("start redis-server")
 }
 
-/// One command to one node through a plain connection; `None` when it cannot be reached
-/// or refuses (a Cluster node answers MOVED for a key it does not hold).
-fn query(port: u16, args: &[&str]) -> Option<redis::Value> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/0")).ok()?;
+/// One command to one node through a plain connection (TLS when `ca` is given); `None`
+/// when it cannot be reached or refuses (a Cluster node answers MOVED for a key it does not
+/// hold).
+fn query(port: u16, ca: Option<&[u8]>, args: &[&str]) -> Option<redis::Value> {
+    let client = match ca {
+        None => redis::Client::open(format!("redis://127.0.0.1:{port}/0")).ok()?,
+        Some(ca) => redis::Client::build_with_tls(
+            format!("rediss://127.0.0.1:{port}/0"),
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(ca.to_vec()),
+            },
+        )
+        .ok()?,
+    };
     let mut con = client
         .get_connection_with_timeout(Duration::from_millis(500))
         .ok()?;
@@ -68,11 +79,14 @@ fn int(v: Option<redis::Value>) -> i64 {
 /// stopped leaves the others serving their slots (`cluster-require-full-coverage no`).
 struct Cluster {
     nodes: Vec<(u16, Option<Child>)>,
+    /// The CA of a Cluster over TLS.
+    ca: Option<Vec<u8>>,
     _dir: tempfile::TempDir,
 }
 
 impl Cluster {
-    fn start() -> Option<Cluster> {
+    /// Plain, or over TLS only (clients and the Cluster bus) with `pki`'s certificates.
+    fn start(pki: Option<&Pki>) -> Option<Cluster> {
         if !have("redis-server", "a Cluster test") || !have("redis-cli", "a Cluster test") {
             return None;
         }
@@ -80,7 +94,7 @@ impl Cluster {
         let mut nodes = Vec::new();
         for _ in 0..3 {
             let (port, bus) = (free_port(), free_port());
-            let args: Vec<String> = [
+            let mut args: Vec<String> = [
                 "--port",
                 &port.to_string(),
                 "--cluster-enabled",
@@ -94,15 +108,27 @@ impl Cluster {
             ]
             .map(String::from)
             .into();
+            if let Some(pki) = pki {
+                args[0] = "--tls-port".into();
+                args.extend(pki.server_args("no"));
+                args.extend(["--port", "0", "--tls-cluster", "yes"].map(String::from));
+            }
             nodes.push((port, Some(redis_server(dir.path(), &args))));
         }
-        let c = Cluster { nodes, _dir: dir };
-        for p in c.ports() {
+        let ca = pki.map(|p| std::fs::read(p.path("ca.crt")).unwrap());
+        let c = Cluster {
+            nodes,
+            ca,
+            _dir: dir,
+        };
+        for i in 0..3 {
             wait_until("a node to start", Duration::from_secs(10), || {
-                query(p, &["PING"]).is_some()
+                c.query(i, &["PING"]).is_some()
             });
         }
+        let tls = pki.map(|p| vec!["--tls".into(), "--cacert".into(), p.arg("ca.crt")]);
         let out = Command::new("redis-cli")
+            .args(tls.unwrap_or_default())
             .arg("--cluster")
             .arg("create")
             .args(c.ports().iter().map(|p| format!("127.0.0.1:{p}")))
@@ -114,13 +140,18 @@ impl Cluster {
             "{}",
             String::from_utf8_lossy(&out.stdout)
         );
-        for p in c.ports() {
+        for i in 0..3 {
             wait_until("cluster_state:ok", Duration::from_secs(20), || {
-                matches!(query(p, &["CLUSTER", "INFO"]),
+                matches!(c.query(i, &["CLUSTER", "INFO"]),
                     Some(redis::Value::BulkString(b)) if String::from_utf8_lossy(&b).contains("cluster_state:ok"))
             });
         }
         Some(c)
+    }
+
+    /// One command to node `i`.
+    fn query(&self, i: usize, args: &[&str]) -> Option<redis::Value> {
+        query(self.nodes[i].0, self.ca.as_deref(), args)
     }
 
     fn ports(&self) -> Vec<u16> {
@@ -134,7 +165,8 @@ impl Cluster {
             .iter()
             .map(|p| format!("127.0.0.1:{p}"))
             .collect();
-        format!("redis://{}/0?key={key}&cluster=1", seeds.join(","))
+        let scheme = if self.ca.is_some() { "rediss" } else { "redis" };
+        format!("{scheme}://{}/0?key={key}&cluster=1", seeds.join(","))
     }
 
     /// A store name whose keys live on node `i`.
@@ -143,7 +175,7 @@ impl Cluster {
             .map(|n| format!("c{n}"))
             .find(|name| {
                 let slot = format!("mkm:{{{name}}}:verifier");
-                query(self.nodes[i].0, &["EXISTS", &slot]).is_some()
+                self.query(i, &["EXISTS", &slot]).is_some()
             })
             .unwrap()
     }
@@ -157,7 +189,7 @@ impl Cluster {
 
     /// Subscribers to `channel` on node `i` (a node counts its own clients only).
     fn subscribers(&self, i: usize, channel: &str) -> i64 {
-        match query(self.nodes[i].0, &["PUBSUB", "NUMSUB", channel]) {
+        match self.query(i, &["PUBSUB", "NUMSUB", channel]) {
             Some(redis::Value::Array(v)) => int(v.get(1).cloned()),
             _ => 0,
         }
@@ -190,7 +222,7 @@ fn revoke_and_time(e: &Env, servers: &[Server], id: &str, key: &str) -> Duration
 /// seed and the next revocation still arrives by notice.
 #[test]
 fn revocations_cross_a_cluster_by_notice_and_survive_a_node() {
-    let Some(mut cluster) = Cluster::start() else {
+    let Some(mut cluster) = Cluster::start(None) else {
         return;
     };
     let name = cluster.name_on(1);
@@ -200,9 +232,9 @@ fn revocations_cross_a_cluster_by_notice_and_survive_a_node() {
         (0..8).map(|i| e.create(&format!("k{i}"), &[])).unzip();
     e.cmd().args(["publish", &url]).assert().success();
     let hash = format!("mkm:{{{name}}}:verifier");
-    assert!(query(cluster.ports()[1], &["HGET", &hash, "revision"]).is_some());
+    assert!(cluster.query(1, &["HGET", &hash, "revision"]).is_some());
     assert!(
-        query(cluster.ports()[0], &["HGET", &hash, "revision"]).is_none(),
+        cluster.query(0, &["HGET", &hash, "revision"]).is_none(),
         "MOVED"
     );
     let fpr = fingerprint(&e);
@@ -257,7 +289,7 @@ fn revocations_cross_a_cluster_by_notice_and_survive_a_node() {
 /// the sum is the requests sent; `view --usage` and `check --verifier` read the Cluster.
 #[test]
 fn usage_and_check_work_on_a_cluster() {
-    let Some(cluster) = Cluster::start() else {
+    let Some(cluster) = Cluster::start(None) else {
         return;
     };
     let (vname, uname) = (cluster.name_on(1), cluster.name_on(2));
@@ -279,10 +311,7 @@ fn usage_and_check_work_on_a_cluster() {
         assert!(s.wait(Duration::from_secs(10)).success(), "{}", s.log());
     }
     let field = format!("{id} VALID");
-    let held = query(
-        cluster.ports()[2],
-        &["HGET", &format!("mkm:{{{uname}}}:usage"), &field],
-    );
+    let held = cluster.query(2, &["HGET", &format!("mkm:{{{uname}}}:usage"), &field]);
     assert_eq!(int(held), 11);
     let view = e.json(&["view", &id, "--json", "--usage", &usage]);
     assert!(view["last_used_at"].is_string(), "{view}");
@@ -303,6 +332,58 @@ fn usage_and_check_work_on_a_cluster() {
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(crate::common::has_finding(&v, "VERIFIER_MISSING"), "{v}");
+}
+
+/// A Cluster over TLS (clients and bus), reached with `rediss://…&cluster=1` and the CA
+/// file: publish, serve, a revocation, check.
+#[test]
+fn a_cluster_over_tls() {
+    let Some(pki) = Pki::make() else { return };
+    let Some(cluster) = Cluster::start(Some(&pki)) else {
+        return;
+    };
+    let url = cluster.url(&cluster.name_on(2));
+    assert!(url.starts_with("rediss://"), "{url}");
+    let e = Env::with_vault();
+    let (id, key) = e.create("k", &[]);
+    let ca = pki.arg("ca.crt");
+    let with_ca = [("MCP_REDIS_CA_FILE", ca.as_str())];
+    let out = e.cmd().args(["publish", &url]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "the system's roots do not have the CA"
+    );
+    e.cmd()
+        .args(["publish", &url])
+        .envs(with_ca)
+        .assert()
+        .success();
+    let fpr = fingerprint(&e);
+    let usage = e.path().join("usage.json");
+    let srv = Server::start_with_env(
+        Path::new(&url),
+        &["--trust", &fpr, "--usage", usage.to_str().unwrap()],
+        &with_ca,
+    );
+    assert_eq!(srv.auth_x(&key).status, 200);
+    e.cmd()
+        .args(["revoke", &id])
+        .envs(with_ca)
+        .assert()
+        .success();
+    wait_until("the revocation", Duration::from_secs(5), || {
+        srv.auth_x(&key).status == 401
+    });
+    let out = e
+        .cmd()
+        .args(["check", "--json", "--verifier", &url])
+        .envs(with_ca)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!crate::common::has_finding(&v, "VERIFIER_STALE"), "{v}");
+    assert!(!crate::common::has_finding(&v, "VERIFIER_MISSING"), "{v}");
 }
 
 /// A throwaway CA, a server certificate for 127.0.0.1 and a client certificate, made with
@@ -371,6 +452,21 @@ impl Pki {
         );
     }
 
+    /// A `redis-server`'s TLS arguments; `clients`: `no`, or `yes` for mutual TLS.
+    fn server_args(&self, clients: &str) -> Vec<String> {
+        let files = [
+            ("--tls-cert-file", "srv.crt"),
+            ("--tls-key-file", "srv.key"),
+            ("--tls-ca-cert-file", "ca.crt"),
+        ];
+        let mut args: Vec<String> = files
+            .iter()
+            .flat_map(|(flag, file)| [flag.to_string(), self.arg(file)])
+            .collect();
+        args.extend(["--tls-auth-clients", clients].map(String::from));
+        args
+    }
+
     fn path(&self, file: &str) -> PathBuf {
         self.dir.path().join(file)
     }
@@ -383,24 +479,11 @@ impl Pki {
 /// A TLS-only `redis-server` with a password; `clients`: `no`, or `yes` for mutual TLS.
 fn tls_redis(pki: &Pki, clients: &str) -> (Child, u16) {
     let port = free_port();
-    let args: Vec<String> = [
-        "--port",
-        "0",
-        "--tls-port",
-        &port.to_string(),
-        "--tls-cert-file",
-        &pki.arg("srv.crt"),
-        "--tls-key-file",
-        &pki.arg("srv.key"),
-        "--tls-ca-cert-file",
-        &pki.arg("ca.crt"),
-        "--tls-auth-clients",
-        clients,
-        "--requirepass",
-        PASSWORD,
-    ]
-    .map(String::from)
-    .into();
+    let mut args: Vec<String> = ["--port", "0", "--tls-port", &port.to_string()]
+        .map(String::from)
+        .into();
+    args.extend(pki.server_args(clients));
+    args.extend(["--requirepass", PASSWORD].map(String::from));
     let child = redis_server(pki.dir.path(), &args);
     let (cert, key) = (pki.arg("cli.crt"), pki.arg("cli.key"));
     wait_until("redis-server with TLS", Duration::from_secs(10), || {
