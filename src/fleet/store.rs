@@ -73,13 +73,32 @@ impl std::fmt::Debug for Store {
 
 /// A connection to the store: one server's, or a Cluster's (which routes each command and
 /// script by its key's slot). Both are a [`redis::ConnectionLike`], so a caller runs
-/// `redis::cmd(…).query(&mut conn)` and `script.key(k).arg(a).invoke(&mut conn)` on either.
-/// Its commands time out after [`IO_TIMEOUT`].
+/// `redis::cmd(…).query(&mut conn)`, `script.key(k).arg(a).invoke(&mut conn)` and a
+/// `redis::pipe()` of the store's own keys ([`Store::key`]) on either. Its commands time
+/// out after [`IO_TIMEOUT`] ([`Conn::set_timeouts`] to change it).
 pub enum Conn {
     /// A standalone server (or a Cluster node, for a subscription).
     Single(redis::Connection),
     /// A Redis Cluster.
     Cluster(Box<ClusterConnection>),
+}
+
+impl Conn {
+    /// Sets how long one command (or pipeline) may wait for its answer and for its write,
+    /// on every node connection (instead of [`IO_TIMEOUT`]).
+    ///
+    /// # Errors
+    /// A zero duration.
+    pub fn set_timeouts(&self, timeout: Duration) -> RedisResult<()> {
+        match self {
+            Conn::Single(c) => c
+                .set_read_timeout(Some(timeout))
+                .and_then(|()| c.set_write_timeout(Some(timeout))),
+            Conn::Cluster(c) => c
+                .set_read_timeout(Some(timeout))
+                .and_then(|()| c.set_write_timeout(Some(timeout))),
+        }
+    }
 }
 
 impl ConnectionLike for Conn {
@@ -117,11 +136,12 @@ impl ConnectionLike for Conn {
         }
     }
 
+    // The Cluster connection refuses pipelines, since their commands could belong to
+    // several nodes; it sends one to the node of its first command's slot. Every key of a
+    // store carries the `{NAME}` tag, so a pipeline of one store's commands belongs to one
+    // node, and a command of another slot is refused there (MOVED), never run elsewhere.
     fn supports_pipelining(&self) -> bool {
-        match self {
-            Conn::Single(c) => c.supports_pipelining(),
-            Conn::Cluster(c) => c.supports_pipelining(),
-        }
+        true
     }
 
     fn check_connection(&mut self) -> bool {
@@ -341,9 +361,10 @@ impl Store {
             .build()
             .and_then(|client| client.get_connection())
             .map_err(|e| self.io("connect to", e))?;
-        con.set_write_timeout(Some(IO_TIMEOUT))
+        let con = Conn::Cluster(Box::new(con));
+        con.set_timeouts(IO_TIMEOUT)
             .map_err(|e| self.io("connect to", e))?;
-        Ok(Conn::Cluster(Box::new(con)))
+        Ok(con)
     }
 
     /// A plain connection to one server for a subscription: the server, or the first
