@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use mcp_key_vault::verify::Verifier;
 
-use super::store::{Held, Store};
+use super::store::{Conn, Held, Store};
 use crate::error::{Error, Result};
 
 /// How often the store is looked at when no notice comes.
@@ -248,7 +248,9 @@ impl Inner {
     /// (`Ok`).
     fn follow_once(&self) -> Result<()> {
         let mut con = self.store.connect()?;
-        let mut sub = self.store.connect()?;
+        // On a Cluster, one node's plain connection: every node hears every notice. When
+        // it drops, the next attempt takes the first seed that answers.
+        let mut sub = self.store.subscriber()?;
         let mut pubsub = sub.as_pubsub();
         pubsub
             .subscribe(self.store.channel())
@@ -272,7 +274,7 @@ impl Inner {
     /// counts as reached (for `--max-stale`) only when it holds the state loaded here or a
     /// newer one that was accepted: a store emptied, or holding a value that is refused
     /// (unsigned, older, another save), cannot tell this instance about a revocation.
-    fn refresh(&self, con: &mut redis::Connection) -> Result<()> {
+    fn refresh(&self, con: &mut Conn) -> Result<()> {
         let Some(held) = self.store.held(con)? else {
             return Ok(());
         };
@@ -345,10 +347,11 @@ impl Inner {
             }
         }
         let (revision, keys) = (v.revision(), v.len());
-        let old = std::mem::replace(
-            &mut *self.current.write().unwrap_or_else(PoisonError::into_inner),
-            Some((Arc::new(v), held)),
-        );
+        let old = self
+            .current
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .replace((Arc::new(v), held));
         // The old verifier is freed outside the lock every request takes (100,000 keys take
         // tens of milliseconds to free), unless a reader still holds it, and the memory is
         // handed back: without it an instance grew from 83 to 511 MiB over 50 reloads of a

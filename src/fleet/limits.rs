@@ -161,7 +161,7 @@ impl StoreLimits {
 /// A worker: takes every question waiting, asks them in one pipeline, answers each.
 fn work(store: &Store, asks: &Mutex<std::sync::mpsc::Receiver<Ask>>) {
     let script = redis::Script::new(DECIDE);
-    let mut con: Option<redis::Connection> = None;
+    let mut con: Option<super::store::Conn> = None;
     loop {
         let batch = {
             let rx = asks.lock().unwrap_or_else(PoisonError::into_inner);
@@ -198,13 +198,12 @@ fn work(store: &Store, asks: &Mutex<std::sync::mpsc::Receiver<Ask>>) {
 fn decide_batch(
     store: &Store,
     script: &redis::Script,
-    con: &mut Option<redis::Connection>,
+    con: &mut Option<super::store::Conn>,
     batch: &[Ask],
 ) -> Result<Vec<Decision>> {
     if con.is_none() {
         let c = store.connect()?;
-        c.set_read_timeout(Some(DECISION_TIMEOUT))
-            .and_then(|()| c.set_write_timeout(Some(DECISION_TIMEOUT)))
+        c.set_timeouts(DECISION_TIMEOUT)
             .map_err(|e| store.io("connect to", e))?;
         *con = Some(c);
     }

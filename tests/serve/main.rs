@@ -4,6 +4,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod cluster;
 mod fixture;
 mod fleet;
 mod fleet_usage;
