@@ -484,6 +484,28 @@ pub struct PermissionArgs {
     pub out: JsonFlag,
 }
 
+/// `serve`'s access tokens (docs/oauth.md).
+#[derive(Args, Debug, Clone)]
+pub struct OAuthArgs {
+    /// This server's canonical URI (the audience tokens must carry); serves
+    /// /.well-known/oauth-protected-resource.
+    #[arg(long, value_name = "URL")]
+    pub resource: Option<String>,
+    /// An authorization server whose access tokens are accepted (repeatable); its keys are
+    /// found by discovery.
+    #[arg(long = "issuer", value_name = "URL")]
+    pub issuers: Vec<String>,
+    /// The issuers' keys from this JWK Set file instead of discovery.
+    #[arg(long, value_name = "FILE")]
+    pub jwks: Option<PathBuf>,
+    /// The claim holding a token's permissions.
+    #[arg(long, value_name = "NAME", default_value = "scope")]
+    pub scope_claim: String,
+    /// A scope to advertise in the resource metadata (repeatable).
+    #[arg(long = "scope", value_name = "SCOPE")]
+    pub scopes: Vec<String>,
+}
+
 /// `limit`.
 #[derive(Args, Debug)]
 pub struct LimitArgs {
@@ -773,6 +795,8 @@ pub struct ServeArgs {
     /// (redis://host:port/db?key=NAME) instead of per instance.
     #[arg(long, value_name = "URL")]
     pub limits: Option<String>,
+    #[command(flatten)]
+    pub oauth: OAuthArgs,
     /// Most client connections open at once; more wait to be accepted.
     #[arg(long, value_name = "N", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]

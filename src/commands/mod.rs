@@ -90,6 +90,7 @@ fn dispatch(ctx: &mut Ctx, command: Command) -> Result<()> {
             trust: a.trust,
             max_stale: std::time::Duration::from_secs(a.max_stale),
             limits: a.limits,
+            oauth: oauth_settings(&a.oauth)?,
             usage: a.usage,
             max_connections: a.max_connections,
             read_timeout: std::time::Duration::from_secs(a.read_timeout),
@@ -128,4 +129,22 @@ pub fn hint(e: &Error) -> Option<&'static str> {
         }
         _ => return None,
     })
+}
+
+/// `serve`'s OAuth settings: on with `--resource` and at least one `--issuer`.
+fn oauth_settings(a: &crate::cli::OAuthArgs) -> Result<Option<crate::serve::oauth::Settings>> {
+    match (&a.resource, a.issuers.is_empty()) {
+        (None, true) if a.jwks.is_none() => Ok(None),
+        (Some(resource), false) => Ok(Some(crate::serve::oauth::Settings {
+            resource: resource.clone(),
+            issuers: a.issuers.clone(),
+            jwks: a.jwks.clone(),
+            scope_claim: a.scope_claim.clone(),
+            scopes: a.scopes.clone(),
+        })),
+        _ => Err(Error::usage(
+            "access tokens need both --resource URL (this server's URI) and --issuer URL \
+             (an authorization server; --jwks FILE gives its keys offline)",
+        )),
+    }
 }

@@ -35,6 +35,7 @@ static X_MCP_REQUIRE: HeaderName = HeaderName::from_static("x-mcp-require");
 static X_MCP_KEY_ID: HeaderName = HeaderName::from_static("x-mcp-key-id");
 static X_MCP_KEY_PERMISSIONS: HeaderName = HeaderName::from_static("x-mcp-key-permissions");
 static X_MCP_KEY_NAME: HeaderName = HeaderName::from_static("x-mcp-key-name");
+static X_MCP_SUBJECT: HeaderName = HeaderName::from_static("x-mcp-subject");
 
 /// Routes one request.
 pub async fn handle(req: Request<Incoming>, st: Arc<State>) -> Result<Response<Body>, Infallible> {
@@ -81,12 +82,32 @@ pub async fn handle(req: Request<Incoming>, st: Arc<State>) -> Result<Response<B
             HeaderValue::from_static("text/plain; version=0.0.4"),
         );
         r
+    } else if let Some(t) = st.tokens.as_ref().filter(|_| is_metadata_path(path)) {
+        // RFC 9728: public, cacheable, readable from a browser-based client.
+        let mut r = json_text(StatusCode::OK, t.metadata.clone());
+        let h = r.headers_mut();
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("max-age=300"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
+        r
     } else {
         json_response(
             StatusCode::NOT_FOUND,
             &json!({"error": "unknown path; serve answers /auth, /healthz and /metrics"}),
         )
     })
+}
+
+/// `/.well-known/oauth-protected-resource`, alone or with the resource's path after it.
+fn is_metadata_path(path: &str) -> bool {
+    const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
+    path.strip_prefix(WELL_KNOWN)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 fn healthz(st: &State) -> Response<Body> {
@@ -332,16 +353,26 @@ async fn auth(req: Request<Incoming>, st: &State) -> Response<Body> {
     };
     let key = presented_key(h);
     let now = Utc::now();
+    if let (Some(tokens), Some(token)) = (&st.tokens, bearer_token(h)) {
+        let r = token_auth(tokens, token, &required, h, body, st).await;
+        return with_resource_metadata(r, st);
+    }
+    if let (Some(tokens), None) = (&st.tokens, key) {
+        // No credentials at all: the RFC 9728 challenge, naming where to get a token.
+        st.metrics.verdict(Code::Malformed);
+        return no_credentials(tokens, &required);
+    }
     let verdict = verifier.verify_at(key.unwrap_or(""), &required, now);
     match verdict.code {
         Code::Valid => {}
         Code::InsufficientPermissions => {
             decided(st, now, verdict.code, verdict.key);
-            return forbidden(&missing_required(&required, verdict.key));
+            let r = forbidden(&missing_required(&required, verdict.key));
+            return with_resource_metadata(r, st);
         }
         code => {
             decided(st, now, code, verdict.key);
-            return unauthorized(code, key.is_none());
+            return with_resource_metadata(unauthorized(code, key.is_none()), st);
         }
     }
     let Some(info) = verdict.key else {
@@ -352,7 +383,7 @@ async fn auth(req: Request<Incoming>, st: &State) -> Response<Body> {
     let tools = if st.tool_permissions {
         match check_tool_permissions(&parts.headers, body, st, info, now).await {
             Ok(needed) => tools_called(&needed),
-            Err(r) => return r,
+            Err(r) => return with_resource_metadata(r, st),
         }
     } else if st.usage.is_store() {
         // Usage per tool without reading the body: what the 2026-07-28 headers declare.
@@ -482,6 +513,118 @@ fn decided(st: &State, now: DateTime<Utc>, code: Code, info: Option<&KeyInfo>) {
     }
 }
 
+/// The value of the one `Authorization: Bearer` header when it holds a JWT (and no
+/// `X-API-Key` is sent): an access token rather than a key.
+fn bearer_token(h: &HeaderMap) -> Option<&str> {
+    if h.contains_key(&X_API_KEY) {
+        return None;
+    }
+    let mut all = h.get_all(header::AUTHORIZATION).iter();
+    let (Some(v), None) = (all.next(), all.next()) else {
+        return None;
+    };
+    let v = v.to_str().ok()?.trim();
+    let (scheme, token) = v.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer")
+        && mcp_key_verifier::oauth::TokenVerifier::looks_like_token(token))
+    .then_some(token)
+}
+
+/// `/auth` for an access token: the token, then `--require`/`X-MCP-Require`, then the
+/// tool permissions, against its scopes.
+async fn token_auth(
+    tokens: &Arc<super::oauth::Tokens>,
+    token: &str,
+    required: &[&str],
+    h: &HeaderMap,
+    body: Incoming,
+    st: &State,
+) -> Response<Body> {
+    let info = match tokens.verify(token).await {
+        Ok(i) => i,
+        Err(e) => {
+            st.metrics.token(e.code());
+            return refusal(rpc::invalid_token(e.code(), &e.description()));
+        }
+    };
+    let missing: Vec<String> = required
+        .iter()
+        .filter(|r| !mcp_key_verifier::permits(&info.permissions, r))
+        .map(|r| r.to_string())
+        .collect();
+    if !missing.is_empty() {
+        st.metrics.token("INSUFFICIENT_SCOPE");
+        return refusal(rpc::insufficient_scope(&missing));
+    }
+    if st.tool_permissions {
+        let needed = match needed_by_request(h, body, st).await {
+            Ok(n) => n,
+            Err(r) => return r,
+        };
+        let missing = rpc::missing_permissions(&info.permissions, &needed);
+        if !missing.is_empty() {
+            st.metrics.token("INSUFFICIENT_SCOPE");
+            return refusal(rpc::insufficient_scope(&missing));
+        }
+    }
+    st.metrics.token("VALID");
+    let mut r = Response::new(Full::new(Bytes::new()));
+    let out = r.headers_mut();
+    out.insert(X_MCP_SUBJECT.clone(), header_safe(&info.subject, false));
+    out.insert(
+        X_MCP_KEY_PERMISSIONS.clone(),
+        permissions_header(&info.permissions),
+    );
+    out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// 401 for a request with no credentials when tokens are on: `Bearer resource_metadata=…`
+/// (RFC 9728 §5.1), with the scope the request needs when it names one.
+fn no_credentials(tokens: &super::oauth::Tokens, required: &[&str]) -> Response<Body> {
+    let mut r = unauthorized(Code::Malformed, true);
+    let scope: Vec<&str> = required.iter().copied().filter(|p| scope_safe(p)).collect();
+    let mut challenge = format!("Bearer resource_metadata=\"{}\"", tokens.metadata_url);
+    if !scope.is_empty() {
+        challenge.push_str(&format!(", scope=\"{}\"", scope.join(" ")));
+    }
+    if let Ok(v) = HeaderValue::from_str(&challenge) {
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    r
+}
+
+/// A refusal's challenge with `resource_metadata` added when tokens are on.
+fn with_resource_metadata(mut r: Response<Body>, st: &State) -> Response<Body> {
+    let Some(t) = &st.tokens else { return r };
+    let h = r.headers_mut();
+    let Some(c) = h
+        .get(header::WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return r;
+    };
+    if c.contains("resource_metadata=") {
+        return r;
+    }
+    let c = format!("{c}, resource_metadata=\"{}\"", t.metadata_url);
+    if let Ok(v) = HeaderValue::from_str(&c) {
+        h.insert(header::WWW_AUTHENTICATE, v);
+    }
+    r
+}
+
+/// Permissions as the `X-MCP-Key-Permissions` value: those safe in a header, comma-joined.
+fn permissions_header(perms: &[String]) -> HeaderValue {
+    let perms: Vec<&str> = perms
+        .iter()
+        .map(String::as_str)
+        .filter(|p| scope_safe(p) && !p.contains(','))
+        .collect();
+    HeaderValue::from_str(&perms.join(",")).unwrap_or(HeaderValue::from_static(""))
+}
+
 /// The required permissions the key lacks, those safe to name in a response.
 fn missing_required(required: &[&str], key: Option<&KeyInfo>) -> Vec<String> {
     let perms = key.map(|k| &k.permissions[..]).unwrap_or_default();
@@ -540,15 +683,11 @@ fn accepted(info: &KeyInfo) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::new()));
     let out = r.headers_mut();
     out.insert(X_MCP_KEY_ID.clone(), header_safe(&info.id, false));
-    let perms: Vec<&str> = info
-        .permissions
-        .iter()
-        .map(String::as_str)
-        .filter(|p| scope_safe(p) && !p.contains(','))
-        .collect();
-    if let Ok(v) = HeaderValue::from_str(&perms.join(",")) {
-        out.insert(X_MCP_KEY_PERMISSIONS.clone(), v);
-    }
+    out.insert(X_MCP_SUBJECT.clone(), header_safe(&info.id, false));
+    out.insert(
+        X_MCP_KEY_PERMISSIONS.clone(),
+        permissions_header(&info.permissions),
+    );
     if let Some(name) = &info.name {
         out.insert(X_MCP_KEY_NAME.clone(), header_safe(name, true));
     }

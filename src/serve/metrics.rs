@@ -26,6 +26,8 @@ pub struct Metrics {
     pub(crate) reloads_older: AtomicU64,
     pub(crate) connections_open: AtomicU64,
     pub(crate) connections_total: AtomicU64,
+    /// Access tokens by outcome, in the order of [`TOKEN_RESULTS`].
+    tokens: [AtomicU64; 4],
     latency_buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_ns: AtomicU64,
@@ -44,6 +46,9 @@ pub enum BadBody {
 
 const BAD_STATUS: [&str; 3] = ["400", "408", "413"];
 
+/// The outcomes of an access token at `/auth`.
+const TOKEN_RESULTS: [&str; 4] = ["VALID", "INVALID_TOKEN", "EXPIRED", "INSUFFICIENT_SCOPE"];
+
 impl Metrics {
     /// Counts one verdict of `/auth`.
     pub fn verdict(&self, code: Code) {
@@ -51,6 +56,13 @@ impl Metrics {
     }
 
     /// Counts one refused body.
+    /// Counts an access token's outcome (one of [`TOKEN_RESULTS`]).
+    pub fn token(&self, result: &str) {
+        if let Some(i) = TOKEN_RESULTS.iter().position(|r| *r == result) {
+            self.tokens[i].fetch_add(1, Relaxed);
+        }
+    }
+
     pub fn bad_body(&self, what: BadBody) {
         self.bad_body[what as usize].fetch_add(1, Relaxed);
     }
@@ -124,6 +136,18 @@ impl Metrics {
             self.connections_open.load(Relaxed),
             self.connections_total.load(Relaxed)
         );
+        let _ = writeln!(
+            o,
+            "# HELP mcp_key_serve_tokens_total Access tokens presented to /auth, by outcome.\n\
+             # TYPE mcp_key_serve_tokens_total counter"
+        );
+        for (i, r) in TOKEN_RESULTS.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "mcp_key_serve_tokens_total{{result=\"{r}\"}} {}",
+                self.tokens[i].load(Relaxed)
+            );
+        }
         self.render_latency(&mut o);
         o
     }

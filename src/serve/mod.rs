@@ -11,6 +11,7 @@
 pub mod http;
 pub mod limits;
 pub mod metrics;
+pub mod oauth;
 pub mod state;
 pub mod tools;
 pub mod usage;
@@ -66,6 +67,8 @@ pub struct Config {
     pub max_stale: Duration,
     /// `--limits redis://…`: rate limits decided across the fleet; per instance when `None`.
     pub limits: Option<String>,
+    /// Access tokens beside keys (`--resource` with `--issuer`), when on.
+    pub oauth: Option<oauth::Settings>,
 }
 
 /// Runs `serve` until SIGTERM or SIGINT.
@@ -130,8 +133,13 @@ pub fn run(args: Config) -> Result<()> {
             ))
         }
     };
+    let tokens = match &args.oauth {
+        Some(o) => Some(oauth::Tokens::start(o.clone())?),
+        None => None,
+    };
     let state = Arc::new(State {
         source,
+        tokens,
         limits,
         limit_refusals: limits::Refusals::default(),
         max_stale: args.max_stale,
@@ -363,6 +371,13 @@ fn log_listening(state: &State, local: SocketAddr) {
             "warning: the verifier file is not authenticated (no --trust): whoever can write \
              it decides which keys are accepted; pin the vault with --trust FPR"
         )),
+    }
+    if let Some(t) = &state.tokens {
+        log(format_args!(
+            "access tokens of {} accepted beside keys; resource metadata at {}",
+            t.issuers().join(", "),
+            t.metadata_url
+        ));
     }
     let v = state.source.current();
     log(format_args!(

@@ -87,6 +87,8 @@ pub struct State {
     pub(crate) limits: super::limits::Limits,
     /// 429s per key id, for `/metrics`.
     pub(crate) limit_refusals: super::limits::Refusals,
+    /// Access tokens (`--resource` and `--issuer`), when on.
+    pub(crate) tokens: Option<Arc<super::oauth::Tokens>>,
     /// `--max-stale`: past this long without reaching a shared store, /auth answers 503.
     pub(crate) max_stale: Duration,
     pub(crate) require: Vec<String>,

@@ -60,6 +60,8 @@ mod headers;
 mod hex;
 pub mod keys;
 pub mod limit;
+#[cfg(feature = "oauth")]
+pub mod oauth;
 mod permits;
 pub mod routing;
 pub mod rpc;

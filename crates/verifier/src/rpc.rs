@@ -129,6 +129,36 @@ pub fn rate_limit_headers(limit: RateLimit, d: &Decision) -> Vec<(&'static str, 
     h
 }
 
+/// 401 `INVALID_TOKEN` (or `EXPIRED`) for an access token that does not verify; `why`
+/// must hold no token (docs/oauth.md).
+pub fn invalid_token(data_code: &str, why: &str) -> Refusal {
+    let mut r = refusal(401, -32001, why, data_code);
+    r.challenge = Some(format!(
+        "Bearer error=\"invalid_token\", error_description=\"{}\"",
+        why.replace(['"', '\\'], "'")
+    ));
+    r
+}
+
+/// 403 for an access token lacking `missing` (only the scope this request needs is named).
+pub fn insufficient_scope(missing: &[String]) -> Refusal {
+    let safe: Vec<&str> = missing
+        .iter()
+        .map(String::as_str)
+        .filter(|p| scope_safe(p))
+        .collect();
+    let list = safe.join(" ");
+    let why = format!(
+        "the access token lacks the scope{}: {list}",
+        if safe.len() > 1 { "s" } else { "" }
+    );
+    let mut r = refusal(403, -32003, &why, Code::InsufficientPermissions.as_str());
+    r.challenge = Some(format!(
+        "Bearer error=\"insufficient_scope\", scope=\"{list}\""
+    ));
+    r
+}
+
 /// 403 `METHOD_UNSEEN`: a request that must show its JSON-RPC method and shows none.
 pub fn method_unseen() -> Refusal {
     refusal(
