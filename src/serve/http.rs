@@ -36,6 +36,7 @@ static X_MCP_KEY_ID: HeaderName = HeaderName::from_static("x-mcp-key-id");
 static X_MCP_KEY_PERMISSIONS: HeaderName = HeaderName::from_static("x-mcp-key-permissions");
 static X_MCP_KEY_NAME: HeaderName = HeaderName::from_static("x-mcp-key-name");
 static X_MCP_SUBJECT: HeaderName = HeaderName::from_static("x-mcp-subject");
+static X_MCP_ERROR: HeaderName = HeaderName::from_static("x-mcp-error");
 
 /// Routes one request.
 pub async fn handle(req: Request<Incoming>, st: Arc<State>) -> Result<Response<Body>, Infallible> {
@@ -169,14 +170,30 @@ fn json_text(status: StatusCode, body: String) -> Response<Body> {
 }
 
 fn rpc_error(status: StatusCode, code: i64, message: &str, data_code: &str) -> Response<Body> {
-    json_text(status, rpc::error_body(code, message, data_code))
+    let mut r = json_text(status, rpc::error_body(code, message, data_code));
+    set_error_code(&mut r, data_code);
+    r
+}
+
+/// `X-MCP-Error: <data.code>` on a refusal, so a proxy that writes its own error body
+/// (nginx after `auth_request`) can say what serve said.
+fn set_error_code(r: &mut Response<Body>, data_code: &str) {
+    if let Ok(v) = HeaderValue::from_str(data_code) {
+        r.headers_mut().insert(X_MCP_ERROR.clone(), v);
+    }
 }
 
 /// A refusal of the verifier crate's [`rpc`] as a response: the same words as every
 /// middleware's.
 fn refusal(r: rpc::Refusal) -> Response<Body> {
     let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let data_code = serde_json::from_str::<Value>(&r.body)
+        .ok()
+        .and_then(|v| v["error"]["data"]["code"].as_str().map(str::to_owned));
     let mut resp = json_text(status, r.body);
+    if let Some(c) = data_code {
+        set_error_code(&mut resp, &c);
+    }
     let h = resp.headers_mut();
     if let Some(c) = r.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
         h.insert(header::WWW_AUTHENTICATE, c);

@@ -57,7 +57,10 @@ pub struct Tokens {
 #[derive(Default)]
 struct Source {
     jwks_uri: Option<String>,
+    /// The last fetch of any kind (the periodic refresh looks at it).
     fetched: Option<Instant>,
+    /// The last fetch an unknown `kid` asked for (bounded by [`REFETCH_EVERY`]).
+    asked: Option<Instant>,
     file_mtime: Option<SystemTime>,
 }
 
@@ -136,15 +139,17 @@ impl Tokens {
         }
     }
 
-    /// Whether issuer `i`'s keys may be fetched again now (and marks them fetched).
+    /// Whether an unknown `kid` may make issuer `i`'s keys be fetched now (and counts it):
+    /// at most once every [`REFETCH_EVERY`], so tokens with made-up kids cannot make
+    /// `serve` hammer the issuer.
     fn due(&self, i: usize) -> bool {
         let mut s = self.sources[i]
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if s.fetched.is_some_and(|t| t.elapsed() < REFETCH_EVERY) {
+        if s.asked.is_some_and(|t| t.elapsed() < REFETCH_EVERY) {
             return false;
         }
-        s.fetched = Some(Instant::now());
+        s.asked = Some(Instant::now());
         true
     }
 

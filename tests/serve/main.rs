@@ -12,4 +12,5 @@ mod harness;
 mod http;
 mod limits;
 mod nginx;
+mod oauth;
 mod watch;

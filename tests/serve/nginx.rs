@@ -133,6 +133,10 @@ http {{
             add_header RateLimit $mcp_ratelimit always;
             add_header RateLimit-Policy $mcp_ratelimit_policy always;
             error_page 500 = @mcp_auth_error;
+            # A 403 (a missing permission or scope) keeps serve's challenge and code.
+            auth_request_set $mcp_www_authenticate $upstream_http_www_authenticate;
+            auth_request_set $mcp_error $upstream_http_x_mcp_error;
+            error_page 403 = @mcp_auth_forbidden;
             # The MCP server needs no key: do not pass it on.
             proxy_set_header Authorization "";
             proxy_set_header X-API-Key "";
@@ -141,6 +145,20 @@ http {{
             proxy_set_header Connection "";
             proxy_buffering off;
             proxy_read_timeout 1h;
+        }}
+
+        # OAuth: the protected resource metadata (RFC 9728), public, from serve.
+        location /.well-known/oauth-protected-resource {{
+            proxy_pass http://mcp_key_serve;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+
+        location @mcp_auth_forbidden {{
+            default_type application/json;
+            add_header WWW-Authenticate $mcp_www_authenticate always;
+            add_header Cache-Control no-store always;
+            return 403 '{{"jsonrpc":"2.0","id":null,"error":{{"code":-32003,"message":"forbidden ($mcp_error)","data":{{"code":"$mcp_error"}}}}}}';
         }}
 
         location @mcp_auth_error {{
@@ -245,6 +263,19 @@ impl Stack {
         verifier: &Path,
         serve_args: &[&str],
     ) -> Stack {
+        Stack::start_at(free_port(), nginx, python, dir, verifier, serve_args)
+    }
+
+    /// As [`Stack::start`], nginx listening on `port` (known before `serve` starts, for a
+    /// `--resource` that names it).
+    fn start_at(
+        port: u16,
+        nginx: &Path,
+        python: &str,
+        dir: &Path,
+        verifier: &Path,
+        serve_args: &[&str],
+    ) -> Stack {
         let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/serve/mcp");
         let serve = Server::start(verifier, serve_args);
         let mut kids = Kill(Vec::new());
@@ -262,7 +293,6 @@ impl Stack {
                 .unwrap(),
         );
         wait_for_port(mcp_port, "the MCP server", &mut kids);
-        let port = free_port();
         let conf = dir.join("nginx.conf");
         std::fs::write(&conf, nginx_conf(dir, port, &serve.addr, mcp_port)).unwrap();
         kids.0.push(
@@ -580,5 +610,109 @@ fn nginx_passes_a_rate_limit_refusal_as_429() {
     assert!(
         !logs(dir).contains(&key),
         "no key in nginx's or the server's logs"
+    );
+}
+
+/// OAuth through the documented nginx configuration: a client without credentials is told
+/// where the resource metadata is (401 `resource_metadata`, passed on by nginx), reads it
+/// through nginx, finds the issuer and its keys there, and with a token from that issuer
+/// the SDK's 2026-07-28 client calls the tool its scope allows and is refused (403
+/// `insufficient_scope`) the other.
+#[test]
+fn nginx_serve_and_an_oauth_token() {
+    let Some((nginx, python)) = prerequisites() else {
+        return;
+    };
+    let Some(issuer) = crate::oauth::Issuer::start(None) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (_key, _id, verifier) = vault_with_key(dir, &[]);
+    let port = free_port();
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let stack = Stack::start_at(
+        port,
+        &nginx,
+        &python,
+        dir,
+        &verifier,
+        &[
+            "--tool-permissions",
+            "--trust-routing-headers",
+            "--resource",
+            &resource,
+            "--issuer",
+            &issuer.url,
+        ],
+    );
+    let (status, text) = post_raw(port, &[], r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#);
+    assert_eq!(status, 401, "{text}");
+    let metadata = format!("http://127.0.0.1:{port}/.well-known/oauth-protected-resource/mcp");
+    assert!(
+        text.to_lowercase().contains(&format!(
+            "www-authenticate: bearer resource_metadata=\"{metadata}\""
+        )),
+        "{text}"
+    );
+    let doc = crate::oauth::get_json(port, "/.well-known/oauth-protected-resource/mcp");
+    assert_eq!(doc["resource"], resource.as_str());
+    assert_eq!(doc["authorization_servers"][0], issuer.url.as_str());
+    let token = issuer.mint_for(&resource, "ES256", "tools:call:echo");
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/serve/mcp");
+    let url = resource.clone();
+    let call = |tool: &str| {
+        let out = Command::new(&python)
+            .arg(scripts.join("modern_client.py"))
+            .arg(&url)
+            .arg(tool)
+            .env("MCP_TEST_KEY", &token)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (ok, out) = call("echo");
+    assert!(
+        ok && out.contains("RESULT echo: hello"),
+        "{out}\n{}",
+        stack.serve.log()
+    );
+    let (ok, out) = call("add");
+    assert!(
+        !ok && out.contains("403") && !out.contains("sum: 5"),
+        "{out}"
+    );
+    let (status, text) = post_raw(
+        port,
+        &[
+            ("Authorization", &format!("Bearer {token}")),
+            ("MCP-Protocol-Version", "2026-07-28"),
+            ("Mcp-Method", "tools/call"),
+            ("Mcp-Name", "add"),
+        ],
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add","arguments":{"a":2,"b":3}}}"#,
+    );
+    assert_eq!(status, 403, "{text}");
+    assert!(
+        text.contains("error=\"insufficient_scope\", scope=\"tools:call tools:call:add\"")
+            || text.contains("error=\"insufficient_scope\", scope=\"tools:call:add\""),
+        "{text}"
+    );
+    assert!(text.contains("resource_metadata="), "{text}");
+    assert!(
+        text.contains(r#""data":{"code":"INSUFFICIENT_PERMISSIONS"}"#),
+        "{text}"
+    );
+    assert!(
+        !logs(dir).contains(&token),
+        "no token in nginx's or the server's logs"
     );
 }
