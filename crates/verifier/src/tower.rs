@@ -14,8 +14,9 @@
 //! `METHOD_UNSEEN`). A key with a rate limit (set in the vault, carried in the verifier)
 //! is held to it in this process (every clone of the layer shares one count): 429 with
 //! `Retry-After` over it, and the `RateLimit-Policy`/`RateLimit` headers on every answer
-//! (docs/verifier.md, "Rate limits"). An accepted request carries the caller's [`KeyInfo`]
-//! in its extensions.
+//! (docs/verifier.md, "Rate limits"). An accepted request carries the caller's [`crate::KeyInfo`]
+//! in its extensions (with feature `oauth` and [`RequireApiKey::access_tokens`], an
+//! accepted access token's `oauth::TokenInfo` instead).
 //!
 //! Body types: the request body must be `From<Bytes>` (the layer hands on the body it
 //! read) and the response body `From<String>` (for its refusals); `axum::body::Body` is
@@ -50,7 +51,7 @@ use crate::limit::Limiter;
 use crate::permits::permits;
 use crate::routing;
 use crate::rpc::{self, Refusal};
-use crate::verifier::{Code, KeyInfo, Verifier};
+use crate::verifier::{Code, Verifier};
 use crate::watch::Watched;
 
 /// Every value of header `name`, a value that is not visible ASCII (or SP/HTAB) as "".
@@ -78,6 +79,12 @@ pub struct RequireApiKey {
     tool_permissions: bool,
     /// Rate limits, per process: shared by every clone of the layer.
     limiter: Arc<Limiter>,
+    /// Access tokens beside keys (feature `oauth`).
+    #[cfg(feature = "oauth")]
+    tokens: Option<Arc<crate::oauth::TokenVerifier>>,
+    /// The Protected Resource Metadata document served, with tokens.
+    #[cfg(feature = "oauth")]
+    metadata: Option<Arc<str>>,
 }
 
 impl fmt::Debug for RequireApiKey {
@@ -99,6 +106,10 @@ impl RequireApiKey {
             require: Arc::from(Vec::new()),
             tool_permissions: false,
             limiter: Arc::default(),
+            #[cfg(feature = "oauth")]
+            tokens: None,
+            #[cfg(feature = "oauth")]
+            metadata: None,
         }
     }
 
@@ -109,6 +120,10 @@ impl RequireApiKey {
             require: Arc::from(Vec::new()),
             tool_permissions: false,
             limiter: Arc::default(),
+            #[cfg(feature = "oauth")]
+            tokens: None,
+            #[cfg(feature = "oauth")]
+            metadata: None,
         }
     }
 
@@ -122,6 +137,25 @@ impl RequireApiKey {
     /// `prompts:get[:<prompt>]`, `resources:read`), reading the body to see the method.
     pub fn tool_permissions(mut self, on: bool) -> RequireApiKey {
         self.tool_permissions = on;
+        self
+    }
+
+    /// Accepts OAuth access tokens checked by `tokens` beside keys (feature `oauth`;
+    /// docs/oauth.md), and serves `/.well-known/oauth-protected-resource` (and the
+    /// path-suffixed form) naming `scopes_supported`. The layer fetches no keys: give the
+    /// verifier each issuer's JWK Set ([`crate::oauth::TokenVerifier::set_jwks`]) and
+    /// refresh it as the issuer rotates keys; a token of an unknown key is refused.
+    #[cfg(feature = "oauth")]
+    pub fn access_tokens(
+        mut self,
+        tokens: Arc<crate::oauth::TokenVerifier>,
+        scopes_supported: &[&str],
+    ) -> RequireApiKey {
+        let issuers: Vec<String> = tokens.issuers().map(str::to_owned).collect();
+        let scopes: Vec<String> = scopes_supported.iter().map(|s| s.to_string()).collect();
+        let doc = crate::oauth::metadata_json(tokens.resource(), &issuers, &scopes);
+        self.metadata = Some(Arc::from(doc));
+        self.tokens = Some(tokens);
         self
     }
 
@@ -139,6 +173,14 @@ impl RequireApiKey {
         B: Body + From<Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        #[cfg(feature = "oauth")]
+        if let Some(tokens) = &self.tokens {
+            if let Some(token) = bearer_token(req.headers()) {
+                let checked =
+                    tokens::check(tokens, &token, &self.require, req, self.tool_permissions);
+                return checked.await.map(|req| (req, Vec::new()));
+            }
+        }
         let info = {
             let verifier = self.current();
             let h = req.headers();
@@ -168,7 +210,7 @@ impl RequireApiKey {
             }
         };
         let mut req = if self.tool_permissions {
-            check_tools(req, &info).await?
+            check_tools(req, &info.permissions, rpc::forbidden).await?
         } else {
             req
         };
@@ -188,8 +230,141 @@ impl RequireApiKey {
     }
 }
 
+impl RequireApiKey {
+    /// A refusal's challenge with `resource_metadata` when tokens are on (and, for a
+    /// request without credentials, only that and the scope: RFC 9728 §5.1).
+    fn with_resource_metadata(&self, r: Refusal) -> Refusal {
+        #[cfg(feature = "oauth")]
+        if let Some(t) = &self.tokens {
+            return tokens::with_resource_metadata(r, t.resource(), &self.require);
+        }
+        r
+    }
+
+    /// The metadata document, when `req` asks for it and tokens are on.
+    #[cfg(feature = "oauth")]
+    fn metadata_for<B>(&self, req: &Request<B>) -> Option<Arc<str>> {
+        const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
+        let rest = req.uri().path().strip_prefix(WELL_KNOWN)?;
+        (rest.is_empty() || rest.starts_with('/'))
+            .then(|| self.metadata.clone())
+            .flatten()
+    }
+}
+
+/// The value of the one `Authorization: Bearer` header when it holds a JWT and no
+/// `X-API-Key` comes with it.
+#[cfg(feature = "oauth")]
+fn bearer_token(h: &http::HeaderMap) -> Option<String> {
+    if h.contains_key("x-api-key") {
+        return None;
+    }
+    let mut all = h.get_all(header::AUTHORIZATION).iter();
+    let (Some(v), None) = (all.next(), all.next()) else {
+        return None;
+    };
+    let (scheme, token) = v.to_str().ok()?.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && crate::oauth::TokenVerifier::looks_like_token(token))
+        .then(|| token.to_owned())
+}
+
+/// Access tokens in the layer (feature `oauth`).
+#[cfg(feature = "oauth")]
+mod tokens {
+    use super::*;
+    use crate::oauth::TokenVerifier;
+
+    /// The token, `require`, then the tool permissions, against its scopes; the request
+    /// carries the [`crate::oauth::TokenInfo`] when accepted.
+    pub(super) async fn check<B>(
+        tokens: &TokenVerifier,
+        token: &str,
+        require: &[String],
+        mut req: Request<B>,
+        tool_permissions: bool,
+    ) -> Result<Request<B>, Refusal>
+    where
+        B: Body + From<Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let info = tokens
+            .verify(token, now)
+            .map_err(|e| rpc::invalid_token(e.code(), &e.description()))?;
+        let missing: Vec<String> = require
+            .iter()
+            .filter(|r| !permits(&info.permissions, r))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            return Err(rpc::insufficient_scope(&missing));
+        }
+        if tool_permissions {
+            req = check_tools(req, &info.permissions, rpc::insufficient_scope).await?;
+        }
+        req.extensions_mut().insert((*info).clone());
+        Ok(req)
+    }
+
+    /// `r` with `resource_metadata` in its challenge; for no credentials at all, the
+    /// challenge is that and the scope needed.
+    pub(super) fn with_resource_metadata(
+        mut r: Refusal,
+        resource: &str,
+        require: &[String],
+    ) -> Refusal {
+        let url = crate::oauth::metadata_url(resource);
+        let no_credentials = r.body.contains(rpc::NO_KEY);
+        r.challenge = match r.challenge.take() {
+            _ if no_credentials => {
+                let scope: Vec<&str> = require
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|p| rpc::scope_safe(p))
+                    .collect();
+                Some(if scope.is_empty() {
+                    format!("Bearer resource_metadata=\"{url}\"")
+                } else {
+                    format!(
+                        "Bearer resource_metadata=\"{url}\", scope=\"{}\"",
+                        scope.join(" ")
+                    )
+                })
+            }
+            Some(c) => Some(format!("{c}, resource_metadata=\"{url}\"")),
+            None => None,
+        };
+        r
+    }
+
+    pub(super) fn metadata_response<B: From<String>>(doc: &str) -> Response<B> {
+        let mut res = Response::new(B::from(doc.to_owned()));
+        let h = res.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("max-age=300"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
+        res
+    }
+}
+
 /// What the request needs under tool permissions, from its routing headers and its body.
-async fn check_tools<B>(req: Request<B>, info: &KeyInfo) -> Result<Request<B>, Refusal>
+async fn check_tools<B>(
+    req: Request<B>,
+    held: &[String],
+    forbidden: fn(&[String]) -> Refusal,
+) -> Result<Request<B>, Refusal>
 where
     B: Body + From<Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -241,9 +416,9 @@ where
         }
         routing::needed_permissions(&message)
     };
-    let missing = rpc::missing_permissions(&info.permissions, &needed);
+    let missing = rpc::missing_permissions(held, &needed);
     if !missing.is_empty() {
-        return Err(rpc::forbidden(&missing));
+        return Err(forbidden(&missing));
     }
     Ok(Request::from_parts(parts, B::from(bytes)))
 }
@@ -316,13 +491,17 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let config = self.config.clone();
         Box::pin(async move {
+            #[cfg(feature = "oauth")]
+            if let Some(doc) = config.metadata_for(&req) {
+                return Ok(tokens::metadata_response(&doc));
+            }
             match config.check(req).await {
                 Ok((req, headers)) => {
                     let mut res = inner.call(req).await?;
                     add_headers(res.headers_mut(), headers);
                     Ok(res)
                 }
-                Err(refusal) => Ok(respond(refusal)),
+                Err(refusal) => Ok(respond(config.with_resource_metadata(refusal))),
             }
         })
     }
@@ -331,6 +510,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::verifier::KeyInfo;
     use http_body_util::Full;
     use std::convert::Infallible;
     use std::future::{ready, Ready};
@@ -349,7 +529,10 @@ mod tests {
         }
 
         fn call(&mut self, req: Request<Full<Bytes>>) -> Self::Future {
-            let id = req.extensions().get::<KeyInfo>().unwrap().id.clone();
+            let id = match req.extensions().get::<KeyInfo>() {
+                Some(k) => k.id.clone(),
+                None => token_subject(&req),
+            };
             let mut body = req.into_body();
             let bytes = match Pin::new(&mut body)
                 .poll_frame(&mut Context::from_waker(std::task::Waker::noop()))
@@ -362,6 +545,16 @@ mod tests {
                 String::from_utf8_lossy(&bytes)
             ))))
         }
+    }
+
+    /// The subject of an accepted access token, the caller when no key is.
+    fn token_subject<B>(req: &Request<B>) -> String {
+        #[cfg(feature = "oauth")]
+        if let Some(t) = req.extensions().get::<crate::oauth::TokenInfo>() {
+            return t.subject.clone();
+        }
+        let _ = req;
+        panic!("neither a key nor a token reached the handler")
     }
 
     const KEY: &str =
@@ -525,5 +718,77 @@ mod tests {
         assert_eq!((s, h.get("connection")), (413, "close"));
         let (s, _, _) = send(&l, "POST", &[k, ("content-length", b"99999999")], ECHO).await;
         assert_eq!(s, 413);
+    }
+
+    /// Access tokens beside keys: an EdDSA token of the issuer passes and carries its
+    /// `TokenInfo`; a missing scope is 403 `insufficient_scope` with `resource_metadata`; no
+    /// credentials is the RFC 9728 challenge; the metadata route answers without a key.
+    #[cfg(feature = "oauth")]
+    #[tokio::test]
+    async fn access_tokens_beside_keys() {
+        use base64::Engine as _;
+        use ring::signature::{Ed25519KeyPair, KeyPair};
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let pair = Ed25519KeyPair::from_seed_unchecked(&[9; 32]).unwrap();
+        let jwks = serde_json::json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "k",
+            "alg": "EdDSA", "x": b64(pair.public_key().as_ref())}]});
+        let resource = "https://mcp.example.com/mcp";
+        let tokens = Arc::new(crate::oauth::TokenVerifier::new(
+            resource,
+            &["https://id.example.com".into()],
+            "scope",
+        ));
+        tokens.set_jwks(0, jwks.to_string().as_bytes()).unwrap();
+        let mint = |scope: &str| {
+            let h = b64(br#"{"alg":"EdDSA","kid":"k"}"#);
+            let c = b64(
+                serde_json::json!({"iss": "https://id.example.com", "aud": resource,
+                "exp": 4_000_000_000u64, "sub": "bob", "scope": scope})
+                .to_string()
+                .as_bytes(),
+            );
+            let sig = pair.sign(format!("{h}.{c}").as_bytes());
+            format!("{h}.{c}.{}", b64(sig.as_ref()))
+        };
+        let l = layer()
+            .tool_permissions(true)
+            .access_tokens(tokens, &["tools:call"]);
+        let ok = format!("Bearer {}", mint("tools:call:echo"));
+        let (s, body, _) = send(&l, "POST", &[("authorization", ok.as_bytes())], ECHO).await;
+        assert_eq!(s, 200, "{body}");
+        assert!(
+            body.starts_with("bob "),
+            "the handler saw the token's subject: {body}"
+        );
+        let (s, _, h) = send(&l, "POST", &[("authorization", ok.as_bytes())], ADD).await;
+        assert_eq!(s, 403);
+        let c = h.get("www-authenticate");
+        assert!(
+            c.contains("insufficient_scope") && c.contains("scope=\"tools:call tools:call:add\"")
+                || c.contains("scope=\"tools:call:add\""),
+            "{c}"
+        );
+        assert!(c.contains("resource_metadata=\"https://mcp.example.com/.well-known/oauth-protected-resource/mcp\""), "{c}");
+        let (s, _, h) = send(&l, "POST", &[], ECHO).await;
+        assert_eq!(s, 401);
+        assert_eq!(
+            h.get("www-authenticate"),
+            "Bearer resource_metadata=\"https://mcp.example.com/.well-known/oauth-protected-resource/mcp\""
+        );
+        let forged = format!("Bearer {}x", &ok[7..ok.len() - 1]);
+        let (s, body, _) = send(&l, "POST", &[("authorization", forged.as_bytes())], ECHO).await;
+        assert_eq!(s, 401);
+        assert!(body.contains("INVALID_TOKEN"), "{body}");
+        // Keys still pass.
+        let (s, _, _) = send(&l, "POST", &[("x-api-key", KEY.as_bytes())], ECHO).await;
+        assert_eq!(s, 200);
+        let req = Request::builder()
+            .uri("/.well-known/oauth-protected-resource/mcp")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let res = l.layer(Inner).call(req).await.unwrap();
+        assert_eq!(res.status(), 200);
+        let doc: Value = serde_json::from_str(res.body()).unwrap();
+        assert_eq!(doc["resource"], resource);
     }
 }
