@@ -19,8 +19,12 @@
  *   rate-limit quantity is a whole number of microseconds below 2^53 (exact in a `number`), so
  *   the decisions are those of the Rust and Python readers.
  *
- * Runtime dependencies: none (node:crypto, node:fs; Ed25519 is node:crypto's). The SDK is
- * imported lazily by `tokenVerifier`, only to throw the SDK's own `InvalidTokenError`.
+ * OAuth access tokens beside keys (docs/oauth.md) are `./oauth.ts`'s: with `resource` and
+ * `issuers` set, a Bearer value of the JWT shape goes there, anything else is a key as before.
+ *
+ * Runtime dependencies: jose (only for access tokens; node:crypto underneath), node:crypto and
+ * node:fs. The SDK is imported lazily by `tokenVerifier`, only to throw the SDK's own
+ * `InvalidTokenError`.
  */
 
 import {
@@ -32,6 +36,19 @@ import {
 } from "node:crypto";
 import { closeSync, fstatSync, openSync, readSync, statSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
+
+import {
+  ACCESS_TOKEN_PREFIX,
+  AccessTokenVerifier,
+  isJwtShape,
+  protectedResourceMetadata,
+  resourceMetadataUrl,
+  type IssuerOptions,
+  type JwksSource,
+  type TokenVerdict,
+} from "./oauth.js";
+
+export * from "./oauth.js";
 
 export type Code =
   | "MALFORMED"
@@ -1138,16 +1155,34 @@ export interface AuthInfo {
 }
 
 /** The verdict as the SDK's `AuthInfo`: `token` is `mcp-key-id:<id>` (never the key),
- * `clientId` the key id, `scopes` its permissions, `expiresAt` Unix seconds, and `extra.verdict`
- * the full verdict (with `name`). */
-export function authInfoOf(v: Verdict): AuthInfo {
-  return {
+ * `clientId` the key id, `scopes` its permissions, `expiresAt` Unix seconds, `resource` the
+ * configured resource (if any), and `extra` the full verdict (with `name`) and `subject` (the key
+ * id, as for a token its `sub`). */
+export function authInfoOf(v: Verdict, resource?: string | null): AuthInfo {
+  const info: AuthInfo = {
     token: TOKEN_PREFIX + (v.keyId ?? ""),
     clientId: v.keyId ?? "",
     scopes: [...v.permissions],
     expiresAt:
       v.expiresAt === null ? NEVER_EXPIRES : Math.floor(v.expiresAt.getTime() / 1000),
-    extra: { verdict: v, keyId: v.keyId, name: v.name },
+    extra: { verdict: v, keyId: v.keyId, name: v.name, subject: v.keyId },
+  };
+  if (resource) info.resource = new URL(resource);
+  return info;
+}
+
+/** A verified access token as the SDK's `AuthInfo`: `token` is `jwt-sha256:<hex>` (never the
+ * token), `clientId` its `sub` (else `client_id`/`azp`), `scopes` the scope claim's values,
+ * `expiresAt` its `exp`, `resource` the configured resource, and `extra` the `subject`, `issuer`,
+ * `clientId` claim and the verified `claims`. */
+export function authInfoOfToken(t: TokenVerdict, resource: string): AuthInfo {
+  return {
+    token: ACCESS_TOKEN_PREFIX + (t.digest ?? ""),
+    clientId: t.subject ?? t.clientId ?? "",
+    scopes: [...t.scopes],
+    expiresAt: t.expiresAt === null ? undefined : Math.floor(t.expiresAt.getTime() / 1000),
+    resource: new URL(resource),
+    extra: { subject: t.subject, issuer: t.issuer, clientId: t.clientId, claims: t.claims },
   };
 }
 
@@ -1158,12 +1193,66 @@ const REASONS: Record<string, string> = {
   EXPIRED: "the API key has expired",
 };
 const NO_KEY = "no API key presented (send X-API-Key or Authorization: Bearer)";
+const NO_CREDENTIALS = "no access token or API key presented (send Authorization: Bearer)";
 const HEADER_SAFE = /^[\x21\x23-\x5b\x5d-\x7e]+$/;
 
 /** Largest body read when tool permissions are on. */
 export const MAX_BODY_BYTES = 1024 * 1024;
 
-export interface ApiKeyAuthOptions {
+/** OAuth access tokens beside keys (docs/oauth.md): on when `resource` and at least one issuer
+ * are set. */
+export interface OAuthOptions {
+  /** This server's canonical URI (RFC 8707), e.g. `https://mcp.example.com/mcp`: the audience
+   * every token must carry. Alone (no issuers) it only adds `resource_metadata` to the
+   * challenges and serves the metadata. */
+  resource?: string;
+  /** Authorization servers whose tokens are accepted (each exactly as its tokens' `iss`): keys
+   * discovered (RFC 8414, then OpenID) unless `jwks` or the issuer's own `jwks` is given. */
+  issuers?: readonly (string | IssuerOptions)[];
+  /** A JWK Set, or the path of its file (re-read when it changes): the keys of every issuer
+   * given as a string, with no discovery. */
+  jwks?: JwksSource;
+  /** The claim holding a token's permissions (default `scope`; an array such as `scp` works). */
+  scopeClaim?: string;
+  /** What the metadata's `scopes_supported` advertises. */
+  scopesSupported?: readonly string[];
+  /** Called when an issuer's keys cannot be fetched or its JWK Set file used (default
+   * `console.warn`); never given a token. */
+  onJwksError?: (error: Error) => void;
+}
+
+interface OAuthSetup {
+  tokens: AccessTokenVerifier | null;
+  resource: string | null;
+  /** `, resource_metadata="<URL>"`, or "" without a resource. */
+  challenge: string;
+}
+
+function oauthSetup(options: OAuthOptions): OAuthSetup {
+  const issuers = options.issuers ?? [];
+  const resource = options.resource ?? null;
+  if (resource === null && (issuers.length > 0 || options.jwks !== undefined)) {
+    throw new TypeError("access tokens need `resource` (this server's canonical URI) beside `issuers`");
+  }
+  if (issuers.length === 0 && options.jwks !== undefined) throw new TypeError("`jwks` needs `issuers`");
+  const tokens =
+    resource !== null && issuers.length > 0
+      ? new AccessTokenVerifier({
+          resource,
+          issuers,
+          jwks: options.jwks,
+          scopeClaim: options.scopeClaim,
+          onJwksError: options.onJwksError,
+        })
+      : null;
+  return {
+    tokens,
+    resource,
+    challenge: resource === null ? "" : `, resource_metadata="${resourceMetadataUrl(resource)}"`,
+  };
+}
+
+export interface ApiKeyAuthOptions extends OAuthOptions {
   verifier: Verifier;
   /** Permissions every request needs. */
   require?: readonly string[];
@@ -1239,24 +1328,47 @@ function respond(
   res.end(body);
 }
 
-function unauthorized(res: ServerResponse, v: Verdict, noKey: boolean): void {
-  const reason = noKey ? NO_KEY : (REASONS[v.code] ?? "the API key was refused");
+/** 401 for a refused key or token; `challenge` is the `resource_metadata` parameter or "". */
+function unauthorized(res: ServerResponse, reason: string, code: string, challenge: string): void {
   respond(
     res,
     401,
-    errorBody(-32001, reason, v.code),
-    `Bearer error="invalid_token", error_description="${reason}"`,
+    errorBody(-32001, reason, code),
+    `Bearer error="invalid_token", error_description="${reason}"${challenge}`,
   );
 }
 
-function forbidden(res: ServerResponse, missing: string[]): void {
-  const reason = `the API key lacks the permission${missing.length > 1 ? "s" : ""}: ${missing.join(" ")}`;
+function forbidden(res: ServerResponse, missing: string[], token: boolean, challenge: string): void {
+  const s = missing.length > 1 ? "s" : "";
+  const reason = token
+    ? `the access token lacks the scope${s}: ${missing.join(" ")}`
+    : `the API key lacks the permission${s}: ${missing.join(" ")}`;
   respond(
     res,
     403,
     errorBody(-32003, reason, "INSUFFICIENT_PERMISSIONS"),
-    `Bearer error="insufficient_scope", scope="${missing.join(" ")}"`,
+    `Bearer error="insufficient_scope", scope="${missing.join(" ")}"${challenge}`,
   );
+}
+
+/** The JSON-RPC message of a request whose body a parser has not read yet: read (at most
+ * `limit` bytes) and left parsed on `req.body`, as express.json() would. */
+async function messageOf(req: Req, limit: number): Promise<{ message: unknown } | { status: 400 | 413 }> {
+  if (req.body !== undefined) return { message: req.body }; // a body parser ran before us
+  const body = await readBody(req, limit);
+  if (body === "too-large") return { status: 413 };
+  const text = body.toString("utf8");
+  if (text.trim() === "") return { message: undefined };
+  let message: unknown;
+  try {
+    message = JSON.parse(text);
+  } catch {
+    return { status: 400 };
+  }
+  // Left parsed: pass req.body on to the transport.
+  req.body = message;
+  req._body = true;
+  return { message };
 }
 
 function readBody(req: Req, limit: number): Promise<Buffer | "too-large"> {
@@ -1295,17 +1407,24 @@ function readBody(req: Req, limit: number): Promise<Buffer | "too-large"> {
 }
 
 /**
- * Express/Connect middleware: only requests with a good key reach the next handler.
- * 401 (missing, malformed, unknown, revoked, expired) and 403 (missing permission) carry
- * `WWW-Authenticate` and a JSON-RPC error body. Admitted requests get `req.auth`: the SDK's
- * `AuthInfo` shape (`clientId` = key id, `scopes` = permissions, `token` = `mcp-key-id:<id>`,
- * never the key; `extra.verdict` = the verdict), which `StreamableHTTPServerTransport` hands to
- * tool handlers as `extra.authInfo`.
+ * Express/Connect middleware: only requests with a good key (or, with `resource` and `issuers`,
+ * a good access token) reach the next handler. 401 (missing, malformed, unknown, revoked,
+ * expired) and 403 (missing permission) carry `WWW-Authenticate` and a JSON-RPC error body.
+ * Admitted requests get `req.auth`: the SDK's `AuthInfo` shape (`clientId` = key id or the
+ * token's `sub`, `scopes` = permissions, `token` = `mcp-key-id:<id>` or `jwt-sha256:<hex>`, never
+ * the key or token; `extra.verdict` = a key's verdict), which `StreamableHTTPServerTransport`
+ * hands to tool handlers as `extra.authInfo`.
  *
  * A key whose entry has a `rate_limit` is limited in this process (docs/verifier.md, "Rate
  * limits"), counting only requests that pass every other check: admitted answers carry
  * `RateLimit-Policy` and `RateLimit`; over the limit, 429 with `Retry-After`, the same two
  * headers and a JSON-RPC error body (`-32029`, `data.code` `RATE_LIMITED`, `data.retry_after`).
+ * Tokens are not limited (limits belong to vault keys).
+ *
+ * With `resource`, every challenge carries `resource_metadata`, a request without credentials
+ * gets `Bearer resource_metadata="…"` (and `scope` when it needs one; docs/oauth.md, "Answers"),
+ * and the metadata routes are answered when they reach this middleware (mounted at the root);
+ * mounted on a path, add `protectedResourceMetadata(options)` at the root.
  */
 export function apiKeyAuth(options: ApiKeyAuthOptions): (req: Req, res: ServerResponse, next: Next) => void {
   const { verifier, toolPermissions = false } = options;
@@ -1317,9 +1436,104 @@ export function apiKeyAuth(options: ApiKeyAuthOptions): (req: Req, res: ServerRe
     throw new TypeError("limiter must be a Limiter");
   }
   const limiter = options.rateLimits === false ? null : (options.limiter ?? new Limiter());
+  const { tokens, resource, challenge } = oauthSetup(options);
+  const metadata = resource === null ? null : protectedResourceMetadata({ ...options, resource });
+
+  /** What `held` lacks for `message`: of each need, the narrowest permission that fits in a
+   * header (`tools:call:add` rather than `tools:call`): only what this request needs. */
+  const missingFor = (held: readonly string[], message: unknown): string[] => {
+    const missing: string[] = [];
+    for (const alternatives of neededPermissions(message)) {
+      if (!alternatives.some((p) => permits(held, p))) {
+        let narrow = alternatives[alternatives.length - 1];
+        if (!HEADER_SAFE.test(narrow)) narrow = alternatives[0];
+        if (!missing.includes(narrow)) missing.push(narrow);
+      }
+    }
+    return missing;
+  };
+
   return (req, res, next) => {
+    if (metadata !== null) {
+      let passed = false;
+      metadata(req, res, () => (passed = true)); // answers synchronously, or passes
+      if (!passed) return;
+    }
     // Every value of each header: one sent twice gives no key.
-    const key = keyFromHeaders(headerValues(req, "x-api-key"), headerValues(req, "authorization"));
+    const xApiKey = headerValues(req, "x-api-key");
+    const authorization = headerValues(req, "authorization");
+    const key = keyFromHeaders(xApiKey, authorization);
+
+    /** Tool permissions (with `held`), then `admit`; `refused` reports a 403. */
+    const authorize = (held: readonly string[], token: boolean, admit: () => void, refused: (m: string[]) => void) => {
+      if (!toolPermissions) {
+        admit();
+        return;
+      }
+      messageOf(req, limit).then((got) => {
+        if ("status" in got) {
+          if (got.status === 413) {
+            respond(res, 413, errorBody(-32600, `the request body is larger than ${limit} bytes`, "BODY_TOO_LARGE"));
+          } else respond(res, 400, errorBody(-32700, "the body is not JSON", "PARSE_ERROR"));
+          return;
+        }
+        const missing = missingFor(held, got.message);
+        if (missing.length > 0) {
+          refused(missing);
+          forbidden(res, missing, token, challenge);
+        } else admit();
+      }, next);
+    };
+
+    // A Bearer value of the JWT shape is an access token (X-API-Key carries keys only).
+    if (tokens !== null && xApiKey.length === 0 && key !== undefined && isJwtShape(key)) {
+      tokens.verify(key).then((t) => {
+        if (!t.valid) {
+          unauthorized(res, t.reason ?? "the access token was refused", t.code, challenge);
+          return;
+        }
+        const missing = require.filter((p) => !permits(t.scopes, p));
+        if (missing.length > 0) {
+          forbidden(res, missing, true, challenge);
+          return;
+        }
+        authorize(
+          t.scopes,
+          true,
+          () => {
+            req.auth = authInfoOfToken(t, tokens.resource);
+            next();
+          },
+          () => {},
+        );
+      }, next);
+      return;
+    }
+
+    if (resource !== null && xApiKey.length === 0 && authorization.length === 0) {
+      // No credentials at all: no error code (RFC 6750 §3.1), where to get a token (RFC 9728
+      // §5.1) and the scope this request needs, if any.
+      const answer = (needs: string[]) => {
+        const scope = needs.length > 0 ? `, scope="${needs.join(" ")}"` : "";
+        respond(
+          res,
+          401,
+          errorBody(-32001, tokens !== null ? NO_CREDENTIALS : NO_KEY, "MALFORMED"),
+          `Bearer ${challenge.slice(2)}${scope}`,
+        );
+      };
+      const needs = require.filter((p) => HEADER_SAFE.test(p));
+      if (!toolPermissions) {
+        answer(needs);
+        return;
+      }
+      messageOf(req, limit).then(
+        (got) => answer("message" in got ? [...new Set([...needs, ...missingFor([], got.message)])] : needs),
+        next,
+      );
+      return;
+    }
+
     const v = verifier.verify(key, { require });
     const refused = (code: Code | "RATE_LIMITED", missing: readonly string[]) => {
       if (v.keyId !== null) onRefusal({ path: (req.url ?? "").split("?")[0], code, keyId: v.keyId, missing });
@@ -1328,10 +1542,11 @@ export function apiKeyAuth(options: ApiKeyAuthOptions): (req: Req, res: ServerRe
       if (v.code === "INSUFFICIENT_PERMISSIONS") {
         const missing = require.filter((p) => !permits(v.permissions, p));
         refused(v.code, missing);
-        forbidden(res, missing);
+        forbidden(res, missing, false, challenge);
       } else {
         refused(v.code, []);
-        unauthorized(res, v, key === undefined);
+        const reason = key === undefined ? NO_KEY : (REASONS[v.code] ?? "the API key was refused");
+        unauthorized(res, reason, v.code, challenge);
       }
       return;
     }
@@ -1347,58 +1562,15 @@ export function apiKeyAuth(options: ApiKeyAuthOptions): (req: Req, res: ServerRe
         }
         for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
       }
-      req.auth = authInfoOf(v);
+      req.auth = authInfoOf(v, resource);
       next();
     };
-    if (!toolPermissions) {
-      admit();
-      return;
-    }
-    const judge = (message: unknown) => {
-      const missing: string[] = [];
-      for (const alternatives of neededPermissions(message)) {
-        if (!alternatives.some((p) => permits(v.permissions, p))) {
-          let narrow = alternatives[alternatives.length - 1];
-          if (!HEADER_SAFE.test(narrow)) narrow = alternatives[0];
-          if (!missing.includes(narrow)) missing.push(narrow);
-        }
-      }
-      if (missing.length > 0) {
-        refused("INSUFFICIENT_PERMISSIONS", missing);
-        forbidden(res, missing);
-      } else admit();
-    };
-    if (req.body !== undefined) {
-      judge(req.body); // a body parser ran before us
-      return;
-    }
-    readBody(req, limit).then(
-      (body) => {
-        if (body === "too-large") {
-          respond(res, 413, errorBody(-32600, `the request body is larger than ${limit} bytes`, "BODY_TOO_LARGE"));
-          return;
-        }
-        let message: unknown = undefined;
-        if (body.toString("utf8").trim() !== "") {
-          try {
-            message = JSON.parse(body.toString("utf8"));
-          } catch {
-            respond(res, 400, errorBody(-32700, "the body is not JSON", "PARSE_ERROR"));
-            return;
-          }
-          // Left parsed, as express.json() would: pass req.body on to the transport.
-          req.body = message;
-          req._body = true;
-        }
-        judge(message);
-      },
-      (err) => next(err),
-    );
+    authorize(v.permissions, false, admit, (missing) => refused("INSUFFICIENT_PERMISSIONS", missing));
   };
 }
 
-export interface TokenVerifierOptions {
-  /** Permissions the key must have (else the token is refused with 401; for a 403, use
+export interface TokenVerifierOptions extends OAuthOptions {
+  /** Permissions the key or token must have (else it is refused with 401; for a 403, use
    * `requireBearerAuth({ requiredScopes })` instead, which the SDK checks itself). */
   require?: readonly string[];
   /** The SDK's `InvalidTokenError` class. By default it is imported from
@@ -1415,31 +1587,46 @@ let sdkInvalidTokenError: Promise<new (message: string) => Error> | undefined;
 
 /**
  * An `OAuthTokenVerifier` for the SDK's `requireBearerAuth({ verifier: tokenVerifier(v) })`.
- * A key that verifies gives `authInfoOf(verdict)`; any other is refused by throwing the SDK's
- * `InvalidTokenError` (401), whose message names the verdict code, never the key. Rate limits
- * are not enforced here (a token verifier can only admit or answer 401, and a key over its
- * limit is no invalid token): put `apiKeyAuth` in front for them.
+ * A key that verifies gives `authInfoOf(verdict)`; with `resource` and `issuers`, a value of the
+ * JWT shape is checked as an access token instead and gives `authInfoOfToken(verdict)`. Any other
+ * is refused by throwing the SDK's `InvalidTokenError` (401), whose message names the verdict
+ * code or why the token was refused, never the key or token. Rate limits are not enforced here (a
+ * token verifier can only admit or answer 401, and a key over its limit is no invalid token): put
+ * `apiKeyAuth` in front for them.
+ *
+ * The SDK refuses an `AuthInfo` whose `expiresAt` has passed, so a token in its last 60 s of
+ * clock skew is refused there although it verifies here.
  */
 export function tokenVerifier(verifier: Verifier, options: TokenVerifierOptions = {}): OAuthTokenVerifier {
   if (!(verifier instanceof Verifier)) throw new TypeError("verifier must be a Verifier");
   const require = [...(options.require ?? [])];
+  const { tokens, resource } = oauthSetup(options);
+  const refuse = async (message: string): Promise<never> => {
+    let Invalid = options.InvalidTokenError;
+    if (Invalid === undefined) {
+      sdkInvalidTokenError ??= import(
+        // A string the compiler does not resolve: the SDK is a peer, present where it is used.
+        "@modelcontextprotocol/sdk/server/auth/errors.js" as string
+      ).then(
+        (m: { InvalidTokenError: new (message: string) => Error }) => m.InvalidTokenError,
+        // Without the SDK the refusal still happens, as a plain error (the SDK answers 500).
+        () => Error,
+      );
+      Invalid = await sdkInvalidTokenError;
+    }
+    throw new Invalid(message);
+  };
   return {
     async verifyAccessToken(token: string): Promise<AuthInfo> {
-      const v = verifier.verify(token, { require });
-      if (v.valid) return authInfoOf(v);
-      let Invalid = options.InvalidTokenError;
-      if (Invalid === undefined) {
-        sdkInvalidTokenError ??= import(
-          // A string the compiler does not resolve: the SDK is a peer, present where it is used.
-          "@modelcontextprotocol/sdk/server/auth/errors.js" as string
-        ).then(
-          (m: { InvalidTokenError: new (message: string) => Error }) => m.InvalidTokenError,
-          // Without the SDK the refusal still happens, as a plain error (the SDK answers 500).
-          () => Error,
-        );
-        Invalid = await sdkInvalidTokenError;
+      if (tokens !== null && typeof token === "string" && isJwtShape(token)) {
+        const t = await tokens.verify(token);
+        if (!t.valid) return refuse(t.reason ?? "the access token was refused");
+        if (!require.every((p) => permits(t.scopes, p))) return refuse("the access token lacks a required scope");
+        return authInfoOfToken(t, tokens.resource);
       }
-      throw new Invalid(REASONS[v.code] ?? `the API key lacks a required permission`);
+      const v = verifier.verify(token, { require });
+      if (v.valid) return authInfoOf(v, resource);
+      return refuse(REASONS[v.code] ?? `the API key lacks a required permission`);
     },
   };
 }

@@ -11,8 +11,14 @@ import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/
 import express from "express";
 import { z } from "zod";
 
-import { TOKEN_PREFIX, Verifier, apiKeyAuth, tokenVerifier } from "../dist/index.js";
-import { VerifierWriter, listen, makeKey, sleep } from "./util.mjs";
+import {
+  TOKEN_PREFIX,
+  Verifier,
+  apiKeyAuth,
+  protectedResourceMetadata,
+  tokenVerifier,
+} from "../dist/index.js";
+import { VerifierWriter, listen, makeKey, mint, signingKeys, sleep } from "./util.mjs";
 
 /** An MCP server with tools `add` and `whoami` (reports extra.authInfo), stateless. */
 function mcpRoute(seen) {
@@ -274,4 +280,92 @@ describe("tokenVerifier with the SDK's requireBearerAuth", () => {
       for (const k of Object.values(keys)) assert.ok(!r.message.includes(k[1]));
     });
   }
+});
+
+describe("access tokens with the SDK server and client", () => {
+  const RESOURCE = "https://mcp.example.com/mcp";
+  const ISS = "https://id.example.com/realms/mcp";
+  const w = new VerifierWriter();
+  const key = makeKey();
+  const seen = [];
+  let signing;
+  let servers = [];
+  let viaMiddleware;
+  let viaSdk;
+  let base;
+  const token = (scope, claims = {}) => mint(signing.ES256, { iss: ISS, aud: RESOURCE, sub: "alice", scope, ...claims });
+
+  before(async () => {
+    signing = await signingKeys();
+    w.write([w.entry(...key, { permissions: ["tools:call"] })], 1);
+    const verifier = Verifier.fromFile(w.path);
+    const oauth = { resource: RESOURCE, issuers: [ISS], jwks: { keys: [signing.ES256.jwk] }, scopesSupported: ["tools:call"] };
+
+    const app = express();
+    app.use(protectedResourceMetadata(oauth));
+    app.use("/mcp", apiKeyAuth({ verifier, toolPermissions: true, onRefusal: () => {}, ...oauth }));
+    app.post("/mcp", mcpRoute(seen));
+    const one = await listen(app);
+    base = one.url;
+    viaMiddleware = `${one.url}/mcp`;
+
+    // One OAuthTokenVerifier for keys and tokens behind the SDK's own bearer auth.
+    const sdkApp = express();
+    sdkApp.use(express.json());
+    sdkApp.use(
+      "/mcp",
+      requireBearerAuth({
+        verifier: tokenVerifier(verifier, oauth),
+        requiredScopes: ["tools:call"],
+        expectedResource: new URL(RESOURCE),
+      }),
+    );
+    sdkApp.post("/mcp", mcpRoute(seen));
+    const two = await listen(sdkApp);
+    viaSdk = `${two.url}/mcp`;
+    servers = [one, two];
+  });
+  after(async () => {
+    for (const s of servers) await s.close();
+    w.cleanup();
+  });
+
+  test("a token calls the tool its scope names; another tool is 403 naming only that tool", async () => {
+    const t = await token("tools:call:whoami");
+    const client = await connect(viaMiddleware, { Authorization: `Bearer ${t}` });
+    try {
+      assert.equal(text(await client.callTool({ name: "whoami", arguments: {} })), "alice");
+      const r = await refusal(client.callTool({ name: "add", arguments: { a: 1, b: 2 } }));
+      assert.equal(r.status, 403);
+      assert.equal(r.body.error.code, -32003);
+      assert.equal(r.body.error.message, "the access token lacks the scope: tools:call:add");
+      assert.ok(!r.message.includes(t));
+    } finally {
+      await client.close();
+    }
+    const auth = seen.at(-1);
+    assert.deepEqual(auth.scopes, ["tools:call:whoami"]);
+    assert.equal(auth.extra.issuer, ISS);
+    assert.ok(!JSON.stringify(auth).includes(t));
+    const meta = await (await fetch(`${base}/.well-known/oauth-protected-resource/mcp`)).json();
+    assert.deepEqual(meta.authorization_servers, [ISS]);
+  });
+
+  test("requireBearerAuth with tokenVerifier: keys and tokens through one verifier", async () => {
+    for (const [bearer, who] of [[await token("tools:call"), "alice"], [key[1], key[0]]]) {
+      const client = await connect(viaSdk, { Authorization: `Bearer ${bearer}` });
+      try {
+        assert.equal(text(await client.callTool({ name: "whoami", arguments: {} })), who);
+      } finally {
+        await client.close();
+      }
+      assert.equal(seen.at(-1).resource.href, RESOURCE);
+    }
+    const expired = await token("tools:call", { exp: Math.floor(Date.now() / 1000) - 120 });
+    const r = await refusal(connect(viaSdk, { Authorization: `Bearer ${expired}` }));
+    assert.equal(r.status, 401);
+    assert.match(r.message, /the access token has expired/);
+    assert.ok(!r.message.includes(expired));
+    assert.equal((await refusal(connect(viaSdk, { Authorization: `Bearer ${await token("tools:call:add")}` }))).status, 403);
+  });
 });

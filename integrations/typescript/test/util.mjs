@@ -92,3 +92,29 @@ export function listen(app) {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Signing keys for access tokens, one per algorithm docs/oauth.md accepts: { alg, kid,
+ * privateKey, jwk } (the JWK public, with `kid`, `alg` and `use`). */
+export async function signingKeys(prefix = "k") {
+  const { exportJWK, generateKeyPair } = await import("jose");
+  const out = {};
+  for (const [alg, crv] of [["RS256"], ["PS256"], ["ES256"], ["EdDSA", "Ed25519"]]) {
+    const { privateKey, publicKey } = await generateKeyPair(alg, crv ? { crv } : {});
+    const kid = `${prefix}-${alg.toLowerCase()}`;
+    out[alg] = { alg, kid, privateKey, publicKey, jwk: { ...(await exportJWK(publicKey)), kid, alg, use: "sig" } };
+  }
+  return out;
+}
+
+/** A signed access token: `claims` over defaults (`sub`, `exp` in an hour); `header` adds to
+ * `{ alg, kid }`. */
+export async function mint(key, claims, header = {}) {
+  const { SignJWT } = await import("jose");
+  const now = Math.floor(Date.now() / 1000);
+  return new SignJWT({ sub: "user-1", iat: now, exp: now + 3600, ...claims })
+    .setProtectedHeader({ alg: key.alg, kid: key.kid, ...header })
+    .sign(key.privateKey);
+}
+
+/** base64url of a JSON value. */
+export const b64json = (value) => Buffer.from(JSON.stringify(value)).toString("base64url");
