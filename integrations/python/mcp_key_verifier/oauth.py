@@ -112,6 +112,10 @@ def _check_url(what: str, url: Any) -> str:
     """`url` when it is an absolute HTTPS URL (HTTP only on loopback), else ValueError."""
     if not isinstance(url, str):
         raise ValueError("%s must be a URL string" % what)
+    if not all("\x21" <= c <= "\x7e" and c not in '"\\' for c in url):
+        # It is quoted in every challenge's resource_metadata: nothing may break the quoting.
+        raise ValueError("%s must be visible ASCII without quotes or backslashes: %r"
+                         % (what, url))
     p = urllib.parse.urlsplit(url)
     host = p.hostname or ""
     if p.scheme == "https" and host or p.scheme == "http" and _loopback(host):

@@ -226,6 +226,8 @@ def test_configuration_errors(keys, tmp_path):
         AccessTokenVerifier(RESOURCE, ["http://id.example.test/"], jwks=keys.jwks())
     with pytest.raises(ValueError, match="https"):
         AccessTokenVerifier("mcp.example.test/mcp", [ISSUER], jwks=keys.jwks())
+    with pytest.raises(ValueError, match="quotes"):
+        AccessTokenVerifier(RESOURCE + '", x="y', [ISSUER], jwks=keys.jwks())
     with pytest.raises(ValueError, match="JWK Set"):
         AccessTokenVerifier(RESOURCE, [ISSUER], jwks={"kty": "RSA"})
     with pytest.raises(ValueError, match="cannot read"):
