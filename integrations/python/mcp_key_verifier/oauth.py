@@ -249,7 +249,8 @@ class _File:
                 st = os.fstat(fh.fileno())
                 data = fh.read(MAX_DOCUMENT_BYTES + 1)
         except OSError as exc:
-            raise ValueError("%s: cannot read the JWK Set (%s)" % (self.path, exc.strerror)) from None
+            raise ValueError("%s: cannot read the JWK Set (%s)"
+                             % (self.path, exc.strerror)) from None
         if len(data) > MAX_DOCUMENT_BYTES:
             raise ValueError("%s: the JWK Set is larger than 1 MiB" % self.path)
         try:

@@ -98,11 +98,12 @@ def test_the_tool_sees_the_tokens_subject_and_a_key_still_works(keys, behind_mid
 def test_an_expired_token_is_refused_in_the_sdk_client(keys, behind_middleware):
     from mcp.shared.exceptions import MCPError
 
+    headers = {"Authorization": "Bearer " + keys.mint(ISSUER, exp=1000)}
+
     async def go():
         statuses = []
         try:
-            async with mcp_client(behind_middleware, {"Authorization": "Bearer "
-                                                      + keys.mint(ISSUER, exp=1000)}, statuses) as s:
+            async with mcp_client(behind_middleware, headers, statuses) as s:
                 await s.initialize()
         except BaseException as exc:
             err = unwrap(exc, MCPError)
