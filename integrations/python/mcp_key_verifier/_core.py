@@ -30,8 +30,8 @@ import os
 import re
 import threading
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Tuple, Union
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
 
 from .limit import RateLimit
 
@@ -44,6 +44,7 @@ __all__ = [
     "NOT_FOUND",
     "REVOKED",
     "EXPIRED",
+    "INVALID_TOKEN",
     "INSUFFICIENT_PERMISSIONS",
     "CODES",
     "Verdict",
@@ -60,6 +61,8 @@ MALFORMED = "MALFORMED"
 NOT_FOUND = "NOT_FOUND"
 REVOKED = "REVOKED"
 EXPIRED = "EXPIRED"
+#: An access token that fails a check of docs/oauth.md other than its expiry.
+INVALID_TOKEN = "INVALID_TOKEN"
 INSUFFICIENT_PERMISSIONS = "INSUFFICIENT_PERMISSIONS"
 VALID = "VALID"
 #: The verdict codes, in the order the checks are made (the CLI's order).
@@ -135,10 +138,23 @@ class Verdict:
     name: Optional[str] = None
     permissions: Tuple[str, ...] = ()
     expires_at: Optional[_dt.datetime] = None
-    #: Why a MALFORMED key is malformed (`SHAPE` or `CHECKSUM`); None for every other code.
+    #: Why a MALFORMED key is malformed (`SHAPE` or `CHECKSUM`); for a refused access token
+    #: (`INVALID_TOKEN`, `EXPIRED`), why it was refused; None otherwise.
     reason: Optional[str] = None
     #: The entry's `rate_limit` (`APIKeyMiddleware` enforces it); None: no limit.
     rate_limit: Optional[RateLimit] = None
+    #: Who was admitted: a key's id, or an access token's `sub` (None when it has none).
+    subject: Optional[str] = None
+    #: An access token's `iss`; None for a key (docs/oauth.md).
+    issuer: Optional[str] = None
+    #: An accepted access token's claims (read-only); None for a key. Left out of `repr`,
+    #: equality and hashing: claims may name a person.
+    claims: Optional[Mapping[str, Any]] = field(default=None, repr=False, compare=False,
+                                                hash=False)
+
+    def __post_init__(self) -> None:
+        if self.subject is None and self.issuer is None and self.key_id is not None:
+            object.__setattr__(self, "subject", self.key_id)
 
     def __bool__(self) -> bool:
         return self.valid

@@ -1,30 +1,35 @@
-"""`APIKeyMiddleware`: plain ASGI middleware that lets through only requests carrying a good key.
+"""`APIKeyMiddleware`: plain ASGI middleware that lets through only requests carrying a good key
+or, when configured, a good OAuth access token (docs/oauth.md).
 
-Owns the HTTP face of verification: which header holds the key, the 401/403 answers (with
-`WWW-Authenticate` and a JSON-RPC error body an MCP client can show), MCP-shaped tool
-permissions, per-process rate limits (429, `RateLimit` headers), and handing the verdict to
-the application.
+Owns the HTTP face of verification: which header holds the key or token, the 401/403 answers
+(with `WWW-Authenticate` and a JSON-RPC error body an MCP client can show), the protected
+resource metadata route (RFC 9728), MCP-shaped tool permissions, per-process rate limits (429,
+`RateLimit` headers), and handing the verdict to the application.
 
 Invariants:
-- The application sees no HTTP request or websocket whose key did not verify.
-- No answer, log line or scope entry contains the presented key; the verdict the application
-  receives names the key by id only.
+- The application sees no HTTP request or websocket whose key or token did not verify.
+- No answer, log line or scope entry contains the presented key or token; the verdict the
+  application receives names a key by id, a token by its `sub`.
 - A body read for tool permissions is bounded (1 MiB) and replayed to the application
   unchanged, byte for byte.
 - Only a request that would be admitted counts against its key's rate limit: a refusal (401,
-  403, 413, 400, 429) uses nothing.
+  403, 413, 400, 429) uses nothing. Tokens have no rate limit (limits are per vault key).
+- A token whose check may fetch keys is checked in a worker thread, never on the event loop.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
-from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Tuple
+import urllib.parse
+from typing import Any, Awaitable, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 from ._core import (INSUFFICIENT_PERMISSIONS, MALFORMED, Verdict, Verifier, key_from_headers,
                     permits)
 from .limit import Decision, Limiter, RateLimit
+from .oauth import configured, in_thread, looks_like_token, metadata_document
 
 __all__ = ["APIKeyMiddleware", "STATE_KEY", "MAX_BODY_BYTES", "RATE_LIMITED",
            "needed_permissions"]
@@ -44,6 +49,9 @@ _REASONS = {
     "EXPIRED": "the API key has expired",
 }
 _NO_KEY = "no API key presented (send X-API-Key or Authorization: Bearer)"
+_NO_CREDENTIALS = ("no access token or API key presented (send Authorization: Bearer or "
+                   "X-API-Key)")
+_WELL_KNOWN = "/.well-known/oauth-protected-resource"
 # A permission shown in a header must not break its quoting.
 _HEADER_SAFE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+", re.ASCII)
 
@@ -123,6 +131,17 @@ class APIKeyMiddleware:
       permissions do not, as messages are not inspected); a refused handshake is closed with
       code 1008 before it is accepted, which the server turns into HTTP 403.
     - Lifespan and any other scope type pass through untouched.
+    - OAuth access tokens (docs/oauth.md), with `resource` (this server's canonical URI, the
+      audience tokens must carry) and `issuers` (accepted `iss` values; keys by discovery, or
+      from `jwks`: a JWK Set dict or file): an `Authorization: Bearer` value shaped as a JWT
+      is checked as a token (`AccessTokenVerifier`), anything else as a key. A refused token
+      gets 401 `error="invalid_token"` (`data.code` `INVALID_TOKEN` or `EXPIRED`); no
+      credentials at all, 401 `Bearer resource_metadata="..."` (with `scope` when `require`
+      names one); every challenge names `resource_metadata`. `scope_claim` holds a token's
+      permissions (default `scope`); `scopes_supported` is advertised at
+      `/.well-known/oauth-protected-resource` (and that path followed by the resource's),
+      served here without authentication. An admitted token's verdict has `subject` = `sub`,
+      `issuer`, `permissions` = its scopes, `claims`, and `key_id` None.
 
     Put CORS middleware outside this one: a browser's preflight carries no key.
     """
@@ -130,11 +149,25 @@ class APIKeyMiddleware:
     def __init__(self, app: Callable[..., Awaitable[None]], verifier: Verifier,
                  require: Iterable[str] = (), tool_permissions: bool = False,
                  max_body_bytes: int = MAX_BODY_BYTES, rate_limits: bool = True,
-                 limiter: Optional[Limiter] = None):
+                 limiter: Optional[Limiter] = None, *, resource: Optional[str] = None,
+                 issuers: Iterable[str] = (),
+                 jwks: Union[None, Mapping[str, Any], str, "os.PathLike[str]"] = None,
+                 scope_claim: str = "scope", scopes_supported: Iterable[str] = ()):
         if not isinstance(verifier, Verifier):
             raise TypeError("verifier must be a mcp_key_verifier.Verifier")
         if isinstance(require, str):
             require = (require,)
+        self.tokens = configured(resource, issuers, jwks, scope_claim)
+        self._metadata: Optional[Tuple[Tuple[str, ...], bytes]] = None
+        self._resource_metadata = ""
+        if self.tokens is not None:
+            if isinstance(scopes_supported, str):
+                scopes_supported = (scopes_supported,)
+            doc = metadata_document(self.tokens.resource, self.tokens.issuers, scopes_supported)
+            suffix = urllib.parse.urlsplit(self.tokens.resource).path.rstrip("/")
+            paths = (_WELL_KNOWN,) + ((_WELL_KNOWN + suffix,) if suffix else ())
+            self._metadata = (paths, json.dumps(doc).encode())
+            self._resource_metadata = ', resource_metadata="%s"' % self.tokens.metadata_url
         self.app = app
         self.verifier = verifier
         self.require = tuple(require)
@@ -149,6 +182,10 @@ class APIKeyMiddleware:
         if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
+        path = scope.get("path", "")
+        if self._metadata is not None and kind == "http" and path in self._metadata[0]:
+            await self._serve_metadata(scope, send)
+            return
         # Every value of each header: one sent twice gives no key (key_from_headers).
         x_api_key, authorization = [], []
         for name, value in scope.get("headers") or ():
@@ -158,17 +195,23 @@ class APIKeyMiddleware:
             elif lname == b"authorization":
                 authorization.append(value.decode("latin-1"))
         key = key_from_headers(x_api_key, authorization)
-        verdict = self.verifier.verify(key, self.require)
+        # A token comes as `Authorization: Bearer` only; X-API-Key carries keys.
+        token = (key is not None and not x_api_key and self.tokens is not None
+                 and looks_like_token(key))
+        if token:
+            verdict = self.tokens.cached(key, self.require)
+            if verdict is None:
+                verdict = await in_thread(self.tokens.verify, key, self.require)
+        else:
+            verdict = self.verifier.verify(key, self.require)
         presented = key is not None
         del key, x_api_key, authorization
-        path = scope.get("path", "")
 
         if kind == "websocket":
             decision = self._decide(verdict) if verdict.valid else None
             if not verdict.valid or (decision is not None and not decision.allowed):
-                logger.info("websocket %s refused: %s (key id %s)", _log_safe(path),
-                            "RATE_LIMITED" if verdict.valid else verdict.code,
-                            verdict.key_id or "-")
+                logger.info("websocket %s refused: %s (%s)", _log_safe(path),
+                            "RATE_LIMITED" if verdict.valid else verdict.code, _who(verdict))
                 await receive()  # websocket.connect
                 await send({"type": "websocket.close", "code": 1008})
                 return
@@ -181,6 +224,8 @@ class APIKeyMiddleware:
             if verdict.code == INSUFFICIENT_PERMISSIONS:
                 missing = [p for p in self.require if not permits(verdict.permissions, p)]
                 await self._forbidden(send, verdict, missing, path)
+            elif token:
+                await self._token_refused(send, verdict)
             else:
                 await self._unauthorized(send, verdict, path, no_key=not presented)
             return
@@ -224,10 +269,29 @@ class APIKeyMiddleware:
         await self.app(_with_verdict(scope, verdict), receive, send)
 
     def _decide(self, verdict: Verdict) -> Optional[Decision]:
-        """The rate-limit decision for a valid key, or None when it is not limited."""
+        """The rate-limit decision for a valid key, or None when it is not limited (a token
+        never is: its verdict has no key id nor rate limit)."""
         if self.limiter is None or verdict.rate_limit is None or verdict.key_id is None:
             return None
         return self.limiter.check(verdict.key_id, verdict.rate_limit)
+
+    async def _serve_metadata(self, scope: Scope, send: Send) -> None:
+        """The protected resource metadata (RFC 9728), public: a client reads it to learn
+        where to get a token. Browsers' clients read it too, hence the CORS header."""
+        assert self._metadata is not None
+        cors = [(b"access-control-allow-origin", b"*")]
+        if scope.get("method") not in ("GET", "HEAD"):
+            await _respond(send, 405, _error_body(-32600, "only GET reads the resource metadata",
+                                                  "METHOD_NOT_ALLOWED"),
+                           [(b"allow", b"GET, HEAD")] + cors)
+            return
+        body = self._metadata[1]
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode()),
+                                (b"cache-control", b"public, max-age=300")] + cors})
+        await send({"type": "http.response.body",
+                    "body": b"" if scope.get("method") == "HEAD" else body})
 
     async def _read_body(self, scope: Scope, receive: Receive, send: Send) -> Optional[bytes]:
         """The whole body, or None after answering 413 (too large) or on disconnect."""
@@ -263,6 +327,16 @@ class APIKeyMiddleware:
             "BODY_TOO_LARGE"))
 
     async def _unauthorized(self, send: Send, verdict: Verdict, path: str, no_key: bool) -> None:
+        if no_key and self.tokens is not None:
+            # No credentials at all: RFC 9728 §5.1, naming where to get a token (and what
+            # scope, when every request needs one) rather than an error.
+            scope = [p for p in self.require if _HEADER_SAFE.fullmatch(p)]
+            challenge = 'Bearer resource_metadata="%s"' % self.tokens.metadata_url
+            if scope:
+                challenge += ', scope="%s"' % " ".join(scope)
+            await _respond(send, 401, _error_body(-32001, _NO_CREDENTIALS, verdict.code),
+                           [(b"www-authenticate", challenge.encode())])
+            return
         reason = _NO_KEY if no_key else _REASONS.get(verdict.code, "the API key was refused")
         # Only refusals of an identified key are logged (as `serve` does): anyone can send
         # unknown or malformed keys, and must not be able to flood the log with them.
@@ -271,18 +345,39 @@ class APIKeyMiddleware:
                         verdict.key_id)
         await _respond(send, 401, _error_body(-32001, reason, verdict.code), [
             (b"www-authenticate",
-             ('Bearer error="invalid_token", error_description="%s"' % reason).encode()),
+             ('Bearer error="invalid_token", error_description="%s"%s'
+              % (reason, self._resource_metadata)).encode()),
+        ])
+
+    async def _token_refused(self, send: Send, verdict: Verdict) -> None:
+        # Not logged: anyone can send tokens that fail, and must not flood the log with them.
+        reason = (verdict.reason or "the access token was refused").replace('"', "'")
+        reason = reason.replace("\\", "'")
+        await _respond(send, 401, _error_body(-32001, reason, verdict.code), [
+            (b"www-authenticate",
+             ('Bearer error="invalid_token", error_description="%s"%s'
+              % (reason, self._resource_metadata)).encode()),
         ])
 
     async def _forbidden(self, send: Send, verdict: Verdict, missing: List[str], path: str) -> None:
-        reason = "the API key lacks the permission%s: %s" % (
-            "s" if len(missing) > 1 else "", " ".join(missing))
-        logger.info("%s refused: %s for key id %s (needs %s)", _log_safe(path), INSUFFICIENT_PERMISSIONS,
-                    verdict.key_id, " ".join(missing))
+        what = ("the access token lacks the scope" if verdict.issuer is not None
+                else "the API key lacks the permission")
+        reason = "%s%s: %s" % (what, "s" if len(missing) > 1 else "", " ".join(missing))
+        logger.info("%s refused: %s for %s (needs %s)", _log_safe(path),
+                    INSUFFICIENT_PERMISSIONS, _who(verdict), " ".join(missing))
         await _respond(send, 403, _error_body(-32003, reason, INSUFFICIENT_PERMISSIONS), [
             (b"www-authenticate",
-             ('Bearer error="insufficient_scope", scope="%s"' % " ".join(missing)).encode()),
+             ('Bearer error="insufficient_scope", scope="%s"%s'
+              % (" ".join(missing), self._resource_metadata)).encode()),
         ])
+
+
+def _who(verdict: Verdict) -> str:
+    """A log line's name for whoever was judged: a key id, or a token's subject and issuer."""
+    if verdict.issuer is not None:
+        return "token sub %s of %s" % (_log_safe(verdict.subject or "-"),
+                                       _log_safe(verdict.issuer))
+    return "key id %s" % (verdict.key_id or "-")
 
 
 def _with_verdict(scope: Scope, verdict: Verdict) -> Scope:
