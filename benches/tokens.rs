@@ -27,9 +27,12 @@ fn b64(b: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
 
-/// A signer, its JWK Set, and a counter for distinct tokens.
+/// Signs a JWS signing input.
+type Signer = Box<dyn Fn(&[u8]) -> Vec<u8>>;
+
+/// A signer and its JWK Set.
 struct Issuer {
-    sign: Box<dyn Fn(&[u8]) -> Vec<u8>>,
+    sign: Signer,
     alg: &'static str,
     jwks: String,
 }

@@ -378,7 +378,11 @@ impl Report for Viewed {
             writeln!(h.out, "{:<13} {}", format!("{label}:"), value)?;
         }
         for d in self.daily.iter().flatten().take(7) {
-            let counts: Vec<String> = d.counts.iter().map(|(c, n)| format!("{c} {n}")).collect();
+            let counts: Vec<String> = d
+                .counts
+                .iter()
+                .map(|(c, n)| format!("{} {n}", sanitize(c)))
+                .collect();
             let tools: Vec<String> = d
                 .tools
                 .iter()

@@ -135,6 +135,10 @@ pub fn hint(e: &Error) -> Option<&'static str> {
 fn oauth_settings(a: &crate::cli::OAuthArgs) -> Result<Option<crate::serve::oauth::Settings>> {
     match (&a.resource, a.issuers.is_empty()) {
         (None, true) if a.jwks.is_none() => Ok(None),
+        (Some(_), false) if a.jwks.is_some() && a.issuers.len() > 1 => Err(Error::usage(
+            "--jwks gives one issuer's keys: with several --issuer, each one's keys come from \
+             its discovery",
+        )),
         (Some(resource), false) => Ok(Some(crate::serve::oauth::Settings {
             resource: resource.clone(),
             issuers: a.issuers.clone(),

@@ -593,6 +593,9 @@ async fn token_auth(
         X_MCP_KEY_PERMISSIONS.clone(),
         permissions_header(&info.permissions),
     );
+    // A token has no key id or name: empty, so that no client-sent one survives a proxy.
+    out.insert(X_MCP_KEY_ID.clone(), HeaderValue::from_static(""));
+    out.insert(X_MCP_KEY_NAME.clone(), HeaderValue::from_static(""));
     out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
@@ -705,9 +708,10 @@ fn accepted(info: &KeyInfo) -> Response<Body> {
         X_MCP_KEY_PERMISSIONS.clone(),
         permissions_header(&info.permissions),
     );
-    if let Some(name) = &info.name {
-        out.insert(X_MCP_KEY_NAME.clone(), header_safe(name, true));
-    }
+    // Every identity header, empty when it does not apply, so that a proxy copying them
+    // (Traefik, Caddy, Envoy) replaces whatever the client sent.
+    let name = info.name.as_deref().unwrap_or("");
+    out.insert(X_MCP_KEY_NAME.clone(), header_safe(name, true));
     out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }

@@ -196,17 +196,18 @@ impl Tokens {
         let bytes = mcp_key_vault::fsio::read_bounded(file, MAX_DOCUMENT_BYTES, "JWK Set")
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("the JWK Set {shown} does not exist"))?;
-        for i in 0..self.sources.len() {
-            let n = self
-                .verifier
-                .set_jwks(i, &bytes)
-                .map_err(|e| format!("{shown}: {e}"))?;
-            if n == 0 {
-                return Err(format!(
-                    "{shown} holds no RSA, P-256 or Ed25519 signing key"
-                ));
-            }
+        // Checked whole before anything is replaced: a file without a usable key changes
+        // nothing (the keys read before stay). One issuer only (checked at start).
+        let n =
+            mcp_key_verifier::oauth::usable_keys(&bytes).map_err(|e| format!("{shown}: {e}"))?;
+        if n == 0 {
+            return Err(format!(
+                "{shown} holds no RSA, P-256 or Ed25519 signing key"
+            ));
         }
+        self.verifier
+            .set_jwks(0, &bytes)
+            .map_err(|e| format!("{shown}: {e}"))?;
         first
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -307,25 +308,29 @@ pub fn metadata_locations(issuer: &str) -> Vec<String> {
     ]
 }
 
-/// An absolute HTTPS URL, or HTTP on loopback (tests, a local issuer).
+/// An absolute HTTPS URL, or HTTP on loopback (tests, a local issuer); no user-info (a
+/// `user@` part could make `http://localhost:@elsewhere/` look like loopback).
 fn check_url(what: &str, url: &str) -> Result<()> {
-    let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
-        .iter()
-        .any(|p| {
-            url.strip_prefix(p)
-                .is_some_and(|r| r.is_empty() || r.starts_with([':', '/']))
-        });
-    let https = url
-        .strip_prefix("https://")
-        .is_some_and(|r| !r.is_empty() && !r.starts_with('/'));
-    if (https || loopback) && !url.contains(['#', ' ', '"']) {
-        Ok(())
-    } else {
-        Err(Error::usage(format!(
-            "{what} must be an https:// URL (http:// only on 127.0.0.1 or localhost), without \
-             a fragment: {}",
+    let bad = || {
+        Error::usage(format!(
+            "{what} must be an https:// URL (http:// only on 127.0.0.1, localhost or [::1]), \
+             without user-info or a fragment: {}",
             mcp_key_vault::display::sanitize(url)
-        )))
+        ))
+    };
+    let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    if authority.is_empty() || authority.contains('@') || url.contains(['#', ' ', '"', '\\']) {
+        return Err(bad());
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    match scheme {
+        "https" => Ok(()),
+        "http" if matches!(host, "127.0.0.1" | "localhost" | "::1") => Ok(()),
+        _ => Err(bad()),
     }
 }
 
@@ -361,6 +366,7 @@ mod tests {
             "https://id.example.com",
             "http://127.0.0.1:8080/x",
             "http://localhost",
+            "http://[::1]:9/x",
         ] {
             assert!(check_url("x", ok).is_ok(), "{ok}");
         }
@@ -371,6 +377,10 @@ mod tests {
             "ftp://x",
             "https://a#b",
             "id.example.com",
+            "http://localhost:@evil.example/realm",
+            "http://127.0.0.1@evil.example/",
+            "https://user@id.example.com",
+            "http://[::2]/",
         ] {
             assert!(check_url("x", bad).is_err(), "{bad}");
         }

@@ -122,8 +122,16 @@ http {{
 
         location /mcp {{
             auth_request /_mcp_auth;
+            # Who is calling, from serve's answer only: each header is set (or, empty, removed)
+            # whatever the client sent.
             auth_request_set $mcp_key_id $upstream_http_x_mcp_key_id;
+            auth_request_set $mcp_subject $upstream_http_x_mcp_subject;
+            auth_request_set $mcp_key_permissions $upstream_http_x_mcp_key_permissions;
+            auth_request_set $mcp_key_name $upstream_http_x_mcp_key_name;
             proxy_set_header X-MCP-Key-Id $mcp_key_id;
+            proxy_set_header X-MCP-Subject $mcp_subject;
+            proxy_set_header X-MCP-Key-Permissions $mcp_key_permissions;
+            proxy_set_header X-MCP-Key-Name $mcp_key_name;
             # Rate limits: serve's RateLimit headers go to the client, and its 429 (which
             # auth_request would turn into a 500) is given back as a 429.
             auth_request_set $mcp_auth_status $upstream_status;
@@ -132,6 +140,8 @@ http {{
             auth_request_set $mcp_retry_after $upstream_http_retry_after;
             add_header RateLimit $mcp_ratelimit always;
             add_header RateLimit-Policy $mcp_ratelimit_policy always;
+            proxy_hide_header RateLimit;          # only serve's limit reaches the client
+            proxy_hide_header RateLimit-Policy;
             error_page 500 = @mcp_auth_error;
             # A 403 (a missing permission or scope) keeps serve's challenge and code.
             auth_request_set $mcp_www_authenticate $upstream_http_www_authenticate;
@@ -715,4 +725,40 @@ fn nginx_serve_and_an_oauth_token() {
         !logs(dir).contains(&token),
         "no token in nginx's or the server's logs"
     );
+
+    // Identity headers a client sends never reach the upstream: serve's (the token's
+    // subject and scope, no key id or name) replace them.
+    let headers_file = dir.join("seen-key-ids.txt.headers");
+    let (status, text) = post_raw(
+        port,
+        &[
+            ("Authorization", &format!("Bearer {token}")),
+            ("MCP-Protocol-Version", "2026-07-28"),
+            ("Mcp-Method", "ping"),
+            ("X-MCP-Subject", "admin"),
+            ("X-MCP-Key-Permissions", "admin,tools:call"),
+            ("X-MCP-Key-Name", "root"),
+            ("X-MCP-Key-Id", "forged"),
+        ],
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+    );
+    assert_ne!(status, 401, "{text}");
+    let seen = std::fs::read_to_string(&headers_file).unwrap();
+    let last = seen
+        .trim_end()
+        .trim_end_matches("--")
+        .rsplit("--")
+        .next()
+        .unwrap_or("");
+    assert!(last.contains("x-mcp-subject=user-1"), "{seen}");
+    assert!(
+        last.contains("x-mcp-key-permissions=tools:call:echo"),
+        "{seen}"
+    );
+    for forged in ["admin", "root", "forged"] {
+        assert!(
+            !last.contains(forged),
+            "{forged} reached the upstream: {seen}"
+        );
+    }
 }

@@ -243,6 +243,19 @@ impl TokenVerifier {
             return Err(invalid("the token names critical header parameters"));
         }
         let claims: Value = decode_segment(p).ok_or_else(|| invalid("unreadable JWT claims"))?;
+        // A member written twice is read as its last value by some readers and its first
+        // by others; times that are not integers would be skipped by the JWS library.
+        if !distinct_members(h) || !distinct_members(p) {
+            return Err(invalid("the token has a header or claim member twice"));
+        }
+        for time in ["exp", "nbf", "iat"] {
+            if claims
+                .get(time)
+                .is_some_and(|t| !(t.is_i64() || t.is_u64()))
+            {
+                return Err(invalid("the token's exp, nbf or iat is not an integer"));
+            }
+        }
         let iss = claims.get("iss").and_then(Value::as_str).unwrap_or("");
         let index = self
             .issuers
@@ -286,6 +299,22 @@ impl TokenVerifier {
             expires_at: data.claims.get("exp").and_then(Value::as_i64).unwrap_or(0),
         })
     }
+}
+
+/// How many signing keys of an accepted type a JWK Set (JSON) holds.
+///
+/// # Errors
+/// When the bytes are not a JWK Set.
+pub fn usable_keys(jwks: &[u8]) -> Result<usize, String> {
+    let set: JwkSet = serde_json::from_slice(jwks).map_err(|e| format!("not a JWK Set: {e}"))?;
+    Ok(set.keys.iter().filter_map(key_of).count())
+}
+
+/// Whether a base64url JSON segment has no object with a member twice.
+fn distinct_members(segment: &str) -> bool {
+    B64URL
+        .decode(segment)
+        .is_ok_and(|b| crate::verifier::has_distinct_members(&b))
 }
 
 /// A base64url segment of a JWS, parsed as JSON.
@@ -375,6 +404,10 @@ mod tests {
         B64URL.encode(v.to_string())
     }
 
+    fn json_str(s: &str) -> Value {
+        Value::String(s.to_owned())
+    }
+
     fn verifier() -> TokenVerifier {
         let v = TokenVerifier::new(
             "https://mcp.example.com/mcp",
@@ -434,6 +467,31 @@ mod tests {
             0,
         );
         assert!(matches!(e, Err(TokenError::Invalid(w)) if w.contains("signature")));
+        // A claim twice, and times that are not integers (a JWS library skips them).
+        let h = seg(&serde_json::json!({"alg": "EdDSA", "kid": "k1"}));
+        let twice = B64URL.encode(
+            r#"{"iss":"https://id.example.com","exp":4000000000,"aud":"https://mcp.example.com/mcp","scope":"a","scope":"tools:call"}"#,
+        );
+        let e = v.verify(&format!("{h}.{twice}.c2ln"), 0);
+        assert!(
+            matches!(&e, Err(TokenError::Invalid(w)) if w.contains("twice")),
+            "{e:?}"
+        );
+        for (k, bad) in [
+            ("nbf", json_str("9999999999")),
+            ("exp", serde_json::json!(4e9)),
+        ] {
+            let mut c = claims.clone();
+            c[k] = bad;
+            let e = v.verify(
+                &token(serde_json::json!({"alg": "EdDSA", "kid": "k1"}), &c),
+                0,
+            );
+            assert!(
+                matches!(&e, Err(TokenError::Invalid(w)) if w.contains("integer")),
+                "{k}: {e:?}"
+            );
+        }
         assert!(!TokenVerifier::looks_like_token("mkm_0123456789abcdef_abc"));
         assert!(!TokenVerifier::looks_like_token("a.b.c.d"));
         assert!(TokenVerifier::looks_like_token("a.b.c"));

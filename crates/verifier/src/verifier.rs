@@ -697,6 +697,12 @@ struct LimitEntry {
     window_seconds: u64,
 }
 
+/// Whether `json` parses with no object holding a member twice.
+#[cfg_attr(not(feature = "oauth"), allow(dead_code))]
+pub(crate) fn has_distinct_members(json: &[u8]) -> bool {
+    serde_json::from_slice::<NoDuplicateMembers>(json).is_ok()
+}
+
 /// A JSON value that deserializes only when no object in it has the same member twice;
 /// nothing is kept. Names are compared decoded, as a reader would see them.
 struct NoDuplicateMembers;

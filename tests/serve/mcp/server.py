@@ -3,7 +3,9 @@ served by uvicorn on 127.0.0.1. It has no key check of its own: nginx + `serve` 
 
 Usage: server.py PORT SEEN_FILE
 Each request's `X-MCP-Key-Id` header (set by nginx from `serve`'s answer) is appended to
-SEEN_FILE, so the test can check that the upstream learns which key was used.
+SEEN_FILE, so the test can check that the upstream learns which key was used; every
+`X-MCP-*` header of each request goes to SEEN_FILE.headers (`name=value` lines, `--` after
+each request), so a test can check what identity the upstream was told.
 Works with the SDK's v1 (`FastMCP`) and v2 (`MCPServer`) APIs.
 """
 
@@ -40,10 +42,16 @@ app = server.streamable_http_app()
 def record_key_id(inner):
     async def wrapped(scope, receive, send):
         if scope.get("type") == "http":
+            lines = []
             for name, value in scope.get("headers") or ():
                 if name.lower() == b"x-mcp-key-id":
                     with open(seen_file, "a", encoding="ascii") as f:
                         f.write(value.decode("ascii", "replace") + "\n")
+                if name.lower().startswith(b"x-mcp-"):
+                    lines.append("%s=%s\n" % (name.decode("ascii", "replace").lower(),
+                                               value.decode("ascii", "replace")))
+            with open(seen_file + ".headers", "a", encoding="ascii") as f:
+                f.write("".join(lines) + "--\n")
         await inner(scope, receive, send)
 
     return wrapped
