@@ -131,6 +131,21 @@ fn a_limit_holds_across_instances_through_redis() {
         matches!(held, Some(redis::Value::BulkString(_))),
         "{held:?}"
     );
+    // A store that forgot the script (a restart, SCRIPT FLUSH) still decides: loaded again.
+    redis.query(&["SCRIPT", "FLUSH"]).unwrap();
+    assert_eq!(fleet[1].auth_x(&key).status, 429);
+    // A state that is not a number (written by hand) counts as a whole quota, in the store.
+    let state_key = format!("mkm:{{fleet}}:limit:{id}");
+    redis.query(&["SET", &state_key, "abc"]).unwrap();
+    assert_eq!(fleet[2].auth_x(&key).status, 200);
+    for s in &fleet {
+        assert_eq!(
+            s.metric("mcp_key_serve_limit_fallbacks_total"),
+            0,
+            "{}",
+            s.log()
+        );
+    }
     let alone: Vec<Server> = (0..3)
         .map(|i| {
             let usage = e.path().join(format!("usage.alone.{i}.json"));
@@ -144,5 +159,19 @@ fn a_limit_holds_across_instances_through_redis() {
     assert!(
         (180..=183).contains(&n),
         "{n} admitted by three instances alone"
+    );
+    // The store away: each instance decides alone at once (its own quota), says so once,
+    // and counts it; nothing waits on the store.
+    drop(alone);
+    let mut redis = redis;
+    redis.stop();
+    let t0 = std::time::Instant::now();
+    assert_eq!(fleet[0].auth_x(&key).status, 200, "{}", fleet[0].log());
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    assert!(fleet[0].metric("mcp_key_serve_limit_fallbacks_total") >= 1);
+    assert!(
+        fleet[0].log().contains("decides alone"),
+        "{}",
+        fleet[0].log()
     );
 }
