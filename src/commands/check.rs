@@ -124,7 +124,7 @@ pub(super) fn check(ctx: &mut Ctx, a: CheckArgs) -> Result<()> {
     expiring_findings(ctx, &vault, served.as_ref(), a.warn_days, &mut f);
     weak_key_findings(ctx, &vault, &mut f);
     permission_findings(ctx, env.is_some(), &mut f)?;
-    verifier_findings(&vault, &a.verifiers, &mut f);
+    verifier_findings(&vault, &a.verifiers, &mut f)?;
     unused_findings(ctx, &vault, &a, &mut f);
     let errors = f.iter().filter(|x| x.severity == Severity::Error).count();
     let ok = errors == 0 && (!a.strict || f.is_empty());
@@ -161,8 +161,13 @@ fn ambiguity_findings(ctx: &Ctx, env: Option<&EnvFile>, f: &mut Vec<Finding>) {
 }
 
 /// Every published file and every `--verifier`: present, a verifier, current, and not
-/// writable by others.
-fn verifier_findings(vault: &Vault, extra: &[std::path::PathBuf], f: &mut Vec<Finding>) {
+/// writable by others. A target that is not usable as given (a malformed store URL, TLS
+/// settings beside `redis://`) is a usage error, not a finding.
+fn verifier_findings(
+    vault: &Vault,
+    extra: &[std::path::PathBuf],
+    f: &mut Vec<Finding>,
+) -> Result<()> {
     let paths = vault
         .published()
         .iter()
@@ -179,6 +184,7 @@ fn verifier_findings(vault: &Vault, extra: &[std::path::PathBuf], f: &mut Vec<Fi
                 );
                 f.push(Finding::new(Severity::Error, "VERIFIER_MISSING", m));
             }
+            Err(e @ Error::Usage(_)) => return Err(e),
             Err(e) => {
                 let m = format!("the verifier {shown} cannot be used: {e}");
                 f.push(Finding::new(Severity::Error, "VERIFIER_MISSING", m));
@@ -221,6 +227,7 @@ fn verifier_findings(vault: &Vault, extra: &[std::path::PathBuf], f: &mut Vec<Fi
             f.push(Finding::new(Severity::Error, "VERIFIER_PERMISSIONS", m));
         }
     }
+    Ok(())
 }
 
 /// Active keys no server has seen for `--unused-days`, when usage data exists.

@@ -22,8 +22,14 @@ fn free_port() -> u16 {
 }
 
 fn have(tool: &str, what: &str) -> bool {
+    // OpenSSL 3.0 (Debian 12) knows `version`, not `--version`.
+    let ask = if tool == "openssl" {
+        "version"
+    } else {
+        "--version"
+    };
     let ok = Command::new(tool)
-        .arg("--version")
+        .arg(ask)
         .output()
         .is_ok_and(|o| o.status.success());
     tool_or_skip(what, ok, format!("{tool} is not installed"))

@@ -437,6 +437,26 @@ fn nginx_auth_request_serve_and_a_real_mcp_server() {
     assert_no_secret("nginx's access log", &nginx_log, &[&key, &wrong]);
 }
 
+/// The SDK's 2026-07-28 client (`modern_client.py`) calling `tool` at `url` with
+/// `credential` (a key or an access token): whether it worked, and what it printed.
+fn modern_call(python: &str, url: &str, tool: &str, credential: &str) -> (bool, String) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/serve/mcp/modern_client.py");
+    let out = Command::new(python)
+        .arg(script)
+        .arg(url)
+        .arg(tool)
+        .env("MCP_TEST_KEY", credential)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 /// A raw POST through nginx: the status and the whole answer (the SDK server answers in
 /// JSON or as an event stream; either is read to the end, bounded).
 fn post_raw(port: u16, headers: &[(&str, &str)], body: &str) -> (u16, String) {
@@ -484,25 +504,7 @@ fn nginx_per_tool_permissions_fail_closed() {
         &["--tool-permissions", "--trust-routing-headers"],
     );
     let url = format!("http://127.0.0.1:{}/mcp", stack.port);
-    let modern = scripts.join("modern_client.py");
-    let call = |tool: &str| {
-        let out = Command::new(&python)
-            .arg(&modern)
-            .arg(&url)
-            .arg(tool)
-            .env("MCP_TEST_KEY", &key)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
-    };
+    let call = |tool: &str| modern_call(&python, &url, tool, &key);
 
     // The SDK's 2026-07-28 client sends Mcp-Method/Mcp-Name: its tool works, the other is
     // refused by serve (403) before the MCP server sees it.
@@ -669,26 +671,7 @@ fn nginx_serve_and_an_oauth_token() {
     assert_eq!(doc["resource"], resource.as_str());
     assert_eq!(doc["authorization_servers"][0], issuer.url.as_str());
     let token = issuer.mint_for(&resource, "ES256", "tools:call:echo");
-    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/serve/mcp");
-    let url = resource.clone();
-    let call = |tool: &str| {
-        let out = Command::new(&python)
-            .arg(scripts.join("modern_client.py"))
-            .arg(&url)
-            .arg(tool)
-            .env("MCP_TEST_KEY", &token)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
-    };
+    let call = |tool: &str| modern_call(&python, &resource, tool, &token);
     let (ok, out) = call("echo");
     assert!(
         ok && out.contains("RESULT echo: hello"),

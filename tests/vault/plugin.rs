@@ -20,6 +20,15 @@ use mcp_key_vault::{KdfParams, SecretString, Vault};
 
 fn python() -> Option<String> {
     let py = std::env::var("MCP_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    // A relative path would be looked up from wherever age starts the plugin: make it whole.
+    // (Joined to the current directory, not canonicalized: a venv's python is a symlink
+    // whose target would lose the venv.)
+    let py = if py.contains('/') && !py.starts_with('/') {
+        let here = std::env::current_dir().expect("current directory");
+        here.join(&py).to_string_lossy().into_owned()
+    } else {
+        py
+    };
     let ok = Command::new(&py)
         .arg("-c")
         .arg("import base64")

@@ -81,16 +81,18 @@ pub fn unauthorized(code: Code, no_key: bool) -> Refusal {
 /// 403 for a key lacking `missing` (names that fail [`scope_safe`] are left out of the
 /// challenge).
 pub fn forbidden(missing: &[String]) -> Refusal {
+    lacking("the API key lacks the permission", missing)
+}
+
+/// 403 `insufficient_scope`: `what` lacks `missing` (only names that pass [`scope_safe`]).
+fn lacking(what: &str, missing: &[String]) -> Refusal {
     let safe: Vec<&str> = missing
         .iter()
         .map(String::as_str)
         .filter(|p| scope_safe(p))
         .collect();
     let list = safe.join(" ");
-    let why = format!(
-        "the API key lacks the permission{}: {list}",
-        if safe.len() > 1 { "s" } else { "" }
-    );
+    let why = format!("{what}{}: {list}", if safe.len() > 1 { "s" } else { "" });
     let mut r = refusal(403, -32003, &why, Code::InsufficientPermissions.as_str());
     r.challenge = Some(format!(
         "Bearer error=\"insufficient_scope\", scope=\"{list}\""
@@ -142,21 +144,7 @@ pub fn invalid_token(data_code: &str, why: &str) -> Refusal {
 
 /// 403 for an access token lacking `missing` (only the scope this request needs is named).
 pub fn insufficient_scope(missing: &[String]) -> Refusal {
-    let safe: Vec<&str> = missing
-        .iter()
-        .map(String::as_str)
-        .filter(|p| scope_safe(p))
-        .collect();
-    let list = safe.join(" ");
-    let why = format!(
-        "the access token lacks the scope{}: {list}",
-        if safe.len() > 1 { "s" } else { "" }
-    );
-    let mut r = refusal(403, -32003, &why, Code::InsufficientPermissions.as_str());
-    r.challenge = Some(format!(
-        "Bearer error=\"insufficient_scope\", scope=\"{list}\""
-    ));
-    r
+    lacking("the access token lacks the scope", missing)
 }
 
 /// 403 `METHOD_UNSEEN`: a request that must show its JSON-RPC method and shows none.
