@@ -510,7 +510,8 @@ pub struct OAuthArgs {
 #[derive(Args, Debug)]
 pub struct LimitArgs {
     /// The key's id (or a unique prefix), then the limit; with --name, only the limit.
-    /// A limit is N/sec, N/min, N/hour, N/day or N/<seconds>s; `none` clears it.
+    /// A limit is N/sec, N/min, N/hour, N/day or N/Ws (a window of W seconds); `none`
+    /// clears it.
     #[arg(required = true, num_args = 1..=2, value_name = "ID LIMIT")]
     pub args: Vec<String>,
     /// Select the key by its exact name instead of its id.

@@ -22,6 +22,7 @@ mod envstore;
 mod error;
 mod fleet;
 mod hooks;
+mod key_usage;
 mod passphrase;
 mod publish;
 mod redact;

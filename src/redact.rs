@@ -73,6 +73,11 @@ pub fn keys(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// A warning on stderr, with anything shaped like a key hidden.
+pub fn warn(msg: &str) {
+    eprintln!("warning: {}", keys(msg));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,8 +18,8 @@ use mcp_key_vault::error::OpenError;
 use mcp_key_vault::{Opened, OpenedBy};
 use mcp_key_verifier::signature::{parse_pin, pin_matches};
 
-use crate::commands::output::warn;
 use crate::error::{Error, Result};
+use crate::redact::warn;
 
 /// The file in the configuration directory.
 const FILE: &str = "known_vaults.json";

@@ -18,7 +18,8 @@ pub(super) use mcp_key_vault::error::{OpenError, PromptError, SaveError};
 pub(super) use mcp_key_vault::secret::SecretString;
 pub(super) use mcp_key_vault::{Interaction, KdfParams, Published, Selector, Store, Txn, Vault};
 
-pub(super) use super::output::{self, emit, stdout_error, warn, Human, Report};
+pub(super) use super::output::{self, emit, stdout_error, Human, Report};
+pub(super) use crate::redact::warn;
 
 /// What every command gets: resolved paths, the terminal, the clock, stdout.
 pub struct Ctx {

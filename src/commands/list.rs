@@ -89,7 +89,7 @@ fn last_used(id: &str, usage: &Usage) -> Option<String> {
         .map(mcp_key_verifier::time::format)
 }
 
-type Usage = std::collections::BTreeMap<String, crate::serve::usage::KeyUsage>;
+type Usage = std::collections::BTreeMap<String, crate::key_usage::KeyUsage>;
 
 pub(super) fn list(ctx: &mut Ctx, a: ListArgs) -> Result<()> {
     let vault = ctx.store().open()?;
@@ -545,7 +545,7 @@ mod tests {
         let mut usage = Usage::new();
         usage.insert(
             v.keys().id(2).to_string(),
-            crate::serve::usage::KeyUsage {
+            crate::key_usage::KeyUsage {
                 last_used_at: Some(now - Duration::seconds(30)),
                 ..Default::default()
             },

@@ -365,11 +365,6 @@ pub fn s(n: usize) -> &'static str {
     }
 }
 
-/// A warning on stderr, with anything shaped like a key hidden.
-pub fn warn(msg: &str) {
-    eprintln!("warning: {}", crate::redact::keys(msg));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use mcp_key_vault::secret::{SecretBytes, SecretKey};
 use mcp_key_vault::{Envelope, KdfParams, KeyCache};
 
-use super::output::warn;
+use crate::redact::warn;
 
 /// First byte of a format-1 session secret.
 const BLOB_V1: u8 = 1;

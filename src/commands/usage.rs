@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::cli::UsageArgs;
-use crate::serve::usage::{files_beside, load, KeyUsage};
+use crate::key_usage::KeyUsage;
+use crate::serve::usage::{files_beside, load};
 
-use super::output::warn;
+use crate::redact::warn;
 use mcp_key_vault::Vault;
 
 use chrono::{DateTime, Duration, Utc};

@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 
 use super::store::Store;
 use crate::error::Result;
-use crate::serve::usage::KeyUsage;
+use crate::key_usage::KeyUsage;
 
 /// The most distinct keys whose counts wait for a flush.
 pub const MAX_PENDING_KEYS: usize = 100_000;

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use mcp_key_verifier::limit::{Decision, Limiter, RateLimit};
 
-use super::state::log;
+use super::log::log;
 use crate::fleet::limits::StoreLimits;
 
 /// Where decisions are made.

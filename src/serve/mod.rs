@@ -10,6 +10,7 @@
 
 pub mod http;
 pub mod limits;
+pub mod log;
 pub mod metrics;
 pub mod oauth;
 pub mod state;
@@ -33,8 +34,9 @@ use crate::error::{Error, Result};
 use mcp_key_vault::display::sanitize;
 use mcp_key_vault::verify::{ReloadEvent, Watched};
 
+use log::log;
 use metrics::Metrics;
-use state::{log, Log, Source, State, MAX_BODIES_IN_FLIGHT, MAX_HEAD_BYTES};
+use state::{Log, Source, State, MAX_BODIES_IN_FLIGHT, MAX_HEAD_BYTES};
 use usage::Tracker;
 
 /// How often usage is written while serving.

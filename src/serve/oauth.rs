@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use mcp_key_verifier::oauth::{TokenError, TokenInfo, TokenVerifier};
 
-use super::state::log;
+use super::log::log;
 use crate::error::{Error, Result};
 
 /// The least time between two fetches of one issuer's keys asked for by unknown `kid`s.

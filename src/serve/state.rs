@@ -9,18 +9,12 @@ use chrono::Utc;
 use mcp_key_vault::display::sanitize;
 use mcp_key_vault::verify::{Code, KeyInfo, Verifier, Watched};
 
+use super::log::log;
 use super::metrics::Metrics;
 use super::usage::Tracker;
 
 /// Largest request head (request line and headers) accepted; larger gets 431.
 pub const MAX_HEAD_BYTES: usize = 32 * 1024;
-/// One line on stderr per event: time, `serve:`, the event. Never a key.
-pub(crate) fn log(msg: std::fmt::Arguments<'_>) {
-    eprintln!(
-        "{} serve: {msg}",
-        Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-    );
-}
 
 /// Logs refusals of identified keys (revoked, expired, lacking a permission: each worth a
 /// look), at most [`Log::BURST`] lines per ten seconds; the rest are counted and the count

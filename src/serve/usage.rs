@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::key_usage::KeyUsage;
 use mcp_key_vault::verify::Code;
 
 /// The `format` field of a usage file.
@@ -54,30 +55,6 @@ pub fn files_beside(verifier: &Path) -> Vec<PathBuf> {
         .collect();
     found.sort();
     found
-}
-
-/// What is known about one key's use, in one file or merged over several.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyUsage {
-    /// The last time the key was presented and identified (any verdict from `REVOKED` on:
-    /// the request named this key with its right secret).
-    #[serde(with = "mcp_key_vault::time_opt", default)]
-    pub last_used_at: Option<DateTime<Utc>>,
-    /// Requests by verdict code (`VALID`, `INSUFFICIENT_PERMISSIONS`, `REVOKED`,
-    /// `EXPIRED`). Codes a newer writer adds are kept as they are.
-    #[serde(default)]
-    pub counts: BTreeMap<String, u64>,
-}
-
-impl KeyUsage {
-    /// Folds `other` in: the later time, the summed counts.
-    pub fn merge(&mut self, other: &KeyUsage) {
-        self.last_used_at = self.last_used_at.max(other.last_used_at);
-        for (code, n) in &other.counts {
-            let c = self.counts.entry(code.clone()).or_default();
-            *c = c.saturating_add(*n);
-        }
-    }
 }
 
 #[derive(Serialize, Deserialize)]
