@@ -76,7 +76,8 @@ async def approve(authorization_url: str) -> None:
 
 async def callback() -> AuthorizationCodeResult:
     query = redirects[-1]
-    return AuthorizationCodeResult(code=query["code"], state=query.get("state"), iss=query.get("iss"))
+    return AuthorizationCodeResult(code=query["code"], state=query.get("state"),
+                                   iss=query.get("iss"))
 
 
 async def record(response) -> None:

@@ -193,7 +193,8 @@ class Issuer(ThreadingHTTPServer):
         if q.get("response_type") != "code":
             raise Refused(400, "response_type must be code", "unsupported_response_type")
         if q.get("code_challenge_method") != "S256" or not q.get("code_challenge"):
-            raise Refused(400, "PKCE with code_challenge_method=S256 is required", "invalid_request")
+            raise Refused(400, "PKCE with code_challenge_method=S256 is required",
+                          "invalid_request")
         if not q.get("resource"):
             raise Refused(400, "a resource (RFC 8707) is required", "invalid_target")
         requested = q["scope"].split() if q.get("scope") else list(self.grant_scope)
@@ -221,7 +222,8 @@ class Issuer(ThreadingHTTPServer):
         if form.get("client_id") != grant["client_id"]:
             raise Refused(400, "the code was issued to another client", "invalid_grant")
         if form.get("redirect_uri") != grant["redirect_uri"]:
-            raise Refused(400, "redirect_uri differs from the authorization request", "invalid_grant")
+            raise Refused(400, "redirect_uri differs from the authorization request",
+                          "invalid_grant")
         verifier = form.get("code_verifier", "")
         if not VERIFIER.fullmatch(verifier) or not hmac.compare_digest(
             b64url(hashlib.sha256(verifier.encode("ascii")).digest()), grant["challenge"]
