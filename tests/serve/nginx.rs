@@ -745,3 +745,149 @@ fn nginx_serve_and_an_oauth_token() {
         );
     }
 }
+
+/// The whole OAuth flow, driven by the official Python SDK's OAuth client
+/// (`OAuthClientProvider`, `oauth_client.py`) from no credentials at all: the 401's
+/// `resource_metadata` leads it (through nginx) to `serve`'s metadata, that to the issuer's;
+/// it registers, is authorized (code, PKCE S256, resource indicator; approved by the script's
+/// redirect handler), exchanges the code, and with the token calls `echo`. The issuer grants
+/// only `tools:call:echo` of the `tools:call:echo tools:call:add` asked for, so `add` is
+/// refused 403 `insufficient_scope` (the SDK re-authorizes once, step-up, and is refused again).
+#[test]
+fn nginx_serve_and_the_sdk_oauth_flow() {
+    let Some((nginx, python)) = prerequisites() else {
+        return;
+    };
+    let Some(issuer) =
+        crate::oauth::Issuer::start_with(None, &["--grant-scope", "tools:call:echo"])
+    else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (_key, _id, verifier) = vault_with_key(dir, &[]);
+    let port = free_port();
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let stack = Stack::start_at(
+        port,
+        &nginx,
+        &python,
+        dir,
+        &verifier,
+        &[
+            "--tool-permissions",
+            "--trust-routing-headers",
+            "--resource",
+            &resource,
+            "--issuer",
+            &issuer.url,
+            "--scope",
+            "tools:call:echo",
+            "--scope",
+            "tools:call:add",
+        ],
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/serve/mcp/oauth_client.py");
+    let out = Command::new(&python)
+        .arg(script)
+        .arg(&resource)
+        .args(["echo", "add"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let context = || format!("{text}\n{}", stack.serve.log());
+    assert_eq!(out.status.code(), Some(3), "{}", context());
+    let lines: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("STEP "))
+        .collect();
+    // Without the challenges: `METHOD URL STATUS`.
+    let steps: Vec<String> = lines
+        .iter()
+        .map(|l| l.splitn(4, ' ').take(3).collect::<Vec<_>>().join(" "))
+        .collect();
+    let at = |want: &str| {
+        steps
+            .iter()
+            .position(|s| s == want)
+            .unwrap_or_else(|| panic!("no {want:?} in\n{}", context()))
+    };
+    let challenged = steps
+        .iter()
+        .position(|s| s.ends_with(&format!(" {resource} 401")))
+        .unwrap_or_else(|| panic!("no 401 in\n{}", context()));
+    assert!(
+        lines[challenged].contains(&format!(
+            "resource_metadata=\"http://127.0.0.1:{port}/.well-known/oauth-protected-resource/mcp\""
+        )),
+        "{}",
+        context()
+    );
+    let order = [
+        challenged,
+        at(&format!(
+            "GET http://127.0.0.1:{port}/.well-known/oauth-protected-resource/mcp 200"
+        )),
+        at(&format!(
+            "GET {}/.well-known/oauth-authorization-server 200",
+            issuer.url
+        )),
+        at(&format!("POST {}/register 201", issuer.url)),
+        at(&format!("GET {}/authorize 302", issuer.url)),
+        at(&format!("POST {}/token 200", issuer.url)),
+    ];
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{}", context());
+    assert!(
+        steps[order[5]..]
+            .iter()
+            .any(|s| *s == format!("POST {resource} 200")),
+        "{}",
+        context()
+    );
+    assert!(text.contains("RESULT echo: hello"), "{}", context());
+    assert!(
+        text.contains("REFUSED add statuses=") && !text.contains("sum: 5"),
+        "{}",
+        context()
+    );
+    // The refusal of `add` names the missing scope; the SDK steps up (authorizes again,
+    // asking for it too), gets no more, and is refused again.
+    let refused = at(&format!("POST {resource} 403"));
+    assert!(
+        lines[refused].contains("error=\"insufficient_scope\"")
+            && lines[refused].contains("tools:call:add"),
+        "{}",
+        context()
+    );
+    assert_eq!(
+        steps[refused..refused + 4],
+        [
+            format!("POST {resource} 403"),
+            format!("GET {}/authorize 302", issuer.url),
+            format!("POST {}/token 200", issuer.url),
+            format!("POST {resource} 403"),
+        ],
+        "{}",
+        context()
+    );
+    assert!(
+        text.contains("GRANTED scope='tools:call:echo'"),
+        "{}",
+        context()
+    );
+    let stats = issuer.stats();
+    assert_eq!(
+        (stats["authorizations"].as_u64(), stats["tokens"].as_u64()),
+        (Some(2), Some(2)),
+        "{stats}"
+    );
+    assert!(
+        !logs(dir).contains("eyJ"),
+        "no token in nginx's or the server's logs"
+    );
+}

@@ -26,6 +26,11 @@ pub struct Issuer {
 
 impl Issuer {
     pub fn start(path: Option<&str>) -> Option<Issuer> {
+        Issuer::start_with(path, &[])
+    }
+
+    /// As [`Issuer::start`], with more arguments for the script (`--grant-scope S`).
+    pub fn start_with(path: Option<&str>, args: &[&str]) -> Option<Issuer> {
         let python = std::env::var("MCP_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
         let ok = Command::new(&python)
             .args(["-c", "import joserfc"])
@@ -44,6 +49,7 @@ impl Issuer {
         if let Some(p) = path {
             cmd.args(["--path", p]);
         }
+        cmd.args(args);
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -104,6 +110,12 @@ impl Issuer {
     /// A token for `audience` with `scope`.
     pub fn mint_for(&self, audience: &str, alg: &str, scope: &str) -> String {
         self.mint(alg, json!({"aud": audience, "scope": scope}), json!({}))
+    }
+
+    /// The issuer's `/stats` counters.
+    pub fn stats(&self) -> Value {
+        let path = format!("{}/stats", self.path());
+        self.call("GET", &path, &json!({}))
     }
 
     fn jwks_fetches(&self) -> u64 {

@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """A stand-in OAuth 2.1 authorization server for the tests of `serve`'s resource-server mode:
 it publishes metadata and a JWK Set, and mints JWT access tokens on request, good ones and
-the forged or malformed ones a resource server must refuse.
+the forged or malformed ones a resource server must refuse. It also runs the authorization
+code flow an MCP client's OAuth support drives: registration, /authorize (auto-approved) with
+PKCE and a resource indicator, and /token.
 
 It shares no code with the Rust under test: good tokens are signed by joserfc (the version
 pinned in .ci/run, 1.8.0; the script also runs on Python 3.9 with joserfc 1.6.8, the last
 release for 3.9). The two attack tokens that a correct library refuses to make (alg `none`,
 and HS256 keyed with the RSA public key) are assembled here by hand.
 
-    issuer.py [--path /realms/x] [--verbose]
+    issuer.py [--path /realms/x] [--grant-scope SCOPE]... [--verbose]
 
 Binds 127.0.0.1 on a port the kernel picks, prints `LISTENING <port>` once on stdout when it
 accepts connections, and serves until SIGTERM or until its stdin (when a pipe) reaches EOF, so
@@ -20,14 +22,29 @@ that a harness that dies takes the issuer with it. Issuer: `http://127.0.0.1:<po
     POST <path>/mint    {"alg", "claims"?, "kid"?, "header"?, "key"?}
                         -> {"token", "header", "claims"} (header and claims as signed)
     POST <path>/rotate  new keys under new kids; the old ones retire -> {"kids": {alg: kid}}
-    GET  <path>/stats   {"jwks_fetches": N, "metadata_fetches": M}
+    GET  <path>/stats   {"jwks_fetches": N, "metadata_fetches": M, "authorizations": A,
+                         "tokens": T}
+    POST <path>/register   RFC 7591: client metadata (JSON) -> 201, the metadata + client_id
+    GET  <path>/authorize  response_type=code, client_id, redirect_uri (one registered for
+                           the client), code_challenge + code_challenge_method=S256, resource
+                           (RFC 8707), state, scope: approved at once, 302 to the redirect_uri
+                           with code, state and iss (RFC 9207); the code is good once, 60 s
+    POST <path>/token      grant_type=authorization_code (form): code, client_id,
+                           redirect_uri and code_verifier as at /authorize, resource (if sent)
+                           the same -> {"access_token", "token_type": "Bearer",
+                           "expires_in": 300, "scope"}; the token is an RS256 JWT as /mint
+                           signs it, with aud = the resource and scope = the requested scope
+                           (all allowed, if none) intersected with the allowed set: the
+                           --grant-scope values (default: scopes_supported)
 
 /mint: alg is RS256, PS256, ES256, EdDSA, none or HS256. Claims default to iss, sub
 "user-1", iat, nbf, exp (now + 300) and a random jti; the caller's claims replace them and a
 null removes one; "header" adds or replaces (null removes) protected header members; "kid"
 sets the kid (null: none). "key" picks the signer: "current" (published), "retired" (rotated
 out; before any rotation, a key never published), "foreign" (never published, signing under
-a published kid: a forged signature). Errors: 4xx {"error": reason}.
+a published kid: a forged signature). Errors: 4xx {"error": reason}; /register, /authorize
+and /token answer 400 {"error": RFC 6749/7591 code, "error_description": reason} (/authorize
+never redirects an error: a test wants to see it).
 """
 
 from __future__ import annotations
@@ -46,6 +63,7 @@ import threading
 import time
 import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from joserfc import jws
 from joserfc.errors import JoseError, SecurityWarning
@@ -54,6 +72,9 @@ from joserfc.registry import HeaderParameter
 
 MAX_BODY = 64 * 1024
 LIFETIME = 300
+CODE_LIFETIME = 60
+SUPPORTED_SCOPES = ["openid", "tools:list", "tools:call"]
+VERIFIER = re.compile(r"[A-Za-z0-9._~-]{43,128}")  # RFC 7636 section 4.1
 SIGNED = ("RS256", "PS256", "ES256", "EdDSA")
 ATTACKS = ("none", "HS256")
 WHICH_KEYS = ("current", "retired", "foreign")
@@ -82,9 +103,10 @@ def new_keys() -> dict:
 class Refused(Exception):
     """A request the issuer answers with a 4xx and a one-line reason."""
 
-    def __init__(self, status: int, reason: str):
+    def __init__(self, status: int, reason: str, code: str | None = None):
         super().__init__(reason)
         self.status = status
+        self.code = code  # an RFC 6749 error code, for the OAuth endpoints
 
 
 def b64url(data: bytes) -> str:
@@ -109,13 +131,16 @@ def overlay(base: dict, changes: dict) -> dict:
 class Issuer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, path: str, verbose: bool):
+    def __init__(self, path: str, verbose: bool, grant_scope: list | None = None):
         super().__init__(("127.0.0.1", 0), Handler)
         self.base_path = path
         self.verbose = verbose
         self.issuer = f"http://127.0.0.1:{self.server_address[1]}{path}"
+        self.grant_scope = grant_scope or SUPPORTED_SCOPES
         self.lock = threading.Lock()
-        self.counts = {"jwks_fetches": 0, "metadata_fetches": 0}
+        self.counts = {"jwks_fetches": 0, "metadata_fetches": 0, "authorizations": 0, "tokens": 0}
+        self.clients: dict = {}  # client_id -> registered metadata
+        self.codes: dict = {}  # code -> what /authorize approved
         self.keys = {"current": new_keys(), "retired": new_keys(), "foreign": new_keys()}
 
     def count(self, name: str) -> None:
@@ -127,20 +152,90 @@ class Issuer(ThreadingHTTPServer):
             return dict(self.counts)
 
     def metadata(self) -> dict:
-        # authorize and token are never called by a resource server; they only make the
-        # document complete for parsers that require them (both 404 here).
         return {
             "issuer": self.issuer,
             "authorization_endpoint": f"{self.issuer}/authorize",
             "token_endpoint": f"{self.issuer}/token",
+            "registration_endpoint": f"{self.issuer}/register",
             "jwks_uri": f"{self.issuer}/jwks",
             "response_types_supported": ["code"],
-            "grant_types_supported": ["authorization_code", "client_credentials"],
+            "grant_types_supported": ["authorization_code"],
             "code_challenge_methods_supported": ["S256"],
+            "token_endpoint_auth_methods_supported": ["none"],
+            "authorization_response_iss_parameter_supported": True,
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": list(SIGNED),
-            "scopes_supported": ["openid", "tools:list", "tools:call"],
+            "scopes_supported": SUPPORTED_SCOPES,
         }
+
+    def register(self, req: object) -> dict:
+        """RFC 7591: a public client (no secret), its metadata kept as sent."""
+        if not isinstance(req, dict):
+            raise Refused(400, "the body must be a JSON object", "invalid_client_metadata")
+        uris = req.get("redirect_uris")
+        if not (isinstance(uris, list) and uris and all(isinstance(u, str) for u in uris)):
+            raise Refused(400, "redirect_uris must be a list of URIs", "invalid_redirect_uri")
+        client = dict(req, client_id=secrets.token_urlsafe(12),
+                      client_id_issued_at=int(time.time()), token_endpoint_auth_method="none")
+        with self.lock:
+            self.clients[client["client_id"]] = client
+        return client
+
+    def authorize(self, q: dict) -> str:
+        """Approves at once; the redirect URL with the code (errors: Refused, not redirected)."""
+        with self.lock:
+            client = self.clients.get(q.get("client_id"))
+        if client is None:
+            raise Refused(400, "unknown client_id", "invalid_client")
+        redirect = q.get("redirect_uri")
+        if redirect not in client["redirect_uris"]:
+            raise Refused(400, "redirect_uri is not registered for the client", "invalid_request")
+        if q.get("response_type") != "code":
+            raise Refused(400, "response_type must be code", "unsupported_response_type")
+        if q.get("code_challenge_method") != "S256" or not q.get("code_challenge"):
+            raise Refused(400, "PKCE with code_challenge_method=S256 is required",
+                          "invalid_request")
+        if not q.get("resource"):
+            raise Refused(400, "a resource (RFC 8707) is required", "invalid_target")
+        requested = q["scope"].split() if q.get("scope") else list(self.grant_scope)
+        code = secrets.token_urlsafe(24)
+        with self.lock:
+            self.codes[code] = {
+                "client_id": client["client_id"], "redirect_uri": redirect,
+                "challenge": q["code_challenge"], "resource": q["resource"],
+                "scope": " ".join(s for s in requested if s in self.grant_scope),
+                "expires": time.time() + CODE_LIFETIME,
+            }
+            self.counts["authorizations"] += 1
+        answer = {"code": code, "iss": self.issuer}
+        if "state" in q:
+            answer["state"] = q["state"]
+        return redirect + ("&" if "?" in redirect else "?") + urlencode(answer)
+
+    def token(self, form: dict) -> dict:
+        if form.get("grant_type") != "authorization_code":
+            raise Refused(400, "only grant_type=authorization_code", "unsupported_grant_type")
+        with self.lock:
+            grant = self.codes.pop(form.get("code", ""), None)  # good once, whatever follows
+        if grant is None or grant["expires"] < time.time():
+            raise Refused(400, "unknown, used or expired code", "invalid_grant")
+        if form.get("client_id") != grant["client_id"]:
+            raise Refused(400, "the code was issued to another client", "invalid_grant")
+        if form.get("redirect_uri") != grant["redirect_uri"]:
+            raise Refused(400, "redirect_uri differs from the authorization request",
+                          "invalid_grant")
+        verifier = form.get("code_verifier", "")
+        if not VERIFIER.fullmatch(verifier) or not hmac.compare_digest(
+            b64url(hashlib.sha256(verifier.encode("ascii")).digest()), grant["challenge"]
+        ):
+            raise Refused(400, "code_verifier does not match the code_challenge", "invalid_grant")
+        if form.get("resource", grant["resource"]) != grant["resource"]:
+            raise Refused(400, "resource differs from the authorization request", "invalid_target")
+        minted = self.mint({"alg": "RS256", "claims": {
+            "aud": grant["resource"], "scope": grant["scope"], "client_id": grant["client_id"]}})
+        self.count("tokens")
+        return {"access_token": minted["token"], "token_type": "Bearer",
+                "expires_in": LIFETIME, "scope": grant["scope"]}
 
     def jwks(self) -> dict:
         with self.lock:
@@ -226,6 +321,9 @@ class Handler(BaseHTTPRequestHandler):
             f"{base}/stats": ("GET", issuer.stats),
             f"{base}/mint": ("POST", lambda: issuer.mint(self.body())),
             f"{base}/rotate": ("POST", self.rotate),
+            f"{base}/register": ("POST", lambda: (201, issuer.register(self.body()))),
+            f"{base}/authorize": ("GET", self.authorize),
+            f"{base}/token": ("POST", lambda: issuer.token(self.form())),
         }
         try:
             allowed, answer = routes.get(self.path.split("?", 1)[0], (None, None))
@@ -233,9 +331,21 @@ class Handler(BaseHTTPRequestHandler):
                 raise Refused(404, "no such endpoint")
             if method != allowed:
                 raise Refused(405, f"use {allowed}")
-            self.reply(200, answer())
+            document = answer()
+            if isinstance(document, str):  # a redirect
+                self.send_response(302)
+                self.send_header("Location", document)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            status, document = document if isinstance(document, tuple) else (200, document)
+            self.reply(status, document)
         except Refused as refused:
-            self.reply(refused.status, {"error": str(refused)})
+            if refused.code:
+                self.reply(refused.status,
+                           {"error": refused.code, "error_description": str(refused)})
+            else:
+                self.reply(refused.status, {"error": str(refused)})
 
     def metadata(self) -> dict:
         self.server.count("metadata_fetches")
@@ -245,11 +355,35 @@ class Handler(BaseHTTPRequestHandler):
         self.server.count("jwks_fetches")
         return self.server.jwks()
 
+    def authorize(self) -> str:
+        query = parse_qs(urlsplit(self.path).query, keep_blank_values=True)
+        if any(len(values) > 1 for values in query.values()):
+            raise Refused(400, "a parameter is repeated", "invalid_request")
+        return self.server.authorize({name: values[0] for name, values in query.items()})
+
+    def form(self) -> dict:
+        """An application/x-www-form-urlencoded body (each parameter once)."""
+        if self.headers.get_content_type() != "application/x-www-form-urlencoded":
+            raise Refused(400, "send the parameters form-encoded", "invalid_request")
+        fields = parse_qs(self.raw_body().decode("utf-8", "replace"), keep_blank_values=True)
+        if any(len(values) > 1 for values in fields.values()):
+            raise Refused(400, "a parameter is repeated", "invalid_request")
+        return {name: values[0] for name, values in fields.items()}
+
     def rotate(self) -> dict:
         self.body()  # read (and bound) whatever was sent, though nothing is expected
         return self.server.rotate()
 
     def body(self) -> object:
+        raw = self.raw_body()
+        if not raw:
+            return {}
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise Refused(400, "the body is not JSON") from None
+
+    def raw_body(self) -> bytes:
         if "Transfer-Encoding" in self.headers:
             raise Refused(411, "send a Content-Length, not a chunked body")
         try:
@@ -267,13 +401,7 @@ class Handler(BaseHTTPRequestHandler):
                 left -= len(chunk)
             self.close_connection = True
             raise Refused(413, f"the body is limited to {MAX_BODY} bytes")
-        raw = self.rfile.read(length)
-        if not raw:
-            return {}
-        try:
-            return json.loads(raw)
-        except ValueError:
-            raise Refused(400, "the body is not JSON") from None
+        return self.rfile.read(length)
 
     def reply(self, status: int, document: dict) -> None:
         data = json.dumps(document).encode("utf-8")
@@ -311,11 +439,13 @@ def stop_when_stdin_closes(server: Issuer) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--path", default="", help="issuer path, e.g. /realms/x")
+    parser.add_argument("--grant-scope", action="append", metavar="SCOPE",
+                        help="a scope /token may grant (repeatable; default: scopes_supported)")
     parser.add_argument("--verbose", action="store_true", help="log requests to stderr")
     args = parser.parse_args()
     if args.path and not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", args.path):
         parser.error("--path must look like /realms/x (no trailing slash, no query)")
-    server = Issuer(args.path, args.verbose)
+    server = Issuer(args.path, args.verbose, args.grant_scope)
     stop_when_stdin_closes(server)
     print(f"LISTENING {server.server_address[1]}", flush=True)
     server.serve_forever()

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -222,10 +223,11 @@ def test_stats_count_fetches(issuer):
     issuer.get("/jwks")
     issuer.get("/.well-known/openid-configuration")
     issuer.mint(alg="RS256")
-    assert issuer.get("/stats") == {
-        "jwks_fetches": start["jwks_fetches"] + 2,
-        "metadata_fetches": start["metadata_fetches"] + 1,
-    }
+    assert issuer.get("/stats") == dict(
+        start,
+        jwks_fetches=start["jwks_fetches"] + 2,
+        metadata_fetches=start["metadata_fetches"] + 1,
+    )
 
 
 def test_path_issuer_serves_metadata_at_both_locations():
@@ -250,10 +252,144 @@ def test_requests_are_bounded_and_checked(issuer):
     assert issuer.call("/mint", {"alg": "RS256", "key": "other"})[0] == 400
     assert issuer.call("/mint", {"alg": "RS256", "header": {"alg": "none"}})[0] == 400
     assert issuer.call("/mint")[0] == 405
-    assert issuer.call("/token", {})[0] == 404
+    assert issuer.call("/token", {})[0] == 400  # JSON, not a form
+    assert issuer.call("/nowhere", {})[0] == 404
 
 
 def test_exits_when_stdin_closes():
     server = Issuer()
     server.proc.stdin.close()
     assert server.proc.wait(timeout=10) == 0
+
+
+# The authorization code flow (registration, /authorize, /token), as an MCP client drives it.
+
+REDIRECT = "http://127.0.0.1:9/callback"
+RESOURCE = "http://127.0.0.1:8000/mcp"
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None  # a 3xx comes back as an HTTPError, Location and all
+
+
+def pkce() -> tuple:
+    verifier = base64.urlsafe_b64encode(os.urandom(40)).rstrip(b"=").decode()
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+    return verifier, challenge.rstrip(b"=").decode()
+
+
+def register(server: Issuer, uris=(REDIRECT,)) -> str:
+    status, client = server.call("/register", {"redirect_uris": list(uris), "client_name": "t"})
+    assert status == 201 and client["redirect_uris"] == list(uris), client
+    assert client["token_endpoint_auth_method"] == "none" and "client_secret" not in client
+    return client["client_id"]
+
+
+def authorize(server: Issuer, **params) -> tuple:
+    """GET /authorize: (status, the redirect's query parameters or the JSON error)."""
+    url = server.origin + "/authorize?" + urllib.parse.urlencode(params)
+    try:
+        with urllib.request.build_opener(NoRedirect).open(url, timeout=10) as resp:
+            return resp.status, json.load(resp)
+    except urllib.error.HTTPError as error:
+        if error.code != 302:
+            return error.code, json.load(error)
+        location = urllib.parse.urlsplit(error.headers["Location"])
+        assert location._replace(query="").geturl() == params["redirect_uri"]
+        return 302, dict(urllib.parse.parse_qsl(location.query))
+
+
+def token(server: Issuer, **form) -> tuple:
+    req = urllib.request.Request(server.origin + "/token",
+                                 data=urllib.parse.urlencode(form).encode(), method="POST")
+    req.add_header("Content-Type", "application/x-www-form-urlencoded")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.load(resp)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+def start_flow(server: Issuer, scope: str = "tools:call:echo tools:call:add") -> tuple:
+    """A registered client's approved authorization: (client_id, verifier, code)."""
+    client_id, (verifier, challenge) = register(server), pkce()
+    status, answer = authorize(server, response_type="code", client_id=client_id,
+                               redirect_uri=REDIRECT, code_challenge=challenge,
+                               code_challenge_method="S256", resource=RESOURCE,
+                               state="st-1", scope=scope)
+    assert status == 302, answer
+    assert answer["state"] == "st-1" and answer["iss"] == server.issuer
+    return client_id, verifier, answer["code"]
+
+
+@pytest.fixture(scope="module")
+def granting():
+    server = Issuer("--grant-scope", "tools:call:echo")
+    yield server
+    server.stop()
+
+
+def test_metadata_names_the_flow_endpoints(granting):
+    meta = granting.get("/.well-known/oauth-authorization-server")
+    assert meta["registration_endpoint"] == granting.issuer + "/register"
+    assert meta["authorization_endpoint"] == granting.issuer + "/authorize"
+    assert meta["code_challenge_methods_supported"] == ["S256"]
+    assert meta["authorization_response_iss_parameter_supported"] is True
+
+
+def test_code_flow_issues_a_token_for_the_resource(granting):
+    client_id, verifier, code = start_flow(granting)
+    form = dict(grant_type="authorization_code", code=code, client_id=client_id,
+                redirect_uri=REDIRECT, code_verifier=verifier, resource=RESOURCE)
+    status, answer = token(granting, **form)
+    assert status == 200, answer
+    assert answer["token_type"] == "Bearer" and answer["expires_in"] == 300
+    assert answer["scope"] == "tools:call:echo"  # asked for echo and add; granted echo
+    claims = verify(answer["access_token"], granting.keyset())
+    assert parts(answer["access_token"])[0]["alg"] == "RS256"
+    assert claims["iss"] == granting.issuer and claims["aud"] == RESOURCE
+    assert claims["scope"] == "tools:call:echo" and claims["client_id"] == client_id
+    assert claims["exp"] == claims["iat"] + 300
+    # The code is good once.
+    assert token(granting, **form) == (400, {"error": "invalid_grant",
+                                             "error_description": "unknown, used or expired code"})
+
+
+def test_pkce_mismatch_is_refused(granting):
+    client_id, verifier, code = start_flow(granting)
+    other, _ = pkce()
+    status, answer = token(granting, grant_type="authorization_code", code=code,
+                           client_id=client_id, redirect_uri=REDIRECT, code_verifier=other)
+    assert (status, answer["error"]) == (400, "invalid_grant"), answer
+    assert "code_verifier" in answer["error_description"]
+
+
+def test_token_checks_client_and_redirect(granting):
+    for change in ({"client_id": register(granting)}, {"redirect_uri": REDIRECT + "x"},
+                   {"resource": "http://127.0.0.1:8000/other"}):
+        client_id, verifier, code = start_flow(granting)
+        form = dict(grant_type="authorization_code", code=code, client_id=client_id,
+                    redirect_uri=REDIRECT, code_verifier=verifier, resource=RESOURCE)
+        status, answer = token(granting, **dict(form, **change))
+        assert status == 400 and answer["error"] in ("invalid_grant", "invalid_target"), answer
+
+
+def test_authorize_refuses_bad_requests(granting):
+    client_id, (_, challenge) = register(granting), pkce()
+    good = dict(response_type="code", client_id=client_id, redirect_uri=REDIRECT,
+                code_challenge=challenge, code_challenge_method="S256", resource=RESOURCE,
+                state="s")
+    assert authorize(granting, **good)[0] == 302
+    for change, error in (
+        ({"redirect_uri": "http://127.0.0.1:9/elsewhere"}, "invalid_request"),  # not registered
+        ({"code_challenge_method": "plain"}, "invalid_request"),  # plain PKCE
+        ({"code_challenge_method": None}, "invalid_request"),
+        ({"code_challenge": None}, "invalid_request"),
+        ({"response_type": "token"}, "unsupported_response_type"),
+        ({"resource": None}, "invalid_target"),
+        ({"client_id": "nobody"}, "invalid_client"),
+    ):
+        params = {k: v for k, v in dict(good, **change).items() if v is not None}
+        status, answer = authorize(granting, **params)
+        assert (status, answer["error"]) == (400, error), (change, answer)
