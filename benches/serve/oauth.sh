@@ -6,6 +6,7 @@
 #      against a 300-byte tools/call body read and parsed.
 # The token comes from the independent test issuer (tests/serve/oauth/issuer.py, joserfc).
 # Usage: cargo build --release && benches/serve/oauth.sh [SECONDS per run, default 10]
+#        PIN=1 WORKERS=1 benches/serve/oauth.sh   # servers on CPU 0 (nginx one worker), wrk on CPU 1
 # Needs wrk, nginx and a Python with joserfc ($PYTHON, default .ci/venv/bin/python).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -14,6 +15,12 @@ NGINX=${NGINX:-/usr/sbin/nginx}
 PYTHON=${PYTHON:-.ci/venv/bin/python}
 SECS=${1:-10}
 CONNS=32
+THREADS=2; SRV=(); CLI=()
+if [ "${PIN:-0}" = 1 ]; then
+    # One core for the servers, one for wrk (as benches/serve/run.sh does): the ratios no
+    # longer depend on how the scheduler shares two cores among three programs.
+    THREADS=1; SRV=(taskset -c 0); CLI=(taskset -c 1)
+fi
 [ -x "$BIN" ] || { echo "build first: cargo build --release ($BIN missing)" >&2; exit 2; }
 work=$(mktemp -d)
 pids=()
@@ -43,16 +50,16 @@ print(json.load(urllib.request.urlopen(req))["token"])
 PY
 )
 P_SERVE=$(free_port); P_ROUTED=$(free_port); P_BODY=$(free_port); P_NGX=$(free_port)
-"$BIN" serve --verifier "$work/v.json" --listen "127.0.0.1:$P_SERVE" --usage "$work/u1.json" \
+"${SRV[@]}" "$BIN" serve --verifier "$work/v.json" --listen "127.0.0.1:$P_SERVE" --usage "$work/u1.json" \
     --resource "$RESOURCE" --issuer "$ISSUER" 2>"$work/serve.log" & pids+=($!)
-"$BIN" serve --verifier "$work/v.json" --listen "127.0.0.1:$P_ROUTED" --usage "$work/u2.json" \
+"${SRV[@]}" "$BIN" serve --verifier "$work/v.json" --listen "127.0.0.1:$P_ROUTED" --usage "$work/u2.json" \
     --tool-permissions --trust-routing-headers 2>"$work/routed.log" & pids+=($!)
-"$BIN" serve --verifier "$work/v.json" --listen "127.0.0.1:$P_BODY" --usage "$work/u3.json" \
+"${SRV[@]}" "$BIN" serve --verifier "$work/v.json" --listen "127.0.0.1:$P_BODY" --usage "$work/u3.json" \
     --tool-permissions 2>"$work/body.log" & pids+=($!)
 mkdir -p "$work/ngx"
 cat > "$work/nginx.conf" <<CONF
 daemon off;
-worker_processes 2;
+worker_processes ${WORKERS:-2};
 pid $work/ngx/nginx.pid;
 error_log $work/ngx/error.log warn;
 events { worker_connections 1024; }
@@ -63,12 +70,12 @@ http {
     server { listen 127.0.0.1:$P_NGX; location / { return 200; } }
 }
 CONF
-"$NGINX" -p "$work/ngx" -c "$work/nginx.conf" -e "$work/ngx/error.log" & pids+=($!)
+"${SRV[@]}" "$NGINX" -p "$work/ngx" -c "$work/nginx.conf" -e "$work/ngx/error.log" & pids+=($!)
 for p in $P_SERVE $P_ROUTED $P_BODY $P_NGX; do wait_port "$p"; done
 
 bench() {
     local url=$1 script=$2 out
-    out=$(wrk -t2 -c"$CONNS" -d"${SECS}s" --latency -s "$script" "$url")
+    out=$("${CLI[@]}" wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" --latency -s "$script" "$url")
     if echo "$out" | grep -q "Non-2xx"; then echo "non-2xx answers from $url" >&2; echo "$out" >&2; exit 1; fi
     local rps p50 p99
     rps=$(echo "$out" | awk '/^Requests\/sec/ {print $2}')
@@ -76,7 +83,7 @@ bench() {
     p99=$(echo "$out" | awk '$1=="99%" {print $2}')
     echo "$rps $p50 $p99"
 }
-echo "Machine: $(nproc) cores; load before: $(cut -d' ' -f1-3 /proc/loadavg); wrk -t2 -c$CONNS -d${SECS}s"
+echo "Machine: $(nproc) cores; load before: $(cut -d' ' -f1-3 /proc/loadavg); wrk -t$THREADS -c$CONNS -d${SECS}s; PIN=${PIN:-0}"
 echo
 echo "| target | requests/s | p50 | p99 |"
 echo "|---|---:|---:|---:|"

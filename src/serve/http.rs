@@ -399,7 +399,9 @@ async fn auth(req: Request<Incoming>, st: &State) -> Response<Body> {
 
     let tools = if st.tool_permissions {
         match check_tool_permissions(&parts.headers, body, st, info, now).await {
-            Ok(needed) => tools_called(&needed),
+            // The tools are only counted in a shared store's usage: named only then.
+            Ok(needed) if st.usage.is_store() => tools_called(&needed),
+            Ok(_) => Vec::new(),
             Err(r) => return with_resource_metadata(r, st),
         }
     } else if st.usage.is_store() {
