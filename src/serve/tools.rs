@@ -32,16 +32,18 @@ pub fn decides_from(trust_headers: bool) -> &'static str {
 /// The routing headers of a request; `Ok(None)` when no `Mcp-Method` was sent.
 ///
 /// # Errors
-/// As [`routing::routing`].
+/// As [`routing::routing`], and [`BadRouting::MethodMissing`] when the request claims
+/// protocol 2026-07-28 without `Mcp-Method` (`/auth` cannot tell a POST from a GET behind
+/// `auth_request`; either way the request is refused, with the status the protocol gives).
 pub fn from_headers(h: &HeaderMap) -> Result<Option<Routing>, BadRouting> {
     let all = |name: &HeaderName| -> Vec<&[u8]> {
         h.get_all(name).iter().map(|v| v.as_bytes()).collect()
     };
-    routing::routing(
-        &all(&MCP_METHOD),
-        &all(&MCP_NAME),
-        &all(&MCP_PROTOCOL_VERSION),
-    )
+    let (method, version) = (all(&MCP_METHOD), all(&MCP_PROTOCOL_VERSION));
+    if routing::method_missing(&method, &version) {
+        return Err(BadRouting::MethodMissing);
+    }
+    routing::routing(&method, &all(&MCP_NAME), &version)
 }
 
 #[cfg(test)]
@@ -73,5 +75,13 @@ mod tests {
         assert!(r.checked_version);
         assert!(from_headers(&headers(&[("mcp-method", "a"), ("mcp-method", "b")])).is_err());
         assert_eq!(from_headers(&headers(&[("mcp-name", "add")])), Ok(None));
+        assert_eq!(
+            from_headers(&headers(&[("mcp-protocol-version", "2026-07-28")])),
+            Err(BadRouting::MethodMissing)
+        );
+        assert_eq!(
+            from_headers(&headers(&[("mcp-protocol-version", "2025-11-25")])),
+            Ok(None)
+        );
     }
 }

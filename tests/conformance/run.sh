@@ -6,6 +6,12 @@
 #   direct        suite -> the SDK server
 #   through serve suite -> nginx (adds the key) -> nginx with auth_request (the configuration
 #                 of tests/serve/nginx.rs and docs/serve.md) -> serve /auth -> the SDK server
+#   with a token  suite -> nginx (adds an OAuth access token, an ES256 JWT from the test
+#                 issuer tests/serve/oauth/issuer.py, joserfc) -> nginx with auth_request ->
+#                 a second serve, a resource server (--resource, --issuer) -> the SDK server
+#   token, tools  the same with a third serve that also decides tool permissions from the
+#                 SEP-2243 headers (--tool-permissions --trust-routing-headers, the
+#                 documented nginx setup for per-tool permissions)
 #
 # The suite has no option to send a header to a server (`server` takes --url --scenario
 # --suite --expected-failures -o --spec-version --force --requirements --timeout --verbose,
@@ -16,9 +22,13 @@
 # As a control the suite also runs against the guarded block with no key: every scenario
 # must fail there.
 #
-# Prints a Markdown table (scenario x direct, through serve, no key) and exits non-zero if a
-# scenario passes directly but fails through serve, if one passes with no key, or if the
-# server never learnt a key id (the requests did not go through serve).
+# Prints a Markdown table (scenario x each run) and exits non-zero if a scenario passes
+# directly but fails through serve with the key or with the token, if one passes with no key
+# or passes with tool permissions but not directly, if `http-header-validation` (the suite's
+# 2026-07-28 client, which sends Mcp-Method/Mcp-Name) fails with tool permissions, or if the
+# server never learnt the key id or the token's subject (the requests did not go through
+# serve). With tool permissions the suite's older-protocol scenarios are refused
+# 403 METHOD_UNSEEN (fail closed: they send no routing headers), which is what is expected.
 #
 # Usage: tests/conformance/run.sh   (from anywhere; needs nginx, npm, python3, and
 # $MCP_TEST_PYTHON or .ci/venv/bin/python with the `mcp` SDK; uses $MCP_KEY_MANAGER_BIN, else
@@ -60,10 +70,11 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-# Three distinct free ports (all bound at once, then released).
-read -r mcp_port guarded_port client_port < <(python3 -c '
+# Seven distinct free ports (all bound at once, then released).
+read -r mcp_port guarded_port client_port tguarded_port tclient_port pguarded_port \
+    pclient_port < <(python3 -c '
 import socket
-ss = [socket.socket() for _ in range(3)]
+ss = [socket.socket() for _ in range(7)]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in ss))')
 wait_port() { # port what
@@ -100,48 +111,87 @@ for _ in $(seq 100); do
 done
 [ -n "$serve_addr" ] || { cat "$work/serve.log" >&2; exit 1; }
 
-mkdir -p "$work/nginx"
-umask 077
-# The guarded block is nginx_conf() of tests/serve/nginx.rs (docs/serve.md), unchanged.
-cat >"$work/nginx/nginx.conf" <<EOF
-daemon off;
-worker_processes 1;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx-error.log notice;
-events { worker_connections 256; }
-http {
-    access_log $work/nginx-access.log;
-    client_body_temp_path $work/nginx/body;
-    proxy_temp_path $work/nginx/proxy;
-    fastcgi_temp_path $work/nginx/fastcgi;
-    uwsgi_temp_path $work/nginx/uwsgi;
-    scgi_temp_path $work/nginx/scgi;
+# The independent issuer (joserfc), kept alive by its stdin, and one access token for the
+# resource the token-guarded block is: scope `tools:call` (every tool), an hour.
+mkfifo "$work/issuer.in"
+"$python" "$root/tests/serve/oauth/issuer.py" <"$work/issuer.in" >"$work/issuer.out" \
+    2>"$work/issuer.log" &
+pids+=($!)
+exec 9>"$work/issuer.in"
+issuer_port=""
+for _ in $(seq 100); do
+    issuer_port="$(awk '/LISTENING/ {print $2}' "$work/issuer.out")"
+    [ -n "$issuer_port" ] && break
+    sleep 0.1
+done
+[ -n "$issuer_port" ] || { cat "$work/issuer.log" >&2; exit 1; }
+mint() { # resource
+    python3 - "$issuer_port" "$1" <<'PY'
+import json, sys, time, urllib.request
+port, resource = sys.argv[1], sys.argv[2]
+body = json.dumps({"alg": "ES256", "claims": {
+    "aud": resource, "sub": "conformance-client", "scope": "tools:call",
+    "exp": int(time.time()) + 3600}}).encode()
+req = urllib.request.Request(f"http://127.0.0.1:{port}/mint", data=body,
+                             headers={"Content-Type": "application/json"})
+print(json.load(urllib.request.urlopen(req, timeout=10))["token"])
+PY
+}
+token="$(mint "http://127.0.0.1:$tguarded_port/mcp")"
+ptoken="$(mint "http://127.0.0.1:$pguarded_port/mcp")"
 
-    upstream mcp_key_serve {
-        server $serve_addr;
-        keepalive 16;
-    }
+# serve_tokens NAME GUARDED_PORT [ARGS]: a resource server for the guarded block on that
+# port; prints its address once it listens.
+serve_tokens() {
+    "$bin" serve --verifier "$work/verifier.json" --listen 127.0.0.1:0 \
+        --resource "http://127.0.0.1:$2/mcp" --issuer "http://127.0.0.1:$issuer_port" \
+        --usage "$work/verifier.usage.$1.json" "${@:3}" \
+        </dev/null >/dev/null 2>"$work/serve-$1.log" &
+    pids+=($!)
+    local addr=""
+    for _ in $(seq 100); do
+        addr="$(sed -n 's/.*listening on http:\/\/\([^ ]*\).*/\1/p' "$work/serve-$1.log" | head -n 1)"
+        [ -n "$addr" ] && break
+        sleep 0.1
+    done
+    [ -n "$addr" ] || { cat "$work/serve-$1.log" >&2; exit 1; }
+    tserve_addr="$addr"
+}
+serve_tokens token "$tguarded_port"
+token_addr="$tserve_addr"
+serve_tokens tools "$pguarded_port" --tool-permissions --trust-routing-headers
+tools_addr="$tserve_addr"
 
-    # The client's part: the suite cannot send a header, this block adds the key.
+# The client's part (the suite cannot send a header): a block on port $1 that adds
+# `Authorization: Bearer $3` and passes everything on to port $2 unchanged.
+client_block() {
+    cat <<EOF
     server {
-        listen 127.0.0.1:$client_port;
+        listen 127.0.0.1:$1;
         location / {
-            proxy_pass http://127.0.0.1:$guarded_port;
+            proxy_pass http://127.0.0.1:$2;
             proxy_http_version 1.1;
             proxy_set_header Host \$http_host;
             proxy_set_header Connection "";
-            proxy_set_header Authorization "Bearer $key";
+            proxy_set_header Authorization "Bearer $3";
             proxy_buffering off;
             proxy_read_timeout 1h;
         }
     }
 
+EOF
+}
+
+# The guarded block on port $1 with serve's upstream $2: nginx_conf() of
+# tests/serve/nginx.rs (docs/serve.md), unchanged.
+guarded_block() {
+    cat <<EOF
     server {
-        listen 127.0.0.1:$guarded_port;
+        listen 127.0.0.1:$1;
 
         location = /_mcp_auth {
             internal;
-            proxy_pass http://mcp_key_serve/auth;
+            proxy_pass http://$2/auth;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_pass_request_body off;
@@ -180,7 +230,7 @@ http {
         }
 
         location /.well-known/oauth-protected-resource {
-            proxy_pass http://mcp_key_serve;
+            proxy_pass http://$2;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
         }
@@ -194,6 +244,10 @@ http {
 
         location @mcp_auth_error {
             default_type application/json;
+            if (\$mcp_auth_status = 400) {
+                add_header Cache-Control no-store always;
+                return 400 '{"jsonrpc":"2.0","id":null,"error":{"code":-32020,"message":"bad request (\$mcp_error)","data":{"code":"\$mcp_error"}}}';
+            }
             if (\$mcp_auth_status = 429) {
                 add_header Retry-After \$mcp_retry_after always;
                 add_header RateLimit \$mcp_ratelimit always;
@@ -204,8 +258,48 @@ http {
             return 500;
         }
     }
-}
 EOF
+}
+
+mkdir -p "$work/nginx"
+umask 077
+{
+cat <<EOF
+daemon off;
+worker_processes 1;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx-error.log notice;
+events { worker_connections 256; }
+http {
+    access_log $work/nginx-access.log;
+    client_body_temp_path $work/nginx/body;
+    proxy_temp_path $work/nginx/proxy;
+    fastcgi_temp_path $work/nginx/fastcgi;
+    uwsgi_temp_path $work/nginx/uwsgi;
+    scgi_temp_path $work/nginx/scgi;
+
+    upstream mcp_key_serve {
+        server $serve_addr;
+        keepalive 16;
+    }
+    upstream mcp_key_serve_tokens {
+        server $token_addr;
+        keepalive 16;
+    }
+    upstream mcp_key_serve_tools {
+        server $tools_addr;
+        keepalive 16;
+    }
+
+EOF
+client_block "$client_port" "$guarded_port" "$key"
+guarded_block "$guarded_port" mcp_key_serve
+client_block "$tclient_port" "$tguarded_port" "$token"
+guarded_block "$tguarded_port" mcp_key_serve_tokens
+client_block "$pclient_port" "$pguarded_port" "$ptoken"
+guarded_block "$pguarded_port" mcp_key_serve_tools
+echo '}'
+} >"$work/nginx/nginx.conf"
 umask 022
 "$nginx" -p "$work/nginx" -c "$work/nginx/nginx.conf" -e "$work/nginx-error.log" \
     </dev/null >/dev/null 2>>"$work/nginx-error.log" &
@@ -213,8 +307,12 @@ pids+=($!)
 wait_port "$mcp_port" "the MCP server"
 wait_port "$guarded_port" nginx
 wait_port "$client_port" nginx
+wait_port "$tguarded_port" nginx
+wait_port "$tclient_port" nginx
+wait_port "$pguarded_port" nginx
+wait_port "$pclient_port" nginx
 
-# --- the suite, three times ---------------------------------------------------------------
+# --- the suite, five times ---------------------------------------------------------------
 # The active suite, then the scenarios it leaves out that bear on a proxy in the path:
 # http-header-validation (SEP-2243: Mcp-Method / Mcp-Name headers must reach the server).
 extra_scenarios=(http-header-validation)
@@ -246,6 +344,8 @@ PY
 t0=$(date +%s)
 run_suite direct "http://127.0.0.1:$mcp_port/mcp"
 run_suite serve "http://127.0.0.1:$client_port/mcp"
+run_suite token "http://127.0.0.1:$tclient_port/mcp"
+run_suite tools "http://127.0.0.1:$pclient_port/mcp"
 run_suite nokey "http://127.0.0.1:$guarded_port/mcp"
 t1=$(date +%s)
 
@@ -254,15 +354,33 @@ if ! [ -s "$work/seen" ]; then
     echo "FAIL: the MCP server never received X-MCP-Key-Id: the requests did not go through serve" >&2
     status=1
 fi
+if ! grep -qx 'x-mcp-subject=conformance-client' "$work/seen.headers" 2>/dev/null; then
+    echo "FAIL: the MCP server never received the token's subject: the token run did not go through serve" >&2
+    status=1
+fi
 {
-    echo "| scenario | direct | through nginx + serve | nginx + serve, no key |"
-    echo "|---|---|---|---|"
+    echo "| scenario | direct | nginx + serve, key | nginx + serve, access token | access token, tool permissions from headers | nginx + serve, no key |"
+    echo "|---|---|---|---|---|---|"
     while read -r name d; do
         s="$(awk -v n="$name" '$1 == n { print $2 }' "$work/res-serve")"
+        t="$(awk -v n="$name" '$1 == n { print $2 }' "$work/res-token")"
+        p="$(awk -v n="$name" '$1 == n { print $2 }' "$work/res-tools")"
         n="$(awk -v n="$name" '$1 == n { print $2 }' "$work/res-nokey")"
-        echo "| \`$name\` | $d | ${s:-fail} | ${n:-fail} |"
+        echo "| \`$name\` | $d | ${s:-fail} | ${t:-fail} | ${p:-fail} | ${n:-fail} |"
+        if [ "$d" != pass ] && [ "${p:-fail}" = pass ]; then
+            echo "FAIL: $name passes with tool permissions but not directly" >&2
+            status=1
+        fi
+        if [ "$name" = http-header-validation ] && [ "${p:-fail}" != pass ]; then
+            echo "FAIL: http-header-validation (a 2026-07-28 client) fails with tool permissions from headers" >&2
+            status=1
+        fi
         if [ "$d" = pass ] && [ "${s:-fail}" != pass ]; then
             echo "FAIL: $name passes directly but not through serve" >&2
+            status=1
+        fi
+        if [ "$d" = pass ] && [ "${t:-fail}" != pass ]; then
+            echo "FAIL: $name passes directly but not through serve with an access token" >&2
             status=1
         fi
         if [ "${n:-fail}" = pass ]; then
@@ -275,7 +393,9 @@ cat "$work/table.md"
 pass() { grep -c ' pass$' "$1" || true; }
 echo
 echo "passed: direct $(pass "$work/res-direct")/$(wc -l <"$work/res-direct"), through serve" \
-    "$(pass "$work/res-serve")/$(wc -l <"$work/res-serve"), no key" \
+    "$(pass "$work/res-serve")/$(wc -l <"$work/res-serve"), with a token" \
+    "$(pass "$work/res-token")/$(wc -l <"$work/res-token"), with a token and tool permissions" \
+    "$(pass "$work/res-tools")/$(wc -l <"$work/res-tools"), no key" \
     "$(pass "$work/res-nokey")/$(wc -l <"$work/res-nokey"); suite runs took $((t1 - t0)) s;" \
     "key ids seen upstream: $(sort -u "$work/seen" 2>/dev/null | wc -l)"
 if [ "$status" -ne 0 ] && [ -n "${CONFORMANCE_KEEP:-}" ]; then

@@ -334,6 +334,22 @@ fn tool_permissions_from_mcp_method_headers_fail_closed() {
         b"",
     );
     assert_eq!(r.status, 400);
+    // Protocol 2026-07-28 without Mcp-Method (SEP-2243 requires it on every POST): 400
+    // -32020 as its servers answer, not 403, with a body or without.
+    for body in [
+        &b""[..],
+        rpc("tools/call", Some("echo")).to_string().as_bytes(),
+    ] {
+        let r = auth(&[("X-API-Key", key), v], body);
+        assert_eq!(
+            (r.status, r.code()),
+            (400, "BAD_ROUTING".into()),
+            "{}",
+            r.raw
+        );
+        assert_eq!(r.json()["error"]["code"], -32020);
+        assert!(r.raw.contains("Mcp-Method header is required"), "{}", r.raw);
+    }
 
     // A body, when there is one, is read and decides, even with a trusted version.
     let rm = rpc("tools/call", Some("rm")).to_string();

@@ -173,6 +173,10 @@ http {{
 
         location @mcp_auth_error {{
             default_type application/json;
+            if ($mcp_auth_status = 400) {{
+                add_header Cache-Control no-store always;
+                return 400 '{{"jsonrpc":"2.0","id":null,"error":{{"code":-32020,"message":"bad request ($mcp_error)","data":{{"code":"$mcp_error"}}}}}}';
+            }}
             if ($mcp_auth_status = 429) {{
                 add_header Retry-After $mcp_retry_after always;
                 add_header RateLimit $mcp_ratelimit always;

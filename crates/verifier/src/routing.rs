@@ -35,6 +35,9 @@ pub enum BadRouting {
     Malformed(&'static str),
     /// `Mcp-Name` is required by the method and absent.
     NameMissing,
+    /// `Mcp-Method` is absent from a POST that claims a protocol version requiring it
+    /// (see [`method_missing`]).
+    MethodMissing,
 }
 
 impl BadRouting {
@@ -43,8 +46,21 @@ impl BadRouting {
         match self {
             BadRouting::Malformed(why) => why,
             BadRouting::NameMissing => "the Mcp-Name header is required with this Mcp-Method",
+            BadRouting::MethodMissing => {
+                "the Mcp-Method header is required on every POST with MCP-Protocol-Version \
+                 2026-07-28"
+            }
         }
     }
+}
+
+/// Whether a request claiming a [`CHECKED_VERSIONS`] protocol version (one `MCP-Protocol-Version`
+/// value) sent no `Mcp-Method`: SEP-2243 requires it on every POST of that version, and its
+/// servers answer such a request 400 with JSON-RPC `-32020`. A caller that decides from the
+/// headers refuses it the same way rather than as a request whose method it cannot see.
+pub fn method_missing(method: &[&[u8]], version: &[&[u8]]) -> bool {
+    method.is_empty()
+        && matches!(version, [v] if CHECKED_VERSIONS.iter().any(|c| c.as_bytes() == v.trim_ascii()))
 }
 
 /// Reads the routing headers from every value of `Mcp-Method`, `Mcp-Name` and
@@ -208,6 +224,12 @@ mod tests {
             );
         }
         assert_eq!(r(&[], &["add"], &[]), Ok(None));
+        assert!(method_missing(&[], &[b"2026-07-28"]));
+        assert!(method_missing(&[], &[b" 2026-07-28 "]));
+        assert!(!method_missing(&[b"ping"], &[b"2026-07-28"]));
+        assert!(!method_missing(&[], &[b"2025-11-25"]));
+        assert!(!method_missing(&[], &[]));
+        assert!(!method_missing(&[], &[b"2026-07-28", b"2026-07-28"]));
         assert_eq!(r(&["tools/call"], &[], &[]), Err(BadRouting::NameMissing));
         for bad in [
             r(&["a", "b"], &[], &[]),

@@ -10,8 +10,8 @@
 //! [`rpc::MAX_BODY_BYTES`], else 413) and the `Mcp-Method`/`Mcp-Name` headers, and asks for
 //! `tools:call` or `tools:call:<tool>`, `prompts:get` or `prompts:get:<prompt>`, and
 //! `resources:read` (see [`crate::routing`]); headers that disagree with the body are
-//! answered 400 (`-32020`), and a POST that shows no method at all is refused (403
-//! `METHOD_UNSEEN`). A key with a rate limit (set in the vault, carried in the verifier)
+//! answered 400 (`-32020`), as is a POST of protocol 2026-07-28 without `Mcp-Method`, and a
+//! POST that shows no method at all is refused (403 `METHOD_UNSEEN`). A key with a rate limit (set in the vault, carried in the verifier)
 //! is held to it in this process (every clone of the layer shares one count): 429 with
 //! `Retry-After` over it, and the `RateLimit-Policy`/`RateLimit` headers on every answer
 //! (docs/verifier.md, "Rate limits"). An accepted request carries the caller's [`crate::KeyInfo`]
@@ -377,12 +377,14 @@ where
             .map(HeaderValue::as_bytes)
             .collect::<Vec<_>>()
     };
-    let routing = routing::routing(
-        &values("mcp-method"),
-        &values("mcp-name"),
-        &values("mcp-protocol-version"),
-    )
-    .map_err(|e| rpc::bad_routing(e.reason()))?;
+    let (method, version) = (values("mcp-method"), values("mcp-protocol-version"));
+    if parts.method == Method::POST && routing::method_missing(&method, &version) {
+        return Err(rpc::bad_routing(
+            routing::BadRouting::MethodMissing.reason(),
+        ));
+    }
+    let routing = routing::routing(&method, &values("mcp-name"), &version)
+        .map_err(|e| rpc::bad_routing(e.reason()))?;
     let declared = h
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -713,6 +715,15 @@ mod tests {
         assert_eq!(s, 400);
         assert!(body.contains("-32020") && body.contains("HEADER_MISMATCH"));
         assert!(send(&l, "POST", &[k], "{").await.1.contains("PARSE_ERROR"));
+        // Protocol 2026-07-28 without Mcp-Method: 400 -32020 (SEP-2243), body or not; a
+        // GET of that version is not a JSON-RPC message and is not held to it.
+        let v2026: (&str, &[u8]) = ("mcp-protocol-version", b"2026-07-28");
+        for body in [ECHO, ""] {
+            let (s, b, _) = send(&l, "POST", &[k, v2026], body).await;
+            assert_eq!(s, 400, "{body:?}");
+            assert!(b.contains("-32020") && b.contains("BAD_ROUTING"), "{b}");
+        }
+        assert_eq!(send(&l, "GET", &[k, v2026], "").await.0, 200);
         let big = " ".repeat(rpc::MAX_BODY_BYTES as usize + 1);
         let (s, _, h) = send(&l, "POST", &[k], &big).await;
         assert_eq!((s, h.get("connection")), (413, "close"));
