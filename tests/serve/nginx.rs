@@ -895,3 +895,305 @@ fn nginx_serve_and_the_sdk_oauth_flow() {
         "no token in nginx's or the server's logs"
     );
 }
+
+/// Node (`$MCP_TEST_NODE`, else `node`, ≥ 20), the node_modules holding the official
+/// TypeScript SDK v2's client (`$MCP_TEST_TS_CLIENT_MODULES`, else
+/// tests/serve/mcp/ts-client/node_modules, which `npm ci` there installs; .ci/run does so
+/// before `cargo test`) and the client's version, the one that package's package.json pins.
+fn node_and_ts_client() -> Option<(String, PathBuf, String)> {
+    let missing = |why: String| -> Option<(String, PathBuf, String)> {
+        tool_or_skip("the TypeScript SDK OAuth end-to-end test", false, why);
+        None
+    };
+    let node = std::env::var("MCP_TEST_NODE").unwrap_or_else(|_| "node".into());
+    match Command::new(&node).arg("--version").output() {
+        Ok(o) if o.status.success() => {
+            let v = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            let major: u32 = v
+                .trim_start_matches('v')
+                .split('.')
+                .next()
+                .and_then(|m| m.parse().ok())
+                .unwrap_or(0);
+            if major < 20 {
+                return missing(format!("{node} is {v}; the SDK v2 client needs Node >= 20"));
+            }
+        }
+        Ok(o) => return missing(format!("{node} --version failed: {}", o.status)),
+        Err(e) => return missing(format!("cannot run {node}: {e}")),
+    }
+    let package = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/serve/mcp/ts-client");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(package.join("package.json")).unwrap())
+            .unwrap();
+    let pinned = manifest["dependencies"]["@modelcontextprotocol/client"]
+        .as_str()
+        .expect("package.json pins @modelcontextprotocol/client")
+        .to_string();
+    let modules = std::env::var_os("MCP_TEST_TS_CLIENT_MODULES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| package.join("node_modules"));
+    let installed =
+        std::fs::read_to_string(modules.join("@modelcontextprotocol/client/package.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["version"].as_str().map(str::to_string));
+    match installed {
+        Some(v) if v == pinned => Some((node, modules, pinned)),
+        Some(v) => missing(format!(
+            "@modelcontextprotocol/client in {} is {v}, package.json pins {pinned} (run `npm ci` \
+             in tests/serve/mcp/ts-client)",
+            modules.display()
+        )),
+        None => missing(format!(
+            "no @modelcontextprotocol/client in {} (run `npm ci` in tests/serve/mcp/ts-client)",
+            modules.display()
+        )),
+    }
+}
+
+/// Runs `cmd` with its output to files in `dir` (`name`.out, `name`.err), killed after
+/// `limit` (and if the test panics meanwhile): its exit code (`None` when killed) and what it
+/// printed, stdout then stderr.
+fn run_bounded(mut cmd: Command, dir: &Path, name: &str, limit: Duration) -> (Option<i32>, String) {
+    let out = dir.join(format!("{name}.out"));
+    let err = dir.join(format!("{name}.err"));
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let mut kids = Kill(vec![child]);
+    let end = Instant::now() + limit;
+    let code = loop {
+        if let Some(status) = kids.0[0].try_wait().unwrap() {
+            break status.code();
+        }
+        if Instant::now() >= end {
+            break None; // killed by `kids`' drop
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    drop(kids);
+    let text = format!(
+        "{}{}",
+        std::fs::read_to_string(&out).unwrap_or_default(),
+        std::fs::read_to_string(&err).unwrap_or_default()
+    );
+    (code, text)
+}
+
+/// The whole OAuth flow again, driven by the official TypeScript SDK v2's OAuth client
+/// (`@modelcontextprotocol/client`, pinned in tests/serve/mcp/ts-client: an
+/// `OAuthClientProvider` given to `StreamableHTTPClientTransport`; `oauth_client.mjs` there
+/// approves the authorization itself, hands the redirect to `finishAuth` and connects again)
+/// on the 2026-07-28 protocol, so each request names its method and tool in `Mcp-Method` and
+/// `Mcp-Name`, through nginx to `serve --tool-permissions --trust-routing-headers` (the Python
+/// flow test's arguments): the 401's `resource_metadata` leads it (through nginx) to `serve`'s
+/// metadata, that to the issuer's; it registers, is authorized (code, PKCE S256, resource
+/// indicator), exchanges the code and calls `echo`, which runs upstream. The issuer grants only
+/// `tools:call:echo`, so `add` is refused 403 `insufficient_scope` naming `tools:call:add`; the
+/// SDK steps up (authorizes again, asking for it too), gets no more, is refused again, and
+/// `add` never runs.
+#[test]
+fn nginx_serve_and_the_ts_sdk_oauth_flow() {
+    let Some((nginx, python)) = prerequisites() else {
+        return;
+    };
+    let Some((node, modules, pinned)) = node_and_ts_client() else {
+        return;
+    };
+    let Some(issuer) =
+        crate::oauth::Issuer::start_with(None, &["--grant-scope", "tools:call:echo"])
+    else {
+        return;
+    };
+    let iss = issuer.url.as_str();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (_key, _id, verifier) = vault_with_key(dir, &[]);
+    let port = free_port();
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let stack = Stack::start_at(
+        port,
+        &nginx,
+        &python,
+        dir,
+        &verifier,
+        &[
+            "--tool-permissions",
+            "--trust-routing-headers",
+            "--resource",
+            &resource,
+            "--issuer",
+            iss,
+            "--scope",
+            "tools:call:echo",
+            "--scope",
+            "tools:call:add",
+        ],
+    );
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/serve/mcp/ts-client/oauth_client.mjs");
+    let mut cmd = Command::new(&node);
+    cmd.arg(script)
+        .arg(&resource)
+        .args(["echo", "add"])
+        .env("MCP_TEST_TS_CLIENT_MODULES", &modules);
+    let (code, text) = run_bounded(cmd, dir, "ts-client", Duration::from_secs(90));
+    assert!(!text.contains("eyJ"), "the client printed a token");
+    let context = || {
+        format!(
+            "{text}\n--- serve:\n{}\n--- logs:\n{}",
+            stack.serve.log(),
+            logs(dir)
+        )
+    };
+    assert_eq!(code, Some(3), "(None: killed after 90 s)\n{}", context());
+    assert!(
+        text.contains(&format!("CLIENT @modelcontextprotocol/client {pinned} ")),
+        "{}",
+        context()
+    );
+    let lines: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("STEP "))
+        .collect();
+    // Without what follows the status: `METHOD URL STATUS`.
+    let steps: Vec<String> = lines
+        .iter()
+        .map(|l| l.splitn(4, ' ').take(3).collect::<Vec<_>>().join(" "))
+        .collect();
+    let at = |want: &str| {
+        steps
+            .iter()
+            .position(|s| s == want)
+            .unwrap_or_else(|| panic!("no {want:?} in\n{}", context()))
+    };
+    let challenged = at(&format!("POST {resource} 401"));
+    assert!(
+        lines[challenged].contains(&format!(
+            "resource_metadata=\"http://127.0.0.1:{port}/.well-known/oauth-protected-resource/mcp\""
+        )),
+        "{}",
+        context()
+    );
+    let order = [
+        challenged,
+        at(&format!(
+            "GET http://127.0.0.1:{port}/.well-known/oauth-protected-resource/mcp 200"
+        )),
+        at(&format!(
+            "GET {iss}/.well-known/oauth-authorization-server 200"
+        )),
+        at(&format!("POST {iss}/register 201")),
+        at(&format!("GET {iss}/authorize 302")),
+        at(&format!("POST {iss}/token 200")),
+    ];
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{}", context());
+
+    // The authorization requests: PKCE S256 and the resource indicator; the step-up asks for
+    // `tools:call:add` beside `tools:call:echo`.
+    let authorize: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("AUTHORIZE "))
+        .collect();
+    assert!(authorize.len() >= 2, "{}", context());
+    for a in &authorize[..2] {
+        for want in [
+            format!("resource={resource} "),
+            "response_type=code ".to_string(),
+            "code_challenge_method=S256 ".to_string(),
+            "code_challenge=present".to_string(),
+        ] {
+            assert!(a.contains(&want), "{want:?} not in {a:?}\n{}", context());
+        }
+    }
+    assert!(
+        authorize[1].contains("tools:call:add") && authorize[1].contains("tools:call:echo"),
+        "{}",
+        context()
+    );
+
+    // `echo`, with the token: its POST names the method and the tool in the routing headers,
+    // serve lets it through, and it runs upstream (the upstream told the token's subject and
+    // scope).
+    let echo = (order[5]..steps.len())
+        .find(|&i| {
+            steps[i] == format!("POST {resource} 200")
+                && lines[i].contains("mcp-method=tools/call")
+                && lines[i].contains("mcp-name=echo")
+        })
+        .unwrap_or_else(|| panic!("no tools/call of echo answered 200 in\n{}", context()));
+    assert!(
+        lines[echo].contains("mcp-protocol-version=2026-07-28"),
+        "{}",
+        context()
+    );
+    assert!(text.contains("RESULT echo: hello"), "{}", context());
+    let upstream =
+        std::fs::read_to_string(dir.join("seen-key-ids.txt.headers")).unwrap_or_default();
+    assert!(
+        upstream
+            .split("--\n")
+            .any(|r| r.contains("x-mcp-subject=user-1\n")
+                && r.contains("x-mcp-key-permissions=tools:call:echo\n")),
+        "{upstream}\n{}",
+        context()
+    );
+
+    // `add`: refused for want of `tools:call:add` (decided from its routing headers), the
+    // SDK's step-up (authorize, token), refused again.
+    let refused = at(&format!("POST {resource} 403"));
+    assert!(refused > echo, "{}", context());
+    for i in [refused, refused + 3] {
+        let line = lines.get(i).copied().unwrap_or("");
+        for want in [
+            "mcp-method=tools/call",
+            "mcp-name=add",
+            "error=\"insufficient_scope\"",
+            "tools:call:add",
+        ] {
+            assert!(
+                line.contains(want),
+                "{want:?} not in {line:?}\n{}",
+                context()
+            );
+        }
+    }
+    assert_eq!(
+        steps[refused..(refused + 4).min(steps.len())],
+        [
+            format!("POST {resource} 403"),
+            format!("GET {iss}/authorize 302"),
+            format!("POST {iss}/token 200"),
+            format!("POST {resource} 403"),
+        ],
+        "{}",
+        context()
+    );
+    assert!(
+        text.contains("REFUSED add statuses=") && !text.contains("sum: 5"),
+        "{}",
+        context()
+    );
+    assert!(
+        text.contains(r#"GRANTED scope="tools:call:echo""#),
+        "{}",
+        context()
+    );
+    let stats = issuer.stats();
+    assert_eq!(
+        (stats["authorizations"].as_u64(), stats["tokens"].as_u64()),
+        (Some(2), Some(2)),
+        "{stats}"
+    );
+    // What ran upstream: `echo`, once; `add` never.
+    let calls = std::fs::read_to_string(dir.join("seen-key-ids.txt.calls")).unwrap_or_default();
+    assert_eq!(calls, "echo\n", "{}", context());
+    assert!(
+        !logs(dir).contains("eyJ"),
+        "no token in nginx's or the server's logs"
+    );
+}

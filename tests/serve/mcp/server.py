@@ -5,7 +5,8 @@ Usage: server.py PORT SEEN_FILE
 Each request's `X-MCP-Key-Id` header (set by nginx from `serve`'s answer) is appended to
 SEEN_FILE, so the test can check that the upstream learns which key was used; every
 `X-MCP-*` header of each request goes to SEEN_FILE.headers (`name=value` lines, `--` after
-each request), so a test can check what identity the upstream was told.
+each request), so a test can check what identity the upstream was told; the name of each
+tool that runs goes to SEEN_FILE.calls (one a line), so a test can check which tools ran.
 Works with the SDK's v1 (`FastMCP`) and v2 (`MCPServer`) APIs.
 """
 
@@ -24,15 +25,22 @@ seen_file = sys.argv[2]
 server = Server("echo-server")
 
 
+def ran(tool: str) -> None:
+    with open(seen_file + ".calls", "a", encoding="ascii") as f:
+        f.write(tool + "\n")
+
+
 @server.tool()
 def echo(text: str) -> str:
     """Echo the text back."""
+    ran("echo")
     return "echo: " + text
 
 
 @server.tool()
 def add(a: int, b: int) -> str:
     """Add two integers (a second tool, for per-tool permissions)."""
+    ran("add")
     return "sum: %d" % (a + b)
 
 
