@@ -6,6 +6,7 @@
 #      against a 300-byte tools/call body read and parsed.
 # The token comes from the independent test issuer (tests/serve/oauth/issuer.py, joserfc).
 # Usage: cargo build --release && benches/serve/oauth.sh [SECONDS per run, default 10]
+#        (ROUNDS=N interleaved rounds, default 3: each target in turn, medians and ratios)
 #        PIN=1 WORKERS=1 benches/serve/oauth.sh   # servers on CPU 0 (nginx one worker), wrk on CPU 1
 # Needs wrk, nginx and a Python with joserfc ($PYTHON, default .ci/venv/bin/python).
 set -euo pipefail
@@ -83,23 +84,52 @@ bench() {
     p99=$(echo "$out" | awk '$1=="99%" {print $2}')
     echo "$rps $p50 $p99"
 }
-echo "Machine: $(nproc) cores; load before: $(cut -d' ' -f1-3 /proc/loadavg); wrk -t$THREADS -c$CONNS -d${SECS}s; PIN=${PIN:-0}"
+ROUNDS=${ROUNDS:-3}
+echo "Machine: $(nproc) cores; load before: $(cut -d' ' -f1-3 /proc/loadavg); wrk -t$THREADS -c$CONNS -d${SECS}s; PIN=${PIN:-0}; $ROUNDS interleaved rounds"
+# Each round measures every target in turn; the table gives each target's median over the
+# rounds, and each ratio is the median of the ratios taken within one round.
+names=(nginx key token routed body)
+urls=("http://127.0.0.1:$P_NGX/" "http://127.0.0.1:$P_SERVE/auth" "http://127.0.0.1:$P_SERVE/auth"
+      "http://127.0.0.1:$P_ROUTED/auth" "http://127.0.0.1:$P_BODY/auth")
+scripts=(key.lua key.lua token.lua routed.lua toolcall.lua)
+: > "$work/results"
+for round in $(seq "$ROUNDS"); do
+    for i in "${!names[@]}"; do
+        read -r rps p50 p99 < <(bench "${urls[$i]}" "benches/serve/${scripts[$i]}")
+        echo "$round ${names[$i]} $rps $p50 $p99" >> "$work/results"
+    done
+done
+echo "Load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| target | requests/s | p50 | p99 |"
-echo "|---|---:|---:|---:|"
-read -r n1 a b < <(bench "http://127.0.0.1:$P_NGX/" benches/serve/key.lua);        echo "| nginx \`return 200\` | $n1 | $a | $b |"
-read -r k a b < <(bench "http://127.0.0.1:$P_SERVE/auth" benches/serve/key.lua);    echo "| serve /auth, key | $k | $a | $b |"
-read -r t a b < <(bench "http://127.0.0.1:$P_SERVE/auth" benches/serve/token.lua);  echo "| serve /auth, ES256 access token (cached) | $t | $a | $b |"
-read -r r a b < <(bench "http://127.0.0.1:$P_ROUTED/auth" benches/serve/routed.lua); echo "| serve --tool-permissions, from Mcp-Method/Mcp-Name | $r | $a | $b |"
-read -r o a b < <(bench "http://127.0.0.1:$P_BODY/auth" benches/serve/toolcall.lua); echo "| serve --tool-permissions, 300-byte body parsed | $o | $a | $b |"
-read -r n2 a b < <(bench "http://127.0.0.1:$P_NGX/" benches/serve/key.lua);        echo "| nginx \`return 200\` (again) | $n2 | $a | $b |"
-echo
-python3 - "$n1" "$n2" "$k" "$t" "$r" "$o" <<'PY'
-import sys
-n1, n2, k, t, r, o = map(float, sys.argv[1:])
-ngx = (n1 + n2) / 2
-print(f"- cached access token / key: {t/k:.2f}x")
-print(f"- tool permissions from headers / nginx `return 200`: {r/ngx:.2f}x (from the body: {o/ngx:.2f}x)")
-print(f"- key / nginx: {k/ngx:.2f}x")
+python3 - "$work/results" <<'PY'
+import re, statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+def us(v):
+    n, u = re.fullmatch(r"([\d.]+)(us|ms|s)", v).groups()
+    return float(n) * {"us": 1, "ms": 1e3, "s": 1e6}[u]
+labels = {"nginx": "nginx `return 200`", "key": "serve /auth, key",
+          "token": "serve /auth, ES256 access token (cached)",
+          "routed": "serve --tool-permissions, from Mcp-Method/Mcp-Name (no body)",
+          "body": "serve --tool-permissions, 300-byte body read and parsed"}
+by = {}
+for r, name, rps, p50, p99 in rows:
+    by.setdefault(name, {})[int(r)] = (float(rps), us(p50), us(p99))
+print("| target | requests/s (median) | each round | p50 | p99 |")
+print("|---|---:|---|---:|---:|")
+for name, label in labels.items():
+    v = by[name]
+    rates = [v[r][0] for r in sorted(v)]
+    print(f"| {label} | {statistics.median(rates):,.0f} | {' / '.join(f'{x:,.0f}' for x in rates)} "
+          f"| {statistics.median(x[1] for x in v.values()):.0f} µs "
+          f"| {statistics.median(x[2] for x in v.values()):.0f} µs |")
+def ratio(a, b):
+    rs = [by[a][r][0] / by[b][r][0] for r in sorted(by[a])]
+    return f"{statistics.median(rs):.2f}x (rounds: {', '.join(f'{x:.2f}' for x in rs)})"
+print()
+print(f"- cached access token / key: {ratio('token', 'key')}")
+print(f"- tool permissions from headers / nginx `return 200`: {ratio('routed', 'nginx')}")
+print(f"- tool permissions from the body / nginx `return 200`: {ratio('body', 'nginx')}")
+print(f"- key / nginx `return 200`: {ratio('key', 'nginx')}")
+print(f"- tool permissions from headers / key: {ratio('routed', 'key')}")
 PY
 grep -c "oauth: 4 key(s)" "$work/serve.log" >/dev/null || { echo "serve fetched no keys" >&2; cat "$work/serve.log" >&2; exit 1; }
