@@ -28,7 +28,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{Error, Result};
 use mcp_key_vault::display::sanitize;
@@ -156,9 +156,11 @@ pub fn run(args: Config) -> Result<()> {
         body_permits: tokio::sync::Semaphore::new(MAX_BODIES_IN_FLIGHT),
         reload_error,
     });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // One single-threaded runtime per core (this one, and `Workers` for the others), each
+    // serving its own connections from start to end, as nginx's workers do: a request never
+    // wakes another thread, which a work-stealing runtime does for most of them.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .thread_name("serve")
         .build()
         .map_err(|e| Error::Io {
             context: "start the serve runtime".into(),
@@ -316,6 +318,7 @@ async fn serve(listen: SocketAddr, max_connections: usize, state: &Arc<State>) -
     let (stop_tx, stop_rx) = watch::channel(false);
     let slots = Arc::new(Semaphore::new(max_connections));
     let flusher = spawn_flusher(state, stop_rx.clone());
+    let mut workers = Workers::start(state, &builder, &stop_rx)?;
 
     let signal = loop {
         // A slot is taken before accepting: past the cap, new connections wait in the
@@ -340,7 +343,9 @@ async fn serve(listen: SocketAddr, max_connections: usize, state: &Arc<State>) -
             s = &mut shutdown => break s,
         };
         let _ = stream.set_nodelay(true);
-        spawn_connection(stream, permit, state, builder.clone(), stop_rx.clone());
+        if let Some((stream, permit)) = workers.hand_over(stream, permit) {
+            spawn_connection(stream, permit, state, builder.clone(), stop_rx.clone());
+        }
     };
 
     log(format_args!(
@@ -350,6 +355,8 @@ async fn serve(listen: SocketAddr, max_connections: usize, state: &Arc<State>) -
     drop(listener);
     let _ = stop_tx.send(true);
     wait_for_connections(&slots, max_connections, state).await;
+    // Every connection is closed (or past the drain limit): the workers may stop.
+    drop(workers);
     let _ = flusher.await;
     write_usage_at_exit(state).await;
     log(format_args!("stopped"));
@@ -436,6 +443,93 @@ fn spawn_flusher(
             }
         }
     })
+}
+
+/// The threads beside the main one, each with a single-threaded runtime that serves the
+/// connections handed to it. Connections are dealt in turn to each thread and to the main
+/// one.
+struct Workers {
+    to: Vec<tokio::sync::mpsc::UnboundedSender<(std::net::TcpStream, OwnedSemaphorePermit)>>,
+    next: usize,
+}
+
+impl Workers {
+    /// One thread per core beyond the first (the cores this process may run on).
+    fn start(
+        state: &Arc<State>,
+        builder: &http1::Builder,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<Workers> {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let mut to = Vec::new();
+        for i in 1..cores.min(64) {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(
+                std::net::TcpStream,
+                OwnedSemaphorePermit,
+            )>();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Error::Io {
+                    context: "start a serve worker runtime".into(),
+                    source: e,
+                })?;
+            let (state, builder, stop) = (Arc::clone(state), builder.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name(format!("serve-{i}"))
+                .spawn(move || {
+                    runtime.block_on(async move {
+                        while let Some((stream, permit)) = rx.recv().await {
+                            match tokio::net::TcpStream::from_std(stream) {
+                                Ok(s) => spawn_connection(
+                                    s,
+                                    permit,
+                                    &state,
+                                    builder.clone(),
+                                    stop.clone(),
+                                ),
+                                Err(e) => log(format_args!("connection dropped: {e}")),
+                            }
+                        }
+                    });
+                })
+                .map_err(|e| Error::Io {
+                    context: "start a serve worker thread".into(),
+                    source: e,
+                })?;
+            to.push(tx);
+        }
+        Ok(Workers { to, next: 0 })
+    }
+
+    /// Gives the connection to the next thread in turn; returns it when that thread is
+    /// this one (or a worker is gone).
+    fn hand_over(
+        &mut self,
+        stream: tokio::net::TcpStream,
+        permit: OwnedSemaphorePermit,
+    ) -> Option<(tokio::net::TcpStream, OwnedSemaphorePermit)> {
+        let turn = self.next;
+        self.next = (self.next + 1) % (self.to.len() + 1);
+        let Some(tx) = self.to.get(turn) else {
+            return Some((stream, permit));
+        };
+        // Still non-blocking: the worker's runtime takes it over as it is.
+        let std_stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                log(format_args!("connection dropped: {e}"));
+                return None;
+            }
+        };
+        match tx.send((std_stream, permit)) {
+            Ok(()) => None,
+            Err(back) => {
+                let (s, permit) = back.0;
+                tokio::net::TcpStream::from_std(s).ok().map(|s| (s, permit))
+            }
+        }
+    }
 }
 
 /// Serves one connection on its own task; the connection slot (`permit`) is given back
