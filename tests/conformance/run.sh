@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The official MCP conformance suite (@modelcontextprotocol/conformance, pinned in
 # package-lock.json beside this file, with the Node 22 it needs from the npm package `node`)
-# against the real MCP server of tests/serve/mcp/server.py (the official Python SDK), twice:
+# against a real MCP server with the suite's own fixtures (tests/conformance/server.py, the
+# official Python SDK: the tools, resources, prompts, completion, logging and subscriptions
+# the server scenarios ask for), five ways:
 #
 #   direct        suite -> the SDK server
 #   through serve suite -> nginx (adds the key) -> nginx with auth_request (the configuration
@@ -96,7 +98,7 @@ key="$("$bin" create conformance-bot --json |
 "$bin" publish "$work/verifier.json" >/dev/null
 unset MCP_KEY_VAULT MCP_KEY_VAULT_PASSPHRASE
 
-"$python" "$root/tests/serve/mcp/server.py" "$mcp_port" "$work/seen" \
+"$python" "$here/server.py" "$mcp_port" "$work/seen" \
     </dev/null >/dev/null 2>"$work/mcp-server.log" &
 pids+=($!)
 

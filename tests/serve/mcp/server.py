@@ -5,7 +5,7 @@ Usage: server.py PORT SEEN_FILE
 Each request's `X-MCP-Key-Id` header (set by nginx from `serve`'s answer) is appended to
 SEEN_FILE, so the test can check that the upstream learns which key was used; every
 `X-MCP-*` header of each request goes to SEEN_FILE.headers (`name=value` lines, `--` after
-each request), so a test can check what identity the upstream was told; the name of each
+each request), so a test can check what identity the upstream was told (seen.py); the name of each
 tool that runs goes to SEEN_FILE.calls (one a line), so a test can check which tools ran.
 Works with the SDK's v1 (`FastMCP`) and v2 (`MCPServer`) APIs.
 """
@@ -13,6 +13,8 @@ Works with the SDK's v1 (`FastMCP`) and v2 (`MCPServer`) APIs.
 import sys
 
 import uvicorn
+
+from seen import record_key_id  # beside this file
 
 try:  # mcp >= 2
     from mcp.server.mcpserver import MCPServer as Server
@@ -47,22 +49,4 @@ def add(a: int, b: int) -> str:
 app = server.streamable_http_app()
 
 
-def record_key_id(inner):
-    async def wrapped(scope, receive, send):
-        if scope.get("type") == "http":
-            lines = []
-            for name, value in scope.get("headers") or ():
-                if name.lower() == b"x-mcp-key-id":
-                    with open(seen_file, "a", encoding="ascii") as f:
-                        f.write(value.decode("ascii", "replace") + "\n")
-                if name.lower().startswith(b"x-mcp-"):
-                    lines.append("%s=%s\n" % (name.decode("ascii", "replace").lower(),
-                                               value.decode("ascii", "replace")))
-            with open(seen_file + ".headers", "a", encoding="ascii") as f:
-                f.write("".join(lines) + "--\n")
-        await inner(scope, receive, send)
-
-    return wrapped
-
-
-uvicorn.run(record_key_id(app), host="127.0.0.1", port=port, log_level="warning")
+uvicorn.run(record_key_id(app, seen_file), host="127.0.0.1", port=port, log_level="warning")
