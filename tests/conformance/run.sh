@@ -107,7 +107,7 @@ pids+=($!)
 pids+=($!)
 serve_addr=""
 for _ in $(seq 100); do
-    serve_addr="$(sed -n 's/.*listening on http:\/\/\([^ ]*\).*/\1/p' "$work/serve.log" | head -n 1)"
+    serve_addr="$(sed -n 's/.*listening on http:\/\/\([^ ]*\).*/\1/p' "$work/serve.log" 2>/dev/null | head -n 1 || true)"
     [ -n "$serve_addr" ] && break
     sleep 0.1
 done
@@ -122,7 +122,7 @@ pids+=($!)
 exec 9>"$work/issuer.in"
 issuer_port=""
 for _ in $(seq 100); do
-    issuer_port="$(awk '/LISTENING/ {print $2}' "$work/issuer.out")"
+    issuer_port="$(awk '/LISTENING/ {print $2}' "$work/issuer.out" 2>/dev/null || true)"
     [ -n "$issuer_port" ] && break
     sleep 0.1
 done
@@ -152,7 +152,7 @@ serve_tokens() {
     pids+=($!)
     local addr=""
     for _ in $(seq 100); do
-        addr="$(sed -n 's/.*listening on http:\/\/\([^ ]*\).*/\1/p' "$work/serve-$1.log" | head -n 1)"
+        addr="$(sed -n 's/.*listening on http:\/\/\([^ ]*\).*/\1/p' "$work/serve-$1.log" 2>/dev/null | head -n 1 || true)"
         [ -n "$addr" ] && break
         sleep 0.1
     done
