@@ -30,6 +30,8 @@ from ._core import (INSUFFICIENT_PERMISSIONS, MALFORMED, Verdict, Verifier, key_
                     permits)
 from .limit import Decision, Limiter, RateLimit
 from .oauth import configured, in_thread, looks_like_token, metadata_document
+from .routing import (HEADER_MISMATCH, MISMATCH_MESSAGE, BadRouting, blank, body_matches,
+                      needed_for, needed_from_headers, read_routing)
 
 __all__ = ["APIKeyMiddleware", "STATE_KEY", "MAX_BODY_BYTES", "RATE_LIMITED",
            "needed_permissions"]
@@ -68,19 +70,13 @@ def needed_permissions(message: Any) -> List[Tuple[str, ...]]:
     `prompts:get:P`; everything else needs nothing extra."""
     needs: List[Tuple[str, ...]] = []
     for msg in message if isinstance(message, list) else [message]:
-        if not isinstance(msg, dict):
+        if not isinstance(msg, dict) or not isinstance(msg.get("method"), str):
             continue
-        method = msg.get("method")
         params = msg.get("params")
         name = params.get("name") if isinstance(params, dict) else None
-        if method == "tools/call":
-            needs.append(("tools:call", "tools:call:" + name) if isinstance(name, str)
-                         else ("tools:call",))
-        elif method == "resources/read":
-            needs.append(("resources:read",))
-        elif method == "prompts/get":
-            needs.append(("prompts:get", "prompts:get:" + name) if isinstance(name, str)
-                         else ("prompts:get",))
+        need = needed_for(msg["method"], name if isinstance(name, str) else None)
+        if need is not None:
+            needs.append(need)
     return needs
 
 
@@ -120,7 +116,13 @@ class APIKeyMiddleware:
     - Admitted requests carry their `Verdict` at `scope["state"]["mcp_key"]`
       (Starlette/FastAPI: `request.state.mcp_key`; `.key_id`, `.name`, `.permissions`).
     - `tool_permissions=True` reads the body (at most 1 MiB, else 413; not JSON: 400) to apply
-      MCP-shaped permissions, then replays it to the app unchanged.
+      MCP-shaped permissions, then replays it to the app unchanged. It also reads the
+      `Mcp-Method`/`Mcp-Name` routing headers (MCP 2026-07-28, SEP-2243; `routing`): unusable
+      ones (repeated, not ASCII, a malformed Base64 sentinel, a name-bearing method without
+      `Mcp-Name`, a 2026-07-28 POST without `Mcp-Method`) get 400 with JSON-RPC `-32020` and
+      `data.code` `BAD_ROUTING`; headers the body disagrees with, 400 `-32020`
+      `HEADER_MISMATCH` (an edge may have authorized on them); a request without a body is
+      judged from them.
     - Rate limits: a key whose entry has a `rate_limit` is limited in this process (GCRA per
       key id, docs/verifier.md "Rate limits"), counting only requests that pass every other
       check. Admitted answers carry `RateLimit-Policy` and `RateLimit`; over the limit, 429
@@ -231,27 +233,44 @@ class APIKeyMiddleware:
             return
 
         if self.tool_permissions:
+            # The routing headers first (SEP-2243), before the body is read: as the Rust layer.
+            try:
+                route = read_routing(scope.get("method"), scope.get("headers") or ())
+            except BadRouting as exc:
+                await _respond(send, 400, _error_body(HEADER_MISMATCH, exc.reason, "BAD_ROUTING"))
+                return
             body = await self._read_body(scope, receive, send)
             if body is None:
                 return
-            if body.strip():
+            if blank(body):
+                # No body: the headers, when sent, say what the request needs.
+                needs = needed_from_headers(route)
+            else:
                 try:
-                    message = json.loads(body)
+                    # Strict UTF-8, as the Rust layer reads it (json.loads of bytes would take
+                    # a BOM, UTF-16 and encoded surrogates).
+                    message = json.loads(body.decode("utf-8"))
                 except (ValueError, UnicodeDecodeError, RecursionError):
                     await _respond(send, 400, _error_body(-32700, "the body is not JSON",
                                                           "PARSE_ERROR"))
                     return
-                missing = []
-                for alternatives in needed_permissions(message):
-                    if not any(permits(verdict.permissions, p) for p in alternatives):
-                        narrow = alternatives[-1]
-                        if not _HEADER_SAFE.fullmatch(narrow):
-                            narrow = alternatives[0]
-                        if narrow not in missing:
-                            missing.append(narrow)
-                if missing:
-                    await self._forbidden(send, verdict, missing, path)
+                # An edge may have authorized on the headers: the body must say the same.
+                if route is not None and not body_matches(route, message):
+                    await _respond(send, 400, _error_body(HEADER_MISMATCH, MISMATCH_MESSAGE,
+                                                          "HEADER_MISMATCH"))
                     return
+                needs = needed_permissions(message)
+            missing = []
+            for alternatives in needs:
+                if not any(permits(verdict.permissions, p) for p in alternatives):
+                    narrow = alternatives[-1]
+                    if not _HEADER_SAFE.fullmatch(narrow):
+                        narrow = alternatives[0]
+                    if narrow not in missing:
+                        missing.append(narrow)
+            if missing:
+                await self._forbidden(send, verdict, missing, path)
+                return
             receive = _replay(body, receive)
 
         # Last: only a request that passed every other check uses its key's quota.

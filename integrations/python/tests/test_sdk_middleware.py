@@ -222,3 +222,62 @@ def test_a_key_over_its_rate_limit_gets_the_429_error_in_the_sdk_client(world):
             assert text(await s.call_tool("add", {"a": 1, "b": 2})) == "3"
 
     run(other())
+
+
+def test_the_sdk_client_on_2026_07_28_and_a_body_that_disagrees_with_its_headers(world):
+    """The SDK's `Client` on protocol 2026-07-28 sends `Mcp-Method`/`Mcp-Name` (SEP-2243): the
+    narrow key calls its tool and is refused the other. A raw request whose headers name the
+    permitted tool while its body calls the other (what an edge that authorized on the headers
+    would let through) is refused 400 `-32020` by the middleware; the same request with honest
+    headers reaches the SDK server."""
+    need("mcp")
+    httpx2 = need("httpx2")
+    import mcp.client.streamable_http as sh
+    from mcp.client.client import Client
+    from mcp.shared.exceptions import MCPError
+
+    key = world["keys"]["narrow"][1]
+    sent = []
+
+    async def record(request):
+        sent.append(dict(request.headers))
+
+    async def sdk():
+        http = httpx2.AsyncClient(headers=bearer(key), timeout=httpx2.Timeout(20, read=60),
+                                  event_hooks={"request": [record]})
+        async with http:
+            async with Client(sh.streamable_http_client(world["url"], http_client=http),
+                              mode="2026-07-28") as c:
+                assert text(await c.call_tool("add", {"a": 2, "b": 3})) == "5"
+                with pytest.raises(MCPError) as err:
+                    await c.call_tool("whoami", {})
+                assert err.value.code == -32003
+                assert "tools:call:whoami" in err.value.message
+
+    run(sdk())
+    calls = [h for h in sent if h.get("mcp-method") == "tools/call"]
+    assert [h.get("mcp-name") for h in calls] == ["add", "whoami"], sent
+    assert all(h.get("mcp-protocol-version") == "2026-07-28" for h in sent)
+
+    def body(tool):
+        meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {}}
+        return {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                "params": {"name": tool, "arguments": {"a": 4, "b": 5}, "_meta": meta}}
+
+    async def raw(headers, message):
+        async with httpx2.AsyncClient(timeout=20) as http:
+            return await http.post(world["url"], json=message, headers=dict(
+                bearer(key), **{"Accept": "application/json, text/event-stream",
+                                "MCP-Protocol-Version": "2026-07-28"}, **headers))
+
+    forged = run(raw({"Mcp-Method": "tools/call", "Mcp-Name": "add"}, body("whoami")))
+    assert forged.status_code == 400
+    assert forged.json()["error"] == {
+        "code": -32020, "message": "the Mcp-Method/Mcp-Name headers do not match the request body",
+        "data": {"code": "HEADER_MISMATCH"}}
+    missing = run(raw({}, body("add")))
+    assert (missing.status_code, missing.json()["error"]["data"]) == (400, {"code": "BAD_ROUTING"})
+    honest = run(raw({"Mcp-Method": "tools/call", "Mcp-Name": "=?base64?YWRk?="}, body("add")))
+    assert honest.status_code == 200, honest.text
+    assert honest.json()["result"]["content"][0]["text"] == "9"

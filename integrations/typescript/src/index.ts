@@ -47,8 +47,29 @@ import {
   type JwksSource,
   type TokenVerdict,
 } from "./oauth.js";
+import {
+  BadRouting,
+  HEADER_MISMATCH,
+  MISMATCH_MESSAGE,
+  blank,
+  bodyMatches,
+  neededFor,
+  neededFromHeaders,
+  readRouting,
+  utf8,
+  type Routing,
+} from "./routing.js";
 
 export * from "./oauth.js";
+export {
+  BadRouting,
+  CHECKED_VERSIONS,
+  HEADER_MISMATCH,
+  bodyMatches,
+  decodeName,
+  readRouting,
+  type Routing,
+} from "./routing.js";
 
 export type Code =
   | "MALFORMED"
@@ -1125,15 +1146,11 @@ export function neededPermissions(message: unknown): string[][] {
   for (const msg of Array.isArray(message) ? message : [message]) {
     if (typeof msg !== "object" || msg === null) continue;
     const { method, params } = msg as { method?: unknown; params?: unknown };
+    if (typeof method !== "string") continue;
     const name =
       typeof params === "object" && params !== null ? (params as { name?: unknown }).name : undefined;
-    if (method === "tools/call") {
-      needs.push(typeof name === "string" ? ["tools:call", `tools:call:${name}`] : ["tools:call"]);
-    } else if (method === "resources/read") {
-      needs.push(["resources:read"]);
-    } else if (method === "prompts/get") {
-      needs.push(typeof name === "string" ? ["prompts:get", `prompts:get:${name}`] : ["prompts:get"]);
-    }
+    const need = neededFor(method, typeof name === "string" ? name : null);
+    if (need !== null) needs.push(need);
   }
   return needs;
 }
@@ -1258,7 +1275,10 @@ export interface ApiKeyAuthOptions extends OAuthOptions {
   require?: readonly string[];
   /** MCP-shaped permissions from the JSON-RPC body (tools/call of X needs tools:call or
    * tools:call:X, …). The body is read (at most 1 MiB) unless a body parser already set
-   * `req.body`, and left parsed on `req.body`: pass `req.body` to `transport.handleRequest`. */
+   * `req.body`, and left parsed on `req.body`: pass `req.body` to `transport.handleRequest`.
+   * The `Mcp-Method`/`Mcp-Name` headers (MCP 2026-07-28, SEP-2243) are read too: unusable ones
+   * are 400 `-32020` `BAD_ROUTING`, a body that disagrees with them 400 `-32020`
+   * `HEADER_MISMATCH`, and a request without a body is judged from them. */
   toolPermissions?: boolean;
   maxBodyBytes?: number;
   /** Called for every refusal of an identified key (revoked, expired, lacking a permission,
@@ -1351,24 +1371,42 @@ function forbidden(res: ServerResponse, missing: string[], token: boolean, chall
   );
 }
 
-/** The JSON-RPC message of a request whose body a parser has not read yet: read (at most
- * `limit` bytes) and left parsed on `req.body`, as express.json() would. */
-async function messageOf(req: Req, limit: number): Promise<{ message: unknown } | { status: 400 | 413 }> {
-  if (req.body !== undefined) return { message: req.body }; // a body parser ran before us
-  const body = await readBody(req, limit);
-  if (body === "too-large") return { status: 413 };
-  const text = body.toString("utf8");
-  if (text.trim() === "") return { message: undefined };
-  let message: unknown;
+/** What a request needs under tool permissions, or the answer refusing it: the routing headers
+ * first (SEP-2243, before the body is read, as the Rust layer), then the body, read (at most
+ * `limit` bytes) and left parsed on `req.body` as express.json() would, unless a body parser has
+ * already set `req.body`. A body must agree with the routing headers; without a body, the headers
+ * (when sent) say what the request needs. */
+async function needsOf(req: Req, limit: number): Promise<{ needs: string[][] } | { status: number; body: string }> {
+  let route: Routing | null;
   try {
-    message = JSON.parse(text);
-  } catch {
-    return { status: 400 };
+    route = readRouting(req.method, (name) => headerValues(req, name));
+  } catch (e) {
+    if (e instanceof BadRouting) return { status: 400, body: errorBody(HEADER_MISMATCH, e.reason, "BAD_ROUTING") };
+    throw e;
   }
-  // Left parsed: pass req.body on to the transport.
-  req.body = message;
-  req._body = true;
-  return { message };
+  let message: unknown = req.body; // a body parser ran before us
+  if (message === undefined) {
+    const body = await readBody(req, limit);
+    if (body === "too-large") {
+      return { status: 413, body: errorBody(-32600, `the request body is larger than ${limit} bytes`, "BODY_TOO_LARGE") };
+    }
+    if (blank(body)) return { needs: neededFromHeaders(route) };
+    const text = utf8(body);
+    try {
+      if (text === null) throw new SyntaxError("not UTF-8");
+      message = JSON.parse(text);
+    } catch {
+      return { status: 400, body: errorBody(-32700, "the body is not JSON", "PARSE_ERROR") };
+    }
+    // Left parsed: pass req.body on to the transport.
+    req.body = message;
+    req._body = true;
+  }
+  // An edge may have authorized on the headers: the body must say the same.
+  if (route !== null && !bodyMatches(route, message)) {
+    return { status: 400, body: errorBody(HEADER_MISMATCH, MISMATCH_MESSAGE, "HEADER_MISMATCH") };
+  }
+  return { needs: neededPermissions(message) };
 }
 
 function readBody(req: Req, limit: number): Promise<Buffer | "too-large"> {
@@ -1439,11 +1477,11 @@ export function apiKeyAuth(options: ApiKeyAuthOptions): (req: Req, res: ServerRe
   const { tokens, resource, challenge } = oauthSetup(options);
   const metadata = resource === null ? null : protectedResourceMetadata({ ...options, resource });
 
-  /** What `held` lacks for `message`: of each need, the narrowest permission that fits in a
+  /** What `held` lacks for `needs`: of each need, the narrowest permission that fits in a
    * header (`tools:call:add` rather than `tools:call`): only what this request needs. */
-  const missingFor = (held: readonly string[], message: unknown): string[] => {
+  const missingFor = (held: readonly string[], needs: string[][]): string[] => {
     const missing: string[] = [];
-    for (const alternatives of neededPermissions(message)) {
+    for (const alternatives of needs) {
       if (!alternatives.some((p) => permits(held, p))) {
         let narrow = alternatives[alternatives.length - 1];
         if (!HEADER_SAFE.test(narrow)) narrow = alternatives[0];
@@ -1470,14 +1508,12 @@ export function apiKeyAuth(options: ApiKeyAuthOptions): (req: Req, res: ServerRe
         admit();
         return;
       }
-      messageOf(req, limit).then((got) => {
+      needsOf(req, limit).then((got) => {
         if ("status" in got) {
-          if (got.status === 413) {
-            respond(res, 413, errorBody(-32600, `the request body is larger than ${limit} bytes`, "BODY_TOO_LARGE"));
-          } else respond(res, 400, errorBody(-32700, "the body is not JSON", "PARSE_ERROR"));
+          respond(res, got.status, got.body);
           return;
         }
-        const missing = missingFor(held, got.message);
+        const missing = missingFor(held, got.needs);
         if (missing.length > 0) {
           refused(missing);
           forbidden(res, missing, token, challenge);
@@ -1527,8 +1563,8 @@ export function apiKeyAuth(options: ApiKeyAuthOptions): (req: Req, res: ServerRe
         answer(needs);
         return;
       }
-      messageOf(req, limit).then(
-        (got) => answer("message" in got ? [...new Set([...needs, ...missingFor([], got.message)])] : needs),
+      needsOf(req, limit).then(
+        (got) => answer("needs" in got ? [...new Set([...needs, ...missingFor([], got.needs)])] : needs),
         next,
       );
       return;

@@ -7,8 +7,9 @@ MALFORMED, the reason: SHAPE or CHECKSUM) that must come out at the fixed time `
 invalid file must be refused at load; each key of `limits.json` carries the `rate_limit` its
 `rate_limits` case says, and every request of `ratelimit.json` gets the rate-limit decision
 (and header values) written there, computed below by a plain transcription of the GCRA of
-docs/verifier.md, "Rate limits". The keys here are test keys, derived from fixed labels:
-they protect nothing.
+docs/verifier.md, "Rate limits"; every case of `routing.json` (MCP routing headers under tool
+permissions) gets the answer written there from the tower layer and both middlewares. The keys
+here are test keys, derived from fixed labels: they protect nothing.
 
 Deterministic by construction (fixed hash key, keys derived with SHA-256 from fixed labels,
 sorted output, no clock): rerunning `python3 generate.py` reproduces every file byte for byte.
@@ -857,6 +858,276 @@ def key_pattern():
             "placeholders": placeholders}
 
 
+# --- routing headers (routing.json) -----------------------------------------------------------
+
+ROUTING_ABOUT = [
+    "MCP 2026-07-28 (SEP-2243) routing headers under tool permissions: Mcp-Method on every POST,",
+    "Mcp-Name on tools/call, prompts/get (the name) and resources/read (the uri), as sent or in",
+    "the Base64 sentinel form =?base64?<canonical base64 of UTF-8>?=. The Rust tower layer",
+    "(mcp_key_verifier::tower with tool_permissions), the Python APIKeyMiddleware",
+    "(tool_permissions=True) and the TypeScript apiKeyAuth (toolPermissions: true) run every case.",
+    "",
+    "A case: `http_method`; `headers`, each a list of its values, every value sent as a header",
+    "line of its own (a header absent from the object is not sent; each character of a value is",
+    "one byte, U+0000-U+00FF); `body`, sent as UTF-8 (\"\" sends none). Every case is sent once",
+    "with the key `full` and once with the key `none` (permissions below).",
+    "",
+    "`expect` is either an admission: `allow`, `needs` (what the request needs beyond the",
+    "required permissions: a list of alternatives, each satisfied by any one of its",
+    "permissions) and `scope` (the WWW-Authenticate scope of the 403 the key `none` gets, or",
+    "null when it is let through too; the key `full` is always let through, with the body",
+    "unchanged); or a refusal, the same for both keys: HTTP `status`, JSON-RPC error `code`,",
+    "`message` and `data_code` (error.data.code).",
+    "",
+    "Not here: a POST with neither body nor Mcp-Method (and no 2026-07-28 claim). The tower",
+    "layer refuses it 403 METHOD_UNSEEN (fail closed, as serve does); the Python and TypeScript",
+    "middlewares let it through needing nothing (docs/verifier.md: an empty body needs nothing",
+    "extra), since the application behind them gets no message either.",
+]
+
+
+def routing_vectors():
+    """The cases of routing.json: the rules of crates/verifier/src/routing.rs and of the tower
+    layer's `check_tools`, with the answers of crates/verifier/src/rpc.rs."""
+    v26, v25 = "2026-07-28", "2025-11-25"
+
+    def b64(s):
+        return "=?base64?" + base64.b64encode(s.encode()).decode() + "?="
+
+    def rpc(method, **params):
+        m = {"jsonrpc": "2.0", "id": 1, "method": method}
+        if params:
+            m["params"] = params
+        return json.dumps(m, separators=(",", ":"), ensure_ascii=False)
+
+    def note(method):
+        return json.dumps({"jsonrpc": "2.0", "method": method}, separators=(",", ":"))
+
+    def h(method=None, name=None, version=v26):
+        out = {}
+        for k, v in (("mcp-method", method), ("mcp-name", name), ("mcp-protocol-version", version)):
+            if v is not None:
+                out[k] = v if isinstance(v, list) else [v]
+        return out
+
+    def bad(message):
+        return {"status": 400, "code": -32020, "data_code": "BAD_ROUTING", "message": message}
+
+    def allow(*needs):
+        """Admitted, needing `needs`; the key without permissions is refused the narrowest
+        alternative of each that can be quoted (tools:call:X, else tools:call)."""
+        quotable = lambda p: all(0x21 <= ord(c) <= 0x7e and c not in '"\\' for c in p)  # noqa: E731
+        scope = [next((a for a in reversed(n) if quotable(a)), n[0]) for n in needs]
+        return {"allow": True, "needs": [list(n) for n in needs],
+                "scope": " ".join(dict.fromkeys(scope)) or None}
+
+    echo = rpc("tools/call", name="echo", arguments={"text": "hi"})
+    add = rpc("tools/call", name="add", arguments={"a": 1, "b": 2})
+    need_echo = allow(("tools:call", "tools:call:echo"))
+    need_add = allow(("tools:call", "tools:call:add"))
+    nothing = allow()
+    mismatch = {"status": 400, "code": -32020, "data_code": "HEADER_MISMATCH",
+                "message": "the Mcp-Method/Mcp-Name headers do not match the request body"}
+    parse = {"status": 400, "code": -32700, "data_code": "PARSE_ERROR",
+             "message": "the body is not JSON"}
+    m_method = "the Mcp-Method header is repeated or not ASCII"
+    m_name = "the Mcp-Name header is repeated or not ASCII"
+    m_version = "the MCP-Protocol-Version header is repeated or not ASCII"
+    m_sentinel = "the Mcp-Name header carries a malformed base64 sentinel"
+    m_name_missing = "the Mcp-Name header is required with this Mcp-Method"
+    m_method_missing = ("the Mcp-Method header is required on every POST with "
+                        "MCP-Protocol-Version 2026-07-28")
+
+    out = []
+
+    def case(why, headers, body, expect, http_method="POST"):
+        out.append({"why": why, "http_method": http_method, "headers": headers, "body": body,
+                    "expect": expect})
+
+    # Headers that agree with the body.
+    case("tools/call: Mcp-Method and Mcp-Name agree with the body; the tool decides",
+         h("tools/call", "echo"), echo, need_echo)
+    case("prompts/get: Mcp-Name is the prompt's name",
+         h("prompts/get", "greet"), rpc("prompts/get", name="greet"),
+         allow(("prompts:get", "prompts:get:greet")))
+    case("resources/read: Mcp-Name is the uri (params.uri), not params.name",
+         h("resources/read", "file:///notes/a.txt"),
+         rpc("resources/read", uri="file:///notes/a.txt"), allow(("resources:read",)))
+    case("a method that bears no name needs no Mcp-Name and nothing more",
+         h("tools/list"), rpc("tools/list"), nothing)
+    case("a notification names its method too",
+         h("notifications/initialized"), note("notifications/initialized"), nothing)
+    case("an Mcp-Name with a method that bears no name is not compared",
+         h("tools/list", "anything"), rpc("tools/list"), nothing)
+
+    # The method disagrees.
+    case("Mcp-Method names a harmless method, the body calls a tool: refused, whatever the key",
+         h("tools/list"), echo, mismatch)
+    case("Mcp-Method and Mcp-Name name a tool, the body is another method",
+         h("tools/call", "echo"), rpc("tools/list"), mismatch)
+    case("the method is compared exactly (case-sensitive)",
+         h("Tools/Call", "echo"), echo, mismatch)
+    case("a body that is JSON but no JSON-RPC request has no method to agree with",
+         h("tools/call", "echo"), '"tools/call"', mismatch)
+
+    # The name disagrees.
+    case("tools/call: Mcp-Name names one tool, the body calls another",
+         h("tools/call", "echo"), add, mismatch)
+    case("prompts/get: Mcp-Name names one prompt, the body gets another",
+         h("prompts/get", "greet"), rpc("prompts/get", name="farewell"), mismatch)
+    case("resources/read: Mcp-Name names one uri, the body reads another",
+         h("resources/read", "file:///notes/a.txt"),
+         rpc("resources/read", uri="file:///notes/b.txt"), mismatch)
+    case("resources/read compares the uri: an Mcp-Name equal to params.name does not match",
+         h("resources/read", "notes"),
+         rpc("resources/read", name="notes", uri="file:///notes/a.txt"), mismatch)
+    case("the name is compared exactly (case-sensitive)",
+         h("tools/call", "Echo"), echo, mismatch)
+    case("tools/call whose body names no tool does not match an Mcp-Name",
+         h("tools/call", "echo"), rpc("tools/call", arguments={}), mismatch)
+
+    # Base64 sentinel names.
+    case("a Base64 sentinel Mcp-Name is decoded before it is compared",
+         h("tools/call", b64("echo")), echo, need_echo)
+    case("a non-ASCII tool name comes as a sentinel; its permission cannot be quoted in a "
+         "challenge, so the 403 names tools:call",
+         h("tools/call", b64("\u00e9cho")), rpc("tools/call", name="\u00e9cho"),
+         allow(("tools:call", "tools:call:\u00e9cho")))
+    case("a uri with a space, as a sentinel",
+         h("resources/read", b64("file:///notes/a b.txt")),
+         rpc("resources/read", uri="file:///notes/a b.txt"), allow(("resources:read",)))
+    case("a sentinel that decodes to another tool",
+         h("tools/call", b64("add")), echo, mismatch)
+    case("the sentinel is decoded, so a body naming the sentinel's text itself does not match",
+         h("tools/call", b64("echo")), rpc("tools/call", name=b64("echo")), mismatch)
+    case("a byte-order mark decoded from a sentinel is part of the name",
+         h("tools/call", b64("\ufeffecho")), echo, mismatch)
+    case("a value that only starts like a sentinel is a plain name",
+         h("tools/call", "=?base64?ZWNobw=="), rpc("tools/call", name="=?base64?ZWNobw=="),
+         allow(("tools:call", "tools:call:=?base64?ZWNobw==")))
+    case("malformed sentinel: non-canonical Base64 (YR== decodes to 'a' with non-zero trailing "
+         "bits; the encoder writes YQ==)",
+         h("tools/call", "=?base64?YR==?="), rpc("tools/call", name="a"), bad(m_sentinel))
+    case("malformed sentinel: not Base64 at all",
+         h("tools/call", "=?base64?!!?="), echo, bad(m_sentinel))
+    case("malformed sentinel: Base64 without its padding",
+         h("tools/call", "=?base64?ZWNobw?="), echo, bad(m_sentinel))
+    case("malformed sentinel: a space inside the Base64 (lenient decoders skip it)",
+         h("tools/call", "=?base64?ZWNo bw==?="), echo, bad(m_sentinel))
+    case("malformed sentinel: the bytes are not UTF-8 (0xff)",
+         h("tools/call", "=?base64?/w==?="), echo, bad(m_sentinel))
+
+    # Unusable headers.
+    case("Mcp-Method sent twice (even with the same value) is ambiguous",
+         h(["tools/call", "tools/call"], "echo"), echo, bad(m_method))
+    case("Mcp-Name sent twice is ambiguous",
+         h("tools/call", ["echo", "echo"]), echo, bad(m_name))
+    case("MCP-Protocol-Version sent twice, with Mcp-Method",
+         h("tools/call", "echo", [v26, v26]), echo, bad(m_version))
+    case("Mcp-Method with a byte that is not ASCII (each character of a header value here is one "
+         "byte)",
+         h("tools/call\u00e9", "echo"), echo, bad(m_method))
+    case("Mcp-Name with a byte that is not ASCII: a non-ASCII name must come as a sentinel",
+         h("tools/call", "caf\u00e9"), rpc("tools/call", name="caf\u00e9"), bad(m_name))
+    case("MCP-Protocol-Version with a byte that is not ASCII, with Mcp-Method",
+         h("tools/list", None, "2026-07-28\u00e9"), rpc("tools/list"), bad(m_version))
+    case("the headers are judged before the body is read: a repeated Mcp-Method with a body that "
+         "is not JSON",
+         h(["tools/call", "tools/list"], "echo"), "{", bad(m_method))
+    case("without Mcp-Method, Mcp-Name is not read: sent twice it is not refused, and the body "
+         "decides",
+         h(None, ["add", "add"], v25), echo, need_echo)
+
+    # Mcp-Name required.
+    case("tools/call without Mcp-Name", h("tools/call"), echo, bad(m_name_missing))
+    case("prompts/get without Mcp-Name",
+         h("prompts/get"), rpc("prompts/get", name="greet"), bad(m_name_missing))
+    case("resources/read without Mcp-Name, and without a body",
+         h("resources/read"), "", bad(m_name_missing))
+    case("Mcp-Name required whatever the protocol version",
+         h("tools/call", None, v25), echo, bad(m_name_missing))
+
+    # Mcp-Method required by 2026-07-28 on a POST.
+    case("a POST of 2026-07-28 without Mcp-Method, with a body",
+         h(None), echo, bad(m_method_missing))
+    case("a POST of 2026-07-28 without Mcp-Method and without a body",
+         h(None), "", bad(m_method_missing))
+    case("a POST of 2026-07-28 without Mcp-Method, the version with surrounding spaces",
+         h(None, None, " 2026-07-28 "), echo, bad(m_method_missing))
+    case("Mcp-Method missing is told before anything else (here an Mcp-Name sent twice)",
+         h(None, ["echo", "add"]), echo, bad(m_method_missing))
+    case("a GET of 2026-07-28 (the event stream) is no JSON-RPC message: not held to Mcp-Method",
+         h(None), "", nothing, "GET")
+    case("a DELETE of 2026-07-28 (ending a session) is not held to Mcp-Method",
+         h(None), "", nothing, "DELETE")
+    case("an older version without Mcp-Method: the body decides",
+         h(None, None, v25), echo, need_echo)
+    case("no version at all and no routing headers: the body decides", {}, add, need_add)
+    case("a version sent twice claims none: without Mcp-Method the body decides",
+         h(None, None, [v26, v26]), echo, need_echo)
+
+    # Batches.
+    case("a batch never matches routing headers, which describe one message",
+         h("tools/call", "echo"), "[" + echo + "]", mismatch)
+    case("a batch without routing headers (an older client): every element decides",
+         h(None, None, v25), "[" + echo + "," + add + "," + rpc("tools/list") + "]",
+         allow(("tools:call", "tools:call:echo"), ("tools:call", "tools:call:add")))
+
+    # Headers without a body: judged from the headers.
+    case("a POST without a body is judged from its headers", h("tools/call", "add"), "", need_add)
+    case("a POST without a body, a Base64 sentinel name",
+         h("tools/call", b64("add")), "", need_add)
+    case("a POST without a body for a method that bears no name needs nothing more",
+         h("tools/list"), "", nothing)
+    case("a body of whitespace only counts as no body",
+         h("prompts/get", "greet"), " \r\n\t ", allow(("prompts:get", "prompts:get:greet")))
+    case("a GET without a body is judged from its headers too",
+         h("tools/call", "add"), "", need_add, "GET")
+    case("an older version's headers without a body are judged the same way",
+         h("tools/call", "add", v25), "", need_add)
+
+    # Older versions: the body is read and must agree.
+    case("2025-11-25 with headers that agree with the body",
+         h("tools/call", "echo", v25), echo, need_echo)
+    case("2025-11-25 with headers that disagree with the body",
+         h("tools/call", "echo", v25), add, mismatch)
+    case("no MCP-Protocol-Version, headers that disagree with the body",
+         h("tools/call", "echo", None), add, mismatch)
+
+    # Whitespace, order, JSON.
+    case("surrounding spaces and tabs of every routing header are trimmed",
+         h(" tools/call\t", "\t echo ", " 2026-07-28 "), echo, need_echo)
+    case("a sentinel is decoded after trimming",
+         h("tools/call", "  " + b64("echo") + " "), echo, need_echo)
+    case("a body that is not JSON is a parse error before any comparison",
+         h("tools/call", "echo"), "{", parse)
+    case("without routing headers, a body that is not JSON is a parse error",
+         h(None, None, v25), "{not json", parse)
+    case("a member written twice: the last one counts, in the body as for every JSON-RPC parser "
+         "here",
+         h("tools/call", "add"),
+         '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","name":"add"}}',
+         need_add)
+    return {"about": ROUTING_ABOUT,
+            "keys": {"full": ["tools:call", "prompts:get", "resources:read"], "none": []},
+            "cases": out}
+
+
+def dump_routing(doc):
+    """routing.json, one member of a case a line (readable, still plain JSON)."""
+    lines = ["{", '  "about": [',
+             ",\n".join("    " + json.dumps(line) for line in doc["about"]), "  ],",
+             '  "keys": ' + json.dumps(doc["keys"]) + ",", '  "cases": [']
+    cases_ = []
+    for c in doc["cases"]:
+        members = ",\n".join("      %s: %s" % (json.dumps(k), json.dumps(v)) for k, v in c.items())
+        cases_.append("    {\n" + members + "\n    }")
+    lines += [",\n".join(cases_), "  ]", "}"]
+    text = "\n".join(lines) + "\n"
+    assert json.loads(text) == doc
+    return text.encode("ascii")
+
+
 def main():
     out = {}
     for name, f in VALID_FILES.items():
@@ -875,6 +1146,7 @@ def main():
         "rate_limits": rate_limit_cases(),
     })
     out["ratelimit.json"] = dump({"sequences": rate_limit_sequences()})
+    out["routing.json"] = dump_routing(routing_vectors())
     for name, data in sorted(out.items()):
         with open(os.path.join(HERE, name), "wb") as fh:
             fh.write(data)

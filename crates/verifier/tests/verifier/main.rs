@@ -1,6 +1,6 @@
 //! The verifier crate's integration tests: the shared conformance vectors (plain and
 //! signed), the documented key pattern and scanner rules, and (with the `tower` feature) the
-//! layer in front of a real rmcp server.
+//! layer in front of a real rmcp server and the routing-header vectors through the layer.
 
 mod key_pattern;
 mod scanning;
@@ -9,3 +9,5 @@ mod vectors;
 
 #[cfg(feature = "tower")]
 mod rmcp;
+#[cfg(feature = "tower")]
+mod routing;
