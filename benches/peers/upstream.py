@@ -1,11 +1,16 @@
-"""The upstream MCP server of the peer benchmarks: a FastMCP server with one tool (`echo`),
-optionally guarded in-process.
+"""The upstream MCP servers of the peer benchmarks.
 
-Usage: upstream.py stdio                         the bare server on stdio (what mcp-guard's
-                                                 free tier can front: it has no HTTP upstream)
-       upstream.py http PORT bare                the bare server, streamable HTTP
-       upstream.py http PORT ours VERIFIER       wrapped in mcp_key_verifier's APIKeyMiddleware,
-                                                 following VERIFIER (a published verifier file)
+Usage: upstream.py stdio                         FastMCP (one tool, `echo`) on stdio: what
+                                                 mcp-guard's free tier can front (its HTTP
+                                                 upstream needs a Pro licence)
+       upstream.py stdio-min                     a minimal JSON-RPC responder on stdio (no
+                                                 FastMCP): answers every request with
+                                                 {"result": {}} and its id, so mcp-guard's own
+                                                 cost shows
+       upstream.py http PORT bare                FastMCP, streamable HTTP
+       upstream.py http PORT ours VERIFIER FPR   wrapped in mcp_key_verifier's APIKeyMiddleware,
+                                                 following VERIFIER (a published verifier file,
+                                                 signed by the vault of fingerprint FPR)
        upstream.py http PORT guard DB            with fastmcp-guard's Guard, keys in SQLite DB
 
 HTTP is stateless with JSON answers, so one POST of a JSON-RPC `ping` is a complete exchange.
@@ -13,9 +18,24 @@ HTTP is stateless with JSON answers, so one POST of a JSON-RPC `ping` is a compl
 
 import sys
 
-from fastmcp import FastMCP
-
 mode = sys.argv[1]
+
+if mode == "stdio-min":
+    import json
+
+    out = sys.stdout
+    for line in sys.stdin:
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            continue
+        if "id" in msg and "method" in msg:
+            out.write('{"jsonrpc":"2.0","id":%s,"result":{}}\n' % json.dumps(msg["id"]))
+            out.flush()
+    sys.exit(0)
+
+from fastmcp import FastMCP  # noqa: E402
+
 server = FastMCP("peers-upstream")
 
 
@@ -38,7 +58,7 @@ app = server.http_app(path="/mcp", stateless_http=True, json_response=True)
 if guard == "ours":
     from mcp_key_verifier import APIKeyMiddleware, Verifier
 
-    app = APIKeyMiddleware(app, Verifier.from_file(sys.argv[4]))
+    app = APIKeyMiddleware(app, Verifier.from_file(sys.argv[4], trust=sys.argv[5]))
 
 import uvicorn  # noqa: E402
 
