@@ -565,23 +565,13 @@ async fn token_auth(
 ) -> Response<Body> {
     // A token of this serve's own issuer: its key is looked at on every request.
     let (subject, permissions, key) = match st.bridge.as_ref().filter(|b| b.is_own(token)) {
-        Some(b) => {
-            let now = Utc::now();
-            match b.admit(token, &st.source.current(), now.timestamp()) {
-                Ok(a) => {
-                    st.usage.record(&a.key_id, Code::Valid, now);
-                    (
-                        a.key_id.clone(),
-                        a.permissions,
-                        Some((a.key_id, a.key_name)),
-                    )
-                }
-                Err(e) => {
-                    st.metrics.token(e.code);
-                    return refusal(rpc::invalid_token(e.code, &e.why));
-                }
+        Some(b) => match b.admit(token, &st.source.current(), Utc::now().timestamp()) {
+            Ok(a) => (a.key.id.clone(), a.permissions, Some(a.key)),
+            Err(e) => {
+                st.metrics.token(e.code);
+                return refusal(rpc::invalid_token(e.code, &e.why));
             }
-        }
+        },
         None => match tokens.verify(token).await {
             Ok(i) => (i.subject.clone(), i.permissions.clone(), None),
             Err(e) => {
@@ -610,8 +600,25 @@ async fn token_auth(
             return refusal(rpc::insufficient_scope(&missing));
         }
     }
+    // A token of this serve's own issuer counts as its key's use, under the key's limit.
+    let mut limited = None;
+    if let Some(k) = &key {
+        if let Some(limit) = k.rate_limit {
+            let d = st.limits.check(&k.id, limit).await;
+            if !d.allowed {
+                st.limit_refusals.add(&k.id);
+                st.log.rate_limited(k);
+                return refusal(rpc::rate_limited(limit, &d));
+            }
+            limited = Some((limit, d));
+        }
+        st.usage.record(&k.id, Code::Valid, Utc::now());
+    }
     st.metrics.token("VALID");
     let mut r = Response::new(Full::new(Bytes::new()));
+    if let Some((limit, d)) = limited {
+        add_limit_headers(&mut r, limit, &d);
+    }
     let out = r.headers_mut();
     out.insert(X_MCP_SUBJECT.clone(), header_safe(&subject, false));
     out.insert(
@@ -620,7 +627,7 @@ async fn token_auth(
     );
     // An external issuer's token has no key id or name: empty, so that no client-sent one
     // survives a proxy. This serve's own tokens name the key they stand for.
-    let (id, name) = key.unwrap_or_default();
+    let (id, name) = key.map_or((String::new(), None), |k| (k.id, k.name));
     out.insert(X_MCP_KEY_ID.clone(), header_safe(&id, false));
     out.insert(
         X_MCP_KEY_NAME.clone(),

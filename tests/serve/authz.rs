@@ -851,3 +851,67 @@ fn startup_needs_a_private_signing_key() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("readable by other users"));
 }
+
+#[test]
+fn a_token_is_cut_to_its_key_and_dies_with_its_expiry() {
+    let mut s = setup();
+    let srv = s.serve(&[]);
+    let client = register(&srv, REDIRECT);
+    let (verifier, challenge) = pkce();
+    let page = authorize(
+        &srv,
+        &client,
+        &challenge,
+        &[("scope", "tools:call tools:list")],
+    );
+    let code = redirected(&consent(&srv, &form(&page), &s.good.key))["code"].clone();
+    let t = exchange(&srv, &client, &code, &verifier).json();
+    let access = t["access_token"].as_str().unwrap();
+    let perms = |s: &Server| {
+        bearer(s, access)
+            .header("x-mcp-key-permissions")
+            .map(str::to_owned)
+    };
+    assert_eq!(perms(&srv).as_deref(), Some("tools:call,tools:list"));
+    // tools:list is taken from the key: the token loses it at the next reload.
+    let publish = |s: &mut Setup, edit: &dyn Fn(&mut TestKey)| {
+        s.spec.revision += 1;
+        for k in &mut s.spec.keys {
+            if k.id == s.good.id {
+                edit(k);
+            }
+        }
+        s.spec.publish(&s.verifier());
+        let want = s.spec.revision;
+        wait_until("the reload", Duration::from_secs(10), || {
+            srv.get("/healthz", &[]).json()["revision"] == want
+        });
+    };
+    publish(&mut s, &|k| k.permissions = vec!["tools:call".into()]);
+    assert_eq!(perms(&srv).as_deref(), Some("tools:call"));
+    let r = srv.get(
+        "/auth",
+        &[
+            ("Authorization", &format!("Bearer {access}")),
+            ("X-MCP-Require", "tools:list"),
+        ],
+    );
+    assert_eq!(r.status, 403, "{}", r.raw);
+    // The key expires: the token is refused.
+    publish(&mut s, &|k| {
+        k.expires_at = Some("2020-01-01T00:00:00Z".into())
+    });
+    assert_eq!(bearer(&srv, access).status, 401);
+}
+
+#[test]
+fn a_state_too_long_to_keep_is_refused_without_echo() {
+    let s = setup();
+    let srv = s.serve(&[]);
+    let client = register(&srv, REDIRECT);
+    let (_, challenge) = pkce();
+    let long = "s".repeat(513);
+    let back = redirected(&authorize(&srv, &client, &challenge, &[("state", &long)]));
+    assert_eq!(back["error"], "invalid_request");
+    assert!(!back.contains_key("state"));
+}

@@ -24,10 +24,12 @@ pub const FETCH_TIMEOUT: Duration = Duration::from_secs(3);
 const DOCUMENT_TTL: i64 = 300;
 const FAILURE_TTL: i64 = 30;
 const MAX_CACHED: usize = 1000;
-/// Clients registered at `/register` kept at once.
-pub const MAX_REGISTERED: usize = 10_000;
+/// Clients registered at `/register` kept at once (each at most a 16 KiB body).
+pub const MAX_REGISTERED: usize = 2_000;
 /// A registered client never used for an authorization is dropped after this long.
 const UNUSED_CLIENT_TTL: i64 = 3600;
+/// A registered client not used for this long is dropped.
+const IDLE_CLIENT_TTL: i64 = 30 * 24 * 3600;
 /// Most redirect URIs of one client.
 const MAX_REDIRECT_URIS: usize = 10;
 /// Registrations accepted per minute (all clients together).
@@ -152,7 +154,8 @@ type Cached = (Result<Client, Refused>, i64);
 struct Registered {
     client: Client,
     registered: i64,
-    used: bool,
+    /// When it last completed an authorization.
+    used: Option<i64>,
 }
 
 /// Why a client id is not accepted; the text is shown on the error page.
@@ -353,7 +356,10 @@ impl Clients {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if r.len() >= MAX_REGISTERED {
-            r.retain(|_, c| c.used || now - c.registered < UNUSED_CLIENT_TTL);
+            r.retain(|_, c| match c.used {
+                Some(at) => now - at < IDLE_CLIENT_TTL,
+                None => now - c.registered < UNUSED_CLIENT_TTL,
+            });
             if r.len() >= MAX_REGISTERED {
                 return Err((
                     "temporarily_unavailable",
@@ -366,21 +372,22 @@ impl Clients {
             Registered {
                 client: client.clone(),
                 registered: now,
-                used: false,
+                used: None,
             },
         );
         Ok(client)
     }
 
-    /// Marks a registered client as having completed an authorization (kept from then on).
-    pub fn used(&self, id: &str) {
+    /// Marks a registered client as having completed an authorization (kept from then on,
+    /// while it keeps being used).
+    pub fn used(&self, id: &str, now: i64) {
         if let Some(c) = self
             .registered
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get_mut(id)
         {
-            c.used = true;
+            c.used = Some(now);
         }
     }
 }

@@ -36,7 +36,7 @@ use super::state::State;
 use crate::error::{Error, Result};
 use clients::Clients;
 use mcp_key_vault::display::sanitize;
-use mcp_key_vault::verify::{Code, Verifier};
+use mcp_key_vault::verify::{Code, KeyInfo, Verifier};
 use mcp_key_verifier::oauth::{TokenError, TokenVerifier};
 use signing::Signer;
 use store::{GrantError, Pending, Store};
@@ -47,6 +47,10 @@ pub const DEFAULT_TOKEN_LIFETIME: u64 = 15 * 60;
 pub const MAX_TOKEN_LIFETIME: u64 = 3600;
 /// The largest form or JSON body read by the bridge's endpoints.
 const MAX_FORM_BYTES: usize = 16 * 1024;
+/// The longest `state` kept (a pending request's size is bounded by these).
+const MAX_STATE_BYTES: usize = 512;
+/// Most scopes one request may ask for.
+const MAX_SCOPES: usize = 64;
 /// The consent cookie (`__Host-`: Secure, Path=/, no Domain; RFC 6265bis §4.1.3.2).
 const COOKIE: &str = "__Host-mcp-consent";
 
@@ -120,8 +124,8 @@ pub struct Refused {
 
 /// A token of this issuer, accepted: the key behind it and what it may do now.
 pub struct Admitted {
-    pub key_id: String,
-    pub key_name: Option<String>,
+    /// The key, as the verifier answering now knows it (its rate limit applies).
+    pub key: KeyInfo,
     /// The token's scopes the key still holds.
     pub permissions: Vec<String>,
 }
@@ -242,21 +246,14 @@ impl Bridge {
         if jti.is_empty() || self.store.is_denied(jti, iat, now) {
             return Err(invalid("the access token was revoked"));
         }
-        let Some(key_perms) = key_permissions(keys, &info.subject, now) else {
+        let Some(key) = valid_key(keys, &info.subject, now) else {
             return Err(invalid(
                 "the key this access token was issued for is no longer valid",
             ));
         };
-        let key = keys.keys().iter().find(|k| k.id == info.subject);
         Ok(Admitted {
-            key_id: info.subject.clone(),
-            key_name: key.and_then(|k| k.name.clone()),
-            permissions: info
-                .permissions
-                .iter()
-                .filter(|p| mcp_key_verifier::permits(&key_perms, p))
-                .cloned()
-                .collect(),
+            permissions: cut(&info.permissions, &key.permissions),
+            key: key.clone(),
         })
     }
 
@@ -353,6 +350,17 @@ impl Bridge {
         }
         // From here on, errors go back to the client (RFC 6749 §4.1.2.1), with `iss`.
         let state = p.get("state").cloned();
+        if state.as_ref().is_some_and(|s| s.len() > MAX_STATE_BYTES) {
+            // Not echoed: a state this long is not one a client meant.
+            return self.redirect(
+                &redirect_uri,
+                &[
+                    ("error", "invalid_request"),
+                    ("error_description", "state is longer than 512 bytes"),
+                ],
+                None,
+            );
+        }
         let back = |error: &str, why: &str| {
             self.redirect(
                 &redirect_uri,
@@ -382,6 +390,9 @@ impl Bridge {
         let (scopes, explicit) = match p.get("scope") {
             Some(s) => {
                 let asked: Vec<String> = dedup(s.split_ascii_whitespace());
+                if asked.len() > MAX_SCOPES {
+                    return back("invalid_scope", "more than 64 scopes");
+                }
                 if let Some(bad) = asked.iter().find(|s| !self.scope_allowed(s)) {
                     let why = format!("the scope {} is not offered here", sanitize(bad));
                     return back("invalid_scope", &why);
@@ -577,7 +588,7 @@ impl Bridge {
                 p.state.as_deref(),
             );
         };
-        self.clients.used(&p.client_id);
+        self.clients.used(&p.client_id, now);
         log(format_args!(
             "bridge: key_id={} allowed client {}",
             sanitize(&key_id),
@@ -867,12 +878,17 @@ impl Bridge {
     }
 }
 
-/// The permissions of key `id` if it is valid (not revoked, not expired) in `keys` at
-/// `now`; `None` otherwise (unknown included).
-fn key_permissions(keys: &Verifier, id: &str, now: i64) -> Option<Vec<String>> {
+/// Key `id` if it is valid (not revoked, not expired) in `keys` at `now`; `None`
+/// otherwise (unknown included).
+fn valid_key<'a>(keys: &'a Verifier, id: &str, now: i64) -> Option<&'a KeyInfo> {
     let k = keys.keys().iter().find(|k| k.id == id)?;
     let expired = k.expires_at.is_some_and(|e| e.timestamp() <= now);
-    (!k.is_revoked() && !expired).then(|| k.permissions.clone())
+    (!k.is_revoked() && !expired).then_some(k)
+}
+
+/// The permissions of key `id` if it is valid at `now`.
+fn key_permissions(keys: &Verifier, id: &str, now: i64) -> Option<Vec<String>> {
+    valid_key(keys, id, now).map(|k| k.permissions.clone())
 }
 
 /// The scopes among `scopes` that `perms` grant.
