@@ -514,7 +514,8 @@ pub struct OAuthArgs {
     #[arg(long, value_name = "URL", requires = "authorization_server")]
     pub issuer_url: Option<String>,
     /// The Ed25519 key that signs those tokens, a private JWK; created (mode 0600) if
-    /// missing. Give every instance the same file.
+    /// missing. The authorization server's state (codes, refresh tokens, revocations) is
+    /// this instance's: run one, and tokens from before a restart are refused.
     #[arg(long, value_name = "FILE", requires = "authorization_server")]
     pub signing_key: Option<PathBuf>,
     /// How long an access token of the authorization server lasts, in seconds (at most an

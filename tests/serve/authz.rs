@@ -314,7 +314,7 @@ fn a_key_becomes_a_token_that_lasts_only_as_long_as_the_key() {
     );
     assert_eq!(
         page.header("content-security-policy"),
-        Some("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+        Some("default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
     );
     assert_eq!(page.header("x-frame-options"), Some("DENY"));
     assert_eq!(page.header("cache-control"), Some("no-store"));
@@ -914,4 +914,139 @@ fn a_state_too_long_to_keep_is_refused_without_echo() {
     let back = redirected(&authorize(&srv, &client, &challenge, &[("state", &long)]));
     assert_eq!(back["error"], "invalid_request");
     assert!(!back.contains_key("state"));
+}
+
+/// The claims of a JWS, unverified (the test reads what it was given).
+fn claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&B64URL.decode(payload).unwrap()).unwrap()
+}
+
+fn refresh_scoped(srv: &Server, client: &str, token: &str, scope: &str) -> Resp {
+    post_form(
+        srv,
+        "/token",
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", token),
+            ("client_id", client),
+            ("scope", scope),
+        ],
+        &[],
+    )
+}
+
+#[test]
+fn a_refresh_may_narrow_its_scope_but_not_widen_it() {
+    let s = setup();
+    let srv = s.serve(&[]);
+    let client = register(&srv, REDIRECT);
+    let (verifier, challenge) = pkce();
+    let page = authorize(&srv, &client, &challenge, &[("scope", "tools:call")]);
+    let code = redirected(&consent(&srv, &form(&page), &s.good.key))["code"].clone();
+    let t = exchange(&srv, &client, &code, &verifier).json();
+    let r1 = t["refresh_token"].as_str().unwrap().to_owned();
+    // Wider than the grant (the key holds tools:list, the grant does not): refused, and
+    // nothing rotated: the same refresh token still works.
+    let wide = refresh_scoped(&srv, &client, &r1, "tools:call tools:list");
+    assert_eq!(wide.status, 400, "{}", wide.raw);
+    assert_eq!(wide.json()["error"], "invalid_scope");
+    assert_eq!(
+        refresh_scoped(&srv, &client, &r1, "").json()["error"],
+        "invalid_scope"
+    );
+    let n = refresh_scoped(&srv, &client, &r1, "tools:call");
+    assert_eq!(n.status, 200, "{}", n.raw);
+    assert_eq!(n.json()["scope"], "tools:call");
+    assert_eq!(
+        claims(n.json()["access_token"].as_str().unwrap())["scope"],
+        "tools:call"
+    );
+}
+
+#[test]
+fn without_a_scope_the_token_holds_what_the_key_holds_of_the_offered_scopes() {
+    let s = setup();
+    let srv = s.serve(&[]);
+    let client = register(&srv, REDIRECT);
+    let (verifier, challenge) = pkce();
+    // No scope asked: the offered scopes (tools:call, tools:list) cut to the key's.
+    let page = authorize(&srv, &client, &challenge, &[("scope", "")]);
+    let code = redirected(&consent(&srv, &form(&page), &s.reader.key))["code"].clone();
+    let t = exchange(&srv, &client, &code, &verifier);
+    assert_eq!(t.status, 200, "{}", t.raw);
+    assert_eq!(t.json()["scope"], "tools:list");
+    let access = t.json()["access_token"].as_str().unwrap().to_owned();
+    let c = claims(&access);
+    assert_eq!(c["scope"], "tools:list");
+    assert_eq!(c["sub"], s.reader.id.as_str());
+    assert_eq!(c["aud"], RESOURCE);
+    // The default lifetime is 15 minutes.
+    assert_eq!(c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(), 900);
+}
+
+#[test]
+fn a_token_lasts_an_hour_at_most() {
+    let s = setup();
+    let o = std::process::Command::new(crate::harness::bin())
+        .args(["serve", "--verifier"])
+        .arg(s.verifier())
+        .args(["--listen", "127.0.0.1:0", "--resource", RESOURCE])
+        .args(["--authorization-server", "--signing-key"])
+        .arg(s.signing_key())
+        .args(["--token-lifetime", "3601"])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--token-lifetime"));
+    let srv = s.serve(&["--token-lifetime", "3600"]);
+    let client = register(&srv, REDIRECT);
+    let (_, t) = tokens_for(&srv, &client, &s.good.key);
+    assert_eq!(t["expires_in"], 3600);
+    let c = claims(t["access_token"].as_str().unwrap());
+    assert_eq!(
+        c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(),
+        3600
+    );
+}
+
+#[test]
+fn tokens_from_before_a_restart_are_refused() {
+    let s = setup();
+    let srv = s.serve(&[]);
+    let client = register(&srv, REDIRECT);
+    let (_, t) = tokens_for(&srv, &client, &s.good.key);
+    let access = t["access_token"].as_str().unwrap().to_owned();
+    let r = t["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(bearer(&srv, &access).status, 200);
+    drop(srv);
+    // The same signing key: the signature still holds, but what this instance revoked
+    // died with it, so nothing from before is trusted.
+    std::thread::sleep(Duration::from_millis(1100));
+    let srv = s.serve(&[]);
+    let again = bearer(&srv, &access);
+    assert_eq!(again.status, 401, "{}", again.raw);
+    assert_eq!(refresh(&srv, &client, &r).json()["error"], "invalid_grant");
+}
+
+#[test]
+fn a_key_deleted_from_the_vault_takes_its_tokens_with_it() {
+    let mut s = setup();
+    let srv = s.serve(&[]);
+    let client = register(&srv, REDIRECT);
+    let (_, t) = tokens_for(&srv, &client, &s.good.key);
+    let access = t["access_token"].as_str().unwrap().to_owned();
+    let r = t["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(bearer(&srv, &access).status, 200);
+    s.spec.revision += 1;
+    let gone = s.good.id.clone();
+    s.spec.keys.retain(|k| k.id != gone);
+    s.spec.publish(&s.verifier());
+    let want = s.spec.revision;
+    wait_until("the reload", Duration::from_secs(10), || {
+        srv.get("/healthz", &[]).json()["revision"] == want
+    });
+    assert_eq!(bearer(&srv, &access).status, 401);
+    assert_eq!(refresh(&srv, &client, &r).json()["error"], "invalid_grant");
 }

@@ -440,12 +440,34 @@ fn redirect_uris(v: &Value) -> Result<Vec<String>, &'static str> {
 /// `client_name`, shortened for display (the page escapes it).
 fn client_name(v: &Value) -> Option<String> {
     let n = v.get("client_name")?.as_str()?.trim();
-    (!n.is_empty()).then(|| n.chars().filter(|c| !c.is_control()).take(100).collect())
+    // Controls and the invisible format characters (bidi overrides and isolates, zero
+    // widths) go: they could make the page read otherwise than it says.
+    (!n.is_empty()).then(|| {
+        n.chars()
+            .filter(|c| !c.is_control() && !is_format(*c))
+            .take(100)
+            .collect()
+    })
+}
+
+/// Unicode's invisible format characters that reorder or hide text (general category Cf
+/// in the ranges a name could use).
+fn is_format(c: char) -> bool {
+    matches!(c, '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}'
+        | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_name_loses_what_could_reorder_or_hide_text() {
+        let v = serde_json::json!({"client_name": "Good\u{202E}gnp.exe\u{2066}\u{200B} App\u{7}"});
+        assert_eq!(client_name(&v).as_deref(), Some("Goodgnp.exe App"));
+        let long = serde_json::json!({"client_name": "x".repeat(500)});
+        assert_eq!(client_name(&long).unwrap().len(), 100);
+    }
 
     #[test]
     fn redirect_uris_are_https_or_loopback_http() {

@@ -179,7 +179,10 @@ impl Bridge {
         if !scopes.is_empty() {
             metadata["scopes_supported"] = json!(scopes);
         }
-        let store = Store::new(signer.hashing_secret());
+        // Nothing this process did not issue is trusted as unrevoked: its denylist starts
+        // empty, so tokens from before a restart are refused (their refresh tokens are
+        // gone with the memory anyway; clients authorize again).
+        let store = Store::new(signer.hashing_secret(), Utc::now().timestamp() - 1);
         Ok(Bridge {
             path,
             resource: resource.to_owned(),
@@ -691,12 +694,31 @@ impl Bridge {
                 };
                 let asked: Option<Vec<String>> =
                     field("scope").map(|s| dedup(s.split_ascii_whitespace()));
+                // A scope beyond the grant is refused before anything rotates: the client
+                // keeps a refresh token that still works (RFC 6749 §6).
+                if let (Some(asked), Some(granted)) =
+                    (&asked, self.store.family_scopes(refresh, now))
+                {
+                    if asked.is_empty() || asked.iter().any(|a| !granted.contains(a)) {
+                        return token_error(
+                            "invalid_scope",
+                            "scope must name some of the scopes granted, and no others",
+                        );
+                    }
+                }
                 let r = self.store.rotate(refresh, now, |f| {
                     if f.client_id != client_id {
                         return Err("the refresh token was issued to another client");
                     }
-                    if key_permissions(&keys, &f.key_id, now).is_none() {
+                    let Some(perms) = key_permissions(&keys, &f.key_id, now) else {
                         return Err("the key behind this refresh token is no longer valid");
+                    };
+                    let mut left = cut(&f.scopes, &perms);
+                    if let Some(asked) = &asked {
+                        left.retain(|s| asked.contains(s));
+                    }
+                    if left.is_empty() {
+                        return Err("the key behind this refresh token no longer holds its scopes");
                     }
                     Ok(())
                 });
@@ -708,13 +730,7 @@ impl Bridge {
                     })) => {
                         let perms = key_permissions(&keys, &f.key_id, now).unwrap_or_default();
                         let mut scopes = cut(&f.scopes, &perms);
-                        if let Some(asked) = asked {
-                            if asked.iter().any(|a| !f.scopes.contains(a)) {
-                                return token_error(
-                                    "invalid_scope",
-                                    "scope asks for more than was granted",
-                                );
-                            }
+                        if let Some(asked) = &asked {
                             scopes.retain(|s| asked.contains(s));
                         }
                         self.tokens(&f.key_id, &f.client_id, &scopes, family, &next, now)
@@ -881,7 +897,7 @@ impl Bridge {
 /// Key `id` if it is valid (not revoked, not expired) in `keys` at `now`; `None`
 /// otherwise (unknown included).
 fn valid_key<'a>(keys: &'a Verifier, id: &str, now: i64) -> Option<&'a KeyInfo> {
-    let k = keys.keys().iter().find(|k| k.id == id)?;
+    let k = keys.key(id)?;
     let expired = k.expires_at.is_some_and(|e| e.timestamp() <= now);
     (!k.is_revoked() && !expired).then_some(k)
 }

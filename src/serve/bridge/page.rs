@@ -6,7 +6,9 @@ pub const HEADERS: [(&str, &str); 6] = [
     ("content-type", "text/html; charset=utf-8"),
     (
         "content-security-policy",
-        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+        // No `form-action`: Chromium and Safari hold the 302 that follows the form's POST to
+        // it, and that redirect goes to the client. CSRF is the form token and the cookie.
+        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
     ),
     ("x-frame-options", "DENY"),
     ("cache-control", "no-store"),

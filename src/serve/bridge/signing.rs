@@ -61,28 +61,30 @@ impl Signer {
                 })
                 .to_string(),
             );
-            // create_new: two instances started together never overwrite each other's key;
-            // the loser reads the winner's below.
-            match std::fs::OpenOptions::new()
+            // Written whole beside it, then linked into place (a link never replaces): two
+            // instances started together never overwrite each other's key nor read a half
+            // written one, and a failed write leaves nothing behind.
+            let mut tag = [0u8; 8];
+            rand::rngs::OsRng.fill_bytes(&mut tag);
+            let name = path.file_name().map_or_else(
+                || "signing-key".into(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+            let tag: String = tag.iter().map(|b| format!("{b:02x}")).collect();
+            let tmp = path.with_file_name(format!(".{name}.{tag}.tmp"));
+            let written = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
-                .open(path)
-            {
-                Ok(mut f) => {
-                    f.write_all(jwk.as_bytes())
-                        .and_then(|()| f.sync_all())
-                        .map_err(|e| {
-                            Error::usage(format!("cannot write the signing key {shown}: {e}"))
-                        })?;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => {
-                    return Err(Error::usage(format!(
-                        "cannot create the signing key {shown}: {e}"
-                    )))
-                }
-            }
+                .open(&tmp)
+                .and_then(|mut f| f.write_all(jwk.as_bytes()).and_then(|()| f.sync_all()))
+                .and_then(|()| match std::fs::hard_link(&tmp, path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
+                    _ => Ok(()),
+                });
+            let _ = std::fs::remove_file(&tmp);
+            written
+                .map_err(|e| Error::usage(format!("cannot create the signing key {shown}: {e}")))?;
         }
         if mcp_key_vault::fsio::mode(path).is_some_and(|m| m & 0o077 != 0) {
             return Err(Error::usage(format!(

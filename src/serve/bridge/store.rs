@@ -32,9 +32,13 @@ const SWEEP_EVERY: i64 = 60;
 
 /// The bounds of the tables.
 pub const MAX_PENDING: usize = 10_000;
+/// Most consent requests of one client waiting at once (the oldest gives way).
+pub const MAX_PENDING_PER_CLIENT: usize = 50;
+/// Rotated-out refresh tokens of one family remembered (to notice their reuse).
+const OLD_REFRESH_KEPT: usize = 2;
 pub const MAX_CODES: usize = 10_000;
 pub const MAX_FAMILIES: usize = 100_000;
-const MAX_REFRESH: usize = 2 * MAX_FAMILIES;
+const MAX_REFRESH: usize = (1 + OLD_REFRESH_KEPT) * MAX_FAMILIES;
 pub const MAX_DENIED: usize = 100_000;
 /// Access tokens remembered per family (to deny them when it is revoked).
 const MAX_JTIS_PER_FAMILY: usize = 64;
@@ -90,6 +94,8 @@ pub struct Family {
     pub scopes: Vec<String>,
     expires: i64,
     jtis: Vec<(String, i64)>,
+    /// Its rotated-out refresh tokens still remembered, oldest first.
+    old: Vec<Hash>,
 }
 
 struct RefreshEntry {
@@ -146,10 +152,14 @@ pub struct Store {
 }
 
 impl Store {
-    pub fn new(secret: Zeroizing<[u8; 32]>) -> Store {
+    /// A store whose tokens issued at or before `denied_before` are refused.
+    pub fn new(secret: Zeroizing<[u8; 32]>, denied_before: i64) -> Store {
         Store {
             secret,
-            tables: Mutex::default(),
+            tables: Mutex::new(Tables {
+                denied_before,
+                ..Tables::default()
+            }),
         }
     }
 
@@ -185,6 +195,19 @@ impl Store {
             t.sweep(now);
             if t.pending.len() >= MAX_PENDING {
                 return None;
+            }
+        }
+        // One client cannot hold the whole table: past its share, its oldest request goes.
+        let mut theirs: Vec<(i64, Hash)> = t
+            .pending
+            .iter()
+            .filter(|(_, q)| q.client_id == p.client_id)
+            .map(|(h, q)| (q.expires, *h))
+            .collect();
+        if theirs.len() >= MAX_PENDING_PER_CLIENT {
+            theirs.sort_unstable();
+            for (_, h) in &theirs[..=theirs.len() - MAX_PENDING_PER_CLIENT] {
+                t.pending.remove(h);
             }
         }
         let handle = random_token();
@@ -290,6 +313,7 @@ impl Store {
                 scopes: scopes.clone(),
                 expires: now + FAMILY_LIFETIME,
                 jtis: Vec::new(),
+                old: Vec::new(),
             },
         );
         if let Some(e) = t.codes.get_mut(&h) {
@@ -344,8 +368,23 @@ impl Store {
             t.revoke_family(family, now);
             return Ok(Err(e));
         }
+        if t.refresh.len() >= MAX_REFRESH {
+            t.sweep(now);
+            if t.refresh.len() >= MAX_REFRESH {
+                return Err(GrantError::Full);
+            }
+        }
         if let Some(e) = t.refresh.get_mut(&h) {
             e.current = false;
+        }
+        // Only the last few rotated-out tokens are remembered: a family holds a bounded
+        // number of entries however often it is refreshed.
+        let forgotten = t.families.get_mut(&family).and_then(|f| {
+            f.old.push(h);
+            (f.old.len() > OLD_REFRESH_KEPT).then(|| f.old.remove(0))
+        });
+        if let Some(old) = forgotten {
+            t.refresh.remove(&old);
         }
         let next = random_token();
         t.refresh.insert(
@@ -363,15 +402,29 @@ impl Store {
         }))
     }
 
-    /// Remembers an access token issued in `family` (to deny it if the family is revoked).
+    /// The scopes granted to the family of the current refresh token `refresh`.
+    pub fn family_scopes(&self, refresh: &str, now: i64) -> Option<Vec<String>> {
+        let t = self.tables(now);
+        let e = t
+            .refresh
+            .get(&self.hash(refresh))
+            .filter(|e| e.current && e.expires > now)?;
+        t.families.get(&e.family).map(|f| f.scopes.clone())
+    }
+
+    /// Remembers an access token issued in `family` (to deny it if the family is revoked);
+    /// a family revoked meanwhile (a reuse raced the issue) denies it at once.
     pub fn issued(&self, family: u64, jti: &str, exp: i64, now: i64) {
         let mut t = self.tables(now);
-        if let Some(f) = t.families.get_mut(&family) {
-            f.jtis.retain(|(_, e)| *e > now);
-            if f.jtis.len() >= MAX_JTIS_PER_FAMILY {
-                f.jtis.remove(0);
+        match t.families.get_mut(&family) {
+            Some(f) => {
+                f.jtis.retain(|(_, e)| *e > now);
+                if f.jtis.len() >= MAX_JTIS_PER_FAMILY {
+                    f.jtis.remove(0);
+                }
+                f.jtis.push((jti.to_owned(), exp));
             }
-            f.jtis.push((jti.to_owned(), exp));
+            None => t.deny(jti, exp, now),
         }
     }
 
@@ -454,6 +507,17 @@ impl Tables {
         let families = &self.families;
         self.refresh
             .retain(|_, r| r.expires > now && families.contains_key(&r.family));
+        // A family whose current refresh token has expired can issue nothing more, and its
+        // access tokens (at most an hour long) expired before it: it is dropped.
+        let live: std::collections::HashSet<u64> = self
+            .refresh
+            .values()
+            .filter(|r| r.current)
+            .map(|r| r.family)
+            .collect();
+        self.families.retain(|id, _| live.contains(id));
+        let families = &self.families;
+        self.refresh.retain(|_, r| families.contains_key(&r.family));
         // Leeway as the verifier's: a token is refused as expired only this much later.
         let leeway = mcp_key_verifier::oauth::LEEWAY_SECONDS as i64;
         self.denied.retain(|_, e| *e + leeway > now);
@@ -465,7 +529,7 @@ mod tests {
     use super::*;
 
     fn store() -> Store {
-        Store::new(Zeroizing::new([7u8; 32]))
+        Store::new(Zeroizing::new([7u8; 32]), 0)
     }
 
     fn grant() -> Grant {
@@ -614,10 +678,90 @@ mod tests {
             s.issued(f, "j", 1500, 1001);
         }
         s.deny("j", 1500, 1001);
-        // A day and more later, only the families (30 days) remain; their tokens are gone.
+        // A day and more later the refresh tokens have expired, and with them their
+        // families: nothing is left.
         let later = 1001 + REFRESH_LIFETIME + SWEEP_EVERY;
         let _ = s.pending("x", later);
-        assert_eq!(s.sizes(), [0, 0, 10, 0, 0]);
+        assert_eq!(s.sizes(), [0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn a_family_refreshed_forever_holds_a_bounded_number_of_entries() {
+        let s = store();
+        let code = s.issue_code(grant(), 1000).unwrap();
+        let mut refresh = s.redeem_code(&code, 1001, ok).unwrap().unwrap().refresh;
+        let mut seen = Vec::new();
+        for i in 0..1000 {
+            seen.push(refresh.clone());
+            refresh = s
+                .rotate(&refresh, 1002 + i, |_| Ok::<_, ()>(()))
+                .unwrap()
+                .unwrap()
+                .refresh;
+        }
+        assert_eq!(s.sizes()[3], 1 + OLD_REFRESH_KEPT);
+        // The last rotated-out token is still known: its reuse revokes the family.
+        let last = seen.last().unwrap();
+        assert_eq!(
+            s.rotate(last, 3000, |_| Ok::<_, ()>(())).err(),
+            Some(GrantError::Reused)
+        );
+        assert_eq!(
+            s.rotate(&refresh, 3000, |_| Ok::<_, ()>(())).err(),
+            Some(GrantError::Invalid)
+        );
+    }
+
+    #[test]
+    fn one_client_cannot_fill_the_consent_table() {
+        let s = store();
+        let p = |client: &str, at: i64| Pending {
+            client_id: client.into(),
+            client_name: None,
+            redirect_uri: "https://c/cb".into(),
+            state: None,
+            challenge: "x".into(),
+            scopes: vec![],
+            explicit_scope: false,
+            csrf: [0; 32],
+            cookie: [0; 32],
+            expires: at + PENDING_LIFETIME,
+            attempts: 0,
+        };
+        let other = s.add_pending(p("b", 1000), 1000).unwrap();
+        let first = s.add_pending(p("a", 1000), 1000).unwrap();
+        for i in 0..(3 * MAX_PENDING_PER_CLIENT as i64) {
+            s.add_pending(p("a", 1001 + i), 1001).unwrap();
+        }
+        assert_eq!(s.sizes()[0], MAX_PENDING_PER_CLIENT + 1);
+        assert!(
+            s.pending(&first, 1001).is_none(),
+            "the oldest of a gave way"
+        );
+        assert!(
+            s.pending(&other, 1001).is_some(),
+            "b's request is untouched"
+        );
+    }
+
+    #[test]
+    fn a_token_issued_into_a_family_revoked_meanwhile_is_denied() {
+        let s = store();
+        let code = s.issue_code(grant(), 1000).unwrap();
+        let f = s.redeem_code(&code, 1001, ok).unwrap().unwrap().family;
+        assert_eq!(
+            s.redeem_code(&code, 1002, ok).err(),
+            Some(GrantError::Reused)
+        );
+        s.issued(f, "late", 1500, 1002);
+        assert!(s.is_denied("late", 1002, 1003));
+    }
+
+    #[test]
+    fn tokens_from_before_the_store_are_refused() {
+        let s = Store::new(Zeroizing::new([7u8; 32]), 5000);
+        assert!(s.is_denied("j", 5000, 5001));
+        assert!(!s.is_denied("j", 5001, 5001));
     }
 
     #[test]
