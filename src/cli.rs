@@ -501,9 +501,37 @@ pub struct OAuthArgs {
     /// The claim holding a token's permissions.
     #[arg(long, value_name = "NAME", default_value = "scope")]
     pub scope_claim: String,
-    /// A scope to advertise in the resource metadata (repeatable).
+    /// A scope to advertise in the resource metadata (repeatable); with
+    /// --authorization-server, the scopes a client may ask for.
     #[arg(long = "scope", value_name = "SCOPE")]
     pub scopes: Vec<String>,
+    /// Also act as an OAuth authorization server for hosted clients: a consent page where
+    /// a person pastes a key of this vault, which becomes short-lived access tokens for
+    /// --resource (needs --resource and --signing-key).
+    #[arg(long)]
+    pub authorization_server: bool,
+    /// The issuer of those tokens [default: the origin of --resource].
+    #[arg(long, value_name = "URL", requires = "authorization_server")]
+    pub issuer_url: Option<String>,
+    /// The Ed25519 key that signs those tokens, a private JWK; created (mode 0600) if
+    /// missing. The authorization server's state (codes, refresh tokens, revocations) is
+    /// this instance's: run one, and tokens from before a restart are refused.
+    #[arg(long, value_name = "FILE", requires = "authorization_server")]
+    pub signing_key: Option<PathBuf>,
+    /// How long an access token of the authorization server lasts, in seconds (at most an
+    /// hour).
+    #[arg(long, value_name = "SECONDS", default_value_t = crate::serve::bridge::DEFAULT_TOKEN_LIFETIME,
+          value_parser = clap::value_parser!(u64).range(60..=3600),
+          requires = "authorization_server")]
+    pub token_lifetime: u64,
+    /// Fetch client metadata documents from loopback and private addresses, and over
+    /// http:// (tests, a private network); refused otherwise (SSRF).
+    #[arg(long, requires = "authorization_server")]
+    pub allow_private_clients: bool,
+    /// Refuse Dynamic Client Registration (/register); clients then identify themselves by
+    /// a client metadata document URL.
+    #[arg(long, requires = "authorization_server")]
+    pub no_dynamic_registration: bool,
 }
 
 /// `limit`.
@@ -642,6 +670,8 @@ pub struct UnpublishArgs {
 
 /// The subcommands.
 #[derive(Subcommand, Debug)]
+// Parsed once per run: the size of `serve`'s arguments costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Create an empty vault.
     Init(InitArgs),

@@ -131,12 +131,36 @@ pub fn hint(e: &Error) -> Option<&'static str> {
     })
 }
 
-/// `serve`'s OAuth settings: on with `--resource` and at least one `--issuer`.
+/// `serve`'s OAuth settings: on with `--resource` and at least one `--issuer`, or with
+/// `--resource` and `--authorization-server`.
 fn oauth_settings(a: &crate::cli::OAuthArgs) -> Result<Option<crate::serve::oauth::Settings>> {
-    match (&a.resource, a.issuers.is_empty()) {
+    let bridge =
+        match (a.authorization_server, &a.resource, &a.signing_key) {
+            (false, _, _) => None,
+            (true, Some(resource), Some(key)) => Some(crate::serve::bridge::Settings {
+                issuer: a
+                    .issuer_url
+                    .clone()
+                    .unwrap_or_else(|| crate::serve::bridge::default_issuer(resource)),
+                signing_key: key.clone(),
+                token_lifetime: a.token_lifetime,
+                allow_private_clients: a.allow_private_clients,
+                dynamic_registration: !a.no_dynamic_registration,
+            }),
+            (true, None, _) => {
+                return Err(Error::usage(
+                    "--authorization-server needs --resource URL: the server its tokens are for",
+                ))
+            }
+            (true, Some(_), None) => return Err(Error::usage(
+                "--authorization-server needs --signing-key FILE: the key its tokens are signed \
+                 with (created if missing; give every instance the same file)",
+            )),
+        };
+    match (&a.resource, a.issuers.is_empty() && bridge.is_none()) {
         (None, true) if a.jwks.is_none() => Ok(None),
-        (Some(_), false) if a.jwks.is_some() && a.issuers.len() > 1 => Err(Error::usage(
-            "--jwks gives one issuer's keys: with several --issuer, each one's keys come from \
+        (Some(_), _) if a.jwks.is_some() && a.issuers.len() != 1 => Err(Error::usage(
+            "--jwks gives one --issuer's keys: with several --issuer, each one's keys come from \
              its discovery",
         )),
         (Some(resource), false) => Ok(Some(crate::serve::oauth::Settings {
@@ -145,6 +169,7 @@ fn oauth_settings(a: &crate::cli::OAuthArgs) -> Result<Option<crate::serve::oaut
             jwks: a.jwks.clone(),
             scope_claim: a.scope_claim.clone(),
             scopes: a.scopes.clone(),
+            bridge,
         })),
         _ => Err(Error::usage(
             "access tokens need both --resource URL (this server's URI) and --issuer URL \

@@ -83,6 +83,9 @@ pub async fn handle(req: Request<Incoming>, st: Arc<State>) -> Result<Response<B
             HeaderValue::from_static("text/plain; version=0.0.4"),
         );
         r
+    } else if let Some(b) = st.bridge.as_ref().filter(|b| b.owns(path)) {
+        let b = Arc::clone(b);
+        b.handle(req, &st).await
     } else if let Some(t) = st.tokens.as_ref().filter(|_| is_metadata_path(path)) {
         // RFC 9728: public, cacheable, readable from a browser-based client.
         let mut r = json_text(StatusCode::OK, t.metadata.clone());
@@ -560,16 +563,26 @@ async fn token_auth(
     body: Incoming,
     st: &State,
 ) -> Response<Body> {
-    let info = match tokens.verify(token).await {
-        Ok(i) => i,
-        Err(e) => {
-            st.metrics.token(e.code());
-            return refusal(rpc::invalid_token(e.code(), &e.description()));
-        }
+    // A token of this serve's own issuer: its key is looked at on every request.
+    let (subject, permissions, key) = match st.bridge.as_ref().filter(|b| b.is_own(token)) {
+        Some(b) => match b.admit(token, &st.source.current(), Utc::now().timestamp()) {
+            Ok(a) => (a.key.id.clone(), a.permissions, Some(a.key)),
+            Err(e) => {
+                st.metrics.token(e.code);
+                return refusal(rpc::invalid_token(e.code, &e.why));
+            }
+        },
+        None => match tokens.verify(token).await {
+            Ok(i) => (i.subject.clone(), i.permissions.clone(), None),
+            Err(e) => {
+                st.metrics.token(e.code());
+                return refusal(rpc::invalid_token(e.code(), &e.description()));
+            }
+        },
     };
     let missing: Vec<String> = required
         .iter()
-        .filter(|r| !mcp_key_verifier::permits(&info.permissions, r))
+        .filter(|r| !mcp_key_verifier::permits(&permissions, r))
         .map(|r| r.to_string())
         .collect();
     if !missing.is_empty() {
@@ -581,23 +594,45 @@ async fn token_auth(
             Ok(n) => n,
             Err(r) => return r,
         };
-        let missing = rpc::missing_permissions(&info.permissions, &needed);
+        let missing = rpc::missing_permissions(&permissions, &needed);
         if !missing.is_empty() {
             st.metrics.token("INSUFFICIENT_SCOPE");
             return refusal(rpc::insufficient_scope(&missing));
         }
     }
+    // A token of this serve's own issuer counts as its key's use, under the key's limit.
+    let mut limited = None;
+    if let Some(k) = &key {
+        if let Some(limit) = k.rate_limit {
+            let d = st.limits.check(&k.id, limit).await;
+            if !d.allowed {
+                st.limit_refusals.add(&k.id);
+                st.log.rate_limited(k);
+                return refusal(rpc::rate_limited(limit, &d));
+            }
+            limited = Some((limit, d));
+        }
+        st.usage.record(&k.id, Code::Valid, Utc::now());
+    }
     st.metrics.token("VALID");
     let mut r = Response::new(Full::new(Bytes::new()));
+    if let Some((limit, d)) = limited {
+        add_limit_headers(&mut r, limit, &d);
+    }
     let out = r.headers_mut();
-    out.insert(X_MCP_SUBJECT.clone(), header_safe(&info.subject, false));
+    out.insert(X_MCP_SUBJECT.clone(), header_safe(&subject, false));
     out.insert(
         X_MCP_KEY_PERMISSIONS.clone(),
-        permissions_header(&info.permissions),
+        permissions_header(&permissions),
     );
-    // A token has no key id or name: empty, so that no client-sent one survives a proxy.
-    out.insert(X_MCP_KEY_ID.clone(), HeaderValue::from_static(""));
-    out.insert(X_MCP_KEY_NAME.clone(), HeaderValue::from_static(""));
+    // An external issuer's token has no key id or name: empty, so that no client-sent one
+    // survives a proxy. This serve's own tokens name the key they stand for.
+    let (id, name) = key.map_or((String::new(), None), |k| (k.id, k.name));
+    out.insert(X_MCP_KEY_ID.clone(), header_safe(&id, false));
+    out.insert(
+        X_MCP_KEY_NAME.clone(),
+        header_safe(name.as_deref().unwrap_or(""), true),
+    );
     out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }

@@ -8,6 +8,7 @@
 //!   that none of them stops the service from answering well-behaved ones.
 //! - Usage counted before a SIGTERM/SIGINT is on disk before the process exits 0.
 
+pub mod bridge;
 pub mod http;
 pub mod limits;
 pub mod log;
@@ -139,9 +140,17 @@ pub fn run(args: Config) -> Result<()> {
         Some(o) => Some(oauth::Tokens::start(o.clone())?),
         None => None,
     };
+    let bridge = match &args.oauth {
+        Some(o) => match &o.bridge {
+            Some(b) => Some(Arc::new(bridge::Bridge::start(b, &o.resource, &o.scopes)?)),
+            None => None,
+        },
+        None => None,
+    };
     let state = Arc::new(State {
         source,
         tokens,
+        bridge,
         limits,
         limit_refusals: limits::Refusals::default(),
         max_stale: args.max_stale,
@@ -386,6 +395,13 @@ fn log_listening(state: &State, local: SocketAddr) {
             "access tokens of {} accepted beside keys; resource metadata at {}",
             t.issuers().join(", "),
             t.metadata_url
+        ));
+    }
+    if let Some(b) = &state.bridge {
+        log(format_args!(
+            "authorization server {}: metadata at /.well-known/oauth-authorization-server; \
+             keys of this vault become access tokens at its consent page",
+            b.issuer
         ));
     }
     let v = state.source.current();

@@ -39,6 +39,8 @@ pub struct Settings {
     pub scope_claim: String,
     /// `--scope`.
     pub scopes: Vec<String>,
+    /// `--authorization-server`: this serve issues tokens too.
+    pub bridge: Option<super::bridge::Settings>,
 }
 
 /// Tokens, ready for `/auth`.
@@ -84,7 +86,7 @@ impl Tokens {
             ),
             metadata: mcp_key_verifier::oauth::metadata_json(
                 &settings.resource,
-                &settings.issuers,
+                &all_issuers(&settings),
                 &settings.scopes,
             ),
             metadata_url: mcp_key_verifier::oauth::metadata_url(&settings.resource),
@@ -292,6 +294,17 @@ impl Tokens {
         }
         Ok(buf)
     }
+}
+
+/// The issuers the resource metadata names: this serve's own (first) and `--issuer`s.
+fn all_issuers(s: &Settings) -> Vec<String> {
+    let mut all: Vec<String> = s
+        .bridge
+        .iter()
+        .map(|b| b.issuer.trim_end_matches('/').to_owned())
+        .collect();
+    all.extend(s.issuers.iter().cloned());
+    all
 }
 
 /// Where an issuer's metadata may be: RFC 8414 §3.1 (the well-known path inserted before

@@ -83,6 +83,8 @@ pub struct State {
     pub(crate) limit_refusals: super::limits::Refusals,
     /// Access tokens (`--resource` and `--issuer`), when on.
     pub(crate) tokens: Option<Arc<super::oauth::Tokens>>,
+    /// `--authorization-server`, when on.
+    pub(crate) bridge: Option<Arc<super::bridge::Bridge>>,
     /// `--max-stale`: past this long without reaching a shared store, /auth answers 503.
     pub(crate) max_stale: Duration,
     pub(crate) require: Vec<String>,

@@ -4,6 +4,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod authz;
 mod cluster;
 mod fixture;
 mod fleet;

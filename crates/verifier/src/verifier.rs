@@ -329,6 +329,20 @@ impl Verifier {
         &self.keys
     }
 
+    /// The key with id `id`: found through the id index (an imported key's id of the old
+    /// form by a scan).
+    pub fn key(&self, id: &str) -> Option<&KeyInfo> {
+        match id_number(id) {
+            Some(n) => {
+                let hot = self.by_id.get(&n)?;
+                self.keys
+                    .get(hot.index as usize)
+                    .filter(|k| k.id.eq_ignore_ascii_case(id))
+            }
+            None => self.keys.iter().find(|k| k.id == id),
+        }
+    }
+
     /// Whether any key carries a name (a file written with `publish --names`).
     pub fn has_names(&self) -> bool {
         self.keys.iter().any(|k| k.name.is_some())

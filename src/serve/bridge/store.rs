@@ -1,0 +1,777 @@
+//! The bridge's state for one instance, in memory: consent requests waiting for a person,
+//! authorization codes, refresh-token families and the access-token denylist.
+//!
+//! Invariants: codes, refresh tokens and consent handles are random (256 bits) and kept
+//! only as keyed hashes (HMAC-SHA-256 under the signing key's derived secret), so a memory
+//! dump does not hand out working credentials; every table has a bound and expiring
+//! entries, swept when a table fills and at least every [`SWEEP_EVERY`] seconds; a code or
+//! refresh token used twice revokes everything issued from it (RFC 9700 §4.14, §2.2.2).
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use rand::RngCore as _;
+use zeroize::Zeroizing;
+
+/// How long a code may wait for its exchange, in seconds.
+pub const CODE_LIFETIME: i64 = 60;
+/// How long a used code is remembered, so that a second use still revokes its tokens.
+const USED_CODE_MEMORY: i64 = 3600;
+/// How long a consent page may wait for the person, in seconds.
+pub const PENDING_LIFETIME: i64 = 600;
+/// Key attempts on one consent page before it must be started again.
+pub const MAX_ATTEMPTS: u32 = 5;
+/// How long a refresh token stays usable without being used, in seconds.
+pub const REFRESH_LIFETIME: i64 = 24 * 3600;
+/// How long a family of refresh tokens lives at most, whatever its use, in seconds.
+pub const FAMILY_LIFETIME: i64 = 30 * 24 * 3600;
+const SWEEP_EVERY: i64 = 60;
+
+/// The bounds of the tables.
+pub const MAX_PENDING: usize = 10_000;
+/// Most consent requests of one client waiting at once (the oldest gives way).
+pub const MAX_PENDING_PER_CLIENT: usize = 50;
+/// Rotated-out refresh tokens of one family remembered (to notice their reuse).
+const OLD_REFRESH_KEPT: usize = 2;
+pub const MAX_CODES: usize = 10_000;
+pub const MAX_FAMILIES: usize = 100_000;
+const MAX_REFRESH: usize = (1 + OLD_REFRESH_KEPT) * MAX_FAMILIES;
+pub const MAX_DENIED: usize = 100_000;
+/// Access tokens remembered per family (to deny them when it is revoked).
+const MAX_JTIS_PER_FAMILY: usize = 64;
+
+type Hash = [u8; 32];
+
+/// A new random secret: 256 bits, base64url.
+pub fn random_token() -> Zeroizing<String> {
+    let mut b = Zeroizing::new([0u8; 32]);
+    rand::rngs::OsRng.fill_bytes(&mut b[..]);
+    Zeroizing::new(B64URL.encode(&b[..]))
+}
+
+/// A consent request waiting for the person.
+#[derive(Clone, Debug)]
+pub struct Pending {
+    pub client_id: String,
+    pub client_name: Option<String>,
+    pub redirect_uri: String,
+    pub state: Option<String>,
+    pub challenge: String,
+    pub scopes: Vec<String>,
+    /// Whether the client named the scopes (they must all be held) or left them to the key.
+    pub explicit_scope: bool,
+    pub csrf: Hash,
+    pub cookie: Hash,
+    pub expires: i64,
+    pub attempts: u32,
+}
+
+/// What a code was issued for.
+#[derive(Clone, Debug)]
+pub struct Grant {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub challenge: String,
+    pub scopes: Vec<String>,
+    pub key_id: String,
+}
+
+struct CodeEntry {
+    grant: Grant,
+    expires: i64,
+    /// Once exchanged: the family it started.
+    used: Option<u64>,
+}
+
+/// What a family of refresh tokens was granted.
+#[derive(Clone, Debug)]
+pub struct Family {
+    pub key_id: String,
+    pub client_id: String,
+    pub scopes: Vec<String>,
+    expires: i64,
+    jtis: Vec<(String, i64)>,
+    /// Its rotated-out refresh tokens still remembered, oldest first.
+    old: Vec<Hash>,
+}
+
+struct RefreshEntry {
+    family: u64,
+    current: bool,
+    expires: i64,
+}
+
+/// A code exchanged: what it was issued for, the scopes granted, and the family started
+/// with its first refresh token.
+pub struct Redeemed {
+    pub grant: Grant,
+    pub scopes: Vec<String>,
+    pub family: u64,
+    pub refresh: Zeroizing<String>,
+}
+
+/// A refresh token rotated: its family and the next refresh token.
+pub struct Rotated {
+    pub family: Family,
+    pub id: u64,
+    pub refresh: Zeroizing<String>,
+}
+
+/// Why a code or refresh token is refused (`invalid_grant` either way).
+#[derive(Debug, PartialEq, Eq)]
+pub enum GrantError {
+    /// Unknown, expired, or of a revoked family.
+    Invalid,
+    /// Used before: everything issued from it is now revoked.
+    Reused,
+    /// A table is full even after sweeping.
+    Full,
+}
+
+#[derive(Default)]
+struct Tables {
+    pending: HashMap<Hash, Pending>,
+    codes: HashMap<Hash, CodeEntry>,
+    families: HashMap<u64, Family>,
+    refresh: HashMap<Hash, RefreshEntry>,
+    /// Revoked access tokens' `jti`, until their `exp`.
+    denied: HashMap<String, i64>,
+    /// Every token issued at or before this time is refused (the denylist overflowed).
+    denied_before: i64,
+    next_family: u64,
+    last_sweep: i64,
+}
+
+/// The tables, behind one lock (every operation is a few map lookups).
+pub struct Store {
+    secret: Zeroizing<[u8; 32]>,
+    tables: Mutex<Tables>,
+}
+
+impl Store {
+    /// A store whose tokens issued at or before `denied_before` are refused.
+    pub fn new(secret: Zeroizing<[u8; 32]>, denied_before: i64) -> Store {
+        Store {
+            secret,
+            tables: Mutex::new(Tables {
+                denied_before,
+                ..Tables::default()
+            }),
+        }
+    }
+
+    fn hash(&self, s: &str) -> Hash {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.secret[..])
+            .expect("HMAC takes a key of any length");
+        mac.update(s.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    /// The keyed hash of a CSRF value or cookie, to keep in a [`Pending`].
+    pub fn digest(&self, s: &str) -> Hash {
+        self.hash(s)
+    }
+
+    /// Whether `s` hashes to `h`, in constant time.
+    pub fn matches(&self, s: &str, h: &Hash) -> bool {
+        mcp_key_verifier::hashes_equal(&self.hash(s), h)
+    }
+
+    fn tables(&self, now: i64) -> std::sync::MutexGuard<'_, Tables> {
+        let mut t = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
+        if now - t.last_sweep >= SWEEP_EVERY {
+            t.sweep(now);
+        }
+        t
+    }
+
+    /// Keeps a consent request; its handle, or `None` when too many wait.
+    pub fn add_pending(&self, p: Pending, now: i64) -> Option<Zeroizing<String>> {
+        let mut t = self.tables(now);
+        if t.pending.len() >= MAX_PENDING {
+            t.sweep(now);
+            if t.pending.len() >= MAX_PENDING {
+                return None;
+            }
+        }
+        // One client cannot hold the whole table: past its share, its oldest request goes.
+        let mut theirs: Vec<(i64, Hash)> = t
+            .pending
+            .iter()
+            .filter(|(_, q)| q.client_id == p.client_id)
+            .map(|(h, q)| (q.expires, *h))
+            .collect();
+        if theirs.len() >= MAX_PENDING_PER_CLIENT {
+            theirs.sort_unstable();
+            for (_, h) in &theirs[..=theirs.len() - MAX_PENDING_PER_CLIENT] {
+                t.pending.remove(h);
+            }
+        }
+        let handle = random_token();
+        t.pending.insert(self.hash(&handle), p);
+        Some(handle)
+    }
+
+    /// The consent request `handle` names, while it lasts.
+    pub fn pending(&self, handle: &str, now: i64) -> Option<Pending> {
+        let t = self.tables(now);
+        t.pending
+            .get(&self.hash(handle))
+            .filter(|p| p.expires > now)
+            .cloned()
+    }
+
+    /// Counts a refused key on a consent request; false when it has had its attempts
+    /// (it is then dropped).
+    pub fn failed_attempt(&self, handle: &str, now: i64) -> bool {
+        let h = self.hash(handle);
+        let mut t = self.tables(now);
+        let Some(p) = t.pending.get_mut(&h) else {
+            return false;
+        };
+        p.attempts += 1;
+        if p.attempts >= MAX_ATTEMPTS {
+            t.pending.remove(&h);
+            return false;
+        }
+        true
+    }
+
+    /// Ends a consent request (approved or denied).
+    pub fn take_pending(&self, handle: &str, now: i64) -> Option<Pending> {
+        let h = self.hash(handle);
+        self.tables(now)
+            .pending
+            .remove(&h)
+            .filter(|p| p.expires > now)
+    }
+
+    /// A code for `grant`, valid [`CODE_LIFETIME`] seconds.
+    pub fn issue_code(&self, grant: Grant, now: i64) -> Result<Zeroizing<String>, GrantError> {
+        let mut t = self.tables(now);
+        if t.codes.len() >= MAX_CODES {
+            t.sweep(now);
+            if t.codes.len() >= MAX_CODES {
+                return Err(GrantError::Full);
+            }
+        }
+        let code = random_token();
+        t.codes.insert(
+            self.hash(&code),
+            CodeEntry {
+                grant,
+                expires: now + CODE_LIFETIME,
+                used: None,
+            },
+        );
+        Ok(code)
+    }
+
+    /// Exchanges `code`: its grant and a new family with its first refresh token. `check`
+    /// decides whether the grant fits the request (client, redirect URI, PKCE, key still
+    /// valid); a refusal there consumes nothing.
+    pub fn redeem_code<E>(
+        &self,
+        code: &str,
+        now: i64,
+        check: impl FnOnce(&Grant) -> Result<Vec<String>, E>,
+    ) -> Result<Result<Redeemed, E>, GrantError> {
+        let h = self.hash(code);
+        let mut t = self.tables(now);
+        let Some(entry) = t.codes.get(&h) else {
+            return Err(GrantError::Invalid);
+        };
+        if let Some(family) = entry.used {
+            // RFC 6749 §4.1.2: a code used twice revokes the tokens issued from it.
+            t.revoke_family(family, now);
+            return Err(GrantError::Reused);
+        }
+        if entry.expires <= now {
+            return Err(GrantError::Invalid);
+        }
+        let grant = entry.grant.clone();
+        let scopes = match check(&grant) {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        if t.families.len() >= MAX_FAMILIES || t.refresh.len() >= MAX_REFRESH {
+            t.sweep(now);
+            if t.families.len() >= MAX_FAMILIES || t.refresh.len() >= MAX_REFRESH {
+                return Err(GrantError::Full);
+            }
+        }
+        t.next_family += 1;
+        let family = t.next_family;
+        t.families.insert(
+            family,
+            Family {
+                key_id: grant.key_id.clone(),
+                client_id: grant.client_id.clone(),
+                scopes: scopes.clone(),
+                expires: now + FAMILY_LIFETIME,
+                jtis: Vec::new(),
+                old: Vec::new(),
+            },
+        );
+        if let Some(e) = t.codes.get_mut(&h) {
+            e.used = Some(family);
+            e.expires = now + USED_CODE_MEMORY;
+        }
+        let refresh = random_token();
+        t.refresh.insert(
+            self.hash(&refresh),
+            RefreshEntry {
+                family,
+                current: true,
+                expires: now + REFRESH_LIFETIME,
+            },
+        );
+        Ok(Ok(Redeemed {
+            grant,
+            scopes,
+            family,
+            refresh,
+        }))
+    }
+
+    /// Rotates `refresh`: the family and a new refresh token; the old one is out. `check`
+    /// decides whether the family may go on (the client, the key still valid); a refusal
+    /// there revokes the family.
+    pub fn rotate<E>(
+        &self,
+        refresh: &str,
+        now: i64,
+        check: impl FnOnce(&Family) -> Result<(), E>,
+    ) -> Result<Result<Rotated, E>, GrantError> {
+        let h = self.hash(refresh);
+        let mut t = self.tables(now);
+        let Some(entry) = t.refresh.get(&h) else {
+            return Err(GrantError::Invalid);
+        };
+        let (family, current, expires) = (entry.family, entry.current, entry.expires);
+        if !current {
+            // A rotated-out token comes back: one of its two holders is not the client.
+            t.revoke_family(family, now);
+            return Err(GrantError::Reused);
+        }
+        let Some(f) = t.families.get(&family).filter(|f| f.expires > now) else {
+            return Err(GrantError::Invalid);
+        };
+        if expires <= now {
+            return Err(GrantError::Invalid);
+        }
+        let f = f.clone();
+        if let Err(e) = check(&f) {
+            t.revoke_family(family, now);
+            return Ok(Err(e));
+        }
+        if t.refresh.len() >= MAX_REFRESH {
+            t.sweep(now);
+            if t.refresh.len() >= MAX_REFRESH {
+                return Err(GrantError::Full);
+            }
+        }
+        if let Some(e) = t.refresh.get_mut(&h) {
+            e.current = false;
+        }
+        // Only the last few rotated-out tokens are remembered: a family holds a bounded
+        // number of entries however often it is refreshed.
+        let forgotten = t.families.get_mut(&family).and_then(|f| {
+            f.old.push(h);
+            (f.old.len() > OLD_REFRESH_KEPT).then(|| f.old.remove(0))
+        });
+        if let Some(old) = forgotten {
+            t.refresh.remove(&old);
+        }
+        let next = random_token();
+        t.refresh.insert(
+            self.hash(&next),
+            RefreshEntry {
+                family,
+                current: true,
+                expires: now + REFRESH_LIFETIME,
+            },
+        );
+        Ok(Ok(Rotated {
+            family: f,
+            id: family,
+            refresh: next,
+        }))
+    }
+
+    /// The scopes granted to the family of the current refresh token `refresh`.
+    pub fn family_scopes(&self, refresh: &str, now: i64) -> Option<Vec<String>> {
+        let t = self.tables(now);
+        let e = t
+            .refresh
+            .get(&self.hash(refresh))
+            .filter(|e| e.current && e.expires > now)?;
+        t.families.get(&e.family).map(|f| f.scopes.clone())
+    }
+
+    /// Remembers an access token issued in `family` (to deny it if the family is revoked);
+    /// a family revoked meanwhile (a reuse raced the issue) denies it at once.
+    pub fn issued(&self, family: u64, jti: &str, exp: i64, now: i64) {
+        let mut t = self.tables(now);
+        match t.families.get_mut(&family) {
+            Some(f) => {
+                f.jtis.retain(|(_, e)| *e > now);
+                if f.jtis.len() >= MAX_JTIS_PER_FAMILY {
+                    f.jtis.remove(0);
+                }
+                f.jtis.push((jti.to_owned(), exp));
+            }
+            None => t.deny(jti, exp, now),
+        }
+    }
+
+    /// RFC 7009 for a refresh token: its family, with its access tokens. Unknown: nothing.
+    pub fn revoke_refresh(&self, refresh: &str, client_id: Option<&str>, now: i64) {
+        let h = self.hash(refresh);
+        let mut t = self.tables(now);
+        let Some(family) = t.refresh.get(&h).map(|e| e.family) else {
+            return;
+        };
+        // §2.1: a client may revoke only its own tokens.
+        let theirs = t
+            .families
+            .get(&family)
+            .is_some_and(|f| client_id.is_none_or(|c| c == f.client_id));
+        if theirs {
+            t.revoke_family(family, now);
+        }
+    }
+
+    /// Denies one access token until its `exp`.
+    pub fn deny(&self, jti: &str, exp: i64, now: i64) {
+        let mut t = self.tables(now);
+        t.deny(jti, exp, now);
+    }
+
+    /// Whether the access token `jti`, issued at `iat`, was revoked.
+    pub fn is_denied(&self, jti: &str, iat: i64, now: i64) -> bool {
+        let t = self.tables(now);
+        iat <= t.denied_before || t.denied.contains_key(jti)
+    }
+
+    /// How many entries each table holds (pending, codes, families, refresh, denied).
+    #[cfg(test)]
+    fn sizes(&self) -> [usize; 5] {
+        let t = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
+        [
+            t.pending.len(),
+            t.codes.len(),
+            t.families.len(),
+            t.refresh.len(),
+            t.denied.len(),
+        ]
+    }
+}
+
+use sha2::Sha256;
+
+impl Tables {
+    fn revoke_family(&mut self, family: u64, now: i64) {
+        if let Some(f) = self.families.remove(&family) {
+            for (jti, exp) in f.jtis {
+                self.deny(&jti, exp, now);
+            }
+        }
+        self.refresh.retain(|_, e| e.family != family);
+    }
+
+    fn deny(&mut self, jti: &str, exp: i64, now: i64) {
+        if exp <= now {
+            return;
+        }
+        if self.denied.len() >= MAX_DENIED {
+            self.denied.retain(|_, e| *e > now);
+            if self.denied.len() >= MAX_DENIED {
+                // Fail closed, in bounded memory: every token issued until now is refused.
+                self.denied.clear();
+                self.denied_before = now;
+                return;
+            }
+        }
+        self.denied.insert(jti.to_owned(), exp);
+    }
+
+    fn sweep(&mut self, now: i64) {
+        self.last_sweep = now;
+        self.pending.retain(|_, p| p.expires > now);
+        self.codes.retain(|_, c| c.expires > now);
+        self.families.retain(|_, f| f.expires > now);
+        let families = &self.families;
+        self.refresh
+            .retain(|_, r| r.expires > now && families.contains_key(&r.family));
+        // A family whose current refresh token has expired can issue nothing more, and its
+        // access tokens (at most an hour long) expired before it: it is dropped.
+        let live: std::collections::HashSet<u64> = self
+            .refresh
+            .values()
+            .filter(|r| r.current)
+            .map(|r| r.family)
+            .collect();
+        self.families.retain(|id, _| live.contains(id));
+        let families = &self.families;
+        self.refresh.retain(|_, r| families.contains_key(&r.family));
+        // Leeway as the verifier's: a token is refused as expired only this much later.
+        let leeway = mcp_key_verifier::oauth::LEEWAY_SECONDS as i64;
+        self.denied.retain(|_, e| *e + leeway > now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> Store {
+        Store::new(Zeroizing::new([7u8; 32]), 0)
+    }
+
+    fn grant() -> Grant {
+        Grant {
+            client_id: "https://client.example/meta".into(),
+            redirect_uri: "https://client.example/cb".into(),
+            challenge: "c".repeat(43),
+            scopes: vec!["tools:call".into()],
+            key_id: "0123456789abcdef".into(),
+        }
+    }
+
+    fn ok(g: &Grant) -> Result<Vec<String>, ()> {
+        Ok(g.scopes.clone())
+    }
+
+    #[test]
+    fn a_code_expires_after_its_lifetime() {
+        let s = store();
+        let code = s.issue_code(grant(), 1000).unwrap();
+        let late = 1000 + CODE_LIFETIME;
+        assert_eq!(
+            s.redeem_code(&code, late, ok).err(),
+            Some(GrantError::Invalid)
+        );
+        let code = s.issue_code(grant(), 1000).unwrap();
+        assert!(s.redeem_code(&code, late - 1, ok).unwrap().is_ok());
+    }
+
+    #[test]
+    fn a_code_used_twice_revokes_what_it_gave() {
+        let s = store();
+        let code = s.issue_code(grant(), 1000).unwrap();
+        let Redeemed {
+            family, refresh, ..
+        } = s.redeem_code(&code, 1001, ok).unwrap().unwrap();
+        s.issued(family, "jti-1", 1900, 1001);
+        assert!(!s.is_denied("jti-1", 1001, 1002));
+        assert_eq!(
+            s.redeem_code(&code, 1002, ok).err(),
+            Some(GrantError::Reused)
+        );
+        assert!(s.is_denied("jti-1", 1001, 1003));
+        assert_eq!(
+            s.rotate(&refresh, 1003, |_| Ok::<(), ()>(())).err(),
+            Some(GrantError::Invalid)
+        );
+    }
+
+    #[test]
+    fn a_refused_check_consumes_no_code() {
+        let s = store();
+        let code = s.issue_code(grant(), 1000).unwrap();
+        assert_eq!(
+            s.redeem_code(&code, 1001, |_| Err::<Vec<String>, _>("pkce"))
+                .unwrap()
+                .err(),
+            Some("pkce")
+        );
+        assert!(s.redeem_code(&code, 1002, ok).unwrap().is_ok());
+    }
+
+    #[test]
+    fn refresh_rotates_and_a_rotated_out_token_revokes_the_family() {
+        let s = store();
+        let code = s.issue_code(grant(), 1000).unwrap();
+        let Redeemed {
+            family,
+            refresh: r1,
+            ..
+        } = s.redeem_code(&code, 1001, ok).unwrap().unwrap();
+        s.issued(family, "a", 1900, 1001);
+        let Rotated {
+            id: f2,
+            refresh: r2,
+            ..
+        } = s.rotate(&r1, 1002, |_| Ok::<(), ()>(())).unwrap().unwrap();
+        assert_eq!(f2, family);
+        s.issued(family, "b", 1950, 1002);
+        assert_eq!(
+            s.rotate(&r1, 1003, |_| Ok::<(), ()>(())).err(),
+            Some(GrantError::Reused)
+        );
+        assert!(s.is_denied("a", 1001, 1004) && s.is_denied("b", 1002, 1004));
+        assert_eq!(
+            s.rotate(&r2, 1004, |_| Ok::<(), ()>(())).err(),
+            Some(GrantError::Invalid)
+        );
+    }
+
+    #[test]
+    fn a_refresh_token_expires_and_a_refused_check_revokes() {
+        let s = store();
+        let code = s.issue_code(grant(), 1000).unwrap();
+        let r1 = s.redeem_code(&code, 1001, ok).unwrap().unwrap().refresh;
+        assert_eq!(
+            s.rotate(&r1, 1001 + REFRESH_LIFETIME, |_| Ok::<(), ()>(()))
+                .err(),
+            Some(GrantError::Invalid)
+        );
+        let code = s.issue_code(grant(), 1000).unwrap();
+        let r1 = s.redeem_code(&code, 1001, ok).unwrap().unwrap().refresh;
+        assert_eq!(
+            s.rotate(&r1, 1002, |_| Err("key revoked")).unwrap().err(),
+            Some("key revoked")
+        );
+        assert_eq!(
+            s.rotate(&r1, 1003, |_| Ok::<(), ()>(())).err(),
+            Some(GrantError::Invalid)
+        );
+    }
+
+    #[test]
+    fn a_consent_request_expires_and_has_few_attempts() {
+        let s = store();
+        let p = Pending {
+            client_id: "c".into(),
+            client_name: None,
+            redirect_uri: "https://c/cb".into(),
+            state: None,
+            challenge: "x".into(),
+            scopes: vec![],
+            explicit_scope: false,
+            csrf: [0; 32],
+            cookie: [0; 32],
+            expires: 1000 + PENDING_LIFETIME,
+            attempts: 0,
+        };
+        let h = s.add_pending(p.clone(), 1000).unwrap();
+        assert!(s.pending(&h, 1000 + PENDING_LIFETIME - 1).is_some());
+        assert!(s.pending(&h, 1000 + PENDING_LIFETIME).is_none());
+        let h = s.add_pending(p, 1000).unwrap();
+        for _ in 1..MAX_ATTEMPTS {
+            assert!(s.failed_attempt(&h, 1001));
+        }
+        assert!(!s.failed_attempt(&h, 1001));
+        assert!(s.pending(&h, 1001).is_none());
+    }
+
+    #[test]
+    fn tables_are_swept_of_what_expired() {
+        let s = store();
+        for _ in 0..10 {
+            let code = s.issue_code(grant(), 1000).unwrap();
+            let f = s.redeem_code(&code, 1001, ok).unwrap().unwrap().family;
+            s.issued(f, "j", 1500, 1001);
+        }
+        s.deny("j", 1500, 1001);
+        // A day and more later the refresh tokens have expired, and with them their
+        // families: nothing is left.
+        let later = 1001 + REFRESH_LIFETIME + SWEEP_EVERY;
+        let _ = s.pending("x", later);
+        assert_eq!(s.sizes(), [0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn a_family_refreshed_forever_holds_a_bounded_number_of_entries() {
+        let s = store();
+        let code = s.issue_code(grant(), 1000).unwrap();
+        let mut refresh = s.redeem_code(&code, 1001, ok).unwrap().unwrap().refresh;
+        let mut seen = Vec::new();
+        for i in 0..1000 {
+            seen.push(refresh.clone());
+            refresh = s
+                .rotate(&refresh, 1002 + i, |_| Ok::<_, ()>(()))
+                .unwrap()
+                .unwrap()
+                .refresh;
+        }
+        assert_eq!(s.sizes()[3], 1 + OLD_REFRESH_KEPT);
+        // The last rotated-out token is still known: its reuse revokes the family.
+        let last = seen.last().unwrap();
+        assert_eq!(
+            s.rotate(last, 3000, |_| Ok::<_, ()>(())).err(),
+            Some(GrantError::Reused)
+        );
+        assert_eq!(
+            s.rotate(&refresh, 3000, |_| Ok::<_, ()>(())).err(),
+            Some(GrantError::Invalid)
+        );
+    }
+
+    #[test]
+    fn one_client_cannot_fill_the_consent_table() {
+        let s = store();
+        let p = |client: &str, at: i64| Pending {
+            client_id: client.into(),
+            client_name: None,
+            redirect_uri: "https://c/cb".into(),
+            state: None,
+            challenge: "x".into(),
+            scopes: vec![],
+            explicit_scope: false,
+            csrf: [0; 32],
+            cookie: [0; 32],
+            expires: at + PENDING_LIFETIME,
+            attempts: 0,
+        };
+        let other = s.add_pending(p("b", 1000), 1000).unwrap();
+        let first = s.add_pending(p("a", 1000), 1000).unwrap();
+        for i in 0..(3 * MAX_PENDING_PER_CLIENT as i64) {
+            s.add_pending(p("a", 1001 + i), 1001).unwrap();
+        }
+        assert_eq!(s.sizes()[0], MAX_PENDING_PER_CLIENT + 1);
+        assert!(
+            s.pending(&first, 1001).is_none(),
+            "the oldest of a gave way"
+        );
+        assert!(
+            s.pending(&other, 1001).is_some(),
+            "b's request is untouched"
+        );
+    }
+
+    #[test]
+    fn a_token_issued_into_a_family_revoked_meanwhile_is_denied() {
+        let s = store();
+        let code = s.issue_code(grant(), 1000).unwrap();
+        let f = s.redeem_code(&code, 1001, ok).unwrap().unwrap().family;
+        assert_eq!(
+            s.redeem_code(&code, 1002, ok).err(),
+            Some(GrantError::Reused)
+        );
+        s.issued(f, "late", 1500, 1002);
+        assert!(s.is_denied("late", 1002, 1003));
+    }
+
+    #[test]
+    fn tokens_from_before_the_store_are_refused() {
+        let s = Store::new(Zeroizing::new([7u8; 32]), 5000);
+        assert!(s.is_denied("j", 5000, 5001));
+        assert!(!s.is_denied("j", 5001, 5001));
+    }
+
+    #[test]
+    fn a_full_denylist_refuses_everything_issued_so_far() {
+        let s = store();
+        for i in 0..MAX_DENIED {
+            s.deny(&format!("j{i}"), 5000, 1000);
+        }
+        s.deny("last", 5000, 1001);
+        assert!(s.is_denied("never-revoked", 1001, 1002));
+        assert!(!s.is_denied("never-revoked", 1002, 1002));
+    }
+}
