@@ -314,7 +314,7 @@ fn a_key_becomes_a_token_that_lasts_only_as_long_as_the_key() {
     );
     assert_eq!(
         page.header("content-security-policy"),
-        Some("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+        Some("default-src 'none'; style-src 'unsafe-inline'; form-action 'self' http://127.0.0.1:9; frame-ancestors 'none'")
     );
     assert_eq!(page.header("x-frame-options"), Some("DENY"));
     assert_eq!(page.header("cache-control"), Some("no-store"));

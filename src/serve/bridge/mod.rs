@@ -471,7 +471,11 @@ impl Bridge {
             csrf,
             error,
         });
-        html_response(status, html)
+        let mut r = html_response(status, html);
+        if let Ok(v) = HeaderValue::from_str(&page::consent_csp(&p.redirect_uri)) {
+            r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
+        }
+        r
     }
 
     /// POST `/authorize`: the person's answer on the consent page.

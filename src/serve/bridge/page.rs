@@ -14,6 +14,30 @@ pub const HEADERS: [(&str, &str); 6] = [
     ("x-content-type-options", "nosniff"),
 ];
 
+/// The consent page's policy: [`HEADERS`]' one, with `form-action` also allowing the origin
+/// of the client's redirect URI. Browsers apply `form-action` to the redirects that answer a
+/// form's POST too (Chromium refuses "to send form data" there), so with `'self'` alone the
+/// code never reached a client on another origin. An origin no source expression can name
+/// (an IPv6 literal, an unexpected character) allows its scheme instead.
+pub fn consent_csp(redirect_uri: &str) -> String {
+    let (scheme, rest) = redirect_uri.split_once("://").unwrap_or(("https", ""));
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let nameable = !authority.is_empty()
+        && authority
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'));
+    let scheme = if scheme == "http" { "http" } else { "https" };
+    let target = if nameable {
+        format!("{scheme}://{authority}")
+    } else {
+        format!("{scheme}:")
+    };
+    format!(
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' {target}; \
+         frame-ancestors 'none'"
+    )
+}
+
 const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:34rem;margin:2rem auto;\
 padding:0 1rem;line-height:1.5}code{word-break:break-all}label{display:block;margin-top:1rem;\
 font-weight:600}input[type=password]{width:100%;padding:.4rem;font:inherit}\
@@ -133,6 +157,19 @@ pub fn error(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_consent_page_may_lead_to_the_redirect_uri_and_nowhere_else() {
+        assert_eq!(
+            consent_csp("http://127.0.0.1:8123/callback?x=1"),
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' \
+             http://127.0.0.1:8123; frame-ancestors 'none'"
+        );
+        assert!(consent_csp("https://client.example/cb")
+            .contains("form-action 'self' https://client.example;"));
+        assert!(consent_csp("http://[::1]:9/cb").contains("form-action 'self' http:;"));
+        assert!(consent_csp("https://a;script-src*/cb").contains("form-action 'self' https:;"));
+    }
 
     #[test]
     fn what_a_client_says_about_itself_is_escaped() {
