@@ -297,12 +297,13 @@ challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
 state = secrets.token_urlsafe(12)
 url = issuer + "/authorize?" + urllib.parse.urlencode({
     "response_type": "code", "client_id": client, "redirect_uri": redirect,
-    "code_challenge": challenge, "code_challenge_method": "S256", "scope": "tools:call",
-    "state": state, "resource": resource})
+    "code_challenge": challenge, "code_challenge_method": "S256", "state": state,
+    "resource": resource})  # no scope: the key's permissions
 env = dict(os.environ, CONSENT_URL=url, CONSENT_REDIRECT=redirect, CONSENT_EXPECT="redirect",
            CONSENT_AXE="0")
 r = subprocess.run([node, script], env=env, capture_output=True, text=True, timeout=150)
 sys.stderr.write(r.stderr)
+got = [p for p in got if p.startswith("/callback?")]  # not the browser's /favicon.ico
 if r.returncode != 0 or len(got) != 1:
     sys.exit(f"the browser did not approve (exit {r.returncode}, {len(got)} redirects)")
 q = urllib.parse.parse_qs(urllib.parse.urlsplit(got[0]).query)
