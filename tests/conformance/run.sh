@@ -3,7 +3,8 @@
 # package-lock.json beside this file, with the Node 22 it needs from the npm package `node`)
 # against a real MCP server with the suite's own fixtures (tests/conformance/server.py, the
 # official Python SDK: the tools, resources, prompts, completion, logging and subscriptions
-# the server scenarios ask for), five ways:
+# the server scenarios ask for), six ways, and the suite's authorization-server scenarios
+# against serve --authorization-server:
 #
 #   direct        suite -> the SDK server
 #   through serve suite -> nginx (adds the key) -> nginx with auth_request (the configuration
@@ -14,6 +15,20 @@
 #   token, tools  the same with a third serve that also decides tool permissions from the
 #                 SEP-2243 headers (--tool-permissions --trust-routing-headers, the
 #                 documented nginx setup for per-tool permissions)
+#   bridge token  suite -> nginx (adds an access token of the bridge) -> nginx with
+#                 auth_request -> a fourth serve, `--authorization-server` (docs/oauth.md),
+#                 that issued the token itself -> the SDK server
+#
+# The suite's `authorization` command tests an OAuth authorization server (`list
+# --authorization`: authorization-server-metadata-endpoint, authorization-code-grant); it
+# runs against that fourth serve, whose issuer is its own address and whose resource is the
+# guarded block in front of the MCP server. authorization-code-grant is written for a person:
+# the suite prints an authorization URL and waits for the redirect on its own listener
+# (--port). The person is tests/serve/browser/consent.mjs: headless Chromium with
+# JavaScript off opens the consent page, pastes the vault's key (from the environment) and
+# presses Allow; the suite then exchanges the code itself (PKCE, the resource indicator) and
+# checks the answer. The bridge token of the sixth run is got the same way, by this script
+# as a client (register, PKCE, the browser, the code exchanged at /token).
 #
 # The suite has no option to send a header to a server (`server` takes --url --scenario
 # --suite --expected-failures -o --spec-version --force --requirements --timeout --verbose,
@@ -32,7 +47,8 @@
 # serve). With tool permissions the suite's older-protocol scenarios are refused
 # 403 METHOD_UNSEEN (fail closed: they send no routing headers), which is what is expected.
 #
-# Usage: tests/conformance/run.sh   (from anywhere; needs nginx, npm, python3, and
+# Usage: tests/conformance/run.sh   (from anywhere; needs nginx, npm, python3, Chromium
+# ($MCP_TEST_CHROMIUM, else /usr/bin/chromium), `npm ci` done in tests/serve/browser, and
 # $MCP_TEST_PYTHON or .ci/venv/bin/python with the `mcp` SDK; uses $MCP_KEY_MANAGER_BIN, else
 # target/release/mcp-key-manager, built if missing). Installs the suite once into
 # target/conformance/ (npm ci, reused while the lock matches). CONFORMANCE_KEEP=DIR keeps the
@@ -63,6 +79,14 @@ echo "conformance $version, node $("$node" --version), nginx $("$nginx" -v 2>&1 
 
 [ -x "$bin" ] || cargo build --release --locked
 
+# The person at the consent page of the authorization-server run (see above).
+chromium="${MCP_TEST_CHROMIUM:-/usr/bin/chromium}"
+browser="$root/tests/serve/browser"
+if ! "$chromium" --version >/dev/null 2>&1 || [ ! -d "$browser/node_modules/puppeteer-core" ]; then
+    echo "the authorization-server run needs $chromium (apt-get install chromium) and npm ci in $browser" >&2
+    exit 1
+fi
+
 # --- processes, all on 127.0.0.1, all stopped on exit ------------------------------------
 work="$(mktemp -d)"
 pids=()
@@ -72,11 +96,11 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-# Seven distinct free ports (all bound at once, then released).
+# Eleven distinct free ports (all bound at once, then released).
 read -r mcp_port guarded_port client_port tguarded_port tclient_port pguarded_port \
-    pclient_port < <(python3 -c '
+    pclient_port bridge_port bcallback_port bguarded_port bclient_port < <(python3 -c '
 import socket
-ss = [socket.socket() for _ in range(7)]
+ss = [socket.socket() for _ in range(11)]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in ss))')
 wait_port() { # port what
@@ -163,6 +187,140 @@ serve_tokens token "$tguarded_port"
 token_addr="$tserve_addr"
 serve_tokens tools "$pguarded_port" --tool-permissions --trust-routing-headers
 tools_addr="$tserve_addr"
+
+# --- serve --authorization-server, and the suite's authorization-server scenarios --------
+# The bridge: its issuer is its own address (the suite checks the metadata's `issuer`
+# against --url), its resource the guarded block on $bguarded_port; tokens last an hour (the
+# suite runs below use one).
+bridge_url="http://127.0.0.1:$bridge_port"
+bridge_resource="http://127.0.0.1:$bguarded_port/mcp"
+"$bin" serve --verifier "$work/verifier.json" --listen "127.0.0.1:$bridge_port" \
+    --resource "$bridge_resource" --authorization-server --issuer-url "$bridge_url" \
+    --signing-key "$work/bridge-signing.jwk" --token-lifetime 3600 \
+    --usage "$work/verifier.usage.bridge.json" \
+    </dev/null >/dev/null 2>"$work/serve-bridge.log" &
+pids+=($!)
+wait_port "$bridge_port" "serve --authorization-server"
+# consent URL REDIRECT_URI: the person, in Chromium, pastes the key (from the environment).
+consent() {
+    CONSENT_URL="$1" CONSENT_REDIRECT="$2" CONSENT_KEY="$key" CONSENT_EXPECT=redirect \
+        CONSENT_AXE=0 CHROMIUM="$chromium" HOME="$work" \
+        timeout 120 "$node" "$browser/consent.mjs"
+}
+# A client registered (RFC 7591) for the suite's callback listener.
+suite_client="$(python3 - "$bridge_url" "http://127.0.0.1:$bcallback_port/callback" <<'PY'
+import json, sys, urllib.request
+req = urllib.request.Request(sys.argv[1] + "/register", headers={"Content-Type": "application/json"},
+    data=json.dumps({"redirect_uris": [sys.argv[2]], "client_name": "MCP conformance suite"}).encode())
+print(json.load(urllib.request.urlopen(req, timeout=10))["client_id"])
+PY
+)"
+t_auth0=$(date +%s)
+timeout 180 "$node" "$suite" authorization --url "$bridge_url" --client-id "$suite_client" \
+    --resource "$bridge_resource" --port "$bcallback_port" -o "$work/out-authorization" \
+    </dev/null >"$work/suite-authorization.txt" 2>&1 &
+suite_pid=$!
+pids+=($suite_pid)
+auth_url=""
+for _ in $(seq 600); do
+    auth_url="$(grep -m 1 "^$bridge_url/authorize?" "$work/suite-authorization.txt" || true)"
+    [ -n "$auth_url" ] && break
+    kill -0 "$suite_pid" 2>/dev/null || break
+    sleep 0.1
+done
+status=0
+if [ -n "$auth_url" ]; then
+    consent "$auth_url" "http://127.0.0.1:$bcallback_port/callback" >"$work/consent-suite.txt" 2>&1 || {
+        echo "FAIL: the browser did not complete the suite's authorization:" >&2
+        tail -n 20 "$work/consent-suite.txt" >&2
+        status=1
+    }
+else
+    echo "FAIL: the suite printed no authorization URL:" >&2
+    tail -n 20 "$work/suite-authorization.txt" >&2
+    status=1
+fi
+wait "$suite_pid" || true
+t_auth1=$(date +%s)
+# One directory per scenario, authorization-server-<scenario>-<time>/checks.json: a scenario
+# passes with a SUCCESS and no FAILURE (WARNING is allowed, SKIPPED is not a pass).
+python3 - "$work/out-authorization" >"$work/res-authorization" <<'PY'
+import glob, json, os, re, sys
+for d in sorted(glob.glob(os.path.join(sys.argv[1], "*"))):
+    name = re.sub(r"^(authorization-server-)?(.*)-\d{4}-\d\d-\d\dT.*$", r"\2", os.path.basename(d))
+    try:
+        checks = json.load(open(os.path.join(d, "checks.json")))
+    except (OSError, ValueError):
+        checks = []
+    st = [c.get("status") for c in checks]
+    print(name, "pass" if "SUCCESS" in st and "FAILURE" not in st else "fail",
+          ",".join(f'{c.get("id")}={c.get("status")}' for c in checks))
+PY
+for s in authorization-server-metadata-endpoint authorization-code-grant; do
+    if ! grep -q "^$s pass " "$work/res-authorization"; then
+        echo "FAIL: the authorization-server scenario $s does not pass against serve --authorization-server:" >&2
+        grep "^$s " "$work/res-authorization" >&2 || tail -n 30 "$work/suite-authorization.txt" >&2
+        status=1
+    fi
+done
+
+# The bridge's own token for the sixth run: this script as a client (a listener for its
+# redirect URI on a port of its own), the person in Chromium again, the code exchanged with
+# PKCE and the resource indicator.
+btoken="$(CONSENT_KEY="$key" CHROMIUM="$chromium" HOME="$work" python3 - "$bridge_url" \
+    "$bridge_resource" "$node" "$browser/consent.mjs" 2>"$work/bridge-token.log" <<'PY'
+import base64, hashlib, http.server, json, os, secrets, subprocess, sys, threading
+import urllib.parse, urllib.request
+issuer, resource, node, script = sys.argv[1:]
+got = []
+class Callback(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        got.append(self.path)
+        body = b"<!DOCTYPE html><title>client</title><p>ok"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+listener = http.server.HTTPServer(("127.0.0.1", 0), Callback)
+threading.Thread(target=listener.serve_forever, daemon=True).start()
+redirect = f"http://127.0.0.1:{listener.server_address[1]}/callback"
+def post(path, body, ctype):
+    req = urllib.request.Request(issuer + path, data=body, headers={"Content-Type": ctype})
+    return json.load(urllib.request.urlopen(req, timeout=10))
+client = post("/register", json.dumps({"redirect_uris": [redirect], "client_name":
+              "conformance run.sh"}).encode(), "application/json")["client_id"]
+verifier = secrets.token_urlsafe(32)
+challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+state = secrets.token_urlsafe(12)
+url = issuer + "/authorize?" + urllib.parse.urlencode({
+    "response_type": "code", "client_id": client, "redirect_uri": redirect,
+    "code_challenge": challenge, "code_challenge_method": "S256", "state": state,
+    "resource": resource})  # no scope: the key's permissions
+env = dict(os.environ, CONSENT_URL=url, CONSENT_REDIRECT=redirect, CONSENT_EXPECT="redirect",
+           CONSENT_AXE="0")
+r = subprocess.run([node, script], env=env, capture_output=True, text=True, timeout=150)
+sys.stderr.write(r.stderr)
+got = [p for p in got if p.startswith("/callback?")]  # not the browser's /favicon.ico
+if r.returncode != 0 or len(got) != 1:
+    sys.exit(f"the browser did not approve (exit {r.returncode}, {len(got)} redirects)")
+q = urllib.parse.parse_qs(urllib.parse.urlsplit(got[0]).query)
+if q.get("state") != [state] or q.get("iss") != [issuer]:
+    sys.exit("the redirect's state or iss is wrong")
+token = post("/token", urllib.parse.urlencode({
+    "grant_type": "authorization_code", "code": q["code"][0], "client_id": client,
+    "redirect_uri": redirect, "code_verifier": verifier, "resource": resource}).encode(),
+    "application/x-www-form-urlencoded")
+print(token["access_token"])
+PY
+)" || {
+    echo "FAIL: no access token from serve --authorization-server:" >&2
+    tail -n 20 "$work/bridge-token.log" >&2
+    status=1
+    btoken="none"
+}
 
 # The client's part (the suite cannot send a header): a block on port $1 that adds
 # `Authorization: Bearer $3` and passes everything on to port $2 unchanged.
@@ -292,6 +450,10 @@ http {
         server $tools_addr;
         keepalive 16;
     }
+    upstream mcp_key_serve_bridge {
+        server 127.0.0.1:$bridge_port;
+        keepalive 16;
+    }
 
 EOF
 client_block "$client_port" "$guarded_port" "$key"
@@ -300,6 +462,8 @@ client_block "$tclient_port" "$tguarded_port" "$token"
 guarded_block "$tguarded_port" mcp_key_serve_tokens
 client_block "$pclient_port" "$pguarded_port" "$ptoken"
 guarded_block "$pguarded_port" mcp_key_serve_tools
+client_block "$bclient_port" "$bguarded_port" "$btoken"
+guarded_block "$bguarded_port" mcp_key_serve_bridge
 echo '}'
 } >"$work/nginx/nginx.conf"
 umask 022
@@ -313,8 +477,10 @@ wait_port "$tguarded_port" nginx
 wait_port "$tclient_port" nginx
 wait_port "$pguarded_port" nginx
 wait_port "$pclient_port" nginx
+wait_port "$bguarded_port" nginx
+wait_port "$bclient_port" nginx
 
-# --- the suite, five times ---------------------------------------------------------------
+# --- the suite, six times ---------------------------------------------------------------
 # The active suite, then the scenarios it leaves out that bear on a proxy in the path:
 # http-header-validation (SEP-2243: Mcp-Method / Mcp-Name headers must reach the server).
 extra_scenarios=(http-header-validation)
@@ -348,10 +514,10 @@ run_suite direct "http://127.0.0.1:$mcp_port/mcp"
 run_suite serve "http://127.0.0.1:$client_port/mcp"
 run_suite token "http://127.0.0.1:$tclient_port/mcp"
 run_suite tools "http://127.0.0.1:$pclient_port/mcp"
+run_suite bridge "http://127.0.0.1:$bclient_port/mcp"
 run_suite nokey "http://127.0.0.1:$guarded_port/mcp"
 t1=$(date +%s)
 
-status=0
 if ! [ -s "$work/seen" ]; then
     echo "FAIL: the MCP server never received X-MCP-Key-Id: the requests did not go through serve" >&2
     status=1
@@ -361,14 +527,15 @@ if ! grep -qx 'x-mcp-subject=conformance-client' "$work/seen.headers" 2>/dev/nul
     status=1
 fi
 {
-    echo "| scenario | direct | nginx + serve, key | nginx + serve, access token | access token, tool permissions from headers | nginx + serve, no key |"
-    echo "|---|---|---|---|---|---|"
+    echo "| scenario | direct | nginx + serve, key | nginx + serve, access token | access token, tool permissions from headers | nginx + serve --authorization-server, its token | nginx + serve, no key |"
+    echo "|---|---|---|---|---|---|---|"
     while read -r name d; do
         s="$(awk -v n="$name" '$1 == n { print $2 }' "$work/res-serve")"
         t="$(awk -v n="$name" '$1 == n { print $2 }' "$work/res-token")"
         p="$(awk -v n="$name" '$1 == n { print $2 }' "$work/res-tools")"
+        b="$(awk -v n="$name" '$1 == n { print $2 }' "$work/res-bridge")"
         n="$(awk -v n="$name" '$1 == n { print $2 }' "$work/res-nokey")"
-        echo "| \`$name\` | $d | ${s:-fail} | ${t:-fail} | ${p:-fail} | ${n:-fail} |"
+        echo "| \`$name\` | $d | ${s:-fail} | ${t:-fail} | ${p:-fail} | ${b:-fail} | ${n:-fail} |"
         if [ "$d" != pass ] && [ "${p:-fail}" = pass ]; then
             echo "FAIL: $name passes with tool permissions but not directly" >&2
             status=1
@@ -385,6 +552,10 @@ fi
             echo "FAIL: $name passes directly but not through serve with an access token" >&2
             status=1
         fi
+        if [ "$d" = pass ] && [ "${b:-fail}" != pass ]; then
+            echo "FAIL: $name passes directly but not through serve --authorization-server with its token" >&2
+            status=1
+        fi
         if [ "${n:-fail}" = pass ]; then
             echo "FAIL: $name passes with no key" >&2
             status=1
@@ -392,13 +563,22 @@ fi
     done <"$work/res-direct"
 } >"$work/table.md"
 cat "$work/table.md"
+echo
+echo "| authorization-server scenario (serve --authorization-server, the person in Chromium) | result | checks |"
+echo "|---|---|---|"
+while read -r name r checks; do
+    echo "| \`$name\` | $r | $checks |"
+done <"$work/res-authorization"
 pass() { grep -c ' pass$' "$1" || true; }
 echo
 echo "passed: direct $(pass "$work/res-direct")/$(wc -l <"$work/res-direct"), through serve" \
     "$(pass "$work/res-serve")/$(wc -l <"$work/res-serve"), with a token" \
     "$(pass "$work/res-token")/$(wc -l <"$work/res-token"), with a token and tool permissions" \
-    "$(pass "$work/res-tools")/$(wc -l <"$work/res-tools"), no key" \
-    "$(pass "$work/res-nokey")/$(wc -l <"$work/res-nokey"); suite runs took $((t1 - t0)) s;" \
+    "$(pass "$work/res-tools")/$(wc -l <"$work/res-tools"), with a bridge token" \
+    "$(pass "$work/res-bridge")/$(wc -l <"$work/res-bridge"), no key" \
+    "$(pass "$work/res-nokey")/$(wc -l <"$work/res-nokey"); authorization server" \
+    "$(grep -c ' pass ' "$work/res-authorization" || true)/$(wc -l <"$work/res-authorization") in $((t_auth1 - t_auth0)) s;" \
+    "suite runs took $((t1 - t0)) s;" \
     "key ids seen upstream: $(sort -u "$work/seen" 2>/dev/null | wc -l)"
 if [ "$status" -ne 0 ] && [ -n "${CONFORMANCE_KEEP:-}" ]; then
     cp -r "$work" "$CONFORMANCE_KEEP"

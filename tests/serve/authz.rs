@@ -18,19 +18,19 @@ use sha2::{Digest, Sha256};
 use crate::fixture::{Spec, TestKey};
 use crate::harness::{assert_no_secret, Resp, Server};
 
-const RESOURCE: &str = "https://mcp.example.com/mcp";
-const ISSUER: &str = "https://mcp.example.com";
+pub(crate) const RESOURCE: &str = "https://mcp.example.com/mcp";
+pub(crate) const ISSUER: &str = "https://mcp.example.com";
 const REDIRECT: &str = "http://127.0.0.1:9/callback";
 
-struct Setup {
+pub(crate) struct Setup {
     dir: tempfile::TempDir,
-    good: TestKey,
+    pub(crate) good: TestKey,
     reader: TestKey,
-    revoked: TestKey,
+    pub(crate) revoked: TestKey,
     spec: Spec,
 }
 
-fn setup() -> Setup {
+pub(crate) fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let good = TestKey::new(&["tools:call", "tools:list"]).named("agent");
     let reader = TestKey::new(&["tools:list"]);
@@ -56,7 +56,7 @@ impl Setup {
     }
 
     /// `serve --authorization-server` with `extra` arguments.
-    fn serve(&self, extra: &[&str]) -> Server {
+    pub(crate) fn serve(&self, extra: &[&str]) -> Server {
         let key = self.signing_key();
         let mut args = vec![
             "--resource",
@@ -98,7 +98,7 @@ fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
 }
 
 /// A PKCE verifier and its S256 challenge.
-fn pkce() -> (String, String) {
+pub(crate) fn pkce() -> (String, String) {
     let mut b = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
     let verifier = B64URL.encode(b);
@@ -106,7 +106,7 @@ fn pkce() -> (String, String) {
     (verifier, challenge)
 }
 
-fn query(pairs: &[(&str, &str)]) -> String {
+pub(crate) fn query(pairs: &[(&str, &str)]) -> String {
     let mut q = form_urlencoded::Serializer::new(String::new());
     for (k, v) in pairs {
         q.append_pair(k, v);
@@ -114,13 +114,18 @@ fn query(pairs: &[(&str, &str)]) -> String {
     q.finish()
 }
 
-fn post_form(srv: &Server, path: &str, pairs: &[(&str, &str)], headers: &[(&str, &str)]) -> Resp {
+pub(crate) fn post_form(
+    srv: &Server,
+    path: &str,
+    pairs: &[(&str, &str)],
+    headers: &[(&str, &str)],
+) -> Resp {
     let mut h = vec![("Content-Type", "application/x-www-form-urlencoded")];
     h.extend_from_slice(headers);
     srv.request("POST", path, &h, query(pairs).as_bytes())
 }
 
-fn register(srv: &Server, redirect: &str) -> String {
+pub(crate) fn register(srv: &Server, redirect: &str) -> String {
     let body = json!({"redirect_uris": [redirect], "client_name": "Test Client <b>"}).to_string();
     let r = srv.request(
         "POST",
@@ -237,7 +242,7 @@ fn refresh(srv: &Server, client: &str, token: &str) -> Resp {
     )
 }
 
-fn bearer(srv: &Server, token: &str) -> Resp {
+pub(crate) fn bearer(srv: &Server, token: &str) -> Resp {
     srv.get("/auth", &[("Authorization", &format!("Bearer {token}"))])
 }
 

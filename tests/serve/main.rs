@@ -6,6 +6,7 @@ mod common;
 
 mod authz;
 mod cluster;
+mod consent_browser;
 mod fixture;
 mod fleet;
 mod fleet_usage;
