@@ -15,12 +15,13 @@ field, the Allow button) and its cookie, posts the key, follows nothing, and han
 calls the tool. Then it prints `READY` and waits for a line on stdin.
 
 Phase 2 (on `go`, sent once the key is revoked in the vault): the same provider, so the same
-access token, calls `echo` again and again (one session each) until a call is refused; then
-the access token is treated as expired, so the SDK refreshes it with its refresh token
-before its next request.
+access token, calls `echo` again and again (one session each) until the `tools/call` itself
+is refused 401 (the SDK's `call_tool` also lists the tools after the call: the reload may
+fall between the two, and that attempt fails with the tool run); then the access token is
+treated as expired, so the SDK refreshes it with its refresh token before its next request.
 
-Prints a `STEP <method> <URL> <status> [tok=<fp>] [grant_type=… rt=<fp> client_id=…
-error=…] [<WWW-Authenticate>]` line (no query; `fp`: the first 12 hex digits of a secret's
+Prints a `STEP <method> <URL> <status> [tok=<fp>] [rpc=<JSON-RPC method>] [grant_type=…
+rt=<fp> client_id=… error=…] [<WWW-Authenticate>]` line (no query; `fp`: the first 12 hex digits of a secret's
 SHA-256, never the secret) for every HTTP exchange of the SDK and of the person; `AUTHORIZE`
 (the authorization request's parameters), `CONSENT-PAGE`, `CONSENT-REFUSED`, `RESULT`,
 `TOKENS`, `CLAIMS` (the access token's claims), `ATTEMPT n`, `ACCEPTED n`, `REFUSED n`,
@@ -50,6 +51,7 @@ url, client_id_url = sys.argv[1], sys.argv[2]
 KEY = os.environ.pop("MCP_TEST_KEY")
 REDIRECT = "http://127.0.0.1:9/callback"  # never contacted: the person reads the Location
 redirects = []
+steps = []  # (method, URL, status, JSON-RPC method, fingerprint of the bearer token)
 
 
 def fp(secret: str) -> str:
@@ -186,8 +188,17 @@ async def record(response) -> None:
     request = response.request
     extra = []
     auth = request.headers.get("authorization", "")
-    if auth.lower().startswith("bearer "):
-        extra.append("tok=" + fp(auth[7:].strip()))
+    tok = fp(auth[7:].strip()) if auth.lower().startswith("bearer ") else None
+    if tok:
+        extra.append("tok=" + tok)
+    rpc = None
+    if request.method == "POST" and str(request.url) == url:
+        try:
+            rpc = json.loads(request.content).get("method")
+        except Exception:  # noqa: BLE001 - not a JSON-RPC request
+            rpc = "?"
+        extra.append("rpc=%s" % rpc)
+    steps.append((request.method, str(request.url), response.status_code, rpc, tok))
     if urlsplit(str(request.url)).path.endswith("/token"):
         try:
             form = dict(parse_qsl(request.content.decode()))
@@ -262,11 +273,13 @@ async def main() -> bool:
     while True:
         n += 1
         out("ATTEMPT %d" % n)
+        mark = len(steps)
         try:
             out("ACCEPTED %d %s" % (n, await call(http)))
         except Exception as e:  # noqa: BLE001 - the refusal, whatever shape the SDK gives it
             out("REFUSED %d after_ms=%d %s" % (n, (time.monotonic() - t0) * 1000, describe(e)))
-            break
+            if any(s[2:] == (401, "tools/call", fp(tokens.access_token)) for s in steps[mark:]):
+                break
         if time.monotonic() - t0 > 15:
             out("NEVER-REFUSED")
             return False
