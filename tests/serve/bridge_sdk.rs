@@ -210,8 +210,8 @@ fn word<'a>(line: &'a str, name: &str) -> Option<&'a str> {
 /// republishes the verifier serve follows); the same access token is refused 401
 /// `invalid_token` within 5 s, the SDK's re-authorization meets a consent page that refuses
 /// the revoked key, and once the SDK takes the access token for expired, its refresh with the
-/// refresh token is refused `invalid_grant`. Nothing runs upstream after the revocation, and
-/// no key or token reaches a log.
+/// refresh token is refused `invalid_grant`. No tool runs upstream once the token is refused,
+/// and no key or token reaches the client's output or a log.
 #[test]
 fn the_sdk_oauth_client_with_a_client_id_metadata_document_and_the_bridge() {
     let started = Instant::now();
