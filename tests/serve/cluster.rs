@@ -414,12 +414,12 @@ fn a_cluster_over_tls() {
 
 /// A throwaway CA, a server certificate for 127.0.0.1 and a client certificate, made with
 /// the `openssl` CLI; `None` when it is not installed (a failure under CI=true).
-struct Pki {
+pub(crate) struct Pki {
     dir: tempfile::TempDir,
 }
 
 impl Pki {
-    fn make() -> Option<Pki> {
+    pub(crate) fn make() -> Option<Pki> {
         if !have("openssl", "a TLS test") {
             return None;
         }
@@ -493,7 +493,7 @@ impl Pki {
         args
     }
 
-    fn path(&self, file: &str) -> PathBuf {
+    pub(crate) fn path(&self, file: &str) -> PathBuf {
         self.dir.path().join(file)
     }
 

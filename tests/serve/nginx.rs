@@ -20,7 +20,7 @@ use crate::harness::{assert_no_secret, bin, Server};
 const PASS: &str = "nginx end-to-end passphrase";
 
 /// Children killed on drop, whatever the test's outcome.
-struct Kill(Vec<Child>);
+pub(crate) struct Kill(pub(crate) Vec<Child>);
 
 impl Drop for Kill {
     fn drop(&mut self) {
@@ -31,7 +31,7 @@ impl Drop for Kill {
     }
 }
 
-fn prerequisites() -> Option<(PathBuf, String)> {
+pub(crate) fn prerequisites() -> Option<(PathBuf, String)> {
     let missing = |why: String| -> Option<(PathBuf, String)> {
         tool_or_skip("the nginx end-to-end test", false, why);
         None
@@ -63,7 +63,7 @@ fn prerequisites() -> Option<(PathBuf, String)> {
     Some((nginx, python))
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -84,8 +84,15 @@ fn wait_for_port(port: u16, what: &str, children: &mut Kill) {
     }
 }
 
-/// The nginx configuration of docs/serve.md, with this test's ports and paths.
-pub fn nginx_conf(dir: &Path, listen: u16, serve_addr: &str, mcp_port: u16) -> String {
+/// The nginx configuration of docs/serve.md, with this test's ports and paths, and
+/// `locations` added to the server block.
+pub fn nginx_conf(
+    dir: &Path,
+    listen: u16,
+    serve_addr: &str,
+    mcp_port: u16,
+    locations: &str,
+) -> String {
     let d = dir.display();
     format!(
         r#"daemon off;
@@ -163,7 +170,7 @@ http {{
             proxy_http_version 1.1;
             proxy_set_header Connection "";
         }}
-
+{locations}
         location @mcp_auth_forbidden {{
             default_type application/json;
             add_header WWW-Authenticate $mcp_www_authenticate always;
@@ -192,7 +199,7 @@ http {{
     )
 }
 
-fn cli(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn cli(dir: &Path, args: &[&str]) -> String {
     let out = Command::new(bin())
         .args(args)
         .current_dir(dir)
@@ -262,11 +269,19 @@ fn probe(port: u16, key: &str) -> (u16, Option<String>) {
 
 /// nginx (the configuration of docs/serve.md) → `serve` → the SDK's MCP server, all on
 /// loopback, stopped on drop.
-struct Stack {
-    serve: Server,
-    _kids: Kill,
-    port: u16,
-    seen: PathBuf,
+pub(crate) struct Stack {
+    pub(crate) serve: Server,
+    pub(crate) _kids: Kill,
+    pub(crate) port: u16,
+    pub(crate) seen: PathBuf,
+}
+
+/// What a test adds to the [`Stack`]: environment variables for `serve` (the rest is
+/// cleared), and locations for nginx's server block.
+#[derive(Default)]
+pub(crate) struct Extra<'a> {
+    pub(crate) serve_env: &'a [(&'a str, &'a str)],
+    pub(crate) nginx_locations: &'a str,
 }
 
 impl Stack {
@@ -290,8 +305,22 @@ impl Stack {
         verifier: &Path,
         serve_args: &[&str],
     ) -> Stack {
+        let extra = Extra::default();
+        Stack::start_with(port, nginx, python, dir, verifier, serve_args, &extra)
+    }
+
+    /// As [`Stack::start_at`], with `extra`.
+    pub(crate) fn start_with(
+        port: u16,
+        nginx: &Path,
+        python: &str,
+        dir: &Path,
+        verifier: &Path,
+        serve_args: &[&str],
+        extra: &Extra<'_>,
+    ) -> Stack {
         let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/serve/mcp");
-        let serve = Server::start(verifier, serve_args);
+        let serve = Server::start_with_env(verifier, serve_args, extra.serve_env);
         let mut kids = Kill(Vec::new());
         let mcp_port = free_port();
         let seen = dir.join("seen-key-ids.txt");
@@ -308,7 +337,8 @@ impl Stack {
         );
         wait_for_port(mcp_port, "the MCP server", &mut kids);
         let conf = dir.join("nginx.conf");
-        std::fs::write(&conf, nginx_conf(dir, port, &serve.addr, mcp_port)).unwrap();
+        let text = nginx_conf(dir, port, &serve.addr, mcp_port, extra.nginx_locations);
+        std::fs::write(&conf, text).unwrap();
         kids.0.push(
             Command::new(nginx)
                 .arg("-p")
@@ -335,7 +365,7 @@ impl Stack {
 
 /// A vault in `dir` with one key (`create` with `extra` arguments) and its published
 /// verifier: (key, id, verifier path).
-fn vault_with_key(dir: &Path, extra: &[&str]) -> (String, String, PathBuf) {
+pub(crate) fn vault_with_key(dir: &Path, extra: &[&str]) -> (String, String, PathBuf) {
     cli(
         dir,
         &["init", "--kdf-memory-kib", "19456", "--kdf-iterations", "2"],
@@ -350,7 +380,7 @@ fn vault_with_key(dir: &Path, extra: &[&str]) -> (String, String, PathBuf) {
     (key, id, verifier)
 }
 
-fn logs(dir: &Path) -> String {
+pub(crate) fn logs(dir: &Path) -> String {
     ["nginx-access.log", "nginx-error.log", "mcp-server.log"]
         .iter()
         .map(|f| std::fs::read_to_string(dir.join(f)).unwrap_or_default())
