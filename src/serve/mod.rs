@@ -391,11 +391,16 @@ fn log_listening(state: &State, local: SocketAddr) {
         )),
     }
     if let Some(t) = &state.tokens {
-        log(format_args!(
-            "access tokens of {} accepted beside keys; resource metadata at {}",
-            t.issuers().join(", "),
-            t.metadata_url
-        ));
+        let issuers = t.issuers();
+        if issuers.is_empty() {
+            log(format_args!("resource metadata at {}", t.metadata_url));
+        } else {
+            log(format_args!(
+                "access tokens of {} accepted beside keys; resource metadata at {}",
+                issuers.join(", "),
+                t.metadata_url
+            ));
+        }
     }
     if let Some(b) = &state.bridge {
         log(format_args!(
