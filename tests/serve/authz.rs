@@ -615,6 +615,8 @@ fn revocation_and_tokens_not_for_this_resource() {
     let client = register(&srv, REDIRECT);
     let (_, t) = tokens_for(&srv, &client, &s.good.key);
     let access = t["access_token"].as_str().unwrap();
+    // Used once (and so kept verified), then revoked: refused all the same.
+    assert_eq!(bearer(&srv, access).status, 200);
     let r = post_form(
         &srv,
         "/revoke",
@@ -625,6 +627,10 @@ fn revocation_and_tokens_not_for_this_resource() {
     assert_eq!(bearer(&srv, access).status, 401);
     let (_, t) = tokens_for(&srv, &client, &s.good.key);
     let rt = t["refresh_token"].as_str().unwrap();
+    assert_eq!(
+        bearer(&srv, t["access_token"].as_str().unwrap()).status,
+        200
+    );
     assert_eq!(
         post_form(&srv, "/revoke", &[("token", rt)], &[]).status,
         200

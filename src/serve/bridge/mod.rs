@@ -51,6 +51,8 @@ const MAX_FORM_BYTES: usize = 16 * 1024;
 const MAX_STATE_BYTES: usize = 512;
 /// Most scopes one request may ask for.
 const MAX_SCOPES: usize = 64;
+/// Tokens of this issuer kept verified (their claims), at most.
+const OWN_CACHE_ENTRIES: usize = 10_000;
 /// The consent cookie (`__Host-`: Secure, Path=/, no Domain; RFC 6265bis §4.1.3.2).
 const COOKIE: &str = "__Host-mcp-consent";
 
@@ -94,6 +96,19 @@ pub struct Bridge {
     store: Store,
     clients: Clients,
     metadata: String,
+    /// This issuer's tokens already verified, by the SHA-256 of the token: what `/auth`
+    /// needs of them, so that a token seen before costs a lookup (its key and revocation
+    /// are still checked on every request).
+    seen: std::sync::Mutex<HashMap<[u8; 32], Arc<Own>>>,
+}
+
+/// What `/auth` needs of a verified token of this issuer.
+struct Own {
+    subject: String,
+    permissions: Vec<String>,
+    jti: String,
+    iat: i64,
+    exp: i64,
 }
 
 impl std::fmt::Debug for Bridge {
@@ -193,6 +208,7 @@ impl Bridge {
             store,
             clients: Clients::new(s.allow_private_clients),
             metadata: metadata.to_string(),
+            seen: std::sync::Mutex::default(),
             signer,
             issuer,
         })
@@ -218,46 +234,90 @@ impl Bridge {
         self.route(&Method::GET, path).is_some() || self.route(&Method::POST, path).is_some()
     }
 
-    /// Whether an access token (already looking like a JWS) names this issuer: a cheap
-    /// look at its claims, to route it (its signature is checked by [`Bridge::admit`]).
-    pub fn is_own(&self, token: &str) -> bool {
-        claims_of(token).is_some_and(|c| c.get("iss").and_then(Value::as_str) == Some(&self.issuer))
-    }
-
-    /// Checks a token of this issuer at `/auth`: signature, audience, expiry, not revoked,
-    /// and its key valid in `keys` now; its scopes cut to the key's permissions.
+    /// Checks an access token at `/auth` if it is one of this issuer's (`None` otherwise):
+    /// signature, audience, expiry (once per token, then kept), and on every request that
+    /// it is not revoked and its key is valid in `keys` now; its scopes cut to the key's
+    /// permissions.
     pub fn admit(
         &self,
         token: &str,
         keys: &Verifier,
         now: i64,
-    ) -> std::result::Result<Admitted, Refused> {
+    ) -> Option<std::result::Result<Admitted, Refused>> {
         let invalid = |why: &str| Refused {
             code: "INVALID_TOKEN",
             why: why.to_owned(),
         };
-        let info = self.verifier.verify(token, now).map_err(|e| match e {
-            TokenError::Expired => Refused {
-                code: "EXPIRED",
-                why: e.description(),
-            },
-            e => invalid(&e.description()),
-        })?;
-        let claims = claims_of(token).unwrap_or_default();
-        let jti = claims.get("jti").and_then(Value::as_str).unwrap_or("");
-        let iat = claims.get("iat").and_then(Value::as_i64).unwrap_or(0);
-        if jti.is_empty() || self.store.is_denied(jti, iat, now) {
-            return Err(invalid("the access token was revoked"));
-        }
-        let Some(key) = valid_key(keys, &info.subject, now) else {
-            return Err(invalid(
-                "the key this access token was issued for is no longer valid",
-            ));
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let leeway = mcp_key_verifier::oauth::LEEWAY_SECONDS as i64;
+        let hit = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&digest)
+            .filter(|o| o.exp + leeway > now)
+            .cloned();
+        let own = match hit {
+            Some(o) => o,
+            None => {
+                // A cheap look at the claims routes the token; the signature decides.
+                let claims = claims_of(token)?;
+                if claims.get("iss").and_then(Value::as_str) != Some(&self.issuer) {
+                    return None;
+                }
+                let info = match self.verifier.verify(token, now) {
+                    Ok(i) => i,
+                    Err(TokenError::Expired) => {
+                        return Some(Err(Refused {
+                            code: "EXPIRED",
+                            why: TokenError::Expired.description(),
+                        }))
+                    }
+                    Err(e) => return Some(Err(invalid(&e.description()))),
+                };
+                let own = Arc::new(Own {
+                    subject: info.subject.clone(),
+                    permissions: info.permissions.clone(),
+                    jti: claims
+                        .get("jti")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_owned(),
+                    iat: claims.get("iat").and_then(Value::as_i64).unwrap_or(0),
+                    exp: info.expires_at,
+                });
+                let mut seen = self
+                    .seen
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if seen.len() >= OWN_CACHE_ENTRIES {
+                    seen.retain(|_, o| o.exp + leeway > now);
+                    if seen.len() >= OWN_CACHE_ENTRIES {
+                        seen.clear();
+                    }
+                }
+                seen.insert(digest, Arc::clone(&own));
+                own
+            }
         };
-        Ok(Admitted {
-            permissions: cut(&info.permissions, &key.permissions),
+        if own.exp + leeway <= now {
+            return Some(Err(Refused {
+                code: "EXPIRED",
+                why: TokenError::Expired.description(),
+            }));
+        }
+        if own.jti.is_empty() || self.store.is_denied(&own.jti, own.iat, now) {
+            return Some(Err(invalid("the access token was revoked")));
+        }
+        let Some(key) = valid_key(keys, &own.subject, now) else {
+            return Some(Err(invalid(
+                "the key this access token was issued for is no longer valid",
+            )));
+        };
+        Some(Ok(Admitted {
+            permissions: cut(&own.permissions, &key.permissions),
             key: key.clone(),
-        })
+        }))
     }
 
     /// Answers one of the bridge's routes.
