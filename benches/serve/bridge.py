@@ -145,8 +145,8 @@ def wrk(url, script, env):
     if "Non-2xx" in out:
         raise SystemExit("non-2xx answers from wrk:\n" + out)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p50 = re.search(r"50%\s+(\S+)", out).group(1)
-    p99 = re.search(r"99%\s+(\S+)", out).group(1)
+    p50 = re.search(r"(?m)^\s+50%\s+(\S+)", out).group(1)
+    p99 = re.search(r"(?m)^\s+99%\s+(\S+)", out).group(1)
     return rps, p50, p99
 
 

@@ -371,12 +371,12 @@ async fn auth(req: Request<Incoming>, st: &State) -> Response<Body> {
         Ok(r) => r,
         Err(why) => return rpc_error(StatusCode::BAD_REQUEST, -32600, why, "BAD_REQUIRE"),
     };
-    let key = presented_key(h);
-    let now = Utc::now();
     if let (Some(tokens), Some(token)) = (&st.tokens, bearer_token(h)) {
         let r = token_auth(tokens, token, &required, h, body, st).await;
         return with_resource_metadata(r, st);
     }
+    let key = presented_key(h);
+    let now = Utc::now();
     if let (Some(tokens), None) = (&st.tokens, key) {
         // No credentials at all: the RFC 9728 challenge, naming where to get a token.
         st.metrics.verdict(Code::Malformed);
