@@ -88,17 +88,7 @@ pub async fn handle(req: Request<Incoming>, st: Arc<State>) -> Result<Response<B
         b.handle(req, &st).await
     } else if let Some(t) = st.tokens.as_ref().filter(|_| is_metadata_path(path)) {
         // RFC 9728: public, cacheable, readable from a browser-based client.
-        let mut r = json_text(StatusCode::OK, t.metadata.clone());
-        let h = r.headers_mut();
-        h.insert(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("max-age=300"),
-        );
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_ORIGIN,
-            HeaderValue::from_static("*"),
-        );
-        r
+        super::bridge::public_json(t.metadata.clone())
     } else {
         json_response(
             StatusCode::NOT_FOUND,

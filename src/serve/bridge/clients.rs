@@ -36,6 +36,11 @@ const MAX_REDIRECT_URIS: usize = 10;
 pub const REGISTRATIONS_PER_MINUTE: u32 = 10;
 /// Metadata documents fetched per minute (all clients together).
 const FETCHES_PER_MINUTE: u32 = 60;
+/// Metadata documents fetched per minute from one host: a client that floods the bridge
+/// with document URLs of its own host uses up its own share, not everyone's.
+const FETCHES_PER_HOST_PER_MINUTE: u32 = 10;
+/// Hosts whose fetches are counted at once.
+const MAX_HOSTS_COUNTED: usize = 1000;
 
 /// A client: its id, the redirect URIs it may use, and the name it gives itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -170,6 +175,7 @@ pub struct Clients {
     registered: Mutex<HashMap<String, Registered>>,
     registrations: Mutex<Window>,
     fetches: Mutex<Window>,
+    per_host: Mutex<HashMap<String, Window>>,
 }
 
 impl Clients {
@@ -200,6 +206,7 @@ impl Clients {
             registered: Mutex::default(),
             registrations: Mutex::new(Window { start: 0, count: 0 }),
             fetches: Mutex::new(Window { start: 0, count: 0 }),
+            per_host: Mutex::default(),
         }
     }
 
@@ -233,6 +240,13 @@ impl Clients {
                 return r.clone();
             }
         }
+        if !self.host_allowed(id, now) {
+            return Err(Refused(
+                "too many client metadata documents fetched from this host; try again in a \
+                 minute"
+                    .into(),
+            ));
+        }
         let allowed = self
             .fetches
             .lock()
@@ -253,6 +267,28 @@ impl Clients {
         }
         cache.insert(id.to_owned(), (r.clone(), now));
         r
+    }
+
+    /// Counts a fetch from the host of document URL `url`; false past its share.
+    fn host_allowed(&self, url: &str, now: i64) -> bool {
+        let host = url
+            .split_once("://")
+            .map_or("", |(_, r)| r.split(['/', '?', '#']).next().unwrap_or(""))
+            .to_ascii_lowercase();
+        let mut hosts = self.per_host.lock().unwrap_or_else(PoisonError::into_inner);
+        if hosts.len() >= MAX_HOSTS_COUNTED && !hosts.contains_key(&host) {
+            hosts.retain(|_, w| now - w.start < 60);
+            if hosts.len() >= MAX_HOSTS_COUNTED {
+                hosts.clear();
+            }
+        }
+        hosts
+            .entry(host)
+            .or_insert(Window {
+                start: now,
+                count: 0,
+            })
+            .allow(FETCHES_PER_HOST_PER_MINUTE, now)
     }
 
     fn fetch(&self, url: &str) -> Result<Client, Refused> {
@@ -460,6 +496,26 @@ fn is_format(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_host_cannot_use_up_every_document_fetch() {
+        // Private addresses: refused at resolution, so nothing goes on the network.
+        let c = Clients::new(false);
+        let now = 1000;
+        for i in 0..FETCHES_PER_HOST_PER_MINUTE {
+            let e = c
+                .get(&format!("https://10.0.0.1/c{i}.json"), now)
+                .unwrap_err();
+            assert!(e.0.contains("private"), "{}", e.0);
+        }
+        let e = c.get("https://10.0.0.1/more.json", now).unwrap_err();
+        assert!(e.0.contains("from this host"), "{}", e.0);
+        // Another host is not held back, and the first one is again a minute later.
+        let e = c.get("https://10.0.0.2/c.json", now).unwrap_err();
+        assert!(e.0.contains("private"), "{}", e.0);
+        let e = c.get("https://10.0.0.1/later.json", now + 60).unwrap_err();
+        assert!(e.0.contains("private"), "{}", e.0);
+    }
 
     #[test]
     fn a_client_name_loses_what_could_reorder_or_hide_text() {

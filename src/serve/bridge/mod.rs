@@ -1096,7 +1096,7 @@ fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
 }
 
 /// Metadata and keys: public, cacheable, readable from a browser-based client.
-fn public_json(body: String) -> Response<Body> {
+pub fn public_json(body: String) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     let h = r.headers_mut();
     h.insert(
