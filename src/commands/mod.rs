@@ -137,11 +137,11 @@ fn oauth_settings(a: &crate::cli::OAuthArgs) -> Result<Option<crate::serve::oaut
     let bridge =
         match (a.authorization_server, &a.resource, &a.signing_key) {
             (false, _, _) => None,
-            (true, Some(resource), Some(key)) => Some(crate::serve::bridge::Settings {
+            (true, Some(resource), Some(key)) => Some(crate::serve::oauth::BridgeSettings {
                 issuer: a
                     .issuer_url
                     .clone()
-                    .unwrap_or_else(|| crate::serve::bridge::default_issuer(resource)),
+                    .unwrap_or_else(|| crate::serve::oauth::default_issuer(resource)),
                 signing_key: key.clone(),
                 token_lifetime: a.token_lifetime,
                 allow_private_clients: a.allow_private_clients,

@@ -85,7 +85,12 @@ pub async fn handle(req: Request<Incoming>, st: Arc<State>) -> Result<Response<B
         r
     } else if let Some(b) = st.bridge.as_ref().filter(|b| b.owns(path)) {
         let b = Arc::clone(b);
-        b.handle(req, &st).await
+        let served = super::bridge::Served {
+            keys: st.source.current(),
+            log: &st.log,
+            read_timeout: st.read_timeout,
+        };
+        b.handle(req, &served).await
     } else if let Some(t) = st.tokens.as_ref().filter(|_| is_metadata_path(path)) {
         // RFC 9728: public, cacheable, readable from a browser-based client.
         super::bridge::public_json(t.metadata.clone())

@@ -40,7 +40,29 @@ pub struct Settings {
     /// `--scope`.
     pub scopes: Vec<String>,
     /// `--authorization-server`: this serve issues tokens too.
-    pub bridge: Option<super::bridge::Settings>,
+    pub bridge: Option<BridgeSettings>,
+}
+
+/// What `--authorization-server` is told.
+#[derive(Debug, Clone)]
+pub struct BridgeSettings {
+    /// The issuer: `--issuer-url`, or the origin of `--resource`.
+    pub issuer: String,
+    /// `--signing-key`.
+    pub signing_key: PathBuf,
+    /// `--token-lifetime`, in seconds.
+    pub token_lifetime: u64,
+    /// `--allow-private-clients`.
+    pub allow_private_clients: bool,
+    /// Not `--no-dynamic-registration`.
+    pub dynamic_registration: bool,
+}
+
+/// The issuer for a resource when `--issuer-url` is not given: its origin.
+pub fn default_issuer(resource: &str) -> String {
+    let (scheme, rest) = resource.split_once("://").unwrap_or(("https", resource));
+    let host = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    format!("{scheme}://{host}")
 }
 
 /// Tokens, ready for `/auth`.

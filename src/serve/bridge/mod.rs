@@ -18,7 +18,6 @@ pub mod signing;
 pub mod store;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
@@ -32,7 +31,10 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::log::log;
-use super::state::State;
+use super::log::Log;
+#[cfg(test)]
+use super::oauth::default_issuer;
+use super::oauth::BridgeSettings;
 use crate::error::{Error, Result};
 use clients::Clients;
 use mcp_key_vault::display::sanitize;
@@ -58,26 +60,14 @@ const COOKIE: &str = "__Host-mcp-consent";
 
 type Body = Full<Bytes>;
 
-/// What `--authorization-server` is told.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// The issuer: `--issuer-url`, or the origin of `--resource`.
-    pub issuer: String,
-    /// `--signing-key`.
-    pub signing_key: PathBuf,
-    /// `--token-lifetime`, in seconds.
-    pub token_lifetime: u64,
-    /// `--allow-private-clients`.
-    pub allow_private_clients: bool,
-    /// Not `--no-dynamic-registration`.
-    pub dynamic_registration: bool,
-}
-
-/// The issuer for a resource when `--issuer-url` is not given: its origin.
-pub fn default_issuer(resource: &str) -> String {
-    let (scheme, rest) = resource.split_once("://").unwrap_or(("https", resource));
-    let host = rest.split(['/', '?', '#']).next().unwrap_or(rest);
-    format!("{scheme}://{host}")
+/// What the bridge takes from the server it runs in, for one request.
+pub struct Served<'a> {
+    /// The keys, as the verifier knows them now.
+    pub keys: Arc<Verifier>,
+    /// Where refusals of identified keys are logged.
+    pub log: &'a Log,
+    /// How long a request body may take to arrive.
+    pub read_timeout: std::time::Duration,
 }
 
 /// The bridge, ready for requests.
@@ -151,7 +141,7 @@ impl Bridge {
     /// # Errors
     /// [`Error::Usage`] for an issuer that is not an HTTPS URL (HTTP on loopback), or a
     /// signing key that cannot be used (see [`Signer::load_or_create`]).
-    pub fn start(s: &Settings, resource: &str, scopes: &[String]) -> Result<Bridge> {
+    pub fn start(s: &BridgeSettings, resource: &str, scopes: &[String]) -> Result<Bridge> {
         if !clients::redirect_uri_ok(&s.issuer) || s.issuer.contains('?') {
             return Err(Error::usage(format!(
                 "the issuer must be an https:// URL (http:// only on loopback) without query \
@@ -324,7 +314,7 @@ impl Bridge {
     pub async fn handle(
         self: &Arc<Self>,
         req: Request<Incoming>,
-        st: &Arc<State>,
+        st: &Served<'_>,
     ) -> Response<Body> {
         let (parts, body) = req.into_parts();
         let Some(route) = self.route(&parts.method, parts.uri.path()) else {
@@ -538,7 +528,13 @@ impl Bridge {
     }
 
     /// POST `/authorize`: the person's answer on the consent page.
-    fn consent(&self, body: &[u8], headers: &HeaderMap, st: &State, now: i64) -> Response<Body> {
+    fn consent(
+        &self,
+        body: &[u8],
+        headers: &HeaderMap,
+        st: &Served<'_>,
+        now: i64,
+    ) -> Response<Body> {
         let Ok(p) = params(body) else {
             return page_error(StatusCode::BAD_REQUEST, "The form repeats a field.");
         };
@@ -572,7 +568,7 @@ impl Bridge {
                 pending.state.as_deref(),
             );
         }
-        let keys = st.source.current();
+        let keys = Arc::clone(&st.keys);
         let required: Vec<&str> = if pending.explicit_scope {
             pending.scopes.iter().map(String::as_str).collect()
         } else {
@@ -691,7 +687,7 @@ impl Bridge {
     }
 
     /// POST `/token`.
-    fn token(&self, body: &[u8], st: &State, now: i64) -> Response<Body> {
+    fn token(&self, body: &[u8], st: &Served<'_>, now: i64) -> Response<Body> {
         let Ok(p) = params(body) else {
             return token_error("invalid_request", "a parameter is repeated");
         };
@@ -699,7 +695,7 @@ impl Bridge {
         if field("resource").is_some_and(|r| r != self.resource) {
             return token_error("invalid_target", "resource is not this server's");
         }
-        let keys = st.source.current();
+        let keys = Arc::clone(&st.keys);
         match field("grant_type") {
             Some("authorization_code") => {
                 let (Some(code), Some(client_id), Some(redirect_uri), Some(verifier)) = (
@@ -1050,7 +1046,7 @@ fn claims_of(token: &str) -> Option<serde_json::Map<String, Value>> {
 async fn read_form(
     body: Incoming,
     headers: &HeaderMap,
-    st: &State,
+    st: &Served<'_>,
 ) -> std::result::Result<Bytes, Response<Body>> {
     let too_large = || {
         oauth_error(
