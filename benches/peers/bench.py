@@ -288,21 +288,17 @@ http {{ access_log off;
   server {{ listen 127.0.0.1:{plain};
     location / {{ proxy_pass http://static; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}
   # nginx + auth_request -> serve, in front of the FastMCP server and of the trivial upstream
-  server {{ listen 127.0.0.1:{nginx};
+{guarded_mcp}{guarded_static}}}
+"""
+
+# One nginx server on {port} asking serve about every request, then passing it to {upstream}.
+GUARDED = """  server {{ listen 127.0.0.1:{port};
     location = /_auth {{ internal; proxy_pass http://serve/auth; proxy_http_version 1.1;
       proxy_set_header Connection ""; proxy_pass_request_body off; proxy_set_header Content-Length ""; }}
     location / {{ auth_request /_auth;
       auth_request_set $key_id $upstream_http_x_mcp_key_id; proxy_set_header X-MCP-Key-Id $key_id;
       proxy_set_header Authorization "";
-      proxy_pass http://mcp; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}
-  server {{ listen 127.0.0.1:{nginx_static};
-    location = /_auth {{ internal; proxy_pass http://serve/auth; proxy_http_version 1.1;
-      proxy_set_header Connection ""; proxy_pass_request_body off; proxy_set_header Content-Length ""; }}
-    location / {{ auth_request /_auth;
-      auth_request_set $key_id $upstream_http_x_mcp_key_id; proxy_set_header X-MCP-Key-Id $key_id;
-      proxy_set_header Authorization "";
-      proxy_pass http://static; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}
-}}
+      proxy_pass http://{upstream}; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}
 """
 
 # (group, role, label); the groups are the pairs, "bare" the reference of each.
@@ -360,7 +356,10 @@ def run(n, procs, work):
     ngx = os.path.join(work, "ngx")
     os.makedirs(ngx, exist_ok=True)
     with open(os.path.join(work, "nginx.conf"), "w") as f:
-        f.write(NGINX_CONF.format(ngx=ngx, **ports))
+        f.write(NGINX_CONF.format(
+            ngx=ngx, **ports,
+            guarded_mcp=GUARDED.format(port=ports["nginx"], upstream="mcp"),
+            guarded_static=GUARDED.format(port=ports["nginx_static"], upstream="static")))
     nginx = start([NGINX, "-p", ngx, "-c", os.path.join(work, "nginx.conf"), "-e",
                    os.path.join(ngx, "error.log")], ports["nginx"], "nginx")
     for p in ("nginx_static", "static", "plain"):

@@ -73,19 +73,29 @@ impl Setup {
         Server::start(&self.verifier(), &args)
     }
 
-    /// Publishes the verifier with `good` revoked, and waits until `serve` has it.
-    fn revoke_good(&mut self, srv: &Server) {
+    /// Publishes the next revision of the verifier with its keys changed by `edit`, and
+    /// waits until `serve` has it.
+    fn republish(&mut self, srv: &Server, edit: impl FnOnce(&mut Vec<TestKey>)) {
         self.spec.revision += 1;
-        for k in &mut self.spec.keys {
-            if k.id == self.good.id {
-                k.revoked = true;
-            }
-        }
+        edit(&mut self.spec.keys);
         self.spec.publish(&self.verifier());
         let want = self.spec.revision;
         wait_until("the reload", Duration::from_secs(10), || {
             srv.get("/healthz", &[]).json()["revision"] == want
         });
+    }
+
+    /// Publishes the verifier with `good` changed by `edit`, and waits until `serve` has it.
+    fn change_good(&mut self, srv: &Server, edit: impl Fn(&mut TestKey)) {
+        let id = self.good.id.clone();
+        self.republish(srv, |keys| {
+            keys.iter_mut().filter(|k| k.id == id).for_each(edit)
+        });
+    }
+
+    /// Publishes the verifier with `good` revoked, and waits until `serve` has it.
+    fn revoke_good(&mut self, srv: &Server) {
+        self.change_good(srv, |k| k.revoked = true);
     }
 }
 
@@ -246,10 +256,11 @@ pub(crate) fn bearer(srv: &Server, token: &str) -> Resp {
     srv.get("/auth", &[("Authorization", &format!("Bearer {token}"))])
 }
 
-/// The whole flow for `key`: the code and the token response.
-fn tokens_for(srv: &Server, client: &str, key: &str) -> (String, Value) {
+/// The whole flow for `key` (the authorization request changed by `over`, as in
+/// [`authorize`]): the code and the token response.
+fn tokens_for(srv: &Server, client: &str, key: &str, over: &[(&str, &str)]) -> (String, Value) {
     let (verifier, challenge) = pkce();
-    let f = form(&authorize(srv, client, &challenge, &[]));
+    let f = form(&authorize(srv, client, &challenge, over));
     let code = redirected(&consent(srv, &f, key))["code"].clone();
     let r = exchange(srv, client, &code, &verifier);
     assert_eq!(r.status, 200, "{}", r.raw);
@@ -586,7 +597,7 @@ fn a_rotated_out_refresh_token_revokes_its_family() {
     let s = setup();
     let srv = s.serve(&[]);
     let client = register(&srv, REDIRECT);
-    let (_, t) = tokens_for(&srv, &client, &s.good.key);
+    let (_, t) = tokens_for(&srv, &client, &s.good.key, &[]);
     let r1 = t["refresh_token"].as_str().unwrap();
     let n = refresh(&srv, &client, r1).json();
     let (a2, r2) = (
@@ -596,7 +607,7 @@ fn a_rotated_out_refresh_token_revokes_its_family() {
     assert_eq!(bearer(&srv, a2).status, 200);
     // Another client cannot use it.
     let other = register(&srv, REDIRECT);
-    let (_, t) = tokens_for(&srv, &client, &s.good.key);
+    let (_, t) = tokens_for(&srv, &client, &s.good.key, &[]);
     let stolen = t["refresh_token"].as_str().unwrap();
     assert_eq!(
         refresh(&srv, &other, stolen).json()["error"],
@@ -613,7 +624,7 @@ fn revocation_and_tokens_not_for_this_resource() {
     let s = setup();
     let srv = s.serve(&[]);
     let client = register(&srv, REDIRECT);
-    let (_, t) = tokens_for(&srv, &client, &s.good.key);
+    let (_, t) = tokens_for(&srv, &client, &s.good.key, &[]);
     let access = t["access_token"].as_str().unwrap();
     // Used once (and so kept verified), then revoked: refused all the same.
     assert_eq!(bearer(&srv, access).status, 200);
@@ -625,7 +636,7 @@ fn revocation_and_tokens_not_for_this_resource() {
     );
     assert_eq!(r.status, 200);
     assert_eq!(bearer(&srv, access).status, 401);
-    let (_, t) = tokens_for(&srv, &client, &s.good.key);
+    let (_, t) = tokens_for(&srv, &client, &s.good.key, &[]);
     let rt = t["refresh_token"].as_str().unwrap();
     assert_eq!(
         bearer(&srv, t["access_token"].as_str().unwrap()).status,
@@ -868,15 +879,8 @@ fn a_token_is_cut_to_its_key_and_dies_with_its_expiry() {
     let mut s = setup();
     let srv = s.serve(&[]);
     let client = register(&srv, REDIRECT);
-    let (verifier, challenge) = pkce();
-    let page = authorize(
-        &srv,
-        &client,
-        &challenge,
-        &[("scope", "tools:call tools:list")],
-    );
-    let code = redirected(&consent(&srv, &form(&page), &s.good.key))["code"].clone();
-    let t = exchange(&srv, &client, &code, &verifier).json();
+    let over = [("scope", "tools:call tools:list")];
+    let (_, t) = tokens_for(&srv, &client, &s.good.key, &over);
     let access = t["access_token"].as_str().unwrap();
     let perms = |s: &Server| {
         bearer(s, access)
@@ -885,20 +889,7 @@ fn a_token_is_cut_to_its_key_and_dies_with_its_expiry() {
     };
     assert_eq!(perms(&srv).as_deref(), Some("tools:call,tools:list"));
     // tools:list is taken from the key: the token loses it at the next reload.
-    let publish = |s: &mut Setup, edit: &dyn Fn(&mut TestKey)| {
-        s.spec.revision += 1;
-        for k in &mut s.spec.keys {
-            if k.id == s.good.id {
-                edit(k);
-            }
-        }
-        s.spec.publish(&s.verifier());
-        let want = s.spec.revision;
-        wait_until("the reload", Duration::from_secs(10), || {
-            srv.get("/healthz", &[]).json()["revision"] == want
-        });
-    };
-    publish(&mut s, &|k| k.permissions = vec!["tools:call".into()]);
+    s.change_good(&srv, |k| k.permissions = vec!["tools:call".into()]);
     assert_eq!(perms(&srv).as_deref(), Some("tools:call"));
     let r = srv.get(
         "/auth",
@@ -909,9 +900,7 @@ fn a_token_is_cut_to_its_key_and_dies_with_its_expiry() {
     );
     assert_eq!(r.status, 403, "{}", r.raw);
     // The key expires: the token is refused.
-    publish(&mut s, &|k| {
-        k.expires_at = Some("2020-01-01T00:00:00Z".into())
-    });
+    s.change_good(&srv, |k| k.expires_at = Some("2020-01-01T00:00:00Z".into()));
     assert_eq!(bearer(&srv, access).status, 401);
 }
 
@@ -952,10 +941,7 @@ fn a_refresh_may_narrow_its_scope_but_not_widen_it() {
     let s = setup();
     let srv = s.serve(&[]);
     let client = register(&srv, REDIRECT);
-    let (verifier, challenge) = pkce();
-    let page = authorize(&srv, &client, &challenge, &[("scope", "tools:call")]);
-    let code = redirected(&consent(&srv, &form(&page), &s.good.key))["code"].clone();
-    let t = exchange(&srv, &client, &code, &verifier).json();
+    let (_, t) = tokens_for(&srv, &client, &s.good.key, &[("scope", "tools:call")]);
     let r1 = t["refresh_token"].as_str().unwrap().to_owned();
     // Wider than the grant (the key holds tools:list, the grant does not): refused, and
     // nothing rotated: the same refresh token still works.
@@ -980,15 +966,10 @@ fn without_a_scope_the_token_holds_what_the_key_holds_of_the_offered_scopes() {
     let s = setup();
     let srv = s.serve(&[]);
     let client = register(&srv, REDIRECT);
-    let (verifier, challenge) = pkce();
     // No scope asked: the offered scopes (tools:call, tools:list) cut to the key's.
-    let page = authorize(&srv, &client, &challenge, &[("scope", "")]);
-    let code = redirected(&consent(&srv, &form(&page), &s.reader.key))["code"].clone();
-    let t = exchange(&srv, &client, &code, &verifier);
-    assert_eq!(t.status, 200, "{}", t.raw);
-    assert_eq!(t.json()["scope"], "tools:list");
-    let access = t.json()["access_token"].as_str().unwrap().to_owned();
-    let c = claims(&access);
+    let (_, t) = tokens_for(&srv, &client, &s.reader.key, &[("scope", "")]);
+    assert_eq!(t["scope"], "tools:list");
+    let c = claims(t["access_token"].as_str().unwrap());
     assert_eq!(c["scope"], "tools:list");
     assert_eq!(c["sub"], s.reader.id.as_str());
     assert_eq!(c["aud"], RESOURCE);
@@ -1013,7 +994,7 @@ fn a_token_lasts_an_hour_at_most() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("--token-lifetime"));
     let srv = s.serve(&["--token-lifetime", "3600"]);
     let client = register(&srv, REDIRECT);
-    let (_, t) = tokens_for(&srv, &client, &s.good.key);
+    let (_, t) = tokens_for(&srv, &client, &s.good.key, &[]);
     assert_eq!(t["expires_in"], 3600);
     let c = claims(t["access_token"].as_str().unwrap());
     assert_eq!(
@@ -1027,7 +1008,7 @@ fn tokens_from_before_a_restart_are_refused() {
     let s = setup();
     let srv = s.serve(&[]);
     let client = register(&srv, REDIRECT);
-    let (_, t) = tokens_for(&srv, &client, &s.good.key);
+    let (_, t) = tokens_for(&srv, &client, &s.good.key, &[]);
     let access = t["access_token"].as_str().unwrap().to_owned();
     let r = t["refresh_token"].as_str().unwrap().to_owned();
     assert_eq!(bearer(&srv, &access).status, 200);
@@ -1046,18 +1027,12 @@ fn a_key_deleted_from_the_vault_takes_its_tokens_with_it() {
     let mut s = setup();
     let srv = s.serve(&[]);
     let client = register(&srv, REDIRECT);
-    let (_, t) = tokens_for(&srv, &client, &s.good.key);
+    let (_, t) = tokens_for(&srv, &client, &s.good.key, &[]);
     let access = t["access_token"].as_str().unwrap().to_owned();
     let r = t["refresh_token"].as_str().unwrap().to_owned();
     assert_eq!(bearer(&srv, &access).status, 200);
-    s.spec.revision += 1;
     let gone = s.good.id.clone();
-    s.spec.keys.retain(|k| k.id != gone);
-    s.spec.publish(&s.verifier());
-    let want = s.spec.revision;
-    wait_until("the reload", Duration::from_secs(10), || {
-        srv.get("/healthz", &[]).json()["revision"] == want
-    });
+    s.republish(&srv, |keys| keys.retain(|k| k.id != gone));
     assert_eq!(bearer(&srv, &access).status, 401);
     assert_eq!(refresh(&srv, &client, &r).json()["error"], "invalid_grant");
 }

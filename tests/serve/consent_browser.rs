@@ -59,23 +59,10 @@ fn browser() -> Option<Browser> {
             ))
         }
     }
-    let node = std::env::var("MCP_TEST_NODE").unwrap_or_else(|_| "node".into());
-    match Command::new(&node).arg("--version").output() {
-        Ok(o) if o.status.success() => {
-            let v = String::from_utf8_lossy(&o.stdout).trim().to_string();
-            let major: u32 = v
-                .trim_start_matches('v')
-                .split('.')
-                .next()
-                .and_then(|m| m.parse().ok())
-                .unwrap_or(0);
-            if major < 20 {
-                return missing(format!("{node} is {v}; puppeteer-core needs Node >= 20"));
-            }
-        }
-        Ok(o) => return missing(format!("{node} --version failed: {}", o.status)),
-        Err(e) => return missing(format!("cannot run {node}: {e}")),
-    }
+    let node = match crate::harness::node_at_least(20, "puppeteer-core") {
+        Ok(node) => node,
+        Err(why) => return missing(why),
+    };
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/serve/browser");
     let manifest: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("package.json")).unwrap()).unwrap();

@@ -244,6 +244,29 @@ fn parse(buf: &[u8]) -> Option<Resp> {
     })
 }
 
+/// Node (`$MCP_TEST_NODE`, else `node`) when it runs and is at least version `major`;
+/// otherwise why not (`needs` names what needs it).
+pub fn node_at_least(major: u32, needs: &str) -> Result<String, String> {
+    let node = std::env::var("MCP_TEST_NODE").unwrap_or_else(|_| "node".into());
+    match Command::new(&node).arg("--version").output() {
+        Ok(o) if o.status.success() => {
+            let v = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            let has: u32 = v
+                .trim_start_matches('v')
+                .split('.')
+                .next()
+                .and_then(|m| m.parse().ok())
+                .unwrap_or(0);
+            if has < major {
+                return Err(format!("{node} is {v}; {needs} needs Node >= {major}"));
+            }
+            Ok(node)
+        }
+        Ok(o) => Err(format!("{node} --version failed: {}", o.status)),
+        Err(e) => Err(format!("cannot run {node}: {e}")),
+    }
+}
+
 /// Fails if any of `secrets` (or its 64-hex secret part) appears in `text`.
 pub fn assert_no_secret(what: &str, text: &str, secrets: &[&str]) {
     for s in secrets {

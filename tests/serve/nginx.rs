@@ -935,23 +935,10 @@ fn node_and_ts_client() -> Option<(String, PathBuf, String)> {
         tool_or_skip("the TypeScript SDK OAuth end-to-end test", false, why);
         None
     };
-    let node = std::env::var("MCP_TEST_NODE").unwrap_or_else(|_| "node".into());
-    match Command::new(&node).arg("--version").output() {
-        Ok(o) if o.status.success() => {
-            let v = String::from_utf8_lossy(&o.stdout).trim().to_string();
-            let major: u32 = v
-                .trim_start_matches('v')
-                .split('.')
-                .next()
-                .and_then(|m| m.parse().ok())
-                .unwrap_or(0);
-            if major < 20 {
-                return missing(format!("{node} is {v}; the SDK v2 client needs Node >= 20"));
-            }
-        }
-        Ok(o) => return missing(format!("{node} --version failed: {}", o.status)),
-        Err(e) => return missing(format!("cannot run {node}: {e}")),
-    }
+    let node = match crate::harness::node_at_least(20, "the SDK v2 client") {
+        Ok(node) => node,
+        Err(why) => return missing(why),
+    };
     let package = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/serve/mcp/ts-client");
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(package.join("package.json")).unwrap())

@@ -45,7 +45,8 @@ import mcp.client.streamable_http as sh
 from mcp.client.auth import AuthorizationCodeResult, OAuthClientProvider
 from mcp.client.client import Client
 from mcp.shared._httpx_utils import create_mcp_http_client
-from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
+from mcp.shared.auth import OAuthClientMetadata
+from oauth_storage import MemoryStorage
 
 url, client_id_url = sys.argv[1], sys.argv[2]
 KEY = os.environ.pop("MCP_TEST_KEY")
@@ -60,26 +61,6 @@ def fp(secret: str) -> str:
 
 def out(line: str) -> None:
     print(line, flush=True)
-
-
-class MemoryStorage:
-    """The SDK's `TokenStorage` protocol, in memory: the tokens live in this process only."""
-
-    def __init__(self):
-        self.tokens = None
-        self.client = None
-
-    async def get_tokens(self) -> OAuthToken | None:
-        return self.tokens
-
-    async def set_tokens(self, tokens: OAuthToken) -> None:
-        self.tokens = tokens
-
-    async def get_client_info(self) -> OAuthClientInformationFull | None:
-        return self.client
-
-    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
-        self.client = client_info
 
 
 def step(method: str, target: str, status: int, extra: list[str] | None = None,

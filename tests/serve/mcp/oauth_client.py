@@ -24,33 +24,14 @@ import mcp.client.streamable_http as sh
 from mcp.client.auth import AuthorizationCodeResult, OAuthClientProvider
 from mcp.client.client import Client
 from mcp.shared._httpx_utils import create_mcp_http_client
-from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
+from mcp.shared.auth import OAuthClientMetadata
+from oauth_storage import MemoryStorage
 
 url, tools = sys.argv[1], sys.argv[2:]
 REDIRECT = "http://127.0.0.1:9/callback"  # never contacted: the handler reads the Location
 steps = []
 statuses = []
 redirects = []
-
-
-class MemoryStorage:
-    """The SDK's `TokenStorage` protocol, in memory: each run starts unregistered."""
-
-    def __init__(self):
-        self.tokens = None
-        self.client = None
-
-    async def get_tokens(self) -> OAuthToken | None:
-        return self.tokens
-
-    async def set_tokens(self, tokens: OAuthToken) -> None:
-        self.tokens = tokens
-
-    async def get_client_info(self) -> OAuthClientInformationFull | None:
-        return self.client
-
-    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
-        self.client = client_info
 
 
 def step(method: str, target: str, status: int, challenge: str | None = None) -> None:
