@@ -335,9 +335,7 @@ impl Verifier {
         match id_number(id) {
             Some(n) => {
                 let hot = self.by_id.get(&n)?;
-                self.keys
-                    .get(hot.index as usize)
-                    .filter(|k| k.id.eq_ignore_ascii_case(id))
+                self.keys.get(hot.index as usize).filter(|k| k.id == id)
             }
             None => self.keys.iter().find(|k| k.id == id),
         }
@@ -821,6 +819,28 @@ pub fn hashes_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_is_found_by_its_id_exactly() {
+        let key = |id: &str| KeyInfo::new(id.into(), None, [1; 32], false, None, vec![]);
+        let v = Verifier::new(
+            &[7; 32],
+            1,
+            vec![
+                key("00000000000000a1"),
+                key("legacy-1"),
+                key("00000000000000b2"),
+            ],
+        );
+        assert_eq!(
+            v.key("00000000000000b2").map(|k| k.id.as_str()),
+            Some("00000000000000b2")
+        );
+        assert_eq!(v.key("legacy-1").map(|k| k.id.as_str()), Some("legacy-1"));
+        assert!(v.key("00000000000000A1").is_none());
+        assert!(v.key("00000000000000c3").is_none());
+        assert!(v.key("").is_none());
+    }
 
     #[test]
     fn a_member_twice_is_refused_however_it_is_written() {

@@ -111,6 +111,13 @@ pub fn forbidden_address(ip: IpAddr) -> bool {
     }
 }
 
+/// The authority (host and port) of `url`: what stands between `://` and the path, query
+/// or fragment; empty without a scheme.
+pub fn authority(url: &str) -> &str {
+    url.split_once("://")
+        .map_or("", |(_, r)| r.split(['/', '?', '#']).next().unwrap_or(""))
+}
+
 /// Whether `id` is a client id to fetch (a URL) rather than one registered here.
 pub fn is_document_id(id: &str) -> bool {
     id.starts_with("https://") || id.starts_with("http://")
@@ -271,10 +278,7 @@ impl Clients {
 
     /// Counts a fetch from the host of document URL `url`; false past its share.
     fn host_allowed(&self, url: &str, now: i64) -> bool {
-        let host = url
-            .split_once("://")
-            .map_or("", |(_, r)| r.split(['/', '?', '#']).next().unwrap_or(""))
-            .to_ascii_lowercase();
+        let host = authority(url).to_ascii_lowercase();
         let mut hosts = self.per_host.lock().unwrap_or_else(PoisonError::into_inner);
         if hosts.len() >= MAX_HOSTS_COUNTED && !hosts.contains_key(&host) {
             hosts.retain(|_, w| now - w.start < 60);

@@ -290,12 +290,6 @@ impl Bridge {
                 own
             }
         };
-        if own.exp + leeway <= now {
-            return Some(Err(Refused {
-                code: "EXPIRED",
-                why: TokenError::Expired.description(),
-            }));
-        }
         if own.jti.is_empty() || self.store.is_denied(&own.jti, own.iat, now) {
             return Some(Err(invalid("the access token was revoked")));
         }
@@ -510,10 +504,7 @@ impl Bridge {
         error: Option<&str>,
         status: StatusCode,
     ) -> Response<Body> {
-        let host = p
-            .redirect_uri
-            .split_once("://")
-            .map_or("", |(_, r)| r.split(['/', '?']).next().unwrap_or(""));
+        let host = clients::authority(&p.redirect_uri);
         let html = page::consent(&page::Consent {
             action: &format!("{}/authorize", self.path),
             client_id: &p.client_id,

@@ -503,10 +503,7 @@ impl Tables {
         self.last_sweep = now;
         self.pending.retain(|_, p| p.expires > now);
         self.codes.retain(|_, c| c.expires > now);
-        self.families.retain(|_, f| f.expires > now);
-        let families = &self.families;
-        self.refresh
-            .retain(|_, r| r.expires > now && families.contains_key(&r.family));
+        self.refresh.retain(|_, r| r.expires > now);
         // A family whose current refresh token has expired can issue nothing more, and its
         // access tokens (at most an hour long) expired before it: it is dropped.
         let live: std::collections::HashSet<u64> = self
@@ -515,7 +512,8 @@ impl Tables {
             .filter(|r| r.current)
             .map(|r| r.family)
             .collect();
-        self.families.retain(|id, _| live.contains(id));
+        self.families
+            .retain(|id, f| f.expires > now && live.contains(id));
         let families = &self.families;
         self.refresh.retain(|_, r| families.contains_key(&r.family));
         // Leeway as the verifier's: a token is refused as expired only this much later.
@@ -530,6 +528,23 @@ mod tests {
 
     fn store() -> Store {
         Store::new(Zeroizing::new([7u8; 32]), 0)
+    }
+
+    /// A consent request of `client` made at `at`.
+    fn pending(client: &str, at: i64) -> Pending {
+        Pending {
+            client_id: client.into(),
+            client_name: None,
+            redirect_uri: "https://c/cb".into(),
+            state: None,
+            challenge: "x".into(),
+            scopes: vec![],
+            explicit_scope: false,
+            csrf: [0; 32],
+            cookie: [0; 32],
+            expires: at + PENDING_LIFETIME,
+            attempts: 0,
+        }
     }
 
     fn grant() -> Grant {
@@ -645,19 +660,7 @@ mod tests {
     #[test]
     fn a_consent_request_expires_and_has_few_attempts() {
         let s = store();
-        let p = Pending {
-            client_id: "c".into(),
-            client_name: None,
-            redirect_uri: "https://c/cb".into(),
-            state: None,
-            challenge: "x".into(),
-            scopes: vec![],
-            explicit_scope: false,
-            csrf: [0; 32],
-            cookie: [0; 32],
-            expires: 1000 + PENDING_LIFETIME,
-            attempts: 0,
-        };
+        let p = pending("c", 1000);
         let h = s.add_pending(p.clone(), 1000).unwrap();
         assert!(s.pending(&h, 1000 + PENDING_LIFETIME - 1).is_some());
         assert!(s.pending(&h, 1000 + PENDING_LIFETIME).is_none());
@@ -715,23 +718,10 @@ mod tests {
     #[test]
     fn one_client_cannot_fill_the_consent_table() {
         let s = store();
-        let p = |client: &str, at: i64| Pending {
-            client_id: client.into(),
-            client_name: None,
-            redirect_uri: "https://c/cb".into(),
-            state: None,
-            challenge: "x".into(),
-            scopes: vec![],
-            explicit_scope: false,
-            csrf: [0; 32],
-            cookie: [0; 32],
-            expires: at + PENDING_LIFETIME,
-            attempts: 0,
-        };
-        let other = s.add_pending(p("b", 1000), 1000).unwrap();
-        let first = s.add_pending(p("a", 1000), 1000).unwrap();
+        let other = s.add_pending(pending("b", 1000), 1000).unwrap();
+        let first = s.add_pending(pending("a", 1000), 1000).unwrap();
         for i in 0..(3 * MAX_PENDING_PER_CLIENT as i64) {
-            s.add_pending(p("a", 1001 + i), 1001).unwrap();
+            s.add_pending(pending("a", 1001 + i), 1001).unwrap();
         }
         assert_eq!(s.sizes()[0], MAX_PENDING_PER_CLIENT + 1);
         assert!(
