@@ -514,10 +514,15 @@ pub struct OAuthArgs {
     #[arg(long, value_name = "URL", requires = "authorization_server")]
     pub issuer_url: Option<String>,
     /// The Ed25519 key that signs those tokens, a private JWK; created (mode 0600) if
-    /// missing. The authorization server's state (codes, refresh tokens, revocations) is
-    /// this instance's: run one, and tokens from before a restart are refused.
+    /// missing. Every instance of a fleet needs the same file.
     #[arg(long, value_name = "FILE", requires = "authorization_server")]
     pub signing_key: Option<PathBuf>,
+    /// Keep the authorization server's state (consent requests, codes, refresh tokens,
+    /// revocations, registered clients) in this Redis store
+    /// (redis://host:port/db?key=NAME), shared by a fleet of instances. Without it the
+    /// state is this instance's: run one, and tokens from before a restart are refused.
+    #[arg(long, value_name = "URL", requires = "authorization_server")]
+    pub authorization_state: Option<String>,
     /// How long an access token of the authorization server lasts, in seconds (at most an
     /// hour).
     #[arg(long, value_name = "SECONDS", default_value_t = crate::serve::bridge::DEFAULT_TOKEN_LIFETIME,

@@ -146,6 +146,7 @@ fn oauth_settings(a: &crate::cli::OAuthArgs) -> Result<Option<crate::serve::oaut
                 token_lifetime: a.token_lifetime,
                 allow_private_clients: a.allow_private_clients,
                 dynamic_registration: !a.no_dynamic_registration,
+                state: a.authorization_state.clone(),
             }),
             (true, None, _) => {
                 return Err(Error::usage(

@@ -87,10 +87,10 @@ pub async fn handle(req: Request<Incoming>, st: Arc<State>) -> Result<Response<B
         let b = Arc::clone(b);
         let served = super::bridge::Served {
             keys: st.source.current(),
-            log: &st.log,
+            log: Arc::clone(&st.log),
             read_timeout: st.read_timeout,
         };
-        b.handle(req, &served).await
+        b.handle(req, served).await
     } else if let Some(t) = st.tokens.as_ref().filter(|_| is_metadata_path(path)) {
         // RFC 9728: public, cacheable, readable from a browser-based client.
         super::bridge::public_json(t.metadata.clone())
@@ -559,12 +559,20 @@ async fn token_auth(
     st: &State,
 ) -> Response<Body> {
     // A token of this serve's own issuer: its key is looked at on every request.
-    let own = st
-        .bridge
-        .as_ref()
-        .and_then(|b| b.admit(token, &st.source.current(), Utc::now().timestamp()));
+    let own = st.bridge.as_ref().and_then(|b| {
+        b.admit(
+            token,
+            &st.source.current(),
+            Utc::now().timestamp(),
+            st.max_stale,
+        )
+    });
     let (subject, permissions, key) = match own {
         Some(Ok(a)) => (a.key.id.clone(), a.permissions, Some(a.key)),
+        Some(Err(e)) if e.code == "STALE" => {
+            st.metrics.token(e.code);
+            return rpc_error(StatusCode::SERVICE_UNAVAILABLE, -32001, &e.why, "STALE");
+        }
         Some(Err(e)) => {
             st.metrics.token(e.code);
             return refusal(rpc::invalid_token(e.code, &e.why));

@@ -160,7 +160,7 @@ pub fn run(args: Config) -> Result<()> {
         usage: tracker,
         metrics,
         read_timeout: args.read_timeout,
-        log: Log::new(),
+        log: Arc::new(Log::new()),
         draining: AtomicBool::new(false),
         body_permits: tokio::sync::Semaphore::new(MAX_BODIES_IN_FLIGHT),
         reload_error,

@@ -56,6 +56,9 @@ pub struct BridgeSettings {
     pub allow_private_clients: bool,
     /// Not `--no-dynamic-registration`.
     pub dynamic_registration: bool,
+    /// `--authorization-state`: the Redis store a fleet keeps its state in (this process
+    /// when `None`).
+    pub state: Option<String>,
 }
 
 /// The issuer for a resource when `--issuer-url` is not given: its origin.

@@ -35,7 +35,7 @@ pub struct State {
     pub(crate) metrics: Arc<Metrics>,
     /// How long a request head or body may take to arrive.
     pub(crate) read_timeout: Duration,
-    pub(crate) log: Log,
+    pub(crate) log: Arc<Log>,
     pub(crate) draining: AtomicBool,
     /// Bodies being read at once (with `--tool-permissions`): each may hold up to 1 MiB,
     /// so this bounds their memory across all connections, not just per connection.

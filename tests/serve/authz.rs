@@ -20,7 +20,7 @@ use crate::harness::{assert_no_secret, Resp, Server};
 
 pub(crate) const RESOURCE: &str = "https://mcp.example.com/mcp";
 pub(crate) const ISSUER: &str = "https://mcp.example.com";
-const REDIRECT: &str = "http://127.0.0.1:9/callback";
+pub(crate) const REDIRECT: &str = "http://127.0.0.1:9/callback";
 
 pub(crate) struct Setup {
     dir: tempfile::TempDir,
@@ -47,11 +47,11 @@ pub(crate) fn setup() -> Setup {
 }
 
 impl Setup {
-    fn verifier(&self) -> PathBuf {
+    pub(crate) fn verifier(&self) -> PathBuf {
         self.dir.path().join("verifier.json")
     }
 
-    fn signing_key(&self) -> PathBuf {
+    pub(crate) fn signing_key(&self) -> PathBuf {
         self.dir.path().join("signing.jwk")
     }
 
@@ -150,7 +150,12 @@ pub(crate) fn register(srv: &Server, redirect: &str) -> String {
 
 /// GET /authorize with the usual parameters, `over` replacing or adding some (an empty
 /// value removes one).
-fn authorize(srv: &Server, client: &str, challenge: &str, over: &[(&str, &str)]) -> Resp {
+pub(crate) fn authorize(
+    srv: &Server,
+    client: &str,
+    challenge: &str,
+    over: &[(&str, &str)],
+) -> Resp {
     let mut pairs: Vec<(&str, &str)> = vec![
         ("response_type", "code"),
         ("client_id", client),
@@ -171,10 +176,10 @@ fn authorize(srv: &Server, client: &str, challenge: &str, over: &[(&str, &str)])
 }
 
 /// What the consent page hands back: its request handle, CSRF token and cookie.
-struct Form {
-    request: String,
-    csrf: String,
-    cookie: String,
+pub(crate) struct Form {
+    pub(crate) request: String,
+    pub(crate) csrf: String,
+    pub(crate) cookie: String,
 }
 
 fn hidden(html: &str, name: &str) -> String {
@@ -185,7 +190,7 @@ fn hidden(html: &str, name: &str) -> String {
     rest[..rest.find('"').unwrap()].to_string()
 }
 
-fn form(page: &Resp) -> Form {
+pub(crate) fn form(page: &Resp) -> Form {
     assert_eq!(page.status, 200, "{}", page.raw);
     let html = page.text();
     let cookie = page
@@ -200,7 +205,7 @@ fn form(page: &Resp) -> Form {
     }
 }
 
-fn consent(srv: &Server, f: &Form, key: &str) -> Resp {
+pub(crate) fn consent(srv: &Server, f: &Form, key: &str) -> Resp {
     post_form(
         srv,
         "/authorize",
@@ -215,7 +220,7 @@ fn consent(srv: &Server, f: &Form, key: &str) -> Resp {
 }
 
 /// The query parameters of a redirect's Location.
-fn redirected(r: &Resp) -> std::collections::HashMap<String, String> {
+pub(crate) fn redirected(r: &Resp) -> std::collections::HashMap<String, String> {
     assert_eq!(r.status, 302, "{}", r.raw);
     let loc = r.header("location").unwrap();
     assert!(loc.starts_with(REDIRECT), "{loc}");
@@ -223,7 +228,7 @@ fn redirected(r: &Resp) -> std::collections::HashMap<String, String> {
     form_urlencoded::parse(q.as_bytes()).into_owned().collect()
 }
 
-fn exchange(srv: &Server, client: &str, code: &str, verifier: &str) -> Resp {
+pub(crate) fn exchange(srv: &Server, client: &str, code: &str, verifier: &str) -> Resp {
     post_form(
         srv,
         "/token",
@@ -239,7 +244,7 @@ fn exchange(srv: &Server, client: &str, code: &str, verifier: &str) -> Resp {
     )
 }
 
-fn refresh(srv: &Server, client: &str, token: &str) -> Resp {
+pub(crate) fn refresh(srv: &Server, client: &str, token: &str) -> Resp {
     post_form(
         srv,
         "/token",
@@ -258,7 +263,12 @@ pub(crate) fn bearer(srv: &Server, token: &str) -> Resp {
 
 /// The whole flow for `key` (the authorization request changed by `over`, as in
 /// [`authorize`]): the code and the token response.
-fn tokens_for(srv: &Server, client: &str, key: &str, over: &[(&str, &str)]) -> (String, Value) {
+pub(crate) fn tokens_for(
+    srv: &Server,
+    client: &str,
+    key: &str,
+    over: &[(&str, &str)],
+) -> (String, Value) {
     let (verifier, challenge) = pkce();
     let f = form(&authorize(srv, client, &challenge, over));
     let code = redirected(&consent(srv, &f, key))["code"].clone();
@@ -674,7 +684,7 @@ fn revocation_and_tokens_not_for_this_resource() {
         let h = B64URL.encode(json!({"alg": "EdDSA", "typ": "at+jwt", "kid": kid}).to_string());
         let c = B64URL.encode(
             json!({"iss": ISSUER, "aud": aud, "sub": s.good.id, "scope": "tools:call",
-                   "iat": now, "exp": now + 300, "jti": format!("j-{aud}")})
+                   "iat": now, "exp": now + 300, "jti": format!("j-{aud}"), "sid": "999"})
             .to_string(),
         );
         let input = format!("{h}.{c}");
@@ -917,7 +927,7 @@ fn a_state_too_long_to_keep_is_refused_without_echo() {
 }
 
 /// The claims of a JWS, unverified (the test reads what it was given).
-fn claims(token: &str) -> Value {
+pub(crate) fn claims(token: &str) -> Value {
     let payload = token.split('.').nth(1).unwrap();
     serde_json::from_slice(&B64URL.decode(payload).unwrap()).unwrap()
 }

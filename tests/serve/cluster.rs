@@ -671,3 +671,73 @@ fn rediss_with_a_client_certificate() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// `serve --authorization-server` with its state on a Cluster (the store's slot on the
+/// second node): a flow whose steps land on either of two instances, a code used twice
+/// revoking on both by notice across the Cluster bus, and with the first node (where both
+/// subscribe) stopped, a `/revoke` at one instance still reaching the other.
+#[test]
+fn the_authorization_servers_state_on_a_cluster() {
+    use crate::authz::{
+        authorize, bearer, consent, exchange, form, pkce, post_form, redirected, register,
+        tokens_for, REDIRECT,
+    };
+    let Some(mut cluster) = Cluster::start(None) else {
+        return;
+    };
+    let name = cluster.name_on(1);
+    let url = cluster.url(&name);
+    let s = crate::authz::setup();
+    let a = crate::authz_fleet::instance(&s, "a", &url, &[]);
+    let b = crate::authz_fleet::instance(&s, "b", &url, &[]);
+    let client = register(&a, REDIRECT);
+    let (verifier, challenge) = pkce();
+    let f = form(&authorize(&b, &client, &challenge, &[]));
+    let code = redirected(&consent(&a, &f, &s.good.key))["code"].clone();
+    let r = exchange(&b, &client, &code, &verifier);
+    assert_eq!(r.status, 200, "{}", r.raw);
+    let access = r.json()["access_token"].as_str().unwrap().to_string();
+    assert_eq!(bearer(&a, &access).status, 200);
+    let families = format!("mkm:{{{name}}}:bridge:families");
+    assert!(matches!(
+        cluster.query(1, &["GET", &families]),
+        Some(redis::Value::BulkString(_))
+    ));
+    assert!(cluster.query(0, &["GET", &families]).is_none(), "MOVED");
+
+    let channel = format!("mkm:{{{name}}}:bridge:revoked");
+    wait_until(
+        "both subscribed on the first seed",
+        Duration::from_secs(5),
+        || cluster.subscribers(0, &channel) == 2,
+    );
+    let r = exchange(&a, &client, &code, &verifier);
+    assert_eq!(r.json()["error"], "invalid_grant");
+    for srv in [&a, &b] {
+        wait_until(
+            "the reused code's token refused",
+            Duration::from_secs(5),
+            || bearer(srv, &access).status == 401,
+        );
+    }
+
+    cluster.stop(0);
+    wait_until(
+        "both subscribed again elsewhere",
+        Duration::from_secs(15),
+        || {
+            (1..3)
+                .map(|i| cluster.subscribers(i, &channel))
+                .sum::<i64>()
+                == 2
+        },
+    );
+    let (_, t) = tokens_for(&b, &client, &s.good.key, &[]);
+    let access = t["access_token"].as_str().unwrap().to_string();
+    assert_eq!(bearer(&a, &access).status, 200);
+    let r = post_form(&b, "/revoke", &[("token", &access)], &[]);
+    assert_eq!(r.status, 200);
+    wait_until("a hears the revocation", Duration::from_secs(5), || {
+        bearer(&a, &access).status == 401
+    });
+}

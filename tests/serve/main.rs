@@ -5,6 +5,7 @@
 mod common;
 
 mod authz;
+mod authz_fleet;
 mod bridge_sdk;
 mod cluster;
 mod consent_browser;

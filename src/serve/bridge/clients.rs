@@ -16,6 +16,8 @@ use std::time::Duration;
 use rand::RngCore as _;
 use serde_json::Value;
 
+use super::shared::Shared;
+
 /// The largest client metadata document read.
 pub const MAX_DOCUMENT_BYTES: u64 = 5 * 1024;
 /// How long one fetch may take.
@@ -43,7 +45,7 @@ const FETCHES_PER_HOST_PER_MINUTE: u32 = 10;
 const MAX_HOSTS_COUNTED: usize = 1000;
 
 /// A client: its id, the redirect URIs it may use, and the name it gives itself.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Client {
     pub id: String,
     pub name: Option<String>,
@@ -174,9 +176,16 @@ struct Registered {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refused(pub String);
 
+impl Refused {
+    /// Why, when the shared store holding registrations cannot be reached (a 503).
+    pub const STORE_DOWN: &'static str = "the clients' store cannot be reached; try again";
+}
+
 /// The clients: fetched documents (cached) and registrations.
 pub struct Clients {
     allow_private: bool,
+    /// Where registrations are kept for a fleet (in `registered` otherwise).
+    shared: Option<std::sync::Arc<Shared>>,
     agent: ureq::Agent,
     cache: Mutex<HashMap<String, Cached>>,
     registered: Mutex<HashMap<String, Registered>>,
@@ -186,7 +195,7 @@ pub struct Clients {
 }
 
 impl Clients {
-    pub fn new(allow_private: bool) -> Clients {
+    pub fn new(allow_private: bool, shared: Option<std::sync::Arc<Shared>>) -> Clients {
         let resolver = move |netloc: &str| -> std::io::Result<Vec<SocketAddr>> {
             let addrs: Vec<SocketAddr> = netloc.to_socket_addrs()?.collect();
             let allowed: Vec<SocketAddr> = addrs
@@ -204,6 +213,7 @@ impl Clients {
         };
         Clients {
             allow_private,
+            shared,
             agent: ureq::AgentBuilder::new()
                 .timeout(FETCH_TIMEOUT)
                 .redirects(0)
@@ -221,6 +231,15 @@ impl Clients {
     /// not cached: blocking, up to [`FETCH_TIMEOUT`]).
     pub fn get(&self, id: &str, now: i64) -> Result<Client, Refused> {
         if !is_document_id(id) {
+            if let Some(shared) = &self.shared {
+                return registered_id(id)
+                    .then(|| shared.client(id))
+                    .transpose()
+                    .map_err(|_| Refused(Refused::STORE_DOWN.into()))?
+                    .flatten()
+                    .and_then(|json| serde_json::from_str(&json).ok())
+                    .ok_or_else(|| Refused("this client is not registered here".into()));
+            }
             let r = self
                 .registered
                 .lock()
@@ -391,6 +410,16 @@ impl Clients {
             name: client_name(&v),
             redirect_uris,
         };
+        if let Some(shared) = &self.shared {
+            let json = serde_json::to_string(&client).map_err(|_| meta("not representable"))?;
+            shared.keep_client(&client.id, &json).map_err(|_| {
+                (
+                    "temporarily_unavailable",
+                    "the clients' store cannot be reached; try again".to_string(),
+                )
+            })?;
+            return Ok(client);
+        }
         let mut r = self
             .registered
             .lock()
@@ -421,6 +450,12 @@ impl Clients {
     /// Marks a registered client as having completed an authorization (kept from then on,
     /// while it keeps being used).
     pub fn used(&self, id: &str, now: i64) {
+        if let Some(shared) = &self.shared {
+            if registered_id(id) {
+                shared.client_used(id);
+            }
+            return;
+        }
         if let Some(c) = self
             .registered
             .lock()
@@ -430,6 +465,12 @@ impl Clients {
             c.used = Some(now);
         }
     }
+}
+
+/// Whether `id` has the shape of a client id `/register` hands out (`dcr_` and 32 hex).
+fn registered_id(id: &str) -> bool {
+    id.strip_prefix("dcr_")
+        .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// A client metadata document fetched from `url`: JSON, naming `url` as its `client_id`,
@@ -504,7 +545,7 @@ mod tests {
     #[test]
     fn one_host_cannot_use_up_every_document_fetch() {
         // Private addresses: refused at resolution, so nothing goes on the network.
-        let c = Clients::new(false);
+        let c = Clients::new(false, None);
         let now = 1000;
         for i in 0..FETCHES_PER_HOST_PER_MINUTE {
             let e = c
@@ -622,7 +663,7 @@ mod tests {
 
     #[test]
     fn registration_is_rate_limited_and_public_only() {
-        let c = Clients::new(false);
+        let c = Clients::new(false, None);
         let body = br#"{"redirect_uris":["https://app.example/cb"],"client_name":"A"}"#;
         assert!(c
             .register(br#"{"redirect_uris":["https://a/cb"],"token_endpoint_auth_method":"client_secret_basic"}"#, 0)

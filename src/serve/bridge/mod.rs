@@ -13,7 +13,9 @@
 //! page, never sent to an unverified URI.
 
 pub mod clients;
+pub mod grants;
 pub mod page;
+pub mod shared;
 pub mod signing;
 pub mod store;
 
@@ -37,6 +39,7 @@ use super::oauth::default_issuer;
 use super::oauth::BridgeSettings;
 use crate::error::{Error, Result};
 use clients::Clients;
+use grants::Grants;
 use mcp_key_vault::display::sanitize;
 use mcp_key_vault::verify::{Code, KeyInfo, Verifier};
 use mcp_key_verifier::oauth::{TokenError, TokenVerifier};
@@ -46,7 +49,7 @@ use store::{GrantError, Pending, Store};
 /// The default lifetime of an access token, in seconds.
 pub const DEFAULT_TOKEN_LIFETIME: u64 = 15 * 60;
 /// The longest lifetime of an access token, in seconds.
-pub const MAX_TOKEN_LIFETIME: u64 = 3600;
+pub const MAX_TOKEN_LIFETIME: u64 = store::MAX_TOKEN_LIFETIME as u64;
 /// The largest form or JSON body read by the bridge's endpoints.
 const MAX_FORM_BYTES: usize = 16 * 1024;
 /// The longest `state` kept (a pending request's size is bounded by these).
@@ -61,11 +64,12 @@ const COOKIE: &str = "__Host-mcp-consent";
 type Body = Full<Bytes>;
 
 /// What the bridge takes from the server it runs in, for one request.
-pub struct Served<'a> {
+#[derive(Clone)]
+pub struct Served {
     /// The keys, as the verifier knows them now.
     pub keys: Arc<Verifier>,
     /// Where refusals of identified keys are logged.
-    pub log: &'a Log,
+    pub log: Arc<Log>,
     /// How long a request body may take to arrive.
     pub read_timeout: std::time::Duration,
 }
@@ -83,7 +87,7 @@ pub struct Bridge {
     dynamic_registration: bool,
     signer: Signer,
     verifier: TokenVerifier,
-    store: Store,
+    grants: Grants,
     clients: Clients,
     metadata: String,
     /// This issuer's tokens already verified, by the SHA-256 of the token: what `/auth`
@@ -97,6 +101,8 @@ struct Own {
     subject: String,
     permissions: Vec<String>,
     jti: String,
+    /// Its family's denylist entry ([`store::family_entry`] of its `sid`).
+    family: String,
     iat: i64,
     exp: i64,
 }
@@ -122,7 +128,7 @@ enum Route {
 
 /// Why a token of this issuer is refused at `/auth`.
 pub struct Refused {
-    /// `INVALID_TOKEN` or `EXPIRED`.
+    /// `INVALID_TOKEN`, `EXPIRED`, or `STALE` (the shared denylist is out of date: 503).
     pub code: &'static str,
     pub why: String,
 }
@@ -184,10 +190,22 @@ impl Bridge {
         if !scopes.is_empty() {
             metadata["scopes_supported"] = json!(scopes);
         }
-        // Nothing this process did not issue is trusted as unrevoked: its denylist starts
-        // empty, so tokens from before a restart are refused (their refresh tokens are
-        // gone with the memory anyway; clients authorize again).
-        let store = Store::new(signer.hashing_secret(), Utc::now().timestamp() - 1);
+        let grants = match &s.state {
+            // Nothing this process did not issue is trusted as unrevoked: its denylist
+            // starts empty, so tokens from before a restart are refused (their refresh
+            // tokens are gone with the memory anyway; clients authorize again).
+            None => Grants::Local(Box::new(Store::new(
+                signer.hashing_secret(),
+                Utc::now().timestamp() - 1,
+            ))),
+            // The fleet's denylist is the store's: tokens from before its epoch only.
+            Some(url) => {
+                let local = Arc::new(Store::new(signer.hashing_secret(), 0));
+                let shared = Arc::new(shared::Shared::start(url, Arc::clone(&local))?);
+                Grants::Shared { local, shared }
+            }
+        };
+        let clients = Clients::new(s.allow_private_clients, grants.shared().cloned());
         Ok(Bridge {
             path,
             resource: resource.to_owned(),
@@ -195,8 +213,8 @@ impl Bridge {
             lifetime: i64::try_from(lifetime).unwrap_or(900),
             dynamic_registration: s.dynamic_registration,
             verifier,
-            store,
-            clients: Clients::new(s.allow_private_clients),
+            grants,
+            clients,
             metadata: metadata.to_string(),
             seen: std::sync::Mutex::default(),
             signer,
@@ -227,12 +245,14 @@ impl Bridge {
     /// Checks an access token at `/auth` if it is one of this issuer's (`None` otherwise):
     /// signature, audience, expiry (once per token, then kept), and on every request that
     /// it is not revoked and its key is valid in `keys` now; its scopes cut to the key's
-    /// permissions.
+    /// permissions. With a shared state whose denylist has not been confirmed current for
+    /// `max_stale`, refused as `STALE`.
     pub fn admit(
         &self,
         token: &str,
         keys: &Verifier,
         now: i64,
+        max_stale: std::time::Duration,
     ) -> Option<std::result::Result<Admitted, Refused>> {
         let invalid = |why: &str| Refused {
             code: "INVALID_TOKEN",
@@ -273,6 +293,12 @@ impl Bridge {
                         .and_then(Value::as_str)
                         .unwrap_or("")
                         .to_owned(),
+                    family: claims
+                        .get("sid")
+                        .and_then(Value::as_str)
+                        .and_then(|s| s.parse().ok())
+                        .map(store::family_entry)
+                        .unwrap_or_default(),
                     iat: claims.get("iat").and_then(Value::as_i64).unwrap_or(0),
                     exp: info.expires_at,
                 });
@@ -290,7 +316,18 @@ impl Bridge {
                 own
             }
         };
-        if own.jti.is_empty() || self.store.is_denied(&own.jti, own.iat, now) {
+        if self.grants.age().is_some_and(|a| a > max_stale) {
+            return Some(Err(Refused {
+                code: "STALE",
+                why: "the authorization server's revocations have not been reached for \
+                      longer than --max-stale; try again later"
+                    .into(),
+            }));
+        }
+        if own.jti.is_empty()
+            || own.family.is_empty()
+            || self.grants.is_denied(&own.jti, &own.family, own.iat, now)
+        {
             return Some(Err(invalid("the access token was revoked")));
         }
         let Some(key) = valid_key(keys, &own.subject, now) else {
@@ -305,11 +342,7 @@ impl Bridge {
     }
 
     /// Answers one of the bridge's routes.
-    pub async fn handle(
-        self: &Arc<Self>,
-        req: Request<Incoming>,
-        st: &Served<'_>,
-    ) -> Response<Body> {
+    pub async fn handle(self: &Arc<Self>, req: Request<Incoming>, st: Served) -> Response<Body> {
         let (parts, body) = req.into_parts();
         let Some(route) = self.route(&parts.method, parts.uri.path()) else {
             return oauth_error(
@@ -319,35 +352,56 @@ impl Bridge {
             );
         };
         let now = Utc::now().timestamp();
-        match (route, &parts.method) {
-            (Route::Metadata, _) => public_json(self.metadata.clone()),
-            (Route::Jwks, &Method::GET) => public_json(self.signer.jwks.clone()),
+        let form = match (route, &parts.method) {
+            (Route::Metadata, _) => return public_json(self.metadata.clone()),
+            (Route::Jwks, &Method::GET) => return public_json(self.signer.jwks.clone()),
             (Route::Authorize, &Method::GET) => {
-                self.authorize(parts.uri.query().unwrap_or(""), &parts.headers, now)
+                return self
+                    .authorize(parts.uri.query().unwrap_or(""), &parts.headers, now)
                     .await
             }
-            (Route::Authorize, &Method::POST) => match read_form(body, &parts.headers, st).await {
-                Ok(b) => self.consent(&b, &parts.headers, st, now),
-                Err(r) => r,
-            },
-            (Route::Token, &Method::POST) => match read_form(body, &parts.headers, st).await {
-                Ok(b) => self.token(&b, st, now),
-                Err(r) => r,
-            },
-            (Route::Register, &Method::POST) => match read_form(body, &parts.headers, st).await {
-                Ok(b) => self.register(&b, now),
-                Err(r) => r,
-            },
-            (Route::Revoke, &Method::POST) => match read_form(body, &parts.headers, st).await {
-                Ok(b) => self.revoke(&b, now),
-                Err(r) => r,
-            },
-            _ => oauth_error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "invalid_request",
-                "method not allowed",
-            ),
+            (Route::Authorize | Route::Token | Route::Register | Route::Revoke, &Method::POST) => {
+                match read_form(body, &parts.headers, &st).await {
+                    Ok(b) => b,
+                    Err(r) => return r,
+                }
+            }
+            _ => {
+                return oauth_error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "invalid_request",
+                    "method not allowed",
+                )
+            }
+        };
+        let headers = parts.headers;
+        self.off_thread(move |b| match route {
+            Route::Authorize => b.consent(&form, &headers, &st, now),
+            Route::Token => b.token(&form, &st, now),
+            Route::Register => b.register(&form, now),
+            _ => b.revoke(&form, now),
+        })
+        .await
+        .unwrap_or_else(|| {
+            oauth_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "the request could not be completed",
+            )
+        })
+    }
+
+    /// Runs `f`, which may wait on the shared store, off the async workers when the state
+    /// is shared (in one process it only takes a lock: run here). `None` if it panicked.
+    async fn off_thread<R: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Bridge) -> R + Send + 'static,
+    ) -> Option<R> {
+        if self.grants.shared().is_none() {
+            return Some(f(self));
         }
+        let me = Arc::clone(self);
+        tokio::task::spawn_blocking(move || f(&me)).await.ok()
     }
 
     /// GET `/authorize`: the request checked, then the consent page.
@@ -370,6 +424,9 @@ impl Bridge {
         let id = client_id.clone();
         let client = match tokio::task::spawn_blocking(move || me.clients.get(&id, now)).await {
             Ok(Ok(c)) => c,
+            Ok(Err(clients::Refused(why))) if why == clients::Refused::STORE_DOWN => {
+                return unavailable_page()
+            }
             Ok(Err(clients::Refused(why))) => {
                 return page_error(
                     StatusCode::BAD_REQUEST,
@@ -463,16 +520,24 @@ impl Bridge {
             challenge,
             scopes,
             explicit_scope: explicit,
-            csrf: self.store.digest(&csrf),
-            cookie: self.store.digest(&browser),
+            csrf: self.grants.digest(&csrf),
+            cookie: self.grants.digest(&browser),
             expires: now + store::PENDING_LIFETIME,
             attempts: 0,
         };
-        let Some(handle) = self.store.add_pending(pending.clone(), now) else {
-            return page_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Too many authorizations are waiting; try again later.",
-            );
+        let kept = pending.clone();
+        let added = self
+            .off_thread(move |b| b.grants.add_pending(kept, now))
+            .await;
+        let handle = match added {
+            Some(Ok(Some(h))) => h,
+            Some(Ok(None)) => {
+                return page_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Too many authorizations are waiting; try again later.",
+                )
+            }
+            _ => return unavailable_page(),
         };
         let mut r = self.consent_page(&pending, &handle, &csrf, None, StatusCode::OK);
         if let Some(c) = fresh {
@@ -519,29 +584,27 @@ impl Bridge {
     }
 
     /// POST `/authorize`: the person's answer on the consent page.
-    fn consent(
-        &self,
-        body: &[u8],
-        headers: &HeaderMap,
-        st: &Served<'_>,
-        now: i64,
-    ) -> Response<Body> {
+    fn consent(&self, body: &[u8], headers: &HeaderMap, st: &Served, now: i64) -> Response<Body> {
         let Ok(p) = params(body) else {
             return page_error(StatusCode::BAD_REQUEST, "The form repeats a field.");
         };
         let field = |k: &str| p.get(k).map(String::as_str).unwrap_or("");
         let handle = field("request");
-        let Some(pending) = self.store.pending(handle, now) else {
-            return page_error(
-                StatusCode::BAD_REQUEST,
-                "This page has expired or was already used. Start again from the client.",
-            );
+        let pending = match self.grants.pending(handle, now) {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                return page_error(
+                    StatusCode::BAD_REQUEST,
+                    "This page has expired or was already used. Start again from the client.",
+                )
+            }
+            Err(_) => return unavailable_page(),
         };
         // The form's token must be the one this page was given, and the browser must be
         // the one it was given to: another site cannot post it for the person.
         let csrf = field("csrf");
-        let browser_ok = cookie(headers).is_some_and(|c| self.store.matches(c, &pending.cookie));
-        if !self.store.matches(csrf, &pending.csrf) || !browser_ok {
+        let browser_ok = cookie(headers).is_some_and(|c| self.grants.matches(c, &pending.cookie));
+        if !self.grants.matches(csrf, &pending.csrf) || !browser_ok {
             return page_error(
                 StatusCode::FORBIDDEN,
                 "The form could not be verified (it did not come from this page in this \
@@ -549,7 +612,9 @@ impl Bridge {
             );
         }
         if field("decision") == "deny" {
-            self.store.take_pending(handle, now);
+            if self.grants.take_pending(handle, now).is_err() {
+                return unavailable_page();
+            }
             return self.redirect(
                 &pending.redirect_uri,
                 &[
@@ -599,11 +664,15 @@ impl Bridge {
             st.log.refused(info, verdict.code);
         }
         let why = refused.unwrap_or_default();
-        if !self.store.failed_attempt(handle, now) {
-            return page_error(
-                StatusCode::BAD_REQUEST,
-                "Too many keys were refused. Start again from the client.",
-            );
+        match self.grants.failed_attempt(handle, now) {
+            Ok(true) => {}
+            Ok(false) => {
+                return page_error(
+                    StatusCode::BAD_REQUEST,
+                    "Too many keys were refused. Start again from the client.",
+                )
+            }
+            Err(_) => return unavailable_page(),
         }
         // The same page again, with the same request and token (the cookie is unchanged).
         let csrf = field("csrf");
@@ -618,11 +687,15 @@ impl Bridge {
         scopes: Vec<String>,
         now: i64,
     ) -> Response<Body> {
-        if self.store.take_pending(handle, now).is_none() {
-            return page_error(
-                StatusCode::BAD_REQUEST,
-                "This page has expired or was already used. Start again from the client.",
-            );
+        match self.grants.take_pending(handle, now) {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return page_error(
+                    StatusCode::BAD_REQUEST,
+                    "This page has expired or was already used. Start again from the client.",
+                )
+            }
+            Err(_) => return unavailable_page(),
         }
         let grant = store::Grant {
             client_id: p.client_id.clone(),
@@ -631,7 +704,7 @@ impl Bridge {
             scopes,
             key_id: key_id.clone(),
         };
-        let Ok(code) = self.store.issue_code(grant, now) else {
+        let Ok(code) = self.grants.issue_code(grant, now) else {
             return self.redirect(
                 &p.redirect_uri,
                 &[("error", "temporarily_unavailable")],
@@ -678,7 +751,7 @@ impl Bridge {
     }
 
     /// POST `/token`.
-    fn token(&self, body: &[u8], st: &Served<'_>, now: i64) -> Response<Body> {
+    fn token(&self, body: &[u8], st: &Served, now: i64) -> Response<Body> {
         let Ok(p) = params(body) else {
             return token_error("invalid_request", "a parameter is repeated");
         };
@@ -700,7 +773,7 @@ impl Bridge {
                         "code, client_id, redirect_uri and code_verifier are required",
                     );
                 };
-                let r = self.store.redeem_code(code, now, |g| {
+                let r = self.grants.redeem_code(code, now, |g| {
                     if g.client_id != client_id {
                         return Err("the code was issued to another client");
                     }
@@ -744,7 +817,7 @@ impl Bridge {
                 // A scope beyond the grant is refused before anything rotates: the client
                 // keeps a refresh token that still works (RFC 6749 §6).
                 if let (Some(asked), Some(granted)) =
-                    (&asked, self.store.family_scopes(refresh, now))
+                    (&asked, self.grants.family_scopes(refresh, now))
                 {
                     if asked.is_empty() || asked.iter().any(|a| !granted.contains(a)) {
                         return token_error(
@@ -753,7 +826,7 @@ impl Bridge {
                         );
                     }
                 }
-                let r = self.store.rotate(refresh, now, |f| {
+                let r = self.grants.rotate(refresh, now, |f| {
                     if f.client_id != client_id {
                         return Err("the refresh token was issued to another client");
                     }
@@ -819,6 +892,11 @@ impl Bridge {
                 "temporarily_unavailable",
                 "too many grants are held; try again later",
             ),
+            GrantError::Unavailable => oauth_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the authorization state cannot be reached; try again later",
+            ),
         }
     }
 
@@ -832,8 +910,7 @@ impl Bridge {
         refresh: &str,
         now: i64,
     ) -> Response<Body> {
-        let (access, jti, exp) = self.mint(key_id, client_id, scopes, now);
-        self.store.issued(family, &jti, exp, now);
+        let access = self.mint(key_id, client_id, scopes, family, now);
         let mut r = json_response(
             StatusCode::OK,
             &json!({
@@ -849,19 +926,21 @@ impl Bridge {
         r
     }
 
-    /// An access token (RFC 9068 claims): the token, its `jti` and its `exp`.
+    /// An access token (RFC 9068 claims, and `sid`: its refresh family, whose revocation
+    /// denies it).
     fn mint(
         &self,
         key_id: &str,
         client_id: &str,
         scopes: &[String],
+        family: u64,
         now: i64,
-    ) -> (String, String, i64) {
+    ) -> String {
         let mut jti = [0u8; 16];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut jti);
         let jti = B64URL.encode(jti);
         let exp = now + self.lifetime;
-        let token = self.signer.sign(&json!({
+        self.signer.sign(&json!({
             "iss": self.issuer,
             "aud": self.resource,
             "sub": key_id,
@@ -870,8 +949,8 @@ impl Bridge {
             "iat": now,
             "exp": exp,
             "jti": jti,
-        }));
-        (token, jti, exp)
+            "sid": family.to_string(),
+        }))
     }
 
     /// POST `/register` (RFC 7591).
@@ -922,17 +1001,26 @@ impl Bridge {
             );
         };
         let client_id = p.get("client_id").map(String::as_str);
+        let mut done = Ok(());
         if TokenVerifier::looks_like_token(token) {
             if let Ok(info) = self.verifier.verify(token, now) {
                 let claims = claims_of(token).unwrap_or_default();
                 let theirs = client_id
                     .is_none_or(|c| claims.get("client_id").and_then(Value::as_str) == Some(c));
                 if let (Some(jti), true) = (claims.get("jti").and_then(Value::as_str), theirs) {
-                    self.store.deny(jti, info.expires_at, now);
+                    done = self.grants.deny(jti, info.expires_at, now);
                 }
             }
         } else {
-            self.store.revoke_refresh(token, client_id, now);
+            done = self.grants.revoke_refresh(token, client_id, now);
+        }
+        if done.is_err() {
+            // RFC 7009 §2.2.1: the client retries later.
+            return oauth_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the authorization state cannot be reached; try again later",
+            );
         }
         let mut r = Response::new(Full::new(Bytes::new()));
         r.headers_mut()
@@ -1037,7 +1125,7 @@ fn claims_of(token: &str) -> Option<serde_json::Map<String, Value>> {
 async fn read_form(
     body: Incoming,
     headers: &HeaderMap,
-    st: &Served<'_>,
+    st: &Served,
 ) -> std::result::Result<Bytes, Response<Body>> {
     let too_large = || {
         oauth_error(
@@ -1121,6 +1209,14 @@ fn html_response(status: StatusCode, html: String) -> Response<Body> {
         );
     }
     r
+}
+
+/// The page shown when the shared state cannot be reached.
+fn unavailable_page() -> Response<Body> {
+    page_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The authorization service cannot reach its state just now; try again in a moment.",
+    )
 }
 
 fn page_error(status: StatusCode, message: &str) -> Response<Body> {

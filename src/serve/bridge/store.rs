@@ -6,6 +6,11 @@
 //! dump does not hand out working credentials; every table has a bound and expiring
 //! entries, swept when a table fills and at least every [`SWEEP_EVERY`] seconds; a code or
 //! refresh token used twice revokes everything issued from it (RFC 9700 §4.14, §2.2.2).
+//! Access tokens carry their family (`sid`): revoking a family denies that one entry for
+//! as long as any token of it can live, so nothing has to remember each token it issued.
+//!
+//! A fleet keeps the same tables in Redis (`shared.rs`); this store then holds only the
+//! denylist as the store pushes it, and the hashing secret.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -19,7 +24,7 @@ use zeroize::Zeroizing;
 /// How long a code may wait for its exchange, in seconds.
 pub const CODE_LIFETIME: i64 = 60;
 /// How long a used code is remembered, so that a second use still revokes its tokens.
-const USED_CODE_MEMORY: i64 = 3600;
+pub const USED_CODE_MEMORY: i64 = 3600;
 /// How long a consent page may wait for the person, in seconds.
 pub const PENDING_LIFETIME: i64 = 600;
 /// Key attempts on one consent page before it must be started again.
@@ -28,6 +33,8 @@ pub const MAX_ATTEMPTS: u32 = 5;
 pub const REFRESH_LIFETIME: i64 = 24 * 3600;
 /// How long a family of refresh tokens lives at most, whatever its use, in seconds.
 pub const FAMILY_LIFETIME: i64 = 30 * 24 * 3600;
+/// The longest an access token lives, in seconds: a revoked family is denied this long.
+pub const MAX_TOKEN_LIFETIME: i64 = 3600;
 const SWEEP_EVERY: i64 = 60;
 
 /// The bounds of the tables.
@@ -35,13 +42,11 @@ pub const MAX_PENDING: usize = 10_000;
 /// Most consent requests of one client waiting at once (the oldest gives way).
 pub const MAX_PENDING_PER_CLIENT: usize = 50;
 /// Rotated-out refresh tokens of one family remembered (to notice their reuse).
-const OLD_REFRESH_KEPT: usize = 2;
+pub const OLD_REFRESH_KEPT: usize = 2;
 pub const MAX_CODES: usize = 10_000;
 pub const MAX_FAMILIES: usize = 100_000;
 const MAX_REFRESH: usize = (1 + OLD_REFRESH_KEPT) * MAX_FAMILIES;
 pub const MAX_DENIED: usize = 100_000;
-/// Access tokens remembered per family (to deny them when it is revoked).
-const MAX_JTIS_PER_FAMILY: usize = 64;
 
 type Hash = [u8; 32];
 
@@ -52,8 +57,14 @@ pub fn random_token() -> Zeroizing<String> {
     Zeroizing::new(B64URL.encode(&b[..]))
 }
 
+/// The denylist entry of family `id`: what its access tokens carry as `sid` (a `jti` is
+/// base64url, without a colon: the two never meet).
+pub fn family_entry(id: u64) -> String {
+    format!("sid:{id}")
+}
+
 /// A consent request waiting for the person.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Pending {
     pub client_id: String,
     pub client_name: Option<String>,
@@ -70,7 +81,7 @@ pub struct Pending {
 }
 
 /// What a code was issued for.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Grant {
     pub client_id: String,
     pub redirect_uri: String,
@@ -92,10 +103,23 @@ pub struct Family {
     pub key_id: String,
     pub client_id: String,
     pub scopes: Vec<String>,
-    expires: i64,
-    jtis: Vec<(String, i64)>,
+    /// When it ends, whatever its use.
+    pub expires: i64,
     /// Its rotated-out refresh tokens still remembered, oldest first.
     old: Vec<Hash>,
+}
+
+impl Family {
+    /// A family as a shared store holds it (its rotated-out tokens are the store's).
+    pub fn new(key_id: String, client_id: String, scopes: Vec<String>, expires: i64) -> Family {
+        Family {
+            key_id,
+            client_id,
+            scopes,
+            expires,
+            old: Vec::new(),
+        }
+    }
 }
 
 struct RefreshEntry {
@@ -129,6 +153,8 @@ pub enum GrantError {
     Reused,
     /// A table is full even after sweeping.
     Full,
+    /// The shared store could not be reached (nothing was decided).
+    Unavailable,
 }
 
 #[derive(Default)]
@@ -137,7 +163,8 @@ struct Tables {
     codes: HashMap<Hash, CodeEntry>,
     families: HashMap<u64, Family>,
     refresh: HashMap<Hash, RefreshEntry>,
-    /// Revoked access tokens' `jti`, until their `exp`.
+    /// Revoked access tokens' `jti` and revoked families' [`family_entry`], until no
+    /// token they name can be valid.
     denied: HashMap<String, i64>,
     /// Every token issued at or before this time is refused (the denylist overflowed).
     denied_before: i64,
@@ -312,7 +339,6 @@ impl Store {
                 client_id: grant.client_id.clone(),
                 scopes: scopes.clone(),
                 expires: now + FAMILY_LIFETIME,
-                jtis: Vec::new(),
                 old: Vec::new(),
             },
         );
@@ -412,22 +438,6 @@ impl Store {
         t.families.get(&e.family).map(|f| f.scopes.clone())
     }
 
-    /// Remembers an access token issued in `family` (to deny it if the family is revoked);
-    /// a family revoked meanwhile (a reuse raced the issue) denies it at once.
-    pub fn issued(&self, family: u64, jti: &str, exp: i64, now: i64) {
-        let mut t = self.tables(now);
-        match t.families.get_mut(&family) {
-            Some(f) => {
-                f.jtis.retain(|(_, e)| *e > now);
-                if f.jtis.len() >= MAX_JTIS_PER_FAMILY {
-                    f.jtis.remove(0);
-                }
-                f.jtis.push((jti.to_owned(), exp));
-            }
-            None => t.deny(jti, exp, now),
-        }
-    }
-
     /// RFC 7009 for a refresh token: its family, with its access tokens. Unknown: nothing.
     pub fn revoke_refresh(&self, refresh: &str, client_id: Option<&str>, now: i64) {
         let h = self.hash(refresh);
@@ -445,16 +455,23 @@ impl Store {
         }
     }
 
-    /// Denies one access token until its `exp`.
-    pub fn deny(&self, jti: &str, exp: i64, now: i64) {
+    /// Denies an access token (its `jti`) or a family ([`family_entry`]) until `until`.
+    pub fn deny(&self, entry: &str, until: i64, now: i64) {
         let mut t = self.tables(now);
-        t.deny(jti, exp, now);
+        t.deny(entry, until, now);
     }
 
-    /// Whether the access token `jti`, issued at `iat`, was revoked.
-    pub fn is_denied(&self, jti: &str, iat: i64, now: i64) -> bool {
+    /// Refuses every token issued at or before `t` (a shared store's epoch).
+    pub fn deny_before(&self, t: i64) {
+        let mut tables = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
+        tables.denied_before = tables.denied_before.max(t);
+    }
+
+    /// Whether the access token `jti` of family entry `family`, issued at `iat`, was
+    /// revoked.
+    pub fn is_denied(&self, jti: &str, family: &str, iat: i64, now: i64) -> bool {
         let t = self.tables(now);
-        iat <= t.denied_before || t.denied.contains_key(jti)
+        iat <= t.denied_before || t.denied.contains_key(jti) || t.denied.contains_key(family)
     }
 
     /// How many entries each table holds (pending, codes, families, refresh, denied).
@@ -475,16 +492,13 @@ use sha2::Sha256;
 
 impl Tables {
     fn revoke_family(&mut self, family: u64, now: i64) {
-        if let Some(f) = self.families.remove(&family) {
-            for (jti, exp) in f.jtis {
-                self.deny(&jti, exp, now);
-            }
-        }
+        self.families.remove(&family);
         self.refresh.retain(|_, e| e.family != family);
+        self.deny(&family_entry(family), now + MAX_TOKEN_LIFETIME, now);
     }
 
-    fn deny(&mut self, jti: &str, exp: i64, now: i64) {
-        if exp <= now {
+    fn deny(&mut self, entry: &str, until: i64, now: i64) {
+        if until <= now {
             return;
         }
         if self.denied.len() >= MAX_DENIED {
@@ -496,7 +510,7 @@ impl Tables {
                 return;
             }
         }
-        self.denied.insert(jti.to_owned(), exp);
+        self.denied.insert(entry.to_owned(), until);
     }
 
     fn sweep(&mut self, now: i64) {
@@ -581,13 +595,14 @@ mod tests {
         let Redeemed {
             family, refresh, ..
         } = s.redeem_code(&code, 1001, ok).unwrap().unwrap();
-        s.issued(family, "jti-1", 1900, 1001);
-        assert!(!s.is_denied("jti-1", 1001, 1002));
+        let sid = family_entry(family);
+        assert!(!s.is_denied("jti-1", &sid, 1001, 1002));
         assert_eq!(
             s.redeem_code(&code, 1002, ok).err(),
             Some(GrantError::Reused)
         );
-        assert!(s.is_denied("jti-1", 1001, 1003));
+        assert!(s.is_denied("jti-1", &sid, 1001, 1003));
+        assert!(!s.is_denied("jti-1", &family_entry(family + 1), 1001, 1003));
         assert_eq!(
             s.rotate(&refresh, 1003, |_| Ok::<(), ()>(())).err(),
             Some(GrantError::Invalid)
@@ -616,19 +631,22 @@ mod tests {
             refresh: r1,
             ..
         } = s.redeem_code(&code, 1001, ok).unwrap().unwrap();
-        s.issued(family, "a", 1900, 1001);
         let Rotated {
             id: f2,
             refresh: r2,
             ..
         } = s.rotate(&r1, 1002, |_| Ok::<(), ()>(())).unwrap().unwrap();
         assert_eq!(f2, family);
-        s.issued(family, "b", 1950, 1002);
         assert_eq!(
             s.rotate(&r1, 1003, |_| Ok::<(), ()>(())).err(),
             Some(GrantError::Reused)
         );
-        assert!(s.is_denied("a", 1001, 1004) && s.is_denied("b", 1002, 1004));
+        let sid = family_entry(family);
+        assert!(s.is_denied("a", &sid, 1001, 1004) && s.is_denied("b", &sid, 1002, 1004));
+        // For as long as a token of the family can live, and no longer.
+        let end = 1003 + MAX_TOKEN_LIFETIME;
+        assert!(s.is_denied("c", &sid, 1003, end - 1));
+        assert!(!s.is_denied("c", &sid, 1003, end + SWEEP_EVERY + 60));
         assert_eq!(
             s.rotate(&r2, 1004, |_| Ok::<(), ()>(())).err(),
             Some(GrantError::Invalid)
@@ -677,8 +695,7 @@ mod tests {
         let s = store();
         for _ in 0..10 {
             let code = s.issue_code(grant(), 1000).unwrap();
-            let f = s.redeem_code(&code, 1001, ok).unwrap().unwrap().family;
-            s.issued(f, "j", 1500, 1001);
+            s.redeem_code(&code, 1001, ok).unwrap().unwrap();
         }
         s.deny("j", 1500, 1001);
         // A day and more later the refresh tokens have expired, and with them their
@@ -735,7 +752,7 @@ mod tests {
     }
 
     #[test]
-    fn a_token_issued_into_a_family_revoked_meanwhile_is_denied() {
+    fn a_family_revoked_while_a_token_was_minted_denies_it() {
         let s = store();
         let code = s.issue_code(grant(), 1000).unwrap();
         let f = s.redeem_code(&code, 1001, ok).unwrap().unwrap().family;
@@ -743,15 +760,18 @@ mod tests {
             s.redeem_code(&code, 1002, ok).err(),
             Some(GrantError::Reused)
         );
-        s.issued(f, "late", 1500, 1002);
-        assert!(s.is_denied("late", 1002, 1003));
+        // A token of that family minted after the revocation (a race) is refused too.
+        assert!(s.is_denied("late", &family_entry(f), 1003, 1003));
     }
 
     #[test]
     fn tokens_from_before_the_store_are_refused() {
         let s = Store::new(Zeroizing::new([7u8; 32]), 5000);
-        assert!(s.is_denied("j", 5000, 5001));
-        assert!(!s.is_denied("j", 5001, 5001));
+        assert!(s.is_denied("j", "sid:1", 5000, 5001));
+        assert!(!s.is_denied("j", "sid:1", 5001, 5001));
+        s.deny_before(6000);
+        s.deny_before(5500);
+        assert!(s.is_denied("j", "sid:1", 6000, 6001));
     }
 
     #[test]
@@ -761,7 +781,7 @@ mod tests {
             s.deny(&format!("j{i}"), 5000, 1000);
         }
         s.deny("last", 5000, 1001);
-        assert!(s.is_denied("never-revoked", 1001, 1002));
-        assert!(!s.is_denied("never-revoked", 1002, 1002));
+        assert!(s.is_denied("never-revoked", "sid:1", 1001, 1002));
+        assert!(!s.is_denied("never-revoked", "sid:1", 1002, 1002));
     }
 }

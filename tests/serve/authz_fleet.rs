@@ -1,0 +1,312 @@
+//! `serve --authorization-server` as a fleet: two instances with one signing key and
+//! `--authorization-state redis://…` (a real `redis-server` on 127.0.0.1, started and
+//! stopped by each test), each request sent to either one, as a load balancer would.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::authz::{
+    authorize, bearer, consent, exchange, form, pkce, post_form, redirected, refresh, register,
+    setup, tokens_for, Setup, REDIRECT,
+};
+use crate::fleet::{wait_until, Redis};
+use crate::harness::{assert_no_secret, Server};
+
+/// Instance `name` of a fleet whose state is in `url` (each with its own usage file).
+pub(crate) fn instance(s: &Setup, name: &str, url: &str, extra: &[&str]) -> Server {
+    let usage = s.verifier().with_file_name(format!("usage.{name}.json"));
+    let mut args = vec![
+        "--authorization-state",
+        url,
+        "--usage",
+        usage.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    s.serve(&args)
+}
+
+/// Two instances sharing the state in `url`.
+fn pair(s: &Setup, url: &str, extra: &[&str]) -> (Server, Server) {
+    (instance(s, "a", url, extra), instance(s, "b", url, extra))
+}
+
+fn token(t: &Value, which: &str) -> String {
+    t[which].as_str().unwrap().to_string()
+}
+
+/// Every value the store holds under the bridge's keys, as text.
+fn stored(redis: &Redis, name: &str) -> String {
+    let pattern = format!("mkm:{{{name}}}:bridge:*");
+    let Some(redis::Value::Array(keys)) = redis.query(&["KEYS", &pattern]) else {
+        panic!("no keys")
+    };
+    let mut out = String::new();
+    for k in keys {
+        let redis::Value::BulkString(k) = k else {
+            continue;
+        };
+        let k = String::from_utf8(k).unwrap();
+        out.push_str(&k);
+        out.push('\n');
+        let kind = redis.query(&["TYPE", &k]);
+        let cmd: &[&str] = match kind {
+            Some(redis::Value::SimpleString(t)) if t == "hash" => &["HGETALL"],
+            Some(redis::Value::SimpleString(t)) if t == "zset" => &["ZRANGE", "0", "-1"],
+            _ => &["GET"],
+        };
+        let mut args = vec![cmd[0], &k];
+        args.extend_from_slice(&cmd[1..]);
+        out.push_str(&format!("{:?}\n", redis.query(&args)));
+    }
+    out
+}
+
+/// Register at one instance, authorize at the other, consent at the first, exchange at
+/// the second; refresh at one and replay the old refresh token at the other: every step
+/// finds what the previous one left, and a replay anywhere revokes everywhere.
+#[test]
+fn every_step_of_a_flow_may_land_on_another_instance() {
+    let Some(redis) = Redis::start() else {
+        return;
+    };
+    let s = setup();
+    let (a, b) = pair(&s, &redis.url("oauth"), &[]);
+    let client = register(&a, REDIRECT);
+    let (verifier, challenge) = pkce();
+    let f = form(&authorize(&b, &client, &challenge, &[]));
+    let code = redirected(&consent(&a, &f, &s.good.key))["code"].clone();
+    // The page was answered: posting it again, anywhere, finds nothing.
+    let again = consent(&b, &f, &s.good.key);
+    assert_eq!(again.status, 400, "{}", again.raw);
+    let r = exchange(&b, &client, &code, &verifier);
+    assert_eq!(r.status, 200, "{}", r.raw);
+    let first = r.json();
+    let access = token(&first, "access_token");
+    assert_eq!(bearer(&a, &access).status, 200);
+    assert_eq!(bearer(&b, &access).status, 200);
+
+    let r = refresh(&a, &client, &token(&first, "refresh_token"));
+    assert_eq!(r.status, 200, "{}", r.raw);
+    let second = r.json();
+    assert_eq!(bearer(&b, &token(&second, "access_token")).status, 200);
+    // The rotated-out token comes back at the other instance: the family is revoked, and
+    // both of its access tokens are refused by both instances.
+    let t0 = Instant::now();
+    let r = refresh(&b, &client, &token(&first, "refresh_token"));
+    assert_eq!(r.json()["error"], "invalid_grant", "{}", r.raw);
+    for srv in [&a, &b] {
+        for t in [&first, &second] {
+            let access = token(t, "access_token");
+            wait_until("the family's revocation", Duration::from_secs(5), || {
+                bearer(srv, &access).status == 401
+            });
+        }
+    }
+    eprintln!("family revoked on both instances in {:?}", t0.elapsed());
+    let r = refresh(&a, &client, &token(&second, "refresh_token"));
+    assert_eq!(r.json()["error"], "invalid_grant", "{}", r.raw);
+
+    // The store holds hashes: no key, code, refresh or access token, in a key or a value.
+    let (_, t) = tokens_for(&a, &client, &s.good.key, &[]);
+    let dump = stored(&redis, "oauth");
+    assert!(dump.contains(":bridge:family:"), "{dump}");
+    assert!(dump.contains(":bridge:refresh:"), "{dump}");
+    let secrets = [
+        s.good.key.as_str(),
+        &code,
+        &token(&first, "refresh_token"),
+        &token(&second, "refresh_token"),
+        &token(&t, "refresh_token"),
+        &token(&t, "access_token"),
+        &f.csrf,
+    ];
+    assert_no_secret("the store", &dump, &secrets);
+    for srv in [&a, &b] {
+        assert_no_secret("the log", &srv.log(), &secrets);
+    }
+}
+
+/// The same code, or the same refresh token, sent to both instances at once: one request
+/// wins, and (a second use being indistinguishable from a theft) its tokens are revoked.
+#[test]
+fn a_code_or_refresh_token_raced_across_instances_is_spent_once() {
+    let Some(redis) = Redis::start() else {
+        return;
+    };
+    let s = setup();
+    let (a, b) = pair(&s, &redis.url("race"), &[]);
+    let client = register(&a, REDIRECT);
+    for round in 0..3 {
+        let (verifier, challenge) = pkce();
+        let f = form(&authorize(&a, &client, &challenge, &[]));
+        let code = redirected(&consent(&b, &f, &s.good.key))["code"].clone();
+        let answers: Vec<(u16, String)> = std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..8)
+                .map(|i| {
+                    let srv = if i % 2 == 0 { &a } else { &b };
+                    let (client, code, verifier) = (&client, &code, &verifier);
+                    sc.spawn(move || {
+                        let r = exchange(srv, client, code, verifier);
+                        (r.status, r.raw)
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let won: Vec<&String> = answers
+            .iter()
+            .filter(|(st, _)| *st == 200)
+            .map(|(_, raw)| raw)
+            .collect();
+        assert_eq!(won.len(), 1, "round {round}: {answers:?}");
+        let body = won[0].split("\r\n\r\n").nth(1).unwrap();
+        let t: Value = serde_json::from_str(body).unwrap();
+        for srv in [&a, &b] {
+            let access = token(&t, "access_token");
+            wait_until(
+                "the raced code's tokens refused",
+                Duration::from_secs(5),
+                || bearer(srv, &access).status == 401,
+            );
+        }
+    }
+    // A refresh token raced: one rotation at most.
+    let (_, t) = tokens_for(&a, &client, &s.good.key, &[]);
+    let rt = token(&t, "refresh_token");
+    let ok = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..8)
+            .map(|i| {
+                let srv = if i % 2 == 0 { &a } else { &b };
+                let (client, rt) = (&client, &rt);
+                sc.spawn(move || refresh(srv, client, rt).status)
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|st| *st == 200)
+            .count()
+    });
+    assert_eq!(ok, 1);
+}
+
+/// `/revoke` at one instance reaches the other by the channel; a restarted instance loads
+/// the denylist and keeps the fleet's valid tokens (one process alone refuses tokens from
+/// before its start); consent requests and registered clients live in the store too.
+#[test]
+fn revocations_reach_every_instance_and_outlive_a_restart() {
+    let Some(redis) = Redis::start() else {
+        return;
+    };
+    let s = setup();
+    let url = redis.url("revoke");
+    let (a, b) = pair(&s, &url, &[]);
+    let client = register(&a, REDIRECT);
+    let (_, kept) = tokens_for(&b, &client, &s.good.key, &[]);
+    let (_, gone) = tokens_for(&a, &client, &s.good.key, &[]);
+    let gone_access = token(&gone, "access_token");
+    assert_eq!(
+        bearer(&b, &gone_access).status,
+        200,
+        "verified and kept by b"
+    );
+    let t0 = Instant::now();
+    let r = post_form(
+        &a,
+        "/revoke",
+        &[("token", &gone_access), ("client_id", &client)],
+        &[],
+    );
+    assert_eq!(r.status, 200);
+    wait_until("b hears the revocation", Duration::from_secs(5), || {
+        bearer(&b, &gone_access).status == 401
+    });
+    eprintln!("/revoke at a refused at b after {:?}", t0.elapsed());
+    // A refresh token revoked at b: its family's tokens refused at a.
+    let r = post_form(
+        &b,
+        "/revoke",
+        &[("token", &token(&kept, "refresh_token"))],
+        &[],
+    );
+    assert_eq!(r.status, 200);
+    let kept_access = token(&kept, "access_token");
+    wait_until(
+        "a hears the family's revocation",
+        Duration::from_secs(5),
+        || bearer(&a, &kept_access).status == 401,
+    );
+
+    // A consent page shown before b restarts is answered after, at the new b.
+    let (verifier, challenge) = pkce();
+    let f = form(&authorize(&a, &client, &challenge, &[]));
+    let (_, live) = tokens_for(&a, &client, &s.good.key, &[]);
+    drop(b);
+    let b = instance(&s, "b", &url, &[]);
+    assert_eq!(bearer(&b, &token(&live, "access_token")).status, 200);
+    assert_eq!(
+        bearer(&b, &gone_access).status,
+        401,
+        "the denylist was loaded"
+    );
+    assert_eq!(bearer(&b, &kept_access).status, 401);
+    let code = redirected(&consent(&b, &f, &s.good.key))["code"].clone();
+    assert_eq!(exchange(&b, &client, &code, &verifier).status, 200);
+    let r = refresh(&b, &client, &token(&live, "refresh_token"));
+    assert_eq!(r.status, 200, "{}", r.raw);
+}
+
+/// While the store is away: the authorization endpoints answer 503 (nothing decided),
+/// tokens keep working until `--max-stale`, then 503 `STALE`. A store that comes back
+/// empty has lost its denylist: every token from before is refused, and new flows work.
+#[test]
+fn while_the_store_is_away_and_when_it_comes_back_empty() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let s = setup();
+    let (a, b) = pair(&s, &redis.url("away"), &["--max-stale", "2"]);
+    let client = register(&a, REDIRECT);
+    let (_, challenge) = pkce();
+    let f = form(&authorize(&a, &client, &challenge, &[]));
+    let (_, t) = tokens_for(&b, &client, &s.good.key, &[]);
+    let access = token(&t, "access_token");
+    assert_eq!(bearer(&a, &access).status, 200);
+
+    redis.stop();
+    let r = refresh(&a, &client, &token(&t, "refresh_token"));
+    assert_eq!(r.status, 503, "{}", r.raw);
+    assert_eq!(r.json()["error"], "temporarily_unavailable");
+    let r = consent(&b, &f, &s.good.key);
+    assert_eq!(r.status, 503, "{}", r.raw);
+    let r = authorize(&a, &client, &challenge, &[]);
+    assert_eq!(
+        r.status, 503,
+        "the registered client cannot be looked up: {}",
+        r.raw
+    );
+    assert_eq!(bearer(&a, &access).status, 200, "within --max-stale");
+    wait_until("STALE", Duration::from_secs(10), || {
+        let r = bearer(&a, &access);
+        r.status == 503 && r.code() == "STALE"
+    });
+    // A key still works: only this issuer's tokens depend on the store.
+    assert_eq!(a.auth_x(&s.good.key).status, 200);
+
+    redis.run();
+    for srv in [&a, &b] {
+        wait_until(
+            "the token refused by the new epoch",
+            Duration::from_secs(15),
+            || bearer(srv, &access).status == 401,
+        );
+    }
+    // The consent request was lost with the store: the page must be started again.
+    assert_eq!(consent(&b, &f, &s.good.key).status, 400);
+    let client = register(&b, REDIRECT);
+    let (_, t) = tokens_for(&a, &client, &s.good.key, &[]);
+    assert_eq!(bearer(&b, &token(&t, "access_token")).status, 200);
+    let log = a.log();
+    assert!(log.contains("authorization state"), "{log}");
+    assert_no_secret("the log", &log, &[s.good.key.as_str(), &access]);
+}
