@@ -820,7 +820,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FPR")]
     pub trust: Option<String>,
     /// With --verifier redis://…: seconds the store may be out of reach before /auth
-    /// answers 503 (a key revoked meanwhile must not keep passing).
+    /// answers 503 (a key revoked meanwhile must not keep passing); with
+    /// --authorization-state redis://…, before that issuer's tokens get 503.
     #[arg(long, value_name = "SECS", default_value_t = 300,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub max_stale: u64,

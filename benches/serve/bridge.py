@@ -6,8 +6,10 @@
    `serve` answers: every exchange request written at once, pipelined over C keep-alive
    connections, the answers read back; rate = N / wall time from the first byte written
    to the last answer read (the client parses little, so `serve` is what is timed);
-2. `/auth` with a bridge-issued access token against the same key, on the same instance,
-   with wrk (ROUNDS interleaved rounds; medians; the ratio per round).
+   measured with the state in memory and in Redis (`--authorization-state`, a redis-server
+   of the run's own on 127.0.0.1), in ROUNDS interleaved rounds;
+2. `/auth` with a bridge-issued access token of each instance against a key, with wrk
+   (ROUNDS interleaved rounds; medians; the ratio per round).
 
 Usage: cargo build --release && python3 benches/serve/bridge.py [N codes, default 5000]
    env BIN, ROUNDS (default 3), SECS (wrk seconds a run, default 8), CONNS (default 4).
@@ -150,6 +152,56 @@ def wrk(url, script, env):
     return rps, p50, p99
 
 
+def start_redis(work):
+    """A redis-server of this run's own on 127.0.0.1 (no persistence); None without one."""
+    port = free_port()
+    try:
+        proc = subprocess.Popen(["redis-server", "--bind", "127.0.0.1", "--port", str(port),
+                                 "--save", "", "--appendonly", "no", "--dir", work],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except FileNotFoundError:
+        return None, None
+    wait_port(port)
+    return proc, port
+
+
+def wait_port(port):
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit("nothing listens on %d" % port)
+
+
+def start_serve(work, name, extra):
+    port = free_port()
+    log = open("%s/serve.%s.log" % (work, name), "w")
+    srv = subprocess.Popen(
+        [BIN, "serve", "--verifier", work + "/v.json", "--listen", "127.0.0.1:%d" % port,
+         "--usage", "%s/u.%s.json" % (work, name), "--resource", RESOURCE,
+         "--authorization-server", "--signing-key", work + "/signing.jwk",
+         "--scope", "tools:call:echo"] + extra,
+        stdout=log, stderr=log)
+    wait_port(port)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("POST", "/register", body=json.dumps({"redirect_uris": [REDIRECT]}),
+                 headers={"Content-Type": "application/json"})
+    client = json.loads(conn.getresponse().read())["client_id"]
+    return {"name": name, "proc": srv, "log": log, "port": port, "conn": conn,
+            "client": client}
+
+
+def token_from(inst, key):
+    code, verifier = code_for(inst["conn"], inst["client"], key)
+    inst["conn"].request("POST", "/token", body=urllib.parse.urlencode({
+        "grant_type": "authorization_code", "code": code, "client_id": inst["client"],
+        "redirect_uri": REDIRECT, "code_verifier": verifier, "resource": RESOURCE}),
+        headers={"Content-Type": "application/x-www-form-urlencoded"})
+    return json.loads(inst["conn"].getresponse().read())["access_token"]
+
+
 def main():
     if not os.access(BIN, os.X_OK):
         raise SystemExit("build first: cargo build --release (%s missing)" % BIN)
@@ -157,75 +209,82 @@ def main():
     subprocess.run([sys.executable, os.path.join(ROOT, "benches/serve/gen_verifier.py"),
                     work + "/v.json", "10", "1", work + "/key"], check=True)
     key = open(work + "/key").read().strip()
-    port = free_port()
-    log = open(work + "/serve.log", "w")
-    srv = subprocess.Popen(
-        [BIN, "serve", "--verifier", work + "/v.json", "--listen", "127.0.0.1:%d" % port,
-         "--usage", work + "/u.json", "--resource", RESOURCE, "--authorization-server",
-         "--signing-key", work + "/signing.jwk", "--scope", "tools:call:echo"],
-        stdout=log, stderr=log)
+    redis, redis_port = start_redis(work)
+    insts = []
     try:
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        conn.request("POST", "/register", body=json.dumps({"redirect_uris": [REDIRECT]}),
-                     headers={"Content-Type": "application/json"})
-        r = conn.getresponse()
-        client = json.loads(r.read())["client_id"]
+        insts.append(start_serve(work, "memory", []))
+        if redis is None:
+            print("redis-server is not installed: the state in Redis is not measured")
+        else:
+            url = "redis://127.0.0.1:%d/0?key=bench" % redis_port
+            insts.append(start_serve(work, "redis", ["--authorization-state", url]))
         print("Machine: %d cores; load before: %s" % (os.cpu_count(),
               " ".join(open("/proc/loadavg").read().split()[:3])))
 
-        t0 = time.perf_counter()
-        codes = [code_for(conn, client, key) for _ in range(N)]
-        made = time.perf_counter() - t0
-        wall, statuses = issuance(port, client, codes)
-        ok = statuses.count(200)
-        print("\n1. Token issuance (code exchange at /token, PKCE S256, EdDSA access token and "
-              "a refresh token), %d codes pipelined over %d connections:" % (N, CONNS))
-        print("   %d answered 200 of %d in %.3f s: %s exchanges a second (%.1f µs each, "
-              "wall, both cores)" % (ok, len(statuses), wall, f"{ok / wall:,.0f}",
-                                     wall / max(ok, 1) * 1e6))
-        print("   (getting the %d codes through the consent page took %.1f s from Python)"
-              % (N, made))
-        if ok != N:
-            raise SystemExit("not every exchange succeeded: %s" % sorted(set(statuses)))
-
-        # A token of this bridge, for the /auth comparison.
-        code, verifier = code_for(conn, client, key)
-        conn.request("POST", "/token", body=urllib.parse.urlencode({
-            "grant_type": "authorization_code", "code": code, "client_id": client,
-            "redirect_uri": REDIRECT, "code_verifier": verifier, "resource": RESOURCE}),
-            headers={"Content-Type": "application/x-www-form-urlencoded"})
-        token = json.loads(conn.getresponse().read())["access_token"]
-        env = dict(os.environ, BENCH_KEY=key, BENCH_TOKEN=token)
-        url = "http://127.0.0.1:%d/auth" % port
-        scripts = {"key": ROOT + "/benches/serve/key.lua", "token": ROOT + "/benches/serve/token.lua"}
-        res = {"key": [], "token": []}
+        # 1. Issuance, memory and Redis state in interleaved rounds.
+        rates = {i["name"]: [] for i in insts}
+        consent = {i["name"]: [] for i in insts}
         for rnd in range(ROUNDS):
-            order = ["key", "token"] if rnd % 2 == 0 else ["token", "key"]
-            for name in order:
-                res[name].append(wrk(url, scripts[name], env))
-        print("\n2. /auth on the same instance, wrk -t2 -c32 -d%ds, %d interleaved rounds:"
-              % (SECS, ROUNDS))
+            order = insts if rnd % 2 == 0 else list(reversed(insts))
+            for inst in order:
+                t0 = time.perf_counter()
+                codes = [code_for(inst["conn"], inst["client"], key) for _ in range(N)]
+                consent[inst["name"]].append(N / (time.perf_counter() - t0))
+                wall, statuses = issuance(inst["port"], inst["client"], codes)
+                ok = statuses.count(200)
+                if ok != N:
+                    raise SystemExit("%s: not every exchange succeeded: %s"
+                                     % (inst["name"], sorted(set(statuses))))
+                rates[inst["name"]].append(ok / wall)
+        print("\n1. Token issuance (code exchange at /token, PKCE S256, EdDSA access token and "
+              "a refresh token), %d codes pipelined over %d connections, %d interleaved rounds:"
+              % (N, CONNS, ROUNDS))
+        print("\n| state | exchanges/s (median) | each round | µs each | consent pages "
+              "answered/s (from Python, one connection) |")
+        print("|---|---:|---|---:|---:|")
+        for name, r in rates.items():
+            med = statistics.median(r)
+            print("| %s | %s | %s | %.1f | %s |" % (
+                name, f"{med:,.0f}", " / ".join(f"{x:,.0f}" for x in r), 1e6 / med,
+                f"{statistics.median(consent[name]):,.0f}"))
+        if "redis" in rates:
+            ratios = [r / m for r, m in zip(rates["redis"], rates["memory"])]
+            print("\n- Redis / memory: %.2fx (rounds: %s)" % (
+                statistics.median(ratios), ", ".join("%.2f" % x for x in ratios)))
+
+        # 2. /auth: a key, and each instance's token, interleaved.
+        creds = [("key", "a key", insts[0], ROOT + "/benches/serve/key.lua", key)]
+        for inst in insts:
+            creds.append(("token-" + inst["name"],
+                          "a bridge token (state: %s)" % inst["name"], inst,
+                          ROOT + "/benches/serve/token.lua", token_from(inst, key)))
+        res = {c[0]: [] for c in creds}
+        for rnd in range(ROUNDS):
+            order = creds if rnd % 2 == 0 else list(reversed(creds))
+            for name, _, inst, script, secret in order:
+                env = dict(os.environ, BENCH_KEY=secret, BENCH_TOKEN=secret)
+                res[name].append(wrk("http://127.0.0.1:%d/auth" % inst["port"], script, env))
+        print("\n2. /auth, wrk -t2 -c32 -d%ds, %d interleaved rounds:" % (SECS, ROUNDS))
         print("\n| credential | requests/s (median) | each round | p50 | p99 |")
         print("|---|---:|---|---:|---:|")
-        for name, label in (("key", "a key"), ("token", "a bridge-issued access token")):
-            rates = [r[0] for r in res[name]]
+        for name, label, *_ in creds:
+            r = [x[0] for x in res[name]]
             print("| %s | %s | %s | %s | %s |" % (
-                label, f"{statistics.median(rates):,.0f}",
-                " / ".join(f"{x:,.0f}" for x in rates), res[name][0][1], res[name][0][2]))
-        ratios = [t[0] / k[0] for t, k in zip(res["token"], res["key"])]
-        print("\n- bridge token / key: %.2fx (rounds: %s)" % (
-            statistics.median(ratios), ", ".join("%.2f" % x for x in ratios)))
+                label, f"{statistics.median(r):,.0f}", " / ".join(f"{x:,.0f}" for x in r),
+                res[name][0][1], res[name][0][2]))
+        for name, label, *_ in creds[1:]:
+            ratios = [t[0] / k[0] for t, k in zip(res[name], res["key"])]
+            print("- %s / key: %.2fx (rounds: %s)" % (
+                label, statistics.median(ratios), ", ".join("%.2f" % x for x in ratios)))
         print("Load after: %s" % " ".join(open("/proc/loadavg").read().split()[:3]))
     finally:
-        srv.terminate()
-        srv.wait(10)
-        log.close()
+        for inst in insts:
+            inst["proc"].terminate()
+            inst["proc"].wait(10)
+            inst["log"].close()
+        if redis is not None:
+            redis.terminate()
+            redis.wait(10)
         if "--keep" not in sys.argv:
             subprocess.run(["rm", "-rf", work])
 

@@ -69,6 +69,15 @@ pub async fn handle(req: Request<Incoming>, st: Arc<State>) -> Result<Response<B
             ));
         }
         limit_metrics(&st, &mut text);
+        if let Some(age) = st.bridge.as_ref().and_then(|b| b.state_age()) {
+            text.push_str(&format!(
+                "# HELP mcp_key_serve_authorization_state_age_seconds Time since the shared \
+                 state's revocations were last confirmed current.\n\
+                 # TYPE mcp_key_serve_authorization_state_age_seconds gauge\n\
+                 mcp_key_serve_authorization_state_age_seconds {:.3}\n",
+                age.as_secs_f64().min(1e9)
+            ));
+        }
         if let Some(age) = st.source.age() {
             text.push_str(&format!(
                 "# HELP mcp_key_serve_store_age_seconds Time since the shared store was last \
@@ -130,6 +139,12 @@ fn healthz(st: &State) -> Response<Body> {
     if let Some(a) = age {
         body["store_age_seconds"] = json!((a.as_secs_f64().min(1e9) * 1000.0).round() / 1000.0);
         body["max_stale_seconds"] = json!(st.max_stale.as_secs());
+    }
+    // The bridge's shared revocations: past --max-stale its tokens get 503, keys do not.
+    if let Some(a) = st.bridge.as_ref().and_then(|b| b.state_age()) {
+        body["authorization_state_age_seconds"] =
+            json!((a.as_secs_f64().min(1e9) * 1000.0).round() / 1000.0);
+        body["authorization_state"] = json!(if a > st.max_stale { "stale" } else { "ok" });
     }
     let status = if stale {
         StatusCode::SERVICE_UNAVAILABLE

@@ -27,7 +27,7 @@ pub struct Metrics {
     pub(crate) connections_open: AtomicU64,
     pub(crate) connections_total: AtomicU64,
     /// Access tokens by outcome, in the order of [`TOKEN_RESULTS`].
-    tokens: [AtomicU64; 4],
+    tokens: [AtomicU64; 5],
     latency_buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_ns: AtomicU64,
@@ -47,7 +47,13 @@ pub enum BadBody {
 const BAD_STATUS: [&str; 3] = ["400", "408", "413"];
 
 /// The outcomes of an access token at `/auth`.
-const TOKEN_RESULTS: [&str; 4] = ["VALID", "INVALID_TOKEN", "EXPIRED", "INSUFFICIENT_SCOPE"];
+const TOKEN_RESULTS: [&str; 5] = [
+    "VALID",
+    "INVALID_TOKEN",
+    "EXPIRED",
+    "INSUFFICIENT_SCOPE",
+    "STALE",
+];
 
 impl Metrics {
     /// Counts one verdict of `/auth`.

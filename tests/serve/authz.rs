@@ -57,6 +57,11 @@ impl Setup {
 
     /// `serve --authorization-server` with `extra` arguments.
     pub(crate) fn serve(&self, extra: &[&str]) -> Server {
+        self.serve_with_env(extra, &[])
+    }
+
+    /// As [`Setup::serve`], with these environment variables.
+    pub(crate) fn serve_with_env(&self, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let key = self.signing_key();
         let mut args = vec![
             "--resource",
@@ -70,7 +75,7 @@ impl Setup {
             "tools:list",
         ];
         args.extend_from_slice(extra);
-        Server::start(&self.verifier(), &args)
+        Server::start_with_env(&self.verifier(), &args, env)
     }
 
     /// Publishes the next revision of the verifier with its keys changed by `edit`, and

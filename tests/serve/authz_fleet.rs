@@ -15,6 +15,16 @@ use crate::harness::{assert_no_secret, Server};
 
 /// Instance `name` of a fleet whose state is in `url` (each with its own usage file).
 pub(crate) fn instance(s: &Setup, name: &str, url: &str, extra: &[&str]) -> Server {
+    instance_with_env(s, name, url, extra, &[])
+}
+
+fn instance_with_env(
+    s: &Setup,
+    name: &str,
+    url: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Server {
     let usage = s.verifier().with_file_name(format!("usage.{name}.json"));
     let mut args = vec![
         "--authorization-state",
@@ -23,7 +33,7 @@ pub(crate) fn instance(s: &Setup, name: &str, url: &str, extra: &[&str]) -> Serv
         usage.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    s.serve(&args)
+    s.serve_with_env(&args, env)
 }
 
 /// Two instances sharing the state in `url`.
@@ -292,6 +302,18 @@ fn while_the_store_is_away_and_when_it_comes_back_empty() {
     });
     // A key still works: only this issuer's tokens depend on the store.
     assert_eq!(a.auth_x(&s.good.key).status, 200);
+    let health = a.get("/healthz", &[]);
+    assert_eq!(health.status, 200, "keys still pass: {}", health.raw);
+    assert_eq!(health.json()["authorization_state"], "stale");
+    assert!(a.metric("mcp_key_serve_tokens_total{result=\"STALE\"}") >= 1);
+    let text = a.get("/metrics", &[]).text();
+    let age: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("mcp_key_serve_authorization_state_age_seconds "))
+        .unwrap_or_else(|| panic!("no age in {text}"))
+        .parse()
+        .unwrap();
+    assert!(age > 2.0, "{age}");
 
     redis.run();
     for srv in [&a, &b] {
@@ -309,4 +331,79 @@ fn while_the_store_is_away_and_when_it_comes_back_empty() {
     let log = a.log();
     assert!(log.contains("authorization state"), "{log}");
     assert_no_secret("the log", &log, &[s.good.key.as_str(), &access]);
+}
+
+/// The ACL of docs/fleet.md ("Least privilege"): a user with the bridge's keys and channel
+/// only runs a fleet of two (a flow across both, a family revoked on both), and cannot
+/// read the verifier's key.
+#[test]
+fn the_bridge_runs_as_a_user_limited_to_its_keys() {
+    let Some(redis) = Redis::start() else {
+        return;
+    };
+    let mut acl = vec!["ACL", "SETUSER", "mkm-bridge", "on", ">bridge password"];
+    acl.extend([
+        "~mkm:{acl}:bridge:*",
+        "&mkm:{acl}:bridge:revoked",
+        "+eval",
+        "+evalsha",
+        "+script|load",
+        "+get",
+        "+set",
+        "+exists",
+        "+expire",
+        "+del",
+        "+incr",
+        "+hget",
+        "+hmget",
+        "+hset",
+        "+hincrby",
+        "+zadd",
+        "+zrem",
+        "+zcard",
+        "+zrange",
+        "+zrangebyscore",
+        "+zremrangebyscore",
+        "+publish",
+        "+subscribe",
+        "+ping",
+    ]);
+    redis.query(&acl).expect("ACL SETUSER");
+    redis
+        .query(&["SET", "mkm:{acl}:verifier", "x"])
+        .expect("a key the user must not read");
+    let url = format!("redis://mkm-bridge@127.0.0.1:{}/0?key=acl", redis.port);
+    let env = [("MCP_REDIS_PASSWORD", "bridge password")];
+    let s = setup();
+    let a = instance_with_env(&s, "a", &url, &[], &env);
+    let b = instance_with_env(&s, "b", &url, &[], &env);
+    let client = register(&a, REDIRECT);
+    let (verifier, challenge) = pkce();
+    let f = form(&authorize(&b, &client, &challenge, &[]));
+    let code = redirected(&consent(&a, &f, &s.good.key))["code"].clone();
+    let r = exchange(&b, &client, &code, &verifier);
+    assert_eq!(r.status, 200, "{}", r.raw);
+    let t = r.json();
+    let r = refresh(&a, &client, &token(&t, "refresh_token"));
+    assert_eq!(r.status, 200, "{}", r.raw);
+    let r = refresh(&b, &client, &token(&t, "refresh_token"));
+    assert_eq!(r.json()["error"], "invalid_grant");
+    for srv in [&a, &b] {
+        let access = token(&t, "access_token");
+        wait_until("the family's revocation", Duration::from_secs(5), || {
+            bearer(srv, &access).status == 401
+        });
+    }
+    let client = redis::Client::open(format!("redis://127.0.0.1:{}/0", redis.port)).unwrap();
+    let mut con = client.get_connection().unwrap();
+    redis::cmd("AUTH")
+        .arg("mkm-bridge")
+        .arg("bridge password")
+        .query::<()>(&mut con)
+        .unwrap();
+    let e = redis::cmd("GET")
+        .arg("mkm:{acl}:verifier")
+        .query::<Option<String>>(&mut con)
+        .unwrap_err();
+    assert!(e.to_string().to_uppercase().contains("NOPERM"), "{e}");
 }

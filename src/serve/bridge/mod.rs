@@ -237,6 +237,12 @@ impl Bridge {
         })
     }
 
+    /// How long ago the shared state's revocations were last confirmed current (`None`
+    /// when the state is this process's).
+    pub fn state_age(&self) -> Option<std::time::Duration> {
+        self.grants.age()
+    }
+
     /// Whether `path` is one of the bridge's.
     pub fn owns(&self, path: &str) -> bool {
         self.route(&Method::GET, path).is_some() || self.route(&Method::POST, path).is_some()
