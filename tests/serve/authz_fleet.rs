@@ -367,6 +367,8 @@ fn the_bridge_runs_as_a_user_limited_to_its_keys() {
         "+publish",
         "+subscribe",
         "+ping",
+        "+time",
+        "+info",
     ]);
     redis.query(&acl).expect("ACL SETUSER");
     redis
@@ -406,4 +408,326 @@ fn the_bridge_runs_as_a_user_limited_to_its_keys() {
         .query::<Option<String>>(&mut con)
         .unwrap_err();
     assert!(e.to_string().to_uppercase().contains("NOPERM"), "{e}");
+}
+
+/// A TCP proxy in front of Redis that can silently stop passing published messages to
+/// subscribers while every connection stays open: a subscription gone half-open (an idle
+/// flow dropped by a NAT or load balancer), or a node cut off from the Cluster bus.
+struct Proxy {
+    port: u16,
+    mute: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Proxy {
+    fn start(to: u16) -> Proxy {
+        use std::io::{Read, Write};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mute = std::sync::Arc::new(AtomicBool::new(false));
+        let m = std::sync::Arc::clone(&mute);
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", to)) else {
+                    continue;
+                };
+                let (mut c_in, mut s_out) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16384];
+                    while let Ok(n) = c_in.read(&mut buf) {
+                        if n == 0 || s_out.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+                let (mut s_in, mut c_out, m) = (server, client, std::sync::Arc::clone(&m));
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16384];
+                    while let Ok(n) = s_in.read(&mut buf) {
+                        let chunk = &buf[..n];
+                        let message = chunk.windows(13).any(|w| w == b"$7\r\nmessage\r\n");
+                        if n == 0 {
+                            break;
+                        }
+                        if message && m.load(Ordering::Relaxed) {
+                            continue;
+                        }
+                        if c_out.write_all(chunk).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        Proxy { port, mute }
+    }
+
+    fn url(&self, key: &str) -> String {
+        format!("redis://127.0.0.1:{}/0?key={key}", self.port)
+    }
+
+    fn mute(&self, on: bool) {
+        self.mute.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A subscription that stays open but stops delivering is found out by the instance's
+/// own heartbeat (it does not come back through it): the instance subscribes again and
+/// reloads the denylist, so a revocation it could not hear is applied within seconds,
+/// never left admitted.
+#[test]
+fn a_subscription_that_stops_delivering_is_found_out() {
+    let Some(redis) = Redis::start() else {
+        return;
+    };
+    let proxy = Proxy::start(redis.port);
+    let s = setup();
+    let (a, b) = pair(&s, &proxy.url("mute"), &[]);
+    let client = register(&a, REDIRECT);
+    let (_, t) = tokens_for(&a, &client, &s.good.key, &[]);
+    let access = token(&t, "access_token");
+    assert_eq!(bearer(&a, &access).status, 200);
+    proxy.mute(true);
+    let r = post_form(&b, "/revoke", &[("token", &access)], &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        bearer(&b, &access).status,
+        401,
+        "the revoking instance at once"
+    );
+    let t0 = Instant::now();
+    wait_until(
+        "a refuses the token it did not hear revoked",
+        Duration::from_secs(12),
+        || bearer(&a, &access).status == 401,
+    );
+    eprintln!("refused by the muted instance after {:?}", t0.elapsed());
+    assert!(a.log().contains("stopped delivering"), "{}", a.log());
+    proxy.mute(false);
+}
+
+/// A store restarted from its disk (nothing lost here, every write synced) is a new
+/// server: the bridge cannot tell what a restart or failover lost (a spent code, a
+/// rotated refresh token, a revocation), so everything issued before it is refused —
+/// access tokens, codes, refresh tokens — although their records are still there; new
+/// flows work.
+#[test]
+fn a_restarted_or_failed_over_store_refuses_what_came_before() {
+    let Some(mut redis) = Redis::start_persistent() else {
+        return;
+    };
+    let s = setup();
+    let (a, b) = pair(&s, &redis.url("restart"), &[]);
+    let client = register(&a, REDIRECT);
+    let (_, t) = tokens_for(&a, &client, &s.good.key, &[]);
+    let access = token(&t, "access_token");
+    let (verifier, challenge) = pkce();
+    let f = form(&authorize(&b, &client, &challenge, &[]));
+    let code = redirected(&consent(&b, &f, &s.good.key))["code"].clone();
+    assert_eq!(bearer(&b, &access).status, 200);
+    std::thread::sleep(Duration::from_millis(1100));
+    redis.stop();
+    redis.run();
+    for srv in [&a, &b] {
+        wait_until("the new epoch", Duration::from_secs(15), || {
+            bearer(srv, &access).status == 401
+        });
+    }
+    let families = stored(&redis, "restart");
+    assert!(
+        families.contains(":bridge:family:"),
+        "the records survived: {families}"
+    );
+    let r = refresh(&b, &client, &token(&t, "refresh_token"));
+    assert_eq!(r.json()["error"], "invalid_grant", "{}", r.raw);
+    let r = exchange(&a, &client, &code, &verifier);
+    assert_eq!(r.json()["error"], "invalid_grant", "{}", r.raw);
+    let (_, t) = tokens_for(&b, &client, &s.good.key, &[]);
+    assert_eq!(bearer(&a, &token(&t, "access_token")).status, 200);
+}
+
+/// Whoever can write the store but lacks the signing key cannot turn a refresh token into
+/// another key's, widen its scopes, or send a registered client's codes elsewhere: every
+/// record carries a seal, and a record without this bridge's seal is refused.
+#[test]
+fn a_store_writer_without_the_signing_key_cannot_forge_a_grant() {
+    let Some(redis) = Redis::start() else {
+        return;
+    };
+    let s = setup();
+    let (a, b) = pair(&s, &redis.url("forge"), &[]);
+    let client = register(&a, REDIRECT);
+    let (_, mine) = tokens_for(&a, &client, &s.good.key, &[]);
+    let (_, theirs) = tokens_for(&a, &client, &s.good.key, &[("scope", "tools:list")]);
+    let sid = |t: &Value| {
+        crate::authz::claims(&token(t, "access_token"))["sid"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (my_family, their_family) = (sid(&mine), sid(&theirs));
+    let family = |f: &str| format!("mkm:{{forge}}:bridge:family:{f}");
+    let get = |args: &[&str]| match redis.query(args) {
+        Some(redis::Value::BulkString(b)) => String::from_utf8(b).unwrap(),
+        other => panic!("{args:?}: {other:?}"),
+    };
+    // The family's scopes widened: refused.
+    let scopes = get(&["HGET", &family(&my_family), "s"]);
+    redis
+        .query(&[
+            "HSET",
+            &family(&my_family),
+            "s",
+            r#"["tools:call","tools:list"]"#,
+        ])
+        .unwrap();
+    let r = refresh(&b, &client, &token(&mine, "refresh_token"));
+    assert_eq!(r.json()["error"], "invalid_grant", "{}", r.raw);
+    // Put back: the refresh token works again (the seal, not the write, refused it).
+    redis
+        .query(&["HSET", &family(&my_family), "s", &scopes])
+        .unwrap();
+    let r = refresh(&b, &client, &token(&mine, "refresh_token"));
+    assert_eq!(r.status, 200, "{}", r.raw);
+    let mine = r.json();
+    // The refresh token pointed at another family: refused.
+    let pattern = "mkm:{forge}:bridge:refresh:*";
+    let Some(redis::Value::Array(keys)) = redis.query(&["KEYS", pattern]) else {
+        panic!()
+    };
+    let current: Vec<String> = keys
+        .into_iter()
+        .filter_map(|k| match k {
+            redis::Value::BulkString(k) => Some(String::from_utf8(k).unwrap()),
+            _ => None,
+        })
+        .filter(|k| get(&["GET", k]).starts_with(&format!("{my_family} 1 ")))
+        .collect();
+    assert_eq!(current.len(), 1);
+    let value = get(&["GET", &current[0]]);
+    let forged = value.replacen(&my_family, &their_family, 1);
+    redis.query(&["SET", &current[0], &forged]).unwrap();
+    let r = refresh(&a, &client, &token(&mine, "refresh_token"));
+    assert_eq!(r.json()["error"], "invalid_grant", "{}", r.raw);
+    // A registered client's redirect URI changed: the client is unknown.
+    let key = format!("mkm:{{forge}}:bridge:client:{client}");
+    let doc = get(&["GET", &key]);
+    redis
+        .query(&[
+            "SET",
+            &key,
+            &doc.replace(REDIRECT, "https://attacker.example/cb"),
+        ])
+        .unwrap();
+    let (_, challenge) = pkce();
+    let r = authorize(
+        &b,
+        &client,
+        &challenge,
+        &[("redirect_uri", "https://attacker.example/cb")],
+    );
+    assert_eq!(r.status, 400, "{}", r.raw);
+    assert!(r.text().contains("not registered"), "{}", r.text());
+    assert!(
+        a.log().contains("does not carry this bridge's seal")
+            || b.log().contains("does not carry this bridge's seal")
+    );
+}
+
+/// Registrations are counted for the fleet: ten a minute in all, whichever instance
+/// takes them.
+#[test]
+fn registrations_are_limited_across_the_fleet() {
+    let Some(redis) = Redis::start() else {
+        return;
+    };
+    // Not across a minute's end: the count is per minute of the store's clock.
+    wait_until("early in a minute", Duration::from_secs(15), || {
+        chrono::Utc::now().timestamp() % 60 < 45
+    });
+    let s = setup();
+    let (a, b) = pair(&s, &redis.url("dcr"), &[]);
+    let body = serde_json::json!({"redirect_uris": [REDIRECT]}).to_string();
+    let statuses: Vec<u16> = (0..12)
+        .map(|i| {
+            let srv = if i % 2 == 0 { &a } else { &b };
+            srv.request(
+                "POST",
+                "/register",
+                &[("Content-Type", "application/json")],
+                body.as_bytes(),
+            )
+            .status
+        })
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        10,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        2,
+        "{statuses:?}"
+    );
+}
+
+/// libfaketime, for a process whose clock is off.
+fn faketime() -> Option<std::path::PathBuf> {
+    let found = std::fs::read_dir("/usr/lib")
+        .ok()?
+        .filter_map(|d| d.ok())
+        .map(|d| d.path().join("faketime/libfaketime.so.1"))
+        .find(|p| p.exists());
+    crate::common::tool_or_skip(
+        "a clock-skew test",
+        found.is_some(),
+        "libfaketime is not installed (apt-get install faketime)",
+    )
+    .then_some(found)
+    .flatten()
+}
+
+/// An instance whose clock is two minutes off the store's refuses to start (exit 2,
+/// saying why): instances would judge tokens by different clocks.
+#[test]
+fn an_instance_whose_clock_is_off_refuses_to_start() {
+    let Some(redis) = Redis::start() else {
+        return;
+    };
+    let Some(lib) = faketime() else {
+        return;
+    };
+    let s = setup();
+    let url = redis.url("clock");
+    let key = s.signing_key();
+    let out = std::process::Command::new(crate::common::bin())
+        .args(["serve", "--verifier"])
+        .arg(s.verifier())
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--resource",
+            crate::authz::RESOURCE,
+        ])
+        .args(["--authorization-server", "--signing-key"])
+        .arg(&key)
+        .args(["--authorization-state", &url])
+        .env_clear()
+        .env("LD_PRELOAD", &lib)
+        .env("FAKETIME", "+120s")
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("clock is 12") && err.contains("s away from the store"),
+        "{err}"
+    );
+    // The same without the skew starts.
+    let srv = instance(&s, "a", &url, &[]);
+    assert_eq!(srv.get("/healthz", &[]).status, 200);
 }

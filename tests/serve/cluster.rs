@@ -698,12 +698,12 @@ fn the_authorization_servers_state_on_a_cluster() {
     assert_eq!(r.status, 200, "{}", r.raw);
     let access = r.json()["access_token"].as_str().unwrap().to_string();
     assert_eq!(bearer(&a, &access).status, 200);
-    let families = format!("mkm:{{{name}}}:bridge:families");
+    let epoch = format!("mkm:{{{name}}}:bridge:epoch");
     assert!(matches!(
-        cluster.query(1, &["GET", &families]),
+        cluster.query(1, &["GET", &epoch]),
         Some(redis::Value::BulkString(_))
     ));
-    assert!(cluster.query(0, &["GET", &families]).is_none(), "MOVED");
+    assert!(cluster.query(0, &["GET", &epoch]).is_none(), "MOVED");
 
     let channel = format!("mkm:{{{name}}}:bridge:revoked");
     wait_until(

@@ -16,6 +16,9 @@ pub struct Redis {
     child: Option<Child>,
     pub port: u16,
     dir: tempfile::TempDir,
+    /// Whether it keeps its data across a restart (an append-only file, every write
+    /// synced).
+    persist: bool,
 }
 
 impl Redis {
@@ -41,7 +44,17 @@ impl Redis {
             child: None,
             port,
             dir: tempfile::tempdir().unwrap(),
+            persist: false,
         };
+        r.run();
+        Some(r)
+    }
+
+    /// As [`Redis::start`], keeping its data across [`Redis::stop`] and [`Redis::run`].
+    pub fn start_persistent() -> Option<Redis> {
+        let mut r = Redis::start()?;
+        r.stop();
+        r.persist = true;
         r.run();
         Some(r)
     }
@@ -50,14 +63,12 @@ impl Redis {
     pub fn run(&mut self) {
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--protected-mode",
-                "yes",
-            ])
+            .args(["--save", "", "--protected-mode", "yes"])
+            .args(if self.persist {
+                ["--appendonly", "yes", "--appendfsync", "always"]
+            } else {
+                ["--appendonly", "no", "--appendfsync", "everysec"]
+            })
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())

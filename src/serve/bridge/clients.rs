@@ -411,14 +411,16 @@ impl Clients {
             redirect_uris,
         };
         if let Some(shared) = &self.shared {
+            // The fleet's share of registrations a minute, counted in the store.
             let json = serde_json::to_string(&client).map_err(|_| meta("not representable"))?;
-            shared.keep_client(&client.id, &json).map_err(|_| {
-                (
+            return match shared.register_client(&client.id, &json, REGISTRATIONS_PER_MINUTE) {
+                Ok(true) => Ok(client),
+                Ok(false) => Err((
                     "temporarily_unavailable",
-                    "the clients' store cannot be reached; try again".to_string(),
-                )
-            })?;
-            return Ok(client);
+                    "too many registrations; try again in a minute".into(),
+                )),
+                Err(_) => Err(("temporarily_unavailable", Refused::STORE_DOWN.to_string())),
+            };
         }
         let mut r = self
             .registered

@@ -976,6 +976,13 @@ impl Bridge {
                 }
                 json_response(StatusCode::CREATED, &doc)
             }
+            Err(("temporarily_unavailable", why)) if why == clients::Refused::STORE_DOWN => {
+                oauth_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily_unavailable",
+                    &why,
+                )
+            }
             Err(("temporarily_unavailable", why)) => {
                 let mut r = oauth_error(
                     StatusCode::TOO_MANY_REQUESTS,

@@ -5,38 +5,46 @@
 //!
 //! Layout, every key under `mkm:{NAME}:bridge:` (one hash tag: one Cluster slot, so each
 //! script below runs whole on one node):
-//! - `pending:<h>`: a consent request (hash: `p` its JSON, `n` refused keys, `c` its
+//! - `pending:<h>`: a consent request (hash: `p` its sealed JSON, `n` refused keys, `c` its
 //!   client's zset), expiring with it; `pendings` and `pendings:<client h>`: zsets of the
 //!   waiting requests by expiry, which bound them (all, and per client);
-//! - `code:<h>`: a code (hash: `g` the grant's JSON, `u` the family it started once used),
+//! - `code:<h>`: a code (hash: `g` the sealed grant, `u` the family it started once used),
 //!   60 s, then kept an hour once used so that a second use revokes;
-//! - `family:<id>`: a refresh family (hash: `k` key id, `c` client id, `s` scopes' JSON,
-//!   `e` its end, `r` the current refresh token's `h`, `o` the rotated-out ones kept);
-//!   `families`: the counter of family ids;
-//! - `refresh:<h>`: `<family id> 1` for the current token, `<family id> 0` for one
-//!   rotated out, expiring with it;
+//! - `family:<id>`: a refresh family, `<id>` random (hash: `k` key id, `c` client id, `s`
+//!   scopes' JSON, `e` its end, `t` its start, `m` their seal, `r` the current refresh
+//!   token's `h`, `o` the rotated-out ones kept);
+//! - `refresh:<h>`: `<family id> 1 <seal>` for the current token, `<family id> 0 <seal>` for
+//!   one rotated out, expiring with it;
 //! - `denied`: a zset of revoked access tokens' `jti` and revoked families' `sid:<id>`, by
 //!   the time until which a token they name can be valid; `revoked`: the channel each
-//!   denial is announced on, as `<entry> <until>` (or `epoch <t>`);
-//! - `epoch`: tokens issued at or before it are refused (set when the state is first
-//!   used, so an emptied store cannot make revoked tokens good again, and when the
-//!   denylist overflows);
-//! - `client:<id>`: a client registered at `/register` (its JSON), expiring when unused.
+//!   denial is announced on, as `<entry> <until>` (or `epoch <t>`, or an instance's
+//!   heartbeat `hb <nonce> <n>`);
+//! - `epoch`: tokens, codes and families issued at or before it are refused; `server`: the
+//!   `run_id` of the Redis server the state was last seen on. A state seen for the first
+//!   time, on another server (restarted, failed over: it may have lost recent writes, such
+//!   as a spent code or a rotated refresh token), or emptied, moves the epoch to now;
+//! - `client:<id>`: a client registered at `/register` (sealed JSON), expiring when unused;
+//!   `registrations:<minute>`: the fleet's registrations that minute.
 //!
 //! `<h>` is the HMAC-SHA-256, under the signing key's derived secret, of a code, refresh
 //! token or consent handle, in hex: the store never holds one that works, nor a key, nor
-//! the signing key. Every instance signs with the same key (its file, distributed like
-//! any secret), so all compute the same `<h>`.
+//! the signing key. A seal is an HMAC under the same secret over a value and what it is
+//! bound to: whoever can write the store but lacks the signing key cannot make a refresh
+//! token stand for another key, widen a grant, or change a client's redirect URIs. Every
+//! instance signs with the same key (its file, distributed like any secret).
 //!
 //! Invariants: a code or refresh token is spent by one script that checks and marks it in
 //! one step: two instances racing for it cannot both win, and the loser's use revokes the
 //! family as a reuse does. `/auth` never waits on Redis: each instance keeps the denylist
-//! in memory, loaded when it subscribes and kept by the channel; while the subscription is
-//! down for longer than `--max-stale`, this issuer's tokens are refused with 503. Values
-//! read back are data (JSON, numbers, hex), never code: the scripts are this file's.
+//! in memory, loaded when it subscribes and kept by the channel; the subscription is
+//! proven alive by the instance's own heartbeat coming back through it, and while it is
+//! not, for longer than `--max-stale`, this issuer's tokens are refused with 503. Times in
+//! the store are the store's (`TIME`); an instance whose clock is more than [`MAX_SKEW`]
+//! away from it is refused. Values read back are data (sealed JSON, numbers, hex), never
+//! code: the scripts are this file's.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -48,38 +56,52 @@ use crate::error::{Error, Result};
 use crate::fleet::store::{Conn, Store as Redis};
 use crate::serve::log::log;
 
-/// How often the subscription is checked when nothing is announced.
+/// How often the subscription is proven alive (a heartbeat sent through it when quiet).
 const POLL: Duration = Duration::from_secs(1);
+/// A heartbeat not back after this long: the subscription is taken for dead.
+const HEARTBEAT_LOST: Duration = Duration::from_secs(3);
 /// The longest wait between two attempts to reach an unreachable store.
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// Connections kept for the endpoints' scripts.
-const POOL: usize = 8;
+/// Connections to the store in use at once (a request beyond waits for one).
+const POOL: usize = 32;
+/// How long a request waits for a connection before it is answered 503.
+const POOL_WAIT: Duration = Duration::from_secs(1);
+/// The farthest this machine's clock may be from the store's, in seconds.
+pub const MAX_SKEW: i64 = 30;
+/// How long a revoked family is denied: its longest token, and the leeway a token is
+/// judged with, so that a token minted on a clock up to that far ahead is covered.
+const FAMILY_DENIAL: i64 =
+    store::MAX_TOKEN_LIFETIME + mcp_key_verifier::oauth::LEEWAY_SECONDS as i64;
 /// A registered client never used is dropped after this long, in seconds.
 pub const UNUSED_CLIENT_TTL: i64 = 3600;
 /// A registered client not used for this long is dropped, in seconds.
 pub const IDLE_CLIENT_TTL: i64 = 30 * 24 * 3600;
 
-/// What every script begins with: its prefix and clock, and how to deny and revoke.
-/// `ARGV[1]` the prefix `mkm:{NAME}:bridge:`, `ARGV[2]` the instance's time (seconds).
+/// What every script but the heartbeat begins with: its prefix and the store's clock, and
+/// how to deny and revoke (denied first: a script stopped half-way, by memory, leaves a
+/// family denied rather than its tokens deleted but not denied). `ARGV[1]` is the prefix
+/// `mkm:{NAME}:bridge:`.
 const PRELUDE: &str = r"
 local P = ARGV[1]
-local now = tonumber(ARGV[2])
+local now = tonumber(redis.call('TIME')[1])
 local function deny(entry, untl)
   untl = tonumber(untl)
-  if untl + @LEEWAY@ <= now then return end
+  if not untl or untl + @LEEWAY@ <= now then return end
   local d = P .. 'denied'
   redis.call('ZREMRANGEBYSCORE', d, '-inf', now - @LEEWAY@)
   if redis.call('ZCARD', d) >= @MAX_DENIED@ then
     redis.call('DEL', d)
-    redis.call('SET', P .. 'epoch', now)
+    if now > (tonumber(redis.call('GET', P .. 'epoch')) or 0) then
+      redis.call('SET', P .. 'epoch', now)
+    end
     redis.call('PUBLISH', P .. 'revoked', 'epoch ' .. now)
     return
   end
   redis.call('ZADD', d, untl, entry)
-  redis.call('EXPIRE', d, @FAMILY_DENIAL@ + 2 * @LEEWAY@)
   redis.call('PUBLISH', P .. 'revoked', entry .. ' ' .. untl)
 end
 local function revoke(fam)
+  deny('sid:' .. fam, now + @FAMILY_DENIAL@)
   local f = P .. 'family:' .. fam
   local r = redis.call('HMGET', f, 'r', 'o')
   if r[1] then redis.call('DEL', P .. 'refresh:' .. r[1]) end
@@ -87,163 +109,200 @@ local function revoke(fam)
     for h in string.gmatch(r[2], '%S+') do redis.call('DEL', P .. 'refresh:' .. h) end
   end
   redis.call('DEL', f)
-  deny('sid:' .. fam, now + @FAMILY_DENIAL@)
 end
 ";
 
-/// Keeps a consent request. `KEYS[1]` its key; `ARGV[3..]`: its JSON, its client's hash,
-/// its end, the bound of all, the bound per client, its lifetime, its hash.
-const PENDING_ADD: &str = r"
-local all = P .. 'pendings'
-local mine = P .. 'pendings:' .. ARGV[4]
-redis.call('ZREMRANGEBYSCORE', all, '-inf', now)
-redis.call('ZREMRANGEBYSCORE', mine, '-inf', now)
-if redis.call('ZCARD', all) >= tonumber(ARGV[6]) then return 0 end
-local theirs = redis.call('ZRANGE', mine, 0, -1)
-for i = 1, #theirs - tonumber(ARGV[7]) + 1 do
-  redis.call('DEL', P .. 'pending:' .. theirs[i])
-  redis.call('ZREM', mine, theirs[i])
-  redis.call('ZREM', all, theirs[i])
+/// Reads the epoch, moving it to now when the state is new, emptied, or on another server
+/// than last time. `KEYS`: epoch, server. Returns `{epoch, now, redis_version}`.
+const LOAD: &str = r"
+local id = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') or ''
+local version = string.match(redis.call('INFO', 'server'), 'redis_version:([%d.]+)') or '0'
+local epoch = tonumber(redis.call('GET', KEYS[1]))
+if redis.call('GET', KEYS[2]) ~= id or not epoch then
+  local e = now - 1
+  if not epoch or e > epoch then
+    epoch = e
+    redis.call('SET', KEYS[1], e)
+    redis.call('PUBLISH', P .. 'revoked', 'epoch ' .. e)
+  end
+  redis.call('SET', KEYS[2], id)
 end
-redis.call('HSET', KEYS[1], 'p', ARGV[3], 'n', 0, 'c', ARGV[4])
-redis.call('EXPIRE', KEYS[1], ARGV[8])
-redis.call('ZADD', all, ARGV[5], ARGV[9])
-redis.call('ZADD', mine, ARGV[5], ARGV[9])
-redis.call('EXPIRE', all, ARGV[8])
-redis.call('EXPIRE', mine, ARGV[8])
+return {tostring(epoch), tostring(now), version}
+";
+
+/// Sends an instance's heartbeat through the channel, from the state's own node.
+/// `KEYS[1]` the epoch (for routing); `ARGV`: prefix, the heartbeat.
+const HEARTBEAT: &str = r"
+redis.call('PUBLISH', ARGV[1] .. 'revoked', ARGV[2])
 return 1
 ";
 
-/// Ends a consent request: its JSON, or nil. `KEYS[1]` its key; `ARGV[3]` its hash.
+/// Keeps a consent request. `KEYS`: it, all waiting, its client's waiting; `ARGV[2..]`:
+/// its sealed JSON, its hash, the bound of all, the bound per client, its lifetime.
+const PENDING_ADD: &str = r"
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then return 0 end
+local theirs = redis.call('ZRANGE', KEYS[3], 0, -1)
+for i = 1, #theirs - tonumber(ARGV[5]) + 1 do
+  redis.call('DEL', P .. 'pending:' .. theirs[i])
+  redis.call('ZREM', KEYS[3], theirs[i])
+  redis.call('ZREM', KEYS[2], theirs[i])
+end
+redis.call('HSET', KEYS[1], 'p', ARGV[2], 'n', 0, 'c', KEYS[3])
+redis.call('EXPIRE', KEYS[1], ARGV[6])
+redis.call('ZADD', KEYS[2], now + ARGV[6], ARGV[3])
+redis.call('ZADD', KEYS[3], now + ARGV[6], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[6])
+redis.call('EXPIRE', KEYS[3], ARGV[6])
+return 1
+";
+
+/// Ends a consent request: its sealed JSON, or nil. `KEYS`: it, all waiting; `ARGV[2]`
+/// its hash.
 const PENDING_TAKE: &str = r"
 local v = redis.call('HMGET', KEYS[1], 'p', 'c')
 if not v[1] then return false end
 redis.call('DEL', KEYS[1])
-redis.call('ZREM', P .. 'pendings', ARGV[3])
-if v[2] then redis.call('ZREM', P .. 'pendings:' .. v[2], ARGV[3]) end
+redis.call('ZREM', KEYS[2], ARGV[2])
+if v[2] then redis.call('ZREM', v[2], ARGV[2]) end
 return v[1]
 ";
 
-/// Counts a refused key: 1 while attempts are left, 0 once dropped (or gone). `KEYS[1]`
-/// its key; `ARGV[3..]`: the most attempts, its hash.
+/// Counts a refused key: 1 while attempts are left, 0 once dropped (or gone). `KEYS`: it,
+/// all waiting; `ARGV[2..]`: the most attempts, its hash.
 const PENDING_FAIL: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if redis.call('HINCRBY', KEYS[1], 'n', 1) < tonumber(ARGV[3]) then return 1 end
+if redis.call('HINCRBY', KEYS[1], 'n', 1) < tonumber(ARGV[2]) then return 1 end
 local c = redis.call('HGET', KEYS[1], 'c')
 redis.call('DEL', KEYS[1])
-redis.call('ZREM', P .. 'pendings', ARGV[4])
-if c then redis.call('ZREM', P .. 'pendings:' .. c, ARGV[4]) end
+redis.call('ZREM', KEYS[2], ARGV[3])
+if c then redis.call('ZREM', c, ARGV[3]) end
 return 0
 ";
 
-/// Keeps a code. `KEYS[1]` its key; `ARGV[3..]`: the grant's JSON, its lifetime.
+/// Keeps a code. `KEYS[1]` it; `ARGV[2..]`: the sealed grant, its lifetime.
 const CODE_ISSUE: &str = r"
-redis.call('HSET', KEYS[1], 'g', ARGV[3])
-redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('HSET', KEYS[1], 'g', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
 return 1
 ";
 
-/// Reads a code before its checks: `{'OK', grant}`, `{'INVALID'}`, or `{'REUSED'}` (its
-/// family revoked). `KEYS[1]` its key.
+/// Reads a code before its checks: `{'OK', grant}`, `{'INVALID'}`, or `{'REUSED', family}`
+/// (its family revoked). `KEYS[1]` it.
 const CODE_PEEK: &str = r"
 local v = redis.call('HMGET', KEYS[1], 'g', 'u')
-if v[2] then revoke(v[2]) return {'REUSED'} end
+if v[2] then revoke(v[2]) return {'REUSED', v[2]} end
 if not v[1] then return {'INVALID'} end
 return {'OK', v[1]}
 ";
 
-/// Spends a code: starts its family with its first refresh token, in one step.
-/// `KEYS[1]` its key; `ARGV[3..]`: the refresh token's hash, key id, client id, scopes'
-/// JSON, the family's end, the refresh lifetime, how long a used code is kept.
+/// Spends a code, in one step: starts its family with its first refresh token.
+/// `KEYS`: the code, the family, the refresh token; `ARGV[2..]`: the grant as read (it
+/// must be unchanged), the family id, key id, client id, scopes' JSON, end, start, seal,
+/// the refresh token's hash and value, the refresh lifetime, how long a used code is kept.
 const CODE_CLAIM: &str = r"
 local v = redis.call('HMGET', KEYS[1], 'g', 'u')
-if v[2] then revoke(v[2]) return {'REUSED'} end
-if not v[1] then return {'INVALID'} end
-local fam = tostring(redis.call('INCR', P .. 'families'))
-local f = P .. 'family:' .. fam
-redis.call('HSET', f, 'k', ARGV[4], 'c', ARGV[5], 's', ARGV[6], 'e', ARGV[7], 'r', ARGV[3], 'o', '')
-redis.call('EXPIRE', f, ARGV[8])
-redis.call('SET', P .. 'refresh:' .. ARGV[3], fam .. ' 1', 'EX', ARGV[8])
-redis.call('HSET', KEYS[1], 'u', fam)
-redis.call('EXPIRE', KEYS[1], ARGV[9])
-return {'OK', fam}
+if v[2] then revoke(v[2]) return {'REUSED', v[2]} end
+if v[1] ~= ARGV[2] or redis.call('EXISTS', KEYS[2]) == 1 then return {'INVALID'} end
+redis.call('HSET', KEYS[2], 'k', ARGV[4], 'c', ARGV[5], 's', ARGV[6], 'e', ARGV[7],
+  't', ARGV[8], 'm', ARGV[9], 'r', ARGV[10], 'o', '')
+redis.call('EXPIRE', KEYS[2], ARGV[12])
+redis.call('SET', KEYS[3], ARGV[11], 'EX', ARGV[12])
+redis.call('HSET', KEYS[1], 'u', ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[13])
+return {'OK'}
 ";
 
-/// Reads a refresh token before its checks: `{'OK', family, key id, client id, scopes,
-/// end}`, `{'INVALID'}`, or `{'REUSED'}` (a rotated-out token: its family revoked).
-/// `KEYS[1]` its key.
+/// Reads a refresh token before its checks: `{'OK', value, key id, client id, scopes,
+/// end, start, seal}`, `{'INVALID'}`, or `{'REUSED', family}` (a rotated-out token: its
+/// family revoked). `KEYS[1]` it.
 const REFRESH_PEEK: &str = r"
 local v = redis.call('GET', KEYS[1])
 if not v then return {'INVALID'} end
-local fam, cur = string.match(v, '^(%d+) ([01])$')
+local fam, cur = string.match(v, '^(%d+) ([01]) %x+$')
 if not fam then return {'INVALID'} end
-if cur == '0' then revoke(fam) return {'REUSED'} end
-local f = redis.call('HMGET', P .. 'family:' .. fam, 'k', 'c', 's', 'e')
+if cur == '0' then revoke(fam) return {'REUSED', fam} end
+local f = redis.call('HMGET', P .. 'family:' .. fam, 'k', 'c', 's', 'e', 't', 'm')
 if not f[1] then return {'INVALID'} end
-return {'OK', fam, f[1], f[2], f[3], f[4]}
+return {'OK', v, f[1], f[2] or '', f[3] or '', f[4] or '', f[5] or '', f[6] or ''}
 ";
 
-/// Rotates a refresh token, in one step: `{'OK', family}`, `{'INVALID'}`, or
-/// `{'REUSED'}`. `KEYS[1]` its key; `ARGV[3..]`: the next token's hash, the refresh
-/// lifetime, how many rotated-out tokens are kept, this token's hash.
+/// Rotates a refresh token, in one step: `{'OK'}`, `{'INVALID'}`, or `{'REUSED', family}`.
+/// `KEYS`: the token, its family, the next token; `ARGV[2..]`: the token's value as read
+/// (it must be unchanged), its rotated-out value, the next token's value, the refresh
+/// lifetime, how many rotated-out tokens are kept, this token's hash, the next one's.
 const REFRESH_COMMIT: &str = r"
 local v = redis.call('GET', KEYS[1])
 if not v then return {'INVALID'} end
-local fam, cur = string.match(v, '^(%d+) ([01])$')
+local fam, cur = string.match(v, '^(%d+) ([01]) %x+$')
 if not fam then return {'INVALID'} end
-if cur == '0' then revoke(fam) return {'REUSED'} end
-local f = P .. 'family:' .. fam
-if redis.call('EXISTS', f) == 0 then return {'INVALID'} end
-redis.call('SET', KEYS[1], fam .. ' 0', 'KEEPTTL')
+if cur == '0' then revoke(fam) return {'REUSED', fam} end
+if v ~= ARGV[2] or redis.call('EXISTS', KEYS[2]) == 0 then return {'INVALID'} end
+redis.call('SET', KEYS[1], ARGV[3], 'KEEPTTL')
 local old = {}
-for h in string.gmatch(redis.call('HGET', f, 'o') or '', '%S+') do table.insert(old, h) end
-table.insert(old, ARGV[6])
-while #old > tonumber(ARGV[5]) do
+for h in string.gmatch(redis.call('HGET', KEYS[2], 'o') or '', '%S+') do
+  table.insert(old, h)
+end
+table.insert(old, ARGV[7])
+while #old > tonumber(ARGV[6]) do
   redis.call('DEL', P .. 'refresh:' .. table.remove(old, 1))
 end
-redis.call('SET', P .. 'refresh:' .. ARGV[3], fam .. ' 1', 'EX', ARGV[4])
-redis.call('HSET', f, 'r', ARGV[3], 'o', table.concat(old, ' '))
-redis.call('EXPIRE', f, ARGV[4])
-return {'OK', fam}
+redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[5])
+redis.call('HSET', KEYS[2], 'r', ARGV[8], 'o', table.concat(old, ' '))
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+return {'OK'}
 ";
 
-/// The scopes' JSON of a current refresh token's family, or nil. `KEYS[1]` its key.
+/// The scopes' JSON of a current refresh token's family, or nil. `KEYS[1]` the token.
 const REFRESH_SCOPES: &str = r"
 local v = redis.call('GET', KEYS[1])
 if not v then return false end
-local fam, cur = string.match(v, '^(%d+) ([01])$')
+local fam, cur = string.match(v, '^(%d+) ([01]) %x+$')
 if cur ~= '1' then return false end
 return redis.call('HGET', P .. 'family:' .. fam, 's')
 ";
 
-/// Revokes a family. `KEYS[1]` its key; `ARGV[3]` its id.
+/// Revokes a family. `KEYS[1]` it; `ARGV[2]` its id.
 const FAMILY_REVOKE: &str = r"
-revoke(ARGV[3])
+revoke(ARGV[2])
 return 1
 ";
 
-/// RFC 7009 for a refresh token: revokes its family if it is the client's (`ARGV[3]`,
-/// empty: any). `KEYS[1]` its key.
+/// RFC 7009 for a refresh token: revokes its family if it is the client's (`ARGV[2]`,
+/// empty: any); the family id, or nil. `KEYS[1]` the token.
 const REFRESH_REVOKE: &str = r"
 local v = redis.call('GET', KEYS[1])
-if not v then return 0 end
+if not v then return false end
 local fam = string.match(v, '^(%d+) ')
-if not fam then return 0 end
-if ARGV[3] ~= '' and redis.call('HGET', P .. 'family:' .. fam, 'c') ~= ARGV[3] then
-  return 0
+if not fam then return false end
+if ARGV[2] ~= '' and redis.call('HGET', P .. 'family:' .. fam, 'c') ~= ARGV[2] then
+  return false
 end
 revoke(fam)
+return fam
+";
+
+/// Denies an entry. `KEYS[1]` the denylist; `ARGV[2..]`: the entry, until when.
+const DENY: &str = r"
+deny(ARGV[2], ARGV[3])
 return 1
 ";
 
-/// Denies an entry. `KEYS[1]` the denylist; `ARGV[3..]`: the entry, until when.
-const DENY: &str = r"
-deny(ARGV[3], ARGV[4])
+/// Keeps a registered client unless the fleet registered its share this minute: 1 kept,
+/// 0 refused. `KEYS[1]` it; `ARGV[2..]`: its sealed JSON, its lifetime, the share.
+const REGISTER: &str = r"
+local count = P .. 'registrations:' .. math.floor(now / 60)
+if redis.call('INCR', count) > tonumber(ARGV[4]) then return 0 end
+redis.call('EXPIRE', count, 120)
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
 return 1
 ";
 
 /// The scripts, built once (each with the prelude and this build's bounds).
 struct Scripts {
+    load: Script,
+    heartbeat: Script,
     pending_add: Script,
     pending_take: Script,
     pending_fail: Script,
@@ -256,17 +315,22 @@ struct Scripts {
     family_revoke: Script,
     refresh_revoke: Script,
     deny: Script,
+    register: Script,
 }
 
 impl Scripts {
     fn new() -> Scripts {
-        let leeway = mcp_key_verifier::oauth::LEEWAY_SECONDS.to_string();
         let prelude = PRELUDE
-            .replace("@LEEWAY@", &leeway)
+            .replace(
+                "@LEEWAY@",
+                &mcp_key_verifier::oauth::LEEWAY_SECONDS.to_string(),
+            )
             .replace("@MAX_DENIED@", &store::MAX_DENIED.to_string())
-            .replace("@FAMILY_DENIAL@", &store::MAX_TOKEN_LIFETIME.to_string());
+            .replace("@FAMILY_DENIAL@", &FAMILY_DENIAL.to_string());
         let s = |body: &str| Script::new(&format!("{prelude}{body}"));
         Scripts {
+            load: s(LOAD),
+            heartbeat: Script::new(HEARTBEAT),
             pending_add: s(PENDING_ADD),
             pending_take: s(PENDING_TAKE),
             pending_fail: s(PENDING_FAIL),
@@ -279,7 +343,54 @@ impl Scripts {
             family_revoke: s(FAMILY_REVOKE),
             refresh_revoke: s(REFRESH_REVOKE),
             deny: s(DENY),
+            register: s(REGISTER),
         }
+    }
+}
+
+/// Connections to the store, at most [`POOL`] in use at once.
+struct Pool<C> {
+    /// Idle connections, and how many are in use (or being opened).
+    state: Mutex<(Vec<C>, usize)>,
+    freed: Condvar,
+}
+
+impl<C> Pool<C> {
+    /// An idle connection (`Some`), or leave to open one (`None`); `Err` when none frees
+    /// within [`POOL_WAIT`].
+    fn take(&self) -> std::result::Result<Option<C>, ()> {
+        let deadline = Instant::now() + POOL_WAIT;
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let Some(c) = s.0.pop() {
+                s.1 += 1;
+                return Ok(Some(c));
+            }
+            if s.1 < POOL {
+                s.1 += 1;
+                return Ok(None);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(());
+            }
+            s = self
+                .freed
+                .wait_timeout(s, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// Gives a taken slot back, with its connection if it is still good.
+    fn give(&self, con: Option<C>) {
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        s.1 -= 1;
+        if let Some(c) = con {
+            s.0.push(c);
+        }
+        drop(s);
+        self.freed.notify_one();
     }
 }
 
@@ -290,7 +401,8 @@ struct Inner {
     prefix: String,
     /// The hashing secret and the denylist as the store pushes it.
     local: Arc<Store>,
-    /// When the subscription was last known to be alive.
+    scripts: Scripts,
+    /// When the subscription was last proven alive.
     contact: Mutex<Option<Instant>>,
     stop: AtomicBool,
 }
@@ -298,8 +410,7 @@ struct Inner {
 /// The bridge's state in a Redis store.
 pub struct Shared {
     inner: Arc<Inner>,
-    scripts: Scripts,
-    pool: Mutex<Vec<Conn>>,
+    pool: Pool<Conn>,
     /// Whether the last call failed (its failure is logged once, and its recovery).
     down: AtomicBool,
     thread: Option<JoinHandle<()>>,
@@ -309,21 +420,57 @@ fn to_hex(h: &[u8]) -> String {
     h.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// What a script's `{'OK', …}`, `{'INVALID'}` or `{'REUSED'}` answer means.
-fn verdict(v: &[String]) -> std::result::Result<&[String], GrantError> {
+fn from_hex(s: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if s.len() != 64 {
+        return None;
+    }
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// What a script's `{'OK', …}`, `{'INVALID'}` or `{'REUSED', family}` answer means.
+enum Verdict<'a> {
+    Ok(&'a [String]),
+    Invalid,
+    Reused(u64),
+}
+
+fn verdict(v: &[String]) -> Verdict<'_> {
     match v.first().map(String::as_str) {
-        Some("OK") => Ok(&v[1..]),
-        Some("REUSED") => Err(GrantError::Reused),
-        _ => Err(GrantError::Invalid),
+        Some("OK") => Verdict::Ok(&v[1..]),
+        Some("REUSED") => v
+            .get(1)
+            .and_then(|f| f.parse().ok())
+            .map_or(Verdict::Invalid, Verdict::Reused),
+        _ => Verdict::Invalid,
     }
 }
 
+/// A random family id (never 0).
+fn family_id() -> u64 {
+    let mut b = [0u8; 8];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
+    u64::from_le_bytes(b).max(1)
+}
+
+/// What a code's value holds: its grant, and when it was issued and ends.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Stamped {
+    grant: Grant,
+    issued: i64,
+    expires: i64,
+}
+
 impl Shared {
-    /// The state in the store `url` names, hashed with `local`'s secret; its denylist is
-    /// loaded into `local` before this returns, then followed by a thread.
+    /// The state in the store `url` names, hashed and sealed with `local`'s secret; its
+    /// denylist is loaded into `local` before this returns, then followed by a thread.
     ///
     /// # Errors
-    /// As [`Redis::parse`]; [`Error::Usage`] when the store cannot be reached now.
+    /// As [`Redis::parse`]; [`Error::Usage`] when the store cannot be reached now, is
+    /// older than Redis 6, or keeps a clock more than [`MAX_SKEW`] away from this one.
     pub fn start(url: &str, local: Arc<Store>) -> Result<Shared> {
         let redis = Redis::parse(url)?;
         let prefix = redis.key("bridge:");
@@ -331,6 +478,7 @@ impl Shared {
             redis,
             prefix,
             local,
+            scripts: Scripts::new(),
             contact: Mutex::new(None),
             stop: AtomicBool::new(false),
         });
@@ -352,8 +500,10 @@ impl Shared {
             })?;
         Ok(Shared {
             inner,
-            scripts: Scripts::new(),
-            pool: Mutex::new(vec![con]),
+            pool: Pool {
+                state: Mutex::new((vec![con], 0)),
+                freed: Condvar::new(),
+            },
             down: AtomicBool::new(false),
             thread: Some(thread),
         })
@@ -364,7 +514,7 @@ impl Shared {
         self.inner.redis.url()
     }
 
-    /// How long ago the denylist's subscription was last known alive.
+    /// How long ago the denylist's subscription was last proven alive.
     pub fn age(&self) -> Option<Duration> {
         self.inner.age()
     }
@@ -373,47 +523,94 @@ impl Shared {
         format!("{}{what}:{}", self.inner.prefix, to_hex(h))
     }
 
+    fn named(&self, what: &str) -> String {
+        format!("{}{what}", self.inner.prefix)
+    }
+
+    /// `body` sealed: `<hex HMAC of (what, bound, body)> <body>`.
+    fn seal(&self, what: &str, bound: &str, body: &str) -> String {
+        let mac = self.inner.local.digest(&format!("{what}\0{bound}\0{body}"));
+        format!("{} {body}", to_hex(&mac))
+    }
+
+    /// The body of a value sealed by [`Shared::seal`] for (`what`, `bound`); `None` when
+    /// the seal does not match (written by someone without the signing key).
+    fn open<'v>(&self, what: &str, bound: &str, value: &'v str) -> Option<&'v str> {
+        let (mac, body) = value.split_once(' ')?;
+        let mac = from_hex(mac)?;
+        if self
+            .inner
+            .local
+            .matches(&format!("{what}\0{bound}\0{body}"), &mac)
+        {
+            Some(body)
+        } else {
+            log(format_args!(
+                "authorization state: a {what} in the store does not carry this bridge's seal \
+                 (written by someone without the signing key); refused"
+            ));
+            None
+        }
+    }
+
+    /// The seal of a refresh token's value `<family> <flag>` under its hash `h`.
+    fn refresh_value(&self, h: &str, family: u64, current: bool) -> String {
+        let body = format!("{family} {}", u8::from(current));
+        let mac = self.inner.local.digest(&format!("refresh\0{h}\0{body}"));
+        format!("{body} {}", to_hex(&mac))
+    }
+
+    /// The seal of a family's fields.
+    fn family_seal(&self, id: u64, f: &Family, scopes: &str, start: i64) -> String {
+        let mac = self.inner.local.digest(&format!(
+            "family\0{id}\0{}\0{}\0{scopes}\0{}\0{start}",
+            f.key_id, f.client_id, f.expires
+        ));
+        to_hex(&mac)
+    }
+
     /// Runs `f` on a pooled connection; a failure is logged once (until a call succeeds)
-    /// and drops that connection. A pooled connection that fails (the store restarted
-    /// since it was last used) is replaced and `f` tried once more: a script that did run
-    /// before the connection failed then finds its code or refresh token spent, and
-    /// revokes, which fails closed.
+    /// and drops that connection. A pooled connection found dropped or refused (the store
+    /// restarted since it was last used) is replaced and `f` tried once more; a timeout
+    /// is not retried (the script may have run).
     fn with<T>(
         &self,
         mut f: impl FnMut(&mut Conn) -> redis::RedisResult<T>,
     ) -> std::result::Result<T, GrantError> {
-        let pooled = self
-            .pool
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
-        let answer = match pooled.map(|mut c| (f(&mut c), c)) {
-            Some((Err(e), _)) if e.is_io_error() || e.is_connection_dropped() => None,
-            Some(done) => Some(done),
-            None => None,
+        let Ok(pooled) = self.pool.take() else {
+            return Err(self.failed("every connection to the store is busy"));
         };
+        let mut answer = pooled.map(|mut c| (f(&mut c), c));
+        if let Some((Err(e), _)) = &answer {
+            if !e.is_timeout() && (e.is_connection_dropped() || e.is_connection_refusal()) {
+                answer = None;
+            }
+        }
         let (answer, con) = match answer {
             Some(done) => done,
             None => match self.inner.redis.connect() {
                 Ok(mut c) => (f(&mut c), c),
-                Err(e) => return Err(self.failed(&e.to_string())),
+                Err(e) => {
+                    self.pool.give(None);
+                    return Err(self.failed(&e.to_string()));
+                }
             },
         };
         match answer {
             Ok(v) => {
+                self.pool.give(Some(con));
                 if self.down.swap(false, Ordering::Relaxed) {
                     log(format_args!(
                         "authorization state: the store {} answers again",
                         self.url()
                     ));
                 }
-                let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
-                if pool.len() < POOL {
-                    pool.push(con);
-                }
                 Ok(v)
             }
-            Err(e) => Err(self.failed(&self.inner.redis.io("use", e).to_string())),
+            Err(e) => {
+                self.pool.give(None);
+                Err(self.failed(&self.inner.redis.io("use", e).to_string()))
+            }
         }
     }
 
@@ -430,13 +627,15 @@ impl Shared {
     fn invoke<T: redis::FromRedisValue>(
         &self,
         script: &Script,
-        key: &str,
-        now: i64,
+        keys: &[&str],
         args: &[&dyn std::fmt::Display],
     ) -> std::result::Result<T, GrantError> {
         self.with(|con| {
-            let mut call = script.key(key);
-            call.arg(&self.inner.prefix).arg(now);
+            let mut call = script.prepare_invoke();
+            for k in keys {
+                call.key(*k);
+            }
+            call.arg(&self.inner.prefix);
             for a in args {
                 call.arg(a.to_string());
             }
@@ -444,31 +643,52 @@ impl Shared {
         })
     }
 
+    /// Denies family `id` here at once (the store announced it too).
+    fn revoked_here(&self, id: u64) {
+        let now = chrono::Utc::now().timestamp();
+        self.inner
+            .local
+            .deny(&store::family_entry(id), now + FAMILY_DENIAL, now);
+    }
+
     /// Keeps a consent request; its handle, or `None` when too many wait.
     pub fn add_pending(
         &self,
         p: &Pending,
-        now: i64,
+        _now: i64,
     ) -> std::result::Result<Option<Zeroizing<String>>, GrantError> {
         let handle = store::random_token();
-        let h = self.inner.local.digest(&handle);
+        let h = to_hex(&self.inner.local.digest(&handle));
         let json = serde_json::to_string(p).map_err(|_| GrantError::Invalid)?;
         let client = to_hex(&self.inner.local.digest(&p.client_id));
         let kept: i64 = self.invoke(
-            &self.scripts.pending_add,
-            &self.key("pending", &h),
-            now,
+            &self.scripts().pending_add,
             &[
-                &json,
-                &client,
-                &p.expires,
+                &format!("{}pending:{h}", self.inner.prefix),
+                &self.named("pendings"),
+                &self.named(&format!("pendings:{client}")),
+            ],
+            &[
+                &self.seal("consent request", &h, &json),
+                &h,
                 &store::MAX_PENDING,
                 &store::MAX_PENDING_PER_CLIENT,
                 &store::PENDING_LIFETIME,
-                &to_hex(&h),
             ],
         )?;
         Ok((kept == 1).then_some(handle))
+    }
+
+    fn scripts(&self) -> &Scripts {
+        &self.inner.scripts
+    }
+
+    fn read_pending(&self, h: &str, value: Option<String>, now: i64) -> Option<Pending> {
+        let value = value?;
+        let json = self.open("consent request", h, &value)?;
+        serde_json::from_str::<Pending>(json)
+            .ok()
+            .filter(|p| p.expires > now)
     }
 
     /// The consent request `handle` names, while it lasts.
@@ -477,22 +697,23 @@ impl Shared {
         handle: &str,
         now: i64,
     ) -> std::result::Result<Option<Pending>, GrantError> {
-        let key = self.key("pending", &self.inner.local.digest(handle));
-        let json: Option<String> =
+        let h = to_hex(&self.inner.local.digest(handle));
+        let key = format!("{}pending:{h}", self.inner.prefix);
+        let value: Option<String> =
             self.with(|con| redis::cmd("HGET").arg(&key).arg("p").query(con))?;
-        Ok(json
-            .and_then(|j| serde_json::from_str::<Pending>(&j).ok())
-            .filter(|p| p.expires > now))
+        Ok(self.read_pending(&h, value, now))
     }
 
     /// Counts a refused key; false when the request has had its attempts (it is dropped).
-    pub fn failed_attempt(&self, handle: &str, now: i64) -> std::result::Result<bool, GrantError> {
-        let h = self.inner.local.digest(handle);
+    pub fn failed_attempt(&self, handle: &str, _now: i64) -> std::result::Result<bool, GrantError> {
+        let h = to_hex(&self.inner.local.digest(handle));
         let left: i64 = self.invoke(
-            &self.scripts.pending_fail,
-            &self.key("pending", &h),
-            now,
-            &[&store::MAX_ATTEMPTS, &to_hex(&h)],
+            &self.scripts().pending_fail,
+            &[
+                &format!("{}pending:{h}", self.inner.prefix),
+                &self.named("pendings"),
+            ],
+            &[&store::MAX_ATTEMPTS, &h],
         )?;
         Ok(left == 1)
     }
@@ -503,16 +724,16 @@ impl Shared {
         handle: &str,
         now: i64,
     ) -> std::result::Result<Option<Pending>, GrantError> {
-        let h = self.inner.local.digest(handle);
-        let json: Option<String> = self.invoke(
-            &self.scripts.pending_take,
-            &self.key("pending", &h),
-            now,
-            &[&to_hex(&h)],
+        let h = to_hex(&self.inner.local.digest(handle));
+        let value: Option<String> = self.invoke(
+            &self.scripts().pending_take,
+            &[
+                &format!("{}pending:{h}", self.inner.prefix),
+                &self.named("pendings"),
+            ],
+            &[&h],
         )?;
-        Ok(json
-            .and_then(|j| serde_json::from_str::<Pending>(&j).ok())
-            .filter(|p| p.expires > now))
+        Ok(self.read_pending(&h, value, now))
     }
 
     /// A code for `grant`, valid [`store::CODE_LIFETIME`] seconds.
@@ -522,16 +743,17 @@ impl Shared {
         now: i64,
     ) -> std::result::Result<Zeroizing<String>, GrantError> {
         let code = store::random_token();
+        let h = to_hex(&self.inner.local.digest(&code));
         let json = serde_json::to_string(&Stamped {
-            grant,
+            grant: grant.clone(),
+            issued: now,
             expires: now + store::CODE_LIFETIME,
         })
         .map_err(|_| GrantError::Invalid)?;
         let _: i64 = self.invoke(
-            &self.scripts.code_issue,
-            &self.key("code", &self.inner.local.digest(&code)),
-            now,
-            &[&json, &store::CODE_LIFETIME],
+            &self.scripts().code_issue,
+            &[&format!("{}code:{h}", self.inner.prefix)],
+            &[&self.seal("code", &h, &json), &store::CODE_LIFETIME],
         )?;
         Ok(code)
     }
@@ -544,11 +766,22 @@ impl Shared {
         now: i64,
         check: impl FnOnce(&Grant) -> std::result::Result<Vec<String>, E>,
     ) -> std::result::Result<std::result::Result<Redeemed, E>, GrantError> {
-        let key = self.key("code", &self.inner.local.digest(code));
-        let seen: Vec<String> = self.invoke(&self.scripts.code_peek, &key, now, &[])?;
-        let json = verdict(&seen)?.first().ok_or(GrantError::Invalid)?;
-        let stamped: Owned = serde_json::from_str(json).map_err(|_| GrantError::Invalid)?;
-        if stamped.expires <= now {
+        let h = to_hex(&self.inner.local.digest(code));
+        let key = format!("{}code:{h}", self.inner.prefix);
+        let seen: Vec<String> = self.invoke(&self.scripts().code_peek, &[&key], &[])?;
+        let value = match verdict(&seen) {
+            Verdict::Ok([value]) => value,
+            Verdict::Reused(f) => {
+                self.revoked_here(f);
+                return Err(GrantError::Reused);
+            }
+            _ => return Err(GrantError::Invalid),
+        };
+        let stamped: Stamped = self
+            .open("code", &h, value)
+            .and_then(|j| serde_json::from_str(j).ok())
+            .ok_or(GrantError::Invalid)?;
+        if stamped.expires <= now || stamped.issued <= self.inner.local.denied_before() {
             return Err(GrantError::Invalid);
         }
         let grant = stamped.grant;
@@ -556,29 +789,51 @@ impl Shared {
             Ok(s) => s,
             Err(e) => return Ok(Err(e)),
         };
-        let refresh = store::random_token();
+        let id = family_id();
+        let family = Family::new(
+            grant.key_id.clone(),
+            grant.client_id.clone(),
+            scopes.clone(),
+            now + store::FAMILY_LIFETIME,
+        );
         let scopes_json = serde_json::to_string(&scopes).map_err(|_| GrantError::Invalid)?;
+        let refresh = store::random_token();
+        let rh = to_hex(&self.inner.local.digest(&refresh));
         let claimed: Vec<String> = self.invoke(
-            &self.scripts.code_claim,
-            &key,
-            now,
+            &self.scripts().code_claim,
             &[
-                &to_hex(&self.inner.local.digest(&refresh)),
-                &grant.key_id,
-                &grant.client_id,
+                &key,
+                &format!("{}family:{id}", self.inner.prefix),
+                &format!("{}refresh:{rh}", self.inner.prefix),
+            ],
+            &[
+                value,
+                &id,
+                &family.key_id,
+                &family.client_id,
                 &scopes_json,
-                &(now + store::FAMILY_LIFETIME),
+                &family.expires,
+                &now,
+                &self.family_seal(id, &family, &scopes_json, now),
+                &rh,
+                &self.refresh_value(&rh, id, true),
                 &store::REFRESH_LIFETIME,
                 &store::USED_CODE_MEMORY,
             ],
         )?;
-        let family = family_id(verdict(&claimed)?)?;
-        Ok(Ok(Redeemed {
-            grant,
-            scopes,
-            family,
-            refresh,
-        }))
+        match verdict(&claimed) {
+            Verdict::Ok(_) => Ok(Ok(Redeemed {
+                grant,
+                scopes,
+                family: id,
+                refresh,
+            })),
+            Verdict::Reused(f) => {
+                self.revoked_here(f);
+                Err(GrantError::Reused)
+            }
+            Verdict::Invalid => Err(GrantError::Invalid),
+        }
     }
 
     /// Rotates `refresh` as [`Store::rotate`] does; spent by one script.
@@ -588,53 +843,98 @@ impl Shared {
         now: i64,
         check: impl FnOnce(&Family) -> std::result::Result<(), E>,
     ) -> std::result::Result<std::result::Result<Rotated, E>, GrantError> {
-        let h = self.inner.local.digest(refresh);
-        let key = self.key("refresh", &h);
-        let seen: Vec<String> = self.invoke(&self.scripts.refresh_peek, &key, now, &[])?;
-        let [id, key_id, client_id, scopes, end] = verdict(&seen)? else {
-            return Err(GrantError::Invalid);
+        let h = to_hex(&self.inner.local.digest(refresh));
+        let key = format!("{}refresh:{h}", self.inner.prefix);
+        let seen: Vec<String> = self.invoke(&self.scripts().refresh_peek, &[&key], &[])?;
+        let (value, key_id, client_id, scopes_json, end, start, seal) = match verdict(&seen) {
+            Verdict::Ok([v, k, c, s, e, t, m]) => (v, k, c, s, e, t, m),
+            Verdict::Reused(f) => {
+                self.revoked_here(f);
+                return Err(GrantError::Reused);
+            }
+            _ => return Err(GrantError::Invalid),
         };
-        let id: u64 = id.parse().map_err(|_| GrantError::Invalid)?;
-        let end: i64 = end.parse().map_err(|_| GrantError::Invalid)?;
-        if end <= now {
+        // The value must be this bridge's, for this token; the family's fields too.
+        let id: u64 = value
+            .split(' ')
+            .next()
+            .and_then(|f| f.parse().ok())
+            .ok_or(GrantError::Invalid)?;
+        if *value != self.refresh_value(&h, id, true) {
+            log(format_args!(
+                "authorization state: a refresh token's record does not carry this bridge's \
+                 seal (written by someone without the signing key); refused"
+            ));
             return Err(GrantError::Invalid);
         }
-        let scopes: Vec<String> = serde_json::from_str(scopes).map_err(|_| GrantError::Invalid)?;
+        let (Ok(end), Ok(start), Ok(scopes)) = (
+            end.parse::<i64>(),
+            start.parse::<i64>(),
+            serde_json::from_str::<Vec<String>>(scopes_json),
+        ) else {
+            return Err(GrantError::Invalid);
+        };
         let family = Family::new(key_id.clone(), client_id.clone(), scopes, end);
+        let sealed = from_hex(seal).is_some_and(|m| {
+            self.inner.local.matches(
+                &format!("family\0{id}\0{key_id}\0{client_id}\0{scopes_json}\0{end}\0{start}"),
+                &m,
+            )
+        });
+        if !sealed {
+            log(format_args!(
+                "authorization state: a refresh family's record does not carry this bridge's \
+                 seal (written by someone without the signing key); refused"
+            ));
+            return Err(GrantError::Invalid);
+        }
+        if end <= now || start <= self.inner.local.denied_before() {
+            return Err(GrantError::Invalid);
+        }
+        let family_key = format!("{}family:{id}", self.inner.prefix);
         if let Err(e) = check(&family) {
-            let _: i64 = self.invoke(
-                &self.scripts.family_revoke,
-                &format!("{}family:{id}", self.inner.prefix),
-                now,
-                &[&id],
-            )?;
+            let _: i64 = self.invoke(&self.scripts().family_revoke, &[&family_key], &[&id])?;
+            self.revoked_here(id);
             return Ok(Err(e));
         }
         let next = store::random_token();
+        let nh = to_hex(&self.inner.local.digest(&next));
         let done: Vec<String> = self.invoke(
-            &self.scripts.refresh_commit,
-            &key,
-            now,
+            &self.scripts().refresh_commit,
             &[
-                &to_hex(&self.inner.local.digest(&next)),
+                &key,
+                &family_key,
+                &format!("{}refresh:{nh}", self.inner.prefix),
+            ],
+            &[
+                value,
+                &self.refresh_value(&h, id, false),
+                &self.refresh_value(&nh, id, true),
                 &store::REFRESH_LIFETIME,
                 &store::OLD_REFRESH_KEPT,
-                &to_hex(&h),
+                &h,
+                &nh,
             ],
         )?;
-        family_id(verdict(&done)?)?;
-        Ok(Ok(Rotated {
-            family,
-            id,
-            refresh: next,
-        }))
+        match verdict(&done) {
+            Verdict::Ok(_) => Ok(Ok(Rotated {
+                family,
+                id,
+                refresh: next,
+            })),
+            Verdict::Reused(f) => {
+                self.revoked_here(f);
+                Err(GrantError::Reused)
+            }
+            Verdict::Invalid => Err(GrantError::Invalid),
+        }
     }
 
     /// The scopes granted to the family of the current refresh token `refresh`.
-    pub fn family_scopes(&self, refresh: &str, now: i64) -> Option<Vec<String>> {
+    pub fn family_scopes(&self, refresh: &str, _now: i64) -> Option<Vec<String>> {
         let key = self.key("refresh", &self.inner.local.digest(refresh));
         let json: Option<String> = self
-            .invoke(&self.scripts.refresh_scopes, &key, now, &[])
+            .invoke(&self.scripts().refresh_scopes, &[&key], &[])
             .ok()?;
         serde_json::from_str(&json?).ok()
     }
@@ -644,45 +944,58 @@ impl Shared {
         &self,
         refresh: &str,
         client_id: Option<&str>,
-        now: i64,
+        _now: i64,
     ) -> std::result::Result<(), GrantError> {
         let key = self.key("refresh", &self.inner.local.digest(refresh));
-        let _: i64 = self.invoke(
-            &self.scripts.refresh_revoke,
-            &key,
-            now,
+        let family: Option<String> = self.invoke(
+            &self.scripts().refresh_revoke,
+            &[&key],
             &[&client_id.unwrap_or("")],
+        )?;
+        if let Some(f) = family.and_then(|f| f.parse().ok()) {
+            self.revoked_here(f);
+        }
+        Ok(())
+    }
+
+    /// Denies an access token's `jti` until `until`: here at once, in the store, and on
+    /// the channel.
+    pub fn deny(&self, entry: &str, until: i64, now: i64) -> std::result::Result<(), GrantError> {
+        self.inner.local.deny(entry, until, now);
+        let _: i64 = self.invoke(
+            &self.scripts().deny,
+            &[&self.named("denied")],
+            &[&entry, &until],
         )?;
         Ok(())
     }
 
-    /// Denies an access token's `jti` (or a family entry) until `until`: in the store, on
-    /// the channel, and here at once.
-    pub fn deny(&self, entry: &str, until: i64, now: i64) -> std::result::Result<(), GrantError> {
-        self.inner.local.deny(entry, until, now);
-        let key = format!("{}denied", self.inner.prefix);
-        let _: i64 = self.invoke(&self.scripts.deny, &key, now, &[&entry, &until])?;
-        Ok(())
+    /// Keeps a client registered at `/register` (`json`, its metadata) for
+    /// [`UNUSED_CLIENT_TTL`]; `Ok(false)` when the fleet has registered `per_minute`
+    /// clients this minute.
+    pub fn register_client(
+        &self,
+        id: &str,
+        json: &str,
+        per_minute: u32,
+    ) -> std::result::Result<bool, GrantError> {
+        let kept: i64 = self.invoke(
+            &self.scripts().register,
+            &[&format!("{}client:{id}", self.inner.prefix)],
+            &[
+                &self.seal("client", id, json),
+                &UNUSED_CLIENT_TTL,
+                &per_minute,
+            ],
+        )?;
+        Ok(kept == 1)
     }
 
-    /// Keeps a client registered at `/register` (`json`, its document) for
-    /// [`UNUSED_CLIENT_TTL`].
-    pub fn keep_client(&self, id: &str, json: &str) -> std::result::Result<(), GrantError> {
-        let key = format!("{}client:{id}", self.inner.prefix);
-        self.with(|con| {
-            redis::cmd("SET")
-                .arg(&key)
-                .arg(json)
-                .arg("EX")
-                .arg(UNUSED_CLIENT_TTL)
-                .query(con)
-        })
-    }
-
-    /// The document of registered client `id`, if the store still has it.
+    /// The metadata of registered client `id`, if the store still has it (sealed).
     pub fn client(&self, id: &str) -> std::result::Result<Option<String>, GrantError> {
         let key = format!("{}client:{id}", self.inner.prefix);
-        self.with(|con| redis::cmd("GET").arg(&key).query(con))
+        let value: Option<String> = self.with(|con| redis::cmd("GET").arg(&key).query(con))?;
+        Ok(value.and_then(|v| self.open("client", id, &v).map(str::to_owned)))
     }
 
     /// Keeps registered client `id` while it is used ([`IDLE_CLIENT_TTL`] from now).
@@ -697,26 +1010,6 @@ impl Shared {
     }
 }
 
-/// A grant with the end of its code, as a code's value holds it.
-#[derive(serde::Serialize)]
-struct Stamped<'a> {
-    grant: &'a Grant,
-    expires: i64,
-}
-
-/// [`Stamped`], read back.
-#[derive(serde::Deserialize)]
-struct Owned {
-    grant: Grant,
-    expires: i64,
-}
-
-fn family_id(rest: &[String]) -> std::result::Result<u64, GrantError> {
-    rest.first()
-        .and_then(|f| f.parse().ok())
-        .ok_or(GrantError::Invalid)
-}
-
 impl Drop for Shared {
     fn drop(&mut self) {
         self.inner.stop.store(true, Ordering::Relaxed);
@@ -725,6 +1018,14 @@ impl Drop for Shared {
             let _ = t.join();
         }
     }
+}
+
+/// Whether a `redis_version` is 6.0 or later (`SET … KEEPTTL`).
+fn version_ok(v: &str) -> bool {
+    v.split('.')
+        .next()
+        .and_then(|m| m.parse::<u32>().ok())
+        .is_some_and(|m| m >= 6)
 }
 
 impl Inner {
@@ -747,19 +1048,33 @@ impl Inner {
         format!("{}revoked", self.prefix)
     }
 
-    /// Reads the epoch (setting it when the state is new) and the whole denylist into the
-    /// local store.
+    /// Reads the epoch (moving it when the state is new, emptied or on another server),
+    /// checks the store's version and clock, and reads the whole denylist into the local
+    /// store.
     fn load(&self, con: &mut Conn) -> Result<()> {
-        let now = chrono::Utc::now().timestamp();
-        let epoch_key = format!("{}epoch", self.prefix);
         let io = |e| self.redis.io("read the authorization state from", e);
-        let _: Option<String> = redis::cmd("SET")
-            .arg(&epoch_key)
-            .arg(now - 1)
-            .arg("NX")
-            .query(con)
+        let (epoch, then, version): (String, String, String) = self
+            .scripts
+            .load
+            .key(format!("{}epoch", self.prefix))
+            .key(format!("{}server", self.prefix))
+            .arg(&self.prefix)
+            .invoke(con)
             .map_err(io)?;
-        let epoch: Option<i64> = redis::cmd("GET").arg(&epoch_key).query(con).map_err(io)?;
+        if !version_ok(&version) {
+            return Err(Error::usage(format!(
+                "the store runs Redis {version}; the authorization state needs 6.0 or later"
+            )));
+        }
+        let now = chrono::Utc::now().timestamp();
+        let skew = then.parse::<i64>().map_or(i64::MAX, |t| (now - t).abs());
+        if skew > MAX_SKEW {
+            return Err(Error::usage(format!(
+                "this machine's clock is {skew} s away from the store's (at most {MAX_SKEW} \
+                 allowed): instances would judge tokens by different clocks; set the time \
+                 (NTP)"
+            )));
+        }
         let leeway = mcp_key_verifier::oauth::LEEWAY_SECONDS as i64;
         let denied: Vec<(String, f64)> = redis::cmd("ZRANGEBYSCORE")
             .arg(format!("{}denied", self.prefix))
@@ -768,11 +1083,10 @@ impl Inner {
             .arg("WITHSCORES")
             .query(con)
             .map_err(io)?;
-        self.local.deny_before(epoch.unwrap_or(now));
+        self.local.deny_before(epoch.parse().unwrap_or(now));
         for (entry, until) in denied {
             self.local.deny(&entry, until as i64, now);
         }
-        self.touch();
         Ok(())
     }
 
@@ -818,8 +1132,10 @@ impl Inner {
         }
     }
 
-    /// Subscribes, loads, and follows until the connection fails (`Err`) or the bridge
-    /// stops (`Ok`).
+    /// Subscribes, loads, and follows until the subscription fails or stops delivering
+    /// (`Err`) or the bridge stops (`Ok`). The subscription counts as alive only while this
+    /// instance's own heartbeats, published from the state's node, come back through it:
+    /// a half-open socket, or a node cut off from the Cluster bus, is found out.
     fn follow_once(&self, down: &mut bool) -> Result<()> {
         let mut con = self.redis.connect()?;
         let mut sub = self.redis.subscriber()?;
@@ -829,30 +1145,56 @@ impl Inner {
         pubsub.set_read_timeout(Some(POLL)).map_err(io)?;
         // Subscribed first: a denial announced while loading is not missed.
         self.load(&mut con)?;
+        self.touch();
         if std::mem::take(down) {
             log(format_args!(
                 "authorization state: the store {} is reachable again",
                 self.redis.url()
             ));
         }
+        let nonce = to_hex(&store::random_token().as_bytes()[..8]);
+        let mut beat: u64 = 0;
+        // The heartbeat awaited, and when it was sent.
+        let mut waiting: Option<(String, Instant)> = None;
+        let mut heard = Instant::now();
         while !self.stopped() {
             match pubsub.get_message() {
                 Ok(m) => {
-                    if let Ok(payload) = m.get_payload::<String>() {
+                    let payload: String = m.get_payload().unwrap_or_default();
+                    if let Some(rest) = payload.strip_prefix("hb ") {
+                        if waiting.as_ref().is_some_and(|(w, _)| w == rest) {
+                            waiting = None;
+                            heard = Instant::now();
+                            self.touch();
+                        }
+                    } else {
                         self.apply(&payload);
                     }
-                    self.touch();
                 }
-                Err(e) if e.is_timeout() => {
-                    // Quiet: the store is asked directly whether it is still there (a
-                    // command on the state's own key: on a Cluster, its node answers).
-                    let _: i64 = redis::cmd("EXISTS")
-                        .arg(format!("{}epoch", self.prefix))
-                        .query(&mut con)
-                        .map_err(io)?;
-                    self.touch();
-                }
+                Err(e) if e.is_timeout() => {}
                 Err(e) => return Err(io(e)),
+            }
+            if let Some((_, sent)) = &waiting {
+                if sent.elapsed() > HEARTBEAT_LOST {
+                    return Err(Error::Io {
+                        context: format!("follow the authorization state in {}", self.redis.url()),
+                        source: std::io::Error::other(
+                            "the subscription stopped delivering (a heartbeat did not come back)",
+                        ),
+                    });
+                }
+            } else if heard.elapsed() >= POLL {
+                beat += 1;
+                let hb = format!("{nonce} {beat}");
+                let _: i64 = self
+                    .scripts
+                    .heartbeat
+                    .key(format!("{}epoch", self.prefix))
+                    .arg(&self.prefix)
+                    .arg(format!("hb {hb}"))
+                    .invoke(&mut con)
+                    .map_err(io)?;
+                waiting = Some((hb, Instant::now()));
             }
         }
         Ok(())
@@ -865,22 +1207,53 @@ mod tests {
 
     #[test]
     fn script_answers_are_read_as_the_store_means_them() {
-        let ok = vec!["OK".to_string(), "7".to_string()];
-        assert_eq!(family_id(verdict(&ok).unwrap()), Ok(7));
-        assert_eq!(
-            verdict(&["REUSED".to_string()]).err(),
-            Some(GrantError::Reused)
-        );
-        assert_eq!(
-            verdict(&["INVALID".to_string()]).err(),
-            Some(GrantError::Invalid)
-        );
-        assert_eq!(verdict(&[]).err(), Some(GrantError::Invalid));
-        assert_eq!(family_id(&["x".to_string()]), Err(GrantError::Invalid));
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert!(matches!(verdict(&s(&["OK", "x"])), Verdict::Ok([x]) if x == "x"));
+        assert!(matches!(verdict(&s(&["REUSED", "7"])), Verdict::Reused(7)));
+        assert!(matches!(verdict(&s(&["REUSED", "x"])), Verdict::Invalid));
+        assert!(matches!(verdict(&s(&["INVALID"])), Verdict::Invalid));
+        assert!(matches!(verdict(&[]), Verdict::Invalid));
     }
 
     #[test]
-    fn hashes_are_hex() {
+    fn hex_round_trips_and_refuses_what_is_not_a_hash() {
+        let h = [0xabu8; 32];
+        assert_eq!(from_hex(&to_hex(&h)), Some(h));
         assert_eq!(to_hex(&[0, 15, 255]), "000fff");
+        assert_eq!(from_hex("ab"), None);
+        assert_eq!(from_hex(&"zz".repeat(32)), None);
+    }
+
+    #[test]
+    fn the_pool_lends_a_bounded_number_of_connections_and_waits_for_one() {
+        let pool: Pool<u32> = Pool {
+            state: Mutex::new((vec![7], 0)),
+            freed: Condvar::new(),
+        };
+        assert_eq!(pool.take(), Ok(Some(7)), "an idle one first");
+        for _ in 1..POOL {
+            assert_eq!(pool.take(), Ok(None), "then leave to open one");
+        }
+        let t0 = Instant::now();
+        assert_eq!(pool.take(), Err(()), "all in use");
+        assert!(t0.elapsed() >= POOL_WAIT);
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| pool.take());
+            std::thread::sleep(Duration::from_millis(50));
+            pool.give(Some(9));
+            assert_eq!(
+                waiter.join().unwrap(),
+                Ok(Some(9)),
+                "a freed one is handed on"
+            );
+        });
+        pool.give(None);
+        assert_eq!(pool.take(), Ok(None));
+    }
+
+    #[test]
+    fn redis_6_or_later() {
+        assert!(version_ok("7.0.15") && version_ok("6.0.0") && version_ok("10.1"));
+        assert!(!version_ok("5.0.14") && !version_ok("") && !version_ok("x"));
     }
 }

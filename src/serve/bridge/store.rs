@@ -467,6 +467,14 @@ impl Store {
         tables.denied_before = tables.denied_before.max(t);
     }
 
+    /// Every token (and grant) issued at or before this time is refused.
+    pub fn denied_before(&self) -> i64 {
+        self.tables
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .denied_before
+    }
+
     /// Whether the access token `jti` of family entry `family`, issued at `iat`, was
     /// revoked.
     pub fn is_denied(&self, jti: &str, family: &str, iat: i64, now: i64) -> bool {
