@@ -574,16 +574,13 @@ async fn token_auth(
     st: &State,
 ) -> Response<Body> {
     // A token of this serve's own issuer: its key is looked at on every request.
-    let own = st.bridge.as_ref().and_then(|b| {
-        b.admit(
-            token,
-            &st.source.current(),
-            Utc::now().timestamp(),
-            st.max_stale,
-        )
-    });
-    let (subject, permissions, key) = match own {
-        Some(Ok(a)) => (a.key.id.clone(), a.permissions, Some(a.key)),
+    let keys = st.source.current();
+    let own = st
+        .bridge
+        .as_ref()
+        .and_then(|b| b.admit(token, &keys, Utc::now().timestamp(), st.max_stale));
+    let (subject, permissions, key): (std::borrow::Cow<'_, str>, Arc<[String]>, _) = match own {
+        Some(Ok(a)) => (a.key.id.as_str().into(), a.permissions, Some(a.key)),
         Some(Err(e)) if e.code == "STALE" => {
             st.metrics.token(e.code);
             return rpc_error(StatusCode::SERVICE_UNAVAILABLE, -32001, &e.why, "STALE");
@@ -593,7 +590,7 @@ async fn token_auth(
             return refusal(rpc::invalid_token(e.code, &e.why));
         }
         None => match tokens.verify(token).await {
-            Ok(i) => (i.subject.clone(), i.permissions.clone(), None),
+            Ok(i) => (i.subject.clone().into(), i.permissions.clone().into(), None),
             Err(e) => {
                 st.metrics.token(e.code());
                 return refusal(rpc::invalid_token(e.code(), &e.description()));
@@ -647,11 +644,11 @@ async fn token_auth(
     );
     // An external issuer's token has no key id or name: empty, so that no client-sent one
     // survives a proxy. This serve's own tokens name the key they stand for.
-    let (id, name) = key.map_or((String::new(), None), |k| (k.id, k.name));
-    out.insert(X_MCP_KEY_ID.clone(), header_safe(&id, false));
+    let (id, name) = key.map_or(("", None), |k| (k.id.as_str(), k.name.as_deref()));
+    out.insert(X_MCP_KEY_ID.clone(), header_safe(id, false));
     out.insert(
         X_MCP_KEY_NAME.clone(),
-        header_safe(name.as_deref().unwrap_or(""), true),
+        header_safe(name.unwrap_or(""), true),
     );
     out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r

@@ -99,7 +99,7 @@ pub struct Bridge {
 /// What `/auth` needs of a verified token of this issuer.
 struct Own {
     subject: String,
-    permissions: Vec<String>,
+    permissions: Arc<[String]>,
     jti: String,
     /// Its family's denylist entry ([`store::family_entry`] of its `sid`).
     family: String,
@@ -134,11 +134,11 @@ pub struct Refused {
 }
 
 /// A token of this issuer, accepted: the key behind it and what it may do now.
-pub struct Admitted {
+pub struct Admitted<'k> {
     /// The key, as the verifier answering now knows it (its rate limit applies).
-    pub key: KeyInfo,
+    pub key: &'k KeyInfo,
     /// The token's scopes the key still holds.
-    pub permissions: Vec<String>,
+    pub permissions: Arc<[String]>,
 }
 
 impl Bridge {
@@ -253,13 +253,13 @@ impl Bridge {
     /// it is not revoked and its key is valid in `keys` now; its scopes cut to the key's
     /// permissions. With a shared state whose denylist has not been confirmed current for
     /// `max_stale`, refused as `STALE`.
-    pub fn admit(
+    pub fn admit<'k>(
         &self,
         token: &str,
-        keys: &Verifier,
+        keys: &'k Verifier,
         now: i64,
         max_stale: std::time::Duration,
-    ) -> Option<std::result::Result<Admitted, Refused>> {
+    ) -> Option<std::result::Result<Admitted<'k>, Refused>> {
         let invalid = |why: &str| Refused {
             code: "INVALID_TOKEN",
             why: why.to_owned(),
@@ -293,7 +293,7 @@ impl Bridge {
                 };
                 let own = Arc::new(Own {
                     subject: info.subject.clone(),
-                    permissions: info.permissions.clone(),
+                    permissions: info.permissions.clone().into(),
                     jti: claims
                         .get("jti")
                         .and_then(Value::as_str)
@@ -341,9 +341,18 @@ impl Bridge {
                 "the key this access token was issued for is no longer valid",
             )));
         };
+        // Cut to the key's permissions now: shared as they are unless one was taken.
+        let held = own
+            .permissions
+            .iter()
+            .all(|s| mcp_key_verifier::permits(&key.permissions, s));
         Some(Ok(Admitted {
-            permissions: cut(&own.permissions, &key.permissions),
-            key: key.clone(),
+            permissions: if held {
+                Arc::clone(&own.permissions)
+            } else {
+                cut(&own.permissions, &key.permissions).into()
+            },
+            key,
         }))
     }
 

@@ -13,7 +13,8 @@
 //! denylist as the store pushes it, and the hashing secret.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine as _;
@@ -172,10 +173,46 @@ struct Tables {
     last_sweep: i64,
 }
 
-/// The tables, behind one lock (every operation is a few map lookups).
+/// The tables, behind one lock (every operation is a few map lookups). What `/auth` asks
+/// on every request, whether a token is denied, is answered without the lock while the
+/// denylist is empty: its size and `denied_before` are mirrored in atomics, written under
+/// the lock whenever the tables are let go.
 pub struct Store {
     secret: Zeroizing<[u8; 32]>,
     tables: Mutex<Tables>,
+    denied_len: AtomicUsize,
+    denied_before: AtomicI64,
+}
+
+/// The tables, locked; on release the denylist's mirrors are brought up to date.
+struct Locked<'a> {
+    tables: MutexGuard<'a, Tables>,
+    store: &'a Store,
+}
+
+impl std::ops::Deref for Locked<'_> {
+    type Target = Tables;
+    fn deref(&self) -> &Tables {
+        &self.tables
+    }
+}
+
+impl std::ops::DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Tables {
+        &mut self.tables
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        // Still under the lock: a reader that sees the mirrors sees this state or a later one.
+        self.store
+            .denied_len
+            .store(self.tables.denied.len(), Ordering::Release);
+        self.store
+            .denied_before
+            .store(self.tables.denied_before, Ordering::Release);
+    }
 }
 
 impl Store {
@@ -187,6 +224,8 @@ impl Store {
                 denied_before,
                 ..Tables::default()
             }),
+            denied_len: AtomicUsize::new(0),
+            denied_before: AtomicI64::new(denied_before),
         }
     }
 
@@ -207,8 +246,15 @@ impl Store {
         mcp_key_verifier::hashes_equal(&self.hash(s), h)
     }
 
-    fn tables(&self, now: i64) -> std::sync::MutexGuard<'_, Tables> {
-        let mut t = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
+    fn locked(&self) -> Locked<'_> {
+        Locked {
+            tables: self.tables.lock().unwrap_or_else(PoisonError::into_inner),
+            store: self,
+        }
+    }
+
+    fn tables(&self, now: i64) -> Locked<'_> {
+        let mut t = self.locked();
         if now - t.last_sweep >= SWEEP_EVERY {
             t.sweep(now);
         }
@@ -463,21 +509,24 @@ impl Store {
 
     /// Refuses every token issued at or before `t` (a shared store's epoch).
     pub fn deny_before(&self, t: i64) {
-        let mut tables = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut tables = self.locked();
         tables.denied_before = tables.denied_before.max(t);
     }
 
     /// Every token (and grant) issued at or before this time is refused.
     pub fn denied_before(&self) -> i64 {
-        self.tables
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .denied_before
+        self.denied_before.load(Ordering::Acquire)
     }
 
     /// Whether the access token `jti` of family entry `family`, issued at `iat`, was
     /// revoked.
     pub fn is_denied(&self, jti: &str, family: &str, iat: i64, now: i64) -> bool {
+        if iat <= self.denied_before.load(Ordering::Acquire) {
+            return true;
+        }
+        if self.denied_len.load(Ordering::Acquire) == 0 {
+            return false;
+        }
         let t = self.tables(now);
         iat <= t.denied_before || t.denied.contains_key(jti) || t.denied.contains_key(family)
     }
