@@ -11,8 +11,10 @@
 2. `/auth` with a bridge-issued access token of each instance against a key, with wrk
    (ROUNDS interleaved rounds; medians; the ratio per round).
 
-Usage: cargo build --release && python3 benches/serve/bridge.py [N codes, default 5000]
-   env BIN, ROUNDS (default 3), SECS (wrk seconds a run, default 8), CONNS (default 4).
+Usage: cargo build --release && python3 benches/serve/bridge.py [N codes a round, default 1500]
+   (an instance keeps at most 10,000 codes, spent ones an hour: N x ROUNDS must stay below)
+   env BIN, ROUNDS (default 3), SECS (wrk seconds a run, default 8), CONNS (default 4),
+   PIN=1 (serve and Redis on CPU 0, wrk on CPU 1, one thread).
 Everything listens on 127.0.0.1 and is stopped at the end; no key or token is put in argv.
 """
 
@@ -35,10 +37,14 @@ import urllib.parse
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("BIN", os.path.join(ROOT, "target/release/mcp-key-manager"))
-N = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
+N = int(sys.argv[1]) if len(sys.argv) > 1 else 1500
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 SECS = int(os.environ.get("SECS", "8"))
 CONNS = int(os.environ.get("CONNS", "4"))
+# PIN=1: serve (and Redis) on CPU 0, wrk on CPU 1 with one thread: less noise, lower rates.
+PIN = os.environ.get("PIN") == "1"
+SRV = ["taskset", "-c", "0"] if PIN else []
+CLI = ["taskset", "-c", "1"] if PIN else []
 RESOURCE = "https://mcp.example.com/mcp"
 REDIRECT = "http://127.0.0.1:9/cb"
 
@@ -89,7 +95,10 @@ def code_for(conn, client, key):
     r.read()
     assert r.status == 302, r.status
     loc = urllib.parse.urlsplit(r.getheader("location"))
-    return dict(urllib.parse.parse_qsl(loc.query))["code"], verifier
+    got = dict(urllib.parse.parse_qsl(loc.query))
+    if "code" not in got:
+        raise SystemExit("no code: %s" % got)
+    return got["code"], verifier
 
 
 def exchange_request(port, client, code, verifier):
@@ -142,7 +151,8 @@ def issuance(port, client, codes):
 
 
 def wrk(url, script, env):
-    out = subprocess.run(["wrk", "-t2", "-c32", "-d%ds" % SECS, "--latency", "-s", script, url],
+    out = subprocess.run(CLI + ["wrk", "-t1" if PIN else "-t2", "-c32", "-d%ds" % SECS,
+                                "--latency", "-s", script, url],
                          capture_output=True, text=True, env=env, timeout=SECS + 30).stdout
     if "Non-2xx" in out:
         raise SystemExit("non-2xx answers from wrk:\n" + out)
@@ -156,7 +166,7 @@ def start_redis(work):
     """A redis-server of this run's own on 127.0.0.1 (no persistence); None without one."""
     port = free_port()
     try:
-        proc = subprocess.Popen(["redis-server", "--bind", "127.0.0.1", "--port", str(port),
+        proc = subprocess.Popen(SRV + ["redis-server", "--bind", "127.0.0.1", "--port", str(port),
                                  "--save", "", "--appendonly", "no", "--dir", work],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     except FileNotFoundError:
@@ -179,7 +189,7 @@ def start_serve(work, name, extra):
     port = free_port()
     log = open("%s/serve.%s.log" % (work, name), "w")
     srv = subprocess.Popen(
-        [BIN, "serve", "--verifier", work + "/v.json", "--listen", "127.0.0.1:%d" % port,
+        SRV + [BIN, "serve", "--verifier", work + "/v.json", "--listen", "127.0.0.1:%d" % port,
          "--usage", "%s/u.%s.json" % (work, name), "--resource", RESOURCE,
          "--authorization-server", "--signing-key", work + "/signing.jwk",
          "--scope", "tools:call:echo"] + extra,
@@ -194,6 +204,7 @@ def start_serve(work, name, extra):
 
 
 def token_from(inst, key):
+    inst["conn"] = http.client.HTTPConnection("127.0.0.1", inst["port"], timeout=10)
     code, verifier = code_for(inst["conn"], inst["client"], key)
     inst["conn"].request("POST", "/token", body=urllib.parse.urlencode({
         "grant_type": "authorization_code", "code": code, "client_id": inst["client"],
@@ -227,6 +238,8 @@ def main():
         for rnd in range(ROUNDS):
             order = insts if rnd % 2 == 0 else list(reversed(insts))
             for inst in order:
+                # A fresh connection: serve closes one left idle past --read-timeout.
+                inst["conn"] = http.client.HTTPConnection("127.0.0.1", inst["port"], timeout=10)
                 t0 = time.perf_counter()
                 codes = [code_for(inst["conn"], inst["client"], key) for _ in range(N)]
                 consent[inst["name"]].append(N / (time.perf_counter() - t0))
@@ -264,7 +277,8 @@ def main():
             for name, _, inst, script, secret in order:
                 env = dict(os.environ, BENCH_KEY=secret, BENCH_TOKEN=secret)
                 res[name].append(wrk("http://127.0.0.1:%d/auth" % inst["port"], script, env))
-        print("\n2. /auth, wrk -t2 -c32 -d%ds, %d interleaved rounds:" % (SECS, ROUNDS))
+        print("\n2. /auth, wrk -t%d -c32 -d%ds, %d interleaved rounds%s:" % (
+            1 if PIN else 2, SECS, ROUNDS, " (PIN=1: serve on CPU 0, wrk on CPU 1)" if PIN else ""))
         print("\n| credential | requests/s (median) | each round | p50 | p99 |")
         print("|---|---:|---|---:|---:|")
         for name, label, *_ in creds:
