@@ -104,11 +104,30 @@ pub fn forbidden_address(ip: IpAddr) -> bool {
                 return forbidden_address(IpAddr::V4(v4));
             }
             let s = v6.segments();
+            let o = v6.octets();
+            let embedded = |at: usize| {
+                std::net::Ipv4Addr::new(o[at], o[at + 1], o[at + 2], o[at + 3])
+            };
+            // Addresses that carry an IPv4 one a gateway reaches: NAT64's well-known prefix
+            // (64:ff9b::/96, RFC 6052) and 6to4 (2002::/16, RFC 3056) are judged by it.
+            if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                return forbidden_address(IpAddr::V4(embedded(12)));
+            }
+            if s[0] == 0x2002 {
+                return forbidden_address(IpAddr::V4(embedded(2)));
+            }
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 || (s[0] & 0xfe00) == 0xfc00
                 || (s[0] & 0xffc0) == 0xfe80
+                // Site-local (deprecated), local-use NAT64 (64:ff9b:1::/48, RFC 8215),
+                // Teredo (2001::/32), documentation (2001:db8::/32), IPv4-compatible (::/96).
+                || (s[0] & 0xffc0) == 0xfec0
+                || s[..3] == [0x64, 0xff9b, 1]
+                || s[..2] == [0x2001, 0]
+                || s[..2] == [0x2001, 0xdb8]
+                || s[..6] == [0, 0, 0, 0, 0, 0]
         }
     }
 }
@@ -611,6 +630,15 @@ mod tests {
             "fd00::1",
             "::ffff:127.0.0.1",
             "224.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b::7f00:1",
+            "64:ff9b:1::1",
+            "2002:a9fe:a9fe::1",
+            "2002:c0a8:101::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "2001:db8::1",
+            "fec0::1",
+            "::127.0.0.1",
         ] {
             assert!(forbidden_address(bad.parse().unwrap()), "{bad}");
         }
@@ -618,6 +646,8 @@ mod tests {
             "93.184.216.34",
             "2606:2800:220:1:248:1893:25c8:1946",
             "8.8.8.8",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
         ] {
             assert!(!forbidden_address(ok.parse().unwrap()), "{ok}");
         }
