@@ -69,6 +69,9 @@ pub async fn handle(req: Request<Incoming>, st: Arc<State>) -> Result<Response<B
             ));
         }
         limit_metrics(&st, &mut text);
+        if let Some(b) = &st.bridge {
+            b.render_metrics(&mut text);
+        }
         if let Some(age) = st.bridge.as_ref().and_then(|b| b.state_age()) {
             text.push_str(&format!(
                 "# HELP mcp_key_serve_authorization_state_age_seconds Time since the shared \

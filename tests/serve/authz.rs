@@ -393,6 +393,20 @@ fn a_key_becomes_a_token_that_lasts_only_as_long_as_the_key() {
     let code = &back["code"];
     // The page cannot be used twice.
     assert_eq!(consent(&srv, &f, &s.good.key).status, 400);
+    let counted = |result: &str| {
+        srv.metric(&format!(
+            "mcp_key_serve_bridge_consents_total{{result=\"{result}\"}}"
+        ))
+    };
+    assert_eq!(
+        [
+            counted("approved"),
+            counted("denied"),
+            counted("key_refused"),
+            counted("form_refused")
+        ],
+        [1, 0, 2, 2]
+    );
 
     let r = exchange(&srv, &client, code, &verifier);
     assert_eq!(r.status, 200, "{}", r.raw);
@@ -632,6 +646,18 @@ fn a_rotated_out_refresh_token_revokes_its_family() {
     assert_eq!(refresh(&srv, &client, r1).json()["error"], "invalid_grant");
     assert_eq!(bearer(&srv, a2).status, 401);
     assert_eq!(refresh(&srv, &client, r2).json()["error"], "invalid_grant");
+    // Counted: 1 refresh issued; refused by another client and after the family went;
+    // 1 reuse. Two codes exchanged.
+    let m = |grant: &str, result: &str| {
+        srv.metric(&format!(
+            "mcp_key_serve_bridge_grants_total{{grant=\"{grant}\",result=\"{result}\"}}"
+        ))
+    };
+    assert_eq!(m("refresh_token", "issued"), 1);
+    assert_eq!(m("refresh_token", "refused"), 2);
+    assert_eq!(m("refresh_token", "reused"), 1);
+    assert_eq!(m("authorization_code", "issued"), 2);
+    assert_eq!(m("authorization_code", "reused"), 0);
 }
 
 #[test]

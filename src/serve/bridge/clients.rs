@@ -105,9 +105,8 @@ pub fn forbidden_address(ip: IpAddr) -> bool {
             }
             let s = v6.segments();
             let o = v6.octets();
-            let embedded = |at: usize| {
-                std::net::Ipv4Addr::new(o[at], o[at + 1], o[at + 2], o[at + 3])
-            };
+            let embedded =
+                |at: usize| std::net::Ipv4Addr::new(o[at], o[at + 1], o[at + 2], o[at + 3]);
             // Addresses that carry an IPv4 one a gateway reaches: NAT64's well-known prefix
             // (64:ff9b::/96, RFC 6052) and 6to4 (2002::/16, RFC 3056) are judged by it.
             if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {

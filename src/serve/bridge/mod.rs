@@ -20,6 +20,8 @@ pub mod signing;
 pub mod store;
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
@@ -94,6 +96,41 @@ pub struct Bridge {
     /// needs of them, so that a token seen before costs a lookup (its key and revocation
     /// are still checked on every request).
     seen: std::sync::Mutex<HashMap<[u8; 32], Arc<Own>>>,
+    counters: Counters,
+}
+
+/// The answers on the consent page, as counted.
+const CONSENTS: [&str; 4] = ["approved", "denied", "key_refused", "form_refused"];
+/// The grants of `/token`, and their outcomes, as counted.
+const GRANT_TYPES: [&str; 2] = ["authorization_code", "refresh_token"];
+const GRANT_RESULTS: [&str; 4] = ["issued", "refused", "reused", "unavailable"];
+
+/// What the bridge counts for `/metrics` (relaxed atomics: counting never blocks).
+#[derive(Default)]
+struct Counters {
+    consents: [AtomicU64; CONSENTS.len()],
+    grants: [[AtomicU64; GRANT_RESULTS.len()]; GRANT_TYPES.len()],
+}
+
+impl Counters {
+    fn consent(&self, result: usize) {
+        self.consents[result].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a `/token` answer of grant type `grant` (an index of [`GRANT_TYPES`]).
+    fn grant<T, E>(
+        &self,
+        grant: usize,
+        r: &std::result::Result<std::result::Result<T, E>, GrantError>,
+    ) {
+        let result = match r {
+            Ok(Ok(_)) => 0,
+            Ok(Err(_)) | Err(GrantError::Invalid) => 1,
+            Err(GrantError::Reused) => 2,
+            Err(GrantError::Full | GrantError::Unavailable) => 3,
+        };
+        self.grants[grant][result].fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// What `/auth` needs of a verified token of this issuer.
@@ -217,6 +254,7 @@ impl Bridge {
             clients,
             metadata: metadata.to_string(),
             seen: std::sync::Mutex::default(),
+            counters: Counters::default(),
             signer,
             issuer,
         })
@@ -241,6 +279,38 @@ impl Bridge {
     /// when the state is this process's).
     pub fn state_age(&self) -> Option<std::time::Duration> {
         self.grants.age()
+    }
+
+    /// The bridge's counters, as Prometheus text.
+    pub fn render_metrics(&self, o: &mut String) {
+        let c = &self.counters;
+        let _ = writeln!(
+            o,
+            "# HELP mcp_key_serve_bridge_consents_total Answers on the consent page.\n\
+             # TYPE mcp_key_serve_bridge_consents_total counter"
+        );
+        for (i, r) in CONSENTS.iter().enumerate() {
+            let n = c.consents[i].load(Ordering::Relaxed);
+            let _ = writeln!(
+                o,
+                "mcp_key_serve_bridge_consents_total{{result=\"{r}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            o,
+            "# HELP mcp_key_serve_bridge_grants_total Code exchanges and refreshes at /token \
+             (reused: a code or refresh token used again, its family revoked).\n\
+             # TYPE mcp_key_serve_bridge_grants_total counter"
+        );
+        for (g, grant) in GRANT_TYPES.iter().enumerate() {
+            for (i, r) in GRANT_RESULTS.iter().enumerate() {
+                let n = c.grants[g][i].load(Ordering::Relaxed);
+                let _ = writeln!(
+                    o,
+                    "mcp_key_serve_bridge_grants_total{{grant=\"{grant}\",result=\"{r}\"}} {n}"
+                );
+            }
+        }
     }
 
     /// Whether `path` is one of the bridge's.
@@ -620,6 +690,7 @@ impl Bridge {
         let csrf = field("csrf");
         let browser_ok = cookie(headers).is_some_and(|c| self.grants.matches(c, &pending.cookie));
         if !self.grants.matches(csrf, &pending.csrf) || !browser_ok {
+            self.counters.consent(3);
             return page_error(
                 StatusCode::FORBIDDEN,
                 "The form could not be verified (it did not come from this page in this \
@@ -630,6 +701,7 @@ impl Bridge {
             if self.grants.take_pending(handle, now).is_err() {
                 return unavailable_page();
             }
+            self.counters.consent(1);
             return self.redirect(
                 &pending.redirect_uri,
                 &[
@@ -678,6 +750,7 @@ impl Bridge {
         if let Some(info) = verdict.key {
             st.log.refused(info, verdict.code);
         }
+        self.counters.consent(2);
         let why = refused.unwrap_or_default();
         match self.grants.failed_attempt(handle, now) {
             Ok(true) => {}
@@ -727,6 +800,7 @@ impl Bridge {
             );
         };
         self.clients.used(&p.client_id, now);
+        self.counters.consent(0);
         log(format_args!(
             "bridge: key_id={} allowed client {}",
             sanitize(&key_id),
@@ -806,6 +880,7 @@ impl Bridge {
                     }
                     Ok(scopes)
                 });
+                self.counters.grant(0, &r);
                 match r {
                     Ok(Ok(r)) => self.tokens(
                         &r.grant.key_id,
@@ -857,6 +932,7 @@ impl Bridge {
                     }
                     Ok(())
                 });
+                self.counters.grant(1, &r);
                 match r {
                     Ok(Ok(store::Rotated {
                         family: f,
