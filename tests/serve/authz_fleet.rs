@@ -41,6 +41,20 @@ fn pair(s: &Setup, url: &str, extra: &[&str]) -> (Server, Server) {
     (instance(s, "a", url, extra), instance(s, "b", url, extra))
 }
 
+/// A code for `key`: the consent page shown by `page`, answered at `answer`; the code,
+/// its PKCE verifier, and the page's form.
+pub(crate) fn code_across(
+    page: &Server,
+    answer: &Server,
+    client: &str,
+    key: &str,
+) -> (String, String, crate::authz::Form) {
+    let (verifier, challenge) = pkce();
+    let f = form(&authorize(page, client, &challenge, &[]));
+    let code = redirected(&consent(answer, &f, key))["code"].clone();
+    (code, verifier, f)
+}
+
 fn token(t: &Value, which: &str) -> String {
     t[which].as_str().unwrap().to_string()
 }
@@ -83,9 +97,7 @@ fn every_step_of_a_flow_may_land_on_another_instance() {
     let s = setup();
     let (a, b) = pair(&s, &redis.url("oauth"), &[]);
     let client = register(&a, REDIRECT);
-    let (verifier, challenge) = pkce();
-    let f = form(&authorize(&b, &client, &challenge, &[]));
-    let code = redirected(&consent(&a, &f, &s.good.key))["code"].clone();
+    let (code, verifier, f) = code_across(&b, &a, &client, &s.good.key);
     // The page was answered: posting it again, anywhere, finds nothing.
     let again = consent(&b, &f, &s.good.key);
     assert_eq!(again.status, 400, "{}", again.raw);
@@ -148,9 +160,7 @@ fn a_code_or_refresh_token_raced_across_instances_is_spent_once() {
     let (a, b) = pair(&s, &redis.url("race"), &[]);
     let client = register(&a, REDIRECT);
     for round in 0..3 {
-        let (verifier, challenge) = pkce();
-        let f = form(&authorize(&a, &client, &challenge, &[]));
-        let code = redirected(&consent(&b, &f, &s.good.key))["code"].clone();
+        let (code, verifier, _) = code_across(&a, &b, &client, &s.good.key);
         let answers: Vec<(u16, String)> = std::thread::scope(|sc| {
             let hs: Vec<_> = (0..8)
                 .map(|i| {
@@ -380,9 +390,7 @@ fn the_bridge_runs_as_a_user_limited_to_its_keys() {
     let a = instance_with_env(&s, "a", &url, &[], &env);
     let b = instance_with_env(&s, "b", &url, &[], &env);
     let client = register(&a, REDIRECT);
-    let (verifier, challenge) = pkce();
-    let f = form(&authorize(&b, &client, &challenge, &[]));
-    let code = redirected(&consent(&a, &f, &s.good.key))["code"].clone();
+    let (code, verifier, _) = code_across(&b, &a, &client, &s.good.key);
     let r = exchange(&b, &client, &code, &verifier);
     assert_eq!(r.status, 200, "{}", r.raw);
     let t = r.json();
@@ -523,9 +531,7 @@ fn a_restarted_or_failed_over_store_refuses_what_came_before() {
     let client = register(&a, REDIRECT);
     let (_, t) = tokens_for(&a, &client, &s.good.key, &[]);
     let access = token(&t, "access_token");
-    let (verifier, challenge) = pkce();
-    let f = form(&authorize(&b, &client, &challenge, &[]));
-    let code = redirected(&consent(&b, &f, &s.good.key))["code"].clone();
+    let (code, verifier, _) = code_across(&b, &b, &client, &s.good.key);
     assert_eq!(bearer(&b, &access).status, 200);
     std::thread::sleep(Duration::from_millis(1100));
     redis.stop();

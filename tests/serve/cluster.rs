@@ -678,10 +678,7 @@ fn rediss_with_a_client_certificate() {
 /// subscribe) stopped, a `/revoke` at one instance still reaching the other.
 #[test]
 fn the_authorization_servers_state_on_a_cluster() {
-    use crate::authz::{
-        authorize, bearer, consent, exchange, form, pkce, post_form, redirected, register,
-        tokens_for, REDIRECT,
-    };
+    use crate::authz::{bearer, exchange, post_form, register, tokens_for, REDIRECT};
     let Some(mut cluster) = Cluster::start(None) else {
         return;
     };
@@ -691,9 +688,7 @@ fn the_authorization_servers_state_on_a_cluster() {
     let a = crate::authz_fleet::instance(&s, "a", &url, &[]);
     let b = crate::authz_fleet::instance(&s, "b", &url, &[]);
     let client = register(&a, REDIRECT);
-    let (verifier, challenge) = pkce();
-    let f = form(&authorize(&b, &client, &challenge, &[]));
-    let code = redirected(&consent(&a, &f, &s.good.key))["code"].clone();
+    let (code, verifier, _) = crate::authz_fleet::code_across(&b, &a, &client, &s.good.key);
     let r = exchange(&b, &client, &code, &verifier);
     assert_eq!(r.status, 200, "{}", r.raw);
     let access = r.json()["access_token"].as_str().unwrap().to_string();
