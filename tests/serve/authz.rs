@@ -602,6 +602,10 @@ fn code_exchanges_that_are_refused() {
         "unsupported_grant_type"
     );
     assert_eq!(with(&[("code", "made-up")]), "invalid_grant");
+    // Not the shape of a code (43 base64url characters): refused before it is looked up.
+    let odd = format!("{}\0x", &code[..41]);
+    assert_eq!(with(&[("code", &odd)]), "invalid_grant");
+    assert_eq!(with(&[("code", &format!("{code}="))]), "invalid_grant");
     // None of those used the code up: the right exchange works once.
     let t = exchange(&srv, &client, &code, &verifier);
     assert_eq!(t.status, 200, "{}", t.raw);

@@ -147,14 +147,15 @@ impl Grants {
         }
     }
 
-    /// Denies an access token's `jti` until `until`.
-    pub fn deny(&self, jti: &str, until: i64, now: i64) -> Answer<()> {
+    /// Revokes family `id`: its refresh tokens, and its access tokens (RFC 7009 for one
+    /// of them: the grant goes with it).
+    pub fn revoke_family(&self, id: u64, now: i64) -> Answer<()> {
         match self {
             Grants::Local(s) => {
-                s.deny(jti, until, now);
+                s.revoke_family(id, now);
                 Ok(())
             }
-            Grants::Shared { shared, .. } => shared.deny(jti, until, now),
+            Grants::Shared { shared, .. } => shared.revoke_family(id),
         }
     }
 }

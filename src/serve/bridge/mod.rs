@@ -675,7 +675,12 @@ impl Bridge {
         };
         let field = |k: &str| p.get(k).map(String::as_str).unwrap_or("");
         let handle = field("request");
-        let pending = match self.grants.pending(handle, now) {
+        let found = if well_formed(handle) {
+            self.grants.pending(handle, now)
+        } else {
+            Ok(None)
+        };
+        let pending = match found {
             Ok(Some(p)) => p,
             Ok(None) => {
                 return page_error(
@@ -862,6 +867,9 @@ impl Bridge {
                         "code, client_id, redirect_uri and code_verifier are required",
                     );
                 };
+                if !well_formed(code) {
+                    return self.grant_error(GrantError::Invalid, "code");
+                }
                 let r = self.grants.redeem_code(code, now, |g| {
                     if g.client_id != client_id {
                         return Err("the code was issued to another client");
@@ -902,6 +910,9 @@ impl Bridge {
                         "refresh_token and client_id are required",
                     );
                 };
+                if !well_formed(refresh) {
+                    return self.grant_error(GrantError::Invalid, "refresh token");
+                }
                 let asked: Option<Vec<String>> =
                     field("scope").map(|s| dedup(s.split_ascii_whitespace()));
                 // A scope beyond the grant is refused before anything rotates: the client
@@ -1101,15 +1112,21 @@ impl Bridge {
         let client_id = p.get("client_id").map(String::as_str);
         let mut done = Ok(());
         if TokenVerifier::looks_like_token(token) {
-            if let Ok(info) = self.verifier.verify(token, now) {
+            // An access token: its family goes with it (§2.1 lets the grant go too), one
+            // denylist entry however many of its tokens are revoked.
+            if self.verifier.verify(token, now).is_ok() {
                 let claims = claims_of(token).unwrap_or_default();
                 let theirs = client_id
                     .is_none_or(|c| claims.get("client_id").and_then(Value::as_str) == Some(c));
-                if let (Some(jti), true) = (claims.get("jti").and_then(Value::as_str), theirs) {
-                    done = self.grants.deny(jti, info.expires_at, now);
+                let family = claims
+                    .get("sid")
+                    .and_then(Value::as_str)
+                    .and_then(|s| s.parse().ok());
+                if let (Some(family), true) = (family, theirs) {
+                    done = self.grants.revoke_family(family, now);
                 }
             }
-        } else {
+        } else if well_formed(token) {
             done = self.grants.revoke_refresh(token, client_id, now);
         }
         if done.is_err() {
@@ -1157,6 +1174,13 @@ fn dedup<'a>(items: impl Iterator<Item = &'a str>) -> Vec<String> {
         }
     }
     out
+}
+
+/// Whether `s` has the shape of a code, refresh token or consent handle this bridge hands
+/// out (256 random bits, base64url: 43 characters): anything else is refused before it is
+/// hashed or looked up.
+fn well_formed(s: &str) -> bool {
+    s.len() == 43 && s.bytes().all(is_b64url)
 }
 
 fn is_b64url(b: u8) -> bool {
@@ -1324,6 +1348,15 @@ fn page_error(status: StatusCode, message: &str) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_what_this_bridge_hands_out_is_looked_up() {
+        let t = store::random_token();
+        assert!(well_formed(&t));
+        assert!(!well_formed(&t[1..]) && !well_formed(&format!("{}=", &t[1..])));
+        assert!(!well_formed(&format!("{}\0", &t[1..])));
+        assert!(!well_formed(&"é".repeat(21)));
+    }
 
     #[test]
     fn pkce_is_s256_only() {

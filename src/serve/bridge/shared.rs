@@ -48,7 +48,9 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use hmac::{Hmac, Mac};
 use redis::Script;
+use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use super::store::{self, Family, Grant, GrantError, Pending, Redeemed, Rotated, Store};
@@ -72,6 +74,9 @@ pub const MAX_SKEW: i64 = 30;
 /// judged with, so that a token minted on a clock up to that far ahead is covered.
 const FAMILY_DENIAL: i64 =
     store::MAX_TOKEN_LIFETIME + mcp_key_verifier::oauth::LEEWAY_SECONDS as i64;
+/// How long past its `until` (store time) a denial is kept: the leeway a token is judged
+/// with, on a clock up to [`MAX_SKEW`] away.
+const KEEP: i64 = mcp_key_verifier::oauth::LEEWAY_SECONDS as i64 + MAX_SKEW;
 /// A registered client never used is dropped after this long, in seconds.
 pub const UNUSED_CLIENT_TTL: i64 = 3600;
 /// A registered client not used for this long is dropped, in seconds.
@@ -86,9 +91,9 @@ local P = ARGV[1]
 local now = tonumber(redis.call('TIME')[1])
 local function deny(entry, untl)
   untl = tonumber(untl)
-  if not untl or untl + @LEEWAY@ <= now then return end
+  if not untl or untl + @KEEP@ <= now then return end
   local d = P .. 'denied'
-  redis.call('ZREMRANGEBYSCORE', d, '-inf', now - @LEEWAY@)
+  redis.call('ZREMRANGEBYSCORE', d, '-inf', now - @KEEP@)
   if redis.call('ZCARD', d) >= @MAX_DENIED@ then
     redis.call('DEL', d)
     if now > (tonumber(redis.call('GET', P .. 'epoch')) or 0) then
@@ -110,15 +115,23 @@ local function revoke(fam)
   end
   redis.call('DEL', f)
 end
+local function moved()
+  local id = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+  return not id or id ~= redis.call('GET', P .. 'server')
+end
 ";
 
-/// Reads the epoch, moving it to now when the state is new, emptied, or on another server
-/// than last time. `KEYS`: epoch, server. Returns `{epoch, now, redis_version}`.
-const LOAD: &str = r"
-local id = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') or ''
-local version = string.match(redis.call('INFO', 'server'), 'redis_version:([%d.]+)') or '0'
+/// Checks in with the store: moves the epoch to now when the state is new, emptied, or
+/// on another server than the one it was last seen on (restarted, failed over: it may
+/// have lost writes), and publishes an instance's heartbeat (`ARGV[2]`, unless empty)
+/// from the state's own node. `KEYS`: epoch, server. Returns `{epoch, now,
+/// redis_version, run_id}`.
+const CHECK_IN: &str = r"
+local info = redis.call('INFO', 'server')
+local id = string.match(info, 'run_id:(%x+)') or ''
+local version = string.match(info, 'redis_version:([%d.]+)') or '0'
 local epoch = tonumber(redis.call('GET', KEYS[1]))
-if redis.call('GET', KEYS[2]) ~= id or not epoch then
+if id ~= '' and (redis.call('GET', KEYS[2]) ~= id or not epoch) then
   local e = now - 1
   if not epoch or e > epoch then
     epoch = e
@@ -127,14 +140,8 @@ if redis.call('GET', KEYS[2]) ~= id or not epoch then
   end
   redis.call('SET', KEYS[2], id)
 end
-return {tostring(epoch), tostring(now), version}
-";
-
-/// Sends an instance's heartbeat through the channel, from the state's own node.
-/// `KEYS[1]` the epoch (for routing); `ARGV`: prefix, the heartbeat.
-const HEARTBEAT: &str = r"
-redis.call('PUBLISH', ARGV[1] .. 'revoked', ARGV[2])
-return 1
+if ARGV[2] ~= '' then redis.call('PUBLISH', P .. 'revoked', ARGV[2]) end
+return {tostring(epoch or 0), tostring(now), version, id}
 ";
 
 /// Keeps a consent request. `KEYS`: it, all waiting, its client's waiting; `ARGV[2..]`:
@@ -197,12 +204,16 @@ if not v[1] then return {'INVALID'} end
 return {'OK', v[1]}
 ";
 
-/// Spends a code, in one step: starts its family with its first refresh token.
+/// Spends a code, in one step: starts its family with its first refresh token. Sent again
+/// (a reply lost, the client library retrying), it finds its own family and answers OK;
+/// on a store that is not the server the state was last seen on, `{'MOVED'}`.
 /// `KEYS`: the code, the family, the refresh token; `ARGV[2..]`: the grant as read (it
 /// must be unchanged), the family id, key id, client id, scopes' JSON, end, start, seal,
 /// the refresh token's hash and value, the refresh lifetime, how long a used code is kept.
 const CODE_CLAIM: &str = r"
+if moved() then return {'MOVED'} end
 local v = redis.call('HMGET', KEYS[1], 'g', 'u')
+if v[2] == ARGV[3] then return {'OK'} end
 if v[2] then revoke(v[2]) return {'REUSED', v[2]} end
 if v[1] ~= ARGV[2] or redis.call('EXISTS', KEYS[2]) == 1 then return {'INVALID'} end
 redis.call('HSET', KEYS[2], 'k', ARGV[4], 'c', ARGV[5], 's', ARGV[6], 'e', ARGV[7],
@@ -228,15 +239,18 @@ if not f[1] then return {'INVALID'} end
 return {'OK', v, f[1], f[2] or '', f[3] or '', f[4] or '', f[5] or '', f[6] or ''}
 ";
 
-/// Rotates a refresh token, in one step: `{'OK'}`, `{'INVALID'}`, or `{'REUSED', family}`.
+/// Rotates a refresh token, in one step: `{'OK'}`, `{'INVALID'}`, `{'REUSED', family}`, or
+/// `{'MOVED'}`; sent again after it was done, it finds its own rotation and answers OK.
 /// `KEYS`: the token, its family, the next token; `ARGV[2..]`: the token's value as read
 /// (it must be unchanged), its rotated-out value, the next token's value, the refresh
 /// lifetime, how many rotated-out tokens are kept, this token's hash, the next one's.
 const REFRESH_COMMIT: &str = r"
+if moved() then return {'MOVED'} end
 local v = redis.call('GET', KEYS[1])
 if not v then return {'INVALID'} end
 local fam, cur = string.match(v, '^(%d+) ([01]) %x+$')
 if not fam then return {'INVALID'} end
+if v == ARGV[3] and redis.call('HGET', KEYS[2], 'r') == ARGV[8] then return {'OK'} end
 if cur == '0' then revoke(fam) return {'REUSED', fam} end
 if v ~= ARGV[2] or redis.call('EXISTS', KEYS[2]) == 0 then return {'INVALID'} end
 redis.call('SET', KEYS[1], ARGV[3], 'KEEPTTL')
@@ -283,12 +297,6 @@ revoke(fam)
 return fam
 ";
 
-/// Denies an entry. `KEYS[1]` the denylist; `ARGV[2..]`: the entry, until when.
-const DENY: &str = r"
-deny(ARGV[2], ARGV[3])
-return 1
-";
-
 /// Keeps a registered client unless the fleet registered its share this minute: 1 kept,
 /// 0 refused. `KEYS[1]` it; `ARGV[2..]`: its sealed JSON, its lifetime, the share.
 const REGISTER: &str = r"
@@ -301,8 +309,7 @@ return 1
 
 /// The scripts, built once (each with the prelude and this build's bounds).
 struct Scripts {
-    load: Script,
-    heartbeat: Script,
+    check_in: Script,
     pending_add: Script,
     pending_take: Script,
     pending_fail: Script,
@@ -314,23 +321,18 @@ struct Scripts {
     refresh_scopes: Script,
     family_revoke: Script,
     refresh_revoke: Script,
-    deny: Script,
     register: Script,
 }
 
 impl Scripts {
     fn new() -> Scripts {
         let prelude = PRELUDE
-            .replace(
-                "@LEEWAY@",
-                &mcp_key_verifier::oauth::LEEWAY_SECONDS.to_string(),
-            )
+            .replace("@KEEP@", &KEEP.to_string())
             .replace("@MAX_DENIED@", &store::MAX_DENIED.to_string())
             .replace("@FAMILY_DENIAL@", &FAMILY_DENIAL.to_string());
         let s = |body: &str| Script::new(&format!("{prelude}{body}"));
         Scripts {
-            load: s(LOAD),
-            heartbeat: Script::new(HEARTBEAT),
+            check_in: s(CHECK_IN),
             pending_add: s(PENDING_ADD),
             pending_take: s(PENDING_TAKE),
             pending_fail: s(PENDING_FAIL),
@@ -342,7 +344,6 @@ impl Scripts {
             refresh_scopes: s(REFRESH_SCOPES),
             family_revoke: s(FAMILY_REVOKE),
             refresh_revoke: s(REFRESH_REVOKE),
-            deny: s(DENY),
             register: s(REGISTER),
         }
     }
@@ -404,6 +405,9 @@ struct Inner {
     scripts: Scripts,
     /// When the subscription was last proven alive.
     contact: Mutex<Option<Instant>>,
+    /// Whether this machine's clock was last found more than [`MAX_SKEW`] off the
+    /// store's: the endpoints then decide nothing.
+    skewed: AtomicBool,
     stop: AtomicBool,
 }
 
@@ -411,9 +415,35 @@ struct Inner {
 pub struct Shared {
     inner: Arc<Inner>,
     pool: Pool<Conn>,
+    /// The key of the seals: derived from the hashing secret, apart from the key that
+    /// names records (a record's name, seen by whoever watches the store, is no seal).
+    seal_key: Zeroizing<[u8; 32]>,
     /// Whether the last call failed (its failure is logged once, and its recovery).
     down: AtomicBool,
+    /// Records refused for their seal since it was last logged, and when it was.
+    unsealed: Mutex<(u64, Option<Instant>)>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// A slot of the pool taken: given back when dropped, so that a panic frees it too.
+struct Lease<'p, C> {
+    pool: &'p Pool<C>,
+    given: bool,
+}
+
+impl<C> Lease<'_, C> {
+    fn give(mut self, con: Option<C>) {
+        self.given = true;
+        self.pool.give(con);
+    }
+}
+
+impl<C> Drop for Lease<'_, C> {
+    fn drop(&mut self) {
+        if !self.given {
+            self.pool.give(None);
+        }
+    }
 }
 
 fn to_hex(h: &[u8]) -> String {
@@ -431,16 +461,20 @@ fn from_hex(s: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-/// What a script's `{'OK', …}`, `{'INVALID'}` or `{'REUSED', family}` answer means.
+/// What a script's `{'OK', …}`, `{'INVALID'}`, `{'REUSED', family}` or `{'MOVED'}`
+/// answer means.
 enum Verdict<'a> {
     Ok(&'a [String]),
     Invalid,
     Reused(u64),
+    /// The store is not the server the state was last seen on: nothing was done.
+    Moved,
 }
 
 fn verdict(v: &[String]) -> Verdict<'_> {
     match v.first().map(String::as_str) {
         Some("OK") => Verdict::Ok(&v[1..]),
+        Some("MOVED") => Verdict::Moved,
         Some("REUSED") => v
             .get(1)
             .and_then(|f| f.parse().ok())
@@ -480,8 +514,10 @@ impl Shared {
             local,
             scripts: Scripts::new(),
             contact: Mutex::new(None),
+            skewed: AtomicBool::new(false),
             stop: AtomicBool::new(false),
         });
+        let seal_key = Zeroizing::new(inner.local.digest("mcp-key-manager bridge seals v1"));
         let mut con = inner.redis.connect().map_err(|e| {
             Error::usage(format!(
                 "--authorization-state: the store cannot be reached: {e}"
@@ -504,7 +540,9 @@ impl Shared {
                 state: Mutex::new((vec![con], 0)),
                 freed: Condvar::new(),
             },
+            seal_key,
             down: AtomicBool::new(false),
+            unsealed: Mutex::new((0, None)),
             thread: Some(thread),
         })
     }
@@ -527,46 +565,76 @@ impl Shared {
         format!("{}{what}", self.inner.prefix)
     }
 
-    /// `body` sealed: `<hex HMAC of (what, bound, body)> <body>`.
+    /// The seal of `input` (HMAC-SHA-256 under the seal key).
+    fn mac(&self, input: &str) -> [u8; 32] {
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.seal_key[..])
+            .expect("HMAC takes a key of any length");
+        m.update(input.as_bytes());
+        m.finalize().into_bytes().into()
+    }
+
+    /// Whether `hex` is the seal of `input` (compared in constant time); a refusal is
+    /// logged, at most once a minute with how many there were.
+    fn sealed(&self, what: &str, input: &str, hex: &str) -> bool {
+        let ok =
+            from_hex(hex).is_some_and(|m| mcp_key_verifier::hashes_equal(&self.mac(input), &m));
+        if !ok {
+            let mut u = self.unsealed.lock().unwrap_or_else(PoisonError::into_inner);
+            u.0 += 1;
+            if u.1.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                log(format_args!(
+                    "authorization state: {} record(s) refused for their seal, the last a \
+                     {what} (written by a bridge with another signing key, or by someone \
+                     without it)",
+                    u.0
+                ));
+                *u = (0, Some(Instant::now()));
+            }
+        }
+        ok
+    }
+
+    /// `body` sealed: `<hex seal of (what, bound, body)> <body>`.
     fn seal(&self, what: &str, bound: &str, body: &str) -> String {
-        let mac = self.inner.local.digest(&format!("{what}\0{bound}\0{body}"));
+        let mac = self.mac(&format!("{what}\0{bound}\0{body}"));
         format!("{} {body}", to_hex(&mac))
     }
 
     /// The body of a value sealed by [`Shared::seal`] for (`what`, `bound`); `None` when
-    /// the seal does not match (written by someone without the signing key).
+    /// the seal does not match.
     fn open<'v>(&self, what: &str, bound: &str, value: &'v str) -> Option<&'v str> {
         let (mac, body) = value.split_once(' ')?;
-        let mac = from_hex(mac)?;
-        if self
-            .inner
-            .local
-            .matches(&format!("{what}\0{bound}\0{body}"), &mac)
-        {
-            Some(body)
-        } else {
-            log(format_args!(
-                "authorization state: a {what} in the store does not carry this bridge's seal \
-                 (written by someone without the signing key); refused"
-            ));
-            None
-        }
+        self.sealed(what, &format!("{what}\0{bound}\0{body}"), mac)
+            .then_some(body)
     }
 
-    /// The seal of a refresh token's value `<family> <flag>` under its hash `h`.
+    /// A refresh token's value under its hash `h`: `<family> <flag> <seal>`.
     fn refresh_value(&self, h: &str, family: u64, current: bool) -> String {
         let body = format!("{family} {}", u8::from(current));
-        let mac = self.inner.local.digest(&format!("refresh\0{h}\0{body}"));
+        let mac = self.mac(&format!("refresh\0{h}\0{body}"));
         format!("{body} {}", to_hex(&mac))
     }
 
-    /// The seal of a family's fields.
-    fn family_seal(&self, id: u64, f: &Family, scopes: &str, start: i64) -> String {
-        let mac = self.inner.local.digest(&format!(
-            "family\0{id}\0{}\0{}\0{scopes}\0{}\0{start}",
-            f.key_id, f.client_id, f.expires
-        ));
-        to_hex(&mac)
+    /// The family of a current refresh token's value under its hash `h`, if it carries
+    /// this bridge's seal.
+    fn current_family(&self, h: &str, value: &str) -> Option<u64> {
+        let (body, mac) = value.rsplit_once(' ')?;
+        let (family, flag) = body.split_once(' ')?;
+        (flag == "1" && self.sealed("refresh token", &format!("refresh\0{h}\0{body}"), mac))
+            .then(|| family.parse().ok())
+            .flatten()
+    }
+
+    /// What a family's seal covers.
+    fn family_input(
+        id: u64,
+        key_id: &str,
+        client_id: &str,
+        scopes: &str,
+        end: i64,
+        start: i64,
+    ) -> String {
+        format!("family\0{id}\0{key_id}\0{client_id}\0{scopes}\0{end}\0{start}")
     }
 
     /// Runs `f` on a pooled connection; a failure is logged once (until a call succeeds)
@@ -577,8 +645,17 @@ impl Shared {
         &self,
         mut f: impl FnMut(&mut Conn) -> redis::RedisResult<T>,
     ) -> std::result::Result<T, GrantError> {
+        if self.inner.skewed.load(Ordering::Relaxed) {
+            return Err(self.failed(&format!(
+                "this machine's clock is more than {MAX_SKEW} s off the store's"
+            )));
+        }
         let Ok(pooled) = self.pool.take() else {
             return Err(self.failed("every connection to the store is busy"));
+        };
+        let lease = Lease {
+            pool: &self.pool,
+            given: false,
         };
         let mut answer = pooled.map(|mut c| (f(&mut c), c));
         if let Some((Err(e), _)) = &answer {
@@ -591,14 +668,14 @@ impl Shared {
             None => match self.inner.redis.connect() {
                 Ok(mut c) => (f(&mut c), c),
                 Err(e) => {
-                    self.pool.give(None);
+                    lease.give(None);
                     return Err(self.failed(&e.to_string()));
                 }
             },
         };
         match answer {
             Ok(v) => {
-                self.pool.give(Some(con));
+                lease.give(Some(con));
                 if self.down.swap(false, Ordering::Relaxed) {
                     log(format_args!(
                         "authorization state: the store {} answers again",
@@ -608,7 +685,7 @@ impl Shared {
                 Ok(v)
             }
             Err(e) => {
-                self.pool.give(None);
+                lease.give(None);
                 Err(self.failed(&self.inner.redis.io("use", e).to_string()))
             }
         }
@@ -796,31 +873,9 @@ impl Shared {
             scopes.clone(),
             now + store::FAMILY_LIFETIME,
         );
-        let scopes_json = serde_json::to_string(&scopes).map_err(|_| GrantError::Invalid)?;
         let refresh = store::random_token();
         let rh = to_hex(&self.inner.local.digest(&refresh));
-        let claimed: Vec<String> = self.invoke(
-            &self.scripts().code_claim,
-            &[
-                &key,
-                &format!("{}family:{id}", self.inner.prefix),
-                &format!("{}refresh:{rh}", self.inner.prefix),
-            ],
-            &[
-                value,
-                &id,
-                &family.key_id,
-                &family.client_id,
-                &scopes_json,
-                &family.expires,
-                &now,
-                &self.family_seal(id, &family, &scopes_json, now),
-                &rh,
-                &self.refresh_value(&rh, id, true),
-                &store::REFRESH_LIFETIME,
-                &store::USED_CODE_MEMORY,
-            ],
-        )?;
+        let claimed = self.claim(&key, value, id, &family, &rh, now)?;
         match verdict(&claimed) {
             Verdict::Ok(_) => Ok(Ok(Redeemed {
                 grant,
@@ -833,7 +888,59 @@ impl Shared {
                 Err(GrantError::Reused)
             }
             Verdict::Invalid => Err(GrantError::Invalid),
+            Verdict::Moved => Err(self.moved()),
         }
+    }
+
+    /// Spends the code under `key` (whose sealed grant read `value`): starts family `id`
+    /// with the refresh token whose hash is `rh`, in one script.
+    fn claim(
+        &self,
+        key: &str,
+        value: &str,
+        id: u64,
+        family: &Family,
+        rh: &str,
+        now: i64,
+    ) -> std::result::Result<Vec<String>, GrantError> {
+        let scopes_json = serde_json::to_string(&family.scopes).map_err(|_| GrantError::Invalid)?;
+        let seal = self.mac(&Shared::family_input(
+            id,
+            &family.key_id,
+            &family.client_id,
+            &scopes_json,
+            family.expires,
+            now,
+        ));
+        self.invoke(
+            &self.scripts().code_claim,
+            &[
+                key,
+                &format!("{}family:{id}", self.inner.prefix),
+                &format!("{}refresh:{rh}", self.inner.prefix),
+            ],
+            &[
+                &value,
+                &id,
+                &family.key_id,
+                &family.client_id,
+                &scopes_json,
+                &family.expires,
+                &now,
+                &to_hex(&seal),
+                &rh,
+                &self.refresh_value(rh, id, true),
+                &store::REFRESH_LIFETIME,
+                &store::USED_CODE_MEMORY,
+            ],
+        )
+    }
+
+    /// A spending script found the store on another server than the state was last seen
+    /// on (restarted, failed over): nothing is decided until the follower has moved the
+    /// epoch (within a second or two).
+    fn moved(&self) -> GrantError {
+        self.failed("the store is on another server than before (restarted or failed over)")
     }
 
     /// Rotates `refresh` as [`Store::rotate`] does; spent by one script.
@@ -855,18 +962,7 @@ impl Shared {
             _ => return Err(GrantError::Invalid),
         };
         // The value must be this bridge's, for this token; the family's fields too.
-        let id: u64 = value
-            .split(' ')
-            .next()
-            .and_then(|f| f.parse().ok())
-            .ok_or(GrantError::Invalid)?;
-        if *value != self.refresh_value(&h, id, true) {
-            log(format_args!(
-                "authorization state: a refresh token's record does not carry this bridge's \
-                 seal (written by someone without the signing key); refused"
-            ));
-            return Err(GrantError::Invalid);
-        }
+        let id = self.current_family(&h, value).ok_or(GrantError::Invalid)?;
         let (Ok(end), Ok(start), Ok(scopes)) = (
             end.parse::<i64>(),
             start.parse::<i64>(),
@@ -875,17 +971,8 @@ impl Shared {
             return Err(GrantError::Invalid);
         };
         let family = Family::new(key_id.clone(), client_id.clone(), scopes, end);
-        let sealed = from_hex(seal).is_some_and(|m| {
-            self.inner.local.matches(
-                &format!("family\0{id}\0{key_id}\0{client_id}\0{scopes_json}\0{end}\0{start}"),
-                &m,
-            )
-        });
-        if !sealed {
-            log(format_args!(
-                "authorization state: a refresh family's record does not carry this bridge's \
-                 seal (written by someone without the signing key); refused"
-            ));
+        let input = Shared::family_input(id, key_id, client_id, scopes_json, end, start);
+        if !self.sealed("refresh family", &input, seal) {
             return Err(GrantError::Invalid);
         }
         if end <= now || start <= self.inner.local.denied_before() {
@@ -899,23 +986,7 @@ impl Shared {
         }
         let next = store::random_token();
         let nh = to_hex(&self.inner.local.digest(&next));
-        let done: Vec<String> = self.invoke(
-            &self.scripts().refresh_commit,
-            &[
-                &key,
-                &family_key,
-                &format!("{}refresh:{nh}", self.inner.prefix),
-            ],
-            &[
-                value,
-                &self.refresh_value(&h, id, false),
-                &self.refresh_value(&nh, id, true),
-                &store::REFRESH_LIFETIME,
-                &store::OLD_REFRESH_KEPT,
-                &h,
-                &nh,
-            ],
-        )?;
+        let done = self.commit(&h, value, id, &nh)?;
         match verdict(&done) {
             Verdict::Ok(_) => Ok(Ok(Rotated {
                 family,
@@ -927,7 +998,37 @@ impl Shared {
                 Err(GrantError::Reused)
             }
             Verdict::Invalid => Err(GrantError::Invalid),
+            Verdict::Moved => Err(self.moved()),
         }
+    }
+
+    /// Rotates the refresh token whose hash is `h` (its value read as `value`) of family
+    /// `id` out, for the one whose hash is `nh`, in one script.
+    fn commit(
+        &self,
+        h: &str,
+        value: &str,
+        id: u64,
+        nh: &str,
+    ) -> std::result::Result<Vec<String>, GrantError> {
+        let p = &self.inner.prefix;
+        self.invoke(
+            &self.scripts().refresh_commit,
+            &[
+                &format!("{p}refresh:{h}"),
+                &format!("{p}family:{id}"),
+                &format!("{p}refresh:{nh}"),
+            ],
+            &[
+                &value,
+                &self.refresh_value(h, id, false),
+                &self.refresh_value(nh, id, true),
+                &store::REFRESH_LIFETIME,
+                &store::OLD_REFRESH_KEPT,
+                &h,
+                &nh,
+            ],
+        )
     }
 
     /// The scopes granted to the family of the current refresh token `refresh`.
@@ -958,15 +1059,12 @@ impl Shared {
         Ok(())
     }
 
-    /// Denies an access token's `jti` until `until`: here at once, in the store, and on
-    /// the channel.
-    pub fn deny(&self, entry: &str, until: i64, now: i64) -> std::result::Result<(), GrantError> {
-        self.inner.local.deny(entry, until, now);
-        let _: i64 = self.invoke(
-            &self.scripts().deny,
-            &[&self.named("denied")],
-            &[&entry, &until],
-        )?;
+    /// Revokes family `id` (RFC 7009 for one of its access tokens): here at once, in the
+    /// store, and on the channel.
+    pub fn revoke_family(&self, id: u64) -> std::result::Result<(), GrantError> {
+        self.revoked_here(id);
+        let key = format!("{}family:{id}", self.inner.prefix);
+        let _: i64 = self.invoke(&self.scripts().family_revoke, &[&key], &[&id])?;
         Ok(())
     }
 
@@ -1052,41 +1150,63 @@ impl Inner {
     /// checks the store's version and clock, and reads the whole denylist into the local
     /// store.
     fn load(&self, con: &mut Conn) -> Result<()> {
-        let io = |e| self.redis.io("read the authorization state from", e);
-        let (epoch, then, version): (String, String, String) = self
+        self.check_in(con, "")?;
+        let now = chrono::Utc::now().timestamp();
+        let denied: Vec<(String, f64)> = redis::cmd("ZRANGEBYSCORE")
+            .arg(format!("{}denied", self.prefix))
+            .arg(now - KEEP)
+            .arg("+inf")
+            .arg("WITHSCORES")
+            .query(con)
+            .map_err(|e| self.redis.io("read the authorization state from", e))?;
+        for (entry, until) in denied {
+            self.local.deny(&entry, until as i64, now);
+        }
+        Ok(())
+    }
+
+    /// Checks in with the store (its epoch moved if it is on another server, `heartbeat`
+    /// published unless empty), applies the epoch, and checks the store's version, its
+    /// `run_id` and the two clocks: a clock too far off marks this instance skewed (its
+    /// endpoints then decide nothing) and fails.
+    fn check_in(&self, con: &mut Conn, heartbeat: &str) -> Result<()> {
+        let (epoch, then, version, id): (String, String, String, String) = self
             .scripts
-            .load
+            .check_in
             .key(format!("{}epoch", self.prefix))
             .key(format!("{}server", self.prefix))
             .arg(&self.prefix)
+            .arg(heartbeat)
             .invoke(con)
-            .map_err(io)?;
+            .map_err(|e| self.redis.io("check in with", e))?;
         if !version_ok(&version) {
             return Err(Error::usage(format!(
                 "the store runs Redis {version}; the authorization state needs 6.0 or later"
             )));
         }
+        if id.is_empty() {
+            return Err(Error::usage(
+                "the store does not show its run_id (INFO server): a restarted or failed-over \
+                 store could not be told from the one the state was written to",
+            ));
+        }
         let now = chrono::Utc::now().timestamp();
         let skew = then.parse::<i64>().map_or(i64::MAX, |t| (now - t).abs());
-        if skew > MAX_SKEW {
+        let skewed = skew > MAX_SKEW;
+        if self.skewed.swap(skewed, Ordering::Relaxed) != skewed && skewed {
+            log(format_args!(
+                "authorization state: this machine's clock is {skew} s off the store's; the \
+                 authorization endpoints answer 503 until it is set (NTP)"
+            ));
+        }
+        if skewed {
             return Err(Error::usage(format!(
                 "this machine's clock is {skew} s away from the store's (at most {MAX_SKEW} \
                  allowed): instances would judge tokens by different clocks; set the time \
                  (NTP)"
             )));
         }
-        let leeway = mcp_key_verifier::oauth::LEEWAY_SECONDS as i64;
-        let denied: Vec<(String, f64)> = redis::cmd("ZRANGEBYSCORE")
-            .arg(format!("{}denied", self.prefix))
-            .arg(now - leeway)
-            .arg("+inf")
-            .arg("WITHSCORES")
-            .query(con)
-            .map_err(io)?;
         self.local.deny_before(epoch.parse().unwrap_or(now));
-        for (entry, until) in denied {
-            self.local.deny(&entry, until as i64, now);
-        }
         Ok(())
     }
 
@@ -1112,7 +1232,13 @@ impl Inner {
         let mut backoff = Duration::from_millis(100);
         let mut down = false;
         while !self.stopped() {
-            match self.follow_once(&mut down) {
+            let mut followed = false;
+            let r = self.follow_once(&mut down, &mut followed);
+            if followed {
+                // It was following until now: the next attempt comes at once.
+                backoff = Duration::from_millis(100);
+            }
+            match r {
                 Ok(()) => return,
                 Err(e) => {
                     if !down {
@@ -1136,7 +1262,7 @@ impl Inner {
     /// (`Err`) or the bridge stops (`Ok`). The subscription counts as alive only while this
     /// instance's own heartbeats, published from the state's node, come back through it:
     /// a half-open socket, or a node cut off from the Cluster bus, is found out.
-    fn follow_once(&self, down: &mut bool) -> Result<()> {
+    fn follow_once(&self, down: &mut bool, followed: &mut bool) -> Result<()> {
         let mut con = self.redis.connect()?;
         let mut sub = self.redis.subscriber()?;
         let mut pubsub = sub.as_pubsub();
@@ -1146,6 +1272,7 @@ impl Inner {
         // Subscribed first: a denial announced while loading is not missed.
         self.load(&mut con)?;
         self.touch();
+        *followed = true;
         if std::mem::take(down) {
             log(format_args!(
                 "authorization state: the store {} is reachable again",
@@ -1184,16 +1311,10 @@ impl Inner {
                     });
                 }
             } else if heard.elapsed() >= POLL {
+                // Each heartbeat also checks the store's server and the clocks.
                 beat += 1;
                 let hb = format!("{nonce} {beat}");
-                let _: i64 = self
-                    .scripts
-                    .heartbeat
-                    .key(format!("{}epoch", self.prefix))
-                    .arg(&self.prefix)
-                    .arg(format!("hb {hb}"))
-                    .invoke(&mut con)
-                    .map_err(io)?;
+                self.check_in(&mut con, &format!("hb {hb}"))?;
                 waiting = Some((hb, Instant::now()));
             }
         }
@@ -1249,6 +1370,129 @@ mod tests {
         });
         pool.give(None);
         assert_eq!(pool.take(), Ok(None));
+    }
+
+    /// A redis-server of this test's own on 127.0.0.1 (no persistence), stopped on drop;
+    /// `None` where none is installed (a failure with `CI=true`, which installs one).
+    struct TestRedis(
+        std::process::Child,
+        u16,
+        #[allow(dead_code)] tempfile::TempDir,
+    );
+
+    impl TestRedis {
+        fn start() -> Option<TestRedis> {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .ok()?
+                .local_addr()
+                .ok()?
+                .port();
+            let dir = tempfile::tempdir().ok()?;
+            let child = std::process::Command::new("redis-server")
+                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--save", "", "--appendonly", "no", "--dir"])
+                .arg(dir.path())
+                .stdout(std::process::Stdio::null())
+                .spawn();
+            let Ok(child) = child else {
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "CI=true and redis-server is not installed"
+                );
+                eprintln!("SKIPPED: redis-server is not installed");
+                return None;
+            };
+            let r = TestRedis(child, port, dir);
+            let t0 = Instant::now();
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(10),
+                    "redis-server did not start"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Some(r)
+        }
+
+        fn url(&self) -> String {
+            format!("redis://127.0.0.1:{}/0?key=unit", self.1)
+        }
+    }
+
+    impl Drop for TestRedis {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// A spending script sent twice with the same arguments (its reply lost, the Redis
+    /// client sending it again) answers OK both times and is done once; another spend of
+    /// the same code or refresh token is a reuse.
+    #[test]
+    fn a_spend_sent_twice_is_done_once() {
+        let Some(r) = TestRedis::start() else {
+            return;
+        };
+        let local = Arc::new(Store::new(Zeroizing::new([9u8; 32]), 0));
+        let shared = Shared::start(&r.url(), Arc::clone(&local)).unwrap();
+        let now = chrono::Utc::now().timestamp();
+        let grant = Grant {
+            client_id: "https://client.example/meta".into(),
+            redirect_uri: "https://client.example/cb".into(),
+            challenge: "c".repeat(43),
+            scopes: vec!["tools:call".into()],
+            key_id: "0123456789abcdef".into(),
+        };
+        let family = Family::new(
+            grant.key_id.clone(),
+            grant.client_id.clone(),
+            grant.scopes.clone(),
+            now + store::FAMILY_LIFETIME,
+        );
+        let code = shared.issue_code(&grant, now).unwrap();
+        let key = shared.key("code", &local.digest(&code));
+        let seen: Vec<String> = shared
+            .invoke(&shared.scripts().code_peek, &[&key], &[])
+            .unwrap();
+        let Verdict::Ok([value]) = verdict(&seen) else {
+            panic!("{seen:?}")
+        };
+        let (r1, r2) = ("a1".repeat(32), "a2".repeat(32));
+        for _ in 0..2 {
+            let v = shared.claim(&key, value, 7, &family, &r1, now).unwrap();
+            assert!(matches!(verdict(&v), Verdict::Ok(_)), "{v:?}");
+        }
+        let v = shared.claim(&key, value, 8, &family, &r2, now).unwrap();
+        assert!(matches!(verdict(&v), Verdict::Reused(7)), "{v:?}");
+
+        let code = shared.issue_code(&grant, now).unwrap();
+        let key = shared.key("code", &local.digest(&code));
+        let seen: Vec<String> = shared
+            .invoke(&shared.scripts().code_peek, &[&key], &[])
+            .unwrap();
+        let Verdict::Ok([value]) = verdict(&seen) else {
+            panic!("{seen:?}")
+        };
+        let v = shared.claim(&key, value, 9, &family, &r2, now).unwrap();
+        assert!(matches!(verdict(&v), Verdict::Ok(_)), "{v:?}");
+        let current = shared.refresh_value(&r2, 9, true);
+        let (n1, n2) = ("b1".repeat(32), "b2".repeat(32));
+        for _ in 0..2 {
+            let v = shared.commit(&r2, &current, 9, &n1).unwrap();
+            assert!(matches!(verdict(&v), Verdict::Ok(_)), "{v:?}");
+        }
+        let v = shared.commit(&r2, &current, 9, &n2).unwrap();
+        assert!(matches!(verdict(&v), Verdict::Reused(9)), "{v:?}");
+        // The revocation reaches this instance through the channel.
+        let t0 = Instant::now();
+        while !local.is_denied("j", &store::family_entry(9), now, now) {
+            assert!(
+                t0.elapsed() < Duration::from_secs(5),
+                "the family's denial never came"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     #[test]

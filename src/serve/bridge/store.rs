@@ -501,6 +501,11 @@ impl Store {
         }
     }
 
+    /// Revokes family `id`: its refresh tokens go, and its access tokens are denied.
+    pub fn revoke_family(&self, id: u64, now: i64) {
+        self.tables(now).revoke_family(id, now);
+    }
+
     /// Denies an access token (its `jti`) or a family ([`family_entry`]) until `until`.
     pub fn deny(&self, entry: &str, until: i64, now: i64) {
         let mut t = self.tables(now);
@@ -555,11 +560,13 @@ impl Tables {
     }
 
     fn deny(&mut self, entry: &str, until: i64, now: i64) {
-        if until <= now {
+        // Kept as long as the verifier would still take a token that ends at `until`.
+        let leeway = mcp_key_verifier::oauth::LEEWAY_SECONDS as i64;
+        if until + leeway <= now {
             return;
         }
         if self.denied.len() >= MAX_DENIED {
-            self.denied.retain(|_, e| *e > now);
+            self.denied.retain(|_, e| *e + leeway > now);
             if self.denied.len() >= MAX_DENIED {
                 // Fail closed, in bounded memory: every token issued until now is refused.
                 self.denied.clear();
