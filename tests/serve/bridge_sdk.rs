@@ -2,11 +2,13 @@
 //! OAuth client, through the documented nginx configuration to the SDK's MCP server, all on
 //! 127.0.0.1: the client identifies itself by a client ID metadata document this test serves
 //! over HTTPS, the test plays the person at the consent page, and once the key is revoked in
-//! the vault its access token and its refresh token stop working.
+//! the vault its access token and its refresh token stop working. The same again with two
+//! bridges sharing their state in Redis behind nginx's round robin.
 //!
 //! Needs what tests/serve/nginx.rs needs (nginx with auth_request, a Python with `mcp` and
-//! `uvicorn`), and `openssl` for the document's throwaway CA. With `CI=true` a missing
-//! prerequisite fails the test; otherwise it is skipped with the reason printed.
+//! `uvicorn`), `openssl` for the document's throwaway CA, and for the fleet `redis-server`.
+//! With `CI=true` a missing prerequisite fails the test; otherwise it is skipped with the
+//! reason printed.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -21,7 +23,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{json, Value};
 
 use crate::cluster::Pki;
-use crate::harness::assert_no_secret;
+use crate::fleet::{wait_until, Redis};
+use crate::harness::{assert_no_secret, Server};
 use crate::nginx::{cli, free_port, logs, prerequisites, vault_with_key, Extra, Kill, Stack};
 
 /// The client's redirect URI: never contacted (the person's browser reads the Location).
@@ -214,13 +217,26 @@ fn word<'a>(line: &'a str, name: &str) -> Option<&'a str> {
 /// and no key or token reaches the client's output or a log.
 #[test]
 fn the_sdk_oauth_client_with_a_client_id_metadata_document_and_the_bridge() {
+    sdk_flow(None);
+}
+
+/// What [`sdk_flow`] leaves for a test to look at further: the stack, still running, the
+/// client's output, and the issuer.
+struct Flow {
+    stack: Stack,
+    lines: Lines,
+    issuer: String,
+    _tmp: tempfile::TempDir,
+}
+
+/// The flow of the test above, with every one of its assertions, against one bridge, or
+/// (`state`: the URL of the authorization state in Redis) a fleet of two behind nginx's
+/// round robin, each with the same arguments, the same signing key and its own usage file.
+/// `None` when a prerequisite is missing (the test skipped).
+fn sdk_flow(state: Option<&str>) -> Option<Flow> {
     let started = Instant::now();
-    let Some((nginx, python)) = prerequisites() else {
-        return;
-    };
-    let Some(pki) = Pki::make() else {
-        return;
-    };
+    let (nginx, python) = prerequisites()?;
+    let pki = Pki::make()?;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let (key, id, verifier) = vault_with_key(dir, &["-p", "tools:call"]);
@@ -231,27 +247,52 @@ fn the_sdk_oauth_client_with_a_client_id_metadata_document_and_the_bridge() {
     let resource = format!("{issuer}/mcp");
     let signing_key = dir.join("signing.jwk");
     let ca = pki.path("ca.crt");
+    let mut serve_args = vec![
+        "--resource",
+        resource.as_str(),
+        "--authorization-server",
+        "--signing-key",
+        signing_key.to_str().unwrap(),
+        "--allow-private-clients",
+        "--scope",
+        "tools:call",
+    ];
+    // A fleet: the state in Redis, and each instance its own usage file.
+    let usage: Vec<String> = ["a", "b"]
+        .iter()
+        .map(|n| dir.join(format!("usage.{n}.json")).display().to_string())
+        .collect();
+    let own: Vec<[&str; 2]> = usage.iter().map(|u| ["--usage", u.as_str()]).collect();
+    let mut serve_own: Vec<&[&str]> = Vec::new();
+    if let Some(url) = state {
+        serve_args.extend(["--authorization-state", url]);
+        serve_own = own.iter().map(|a| &a[..]).collect();
+    }
     let stack = Stack::start_with(
         port,
         &nginx,
         &python,
         dir,
         &verifier,
-        &[
-            "--resource",
-            &resource,
-            "--authorization-server",
-            "--signing-key",
-            signing_key.to_str().unwrap(),
-            "--allow-private-clients",
-            "--scope",
-            "tools:call",
-        ],
+        &serve_args,
         &Extra {
             serve_env: &[("SSL_CERT_FILE", ca.to_str().unwrap())],
             nginx_locations: BRIDGE_LOCATIONS,
+            serve_own: &serve_own,
         },
     );
+    let instances = stack.serves().count();
+    // serve fetches the document over TLS (the only way the page knows its name), once per
+    // instance at most: each caches it.
+    let fetched_once_each = || {
+        let fetched = document.requests();
+        assert!(
+            !fetched.is_empty()
+                && fetched.len() <= instances
+                && fetched.iter().all(|p| p == "/client.json"),
+            "{fetched:?} by {instances} instance(s)"
+        );
+    };
     // What the SDK will read: both ways for a client to have an id are offered.
     let m = crate::oauth::get_json(port, "/.well-known/oauth-authorization-server");
     assert_eq!(m["issuer"], issuer.as_str());
@@ -295,7 +336,7 @@ fn the_sdk_oauth_client_with_a_client_id_metadata_document_and_the_bridge() {
             "--- client:\n{}\n--- client stderr:\n{}\n--- serve:\n{}\n--- logs:\n{}",
             lines.text(),
             std::fs::read_to_string(&err_file).unwrap_or_default(),
-            stack.serve.log(),
+            stack.serve_logs(),
             logs(dir)
         )
     };
@@ -413,12 +454,10 @@ fn the_sdk_oauth_client_with_a_client_id_metadata_document_and_the_bridge() {
     assert_eq!(claims["sub"], id.as_str(), "{claims}");
     assert_eq!(claims["client_id"], cimd.as_str(), "{claims}");
     assert_eq!(claims["scope"], "tools:call", "{claims}");
-    // serve fetched the document once, over TLS (the only way the page knew its name).
-    assert_eq!(document.requests(), ["/client.json"]);
+    fetched_once_each();
     assert!(
         stack
-            .serve
-            .log()
+            .serve_logs()
             .contains(&format!("bridge: key_id={id} allowed client {cimd}")),
         "{}",
         context(&lines)
@@ -433,6 +472,16 @@ fn the_sdk_oauth_client_with_a_client_id_metadata_document_and_the_bridge() {
     // Phase 2: the key revoked in the vault; `revoke` republishes the verifier.
     cli(dir, &["revoke", &id]);
     let revoked = Instant::now();
+    if instances > 1 {
+        // Each instance reads the verifier on its own clock (every 200 ms): all have the
+        // revocation before the client goes on, so that whichever the consent page's answer
+        // lands on after the refusal refuses the key.
+        wait_until(
+            "every instance refuses the key",
+            Duration::from_secs(5),
+            || stack.serves().all(|s| s.auth_x(&key).status == 401),
+        );
+    }
     stdin.write_all(b"go\n").unwrap();
     stdin.flush().unwrap();
     let phase2 = lines.got.len();
@@ -537,17 +586,13 @@ fn the_sdk_oauth_client_with_a_client_id_metadata_document_and_the_bridge() {
         context(&lines)
     );
     assert!(
-        stack.serve.log().contains(
+        stack.serve_logs().contains(
             "bridge: a refresh was refused (the key behind this refresh token is no longer valid)"
         ),
         "{}",
         context(&lines)
     );
-    assert_eq!(
-        document.requests(),
-        ["/client.json"],
-        "the document is cached"
-    );
+    fetched_once_each();
 
     // Upstream: `echo` ran once per tool call let through, none after the refusal.
     let through: Vec<usize> = (0..lines.got.len())
@@ -559,7 +604,11 @@ fn the_sdk_oauth_client_with_a_client_id_metadata_document_and_the_bridge() {
 
     // No key and no token anywhere they could leak.
     let client_err = std::fs::read_to_string(&err_file).unwrap_or_default();
-    let all = format!("{text}\n{client_err}\n{}\n{}", logs(dir), stack.serve.log());
+    let all = format!(
+        "{text}\n{client_err}\n{}\n{}",
+        logs(dir),
+        stack.serve_logs()
+    );
     assert_no_secret(
         "the client's output, serve's and nginx's logs",
         &all,
@@ -567,8 +616,93 @@ fn the_sdk_oauth_client_with_a_client_id_metadata_document_and_the_bridge() {
     );
     assert!(!all.contains("eyJ"), "a token in\n{all}");
     eprintln!(
-        "bridge + SDK: the revoked key's token refused {after:?} after `revoke` returned; \
-         the whole test took {:?}",
+        "bridge ({instances} instance(s)) + SDK: the revoked key's token refused {after:?} \
+         after `revoke` returned; the whole test took {:?}",
         started.elapsed()
+    );
+    Some(Flow {
+        stack,
+        lines,
+        issuer,
+        _tmp: tmp,
+    })
+}
+
+/// The same flow against a fleet: nginx's upstream lists two bridges (`--authorization-state`
+/// in a Redis on 127.0.0.1 started by the test, one signing key, a usage file each) in round
+/// robin, so the SDK's requests, the person's and the tool calls' `/auth` subrequests land on
+/// both. Every assertion of the test of one bridge holds (the document fetched once per
+/// instance at most); each instance let some of the access tokens through `/auth`, whichever
+/// issued them; the answers on the consent page and at `/token` that the two instances count
+/// add up to the ones the client saw, each instance having given some; the state is in the
+/// test's Redis.
+#[test]
+fn the_sdk_oauth_client_and_a_fleet_of_two_bridges_behind_nginx() {
+    let Some(redis) = Redis::start() else {
+        return;
+    };
+    let Some(flow) = sdk_flow(Some(&redis.url("sdk"))) else {
+        return;
+    };
+    let (lines, issuer) = (&flow.lines, &flow.issuer);
+    let serves: Vec<&Server> = flow.stack.serves().collect();
+    assert_eq!(serves.len(), 2);
+    let valid: Vec<u64> = serves
+        .iter()
+        .map(|s| s.metric("mcp_key_serve_tokens_total{result=\"VALID\"}"))
+        .collect();
+    assert!(
+        valid.iter().all(|&n| n > 0),
+        "tokens let through per instance: {valid:?}\n{}",
+        flow.stack.serve_logs()
+    );
+    // What both instances counted, against the client's steps; each answered some (the
+    // person's answer and the code's exchange follow each other, so round robin splits them).
+    let mut answered = vec![0; serves.len()];
+    let mut counted = |line: &str| {
+        let each: Vec<u64> = serves.iter().map(|s| s.metric(line)).collect();
+        answered.iter_mut().zip(&each).for_each(|(a, n)| *a += n);
+        each.iter().sum::<u64>()
+    };
+    let seen = |want: String| {
+        (0..lines.got.len())
+            .filter(|&i| step(lines.line(i)).as_deref() == Some(want.as_str()))
+            .count() as u64
+    };
+    let approved = seen(format!("POST {issuer}/authorize 302"));
+    let exchanged = seen(format!("POST {issuer}/token 200"));
+    assert_eq!((approved, exchanged), (1, 1), "{}", lines.text());
+    for (line, want) in [
+        (
+            "mcp_key_serve_bridge_consents_total{result=\"approved\"}",
+            approved,
+        ),
+        (
+            "mcp_key_serve_bridge_consents_total{result=\"key_refused\"}",
+            seen(format!("POST {issuer}/authorize 400")),
+        ),
+        (
+            "mcp_key_serve_bridge_grants_total{grant=\"authorization_code\",result=\"issued\"}",
+            exchanged,
+        ),
+        (
+            "mcp_key_serve_bridge_grants_total{grant=\"refresh_token\",result=\"refused\"}",
+            seen(format!("POST {issuer}/token 400")),
+        ),
+    ] {
+        assert_eq!(counted(line), want, "{line}\n{}", lines.text());
+    }
+    assert!(
+        answered.iter().all(|&n| n > 0),
+        "consent and /token answers per instance: {answered:?}\n{}",
+        lines.text()
+    );
+    let Some(redis::Value::Array(keys)) = redis.query(&["KEYS", "mkm:{sdk}:bridge:*"]) else {
+        panic!("the store cannot be read")
+    };
+    assert!(!keys.is_empty(), "no bridge state in the store");
+    eprintln!(
+        "fleet of two bridges, per instance: tokens let through /auth {valid:?}, consent \
+         and /token answers {answered:?}"
     );
 }

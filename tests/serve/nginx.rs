@@ -84,16 +84,20 @@ fn wait_for_port(port: u16, what: &str, children: &mut Kill) {
     }
 }
 
-/// The nginx configuration of docs/serve.md, with this test's ports and paths, and
-/// `locations` added to the server block.
+/// The nginx configuration of docs/serve.md, with this test's ports and paths, `serve_addrs`
+/// in the upstream (round robin), and `locations` added to the server block.
 pub fn nginx_conf(
     dir: &Path,
     listen: u16,
-    serve_addr: &str,
+    serve_addrs: &[&str],
     mcp_port: u16,
     locations: &str,
 ) -> String {
     let d = dir.display();
+    let servers: String = serve_addrs
+        .iter()
+        .map(|a| format!("        server {a};\n"))
+        .collect();
     format!(
         r#"daemon off;
 worker_processes 1;
@@ -109,8 +113,7 @@ http {{
     scgi_temp_path {d}/nginx-scgi;
 
     upstream mcp_key_serve {{
-        server {serve_addr};
-        keepalive 16;
+{servers}        keepalive 16;
     }}
 
     server {{
@@ -271,17 +274,22 @@ fn probe(port: u16, key: &str) -> (u16, Option<String>) {
 /// loopback, stopped on drop.
 pub(crate) struct Stack {
     pub(crate) serve: Server,
+    /// The other `serve` instances in nginx's upstream, if any ([`Extra::serve_own`]).
+    pub(crate) others: Vec<Server>,
     pub(crate) _kids: Kill,
     pub(crate) port: u16,
     pub(crate) seen: PathBuf,
 }
 
 /// What a test adds to the [`Stack`]: environment variables for `serve` (the rest is
-/// cleared), and locations for nginx's server block.
+/// cleared), locations for nginx's server block, and the arguments of each `serve` instance
+/// of its own, after the shared ones (its `--usage`, say): one instance per element, all in
+/// nginx's upstream; none, one instance.
 #[derive(Default)]
 pub(crate) struct Extra<'a> {
     pub(crate) serve_env: &'a [(&'a str, &'a str)],
     pub(crate) nginx_locations: &'a str,
+    pub(crate) serve_own: &'a [&'a [&'a str]],
 }
 
 impl Stack {
@@ -320,7 +328,19 @@ impl Stack {
         extra: &Extra<'_>,
     ) -> Stack {
         let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/serve/mcp");
-        let serve = Server::start_with_env(verifier, serve_args, extra.serve_env);
+        let mut others: Vec<Server> = extra
+            .serve_own
+            .iter()
+            .map(|own| {
+                let args: Vec<&str> = serve_args.iter().chain(own.iter()).copied().collect();
+                Server::start_with_env(verifier, &args, extra.serve_env)
+            })
+            .collect();
+        let serve = if others.is_empty() {
+            Server::start_with_env(verifier, serve_args, extra.serve_env)
+        } else {
+            others.remove(0)
+        };
         let mut kids = Kill(Vec::new());
         let mcp_port = free_port();
         let seen = dir.join("seen-key-ids.txt");
@@ -337,7 +357,11 @@ impl Stack {
         );
         wait_for_port(mcp_port, "the MCP server", &mut kids);
         let conf = dir.join("nginx.conf");
-        let text = nginx_conf(dir, port, &serve.addr, mcp_port, extra.nginx_locations);
+        let addrs: Vec<&str> = std::iter::once(&serve)
+            .chain(&others)
+            .map(|s| s.addr.as_str())
+            .collect();
+        let text = nginx_conf(dir, port, &addrs, mcp_port, extra.nginx_locations);
         std::fs::write(&conf, text).unwrap();
         kids.0.push(
             Command::new(nginx)
@@ -356,10 +380,24 @@ impl Stack {
         wait_for_port(port, "nginx", &mut kids);
         Stack {
             serve,
+            others,
             _kids: kids,
             port,
             seen,
         }
+    }
+
+    /// Every `serve` instance, the first one first.
+    pub(crate) fn serves(&self) -> impl Iterator<Item = &Server> {
+        std::iter::once(&self.serve).chain(&self.others)
+    }
+
+    /// What every `serve` instance logged, one after the other.
+    pub(crate) fn serve_logs(&self) -> String {
+        self.serves()
+            .map(Server::log)
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 
