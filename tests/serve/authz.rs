@@ -715,17 +715,18 @@ fn revocation_and_tokens_not_for_this_resource() {
         .unwrap()
         .to_string();
     let now = chrono::Utc::now().timestamp();
-    let sign = |aud: &str| {
+    let sign_at = |aud: &str, iat: i64, exp: i64| {
         let h = B64URL.encode(json!({"alg": "EdDSA", "typ": "at+jwt", "kid": kid}).to_string());
         let c = B64URL.encode(
             json!({"iss": ISSUER, "aud": aud, "sub": s.good.id, "scope": "tools:call",
-                   "iat": now, "exp": now + 300, "jti": format!("j-{aud}"), "sid": "999"})
+                   "iat": iat, "exp": exp, "jti": format!("j-{aud}-{iat}-{exp}"), "sid": "999"})
             .to_string(),
         );
         let input = format!("{h}.{c}");
         let sig = ed25519_dalek::Signer::sign(&key, input.as_bytes());
         format!("{input}.{}", B64URL.encode(sig.to_bytes()))
     };
+    let sign = |aud: &str| sign_at(aud, now, now + 300);
     assert_eq!(
         bearer(&srv, &sign(RESOURCE)).status,
         200,
@@ -733,6 +734,15 @@ fn revocation_and_tokens_not_for_this_resource() {
     );
     let r = bearer(&srv, &sign("https://other.example/mcp"));
     assert_eq!(r.status, 401);
+    // With this issuer's key, but not as it mints: longer than an hour, or from the future.
+    assert_eq!(
+        bearer(&srv, &sign_at(RESOURCE, now, now + 7200)).status,
+        401
+    );
+    assert_eq!(
+        bearer(&srv, &sign_at(RESOURCE, now + 600, now + 900)).status,
+        401
+    );
     assert!(r
         .header("www-authenticate")
         .unwrap()

@@ -378,6 +378,13 @@ impl Bridge {
                     iat: claims.get("iat").and_then(Value::as_i64).unwrap_or(0),
                     exp: info.expires_at,
                 });
+                // This issuer mints nothing longer than an hour, nor from a clock further
+                // ahead than its instances may be: such a token was not minted as it says.
+                if own.exp - own.iat > store::MAX_TOKEN_LIFETIME || own.iat > now + leeway {
+                    return Some(Err(invalid(
+                        "the token's iat or lifetime is not this issuer's",
+                    )));
+                }
                 let mut seen = self
                     .seen
                     .lock()
