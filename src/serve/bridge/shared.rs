@@ -209,20 +209,24 @@ return {'OK', v[1]}
 /// on a store that is not the server the state was last seen on, `{'MOVED'}`.
 /// `KEYS`: the code, the family, the refresh token; `ARGV[2..]`: the grant as read (it
 /// must be unchanged), the family id, key id, client id, scopes' JSON, end, start, seal,
-/// the refresh token's hash and value, the refresh lifetime, how long a used code is kept.
+/// the refresh token's hash and value, the refresh lifetime, how long a used code is kept,
+/// when the code was issued (not after the store's epoch). `{'OK', the store's time}`.
 const CODE_CLAIM: &str = r"
 if moved() then return {'MOVED'} end
 local v = redis.call('HMGET', KEYS[1], 'g', 'u')
-if v[2] == ARGV[3] then return {'OK'} end
+if v[2] == ARGV[3] then return {'OK', tostring(now)} end
 if v[2] then revoke(v[2]) return {'REUSED', v[2]} end
 if v[1] ~= ARGV[2] or redis.call('EXISTS', KEYS[2]) == 1 then return {'INVALID'} end
+if tonumber(ARGV[14]) <= (tonumber(redis.call('GET', P .. 'epoch')) or 0) then
+  return {'INVALID'}
+end
 redis.call('HSET', KEYS[2], 'k', ARGV[4], 'c', ARGV[5], 's', ARGV[6], 'e', ARGV[7],
   't', ARGV[8], 'm', ARGV[9], 'r', ARGV[10], 'o', '')
 redis.call('EXPIRE', KEYS[2], ARGV[12])
 redis.call('SET', KEYS[3], ARGV[11], 'EX', ARGV[12])
 redis.call('HSET', KEYS[1], 'u', ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[13])
-return {'OK'}
+return {'OK', tostring(now)}
 ";
 
 /// Reads a refresh token before its checks: `{'OK', value, key id, client id, scopes,
@@ -239,8 +243,9 @@ if not f[1] then return {'INVALID'} end
 return {'OK', v, f[1], f[2] or '', f[3] or '', f[4] or '', f[5] or '', f[6] or ''}
 ";
 
-/// Rotates a refresh token, in one step: `{'OK'}`, `{'INVALID'}`, `{'REUSED', family}`, or
-/// `{'MOVED'}`; sent again after it was done, it finds its own rotation and answers OK.
+/// Rotates a refresh token, in one step: `{'OK', the store's time}`, `{'INVALID'}` (also
+/// for a family started before the store's epoch), `{'REUSED', family}`, or `{'MOVED'}`;
+/// sent again after it was done, it finds its own rotation and answers OK.
 /// `KEYS`: the token, its family, the next token; `ARGV[2..]`: the token's value as read
 /// (it must be unchanged), its rotated-out value, the next token's value, the refresh
 /// lifetime, how many rotated-out tokens are kept, this token's hash, the next one's.
@@ -250,9 +255,13 @@ local v = redis.call('GET', KEYS[1])
 if not v then return {'INVALID'} end
 local fam, cur = string.match(v, '^(%d+) ([01]) %x+$')
 if not fam then return {'INVALID'} end
-if v == ARGV[3] and redis.call('HGET', KEYS[2], 'r') == ARGV[8] then return {'OK'} end
+if v == ARGV[3] and redis.call('HGET', KEYS[2], 'r') == ARGV[8] then
+  return {'OK', tostring(now)}
+end
 if cur == '0' then revoke(fam) return {'REUSED', fam} end
 if v ~= ARGV[2] or redis.call('EXISTS', KEYS[2]) == 0 then return {'INVALID'} end
+local start = tonumber(redis.call('HGET', KEYS[2], 't')) or 0
+if start <= (tonumber(redis.call('GET', P .. 'epoch')) or 0) then return {'INVALID'} end
 redis.call('SET', KEYS[1], ARGV[3], 'KEEPTTL')
 local old = {}
 for h in string.gmatch(redis.call('HGET', KEYS[2], 'o') or '', '%S+') do
@@ -265,7 +274,7 @@ end
 redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[5])
 redis.call('HSET', KEYS[2], 'r', ARGV[8], 'o', table.concat(old, ' '))
 redis.call('EXPIRE', KEYS[2], ARGV[5])
-return {'OK'}
+return {'OK', tostring(now)}
 ";
 
 /// The scopes' JSON of a current refresh token's family, or nil. `KEYS[1]` the token.
@@ -488,6 +497,14 @@ fn family_id() -> u64 {
     let mut b = [0u8; 8];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
     u64::from_le_bytes(b).max(1)
+}
+
+/// A code as its peek read it: its key, its sealed value, and when it was issued.
+#[derive(Clone, Copy)]
+struct CodeRead<'a> {
+    key: &'a str,
+    value: &'a str,
+    issued: i64,
 }
 
 /// What a code's value holds: its grant, and when it was issued and ends.
@@ -875,14 +892,21 @@ impl Shared {
         );
         let refresh = store::random_token();
         let rh = to_hex(&self.inner.local.digest(&refresh));
-        let claimed = self.claim(&key, value, id, &family, &rh, now)?;
+        let read = CodeRead {
+            key: &key,
+            value,
+            issued: stamped.issued,
+        };
+        let claimed = self.claim(&read, id, &family, &rh, now)?;
         match verdict(&claimed) {
-            Verdict::Ok(_) => Ok(Ok(Redeemed {
-                grant,
-                scopes,
-                family: id,
-                refresh,
-            })),
+            Verdict::Ok(rest) => self.in_step(rest, now).map(|()| {
+                Ok(Redeemed {
+                    grant,
+                    scopes,
+                    family: id,
+                    refresh,
+                })
+            }),
             Verdict::Reused(f) => {
                 self.revoked_here(f);
                 Err(GrantError::Reused)
@@ -896,13 +920,13 @@ impl Shared {
     /// with the refresh token whose hash is `rh`, in one script.
     fn claim(
         &self,
-        key: &str,
-        value: &str,
+        code: &CodeRead<'_>,
         id: u64,
         family: &Family,
         rh: &str,
         now: i64,
     ) -> std::result::Result<Vec<String>, GrantError> {
+        let CodeRead { key, value, issued } = *code;
         let scopes_json = serde_json::to_string(&family.scopes).map_err(|_| GrantError::Invalid)?;
         let seal = self.mac(&Shared::family_input(
             id,
@@ -932,8 +956,24 @@ impl Shared {
                 &self.refresh_value(rh, id, true),
                 &store::REFRESH_LIFETIME,
                 &store::USED_CODE_MEMORY,
+                &issued,
             ],
         )
+    }
+
+    /// A spend done: the store's time it answered with must be within [`MAX_SKEW`] of
+    /// this clock, which is about to stamp the tokens (a clock stepped since the last
+    /// heartbeat would mint tokens that outlive their denials): 503 otherwise, the spend
+    /// lost (the client authorizes again), nothing minted.
+    fn in_step(&self, rest: &[String], now: i64) -> std::result::Result<(), GrantError> {
+        let then = rest.first().and_then(|t| t.parse::<i64>().ok());
+        if then.is_some_and(|t| (now - t).abs() <= MAX_SKEW) {
+            return Ok(());
+        }
+        self.inner.skewed.store(true, Ordering::Relaxed);
+        Err(self.failed(&format!(
+            "this machine's clock is more than {MAX_SKEW} s off the store's"
+        )))
     }
 
     /// A spending script found the store on another server than the state was last seen
@@ -988,11 +1028,13 @@ impl Shared {
         let nh = to_hex(&self.inner.local.digest(&next));
         let done = self.commit(&h, value, id, &nh)?;
         match verdict(&done) {
-            Verdict::Ok(_) => Ok(Ok(Rotated {
-                family,
-                id,
-                refresh: next,
-            })),
+            Verdict::Ok(rest) => self.in_step(rest, now).map(|()| {
+                Ok(Rotated {
+                    family,
+                    id,
+                    refresh: next,
+                })
+            }),
             Verdict::Reused(f) => {
                 self.revoked_here(f);
                 Err(GrantError::Reused)
@@ -1272,13 +1314,6 @@ impl Inner {
         // Subscribed first: a denial announced while loading is not missed.
         self.load(&mut con)?;
         self.touch();
-        *followed = true;
-        if std::mem::take(down) {
-            log(format_args!(
-                "authorization state: the store {} is reachable again",
-                self.redis.url()
-            ));
-        }
         let nonce = to_hex(&store::random_token().as_bytes()[..8]);
         let mut beat: u64 = 0;
         // The heartbeat awaited, and when it was sent.
@@ -1293,6 +1328,14 @@ impl Inner {
                             waiting = None;
                             heard = Instant::now();
                             self.touch();
+                            // Following for real only once a heartbeat came back.
+                            *followed = true;
+                            if std::mem::take(down) {
+                                log(format_args!(
+                                    "authorization state: the store {} is reachable again",
+                                    self.redis.url()
+                                ));
+                            }
                         }
                     } else {
                         self.apply(&payload);
@@ -1428,9 +1471,10 @@ mod tests {
 
     /// A spending script sent twice with the same arguments (its reply lost, the Redis
     /// client sending it again) answers OK both times and is done once; another spend of
-    /// the same code or refresh token is a reuse.
+    /// the same code or refresh token is a reuse; a code or family from before the store's
+    /// epoch is not spent, whatever the instance has heard.
     #[test]
-    fn a_spend_sent_twice_is_done_once() {
+    fn a_spend_is_done_once_and_never_before_the_epoch() {
         let Some(r) = TestRedis::start() else {
             return;
         };
@@ -1459,11 +1503,18 @@ mod tests {
             panic!("{seen:?}")
         };
         let (r1, r2) = ("a1".repeat(32), "a2".repeat(32));
+        fn read<'a>(key: &'a str, value: &'a str, issued: i64) -> CodeRead<'a> {
+            CodeRead { key, value, issued }
+        }
         for _ in 0..2 {
-            let v = shared.claim(&key, value, 7, &family, &r1, now).unwrap();
+            let v = shared
+                .claim(&read(&key, value, now), 7, &family, &r1, now)
+                .unwrap();
             assert!(matches!(verdict(&v), Verdict::Ok(_)), "{v:?}");
         }
-        let v = shared.claim(&key, value, 8, &family, &r2, now).unwrap();
+        let v = shared
+            .claim(&read(&key, value, now), 8, &family, &r2, now)
+            .unwrap();
         assert!(matches!(verdict(&v), Verdict::Reused(7)), "{v:?}");
 
         let code = shared.issue_code(&grant, now).unwrap();
@@ -1474,7 +1525,9 @@ mod tests {
         let Verdict::Ok([value]) = verdict(&seen) else {
             panic!("{seen:?}")
         };
-        let v = shared.claim(&key, value, 9, &family, &r2, now).unwrap();
+        let v = shared
+            .claim(&read(&key, value, now), 9, &family, &r2, now)
+            .unwrap();
         assert!(matches!(verdict(&v), Verdict::Ok(_)), "{v:?}");
         let current = shared.refresh_value(&r2, 9, true);
         let (n1, n2) = ("b1".repeat(32), "b2".repeat(32));
@@ -1484,6 +1537,40 @@ mod tests {
         }
         let v = shared.commit(&r2, &current, 9, &n2).unwrap();
         assert!(matches!(verdict(&v), Verdict::Reused(9)), "{v:?}");
+        // A code or family from before the store's epoch is not spent, whatever this
+        // instance has heard of the epoch yet (a failover it has not noticed).
+        let fresh = shared.issue_code(&grant, now).unwrap();
+        let key = shared.key("code", &local.digest(&fresh));
+        let seen: Vec<String> = shared
+            .invoke(&shared.scripts().code_peek, &[&key], &[])
+            .unwrap();
+        let Verdict::Ok([value]) = verdict(&seen) else {
+            panic!("{seen:?}")
+        };
+        let v = shared
+            .claim(&read(&key, value, now), 10, &family, &n2, now)
+            .unwrap();
+        assert!(matches!(verdict(&v), Verdict::Ok(_)), "{v:?}");
+        let epoch = shared.named("epoch");
+        let _: () = shared
+            .with(|con| redis::cmd("SET").arg(&epoch).arg(now + 5).query(con))
+            .unwrap();
+        let current = shared.refresh_value(&n2, 10, true);
+        let v = shared.commit(&n2, &current, 10, &"c1".repeat(32)).unwrap();
+        assert!(matches!(verdict(&v), Verdict::Invalid), "{v:?}");
+        let code = shared.issue_code(&grant, now).unwrap();
+        let key = shared.key("code", &local.digest(&code));
+        let seen: Vec<String> = shared
+            .invoke(&shared.scripts().code_peek, &[&key], &[])
+            .unwrap();
+        let Verdict::Ok([value]) = verdict(&seen) else {
+            panic!("{seen:?}")
+        };
+        let v = shared
+            .claim(&read(&key, value, now), 11, &family, &"c2".repeat(32), now)
+            .unwrap();
+        assert!(matches!(verdict(&v), Verdict::Invalid), "{v:?}");
+
         // The revocation reaches this instance through the channel.
         let t0 = Instant::now();
         while !local.is_denied("j", &store::family_entry(9), now, now) {
