@@ -1494,40 +1494,36 @@ mod tests {
             grant.scopes.clone(),
             now + store::FAMILY_LIFETIME,
         );
-        let code = shared.issue_code(&grant, now).unwrap();
-        let key = shared.key("code", &local.digest(&code));
-        let seen: Vec<String> = shared
-            .invoke(&shared.scripts().code_peek, &[&key], &[])
-            .unwrap();
-        let Verdict::Ok([value]) = verdict(&seen) else {
-            panic!("{seen:?}")
+        // A new code, its key and its sealed value as the peek reads it.
+        let issue = || {
+            let code = shared.issue_code(&grant, now).unwrap();
+            let key = shared.key("code", &local.digest(&code));
+            let seen: Vec<String> = shared
+                .invoke(&shared.scripts().code_peek, &[&key], &[])
+                .unwrap();
+            let Verdict::Ok([value]) = verdict(&seen) else {
+                panic!("{seen:?}")
+            };
+            (key, value.clone())
+        };
+        let spend = |(key, value): &(String, String), id: u64, rh: &str| {
+            let read = CodeRead {
+                key,
+                value,
+                issued: now,
+            };
+            shared.claim(&read, id, &family, rh, now).unwrap()
         };
         let (r1, r2) = ("a1".repeat(32), "a2".repeat(32));
-        fn read<'a>(key: &'a str, value: &'a str, issued: i64) -> CodeRead<'a> {
-            CodeRead { key, value, issued }
-        }
+        let code = issue();
         for _ in 0..2 {
-            let v = shared
-                .claim(&read(&key, value, now), 7, &family, &r1, now)
-                .unwrap();
+            let v = spend(&code, 7, &r1);
             assert!(matches!(verdict(&v), Verdict::Ok(_)), "{v:?}");
         }
-        let v = shared
-            .claim(&read(&key, value, now), 8, &family, &r2, now)
-            .unwrap();
+        let v = spend(&code, 8, &r2);
         assert!(matches!(verdict(&v), Verdict::Reused(7)), "{v:?}");
 
-        let code = shared.issue_code(&grant, now).unwrap();
-        let key = shared.key("code", &local.digest(&code));
-        let seen: Vec<String> = shared
-            .invoke(&shared.scripts().code_peek, &[&key], &[])
-            .unwrap();
-        let Verdict::Ok([value]) = verdict(&seen) else {
-            panic!("{seen:?}")
-        };
-        let v = shared
-            .claim(&read(&key, value, now), 9, &family, &r2, now)
-            .unwrap();
+        let v = spend(&issue(), 9, &r2);
         assert!(matches!(verdict(&v), Verdict::Ok(_)), "{v:?}");
         let current = shared.refresh_value(&r2, 9, true);
         let (n1, n2) = ("b1".repeat(32), "b2".repeat(32));
@@ -1537,20 +1533,12 @@ mod tests {
         }
         let v = shared.commit(&r2, &current, 9, &n2).unwrap();
         assert!(matches!(verdict(&v), Verdict::Reused(9)), "{v:?}");
+
         // A code or family from before the store's epoch is not spent, whatever this
         // instance has heard of the epoch yet (a failover it has not noticed).
-        let fresh = shared.issue_code(&grant, now).unwrap();
-        let key = shared.key("code", &local.digest(&fresh));
-        let seen: Vec<String> = shared
-            .invoke(&shared.scripts().code_peek, &[&key], &[])
-            .unwrap();
-        let Verdict::Ok([value]) = verdict(&seen) else {
-            panic!("{seen:?}")
-        };
-        let v = shared
-            .claim(&read(&key, value, now), 10, &family, &n2, now)
-            .unwrap();
+        let v = spend(&issue(), 10, &n2);
         assert!(matches!(verdict(&v), Verdict::Ok(_)), "{v:?}");
+        let later = issue();
         let epoch = shared.named("epoch");
         let _: () = shared
             .with(|con| redis::cmd("SET").arg(&epoch).arg(now + 5).query(con))
@@ -1558,17 +1546,7 @@ mod tests {
         let current = shared.refresh_value(&n2, 10, true);
         let v = shared.commit(&n2, &current, 10, &"c1".repeat(32)).unwrap();
         assert!(matches!(verdict(&v), Verdict::Invalid), "{v:?}");
-        let code = shared.issue_code(&grant, now).unwrap();
-        let key = shared.key("code", &local.digest(&code));
-        let seen: Vec<String> = shared
-            .invoke(&shared.scripts().code_peek, &[&key], &[])
-            .unwrap();
-        let Verdict::Ok([value]) = verdict(&seen) else {
-            panic!("{seen:?}")
-        };
-        let v = shared
-            .claim(&read(&key, value, now), 11, &family, &"c2".repeat(32), now)
-            .unwrap();
+        let v = spend(&later, 11, &"c2".repeat(32));
         assert!(matches!(verdict(&v), Verdict::Invalid), "{v:?}");
 
         // The revocation reaches this instance through the channel.
