@@ -19,18 +19,15 @@ type Answer<T> = std::result::Result<T, GrantError>;
 pub enum Grants {
     /// In this process.
     Local(Box<Store>),
-    /// In a shared store; `local` holds the hashing secret and the denylist as pushed.
-    Shared {
-        local: Arc<Store>,
-        shared: Arc<Shared>,
-    },
+    /// In a shared store (which keeps the hashing secret and the denylist as pushed here).
+    Shared(Arc<Shared>),
 }
 
 impl Grants {
     fn local(&self) -> &Store {
         match self {
             Grants::Local(s) => s,
-            Grants::Shared { local, .. } => local,
+            Grants::Shared(shared) => shared.local(),
         }
     }
 
@@ -38,7 +35,7 @@ impl Grants {
     pub fn shared(&self) -> Option<&Arc<Shared>> {
         match self {
             Grants::Local(_) => None,
-            Grants::Shared { shared, .. } => Some(shared),
+            Grants::Shared(shared) => Some(shared),
         }
     }
 
@@ -66,7 +63,7 @@ impl Grants {
     pub fn add_pending(&self, p: Pending, now: i64) -> Answer<Option<Zeroizing<String>>> {
         match self {
             Grants::Local(s) => Ok(s.add_pending(p, now)),
-            Grants::Shared { shared, .. } => shared.add_pending(&p, now),
+            Grants::Shared(shared) => shared.add_pending(&p),
         }
     }
 
@@ -74,7 +71,7 @@ impl Grants {
     pub fn pending(&self, handle: &str, now: i64) -> Answer<Option<Pending>> {
         match self {
             Grants::Local(s) => Ok(s.pending(handle, now)),
-            Grants::Shared { shared, .. } => shared.pending(handle, now),
+            Grants::Shared(shared) => shared.pending(handle, now),
         }
     }
 
@@ -82,7 +79,7 @@ impl Grants {
     pub fn failed_attempt(&self, handle: &str, now: i64) -> Answer<bool> {
         match self {
             Grants::Local(s) => Ok(s.failed_attempt(handle, now)),
-            Grants::Shared { shared, .. } => shared.failed_attempt(handle, now),
+            Grants::Shared(shared) => shared.failed_attempt(handle),
         }
     }
 
@@ -90,7 +87,7 @@ impl Grants {
     pub fn take_pending(&self, handle: &str, now: i64) -> Answer<Option<Pending>> {
         match self {
             Grants::Local(s) => Ok(s.take_pending(handle, now)),
-            Grants::Shared { shared, .. } => shared.take_pending(handle, now),
+            Grants::Shared(shared) => shared.take_pending(handle, now),
         }
     }
 
@@ -98,7 +95,7 @@ impl Grants {
     pub fn issue_code(&self, grant: Grant, now: i64) -> Answer<Zeroizing<String>> {
         match self {
             Grants::Local(s) => s.issue_code(grant, now),
-            Grants::Shared { shared, .. } => shared.issue_code(&grant, now),
+            Grants::Shared(shared) => shared.issue_code(&grant, now),
         }
     }
 
@@ -111,7 +108,7 @@ impl Grants {
     ) -> Answer<Result<Redeemed, E>> {
         match self {
             Grants::Local(s) => s.redeem_code(code, now, check),
-            Grants::Shared { shared, .. } => shared.redeem_code(code, now, check),
+            Grants::Shared(shared) => shared.redeem_code(code, now, check),
         }
     }
 
@@ -124,7 +121,7 @@ impl Grants {
     ) -> Answer<Result<Rotated, E>> {
         match self {
             Grants::Local(s) => s.rotate(refresh, now, check),
-            Grants::Shared { shared, .. } => shared.rotate(refresh, now, check),
+            Grants::Shared(shared) => shared.rotate(refresh, now, check),
         }
     }
 
@@ -132,7 +129,7 @@ impl Grants {
     pub fn family_scopes(&self, refresh: &str, now: i64) -> Option<Vec<String>> {
         match self {
             Grants::Local(s) => s.family_scopes(refresh, now),
-            Grants::Shared { shared, .. } => shared.family_scopes(refresh, now),
+            Grants::Shared(shared) => shared.family_scopes(refresh),
         }
     }
 
@@ -143,7 +140,7 @@ impl Grants {
                 s.revoke_refresh(refresh, client_id, now);
                 Ok(())
             }
-            Grants::Shared { shared, .. } => shared.revoke_refresh(refresh, client_id, now),
+            Grants::Shared(shared) => shared.revoke_refresh(refresh, client_id),
         }
     }
 
@@ -155,7 +152,7 @@ impl Grants {
                 s.revoke_family(id, now);
                 Ok(())
             }
-            Grants::Shared { shared, .. } => shared.revoke_family(id),
+            Grants::Shared(shared) => shared.revoke_family(id),
         }
     }
 }

@@ -237,9 +237,8 @@ impl Bridge {
             ))),
             // The fleet's denylist is the store's: tokens from before its epoch only.
             Some(url) => {
-                let local = Arc::new(Store::new(signer.hashing_secret(), 0));
-                let shared = Arc::new(shared::Shared::start(url, Arc::clone(&local))?);
-                Grants::Shared { local, shared }
+                let local = Store::new(signer.hashing_secret(), 0);
+                Grants::Shared(Arc::new(shared::Shared::start(url, local)?))
             }
         };
         let clients = Clients::new(s.allow_private_clients, grants.shared().cloned());

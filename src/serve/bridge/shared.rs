@@ -43,7 +43,7 @@
 //! away from it is refused. Values read back are data (sealed JSON, numbers, hex), never
 //! code: the scripts are this file's.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -410,10 +410,12 @@ struct Inner {
     /// `mkm:{NAME}:bridge:`.
     prefix: String,
     /// The hashing secret and the denylist as the store pushes it.
-    local: Arc<Store>,
+    local: Store,
     scripts: Scripts,
-    /// When the subscription was last proven alive.
-    contact: Mutex<Option<Instant>>,
+    /// When the subscription was last proven alive, in milliseconds after `started`, plus
+    /// one (0: never). An atomic: every `/auth` with this issuer's token reads it.
+    contact: AtomicU64,
+    started: Instant,
     /// Whether this machine's clock was last found more than [`MAX_SKEW`] off the
     /// store's: the endpoints then decide nothing.
     skewed: AtomicBool,
@@ -522,7 +524,7 @@ impl Shared {
     /// # Errors
     /// As [`Redis::parse`]; [`Error::Usage`] when the store cannot be reached now, is
     /// older than Redis 6, or keeps a clock more than [`MAX_SKEW`] away from this one.
-    pub fn start(url: &str, local: Arc<Store>) -> Result<Shared> {
+    pub fn start(url: &str, local: Store) -> Result<Shared> {
         let redis = Redis::parse(url)?;
         let prefix = redis.key("bridge:");
         let inner = Arc::new(Inner {
@@ -530,7 +532,8 @@ impl Shared {
             prefix,
             local,
             scripts: Scripts::new(),
-            contact: Mutex::new(None),
+            contact: AtomicU64::new(0),
+            started: Instant::now(),
             skewed: AtomicBool::new(false),
             stop: AtomicBool::new(false),
         });
@@ -569,17 +572,23 @@ impl Shared {
         self.inner.redis.url()
     }
 
+    /// The hashing secret, and the denylist as the store pushes it.
+    pub fn local(&self) -> &Store {
+        &self.inner.local
+    }
+
     /// How long ago the denylist's subscription was last proven alive.
     pub fn age(&self) -> Option<Duration> {
         self.inner.age()
     }
 
-    fn key(&self, what: &str, h: &[u8]) -> String {
-        format!("{}{what}:{}", self.inner.prefix, to_hex(h))
+    /// The name a code, refresh token or consent handle is kept under: its keyed hash, hex.
+    fn hashed(&self, secret: &str) -> String {
+        to_hex(&self.inner.local.digest(secret))
     }
 
     fn named(&self, what: &str) -> String {
-        format!("{}{what}", self.inner.prefix)
+        self.inner.named(what)
     }
 
     /// The seal of `input` (HMAC-SHA-256 under the seal key).
@@ -749,16 +758,15 @@ impl Shared {
     pub fn add_pending(
         &self,
         p: &Pending,
-        _now: i64,
     ) -> std::result::Result<Option<Zeroizing<String>>, GrantError> {
         let handle = store::random_token();
-        let h = to_hex(&self.inner.local.digest(&handle));
+        let h = self.hashed(&handle);
         let json = serde_json::to_string(p).map_err(|_| GrantError::Invalid)?;
-        let client = to_hex(&self.inner.local.digest(&p.client_id));
+        let client = self.hashed(&p.client_id);
         let kept: i64 = self.invoke(
             &self.scripts().pending_add,
             &[
-                &format!("{}pending:{h}", self.inner.prefix),
+                &self.named(&format!("pending:{h}")),
                 &self.named("pendings"),
                 &self.named(&format!("pendings:{client}")),
             ],
@@ -791,20 +799,20 @@ impl Shared {
         handle: &str,
         now: i64,
     ) -> std::result::Result<Option<Pending>, GrantError> {
-        let h = to_hex(&self.inner.local.digest(handle));
-        let key = format!("{}pending:{h}", self.inner.prefix);
+        let h = self.hashed(handle);
+        let key = self.named(&format!("pending:{h}"));
         let value: Option<String> =
             self.with(|con| redis::cmd("HGET").arg(&key).arg("p").query(con))?;
         Ok(self.read_pending(&h, value, now))
     }
 
     /// Counts a refused key; false when the request has had its attempts (it is dropped).
-    pub fn failed_attempt(&self, handle: &str, _now: i64) -> std::result::Result<bool, GrantError> {
-        let h = to_hex(&self.inner.local.digest(handle));
+    pub fn failed_attempt(&self, handle: &str) -> std::result::Result<bool, GrantError> {
+        let h = self.hashed(handle);
         let left: i64 = self.invoke(
             &self.scripts().pending_fail,
             &[
-                &format!("{}pending:{h}", self.inner.prefix),
+                &self.named(&format!("pending:{h}")),
                 &self.named("pendings"),
             ],
             &[&store::MAX_ATTEMPTS, &h],
@@ -818,11 +826,11 @@ impl Shared {
         handle: &str,
         now: i64,
     ) -> std::result::Result<Option<Pending>, GrantError> {
-        let h = to_hex(&self.inner.local.digest(handle));
+        let h = self.hashed(handle);
         let value: Option<String> = self.invoke(
             &self.scripts().pending_take,
             &[
-                &format!("{}pending:{h}", self.inner.prefix),
+                &self.named(&format!("pending:{h}")),
                 &self.named("pendings"),
             ],
             &[&h],
@@ -837,7 +845,7 @@ impl Shared {
         now: i64,
     ) -> std::result::Result<Zeroizing<String>, GrantError> {
         let code = store::random_token();
-        let h = to_hex(&self.inner.local.digest(&code));
+        let h = self.hashed(&code);
         let json = serde_json::to_string(&Stamped {
             grant: grant.clone(),
             issued: now,
@@ -846,7 +854,7 @@ impl Shared {
         .map_err(|_| GrantError::Invalid)?;
         let _: i64 = self.invoke(
             &self.scripts().code_issue,
-            &[&format!("{}code:{h}", self.inner.prefix)],
+            &[&self.named(&format!("code:{h}"))],
             &[&self.seal("code", &h, &json), &store::CODE_LIFETIME],
         )?;
         Ok(code)
@@ -860,8 +868,8 @@ impl Shared {
         now: i64,
         check: impl FnOnce(&Grant) -> std::result::Result<Vec<String>, E>,
     ) -> std::result::Result<std::result::Result<Redeemed, E>, GrantError> {
-        let h = to_hex(&self.inner.local.digest(code));
-        let key = format!("{}code:{h}", self.inner.prefix);
+        let h = self.hashed(code);
+        let key = self.named(&format!("code:{h}"));
         let seen: Vec<String> = self.invoke(&self.scripts().code_peek, &[&key], &[])?;
         let value = match verdict(&seen) {
             Verdict::Ok([value]) => value,
@@ -891,7 +899,7 @@ impl Shared {
             now + store::FAMILY_LIFETIME,
         );
         let refresh = store::random_token();
-        let rh = to_hex(&self.inner.local.digest(&refresh));
+        let rh = self.hashed(&refresh);
         let read = CodeRead {
             key: &key,
             value,
@@ -940,8 +948,8 @@ impl Shared {
             &self.scripts().code_claim,
             &[
                 key,
-                &format!("{}family:{id}", self.inner.prefix),
-                &format!("{}refresh:{rh}", self.inner.prefix),
+                &self.named(&format!("family:{id}")),
+                &self.named(&format!("refresh:{rh}")),
             ],
             &[
                 &value,
@@ -990,8 +998,8 @@ impl Shared {
         now: i64,
         check: impl FnOnce(&Family) -> std::result::Result<(), E>,
     ) -> std::result::Result<std::result::Result<Rotated, E>, GrantError> {
-        let h = to_hex(&self.inner.local.digest(refresh));
-        let key = format!("{}refresh:{h}", self.inner.prefix);
+        let h = self.hashed(refresh);
+        let key = self.named(&format!("refresh:{h}"));
         let seen: Vec<String> = self.invoke(&self.scripts().refresh_peek, &[&key], &[])?;
         let (value, key_id, client_id, scopes_json, end, start, seal) = match verdict(&seen) {
             Verdict::Ok([v, k, c, s, e, t, m]) => (v, k, c, s, e, t, m),
@@ -1018,14 +1026,14 @@ impl Shared {
         if end <= now || start <= self.inner.local.denied_before() {
             return Err(GrantError::Invalid);
         }
-        let family_key = format!("{}family:{id}", self.inner.prefix);
+        let family_key = self.named(&format!("family:{id}"));
         if let Err(e) = check(&family) {
             let _: i64 = self.invoke(&self.scripts().family_revoke, &[&family_key], &[&id])?;
             self.revoked_here(id);
             return Ok(Err(e));
         }
         let next = store::random_token();
-        let nh = to_hex(&self.inner.local.digest(&next));
+        let nh = self.hashed(&next);
         let done = self.commit(&h, value, id, &nh)?;
         match verdict(&done) {
             Verdict::Ok(rest) => self.in_step(rest, now).map(|()| {
@@ -1053,13 +1061,12 @@ impl Shared {
         id: u64,
         nh: &str,
     ) -> std::result::Result<Vec<String>, GrantError> {
-        let p = &self.inner.prefix;
         self.invoke(
             &self.scripts().refresh_commit,
             &[
-                &format!("{p}refresh:{h}"),
-                &format!("{p}family:{id}"),
-                &format!("{p}refresh:{nh}"),
+                &self.named(&format!("refresh:{h}")),
+                &self.named(&format!("family:{id}")),
+                &self.named(&format!("refresh:{nh}")),
             ],
             &[
                 &value,
@@ -1074,8 +1081,8 @@ impl Shared {
     }
 
     /// The scopes granted to the family of the current refresh token `refresh`.
-    pub fn family_scopes(&self, refresh: &str, _now: i64) -> Option<Vec<String>> {
-        let key = self.key("refresh", &self.inner.local.digest(refresh));
+    pub fn family_scopes(&self, refresh: &str) -> Option<Vec<String>> {
+        let key = self.named(&format!("refresh:{}", self.hashed(refresh)));
         let json: Option<String> = self
             .invoke(&self.scripts().refresh_scopes, &[&key], &[])
             .ok()?;
@@ -1087,9 +1094,8 @@ impl Shared {
         &self,
         refresh: &str,
         client_id: Option<&str>,
-        _now: i64,
     ) -> std::result::Result<(), GrantError> {
-        let key = self.key("refresh", &self.inner.local.digest(refresh));
+        let key = self.named(&format!("refresh:{}", self.hashed(refresh)));
         let family: Option<String> = self.invoke(
             &self.scripts().refresh_revoke,
             &[&key],
@@ -1105,7 +1111,7 @@ impl Shared {
     /// store, and on the channel.
     pub fn revoke_family(&self, id: u64) -> std::result::Result<(), GrantError> {
         self.revoked_here(id);
-        let key = format!("{}family:{id}", self.inner.prefix);
+        let key = self.named(&format!("family:{id}"));
         let _: i64 = self.invoke(&self.scripts().family_revoke, &[&key], &[&id])?;
         Ok(())
     }
@@ -1121,7 +1127,7 @@ impl Shared {
     ) -> std::result::Result<bool, GrantError> {
         let kept: i64 = self.invoke(
             &self.scripts().register,
-            &[&format!("{}client:{id}", self.inner.prefix)],
+            &[&self.named(&format!("client:{id}"))],
             &[
                 &self.seal("client", id, json),
                 &UNUSED_CLIENT_TTL,
@@ -1133,14 +1139,14 @@ impl Shared {
 
     /// The metadata of registered client `id`, if the store still has it (sealed).
     pub fn client(&self, id: &str) -> std::result::Result<Option<String>, GrantError> {
-        let key = format!("{}client:{id}", self.inner.prefix);
+        let key = self.named(&format!("client:{id}"));
         let value: Option<String> = self.with(|con| redis::cmd("GET").arg(&key).query(con))?;
         Ok(value.and_then(|v| self.open("client", id, &v).map(str::to_owned)))
     }
 
     /// Keeps registered client `id` while it is used ([`IDLE_CLIENT_TTL`] from now).
     pub fn client_used(&self, id: &str) {
-        let key = format!("{}client:{id}", self.inner.prefix);
+        let key = self.named(&format!("client:{id}"));
         let _ = self.with(|con| {
             redis::cmd("EXPIRE")
                 .arg(&key)
@@ -1169,15 +1175,25 @@ fn version_ok(v: &str) -> bool {
 }
 
 impl Inner {
+    /// The Redis key `mkm:{NAME}:bridge:<what>`.
+    fn named(&self, what: &str) -> String {
+        format!("{}{what}", self.prefix)
+    }
+
     fn age(&self) -> Option<Duration> {
-        self.contact
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .map(|t| t.elapsed())
+        match self.contact.load(Ordering::Relaxed) {
+            0 => None,
+            at => Some(
+                self.started
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(at - 1)),
+            ),
+        }
     }
 
     fn touch(&self) {
-        *self.contact.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+        let at = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        self.contact.store(at + 1, Ordering::Relaxed);
     }
 
     fn stopped(&self) -> bool {
@@ -1185,7 +1201,7 @@ impl Inner {
     }
 
     fn channel(&self) -> String {
-        format!("{}revoked", self.prefix)
+        self.named("revoked")
     }
 
     /// Reads the epoch (moving it when the state is new, emptied or on another server),
@@ -1195,7 +1211,7 @@ impl Inner {
         self.check_in(con, "")?;
         let now = chrono::Utc::now().timestamp();
         let denied: Vec<(String, f64)> = redis::cmd("ZRANGEBYSCORE")
-            .arg(format!("{}denied", self.prefix))
+            .arg(self.named("denied"))
             .arg(now - KEEP)
             .arg("+inf")
             .arg("WITHSCORES")
@@ -1215,8 +1231,8 @@ impl Inner {
         let (epoch, then, version, id): (String, String, String, String) = self
             .scripts
             .check_in
-            .key(format!("{}epoch", self.prefix))
-            .key(format!("{}server", self.prefix))
+            .key(self.named("epoch"))
+            .key(self.named("server"))
             .arg(&self.prefix)
             .arg(heartbeat)
             .invoke(con)
@@ -1478,8 +1494,8 @@ mod tests {
         let Some(r) = TestRedis::start() else {
             return;
         };
-        let local = Arc::new(Store::new(Zeroizing::new([9u8; 32]), 0));
-        let shared = Shared::start(&r.url(), Arc::clone(&local)).unwrap();
+        let shared = Shared::start(&r.url(), Store::new(Zeroizing::new([9u8; 32]), 0)).unwrap();
+        let local = shared.local();
         let now = chrono::Utc::now().timestamp();
         let grant = Grant {
             client_id: "https://client.example/meta".into(),
@@ -1497,7 +1513,7 @@ mod tests {
         // A new code, its key and its sealed value as the peek reads it.
         let issue = || {
             let code = shared.issue_code(&grant, now).unwrap();
-            let key = shared.key("code", &local.digest(&code));
+            let key = shared.named(&format!("code:{}", shared.hashed(&code)));
             let seen: Vec<String> = shared
                 .invoke(&shared.scripts().code_peek, &[&key], &[])
                 .unwrap();
