@@ -1,5 +1,7 @@
-"""Shared helpers: where the conformance vectors are, and writing verifier files by rename."""
+"""Shared helpers: where the conformance vectors are, writing verifier files by rename, and
+one HTTP request through an ASGI app."""
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -11,6 +13,28 @@ import pytest
 
 VECTORS = os.environ.get("MCP_VECTORS_DIR") or os.path.normpath(
     os.path.join(os.path.dirname(__file__), "..", "..", "..", "tests", "vectors", "verifier"))
+
+
+
+def asgi_request(app, raw_headers=(), body=b"", method="POST", path="/mcp"):
+    """(status, headers as a dict, body) of one HTTP request through the ASGI `app`, its
+    headers given as (name, value) bytes as they come off the wire; bounded to 10 s."""
+    sent = []
+    incoming = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive():
+        if incoming:
+            return incoming.pop(0)
+        await asyncio.sleep(3600)
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": method, "path": path, "headers": list(raw_headers)}
+    asyncio.run(asyncio.wait_for(app(scope, receive, send), 10))
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    out = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, out
 
 
 def make_key():

@@ -1,14 +1,13 @@
 """APIKeyMiddleware with access tokens beside keys, at the ASGI level: the answers of
 docs/oauth.md word for word, the metadata route, the verdict handed to the app."""
 
-import asyncio
 import json
 
 import pytest
 
 from mcp_key_verifier import APIKeyMiddleware, Verifier
 
-from conftest import make_key
+from conftest import asgi_request, make_key
 from jwtutil import METADATA_URL, RESOURCE, Keys
 
 ISSUER = "https://id.example.test/realms/mcp"
@@ -32,24 +31,8 @@ class Recorder:
 
 def call(app, headers=(), body=b"", method="POST", path="/mcp"):
     """(status, headers as a dict, body) of one HTTP request through `app`."""
-    sent = []
-    incoming = [{"type": "http.request", "body": body, "more_body": False}]
-
-    async def receive():
-        if incoming:
-            return incoming.pop(0)
-        await asyncio.sleep(3600)
-
-    async def send(message):
-        sent.append(message)
-
-    scope = {"type": "http", "method": method, "path": path,
-             "headers": [(k.lower().encode(), v.encode()) for k, v in headers]}
-    asyncio.run(app(scope, receive, send))
-    start = sent[0]
-    return (start["status"], {k.decode(): v.decode() for k, v in start["headers"]},
-            b"".join(m.get("body", b"") for m in sent[1:]))
-
+    raw = [(k.lower().encode(), v.encode()) for k, v in headers]
+    return asgi_request(app, raw, body, method, path)
 
 def tools_call(name):
     return json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",

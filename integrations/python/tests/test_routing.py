@@ -1,7 +1,6 @@
 """The routing-header vectors (tests/vectors/verifier/routing.json, MCP 2026-07-28 `Mcp-Method` /
 `Mcp-Name`) through APIKeyMiddleware with tool permissions, and the `routing` module's rules."""
 
-import asyncio
 import json
 import os
 import random
@@ -12,7 +11,7 @@ from mcp_key_verifier import APIKeyMiddleware, Verifier, needed_permissions
 from mcp_key_verifier.routing import (BadRouting, Routing, blank, body_matches, decode_name,
                                       needed_from_headers, read_routing)
 
-from conftest import VECTORS, make_key
+from conftest import VECTORS, asgi_request, make_key
 
 with open(os.path.join(VECTORS, "routing.json"), encoding="utf-8") as _fh:
     SPEC = json.load(_fh)
@@ -56,25 +55,9 @@ def raw_headers(case):
 def send_case(app, case, key, raw_body=None):
     """Runs the case through `app` with `key` (and `raw_body` for the case's body, when given);
     (status, headers dict, body)."""
-    sent = []
     body = case["body"].encode("utf-8") if raw_body is None else raw_body
-    incoming = [{"type": "http.request", "body": body, "more_body": False}]
-
-    async def receive():
-        if incoming:
-            return incoming.pop(0)
-        await asyncio.sleep(3600)
-
-    async def send(message):
-        sent.append(message)
-
-    scope = {"type": "http", "method": case["http_method"], "path": "/mcp",
-             "headers": [(b"x-api-key", key.encode())] + raw_headers(case)}
-    asyncio.run(asyncio.wait_for(app(scope, receive, send), 10))
-    start = next(m for m in sent if m["type"] == "http.response.start")
-    out = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, out
-
+    headers = [(b"x-api-key", key.encode())] + raw_headers(case)
+    return asgi_request(app, headers, body, case["http_method"])
 
 def test_the_vectors_are_there():
     assert len(SPEC["cases"]) >= 50
