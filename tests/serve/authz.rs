@@ -153,6 +153,14 @@ pub(crate) fn register(srv: &Server, redirect: &str) -> String {
     r.json()["client_id"].as_str().unwrap().to_string()
 }
 
+/// The setup, `serve` with the bridge on, and a client registered there.
+fn registered() -> (Setup, Server, String) {
+    let s = setup();
+    let srv = s.serve(&[]);
+    let client = register(&srv, REDIRECT);
+    (s, srv, client)
+}
+
 /// GET /authorize with the usual parameters, `over` replacing or adding some (an empty
 /// value removes one).
 pub(crate) fn authorize(
@@ -483,9 +491,7 @@ fn a_key_becomes_a_token_that_lasts_only_as_long_as_the_key() {
 
 #[test]
 fn authorization_requests_that_are_refused() {
-    let s = setup();
-    let srv = s.serve(&[]);
-    let client = register(&srv, REDIRECT);
+    let (_s, srv, client) = registered();
     let (_, challenge) = pkce();
     let error_of = |over: &[(&str, &str)]| {
         let back = redirected(&authorize(&srv, &client, &challenge, over));
@@ -547,9 +553,7 @@ fn authorization_requests_that_are_refused() {
 
 #[test]
 fn code_exchanges_that_are_refused() {
-    let s = setup();
-    let srv = s.serve(&[]);
-    let client = register(&srv, REDIRECT);
+    let (s, srv, client) = registered();
     let other = register(&srv, REDIRECT);
     let (verifier, challenge) = pkce();
     let f = form(&authorize(&srv, &client, &challenge, &[]));
@@ -627,9 +631,7 @@ fn code_exchanges_that_are_refused() {
 
 #[test]
 fn a_rotated_out_refresh_token_revokes_its_family() {
-    let s = setup();
-    let srv = s.serve(&[]);
-    let client = register(&srv, REDIRECT);
+    let (s, srv, client) = registered();
     let (_, t) = tokens_for(&srv, &client, &s.good.key, &[]);
     let r1 = t["refresh_token"].as_str().unwrap();
     let n = refresh(&srv, &client, r1).json();
@@ -666,9 +668,7 @@ fn a_rotated_out_refresh_token_revokes_its_family() {
 
 #[test]
 fn revocation_and_tokens_not_for_this_resource() {
-    let s = setup();
-    let srv = s.serve(&[]);
-    let client = register(&srv, REDIRECT);
+    let (s, srv, client) = registered();
     let (_, t) = tokens_for(&srv, &client, &s.good.key, &[]);
     let access = t["access_token"].as_str().unwrap();
     // Used once (and so kept verified), then revoked: refused all the same.
@@ -961,9 +961,7 @@ fn a_token_is_cut_to_its_key_and_dies_with_its_expiry() {
 
 #[test]
 fn a_state_too_long_to_keep_is_refused_without_echo() {
-    let s = setup();
-    let srv = s.serve(&[]);
-    let client = register(&srv, REDIRECT);
+    let (_s, srv, client) = registered();
     let (_, challenge) = pkce();
     let long = "s".repeat(513);
     let back = redirected(&authorize(&srv, &client, &challenge, &[("state", &long)]));
@@ -993,9 +991,7 @@ fn refresh_scoped(srv: &Server, client: &str, token: &str, scope: &str) -> Resp 
 
 #[test]
 fn a_refresh_may_narrow_its_scope_but_not_widen_it() {
-    let s = setup();
-    let srv = s.serve(&[]);
-    let client = register(&srv, REDIRECT);
+    let (s, srv, client) = registered();
     let (_, t) = tokens_for(&srv, &client, &s.good.key, &[("scope", "tools:call")]);
     let r1 = t["refresh_token"].as_str().unwrap().to_owned();
     // Wider than the grant (the key holds tools:list, the grant does not): refused, and
@@ -1018,9 +1014,7 @@ fn a_refresh_may_narrow_its_scope_but_not_widen_it() {
 
 #[test]
 fn without_a_scope_the_token_holds_what_the_key_holds_of_the_offered_scopes() {
-    let s = setup();
-    let srv = s.serve(&[]);
-    let client = register(&srv, REDIRECT);
+    let (s, srv, client) = registered();
     // No scope asked: the offered scopes (tools:call, tools:list) cut to the key's.
     let (_, t) = tokens_for(&srv, &client, &s.reader.key, &[("scope", "")]);
     assert_eq!(t["scope"], "tools:list");
@@ -1060,9 +1054,7 @@ fn a_token_lasts_an_hour_at_most() {
 
 #[test]
 fn tokens_from_before_a_restart_are_refused() {
-    let s = setup();
-    let srv = s.serve(&[]);
-    let client = register(&srv, REDIRECT);
+    let (s, srv, client) = registered();
     let (_, t) = tokens_for(&srv, &client, &s.good.key, &[]);
     let access = t["access_token"].as_str().unwrap().to_owned();
     let r = t["refresh_token"].as_str().unwrap().to_owned();
